@@ -1,0 +1,3 @@
+// Placeholder entry point until the subcommands land.
+#include <cstdio>
+int main() { std::puts("gannet"); return 0; }
