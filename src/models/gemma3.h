@@ -1,0 +1,25 @@
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "models/model.h"
+
+namespace gannet::models {
+
+class Gemma3Model final : public Model {
+ public:
+  static Result<std::unique_ptr<Model>> Load(std::shared_ptr<const GgufFile> file);
+  Result<graph::Graph> BuildGraph(int64_t n_tokens, int64_t n_outputs) const override;
+
+ private:
+  using Model::Model;
+  struct Layer {
+    graph::WeightRef attn_norm, wq, wk, wv, wo, q_norm, k_norm, post_attn_norm;
+    graph::WeightRef ffn_norm, gate, up, down, post_ffw_norm;
+  };
+  graph::WeightRef tok_embd_, output_norm_, output_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace gannet::models

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/model.h"
+
+namespace gannet::models {
+
+class LlamaModel final : public Model {
+ public:
+  // arch: "llama", "mistral", "qwen2", "qwen3" (RoPE pairing and biases follow from it).
+  static Result<std::unique_ptr<Model>> Load(std::shared_ptr<const GgufFile> file, const std::string& arch);
+  Result<graph::Graph> BuildGraph(int64_t n_tokens, int64_t n_outputs) const override;
+
+ private:
+  using Model::Model;
+  struct Layer {
+    graph::WeightRef attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, q_norm, k_norm;
+    graph::WeightRef ffn_norm, gate, up, down;
+  };
+  graph::WeightRef tok_embd_, output_norm_, output_, rope_freqs_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace gannet::models

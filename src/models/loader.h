@@ -1,0 +1,40 @@
+// Helpers shared by the architecture files: typed metadata with the architecture prefix, and
+// weight lookup with type and shape checks.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "formats/gguf.h"
+#include "graph/ir.h"
+#include "models/model.h"
+
+namespace gannet::models {
+
+class WeightLoader {
+ public:
+  WeightLoader(const GgufFile& file, std::string arch) : file_(file), arch_(std::move(arch)) {}
+
+  // "{arch}.<suffix>"
+  std::string Key(const std::string& suffix) const { return arch_ + "." + suffix; }
+
+  // A weight with ggml shape [cols, rows] (rows = 1 for vectors: pass rows = 1).
+  Result<graph::WeightRef> Get(const std::string& name, int64_t cols, int64_t rows);
+  // nullopt-like: an invalid WeightRef when absent; an error when present but malformed.
+  Result<graph::WeightRef> GetOptional(const std::string& name, int64_t cols, int64_t rows);
+  // A per-layer value that may be stored as a scalar or as an array of n_layer values.
+  Result<std::vector<int64_t>> GetPerLayer(const std::string& suffix, int64_t n_layer, std::optional<int64_t> dflt);
+
+  int64_t bytes_loaded() const { return bytes_; }
+
+ private:
+  const GgufFile& file_;
+  std::string arch_;
+  int64_t bytes_ = 0;
+};
+
+// Fills the fields every architecture shares (sizes, norms eps, RoPE, vocab) from metadata.
+Status ReadCommonConfig(const GgufFile& file, const WeightLoader& w, ModelConfig& c);
+
+}  // namespace gannet::models
