@@ -1,3 +1,57 @@
-// Placeholder entry point until the subcommands land.
+// gannet: run open LLMs fast on CPUs and serve them. Entry point: dispatches to subcommands.
 #include <cstdio>
-int main() { std::puts("gannet"); return 0; }
+#include <map>
+
+#include "cli/commands.h"
+
+namespace gannet::cli {
+
+int ReportError(const std::string& message) {
+  std::fflush(stdout);
+  std::fprintf(stderr, "gannet: error: %s\n", message.c_str());
+  return 1;
+}
+
+int ReportError(const Status& status) { return ReportError(status.message()); }
+
+Result<std::string> ReadStdin() {
+  std::string text;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) text.append(buf, n);
+  if (std::ferror(stdin)) return Status::IoError("cannot read standard input");
+  return text;
+}
+
+}  // namespace gannet::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"gannet: run open large language models fast on CPUs and serve them", "gannet"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "gannet 0.1.0");
+  std::map<CLI::App*, gannet::cli::Runner> runners;
+  auto add = [&](gannet::cli::Runner (*fn)(CLI::App&)) {
+    size_t before = app.get_subcommands({}).size();
+    gannet::cli::Runner r = fn(app);
+    auto subs = app.get_subcommands({});
+    if (subs.size() > before) runners[subs.back()] = std::move(r);
+  };
+  add(gannet::cli::AddRunCommand);
+  add(gannet::cli::AddTokenizeCommand);
+  add(gannet::cli::AddInspectCommand);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return gannet::cli::ReportError(std::string(e.what()) + " (see gannet --help)");
+  }
+  for (auto& [sub, run] : runners) {
+    if (sub->parsed()) return run();
+  }
+  return gannet::cli::ReportError("no subcommand given (see gannet --help)");
+}

@@ -1,0 +1,26 @@
+// The `gannet` subcommands. Each registers its options on a CLI11 subcommand and returns the
+// process exit code when run. Errors are printed as one line: "gannet: error: <message>".
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "base/status.h"
+
+namespace gannet::cli {
+
+// Registers the subcommand and returns a function that runs it after parsing.
+using Runner = std::function<int()>;
+Runner AddRunCommand(CLI::App& app);
+Runner AddTokenizeCommand(CLI::App& app);
+Runner AddInspectCommand(CLI::App& app);
+
+// Prints "gannet: error: <status message>" to stderr and returns 1.
+int ReportError(const Status& status);
+int ReportError(const std::string& message);
+
+// Reads all of standard input (for prompts given on stdin).
+Result<std::string> ReadStdin();
+
+}  // namespace gannet::cli
