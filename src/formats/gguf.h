@@ -27,8 +27,11 @@ enum class GgufType : int32_t {
 };
 std::string_view GgufTypeName(GgufType t);
 
-// One metadata value. Scalars are widened into one of three slots; arrays keep their element
-// type and (for large numeric arrays) point into the mapping rather than copying.
+// One metadata value. Scalars are widened into one of three slots. Arrays keep their element
+// type; their elements are not copied: numeric and bool elements stay in `raw` and strings are views,
+// both pointing into the file's bytes, so a GgufValue read from a file is valid only while that
+// GgufFile (or the bytes given to FromBytes) lives. Nested arrays (which llama.cpp rejects; gannet
+// reads them, depth-bounded) are decoded into `elems`.
 struct GgufValue {
   GgufType type = GgufType::kUint8;
   // Scalars: exactly one of these is meaningful, chosen by `type`.
@@ -38,7 +41,10 @@ struct GgufValue {
   std::string s;      // kString
   // kArray:
   GgufType elem_type = GgufType::kUint8;
-  std::vector<GgufValue> elems;  // element values (strings, numbers, or nested arrays)
+  uint64_t count = 0;                     // number of elements
+  std::span<const uint8_t> raw;           // numeric / bool elements: count * size, little-endian
+  std::vector<std::string_view> strings;  // kString elements
+  std::vector<GgufValue> elems;           // kArray elements (nested arrays)
 
   bool is_array() const { return type == GgufType::kArray; }
   bool is_integer() const;
@@ -47,9 +53,15 @@ struct GgufValue {
   std::optional<int64_t> AsInt() const;
   std::optional<uint64_t> AsUint() const;
   std::optional<double> AsDouble() const;
-  // Readable form, arrays shortened to their first `max_elems` elements: "[1, 2, 3, ... (1000 total)]".
-  std::string ToString(size_t max_elems = 8) const;
+  // Array element `index` as a scalar (or nested array) value. REQUIRES: is_array(), index < count.
+  GgufValue At(size_t index) const;
+  // Readable form, arrays shortened to their first `max_elems` elements: "[1, 2, 3, ... 1000 items]".
+  // Strings are quoted and escaped; a string longer than `max_string` bytes is cut (0 = no limit).
+  std::string ToString(size_t max_elems = 8, size_t max_string = 0) const;
 };
+
+// Size in bytes of one scalar of type t in a file; 0 for kString / kArray / unknown.
+size_t GgufScalarSize(GgufType t);
 
 struct GgufTensorInfo {
   std::string name;
@@ -78,7 +90,8 @@ class GgufFile {
   const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return kv_; }
   const GgufValue* Find(std::string_view key) const;
 
-  // Typed getters: NotFound when missing, InvalidArgument-like Corrupt when the type is wrong.
+  // Typed getters: NotFound when missing, InvalidArgument (naming the key and the actual type) when
+  // the type is wrong.
   Result<std::string> GetString(std::string_view key) const;
   Result<int64_t> GetInt(std::string_view key) const;       // any integer type
   Result<double> GetFloat(std::string_view key) const;      // any numeric type
@@ -90,8 +103,8 @@ class GgufFile {
   Result<std::string> GetStringOr(std::string_view key, std::string dflt) const;
   // Arrays.
   Result<std::vector<std::string>> GetStringArray(std::string_view key) const;
-  Result<std::vector<float>> GetFloatArray(std::string_view key) const;
-  Result<std::vector<int64_t>> GetIntArray(std::string_view key) const;
+  Result<std::vector<float>> GetFloatArray(std::string_view key) const;   // f32 or f64 elements
+  Result<std::vector<int64_t>> GetIntArray(std::string_view key) const;   // any integer elements
 
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* FindTensor(std::string_view name) const;
@@ -112,8 +125,14 @@ class GgufFile {
   std::map<std::string, size_t, std::less<>> tensor_index_;
 };
 
-// `gannet inspect`: metadata (arrays shortened) and a tensor table (name, type, shape, bytes),
-// with totals, written to `out`.
+// Limits the reader enforces beyond the format itself.
+inline constexpr size_t kGgufMaxTensorName = 63;   // llama.cpp: name length < GGML_MAX_NAME (64)
+inline constexpr int kGgufMaxArrayDepth = 8;        // nesting of arrays of arrays
+inline constexpr uint32_t kGgufDefaultAlignment = 32;
+inline constexpr uint32_t kGgufMaxDims = 4;
+
+// `gannet inspect`: a header, the metadata as "key = value" lines (arrays and long strings shortened
+// unless show_all_metadata) and a tensor table (index, name, type, shape, bytes) with totals.
 std::string FormatGgufSummary(const GgufFile& file, bool show_all_metadata);
 
 }  // namespace gannet
