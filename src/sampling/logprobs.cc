@@ -1,0 +1,68 @@
+#include "sampling/logprobs.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace gannet {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// "a ranks before b": higher logprob first, lower id on ties. A strict total order, so the top-n
+// set does not depend on the standard library's heap layout.
+bool RanksBefore(const TokenLogprob& a, const TokenLogprob& b) {
+  return a.logprob > b.logprob || (a.logprob == b.logprob && a.id < b.id);
+}
+
+}  // namespace
+
+void TopLogprobs(std::span<const float> logits, int32_t chosen, int32_t n,
+                 std::vector<TokenLogprob>& out_top, float* chosen_logprob) {
+  out_top.clear();
+  const int64_t size = static_cast<int64_t>(logits.size());
+
+  float max_logit = kNegInf;
+  for (float l : logits) {
+    if (l > max_logit) max_logit = l;  // NaN never compares greater
+  }
+  if (!(max_logit > kNegInf)) {  // nothing has a finite probability
+    if (chosen_logprob != nullptr) *chosen_logprob = kNegInf;
+    return;
+  }
+  // log-sum-exp in double: 262144 float terms summed in float would lose the small ones.
+  double sum = 0.0;
+  for (float l : logits) {
+    if (l > kNegInf) sum += std::exp(static_cast<double>(l) - max_logit);
+  }
+  const double log_z = static_cast<double>(max_logit) + std::log(sum);
+  auto logprob = [log_z](float l) { return static_cast<float>(static_cast<double>(l) - log_z); };
+
+  if (chosen_logprob != nullptr) {
+    const bool valid = chosen >= 0 && chosen < size && logits[chosen] > kNegInf;
+    *chosen_logprob = valid ? logprob(logits[chosen]) : kNegInf;
+  }
+
+  if (n <= 0) return;
+  const size_t keep = static_cast<size_t>(std::min<int64_t>(n, size));
+  // Bounded heap whose front is the worst kept entry; raw logits are compared (same order as
+  // their logprobs) and converted at the end. Scanning in id order means a later equal logit
+  // never displaces an earlier one.
+  for (int64_t id = 0; id < size; ++id) {
+    const float l = logits[id];
+    if (!(l > kNegInf)) continue;
+    const TokenLogprob entry{static_cast<int32_t>(id), l};
+    if (out_top.size() < keep) {
+      out_top.push_back(entry);
+      std::push_heap(out_top.begin(), out_top.end(), RanksBefore);
+    } else if (l > out_top.front().logprob) {
+      std::pop_heap(out_top.begin(), out_top.end(), RanksBefore);
+      out_top.back() = entry;
+      std::push_heap(out_top.begin(), out_top.end(), RanksBefore);
+    }
+  }
+  std::sort(out_top.begin(), out_top.end(), RanksBefore);
+  for (TokenLogprob& t : out_top) t.logprob = logprob(t.logprob);
+}
+
+}  // namespace gannet
