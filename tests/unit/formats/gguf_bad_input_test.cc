@@ -370,14 +370,15 @@ void UseEverything(const GgufFile& f, std::span<const uint8_t> bytes) {
   (void)FormatGgufSummary(f, false);
 }
 
-TEST(GgufBadInput, MutationFuzz) {
-  const std::vector<uint8_t> base = BaseFile();
-  std::mt19937_64 rng(12345);
+// Mutates `base` `iterations` times (seeded): random bytes, bit flips, boundary values in 4- or
+// 8-byte fields, truncations and insertions. Returns {accepted, rejected}.
+std::pair<int, int> Fuzz(const std::vector<uint8_t>& base, uint64_t seed, int iterations) {
+  std::mt19937_64 rng(seed);
   const uint64_t kInteresting[] = {0, 1, 2, 3, 4, 5, 31, 32, 33, 0x7f, 0x80, 0xff, 0xffff,
                                    0xffffffffull, uint64_t{1} << 32, uint64_t{1} << 62,
                                    uint64_t{1} << 63, ~uint64_t{0}, ~uint64_t{0} - 7};
   int accepted = 0, rejected = 0;
-  for (int iter = 0; iter < 4000; ++iter) {
+  for (int iter = 0; iter < iterations; ++iter) {
     std::vector<uint8_t> b = base;
     const int n_mut = 1 + static_cast<int>(rng() % 4);
     for (int m = 0; m < n_mut && !b.empty(); ++m) {
@@ -405,8 +406,22 @@ TEST(GgufBadInput, MutationFuzz) {
       EXPECT_FALSE(r.status().message().empty());
     }
   }
+  return {accepted, rejected};
+}
+
+TEST(GgufBadInput, MutationFuzz) {
+  auto [accepted, rejected] = Fuzz(BaseFile(), 12345, 3000);
   EXPECT_GT(rejected, 100);
   EXPECT_GT(accepted, 10);  // mutations of tensor bytes and string contents stay valid
+}
+
+TEST(GgufBadInput, MutationFuzzEveryValueType) {
+  // The gguf-py fixture has every value type and nested arrays.
+  const std::vector<uint8_t> base = testing_util::ReadAll(testing_util::FixturePath("all_types.gguf"));
+  ASSERT_FALSE(base.empty());
+  auto [accepted, rejected] = Fuzz(base, 678, 3000);
+  EXPECT_GT(rejected, 100);
+  EXPECT_GT(accepted, 10);
 }
 
 }  // namespace
