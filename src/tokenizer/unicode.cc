@@ -156,14 +156,13 @@ size_t ValidUtf8Prefix(std::string_view bytes) {
 }
 
 size_t InvalidSequenceLength(std::string_view bytes) {
-  // The valid prefix of a would-be sequence: count the bytes that passed before the failure.
-  for (size_t len = std::min<size_t>(bytes.size(), 4); len > 1; --len) {
-    if (StrictSequence(bytes.substr(0, len - 1)) == kTruncated &&
-        StrictSequence(bytes.substr(0, len)) == 0) {
-      return len - 1;
-    }
+  // The longest prefix that is still the valid beginning of a sequence is one maximal subpart.
+  size_t subpart = 0;
+  for (size_t len = 1; len <= std::min<size_t>(bytes.size(), 3); ++len) {
+    if (StrictSequence(bytes.substr(0, len)) != kTruncated) break;
+    subpart = len;
   }
-  return 1;
+  return std::max<size_t>(subpart, 1);
 }
 
 bool IsIncompleteUtf8Tail(std::string_view tail) {
