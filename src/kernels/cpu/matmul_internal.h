@@ -1,0 +1,50 @@
+// Internal to kernels/cpu: the per-ISA pieces behind MatMul (matmul.cc). Plain declarations
+// only, so files compiled for a wider ISA (*_avx2.cc) share no inline code with baseline files.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace gannet::cpu {
+
+// Tokens per tile: one weight block is unpacked once and multiplied with up to this many
+// activation rows while it sits in registers.
+inline constexpr int kMatMulTileTokens = 4;
+
+// One tile of y = W x: y[t * y_stride + o] for t < nt and o in [r0, r1).
+// w: n_out weight rows of w_row_bytes. xq: token t's activation row at xq + t * xq_stride
+// (bytes), in DotPartner(wtype) blocks, or f32 when the partner is F32.
+// REQUIRES: 1 <= nt <= kMatMulTileTokens; n_in a multiple of the weight block size.
+struct MatMulTile {
+  const uint8_t* w = nullptr;
+  size_t w_row_bytes = 0;
+  const uint8_t* xq = nullptr;
+  size_t xq_stride = 0;
+  int nt = 0;
+  int64_t n_in = 0;
+  float* y = nullptr;
+  int64_t y_stride = 0;
+};
+using MatMulTileFn = void (*)(const MatMulTile& tile, int64_t r0, int64_t r1);
+// Quantizes n activations to a dot-partner type (n a multiple of its block size).
+using QuantizeActFn = void (*)(const float* x, void* dst, int64_t n);
+
+namespace matmul_ref {
+// Scalar twin: VecDotRef per (row, token). Always available for every loadable type.
+MatMulTileFn TileKernel(DType wtype);
+// The tensor/quant reference quantizer for a partner type (Q8_0, Q8_1, Q8_K).
+QuantizeActFn Quantizer(DType partner);
+}  // namespace matmul_ref
+
+namespace avx2 {
+// REQUIRES (all): the CPU has AVX2, FMA and F16C. nullptr where there is no AVX2 kernel.
+MatMulTileFn MatMulTileKernel(DType wtype);
+// Produces exactly the bytes of the reference quantizers (assumes the default MXCSR rounding).
+QuantizeActFn MatMulQuantizer(DType partner);
+// The K-quant part of MatMulTileKernel (matmul_kquant_avx2.cc): Q4_K, Q5_K, Q6_K.
+MatMulTileFn MatMulTileKernelK(DType wtype);
+}  // namespace avx2
+
+}  // namespace gannet::cpu

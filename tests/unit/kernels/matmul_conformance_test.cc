@@ -1,0 +1,241 @@
+// MatMul on every compiled ISA against the scalar twin (tensor/quant's VecDotRef on the
+// reference-quantized activations), on odd shapes, thread counts and strides; the scalar path
+// against a plain f32 dot of the dequantized weights; the SIMD activation quantizers against
+// the reference quantizers byte for byte.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <chrono>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "base/thread_pool.h"
+#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/ops.h"
+#include "tensor/quant/quant.h"
+
+namespace gannet::cpu {
+namespace {
+
+const DType kWeightTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0,
+                              DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
+                              DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+
+struct Shape {
+  int64_t n_out, n_in, n_tokens;
+};
+
+// n_in values are multiples of the block size (32 or 256; float types take any width).
+std::vector<Shape> ShapesFor(DType t) {
+  const int64_t bs = Traits(t).block_size;
+  if (bs == 1) return {{1, 37, 1}, {7, 100, 2}, {33, 513, 5}, {255, 256, 17}, {4097, 300, 1}, {33, 2048, 17}};
+  if (bs == 32) return {{1, 32, 1}, {7, 96, 2}, {33, 512, 5}, {255, 256, 17}, {4097, 1056, 1}, {33, 2048, 17}};
+  return {{1, 256, 1}, {7, 512, 2}, {33, 512, 5}, {255, 256, 17}, {4097, 768, 1}, {33, 2304, 17}};
+}
+
+std::vector<float> RandomValues(std::mt19937& rng, int64_t n, float scale) {
+  std::normal_distribution<float> nd(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+struct Problem {
+  DType wtype;
+  Shape s;
+  std::vector<uint8_t> w;      // [n_out] rows in wtype
+  size_t w_row_bytes = 0;
+  int64_t x_stride = 0;
+  std::vector<float> x;        // [n_tokens, x_stride]
+  std::vector<float> y_ref;    // [n_tokens, n_out]: VecDotRef on reference-quantized rows
+  std::vector<float> abs_ref;  // [n_tokens, n_out]: sum |w| |x_quantized|, the scale of rounding
+  std::vector<double> y_f32;   // [n_tokens, n_out]: dequantized weights . f32 activations
+  std::vector<double> abs_f32;
+};
+
+Problem MakeProblem(DType wtype, Shape s, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Problem p;
+  p.wtype = wtype;
+  p.s = s;
+  p.w_row_bytes = static_cast<size_t>(*RowBytes(wtype, s.n_in));
+  p.w.resize(p.w_row_bytes * s.n_out);
+  std::vector<float> wf(s.n_out * s.n_in);
+  for (int64_t o = 0; o < s.n_out; ++o) {
+    const auto row = RandomValues(rng, s.n_in, 0.05f);
+    EXPECT_TRUE(QuantizeRow(wtype, row.data(), p.w.data() + o * p.w_row_bytes, s.n_in));
+    DequantizeRow(wtype, p.w.data() + o * p.w_row_bytes, wf.data() + o * s.n_in, s.n_in);
+  }
+  p.x_stride = s.n_in + 3;
+  p.x.assign(s.n_tokens * p.x_stride, std::nanf(""));  // the gaps must never be read
+  for (int64_t t = 0; t < s.n_tokens; ++t) {
+    const auto row = RandomValues(rng, s.n_in, 1.0f + static_cast<float>(t));
+    std::memcpy(p.x.data() + t * p.x_stride, row.data(), s.n_in * sizeof(float));
+  }
+  const DType partner = DotPartner(wtype);
+  std::vector<uint8_t> xq(partner == DType::kF32 ? s.n_in * 4 : *RowBytes(partner, s.n_in));
+  std::vector<float> xd(s.n_in);
+  const QuantizeActFn quant = matmul_ref::Quantizer(partner);
+  p.y_ref.resize(s.n_tokens * s.n_out);
+  p.abs_ref.resize(s.n_tokens * s.n_out);
+  p.y_f32.resize(s.n_tokens * s.n_out);
+  p.abs_f32.resize(s.n_tokens * s.n_out);
+  for (int64_t t = 0; t < s.n_tokens; ++t) {
+    const float* xt = p.x.data() + t * p.x_stride;
+    if (quant != nullptr) {
+      quant(xt, xq.data(), s.n_in);
+      DequantizeRow(partner, xq.data(), xd.data(), s.n_in);
+    } else {
+      std::memcpy(xq.data(), xt, s.n_in * sizeof(float));
+      std::memcpy(xd.data(), xt, s.n_in * sizeof(float));
+    }
+    for (int64_t o = 0; o < s.n_out; ++o) {
+      const float* wr = wf.data() + o * s.n_in;
+      double a_ref = 0, dot = 0, a_f32 = 0;
+      for (int64_t i = 0; i < s.n_in; ++i) {
+        a_ref += std::fabs(double{wr[i]} * xd[i]);
+        dot += double{wr[i]} * xt[i];
+        a_f32 += std::fabs(double{wr[i]} * xt[i]);
+      }
+      p.y_ref[t * s.n_out + o] = VecDotRef(wtype, p.w.data() + o * p.w_row_bytes, xq.data(), s.n_in);
+      p.abs_ref[t * s.n_out + o] = static_cast<float>(a_ref);
+      p.y_f32[t * s.n_out + o] = dot;
+      p.abs_f32[t * s.n_out + o] = a_f32;
+    }
+  }
+  return p;
+}
+
+// Runs MatMul with a padded output ([n_tokens, n_out + 5]); checks the padding stays untouched.
+std::vector<float> RunMatMul(const Problem& p, ThreadPool& pool, Isa isa) {
+  const Shape& s = p.s;
+  const int64_t y_stride = s.n_out + 5;
+  std::vector<float> y(s.n_tokens * y_stride, -12345.0f);
+  std::vector<uint8_t> scratch(MatMulScratchBytes(p.wtype, s.n_in, s.n_tokens) + 1);
+  MatMulArgs a;
+  a.wtype = p.wtype;
+  a.w = p.w.data();
+  a.n_out = s.n_out;
+  a.n_in = s.n_in;
+  a.x = p.x.data();
+  a.x_stride = p.x_stride;
+  a.n_tokens = s.n_tokens;
+  a.y = y.data();
+  a.y_stride = y_stride;
+  a.scratch = scratch.data();
+  MatMul(pool, a, isa);
+  std::vector<float> out(s.n_tokens * s.n_out);
+  for (int64_t t = 0; t < s.n_tokens; ++t) {
+    for (int64_t o = 0; o < y_stride; ++o) {
+      if (o < s.n_out) {
+        out[t * s.n_out + o] = y[t * y_stride + o];
+      } else {
+        EXPECT_EQ(y[t * y_stride + o], -12345.0f) << "padding written at token " << t;
+      }
+    }
+  }
+  return out;
+}
+
+// Pools shared by all tests. The pause after construction lets the workers start before the
+// first Run: base/thread_pool.cc reads a worker's first generation when the thread starts, so a
+// Run issued before that can be missed and Run then waits forever.
+ThreadPool& Pool(int n_threads) {
+  static ThreadPool* pools[4] = {};
+  if (pools[n_threads] == nullptr) {
+    pools[n_threads] = new ThreadPool(n_threads);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return *pools[n_threads];
+}
+
+class MatMulConformance : public testing::TestWithParam<DType> {};
+
+TEST_P(MatMulConformance, EveryIsaMatchesScalarTwin) {
+  const DType wtype = GetParam();
+  Isa isas[3];
+  const int n_isas = AvailableIsas(isas);
+  ThreadPool& pool1 = Pool(1);
+  ThreadPool& pool3 = Pool(3);
+  uint32_t seed = 100;
+  for (const Shape& s : ShapesFor(wtype)) {
+    const Problem p = MakeProblem(wtype, s, seed++);
+    for (int k = 0; k < n_isas; ++k) {
+      for (ThreadPool* pool : {&pool1, &pool3}) {
+        const std::vector<float> y = RunMatMul(p, *pool, isas[k]);
+        int bad = 0;
+        for (size_t i = 0; i < y.size() && bad < 3; ++i) {
+          // Same integer block sums; only the f32 order of the scaled sums differs.
+          const double tol = 2e-6 * p.abs_ref[i] + 1e-30;
+          if (!(std::fabs(double{y[i]} - p.y_ref[i]) <= tol)) {
+            ++bad;
+            ADD_FAILURE() << DTypeName(wtype) << " " << IsaName(isas[k]) << " threads "
+                          << pool->size() << " shape " << s.n_out << "x" << s.n_in << "x"
+                          << s.n_tokens << " [" << i / s.n_out << ", " << i % s.n_out
+                          << "]: got " << y[i] << " want " << p.y_ref[i] << " tol " << tol;
+          }
+        }
+      }
+    }
+    // The scalar path against exact f32 arithmetic: only activation rounding separates them
+    // (Q8 codes: at most half a step of amax/127 per value, random in sign).
+    const std::vector<float> y = RunMatMul(p, pool3, Isa::kScalar);
+    const double rel = Traits(DotPartner(wtype)).is_quantized ? 0.01 : 1e-5;
+    for (size_t i = 0; i < y.size(); ++i) {
+      ASSERT_LE(std::fabs(double{y[i]} - p.y_f32[i]), rel * p.abs_f32[i] + 1e-6)
+          << DTypeName(wtype) << " shape " << s.n_out << "x" << s.n_in << "x" << s.n_tokens;
+    }
+  }
+}
+
+std::string TypeName(const testing::TestParamInfo<DType>& info) {
+  return std::string(DTypeName(info.param));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, MatMulConformance, testing::ValuesIn(kWeightTypes), TypeName);
+
+TEST(MatMulQuantizers, SimdBytesEqualReference) {
+  Isa isas[3];
+  const int n_isas = AvailableIsas(isas);
+  bool have_avx2 = false;
+  for (int k = 0; k < n_isas; ++k) have_avx2 |= isas[k] == Isa::kAvx2;
+  if (!have_avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(7);
+  const int64_t n = 256 * 16;
+  std::vector<float> x = RandomValues(rng, n, 1.0f);
+  // Ties: amax 127 makes the Q8_0 step exactly 1, so k + 0.5 are exact ties for roundf; the Q8_K
+  // scale -127 / max is -1 there, so they are ties for round-half-even too.
+  for (int i = 0; i < 256; ++i) x[i] = static_cast<float>(i % 64) - 31.5f;
+  x[0] = 127.0f;
+  x[32] = -127.0f;
+  x[64] = 127.0f;
+  x[96] = -127.0f;
+  for (int i = 256; i < 512; ++i) x[i] = 0.0f;  // zero super-block
+  x[512] = -3.0f;                               // equal magnitudes: the first one's sign wins
+  x[600] = 3.0f;
+  for (int i = 513; i < 768; ++i) if (i != 600) x[i] = 0.25f * static_cast<float>(i % 7);
+  for (DType partner : {DType::kQ8_0, DType::kQ8_1, DType::kQ8_K}) {
+    const size_t bytes = static_cast<size_t>(*RowBytes(partner, n));
+    std::vector<uint8_t> ref(bytes, 0x11), simd(bytes, 0x22);
+    matmul_ref::Quantizer(partner)(x.data(), ref.data(), n);
+    avx2::MatMulQuantizer(partner)(x.data(), simd.data(), n);
+    for (size_t i = 0; i < bytes; ++i) {
+      ASSERT_EQ(int{simd[i]}, int{ref[i]}) << DTypeName(partner) << " byte " << i;
+    }
+  }
+}
+
+TEST(MatMul, ScratchBytes) {
+  EXPECT_EQ(MatMulScratchBytes(DType::kF32, 100, 3), 0u);
+  EXPECT_EQ(MatMulScratchBytes(DType::kF16, 64, 3), 0u);
+  EXPECT_EQ(MatMulScratchBytes(DType::kQ4_0, 64, 3), 3u * 2 * 34);
+  EXPECT_EQ(MatMulScratchBytes(DType::kQ5_1, 64, 2), 2u * 2 * 36);
+  EXPECT_EQ(MatMulScratchBytes(DType::kQ6_K, 512, 5), 5u * 2 * 292);
+}
+
+}  // namespace
+}  // namespace gannet::cpu
