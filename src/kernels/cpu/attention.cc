@@ -1,0 +1,126 @@
+// Attention over a block-paged f16 KV cache: work split, dispatch, and the scalar kernel.
+//
+// The kernel follows FlashAttention's online softmax (Dao et al. 2022, section 3.1; Milakov &
+// Gimelshein 2018): keys are visited in tiles; per query head a running maximum m and running
+// sum l rescale the partial output when a larger score appears, so no [n_tokens, n_kv] score
+// matrix is ever formed and the output row itself is the accumulator.
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/ops_internal.h"
+#include "tensor/fp16.h"
+
+namespace gannet::cpu {
+namespace scalar {
+namespace {
+
+constexpr int64_t kTile = 32;
+
+}  // namespace
+
+void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, int n_heads) {
+  const int64_t d = a.head_dim;
+  const int64_t row_elems = a.n_kv_head * d;
+  const int64_t pos = a.q_pos[t];
+  const int64_t lo = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
+  const int64_t hi = std::min<int64_t>(pos, a.n_kv - 1);  // inclusive
+
+  const float* q[kAttentionMaxHeads];
+  float* o[kAttentionMaxHeads];
+  float m[kAttentionMaxHeads], l[kAttentionMaxHeads];
+  float w[kAttentionMaxHeads][kTile];  // scores, then softmax weights, of the current tile
+  for (int j = 0; j < n_heads; ++j) {
+    q[j] = a.q + t * a.q_stride + (h_begin + j) * d;
+    o[j] = a.out + t * a.out_stride + (h_begin + j) * d;
+    std::fill(o[j], o[j] + d, 0.0f);
+    m[j] = -INFINITY;
+    l[j] = 0.0f;
+  }
+  const int64_t bs = a.kv.block_size;
+  const uint16_t* k_rows[kTile];
+  const uint16_t* v_rows[kTile];
+  for (int64_t p0 = lo; p0 <= hi; p0 += kTile) {
+    const int64_t n = std::min(kTile, hi + 1 - p0);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t p = p0 + i;
+      const int64_t off = (p % bs) * row_elems + kvh * d;
+      k_rows[i] = a.kv.k_blocks[p / bs] + off;
+      v_rows[i] = a.kv.v_blocks[p / bs] + off;
+    }
+    // Scores: each K row is converted once and shared by the group's query heads.
+    for (int64_t i = 0; i < n; ++i) {
+      float acc[kAttentionMaxHeads] = {};
+      for (int64_t e = 0; e < d; ++e) {
+        const float k = F16ToF32(k_rows[i][e]);
+        for (int j = 0; j < n_heads; ++j) acc[j] += q[j][e] * k;
+      }
+      for (int j = 0; j < n_heads; ++j) w[j][i] = acc[j] * a.scale;
+    }
+    // Online softmax update, then o = o * correction + sum_i w_i V_i.
+    for (int j = 0; j < n_heads; ++j) {
+      float tile_max = w[j][0];
+      for (int64_t i = 1; i < n; ++i) tile_max = std::max(tile_max, w[j][i]);
+      const float m_new = std::max(m[j], tile_max);
+      const float corr = std::exp(m[j] - m_new);
+      float sum = 0.0f;
+      for (int64_t i = 0; i < n; ++i) {
+        w[j][i] = std::exp(w[j][i] - m_new);
+        sum += w[j][i];
+      }
+      l[j] = l[j] * corr + sum;
+      m[j] = m_new;
+      if (corr != 1.0f) {
+        for (int64_t e = 0; e < d; ++e) o[j][e] *= corr;
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t e = 0; e < d; ++e) {
+        const float v = F16ToF32(v_rows[i][e]);
+        for (int j = 0; j < n_heads; ++j) o[j][e] += w[j][i] * v;
+      }
+    }
+  }
+  for (int j = 0; j < n_heads; ++j) {
+    if (l[j] == 0.0f) continue;  // no visible key: the row stays zero
+    const float inv = 1.0f / l[j];
+    for (int64_t e = 0; e < d; ++e) o[j][e] *= inv;
+  }
+}
+
+}  // namespace scalar
+
+void Attention(ThreadPool& pool, const AttentionArgs& a, Isa isa) {
+  if (a.n_tokens <= 0 || a.n_head <= 0) return;
+  const AttentionItemFn item_fn =
+      isa == Isa::kScalar ? &scalar::AttentionItem : &avx2::AttentionItem;
+  const int64_t group = a.n_head / a.n_kv_head;
+  const int64_t n_pairs = a.n_tokens * a.n_kv_head;
+  const int n_threads = pool.size();
+  // Heads per work item: a whole GQA group (each K/V row loaded once per token), split further
+  // only when there are fewer (token, kv head) pairs than threads, as in decode with one kv
+  // head, so that every thread has a share.
+  int64_t per_item = group;
+  if (n_pairs < n_threads) {
+    const int64_t splits = std::min<int64_t>(group, (n_threads + n_pairs - 1) / n_pairs);
+    per_item = (group + splits - 1) / splits;
+  }
+  per_item = std::min<int64_t>(per_item, kAttentionMaxHeads);
+  const int64_t subs = (group + per_item - 1) / per_item;
+  const int64_t n_items = n_pairs * subs;
+  // Items are dealt round-robin: with causal masking later tokens cost more, so contiguous
+  // chunks would leave the first thread idle early in prefill.
+  pool.Run([&](int ti, int nt) {
+    for (int64_t it = ti; it < n_items; it += nt) {
+      const int64_t sub = it % subs;
+      const int64_t pair = it / subs;
+      const int64_t t = pair / a.n_kv_head;
+      const int64_t kvh = pair % a.n_kv_head;
+      const int64_t h_begin = kvh * group + sub * per_item;
+      const int64_t nh = std::min(per_item, group - sub * per_item);
+      item_fn(a, t, kvh, h_begin, static_cast<int>(nh));
+    }
+  });
+}
+
+}  // namespace gannet::cpu

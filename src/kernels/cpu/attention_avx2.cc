@@ -1,0 +1,192 @@
+// AVX2 + FMA + F16C attention kernel (one work item; the split and dispatch are in
+// attention.cc). Same online-softmax algorithm as scalar::AttentionItem; K and V rows are
+// converted from f16 with vcvtph2ps as they are loaded, once per row for all the item's heads.
+//
+// Compiled with -mavx2 -mfma -mf16c: everything used here is local (internal linkage) or a
+// compiler builtin, never an inline function from a shared header (see ops_internal.h).
+#include <immintrin.h>
+
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/ops_internal.h"
+
+namespace gannet::cpu::avx2 {
+namespace {
+
+constexpr int64_t kTile = 32;
+
+inline float HSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline __m256 LoadF16(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+inline float F16One(uint16_t h) { return _cvtsh_ss(h); }
+
+// e^x for x <= 0 (softmax weights): Cody-Waite reduction x = n ln2 + r and a degree-6
+// polynomial for e^r on |r| <= ln2/2 (Cephes expf coefficients); relative error ~2e-7.
+// Inputs below -87 return e^-87 (~1.6e-38), not 0, which no softmax sum can notice.
+inline __m256 ExpNonPositive(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// NH query heads share one kv head. U independent accumulator sets hide FMA latency when the
+// group is small (U * NH <= 8 keeps every accumulator in a register).
+template <int NH>
+void Item(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin) {
+  constexpr int U = NH <= 2 ? 4 : (NH <= 4 ? 2 : 1);
+  const int64_t d = a.head_dim;
+  const int64_t d8 = d & ~int64_t{7};
+  const int64_t du = d - d % (8 * U);
+  const int64_t row_elems = a.n_kv_head * d;
+  const int64_t pos = a.q_pos[t];
+  int64_t lo = 0;
+  if (a.window > 0 && pos - a.window + 1 > 0) lo = pos - a.window + 1;
+  const int64_t hi = pos < a.n_kv - 1 ? pos : a.n_kv - 1;  // inclusive
+
+  const float* q[NH];
+  float* o[NH];
+  float m[NH], l[NH];
+  alignas(32) float w[NH][kTile] = {};  // lanes past n stay finite
+  for (int j = 0; j < NH; ++j) {
+    q[j] = a.q + t * a.q_stride + (h_begin + j) * d;
+    o[j] = a.out + t * a.out_stride + (h_begin + j) * d;
+    for (int64_t e = 0; e < d; ++e) o[j][e] = 0.0f;
+    m[j] = -__builtin_inff();
+    l[j] = 0.0f;
+  }
+  const int64_t bs = a.kv.block_size;
+  const uint16_t* k_rows[kTile];
+  const uint16_t* v_rows[kTile];
+  for (int64_t p0 = lo; p0 <= hi; p0 += kTile) {
+    const int64_t n = hi + 1 - p0 < kTile ? hi + 1 - p0 : kTile;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t p = p0 + i;
+      const int64_t off = (p % bs) * row_elems + kvh * d;
+      k_rows[i] = a.kv.k_blocks[p / bs] + off;
+      v_rows[i] = a.kv.v_blocks[p / bs] + off;
+    }
+    // Scores q_j . K_i.
+    for (int64_t i = 0; i < n; ++i) {
+      const uint16_t* kr = k_rows[i];
+      __m256 acc[U][NH];
+      for (int u = 0; u < U; ++u)
+        for (int j = 0; j < NH; ++j) acc[u][j] = _mm256_setzero_ps();
+      int64_t e = 0;
+      for (; e < du; e += 8 * U) {
+        for (int u = 0; u < U; ++u) {
+          const __m256 k = LoadF16(kr + e + 8 * u);
+          for (int j = 0; j < NH; ++j)
+            acc[u][j] = _mm256_fmadd_ps(_mm256_loadu_ps(q[j] + e + 8 * u), k, acc[u][j]);
+        }
+      }
+      for (; e < d8; e += 8) {
+        const __m256 k = LoadF16(kr + e);
+        for (int j = 0; j < NH; ++j)
+          acc[0][j] = _mm256_fmadd_ps(_mm256_loadu_ps(q[j] + e), k, acc[0][j]);
+      }
+      for (int j = 0; j < NH; ++j) {
+        __m256 sum = acc[0][j];
+        for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[u][j]);
+        float s = HSum(sum);
+        for (int64_t r = d8; r < d; ++r) s += q[j][r] * F16One(kr[r]);
+        w[j][i] = s * a.scale;
+      }
+    }
+    // Online softmax: new running max, correction of the old partial sums, tile weights.
+    __m256 corr[NH];
+    for (int j = 0; j < NH; ++j) {
+      float tile_max = w[j][0];
+      for (int64_t i = 1; i < n; ++i) tile_max = w[j][i] > tile_max ? w[j][i] : tile_max;
+      const float m_new = m[j] > tile_max ? m[j] : tile_max;
+      const float c = __builtin_expf(m[j] - m_new);
+      const __m256 mv = _mm256_set1_ps(m_new);
+      for (int64_t i = 0; i < n; i += 8) {
+        _mm256_store_ps(&w[j][i], ExpNonPositive(_mm256_sub_ps(_mm256_load_ps(&w[j][i]), mv)));
+      }
+      float sum = 0.0f;
+      for (int64_t i = 0; i < n; ++i) sum += w[j][i];
+      l[j] = l[j] * c + sum;
+      m[j] = m_new;
+      corr[j] = _mm256_set1_ps(c);
+    }
+    // o_j = o_j * corr_j + sum_i w_j[i] V_i, U chunks of 8 dims at a time.
+    int64_t e = 0;
+    for (; e < du; e += 8 * U) {
+      __m256 acc[U][NH];
+      for (int u = 0; u < U; ++u)
+        for (int j = 0; j < NH; ++j)
+          acc[u][j] = _mm256_mul_ps(_mm256_loadu_ps(o[j] + e + 8 * u), corr[j]);
+      for (int64_t i = 0; i < n; ++i) {
+        __m256 v[U];
+        for (int u = 0; u < U; ++u) v[u] = LoadF16(v_rows[i] + e + 8 * u);
+        for (int j = 0; j < NH; ++j) {
+          const __m256 wi = _mm256_broadcast_ss(&w[j][i]);
+          for (int u = 0; u < U; ++u) acc[u][j] = _mm256_fmadd_ps(wi, v[u], acc[u][j]);
+        }
+      }
+      for (int u = 0; u < U; ++u)
+        for (int j = 0; j < NH; ++j) _mm256_storeu_ps(o[j] + e + 8 * u, acc[u][j]);
+    }
+    for (; e < d8; e += 8) {
+      __m256 acc[NH];
+      for (int j = 0; j < NH; ++j) acc[j] = _mm256_mul_ps(_mm256_loadu_ps(o[j] + e), corr[j]);
+      for (int64_t i = 0; i < n; ++i) {
+        const __m256 v = LoadF16(v_rows[i] + e);
+        for (int j = 0; j < NH; ++j)
+          acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&w[j][i]), v, acc[j]);
+      }
+      for (int j = 0; j < NH; ++j) _mm256_storeu_ps(o[j] + e, acc[j]);
+    }
+    for (; e < d; ++e) {
+      for (int j = 0; j < NH; ++j) {
+        float acc = o[j][e] * _mm256_cvtss_f32(corr[j]);
+        for (int64_t i = 0; i < n; ++i) acc += w[j][i] * F16One(v_rows[i][e]);
+        o[j][e] = acc;
+      }
+    }
+  }
+  for (int j = 0; j < NH; ++j) {
+    if (l[j] == 0.0f) continue;  // no visible key: the row stays zero
+    const float inv = 1.0f / l[j];
+    const __m256 iv = _mm256_set1_ps(inv);
+    int64_t e = 0;
+    for (; e < d8; e += 8) _mm256_storeu_ps(o[j] + e, _mm256_mul_ps(_mm256_loadu_ps(o[j] + e), iv));
+    for (; e < d; ++e) o[j][e] *= inv;
+  }
+}
+
+}  // namespace
+
+void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, int n_heads) {
+  switch (n_heads) {
+    case 1: return Item<1>(a, t, kvh, h_begin);
+    case 2: return Item<2>(a, t, kvh, h_begin);
+    case 3: return Item<3>(a, t, kvh, h_begin);
+    case 4: return Item<4>(a, t, kvh, h_begin);
+    case 5: return Item<5>(a, t, kvh, h_begin);
+    case 6: return Item<6>(a, t, kvh, h_begin);
+    case 7: return Item<7>(a, t, kvh, h_begin);
+    default: return Item<8>(a, t, kvh, h_begin);
+  }
+}
+
+}  // namespace gannet::cpu::avx2

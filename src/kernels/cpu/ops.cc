@@ -1,0 +1,109 @@
+// Row-wise and element-wise CPU ops: ISA dispatch and the ops that have one portable version
+// (RoPE, StoreKv, GetRows, Scale). The scalar target of a dispatched op is its reference twin.
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "base/status.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/ops_internal.h"
+#include "kernels/cpu/ref.h"
+#include "tensor/fp16.h"
+#include "tensor/quant/quant.h"
+
+namespace gannet::cpu {
+
+void RmsNorm(const float* x, int64_t x_stride, const float* w, float eps, int64_t n_rows,
+             int64_t n_cols, float* out, int64_t out_stride, Isa isa) {
+  if (isa == Isa::kScalar) {
+    ref::RmsNorm(x, x_stride, w, eps, n_rows, n_cols, out, out_stride);
+  } else {
+    avx2::RmsNorm(x, x_stride, w, eps, n_rows, n_cols, out, out_stride);
+  }
+}
+
+void Glu(GluAct act, const float* gate, const float* up, int64_t n, float* out, Isa isa) {
+  if (isa == Isa::kScalar) {
+    ref::Glu(act, gate, up, n, out);
+  } else {
+    avx2::Glu(act, gate, up, n, out);
+  }
+}
+
+void Add(const float* a, const float* b, int64_t n, float* out, Isa isa) {
+  if (isa == Isa::kScalar) {
+    ref::Add(a, b, n, out);
+  } else {
+    avx2::Add(a, b, n, out);
+  }
+}
+
+void Scale(float* x, int64_t n, float s) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+void Rope(const RopeArgs& a) {
+  const int64_t half = a.n_rot / 2;
+  const float theta_scale = std::pow(a.base, -2.0f / static_cast<float>(a.n_rot));
+  float corr[2] = {0.0f, 0.0f};
+  if (a.ext_factor != 0.0f) {
+    ref::RopeYarnCorrDims(a.n_rot, a.n_ctx_orig, a.base, a.beta_fast, a.beta_slow, corr);
+  }
+  const float yarn_mscale =
+      a.ext_factor != 0.0f ? a.attn_factor * (1.0f + 0.1f * std::log(1.0f / a.freq_scale))
+                           : a.attn_factor;
+  const bool neox = a.mode == RopeMode::kNeox;
+  for (int64_t t = 0; t < a.n_tokens; ++t) {
+    float* xt = a.x + t * a.x_stride;
+    // theta_i = pos * theta_scale^i by repeated f32 multiplication, as ggml_rope_cache_init.
+    float theta = static_cast<float>(a.pos[t]);
+    for (int64_t i = 0; i < half; ++i, theta *= theta_scale) {
+      const float theta_extrap = a.freq_factors ? theta / a.freq_factors[i] : theta;
+      const float theta_interp = a.freq_scale * theta_extrap;
+      float th = theta_interp;
+      if (a.ext_factor != 0.0f) {  // YaRN: blend interpolation and extrapolation per pair
+        const float y = (static_cast<float>(i) - corr[0]) / std::max(0.001f, corr[1] - corr[0]);
+        const float mix = (1.0f - std::min(1.0f, std::max(0.0f, y))) * a.ext_factor;
+        th = theta_interp * (1.0f - mix) + theta_extrap * mix;
+      }
+      const float c = std::cos(th) * yarn_mscale;
+      const float s = std::sin(th) * yarn_mscale;
+      const int64_t i0 = neox ? i : 2 * i;
+      const int64_t i1 = neox ? i + half : 2 * i + 1;
+      for (int64_t h = 0; h < a.n_heads; ++h) {
+        float* x = xt + h * a.head_dim;
+        const float x0 = x[i0], x1 = x[i1];
+        x[i0] = x0 * c - x1 * s;
+        x[i1] = x0 * s + x1 * c;
+      }
+    }
+  }
+}
+
+void StoreKv(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t n_tokens,
+             int64_t row_elems, const int32_t* pos, uint16_t* const* k_blocks,
+             uint16_t* const* v_blocks, int64_t block_size) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int64_t p = pos[t];
+    const int64_t off = (p % block_size) * row_elems;
+    uint16_t* kd = k_blocks[p / block_size] + off;
+    uint16_t* vd = v_blocks[p / block_size] + off;
+    const float* ks = k + t * k_stride;
+    const float* vs = v + t * v_stride;
+    for (int64_t i = 0; i < row_elems; ++i) kd[i] = F32ToF16(ks[i]);
+    for (int64_t i = 0; i < row_elems; ++i) vd[i] = F32ToF16(vs[i]);
+  }
+}
+
+void GetRows(DType wtype, const void* w, int64_t n_cols, const int32_t* ids, int64_t n_ids,
+             float* out, int64_t out_stride) {
+  const std::optional<int64_t> row_bytes = RowBytes(wtype, n_cols);
+  GANNET_CHECK(row_bytes.has_value());
+  const auto* base = static_cast<const uint8_t*>(w);
+  for (int64_t i = 0; i < n_ids; ++i) {
+    DequantizeRow(wtype, base + static_cast<int64_t>(ids[i]) * *row_bytes, out + i * out_stride,
+                  n_cols);
+  }
+}
+
+}  // namespace gannet::cpu

@@ -1,0 +1,127 @@
+// AVX2 + FMA versions of the row-wise and element-wise ops (dispatch in ops.cc).
+//
+// Compiled with -mavx2 -mfma -mf16c: everything used here is local (internal linkage) or a
+// compiler builtin, never an inline function from a shared header (see ops_internal.h).
+#include <immintrin.h>
+
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/ops_internal.h"
+
+namespace gannet::cpu::avx2 {
+namespace {
+
+inline float HSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// e^x with x clamped to [-87, 88] (results stay normal and finite): Cody-Waite reduction and
+// the Cephes expf polynomial, relative error ~2e-7.
+inline __m256 Exp(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// act(g) = g * sigmoid(z): SiLU has z = g; the tanh GELU has z = 2 sqrt(2/pi) (g + 0.044715 g^3),
+// since 0.5 (1 + tanh(y)) = 1 / (1 + e^-2y). This form has no cancellation for negative g.
+template <GluAct kAct>
+inline __m256 Act(__m256 g) {
+  __m256 z = g;
+  if constexpr (kAct == GluAct::kGeluTanh) {
+    const __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(g, g), g);
+    z = _mm256_mul_ps(_mm256_set1_ps(2.0f * 0.7978845608028654f),
+                      _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), g3, g));
+  }
+  const __m256 e = Exp(_mm256_sub_ps(_mm256_setzero_ps(), z));
+  return _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+template <GluAct kAct>
+void GluImpl(const float* gate, const float* up, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 r = _mm256_mul_ps(Act<kAct>(_mm256_loadu_ps(gate + i)), _mm256_loadu_ps(up + i));
+    _mm256_storeu_ps(out + i, r);
+  }
+  if (i < n) {  // tail through a padded vector, so every element takes the same arithmetic
+    alignas(32) float g[8] = {}, u[8] = {}, r[8];
+    for (int64_t k = 0; k < n - i; ++k) {
+      g[k] = gate[i + k];
+      u[k] = up[i + k];
+    }
+    _mm256_store_ps(r, _mm256_mul_ps(Act<kAct>(_mm256_load_ps(g)), _mm256_load_ps(u)));
+    for (int64_t k = 0; k < n - i; ++k) out[i + k] = r[k];
+  }
+}
+
+}  // namespace
+
+void RmsNorm(const float* x, int64_t x_stride, const float* w, float eps, int64_t n_rows,
+             int64_t n_cols, float* out, int64_t out_stride) {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const float* xr = x + r * x_stride;
+    float* o = out + r * out_stride;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n_cols; i += 32) {
+      for (int u = 0; u < 4; ++u) {
+        const __m256 v = _mm256_loadu_ps(xr + i + 8 * u);
+        acc[u] = _mm256_fmadd_ps(v, v, acc[u]);
+      }
+    }
+    for (; i + 8 <= n_cols; i += 8) {
+      const __m256 v = _mm256_loadu_ps(xr + i);
+      acc[0] = _mm256_fmadd_ps(v, v, acc[0]);
+    }
+    float sum = HSum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n_cols; ++i) sum += xr[i] * xr[i];
+    const float mean = sum / static_cast<float>(n_cols);
+    const float inv = 1.0f / _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(mean + eps)));
+    const __m256 iv = _mm256_set1_ps(inv);
+    i = 0;
+    if (w) {
+      for (; i + 8 <= n_cols; i += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(xr + i), iv);
+        _mm256_storeu_ps(o + i, _mm256_mul_ps(v, _mm256_loadu_ps(w + i)));
+      }
+      for (; i < n_cols; ++i) o[i] = xr[i] * inv * w[i];
+    } else {
+      for (; i + 8 <= n_cols; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(xr + i), iv));
+      for (; i < n_cols; ++i) o[i] = xr[i] * inv;
+    }
+  }
+}
+
+void Glu(GluAct act, const float* gate, const float* up, int64_t n, float* out) {
+  if (act == GluAct::kGeluTanh) {
+    GluImpl<GluAct::kGeluTanh>(gate, up, n, out);
+  } else {
+    GluImpl<GluAct::kSilu>(gate, up, n, out);
+  }
+}
+
+void Add(const float* a, const float* b, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+  }
+  for (; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+}  // namespace gannet::cpu::avx2
