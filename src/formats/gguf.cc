@@ -440,7 +440,8 @@ Result<int64_t> GgufFile::GetInt(std::string_view key) const {
   if (!v->is_integer()) return WrongType(key, "an integer", *v);
   std::optional<int64_t> x = v->AsInt();
   if (!x) {
-    return Status::OutOfRange("metadata key " + Quote(key) + " = " + v->ToString() + " does not fit in int64");
+    return Status::OutOfRange("metadata key " + Quote(key) + " = " + v->ToString() +
+                              " does not fit in int64");
   }
   return *x;
 }

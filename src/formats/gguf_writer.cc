@@ -124,16 +124,36 @@ void GgufWriter::SetEncoded(std::string_view key, std::vector<uint8_t> encoded) 
   kv_.emplace_back(std::string(key), std::move(encoded));
 }
 
-void GgufWriter::SetUint8(std::string_view key, uint8_t v) { SetEncoded(key, EncodeScalar(GgufType::kUint8, v)); }
-void GgufWriter::SetInt8(std::string_view key, int8_t v) { SetEncoded(key, EncodeScalar(GgufType::kInt8, v)); }
-void GgufWriter::SetUint16(std::string_view key, uint16_t v) { SetEncoded(key, EncodeScalar(GgufType::kUint16, v)); }
-void GgufWriter::SetInt16(std::string_view key, int16_t v) { SetEncoded(key, EncodeScalar(GgufType::kInt16, v)); }
-void GgufWriter::SetUint32(std::string_view key, uint32_t v) { SetEncoded(key, EncodeScalar(GgufType::kUint32, v)); }
-void GgufWriter::SetInt32(std::string_view key, int32_t v) { SetEncoded(key, EncodeScalar(GgufType::kInt32, v)); }
-void GgufWriter::SetUint64(std::string_view key, uint64_t v) { SetEncoded(key, EncodeScalar(GgufType::kUint64, v)); }
-void GgufWriter::SetInt64(std::string_view key, int64_t v) { SetEncoded(key, EncodeScalar(GgufType::kInt64, v)); }
-void GgufWriter::SetFloat32(std::string_view key, float v) { SetEncoded(key, EncodeScalar(GgufType::kFloat32, v)); }
-void GgufWriter::SetFloat64(std::string_view key, double v) { SetEncoded(key, EncodeScalar(GgufType::kFloat64, v)); }
+void GgufWriter::SetUint8(std::string_view key, uint8_t v) {
+  SetEncoded(key, EncodeScalar(GgufType::kUint8, v));
+}
+void GgufWriter::SetInt8(std::string_view key, int8_t v) {
+  SetEncoded(key, EncodeScalar(GgufType::kInt8, v));
+}
+void GgufWriter::SetUint16(std::string_view key, uint16_t v) {
+  SetEncoded(key, EncodeScalar(GgufType::kUint16, v));
+}
+void GgufWriter::SetInt16(std::string_view key, int16_t v) {
+  SetEncoded(key, EncodeScalar(GgufType::kInt16, v));
+}
+void GgufWriter::SetUint32(std::string_view key, uint32_t v) {
+  SetEncoded(key, EncodeScalar(GgufType::kUint32, v));
+}
+void GgufWriter::SetInt32(std::string_view key, int32_t v) {
+  SetEncoded(key, EncodeScalar(GgufType::kInt32, v));
+}
+void GgufWriter::SetUint64(std::string_view key, uint64_t v) {
+  SetEncoded(key, EncodeScalar(GgufType::kUint64, v));
+}
+void GgufWriter::SetInt64(std::string_view key, int64_t v) {
+  SetEncoded(key, EncodeScalar(GgufType::kInt64, v));
+}
+void GgufWriter::SetFloat32(std::string_view key, float v) {
+  SetEncoded(key, EncodeScalar(GgufType::kFloat32, v));
+}
+void GgufWriter::SetFloat64(std::string_view key, double v) {
+  SetEncoded(key, EncodeScalar(GgufType::kFloat64, v));
+}
 void GgufWriter::SetBool(std::string_view key, bool v) {
   SetEncoded(key, EncodeScalar<uint8_t>(GgufType::kBool, v ? 1 : 0));
 }
@@ -207,7 +227,8 @@ Status GgufWriter::CheckTensor(std::string_view name, DType type, const std::vec
                                size_t data_size) const {
   const std::string tn = "tensor '" + std::string(name) + "'";
   if (name.size() > kGgufMaxTensorName) {
-    return Status::InvalidArgument(tn + ": name longer than " + std::to_string(kGgufMaxTensorName) + " bytes");
+    return Status::InvalidArgument(tn + ": name longer than " + std::to_string(kGgufMaxTensorName) +
+                                   " bytes");
   }
   for (const Tensor& t : tensors_) {
     if (t.name == name) return Status::InvalidArgument(tn + " added twice");
