@@ -42,11 +42,17 @@ void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_beg
   const uint16_t* v_rows[kTile];
   for (int64_t p0 = lo; p0 <= hi; p0 += kTile) {
     const int64_t n = std::min(kTile, hi + 1 - p0);
+    // Block and slot of p0 by one division per tile, then stepped (a division per key costs
+    // as much as a short dot product).
+    int64_t block = p0 / bs, slot = p0 % bs;
     for (int64_t i = 0; i < n; ++i) {
-      const int64_t p = p0 + i;
-      const int64_t off = (p % bs) * row_elems + kvh * d;
-      k_rows[i] = a.kv.k_blocks[p / bs] + off;
-      v_rows[i] = a.kv.v_blocks[p / bs] + off;
+      const int64_t off = slot * row_elems + kvh * d;
+      k_rows[i] = a.kv.k_blocks[block] + off;
+      v_rows[i] = a.kv.v_blocks[block] + off;
+      if (++slot == bs) {
+        slot = 0;
+        ++block;
+      }
     }
     // Scores: each K row is converted once and shared by the group's query heads.
     for (int64_t i = 0; i < n; ++i) {

@@ -216,6 +216,16 @@ TEST(Attention, LongPrefillAcrossTheWindowEdge) {
   CheckAttention({128, 8, 2, 600, 0, 100, 603, 0.3f}, 8);
 }
 
+TEST(Attention, LargeGroupsAndOddHeadDims) {
+  // Groups wider than one work item (12 and 16 query heads per kv head), head dims that are
+  // not a multiple of the vector width, and a block size that is not a power of two.
+  CheckAttention({64, 16, 1, 600, 0, 5, 16, 0.5f}, 12);
+  CheckAttention({64, 12, 1, 300, 100, 1, 16, 0.5f}, 13);
+  CheckAttention({20, 3, 1, 40, 0, 5, 16, 0.4f}, 14);
+  CheckAttention({36, 6, 2, 90, 7, 11, 5, 1.0f}, 15);
+  CheckAttention({1, 2, 1, 17, 0, 4, 3, 1.0f}, 16);
+}
+
 TEST(Attention, GemmaDecodeShape) {
   // Gemma 3 270M: 4 query heads on one kv head of 256, a decode step on a long cache.
   CheckAttention({256, 4, 1, 2000, 0, 1, 16, 1.0f / 16.0f}, 9);
