@@ -22,7 +22,10 @@ int ThreadPool::HardwareThreads() {
 ThreadPool::ThreadPool(int n_threads) {
   n_threads_ = n_threads > 0 ? n_threads : HardwareThreads();
   workers_.reserve(n_threads_ - 1);
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  // Each worker starts from the generation current now, not when its thread first runs: a Run()
+  // issued before a worker is scheduled must still be seen as new work by it.
+  const uint64_t start = generation_.load(std::memory_order_relaxed);
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i, start] { WorkerLoop(i, start); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -50,17 +53,28 @@ void ThreadPool::RunImpl(JobFn fn, void* ctx) {
   }
   if (sleepers_.load(std::memory_order_acquire) > 0) cv_.notify_all();
   fn(ctx, 0, n_threads_);
-  while (remaining_.load(std::memory_order_acquire) != 0) GANNET_PAUSE();
+  // Spin briefly (the usual case: workers finish within microseconds of the caller), then
+  // yield so an oversubscribed machine can run the workers we are waiting for.
+  for (int spins = 0; remaining_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kSpinIterations / 4) {
+      GANNET_PAUSE();
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
-void ThreadPool::WorkerLoop(int index) {
-  uint64_t seen = generation_.load(std::memory_order_acquire);
+void ThreadPool::WorkerLoop(int index, uint64_t seen) {
   for (;;) {
     int spins = 0;
     uint64_t g;
     while ((g = generation_.load(std::memory_order_acquire)) == seen && spins < kSpinIterations) {
-      GANNET_PAUSE();
-      ++spins;
+      // Mostly pause; now and then yield, so that spinning never starves a thread that has work.
+      if ((++spins & 255) == 0) {
+        std::this_thread::yield();
+      } else {
+        GANNET_PAUSE();
+      }
     }
     if (g == seen) {
       std::unique_lock<std::mutex> lock(mu_);

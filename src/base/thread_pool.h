@@ -51,7 +51,7 @@ class ThreadPool {
     (*static_cast<F*>(ctx))(ti, nt);
   }
   void RunImpl(JobFn fn, void* ctx);
-  void WorkerLoop(int index);
+  void WorkerLoop(int index, uint64_t seen);
 
   int n_threads_ = 1;
   std::vector<std::thread> workers_;

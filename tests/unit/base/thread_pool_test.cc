@@ -1,0 +1,57 @@
+#include "base/thread_pool.h"
+
+#include <atomic>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace gannet {
+namespace {
+
+TEST(ThreadPoolTest, RunCallsEveryThreadOnce) {
+  for (int n : {1, 2, 3, 8}) {
+    ThreadPool pool(n);
+    EXPECT_EQ(pool.size(), n);
+    std::vector<std::atomic<int>> hits(n);
+    for (int round = 0; round < 200; ++round) {
+      pool.Run([&](int ti, int nt) {
+        EXPECT_EQ(nt, n);
+        hits[ti].fetch_add(1);
+      });
+    }
+    for (int i = 0; i < n; ++i) EXPECT_EQ(hits[i].load(), 200) << "thread " << i;
+  }
+}
+
+TEST(ThreadPoolTest, ParallelForCoversRangeExactlyOnce) {
+  ThreadPool pool(3);
+  for (int64_t n : {0, 1, 2, 3, 7, 1000}) {
+    std::vector<std::atomic<int>> seen(n);
+    pool.ParallelFor(n, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) seen[i].fetch_add(1);
+    });
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(seen[i].load(), 1);
+  }
+}
+
+TEST(ThreadPoolTest, ResultsVisibleAfterRun) {
+  ThreadPool pool(2);
+  std::vector<int64_t> out(2);
+  for (int64_t r = 0; r < 10000; ++r) {
+    pool.Run([&](int ti, int) { out[ti] = r * 2 + ti; });
+    ASSERT_EQ(out[0], r * 2);
+    ASSERT_EQ(out[1], r * 2 + 1);
+  }
+}
+
+TEST(ThreadPoolTest, WorkersSleepAndWakeUp) {
+  ThreadPool pool(2);
+  std::atomic<int> count{0};
+  pool.Run([&](int, int) { count++; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // past the spin phase
+  pool.Run([&](int, int) { count++; });
+  EXPECT_EQ(count.load(), 4);
+}
+
+}  // namespace
+}  // namespace gannet
