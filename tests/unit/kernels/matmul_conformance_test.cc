@@ -5,10 +5,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <chrono>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -141,15 +139,10 @@ std::vector<float> RunMatMul(const Problem& p, ThreadPool& pool, Isa isa) {
   return out;
 }
 
-// Pools shared by all tests. The pause after construction lets the workers start before the
-// first Run: base/thread_pool.cc reads a worker's first generation when the thread starts, so a
-// Run issued before that can be missed and Run then waits forever.
+// Pools shared by all tests (workers are started once per process).
 ThreadPool& Pool(int n_threads) {
   static ThreadPool* pools[4] = {};
-  if (pools[n_threads] == nullptr) {
-    pools[n_threads] = new ThreadPool(n_threads);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  if (pools[n_threads] == nullptr) pools[n_threads] = new ThreadPool(n_threads);
   return *pools[n_threads];
 }
 
