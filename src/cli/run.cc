@@ -76,7 +76,7 @@ Runner AddRunCommand(CLI::App& app) {
     IncrementalDecoder decoder(tok);
     std::string text;
     auto on_token = [&](int32_t id) {
-      std::string piece = decoder.Push(id);
+      std::string piece = decoder.Feed(id);
       text += piece;
       if (!o->json && !piece.empty()) {
         std::fwrite(piece.data(), 1, piece.size(), stdout);
@@ -90,7 +90,7 @@ Runner AddRunCommand(CLI::App& app) {
     }
     Result<engine::GenerateResult> res = eng.Generate(req, on_token);
     if (!res.ok()) return ReportError(res.status());
-    std::string tail = decoder.Flush();
+    std::string tail = decoder.Finish();
     text += tail;
     const engine::GenerateStats& st = res->stats;
     if (o->json) {
