@@ -1,0 +1,173 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+namespace gannet::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double SecondsSince(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Plans are cheap to build (a few hundred nodes) but hold their graph: keep the few shapes a
+// generation uses (decode, full prompt chunks, the last partial chunk) and drop the rest.
+constexpr size_t kMaxCachedPlans = 16;
+
+}  // namespace
+
+const char* FinishReasonName(FinishReason r) {
+  switch (r) {
+    case FinishReason::kLength: return "length";
+    case FinishReason::kEndOfGeneration: return "stop";
+    case FinishReason::kContextFull: return "context_full";
+    case FinishReason::kCancelled: return "cancelled";
+  }
+  return "?";
+}
+
+void Engine::FreeDeleter::operator()(void* p) const { std::free(p); }
+
+Result<std::unique_ptr<Engine>> Engine::Load(const std::string& model_path, const EngineOptions& options) {
+  if (options.n_batch <= 0) return Status::InvalidArgument("batch size must be positive");
+  if (options.n_ctx < 0) return Status::InvalidArgument("context size must not be negative");
+  GANNET_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> gguf, GgufFile::Open(model_path));
+  std::shared_ptr<const GgufFile> file(std::move(gguf));
+  GANNET_ASSIGN_OR_RETURN(std::unique_ptr<models::Model> model, models::LoadModel(file));
+  Result<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromGguf(*file);
+  if (!tok.ok()) return tok.status().WithContext("tokenizer");
+  const models::ModelConfig& c = model->config();
+  if (tok.value()->n_vocab() > c.n_vocab) {
+    return Status::Corrupt("tokenizer has more tokens than the model's embedding table");
+  }
+  int64_t n_ctx = options.n_ctx > 0 ? options.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
+  if (n_ctx > c.n_ctx_train) {
+    return Status::OutOfRange("context size " + std::to_string(n_ctx) + " exceeds the model's training context " +
+                              std::to_string(c.n_ctx_train));
+  }
+  GANNET_ASSIGN_OR_RETURN(KvCache kv, KvCache::Create(c, n_ctx));
+  int n_threads = options.n_threads > 0 ? options.n_threads : ThreadPool::HardwareThreads();
+  std::unique_ptr<Engine> e(new Engine(n_threads, std::move(kv)));
+  e->file_ = std::move(file);
+  e->model_ = std::move(model);
+  e->tokenizer_ = std::move(tok).value();
+  e->n_batch_ = options.n_batch;
+  return e;
+}
+
+Result<const graph::Plan*> Engine::GetPlan(int64_t n_tokens, int64_t n_outputs) {
+  auto key = std::make_pair(n_tokens, n_outputs);
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return &it->second;
+  GANNET_ASSIGN_OR_RETURN(graph::Graph g, model_->BuildGraph(n_tokens, n_outputs));
+  GANNET_ASSIGN_OR_RETURN(graph::Plan plan, graph::Plan::Compile(std::move(g)));
+  if (plans_.size() >= kMaxCachedPlans) {
+    // Keep the decode plan; drop some other shape.
+    for (auto p = plans_.begin(); p != plans_.end(); ++p) {
+      if (p->first.first != 1) {
+        plans_.erase(p);
+        break;
+      }
+    }
+  }
+  auto [pos, inserted] = plans_.emplace(key, std::move(plan));
+  EnsureArena(pos->second.arena_bytes(), pos->second.scratch_bytes());
+  return &pos->second;
+}
+
+void Engine::EnsureArena(size_t arena_bytes, size_t scratch_bytes) {
+  auto alloc = [](size_t bytes) { return std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64)); };
+  if (arena_bytes > arena_capacity_) {
+    arena_.reset(alloc(arena_bytes));
+    arena_capacity_ = arena_bytes;
+  }
+  if (scratch_bytes > scratch_capacity_) {
+    scratch_.reset(alloc(scratch_bytes));
+    scratch_capacity_ = scratch_bytes;
+  }
+}
+
+Result<std::span<const float>> Engine::Evaluate(std::span<const int32_t> tokens, int64_t n_past, bool all_logits,
+                                                const graph::NodeObserver* observer) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return Status::InvalidArgument("nothing to evaluate");
+  if (n_past < 0 || n_past + n > kv_.n_ctx()) {
+    return Status::OutOfRange(std::to_string(n_past + n) + " tokens do not fit the context of " +
+                              std::to_string(kv_.n_ctx()));
+  }
+  const int64_t n_vocab = config().n_vocab;
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= n_vocab) {
+      return Status::InvalidArgument("token id " + std::to_string(t) + " is outside the vocabulary (" +
+                                     std::to_string(n_vocab) + " tokens)");
+    }
+  }
+  if (all_logits && n > n_batch_) logits_.resize(static_cast<size_t>(n * n_vocab));
+  std::span<const float> out;
+  for (int64_t start = 0; start < n; start += n_batch_) {
+    const int64_t len = std::min(n_batch_, n - start);
+    const int64_t n_out = all_logits ? len : 1;
+    GANNET_ASSIGN_OR_RETURN(const graph::Plan* plan, GetPlan(len, n_out));
+    positions_.resize(len);
+    for (int64_t i = 0; i < len; ++i) positions_[i] = static_cast<int32_t>(n_past + start + i);
+    output_rows_.resize(n_out);
+    for (int64_t i = 0; i < n_out; ++i) output_rows_[i] = static_cast<int32_t>(all_logits ? i : len - 1);
+    graph::BatchInputs in{.tokens = tokens.subspan(start, len), .positions = positions_, .output_rows = output_rows_,
+                          .kv = kv_.views(), .n_kv = n_past + start + len};
+    GANNET_ASSIGN_OR_RETURN(out, plan->Execute(pool_, in, arena_.get(), scratch_.get(), observer));
+    if (all_logits && n > n_batch_) {
+      std::memcpy(logits_.data() + start * n_vocab, out.data(), out.size_bytes());
+    }
+  }
+  if (all_logits && n > n_batch_) return std::span<const float>(logits_);
+  return out;
+}
+
+Result<GenerateResult> Engine::Generate(const GenerateRequest& req, const TokenCallback& on_token) {
+  GenerateResult res;
+  const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());
+  if (n_prompt == 0) return Status::InvalidArgument("the prompt is empty (no tokens)");
+  if (n_prompt >= kv_.n_ctx()) {
+    return Status::OutOfRange("the prompt has " + std::to_string(n_prompt) + " tokens; the context holds " +
+                              std::to_string(kv_.n_ctx()));
+  }
+  GANNET_ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(req.sampling, static_cast<int32_t>(config().n_vocab)));
+  for (int32_t t : req.prompt) sampler.Accept(t);
+
+  auto t0 = Clock::now();
+  GANNET_ASSIGN_OR_RETURN(std::span<const float> logits, Evaluate(req.prompt, 0, false));
+  res.stats.n_prompt = n_prompt;
+  res.stats.prompt_seconds = SecondsSince(t0);
+
+  std::vector<float> work(logits.begin(), logits.end());
+  int64_t n_past = n_prompt;
+  auto t1 = Clock::now();
+  res.finish = FinishReason::kLength;
+  for (int32_t i = 0; req.max_tokens < 0 || i < req.max_tokens; ++i) {
+    const int32_t tok = sampler.Sample(work);
+    if (req.stop_at_eog && tokenizer_->IsEndOfGeneration(tok)) {
+      res.finish = FinishReason::kEndOfGeneration;
+      break;
+    }
+    sampler.Accept(tok);
+    res.tokens.push_back(tok);
+    if (on_token && !on_token(tok)) {
+      res.finish = FinishReason::kCancelled;
+      break;
+    }
+    if (req.max_tokens >= 0 && i + 1 >= req.max_tokens) break;
+    if (n_past + 1 > kv_.n_ctx()) {
+      res.finish = FinishReason::kContextFull;
+      break;
+    }
+    const int32_t one[1] = {tok};
+    GANNET_ASSIGN_OR_RETURN(logits, Evaluate(one, n_past, false));
+    ++n_past;
+    std::copy(logits.begin(), logits.end(), work.begin());
+  }
+  res.stats.n_gen = static_cast<int64_t>(res.tokens.size());
+  res.stats.gen_seconds = SecondsSince(t1);
+  return res;
+}
+
+}  // namespace gannet::engine

@@ -1,0 +1,106 @@
+// Engine: one loaded model and everything needed to run it — tokenizer, thread pool, KV
+// cache, compiled plans and their activation arena. Every front end (run, bench, chat, serve)
+// drives generation through this class; none re-implements it (DESIGN.md).
+//
+// This version serves one sequence at a time; the paged multi-sequence cache and the
+// iteration-level scheduler build on the same Evaluate() step.
+// Thread-safety: not thread-safe; one caller at a time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "base/thread_pool.h"
+#include "engine/kv_cache.h"
+#include "formats/gguf.h"
+#include "graph/plan.h"
+#include "models/model.h"
+#include "sampling/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gannet::engine {
+
+struct EngineOptions {
+  int n_threads = 0;     // 0: one per core
+  int64_t n_ctx = 0;     // KV cache positions; 0: min(training context, 4096)
+  int64_t n_batch = 512; // most tokens evaluated in one forward pass (prompt chunks)
+};
+
+enum class FinishReason { kLength, kEndOfGeneration, kContextFull, kCancelled };
+const char* FinishReasonName(FinishReason r);
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt;  // token ids, BOS included if wanted
+  int32_t max_tokens = 128;     // < 0: until end of generation or a full context
+  SamplingParams sampling;
+  bool stop_at_eog = true;      // stop at the model's end-of-generation tokens (not emitted)
+};
+
+struct GenerateStats {
+  int64_t n_prompt = 0, n_gen = 0;
+  double prompt_seconds = 0, gen_seconds = 0;
+  double prompt_tps() const { return prompt_seconds > 0 ? n_prompt / prompt_seconds : 0; }
+  double gen_tps() const { return gen_seconds > 0 ? n_gen / gen_seconds : 0; }
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated ids (an end-of-generation token is not included)
+  FinishReason finish = FinishReason::kLength;
+  GenerateStats stats;
+};
+
+// Called with each generated token as soon as it is sampled; return false to stop.
+using TokenCallback = std::function<bool(int32_t token)>;
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> Load(const std::string& model_path, const EngineOptions& options);
+
+  const models::ModelConfig& config() const { return model_->config(); }
+  const models::Model& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const GgufFile& file() const { return *file_; }
+  int n_threads() const { return pool_.size(); }
+  int64_t n_ctx() const { return kv_.n_ctx(); }
+
+  // Runs the model on `tokens` at positions [n_past, n_past + n) of the sequence, writing their
+  // K/V into the cache. Returns logits [n_vocab] of the last token, or [n, n_vocab] of every token
+  // when all_logits. The span is valid until the next call.
+  // REQUIRES: positions before n_past were evaluated by earlier calls.
+  Result<std::span<const float>> Evaluate(std::span<const int32_t> tokens, int64_t n_past, bool all_logits,
+                                          const graph::NodeObserver* observer = nullptr);
+
+  // Prefills the prompt, then samples up to max_tokens tokens one at a time.
+  Result<GenerateResult> Generate(const GenerateRequest& request, const TokenCallback& on_token);
+
+ private:
+  Engine(int n_threads, KvCache kv) : pool_(n_threads), kv_(std::move(kv)) {}
+  Result<const graph::Plan*> GetPlan(int64_t n_tokens, int64_t n_outputs);
+  void EnsureArena(size_t arena_bytes, size_t scratch_bytes);
+
+  std::shared_ptr<const GgufFile> file_;
+  std::unique_ptr<models::Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  ThreadPool pool_;
+  KvCache kv_;
+  int64_t n_batch_ = 512;
+  std::map<std::pair<int64_t, int64_t>, graph::Plan> plans_;  // by (n_tokens, n_outputs)
+  struct FreeDeleter {
+    void operator()(void* p) const;
+  };
+  std::unique_ptr<void, FreeDeleter> arena_;
+  size_t arena_capacity_ = 0;
+  std::unique_ptr<void, FreeDeleter> scratch_;
+  size_t scratch_capacity_ = 0;
+  std::vector<int32_t> positions_, output_rows_;
+  std::vector<float> logits_;  // all-logits results gathered over chunks
+};
+
+}  // namespace gannet::engine
