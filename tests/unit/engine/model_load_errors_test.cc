@@ -1,0 +1,125 @@
+// Loading a model whose file is valid GGUF but wrong as a model: every case must come back as a
+// Status naming the problem (never a crash). Files are derived from the tiny Llama fixture by
+// copying it through GgufWriter with one change.
+#include <functional>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "engine/engine.h"
+#include "formats/gguf_writer.h"
+
+namespace gannet::engine {
+namespace {
+
+const std::string kBase = std::string(GANNET_FIXTURES_DIR) + "/tiny/tiny-llama-f32.gguf";
+
+struct Mutation {
+  std::string name;
+  std::function<void(GgufWriter&)> edit_metadata;                  // after copying metadata
+  std::function<bool(const GgufTensorInfo&, GgufWriter&)> tensor;  // true: handled (skip default copy)
+  std::string expect;                                              // substring of the error
+};
+
+std::string WriteMutated(const Mutation& m) {
+  Result<std::unique_ptr<GgufFile>> src = GgufFile::Open(kBase);
+  EXPECT_TRUE(src.ok()) << src.status().ToString();
+  GgufWriter w;
+  for (const auto& [key, value] : (*src)->metadata()) EXPECT_TRUE(w.SetValue(key, value).ok());
+  if (m.edit_metadata) m.edit_metadata(w);
+  for (const GgufTensorInfo& t : (*src)->tensors()) {
+    if (m.tensor && m.tensor(t, w)) continue;
+    EXPECT_TRUE(w.AddTensor(t.name, t.type, t.shape, std::vector<uint8_t>(t.data.begin(), t.data.end())).ok());
+  }
+  const std::string path = ::testing::TempDir() + "/mutated_" + m.name + ".gguf";
+  EXPECT_TRUE(w.Write(path).ok());
+  return path;
+}
+
+TEST(ModelLoadErrorsTest, EachProblemIsNamed) {
+  const std::vector<Mutation> cases = {
+      {"unknown_arch", [](GgufWriter& w) { w.SetString("general.architecture", "mamba9"); }, nullptr,
+       "unknown model architecture 'mamba9'"},
+      {"no_arch", [](GgufWriter& w) { w.Remove("general.architecture"); }, nullptr, "general.architecture"},
+      {"no_block_count", [](GgufWriter& w) { w.Remove("llama.block_count"); }, nullptr, "llama.block_count"},
+      {"no_eps", [](GgufWriter& w) { w.Remove("llama.attention.layer_norm_rms_epsilon"); }, nullptr,
+       "layer_norm_rms_epsilon"},
+      {"zero_heads", [](GgufWriter& w) { w.SetUint32("llama.attention.head_count", 0); }, nullptr,
+       "llama.attention.head_count"},
+      {"absurd_width", [](GgufWriter& w) { w.SetUint64("llama.embedding_length", uint64_t{1} << 40); }, nullptr,
+       "llama.embedding_length"},
+      {"wrong_type_key", [](GgufWriter& w) { w.SetString("llama.block_count", "three"); }, nullptr,
+       "llama.block_count"},
+      {"kv_heads_not_divisor", [](GgufWriter& w) { w.SetUint32("llama.attention.head_count_kv", 3); }, nullptr,
+       "head_count_kv"},
+      {"missing_tensor", nullptr,
+       [](const GgufTensorInfo& t, GgufWriter&) { return t.name == "blk.1.ffn_up.weight"; },
+       "required tensor 'blk.1.ffn_up.weight' is missing"},
+      {"wrong_shape",
+       nullptr,
+       [](const GgufTensorInfo& t, GgufWriter& w) {
+         if (t.name != "blk.0.attn_q.weight") return false;
+         std::vector<int64_t> shape = {t.shape[1], t.shape[0]};  // transposed
+         if (shape[0] == shape[1]) shape = {t.shape[0], t.shape[1] / 2};
+         const size_t bytes = static_cast<size_t>(shape[0] * shape[1]) * sizeof(float);
+         EXPECT_TRUE(w.AddTensor(t.name, t.type, shape, std::vector<uint8_t>(bytes)).ok());
+         return true;
+       },
+       "blk.0.attn_q.weight"},
+      {"unsupported_type",
+       nullptr,
+       [](const GgufTensorInfo& t, GgufWriter& w) {
+         if (t.name != "blk.0.ffn_down.weight") return false;
+         // Q8_1 is a valid GGUF type (an activation format) that gannet cannot compute with.
+         const size_t bytes = static_cast<size_t>(t.shape[0] / 32 * 36 * t.shape[1]);
+         EXPECT_TRUE(w.AddTensor(t.name, DType::kQ8_1, t.shape, std::vector<uint8_t>(bytes)).ok());
+         return true;
+       },
+       "q8_1"},
+      {"no_tokenizer", [](GgufWriter& w) { w.Remove("tokenizer.ggml.tokens"); }, nullptr, "tokenizer"},
+      {"bad_tokenizer_model", [](GgufWriter& w) { w.SetString("tokenizer.ggml.model", "wordpiece9"); }, nullptr,
+       "wordpiece9"},
+  };
+  for (const Mutation& m : cases) {
+    SCOPED_TRACE(m.name);
+    const std::string path = WriteMutated(m);
+    Result<std::unique_ptr<Engine>> e = Engine::Load(path, {.n_threads = 1, .n_ctx = 32});
+    ASSERT_FALSE(e.ok()) << m.name << " loaded";
+    EXPECT_NE(e.status().message().find(m.expect), std::string::npos)
+        << m.name << ": message was: " << e.status().message();
+    std::printf("%-22s -> %s\n", m.name.c_str(), e.status().message().c_str());
+  }
+}
+
+TEST(ModelLoadErrorsTest, BadRequestsAtRunTime) {
+  Result<std::unique_ptr<Engine>> e = Engine::Load(kBase, {.n_threads = 2, .n_ctx = 16});
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  Engine& eng = **e;
+  const int32_t vocab = static_cast<int32_t>(eng.config().n_vocab);
+  std::vector<int32_t> bad = {1, vocab};
+  Result<std::span<const float>> r = eng.Evaluate(bad, 0, false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("outside the vocabulary"), std::string::npos);
+  std::vector<int32_t> too_long(17, 1);
+  r = eng.Evaluate(too_long, 0, false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("context"), std::string::npos);
+  GenerateRequest req;
+  req.prompt = std::vector<int32_t>(16, 1);
+  Result<GenerateResult> g = eng.Generate(req, nullptr);
+  ASSERT_FALSE(g.ok());
+  req.prompt = {};
+  EXPECT_FALSE(eng.Generate(req, nullptr).ok());
+  // Generation stops cleanly when the context fills up.
+  req.prompt = {1, 5, 6};
+  req.max_tokens = -1;
+  req.stop_at_eog = false;
+  req.sampling.temperature = 0;
+  g = eng.Generate(req, nullptr);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ(g->finish, FinishReason::kContextFull);
+  EXPECT_EQ(g->tokens.size(), 16u - 3u + 1u);
+}
+
+}  // namespace
+}  // namespace gannet::engine
