@@ -17,7 +17,7 @@ Runner AddInspectCommand(CLI::App& app) {
   sub->add_flag("-a,--all", opts->all, "Print long arrays and strings in full");
   return [opts] {
     Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(opts->path);
-    if (!f.ok()) return ReportError(f.status().WithContext(opts->path));
+    if (!f.ok()) return ReportError(f.status());
     std::string text = FormatGgufSummary(**f, opts->all);
     std::fwrite(text.data(), 1, text.size(), stdout);
     return 0;

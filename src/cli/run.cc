@@ -59,7 +59,7 @@ Runner AddRunCommand(CLI::App& app) {
     }
     Result<std::unique_ptr<engine::Engine>> loaded =
         engine::Engine::Load(o->model, {.n_threads = o->threads, .n_ctx = o->ctx, .n_batch = o->batch});
-    if (!loaded.ok()) return ReportError(loaded.status().WithContext(o->model));
+    if (!loaded.ok()) return ReportError(loaded.status());
     engine::Engine& eng = **loaded;
     const Tokenizer& tok = eng.tokenizer();
 

@@ -33,7 +33,7 @@ Runner AddTokenizeCommand(CLI::App& app) {
       text = std::move(in).value();
     }
     Result<std::unique_ptr<GgufFile>> f = GgufFile::Open(opts->model);
-    if (!f.ok()) return ReportError(f.status().WithContext(opts->model));
+    if (!f.ok()) return ReportError(f.status());
     Result<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromGguf(**f);
     if (!tok.ok()) return ReportError(tok.status().WithContext("tokenizer"));
     std::vector<int32_t> ids = (*tok)->Encode(text, !opts->no_bos, opts->special);

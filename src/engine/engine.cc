@@ -33,9 +33,11 @@ Result<std::unique_ptr<Engine>> Engine::Load(const std::string& model_path, cons
   if (options.n_ctx < 0) return Status::InvalidArgument("context size must not be negative");
   GANNET_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> gguf, GgufFile::Open(model_path));
   std::shared_ptr<const GgufFile> file(std::move(gguf));
-  GANNET_ASSIGN_OR_RETURN(std::unique_ptr<models::Model> model, models::LoadModel(file));
+  Result<std::unique_ptr<models::Model>> loaded = models::LoadModel(file);
+  if (!loaded.ok()) return loaded.status().WithContext(model_path);
+  std::unique_ptr<models::Model> model = std::move(loaded).value();
   Result<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromGguf(*file);
-  if (!tok.ok()) return tok.status().WithContext("tokenizer");
+  if (!tok.ok()) return tok.status();
   const models::ModelConfig& c = model->config();
   if (tok.value()->n_vocab() > c.n_vocab) {
     return Status::Corrupt("tokenizer has more tokens than the model's embedding table");
