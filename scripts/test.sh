@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Second command of the README: build and run the whole test suite.
 #   1. Release build, every test (unit + model; the model is fetched and cached on first use).
-#   2. AddressSanitizer + UndefinedBehaviorSanitizer build, the hermetic unit tests.
+#   2. AddressSanitizer + UndefinedBehaviorSanitizer build: the hermetic unit tests and the CLI
+#      end-to-end tests (corrupt files, bad options) against the sanitized binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
@@ -12,4 +13,4 @@ scripts/build.sh build
 
 scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGANNET_SANITIZE=ON
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-   ctest --output-on-failure -j"$jobs" -L unit --timeout 1800)
+   ctest --output-on-failure -j"$jobs" -L "unit|cli" --timeout 1800)
