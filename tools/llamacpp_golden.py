@@ -117,7 +117,7 @@ def main() -> int:
         llm.reset()
         llm._ctx.kv_cache_clear()
         llm.eval(ids)
-        gen, tops = [], []
+        gen, tops, margins = [], [], []
         for step in range(N_GEN):
             logits = last_logits()
             if step in CHECKPOINTS:
@@ -125,11 +125,16 @@ def main() -> int:
                 tops.append({"n_generated": step, "position": len(ids) + step - 1, "ids": tid, "logits": tval})
             nxt = int(np.argmax(logits))
             gen.append(nxt)
+            # How decided llama.cpp's choice was: top-1 minus top-2 logit. Implementations whose
+            # rounding differs (activation quantization, summation order) can pick either side of
+            # a near tie, and from there on they continue different texts.
+            second = np.partition(logits, -2)[-2]
+            margins.append(float(f"{float(logits[nxt] - second):.4g}"))
             if step + 1 < N_GEN:
                 llm.eval([nxt])
         text_out = llm.detokenize(gen).decode("utf-8", errors="replace")
         cases.append({"name": name, "prompt": text, "prompt_ids": ids, "greedy": gen,
-                      "greedy_text": text_out, "top": tops})
+                      "greedy_text": text_out, "margins": margins, "top": tops})
         print(f"{name}: {len(ids)} prompt tokens -> {text_out[:60]!r}", flush=True)
 
     doc = {
@@ -145,6 +150,7 @@ def main() -> int:
             "prompt_decode": "one batch", "generation_decode": "one token per decode (KV cache)",
             "sampling": "argmax of raw logits, ties to lowest id; no repeat penalty; EOS not special-cased",
             "n_generate": N_GEN, "top_k": TOP_K,
+            "margins": "per generated token: llama.cpp's top-1 minus top-2 logit at that step",
             "checkpoints": ("top lists the logits after n_generated generated tokens were fed; "
                             "position = index of the last fed token; they predict greedy[n_generated]"),
         },
