@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   add(gannet::cli::AddRunCommand);
   add(gannet::cli::AddTokenizeCommand);
   add(gannet::cli::AddInspectCommand);
+  add(gannet::cli::AddDumpCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -176,3 +176,20 @@ def test_run_streams_text_and_speed_line(gannet_bin, fixtures):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(b"hello")
     assert b"tokens/s" in r.stderr
+
+
+def test_dump_writes_every_node(gannet_bin, fixtures, tmp_path):
+    model = fixtures / "tiny" / "tiny-gemma3-f32.gguf"
+    out = tmp_path / "dump"
+    r = run(gannet_bin, "dump", "-m", model, "-p", "hello there", "-o", out)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "manifest.json").read_text())
+    n_tokens = len(doc["tokens"])
+    names = [t["name"] for t in doc["tensors"]]
+    assert names[0] == "inp_scaled" and names[-1] == "result_output"
+    layers = {t["layer"] for t in doc["tensors"]}
+    assert layers == set(range(-1, 7))
+    for t in doc["tensors"]:
+        rows, cols = t["shape"]
+        assert (out / t["file"]).stat().st_size == rows * cols * 4, t
+    assert doc["tensors"][-1]["shape"][0] == n_tokens
