@@ -151,10 +151,52 @@ void TileFloat(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
+// Decode (one token) for the signed 32-value types: four weight rows per pass share each
+// activation block load and its scale, and their four sums are reduced together at the end.
+// This is the shape of the output layer of small-embedding models (e.g. 262144 x 640 Q8_0),
+// where the per-row horizontal sum and the activation scale conversions otherwise dominate.
+constexpr int64_t kGemvMaxBlocks = 1024;
+
+template <class T>
+void Gemv32Rows4(const MatMulTile& t, int64_t r0, int64_t r1) {
+  using Block = typename T::Block;
+  using Act = typename T::Act;
+  const int64_t nb = t.n_in / 32;
+  const Act* x = reinterpret_cast<const Act*>(t.xq);
+  float xd[kGemvMaxBlocks];
+  for (int64_t b = 0; b < nb; ++b) xd[b] = HalfToFloat(x[b].d);
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const Block* w[4];
+    for (int k = 0; k < 4; ++k) w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r + k) * t.w_row_bytes);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256i xq = LoadU256(x[b].qs);
+      for (int k = 0; k < 4; ++k) {
+        const __m256i q = T::Codes(w[k][b]);
+        const __m256i s = DotI8(_mm256_sign_epi8(q, q), q, xq);
+        const __m256 scale = _mm256_set1_ps(HalfToFloat(w[k][b].d) * xd[b]);
+        acc[k] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[k]);
+      }
+    }
+    // [a0+a1, a2+a3, b0+b1, b2+b3 | ...] -> [a, b, c, d] after the second hadd and the lane add.
+    const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]);
+    const __m256 h23 = _mm256_hadd_ps(acc[2], acc[3]);
+    const __m256 h = _mm256_hadd_ps(h01, h23);
+    const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    _mm_storeu_ps(t.y + r, sum);
+  }
+  if (r < r1) Tile32<T, 1>(t, r, r1);
+}
+
 template <class T>
 void Tile32Any(const MatMulTile& t, int64_t r0, int64_t r1) {
   switch (t.nt) {
-    case 1: return Tile32<T, 1>(t, r0, r1);
+    case 1:
+      if constexpr (T::kSigned) {
+        if (t.n_in / 32 <= kGemvMaxBlocks) return Gemv32Rows4<T>(t, r0, r1);
+      }
+      return Tile32<T, 1>(t, r0, r1);
     case 2: return Tile32<T, 2>(t, r0, r1);
     case 3: return Tile32<T, 3>(t, r0, r1);
     default: return Tile32<T, 4>(t, r0, r1);
