@@ -47,6 +47,8 @@ class Plan {
   size_t scratch_bytes() const { return scratch_bytes_; }
   // Sum of all activation sizes: what the arena would need without reuse (for reporting).
   size_t unplanned_bytes() const { return unplanned_bytes_; }
+  // Where node `id`'s output lives in the arena (SIZE_MAX for nodes without a buffer).
+  size_t offset(int32_t id) const { return offsets_[id]; }
 
   // Runs the graph. arena: arena_bytes() bytes, 64-byte aligned; scratch: scratch_bytes().
   // Returns the output rows [n_outputs, vocab] inside the arena (valid until the next Execute).
