@@ -36,28 +36,27 @@ Value GraphBuilder::Append(Node node) {
   return v;
 }
 
-bool GraphBuilder::Fail(const std::string& name, const std::string& what) {
+Value GraphBuilder::Fail(const std::string& name, const std::string& what) {
   if (status_.ok()) {
     std::string where = layer_ >= 0 ? " (layer " + std::to_string(layer_) + ")" : "";
     status_ = Status::Internal("graph node '" + name + "'" + where + ": " + what);
   }
-  return false;
+  return Value{};
 }
 
 Value GraphBuilder::Embed(const WeightRef& table, float scale, const std::string& name) {
   if (!status_.ok()) return {};
-  if (!table.valid()) return Fail(name, "missing embedding table"), Value{};
+  if (!table.valid()) return Fail(name, "missing embedding table");
   return Append(Node{.op = OpKind::kEmbed, .name = name, .rows = graph_.n_tokens, .cols = table.cols,
                      .inputs = {tokens_id_}, .weight = table, .scale = scale});
 }
 
 Value GraphBuilder::MatMul(Value x, const WeightRef& w, const std::string& name) {
   if (!status_.ok()) return {};
-  if (!w.valid()) return Fail(name, "missing weight"), Value{};
+  if (!w.valid()) return Fail(name, "missing weight");
   if (w.cols != x.cols) {
     return Fail(name, "weight '" + w.name + "' takes " + std::to_string(w.cols) + " inputs, got " +
-                          std::to_string(x.cols)),
-           Value{};
+                          std::to_string(x.cols));
   }
   return Append(Node{.op = OpKind::kMatMul, .name = name, .rows = x.rows, .cols = w.rows,
                      .inputs = {x.id}, .weight = w});
@@ -66,7 +65,7 @@ Value GraphBuilder::MatMul(Value x, const WeightRef& w, const std::string& name)
 Value GraphBuilder::AddBias(Value x, const WeightRef& bias, const std::string& name) {
   if (!status_.ok()) return {};
   if (!bias.valid() || bias.type != DType::kF32 || bias.rows * bias.cols != x.cols) {
-    return Fail(name, "bias must be f32 of length " + std::to_string(x.cols)), Value{};
+    return Fail(name, "bias must be f32 of length " + std::to_string(x.cols));
   }
   return Append(Node{.op = OpKind::kAddBias, .name = name, .rows = x.rows, .cols = x.cols,
                      .inputs = {x.id}, .weight = bias});
@@ -74,9 +73,9 @@ Value GraphBuilder::AddBias(Value x, const WeightRef& bias, const std::string& n
 
 Value GraphBuilder::RmsNorm(Value x, const WeightRef& w, float eps, int64_t group, const std::string& name) {
   if (!status_.ok()) return {};
-  if (group <= 0 || x.cols % group != 0) return Fail(name, "bad norm group"), Value{};
+  if (group <= 0 || x.cols % group != 0) return Fail(name, "bad norm group");
   if (w.valid() && (w.type != DType::kF32 || w.rows * w.cols != group)) {
-    return Fail(name, "norm weight '" + w.name + "' must be f32 of length " + std::to_string(group)), Value{};
+    return Fail(name, "norm weight '" + w.name + "' must be f32 of length " + std::to_string(group));
   }
   return Append(Node{.op = OpKind::kRmsNorm, .name = name, .rows = x.rows, .cols = x.cols,
                      .inputs = {x.id}, .weight = w, .eps = eps, .group = group});
@@ -85,7 +84,7 @@ Value GraphBuilder::RmsNorm(Value x, const WeightRef& w, float eps, int64_t grou
 Value GraphBuilder::Rope(Value x, const RopeParams& p, const std::string& name) {
   if (!status_.ok()) return {};
   if (p.n_heads * p.head_dim != x.cols || p.n_rot > p.head_dim || p.n_rot % 2 != 0) {
-    return Fail(name, "rope shape mismatch"), Value{};
+    return Fail(name, "rope shape mismatch");
   }
   return Append(Node{.op = OpKind::kRope, .name = name, .rows = x.rows, .cols = x.cols,
                      .inputs = {x.id}, .rope = p});
@@ -95,7 +94,7 @@ Value GraphBuilder::Attention(Value q, Value k, Value v, const AttentionParams& 
   if (!status_.ok()) return {};
   if (q.cols != p.n_head * p.head_dim || k.cols != p.n_kv_head * p.head_dim ||
       v.cols != p.n_kv_head * p.head_dim || p.n_kv_head <= 0 || p.n_head % p.n_kv_head != 0) {
-    return Fail(name, "attention shape mismatch"), Value{};
+    return Fail(name, "attention shape mismatch");
   }
   return Append(Node{.op = OpKind::kAttention, .name = name, .rows = q.rows, .cols = q.cols,
                      .inputs = {q.id, k.id, v.id}, .attn = p});
@@ -103,14 +102,14 @@ Value GraphBuilder::Attention(Value q, Value k, Value v, const AttentionParams& 
 
 Value GraphBuilder::Glu(Value gate, Value up, cpu::GluAct act, const std::string& name) {
   if (!status_.ok()) return {};
-  if (gate.rows != up.rows || gate.cols != up.cols) return Fail(name, "glu shape mismatch"), Value{};
+  if (gate.rows != up.rows || gate.cols != up.cols) return Fail(name, "glu shape mismatch");
   return Append(Node{.op = OpKind::kGlu, .name = name, .rows = gate.rows, .cols = gate.cols,
                      .inputs = {gate.id, up.id}, .act = act});
 }
 
 Value GraphBuilder::Add(Value a, Value b, const std::string& name) {
   if (!status_.ok()) return {};
-  if (a.rows != b.rows || a.cols != b.cols) return Fail(name, "add shape mismatch"), Value{};
+  if (a.rows != b.rows || a.cols != b.cols) return Fail(name, "add shape mismatch");
   return Append(Node{.op = OpKind::kAdd, .name = name, .rows = a.rows, .cols = a.cols, .inputs = {a.id, b.id}});
 }
 

@@ -45,7 +45,8 @@ class GraphBuilder {
 
  private:
   Value Append(Node node);
-  bool Fail(const std::string& name, const std::string& what);
+  // Records the first error (with the node's name and layer) and returns an empty Value.
+  Value Fail(const std::string& name, const std::string& what);
 
   Graph graph_;
   int32_t tokens_id_ = -1;
