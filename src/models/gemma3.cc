@@ -39,32 +39,21 @@ Result<std::unique_ptr<Model>> Gemma3Model::Load(std::shared_ptr<const GgufFile>
   if (c.n_layer == 62) c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.n_embd / c.n_head[0]));  // 27B
 
   std::unique_ptr<Gemma3Model> m(new Gemma3Model(file, c));
-  const int64_t d = c.n_embd, hd = c.head_dim_k;
-  GANNET_ASSIGN_OR_RETURN(m->tok_embd_, w.Get("token_embd.weight", d, c.n_vocab));
-  GANNET_ASSIGN_OR_RETURN(m->output_norm_, w.Get("output_norm.weight", d, 1));
-  GANNET_ASSIGN_OR_RETURN(m->output_, w.GetOptional("output.weight", d, c.n_vocab));
-  if (!m->output_.valid()) {
-    m->output_ = m->tok_embd_;
-    m->config_.tied_output = true;
-  }
+  GANNET_ASSIGN_OR_RETURN(IoWeights io, LoadIoWeights(w, c));
+  m->tok_embd_ = io.tok_embd;
+  m->output_norm_ = io.output_norm;
+  m->output_ = io.output;
+  m->config_.tied_output = io.tied;
   m->layers_.resize(c.n_layer);
   for (int64_t l = 0; l < c.n_layer; ++l) {
     Layer& L = m->layers_[l];
-    const std::string p = "blk." + std::to_string(l) + ".";
-    const int64_t q_w = c.n_head[l] * hd, kv_w = c.n_head_kv[l] * hd, ff = c.n_ff[l];
-    GANNET_ASSIGN_OR_RETURN(L.attn_norm, w.Get(p + "attn_norm.weight", d, 1));
-    GANNET_ASSIGN_OR_RETURN(L.wq, w.Get(p + "attn_q.weight", d, q_w));
-    GANNET_ASSIGN_OR_RETURN(L.wk, w.Get(p + "attn_k.weight", d, kv_w));
-    GANNET_ASSIGN_OR_RETURN(L.wv, w.Get(p + "attn_v.weight", d, kv_w));
-    GANNET_ASSIGN_OR_RETURN(L.wo, w.Get(p + "attn_output.weight", q_w, d));
-    GANNET_ASSIGN_OR_RETURN(L.q_norm, w.Get(p + "attn_q_norm.weight", hd, 1));
-    GANNET_ASSIGN_OR_RETURN(L.k_norm, w.Get(p + "attn_k_norm.weight", hd, 1));
-    GANNET_ASSIGN_OR_RETURN(L.post_attn_norm, w.Get(p + "post_attention_norm.weight", d, 1));
-    GANNET_ASSIGN_OR_RETURN(L.ffn_norm, w.Get(p + "ffn_norm.weight", d, 1));
-    GANNET_ASSIGN_OR_RETURN(L.gate, w.Get(p + "ffn_gate.weight", d, ff));
-    GANNET_ASSIGN_OR_RETURN(L.up, w.Get(p + "ffn_up.weight", d, ff));
-    GANNET_ASSIGN_OR_RETURN(L.down, w.Get(p + "ffn_down.weight", ff, d));
-    GANNET_ASSIGN_OR_RETURN(L.post_ffw_norm, w.Get(p + "post_ffw_norm.weight", d, 1));
+    GANNET_ASSIGN_OR_RETURN(static_cast<BlockWeights&>(L), LoadBlockWeights(w, c, l));
+    if (!L.q_norm.valid() || !L.k_norm.valid()) {
+      const char* missing = L.q_norm.valid() ? "attn_k_norm.weight" : "attn_q_norm.weight";
+      return Status::NotFound("required tensor '" + BlockTensorName(l, missing) + "' is missing");
+    }
+    GANNET_ASSIGN_OR_RETURN(L.post_attn_norm, w.Get(BlockTensorName(l, "post_attention_norm.weight"), c.n_embd, 1));
+    GANNET_ASSIGN_OR_RETURN(L.post_ffw_norm, w.Get(BlockTensorName(l, "post_ffw_norm.weight"), c.n_embd, 1));
   }
   m->weight_bytes_ = w.bytes_loaded();
   return std::unique_ptr<Model>(std::move(m));

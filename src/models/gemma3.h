@@ -3,6 +3,7 @@
 #include <memory>
 #include <vector>
 
+#include "models/loader.h"
 #include "models/model.h"
 
 namespace gannet::models {
@@ -14,9 +15,8 @@ class Gemma3Model final : public Model {
 
  private:
   using Model::Model;
-  struct Layer {
-    graph::WeightRef attn_norm, wq, wk, wv, wo, q_norm, k_norm, post_attn_norm;
-    graph::WeightRef ffn_norm, gate, up, down, post_ffw_norm;
+  struct Layer : BlockWeights {
+    graph::WeightRef post_attn_norm, post_ffw_norm;
   };
   graph::WeightRef tok_embd_, output_norm_, output_;
   std::vector<Layer> layers_;

@@ -23,14 +23,11 @@ Result<std::unique_ptr<Model>> LlamaModel::Load(std::shared_ptr<const GgufFile> 
   c.rope_mode = (arch == "llama" || arch == "mistral") ? cpu::RopeMode::kNorm : cpu::RopeMode::kNeox;
 
   std::unique_ptr<LlamaModel> m(new LlamaModel(file, c));
-  const int64_t d = c.n_embd, hd = c.head_dim_k;
-  GANNET_ASSIGN_OR_RETURN(m->tok_embd_, w.Get("token_embd.weight", d, c.n_vocab));
-  GANNET_ASSIGN_OR_RETURN(m->output_norm_, w.Get("output_norm.weight", d, 1));
-  GANNET_ASSIGN_OR_RETURN(m->output_, w.GetOptional("output.weight", d, c.n_vocab));
-  if (!m->output_.valid()) {
-    m->output_ = m->tok_embd_;
-    m->config_.tied_output = true;
-  }
+  GANNET_ASSIGN_OR_RETURN(IoWeights io, LoadIoWeights(w, c));
+  m->tok_embd_ = io.tok_embd;
+  m->output_norm_ = io.output_norm;
+  m->output_ = io.output;
+  m->config_.tied_output = io.tied;
   GANNET_ASSIGN_OR_RETURN(m->rope_freqs_, w.GetOptional("rope_freqs.weight", c.n_rot / 2, 1));
   if (m->rope_freqs_.valid() && m->rope_freqs_.type != DType::kF32) {
     return Status::Unsupported("rope_freqs.weight must be f32");
@@ -38,23 +35,12 @@ Result<std::unique_ptr<Model>> LlamaModel::Load(std::shared_ptr<const GgufFile> 
   m->layers_.resize(c.n_layer);
   for (int64_t l = 0; l < c.n_layer; ++l) {
     Layer& L = m->layers_[l];
-    const std::string p = "blk." + std::to_string(l) + ".";
-    const int64_t q_w = c.n_head[l] * hd, kv_w = c.n_head_kv[l] * hd, ff = c.n_ff[l];
-    GANNET_ASSIGN_OR_RETURN(L.attn_norm, w.Get(p + "attn_norm.weight", d, 1));
-    GANNET_ASSIGN_OR_RETURN(L.wq, w.Get(p + "attn_q.weight", d, q_w));
-    GANNET_ASSIGN_OR_RETURN(L.wk, w.Get(p + "attn_k.weight", d, kv_w));
-    GANNET_ASSIGN_OR_RETURN(L.wv, w.Get(p + "attn_v.weight", d, kv_w));
-    GANNET_ASSIGN_OR_RETURN(L.wo, w.Get(p + "attn_output.weight", q_w, d));
-    GANNET_ASSIGN_OR_RETURN(L.bq, w.GetOptional(p + "attn_q.bias", q_w, 1));
-    GANNET_ASSIGN_OR_RETURN(L.bk, w.GetOptional(p + "attn_k.bias", kv_w, 1));
-    GANNET_ASSIGN_OR_RETURN(L.bv, w.GetOptional(p + "attn_v.bias", kv_w, 1));
-    GANNET_ASSIGN_OR_RETURN(L.bo, w.GetOptional(p + "attn_output.bias", d, 1));
-    GANNET_ASSIGN_OR_RETURN(L.q_norm, w.GetOptional(p + "attn_q_norm.weight", hd, 1));
-    GANNET_ASSIGN_OR_RETURN(L.k_norm, w.GetOptional(p + "attn_k_norm.weight", hd, 1));
-    GANNET_ASSIGN_OR_RETURN(L.ffn_norm, w.Get(p + "ffn_norm.weight", d, 1));
-    GANNET_ASSIGN_OR_RETURN(L.gate, w.Get(p + "ffn_gate.weight", d, ff));
-    GANNET_ASSIGN_OR_RETURN(L.up, w.Get(p + "ffn_up.weight", d, ff));
-    GANNET_ASSIGN_OR_RETURN(L.down, w.Get(p + "ffn_down.weight", ff, d));
+    GANNET_ASSIGN_OR_RETURN(static_cast<BlockWeights&>(L), LoadBlockWeights(w, c, l));
+    const int64_t q_w = c.n_head[l] * c.head_dim_k, kv_w = c.n_head_kv[l] * c.head_dim_k;
+    GANNET_ASSIGN_OR_RETURN(L.bq, w.GetOptional(BlockTensorName(l, "attn_q.bias"), q_w, 1));
+    GANNET_ASSIGN_OR_RETURN(L.bk, w.GetOptional(BlockTensorName(l, "attn_k.bias"), kv_w, 1));
+    GANNET_ASSIGN_OR_RETURN(L.bv, w.GetOptional(BlockTensorName(l, "attn_v.bias"), kv_w, 1));
+    GANNET_ASSIGN_OR_RETURN(L.bo, w.GetOptional(BlockTensorName(l, "attn_output.bias"), c.n_embd, 1));
     if (arch == "qwen2" && !(L.bq.valid() && L.bk.valid() && L.bv.valid())) {
       return Status::NotFound("qwen2 layer " + std::to_string(l) + " lacks its q/k/v biases");
     }

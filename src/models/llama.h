@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "models/loader.h"
 #include "models/model.h"
 
 namespace gannet::models {
@@ -16,9 +17,8 @@ class LlamaModel final : public Model {
 
  private:
   using Model::Model;
-  struct Layer {
-    graph::WeightRef attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, q_norm, k_norm;
-    graph::WeightRef ffn_norm, gate, up, down;
+  struct Layer : BlockWeights {
+    graph::WeightRef bq, bk, bv, bo;  // Qwen2 and similar
   };
   graph::WeightRef tok_embd_, output_norm_, output_, rope_freqs_;
   std::vector<Layer> layers_;

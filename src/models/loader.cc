@@ -57,6 +57,37 @@ Result<std::vector<int64_t>> WeightLoader::GetPerLayer(const std::string& suffix
   return std::vector<int64_t>(n_layer, x);
 }
 
+Result<BlockWeights> LoadBlockWeights(WeightLoader& w, const ModelConfig& c, int64_t l) {
+  BlockWeights b;
+  const int64_t d = c.n_embd, hd = c.head_dim_k;
+  const int64_t q_w = c.n_head[l] * hd, kv_w = c.n_head_kv[l] * hd, ff = c.n_ff[l];
+  auto name = [&](const char* n) { return BlockTensorName(l, n); };
+  GANNET_ASSIGN_OR_RETURN(b.attn_norm, w.Get(name("attn_norm.weight"), d, 1));
+  GANNET_ASSIGN_OR_RETURN(b.wq, w.Get(name("attn_q.weight"), d, q_w));
+  GANNET_ASSIGN_OR_RETURN(b.wk, w.Get(name("attn_k.weight"), d, kv_w));
+  GANNET_ASSIGN_OR_RETURN(b.wv, w.Get(name("attn_v.weight"), d, kv_w));
+  GANNET_ASSIGN_OR_RETURN(b.wo, w.Get(name("attn_output.weight"), q_w, d));
+  GANNET_ASSIGN_OR_RETURN(b.q_norm, w.GetOptional(name("attn_q_norm.weight"), hd, 1));
+  GANNET_ASSIGN_OR_RETURN(b.k_norm, w.GetOptional(name("attn_k_norm.weight"), hd, 1));
+  GANNET_ASSIGN_OR_RETURN(b.ffn_norm, w.Get(name("ffn_norm.weight"), d, 1));
+  GANNET_ASSIGN_OR_RETURN(b.gate, w.Get(name("ffn_gate.weight"), d, ff));
+  GANNET_ASSIGN_OR_RETURN(b.up, w.Get(name("ffn_up.weight"), d, ff));
+  GANNET_ASSIGN_OR_RETURN(b.down, w.Get(name("ffn_down.weight"), ff, d));
+  return b;
+}
+
+Result<IoWeights> LoadIoWeights(WeightLoader& w, const ModelConfig& c) {
+  IoWeights io;
+  GANNET_ASSIGN_OR_RETURN(io.tok_embd, w.Get("token_embd.weight", c.n_embd, c.n_vocab));
+  GANNET_ASSIGN_OR_RETURN(io.output_norm, w.Get("output_norm.weight", c.n_embd, 1));
+  GANNET_ASSIGN_OR_RETURN(io.output, w.GetOptional("output.weight", c.n_embd, c.n_vocab));
+  if (!io.output.valid()) {
+    io.output = io.tok_embd;
+    io.tied = true;
+  }
+  return io;
+}
+
 namespace {
 Status CheckRange(const std::string& key, int64_t v, int64_t lo, int64_t hi) {
   if (v < lo || v > hi) {

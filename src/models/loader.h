@@ -34,6 +34,26 @@ class WeightLoader {
   int64_t bytes_ = 0;
 };
 
+// The weights every pre-norm block here has (q/k norms and biases are optional; an
+// architecture that requires them checks after loading).
+struct BlockWeights {
+  graph::WeightRef attn_norm, wq, wk, wv, wo, q_norm, k_norm;
+  graph::WeightRef ffn_norm, gate, up, down;
+};
+Result<BlockWeights> LoadBlockWeights(WeightLoader& w, const ModelConfig& c, int64_t layer);
+
+// Token embedding, final norm and output projection (the embedding when output.weight is absent).
+struct IoWeights {
+  graph::WeightRef tok_embd, output_norm, output;
+  bool tied = false;
+};
+Result<IoWeights> LoadIoWeights(WeightLoader& w, const ModelConfig& c);
+
+// "blk.<layer>.<name>"
+inline std::string BlockTensorName(int64_t layer, const std::string& name) {
+  return "blk." + std::to_string(layer) + "." + name;
+}
+
 // Fills the fields every architecture shares (sizes, norms eps, RoPE, vocab) from metadata.
 Status ReadCommonConfig(const GgufFile& file, const WeightLoader& w, ModelConfig& c);
 
