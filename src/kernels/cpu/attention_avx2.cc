@@ -6,6 +6,8 @@
 // compiler builtin, never an inline function from a shared header (see ops_internal.h).
 #include <immintrin.h>
 
+#include "kernels/cpu/avx2_common.h"
+
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/ops_internal.h"
 
@@ -26,27 +28,6 @@ inline __m256 LoadF16(const uint16_t* p) {
 }
 
 inline float F16One(uint16_t h) { return _cvtsh_ss(h); }
-
-// e^x for x <= 0 (softmax weights): Cody-Waite reduction x = n ln2 + r and a degree-6
-// polynomial for e^r on |r| <= ln2/2 (Cephes expf coefficients); relative error ~2e-7.
-// Inputs below -87 return e^-87 (~1.6e-38), not 0, which no softmax sum can notice.
-inline __m256 ExpNonPositive(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
 
 // NH query heads share one kv head. U independent accumulator sets hide FMA latency when the
 // group is small (U * NH <= 8 keeps every accumulator in a register).
@@ -126,7 +107,7 @@ void Item(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin) {
       const float c = __builtin_expf(m[j] - m_new);
       const __m256 mv = _mm256_set1_ps(m_new);
       for (int64_t i = 0; i < n; i += 8) {
-        _mm256_store_ps(&w[j][i], ExpNonPositive(_mm256_sub_ps(_mm256_load_ps(&w[j][i]), mv)));
+        _mm256_store_ps(&w[j][i], Exp(_mm256_sub_ps(_mm256_load_ps(&w[j][i]), mv)));
       }
       float sum = 0.0f;
       for (int64_t i = 0; i < n; ++i) sum += w[j][i];

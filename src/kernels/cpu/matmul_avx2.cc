@@ -1,7 +1,7 @@
 // AVX2 + FMA + F16C matmul tiles for the 32-value block types (integer dot products against
 // Q8_0 / Q8_1 activations) and for f32 / f16 / bf16 weights (f32 FMA against f32 activations).
-// See matmul_avx2_common.h for the rule that keeps this file's code out of baseline callers.
-#include "kernels/cpu/matmul_avx2_common.h"
+// See avx2_common.h for the rule that keeps this file's code out of baseline callers.
+#include "kernels/cpu/avx2_common.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "tensor/quant/quant.h"
 

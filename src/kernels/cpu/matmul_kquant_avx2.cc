@@ -2,7 +2,7 @@
 // throughout a 256-value super-block: maddubs forms code x activation pair sums, madd applies
 // the per-sub-block scale, and the mins (Q4_K/Q5_K) or the -32 offset (Q6_K) come from the
 // activation's precomputed 16-value sums (bsums). One f32 FMA per super-block and token.
-#include "kernels/cpu/matmul_avx2_common.h"
+#include "kernels/cpu/avx2_common.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "tensor/quant/quant.h"
 

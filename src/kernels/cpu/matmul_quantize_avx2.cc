@@ -4,7 +4,7 @@
 // cvtps_epi32 does under the default MXCSR rounding mode).
 #include <cstring>
 
-#include "kernels/cpu/matmul_avx2_common.h"
+#include "kernels/cpu/avx2_common.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "tensor/quant/quant.h"
 

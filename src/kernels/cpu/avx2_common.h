@@ -1,4 +1,4 @@
-// AVX2 helpers for the matmul files compiled with -mavx2 -mfma -mf16c. Include ONLY from
+// AVX2 helpers for the kernel files compiled with -mavx2 -mfma -mf16c. Include ONLY from
 // *_avx2.cc files: everything here is `static` (internal linkage), so no AVX2-compiled copy of
 // a function can stand in for a baseline one at link time.
 #pragma once
@@ -12,6 +12,25 @@ namespace gannet::cpu::avx2 {
 namespace {
 
 static inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
+
+// e^x with x clamped to [-87, 88] (results stay normal and finite): Cody-Waite reduction
+// x = n ln2 + r and the Cephes expf polynomial for e^r on |r| <= ln2/2; relative error ~2e-7.
+static inline __m256 Exp(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
 
 static inline float HorizontalSum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
