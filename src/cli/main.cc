@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   add(gannet::cli::AddTokenizeCommand);
   add(gannet::cli::AddInspectCommand);
   add(gannet::cli::AddDumpCommand);
+  add(gannet::cli::AddBenchCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

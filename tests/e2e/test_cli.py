@@ -193,3 +193,17 @@ def test_dump_writes_every_node(gannet_bin, fixtures, tmp_path):
         rows, cols = t["shape"]
         assert (out / t["file"]).stat().st_size == rows * cols * 4, t
     assert doc["tensors"][-1]["shape"][0] == n_tokens
+
+
+def test_bench_prints_well_formed_results(gannet_bin, fixtures):
+    model = fixtures / "tiny" / "tiny-llama-q.gguf"
+    r = run(gannet_bin, "bench", "-m", model, "-p", "24", "-n", "8", "-r", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    for key in ("pp_tps", "tg_tps", "peak_rss_bytes", "pp_tps_stddev", "tg_tps_stddev"):
+        assert key in j
+    assert j["pp_tps"] > 0 and j["tg_tps"] > 0 and j["peak_rss_bytes"] > 0
+    assert j["n_prompt"] == 24 and j["n_gen"] == 8 and j["repetitions"] == 2
+    table = run(gannet_bin, "bench", "-m", model, "-p", "24", "-n", "8", "-r", "1")
+    assert table.returncode == 0 and b"pp24" in table.stdout and b"tg8" in table.stdout
+    assert_one_error_line(run(gannet_bin, "bench", "-m", model, "-p", "0"), "-p")
