@@ -29,3 +29,11 @@ fi
 if ! .venv/bin/python -c "import numpy, gguf, pytest" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 fi
+# llama.cpp through its Python binding: the independent implementation the benchmarks compare
+# against and some tests load files into. Compiled from source for this CPU, as its users build it
+# (a few minutes, once).
+if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+  echo "building llama-cpp-python from source (native CPU optimizations)"
+  CMAKE_ARGS="-DGGML_NATIVE=ON" .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    --no-binary llama-cpp-python -r tools/requirements-reference.txt
+fi
