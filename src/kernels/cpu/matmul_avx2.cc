@@ -156,6 +156,9 @@ void TileFloat(const MatMulTile& t, int64_t r0, int64_t r1) {
 // This is the shape of the output layer of small-embedding models (e.g. 262144 x 640 Q8_0),
 // where the per-row horizontal sum and the activation scale conversions otherwise dominate.
 constexpr int64_t kGemvMaxBlocks = 1024;
+// How many 4-row groups ahead the GEMV prefetches. Measured on the 262144 x 640 Q8_0 output
+// matrix of Gemma 3 270M (one thread): 40 ms without, 20 ms at 1 or 2 groups ahead.
+constexpr int64_t kPrefetchGroups = 2;
 
 template <class T>
 void Gemv32Rows4(const MatMulTile& t, int64_t r0, int64_t r1) {
@@ -170,8 +173,17 @@ void Gemv32Rows4(const MatMulTile& t, int64_t r0, int64_t r1) {
     const Block* w[4];
     for (int k = 0; k < 4; ++k) w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r + k) * t.w_row_bytes);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const char* ahead = reinterpret_cast<const char*>(w[0]) + kPrefetchGroups * 4 * t.w_row_bytes;
+    const size_t group_bytes = 4 * t.w_row_bytes;
     for (int64_t b = 0; b < nb; ++b) {
       const __m256i xq = LoadU256(x[b].qs);
+      // The four rows are one contiguous span read as four interleaved streams, which the
+      // hardware prefetchers follow poorly; fetch the span kPrefetchGroups groups ahead in
+      // step with this one (group_bytes / nb bytes per block step).
+      const size_t off = static_cast<size_t>(b) * group_bytes / static_cast<size_t>(nb);
+      _mm_prefetch(ahead + off, _MM_HINT_T0);
+      _mm_prefetch(ahead + off + 64, _MM_HINT_T0);
+      _mm_prefetch(ahead + off + 128, _MM_HINT_T0);
       for (int k = 0; k < 4; ++k) {
         const __m256i q = T::Codes(w[k][b]);
         const __m256i s = DotI8(_mm256_sign_epi8(q, q), q, xq);
