@@ -125,6 +125,46 @@ Result<std::span<const float>> Engine::Evaluate(std::span<const int32_t> tokens,
   return out;
 }
 
+Result<std::span<const float>> Engine::EvaluateBatch(std::span<const BatchSeq> seqs) {
+  const int64_t n_vocab = config().n_vocab;
+  const size_t n_layer = static_cast<size_t>(config().n_layer);
+  batch_tokens_.clear();
+  positions_.clear();
+  output_rows_.clear();
+  slices_.clear();
+  for (const BatchSeq& s : seqs) {
+    if (s.tokens.empty()) return Status::InvalidArgument("a batch sequence has no tokens");
+    if (s.n_past < 0) return Status::InvalidArgument("negative sequence position");
+    if (s.kv.size() != n_layer) return Status::InvalidArgument("a batch sequence has no KV views for every layer");
+    const int64_t begin = static_cast<int64_t>(batch_tokens_.size());
+    for (size_t i = 0; i < s.tokens.size(); ++i) {
+      const int32_t t = s.tokens[i];
+      if (t < 0 || t >= n_vocab) {
+        return Status::InvalidArgument("token id " + std::to_string(t) + " is outside the vocabulary (" +
+                                       std::to_string(n_vocab) + " tokens)");
+      }
+      batch_tokens_.push_back(t);
+      positions_.push_back(static_cast<int32_t>(s.n_past + static_cast<int64_t>(i)));
+    }
+    const int64_t end = static_cast<int64_t>(batch_tokens_.size());
+    if (s.logits) output_rows_.push_back(static_cast<int32_t>(end - 1));
+    slices_.push_back(graph::SeqSlice{.row_begin = begin, .row_end = end, .kv = s.kv,
+                                      .n_kv = s.n_past + static_cast<int64_t>(s.tokens.size())});
+  }
+  if (batch_tokens_.empty()) return Status::InvalidArgument("nothing to evaluate");
+  const int64_t n = static_cast<int64_t>(batch_tokens_.size());
+  const int64_t n_out = static_cast<int64_t>(output_rows_.size());
+  if (n_out == 0) {
+    // The graph always ends in logits; compute the last row's and return none.
+    output_rows_.push_back(static_cast<int32_t>(n - 1));
+  }
+  GANNET_ASSIGN_OR_RETURN(const graph::Plan* plan, GetPlan(n, static_cast<int64_t>(output_rows_.size())));
+  graph::BatchInputs in{.tokens = batch_tokens_, .positions = positions_, .output_rows = output_rows_,
+                        .seqs = slices_};
+  GANNET_ASSIGN_OR_RETURN(std::span<const float> out, plan->Execute(pool_, in, arena_.get(), scratch_.get()));
+  return out.first(static_cast<size_t>(n_out * n_vocab));
+}
+
 Result<GenerateResult> Engine::Generate(const GenerateRequest& req, const TokenCallback& on_token) {
   GenerateResult res;
   const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());

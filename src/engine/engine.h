@@ -56,6 +56,14 @@ struct GenerateResult {
   GenerateStats stats;
 };
 
+// One sequence's part of a batched forward pass (Engine::EvaluateBatch).
+struct BatchSeq {
+  std::span<const int32_t> tokens;         // new tokens, at positions [n_past, n_past + size)
+  int64_t n_past = 0;                      // positions already in this sequence's cache
+  std::span<const graph::KvLayerView> kv;  // its cache views, covering positions < n_past + size
+  bool logits = false;                     // wants the logits of its last new token
+};
+
 // Called with each generated token as soon as it is sampled; return false to stop.
 using TokenCallback = std::function<bool(int32_t token)>;
 
@@ -76,6 +84,12 @@ class Engine {
   // REQUIRES: positions before n_past were evaluated by earlier calls.
   Result<std::span<const float>> Evaluate(std::span<const int32_t> tokens, int64_t n_past, bool all_logits,
                                           const graph::NodeObserver* observer = nullptr);
+
+  // Runs the new tokens of several sequences in ONE forward pass (their rows concatenated in
+  // order; attention stays within each sequence's own cache views). Returns [n, n_vocab] logits,
+  // one row per sequence with `logits` set, in order. The span is valid until the next call.
+  // REQUIRES: each sequence's positions before n_past are in its cache.
+  Result<std::span<const float>> EvaluateBatch(std::span<const BatchSeq> seqs);
 
   // Prefills the prompt, then samples up to max_tokens tokens one at a time.
   Result<GenerateResult> Generate(const GenerateRequest& request, const TokenCallback& on_token);
@@ -99,7 +113,8 @@ class Engine {
   size_t arena_capacity_ = 0;
   std::unique_ptr<void, FreeDeleter> scratch_;
   size_t scratch_capacity_ = 0;
-  std::vector<int32_t> positions_, output_rows_;
+  std::vector<int32_t> positions_, output_rows_, batch_tokens_;
+  std::vector<graph::SeqSlice> slices_;
   std::vector<float> logits_;  // all-logits results gathered over chunks
 };
 

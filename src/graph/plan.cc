@@ -89,6 +89,16 @@ Result<std::span<const float>> Plan::Execute(ThreadPool& pool, const BatchInputs
       static_cast<int64_t>(in.output_rows.size()) != graph_.n_outputs) {
     return Status::Internal("plan: batch inputs do not match the compiled shape");
   }
+  if (!in.seqs.empty()) {
+    int64_t next = 0;
+    for (const SeqSlice& s : in.seqs) {
+      if (s.row_begin != next || s.row_end <= s.row_begin || s.row_end > n_tokens) {
+        return Status::Internal("plan: sequence slices must cover the batch rows in order");
+      }
+      next = s.row_end;
+    }
+    if (next != n_tokens) return Status::Internal("plan: sequence slices must cover the batch rows in order");
+  }
   auto buf = [&](int32_t id) { return reinterpret_cast<float*>(static_cast<char*>(arena) + offsets_[id]); };
 
   for (size_t i = 0; i < graph_.nodes.size(); ++i) {
@@ -144,23 +154,31 @@ Result<std::span<const float>> Plan::Execute(ThreadPool& pool, const BatchInputs
       }
       case OpKind::kAttention: {
         const AttentionParams& p = node.attn;
-        if (p.kv_layer < 0 || p.kv_layer >= static_cast<int32_t>(in.kv.size())) {
-          return Status::Internal("plan: no KV cache view for layer " + std::to_string(p.kv_layer));
-        }
-        const KvLayerView& kv = in.kv[p.kv_layer];
         const float* q = buf(node.inputs[0]);
         const float* k = buf(node.inputs[1]);
         const float* v = buf(node.inputs[2]);
         const int64_t kv_width = p.n_kv_head * p.head_dim;
-        cpu::StoreKv(k, kv_width, v, kv_width, rows, kv_width, in.positions.data(), kv.k_blocks, kv.v_blocks,
-                     kv.block_size);
-        cpu::Attention(pool, cpu::AttentionArgs{
-                                 .q = q, .q_stride = cols, .n_tokens = rows, .n_head = p.n_head,
-                                 .n_kv_head = p.n_kv_head, .head_dim = p.head_dim, .q_pos = in.positions.data(),
-                                 .kv = cpu::KvView{.k_blocks = kv.k_blocks, .v_blocks = kv.v_blocks,
-                                                   .block_size = kv.block_size},
-                                 .n_kv = in.n_kv, .window = p.window, .scale = p.scale, .out = out,
-                                 .out_stride = cols});
+        const int64_t k_cols = graph_.nodes[node.inputs[1]].cols;
+        const int64_t v_cols = graph_.nodes[node.inputs[2]].cols;
+        const SeqSlice whole{.row_begin = 0, .row_end = rows, .kv = in.kv, .n_kv = in.n_kv};
+        const std::span<const SeqSlice> seqs = in.seqs.empty() ? std::span<const SeqSlice>(&whole, 1) : in.seqs;
+        for (const SeqSlice& s : seqs) {
+          if (p.kv_layer < 0 || p.kv_layer >= static_cast<int32_t>(s.kv.size())) {
+            return Status::Internal("plan: no KV cache view for layer " + std::to_string(p.kv_layer));
+          }
+          const KvLayerView& kv = s.kv[p.kv_layer];
+          const int64_t b = s.row_begin, n = s.row_end - s.row_begin;
+          cpu::StoreKv(k + b * k_cols, k_cols, v + b * v_cols, v_cols, n, kv_width, in.positions.data() + b,
+                       kv.k_blocks, kv.v_blocks, kv.block_size);
+          cpu::Attention(pool, cpu::AttentionArgs{
+                                   .q = q + b * cols, .q_stride = cols, .n_tokens = n, .n_head = p.n_head,
+                                   .n_kv_head = p.n_kv_head, .head_dim = p.head_dim,
+                                   .q_pos = in.positions.data() + b,
+                                   .kv = cpu::KvView{.k_blocks = kv.k_blocks, .v_blocks = kv.v_blocks,
+                                                     .block_size = kv.block_size},
+                                   .n_kv = s.n_kv, .window = p.window, .scale = p.scale, .out = out + b * cols,
+                                   .out_stride = cols});
+        }
         break;
       }
       case OpKind::kGlu:

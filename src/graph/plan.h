@@ -26,13 +26,25 @@ struct KvLayerView {
   int64_t block_size = 0;
 };
 
-// What changes from one execution to the next: the batch's contents.
+// One sequence of a multi-sequence batch: token rows [row_begin, row_end) belong to it, their
+// K/V go into its cache views, and they attend to its cache positions [0, n_kv) only.
+struct SeqSlice {
+  int64_t row_begin = 0, row_end = 0;
+  std::span<const KvLayerView> kv;  // one per KV cache layer (this sequence's block table)
+  int64_t n_kv = 0;
+};
+
+// What changes from one execution to the next: the batch's contents. Either one sequence (`kv`
+// and `n_kv`, `seqs` empty) or several (`seqs`, which then cover every row exactly once, in order).
+// Every op except attention treats rows independently, so one forward pass serves a mixed batch
+// of prompt chunks and decode tokens from different requests (Orca's selective batching).
 struct BatchInputs {
   std::span<const int32_t> tokens;       // [n_tokens]
   std::span<const int32_t> positions;    // [n_tokens]
   std::span<const int32_t> output_rows;  // [n_outputs] rows (token indices) whose logits are wanted
   std::span<const KvLayerView> kv;       // one per KV cache layer
   int64_t n_kv = 0;                      // cache positions [0, n_kv) may be attended
+  std::span<const SeqSlice> seqs;        // several sequences (overrides kv / n_kv)
 };
 
 // Called after each node with its output (rows x cols f32, row-major, contiguous).

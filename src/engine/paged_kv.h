@@ -1,0 +1,61 @@
+// Paged KV storage for many sequences: every layer's K and V live in one pool of fixed-size
+// blocks (block_size token slots of [kv_width] f16 each), and a sequence is a block table that
+// maps its logical block i (positions [i * block_size, (i + 1) * block_size)) to a physical
+// block id (vLLM's PagedAttention, SOSP'23). Which block belongs to whom is decided elsewhere
+// (the block manager); this class only owns the bytes and turns a block table into the views
+// the attention kernel reads through.
+// Memory: n_blocks * block_size * sum over layers of 2 * kv_width * 2 bytes, reserved at
+// creation (calloc: pages are touched only as blocks fill).
+// Thread-safety: none; used by the engine's step thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "base/status.h"
+#include "graph/plan.h"
+#include "models/model.h"
+
+namespace gannet::engine {
+
+// The cache views of one sequence for one step: per layer, arrays of block pointers.
+// Reused across steps to avoid allocation (Assign overwrites).
+struct SeqKvViews {
+  std::vector<uint16_t*> ptrs;              // [n_layer][2][n_table_blocks]
+  std::vector<graph::KvLayerView> layers;  // [n_layer]
+};
+
+class PagedKvStore {
+ public:
+  // Bytes one block takes over all layers (K and V).
+  static size_t BytesPerBlock(const models::ModelConfig& config, int64_t block_size);
+  static Result<PagedKvStore> Create(const models::ModelConfig& config, int64_t n_blocks, int64_t block_size);
+
+  PagedKvStore(PagedKvStore&&) = default;
+  PagedKvStore& operator=(PagedKvStore&&) = default;
+
+  int64_t n_blocks() const { return n_blocks_; }
+  int64_t block_size() const { return block_size_; }
+  size_t bytes() const { return bytes_; }
+
+  // Fills `out` with the views of a sequence whose logical block i is physical block table[i].
+  // REQUIRES: every id in [0, n_blocks).
+  void Assign(std::span<const int32_t> table, SeqKvViews* out) const;
+
+  // Copies block src's K/V (all layers) into block dst (copy-on-write of a shared block).
+  void CopyBlock(int32_t src, int32_t dst);
+
+ private:
+  PagedKvStore() = default;
+  struct FreeDeleter {
+    void operator()(uint16_t* p) const;
+  };
+  int64_t n_blocks_ = 0, block_size_ = 0;
+  size_t bytes_ = 0;
+  std::vector<int64_t> widths_;                                    // kv_width per layer
+  std::vector<std::unique_ptr<uint16_t, FreeDeleter>> buffers_;  // [n_layer][2]
+};
+
+}  // namespace gannet::engine
