@@ -23,7 +23,9 @@ BlockHash HashBlockTokens(BlockHash parent, std::span<const int32_t> tokens) {
   uint64_t h = Mum(parent ^ kK0, tokens.size() ^ kK1);
   size_t i = 0;
   for (; i + 2 <= tokens.size(); i += 2) {
-    const uint64_t w = static_cast<uint32_t>(tokens[i]) | (static_cast<uint64_t>(static_cast<uint32_t>(tokens[i + 1])) << 32);
+    const uint64_t lo = static_cast<uint32_t>(tokens[i]);
+    const uint64_t hi = static_cast<uint32_t>(tokens[i + 1]);
+    const uint64_t w = lo | (hi << 32);
     h = Mum(h ^ kK1, w ^ kK2);
   }
   if (i < tokens.size()) h = Mum(h ^ kK2, static_cast<uint32_t>(tokens[i]) ^ kK0);

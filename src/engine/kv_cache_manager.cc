@@ -31,8 +31,8 @@ bool KvCacheManager::AllocateSlots(SeqId seq, int32_t n_new, const PrefixMatch* 
   const int32_t bs = block_size();
 
   const int32_t base_slots = is_new ? (prefix ? prefix->num_tokens : 0) : it->second.num_slots;
-  const int64_t base_blocks =
-      is_new ? (prefix ? static_cast<int64_t>(prefix->blocks.size()) : 0) : static_cast<int64_t>(it->second.table.size());
+  const int64_t base_blocks = is_new ? (prefix ? static_cast<int64_t>(prefix->blocks.size()) : 0)
+                                     : static_cast<int64_t>(it->second.table.size());
   const int64_t target = static_cast<int64_t>(base_slots) + n_new;
   if (target > (int64_t{1} << 31) - 1) return false;
   const int64_t need = (target + bs - 1) / bs - base_blocks;
