@@ -1,0 +1,412 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <string>
+#include <unordered_set>
+
+namespace gannet::engine {
+
+const char* StopReasonName(StopReason r) {
+  switch (r) {
+    case StopReason::kNone: return "none";
+    case StopReason::kLength: return "length";
+    case StopReason::kEos: return "eos";
+    case StopReason::kStopRequested: return "stop";
+    case StopReason::kCancelled: return "cancelled";
+    case StopReason::kTooLong: return "too_long";
+  }
+  return "unknown";
+}
+
+Result<Scheduler> Scheduler::Create(const SchedulerOptions& options) {
+  if (options.max_num_batched_tokens <= 0) {
+    return Status::InvalidArgument("max_num_batched_tokens must be positive, got " +
+                                   std::to_string(options.max_num_batched_tokens));
+  }
+  if (options.max_num_seqs <= 0) {
+    return Status::InvalidArgument("max_num_seqs must be positive, got " + std::to_string(options.max_num_seqs));
+  }
+  Result<BlockPool> pool =
+      BlockPool::Create({.num_blocks = options.num_blocks, .block_size = options.block_size});
+  if (!pool.ok()) return pool.status();
+  return Scheduler(options, KvCacheManager(std::move(pool).value()));
+}
+
+bool Scheduler::Before(const Sequence* a, const Sequence* b) {
+  if (a->arrival != b->arrival) return a->arrival < b->arrival;
+  return a->sample_index < b->sample_index;
+}
+
+int32_t Scheduler::SeqsReserved() const {
+  int32_t n = 0;
+  for (const Sequence* s : running_) n += 1 + s->pending_forks;
+  return n;
+}
+
+void Scheduler::InsertRunning(Sequence* s) {
+  running_.insert(std::upper_bound(running_.begin(), running_.end(), s, Before), s);
+}
+
+void Scheduler::RemoveRunning(Sequence* s) {
+  running_.erase(std::find(running_.begin(), running_.end(), s));
+}
+
+Scheduler::Sequence* Scheduler::NewSequence(RequestState& r, int32_t sample_index) {
+  auto seq = std::make_unique<Sequence>();
+  seq->id = next_seq_id_++;
+  seq->request_id = r.spec.id;
+  seq->arrival = r.arrival;
+  seq->sample_index = sample_index;
+  seq->num_prompt = static_cast<int32_t>(r.spec.prompt.size());
+  Sequence* s = seq.get();
+  seqs_.emplace(s->id, std::move(seq));
+  r.live.push_back(s->id);
+  return s;
+}
+
+Status Scheduler::AddRequest(SchedulerRequest request) {
+  const std::string who = "request " + std::to_string(request.id);
+  if (requests_.count(request.id) != 0) return Status::InvalidArgument(who + " is already queued");
+  if (request.prompt.empty()) return Status::InvalidArgument(who + ": empty prompt");
+  for (const int32_t t : request.prompt) {
+    if (t < 0) return Status::InvalidArgument(who + ": negative token id " + std::to_string(t));
+  }
+  if (request.max_tokens < 1) {
+    return Status::InvalidArgument(who + ": max_tokens must be at least 1, got " + std::to_string(request.max_tokens));
+  }
+  if (request.n < 1 || request.n > options_.max_num_seqs) {
+    return Status::InvalidArgument(who + ": n must be in [1, " + std::to_string(options_.max_num_seqs) +
+                                   "], got " + std::to_string(request.n));
+  }
+  const RequestId id = request.id;
+  RequestState& r = requests_[id];
+  r.arrival = next_arrival_++;
+  r.samples.assign(request.n, SampleOutput{});
+  r.spec = std::move(request);
+  // The K/V of the last generated token is never computed: a sample needs prompt + max_tokens - 1
+  // slots. One that cannot fit even with the pool to itself would never finish.
+  const int64_t slots = static_cast<int64_t>(r.spec.prompt.size()) + r.spec.max_tokens - 1;
+  const int64_t bs = kv_.block_size();
+  if ((slots + bs - 1) / bs > kv_.pool().num_blocks()) {
+    for (SampleOutput& o : r.samples) o.reason = StopReason::kTooLong;
+    finished_.push_back({.id = id, .samples = std::move(r.samples)});
+    requests_.erase(id);
+    return Status::Ok();
+  }
+  Sequence* s = NewSequence(r, 0);
+  s->tokens = r.spec.prompt;
+  s->pending_forks = r.spec.n - 1;
+  waiting_.push_back(s);
+  return Status::Ok();
+}
+
+ScheduledSeq Scheduler::MakeEntry(const Sequence& s, int32_t n) const {
+  ScheduledSeq e;
+  e.seq_id = s.id;
+  e.request_id = s.request_id;
+  e.sample_index = s.sample_index;
+  e.start = s.num_computed;
+  e.tokens.assign(s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + n);
+  const std::span<const BlockId> table = kv_.BlockTable(s.id);
+  e.block_table.assign(table.begin(), table.end());
+  e.needs_logits = s.num_computed + n == static_cast<int32_t>(s.tokens.size());
+  e.num_samples = e.needs_logits ? 1 + s.pending_forks : 0;
+  return e;
+}
+
+void Scheduler::Preempt(Sequence* s, SchedulerOutput* out) {
+  // Recompute rather than swap: the blocks go back to the pool (its full blocks stay in the prefix
+  // cache, so the recompute is often mostly hits) and the sequence restarts from position 0 with
+  // its output so far as part of its prompt.
+  kv_.Free(s->id);
+  s->num_computed = 0;
+  s->state = SeqState::kPreempted;
+  RemoveRunning(s);
+  waiting_.push_front(s);
+  ++num_preemptions_;
+  out->preempted.push_back(s->id);
+}
+
+SchedulerOutput Scheduler::Schedule() {
+  GANNET_CHECK(!in_flight_.has_value());
+  SchedulerOutput out;
+  out.step = ++step_;
+  int32_t budget = options_.max_num_batched_tokens;
+
+  // Running sequences: decodes (pass 0) before prefill chunks (pass 1), each pass oldest first.
+  for (int pass = 0; pass < 2; ++pass) {
+    size_t i = 0;
+    while (i < running_.size() && budget > 0) {
+      Sequence* s = running_[i];
+      const int32_t gap = static_cast<int32_t>(s->tokens.size()) - s->num_computed;
+      GANNET_CHECK(gap >= 1);
+      if (s->scheduled_step == step_ || (gap == 1) != (pass == 0)) {
+        ++i;
+        continue;
+      }
+      const int32_t n = std::min(gap, budget);
+      bool self_preempted = false;
+      while (!kv_.AllocateSlots(s->id, n)) {
+        // The newest running sequence not yet in this step. Everything before index i is
+        // scheduled or belongs to the other pass, and s itself qualifies, so the victim is s or
+        // lies after it: entries already placed in `out` are never invalidated.
+        Sequence* victim = nullptr;
+        for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+          if ((*it)->scheduled_step != step_) {
+            victim = *it;
+            break;
+          }
+        }
+        GANNET_CHECK(victim != nullptr);
+        Preempt(victim, &out);
+        if (victim == s) {
+          self_preempted = true;
+          break;
+        }
+      }
+      if (self_preempted) continue;  // running_[i] is now the next sequence
+      s->scheduled_step = step_;
+      out.seqs.push_back(MakeEntry(*s, n));
+      budget -= n;
+      ++i;
+    }
+  }
+
+  // Waiting sequences, FCFS. A step that preempted is short of memory: admitting would only
+  // preempt again next step.
+  if (out.preempted.empty()) {
+    while (!waiting_.empty() && budget > 0) {
+      Sequence* s = waiting_.front();
+      if (SeqsReserved() + 1 + s->pending_forks > options_.max_num_seqs) break;
+      const PrefixMatch match = kv_.MatchPrefix(s->tokens);
+      const int32_t n = std::min(static_cast<int32_t>(s->tokens.size()) - match.num_tokens, budget);
+      if (!kv_.AllocateSlots(s->id, n, &match)) break;  // strict FCFS: nobody overtakes the front
+      waiting_.pop_front();
+      s->state = SeqState::kRunning;
+      s->num_computed = match.num_tokens;
+      InsertRunning(s);
+      prefix_query_tokens_ += static_cast<int64_t>(s->tokens.size());
+      prefix_hit_tokens_ += match.num_tokens;
+      s->scheduled_step = step_;
+      out.seqs.push_back(MakeEntry(*s, n));
+      budget -= n;
+    }
+  }
+
+  out.copies = kv_.TakeCopies();
+  out.num_tokens = options_.max_num_batched_tokens - budget;
+  num_scheduled_tokens_ += out.num_tokens;
+  if (!out.seqs.empty()) {
+    std::vector<InFlight> fl;
+    fl.reserve(out.seqs.size());
+    for (const ScheduledSeq& e : out.seqs) {
+      fl.push_back({.seq_id = e.seq_id,
+                    .n = static_cast<int32_t>(e.tokens.size()),
+                    .num_samples = e.num_samples,
+                    .needs_logits = e.needs_logits});
+    }
+    in_flight_ = std::move(fl);
+  }
+  return out;
+}
+
+Status Scheduler::Update(const StepResult& result) {
+  if (!in_flight_.has_value()) return Status::InvalidArgument("update: no step is in flight");
+  if (result.step != step_) {
+    return Status::InvalidArgument("update: result of step " + std::to_string(result.step) +
+                                   " but step " + std::to_string(step_) + " is in flight");
+  }
+  // Validate everything before changing anything.
+  std::unordered_map<SeqId, const SeqStepResult*> by_seq;
+  for (const SeqStepResult& r : result.seqs) {
+    if (!by_seq.emplace(r.seq_id, &r).second) {
+      return Status::InvalidArgument("update: two results for sequence " + std::to_string(r.seq_id));
+    }
+  }
+  size_t matched = 0;
+  for (const InFlight& f : *in_flight_) {
+    const auto it = by_seq.find(f.seq_id);
+    if (it == by_seq.end()) {
+      if (f.needs_logits && seqs_.count(f.seq_id) != 0) {
+        return Status::InvalidArgument("update: no sampled token for sequence " + std::to_string(f.seq_id));
+      }
+      continue;
+    }
+    ++matched;
+    if (!f.needs_logits) {
+      return Status::InvalidArgument("update: sequence " + std::to_string(f.seq_id) + " produced no logits this step");
+    }
+    if (static_cast<int32_t>(it->second->samples.size()) != f.num_samples) {
+      return Status::InvalidArgument("update: sequence " + std::to_string(f.seq_id) + " expects " +
+                                     std::to_string(f.num_samples) + " samples, got " +
+                                     std::to_string(it->second->samples.size()));
+    }
+    for (const SampledToken& t : it->second->samples) {
+      if (t.token < 0) return Status::InvalidArgument("update: negative token id " + std::to_string(t.token));
+    }
+  }
+  if (matched != by_seq.size()) return Status::InvalidArgument("update: result for a sequence not in this step");
+
+  std::vector<InFlight> flights = std::move(*in_flight_);
+  in_flight_.reset();
+  for (const InFlight& f : flights) {
+    const auto sit = seqs_.find(f.seq_id);
+    if (sit == seqs_.end()) continue;  // cancelled since Schedule()
+    Sequence* s = sit->second.get();
+    s->num_computed += f.n;
+    kv_.CommitTokens(s->id, s->tokens, s->num_computed);
+    if (!f.needs_logits) continue;
+    const std::vector<SampledToken>& samples = by_seq.at(f.seq_id)->samples;
+    if (s->pending_forks > 0) {
+      // Fork before the parent appends (and maybe finishes): the children share its blocks,
+      // including the partial last one, which the first writer copies.
+      RequestState& r = requests_.at(s->request_id);
+      std::vector<Sequence*> children;
+      for (int32_t k = 1; k < static_cast<int32_t>(samples.size()); ++k) {
+        Sequence* c = NewSequence(r, s->sample_index + k);
+        c->tokens = s->tokens;
+        c->num_prompt = s->num_prompt;
+        c->num_computed = s->num_computed;
+        c->state = SeqState::kRunning;
+        c->scheduled_step = s->scheduled_step;
+        const Status st = kv_.Fork(s->id, c->id);
+        GANNET_CHECK(st.ok());
+        InsertRunning(c);
+        children.push_back(c);
+      }
+      s->pending_forks = 0;
+      for (size_t k = 0; k < children.size(); ++k) AppendSample(children[k], samples[k + 1]);
+    }
+    AppendSample(s, samples[0]);
+  }
+  return Status::Ok();
+}
+
+void Scheduler::AppendSample(Sequence* s, SampledToken t) {
+  const RequestState& r = requests_.at(s->request_id);
+  const std::vector<int32_t>& eos = r.spec.eos_ids;
+  if (std::find(eos.begin(), eos.end(), t.token) != eos.end()) {
+    FinishSeq(s, StopReason::kEos);
+    return;
+  }
+  s->tokens.push_back(t.token);
+  if (t.stop) {
+    FinishSeq(s, StopReason::kStopRequested);
+  } else if (s->num_output() >= r.spec.max_tokens) {
+    FinishSeq(s, StopReason::kLength);
+  }
+}
+
+void Scheduler::FinishSeq(Sequence* s, StopReason reason) {
+  kv_.Free(s->id);
+  if (s->state == SeqState::kRunning) {
+    RemoveRunning(s);
+  } else {
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), s));
+  }
+  const RequestId rid = s->request_id;
+  RequestState& r = requests_.at(rid);
+  r.samples[s->sample_index] = {.tokens = std::vector<int32_t>(s->tokens.begin() + s->num_prompt, s->tokens.end()),
+                                .reason = reason};
+  r.live.erase(std::find(r.live.begin(), r.live.end(), s->id));
+  seqs_.erase(s->id);  // `s` is gone from here on
+  if (!r.live.empty()) return;
+  // Samples never forked (the request was cancelled before its prompt ended) end with it.
+  for (SampleOutput& o : r.samples) {
+    if (o.reason == StopReason::kNone) o.reason = reason;
+  }
+  finished_.push_back({.id = rid, .samples = std::move(r.samples)});
+  requests_.erase(rid);
+}
+
+Status Scheduler::Cancel(RequestId id) {
+  const auto it = requests_.find(id);
+  if (it == requests_.end()) {
+    return Status::NotFound("cancel: request " + std::to_string(id) + " is unknown or finished");
+  }
+  const std::vector<SeqId> live = it->second.live;
+  for (const SeqId sid : live) FinishSeq(seqs_.at(sid).get(), StopReason::kCancelled);
+  return Status::Ok();
+}
+
+std::vector<FinishedRequest> Scheduler::TakeFinished() {
+  std::vector<FinishedRequest> out;
+  out.swap(finished_);
+  return out;
+}
+
+SchedulerStats Scheduler::stats() const {
+  const BlockPool& p = kv_.pool();
+  return {.num_running = static_cast<int32_t>(running_.size()),
+          .num_waiting = static_cast<int32_t>(waiting_.size()),
+          .blocks_used = p.num_used(),
+          .blocks_total = p.num_blocks(),
+          .blocks_cached = p.num_cached(),
+          .prefix_query_tokens = prefix_query_tokens_,
+          .prefix_hit_tokens = prefix_hit_tokens_,
+          .num_preemptions = num_preemptions_,
+          .num_steps = static_cast<int64_t>(step_),
+          .num_scheduled_tokens = num_scheduled_tokens_};
+}
+
+std::vector<SeqSnapshot> Scheduler::Sequences(RequestId id) const {
+  std::vector<SeqSnapshot> out;
+  const auto it = requests_.find(id);
+  if (it == requests_.end()) return out;
+  for (const SeqId sid : it->second.live) {
+    const Sequence& s = *seqs_.at(sid);
+    out.push_back({.id = s.id,
+                   .request_id = s.request_id,
+                   .state = s.state,
+                   .num_prompt = s.num_prompt,
+                   .num_computed = s.num_computed,
+                   .output = std::vector<int32_t>(s.tokens.begin() + s.num_prompt, s.tokens.end())});
+  }
+  return out;
+}
+
+Status Scheduler::CheckInvariants() const {
+  GANNET_RETURN_IF_ERROR(kv_.CheckInvariants());
+  auto fail = [](const std::string& m) { return Status::Internal("scheduler: " + m); };
+  std::unordered_map<SeqId, int32_t> in_flight_n;
+  if (in_flight_) {
+    for (const InFlight& f : *in_flight_) in_flight_n[f.seq_id] = f.n;
+  }
+  std::unordered_set<const Sequence*> seen;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    const Sequence* s = running_[i];
+    if (!seen.insert(s).second) return fail("sequence listed twice");
+    if (i > 0 && !Before(running_[i - 1], s)) return fail("running list out of priority order");
+    if (s->state != SeqState::kRunning) return fail("non-running sequence in the running list");
+    if (!kv_.Contains(s->id)) return fail("running sequence " + std::to_string(s->id) + " has no KV");
+    const auto f = in_flight_n.find(s->id);
+    const int32_t want = s->num_computed + (f == in_flight_n.end() ? 0 : f->second);
+    if (kv_.NumSlots(s->id) != want) {
+      return fail("sequence " + std::to_string(s->id) + " holds " + std::to_string(kv_.NumSlots(s->id)) +
+                  " slots, expected " + std::to_string(want));
+    }
+    if (s->num_computed >= static_cast<int32_t>(s->tokens.size())) {
+      return fail("running sequence with nothing left to compute");
+    }
+  }
+  for (const Sequence* s : waiting_) {
+    if (!seen.insert(s).second) return fail("sequence listed twice");
+    if (s->state != SeqState::kWaiting && s->state != SeqState::kPreempted) return fail("bad waiting state");
+    if (kv_.Contains(s->id) || s->num_computed != 0) return fail("waiting sequence holds KV");
+  }
+  if (seen.size() != seqs_.size()) return fail("sequence neither running nor waiting");
+  if (kv_.num_seqs() != static_cast<int32_t>(running_.size())) return fail("KV held by a sequence not running");
+  if (SeqsReserved() > options_.max_num_seqs) return fail("more sequences running than max_num_seqs");
+  size_t live = 0;
+  for (const auto& [rid, r] : requests_) {
+    live += r.live.size();
+    for (const SeqId sid : r.live) {
+      const auto it = seqs_.find(sid);
+      if (it == seqs_.end() || it->second->request_id != rid) return fail("request lists a missing sequence");
+    }
+  }
+  if (live != seqs_.size()) return fail("sequence without a request");
+  return Status::Ok();
+}
+
+}  // namespace gannet::engine

@@ -1,0 +1,221 @@
+// Scheduler: iteration-level scheduling (Orca, OSDI'22) over the paged KV cache, in the manner of
+// vLLM v1: there are no prefill and decode phases. Every sequence has tokens (prompt, then what it
+// generated) and a count of tokens whose K/V is computed; each step closes part of that gap for as
+// many sequences as fit in a token budget. That one rule covers decoding (gap 1), chunked prefill
+// (a long prompt over several steps), prefix caching (cached blocks start the count above zero)
+// and recomputation after preemption (the count falls back to zero).
+//
+// Each Schedule() returns one batch for one forward pass; the engine runs it, samples, and hands
+// the sampled tokens to Update() before the next Schedule(). Order of service in a step:
+//   1. running sequences that decode (one token each), oldest request first: decodes are never
+//      starved by prefills;
+//   2. running sequences still prefilling, a chunk each, within what is left of the budget;
+//   3. waiting sequences, strictly first come first served: cached prefix first, then a chunk of
+//      the rest. None is admitted in a step that had to preempt.
+// When blocks run short, the newest running sequence not yet scheduled in this step is preempted:
+// its blocks are freed and it goes back to the front of the waiting queue, to be recomputed later
+// with its generated tokens appended to its prompt (its full blocks usually stay cached). A
+// request fails only if one of its sequences alone could not fit in the whole pool (kTooLong).
+//
+// A request with n > 1 samples runs one sequence through the prompt; the step that produces the
+// prompt's last logits asks for n samples and Update() forks n - 1 sequences sharing its blocks.
+//
+// Thread-safety: none; driven by the engine's step thread (Cancel included, between steps).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/kv_cache_manager.h"
+
+namespace gannet::engine {
+
+using RequestId = uint64_t;
+
+struct SchedulerOptions {
+  int32_t max_num_batched_tokens = 512;  // tokens in one forward pass
+  int32_t max_num_seqs = 64;             // sequences in one forward pass
+  int32_t num_blocks = 0;                // KV block pool size
+  int32_t block_size = 16;               // tokens per block
+};
+
+struct SchedulerRequest {
+  RequestId id = 0;
+  std::vector<int32_t> prompt;    // token ids
+  int32_t max_tokens = 16;        // tokens to generate per sample, >= 1
+  std::vector<int32_t> eos_ids;   // a sampled id from this set ends the sample (it is not output)
+  int32_t n = 1;                  // samples, each its own sequence sharing the prompt's blocks
+};
+
+enum class SeqState { kWaiting, kRunning, kPreempted, kFinished };
+enum class StopReason { kNone, kLength, kEos, kStopRequested, kCancelled, kTooLong };
+const char* StopReasonName(StopReason r);
+
+// One sequence's share of a step: compute positions [start, start + tokens.size()).
+struct ScheduledSeq {
+  SeqId seq_id = 0;
+  RequestId request_id = 0;
+  int32_t sample_index = 0;
+  int32_t start = 0;
+  std::vector<int32_t> tokens;
+  std::vector<BlockId> block_table;  // covers positions [0, start + tokens.size())
+  bool needs_logits = false;         // logits of the last token: end of the prompt, or a decode
+  int32_t num_samples = 0;           // tokens Update() expects: 0 without logits; n at a fork point
+};
+
+struct SchedulerOutput {
+  uint64_t step = 0;
+  std::vector<BlockCopy> copies;     // perform first, in order
+  std::vector<ScheduledSeq> seqs;
+  int32_t num_tokens = 0;            // sum of tokens over seqs
+  std::vector<SeqId> preempted;      // sequences preempted while building this step
+  bool empty() const { return seqs.empty(); }
+};
+
+struct SampledToken {
+  int32_t token = 0;
+  bool stop = false;  // the caller ends the sample after this token (a stop string matched)
+};
+
+struct SeqStepResult {
+  SeqId seq_id = 0;
+  std::vector<SampledToken> samples;  // exactly num_samples of the scheduled entry
+};
+
+struct StepResult {
+  uint64_t step = 0;
+  std::vector<SeqStepResult> seqs;    // one per scheduled entry with needs_logits
+};
+
+struct SampleOutput {
+  std::vector<int32_t> tokens;        // generated ids (an EOS id is not included)
+  StopReason reason = StopReason::kNone;
+};
+
+struct FinishedRequest {
+  RequestId id = 0;
+  std::vector<SampleOutput> samples;  // index = sample index
+};
+
+struct SchedulerStats {
+  int32_t num_running = 0;
+  int32_t num_waiting = 0;           // includes preempted sequences awaiting recompute
+  int32_t blocks_used = 0;
+  int32_t blocks_total = 0;
+  int32_t blocks_cached = 0;         // registered in the prefix cache (in use or evictable)
+  int64_t prefix_query_tokens = 0;   // tokens of sequences admitted from the waiting queue
+  int64_t prefix_hit_tokens = 0;     // of those, taken from the prefix cache
+  int64_t num_preemptions = 0;
+  int64_t num_steps = 0;
+  int64_t num_scheduled_tokens = 0;  // over all steps
+};
+
+struct SeqSnapshot {
+  SeqId id = 0;
+  RequestId request_id = 0;
+  SeqState state = SeqState::kWaiting;
+  int32_t num_prompt = 0;            // original prompt length
+  int32_t num_computed = 0;
+  std::vector<int32_t> output;
+};
+
+class Scheduler {
+ public:
+  static Result<Scheduler> Create(const SchedulerOptions& options);
+
+  Scheduler(Scheduler&&) = default;
+  Scheduler& operator=(Scheduler&&) = default;
+
+  // Queues a request. Errors (nothing queued) for an empty prompt, max_tokens < 1, n outside
+  // [1, max_num_seqs] or a duplicate id. A request too long for the whole pool is accepted and
+  // finished at once with kTooLong (see TakeFinished).
+  Status AddRequest(SchedulerRequest request);
+
+  // Chooses the next step. An empty output means nothing is left to run (no unfinished request);
+  // no Update() follows it. REQUIRES: the previous non-empty step's Update() was applied.
+  SchedulerOutput Schedule();
+
+  // Applies the step's sampled tokens: appends them, stops samples (max_tokens, an EOS id, the
+  // caller's stop flag), forks at n > 1, frees finished sequences. Entries of sequences cancelled
+  // since Schedule() are ignored. On an error (wrong step, unknown or missing entries, wrong
+  // sample counts) nothing is applied.
+  Status Update(const StepResult& result);
+
+  // Ends a request in any state and frees its blocks at once. NotFound for an unknown or already
+  // finished request.
+  Status Cancel(RequestId id);
+
+  // Requests finished since the last call, in the order they finished.
+  std::vector<FinishedRequest> TakeFinished();
+
+  bool has_unfinished() const { return !requests_.empty(); }
+  bool step_in_flight() const { return in_flight_.has_value(); }
+  SchedulerStats stats() const;
+  const KvCacheManager& kv() const { return kv_; }
+  const SchedulerOptions& options() const { return options_; }
+  // Live sequences of a request (empty when unknown or finished).
+  std::vector<SeqSnapshot> Sequences(RequestId id) const;
+
+  // KV invariants plus: running sequences hold exactly their computed (and in-flight) slots,
+  // waiting ones hold none, queues and request records agree.
+  Status CheckInvariants() const;
+
+ private:
+  struct Sequence {
+    SeqId id = 0;
+    RequestId request_id = 0;
+    uint64_t arrival = 0;        // request arrival order; with sample_index, the priority
+    int32_t sample_index = 0;
+    int32_t num_prompt = 0;
+    std::vector<int32_t> tokens;  // prompt then output
+    int32_t num_computed = 0;
+    int32_t pending_forks = 0;    // samples still to fork from this sequence at its prompt's end
+    SeqState state = SeqState::kWaiting;
+    uint64_t scheduled_step = 0;
+    int32_t num_output() const { return static_cast<int32_t>(tokens.size()) - num_prompt; }
+  };
+  struct InFlight {
+    SeqId seq_id = 0;
+    int32_t n = 0;
+    int32_t num_samples = 0;
+    bool needs_logits = false;
+  };
+  struct RequestState {
+    SchedulerRequest spec;
+    uint64_t arrival = 0;
+    std::vector<SeqId> live;               // sequences not finished
+    std::vector<SampleOutput> samples;     // filled as samples finish
+    int32_t num_finished = 0;
+  };
+
+  explicit Scheduler(const SchedulerOptions& options, KvCacheManager kv) : options_(options), kv_(std::move(kv)) {}
+  static bool Before(const Sequence* a, const Sequence* b);
+  int32_t SeqsReserved() const;
+  void InsertRunning(Sequence* s);
+  void RemoveRunning(Sequence* s);
+  void Preempt(Sequence* s, SchedulerOutput* out);
+  ScheduledSeq MakeEntry(const Sequence& s, int32_t n) const;
+  void AppendSample(Sequence* s, SampledToken t);
+  void FinishSeq(Sequence* s, StopReason reason);  // frees `s`; may complete its request
+  Sequence* NewSequence(RequestState& r, int32_t sample_index);
+
+  SchedulerOptions options_;
+  KvCacheManager kv_;
+  std::unordered_map<SeqId, std::unique_ptr<Sequence>> seqs_;
+  std::unordered_map<RequestId, RequestState> requests_;
+  std::vector<Sequence*> running_;   // by priority: oldest request first
+  std::deque<Sequence*> waiting_;    // FCFS; preempted sequences come back at the front
+  std::optional<std::vector<InFlight>> in_flight_;  // the step between Schedule() and Update()
+  std::vector<FinishedRequest> finished_;
+  SeqId next_seq_id_ = 1;
+  uint64_t next_arrival_ = 0;
+  uint64_t step_ = 0;
+  int64_t prefix_query_tokens_ = 0, prefix_hit_tokens_ = 0, num_preemptions_ = 0, num_scheduled_tokens_ = 0;
+};
+
+}  // namespace gannet::engine
