@@ -72,6 +72,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   bool keep_alive = true;    // false: the response says "Connection: close"
   bool close_after = false;  // the connection closes once this response is flushed
   bool abort = false;        // the writer wants the connection dropped now
+  bool truncated = false;    // the stream was abandoned: flush what is queued, then close
   bool closed = false;       // the connection is gone; nothing more is accepted
   bool finished = false;     // the whole response reached the socket; on_close will never run
   bool queued = false;       // on the waker's list

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -462,6 +463,13 @@ bool HttpServer::Loop::Flush(Conn& c) {
   SetEvents(c, c.events & ~static_cast<uint32_t>(EPOLLOUT));
   if (c.ex && c.ex_done) return FinishExchange(c);
   if (c.closing && !c.ex && !c.shut_wr) {
+    int unread = 0;
+    if (draining_ && ioctl(c.fd, FIONREAD, &unread) == 0 && unread == 0) {
+      // Draining: the client sent nothing more, so a plain close loses nothing; do not hold the
+      // shutdown for the linger time.
+      CloseConn(c);
+      return false;
+    }
     shutdown(c.fd, SHUT_WR);
     c.shut_wr = true;
     c.linger_deadline = Clock::now() + kLingerTime;
@@ -473,13 +481,15 @@ bool HttpServer::Loop::FinishExchange(Conn& c) {
   std::shared_ptr<Exchange> ex = std::move(c.ex);
   std::function<void()> dropped_callback;
   int status = 0;
+  bool truncated = false;
   {
     std::lock_guard<std::mutex> lock(ex->mu);
     ex->finished = true;
     dropped_callback.swap(ex->on_close);
     status = ex->status;
+    truncated = ex->truncated;
   }
-  Log(*ex, status, c.ex_bytes, /*completed=*/true);
+  Log(*ex, status, c.ex_bytes, /*completed=*/!truncated);
   if (c.ex_close_after || draining_) {
     c.closing = true;
     return Flush(c);  // nothing left to write: half-closes and lingers

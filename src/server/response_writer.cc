@@ -152,9 +152,11 @@ ResponseWriter::~ResponseWriter() {
       ex_->phase = Exchange::Phase::kDone;
       post = ex_->AppendLocked(out);
     } else {
-      // A stream that never ended: drop the connection so the client sees a truncated response
-      // rather than one that looks complete.
-      ex_->abort = true;
+      // A stream that never ended: deliver what was queued, then close without the last chunk,
+      // so the client sees a truncated response rather than one that looks complete.
+      ex_->truncated = true;
+      ex_->close_after = true;
+      ex_->phase = Exchange::Phase::kDone;
       post = ex_->MarkQueuedLocked();
     }
   }
