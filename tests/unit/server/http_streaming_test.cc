@@ -278,6 +278,31 @@ TEST_F(HttpStreamingTest, SlowReaderGetsBackpressureAndDoesNotBlockOthers) {
   EXPECT_TRUE(slow->WaitForClose(5s));
 }
 
+TEST_F(HttpStreamingTest, ClientTakingNoBytesIsDroppedAfterSendTimeout) {
+  StartServer({.send_timeout = 300ms, .write_soft_limit = 64 * 1024, .write_hard_limit = 64 << 20}, ParkingHandler());
+  auto stalled = Connect();
+  ASSERT_TRUE(stalled);
+  ASSERT_TRUE(stalled->Send(StreamRequest()));
+  ASSERT_TRUE(parked_.WaitFor(1));
+  auto w = parked_.At(0);
+  std::atomic<bool> closed_cb{false};
+  w->SetOnClose([&] { closed_cb = true; });
+  ASSERT_TRUE(w->StartStream(200, SseHeaders()).ok());
+  // Fill the kernel buffers and the queue; the client never reads.
+  const std::string event = SseEvent(std::string(4000, 'y'));
+  size_t written = 0;
+  while (written < (48u << 20) && !w->IsClosed()) {
+    if (w->Write(event) == WriteResult::kBackpressure && !w->WaitWritable(100ms)) break;
+    written += event.size();
+  }
+  ASSERT_FALSE(w->IsClosed());
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!closed_cb && std::chrono::steady_clock::now() - t0 < 5s) std::this_thread::sleep_for(5ms);
+  EXPECT_TRUE(closed_cb);
+  EXPECT_TRUE(w->IsClosed());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+}
+
 TEST_F(HttpStreamingTest, AbandonedStreamIsCutOffNotCompleted) {
   StartServer({}, ParkingHandler());
   auto c = Connect();
