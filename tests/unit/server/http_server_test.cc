@@ -129,6 +129,34 @@ TEST_F(HttpServerTest, PipelinedRequestsAnsweredInOrder) {
   EXPECT_EQ(after->body, "/after-head:");
 }
 
+TEST_F(HttpServerTest, PipelinedFloodWhileARequestIsInFlight) {
+  // While the first response is pending the server buffers a bounded amount of what follows and
+  // then stops reading; once the response is out it resumes and answers everything in order.
+  StartServer({}, [this](HttpRequest req, std::shared_ptr<ResponseWriter> w) {
+    if (req.path == "/first") return parked_.Push(std::move(w), std::move(req));
+    ASSERT_TRUE(w->Send(200, "text/plain", req.path).ok());
+  });
+  auto c = Connect();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->Send(Get("/first")));
+  ASSERT_TRUE(parked_.WaitFor(1));
+  constexpr int kRequests = 20000;  // ~600 KB, more than the server buffers
+  std::string flood;
+  for (int i = 0; i < kRequests; ++i) flood += Get(std::string("/").append(std::to_string(i)));
+  std::thread sender([&] { EXPECT_TRUE(c->Send(flood)); });
+  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(parked_.At(0)->Send(200, "text/plain", "first").ok());
+  auto r = c->ReadResponse();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "first");
+  for (int i = 0; i < kRequests; ++i) {
+    r = c->ReadResponse();
+    ASSERT_TRUE(r) << i;
+    ASSERT_EQ(r->body, std::string("/").append(std::to_string(i)));
+  }
+  sender.join();
+}
+
 TEST_F(HttpServerTest, LargeBodyGets413WithoutReachingTheHandler) {
   std::atomic<int> calls{0};
   StartServer({.limits = {.max_body_bytes = 1000}}, [&](HttpRequest req, std::shared_ptr<ResponseWriter> w) {
