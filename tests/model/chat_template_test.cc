@@ -1,0 +1,86 @@
+// gannet's chat-template rendering against Python jinja2 configured as Hugging Face renders
+// templates (tests/fixtures/chat_templates/golden.json, written by tools/chat_template_golden.py):
+// every template x conversation must give the same text, or fail where Python fails (with the
+// template's own message when it calls raise_exception).
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tokenizer/chat_template.h"
+
+namespace gannet {
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+TEST(ChatTemplateGolden, EveryTemplateAndConversationMatchesJinja2) {
+  const std::string root = GANNET_SOURCE_DIR;
+  const nlohmann::ordered_json golden = nlohmann::ordered_json::parse(ReadFile(root + "/tests/fixtures/chat_templates/golden.json"));
+  const nlohmann::ordered_json conversations =
+      nlohmann::ordered_json::parse(ReadFile(root + "/tests/fixtures/chat_templates/conversations.json"));
+  std::map<std::string, nlohmann::ordered_json> by_name;
+  for (const auto& c : conversations) by_name[c["name"].get<std::string>()] = c;
+
+  int cases = 0, matched = 0, expected_errors = 0;
+  for (const auto& t : golden["templates"]) {
+    const std::string name = t["name"];
+    const std::string source = ReadFile(root + "/" + t["file"].get<std::string>());
+    ASSERT_FALSE(source.empty()) << t["file"] << " missing (tools/fetch_templates.py)";
+    Result<ChatTemplate> tmpl = ChatTemplate::Parse(source, name);
+    ASSERT_TRUE(tmpl.ok()) << tmpl.status().ToString();
+    for (const auto& r : t["results"]) {
+      ++cases;
+      const nlohmann::ordered_json& conv = by_name.at(r["conversation"].get<std::string>());
+      ChatRenderInput in;
+      for (const auto& m : conv["messages"]) {
+        Result<ChatMessage> msg = ChatMessageFromJson(m);
+        ASSERT_TRUE(msg.ok()) << msg.status().ToString();
+        in.messages.push_back(std::move(msg).value());
+      }
+      in.add_generation_prompt = conv["add_generation_prompt"];
+      in.bos_token = t["bos_token"];
+      in.eos_token = t["eos_token"];
+      if (conv.contains("tools")) in.tools = conv["tools"];
+      if (conv.contains("extra_variables")) in.extra_variables = conv["extra_variables"];
+      in.now = golden["now"].get<std::time_t>();
+      const Result<std::string> out = tmpl->Render(in);
+      const std::string label = name + " x " + r["conversation"].get<std::string>();
+      if (r.contains("output")) {
+        if (!out.ok()) {
+          ADD_FAILURE() << label << ": " << out.status().ToString();
+          continue;
+        }
+        EXPECT_EQ(*out, r["output"].get<std::string>()) << label;
+        matched += *out == r["output"].get<std::string>();
+      } else {
+        ++expected_errors;
+        if (out.ok()) {
+          ADD_FAILURE() << label << ": expected " << r["error"].dump() << ", rendered:\n" << *out;
+          continue;
+        }
+        if (r["error"]["raised_by_template"].get<bool>()) {
+          const std::string want = r["error"]["message"];
+          EXPECT_NE(out.status().message().find(want), std::string::npos)
+              << label << ": " << out.status().ToString() << " lacks '" << want << "'";
+          matched += out.status().message().find(want) != std::string::npos;
+        } else {
+          ++matched;
+        }
+      }
+    }
+  }
+  std::printf("chat templates: %d of %d cases match jinja2 (%d expected errors)\n", matched, cases, expected_errors);
+  EXPECT_EQ(matched, cases);
+  EXPECT_GE(cases, 200);
+}
+
+}  // namespace
+}  // namespace gannet
