@@ -25,8 +25,8 @@ constexpr uint32_t kQuantizationVersion = 2;
 // Converts the rows of one tensor and hands them to the sink chunk by chunk.
 class TensorConverter {
  public:
-  TensorConverter(ThreadPool& pool, const GgufTensorInfo& in, const TensorPlan& plan)
-      : pool_(pool), in_(in), plan_(plan) {}
+  TensorConverter(ThreadPool& pool, const GgufFile& file, const GgufTensorInfo& in, const TensorPlan& plan)
+      : pool_(pool), file_(file), in_(in), plan_(plan) {}
 
   // `on_chunk(rows_done)` is called after each chunk has been written.
   template <typename OnChunk>
@@ -65,6 +65,7 @@ class TensorConverter {
         return Status::Internal("no quantizer for " + std::string(DTypeName(plan_.to)));
       }
       GANNET_RETURN_IF_ERROR(sink(std::span<const uint8_t>(out.data(), static_cast<size_t>(rows * out_row))));
+      file_.DropPages(in_.data.subspan(static_cast<size_t>(first * in_row), static_cast<size_t>(rows * in_row)));
       on_chunk(first + rows);
     }
     return Status::Ok();
@@ -72,6 +73,7 @@ class TensorConverter {
 
  private:
   ThreadPool& pool_;
+  const GgufFile& file_;
   const GgufTensorInfo& in_;
   const TensorPlan& plan_;
 };
@@ -120,10 +122,11 @@ Result<QuantizeReport> QuantizeModel(const std::string& input_path, const std::s
     if (!plan[i].convert) {
       GANNET_RETURN_IF_ERROR(sink(t.data));
     } else {
-      TensorConverter converter(pool, t, plan[i]);
+      TensorConverter converter(pool, *in, t, plan[i]);
       const int64_t ne0 = t.shape[0];
       GANNET_RETURN_IF_ERROR(converter.Run(sink, [&](int64_t rows_done) { report(i, elements_done + rows_done * ne0); }));
     }
+    in->DropPages(t.data);
     elements_done += t.n_elements;
     report(i, elements_done);
     return Status::Ok();
