@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "formats/gguf.h"
+#include "formats/gguf_writer.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/jinja_interpreter.h"
 
@@ -237,6 +239,46 @@ TEST(ChatTemplate, MessageFieldsAndVariables) {
   EXPECT_EQ(*t->Render(in), "user:False:False;assistant:True:True{\"b\": 1, \"a\": 2};False7<s></s>");
   EXPECT_FALSE(ChatMessageFromJson(nlohmann::ordered_json::parse(R"({"content": "no role"})")).ok());
   EXPECT_FALSE(ChatMessageFromJson(nlohmann::ordered_json::parse(R"({"role": "user", "content": 5})")).ok());
+}
+
+TEST(ChatTemplate, FromGgufPicksTheModelsTemplateOrTheFallback) {
+  GgufWriter with;
+  with.SetString("general.architecture", "llama");
+  with.SetString("tokenizer.chat_template", "{{ bos_token }}{% for m in messages %}[{{ m.content }}]{% endfor %}");
+  const std::vector<uint8_t> bytes = with.Serialize();
+  auto file = GgufFile::FromBytes(bytes, "with.gguf");
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  Result<ChatTemplate> t = ChatTemplate::FromGguf(**file);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_FALSE(t->is_fallback());
+  ChatRenderInput in{.messages = {ChatMessage{.role = "user", .content = "x"}}, .bos_token = "<s>"};
+  EXPECT_EQ(*t->Render(in), "<s>[x]");
+
+  GgufWriter without;
+  without.SetString("general.architecture", "llama");
+  const std::vector<uint8_t> bytes2 = without.Serialize();
+  auto file2 = GgufFile::FromBytes(bytes2, "without.gguf");
+  ASSERT_TRUE(file2.ok());
+  Result<ChatTemplate> fb = ChatTemplate::FromGguf(**file2);
+  ASSERT_TRUE(fb.ok()) << fb.status().ToString();
+  EXPECT_TRUE(fb->is_fallback());
+  EXPECT_EQ(*fb->Render(in), "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n");
+
+  GgufWriter wrong;
+  wrong.SetUint32("tokenizer.chat_template", 7);
+  const std::vector<uint8_t> bytes3 = wrong.Serialize();
+  auto file3 = GgufFile::FromBytes(bytes3, "wrong.gguf");
+  ASSERT_TRUE(file3.ok());
+  EXPECT_FALSE(ChatTemplate::FromGguf(**file3).ok());
+
+  GgufWriter broken;
+  broken.SetString("tokenizer.chat_template", "{% for x in %}");
+  const std::vector<uint8_t> bytes4 = broken.Serialize();
+  auto file4 = GgufFile::FromBytes(bytes4, "broken.gguf");
+  ASSERT_TRUE(file4.ok());
+  Result<ChatTemplate> b = ChatTemplate::FromGguf(**file4);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("line 1, column"), std::string::npos) << b.status().message();
 }
 
 std::string ReadFixture(const std::string& name) {
