@@ -225,6 +225,13 @@ class Interpreter {
                                                  s.target->name + "'"));
         }
         GANNET_ASSIGN_OR_RETURN(Value v, Eval(*s.expr));
+        // Only namespaces carry values from one loop iteration to the next, so bounding their
+        // nesting here bounds every value's (an expression adds at most its own height).
+        if (v.depth() > budget_.limits().max_value_depth) {
+          return Located(s.line, s.column,
+                         Status::ResourceExhausted("value nested deeper than max_value_depth = " +
+                                                   std::to_string(budget_.limits().max_value_depth)));
+        }
         Dict& attrs = ns->ns().attrs;
         for (auto& [k, old] : attrs.items) {
           if (k == s.text) {
