@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <vector>
 
 namespace gannet::jinja {
 
@@ -55,6 +56,14 @@ class Interpreter {
     AddBuiltinGlobals(&root);
     scopes_.push_back(std::move(root));
   }
+
+  // A namespace can hold itself (`{% set ns.me = ns %}`): clearing every namespace's attributes
+  // breaks such reference cycles, so an untrusted template cannot leak memory across renders.
+  ~Interpreter() {
+    for (Value& ns : namespaces_) ns.ns().attrs.items.clear();
+  }
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
 
   Result<std::string> Run() {
     std::string out;
@@ -159,7 +168,12 @@ class Interpreter {
       }
       return is_namespace ? Value::MakeNamespace(std::move(d)) : Value::MakeDict(std::move(d));
     };
-    (*root)["namespace"] = Value::MakeCallable("namespace", [make_dict](CallArgs& a) { return make_dict(a, true); });
+    std::vector<Value>* namespaces = &namespaces_;
+    (*root)["namespace"] = Value::MakeCallable("namespace", [make_dict, namespaces](CallArgs& a) -> Result<Value> {
+      GANNET_ASSIGN_OR_RETURN(Value ns, make_dict(a, true));
+      namespaces->push_back(ns);
+      return ns;
+    });
     (*root)["dict"] = Value::MakeCallable("dict", [make_dict](CallArgs& a) { return make_dict(a, false); });
   }
 
@@ -618,6 +632,7 @@ class Interpreter {
   Budget budget_;
   std::vector<Scope> scopes_;
   std::string* out_ = nullptr;
+  std::vector<Value> namespaces_;  // every namespace() made by this render
   int call_depth_ = 0;
 };
 

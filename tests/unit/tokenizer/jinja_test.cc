@@ -139,6 +139,9 @@ TEST(Jinja, NamespaceSetAndMacros) {
   EXPECT_EQ(R("{% macro greet(name, p='!') %}hi {{ name }}{{ p }}{% endmacro %}{{ greet('x') }} {{ greet('y', p='?') }}"),
             "hi x! hi y?");
   EXPECT_EQ(R("{% generation %}g{% endgeneration %}"), "g");
+  // A namespace holding itself renders (and, under ASan, does not leak).
+  EXPECT_EQ(R("{% set ns = namespace() %}{% set ns.me = ns %}{% set ns.d = {'n': ns} %}{{ ns.me.me.d.n is defined }}"),
+            "True");
 }
 
 TEST(Jinja, ErrorsNameLineAndColumn) {
