@@ -14,6 +14,14 @@ namespace {
 
 Status Error(std::string m) { return Status::InvalidArgument(std::move(m)); }
 
+// 'text' (appending: GCC 12 -Wrestrict warns falsely on "'" + std::string).
+std::string Quote(const std::string& text) {
+  std::string q(1, '\'');
+  q += text;
+  q += '\'';
+  return q;
+}
+
 bool PySpace(char32_t c) { return (c >= 0x1C && c <= 0x1F) || unicode::IsWhitespace(c); }
 
 std::string AsciiLower(std::string s) {
@@ -280,6 +288,15 @@ Result<int64_t> ToIndex(const Value& v) {
   return Error("indices must be integers, not " + v.TypeName());
 }
 
+// "'T object' has no attribute A" (built by appending: GCC 12 warns falsely on "'" + string).
+std::string NoAttribute(const Value& obj, const std::string& attr) {
+  std::string m = "'";
+  m += obj.TypeName();
+  m += " object' has no attribute ";
+  m += attr;
+  return m;
+}
+
 }  // namespace
 
 Result<List> Iterate(const Value& v) {
@@ -296,7 +313,7 @@ Result<List> Iterate(const Value& v) {
       for (const char32_t c : DecodeUtf8(v.str())) chars.push_back(Value::Str(EncodeUtf8(std::u32string(1, c))));
       return chars;
     }
-    default: return Error("'" + v.TypeName() + "' object is not iterable");
+    default: return Error(Quote(v.TypeName()) + " object is not iterable");
   }
 }
 
@@ -327,7 +344,10 @@ Value GetAttr(Budget& budget, const Value& obj, const std::string& name) {
       break;
     default: break;
   }
-  return Value::Undefined("'" + obj.TypeName() + " object' has no attribute '" + name + "'");
+  std::string quoted(1, '\'');
+  quoted += name;
+  quoted += '\'';
+  return Value::Undefined(NoAttribute(obj, quoted));
 }
 
 Value GetItem(Budget& budget, const Value& obj, const Value& key) {
@@ -353,12 +373,12 @@ Value GetItem(Budget& budget, const Value& obj, const Value& key) {
     return Value::Undefined(obj.TypeName() + " object has no element " + std::to_string(key.int_value()));
   }
   if (key.is_string()) return GetAttr(budget, obj, key.str());  // Jinja falls back to getattr
-  return Value::Undefined("'" + obj.TypeName() + " object' has no attribute " + Repr(key));
+  return Value::Undefined(NoAttribute(obj, Repr(key)));
 }
 
 Result<Value> GetSlice(Budget& budget, const Value& obj, const Value* start_v, const Value* stop_v,
                        const Value* step_v) {
-  if (!obj.is_list() && !obj.is_string()) return Error("'" + obj.TypeName() + "' object is not subscriptable");
+  if (!obj.is_list() && !obj.is_string()) return Error(Quote(obj.TypeName()) + " object is not subscriptable");
   int64_t step = 1;
   if (step_v && !step_v->is_none()) {
     GANNET_ASSIGN_OR_RETURN(step, ToIndex(*step_v));

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <vector>
 
 namespace gannet::jinja {
 
@@ -55,6 +56,14 @@ class Interpreter {
     AddBuiltinGlobals(&root);
     scopes_.push_back(std::move(root));
   }
+
+  // A namespace can hold itself (`{% set ns.me = ns %}`): clearing every namespace's attributes
+  // breaks such reference cycles, so an untrusted template cannot leak memory across renders.
+  ~Interpreter() {
+    for (Value& ns : namespaces_) ns.ns().attrs.items.clear();
+  }
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
 
   Result<std::string> Run() {
     std::string out;
@@ -159,7 +168,12 @@ class Interpreter {
       }
       return is_namespace ? Value::MakeNamespace(std::move(d)) : Value::MakeDict(std::move(d));
     };
-    (*root)["namespace"] = Value::MakeCallable("namespace", [make_dict](CallArgs& a) { return make_dict(a, true); });
+    std::vector<Value>* namespaces = &namespaces_;
+    (*root)["namespace"] = Value::MakeCallable("namespace", [make_dict, namespaces](CallArgs& a) -> Result<Value> {
+      GANNET_ASSIGN_OR_RETURN(Value ns, make_dict(a, true));
+      namespaces->push_back(ns);
+      return ns;
+    });
     (*root)["dict"] = Value::MakeCallable("dict", [make_dict](CallArgs& a) { return make_dict(a, false); });
   }
 
@@ -225,6 +239,13 @@ class Interpreter {
                                                  s.target->name + "'"));
         }
         GANNET_ASSIGN_OR_RETURN(Value v, Eval(*s.expr));
+        // Only namespaces carry values from one loop iteration to the next, so bounding their
+        // nesting here bounds every value's (an expression adds at most its own height).
+        if (v.depth() > budget_.limits().max_value_depth) {
+          return Located(s.line, s.column,
+                         Status::ResourceExhausted("value nested deeper than max_value_depth = " +
+                                                   std::to_string(budget_.limits().max_value_depth)));
+        }
         Dict& attrs = ns->ns().attrs;
         for (auto& [k, old] : attrs.items) {
           if (k == s.text) {
@@ -611,6 +632,7 @@ class Interpreter {
   Budget budget_;
   std::vector<Scope> scopes_;
   std::string* out_ = nullptr;
+  std::vector<Value> namespaces_;  // every namespace() made by this render
   int call_depth_ = 0;
 };
 

@@ -26,6 +26,7 @@ struct RenderLimits {
   size_t max_collection_size = size_t{1} << 20;  // one list made by the template (range, [x] * n, +)
   uint64_t max_loop_iterations = 1000000;        // total over one render, nested loops included
   int max_call_depth = 64;                       // nested macro calls (recursion)
+  int max_value_depth = 128;                     // lists/dicts in lists/dicts stored in a namespace
   uint64_t max_work = uint64_t{1} << 28;         // bytes + elements produced in total (bounds time)
 };
 

@@ -56,12 +56,16 @@ Value Value::MakeList(List items, bool tuple) {
   Value v;
   v.kind_ = Kind::kList;
   v.tuple_ = tuple;
+  for (const Value& e : items) v.depth_ = std::max(v.depth_, e.depth_ + 1);
+  if (items.empty()) v.depth_ = 1;
   v.list_ = std::make_shared<const List>(std::move(items));
   return v;
 }
 Value Value::MakeDict(Dict dict) {
   Value v;
   v.kind_ = Kind::kDict;
+  v.depth_ = 1;
+  for (const auto& kv : dict.items) v.depth_ = std::max(v.depth_, kv.second.depth_ + 1);
   v.dict_ = std::make_shared<const Dict>(std::move(dict));
   return v;
 }

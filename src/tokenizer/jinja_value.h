@@ -86,6 +86,10 @@ class Value {
   // What an undefined value stands for ("'x' is undefined"), for error messages.
   const std::string& undefined_hint() const;
 
+  // Nesting of lists and dicts (0 for scalars and namespaces): bounds the recursion of ==, repr and
+  // tojson, and the interpreter refuses to store values nested deeper than its limit.
+  int depth() const { return depth_; }
+
   // Python truthiness (undefined is false).
   bool Truthy() const;
   // Python type name as Jinja's errors show it ("str", "dict object", ...).
@@ -94,6 +98,7 @@ class Value {
  private:
   Kind kind_ = Kind::kUndefined;
   bool tuple_ = false;
+  int depth_ = 0;
   int64_t i_ = 0;
   double f_ = 0;
   std::shared_ptr<const std::string> s_;

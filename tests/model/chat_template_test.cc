@@ -3,6 +3,8 @@
 // every template x conversation must give the same text, or fail where Python fails (with the
 // template's own message when it calls raise_exception).
 #include <fstream>
+#include <map>
+#include <random>
 #include <sstream>
 #include <string>
 
@@ -80,6 +82,43 @@ TEST(ChatTemplateGolden, EveryTemplateAndConversationMatchesJinja2) {
   std::printf("chat templates: %d of %d cases match jinja2 (%d expected errors)\n", matched, cases, expected_errors);
   EXPECT_EQ(matched, cases);
   EXPECT_GE(cases, 200);
+}
+
+// Random edits of every real template: each must parse and render, or fail with a Status.
+TEST(ChatTemplateGolden, MutatedRealTemplatesNeverCrash) {
+  const std::string root = GANNET_SOURCE_DIR;
+  const nlohmann::ordered_json golden =
+      nlohmann::ordered_json::parse(ReadFile(root + "/tests/fixtures/chat_templates/golden.json"));
+  const std::string alphabet = "{}%#-+()[]'\".,:|~*/ \n=<>!abcfinoterls0129_";
+  std::mt19937 rng(99);
+  ChatRenderInput in;
+  in.messages = {ChatMessage{.role = "system", .content = "s"}, ChatMessage{.role = "user", .content = "u"},
+                 ChatMessage{.role = "assistant", .content = "a"}, ChatMessage{.role = "user", .content = "v"}};
+  in.limits.max_output_bytes = 1 << 16;
+  in.limits.max_loop_iterations = 10000;
+  int parsed = 0, rendered = 0, total = 0;
+  for (const auto& t : golden["templates"]) {
+    const std::string seed = ReadFile(root + "/" + t["file"].get<std::string>());
+    ASSERT_FALSE(seed.empty());
+    for (int iter = 0; iter < 400; ++iter, ++total) {
+      std::string src = seed;
+      const int edits = 1 + static_cast<int>(rng() % 4);
+      for (int e = 0; e < edits && !src.empty(); ++e) {
+        const size_t pos = rng() % src.size();
+        switch (rng() % 3) {
+          case 0: src.erase(pos, 1 + rng() % 8); break;
+          case 1: src.insert(pos, 1, alphabet[rng() % alphabet.size()]); break;
+          default: src[pos] = alphabet[rng() % alphabet.size()];
+        }
+      }
+      Result<ChatTemplate> tmpl = ChatTemplate::Parse(src);
+      if (!tmpl.ok()) continue;
+      ++parsed;
+      rendered += tmpl->Render(in).ok();
+    }
+  }
+  std::printf("mutated templates: %d, parsed %d, rendered %d\n", total, parsed, rendered);
+  EXPECT_GT(parsed, total / 10);
 }
 
 }  // namespace
