@@ -193,11 +193,10 @@ def bench_model(args, model):
         g = run_gannet(args, model)
         l = run_llamacpp(args, model)
         rounds.append({"gannet": g, "llamacpp": l})
-        if not args.json:
-            print("  %s round %d/%d: pp gannet %.1f llama.cpp %.1f t/s | tg gannet %.2f llama.cpp %.2f t/s"
-                  " | %.1f GB/s measured" % (os.path.basename(model), i + 1, args.rounds, g["pp_tps"],
-                                              l["pp_tps"], g["tg_tps"], l["tg_tps"], g["membw_gbps"]),
-                  file=sys.stderr, flush=True)
+        print("  %s round %d/%d: pp gannet %.1f llama.cpp %.1f t/s | tg gannet %.2f llama.cpp %.2f t/s"
+              " | %.1f GB/s measured" % (os.path.basename(model), i + 1, args.rounds, g["pp_tps"],
+                                          l["pp_tps"], g["tg_tps"], l["tg_tps"], g["membw_gbps"]),
+              file=sys.stderr, flush=True)
     gs = [r["gannet"] for r in rounds]
     ls = [r["llamacpp"] for r in rounds]
     bytes_per_token = gs[-1]["bytes_per_token"]

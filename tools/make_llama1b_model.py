@@ -17,12 +17,15 @@ Outputs in models/ (about 2.5 + 1.3 + 0.8 GB):
   llama-3.2-1b-shape-q8_0.gguf     `gannet quantize IN OUT q8_0`
   llama-3.2-1b-shape-q4_k_m.gguf   `gannet quantize IN OUT q4_k_m`
 
---q8-only writes the Q8_0 file with gguf.quants (numpy) instead of gannet quantize and skips
-Q4_K_M (for a gannet built without the quantize command). --check loads each file in gannet
-(`gannet run -p hi -n 4`) and in llama.cpp (llama-cpp-python: load, decode four tokens).
+Other quantizers, for a gannet built without the quantize command: --q8-only writes the Q8_0 file
+with gguf.quants (numpy) and skips Q4_K_M; --quantizer llamacpp writes both files with llama.cpp's
+own quantizer (llama_model_quantize through llama-cpp-python; its Q4_K_M mix of Q4_K and Q6_K).
+--check loads each file in gannet (`gannet run -p hi -n 4`) and in llama.cpp (llama-cpp-python:
+load, decode four tokens).
 
 Usage:
-  .venv/bin/python tools/make_llama1b_model.py [--out models] [--gannet build/bin/gannet] [--q8-only] [--check]
+  .venv/bin/python tools/make_llama1b_model.py [--out models] [--gannet build/bin/gannet]
+      [--quantizer gannet|llamacpp] [--q8-only] [--check] [--force]
 """
 from __future__ import annotations
 
@@ -159,17 +162,32 @@ def quantize_q8_numpy(src: Path, dst: Path) -> None:
     w.close()
 
 
-def run(cmd: list[str]) -> None:
-    print("+ " + " ".join(cmd), flush=True)
+def run(cmd: list[str], label: str | None = None) -> None:
+    print("+ " + (label or " ".join(cmd)), flush=True)
     r = subprocess.run(cmd)
     if r.returncode != 0:
-        raise SystemExit("failed (%d): %s" % (r.returncode, " ".join(cmd)))
+        raise SystemExit("failed (%d): %s" % (r.returncode, label or " ".join(cmd)))
+
+
+def quantize_llamacpp(src: Path, dst: Path, typ: str) -> None:
+    """llama.cpp's quantizer, in a child process like the load check."""
+    code = (
+        "import sys, llama_cpp as L\n"
+        "p = L.llama_model_quantize_default_params()\n"
+        "p.ftype = {'q8_0': L.LLAMA_FTYPE_MOSTLY_Q8_0, 'q4_k_m': L.LLAMA_FTYPE_MOSTLY_Q4_K_M}[sys.argv[3]]\n"
+        "rc = L.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p)\n"
+        "sys.exit('llama_model_quantize returned %d' % rc if rc else 0)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(src), str(dst), typ], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit("llama.cpp quantize to %s failed: %s" % (typ, proc.stderr.strip()[-2000:]))
 
 
 def check_llamacpp(path: Path) -> None:
     """Loads the file in llama.cpp and decodes four tokens (in a child, so its memory is returned)."""
     code = (
-        "import sys, llama_cpp as L\n"
+        "import sys, ctypes, llama_cpp as L\n"
+        "quiet = L.llama_log_callback(lambda level, text, data: None)\n"
+        "L.llama_log_set(quiet, ctypes.c_void_p(0))\n"
         "L.llama_backend_init()\n"
         "m = L.llama_model_load_from_file(sys.argv[1].encode(), L.llama_model_default_params())\n"
         "assert m, 'llama.cpp cannot load ' + sys.argv[1]\n"
@@ -178,15 +196,17 @@ def check_llamacpp(path: Path) -> None:
         "toks = (L.llama_token * 4)(128000, 15339, 1917, 0)\n"
         "assert L.llama_decode(c, L.llama_batch_get_one(toks, 4)) == 0, 'decode failed'\n"
         "print('llama.cpp: loaded and decoded 4 tokens,', L.llama_model_n_params(m), 'parameters')\n")
-    run([sys.executable, "-c", code, str(path)])
+    run([sys.executable, "-c", code, str(path)], label="llama.cpp: load %s, decode 4 tokens" % path.name)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(ROOT / "models"), help="output folder (default models/)")
     ap.add_argument("--gannet", default=str(ROOT / "build" / "bin" / "gannet"), help="gannet binary")
+    ap.add_argument("--quantizer", choices=("gannet", "llamacpp"), default="gannet",
+                    help="who writes Q8_0 and Q4_K_M: `gannet quantize` (default) or llama.cpp's quantizer")
     ap.add_argument("--q8-only", action="store_true",
-                    help="write Q8_0 with gguf.quants instead of gannet quantize, and no Q4_K_M")
+                    help="write Q8_0 with gguf.quants instead, and no Q4_K_M")
     ap.add_argument("--check", action="store_true", help="load every file in gannet and llama.cpp")
     ap.add_argument("--force", action="store_true", help="rewrite files that exist")
     args = ap.parse_args()
@@ -213,7 +233,11 @@ def main() -> int:
         for dst, typ in ((q8, "q8_0"), (q4, "q4_k_m")):
             if args.force or not dst.exists():
                 tmp = dst.with_suffix(".tmp")
-                run([args.gannet, "quantize", str(f16), str(tmp), typ])
+                if args.quantizer == "gannet":
+                    run([args.gannet, "quantize", str(f16), str(tmp), typ])
+                else:
+                    print("+ llama.cpp quantize %s -> %s (%s)" % (f16.name, dst.name, typ), flush=True)
+                    quantize_llamacpp(f16, tmp, typ)
                 os.replace(tmp, dst)
             files.append(dst)
     if args.check:
