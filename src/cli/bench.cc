@@ -2,15 +2,25 @@
 // Each repetition evaluates a prompt of -p tokens as one batch (pp), then -n tokens one at a time
 // after it (tg); a warm-up repetition runs first and is not counted. Tokens are a fixed
 // pseudo-random sequence of ordinary vocabulary ids, so runs are repeatable.
+//
+// Beside tg it prints the bytes one generated token reads from memory and the machine's read
+// bandwidth, measured right before and right after every tg phase with the same thread count:
+// their product with tg speed says how close decoding comes to the memory roofline, a figure that
+// stays meaningful when a shared host's bandwidth changes between runs.
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <random>
 
 #include <nlohmann/json.hpp>
 
+#include "base/memory_bandwidth.h"
+#include "base/thread_pool.h"
 #include "cli/commands.h"
 #include "engine/engine.h"
 
@@ -40,6 +50,49 @@ int64_t PeakRssBytes() {
   return static_cast<int64_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
+// Resident bytes now (/proc/self/statm); 0 where it cannot be read.
+int64_t CurrentRssBytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t size_pages = 0, resident_pages = 0;
+  if (!(statm >> size_pages >> resident_pages)) return 0;
+  return resident_pages * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+}
+
+// Bytes one decode step reads from memory, on average over the tg tokens of a run.
+struct DecodeBytes {
+  int64_t weights = 0;  // every weight tensor once; of the embedding one row unless it is also the output
+  double kv = 0;        // K and V of every position each layer attends to
+  double total() const { return static_cast<double>(weights) + kv; }
+};
+
+DecodeBytes BytesPerGeneratedToken(const engine::Engine& eng, int64_t n_prompt, int64_t n_gen) {
+  DecodeBytes d;
+  const GgufFile& file = eng.file();
+  const bool tied = file.FindTensor("output.weight") == nullptr;
+  for (const GgufTensorInfo& t : file.tensors()) {
+    if (t.name == "token_embd.weight" && !tied && !t.shape.empty() && t.n_elements > 0) {
+      // A lookup touches one row of [n_embd, n_vocab]; the rows are whole quantization blocks.
+      d.weights += t.n_bytes / (t.n_elements / t.shape[0]);
+    } else {
+      d.weights += t.n_bytes;  // the tied embedding is the output matmul and is read whole
+    }
+  }
+  // The cache holds f16 K and V rows of kv_width(layer) (engine/kv_cache.h). Token i of the tg
+  // phase sits at position n_prompt + i and attends to every position up to it, or to the last
+  // `sliding_window` of them on a sliding-window layer.
+  const models::ModelConfig& c = eng.config();
+  for (int64_t i = 0; i < n_gen; ++i) {
+    const int64_t visible = n_prompt + i + 1;
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+      const bool swa = l < static_cast<int64_t>(c.layer_is_swa.size()) && c.layer_is_swa[l] && c.sliding_window > 0;
+      const int64_t keys = swa ? std::min(visible, c.sliding_window) : visible;
+      d.kv += static_cast<double>(keys * c.kv_width(l) * 2 * static_cast<int64_t>(sizeof(uint16_t)));
+    }
+  }
+  if (n_gen > 0) d.kv /= static_cast<double>(n_gen);
+  return d;
+}
+
 }  // namespace
 
 Runner AddBenchCommand(CLI::App& app) {
@@ -56,7 +109,8 @@ Runner AddBenchCommand(CLI::App& app) {
   sub->add_option("-n,--n-gen", o->n_gen, "Tokens generated one at a time after the prompt")->capture_default_str();
   sub->add_option("-t,--threads", o->threads, "Threads (default: one per core)");
   sub->add_option("-r,--repetitions", o->reps, "Measured repetitions (after one warm-up)")->capture_default_str();
-  sub->add_flag("--json", o->json, "Print one JSON line (pp_tps, tg_tps, their stddevs, peak_rss_bytes, ...)");
+  sub->add_flag("--json", o->json,
+               "Print one JSON line (pp_tps, tg_tps, their stddevs, peak_rss_bytes, bytes_per_token, membw_gbps, ...)");
   return [o] {
     if (o->n_prompt < 1 || o->n_gen < 0 || o->reps < 1 || o->threads < 0) {
       return ReportError("bench needs -p >= 1, -n >= 0, -r >= 1 and -t >= 0");
@@ -81,6 +135,15 @@ Runner AddBenchCommand(CLI::App& app) {
     for (int64_t i = tok.bos() >= 0 ? 1 : 0; i < o->n_prompt; ++i) prompt[i] = draw();
     for (int32_t& t : gen) t = draw();
 
+    // The probe runs on its own pool of the engine's size; the engine's workers sleep meanwhile.
+    ThreadPool probe_pool(eng.n_threads());
+    const ReadBandwidthOptions probe_options;
+    std::vector<double> membw;
+    // The probe's buffer is freed after each probe, but the kernel's peak-RSS mark keeps it: the
+    // engine's peak is taken after the warm-up (which allocates everything a repetition uses) and
+    // before the first probe, and checked against the resident size after the last repetition.
+    int64_t rss = 0;
+
     using Clock = std::chrono::steady_clock;
     std::vector<double> pp, tg;
     for (int rep = 0; rep <= o->reps; ++rep) {
@@ -88,32 +151,71 @@ Runner AddBenchCommand(CLI::App& app) {
       Result<std::span<const float>> r = eng.Evaluate(prompt, 0, false);
       if (!r.ok()) return ReportError(r.status());
       auto t1 = Clock::now();
+      if (rep == 1) rss = PeakRssBytes();
+      if (rep > 0) {  // untimed, right before tg
+        Result<double> bw = MeasureReadBandwidth(probe_pool, probe_options);
+        if (!bw.ok()) return ReportError(bw.status());
+        membw.push_back(*bw);
+      }
+      auto t2 = Clock::now();
       for (int64_t i = 0; i < o->n_gen; ++i) {
         const int32_t one[1] = {gen[i]};
         r = eng.Evaluate(one, o->n_prompt + i, false);
         if (!r.ok()) return ReportError(r.status());
       }
-      auto t2 = Clock::now();
+      auto t3 = Clock::now();
       if (rep == 0) continue;  // warm-up
+      Result<double> bw = MeasureReadBandwidth(probe_pool, probe_options);  // right after tg
+      if (!bw.ok()) return ReportError(bw.status());
+      membw.push_back(*bw);
       pp.push_back(o->n_prompt / std::chrono::duration<double>(t1 - t0).count());
-      if (o->n_gen > 0) tg.push_back(o->n_gen / std::chrono::duration<double>(t2 - t1).count());
+      if (o->n_gen > 0) tg.push_back(o->n_gen / std::chrono::duration<double>(t3 - t2).count());
     }
-    const Stats p = Summarize(pp), g = Summarize(tg);
-    const int64_t rss = PeakRssBytes();
+    rss = std::max(rss, CurrentRssBytes());
+    const Stats p = Summarize(pp), g = Summarize(tg), bw = Summarize(membw);
+    const double bw_min = *std::min_element(membw.begin(), membw.end());
+    const double bw_max = *std::max_element(membw.begin(), membw.end());
+    const DecodeBytes bytes = BytesPerGeneratedToken(eng, o->n_prompt, o->n_gen);
+    const double effective_gbps = bytes.total() * g.mean / 1e9;  // 0 without tg
+    const double roofline = bw.mean > 0 ? effective_gbps / bw.mean : 0;
     if (o->json) {
-      nlohmann::json j = {{"model", o->model},          {"n_prompt", o->n_prompt},   {"n_gen", o->n_gen},
-                          {"threads", eng.n_threads()}, {"repetitions", o->reps},    {"pp_tps", p.mean},
-                          {"pp_tps_stddev", p.stddev},  {"tg_tps", g.mean},          {"tg_tps_stddev", g.stddev},
-                          {"peak_rss_bytes", rss},      {"weight_bytes", eng.model().weight_bytes()}};
+      nlohmann::json j = {{"model", o->model},
+                          {"n_prompt", o->n_prompt},
+                          {"n_gen", o->n_gen},
+                          {"threads", eng.n_threads()},
+                          {"repetitions", o->reps},
+                          {"pp_tps", p.mean},
+                          {"pp_tps_stddev", p.stddev},
+                          {"tg_tps", g.mean},
+                          {"tg_tps_stddev", g.stddev},
+                          {"peak_rss_bytes", rss},
+                          {"weight_bytes", eng.model().weight_bytes()},
+                          {"bytes_per_token", static_cast<int64_t>(std::llround(bytes.total()))},
+                          {"bytes_per_token_weights", bytes.weights},
+                          {"bytes_per_token_kv", static_cast<int64_t>(std::llround(bytes.kv))},
+                          {"effective_gbps", effective_gbps},
+                          {"membw_gbps", bw.mean},
+                          {"membw_gbps_min", bw_min},
+                          {"membw_gbps_max", bw_max},
+                          {"membw_samples", membw.size()},
+                          {"roofline_share", roofline}};
       std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("| model | threads | test | t/s |\n|---|---|---|---|\n");
-      std::printf("| %s | %d | pp%lld | %.2f ± %.2f |\n", eng.config().name.c_str(), eng.n_threads(),
+      const char* name = eng.config().name.c_str();
+      std::printf("| model | threads | test | t/s | bytes/token | effective GB/s | measured GB/s | roofline |\n"
+                  "|---|---|---|---|---|---|---|---|\n");
+      std::printf("| %s | %d | pp%lld | %.2f ± %.2f | | | | |\n", name, eng.n_threads(),
                   static_cast<long long>(o->n_prompt), p.mean, p.stddev);
       if (o->n_gen > 0) {
-        std::printf("| %s | %d | tg%lld | %.2f ± %.2f |\n", eng.config().name.c_str(), eng.n_threads(),
-                    static_cast<long long>(o->n_gen), g.mean, g.stddev);
+        std::printf("| %s | %d | tg%lld | %.2f ± %.2f | %.1f MB | %.2f | %.2f | %.0f%% |\n", name, eng.n_threads(),
+                    static_cast<long long>(o->n_gen), g.mean, g.stddev, bytes.total() / 1e6, effective_gbps, bw.mean,
+                    100 * roofline);
       }
+      std::printf("bytes/token: %.1f MB weights + %.2f MB KV cache (mean tg context %.1f)\n", bytes.weights / 1e6,
+                  bytes.kv / 1e6, o->n_prompt + (o->n_gen + 1) / 2.0);
+      std::printf("measured read bandwidth: %.2f GB/s (min %.2f, max %.2f; %zu probes of %zu MiB, %d threads, "
+                  "before and after each tg)\n",
+                  bw.mean, bw_min, bw_max, membw.size(), probe_options.buffer_bytes >> 20, probe_pool.size());
       std::printf("peak RSS: %.1f MiB (weights %.1f MiB, mapped)\n", rss / 1048576.0,
                   eng.model().weight_bytes() / 1048576.0);
     }

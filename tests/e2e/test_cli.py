@@ -195,6 +195,12 @@ def test_dump_writes_every_node(gannet_bin, fixtures, tmp_path):
     assert doc["tensors"][-1]["shape"][0] == n_tokens
 
 
+def gguf_tensor_table(path):
+    """name -> (bytes, ggml shape) with the gguf package, independent of gannet's reader."""
+    import gguf
+    return {t.name: (int(t.n_bytes), [int(x) for x in t.shape]) for t in gguf.GGUFReader(str(path)).tensors}
+
+
 def test_bench_prints_well_formed_results(gannet_bin, fixtures):
     model = fixtures / "tiny" / "tiny-llama-q.gguf"
     r = run(gannet_bin, "bench", "-m", model, "-p", "24", "-n", "8", "-r", "2", "--json")
@@ -204,6 +210,42 @@ def test_bench_prints_well_formed_results(gannet_bin, fixtures):
         assert key in j
     assert j["pp_tps"] > 0 and j["tg_tps"] > 0 and j["peak_rss_bytes"] > 0
     assert j["n_prompt"] == 24 and j["n_gen"] == 8 and j["repetitions"] == 2
+    # Bytes per generated token: every weight tensor once, except that an untied embedding is read
+    # one row at a time (tiny-llama-q has output.weight), plus the f16 K and V of every position
+    # attended to, on average over the 8 tg tokens (positions 24..31 see 25..32 positions).
+    f = gguf_tensor_table(model)
+    emb_bytes, emb_shape = f["token_embd.weight"]
+    expected_weights = sum(b for b, _ in f.values()) - emb_bytes + emb_bytes // emb_shape[1]
+    assert "output.weight" in f
+    assert j["bytes_per_token_weights"] == expected_weights
+    n_layer, kv_width = 2, 2 * 64  # tiny-llama-q: 2 layers, 2 KV heads of 64
+    mean_ctx = sum(24 + i + 1 for i in range(8)) / 8
+    assert j["bytes_per_token_kv"] == round(n_layer * mean_ctx * kv_width * 2 * 2)
+    assert j["bytes_per_token"] == j["bytes_per_token_weights"] + j["bytes_per_token_kv"]
+    # Bandwidth: one probe before and one after each tg phase, all positive and consistent.
+    assert j["membw_samples"] == 4
+    assert 0 < j["membw_gbps_min"] <= j["membw_gbps"] <= j["membw_gbps_max"]
+    assert j["effective_gbps"] == pytest.approx(j["bytes_per_token"] * j["tg_tps"] / 1e9, rel=1e-9)
+    assert j["roofline_share"] == pytest.approx(j["effective_gbps"] / j["membw_gbps"], rel=1e-9)
     table = run(gannet_bin, "bench", "-m", model, "-p", "24", "-n", "8", "-r", "1")
     assert table.returncode == 0 and b"pp24" in table.stdout and b"tg8" in table.stdout
+    out = table.stdout.decode()
+    assert "bytes/token" in out and "measured GB/s" in out and "roofline" in out
+    tg_row = next(l for l in out.splitlines() if "| tg8 |" in l)
+    assert " MB |" in tg_row and tg_row.rstrip().endswith("% |")
     assert_one_error_line(run(gannet_bin, "bench", "-m", model, "-p", "0"), "-p")
+
+
+def test_bench_bytes_per_token_of_a_tied_sliding_window_model(gannet_bin, fixtures):
+    # tiny-gemma3-f32: tied embedding (read whole, as the output matrix), 7 layers of one KV head of
+    # 32, layers 0-4 and 6 attend within a window of 8, layer 5 to every position.
+    model = fixtures / "tiny" / "tiny-gemma3-f32.gguf"
+    r = run(gannet_bin, "bench", "-m", model, "-p", "24", "-n", "8", "-r", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    f = gguf_tensor_table(model)
+    assert "output.weight" not in f
+    assert j["bytes_per_token_weights"] == sum(b for b, _ in f.values())
+    mean_ctx = sum(24 + i + 1 for i in range(8)) / 8
+    assert j["bytes_per_token_kv"] == round((6 * 8 + 1 * mean_ctx) * 32 * 2 * 2)
+    assert j["membw_samples"] == 2 and j["membw_gbps"] > 0
