@@ -178,7 +178,7 @@ SchedulerOutput Scheduler::Schedule() {
     while (!waiting_.empty() && budget > 0) {
       Sequence* s = waiting_.front();
       if (SeqsReserved() + 1 + s->pending_forks > options_.max_num_seqs) break;
-      const PrefixMatch match = kv_.MatchPrefix(s->tokens);
+      const PrefixMatch match = options_.enable_prefix_caching ? kv_.MatchPrefix(s->tokens) : PrefixMatch{};
       const int32_t n = std::min(static_cast<int32_t>(s->tokens.size()) - match.num_tokens, budget);
       if (!kv_.AllocateSlots(s->id, n, &match)) break;  // strict FCFS: nobody overtakes the front
       waiting_.pop_front();

@@ -42,6 +42,7 @@ struct SchedulerOptions {
   int32_t max_num_seqs = 64;             // sequences in one forward pass
   int32_t num_blocks = 0;                // KV block pool size
   int32_t block_size = 16;               // tokens per block
+  bool enable_prefix_caching = true;     // off: every admitted sequence computes all its tokens
 };
 
 struct SchedulerRequest {

@@ -45,7 +45,8 @@ struct ServingEngine::Active {
   ServingCallbacks callbacks;
   std::vector<Sampler> samplers;  // one per sample
   int64_t completion_tokens = 0;
-  bool counted_prefix = false;
+  int64_t cached_prompt_tokens = 0;  // positions its first step found in the prefix cache
+  bool scheduled_once = false;
 };
 
 Result<std::unique_ptr<ServingEngine>> ServingEngine::Create(Engine* engine, const ServingOptions& options) {
@@ -78,7 +79,8 @@ Result<std::unique_ptr<ServingEngine>> ServingEngine::Create(Engine* engine, con
                           Scheduler::Create(SchedulerOptions{.max_num_batched_tokens = options.max_batch_tokens,
                                                              .max_num_seqs = options.max_seqs,
                                                              .num_blocks = static_cast<int32_t>(n_blocks),
-                                                             .block_size = options.block_size}));
+                                                             .block_size = options.block_size,
+                                                             .enable_prefix_caching = options.prefix_caching}));
   std::unique_ptr<ServingEngine> s(new ServingEngine(engine, options, std::move(scheduler), std::move(store)));
   s->stats_.kv_blocks_total = static_cast<int32_t>(n_blocks);
   s->thread_ = std::thread([p = s.get()] { p->Loop(); });
@@ -172,6 +174,7 @@ void ServingEngine::Loop() {
     r.finish = std::move(finish);
     r.prompt_tokens = static_cast<int64_t>(a.request.prompt.size());
     r.completion_tokens = a.completion_tokens;
+    r.cached_prompt_tokens = a.cached_prompt_tokens;
     if (samples != nullptr) {
       int64_t total = 0;
       for (const SampleOutput& s : *samples) total += static_cast<int64_t>(s.tokens.size());
@@ -239,6 +242,10 @@ void ServingEngine::Loop() {
       for (size_t i = 0; i < out.seqs.size(); ++i) {
         const ScheduledSeq& s = out.seqs[i];
         store_.Assign(s.block_table, &views[i]);
+        if (auto it = active_.find(s.request_id); it != active_.end() && !it->second->scheduled_once) {
+          it->second->scheduled_once = true;
+          it->second->cached_prompt_tokens = s.start;
+        }
         batch.push_back(BatchSeq{.tokens = s.tokens, .n_past = s.start, .kv = views[i].layers,
                                  .logits = s.needs_logits});
       }

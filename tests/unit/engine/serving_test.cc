@@ -195,6 +195,25 @@ TEST_F(ServingControl, CancelStopAndSamples) {
   EXPECT_EQ((*s)->stats().kv_blocks_used, 0);
 }
 
+TEST_F(ServingControl, PrefixCachingCanBeTurnedOff) {
+  for (bool caching : {true, false}) {
+    auto s = ServingEngine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 64, .max_seqs = 4,
+                                                .prefix_caching = caching});
+    ASSERT_TRUE(s.ok());
+    // The same 21-token prompt twice, one after the other: the second finds 5 full blocks cached.
+    for (int turn = 0; turn < 2; ++turn) {
+      Collected c;
+      ASSERT_TRUE((*s)->Submit({.prompt = Prompt(9, 21, n_vocab_), .max_tokens = 2, .stop_at_eog = false},
+                               c.Callbacks(1)).ok());
+      ASSERT_TRUE(c.Wait());
+      EXPECT_EQ(c.result.cached_prompt_tokens, turn == 1 && caching ? 20 : 0);
+      EXPECT_EQ(c.result.prompt_tokens, 21);
+    }
+    WaitForIdle(**s);
+    EXPECT_EQ((*s)->stats().prefix_hit_tokens, caching ? 20 : 0) << "caching " << caching;
+  }
+}
+
 TEST_F(ServingControl, RejectsBadRequestsAndOverload) {
   auto s = ServingEngine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 8, .max_seqs = 1, .max_queue = 2});
   ASSERT_TRUE(s.ok());
