@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""Serving benchmark for `gannet serve`, in the manner of vLLM's benchmark_serving.
+
+Starts the server (or uses --url), sends streaming /v1/completions requests and measures, per
+request, the time to the first token (TTFT), the gaps between tokens (ITL), the time per output
+token after the first (TPOT) and the end-to-end latency; per run, request and output-token
+throughput. Workloads:
+
+  --rates R1,R2,..     Poisson arrivals at each rate (requests/s; "inf" sends all at once)
+  --concurrency C1,..  C clients, each sending its next request when the previous one ends
+  --multiturn          conversations of --turns turns sharing one long system prompt, run with the
+                       prefix cache on and off (two server starts); TTFT per turn
+  --long-prompt        inter-token latency of running streams while a 2,000-token prompt arrives
+                       (chunked prefill keeps the decodes going)
+
+Prompts come from bench/data/serving_prompts.json, a synthetic set with log-normal prompt and
+output lengths written by `--write-prompts` (seeded; committed so every run uses the same set).
+
+  .venv/bin/python bench/serving.py -m models/gemma-3-270m-q4_k_m.gguf --concurrency 1,16
+  .venv/bin/python bench/serving.py -m models/gemma-3-270m-q4_k_m.gguf --multiturn --long-prompt
+"""
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPTS = ROOT / "bench" / "data" / "serving_prompts.json"
+WORDS = ("time person year way day thing man world life hand part child eye woman place work week case "
+         "point government company number group problem fact river mountain city garden music letter "
+         "window story question answer system program market color energy paper money table night "
+         "morning friend family school student teacher country history water light sound field island "
+         "ocean forest bridge road station engine signal memory language picture machine process").split()
+
+
+def write_prompts(path: Path, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    items = []
+    for _ in range(n):
+        n_in = int(min(1024, max(16, rng.lognormvariate(math.log(150), 0.7))))
+        n_out = int(min(160, max(8, rng.lognormvariate(math.log(48), 0.5))))
+        # About 1.3 tokens per word for these words; the server reports exact counts.
+        words = [rng.choice(WORDS) for _ in range(int(n_in / 1.3))]
+        items.append({"prompt": "Continue this list: " + " ".join(words), "max_tokens": n_out})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"seed": seed, "prompts": items}, indent=0) + "\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A `gannet serve` process on a free loopback port."""
+
+    def __init__(self, gannet: str, model: str, threads: int, extra: list[str]):
+        self.port = free_port()
+        self.cmd = [gannet, "serve", "-m", model, "--port", str(self.port), "-t", str(threads)] + extra
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"serving.py: the server exited ({self.proc.returncode}): {shlex.join(self.cmd)}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise SystemExit("serving.py: the server did not become healthy within 120 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> dict:
+    """Streams one completion; returns its timings (seconds) and token counts."""
+    body = dict(body, stream=True, stream_options={"include_usage": True})
+    t0 = time.perf_counter()
+    times, usage, error = [], None, None
+    async with client.stream("POST", url + "/v1/completions", json=body) as r:
+        if r.status_code != 200:
+            error = f"HTTP {r.status_code}"
+            await r.aread()
+        else:
+            async for line in r.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                for c in chunk.get("choices", []):
+                    if c.get("text"):
+                        times.append(time.perf_counter())
+    end = time.perf_counter()
+    out = {"error": error, "e2e": end - t0, "ttft": (times[0] - t0) if times else None,
+           "itl": [b - a for a, b in zip(times, times[1:])],
+           "prompt_tokens": usage["prompt_tokens"] if usage else 0,
+           "completion_tokens": usage["completion_tokens"] if usage else 0,
+           "cached_tokens": ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens", 0)}
+    if out["completion_tokens"] > 1 and out["ttft"] is not None:
+        out["tpot"] = (end - times[0]) / (out["completion_tokens"] - 1)
+    return out
+
+
+def pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def summarize(results: list[dict], wall: float) -> dict:
+    ok = [r for r in results if r["error"] is None]
+    ms = lambda xs: [x * 1000 for x in xs if x is not None]
+    ttft, tpot = ms([r["ttft"] for r in ok]), ms([r.get("tpot") for r in ok])
+    itl, e2e = ms([x for r in ok for x in r["itl"]]), ms([r["e2e"] for r in ok])
+    out_tokens = sum(r["completion_tokens"] for r in ok)
+    return {"requests": len(results), "failed": len(results) - len(ok), "duration_s": wall,
+            "request_throughput": len(ok) / wall, "output_token_throughput": out_tokens / wall,
+            "prompt_tokens": sum(r["prompt_tokens"] for r in ok), "output_tokens": out_tokens,
+            **{f"{name}_ms_{stat}": f(vals) for name, vals in
+               (("ttft", ttft), ("tpot", tpot), ("itl", itl), ("e2e", e2e))
+               for stat, f in (("p50", lambda v: pct(v, 50)), ("p99", lambda v: pct(v, 99)),
+                               ("mean", lambda v: statistics.fmean(v) if v else None))}}
+
+
+async def run_rate(url: str, prompts: list[dict], rate: float, seed: int) -> dict:
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=1000)) as client:
+        tasks, t0 = [], time.perf_counter()
+        for p in prompts:
+            tasks.append(asyncio.create_task(one_request(client, url, p)))
+            if math.isfinite(rate):
+                await asyncio.sleep(rng.expovariate(rate))
+        results = await asyncio.gather(*tasks)
+    return summarize(results, time.perf_counter() - t0)
+
+
+async def run_concurrency(url: str, prompts: list[dict], concurrency: int) -> dict:
+    queue = list(prompts)
+    results = []
+
+    async def client_loop(client):
+        while queue:
+            results.append(await one_request(client, url, queue.pop(0)))
+
+    async with httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=1000)) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+    return summarize(results, time.perf_counter() - t0)
+
+
+async def run_multiturn(url: str, n_convs: int, turns: int, seed: int) -> dict:
+    """Conversations sharing a ~600-token system prompt; each turn resends the whole history."""
+    rng = random.Random(seed)
+    system = "You are a careful assistant. Rules: " + " ".join(rng.choice(WORDS) for _ in range(450))
+    per_turn = [[] for _ in range(turns)]
+    cached = [[] for _ in range(turns)]
+    async with httpx.AsyncClient(timeout=None) as client:
+        for c in range(n_convs):
+            history = system
+            for t in range(turns):
+                history += f"\nUser {c}.{t}: " + " ".join(rng.choice(WORDS) for _ in range(40)) + "\nAssistant:"
+                r = await one_request(client, url, {"prompt": history, "max_tokens": 24, "temperature": 0})
+                if r["error"] is None:
+                    per_turn[t].append(r["ttft"] * 1000)
+                    cached[t].append(r["cached_tokens"])
+                # The next turn's prompt extends this one (the reply text is not needed for timing).
+                history += " " + " ".join(rng.choice(WORDS) for _ in range(18))
+    return {"ttft_ms_median_by_turn": [statistics.median(v) if v else None for v in per_turn],
+            "cached_tokens_mean_by_turn": [statistics.fmean(v) if v else None for v in cached]}
+
+
+async def run_long_prompt(url: str, n_streams: int, seed: int) -> dict:
+    """ITL of n running streams, before and while a 2,000-token prompt is prefilled."""
+    rng = random.Random(seed)
+    long_prompt = " ".join(rng.choice(WORDS) for _ in range(1540))  # about 2,000 tokens
+    async with httpx.AsyncClient(timeout=None) as client:
+        streams = [asyncio.create_task(one_request(client, url, {
+            "prompt": "Count: " + " ".join(rng.choice(WORDS) for _ in range(20)), "max_tokens": 120,
+            "temperature": 0})) for _ in range(n_streams)]
+        await asyncio.sleep(1.0)
+        big = await one_request(client, url, {"prompt": long_prompt, "max_tokens": 4, "temperature": 0})
+        results = await asyncio.gather(*streams)
+    itl = [x * 1000 for r in results for x in r["itl"]]
+    return {"streams": n_streams, "long_prompt_tokens": big["prompt_tokens"],
+            "long_prompt_ttft_ms": (big["ttft"] or 0) * 1000, "itl_ms_p50": pct(itl, 50),
+            "itl_ms_p99": pct(itl, 99), "itl_p99_over_p50": (pct(itl, 99) / pct(itl, 50)) if itl else None}
+
+
+def fmt(v) -> str:
+    return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-m", "--model", help="model file (the script starts gannet serve)")
+    ap.add_argument("--url", help="use a running server instead")
+    ap.add_argument("--gannet", default=str(ROOT / "build" / "bin" / "gannet"))
+    ap.add_argument("-t", "--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--server-arg", action="append", default=[], help="extra gannet serve argument")
+    ap.add_argument("--rates", default="", help="comma-separated request rates (req/s); inf = all at once")
+    ap.add_argument("--concurrency", default="", help="comma-separated client counts")
+    ap.add_argument("--num-prompts", type=int, default=32)
+    ap.add_argument("--max-tokens", type=int, default=0, help="cap every request's max_tokens (0: the set's)")
+    ap.add_argument("--multiturn", action="store_true")
+    ap.add_argument("--conversations", type=int, default=4)
+    ap.add_argument("--turns", type=int, default=4)
+    ap.add_argument("--long-prompt", action="store_true")
+    ap.add_argument("--streams", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--write-prompts", type=int, metavar="N", help="write N synthetic prompts and exit")
+    a = ap.parse_args()
+
+    if a.write_prompts:
+        write_prompts(PROMPTS, a.write_prompts, a.seed)
+        print(PROMPTS)
+        return 0
+    if not a.model and not a.url:
+        ap.error("give -m MODEL or --url URL")
+    try:
+        rates = [float(x) for x in a.rates.split(",") if x]
+        concs = [int(x) for x in a.concurrency.split(",") if x]
+    except ValueError:
+        ap.error("--rates and --concurrency take comma-separated numbers")
+    if not (rates or concs or a.multiturn or a.long_prompt):
+        concs = [1, 16]
+    prompts = json.loads(PROMPTS.read_text())["prompts"][: a.num_prompts]
+    if a.max_tokens:
+        prompts = [dict(p, max_tokens=min(p["max_tokens"], a.max_tokens)) for p in prompts]
+    prompts = [dict(p, temperature=0) for p in prompts]
+
+    report = {"command": shlex.join([sys.executable, *sys.argv]), "model": a.model or a.url,
+              "threads": a.threads, "runs": []}
+    server = Server(a.gannet, a.model, a.threads, a.server_arg) if a.model else None
+    url = server.url if server else a.url.rstrip("/")
+    try:
+        for r in rates:
+            res = asyncio.run(run_rate(url, prompts, r, a.seed))
+            report["runs"].append({"mode": "rate", "rate": r if math.isfinite(r) else "inf", **res})
+        for c in concs:
+            res = asyncio.run(run_concurrency(url, prompts, c))
+            report["runs"].append({"mode": "concurrency", "concurrency": c, **res})
+        if a.long_prompt:
+            report["long_prompt"] = asyncio.run(run_long_prompt(url, a.streams, a.seed))
+        if a.multiturn:
+            report["multiturn_prefix_cache_on"] = asyncio.run(run_multiturn(url, a.conversations, a.turns, a.seed))
+    finally:
+        if server:
+            server.stop()
+    if a.multiturn and a.model:
+        off = Server(a.gannet, a.model, a.threads, a.server_arg + ["--no-prefix-cache"])
+        try:
+            report["multiturn_prefix_cache_off"] = asyncio.run(run_multiturn(off.url, a.conversations, a.turns, a.seed))
+        finally:
+            off.stop()
+        on_t = report["multiturn_prefix_cache_on"]["ttft_ms_median_by_turn"][-1]
+        off_t = report["multiturn_prefix_cache_off"]["ttft_ms_median_by_turn"][-1]
+        report["multiturn_last_turn_ttft_off_over_on"] = (off_t / on_t) if on_t and off_t else None
+    conc = {r["concurrency"]: r for r in report["runs"] if r["mode"] == "concurrency"}
+    if 1 in conc and len(conc) > 1 and conc[1]["output_token_throughput"] > 0:
+        top = max(conc)
+        report["throughput_ratio"] = {"concurrency": top, "over_single": conc[top]["output_token_throughput"] /
+                                      conc[1]["output_token_throughput"]}
+
+    if a.json:
+        print(json.dumps(report))
+        return 0
+    print(f"# gannet serve: {report['model']}, {a.threads} threads")
+    print("\n| mode | req | failed | req/s | out tok/s | TTFT p50/p99 ms | TPOT p50/p99 ms | ITL p50/p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in report["runs"]:
+        mode = f"rate {r['rate']}" if r["mode"] == "rate" else f"concurrency {r['concurrency']}"
+        print(f"| {mode} | {r['requests']} | {r['failed']} | {fmt(r['request_throughput'])} | "
+              f"{fmt(r['output_token_throughput'])} | {fmt(r['ttft_ms_p50'])}/{fmt(r['ttft_ms_p99'])} | "
+              f"{fmt(r['tpot_ms_p50'])}/{fmt(r['tpot_ms_p99'])} | {fmt(r['itl_ms_p50'])}/{fmt(r['itl_ms_p99'])} |")
+    if "throughput_ratio" in report:
+        t = report["throughput_ratio"]
+        print(f"\noutput-token throughput at {t['concurrency']} clients / 1 client: {t['over_single']:.2f}x")
+    if "long_prompt" in report:
+        lp = report["long_prompt"]
+        print(f"\nlong prompt ({lp['long_prompt_tokens']} tokens) beside {lp['streams']} streams: ITL p50 "
+              f"{fmt(lp['itl_ms_p50'])} ms, p99 {fmt(lp['itl_ms_p99'])} ms, p99/p50 {fmt(lp['itl_p99_over_p50'])}")
+    for key in ("multiturn_prefix_cache_on", "multiturn_prefix_cache_off"):
+        if key in report:
+            print(f"\n{key}: TTFT median by turn (ms) {[fmt(x) for x in report[key]['ttft_ms_median_by_turn']]}, "
+                  f"cached tokens {[fmt(x) for x in report[key]['cached_tokens_mean_by_turn']]}")
+    if report.get("multiturn_last_turn_ttft_off_over_on"):
+        print(f"last turn TTFT, prefix cache off / on: {report['multiturn_last_turn_ttft_off_over_on']:.2f}x")
+    print(f"\nreproduce: {report['command']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""bench/serving.py end to end on the default model: it starts `gannet serve`, runs every workload
+briefly and prints a well-formed report. No timing assertions (machines are noisy)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+GANNET = os.environ.get("GANNET_BIN", str(ROOT / "build" / "bin" / "gannet"))
+MODEL = os.environ.get("GANNET_TEST_MODEL", str(ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"))
+
+
+def run(*args):
+    return subprocess.run([sys.executable, str(ROOT / "bench" / "serving.py"), *args], capture_output=True,
+                          text=True, timeout=900)
+
+
+def test_report_is_well_formed():
+    r = run("-m", MODEL, "--gannet", GANNET, "-t", "2", "--concurrency", "1,2", "--rates", "inf",
+            "--num-prompts", "3", "--max-tokens", "4", "--multiturn", "--conversations", "1", "--turns", "2",
+            "--long-prompt", "--streams", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    modes = [(x["mode"], x.get("concurrency", x.get("rate"))) for x in rep["runs"]]
+    assert modes == [("rate", "inf"), ("concurrency", 1), ("concurrency", 2)]
+    for x in rep["runs"]:
+        assert x["requests"] == 3 and x["failed"] == 0
+        assert 0 < x["output_tokens"] <= 12 and x["prompt_tokens"] > 0
+        assert x["ttft_ms_p50"] > 0 and x["ttft_ms_p50"] <= x["ttft_ms_p99"]
+        assert x["output_token_throughput"] > 0
+    assert rep["throughput_ratio"]["concurrency"] == 2 and rep["throughput_ratio"]["over_single"] > 0
+    lp = rep["long_prompt"]
+    assert lp["long_prompt_tokens"] > 1500 and lp["itl_ms_p50"] > 0
+    on, off = rep["multiturn_prefix_cache_on"], rep["multiturn_prefix_cache_off"]
+    assert len(on["ttft_ms_median_by_turn"]) == 2
+    # The second turn extends the first: with the cache on its shared prefix is found, off never.
+    assert on["cached_tokens_mean_by_turn"][1] > 0
+    assert off["cached_tokens_mean_by_turn"] == [0, 0]
+    assert rep["multiturn_last_turn_ttft_off_over_on"] > 0
+
+
+def test_bad_arguments():
+    r = run("--concurrency", "x", "--url", "http://127.0.0.1:9")
+    assert r.returncode != 0 and "comma-separated" in r.stderr
+    r = run()
+    assert r.returncode != 0 and "-m MODEL or --url" in r.stderr
