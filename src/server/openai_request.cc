@@ -151,8 +151,10 @@ std::optional<ApiError> ReadTokenIds(const Json& arr, const char* param, int32_t
     if (!t.is_number_integer() && !t.is_number_unsigned()) {
       return Invalid(param, std::string("Invalid '") + param + "': token ids must be integers.");
     }
-    int64_t id = t.get<int64_t>();
-    if (t.is_number_unsigned() || id < 0 || id >= n_vocab) {
+    // nlohmann stores non-negative integers as unsigned; a huge one must not wrap to a small id.
+    const bool huge = t.is_number_unsigned() && t.get<uint64_t>() >= static_cast<uint64_t>(n_vocab);
+    const int64_t id = huge ? -1 : t.get<int64_t>();
+    if (huge || id < 0 || id >= n_vocab) {
       return Invalid(param, std::string("Invalid '") + param + "': token id " + t.dump() + " is out of range [0, " +
                                 std::to_string(n_vocab) + ").");
     }

@@ -96,6 +96,7 @@ struct OpenAiService::Generation {
     if (s.last_token != Clock::time_point{}) service->metrics_.ObserveInterTokenLatency(Seconds(now - s.last_token));
     s.last_token = now;
     if (s.stop.matched()) return false;
+    if (writer->IsClosed()) return false;  // the client left; Cancel is on its way
 
     const std::string piece = s.decoder.Feed(ev.token);
     const int64_t offset = s.decoded_bytes;
@@ -141,9 +142,14 @@ struct OpenAiService::Generation {
                                        .logprobs = std::move(s.logprobs)});
       }
     }
-    int status = 200;
+    int status = result.status.ok() ? 200 : 500;
+    if (writer->IsClosed()) status = 499;  // the client left first (nginx's code for it)
+    service->metrics_.CountRequest(status);
+    // Before the last bytes go out: the access-log record is written when the response completes.
+    writer->SetLogNote("prompt=" + std::to_string(usage.prompt_tokens) + " completion=" +
+                       std::to_string(usage.completion_tokens) + " cached=" + std::to_string(usage.cached_tokens) +
+                       " finish=" + (result.status.ok() ? finishes : "error"));
     if (!result.status.ok()) {
-      status = 500;
       ApiError err{.http_status = 500, .message = "generation failed: " + result.status.message(),
                    .type = "server_error"};
       if (stream) {
@@ -156,11 +162,6 @@ struct OpenAiService::Generation {
     } else if (include_usage) {
       WriteEvent(UsageChunkJson(meta, usage));
     }
-    if (writer->IsClosed()) status = 499;  // the client left first (nginx's code for it)
-    service->metrics_.CountRequest(status);
-    writer->SetLogNote("prompt=" + std::to_string(usage.prompt_tokens) + " completion=" +
-                       std::to_string(usage.completion_tokens) + " cached=" + std::to_string(usage.cached_tokens) +
-                       " finish=" + (result.status.ok() ? finishes : "error"));
     if (stream) {
       if (!writer->IsClosed()) writer->Write(SseDone());
       (void)writer->End();
