@@ -60,4 +60,13 @@ Result<MmapFile> MmapFile::Open(const std::string& path) {
   return f;
 }
 
+void MmapFile::DropPages(std::span<const uint8_t> range) const {
+  if (range.empty() || range.data() < data_ || range.data() + range.size() > data_ + size_) return;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(range.data()) + page - 1) / page * page;
+  const auto end = reinterpret_cast<uintptr_t>(range.data() + range.size()) / page * page;
+  // A private read-only file mapping: dropped pages are re-read from the file if touched again.
+  if (begin < end) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 }  // namespace gannet

@@ -22,6 +22,7 @@ enum class StatusCode {
   kOutOfRange,       // a value is outside what is allowed (context length, ...)
   kResourceExhausted,
   kInternal,
+  kUnavailable,  // not now (shutting down, not ready): retry elsewhere or later
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -40,6 +41,7 @@ class Status {
   static Status OutOfRange(std::string m) { return {StatusCode::kOutOfRange, std::move(m)}; }
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

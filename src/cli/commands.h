@@ -17,6 +17,7 @@ Runner AddTokenizeCommand(CLI::App& app);
 Runner AddInspectCommand(CLI::App& app);
 Runner AddDumpCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
+Runner AddQuantizeCommand(CLI::App& app);
 Runner AddServeCommand(CLI::App& app);
 
 // Prints "gannet: error: <status message>" to stderr and returns 1.

@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   add(gannet::cli::AddInspectCommand);
   add(gannet::cli::AddDumpCommand);
   add(gannet::cli::AddBenchCommand);
+  add(gannet::cli::AddQuantizeCommand);
   add(gannet::cli::AddServeCommand);
   try {
     app.parse(argc, argv);

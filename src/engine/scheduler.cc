@@ -147,9 +147,9 @@ SchedulerOutput Scheduler::Schedule() {
       const int32_t n = std::min(gap, budget);
       bool self_preempted = false;
       while (!kv_.AllocateSlots(s->id, n)) {
-        // The newest running sequence not yet in this step. Everything before index i is
-        // scheduled or belongs to the other pass, and s itself qualifies, so the victim is s or
-        // lies after it: entries already placed in `out` are never invalidated.
+        // The newest running sequence not yet in this step. The scan starts from the back and s
+        // itself qualifies, so the victim is s or lies after it; sequences already placed in
+        // `out` are never chosen, so no entry is invalidated.
         Sequence* victim = nullptr;
         for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
           if ((*it)->scheduled_step != step_) {

@@ -147,7 +147,8 @@ class Scheduler {
   Status Update(const StepResult& result);
 
   // Ends a request in any state and frees its blocks at once. NotFound for an unknown or already
-  // finished request.
+  // finished request. Allowed between Schedule() and Update(): the freed blocks are handed out
+  // only by a later Schedule(), and the step's results for the request are then ignored.
   Status Cancel(RequestId id);
 
   // Requests finished since the last call, in the order they finished.

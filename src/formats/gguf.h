@@ -108,6 +108,9 @@ class GgufFile {
 
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* FindTensor(std::string_view name) const;
+  // Lets the kernel drop the pages of `bytes` (part of a tensor's data) from memory after a
+  // one-pass read (MmapFile::DropPages); the data stays readable.
+  void DropPages(std::span<const uint8_t> bytes) const { file_.DropPages(bytes); }
 
  private:
   GgufFile() = default;

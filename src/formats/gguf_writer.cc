@@ -270,6 +270,7 @@ Status GgufWriter::AddTensor(std::string_view name, DType type, std::vector<int6
   // The span is taken after the move into the vector's element; later reallocations of tensors_
   // move the inner vector, which keeps its heap buffer, so the span stays valid.
   tensors_.back().data = tensors_.back().owned;
+  tensors_.back().size = tensors_.back().owned.size();
   return Status::Ok();
 }
 
@@ -281,6 +282,33 @@ Status GgufWriter::AddTensorView(std::string_view name, DType type, std::vector<
   t.type = type;
   t.shape = std::move(shape);
   t.data = data;
+  t.size = data.size();
+  tensors_.push_back(std::move(t));
+  return Status::Ok();
+}
+
+Status GgufWriter::AddTensorInfo(std::string_view name, DType type, std::vector<int64_t> shape) {
+  if (shape.empty() || shape.size() > kGgufMaxDims) {
+    return Status::InvalidArgument("tensor '" + std::string(name) + "': 1 to 4 dimensions, got " +
+                                   std::to_string(shape.size()));
+  }
+  // The size the shape implies (CheckTensor then reports a bad name, type or row length).
+  std::optional<int64_t> n = RowBytes(type, shape[0]);
+  int64_t bytes = n.value_or(0);
+  for (size_t d = 1; d < shape.size(); ++d) {
+    if (shape[d] < 0 || (shape[d] != 0 && bytes > std::numeric_limits<int64_t>::max() / shape[d])) {
+      return Status::InvalidArgument("tensor '" + std::string(name) + "': bad shape");
+    }
+    bytes *= shape[d];
+  }
+  const uint64_t size = static_cast<uint64_t>(bytes);
+  GANNET_RETURN_IF_ERROR(CheckTensor(name, type, shape, size));
+  Tensor t;
+  t.name = std::string(name);
+  t.type = type;
+  t.shape = std::move(shape);
+  t.size = size;
+  t.declared = true;
   tensors_.push_back(std::move(t));
   return Status::Ok();
 }
@@ -302,7 +330,7 @@ std::vector<uint8_t> GgufWriter::Header() const {
     for (int64_t d : t.shape) e.Put<int64_t>(d);
     e.Put<int32_t>(static_cast<int32_t>(t.type));
     e.Put<uint64_t>(offset);
-    offset += PadUp(t.data.size(), alignment_);
+    offset += PadUp(t.size, alignment_);
   }
   e.PadTo(alignment_);
   return std::move(e.bytes());
@@ -310,7 +338,7 @@ std::vector<uint8_t> GgufWriter::Header() const {
 
 uint64_t GgufWriter::DataSize() const {
   uint64_t n = 0;
-  for (const Tensor& t : tensors_) n += PadUp(t.data.size(), alignment_);
+  for (const Tensor& t : tensors_) n += PadUp(t.size, alignment_);
   return n;
 }
 
@@ -318,13 +346,22 @@ std::vector<uint8_t> GgufWriter::Serialize() const {
   std::vector<uint8_t> out = Header();
   out.reserve(out.size() + DataSize());
   for (const Tensor& t : tensors_) {
-    out.insert(out.end(), t.data.begin(), t.data.end());
+    if (t.declared) {
+      out.resize(out.size() + t.size, 0);
+    } else {
+      out.insert(out.end(), t.data.begin(), t.data.end());
+    }
     out.resize(PadUp(out.size(), alignment_), 0);
   }
   return out;
 }
 
-Status GgufWriter::Write(const std::string& path) const {
+Status GgufWriter::Write(const std::string& path, const TensorProducer& produce) const {
+  for (const Tensor& t : tensors_) {
+    if (t.declared && !produce) {
+      return Status::InvalidArgument("tensor '" + t.name + "' was declared without data and no producer was given");
+    }
+  }
   struct Closer {
     void operator()(std::FILE* f) const { std::fclose(f); }
   };
@@ -332,14 +369,33 @@ Status GgufWriter::Write(const std::string& path) const {
   if (!f) return Status::IoError("cannot create " + path + ": " + std::strerror(errno));
   const std::vector<uint8_t> header = Header();
   const std::vector<uint8_t> zeros(alignment_, 0);
-  auto put = [&](const void* p, size_t n) { return n == 0 || std::fwrite(p, 1, n, f.get()) == n; };
-  bool ok = put(header.data(), header.size());
-  for (const Tensor& t : tensors_) {
-    if (!ok) break;
-    ok = put(t.data.data(), t.data.size()) &&
-         put(zeros.data(), PadUp(t.data.size(), alignment_) - t.data.size());
+  auto put = [&](const void* p, size_t n) -> Status {
+    if (n == 0 || std::fwrite(p, 1, n, f.get()) == n) return Status::Ok();
+    return Status::IoError("writing " + path + " failed: " + std::strerror(errno));
+  };
+  GANNET_RETURN_IF_ERROR(put(header.data(), header.size()));
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const Tensor& t = tensors_[i];
+    if (t.declared) {
+      uint64_t written = 0;
+      const ByteSink sink = [&](std::span<const uint8_t> piece) -> Status {
+        if (piece.size() > t.size - written) {
+          return Status::InvalidArgument("tensor '" + t.name + "': producer yielded more than its " +
+                                         std::to_string(t.size) + " bytes");
+        }
+        written += piece.size();
+        return put(piece.data(), piece.size());
+      };
+      GANNET_RETURN_IF_ERROR(produce(i, sink));
+      if (written != t.size) {
+        return Status::InvalidArgument("tensor '" + t.name + "': producer yielded " + std::to_string(written) +
+                                       " of its " + std::to_string(t.size) + " bytes");
+      }
+    } else {
+      GANNET_RETURN_IF_ERROR(put(t.data.data(), t.data.size()));
+    }
+    GANNET_RETURN_IF_ERROR(put(zeros.data(), PadUp(t.size, alignment_) - t.size));
   }
-  if (!ok) return Status::IoError("writing " + path + " failed: " + std::strerror(errno));
   if (std::fclose(f.release()) != 0) {
     return Status::IoError("closing " + path + " failed: " + std::strerror(errno));
   }

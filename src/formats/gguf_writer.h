@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -75,10 +76,23 @@ class GgufWriter {
   Status AddTensorView(std::string_view name, DType type, std::vector<int64_t> shape,
                        std::span<const uint8_t> data);
 
-  // The whole file in memory (tests, small files).
+  // Declares a tensor whose bytes are produced only while the file is written (Write with a
+  // producer), so a file larger than memory can be written one piece at a time.
+  Status AddTensorInfo(std::string_view name, DType type, std::vector<int64_t> shape);
+
+  // Receives the next consecutive piece of a declared tensor's bytes; an error aborts the write.
+  using ByteSink = std::function<Status(std::span<const uint8_t>)>;
+  // Produces declared tensor number `index` (its position among all tensors, in the order added)
+  // by calling `sink` with its bytes in order, in any number of pieces.
+  using TensorProducer = std::function<Status(size_t index, const ByteSink& sink)>;
+
+  // The whole file in memory (tests, small files). Declared tensors come out as zero bytes.
   std::vector<uint8_t> Serialize() const;
-  // Writes the file to `path` (streamed: tensor data is not copied into one buffer).
-  Status Write(const std::string& path) const;
+  // Writes the file to `path` (streamed: tensor data is not copied into one buffer). Declared
+  // tensors are asked of `produce` in file order; InvalidArgument when there are declared tensors
+  // and no producer, or when a producer yields more or fewer bytes than its tensor's size. A failed
+  // write may leave a partial file behind (the caller decides whether to remove it).
+  Status Write(const std::string& path, const TensorProducer& produce = nullptr) const;
 
  private:
   struct Tensor {
@@ -87,7 +101,8 @@ class GgufWriter {
     std::vector<int64_t> shape;
     std::vector<uint8_t> owned;
     std::span<const uint8_t> data;
-    uint64_t offset = 0;
+    uint64_t size = 0;       // bytes of data; for a declared tensor, what the producer must yield
+    bool declared = false;   // added by AddTensorInfo: no data until Write
   };
 
   // Encoded value (type tag + payload) for `key`, replacing an earlier one.

@@ -1,0 +1,239 @@
+// ServingEngine on tiny models: many concurrent requests batched every step give exactly what
+// each gives alone through Engine::Generate; cancellation, stop-by-callback, n > 1, queue limits
+// and shutdown free every KV block.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "engine/serving.h"
+
+namespace gannet::engine {
+namespace {
+
+const std::string kDir = std::string(GANNET_FIXTURES_DIR) + "/tiny/";
+
+struct Collected {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::vector<int32_t>> tokens;  // per sample
+  bool done = false;
+  ServingResult result;
+
+  ServingCallbacks Callbacks(int n, int stop_after = -1) {
+    tokens.assign(n, {});
+    return ServingCallbacks{
+        .on_token =
+            [this, stop_after](const TokenEvent& ev) {
+              std::lock_guard<std::mutex> lock(mu);
+              tokens[ev.sample_index].push_back(ev.token);
+              return stop_after < 0 || static_cast<int>(tokens[ev.sample_index].size()) < stop_after;
+            },
+        .on_done =
+            [this](const ServingResult& r) {
+              std::lock_guard<std::mutex> lock(mu);
+              result = r;
+              done = true;
+              cv.notify_all();
+            }};
+  }
+  bool Wait(std::chrono::seconds limit = std::chrono::seconds(60)) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, limit, [&] { return done; });
+  }
+};
+
+std::vector<int32_t> Prompt(int i, int len, int64_t n_vocab) {
+  std::vector<int32_t> p;
+  for (int k = 0; k < len; ++k) p.push_back(static_cast<int32_t>((7 * i + 3 * k + 1) % n_vocab));
+  return p;
+}
+
+void WaitForIdle(const ServingEngine& s) {
+  for (int i = 0; i < 2000; ++i) {
+    const ServingStats st = s.stats();
+    if (st.kv_blocks_used == 0 && st.running == 0 && st.waiting == 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+class ServingTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ServingTest, ConcurrentGreedyRequestsMatchGenerateAlone) {
+  const std::string path = kDir + GetParam() + ".gguf";
+  auto alone = Engine::Load(path, {.n_threads = 1, .n_ctx = 64});
+  ASSERT_TRUE(alone.ok()) << alone.status().ToString();
+  const int64_t n_vocab = (*alone)->config().n_vocab;
+  constexpr int kRequests = 12;
+  std::vector<std::vector<int32_t>> want;
+  SamplingParams greedy{.temperature = 0.0f};
+  for (int i = 0; i < kRequests; ++i) {
+    GenerateRequest g{.prompt = Prompt(i, 3 + (i * 5) % 23, n_vocab), .max_tokens = 6 + i % 5, .sampling = greedy,
+                      .stop_at_eog = false};
+    auto r = (*alone)->Generate(g, nullptr);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    want.push_back(r->tokens);
+  }
+
+  auto eng = Engine::Load(path, {.n_threads = 2, .n_ctx = 64});
+  ASSERT_TRUE(eng.ok());
+  // A small pool and budget, so that steps mix prefill chunks with decodes and some sequences
+  // are preempted and recomputed.
+  const size_t pool_bytes = 20 * PagedKvStore::BytesPerBlock((*eng)->config(), 4);  // 80 token slots
+  auto serving = ServingEngine::Create(eng->get(), {.block_size = 4, .kv_memory_bytes = pool_bytes,
+                                                     .max_batch_tokens = 24, .max_seqs = 6, .max_queue = 64});
+  ASSERT_TRUE(serving.ok()) << serving.status().ToString();
+  std::vector<Collected> got(kRequests);
+  for (int i = 0; i < kRequests; ++i) {
+    ServingRequest r{.prompt = Prompt(i, 3 + (i * 5) % 23, n_vocab), .max_tokens = 6 + i % 5, .sampling = greedy,
+                     .stop_at_eog = false};
+    ASSERT_TRUE((*serving)->Submit(std::move(r), got[i].Callbacks(1)).ok());
+  }
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(got[i].Wait());
+    EXPECT_TRUE(got[i].result.status.ok());
+    EXPECT_EQ(got[i].tokens[0], want[i]) << "request " << i;
+    EXPECT_EQ(got[i].result.completion_tokens, static_cast<int64_t>(want[i].size()));
+    ASSERT_EQ(got[i].result.finish.size(), 1u);
+    EXPECT_EQ(got[i].result.finish[0], SampleFinish::kLength);
+  }
+  WaitForIdle(**serving);
+  const ServingStats st = (*serving)->stats();
+  EXPECT_EQ(st.kv_blocks_used, 0);
+  EXPECT_EQ(st.requests_finished, kRequests);
+  EXPECT_GT(st.steps, 0);
+  EXPECT_GT(st.preemptions, 0);  // the pool is too small for six sequences at once
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiny, ServingTest, ::testing::Values("tiny-llama-f32", "tiny-gemma3-f32", "tiny-llama-q"));
+
+class ServingControl : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto e = Engine::Load(kDir + "tiny-llama-f32.gguf", {.n_threads = 1, .n_ctx = 64});
+    ASSERT_TRUE(e.ok());
+    eng_ = std::move(*e);
+    n_vocab_ = eng_->config().n_vocab;
+  }
+  std::unique_ptr<Engine> eng_;
+  int64_t n_vocab_ = 0;
+};
+
+TEST_F(ServingControl, CancelStopAndSamples) {
+  auto s = ServingEngine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 32, .max_seqs = 8});
+  ASSERT_TRUE(s.ok());
+  // Stop by callback after 3 tokens.
+  Collected a;
+  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(1, 5, n_vocab_), .max_tokens = 20, .stop_at_eog = false},
+                           a.Callbacks(1, 3)).ok());
+  ASSERT_TRUE(a.Wait());
+  EXPECT_EQ(a.tokens[0].size(), 3u);
+  EXPECT_EQ(a.result.finish[0], SampleFinish::kStop);
+
+  // n = 3 seeded samples: reproducible, and each sample its own stream.
+  Collected b1, b2;
+  SamplingParams sp{.temperature = 1.5f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = 42};
+  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(2, 6, n_vocab_), .max_tokens = 8, .n = 3, .sampling = sp,
+                            .stop_at_eog = false}, b1.Callbacks(3)).ok());
+  ASSERT_TRUE(b1.Wait());
+  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(2, 6, n_vocab_), .max_tokens = 8, .n = 3, .sampling = sp,
+                            .stop_at_eog = false}, b2.Callbacks(3)).ok());
+  ASSERT_TRUE(b2.Wait());
+  EXPECT_EQ(b1.tokens, b2.tokens);
+  for (const auto& t : b1.tokens) EXPECT_EQ(t.size(), 8u);
+  EXPECT_EQ(b1.result.completion_tokens, 24);
+  EXPECT_NE(b1.tokens[0], b1.tokens[1]);
+
+  // Logprobs.
+  Collected c;
+  ServingRequest lr{.prompt = Prompt(3, 4, n_vocab_), .max_tokens = 2, .stop_at_eog = false, .top_logprobs = 3};
+  lr.sampling.temperature = 0;
+  std::vector<TokenEvent> events;
+  ServingCallbacks cb = c.Callbacks(1);
+  auto inner = cb.on_token;
+  cb.on_token = [&](const TokenEvent& ev) {
+    events.push_back(ev);
+    return inner(ev);
+  };
+  ASSERT_TRUE((*s)->Submit(lr, cb).ok());
+  ASSERT_TRUE(c.Wait());
+  ASSERT_EQ(events.size(), 2u);
+  for (const TokenEvent& ev : events) {
+    ASSERT_EQ(ev.top.size(), 3u);
+    EXPECT_EQ(ev.top[0].id, ev.token);  // greedy: the chosen token is the most likely
+    EXPECT_FLOAT_EQ(ev.top[0].logprob, ev.logprob);
+    EXPECT_LE(ev.logprob, 0.0f);
+  }
+
+  // Cancel a long request mid-way (from its own token callback, once its id is known):
+  // on_done follows with kCancelled and the blocks come back.
+  Collected d;
+  std::atomic<ServingRequestId> d_id{0};
+  ServingCallbacks dcb = d.Callbacks(1);
+  auto d_inner = dcb.on_token;
+  int d_seen = 0;
+  ServingEngine* sp_engine = s->get();
+  dcb.on_token = [&](const TokenEvent& ev) {
+    if (++d_seen == 3) {
+      while (d_id.load() == 0) std::this_thread::yield();  // Submit has returned by now or soon
+      sp_engine->Cancel(d_id.load());
+    }
+    return d_inner(ev);
+  };
+  auto id = (*s)->Submit({.prompt = Prompt(4, 10, n_vocab_), .max_tokens = 50, .stop_at_eog = false}, dcb);
+  ASSERT_TRUE(id.ok());
+  d_id.store(*id);
+  ASSERT_TRUE(d.Wait());
+  EXPECT_EQ(d.result.finish[0], SampleFinish::kCancelled);
+  EXPECT_LT(d.tokens[0].size(), 50u);
+  WaitForIdle(**s);
+  EXPECT_EQ((*s)->stats().kv_blocks_used, 0);
+}
+
+TEST_F(ServingControl, RejectsBadRequestsAndOverload) {
+  auto s = ServingEngine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 8, .max_seqs = 1, .max_queue = 2});
+  ASSERT_TRUE(s.ok());
+  Collected x;
+  EXPECT_EQ((*s)->Submit({.prompt = {}, .max_tokens = 4}, x.Callbacks(1)).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ((*s)->Submit({.prompt = Prompt(0, 60, n_vocab_), .max_tokens = 10}, x.Callbacks(1)).status().code(),
+            StatusCode::kInvalidArgument);  // 70 > context of 64
+  EXPECT_EQ((*s)->Submit({.prompt = {static_cast<int32_t>(n_vocab_)}, .max_tokens = 1}, x.Callbacks(1)).status().code(),
+            StatusCode::kInvalidArgument);
+  ServingRequest bad_temp{.prompt = {1}, .max_tokens = 1};
+  bad_temp.sampling.temperature = -1;
+  EXPECT_FALSE((*s)->Submit(bad_temp, x.Callbacks(1)).ok());
+
+  // One runs, two wait; the next is refused until the queue drains.
+  std::vector<Collected> c(8);
+  int accepted = 0, refused = 0;
+  for (auto& ci : c) {
+    auto r = (*s)->Submit({.prompt = Prompt(5, 8, n_vocab_), .max_tokens = 40, .stop_at_eog = false}, ci.Callbacks(1));
+    if (r.ok()) {
+      ++accepted;
+    } else {
+      EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+      ++refused;
+      ci.done = true;
+    }
+  }
+  EXPECT_GE(accepted, 2);
+  EXPECT_GE(refused, 1);
+  for (auto& ci : c) ASSERT_TRUE(ci.Wait());
+
+  // Shutdown with no grace cancels what is left; later submissions are refused.
+  Collected y;
+  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(6, 8, n_vocab_), .max_tokens = 50, .stop_at_eog = false},
+                           y.Callbacks(1)).ok());
+  (*s)->Shutdown(std::chrono::milliseconds(0));
+  ASSERT_TRUE(y.Wait(std::chrono::seconds(1)));
+  EXPECT_EQ((*s)->Submit({.prompt = {1}, .max_tokens = 1}, x.Callbacks(1)).status().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace gannet::engine
