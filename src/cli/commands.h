@@ -19,6 +19,7 @@ Runner AddDumpCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
 Runner AddQuantizeCommand(CLI::App& app);
 Runner AddServeCommand(CLI::App& app);
+Runner AddChatCommand(CLI::App& app);
 
 // Prints "gannet: error: <status message>" to stderr and returns 1.
 int ReportError(const Status& status);

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   add(gannet::cli::AddBenchCommand);
   add(gannet::cli::AddQuantizeCommand);
   add(gannet::cli::AddServeCommand);
+  add(gannet::cli::AddChatCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -32,7 +32,7 @@ MODEL_ID = MODEL.stem
 class Server:
     def __init__(self, gannet_bin, *args):
         self.proc = subprocess.Popen(
-            [str(gannet_bin), "serve", "-m", str(MODEL), "--port", "0", "-c", "1024", "--kv-memory", "128M",
+            [str(gannet_bin), "serve", "-m", str(MODEL), "--port", "0", "-c", "1024", "--kv-memory", "512M",
              *map(str, args)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.stderr_lines = []
