@@ -367,28 +367,32 @@ async def read_response(reader):
         length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
         body = await reader.readexactly(length)
         return status, head, body
+    assert re.search(rb"(?i)transfer-encoding: chunked", head), head
     body = b""
-    while b"data: [DONE]" not in body:
-        chunk = await reader.read(65536)
-        if not chunk:
+    while True:  # HTTP/1.1 chunked framing, to the last (empty) chunk
+        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+        data = await reader.readexactly(size + 2)
+        if size == 0:
             break
-        body += chunk
+        body += data[:-2]
     return status, head, body
 
 
 def test_soak_512_streams_and_queue_limit(gannet_bin):
-    s = Server(gannet_bin, "--max-queue", "64", "--parallel", "32")
+    # 512 streams at once against 64 running + 400 waiting: most stream to the end, the rest get 429.
+    s = Server(gannet_bin, "--max-queue", "400", "--parallel", "64")
     try:
         results = []
 
         async def main():
-            await asyncio.gather(*(soak_one(s.port, 2, results) for _ in range(512)))
+            await asyncio.gather(*(soak_one(s.port, 4, results) for _ in range(512)))
 
         asyncio.run(main())
         assert len(results) == 512
         statuses = [r[0] for r in results]
         assert set(statuses) <= {200, 429}, set(statuses)
-        assert statuses.count(200) > 0 and statuses.count(429) > 0, statuses.count(200)
+        print(f"soak: {statuses.count(200)} streamed, {statuses.count(429)} refused with 429")
+        assert statuses.count(200) >= 256 and statuses.count(429) > 0, statuses.count(200)
         for status, head, body in results:
             if status == 200:
                 assert body.rstrip().endswith(b"data: [DONE]"), body[-200:]
