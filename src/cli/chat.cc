@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -31,6 +32,24 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 
 void OnSigint(int) { g_interrupted.store(true); }
+
+// Readline's input: one byte at a time, as its own rl_getc does, except that a read interrupted by
+// Ctrl-C drops the line being typed and starts a fresh prompt, as shells do.
+int ReadKey(FILE* in) {
+  for (;;) {
+    unsigned char c = 0;
+    const ssize_t n = read(fileno(in), &c, 1);
+    if (n == 1) return c;
+    if (n == 0) return EOF;
+    if (errno != EINTR) return EOF;
+    if (g_interrupted.exchange(false)) {
+      rl_replace_line("", 0);
+      rl_crlf();
+      rl_on_new_line();
+      rl_redisplay();
+    }
+  }
+}
 
 // What the engine's step thread hands to the terminal thread.
 struct Reply {
@@ -95,6 +114,9 @@ Runner AddChatCommand(CLI::App& app) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);  // no SA_RESTART: a blocked read returns at once
     rl_catch_signals = 0;             // readline leaves SIGINT to us
+    // No bracketed-paste escapes around the prompt: a pasted multi-line text is one message anyway.
+    rl_variable_bind("enable-bracketed-paste", "off");
+    rl_getc_function = ReadKey;
 
     std::vector<ChatMessage> messages;
     auto reset = [&] {
@@ -114,7 +136,6 @@ Runner AddChatCommand(CLI::App& app) {
       }
       std::string line(raw);
       std::free(raw);
-      if (g_interrupted.load()) continue;  // Ctrl-C at the prompt: a fresh line
       if (line.empty()) continue;
       add_history(line.c_str());
       if (line == "/reset") {
@@ -133,6 +154,7 @@ Runner AddChatCommand(CLI::App& app) {
                     "answer; Ctrl-D: leave\n");
         continue;
       }
+      g_interrupted.store(false);  // a Ctrl-C from before Enter does not stop this answer
       messages.push_back({.role = "user", .content = line});
       ChatRenderInput in{.messages = messages,
                          .add_generation_prompt = true,
