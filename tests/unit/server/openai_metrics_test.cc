@@ -2,6 +2,8 @@
 // buckets, request counters by status.
 #include "server/metrics.h"
 
+#include "server/http_server.h"
+
 #include <gtest/gtest.h>
 
 namespace gannet::server {
@@ -38,6 +40,16 @@ TEST(OpenAiMetricsTest, GaugesCountersAndHistograms) {
   EXPECT_TRUE(Has(text, "gannet_e2e_request_latency_seconds_count 0"));
   EXPECT_TRUE(Has(text, "gannet_requests_total{status=\"200\"} 2"));
   EXPECT_TRUE(Has(text, "gannet_requests_total{status=\"429\"} 1"));
+}
+
+// The access-log line carries what the handler noted (token counts), after the HTTP fields.
+TEST(OpenAiMetricsTest, RequestLogCarriesTheHandlersNote) {
+  RequestLog log{.method = "POST", .path = "/v1/completions", .status = 200, .bytes = 10,
+                 .latency = std::chrono::microseconds(1500), .note = "prompt=3 completion=4"};
+  EXPECT_EQ(FormatRequestLog(log), "POST /v1/completions 200 10B 1.5ms prompt=3 completion=4");
+  log.completed = false;
+  log.note.clear();
+  EXPECT_EQ(FormatRequestLog(log), "POST /v1/completions 200 10B 1.5ms aborted");
 }
 
 }  // namespace
