@@ -72,6 +72,7 @@ void PrintWrapped(const std::string& s) {
 Runner AddChatCommand(CLI::App& app) {
   struct Opts {
     std::string model;
+    std::string chat_template;
     std::string system;
     int32_t max_tokens = 1024;
     SamplingParams sampling;
@@ -82,6 +83,7 @@ Runner AddChatCommand(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("chat", "Chat with a model in the terminal (its chat template, streaming)");
   sub->add_option("-m,--model", o->model, "GGUF model file")->required();
+  sub->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's own)");
   sub->add_option("--system", o->system, "System prompt");
   sub->add_option("-n,--max-tokens", o->max_tokens, "Most tokens per answer")->capture_default_str();
   sub->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->capture_default_str();
@@ -102,7 +104,7 @@ Runner AddChatCommand(CLI::App& app) {
         engine::Engine::Load(o->model, {.n_threads = o->threads, .n_ctx = o->ctx});
     if (!loaded.ok()) return ReportError(loaded.status());
     const Tokenizer& tok = (*loaded)->tokenizer();
-    Result<ChatTemplate> tmpl = ChatTemplate::FromGguf((*loaded)->file());
+    Result<ChatTemplate> tmpl = LoadChatTemplate(o->chat_template, (*loaded)->file());
     if (!tmpl.ok()) return ReportError("chat template: " + tmpl.status().message());
     Result<std::unique_ptr<engine::ServingEngine>> serving =
         engine::ServingEngine::Create(loaded->get(), {.max_seqs = 1, .max_queue = 1});

@@ -45,6 +45,7 @@ Result<size_t> ParseByteSize(const std::string& text) {
 Runner AddServeCommand(CLI::App& app) {
   struct Opts {
     std::string model;
+    std::string chat_template;
     std::string host = "127.0.0.1";
     int port = 8080;
     std::string api_key;
@@ -63,6 +64,7 @@ Runner AddServeCommand(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
   sub->add_option("-m,--model", o->model, "GGUF model file")->required();
+  sub->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's own)");
   sub->add_option("--host", o->host, "Address to listen on (0.0.0.0 for all)")->capture_default_str();
   sub->add_option("--port", o->port, "Port (0: pick a free one)")->capture_default_str();
   sub->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1/*");
@@ -117,7 +119,7 @@ Runner AddServeCommand(CLI::App& app) {
       http.Shutdown(std::chrono::milliseconds(0));
       return ReportError(loaded.status());
     }
-    Result<ChatTemplate> tmpl = ChatTemplate::FromGguf((*loaded)->file());
+    Result<ChatTemplate> tmpl = LoadChatTemplate(o->chat_template, (*loaded)->file());
     if (!tmpl.ok()) {
       http.Shutdown(std::chrono::milliseconds(0));
       return ReportError("chat template: " + tmpl.status().message());

@@ -289,6 +289,22 @@ def test_http_errors(server):
     assert set(r.json()["error"]) >= {"message", "type", "param", "code"}
 
 
+def test_chat_template_file(gannet_bin, fixtures):
+    """--chat-template renders the conversation with that Jinja file (here Gemma 3's own)."""
+    s = Server(gannet_bin, "--chat-template", fixtures / "chat_templates" / "templates" / "google-gemma-3-it.jinja")
+    try:
+        r = s.client().chat.completions.create(model=MODEL_ID, max_tokens=2, temperature=0,
+                                               messages=[{"role": "user", "content": "Say hello."}])
+        rendered = "<bos><start_of_turn>user\nSay hello.<end_of_turn>\n<start_of_turn>model\n"
+        assert r.usage.prompt_tokens == len(tokenize(gannet_bin, rendered, "--special", "--no-bos"))
+    finally:
+        s.stop()
+    assert s.proc.returncode == 0
+    bad = subprocess.run([str(gannet_bin), "serve", "-m", str(MODEL), "--port", "0", "--chat-template",
+                          "/nonexistent/template.jinja"], capture_output=True, timeout=60)
+    assert bad.returncode == 1 and b"chat template" in bad.stderr
+
+
 def test_api_key(gannet_bin):
     s = Server(gannet_bin, "--api-key", "sekret")
     try:
