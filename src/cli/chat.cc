@@ -3,6 +3,8 @@
 // history come from GNU readline. Commands: /reset (forget the conversation), /system TEXT (set the
 // system prompt and reset), /help. Ctrl-C stops the current answer and keeps the chat; Ctrl-D (an
 // empty line's end of file) leaves.
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -33,21 +35,28 @@ std::atomic<bool> g_interrupted{false};
 
 void OnSigint(int) { g_interrupted.store(true); }
 
-// Readline's input: one byte at a time, as its own rl_getc does, except that a read interrupted by
-// Ctrl-C drops the line being typed and starts a fresh prompt, as shells do.
+// Readline's input: one byte at a time, as its own rl_getc does, except that a Ctrl-C at the prompt
+// drops the line being typed and starts a fresh prompt, as shells do.
 int ReadKey(FILE* in) {
+  const int fd = fileno(in);
   for (;;) {
-    unsigned char c = 0;
-    const ssize_t n = read(fileno(in), &c, 1);
-    if (n == 1) return c;
-    if (n == 0) return EOF;
-    if (errno != EINTR) return EOF;
+    // The flag is checked between short waits: a signal that lands while readline is busy
+    // elsewhere (redisplay) is seen within 100 ms instead of at the next key.
     if (g_interrupted.exchange(false)) {
       rl_replace_line("", 0);
       rl_crlf();
       rl_on_new_line();
       rl_redisplay();
     }
+    pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+    const int ready = poll(&p, 1, 100);
+    if (ready < 0 && errno != EINTR) return EOF;
+    if (ready <= 0) continue;
+    unsigned char c = 0;
+    const ssize_t n = read(fd, &c, 1);
+    if (n == 1) return c;
+    if (n == 0) return EOF;
+    if (errno != EINTR) return EOF;
   }
 }
 
@@ -100,6 +109,12 @@ Runner AddChatCommand(CLI::App& app) {
     if (o->threads < 0) return ReportError("--threads must not be negative");
     if (o->seed) o->sampling.seed = *o->seed;
     if (Status s = o->sampling.Validate(); !s.ok()) return ReportError(s);
+    // SIGINT must interrupt this thread's read, so no other thread may take it: block it before
+    // the engine starts its threads (they inherit the mask) and unblock it here afterwards.
+    sigset_t sigint_set;
+    sigemptyset(&sigint_set);
+    sigaddset(&sigint_set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigint_set, nullptr);
     Result<std::unique_ptr<engine::Engine>> loaded =
         engine::Engine::Load(o->model, {.n_threads = o->threads, .n_ctx = o->ctx});
     if (!loaded.ok()) return ReportError(loaded.status());
@@ -115,6 +130,7 @@ Runner AddChatCommand(CLI::App& app) {
     sa.sa_handler = OnSigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);  // no SA_RESTART: a blocked read returns at once
+    pthread_sigmask(SIG_UNBLOCK, &sigint_set, nullptr);
     rl_catch_signals = 0;             // readline leaves SIGINT to us
     // No bracketed-paste escapes around the prompt: a pasted multi-line text is one message anyway.
     rl_variable_bind("enable-bracketed-paste", "off");
