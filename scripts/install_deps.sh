@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake pkg-config git python3 python3-venv python3-pip
-              nlohmann-json3-dev libpcre2-dev libcli11-dev libgtest-dev libgmock-dev)
+              nlohmann-json3-dev libpcre2-dev libcli11-dev libgtest-dev libgmock-dev libreadline-dev)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -26,7 +26,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "creating .venv"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import numpy, gguf, pytest" 2>/dev/null; then
+if ! .venv/bin/python -c "import numpy, gguf, pytest, openai, httpx" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 fi
 # llama.cpp through its Python binding: the independent implementation the benchmarks compare

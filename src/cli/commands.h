@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/status.h"
+#include "tokenizer/chat_template.h"
 
 namespace gannet::cli {
 
@@ -18,10 +19,16 @@ Runner AddInspectCommand(CLI::App& app);
 Runner AddDumpCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
 Runner AddQuantizeCommand(CLI::App& app);
+Runner AddServeCommand(CLI::App& app);
+Runner AddChatCommand(CLI::App& app);
 
 // Prints "gannet: error: <status message>" to stderr and returns 1.
 int ReportError(const Status& status);
 int ReportError(const std::string& message);
+
+// The chat template from a Jinja file (--chat-template), or when `path` is empty the model's own
+// tokenizer.chat_template (ChatML when the file has none). Parse errors name the file and line.
+Result<ChatTemplate> LoadChatTemplate(const std::string& path, const GgufFile& file);
 
 // Reads all of standard input (for prompts given on stdin).
 Result<std::string> ReadStdin();

@@ -65,6 +65,10 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   std::string path;
   std::chrono::steady_clock::time_point start;
 
+  // Extra words for the access-log record (ResponseWriter::SetLogNote); guarded by note_mu.
+  mutable std::mutex note_mu;
+  std::string note;
+
   std::mutex mu;
   std::condition_variable writable_cv;
   // Everything below is guarded by mu.

@@ -64,7 +64,7 @@ std::string JsonEscape(std::string_view s) {
 // A complete response the loop itself sends (parse errors, timeouts, overload), always closing.
 std::string ErrorResponse(int status, std::string_view message) {
   const std::string body = "{\"error\":{\"message\":\"" + JsonEscape(message) +
-                           "\",\"type\":\"invalid_request_error\",\"code\":" + std::to_string(status) + "}}";
+                           "\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":" + std::to_string(status) + "}}";
   std::string out = "HTTP/1.1 " + std::to_string(status) + " " + HttpReasonPhrase(status) + "\r\n";
   internal::AppendHttpDate(&out);
   out.append("Content-Type: application/json\r\nConnection: close\r\nContent-Length: ");
@@ -82,6 +82,7 @@ std::string FormatRequestLog(const RequestLog& log) {
   std::string out = log.method + " " + log.path + " " + std::to_string(log.status) + " " +
                     std::to_string(log.bytes) + "B " + latency;
   if (!log.completed) out += " aborted";
+  if (!log.note.empty()) out += " " + log.note;
   return out;
 }
 
@@ -553,13 +554,19 @@ void HttpServer::Loop::CloseConn(Conn& c) {
 
 void HttpServer::Loop::Log(const Exchange& ex, int status, uint64_t bytes, bool completed) {
   if (!options_.request_logger) return;
+  std::string note;
+  {
+    std::lock_guard<std::mutex> lock(ex.note_mu);
+    note = ex.note;
+  }
   options_.request_logger(RequestLog{
       .method = ex.method,
       .path = ex.path,
       .status = status,
       .bytes = bytes,
       .latency = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - ex.start),
-      .completed = completed});
+      .completed = completed,
+      .note = std::move(note)});
 }
 
 void HttpServer::Loop::BeginDrain() {

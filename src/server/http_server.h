@@ -41,9 +41,10 @@ struct RequestLog {
   uint64_t bytes = 0;  // response bytes the client's socket accepted (headers included)
   std::chrono::microseconds latency{0};  // from the request's last byte to the response's last
   bool completed = true;  // false: the connection closed before the response was delivered
+  std::string note;       // what the handler added (ResponseWriter::SetLogNote), e.g. token counts
 };
 
-// "POST /v1/chat/completions 200 1834B 12.3ms" (+ " aborted" when not completed).
+// "POST /v1/chat/completions 200 1834B 12.3ms" (+ " aborted" when not completed, + the note).
 std::string FormatRequestLog(const RequestLog& log);
 
 using HttpHandler = std::function<void(HttpRequest request, std::shared_ptr<ResponseWriter> writer)>;

@@ -277,6 +277,11 @@ void ResponseWriter::SetOnClose(std::function<void()> on_close) {
   if (on_close) on_close();
 }
 
+void ResponseWriter::SetLogNote(std::string note) {
+  std::lock_guard<std::mutex> lock(ex_->note_mu);
+  ex_->note = std::move(note);
+}
+
 bool ResponseWriter::WaitWritable(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(ex_->mu);
   ex_->writable_cv.wait_for(lock, timeout, [&] {

@@ -78,6 +78,9 @@ class ResponseWriter {
   // Runs `on_close` once when the connection closes before the response was fully delivered; at
   // once, on this thread, if that already happened. Replaces an earlier callback.
   void SetOnClose(std::function<void()> on_close);
+  // Words appended to this request's access-log record (e.g. "tokens=12+30"). Set it before the
+  // response completes; the record is written when it does.
+  void SetLogNote(std::string note);
   // Blocks until the queued bytes are below the soft limit (true) or the connection closed or the
   // timeout passed (false).
   bool WaitWritable(std::chrono::milliseconds timeout);

@@ -1,0 +1,160 @@
+// gannet serve -m FILE: the OpenAI-compatible HTTP server (server/openai_service.h) on one
+// ServingEngine. Prints the URL once the model is ready, logs one line per request to stderr, and
+// drains on SIGINT/SIGTERM: stops accepting, lets in-flight requests finish for up to --grace
+// seconds, then exits 0.
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "cli/commands.h"
+#include "engine/engine.h"
+#include "engine/serving.h"
+#include "server/http_server.h"
+#include "server/openai_service.h"
+#include "server/termination_signal.h"
+#include "tokenizer/chat_template.h"
+
+namespace gannet::cli {
+namespace {
+
+// "4096", "512K", "512M", "2G", "1.5G" (powers of 1024; an optional trailing B or iB).
+Result<size_t> ParseByteSize(const std::string& text) {
+  size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &pos);
+  } catch (...) {
+    return Status::InvalidArgument("'" + text + "' is not a size (e.g. 512M, 2G)");
+  }
+  std::string unit = text.substr(pos);
+  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.size() > 1 && (unit.ends_with("IB") || unit.ends_with("B"))) unit.resize(unit.ends_with("IB") ? unit.size() - 2 : unit.size() - 1);
+  double scale = 1;
+  if (unit == "K") scale = 1024.0;
+  else if (unit == "M") scale = 1024.0 * 1024;
+  else if (unit == "G") scale = 1024.0 * 1024 * 1024;
+  else if (unit == "T") scale = 1024.0 * 1024 * 1024 * 1024;
+  else if (!unit.empty() && unit != "B") return Status::InvalidArgument("'" + text + "' has an unknown unit (use K, M, G)");
+  if (!(value > 0) || value * scale > 1e15) return Status::InvalidArgument("'" + text + "' is not a positive size");
+  return static_cast<size_t>(value * scale);
+}
+
+}  // namespace
+
+Runner AddServeCommand(CLI::App& app) {
+  struct Opts {
+    std::string model;
+    std::string chat_template;
+    std::string host = "127.0.0.1";
+    int port = 8080;
+    std::string api_key;
+    int32_t max_queue = 256;
+    std::string kv_memory;
+    int32_t parallel = 64;
+    int32_t batch_tokens = 512;
+    int threads = 0;
+    int64_t ctx = 0;
+    std::string alias;
+    double grace = 30;
+    int http_threads = 4;
+    size_t max_body = 8 << 20;
+    bool no_prefix_cache = false;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* sub = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  sub->add_option("-m,--model", o->model, "GGUF model file")->required();
+  sub->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's own)");
+  sub->add_option("--host", o->host, "Address to listen on (0.0.0.0 for all)")->capture_default_str();
+  sub->add_option("--port", o->port, "Port (0: pick a free one)")->capture_default_str();
+  sub->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1/*");
+  sub->add_option("--max-queue", o->max_queue, "Requests waiting before new ones get 429")->capture_default_str();
+  sub->add_option("--kv-memory", o->kv_memory, "KV cache pool size, e.g. 512M, 2G (default: from free memory)");
+  sub->add_option("--parallel", o->parallel, "Most sequences in one forward pass")->capture_default_str();
+  sub->add_option("--batch-tokens", o->batch_tokens, "Most tokens in one forward pass")->capture_default_str();
+  sub->add_option("-t,--threads", o->threads, "Compute threads (default: one per core)");
+  sub->add_option("-c,--ctx-size", o->ctx, "Context length (default: min(training context, 4096))");
+  sub->add_option("--alias", o->alias, "Model id in the API (default: the file name without .gguf)");
+  sub->add_option("--grace", o->grace, "Seconds in-flight requests may take to finish on SIGINT/SIGTERM")
+      ->capture_default_str();
+  sub->add_option("--http-threads", o->http_threads, "HTTP handler threads")->capture_default_str();
+  sub->add_option("--max-body", o->max_body, "Largest request body in bytes (413 past it)")->capture_default_str();
+  sub->add_flag("--no-prefix-cache", o->no_prefix_cache, "Do not reuse the KV cache of shared prompt prefixes");
+  return [o] {
+    if (o->port < 0 || o->port > 65535) return ReportError("--port must be in [0, 65535]");
+    if (o->max_queue < 0) return ReportError("--max-queue must not be negative");
+    if (o->parallel < 1) return ReportError("--parallel must be at least 1");
+    if (o->batch_tokens < 1) return ReportError("--batch-tokens must be at least 1");
+    if (o->threads < 0) return ReportError("--threads must not be negative");
+    if (o->ctx < 0) return ReportError("--ctx-size must not be negative");
+    if (!(o->grace >= 0)) return ReportError("--grace must not be negative");
+    if (o->http_threads < 1) return ReportError("--http-threads must be at least 1");
+    size_t kv_bytes = 0;
+    if (!o->kv_memory.empty()) {
+      Result<size_t> parsed = ParseByteSize(o->kv_memory);
+      if (!parsed.ok()) return ReportError("--kv-memory: " + parsed.status().message());
+      kv_bytes = *parsed;
+    }
+    // Before any thread starts, so every thread inherits the mask and the signal waits for us.
+    if (Status s = server::BlockTerminationSignals(); !s.ok()) return ReportError(s);
+
+    const std::string model_id =
+        o->alias.empty() ? std::filesystem::path(o->model).stem().string() : o->alias;
+    server::OpenAiService service({.model_id = model_id, .api_key = o->api_key});
+    server::HttpServerOptions http_opts{.host = o->host, .port = static_cast<uint16_t>(o->port)};
+    http_opts.limits.max_body_bytes = o->max_body;
+    http_opts.handler_threads = o->http_threads;
+    http_opts.request_logger = [](const server::RequestLog& log) {
+      std::fprintf(stderr, "%s\n", server::FormatRequestLog(log).c_str());
+    };
+    server::HttpServer http(http_opts, [&service](server::HttpRequest req, std::shared_ptr<server::ResponseWriter> w) {
+      service.Handle(std::move(req), std::move(w));
+    });
+    // Listening first: /health answers 503 "loading" while the model loads.
+    if (Status s = http.Start(); !s.ok()) return ReportError(s);
+
+    Result<std::unique_ptr<engine::Engine>> loaded =
+        engine::Engine::Load(o->model, {.n_threads = o->threads, .n_ctx = o->ctx});
+    if (!loaded.ok()) {
+      http.Shutdown(std::chrono::milliseconds(0));
+      return ReportError(loaded.status());
+    }
+    Result<ChatTemplate> tmpl = LoadChatTemplate(o->chat_template, (*loaded)->file());
+    if (!tmpl.ok()) {
+      http.Shutdown(std::chrono::milliseconds(0));
+      return ReportError("chat template: " + tmpl.status().message());
+    }
+    Result<std::unique_ptr<engine::ServingEngine>> serving = engine::ServingEngine::Create(
+        loaded->get(), {.kv_memory_bytes = kv_bytes,
+                        .max_batch_tokens = o->batch_tokens,
+                        .max_seqs = o->parallel,
+                        .max_queue = o->max_queue,
+                        .prefix_caching = !o->no_prefix_cache});
+    if (!serving.ok()) {
+      http.Shutdown(std::chrono::milliseconds(0));
+      return ReportError(serving.status());
+    }
+    service.Attach(serving->get(), &*tmpl);
+    const engine::ServingStats st = (*serving)->stats();
+    std::fprintf(stderr, "gannet: model %s (context %lld, %d KV blocks, %d threads)%s\n", model_id.c_str(),
+                 static_cast<long long>((*serving)->context_length()), st.kv_blocks_total, (*loaded)->n_threads(),
+                 tmpl->is_fallback() ? ", no chat template in the file: using ChatML" : "");
+    std::printf("gannet: serving on http://%s:%u\n", o->host.find(':') != std::string::npos
+                                                         ? ("[" + o->host + "]").c_str()
+                                                         : o->host.c_str(),
+                static_cast<unsigned>(http.port()));
+    std::fflush(stdout);
+
+    std::optional<int> sig = server::WaitForTerminationSignal();
+    std::fprintf(stderr, "gannet: signal %d: draining (up to %.0f s)\n", sig.value_or(0), o->grace);
+    service.set_health(server::ServiceHealth::kDraining);
+    const auto grace = std::chrono::milliseconds(static_cast<int64_t>(o->grace * 1000));
+    http.Shutdown(grace);
+    // Every HTTP exchange is over; whatever the engine still runs has no client left.
+    (*serving)->Shutdown(std::chrono::milliseconds(0));
+    std::fprintf(stderr, "gannet: stopped\n");
+    return 0;
+  };
+}
+
+}  // namespace gannet::cli

@@ -1,0 +1,381 @@
+#include "server/openai_service.h"
+
+#include <cctype>
+#include <ctime>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "server/openai_format.h"
+#include "server/sse.h"
+#include "server/stop_matcher.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gannet::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kJson = "application/json";
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+const char* FinishReason(engine::SampleFinish f, bool stop_string_matched) {
+  if (stop_string_matched) return "stop";
+  switch (f) {
+    case engine::SampleFinish::kLength:
+    case engine::SampleFinish::kContextFull:
+      return "length";
+    default:
+      return "stop";
+  }
+}
+
+// Constant-time comparison, so the key cannot be guessed byte by byte from response times.
+bool SecretEquals(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.size() + 1)]);
+  return diff == 0;
+}
+
+}  // namespace
+
+// One accepted completion request: what the engine's callbacks need to answer it. Shared by the
+// callbacks (step thread) and the handler (worker) until on_done.
+struct OpenAiService::Generation {
+  struct Sample {
+    explicit Sample(const Tokenizer& tok, const std::vector<std::string>& stops) : decoder(tok), stop(stops) {}
+    IncrementalDecoder decoder;
+    StopMatcher stop;
+    std::string text;                  // released text (whole responses)
+    int64_t decoded_bytes = 0;         // text decoded so far, held or not (completions' text_offset)
+    std::vector<LogprobEntry> logprobs;
+    Clock::time_point last_token{};
+  };
+
+  OpenAiService* service = nullptr;
+  const Tokenizer* tok = nullptr;
+  std::shared_ptr<ResponseWriter> writer;
+  ResponseMeta meta;
+  bool stream = false, include_usage = false, logprobs = false;
+  int64_t prompt_tokens = 0;
+  Clock::time_point start = Clock::now();
+  bool first_token_seen = false;
+  // Recursive: the handler holds it across Submit and StartStream, so callbacks that arrive on the
+  // step thread before the stream has started wait; recursive in case an engine ever calls back
+  // inline from Submit.
+  std::recursive_mutex mu;
+  std::vector<Sample> samples;
+
+  LogprobEntry MakeLogprob(const engine::TokenEvent& ev, int64_t text_offset) const {
+    LogprobEntry e{.token = tok->TokenToPiece(ev.token, /*render_special=*/true),
+                   .logprob = ev.logprob,
+                   .text_offset = text_offset};
+    for (const TokenLogprob& t : ev.top) {
+      e.top.push_back({.token = tok->TokenToPiece(t.id, /*render_special=*/true), .logprob = t.logprob});
+    }
+    return e;
+  }
+
+  void WriteEvent(const std::string& json) {
+    if (writer->IsClosed()) return;
+    writer->Write(SseEvent(json));  // kBackpressure: queued anyway; kClosed: on-close cancels us
+  }
+
+  bool OnToken(const engine::TokenEvent& ev) {
+    std::lock_guard<std::recursive_mutex> lock(mu);
+    if (ev.sample_index < 0 || ev.sample_index >= static_cast<int32_t>(samples.size())) return false;
+    Sample& s = samples[ev.sample_index];
+    const Clock::time_point now = Clock::now();
+    if (!first_token_seen) {
+      first_token_seen = true;
+      service->metrics_.ObserveTimeToFirstToken(Seconds(now - start));
+    }
+    if (s.last_token != Clock::time_point{}) service->metrics_.ObserveInterTokenLatency(Seconds(now - s.last_token));
+    s.last_token = now;
+    if (s.stop.matched()) return false;
+    if (writer->IsClosed()) return false;  // the client left; Cancel is on its way
+
+    const std::string piece = s.decoder.Feed(ev.token);
+    const int64_t offset = s.decoded_bytes;
+    s.decoded_bytes += static_cast<int64_t>(piece.size());
+    std::string released = s.stop.Push(piece);
+    if (stream) {
+      ChunkDelta d{.index = ev.sample_index, .has_logprobs = logprobs};
+      if (logprobs) d.logprobs.push_back(MakeLogprob(ev, offset));
+      if (!released.empty() || logprobs) {
+        d.text = std::move(released);
+        WriteEvent(ChunkJson(meta, d));
+      }
+    } else {
+      s.text += released;
+      if (logprobs) s.logprobs.push_back(MakeLogprob(ev, offset));
+    }
+    return !s.stop.matched();
+  }
+
+  void OnDone(const engine::ServingResult& result) {
+    std::lock_guard<std::recursive_mutex> lock(mu);
+    service->metrics_.ObserveEndToEnd(Seconds(Clock::now() - start));
+    const Usage usage{.prompt_tokens = result.prompt_tokens > 0 ? result.prompt_tokens : prompt_tokens,
+                      .completion_tokens = result.completion_tokens,
+                      .cached_tokens = result.cached_prompt_tokens};
+    std::string finishes;
+    std::vector<ChoiceResult> choices;
+    for (size_t i = 0; i < samples.size(); ++i) {
+      Sample& s = samples[i];
+      std::string tail = s.stop.Push(s.decoder.Finish());
+      tail += s.stop.Flush();
+      const engine::SampleFinish f = i < result.finish.size() ? result.finish[i] : engine::SampleFinish::kCancelled;
+      const char* reason = FinishReason(f, s.stop.matched());
+      finishes += (finishes.empty() ? "" : ",") + std::string(reason);
+      if (stream) {
+        if (!tail.empty()) WriteEvent(ChunkJson(meta, {.index = static_cast<int32_t>(i), .text = std::move(tail)}));
+        WriteEvent(ChunkJson(meta, {.index = static_cast<int32_t>(i), .has_logprobs = false, .finish_reason = reason}));
+      } else {
+        choices.push_back(ChoiceResult{.index = static_cast<int32_t>(i),
+                                       .text = s.text + tail,
+                                       .finish_reason = reason,
+                                       .has_logprobs = logprobs,
+                                       .logprobs = std::move(s.logprobs)});
+      }
+    }
+    int status = result.status.ok() ? 200 : 500;
+    if (writer->IsClosed()) status = 499;  // the client left first (nginx's code for it)
+    service->metrics_.CountRequest(status);
+    // Before the last bytes go out: the access-log record is written when the response completes.
+    writer->SetLogNote("prompt=" + std::to_string(usage.prompt_tokens) + " completion=" +
+                       std::to_string(usage.completion_tokens) + " cached=" + std::to_string(usage.cached_tokens) +
+                       " finish=" + (result.status.ok() ? finishes : "error"));
+    if (!result.status.ok()) {
+      ApiError err{.http_status = 500, .message = "generation failed: " + result.status.message(),
+                   .type = "server_error"};
+      if (stream) {
+        WriteEvent(ApiErrorJson(err));
+      } else {
+        service->SendError(*writer, err, /*count=*/false);
+      }
+    } else if (!stream) {
+      writer->Send(200, kJson, CompletionResponseJson(meta, choices, usage));
+    } else if (include_usage) {
+      WriteEvent(UsageChunkJson(meta, usage));
+    }
+    if (stream) {
+      if (!writer->IsClosed()) writer->Write(SseDone());
+      (void)writer->End();
+    }
+  }
+};
+
+OpenAiService::OpenAiService(OpenAiServiceOptions options)
+    : options_(std::move(options)), created_(static_cast<int64_t>(std::time(nullptr))) {}
+
+void OpenAiService::Attach(engine::ServingEngine* serving, const ChatTemplate* chat_template) {
+  chat_template_ = chat_template;
+  options_.limits.n_vocab = serving->engine().tokenizer().n_vocab();
+  serving_.store(serving);
+  health_.store(ServiceHealth::kReady);
+}
+
+void OpenAiService::SendError(ResponseWriter& writer, const ApiError& error, bool count) {
+  HttpResponse resp{.status = error.http_status, .headers = {{"Content-Type", kJson}}, .body = ApiErrorJson(error)};
+  if (error.http_status == 429) resp.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
+  if (error.http_status == 401) resp.headers.emplace_back("WWW-Authenticate", "Bearer");
+  if (count) metrics_.CountRequest(error.http_status);
+  (void)writer.Send(std::move(resp));
+}
+
+bool OpenAiService::Authorized(const HttpRequest& request) const {
+  if (options_.api_key.empty()) return true;
+  const std::string* auth = request.headers.Get("Authorization");
+  if (auth == nullptr) return false;
+  static constexpr std::string_view kBearer = "Bearer ";
+  if (auth->size() < kBearer.size()) return false;
+  for (size_t i = 0; i < kBearer.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>((*auth)[i])) != std::tolower(static_cast<unsigned char>(kBearer[i]))) {
+      return false;
+    }
+  }
+  return SecretEquals(auth->substr(kBearer.size()), options_.api_key);
+}
+
+void OpenAiService::Handle(HttpRequest request, std::shared_ptr<ResponseWriter> writer) {
+  const std::string& path = request.path;
+  const std::string& method = request.method;
+  const bool get = method == "GET" || method == "HEAD";
+  auto not_allowed = [&](const char* allow) {
+    HttpResponse resp{.status = 405,
+                      .headers = {{"Content-Type", kJson}, {"Allow", allow}},
+                      .body = ApiErrorJson({.http_status = 405,
+                                            .message = "Method " + method + " is not allowed for " + path +
+                                                       "; use " + allow + "."})};
+    (void)writer->Send(std::move(resp));
+  };
+
+  if (path == "/health") {
+    if (!get) return not_allowed("GET");
+    const ServiceHealth h = health_.load();
+    const char* word = h == ServiceHealth::kReady ? "ok" : h == ServiceHealth::kLoading ? "loading" : "draining";
+    (void)writer->Send(h == ServiceHealth::kReady ? 200 : 503, kJson, std::string("{\"status\":\"") + word + "\"}");
+    return;
+  }
+  if (path == "/metrics") {
+    if (!get) return not_allowed("GET");
+    engine::ServingEngine* serving = serving_.load();
+    (void)writer->Send(200, "text/plain; version=0.0.4; charset=utf-8",
+                       metrics_.Render(serving != nullptr ? serving->stats() : engine::ServingStats{}));
+    return;
+  }
+  const bool chat = path == "/v1/chat/completions";
+  const bool completion = path == "/v1/completions";
+  const bool models = path == "/v1/models" || path.rfind("/v1/models/", 0) == 0;
+  if (!chat && !completion && !models) {
+    SendError(*writer, {.http_status = 404,
+                        .message = "Unknown request URL: " + method + " " + path + ".",
+                        .code = "unknown_url"},
+              /*count=*/false);
+    return;
+  }
+  if (!Authorized(request)) {
+    const bool sent = request.headers.Get("Authorization") != nullptr;
+    SendError(*writer, {.http_status = 401,
+                        .message = sent ? "Incorrect API key provided."
+                                        : "You didn't provide an API key. You need to provide your API key in an "
+                                          "Authorization header using Bearer auth (i.e. Authorization: Bearer "
+                                          "YOUR_KEY).",
+                        .code = "invalid_api_key"},
+              /*count=*/false);
+    return;
+  }
+  if (models) {
+    if (!get) return not_allowed("GET");
+    if (path == "/v1/models") {
+      (void)writer->Send(200, kJson, ModelListJson(options_.model_id, created_));
+      return;
+    }
+    const std::string id = path.substr(std::string("/v1/models/").size());
+    if (id != options_.model_id) {
+      SendError(*writer, {.http_status = 404, .message = "The model '" + id + "' does not exist.",
+                          .param = "model", .code = "model_not_found"},
+                /*count=*/false);
+      return;
+    }
+    (void)writer->Send(200, kJson,
+                       "{\"id\":" + nlohmann::json(options_.model_id).dump() +
+                           ",\"object\":\"model\",\"created\":" + std::to_string(created_) +
+                           ",\"owned_by\":\"gannet\"}");
+    return;
+  }
+  if (method != "POST") return not_allowed("POST");
+  HandleCompletion(chat ? Endpoint::kChat : Endpoint::kCompletion, request, std::move(writer));
+}
+
+void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& request,
+                                     std::shared_ptr<ResponseWriter> writer) {
+  engine::ServingEngine* serving = serving_.load();
+  if (serving == nullptr || health_.load() != ServiceHealth::kReady) {
+    SendError(*writer, {.http_status = 503,
+                        .message = health_.load() == ServiceHealth::kDraining ? "The server is shutting down."
+                                                                              : "The model is still loading.",
+                        .type = "server_error"});
+    return;
+  }
+  CompletionRequest req;
+  if (auto err = ParseCompletionRequest(request.body, endpoint, options_.limits, &req)) {
+    SendError(*writer, *err);
+    return;
+  }
+  const Tokenizer& tok = serving->engine().tokenizer();
+
+  // The prompt as token ids.
+  std::vector<int32_t> prompt;
+  if (endpoint == Endpoint::kChat) {
+    ChatRenderInput in{.messages = std::move(req.messages),
+                       .add_generation_prompt = true,
+                       .bos_token = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
+                       .eos_token = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "",
+                       .now = std::time(nullptr)};
+    Result<std::string> text = chat_template_->Render(in);
+    if (!text.ok()) {
+      SendError(*writer, {.message = "The chat template rejected the conversation: " + text.status().message(),
+                          .param = "messages"});
+      return;
+    }
+    // The template writes BOS itself when the model wants one; add it only if it did not.
+    prompt = tok.Encode(*text, /*add_special=*/false, /*parse_special=*/true);
+    if (tok.add_bos() && tok.bos() >= 0 && (prompt.empty() || prompt.front() != tok.bos())) {
+      prompt.insert(prompt.begin(), tok.bos());
+    }
+  } else if (req.prompt_is_tokens) {
+    prompt = std::move(req.prompt_tokens);
+  } else {
+    prompt = tok.Encode(req.prompt_text, /*add_special=*/true, /*parse_special=*/true);
+  }
+  if (prompt.empty()) {
+    SendError(*writer, {.message = "The prompt is empty.", .param = endpoint == Endpoint::kChat ? "messages" : "prompt"});
+    return;
+  }
+  const int64_t ctx = serving->context_length();
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size());
+  if (n_prompt >= ctx || (req.max_tokens && n_prompt + *req.max_tokens > ctx)) {
+    SendError(*writer, ContextLengthError(endpoint, ctx, n_prompt, req.max_tokens.value_or(0), req.max_tokens.has_value()));
+    return;
+  }
+
+  auto gen = std::make_shared<Generation>();
+  gen->service = this;
+  gen->tok = &tok;
+  gen->writer = writer;
+  gen->meta = ResponseMeta{.endpoint = endpoint,
+                           .id = NewResponseId(endpoint),
+                           .created = static_cast<int64_t>(std::time(nullptr)),
+                           .model = options_.model_id,
+                           .system_fingerprint = options_.system_fingerprint};
+  gen->stream = req.stream;
+  gen->include_usage = req.include_usage;
+  gen->logprobs = req.logprobs;
+  gen->prompt_tokens = n_prompt;
+  gen->samples.reserve(req.n);
+  for (int32_t i = 0; i < req.n; ++i) gen->samples.emplace_back(tok, req.stop);
+
+  engine::ServingRequest sreq{.prompt = std::move(prompt),
+                              .max_tokens = static_cast<int32_t>(req.max_tokens.value_or(ctx - n_prompt)),
+                              .n = req.n,
+                              .sampling = req.sampling,
+                              .stop_at_eog = true,
+                              .top_logprobs = req.logprobs ? req.top_logprobs : -1};
+  engine::ServingCallbacks callbacks{
+      .on_token = [gen](const engine::TokenEvent& ev) { return gen->OnToken(ev); },
+      .on_done = [gen](const engine::ServingResult& r) { gen->OnDone(r); }};
+
+  std::lock_guard<std::recursive_mutex> lock(gen->mu);
+  Result<engine::ServingRequestId> id = serving->Submit(std::move(sreq), std::move(callbacks));
+  if (!id.ok()) {
+    const Status& s = id.status();
+    if (s.code() == StatusCode::kResourceExhausted) {
+      SendError(*writer, {.http_status = 429,
+                          .message = "The server is busy (" + s.message() + "); retry shortly.",
+                          .type = "requests",
+                          .code = "rate_limit_exceeded"});
+    } else if (s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kOutOfRange) {
+      SendError(*writer, {.message = s.message()});
+    } else {
+      SendError(*writer, {.http_status = 503, .message = s.message(), .type = "server_error"});
+    }
+    return;
+  }
+  if (req.stream) {
+    (void)writer->StartStream(200, SseHeaders());
+    if (endpoint == Endpoint::kChat) {
+      for (int32_t i = 0; i < req.n; ++i) {
+        gen->WriteEvent(ChunkJson(gen->meta, {.index = i, .role = true, .text = std::string()}));
+      }
+    }
+  }
+  // A client that leaves stops its generation at once (the KV blocks go back at the next step).
+  writer->SetOnClose([serving, rid = *id] { serving->Cancel(rid); });
+}
+
+}  // namespace gannet::server

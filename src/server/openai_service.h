@@ -1,0 +1,75 @@
+// OpenAiService: the OpenAI-compatible endpoints as an HttpHandler over a ServingEngine.
+//
+//   POST /v1/chat/completions, POST /v1/completions   generation (whole or streamed as SSE)
+//   GET  /v1/models, GET /v1/models/{id}              the loaded model
+//   GET  /health                                      200 {"status":"ok"}; 503 while loading / draining
+//   GET  /metrics                                     Prometheus text (server/metrics.h)
+//
+// A completion request is parsed and validated (server/openai_request.h), its prompt rendered
+// with the model's chat template and tokenized, checked against the context, and submitted to the
+// ServingEngine. The handler returns at once; the engine's step thread then writes the answer
+// through the ResponseWriter as tokens arrive (stop strings held back by StopMatcher, UTF-8 kept
+// whole by IncrementalDecoder). A client that disconnects cancels its request at once, so its KV
+// blocks are freed at the next engine step.
+//
+// Thread-safety: Handle runs on the HTTP workers, concurrently; Attach and set_health may be
+// called from any thread. The ServingEngine and ChatTemplate given to Attach must outlive every
+// request (shut the HttpServer, then the ServingEngine, down before destroying them).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/serving.h"
+#include "server/http_parser.h"
+#include "server/metrics.h"
+#include "server/openai_request.h"
+#include "server/response_writer.h"
+#include "tokenizer/chat_template.h"
+
+namespace gannet::server {
+
+struct OpenAiServiceOptions {
+  std::string model_id = "model";  // what /v1/models lists and responses name
+  std::string api_key;             // non-empty: /v1/* needs "Authorization: Bearer <api_key>"
+  int retry_after_seconds = 1;     // the Retry-After of a 429
+  RequestLimits limits;            // n_vocab is filled in by Attach
+  std::string system_fingerprint = "gannet-0.1.0";
+};
+
+enum class ServiceHealth { kLoading, kReady, kDraining };
+
+class OpenAiService {
+ public:
+  explicit OpenAiService(OpenAiServiceOptions options);
+  OpenAiService(const OpenAiService&) = delete;
+  OpenAiService& operator=(const OpenAiService&) = delete;
+
+  // Connects the engine once the model is loaded and marks the service ready.
+  void Attach(engine::ServingEngine* serving, const ChatTemplate* chat_template);
+  void set_health(ServiceHealth health) { health_.store(health); }
+
+  // The HttpHandler.
+  void Handle(HttpRequest request, std::shared_ptr<ResponseWriter> writer);
+
+  ServerMetrics& metrics() { return metrics_; }
+
+ private:
+  struct Generation;
+
+  void HandleCompletion(Endpoint endpoint, const HttpRequest& request, std::shared_ptr<ResponseWriter> writer);
+  void SendError(ResponseWriter& writer, const ApiError& error, bool count = true);
+  bool Authorized(const HttpRequest& request) const;
+
+  OpenAiServiceOptions options_;
+  std::atomic<ServiceHealth> health_{ServiceHealth::kLoading};
+  std::atomic<engine::ServingEngine*> serving_{nullptr};
+  const ChatTemplate* chat_template_ = nullptr;  // set by Attach before serving_ is published
+  int64_t created_ = 0;                          // Unix time of start, /v1/models' "created"
+  ServerMetrics metrics_;
+};
+
+}  // namespace gannet::server
