@@ -26,7 +26,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "creating .venv"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import numpy, gguf, pytest, openai, httpx" 2>/dev/null; then
+if ! .venv/bin/python -c "import numpy, gguf, pytest, jinja2, openai, httpx" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 fi
 # llama.cpp through its Python binding: the independent implementation the benchmarks compare
