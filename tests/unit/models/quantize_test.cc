@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -29,7 +31,12 @@ struct ModelSpec {
   uint32_t alignment = 0;           // 0: no general.alignment key
 };
 
-std::string TempPath(const std::string& name) { return ::testing::TempDir() + "quantize_test_" + name; }
+// Per test and process: ctest runs the tests of this file as separate processes in parallel.
+std::string TempPath(const std::string& name) {
+  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  return ::testing::TempDir() + "quantize_test_" + std::to_string(getpid()) + "_" +
+         (info != nullptr ? std::string(info->name()) + "_" : std::string()) + name;
+}
 
 // Gaussian weights (std 1/sqrt(ne0)), norms near 1.
 std::string WriteModel(const ModelSpec& s, const std::string& name, uint32_t seed = 1) {
