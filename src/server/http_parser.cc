@@ -98,6 +98,11 @@ HttpParser::State HttpParser::state() const {
   return State::kNeedMore;
 }
 
+bool HttpParser::in_progress() const {
+  if (phase_ == Phase::kRequestLine) return !line_.empty() && line_ != "\r";
+  return phase_ != Phase::kDone && phase_ != Phase::kFailed;
+}
+
 bool HttpParser::body_pending() const {
   switch (phase_) {
     case Phase::kBody:
@@ -115,7 +120,6 @@ void HttpParser::Reset() {
   phase_ = Phase::kRequestLine;
   req_ = HttpRequest();
   line_.clear();
-  started_ = false;
   headers_complete_ = false;
   header_bytes_ = 0;
   body_remaining_ = 0;
@@ -163,7 +167,6 @@ size_t HttpParser::Feed(std::string_view data) {
   size_t used = 0;
   while (used < data.size() && phase_ != Phase::kDone && phase_ != Phase::kFailed) {
     std::string_view rest = data.substr(used);
-    started_ = true;
     bool have_line = false;
     bool too_long = false;
     switch (phase_) {

@@ -76,9 +76,9 @@ class HttpParser {
   bool headers_complete() const { return headers_complete_; }
   // True while a body is expected and not all of it has arrived.
   bool body_pending() const;
-  // True when any byte of a request (even a stray empty line) has been consumed and the request
-  // is not complete: a connection that goes quiet now is a timed-out request, not an idle one.
-  bool in_progress() const { return started_ && state() == State::kNeedMore; }
+  // True when part of a request has been consumed (stray empty lines between requests do not
+  // count): a connection that goes quiet now is a timed-out request, not an idle one.
+  bool in_progress() const;
   // The request read so far (headers are final once headers_complete()).
   const HttpRequest& request() const { return req_; }
 
@@ -118,7 +118,6 @@ class HttpParser {
   Phase phase_ = Phase::kRequestLine;
   HttpRequest req_;
   std::string line_;
-  bool started_ = false;
   bool headers_complete_ = false;
   size_t header_bytes_ = 0;       // request line + header lines + trailers consumed so far
   uint64_t body_remaining_ = 0;   // Content-Length bytes or bytes of the current chunk left

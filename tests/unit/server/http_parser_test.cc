@@ -97,6 +97,14 @@ TEST(HttpParserTest, StopsAtTheEndOfEachPipelinedRequest) {
   EXPECT_TRUE(p.in_progress());
 }
 
+TEST(HttpParserTest, StrayEmptyLinesAreNotARequestInProgress) {
+  HttpParser p;
+  EXPECT_EQ(p.Feed("\r\n\r"), 3u);
+  EXPECT_FALSE(p.in_progress());
+  p.Feed("\nG");
+  EXPECT_TRUE(p.in_progress());
+}
+
 TEST(HttpParserTest, AcceptsBareLfLineEndsAndLeadingEmptyLines) {
   HttpParser p = ParseAll("\r\n\nGET / HTTP/1.1\nHost: a\n\n");
   ASSERT_EQ(p.state(), HttpParser::State::kComplete) << p.error_message();
