@@ -60,6 +60,7 @@ Runner AddServeCommand(CLI::App& app) {
     int http_threads = 4;
     size_t max_body = 8 << 20;
     bool no_prefix_cache = false;
+    double itl_factor = 2.0;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
@@ -79,12 +80,19 @@ Runner AddServeCommand(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--http-threads", o->http_threads, "HTTP handler threads")->capture_default_str();
   sub->add_option("--max-body", o->max_body, "Largest request body in bytes (413 past it)")->capture_default_str();
+  sub->add_option("--itl-factor", o->itl_factor,
+                  "Size prompt chunks beside streaming requests so a step takes at most about this many times "
+                  "a decode-only step (0: use the whole --batch-tokens budget)")
+      ->capture_default_str();
   sub->add_flag("--no-prefix-cache", o->no_prefix_cache, "Do not reuse the KV cache of shared prompt prefixes");
   return [o] {
     if (o->port < 0 || o->port > 65535) return ReportError("--port must be in [0, 65535]");
     if (o->max_queue < 0) return ReportError("--max-queue must not be negative");
     if (o->parallel < 1) return ReportError("--parallel must be at least 1");
     if (o->batch_tokens < 1) return ReportError("--batch-tokens must be at least 1");
+    if (!(o->itl_factor == 0.0 || (o->itl_factor >= 1.1 && o->itl_factor <= 1000.0))) {
+      return ReportError("--itl-factor must be 0 (off) or between 1.1 and 1000");
+    }
     if (o->threads < 0) return ReportError("--threads must not be negative");
     if (o->ctx < 0) return ReportError("--ctx-size must not be negative");
     if (!(o->grace >= 0)) return ReportError("--grace must not be negative");
@@ -129,7 +137,8 @@ Runner AddServeCommand(CLI::App& app) {
                         .max_batch_tokens = o->batch_tokens,
                         .max_seqs = o->parallel,
                         .max_queue = o->max_queue,
-                        .prefix_caching = !o->no_prefix_cache});
+                        .prefix_caching = !o->no_prefix_cache,
+                        .itl_factor = o->itl_factor});
     if (!serving.ok()) {
       http.Shutdown(std::chrono::milliseconds(0));
       return ReportError(serving.status());

@@ -127,14 +127,20 @@ void Scheduler::Preempt(Sequence* s, SchedulerOutput* out) {
   out->preempted.push_back(s->id);
 }
 
-SchedulerOutput Scheduler::Schedule() {
+SchedulerOutput Scheduler::Schedule(int32_t prefill_limit) {
   GANNET_CHECK(!in_flight_.has_value());
+  GANNET_CHECK(prefill_limit >= 1);
   SchedulerOutput out;
   out.step = ++step_;
   int32_t budget = options_.max_num_batched_tokens;
+  int32_t held_back = 0;  // budget kept from prompt chunks because this step also decodes
 
   // Running sequences: decodes (pass 0) before prefill chunks (pass 1), each pass oldest first.
   for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1 && !out.seqs.empty() && budget > prefill_limit) {
+      held_back = budget - prefill_limit;
+      budget = prefill_limit;
+    }
     size_t i = 0;
     while (i < running_.size() && budget > 0) {
       Sequence* s = running_[i];
@@ -194,7 +200,7 @@ SchedulerOutput Scheduler::Schedule() {
   }
 
   out.copies = kv_.TakeCopies();
-  out.num_tokens = options_.max_num_batched_tokens - budget;
+  out.num_tokens = options_.max_num_batched_tokens - budget - held_back;
   num_scheduled_tokens_ += out.num_tokens;
   if (!out.seqs.empty()) {
     std::vector<InFlight> fl;

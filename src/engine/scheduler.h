@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -139,7 +140,11 @@ class Scheduler {
 
   // Chooses the next step. An empty output means nothing is left to run (no unfinished request);
   // no Update() follows it. REQUIRES: the previous non-empty step's Update() was applied.
-  SchedulerOutput Schedule();
+  // prefill_limit (>= 1) caps the prompt tokens (chunks of running and newly admitted sequences)
+  // of a step that also decodes, so a long prompt cannot stall the streams beside it for a whole
+  // budget's worth of compute (the serving engine sizes it from measured step times). A step with
+  // no decodes gives prompts the whole token budget.
+  SchedulerOutput Schedule(int32_t prefill_limit = std::numeric_limits<int32_t>::max());
 
   // Applies the step's sampled tokens: appends them, stops samples (max_tokens, an EOS id, the
   // caller's stop flag), forks at n > 1, frees finished sequences. Entries of sequences cancelled

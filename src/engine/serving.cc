@@ -9,6 +9,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Smallest prompt chunk beside decodes: a long prompt always advances, however slow the machine.
+constexpr int32_t kMinPromptChunk = 4;
+
 SampleFinish FromStopReason(StopReason r) {
   switch (r) {
     case StopReason::kNone:
@@ -88,7 +91,11 @@ Result<std::unique_ptr<ServingEngine>> ServingEngine::Create(Engine* engine, con
 }
 
 ServingEngine::ServingEngine(Engine* engine, const ServingOptions& options, Scheduler scheduler, PagedKvStore store)
-    : engine_(engine), options_(options), scheduler_(std::move(scheduler)), store_(std::move(store)) {}
+    : engine_(engine),
+      options_(options),
+      scheduler_(std::move(scheduler)),
+      store_(std::move(store)),
+      pacer_(options.itl_factor, kMinPromptChunk, std::max(kMinPromptChunk, options.max_batch_tokens)) {}
 
 ServingEngine::~ServingEngine() { Shutdown(std::chrono::milliseconds(0)); }
 
@@ -234,8 +241,9 @@ void ServingEngine::Loop() {
     }
 
     SchedulerOutput out;
-    if (scheduler_.has_unfinished()) out = scheduler_.Schedule();
+    if (scheduler_.has_unfinished()) out = scheduler_.Schedule(pacer_.Limit());
     if (!out.empty()) {
+      const Clock::time_point step_start = Clock::now();
       for (const BlockCopy& c : out.copies) store_.CopyBlock(c.src, c.dst);
       if (views.size() < out.seqs.size()) views.resize(out.seqs.size());
       batch.clear();
@@ -299,6 +307,10 @@ void ServingEngine::Loop() {
         }
         const Status st = scheduler_.Update(result);
         GANNET_CHECK(st.ok());
+        int32_t decodes = 0;
+        for (const ScheduledSeq& s : out.seqs) decodes += s.tokens.size() == 1 && s.needs_logits ? 1 : 0;
+        pacer_.Observe(std::chrono::duration<double>(Clock::now() - step_start).count(), decodes,
+                       out.num_tokens - decodes);
       }
     }
     for (FinishedRequest& f : scheduler_.TakeFinished()) {

@@ -25,6 +25,7 @@
 #include "base/status.h"
 #include "engine/engine.h"
 #include "engine/paged_kv.h"
+#include "engine/prefill_pacer.h"
 #include "engine/scheduler.h"
 #include "sampling/logprobs.h"
 #include "sampling/sampler.h"
@@ -39,6 +40,10 @@ struct ServingOptions {
   int32_t max_seqs = 64;            // sequences in one forward pass
   int32_t max_queue = 256;          // requests waiting (not yet running) before Submit refuses
   bool prefix_caching = true;
+  // A step that computes prompt chunks beside decoding sequences is sized (PrefillPacer) to take
+  // about this many times a decode-only step, so streams keep their pace while a long prompt is
+  // ingested. <= 0: prompt chunks use whatever is left of max_batch_tokens.
+  double itl_factor = 2.0;
 };
 
 struct ServingRequest {
@@ -128,6 +133,7 @@ class ServingEngine {
   ServingOptions options_;
   Scheduler scheduler_;
   PagedKvStore store_;
+  PrefillPacer pacer_;  // step thread only
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -4,6 +4,7 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -39,8 +40,9 @@ struct Harness {
   }
 
   // Schedule + fake forward + Update, checking invariants on the way.
-  SchedulerOutput Step(const SampleFn& sample = DefaultSample) {
-    SchedulerOutput out = sched.Schedule();
+  SchedulerOutput Step(const SampleFn& sample = DefaultSample,
+                       int32_t prefill_limit = std::numeric_limits<int32_t>::max()) {
+    SchedulerOutput out = sched.Schedule(prefill_limit);
     if (!out.empty()) {
       std::string error;
       const StepResult r = fwd.Run(out, sample, &error);
@@ -162,6 +164,37 @@ TEST(SchedulerTest, ChunkedPrefillInterleavesWithDecodes) {
   h.RunToEnd();
   EXPECT_EQ(h.finished[1].samples[0].tokens.size(), 40u);
   EXPECT_EQ(h.finished[2].samples[0].tokens.size(), 2u);
+}
+
+// The prefill limit caps prompt tokens only in steps that also decode: running chunks and newly
+// admitted prompts share it; a step without decodes still gets the whole budget.
+TEST(SchedulerTest, PrefillLimitAppliesOnlyBesideDecodes) {
+  Harness h({.max_num_batched_tokens = 32, .max_num_seqs = 8, .num_blocks = 256, .block_size = 4});
+  h.Add(1, Range(0, 40), 3);
+  SchedulerOutput out = h.Step(DefaultSample, 5);  // nothing decodes yet: the whole budget
+  ASSERT_EQ(out.seqs.size(), 1u);
+  EXPECT_EQ(out.seqs[0].tokens.size(), 32u);
+  EXPECT_EQ(out.num_tokens, 32);
+  out = h.Step(DefaultSample, 5);  // the rest of the prompt, still no decodes
+  EXPECT_EQ(out.num_tokens, 8);
+  const SeqId a = h.OnlySeq(1);
+  h.Add(2, Range(100, 20), 2);
+  h.Add(3, Range(200, 20), 2);
+  out = h.Step(DefaultSample, 5);  // a decodes; 2 gets a 5-token chunk, 3 must wait
+  ASSERT_EQ(out.seqs.size(), 2u);
+  EXPECT_EQ(out.seqs[0].seq_id, a);
+  EXPECT_EQ(out.seqs[1].request_id, 2u);
+  EXPECT_EQ(out.seqs[1].tokens.size(), 5u);
+  EXPECT_EQ(out.num_tokens, 6);
+  out = h.Step(DefaultSample, 7);  // a's last decode; 2's running chunk takes the whole limit
+  ASSERT_EQ(out.seqs.size(), 2u);
+  EXPECT_EQ(out.seqs[1].tokens.size(), 7u);
+  EXPECT_EQ(out.num_tokens, 8);
+  out = h.Step(DefaultSample, 7);  // a finished: no decodes, so 2 and 3 fill the budget
+  EXPECT_EQ(out.num_tokens, 8 + 20);
+  h.RunToEnd();
+  EXPECT_EQ(h.finished[1].samples[0].tokens.size(), 3u);
+  EXPECT_EQ(h.finished[3].samples[0].tokens.size(), 2u);
 }
 
 TEST(SchedulerTest, WaitingRequestsAreServedFirstComeFirstServed) {
