@@ -392,6 +392,9 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
     out->include_usage = usage.value_or(false);
   }
   if (auto e = ReadString(j, "user", &out->user)) return e;
+  std::optional<bool> ignore_eos;
+  if (auto e = ReadBool(j, "ignore_eos", &ignore_eos)) return e;
+  out->ignore_eos = ignore_eos.value_or(false);
 
   if (Status s = out->sampling.Validate(limits.n_vocab); !s.ok()) return Invalid("", s.message());
   return std::nullopt;

@@ -63,6 +63,7 @@ struct CompletionRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   std::string user;
+  bool ignore_eos = false;  // extension (vLLM, llama.cpp): the model's end-of-generation tokens do not end a choice
 };
 
 // Parses and validates a request body for `endpoint`. On failure returns the 400 to send (or 415

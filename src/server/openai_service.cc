@@ -344,7 +344,7 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
                               .max_tokens = static_cast<int32_t>(req.max_tokens.value_or(ctx - n_prompt)),
                               .n = req.n,
                               .sampling = req.sampling,
-                              .stop_at_eog = true,
+                              .stop_at_eog = !req.ignore_eos,
                               .top_logprobs = req.logprobs ? req.top_logprobs : -1};
   engine::ServingCallbacks callbacks{
       .on_token = [gen](const engine::TokenEvent& ev) { return gen->OnToken(ev); },

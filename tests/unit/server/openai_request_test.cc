@@ -59,7 +59,7 @@ TEST(OpenAiRequestTest, ChatFieldsParse) {
                        R"("presence_penalty":-1.5,"frequency_penalty":2,"repetition_penalty":1.1,"seed":42,)"
                        R"("stop":["a","","bc"],"n":3,"logprobs":true,"top_logprobs":4,)"
                        R"("logit_bias":{"17":-100,"3":2.5},"stream":true,"stream_options":{"include_usage":true},)"
-                       R"("user":"u1","unknown_field":{"x":1})",
+                       R"("user":"u1","ignore_eos":true,"unknown_field":{"x":1})",
                        &req);
   ASSERT_FALSE(err.has_value()) << err->message;
   EXPECT_EQ(*req.max_tokens, 5);
@@ -81,6 +81,10 @@ TEST(OpenAiRequestTest, ChatFieldsParse) {
   EXPECT_TRUE(req.stream);
   EXPECT_TRUE(req.include_usage);
   EXPECT_EQ(req.user, "u1");
+  EXPECT_TRUE(req.ignore_eos);
+  CompletionRequest plain;
+  ASSERT_FALSE(ParseChat("", &plain));
+  EXPECT_FALSE(plain.ignore_eos);
 }
 
 TEST(OpenAiRequestTest, MaxCompletionTokensWinsAndNullsAreAbsent) {
@@ -127,6 +131,7 @@ TEST(OpenAiRequestTest, WrongTypesNameTheField) {
   ExpectChatError(R"("stream":true,"stream_options":1)", "stream_options");
   ExpectChatError(R"("stream":true,"stream_options":{"include_usage":"y"})", "stream_options.include_usage");
   ExpectChatError(R"("user":5)", "user");
+  ExpectChatError(R"("ignore_eos":"yes")", "ignore_eos");
   ExpectChatError(R"("model":5)", "model");
 }
 
