@@ -76,6 +76,9 @@ class Engine {
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const GgufFile& file() const { return *file_; }
   int n_threads() const { return pool_.size(); }
+  // The compute threads, for work a front end does between forward passes on the thread that
+  // drives them (e.g. sampling many sequences). Not while a forward pass runs.
+  ThreadPool& pool() { return pool_; }
   int64_t n_ctx() const { return kv_.n_ctx(); }
 
   // Runs the model on `tokens` at positions [n_past, n_past + n) of the sequence, writing their

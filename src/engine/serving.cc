@@ -168,8 +168,18 @@ void ServingEngine::Loop() {
   const int64_t n_vocab = engine_->config().n_vocab;
   std::vector<SeqKvViews> views;
   std::vector<BatchSeq> batch;
-  std::vector<float> work(static_cast<size_t>(n_vocab));
-  std::vector<TokenLogprob> top;
+  // One logits buffer per pool thread for the parallel sampling below.
+  std::vector<std::vector<float>> work(static_cast<size_t>(std::max(1, engine_->n_threads())),
+                                       std::vector<float>(static_cast<size_t>(n_vocab)));
+  struct SampleJob {
+    size_t row = 0;              // logits row
+    Active* active = nullptr;    // nullptr: the request was cancelled since Schedule()
+    int32_t index = 0;           // sample index within the request
+    int32_t token = 0;
+    float logprob = 0.0f;
+    std::vector<TokenLogprob> top;
+  };
+  std::vector<SampleJob> jobs;
 
   auto finish_request = [&](ServingRequestId id, const Status& status, std::vector<SampleFinish> finish,
                             const std::vector<SampleOutput>* samples) {
@@ -272,32 +282,60 @@ void ServingEngine::Loop() {
           finish_request(id, logits.status(), std::vector<SampleFinish>(n, SampleFinish::kError), nullptr);
         }
       } else {
+        // Sampling, one job per (sequence, sample) on the engine's pool: each job has its own
+        // Sampler, so jobs are independent (with 16+ sequences and a large vocabulary this is a
+        // real share of the step). The callbacks then run here, in order, on the step thread.
+        jobs.clear();
         size_t row = 0;
         for (const ScheduledSeq& s : out.seqs) {
           if (!s.needs_logits) continue;
-          std::span<const float> lg = logits->subspan(row * static_cast<size_t>(n_vocab), static_cast<size_t>(n_vocab));
-          ++row;
-          SeqStepResult sr{.seq_id = s.seq_id};
           auto it = active_.find(s.request_id);
           for (int32_t k = 0; k < s.num_samples; ++k) {
-            if (it == active_.end()) {
+            jobs.push_back({.row = row, .active = it == active_.end() ? nullptr : it->second.get(),
+                            .index = s.sample_index + k});
+          }
+          ++row;
+        }
+        auto sample = [&](int64_t begin, int64_t end, int thread) {
+          std::vector<float>& w = work[static_cast<size_t>(thread)];
+          for (int64_t j = begin; j < end; ++j) {
+            SampleJob& job = jobs[static_cast<size_t>(j)];
+            if (job.active == nullptr) continue;
+            const std::span<const float> lg =
+                logits->subspan(job.row * static_cast<size_t>(n_vocab), static_cast<size_t>(n_vocab));
+            std::copy(lg.begin(), lg.end(), w.begin());
+            job.token = job.active->samplers[static_cast<size_t>(job.index)].Sample(w);
+            if (job.active->request.top_logprobs >= 0) {
+              TopLogprobs(w, job.token, job.active->request.top_logprobs, job.top, &job.logprob);
+            }
+          }
+        };
+        if (jobs.size() > 1 && work.size() > 1) {
+          engine_->pool().ParallelFor(static_cast<int64_t>(jobs.size()), sample);
+        } else {
+          sample(0, static_cast<int64_t>(jobs.size()), 0);
+        }
+        size_t next_job = 0;
+        for (const ScheduledSeq& s : out.seqs) {
+          if (!s.needs_logits) continue;
+          SeqStepResult sr{.seq_id = s.seq_id};
+          for (int32_t k = 0; k < s.num_samples; ++k) {
+            SampleJob& job = jobs[next_job++];
+            if (job.active == nullptr) {
               sr.samples.push_back(SampledToken{.token = 0, .stop = true});
               continue;
             }
-            Active& a = *it->second;
-            const int32_t index = s.sample_index + k;
-            Sampler& sampler = a.samplers[static_cast<size_t>(index)];
-            std::copy(lg.begin(), lg.end(), work.begin());
-            const int32_t t = sampler.Sample(work);
+            Active& a = *job.active;
+            const int32_t t = job.token;
             SampledToken st{.token = t};
             if (!(a.request.stop_at_eog && tok.IsEndOfGeneration(t))) {
-              sampler.Accept(t);
+              a.samplers[static_cast<size_t>(job.index)].Accept(t);
               ++a.completion_tokens;
               ++step_generated_tokens;
-              TokenEvent ev{.sample_index = index, .token = t};
+              TokenEvent ev{.sample_index = job.index, .token = t};
               if (a.request.top_logprobs >= 0) {
-                TopLogprobs(work, t, a.request.top_logprobs, top, &ev.logprob);
-                ev.top = top;
+                ev.logprob = job.logprob;
+                ev.top = std::move(job.top);
               }
               if (a.callbacks.on_token && !a.callbacks.on_token(ev)) st.stop = true;
             }
