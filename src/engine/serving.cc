@@ -205,6 +205,19 @@ void ServingEngine::Loop() {
     active_.erase(it);
   };
 
+  // REQUIRES: mu_ held.
+  auto publish_scheduler_stats = [&] {
+    const SchedulerStats ss = scheduler_.stats();
+    stats_.running = ss.num_running;
+    stats_.waiting = ss.num_waiting;
+    stats_.kv_blocks_used = ss.blocks_used;
+    stats_.kv_blocks_total = ss.blocks_total;
+    stats_.prefix_hit_tokens = ss.prefix_hit_tokens;
+    stats_.prefix_query_tokens = ss.prefix_query_tokens;
+    stats_.preemptions = ss.num_preemptions;
+    stats_.steps = ss.num_steps;
+  };
+
   for (;;) {
     std::deque<Pending> incoming;
     std::vector<ServingRequestId> cancels;
@@ -241,8 +254,14 @@ void ServingEngine::Loop() {
       active_[p.id] = std::move(a);
       if (!st.ok()) finish_request(p.id, st, std::vector<SampleFinish>(active_[p.id]->request.n, SampleFinish::kError), nullptr);
     }
+    bool cancelled_any = false;
     for (ServingRequestId id : cancels) {
-      if (active_.count(id) != 0) (void)scheduler_.Cancel(id);
+      if (active_.count(id) != 0) cancelled_any |= scheduler_.Cancel(id).ok();
+    }
+    if (cancelled_any) {
+      // Freed blocks show in the stats (and /metrics) now, not after the next step.
+      std::lock_guard<std::mutex> lock(mu_);
+      publish_scheduler_stats();
     }
     if (stopping && Clock::now() >= deadline) {
       std::vector<ServingRequestId> all;
@@ -363,16 +382,8 @@ void ServingEngine::Loop() {
       finish_request(f.id, st, std::move(finish), &f.samples);
     }
     {
-      const SchedulerStats ss = scheduler_.stats();
       std::lock_guard<std::mutex> lock(mu_);
-      stats_.running = ss.num_running;
-      stats_.waiting = ss.num_waiting;
-      stats_.kv_blocks_used = ss.blocks_used;
-      stats_.kv_blocks_total = ss.blocks_total;
-      stats_.prefix_hit_tokens = ss.prefix_hit_tokens;
-      stats_.prefix_query_tokens = ss.prefix_query_tokens;
-      stats_.preemptions = ss.num_preemptions;
-      stats_.steps = ss.num_steps;
+      publish_scheduler_stats();
       stats_.prompt_tokens_total += step_prompt_tokens;
       stats_.generated_tokens_total += step_generated_tokens;
       if (stopping && active_.empty() && submitted_.empty() && !scheduler_.has_unfinished()) break;
