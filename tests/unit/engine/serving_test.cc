@@ -195,6 +195,50 @@ TEST_F(ServingControl, CancelStopAndSamples) {
   EXPECT_EQ((*s)->stats().kv_blocks_used, 0);
 }
 
+// Samples of one step are drawn in parallel on the engine's pool: seeded samples, their logprobs
+// and their order must not depend on how many threads there are.
+TEST(ServingThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
+  struct Run {
+    std::vector<std::vector<int32_t>> tokens;
+    std::vector<float> logprobs;  // in callback order
+  };
+  auto run = [](int threads) {
+    auto e = Engine::Load(kDir + "tiny-llama-f32.gguf", {.n_threads = threads, .n_ctx = 64});
+    EXPECT_TRUE(e.ok());
+    auto s = ServingEngine::Create(e->get(), {.block_size = 4, .max_batch_tokens = 32, .max_seqs = 16});
+    EXPECT_TRUE(s.ok());
+    const int64_t n_vocab = (*e)->config().n_vocab;
+    Run out;
+    std::vector<Collected> col(3);
+    std::mutex mu;
+    for (int r = 0; r < 3; ++r) {
+      SamplingParams sp{.temperature = 1.3f, .top_k = 0, .top_p = 0.9f, .min_p = 0.0f, .seed = 7u + r};
+      ServingCallbacks cb = col[r].Callbacks(4);
+      auto inner = cb.on_token;
+      cb.on_token = [&, inner](const TokenEvent& ev) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          out.logprobs.push_back(ev.logprob);
+        }
+        return inner(ev);
+      };
+      EXPECT_TRUE((*s)->Submit({.prompt = Prompt(10 + r, 5, n_vocab), .max_tokens = 6, .n = 4, .sampling = sp,
+                                .stop_at_eog = false, .top_logprobs = 2},
+                               cb).ok());
+    }
+    for (Collected& c : col) {
+      EXPECT_TRUE(c.Wait());
+      for (const auto& t : c.tokens) out.tokens.push_back(t);
+    }
+    (*s)->Shutdown(std::chrono::milliseconds(0));
+    return out;
+  };
+  const Run one = run(1), two = run(2);
+  EXPECT_EQ(one.tokens, two.tokens);
+  EXPECT_EQ(one.logprobs.size(), 3u * 4u * 6u);
+  EXPECT_EQ(one.logprobs, two.logprobs);
+}
+
 TEST_F(ServingControl, PrefixCachingCanBeTurnedOff) {
   for (bool caching : {true, false}) {
     auto s = ServingEngine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 64, .max_seqs = 4,
