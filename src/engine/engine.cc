@@ -125,7 +125,7 @@ Result<std::span<const float>> Engine::Evaluate(std::span<const int32_t> tokens,
   return out;
 }
 
-Result<std::span<const float>> Engine::EvaluateBatch(std::span<const BatchSeq> seqs) {
+Result<std::span<const float>> Engine::EvaluateBatch(std::span<const BatchSeq> seqs, const std::atomic<bool>* abort) {
   const int64_t n_vocab = config().n_vocab;
   const size_t n_layer = static_cast<size_t>(config().n_layer);
   batch_tokens_.clear();
@@ -160,7 +160,7 @@ Result<std::span<const float>> Engine::EvaluateBatch(std::span<const BatchSeq> s
   }
   GANNET_ASSIGN_OR_RETURN(const graph::Plan* plan, GetPlan(n, static_cast<int64_t>(output_rows_.size())));
   graph::BatchInputs in{.tokens = batch_tokens_, .positions = positions_, .output_rows = output_rows_,
-                        .seqs = slices_};
+                        .seqs = slices_, .abort = abort};
   GANNET_ASSIGN_OR_RETURN(std::span<const float> out, plan->Execute(pool_, in, arena_.get(), scratch_.get()));
   return out.first(static_cast<size_t>(n_out * n_vocab));
 }

@@ -92,7 +92,10 @@ class Engine {
   // order; attention stays within each sequence's own cache views). Returns [n, n_vocab] logits,
   // one row per sequence with `logits` set, in order. The span is valid until the next call.
   // REQUIRES: each sequence's positions before n_past are in its cache.
-  Result<std::span<const float>> EvaluateBatch(std::span<const BatchSeq> seqs);
+  // `abort` (optional): when it becomes true the pass stops at its next graph node and returns
+  // Unavailable; the K/V positions of this batch are then partly written and must be discarded.
+  Result<std::span<const float>> EvaluateBatch(std::span<const BatchSeq> seqs,
+                                               const std::atomic<bool>* abort = nullptr);
 
   // Prefills the prompt, then samples up to max_tokens tokens one at a time.
   Result<GenerateResult> Generate(const GenerateRequest& request, const TokenCallback& on_token);

@@ -140,6 +140,10 @@ Result<ServingRequestId> ServingEngine::Submit(ServingRequest request, ServingCa
 void ServingEngine::Cancel(ServingRequestId id) {
   std::lock_guard<std::mutex> lock(mu_);
   cancelled_.push_back(id);
+  if (auto it = std::find(step_requests_.begin(), step_requests_.end(), id); it != step_requests_.end()) {
+    step_requests_.erase(it);
+    if (step_requests_.empty()) abort_step_.store(true, std::memory_order_relaxed);
+  }
   cv_.notify_one();
 }
 
@@ -286,16 +290,37 @@ void ServingEngine::Loop() {
         batch.push_back(BatchSeq{.tokens = s.tokens, .n_past = s.start, .kv = views[i].layers,
                                  .logits = s.needs_logits});
       }
-      Result<std::span<const float>> logits = engine_->EvaluateBatch(batch);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        step_requests_.clear();
+        for (const ScheduledSeq& s : out.seqs) {
+          if (active_.count(s.request_id) != 0 &&
+              std::find(step_requests_.begin(), step_requests_.end(), s.request_id) == step_requests_.end() &&
+              std::find(cancelled_.begin(), cancelled_.end(), s.request_id) == cancelled_.end()) {
+            step_requests_.push_back(s.request_id);
+          }
+        }
+        abort_step_.store(step_requests_.empty(), std::memory_order_relaxed);
+      }
+      Result<std::span<const float>> logits = engine_->EvaluateBatch(batch, &abort_step_);
+      bool aborted = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        step_requests_.clear();
+        aborted = abort_step_.exchange(false, std::memory_order_relaxed) && !logits.ok();
+      }
       StepResult result{.step = out.step};
       if (!logits.ok()) {
         std::vector<RequestId> failed;
         // A failed forward pass fails the requests in it; the step is still completed so that the
-        // scheduler's bookkeeping stays consistent (their sequences are cancelled first).
+        // scheduler's bookkeeping stays consistent (their sequences are cancelled first, which also
+        // drops the partly written K/V: nothing of this step was committed to the prefix cache).
+        // An aborted pass had only cancelled requests: they finish as cancelled, below.
         for (const ScheduledSeq& s : out.seqs) {
           if (active_.count(s.request_id) != 0 && scheduler_.Cancel(s.request_id).ok()) failed.push_back(s.request_id);
         }
         (void)scheduler_.Update(result);
+        if (aborted) failed.clear();
         for (RequestId id : failed) {
           const int32_t n = active_.at(id)->request.n;
           finish_request(id, logits.status(), std::vector<SampleFinish>(n, SampleFinish::kError), nullptr);

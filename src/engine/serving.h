@@ -144,6 +144,11 @@ class ServingEngine {
   std::chrono::steady_clock::time_point drain_deadline_{};
   ServingRequestId next_id_ = 1;
   int32_t queued_ = 0;  // submitted or waiting in the scheduler, not yet running
+  // The requests of the forward pass in flight that are not cancelled yet. When the last one is
+  // cancelled, abort_step_ stops the pass at its next node: clients that all went away free their
+  // KV blocks without waiting for a whole step.
+  std::vector<ServingRequestId> step_requests_;
+  std::atomic<bool> abort_step_{false};
   ServingStats stats_;
 
   std::unordered_map<ServingRequestId, std::unique_ptr<Active>> active_;  // step thread only

@@ -104,6 +104,9 @@ Result<std::span<const float>> Plan::Execute(ThreadPool& pool, const BatchInputs
   for (size_t i = 0; i < graph_.nodes.size(); ++i) {
     const Node& node = graph_.nodes[i];
     if (node.op == OpKind::kTokens) continue;
+    if (in.abort != nullptr && in.abort->load(std::memory_order_relaxed)) {
+      return Status::Unavailable("forward pass aborted by its caller");
+    }
     float* out = buf(static_cast<int32_t>(i));
     const int64_t rows = node.rows, cols = node.cols;
     switch (node.op) {

@@ -7,6 +7,7 @@
 // Thread-safety: a Plan is immutable after Compile; Execute needs exclusive use of the arena.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -45,6 +46,10 @@ struct BatchInputs {
   std::span<const KvLayerView> kv;       // one per KV cache layer
   int64_t n_kv = 0;                      // cache positions [0, n_kv) may be attended
   std::span<const SeqSlice> seqs;        // several sequences (overrides kv / n_kv)
+  // When set and true, Execute stops before its next node and returns Unavailable: the caller no
+  // longer wants the result (e.g. every request in the batch was cancelled). The K/V written so far
+  // is partial; the caller must discard those positions.
+  const std::atomic<bool>* abort = nullptr;
 };
 
 // Called after each node with its output (rows x cols f32, row-major, contiguous).

@@ -2,6 +2,7 @@
 // prompt chunks and decode tokens, with scattered block tables, must give each sequence the
 // logits it gets when evaluated alone in the single-sequence cache.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -118,6 +119,33 @@ TEST(BatchErrors, BadBatchesAreRejected) {
   std::vector<BatchSeq> no_views = {{.tokens = std::span<const int32_t>(&bad, 0), .n_past = 0}};
   EXPECT_FALSE((*eng)->EvaluateBatch(no_views).ok());
   EXPECT_FALSE(PagedKvStore::Create((*eng)->config(), 0, 16).ok());
+}
+
+// An aborted pass returns Unavailable; evaluating the same positions again afterwards gives the
+// logits of an uninterrupted pass (the partial K/V is overwritten).
+TEST(BatchErrors, AbortedPassCanBeRedone) {
+  const std::string path = kDir + "tiny-llama-f32.gguf";
+  auto eng = Engine::Load(path, {.n_threads = 2, .n_ctx = 64});
+  ASSERT_TRUE(eng.ok()) << eng.status().ToString();
+  auto store = PagedKvStore::Create((*eng)->config(), 4, 4);
+  ASSERT_TRUE(store.ok());
+  SeqKvViews v;
+  store->Assign(std::vector<int32_t>{2, 0}, &v);
+  const std::vector<int32_t> tokens = {3, 1, 4, 1, 5};
+  std::vector<BatchSeq> s = {{.tokens = tokens, .n_past = 0, .kv = v.layers, .logits = true}};
+  std::atomic<bool> abort{true};
+  auto aborted = (*eng)->EvaluateBatch(s, &abort);
+  ASSERT_FALSE(aborted.ok());
+  EXPECT_EQ(aborted.status().code(), StatusCode::kUnavailable);
+  abort.store(false);
+  // Whatever an aborted pass left in those positions (here: the K/V of other tokens, written by a
+  // complete pass) is overwritten when they are evaluated again.
+  const std::vector<int32_t> other = {7, 7, 2, 6, 0};
+  std::vector<BatchSeq> stale = {{.tokens = other, .n_past = 0, .kv = v.layers, .logits = true}};
+  ASSERT_TRUE((*eng)->EvaluateBatch(stale, &abort).ok());
+  auto redone = (*eng)->EvaluateBatch(s, &abort);
+  ASSERT_TRUE(redone.ok()) << redone.status().ToString();
+  EXPECT_LT(MaxAbsDiff(*redone, AloneLogits(path, tokens)), 2e-3);
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, BatchTest,
