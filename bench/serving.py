@@ -12,6 +12,8 @@ throughput. Workloads:
                        prefix cache on and off (two server starts); TTFT per turn
   --long-prompt        inter-token latency of running streams while a 2,000-token prompt arrives
                        (chunked prefill keeps the decodes going)
+  --decode-only        with --rates/--concurrency: short prompts and fixed-length outputs, so the
+                       runs measure how decoding alone scales with the number of clients
 
 Prompts come from bench/data/serving_prompts.json, a synthetic set with log-normal prompt and
 output lengths written by `--write-prompts` (seeded; committed so every run uses the same set).
@@ -256,6 +258,9 @@ def main() -> int:
     ap.add_argument("--turns", type=int, default=4)
     ap.add_argument("--long-prompt", action="store_true")
     ap.add_argument("--streams", type=int, default=4)
+    ap.add_argument("--decode-only", action="store_true",
+                    help="--rates/--concurrency with short prompts (~8 tokens) and a fixed output length "
+                         "(--max-tokens, default 128; ignore_eos): how decoding alone scales with the batch")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--write-prompts", type=int, metavar="N", help="write N synthetic prompts and exit")
@@ -275,7 +280,10 @@ def main() -> int:
     if not (rates or concs or a.multiturn or a.long_prompt):
         concs = [1, 16]
     prompts = json.loads(PROMPTS.read_text())["prompts"][: a.num_prompts]
-    if a.max_tokens:
+    if a.decode_only:
+        prompts = [{"prompt": f"Tell story number {i}:", "max_tokens": a.max_tokens or 128, "ignore_eos": True}
+                   for i in range(a.num_prompts)]
+    elif a.max_tokens:
         prompts = [dict(p, max_tokens=min(p["max_tokens"], a.max_tokens)) for p in prompts]
     prompts = [dict(p, temperature=0) for p in prompts]
 

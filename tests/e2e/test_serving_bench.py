@@ -41,6 +41,16 @@ def test_report_is_well_formed():
     assert rep["multiturn_last_turn_ttft_off_over_on"] > 0
 
 
+def test_decode_only_gives_fixed_output_lengths():
+    # ignore_eos through the server: every request runs to exactly max_tokens.
+    r = run("-m", MODEL, "--gannet", GANNET, "-t", "2", "--concurrency", "3", "--num-prompts", "3",
+            "--max-tokens", "7", "--decode-only", "--json")
+    assert r.returncode == 0, r.stderr
+    run_ = json.loads(r.stdout)["runs"][0]
+    assert run_["failed"] == 0 and run_["output_tokens"] == 21
+    assert run_["prompt_tokens"] < 3 * 16
+
+
 def test_bad_arguments():
     r = run("--concurrency", "x", "--url", "http://127.0.0.1:9")
     assert r.returncode != 0 and "comma-separated" in r.stderr
