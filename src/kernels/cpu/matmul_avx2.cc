@@ -54,8 +54,9 @@ template <class T, int NT>
 void Tile32(const MatMulTile& t, int64_t r0, int64_t r1) {
   using Block = typename T::Block;
   using Act = typename T::Act;
-  // One token: two accumulators alternate over blocks to break the FMA dependency chain.
-  constexpr int kAcc = NT == 1 ? 2 : 1;
+  // One accumulator per token whatever NT is: a token's sum must not depend on the tile it is in
+  // (batch invariance, see HorizontalSum4 below).
+  constexpr int kAcc = 1;
   const int64_t nb = t.n_in / 32;
   const Act* x[NT];
   for (int j = 0; j < NT; ++j) x[j] = reinterpret_cast<const Act*>(t.xq + j * t.xq_stride);
@@ -160,6 +161,18 @@ constexpr int64_t kGemvMaxBlocks = 1024;
 // matrix of Gemma 3 270M (one thread): 40 ms without, 20 ms at 1 or 2 groups ahead.
 constexpr int64_t kPrefetchGroups = 2;
 
+// The four horizontal sums of acc[0..3], each added in exactly HorizontalSum's order (lanes i and
+// i + 4, then 0 + 2 and 1 + 3, then those two), so a row decoded here gets the same bits as in
+// Tile32: a request's logits do not depend on whether it is decoded alone or in a batch.
+static inline __m128 HorizontalSum4(const __m256 acc[4]) {
+  __m128 v[4];
+  for (int k = 0; k < 4; ++k) v[k] = _mm_add_ps(_mm256_castps256_ps128(acc[k]), _mm256_extractf128_ps(acc[k], 1));
+  // [v0.0 + v0.2, v1.0 + v1.2, v0.1 + v0.3, v1.1 + v1.3], and the same for rows 2 and 3.
+  const __m128 u01 = _mm_add_ps(_mm_unpacklo_ps(v[0], v[1]), _mm_unpackhi_ps(v[0], v[1]));
+  const __m128 u23 = _mm_add_ps(_mm_unpacklo_ps(v[2], v[3]), _mm_unpackhi_ps(v[2], v[3]));
+  return _mm_add_ps(_mm_movelh_ps(u01, u23), _mm_movehl_ps(u23, u01));
+}
+
 template <class T>
 void Gemv32Rows4(const MatMulTile& t, int64_t r0, int64_t r1) {
   using Block = typename T::Block;
@@ -191,12 +204,7 @@ void Gemv32Rows4(const MatMulTile& t, int64_t r0, int64_t r1) {
         acc[k] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[k]);
       }
     }
-    // [a0+a1, a2+a3, b0+b1, b2+b3 | ...] -> [a, b, c, d] after the second hadd and the lane add.
-    const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]);
-    const __m256 h23 = _mm256_hadd_ps(acc[2], acc[3]);
-    const __m256 h = _mm256_hadd_ps(h01, h23);
-    const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    _mm_storeu_ps(t.y + r, sum);
+    _mm_storeu_ps(t.y + r, HorizontalSum4(acc));
   }
   if (r < r1) Tile32<T, 1>(t, r, r1);
 }
