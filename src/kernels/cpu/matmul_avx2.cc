@@ -78,8 +78,8 @@ template <class T, int NT>
 void Tile32(const MatMulTile& t, int64_t r0, int64_t r1) {
   using Block = typename T::Block;
   using Act = typename T::Act;
-  // One token: two accumulators alternate over blocks to break the FMA dependency chain.
-  constexpr int kAcc = NT == 1 ? 2 : 1;
+  // One accumulator per token whatever NT is: a token's sum must not depend on its tile.
+  constexpr int kAcc = 1;
   const int64_t nb = t.n_in / 32;
   const Act* x[NT];
   for (int j = 0; j < NT; ++j) x[j] = reinterpret_cast<const Act*>(t.xq + j * t.xq_stride);
@@ -175,55 +175,10 @@ void TileFloat(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
-// Decode (one token) for the signed 32-value types: four weight rows per pass share each
-// activation block load and its scale, and their four sums are reduced together at the end.
-// This is the shape of the output layer of small-embedding models (e.g. 262144 x 640 Q8_0),
-// where the per-row horizontal sum and the activation scale conversions otherwise dominate.
-constexpr int64_t kGemvMaxBlocks = 1024;
-// How many 4-row groups ahead the GEMV prefetches. Measured on the 262144 x 640 Q8_0 output
-// matrix of Gemma 3 270M (one thread): 40 ms without, 20 ms at 1 or 2 groups ahead.
+// How many 4-row groups ahead the row-block kernels prefetch. Measured on the 262144 x 640 Q8_0
+// output matrix of Gemma 3 270M (one thread, one token): 40 ms without, 20 ms at 1 or 2 groups
+// ahead.
 constexpr int64_t kPrefetchGroups = 2;
-
-template <class T>
-void Gemv32Rows4(const MatMulTile& t, int64_t r0, int64_t r1) {
-  using Block = typename T::Block;
-  using Act = typename T::Act;
-  const int64_t nb = t.n_in / 32;
-  const Act* x = reinterpret_cast<const Act*>(t.xq);
-  float xd[kGemvMaxBlocks];
-  for (int64_t b = 0; b < nb; ++b) xd[b] = HalfToFloat(x[b].d);
-  int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) {
-    const Block* w[4];
-    for (int k = 0; k < 4; ++k) w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r + k) * t.w_row_bytes);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const char* ahead = reinterpret_cast<const char*>(w[0]) + kPrefetchGroups * 4 * t.w_row_bytes;
-    const size_t group_bytes = 4 * t.w_row_bytes;
-    for (int64_t b = 0; b < nb; ++b) {
-      const __m256i xq = LoadU256(x[b].qs);
-      // The four rows are one contiguous span read as four interleaved streams, which the
-      // hardware prefetchers follow poorly; fetch the span kPrefetchGroups groups ahead in
-      // step with this one (group_bytes / nb bytes per block step).
-      const size_t off = static_cast<size_t>(b) * group_bytes / static_cast<size_t>(nb);
-      _mm_prefetch(ahead + off, _MM_HINT_T0);
-      _mm_prefetch(ahead + off + 64, _MM_HINT_T0);
-      _mm_prefetch(ahead + off + 128, _MM_HINT_T0);
-      for (int k = 0; k < 4; ++k) {
-        const __m256i q = T::Codes(w[k][b]);
-        const __m256i s = DotI8(_mm256_sign_epi8(q, q), q, xq);
-        const __m256 scale = _mm256_set1_ps(HalfToFloat(w[k][b].d) * xd[b]);
-        acc[k] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[k]);
-      }
-    }
-    // [a0+a1, a2+a3, b0+b1, b2+b3 | ...] -> [a, b, c, d] after the second hadd and the lane add.
-    const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]);
-    const __m256 h23 = _mm256_hadd_ps(acc[2], acc[3]);
-    const __m256 h = _mm256_hadd_ps(h01, h23);
-    const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    _mm_storeu_ps(t.y + r, sum);
-  }
-  if (r < r1) Tile32<T, 1>(t, r, r1);
-}
 
 // Prefill: 4 weight rows x a tile of tokens per step. The 1-row tile spends a maddubs, a madd,
 // a convert, a scale broadcast and an FMA per (row, token, block), and a horizontal sum per row;
@@ -349,7 +304,9 @@ static inline void AccumulateTokens(const __m256i* q, const __m256i* q_abs, __m2
 // Rows [r0, r1) in groups of four for NT tokens (NT == 0: t.nt <= kMatMulWideTileTokens, the
 // accumulators in memory, updated two tokens at a time: interleaving two tokens' chains measured
 // 3-4% faster than one, and four no faster than two).
-// REQUIRES: r1 - r0 a multiple of 4.
+// A last group of fewer than 4 rows repeats its last row in the missing lanes and stores only
+// its own rows: each lane's arithmetic depends on its row alone, so every row gets the same bits
+// whatever group, chunk or tile it is computed in (batch invariance).
 template <class T, int NT>
 void Rows4Tile(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1) {
   using Block = typename T::Block;
@@ -360,12 +317,16 @@ void Rows4Tile(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1)
   constexpr int kAcc = NT > 0 ? NT : kMatMulWideTileTokens;
   const int nt = NT > 0 ? NT : t.nt;
   const int64_t nb = tab.nb;
-  for (int64_t r = r0; r + 4 <= r1; r += 4) {
+  for (int64_t r = r0; r < r1; r += 4) {
+    const int n_rows = static_cast<int>(std::min<int64_t>(4, r1 - r));
     const Block* w[4];
-    for (int k = 0; k < 4; ++k) w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r + k) * t.w_row_bytes);
+    for (int k = 0; k < 4; ++k) {
+      w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r + std::min(k, n_rows - 1)) * t.w_row_bytes);
+    }
     __m256 acc[kAcc];
     for (int j = 0; j < nt; ++j) acc[j] = _mm256_setzero_ps();
-    // As in Gemv32Rows4: the group kPrefetchGroups ahead, 4 blocks' bytes per block step.
+    // The four rows are one contiguous span read as four interleaved streams, which the hardware
+    // prefetchers follow poorly: fetch the group kPrefetchGroups ahead, 4 blocks' bytes per step.
     const char* ahead = reinterpret_cast<const char*>(w[0]) + kPrefetchGroups * 4 * t.w_row_bytes;
     static_assert(4 * sizeof(Block) <= 3 * 64);
     for (int64_t b = 0; b < nb; ++b) {
@@ -393,7 +354,13 @@ void Rows4Tile(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1)
     }
     for (int j = 0; j < nt; ++j) {
       const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));
-      _mm_storeu_ps(t.y + j * t.y_stride + r, sum);
+      if (n_rows == 4) {
+        _mm_storeu_ps(t.y + j * t.y_stride + r, sum);
+      } else {
+        float lanes[4];
+        _mm_storeu_ps(lanes, sum);
+        for (int k = 0; k < n_rows; ++k) t.y[j * t.y_stride + r + k] = lanes[k];
+      }
     }
   }
 }
@@ -415,13 +382,12 @@ void Tile32Split(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
-// REQUIRES: r1 - r0 >= 4; one token's table fits kActTableBytes.
+// REQUIRES: one token's table fits kActTableBytes.
 template <class T>
 void Rows4Any(const MatMulTile& t, int64_t r0, int64_t r1) {
   alignas(32) unsigned char buf[kActTableBytes];
   const size_t token_bytes = static_cast<size_t>(t.n_in / 32) * ActTableBytesPerBlock<T>();
   const int pass = static_cast<int>(std::min<size_t>(t.nt, kActTableBytes / token_bytes));
-  const int64_t r_end = r1 - (r1 - r0) % 4;
   for (int j0 = 0; j0 < t.nt; j0 += pass) {
     MatMulTile s = t;
     s.nt = std::min(pass, t.nt - j0);
@@ -429,30 +395,23 @@ void Rows4Any(const MatMulTile& t, int64_t r0, int64_t r1) {
     s.y = t.y + j0 * t.y_stride;
     const ActTable tab = FillActTable<T>(s, buf);
     switch (s.nt) {
-      case 1: Rows4Tile<T, 1>(s, tab, r0, r_end); break;
-      case 2: Rows4Tile<T, 2>(s, tab, r0, r_end); break;
-      case 3: Rows4Tile<T, 3>(s, tab, r0, r_end); break;
-      case 4: Rows4Tile<T, 4>(s, tab, r0, r_end); break;
-      default: Rows4Tile<T, 0>(s, tab, r0, r_end); break;
+      case 1: Rows4Tile<T, 1>(s, tab, r0, r1); break;
+      case 2: Rows4Tile<T, 2>(s, tab, r0, r1); break;
+      case 3: Rows4Tile<T, 3>(s, tab, r0, r1); break;
+      case 4: Rows4Tile<T, 4>(s, tab, r0, r1); break;
+      default: Rows4Tile<T, 0>(s, tab, r0, r1); break;
     }
   }
-  if (r_end < r1) Tile32Split<T>(t, r_end, r1);
 }
 
 // Any t.nt <= kMatMulWideTileTokens.
 template <class T>
 void Tile32Any(const MatMulTile& t, int64_t r0, int64_t r1) {
+  // Every token count, decode included, takes the same path for a given width, so a row's
+  // result has the same bits whatever the batch.
   const int64_t nb = t.n_in / 32;
-  if (t.nt == 1) {
-    if constexpr (T::kSigned) {
-      if (nb <= kGemvMaxBlocks) return Gemv32Rows4<T>(t, r0, r1);
-    }
-    return Tile32<T, 1>(t, r0, r1);
-  }
   if constexpr (T::kRows4 != Rows4Mode::kNone) {
-    if (r1 - r0 >= 4 && static_cast<size_t>(nb) * ActTableBytesPerBlock<T>() <= kActTableBytes) {
-      return Rows4Any<T>(t, r0, r1);
-    }
+    if (static_cast<size_t>(nb) * ActTableBytesPerBlock<T>() <= kActTableBytes) return Rows4Any<T>(t, r0, r1);
   }
   Tile32Split<T>(t, r0, r1);
 }
