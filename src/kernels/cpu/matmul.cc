@@ -43,8 +43,11 @@ void MatMul(ThreadPool& pool, const MatMulArgs& a, Isa isa) {
 
   MatMulTileFn tile_fn = nullptr;
   QuantizeActFn quant_fn = nullptr;
+  int tile_tokens = kMatMulTileTokens;
   if (isa == Isa::kAvx2 || isa == Isa::kAvx512) {  // AVX-512 has no matmul kernels of its own yet
-    tile_fn = avx2::MatMulTileKernel(a.wtype);
+    tile_fn = avx2::MatMulWideTileKernel(a.wtype);
+    if (tile_fn != nullptr) tile_tokens = kMatMulWideTileTokens;
+    if (tile_fn == nullptr) tile_fn = avx2::MatMulTileKernel(a.wtype);
     quant_fn = avx2::MatMulQuantizer(partner);
   }
   if (tile_fn == nullptr) tile_fn = matmul_ref::TileKernel(a.wtype);
@@ -91,9 +94,9 @@ void MatMul(ThreadPool& pool, const MatMulArgs& a, Isa isa) {
   auto run_chunk = [&](int64_t c) {
     const int64_t r0 = c * rows;
     const int64_t r1 = std::min(a.n_out, r0 + rows);
-    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kMatMulTileTokens) {
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += tile_tokens) {
       MatMulTile tile = base;
-      tile.nt = static_cast<int>(std::min<int64_t>(kMatMulTileTokens, a.n_tokens - t0));
+      tile.nt = static_cast<int>(std::min<int64_t>(tile_tokens, a.n_tokens - t0));
       tile.xq = base.xq + static_cast<size_t>(t0) * base.xq_stride;
       tile.y = a.y + t0 * a.y_stride;
       tile_fn(tile, r0, r1);

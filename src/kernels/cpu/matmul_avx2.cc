@@ -1,6 +1,8 @@
 // AVX2 + FMA + F16C matmul tiles for the 32-value block types (integer dot products against
 // Q8_0 / Q8_1 activations) and for f32 / f16 / bf16 weights (f32 FMA against f32 activations).
 // See avx2_common.h for the rule that keeps this file's code out of baseline callers.
+#include <algorithm>
+
 #include "kernels/cpu/avx2_common.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "tensor/quant/quant.h"
@@ -8,42 +10,64 @@
 namespace gannet::cpu::avx2 {
 namespace {
 
+// How the 4-row prefill kernel (Rows4Tile below) forms a block's integer dot products.
+enum class Rows4Mode {
+  kNone,            // no 4-row kernel: the 1-row tile serves every token count
+  kSignedMadd,      // |code| <= 128: sign trick, one madd per (row, token) (Q8_0)
+  kUnsignedOffset,  // stored codes 0..kMaxCode <= 31 as they are, minus offset * sum(x) per block
+};
+
 // Per-type access to a weight block's 32 codes. kSigned: codes are centred int8 (the scale
 // alone dequantizes them); otherwise unsigned with an additive min (m * activation sum).
 struct Q4_0Codes {
   using Block = BlockQ4_0;
   using Act = BlockQ8_0;
   static constexpr bool kSigned = true;
+  static constexpr Rows4Mode kRows4 = Rows4Mode::kUnsignedOffset;
   static __m256i Codes(const Block& b) {
     return _mm256_sub_epi8(UnpackNibbles16(b.qs), _mm256_set1_epi8(8));
   }
+  // The stored codes (value + kOffset) as they are, for the row-block kernels.
+  static constexpr int kOffsetShift = 3;  // offset 8
+  static constexpr int kMaxCode = 15;
+  static __m256i UnsignedCodes(const Block& b) { return UnpackNibbles16(b.qs); }
 };
 struct Q5_0Codes {
   using Block = BlockQ5_0;
   using Act = BlockQ8_0;
   static constexpr bool kSigned = true;
+  static constexpr Rows4Mode kRows4 = Rows4Mode::kUnsignedOffset;
   static __m256i Codes(const Block& b) {
     // nibble | bit << 4, minus 16: where the 5th bit is clear, nibble - 16 == nibble | 0xF0.
     const __m256i high_clear = _mm256_andnot_si256(ExpandBits32(b.qh), _mm256_set1_epi8(static_cast<char>(0xF0)));
     return _mm256_or_si256(UnpackNibbles16(b.qs), high_clear);
+  }
+  static constexpr int kOffsetShift = 4;  // offset 16
+  static constexpr int kMaxCode = 31;
+  static __m256i UnsignedCodes(const Block& b) {
+    const __m256i high = _mm256_and_si256(ExpandBits32(b.qh), _mm256_set1_epi8(0x10));
+    return _mm256_or_si256(UnpackNibbles16(b.qs), high);
   }
 };
 struct Q8_0Codes {
   using Block = BlockQ8_0;
   using Act = BlockQ8_0;
   static constexpr bool kSigned = true;
+  static constexpr Rows4Mode kRows4 = Rows4Mode::kSignedMadd;
   static __m256i Codes(const Block& b) { return LoadU256(b.qs); }
 };
 struct Q4_1Codes {
   using Block = BlockQ4_1;
   using Act = BlockQ8_1;
   static constexpr bool kSigned = false;
+  static constexpr Rows4Mode kRows4 = Rows4Mode::kNone;
   static __m256i Codes(const Block& b) { return UnpackNibbles16(b.qs); }
 };
 struct Q5_1Codes {
   using Block = BlockQ5_1;
   using Act = BlockQ8_1;
   static constexpr bool kSigned = false;
+  static constexpr Rows4Mode kRows4 = Rows4Mode::kNone;
   static __m256i Codes(const Block& b) {
     const __m256i high = _mm256_and_si256(ExpandBits32(b.qh), _mm256_set1_epi8(0x10));
     return _mm256_or_si256(UnpackNibbles16(b.qs), high);
@@ -54,8 +78,7 @@ template <class T, int NT>
 void Tile32(const MatMulTile& t, int64_t r0, int64_t r1) {
   using Block = typename T::Block;
   using Act = typename T::Act;
-  // One accumulator per token whatever NT is: a token's sum must not depend on the tile it is in
-  // (batch invariance, see HorizontalSum4 below).
+  // One accumulator per token whatever NT is: a token's sum must not depend on its tile.
   constexpr int kAcc = 1;
   const int64_t nb = t.n_in / 32;
   const Act* x[NT];
@@ -152,75 +175,245 @@ void TileFloat(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
-// Decode (one token) for the signed 32-value types: four weight rows per pass share each
-// activation block load and its scale, and their four sums are reduced together at the end.
-// This is the shape of the output layer of small-embedding models (e.g. 262144 x 640 Q8_0),
-// where the per-row horizontal sum and the activation scale conversions otherwise dominate.
-constexpr int64_t kGemvMaxBlocks = 1024;
-// How many 4-row groups ahead the GEMV prefetches. Measured on the 262144 x 640 Q8_0 output
-// matrix of Gemma 3 270M (one thread): 40 ms without, 20 ms at 1 or 2 groups ahead.
+// How many 4-row groups ahead the row-block kernels prefetch. Measured on the 262144 x 640 Q8_0
+// output matrix of Gemma 3 270M (one thread, one token): 40 ms without, 20 ms at 1 or 2 groups
+// ahead.
 constexpr int64_t kPrefetchGroups = 2;
 
-// The four horizontal sums of acc[0..3], each added in exactly HorizontalSum's order (lanes i and
-// i + 4, then 0 + 2 and 1 + 3, then those two), so a row decoded here gets the same bits as in
-// Tile32: a request's logits do not depend on whether it is decoded alone or in a batch.
-static inline __m128 HorizontalSum4(const __m256 acc[4]) {
-  __m128 v[4];
-  for (int k = 0; k < 4; ++k) v[k] = _mm_add_ps(_mm256_castps256_ps128(acc[k]), _mm256_extractf128_ps(acc[k], 1));
-  // [v0.0 + v0.2, v1.0 + v1.2, v0.1 + v0.3, v1.1 + v1.3], and the same for rows 2 and 3.
-  const __m128 u01 = _mm_add_ps(_mm_unpacklo_ps(v[0], v[1]), _mm_unpackhi_ps(v[0], v[1]));
-  const __m128 u23 = _mm_add_ps(_mm_unpacklo_ps(v[2], v[3]), _mm_unpackhi_ps(v[2], v[3]));
-  return _mm_add_ps(_mm_movelh_ps(u01, u23), _mm_movehl_ps(u23, u01));
-}
+// Prefill: 4 weight rows x a tile of tokens per step. The 1-row tile spends a maddubs, a madd,
+// a convert, a scale broadcast and an FMA per (row, token, block), and a horizontal sum per row;
+// on cores whose vector integer multiplies issue on a single pipe (Zen 1) that bounds it. Here
+// the four rows' products with one token's block are reduced together by unpack/add trees (no
+// multiplier) so that row k's block sum lands in lane k of each 128-bit half (low half: block
+// values 0..15, high half: 16..31); one convert and one FMA with the vector scale [dw_k * dx]
+// then serve four rows. Q4_0 / Q5_0 multiply their stored (unsigned) codes as they are and
+// subtract offset * sum(x) per half block afterwards, so they need no sign operations and their
+// int16 products are small enough to be summed in int16 before one widening madd.
+//
+// A tile of up to kMatMulWideTileTokens tokens is taken in passes: each pass precomputes its
+// tokens' block scales (f32) and offset sums into a stack table read by every row group, and
+// unpacks each weight block once for all of the pass's tokens. Up to 4 tokens the accumulators
+// stay in registers; wider passes keep them in a small stack array.
+constexpr size_t kActTableBytes = 64 * 1024;
+
+// Per pass: offset (kUnsignedOffset only) [nt][nb] x [lo x 4 | hi x 4] int32, then dx [nt][nb].
+struct ActTable {
+  const int32_t* offset = nullptr;
+  const float* dx = nullptr;
+  int64_t nb = 0;
+};
 
 template <class T>
-void Gemv32Rows4(const MatMulTile& t, int64_t r0, int64_t r1) {
-  using Block = typename T::Block;
+constexpr size_t ActTableBytesPerBlock() {
+  return sizeof(float) + (T::kRows4 == Rows4Mode::kUnsignedOffset ? 8 * sizeof(int32_t) : 0);
+}
+
+// Four int16 product vectors (one per row) -> int32 [r0 r1 r2 r3 | r0 r1 r2 r3] (see above).
+// The first two levels add in int16, four elements of one vector.
+// REQUIRES: the sum of any four elements of one vector fits in int16.
+static inline __m256i SumRows4I16(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+  // Dwords stay whole (two int16 of one row): [p0.d0+d2, p1.d0+d2, p0.d1+d3, p1.d1+d3].
+  const __m256i a = _mm256_add_epi16(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+  const __m256i c = _mm256_add_epi16(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+  // Dwords [p0, p1, p2, p3], each two int16 sums of four elements; madd adds the two in int32.
+  const __m256i v = _mm256_add_epi16(_mm256_unpacklo_epi64(a, c), _mm256_unpackhi_epi64(a, c));
+  return _mm256_madd_epi16(v, _mm256_set1_epi16(1));
+}
+
+// The same reduction of four int32 vectors (hadd measured as fast as the unpack/add tree here).
+static inline __m256i SumRows4I32(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
+  return _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
+}
+
+// [d0 d1 d2 d3 | d0 d1 d2 d3] as f32 from four f16 scales.
+static inline __m256 RowScales4(uint16_t d0, uint16_t d1, uint16_t d2, uint16_t d3) {
+  const uint64_t packed = d0 | uint64_t{d1} << 16 | uint64_t{d2} << 32 | uint64_t{d3} << 48;
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(packed)));
+  return _mm256_set_m128(f, f);
+}
+
+// Fills `buf` for the tile's t.nt tokens; REQUIRES t.nt * nb * ActTableBytesPerBlock<T>() <= size.
+template <class T>
+ActTable FillActTable(const MatMulTile& t, unsigned char* buf) {
   using Act = typename T::Act;
-  const int64_t nb = t.n_in / 32;
-  const Act* x = reinterpret_cast<const Act*>(t.xq);
-  float xd[kGemvMaxBlocks];
-  for (int64_t b = 0; b < nb; ++b) xd[b] = HalfToFloat(x[b].d);
-  int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) {
-    const Block* w[4];
-    for (int k = 0; k < 4; ++k) w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r + k) * t.w_row_bytes);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const char* ahead = reinterpret_cast<const char*>(w[0]) + kPrefetchGroups * 4 * t.w_row_bytes;
-    const size_t group_bytes = 4 * t.w_row_bytes;
-    for (int64_t b = 0; b < nb; ++b) {
-      const __m256i xq = LoadU256(x[b].qs);
-      // The four rows are one contiguous span read as four interleaved streams, which the
-      // hardware prefetchers follow poorly; fetch the span kPrefetchGroups groups ahead in
-      // step with this one (group_bytes / nb bytes per block step).
-      const size_t off = static_cast<size_t>(b) * group_bytes / static_cast<size_t>(nb);
-      _mm_prefetch(ahead + off, _MM_HINT_T0);
-      _mm_prefetch(ahead + off + 64, _MM_HINT_T0);
-      _mm_prefetch(ahead + off + 128, _MM_HINT_T0);
-      for (int k = 0; k < 4; ++k) {
-        const __m256i q = T::Codes(w[k][b]);
-        const __m256i s = DotI8(_mm256_sign_epi8(q, q), q, xq);
-        const __m256 scale = _mm256_set1_ps(HalfToFloat(w[k][b].d) * xd[b]);
-        acc[k] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[k]);
+  ActTable tab;
+  tab.nb = t.n_in / 32;
+  const int64_t n = t.nt * tab.nb;
+  int32_t* offset = reinterpret_cast<int32_t*>(buf);
+  float* dx = reinterpret_cast<float*>(buf + (ActTableBytesPerBlock<T>() - sizeof(float)) * n);
+  for (int j = 0; j < t.nt; ++j) {
+    const Act* x = reinterpret_cast<const Act*>(t.xq + j * t.xq_stride);
+    for (int64_t b = 0; b < tab.nb; ++b) {
+      dx[j * tab.nb + b] = HalfToFloat(x[b].d);
+      if constexpr (T::kRows4 == Rows4Mode::kUnsignedOffset) {
+        const __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), LoadU256(x[b].qs));
+        __m256i s = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+        s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, 0x4E));  // within each 128-bit half
+        s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, 0xB1));
+        s = _mm256_slli_epi32(s, T::kOffsetShift);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(offset + (j * tab.nb + b) * 8), s);
       }
     }
-    _mm_storeu_ps(t.y + r, HorizontalSum4(acc));
   }
-  if (r < r1) Tile32<T, 1>(t, r, r1);
+  tab.offset = offset;
+  tab.dx = dx;
+  return tab;
 }
 
+// acc[u] += the block-b products of four rows (codes q, or |q| and q for kSignedMadd; row scales
+// dw) with tokens j0 .. j0 + U - 1, one lane per row as described above.
+template <class T, int U>
+static inline void AccumulateTokens(const __m256i* q, const __m256i* q_abs, __m256 dw, const MatMulTile& t,
+                                    const ActTable& tab, int j0, int64_t b, __m256* acc) {
+  using Act = typename T::Act;
+  // Written phase by phase across the U tokens: each token's chain is long (two multiplies,
+  // the reduction tree, a convert and an FMA), and the out-of-order window holds little more
+  // than one token's ops, so the tokens' independent ops are interleaved here.
+  __m256i s[U];
+  if constexpr (T::kRows4 == Rows4Mode::kUnsignedOffset) {
+    __m256i a[U], c[U];
+    for (int u = 0; u < U; ++u) {
+      const __m256i xq = LoadU256(reinterpret_cast<const Act*>(t.xq + (j0 + u) * t.xq_stride)[b].qs);
+      const __m256i p0 = _mm256_maddubs_epi16(q[0], xq), p1 = _mm256_maddubs_epi16(q[1], xq);
+      a[u] = _mm256_add_epi16(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+      const __m256i p2 = _mm256_maddubs_epi16(q[2], xq), p3 = _mm256_maddubs_epi16(q[3], xq);
+      c[u] = _mm256_add_epi16(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+    }
+    for (int u = 0; u < U; ++u) {
+      const __m256i v = _mm256_add_epi16(_mm256_unpacklo_epi64(a[u], c[u]), _mm256_unpackhi_epi64(a[u], c[u]));
+      s[u] = _mm256_madd_epi16(v, _mm256_set1_epi16(1));
+    }
+    for (int u = 0; u < U; ++u) {
+      s[u] = _mm256_sub_epi32(s[u], _mm256_load_si256(reinterpret_cast<const __m256i*>(tab.offset + ((j0 + u) * tab.nb + b) * 8)));
+    }
+  } else {
+    for (int u = 0; u < U; ++u) {
+      const __m256i xq = LoadU256(reinterpret_cast<const Act*>(t.xq + (j0 + u) * t.xq_stride)[b].qs);
+      s[u] = SumRows4I32(DotI8(q_abs[0], q[0], xq), DotI8(q_abs[1], q[1], xq), DotI8(q_abs[2], q[2], xq),
+                         DotI8(q_abs[3], q[3], xq));
+    }
+  }
+  __m256 f[U];
+  for (int u = 0; u < U; ++u) f[u] = _mm256_cvtepi32_ps(s[u]);
+  for (int u = 0; u < U; ++u) {
+    const __m256 scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(tab.dx + (j0 + u) * tab.nb + b));
+    acc[u] = _mm256_fmadd_ps(f[u], scale, acc[u]);
+  }
+}
+
+// Rows [r0, r1) in groups of four for NT tokens (NT == 0: t.nt <= kMatMulWideTileTokens, the
+// accumulators in memory, updated two tokens at a time: interleaving two tokens' chains measured
+// 3-4% faster than one, and four no faster than two).
+// A last group of fewer than 4 rows repeats its last row in the missing lanes and stores only
+// its own rows: each lane's arithmetic depends on its row alone, so every row gets the same bits
+// whatever group, chunk or tile it is computed in (batch invariance).
+template <class T, int NT>
+void Rows4Tile(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1) {
+  using Block = typename T::Block;
+  constexpr Rows4Mode kMode = T::kRows4;
+  static_assert(kMode == Rows4Mode::kUnsignedOffset || kMode == Rows4Mode::kSignedMadd);
+  // SumRows4I16 sums four maddubs pairs of code * x with codes in [0, kMaxCode], |x| <= 128.
+  if constexpr (kMode == Rows4Mode::kUnsignedOffset) static_assert(4 * 2 * T::kMaxCode * 128 <= 32767);
+  constexpr int kAcc = NT > 0 ? NT : kMatMulWideTileTokens;
+  const int nt = NT > 0 ? NT : t.nt;
+  const int64_t nb = tab.nb;
+  for (int64_t r = r0; r < r1; r += 4) {
+    const int n_rows = static_cast<int>(std::min<int64_t>(4, r1 - r));
+    const Block* w[4];
+    for (int k = 0; k < 4; ++k) {
+      w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r + std::min(k, n_rows - 1)) * t.w_row_bytes);
+    }
+    __m256 acc[kAcc];
+    for (int j = 0; j < nt; ++j) acc[j] = _mm256_setzero_ps();
+    // The four rows are one contiguous span read as four interleaved streams, which the hardware
+    // prefetchers follow poorly: fetch the group kPrefetchGroups ahead, 4 blocks' bytes per step.
+    const char* ahead = reinterpret_cast<const char*>(w[0]) + kPrefetchGroups * 4 * t.w_row_bytes;
+    static_assert(4 * sizeof(Block) <= 3 * 64);
+    for (int64_t b = 0; b < nb; ++b) {
+      const char* pf = ahead + static_cast<size_t>(b) * 4 * sizeof(Block);
+      _mm_prefetch(pf, _MM_HINT_T0);
+      _mm_prefetch(pf + 64, _MM_HINT_T0);
+      _mm_prefetch(pf + 128, _MM_HINT_T0);
+      __m256i q[4], q_abs[4];
+      for (int k = 0; k < 4; ++k) {
+        if constexpr (kMode == Rows4Mode::kUnsignedOffset) {
+          q[k] = T::UnsignedCodes(w[k][b]);
+        } else {
+          q[k] = T::Codes(w[k][b]);
+          q_abs[k] = _mm256_sign_epi8(q[k], q[k]);
+        }
+      }
+      const __m256 dw = RowScales4(w[0][b].d, w[1][b].d, w[2][b].d, w[3][b].d);
+      if constexpr (NT > 0) {
+        AccumulateTokens<T, NT>(q, q_abs, dw, t, tab, 0, b, acc);
+      } else {
+        int j = 0;
+        for (; j + 2 <= nt; j += 2) AccumulateTokens<T, 2>(q, q_abs, dw, t, tab, j, b, acc + j);
+        if (j < nt) AccumulateTokens<T, 1>(q, q_abs, dw, t, tab, j, b, acc + j);
+      }
+    }
+    for (int j = 0; j < nt; ++j) {
+      const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));
+      if (n_rows == 4) {
+        _mm_storeu_ps(t.y + j * t.y_stride + r, sum);
+      } else {
+        float lanes[4];
+        _mm_storeu_ps(lanes, sum);
+        for (int k = 0; k < n_rows; ++k) t.y[j * t.y_stride + r + k] = lanes[k];
+      }
+    }
+  }
+}
+
+// The 1-row tile for any t.nt, 4 tokens at a time.
+template <class T>
+void Tile32Split(const MatMulTile& t, int64_t r0, int64_t r1) {
+  for (int j0 = 0; j0 < t.nt; j0 += kMatMulTileTokens) {
+    MatMulTile s = t;
+    s.nt = std::min(kMatMulTileTokens, t.nt - j0);
+    s.xq = t.xq + j0 * t.xq_stride;
+    s.y = t.y + j0 * t.y_stride;
+    switch (s.nt) {
+      case 1: Tile32<T, 1>(s, r0, r1); break;
+      case 2: Tile32<T, 2>(s, r0, r1); break;
+      case 3: Tile32<T, 3>(s, r0, r1); break;
+      default: Tile32<T, 4>(s, r0, r1); break;
+    }
+  }
+}
+
+// REQUIRES: one token's table fits kActTableBytes.
+template <class T>
+void Rows4Any(const MatMulTile& t, int64_t r0, int64_t r1) {
+  alignas(32) unsigned char buf[kActTableBytes];
+  const size_t token_bytes = static_cast<size_t>(t.n_in / 32) * ActTableBytesPerBlock<T>();
+  const int pass = static_cast<int>(std::min<size_t>(t.nt, kActTableBytes / token_bytes));
+  for (int j0 = 0; j0 < t.nt; j0 += pass) {
+    MatMulTile s = t;
+    s.nt = std::min(pass, t.nt - j0);
+    s.xq = t.xq + j0 * t.xq_stride;
+    s.y = t.y + j0 * t.y_stride;
+    const ActTable tab = FillActTable<T>(s, buf);
+    switch (s.nt) {
+      case 1: Rows4Tile<T, 1>(s, tab, r0, r1); break;
+      case 2: Rows4Tile<T, 2>(s, tab, r0, r1); break;
+      case 3: Rows4Tile<T, 3>(s, tab, r0, r1); break;
+      case 4: Rows4Tile<T, 4>(s, tab, r0, r1); break;
+      default: Rows4Tile<T, 0>(s, tab, r0, r1); break;
+    }
+  }
+}
+
+// Any t.nt <= kMatMulWideTileTokens.
 template <class T>
 void Tile32Any(const MatMulTile& t, int64_t r0, int64_t r1) {
-  switch (t.nt) {
-    case 1:
-      if constexpr (T::kSigned) {
-        if (t.n_in / 32 <= kGemvMaxBlocks) return Gemv32Rows4<T>(t, r0, r1);
-      }
-      return Tile32<T, 1>(t, r0, r1);
-    case 2: return Tile32<T, 2>(t, r0, r1);
-    case 3: return Tile32<T, 3>(t, r0, r1);
-    default: return Tile32<T, 4>(t, r0, r1);
+  // Every token count, decode included, takes the same path for a given width, so a row's
+  // result has the same bits whatever the batch.
+  const int64_t nb = t.n_in / 32;
+  if constexpr (T::kRows4 != Rows4Mode::kNone) {
+    if (static_cast<size_t>(nb) * ActTableBytesPerBlock<T>() <= kActTableBytes) return Rows4Any<T>(t, r0, r1);
   }
+  Tile32Split<T>(t, r0, r1);
 }
 
 template <class T>
@@ -234,6 +427,7 @@ void TileFloatAny(const MatMulTile& t, int64_t r0, int64_t r1) {
 }
 
 static_assert(kMatMulTileTokens == 4, "the tile dispatchers above handle up to 4 tokens");
+static_assert(kMatMulWideTileTokens >= kMatMulTileTokens);
 
 }  // namespace
 
@@ -248,6 +442,15 @@ MatMulTileFn MatMulTileKernel(DType wtype) {
     case DType::kQ5_1: return &Tile32Any<Q5_1Codes>;
     case DType::kQ8_0: return &Tile32Any<Q8_0Codes>;
     default: return MatMulTileKernelK(wtype);
+  }
+}
+
+MatMulTileFn MatMulWideTileKernel(DType wtype) {
+  switch (wtype) {
+    case DType::kQ4_0: return &Tile32Any<Q4_0Codes>;
+    case DType::kQ5_0: return &Tile32Any<Q5_0Codes>;
+    case DType::kQ8_0: return &Tile32Any<Q8_0Codes>;
+    default: return nullptr;
   }
 }
 

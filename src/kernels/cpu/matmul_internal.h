@@ -12,6 +12,9 @@ namespace gannet::cpu {
 // Tokens per tile: one weight block is unpacked once and multiplied with up to this many
 // activation rows while it sits in registers.
 inline constexpr int kMatMulTileTokens = 4;
+// Tokens per tile for the kernels of MatMulWideTileKernel, which unpack each weight block once
+// for all of a tile's tokens.
+inline constexpr int kMatMulWideTileTokens = 16;
 
 // One tile of y = W x: y[t * y_stride + o] for t < nt and o in [r0, r1).
 // w: n_out weight rows of w_row_bytes. xq: token t's activation row at xq + t * xq_stride
@@ -41,6 +44,8 @@ QuantizeActFn Quantizer(DType partner);
 namespace avx2 {
 // REQUIRES (all): the CPU has AVX2, FMA and F16C. nullptr where there is no AVX2 kernel.
 MatMulTileFn MatMulTileKernel(DType wtype);
+// Kernels that take tiles of up to kMatMulWideTileTokens tokens; nullptr for other types.
+MatMulTileFn MatMulWideTileKernel(DType wtype);
 // Produces exactly the bytes of the reference quantizers (assumes the default MXCSR rounding).
 QuantizeActFn MatMulQuantizer(DType partner);
 // The K-quant part of MatMulTileKernel (matmul_kquant_avx2.cc): Q4_K, Q5_K, Q6_K.

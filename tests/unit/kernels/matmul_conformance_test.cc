@@ -232,6 +232,144 @@ std::string TypeName(const testing::TestParamInfo<DType>& info) {
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatMulConformance, testing::ValuesIn(kWeightTypes), TypeName);
 
+// ---- The 32-value row-block kernels (Q4_0, Q5_0, Q8_0) ----------------------------------------
+// They take 4 weight rows x up to 16 tokens per step (rows reduced into vector lanes, int16 sums
+// of unsigned Q4_0 / Q5_0 codes, a per-pass activation table), so these cases sit on their edges:
+// row counts around multiples of 4, every token count up to one past the tile, the smallest and
+// odd block counts, and widths whose table needs several passes or does not fit at all.
+
+const DType kRowBlockTypes[] = {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0};
+
+// Both sides sum the same exact block integers (the kernels split a block in two 16-value
+// halves, each exact in f32) times the same rounded scale dw * dx. The reference adds nb terms in
+// order with a rounding per product and per addition; the kernels add 2 nb fused terms in 8
+// lanes and then the halves. Each is within (nb + 2) u sum|terms| of the exact sum, and
+// sum|terms| <= sum |w x| over the dequantized values, so they differ by at most
+// (2 nb + 4) u abs_ref with u = 2^-24 (plus the smallest normal, for sums that underflow).
+double RowBlockTolerance(int64_t n_in, double abs_ref) {
+  const double u = std::ldexp(1.0, -24);
+  return static_cast<double>(2 * (n_in / 32) + 4) * u * abs_ref + 1e-37;
+}
+
+void ExpectRowBlockMatch(const Problem& p, const std::vector<float>& y, const char* isa, int threads) {
+  const Shape& s = p.s;
+  int bad = 0;
+  for (size_t i = 0; i < y.size() && bad < 3; ++i) {
+    const double tol = RowBlockTolerance(s.n_in, p.abs_ref[i]);
+    if (!(std::fabs(double{y[i]} - p.y_ref[i]) <= tol)) {
+      ++bad;
+      ADD_FAILURE() << DTypeName(p.wtype) << " " << isa << " threads " << threads << " shape "
+                    << s.n_out << "x" << s.n_in << "x" << s.n_tokens << " [" << i / s.n_out << ", "
+                    << i % s.n_out << "]: got " << y[i] << " want " << p.y_ref[i] << " tol " << tol;
+    }
+  }
+}
+
+TEST(MatMulRowBlocks, EveryIsaMatchesScalarTwinOnTileEdges) {
+  Isa isas[3];
+  const int n_isas = AvailableIsas(isas);
+  ThreadPool& pool1 = Pool(1);
+  ThreadPool& pool3 = Pool(3);
+  uint32_t seed = 5000;
+  for (const DType wtype : kRowBlockTypes) {
+    std::vector<Shape> shapes;
+    for (const int64_t n_out : {1, 3, 4, 5, 7, 8, 9, 13, 255}) {
+      for (int64_t nt = 1; nt <= kMatMulWideTileTokens + 1; ++nt) shapes.push_back({n_out, 32, nt});
+      for (const int64_t nt : {2, 4, 5, 16, 33}) shapes.push_back({n_out, 352, nt});
+    }
+    // Q4_0 / Q5_0 tables hold 36 bytes per (token, block): 200 blocks take two passes of 16
+    // tokens; 2000 blocks fit no pass and take the 1-row tiles.
+    shapes.push_back({9, 6400, 17});
+    shapes.push_back({6, 64000, 3});
+    for (const Shape& s : shapes) {
+      const Problem p = MakeProblem(wtype, s, seed++);
+      for (int k = 0; k < n_isas; ++k) {
+        for (ThreadPool* pool : {&pool1, &pool3}) {
+          ExpectRowBlockMatch(p, RunMatMul(p, *pool, isas[k]), IsaName(isas[k]), pool->size());
+        }
+      }
+    }
+  }
+}
+
+// Hand-made blocks at the ends of the code and activation ranges with unit scales: every sum is
+// an integer far below 2^24, so any order gives the exact value and an overflow of the int16
+// partial sums (or a saturated maddubs) shows as a wrong integer.
+TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
+  Isa isas[3];
+  const int n_isas = AvailableIsas(isas);
+  bool have_avx2 = false;
+  for (int k = 0; k < n_isas; ++k) have_avx2 |= isas[k] == Isa::kAvx2;
+  if (!have_avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  constexpr int64_t kNOut = 9, kNIn = 96, kNb = kNIn / 32;
+  constexpr uint16_t kOne = 0x3C00;  // f16 1.0
+  for (const DType wtype : kRowBlockTypes) {
+    const size_t row_bytes = static_cast<size_t>(*RowBytes(wtype, kNIn));
+    std::vector<uint8_t> w(row_bytes * kNOut);
+    // Row r: fill byte patterns chosen per row: all codes at the top, all at the bottom, mixed.
+    for (int64_t r = 0; r < kNOut; ++r) {
+      for (int64_t b = 0; b < kNb; ++b) {
+        uint8_t* blk = w.data() + r * row_bytes + b * (row_bytes / kNb);
+        const int pattern = static_cast<int>((r + b) % 3);
+        if (wtype == DType::kQ8_0) {
+          auto* q = reinterpret_cast<BlockQ8_0*>(blk);
+          q->d = kOne;
+          for (int i = 0; i < 32; ++i) {
+            q->qs[i] = static_cast<int8_t>(pattern == 0 ? -128 : pattern == 1 ? 127 : (i % 2 ? -128 : 127));
+          }
+        } else {
+          const uint8_t nib = pattern == 0 ? 0xFF : pattern == 1 ? 0x00 : 0xF0;
+          if (wtype == DType::kQ4_0) {
+            auto* q = reinterpret_cast<BlockQ4_0*>(blk);
+            q->d = kOne;
+            std::memset(q->qs, nib, sizeof q->qs);
+          } else {
+            auto* q = reinterpret_cast<BlockQ5_0*>(blk);
+            q->d = kOne;
+            std::memset(q->qs, nib, sizeof q->qs);
+            std::memset(q->qh, pattern == 0 ? 0xFF : pattern == 1 ? 0x00 : 0x0F, sizeof q->qh);
+          }
+        }
+      }
+    }
+    // Activations: all +127, all -127, alternating (the quantizers never produce -128, and the
+    // kernels that use the sign trick rely on that).
+    for (const int nt : {2, 4, 5, 16}) {
+      const size_t x_bytes = static_cast<size_t>(*RowBytes(DType::kQ8_0, kNIn));
+      std::vector<uint8_t> xq(x_bytes * nt);
+      for (int j = 0; j < nt; ++j) {
+        auto* x = reinterpret_cast<BlockQ8_0*>(xq.data() + j * x_bytes);
+        for (int64_t b = 0; b < kNb; ++b) {
+          x[b].d = kOne;
+          const int pattern = static_cast<int>((j + b) % 3);
+          for (int i = 0; i < 32; ++i) {
+            x[b].qs[i] = static_cast<int8_t>(pattern == 0 ? 127 : pattern == 1 ? -127 : (i % 2 ? 127 : -127));
+          }
+        }
+      }
+      std::vector<float> y(nt * kNOut, -1.0f);
+      MatMulTile tile;
+      tile.w = w.data();
+      tile.w_row_bytes = row_bytes;
+      tile.xq = xq.data();
+      tile.xq_stride = x_bytes;
+      tile.nt = nt;
+      tile.n_in = kNIn;
+      tile.y = y.data();
+      tile.y_stride = kNOut;
+      const MatMulTileFn fn = avx2::MatMulWideTileKernel(wtype);
+      ASSERT_NE(fn, nullptr) << DTypeName(wtype);
+      fn(tile, 0, kNOut);
+      for (int j = 0; j < nt; ++j) {
+        for (int64_t r = 0; r < kNOut; ++r) {
+          const float want = VecDotRef(wtype, w.data() + r * row_bytes, xq.data() + j * x_bytes, kNIn);
+          ASSERT_EQ(y[j * kNOut + r], want) << DTypeName(wtype) << " tokens " << nt << " [" << j << ", " << r << "]";
+        }
+      }
+    }
+  }
+}
+
 TEST(MatMulQuantizers, SimdBytesEqualReference) {
   Isa isas[3];
   const int n_isas = AvailableIsas(isas);
