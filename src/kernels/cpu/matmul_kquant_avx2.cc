@@ -1,7 +1,23 @@
 // AVX2 matmul tiles for the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K activations, integer
 // throughout a 256-value super-block: maddubs forms code x activation pair sums, madd applies
 // the per-sub-block scale, and the mins (Q4_K/Q5_K) or the -32 offset (Q6_K) come from the
-// activation's precomputed 16-value sums (bsums). One f32 FMA per super-block and token.
+// activation's precomputed 16-value sums (bsums).
+//
+// Prefill (4 tokens per tile). On CPUs where the vector integer multiplies issue on one pipe
+// (Zen 1), "maddubs + madd" per 32 values per token is bound by that pipe. The 4-token tiles
+// therefore reduce the maddubs int16 outputs of the tokens that share one weight sub-block with
+// unpack + add trees (shuffle and add pipes) before ONE madd applies the scale, leaving the
+// tokens in lanes: one cvt + FMA per super-block for all 4 tokens. How far a tree may go
+// before the scale madd is set by int16 range: a maddubs lane is 2 x code x |act| <= 2 x cmax x
+// 128, and each tree level doubles it:
+//   Q4_K (cmax 15): 3 levels, 16 x 15 x 128 = 30720; madd then pairs the two sub-blocks of a
+//                   32-byte chunk (lanes [t0 lo, t0 hi, t1 lo, ...]).
+//   Q5_K (cmax 31): 2 levels, 8 x 31 x 128 = 31744 (a third would be 63488).
+//   Q6_K (cmax 63): 1 level, 4 x 63 x 128 = 32256 (scale per 16 values, one per 128-bit half).
+// The per-token parts (activation scales, bsums in the lane order of the mins/offset madd) are
+// laid out once per tile for up to kSliceBlocks super-blocks, then reused by every row.
+#include <algorithm>
+
 #include "kernels/cpu/avx2_common.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "tensor/quant/quant.h"
@@ -133,22 +149,234 @@ void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
+// Super-blocks whose per-token layout a tile prepares at once (32 x 256 = 8192 inputs); wider
+// rows are walked in slices, the later slices adding to y.
+constexpr int kSliceBlocks = 32;
+
+// Packed 6-bit scales and mins of a Q4_K/Q5_K super-block: byte j of *sc / *mn is sub-block j's.
+static inline void DecodeScalesK4Packed(const uint8_t* q, uint64_t* sc, uint64_t* mn) {
+  uint32_t u[3];
+  std::memcpy(u, q, 12);
+  const uint32_t sc_lo = u[0] & 0x3F3F3F3F, mn_lo = u[1] & 0x3F3F3F3F;
+  const uint32_t sc_hi = (u[2] & 0x0F0F0F0F) | ((u[0] >> 2) & 0x30303030);
+  const uint32_t mn_hi = ((u[2] >> 4) & 0x0F0F0F0F) | ((u[1] >> 2) & 0x30303030);
+  *sc = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
+  *mn = mn_lo | (static_cast<uint64_t>(mn_hi) << 32);
+}
+
+// pshufb control that turns bytes a and b (of each 128-bit lane) into the int16 pair (a, b) in
+// every dword; lane 1 takes bytes a1, b1.
+static inline __m256i PairCtrl(int a0, int b0, int a1, int b1) {
+  const auto lo = static_cast<int>(static_cast<uint32_t>(a0) | 0x8000u | (static_cast<uint32_t>(b0) << 16) | 0x80000000u);
+  const auto hi = static_cast<int>(static_cast<uint32_t>(a1) | 0x8000u | (static_cast<uint32_t>(b1) << 16) | 0x80000000u);
+  return _mm256_setr_epi32(lo, lo, lo, lo, hi, hi, hi, hi);
+}
+
+// The unpack + add tree levels: in each 128-bit lane, a and b are merged so that their
+// 16/32/64-bit elements alternate, each the sum of two elements of its source.
+static inline __m256i Merge16(__m256i a, __m256i b) {
+  return _mm256_add_epi16(_mm256_unpacklo_epi16(a, b), _mm256_unpackhi_epi16(a, b));
+}
+static inline __m256i Merge32(__m256i a, __m256i b) {
+  return _mm256_add_epi16(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+}
+static inline __m256i Merge64(__m256i a, __m256i b) {
+  return _mm256_add_epi16(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+}
+// int32 [t0, t1, t0, t1] and [t2, t3, t2, t3] (per lane) -> [t0, t1, t2, t3].
+static inline __m256i Merge64I32(__m256i a, __m256i b) {
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+}
+
+// The 4 tile tokens' activation pointers; tokens past nt repeat token 0 (their sums are dropped).
+static inline void TileTokens4(const MatMulTile& t, const BlockQ8_K* x[4]) {
+  for (int j = 0; j < 4; ++j) {
+    x[j] = reinterpret_cast<const BlockQ8_K*>(t.xq + (j < t.nt ? j : 0) * t.xq_stride);
+  }
+}
+
+// [x0.d, x1.d, x2.d, x3.d] in both lanes.
+static inline __m256 TokenScales4(const BlockQ8_K* const x[4], int64_t b) {
+  const __m128 d = _mm_setr_ps(x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d);
+  return _mm256_set_m128(d, d);
+}
+
+// acc [t0..t3 | t0..t3] -> y[j][r] for j < nt (set on the first slice, added after).
+static inline void StoreTokens4(const MatMulTile& t, int64_t r, __m256 acc, bool first) {
+  alignas(16) float s[4];
+  _mm_store_ps(s, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
+  for (int j = 0; j < t.nt; ++j) {
+    float& y = t.y[j * t.y_stride + r];
+    y = first ? s[j] : y + s[j];
+  }
+}
+
+// Q4_K / Q5_K, 4 tokens.
+template <class Block, bool kHighBit>
+void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
+  const BlockQ8_K* x[4];
+  TileTokens4(t, x);
+  const int64_t nb = t.n_in / 256;
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i one = _mm256_set1_epi8(1);
+  const __m256i min_lo_ctrl = PairCtrl(0, 1, 2, 3), min_hi_ctrl = PairCtrl(4, 5, 6, 7);
+  __m256i scale_ctrl[4];
+  for (int c = 0; c < 4; ++c) scale_ctrl[c] = PairCtrl(2 * c, 2 * c + 1, 2 * c, 2 * c + 1);
+  // Per super-block: the 32-value activation sums as int16 pairs, [(s0, s1) of t0..t3 | (s2, s3)
+  // of t0..t3] and the same for s4..s7, the lane order of the mins madd below.
+  alignas(32) __m256i bs[2 * kSliceBlocks];
+  alignas(32) __m256 xd[kSliceBlocks];
+  for (int64_t s0 = 0; s0 < nb; s0 += kSliceBlocks) {
+    const int64_t s1 = std::min<int64_t>(nb, s0 + kSliceBlocks);
+    for (int64_t b = s0; b < s1; ++b) {
+      __m128i v[4];
+      for (int j = 0; j < 4; ++j) {
+        const __m256i b16 = LoadU256(x[j][b].bsums);
+        v[j] = _mm_hadd_epi16(_mm256_castsi256_si128(b16), _mm256_extracti128_si256(b16, 1));
+      }
+      const __m128i t0 = _mm_unpacklo_epi32(v[0], v[1]), t1 = _mm_unpacklo_epi32(v[2], v[3]);
+      const __m128i t2 = _mm_unpackhi_epi32(v[0], v[1]), t3 = _mm_unpackhi_epi32(v[2], v[3]);
+      bs[2 * (b - s0)] = _mm256_set_m128i(_mm_unpackhi_epi64(t0, t1), _mm_unpacklo_epi64(t0, t1));
+      bs[2 * (b - s0) + 1] = _mm256_set_m128i(_mm_unpackhi_epi64(t2, t3), _mm_unpacklo_epi64(t2, t3));
+      xd[b - s0] = TokenScales4(x, b);
+    }
+    for (int64_t r = r0; r < r1; ++r) {
+      const Block* w = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t b = s0; b < s1; ++b) {
+        const Block& wb = w[b];
+        uint64_t sc_bits, mn_bits;
+        DecodeScalesK4Packed(wb.scales, &sc_bits, &mn_bits);
+        const __m256i scb = _mm256_set1_epi64x(static_cast<long long>(sc_bits));
+        const __m256i mnb = _mm256_set1_epi64x(static_cast<long long>(mn_bits));
+        const __m256i msum = _mm256_add_epi32(
+            _mm256_madd_epi16(_mm256_shuffle_epi8(mnb, min_lo_ctrl), bs[2 * (b - s0)]),
+            _mm256_madd_epi16(_mm256_shuffle_epi8(mnb, min_hi_ctrl), bs[2 * (b - s0) + 1]));
+        __m256i sumi, sumi23;
+        if constexpr (kHighBit) sumi23 = _mm256_setzero_si256();
+        sumi = _mm256_setzero_si256();
+        __m256i hbits;
+        if constexpr (kHighBit) hbits = LoadU256(wb.qh);
+        for (int c = 0; c < 4; ++c) {
+          const __m256i q4 = LoadU256(wb.qs + 32 * c);
+          __m256i lo = _mm256_and_si256(q4, low4);
+          __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+          if constexpr (kHighBit) {
+            // Bit 2c of qh[l] is the 5th bit of the low-nibble value, bit 2c+1 of the high one.
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
+            hbits = _mm256_srli_epi16(hbits, 2);
+          }
+          __m256i a[4];
+          for (int j = 0; j < 4; ++j) {
+            const int8_t* q8 = x[j][b].qs + 64 * c;
+            // [lo, hi] int16 pairs of token j.
+            a[j] = Merge16(_mm256_maddubs_epi16(lo, LoadU256(q8)), _mm256_maddubs_epi16(hi, LoadU256(q8 + 32)));
+          }
+          const __m256i b01 = Merge32(a[0], a[1]), b23 = Merge32(a[2], a[3]);
+          const __m256i scale = _mm256_shuffle_epi8(scb, scale_ctrl[c]);
+          if constexpr (kHighBit) {
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(b01, scale));
+            sumi23 = _mm256_add_epi32(sumi23, _mm256_madd_epi16(b23, scale));
+          } else {
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(Merge64(b01, b23), scale));
+          }
+        }
+        if constexpr (kHighBit) sumi = Merge64I32(sumi, sumi23);
+        const __m256 xdb = xd[b - s0];
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.d)), xdb), _mm256_cvtepi32_ps(sumi), acc);
+        acc = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.dmin)), xdb), _mm256_cvtepi32_ps(msum), acc);
+      }
+      StoreTokens4(t, r, acc, s0 == 0);
+    }
+  }
+}
+
+// Q6_K, 4 tokens as two pairs: codes up to 63 leave room for one tree level only.
+void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
+  const BlockQ8_K* x[4];
+  TileTokens4(t, x);
+  const int64_t nb = t.n_in / 256;
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i low2 = _mm256_set1_epi8(0x03);
+  __m256i scale_ctrl[4];
+  for (int k = 0; k < 4; ++k) scale_ctrl[k] = _mm256_set1_epi16(static_cast<int16_t>((4 * k) | ((4 * k + 1) << 8)));
+  // Per super-block: bsums of token pairs (0, 1) and (2, 3) with their dwords interleaved, the
+  // lane order of the offset madd below.
+  alignas(32) __m256i bs[4 * kSliceBlocks];
+  alignas(32) __m256 xd[kSliceBlocks];
+  for (int64_t s0 = 0; s0 < nb; s0 += kSliceBlocks) {
+    const int64_t s1 = std::min<int64_t>(nb, s0 + kSliceBlocks);
+    for (int64_t b = s0; b < s1; ++b) {
+      for (int p = 0; p < 2; ++p) {
+        const __m256i u = LoadU256(x[2 * p][b].bsums), v = LoadU256(x[2 * p + 1][b].bsums);
+        bs[4 * (b - s0) + 2 * p] = _mm256_unpacklo_epi32(u, v);
+        bs[4 * (b - s0) + 2 * p + 1] = _mm256_unpackhi_epi32(u, v);
+      }
+      xd[b - s0] = TokenScales4(x, b);
+    }
+    for (int64_t r = r0; r < r1; ++r) {
+      const BlockQ6_K* w = reinterpret_cast<const BlockQ6_K*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t b = s0; b < s1; ++b) {
+        const BlockQ6_K& wb = w[b];
+        // [s0..s7 | s8..s15] int16.
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
+        const __m256i sc_lo = _mm256_unpacklo_epi32(sc16, sc16), sc_hi = _mm256_unpackhi_epi32(sc16, sc16);
+        const __m256i* bsb = bs + 4 * (b - s0);
+        // code - 32: the -32 part is -32 * sum_k scale_k * bsums_k.
+        __m256i sumi01 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_add_epi32(
+            _mm256_madd_epi16(sc_lo, bsb[0]), _mm256_madd_epi16(sc_hi, bsb[1])), 5));
+        __m256i sumi23 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_add_epi32(
+            _mm256_madd_epi16(sc_lo, bsb[2]), _mm256_madd_epi16(sc_hi, bsb[3])), 5));
+        for (int n = 0; n < 2; ++n) {
+          const __m256i ql0 = LoadU256(wb.ql + 64 * n);
+          const __m256i ql1 = LoadU256(wb.ql + 64 * n + 32);
+          const __m256i qh = LoadU256(wb.qh + 32 * n);
+          __m256i q[4];
+          q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4),
+                                 _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
+          q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
+          q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4));
+          q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4));
+          // Scales 8n..8n+7 as int16 in lane 0 and shifted down one in lane 1, so that word 2k of
+          // lane 0 / 1 is the scale of the first / second 16 values of q[k].
+          const __m128i s8 = n == 0 ? _mm256_castsi256_si128(sc16) : _mm256_extracti128_si256(sc16, 1);
+          const __m256i sn = _mm256_set_m128i(_mm_srli_si128(s8, 2), s8);
+          for (int k = 0; k < 4; ++k) {
+            const __m256i scale = _mm256_shuffle_epi8(sn, scale_ctrl[k]);
+            const int64_t off = 128 * n + 32 * k;
+            const __m256i p0 = _mm256_maddubs_epi16(q[k], LoadU256(x[0][b].qs + off));
+            const __m256i p1 = _mm256_maddubs_epi16(q[k], LoadU256(x[1][b].qs + off));
+            const __m256i p2 = _mm256_maddubs_epi16(q[k], LoadU256(x[2][b].qs + off));
+            const __m256i p3 = _mm256_maddubs_epi16(q[k], LoadU256(x[3][b].qs + off));
+            sumi01 = _mm256_add_epi32(sumi01, _mm256_madd_epi16(Merge32(p0, p1), scale));
+            sumi23 = _mm256_add_epi32(sumi23, _mm256_madd_epi16(Merge32(p2, p3), scale));
+          }
+        }
+        const __m256 dxd = _mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.d)), xd[b - s0]);
+        acc = _mm256_fmadd_ps(dxd, _mm256_cvtepi32_ps(Merge64I32(sumi01, sumi23)), acc);
+      }
+      StoreTokens4(t, r, acc, s0 == 0);
+    }
+  }
+}
+
 template <class Block, bool kHighBit>
 void TileQ45KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   switch (t.nt) {
     case 1: return TileQ45K<Block, kHighBit, 1>(t, r0, r1);
-    case 2: return TileQ45K<Block, kHighBit, 2>(t, r0, r1);
-    case 3: return TileQ45K<Block, kHighBit, 3>(t, r0, r1);
-    default: return TileQ45K<Block, kHighBit, 4>(t, r0, r1);
+    default: return TileQ45K4<Block, kHighBit>(t, r0, r1);
   }
 }
 
 void TileQ6KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   switch (t.nt) {
     case 1: return TileQ6K<1>(t, r0, r1);
-    case 2: return TileQ6K<2>(t, r0, r1);
-    case 3: return TileQ6K<3>(t, r0, r1);
-    default: return TileQ6K<4>(t, r0, r1);
+    default: return TileQ6K4(t, r0, r1);
   }
 }
 
