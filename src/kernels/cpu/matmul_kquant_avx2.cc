@@ -220,15 +220,32 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i one = _mm256_set1_epi8(1);
   const __m256i min_lo_ctrl = PairCtrl(0, 1, 2, 3), min_hi_ctrl = PairCtrl(4, 5, 6, 7);
-  __m256i scale_ctrl[4];
-  for (int c = 0; c < 4; ++c) scale_ctrl[c] = PairCtrl(2 * c, 2 * c + 1, 2 * c, 2 * c + 1);
-  // Per super-block: the 32-value activation sums as int16 pairs, [(s0, s1) of t0..t3 | (s2, s3)
-  // of t0..t3] and the same for s4..s7, the lane order of the mins madd below.
+  __m256i scale_ctrl[8], dup_ctrl[4];
+  for (int k = 0; k < 8; ++k) scale_ctrl[k] = _mm256_set1_epi16(static_cast<int16_t>(k | 0x8000));
+  for (int k = 0; k < 4; ++k) dup_ctrl[k] = _mm256_set1_epi32(static_cast<int>(0x03020100u + 0x04040404u * k));
+  // Per super-block: the activations of the 4 tokens with their 4-byte groups interleaved,
+  // [sub-block s][k] = [t0..t3 values 4k..4k+3 | t0..t3 values 16+4k..16+4k+3] of sub-block s,
+  // so that a weight group repeated 4 times meets each token in maddubs and the int16 sums of
+  // one sub-block add up lane by lane with the tokens in lanes (8 products per lane).
+  // Then the 32-value activation sums as int16 pairs, [(s0, s1) of t0..t3 | (s2, s3) of t0..t3]
+  // and the same for s4..s7, the lane order of the mins madd.
+  alignas(32) __m256i act[32 * kSliceBlocks];
   alignas(32) __m256i bs[2 * kSliceBlocks];
   alignas(32) __m256 xd[kSliceBlocks];
   for (int64_t s0 = 0; s0 < nb; s0 += kSliceBlocks) {
     const int64_t s1 = std::min<int64_t>(nb, s0 + kSliceBlocks);
     for (int64_t b = s0; b < s1; ++b) {
+      for (int s = 0; s < 8; ++s) {
+        const __m256i v0 = LoadU256(x[0][b].qs + 32 * s), v1 = LoadU256(x[1][b].qs + 32 * s);
+        const __m256i v2 = LoadU256(x[2][b].qs + 32 * s), v3 = LoadU256(x[3][b].qs + 32 * s);
+        const __m256i t0 = _mm256_unpacklo_epi32(v0, v1), t1 = _mm256_unpacklo_epi32(v2, v3);
+        const __m256i t2 = _mm256_unpackhi_epi32(v0, v1), t3 = _mm256_unpackhi_epi32(v2, v3);
+        __m256i* out = act + 32 * (b - s0) + 4 * s;
+        out[0] = _mm256_unpacklo_epi64(t0, t1);
+        out[1] = _mm256_unpackhi_epi64(t0, t1);
+        out[2] = _mm256_unpacklo_epi64(t2, t3);
+        out[3] = _mm256_unpackhi_epi64(t2, t3);
+      }
       __m128i v[4];
       for (int j = 0; j < 4; ++j) {
         const __m256i b16 = LoadU256(x[j][b].bsums);
@@ -252,9 +269,8 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
         const __m256i msum = _mm256_add_epi32(
             _mm256_madd_epi16(_mm256_shuffle_epi8(mnb, min_lo_ctrl), bs[2 * (b - s0)]),
             _mm256_madd_epi16(_mm256_shuffle_epi8(mnb, min_hi_ctrl), bs[2 * (b - s0) + 1]));
-        __m256i sumi, sumi23;
-        if constexpr (kHighBit) sumi23 = _mm256_setzero_si256();
-        sumi = _mm256_setzero_si256();
+        const __m256i* ab = act + 32 * (b - s0);
+        __m256i sumi = _mm256_setzero_si256();
         __m256i hbits;
         if constexpr (kHighBit) hbits = LoadU256(wb.qh);
         for (int c = 0; c < 4; ++c) {
@@ -267,22 +283,18 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
             hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
             hbits = _mm256_srli_epi16(hbits, 2);
           }
-          __m256i a[4];
-          for (int j = 0; j < 4; ++j) {
-            const int8_t* q8 = x[j][b].qs + 64 * c;
-            // [lo, hi] int16 pairs of token j.
-            a[j] = Merge16(_mm256_maddubs_epi16(lo, LoadU256(q8)), _mm256_maddubs_epi16(hi, LoadU256(q8 + 32)));
+          const __m256i* a_lo = ab + 8 * c;
+          const __m256i* a_hi = a_lo + 4;
+          __m256i p_lo = _mm256_maddubs_epi16(_mm256_shuffle_epi8(lo, dup_ctrl[0]), a_lo[0]);
+          __m256i p_hi = _mm256_maddubs_epi16(_mm256_shuffle_epi8(hi, dup_ctrl[0]), a_hi[0]);
+          for (int k = 1; k < 4; ++k) {
+            p_lo = _mm256_add_epi16(p_lo, _mm256_maddubs_epi16(_mm256_shuffle_epi8(lo, dup_ctrl[k]), a_lo[k]));
+            p_hi = _mm256_add_epi16(p_hi, _mm256_maddubs_epi16(_mm256_shuffle_epi8(hi, dup_ctrl[k]), a_hi[k]));
           }
-          const __m256i b01 = Merge32(a[0], a[1]), b23 = Merge32(a[2], a[3]);
-          const __m256i scale = _mm256_shuffle_epi8(scb, scale_ctrl[c]);
-          if constexpr (kHighBit) {
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(b01, scale));
-            sumi23 = _mm256_add_epi32(sumi23, _mm256_madd_epi16(b23, scale));
-          } else {
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(Merge64(b01, b23), scale));
-          }
+          sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(
+              _mm256_madd_epi16(p_lo, _mm256_shuffle_epi8(scb, scale_ctrl[2 * c])),
+              _mm256_madd_epi16(p_hi, _mm256_shuffle_epi8(scb, scale_ctrl[2 * c + 1]))));
         }
-        if constexpr (kHighBit) sumi = Merge64I32(sumi, sumi23);
         const __m256 xdb = xd[b - s0];
         acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.d)), xdb), _mm256_cvtepi32_ps(sumi), acc);
         acc = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.dmin)), xdb), _mm256_cvtepi32_ps(msum), acc);
