@@ -4,18 +4,21 @@
 // activation's precomputed 16-value sums (bsums).
 //
 // Prefill (4 tokens per tile). On CPUs where the vector integer multiplies issue on one pipe
-// (Zen 1), "maddubs + madd" per 32 values per token is bound by that pipe. The 4-token tiles
-// therefore reduce the maddubs int16 outputs of the tokens that share one weight sub-block with
-// unpack + add trees (shuffle and add pipes) before ONE madd applies the scale, leaving the
-// tokens in lanes: one cvt + FMA per super-block for all 4 tokens. How far a tree may go
-// before the scale madd is set by int16 range: a maddubs lane is 2 x code x |act| <= 2 x cmax x
-// 128, and each tree level doubles it:
-//   Q4_K (cmax 15): 3 levels, 16 x 15 x 128 = 30720; madd then pairs the two sub-blocks of a
-//                   32-byte chunk (lanes [t0 lo, t0 hi, t1 lo, ...]).
-//   Q5_K (cmax 31): 2 levels, 8 x 31 x 128 = 31744 (a third would be 63488).
-//   Q6_K (cmax 63): 1 level, 4 x 63 x 128 = 32256 (scale per 16 values, one per 128-bit half).
-// The per-token parts (activation scales, bsums in the lane order of the mins/offset madd) are
-// laid out once per tile for up to kSliceBlocks super-blocks, then reused by every row.
+// (Zen 1), "maddubs + madd" per 32 values per token is bound by that pipe, so the 4-token
+// tiles apply each scale with ONE madd for all 4 tokens, leaving the tokens in lanes: one cvt
+// + FMA per super-block for the 4 tokens, with a vector of their activation scales.
+//   Q4_K / Q5_K: the tile first interleaves its 4 tokens' activations in 4-byte groups; each
+//     4-code weight group is repeated 4 times (pshufb) to meet them, so the maddubs outputs of
+//     one 32-value sub-block add up lane by lane, tokens in lanes: 4 maddubs, 3 adds, 1 madd
+//     per sub-block and 4 tokens. int16 bound: 4 maddubs x 2 products x cmax x 128 = 15360
+//     (Q4_K, cmax 15) or 31744 (Q5_K, cmax 31), below 32767.
+//   Q6_K: a 16-value scale, cmax 63: a maddubs lane (2 x 63 x 128 = 16128) has room for one
+//     more addition only, so token pairs are merged with one unpack + add level (32256) before
+//     the madd.
+// The per-token parts (activation layout, scales, bsums in the lane order of the mins/offset
+// madd) are prepared once per tile for up to kSliceBlocks super-blocks, then reused by every
+// row of the tile. The activations are Q8_K codes in [-127, 127]; the bounds above hold for
+// -128 too.
 #include <algorithm>
 
 #include "kernels/cpu/avx2_common.h"
@@ -172,16 +175,10 @@ static inline __m256i PairCtrl(int a0, int b0, int a1, int b1) {
   return _mm256_setr_epi32(lo, lo, lo, lo, hi, hi, hi, hi);
 }
 
-// The unpack + add tree levels: in each 128-bit lane, a and b are merged so that their
-// 16/32/64-bit elements alternate, each the sum of two elements of its source.
-static inline __m256i Merge16(__m256i a, __m256i b) {
-  return _mm256_add_epi16(_mm256_unpacklo_epi16(a, b), _mm256_unpackhi_epi16(a, b));
-}
+// One unpack + add tree level: in each 128-bit lane, the dwords of a and b alternate, each the
+// sum of two dwords (int16 pairs) of its source.
 static inline __m256i Merge32(__m256i a, __m256i b) {
   return _mm256_add_epi16(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
-}
-static inline __m256i Merge64(__m256i a, __m256i b) {
-  return _mm256_add_epi16(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
 }
 // int32 [t0, t1, t0, t1] and [t2, t3, t2, t3] (per lane) -> [t0, t1, t2, t3].
 static inline __m256i Merge64I32(__m256i a, __m256i b) {
