@@ -28,6 +28,17 @@
 namespace gannet::cpu::avx2 {
 namespace {
 
+// The one f32 recipe every path follows per (row, token), so that a result does not depend on
+// the batch it was computed in: for each super-block in order, acc = fma(d * xd, isum, acc)
+// and, for Q4_K/Q5_K, acc = fnmadd(dmin * xd, msum, acc), isum and msum being the exact
+// integer sums of the super-block.
+static inline float AccumulateBlock(float acc, float dxd, int isum) {
+  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(dxd), _mm_cvtsi32_ss(_mm_setzero_ps(), isum), _mm_set_ss(acc)));
+}
+static inline float SubtractBlock(float acc, float dxd, int msum) {
+  return _mm_cvtss_f32(_mm_fnmadd_ss(_mm_set_ss(dxd), _mm_cvtsi32_ss(_mm_setzero_ps(), msum), _mm_set_ss(acc)));
+}
+
 // 6-bit scales and mins of the 8 sub-blocks from a Q4_K/Q5_K scales[12].
 static inline void DecodeScalesK4(const uint8_t* q, uint8_t sc[8], uint8_t m[8]) {
   for (int j = 0; j < 4; ++j) {
@@ -47,12 +58,8 @@ void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
   const __m256i one = _mm256_set1_epi8(1);
   for (int64_t r = r0; r < r1; ++r) {
     const Block* w = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
-    __m256 acc[NT];
-    float min_acc[NT];
-    for (int j = 0; j < NT; ++j) {
-      acc[j] = _mm256_setzero_ps();
-      min_acc[j] = 0.0f;
-    }
+    float acc[NT];
+    for (int j = 0; j < NT; ++j) acc[j] = 0.0f;
     for (int64_t b = 0; b < nb; ++b) {
       const Block& wb = w[b];
       uint8_t sc[8], mn[8];
@@ -86,17 +93,17 @@ void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
       const float d = HalfToFloat(wb.d), dmin = HalfToFloat(wb.dmin);
       for (int j = 0; j < NT; ++j) {
         const BlockQ8_K& xb = x[j][b];
-        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        acc[j] = AccumulateBlock(acc[j], d * xb.d, HorizontalSumI32(sumi[j]));
         // Sub-block k's activation sum is bsums[2k] + bsums[2k + 1].
         const __m256i bs = LoadU256(xb.bsums);
         const __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
         __m128i m = _mm_madd_epi16(mins16, pair);
         m = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
         m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 1));
-        min_acc[j] += (dmin * xb.d) * static_cast<float>(_mm_cvtsi128_si32(m));
+        acc[j] = SubtractBlock(acc[j], dmin * xb.d, _mm_cvtsi128_si32(m));
       }
     }
-    for (int j = 0; j < NT; ++j) t.y[j * t.y_stride + r] = HorizontalSum(acc[j]) - min_acc[j];
+    for (int j = 0; j < NT; ++j) t.y[j * t.y_stride + r] = acc[j];
   }
 }
 
@@ -109,8 +116,8 @@ void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   const __m256i low2 = _mm256_set1_epi8(0x03);
   for (int64_t r = r0; r < r1; ++r) {
     const BlockQ6_K* w = reinterpret_cast<const BlockQ6_K*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
-    __m256 acc[NT];
-    for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_ps();
+    float acc[NT];
+    for (int j = 0; j < NT; ++j) acc[j] = 0.0f;
     for (int64_t b = 0; b < nb; ++b) {
       const BlockQ6_K& wb = w[b];
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
@@ -145,10 +152,10 @@ void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
       }
       const float d = HalfToFloat(wb.d);
       for (int j = 0; j < NT; ++j) {
-        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[j][b].d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        acc[j] = AccumulateBlock(acc[j], d * x[j][b].d, HorizontalSumI32(sumi[j]));
       }
     }
-    for (int j = 0; j < NT; ++j) t.y[j * t.y_stride + r] = HorizontalSum(acc[j]);
+    for (int j = 0; j < NT; ++j) t.y[j * t.y_stride + r] = acc[j];
   }
 }
 
@@ -192,20 +199,30 @@ static inline void TileTokens4(const MatMulTile& t, const BlockQ8_K* x[4]) {
   }
 }
 
-// [x0.d, x1.d, x2.d, x3.d] in both lanes.
-static inline __m256 TokenScales4(const BlockQ8_K* const x[4], int64_t b) {
-  const __m128 d = _mm_setr_ps(x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d);
-  return _mm256_set_m128(d, d);
+// [x0.d, x1.d, x2.d, x3.d].
+static inline __m128 TokenScales4(const BlockQ8_K* const x[4], int64_t b) {
+  return _mm_setr_ps(x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d);
 }
 
-// acc [t0..t3 | t0..t3] -> y[j][r] for j < nt (set on the first slice, added after).
-static inline void StoreTokens4(const MatMulTile& t, int64_t r, __m256 acc, bool first) {
-  alignas(16) float s[4];
-  _mm_store_ps(s, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
-  for (int j = 0; j < t.nt; ++j) {
-    float& y = t.y[j * t.y_stride + r];
-    y = first ? s[j] : y + s[j];
+// int32 [t0..t3 | t0..t3] partial sums -> the exact sums [t0..t3].
+static inline __m128i AddLanes(__m256i v) {
+  return _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+// A row's accumulators [t0..t3] for a slice: zero on the first slice, else where the previous
+// slice left them in y (the f32 chain goes on unbroken, as in the one-token kernels).
+static inline __m128 LoadTokens4(const MatMulTile& t, int64_t r, bool first) {
+  alignas(16) float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  if (!first) {
+    for (int j = 0; j < t.nt; ++j) s[j] = t.y[j * t.y_stride + r];
   }
+  return _mm_load_ps(s);
+}
+
+static inline void StoreTokens4(const MatMulTile& t, int64_t r, __m128 acc) {
+  alignas(16) float s[4];
+  _mm_store_ps(s, acc);
+  for (int j = 0; j < t.nt; ++j) t.y[j * t.y_stride + r] = s[j];
 }
 
 // Q4_K / Q5_K, 4 tokens.
@@ -228,7 +245,7 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
   // and the same for s4..s7, the lane order of the mins madd.
   alignas(32) __m256i act[32 * kSliceBlocks];
   alignas(32) __m256i bs[2 * kSliceBlocks];
-  alignas(32) __m256 xd[kSliceBlocks];
+  alignas(16) __m128 xd[kSliceBlocks];
   for (int64_t s0 = 0; s0 < nb; s0 += kSliceBlocks) {
     const int64_t s1 = std::min<int64_t>(nb, s0 + kSliceBlocks);
     for (int64_t b = s0; b < s1; ++b) {
@@ -256,7 +273,7 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
     }
     for (int64_t r = r0; r < r1; ++r) {
       const Block* w = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
-      __m256 acc = _mm256_setzero_ps();
+      __m128 acc = LoadTokens4(t, r, s0 == 0);
       for (int64_t b = s0; b < s1; ++b) {
         const Block& wb = w[b];
         uint64_t sc_bits, mn_bits;
@@ -292,11 +309,11 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
               _mm256_madd_epi16(p_lo, _mm256_shuffle_epi8(scb, scale_ctrl[2 * c])),
               _mm256_madd_epi16(p_hi, _mm256_shuffle_epi8(scb, scale_ctrl[2 * c + 1]))));
         }
-        const __m256 xdb = xd[b - s0];
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.d)), xdb), _mm256_cvtepi32_ps(sumi), acc);
-        acc = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.dmin)), xdb), _mm256_cvtepi32_ps(msum), acc);
+        const __m128 xdb = xd[b - s0];
+        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.d)), xdb), _mm_cvtepi32_ps(AddLanes(sumi)), acc);
+        acc = _mm_fnmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.dmin)), xdb), _mm_cvtepi32_ps(AddLanes(msum)), acc);
       }
-      StoreTokens4(t, r, acc, s0 == 0);
+      StoreTokens4(t, r, acc);
     }
   }
 }
@@ -313,7 +330,7 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
   // Per super-block: bsums of token pairs (0, 1) and (2, 3) with their dwords interleaved, the
   // lane order of the offset madd below.
   alignas(32) __m256i bs[4 * kSliceBlocks];
-  alignas(32) __m256 xd[kSliceBlocks];
+  alignas(16) __m128 xd[kSliceBlocks];
   for (int64_t s0 = 0; s0 < nb; s0 += kSliceBlocks) {
     const int64_t s1 = std::min<int64_t>(nb, s0 + kSliceBlocks);
     for (int64_t b = s0; b < s1; ++b) {
@@ -326,7 +343,7 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
     }
     for (int64_t r = r0; r < r1; ++r) {
       const BlockQ6_K* w = reinterpret_cast<const BlockQ6_K*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
-      __m256 acc = _mm256_setzero_ps();
+      __m128 acc = LoadTokens4(t, r, s0 == 0);
       for (int64_t b = s0; b < s1; ++b) {
         const BlockQ6_K& wb = w[b];
         // [s0..s7 | s8..s15] int16.
@@ -366,10 +383,10 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
             sumi23 = _mm256_add_epi32(sumi23, _mm256_madd_epi16(Merge32(p2, p3), scale));
           }
         }
-        const __m256 dxd = _mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.d)), xd[b - s0]);
-        acc = _mm256_fmadd_ps(dxd, _mm256_cvtepi32_ps(Merge64I32(sumi01, sumi23)), acc);
+        const __m128 dxd = _mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.d)), xd[b - s0]);
+        acc = _mm_fmadd_ps(dxd, _mm_cvtepi32_ps(AddLanes(Merge64I32(sumi01, sumi23))), acc);
       }
-      StoreTokens4(t, r, acc, s0 == 0);
+      StoreTokens4(t, r, acc);
     }
   }
 }

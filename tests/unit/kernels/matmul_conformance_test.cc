@@ -189,6 +189,47 @@ TEST_P(MatMulConformance, EveryIsaMatchesScalarTwin) {
   }
 }
 
+// Batch invariance: a (row, token) result must not depend on which other tokens and rows share
+// the call (tile width, the token's place in its tile, the row's place in its chunk, threads),
+// bit for bit. The serving engine batches unrelated requests and splits prompts into chunks; with
+// this property a request's greedy output is the same alone, batched or chunked.
+TEST_P(MatMulConformance, ResultsDoNotDependOnTheBatch) {
+  const DType wtype = GetParam();
+  Isa isas[3];
+  const int n_isas = AvailableIsas(isas);
+  const int64_t bs = Traits(wtype).block_size;
+  const Shape s{.n_out = 37, .n_in = bs == 1 ? 200 : (bs == 32 ? 320 : 512), .n_tokens = 11};
+  const Problem p = MakeProblem(wtype, s, 7);
+  for (int k = 0; k < n_isas; ++k) {
+    const std::vector<float> all = RunMatMul(p, Pool(3), isas[k]);
+    // Every run of consecutive tokens [t0, t0 + n) and every row range [r0, n_out) gives the same bits.
+    for (int64_t t0 = 0; t0 < s.n_tokens; t0 += 3) {
+      for (int64_t n : {int64_t{1}, int64_t{2}, int64_t{5}}) {
+        if (t0 + n > s.n_tokens) continue;
+        for (int64_t r0 : {int64_t{0}, int64_t{1}, int64_t{3}}) {
+          Problem q = p;
+          q.s = Shape{.n_out = s.n_out - r0, .n_in = s.n_in, .n_tokens = n};
+          q.w.erase(q.w.begin(), q.w.begin() + static_cast<std::ptrdiff_t>(r0 * p.w_row_bytes));
+          q.x.erase(q.x.begin(), q.x.begin() + static_cast<std::ptrdiff_t>(t0 * p.x_stride));
+          for (ThreadPool* pool : {&Pool(1), &Pool(3)}) {
+            const std::vector<float> part = RunMatMul(q, *pool, isas[k]);
+            for (int64_t t = 0; t < n; ++t) {
+              for (int64_t o = 0; o < q.s.n_out; ++o) {
+                const float want = all[(t0 + t) * s.n_out + r0 + o];
+                const float got = part[t * q.s.n_out + o];
+                ASSERT_EQ(std::memcmp(&want, &got, sizeof(float)), 0)
+                    << DTypeName(wtype) << " " << IsaName(isas[k]) << " threads " << pool->size() << ": token "
+                    << t0 + t << " row " << r0 + o << " alone in a call of " << n << " tokens from row " << r0
+                    << ": " << got << " vs " << want << " in the whole batch";
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 std::string TypeName(const testing::TestParamInfo<DType>& info) {
   return std::string(DTypeName(info.param));
 }
