@@ -3,6 +3,7 @@
 // against a plain f32 dot of the dequantized weights; the SIMD activation quantizers against
 // the reference quantizers byte for byte.
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -14,6 +15,7 @@
 #include "base/thread_pool.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/ops.h"
+#include "tensor/fp16.h"
 #include "tensor/quant/quant.h"
 
 namespace gannet::cpu {
@@ -32,7 +34,9 @@ std::vector<Shape> ShapesFor(DType t) {
   const int64_t bs = Traits(t).block_size;
   if (bs == 1) return {{1, 37, 1}, {7, 100, 2}, {33, 513, 5}, {255, 256, 17}, {4097, 300, 1}, {33, 2048, 17}};
   if (bs == 32) return {{1, 32, 1}, {7, 96, 2}, {33, 512, 5}, {255, 256, 17}, {4097, 1056, 1}, {33, 2048, 17}};
-  return {{1, 256, 1}, {7, 512, 2}, {33, 512, 5}, {255, 256, 17}, {4097, 768, 1}, {33, 2304, 17}};
+  // 8448 inputs: 33 super-blocks, past the 32 a K-quant tile lays out at once.
+  return {{1, 256, 1}, {7, 512, 2}, {33, 512, 5}, {255, 256, 17}, {4097, 768, 1}, {33, 2304, 17},
+          {5, 256, 3}, {3, 768, 4}, {9, 8448, 6}};
 }
 
 std::vector<float> RandomValues(std::mt19937& rng, int64_t n, float scale) {
@@ -397,6 +401,130 @@ TEST(MatMulQuantizers, SimdBytesEqualReference) {
     avx2::MatMulQuantizer(partner)(x.data(), simd.data(), n);
     for (size_t i = 0; i < bytes; ++i) {
       ASSERT_EQ(int{simd[i]}, int{ref[i]}) << DTypeName(partner) << " byte " << i;
+    }
+  }
+}
+
+// Raw K-quant blocks at the extremes the SIMD tiles' int16 bounds are derived for (every code
+// at its maximum, scales and mins at 63, activations at +127 / -128), and fully random bytes,
+// through the tile kernels directly (the Q8_K quantizer never emits -128, so MatMul could not
+// reach it): 1..5 rows, 1..kMatMulTileTokens tokens, 1 and 33 super-blocks.
+enum class Fill { kMax, kRandom };
+enum class ActFill { kPlus127, kMinus128, kAlternating, kRandom };
+
+void FillWeights(DType t, Fill fill, std::mt19937& rng, uint8_t* w, size_t bytes) {
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (size_t i = 0; i < bytes; ++i) w[i] = fill == Fill::kMax ? 0xFF : static_cast<uint8_t>(byte(rng));
+  // Finite block scales: d = 1 / 64 (and dmin = 1 / 128) or random in [-2, 2].
+  std::uniform_real_distribution<float> ud(-2.0f, 2.0f);
+  const size_t block = t == DType::kQ6_K ? sizeof(BlockQ6_K) : (t == DType::kQ4_K ? sizeof(BlockQ4_K) : sizeof(BlockQ5_K));
+  for (size_t b = 0; b + block <= bytes; b += block) {
+    const uint16_t d = F32ToF16(fill == Fill::kMax ? 1.0f / 64 : ud(rng));
+    const uint16_t dmin = F32ToF16(fill == Fill::kMax ? 1.0f / 128 : ud(rng));
+    if (t == DType::kQ6_K) {
+      std::memcpy(w + b + offsetof(BlockQ6_K, d), &d, 2);
+      if (fill == Fill::kMax) std::memset(w + b + offsetof(BlockQ6_K, scales), 127, 16);
+    } else {
+      std::memcpy(w + b, &d, 2);
+      std::memcpy(w + b + 2, &dmin, 2);
+    }
+  }
+}
+
+void FillActivations(ActFill fill, std::mt19937& rng, BlockQ8_K* x, int64_t nb) {
+  std::uniform_int_distribution<int> code(-128, 127);
+  for (int64_t b = 0; b < nb; ++b) {
+    x[b].d = fill == ActFill::kRandom ? 0.01f * static_cast<float>(code(rng) + 129) : 1.0f / 128;
+    for (int i = 0; i < 256; ++i) {
+      int v = 0;
+      switch (fill) {
+        case ActFill::kPlus127: v = 127; break;
+        case ActFill::kMinus128: v = -128; break;
+        case ActFill::kAlternating: v = (i / 2) % 2 ? -128 : 127; break;
+        case ActFill::kRandom: v = code(rng); break;
+      }
+      x[b].qs[i] = static_cast<int8_t>(v);
+    }
+    for (int g = 0; g < 16; ++g) {
+      int sum = 0;
+      for (int l = 0; l < 16; ++l) sum += x[b].qs[16 * g + l];
+      x[b].bsums[g] = static_cast<int16_t>(sum);
+    }
+  }
+}
+
+// An upper bound on sum_i |w_i x_i| over the terms both sides add (the code and min parts
+// separately, as they cancel): |d| 63 cmax + |dmin| 63 per Q4_K/Q5_K value, |d| 128 32 per Q6_K.
+double TermBound(DType t, const uint8_t* w, const BlockQ8_K* x, int64_t nb) {
+  double bound = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    double ax = 0;
+    for (int i = 0; i < 256; ++i) ax += std::abs(int{x[b].qs[i]});
+    ax *= std::fabs(x[b].d);
+    uint16_t d, dmin;
+    if (t == DType::kQ6_K) {
+      std::memcpy(&d, w + b * sizeof(BlockQ6_K) + offsetof(BlockQ6_K, d), 2);
+      bound += ax * std::fabs(F16ToF32(d)) * 128 * 32;
+    } else {
+      const size_t block = t == DType::kQ4_K ? sizeof(BlockQ4_K) : sizeof(BlockQ5_K);
+      std::memcpy(&d, w + b * block, 2);
+      std::memcpy(&dmin, w + b * block + 2, 2);
+      const double cmax = t == DType::kQ4_K ? 15 : 31;
+      bound += ax * (std::fabs(F16ToF32(d)) * 63 * cmax + std::fabs(F16ToF32(dmin)) * 63);
+    }
+  }
+  return bound;
+}
+
+TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
+  Isa isas[3];
+  const int n_isas = AvailableIsas(isas);
+  bool have_avx2 = false;
+  for (int k = 0; k < n_isas; ++k) have_avx2 |= isas[k] == Isa::kAvx2;
+  if (!have_avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(11);
+  for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    const MatMulTileFn simd = avx2::MatMulTileKernel(t);
+    const MatMulTileFn ref = matmul_ref::TileKernel(t);
+    ASSERT_NE(simd, nullptr);
+    for (int64_t n_in : {int64_t{256}, int64_t{256 * 33}}) {
+      const int64_t nb = n_in / 256;
+      const size_t w_row_bytes = static_cast<size_t>(*RowBytes(t, n_in));
+      for (Fill wf : {Fill::kMax, Fill::kRandom}) {
+        for (ActFill af : {ActFill::kPlus127, ActFill::kMinus128, ActFill::kAlternating, ActFill::kRandom}) {
+          const int64_t n_rows = 5;
+          std::vector<uint8_t> w(w_row_bytes * n_rows);
+          FillWeights(t, wf, rng, w.data(), w.size());
+          std::vector<BlockQ8_K> x(nb * kMatMulTileTokens);
+          FillActivations(af, rng, x.data(), nb * kMatMulTileTokens);
+          for (int nt = 1; nt <= kMatMulTileTokens; ++nt) {
+            for (int64_t r1 = 1; r1 <= n_rows; ++r1) {
+              MatMulTile tile;
+              tile.w = w.data();
+              tile.w_row_bytes = w_row_bytes;
+              tile.xq = reinterpret_cast<const uint8_t*>(x.data());
+              tile.xq_stride = nb * sizeof(BlockQ8_K);
+              tile.nt = nt;
+              tile.n_in = n_in;
+              tile.y_stride = n_rows + 1;
+              std::vector<float> y_simd(kMatMulTileTokens * tile.y_stride, -7.0f), y_ref = y_simd;
+              tile.y = y_simd.data();
+              simd(tile, 0, r1);
+              tile.y = y_ref.data();
+              ref(tile, 0, r1);
+              for (size_t i = 0; i < y_ref.size(); ++i) {
+                // Exact integer sums on both sides; the f32 conversions, scalings and summation
+                // order differ: a few roundings of 2^-24 each, relative to the terms' magnitude.
+                const int64_t j = static_cast<int64_t>(i) / tile.y_stride, r = static_cast<int64_t>(i) % tile.y_stride;
+                const double tol = j < nt && r < r1 ? 1e-6 * TermBound(t, w.data() + r * w_row_bytes, x.data() + j * nb, nb) : 0;
+                ASSERT_NEAR(y_simd[i], y_ref[i], tol)
+                    << DTypeName(t) << " n_in " << n_in << " fill " << static_cast<int>(wf) << "/"
+                    << static_cast<int>(af) << " nt " << nt << " rows " << r1 << " index " << i;
+              }
+            }
+          }
+        }
+      }
     }
   }
 }
