@@ -49,13 +49,29 @@ static inline void DecodeScalesK4(const uint8_t* q, uint8_t sc[8], uint8_t m[8])
   }
 }
 
+// Codes 64c..64c+63 of a Q4_K/Q5_K super-block from its 32 bytes qs[32c..]: lo gets the low
+// nibbles (sub-block 2c), hi the high ones (sub-block 2c + 1). For Q5_K, *hbits (qh, shifted
+// down two bits per chunk) supplies the 5th bits and is advanced.
+template <bool kHighBit>
+static inline void UnpackQ45K(const uint8_t* qs, __m256i* hbits, __m256i* lo, __m256i* hi) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i q4 = LoadU256(qs);
+  *lo = _mm256_and_si256(q4, low4);
+  *hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+  if constexpr (kHighBit) {
+    // Bit 2c of qh[l] is the 5th bit of the low-nibble value, bit 2c+1 of the high one.
+    const __m256i one = _mm256_set1_epi8(1);
+    *lo = _mm256_or_si256(*lo, _mm256_slli_epi16(_mm256_and_si256(*hbits, one), 4));
+    *hi = _mm256_or_si256(*hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(*hbits, 1), one), 4));
+    *hbits = _mm256_srli_epi16(*hbits, 2);
+  }
+}
+
 template <class Block, bool kHighBit, int NT>
 void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
   const int64_t nb = t.n_in / 256;
   const BlockQ8_K* x[NT];
   for (int j = 0; j < NT; ++j) x[j] = reinterpret_cast<const BlockQ8_K*>(t.xq + j * t.xq_stride);
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i one = _mm256_set1_epi8(1);
   for (int64_t r = r0; r < r1; ++r) {
     const Block* w = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
     float acc[NT];
@@ -69,18 +85,11 @@ void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
       const __m128i mins16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mn_bits)));
       __m256i sumi[NT];
       for (int j = 0; j < NT; ++j) sumi[j] = _mm256_setzero_si256();
-      __m256i hbits;
+      __m256i hbits = _mm256_setzero_si256();
       if constexpr (kHighBit) hbits = LoadU256(wb.qh);
       for (int c = 0; c < 4; ++c) {
-        const __m256i q4 = LoadU256(wb.qs + 32 * c);
-        __m256i lo = _mm256_and_si256(q4, low4);
-        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
-        if constexpr (kHighBit) {
-          // Bit 2c of qh[l] is the 5th bit of the low-nibble value, bit 2c+1 of the high one.
-          lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
-          hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
-          hbits = _mm256_srli_epi16(hbits, 2);
-        }
+        __m256i lo, hi;
+        UnpackQ45K<kHighBit>(wb.qs + 32 * c, &hbits, &lo, &hi);
         const __m256i s_lo = _mm256_set1_epi16(sc[2 * c]);
         const __m256i s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
         for (int j = 0; j < NT; ++j) {
@@ -107,13 +116,28 @@ void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
+// The 128 6-bit codes (0..63) of half n of a Q6_K super-block: q[k] holds values 32k..32k+31 of
+// that half (low nibbles from ql, the two high bits from qh).
+static inline void UnpackQ6K(const BlockQ6_K& wb, int n, __m256i q[4]) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i low2 = _mm256_set1_epi8(0x03);
+  const __m256i ql0 = LoadU256(wb.ql + 64 * n);
+  const __m256i ql1 = LoadU256(wb.ql + 64 * n + 32);
+  const __m256i qh = LoadU256(wb.qh + 32 * n);
+  q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
+  q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
+  q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4));
+  q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4));
+}
+
 template <int NT>
 void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   const int64_t nb = t.n_in / 256;
   const BlockQ8_K* x[NT];
   for (int j = 0; j < NT; ++j) x[j] = reinterpret_cast<const BlockQ8_K*>(t.xq + j * t.xq_stride);
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i low2 = _mm256_set1_epi8(0x03);
   for (int64_t r = r0; r < r1; ++r) {
     const BlockQ6_K* w = reinterpret_cast<const BlockQ6_K*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
     float acc[NT];
@@ -128,18 +152,8 @@ void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
                                    _mm256_slli_epi32(_mm256_madd_epi16(sc16, LoadU256(x[j][b].bsums)), 5));
       }
       for (int n = 0; n < 2; ++n) {
-        const __m256i ql0 = LoadU256(wb.ql + 64 * n);
-        const __m256i ql1 = LoadU256(wb.ql + 64 * n + 32);
-        const __m256i qh = LoadU256(wb.qh + 32 * n);
         __m256i q[4];
-        q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4),
-                               _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
-        q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4));
-        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4));
+        UnpackQ6K(wb, n, q);
         for (int k = 0; k < 4; ++k) {
           // 32 values: the first 16 use scale 2k of this half, the next 16 scale 2k + 1.
           const int s = 8 * n + 2 * k;
@@ -231,8 +245,6 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
   const BlockQ8_K* x[4];
   TileTokens4(t, x);
   const int64_t nb = t.n_in / 256;
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i one = _mm256_set1_epi8(1);
   const __m256i min_lo_ctrl = PairCtrl(0, 1, 2, 3), min_hi_ctrl = PairCtrl(4, 5, 6, 7);
   __m256i scale_ctrl[8], dup_ctrl[4];
   for (int k = 0; k < 8; ++k) scale_ctrl[k] = _mm256_set1_epi16(static_cast<int16_t>(k | 0x8000));
@@ -285,18 +297,11 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
             _mm256_madd_epi16(_mm256_shuffle_epi8(mnb, min_hi_ctrl), bs[2 * (b - s0) + 1]));
         const __m256i* ab = act + 32 * (b - s0);
         __m256i sumi = _mm256_setzero_si256();
-        __m256i hbits;
+        __m256i hbits = _mm256_setzero_si256();
         if constexpr (kHighBit) hbits = LoadU256(wb.qh);
         for (int c = 0; c < 4; ++c) {
-          const __m256i q4 = LoadU256(wb.qs + 32 * c);
-          __m256i lo = _mm256_and_si256(q4, low4);
-          __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
-          if constexpr (kHighBit) {
-            // Bit 2c of qh[l] is the 5th bit of the low-nibble value, bit 2c+1 of the high one.
-            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
-            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
-            hbits = _mm256_srli_epi16(hbits, 2);
-          }
+          __m256i lo, hi;
+          UnpackQ45K<kHighBit>(wb.qs + 32 * c, &hbits, &lo, &hi);
           const __m256i* a_lo = ab + 8 * c;
           const __m256i* a_hi = a_lo + 4;
           __m256i p_lo = _mm256_maddubs_epi16(_mm256_shuffle_epi8(lo, dup_ctrl[0]), a_lo[0]);
@@ -323,8 +328,6 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
   const BlockQ8_K* x[4];
   TileTokens4(t, x);
   const int64_t nb = t.n_in / 256;
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i low2 = _mm256_set1_epi8(0x03);
   __m256i scale_ctrl[4];
   for (int k = 0; k < 4; ++k) scale_ctrl[k] = _mm256_set1_epi16(static_cast<int16_t>((4 * k) | ((4 * k + 1) << 8)));
   // Per super-block: bsums of token pairs (0, 1) and (2, 3) with their dwords interleaved, the
@@ -356,18 +359,8 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
         __m256i sumi23 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_add_epi32(
             _mm256_madd_epi16(sc_lo, bsb[2]), _mm256_madd_epi16(sc_hi, bsb[3])), 5));
         for (int n = 0; n < 2; ++n) {
-          const __m256i ql0 = LoadU256(wb.ql + 64 * n);
-          const __m256i ql1 = LoadU256(wb.ql + 64 * n + 32);
-          const __m256i qh = LoadU256(wb.qh + 32 * n);
           __m256i q[4];
-          q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4),
-                                 _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
-          q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
-                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
-          q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
-                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4));
-          q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4));
+          UnpackQ6K(wb, n, q);
           // Scales 8n..8n+7 as int16 in lane 0 and shifted down one in lane 1, so that word 2k of
           // lane 0 / 1 is the scale of the first / second 16 values of q[k].
           const __m128i s8 = n == 0 ? _mm256_castsi256_si128(sc16) : _mm256_extracti128_si256(sc16, 1);
