@@ -70,6 +70,9 @@ def test_help(gannet_bin, sub):
     (["run", "-m", "x.gguf", "--top-p", "2", "-p", "hi"], ["top_p"]),
     (["tokenize"], ["--model"]),
     (["inspect"], ["file"]),
+    (["serve", "-m", "x.gguf", "--itl-factor", "0.5"], ["--itl-factor"]),
+    (["serve", "-m", "x.gguf", "--parallel", "0"], ["--parallel"]),
+    (["serve", "-m", "x.gguf", "--port", "70000"], ["--port"]),
 ])
 def test_bad_usage(gannet_bin, args, words):
     assert_one_error_line(run(gannet_bin, *args), *words)
