@@ -45,9 +45,8 @@ void MatMul(ThreadPool& pool, const MatMulArgs& a, Isa isa) {
   QuantizeActFn quant_fn = nullptr;
   int tile_tokens = kMatMulTileTokens;
   if (isa == Isa::kAvx2 || isa == Isa::kAvx512) {  // AVX-512 has no matmul kernels of its own yet
-    tile_fn = avx2::MatMulWideTileKernel(a.wtype);
-    if (tile_fn != nullptr) tile_tokens = kMatMulWideTileTokens;
-    if (tile_fn == nullptr) tile_fn = avx2::MatMulTileKernel(a.wtype);
+    tile_fn = avx2::MatMulTileKernel(a.wtype);
+    if (tile_fn != nullptr) tile_tokens = avx2::MatMulTileTokens(a.wtype);
     quant_fn = avx2::MatMulQuantizer(partner);
   }
   if (tile_fn == nullptr) tile_fn = matmul_ref::TileKernel(a.wtype);

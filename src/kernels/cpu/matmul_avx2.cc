@@ -445,12 +445,12 @@ MatMulTileFn MatMulTileKernel(DType wtype) {
   }
 }
 
-MatMulTileFn MatMulWideTileKernel(DType wtype) {
+int MatMulTileTokens(DType wtype) {
   switch (wtype) {
-    case DType::kQ4_0: return &Tile32Any<Q4_0Codes>;
-    case DType::kQ5_0: return &Tile32Any<Q5_0Codes>;
-    case DType::kQ8_0: return &Tile32Any<Q8_0Codes>;
-    default: return nullptr;
+    case DType::kQ4_0:
+    case DType::kQ5_0:
+    case DType::kQ8_0: return kMatMulWideTileTokens;
+    default: return kMatMulTileTokens;
   }
 }
 

@@ -12,7 +12,8 @@ namespace gannet::cpu {
 // Tokens per tile: one weight block is unpacked once and multiplied with up to this many
 // activation rows while it sits in registers.
 inline constexpr int kMatMulTileTokens = 4;
-// Tokens per tile for the kernels of MatMulWideTileKernel, which unpack each weight block once
+// Tokens per tile for the kernels that unpack each weight block once for all of a tile's tokens
+// (avx2::MatMulTileTokens says which),
 // for all of a tile's tokens.
 inline constexpr int kMatMulWideTileTokens = 16;
 
@@ -44,8 +45,8 @@ QuantizeActFn Quantizer(DType partner);
 namespace avx2 {
 // REQUIRES (all): the CPU has AVX2, FMA and F16C. nullptr where there is no AVX2 kernel.
 MatMulTileFn MatMulTileKernel(DType wtype);
-// Kernels that take tiles of up to kMatMulWideTileTokens tokens; nullptr for other types.
-MatMulTileFn MatMulWideTileKernel(DType wtype);
+// The most tokens MatMulTileKernel(wtype) takes per tile: kMatMulWideTileTokens or kMatMulTileTokens.
+int MatMulTileTokens(DType wtype);
 // Produces exactly the bytes of the reference quantizers (assumes the default MXCSR rounding).
 QuantizeActFn MatMulQuantizer(DType partner);
 // The K-quant part of MatMulTileKernel (matmul_kquant_avx2.cc): Q4_K, Q5_K, Q6_K.

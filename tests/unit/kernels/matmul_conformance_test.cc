@@ -361,7 +361,8 @@ TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
       tile.n_in = kNIn;
       tile.y = y.data();
       tile.y_stride = kNOut;
-      const MatMulTileFn fn = avx2::MatMulWideTileKernel(wtype);
+      ASSERT_EQ(avx2::MatMulTileTokens(wtype), kMatMulWideTileTokens) << DTypeName(wtype);
+      const MatMulTileFn fn = avx2::MatMulTileKernel(wtype);
       ASSERT_NE(fn, nullptr) << DTypeName(wtype);
       fn(tile, 0, kNOut);
       for (int j = 0; j < nt; ++j) {
