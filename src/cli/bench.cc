@@ -15,7 +15,9 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <random>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -93,6 +95,87 @@ DecodeBytes BytesPerGeneratedToken(const engine::Engine& eng, int64_t n_prompt, 
   return d;
 }
 
+// Time per token spent in each kind of graph node during tg, for --profile: matmuls are keyed by
+// weight type and shape (the output matrix and a layer's projections differ by orders of
+// magnitude), every other op by its name. A node's time runs from the previous node's end.
+class DecodeProfile {
+ public:
+  graph::NodeObserver Observer() {
+    return [this](const graph::Node& node, const float*) {
+      const auto now = Clock::now();
+      const double s = std::chrono::duration<double>(now - last_).count();
+      last_ = now;
+      std::string key = graph::OpName(node.op);
+      int64_t bytes = 0;
+      if (node.op == graph::OpKind::kMatMul) {
+        key += " " + std::string(DTypeName(node.weight.type)) + " " + std::to_string(node.weight.rows) + "x" +
+               std::to_string(node.weight.cols);
+        const std::optional<int64_t> rb = RowBytes(node.weight.type, node.weight.cols);
+        bytes = rb ? *rb * node.weight.rows : 0;
+      }
+      Entry& e = entries_[key];
+      e.seconds += s;
+      e.calls += 1;
+      e.bytes += bytes;
+    };
+  }
+  // Marks the start of a forward pass.
+  void Start() { last_ = Clock::now(); }
+
+  struct Row {
+    std::string op;
+    double calls_per_token = 0, ms_per_token = 0, share = 0;
+    double weight_gbps = 0;  // 0 for ops without weights
+  };
+  // Rows by time, largest first.
+  std::vector<Row> Rows(int64_t n_tokens) const {
+    double total = 0;
+    for (const auto& [k, e] : entries_) total += e.seconds;
+    std::vector<Row> rows;
+    for (const auto& [k, e] : entries_) {
+      rows.push_back(Row{.op = k,
+                         .calls_per_token = static_cast<double>(e.calls) / static_cast<double>(n_tokens),
+                         .ms_per_token = 1e3 * e.seconds / static_cast<double>(n_tokens),
+                         .share = total > 0 ? e.seconds / total : 0,
+                         .weight_gbps = e.bytes > 0 && e.seconds > 0 ? static_cast<double>(e.bytes) / e.seconds / 1e9 : 0});
+    }
+    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.ms_per_token > b.ms_per_token; });
+    return rows;
+  }
+
+  void Print(int64_t n_tokens) const {
+    const std::vector<Row> rows = Rows(n_tokens);
+    double ms = 0;
+    for (const Row& r : rows) ms += r.ms_per_token;
+    std::printf("\ntg profile (%lld tokens, %.3f ms per token; an op's time includes waiting for its slowest thread)\n",
+                static_cast<long long>(n_tokens), ms);
+    std::printf("| op | calls/token | ms/token | share | GB/s (weights) |\n|---|---|---|---|---|\n");
+    for (const Row& r : rows) {
+      std::printf("| %s | %.0f | %.3f | %.1f%% |", r.op.c_str(), r.calls_per_token, r.ms_per_token, 100 * r.share);
+      if (r.weight_gbps > 0) std::printf(" %.1f |\n", r.weight_gbps);
+      else std::printf(" |\n");
+    }
+  }
+
+  nlohmann::json Json(int64_t n_tokens) const {
+    nlohmann::json a = nlohmann::json::array();
+    for (const Row& r : Rows(n_tokens)) {
+      a.push_back({{"op", r.op}, {"calls_per_token", r.calls_per_token}, {"ms_per_token", r.ms_per_token},
+                   {"share", r.share}, {"weight_gbps", r.weight_gbps}});
+    }
+    return a;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Entry {
+    double seconds = 0;
+    int64_t calls = 0, bytes = 0;
+  };
+  std::map<std::string, Entry> entries_;
+  Clock::time_point last_;
+};
+
 }  // namespace
 
 Runner AddBenchCommand(CLI::App& app) {
@@ -100,7 +183,7 @@ Runner AddBenchCommand(CLI::App& app) {
     std::string model;
     int64_t n_prompt = 512, n_gen = 128;
     int threads = 0, reps = 5;
-    bool json = false;
+    bool json = false, profile = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("bench", "Measure prompt processing (pp) and token generation (tg) speed");
@@ -111,6 +194,9 @@ Runner AddBenchCommand(CLI::App& app) {
   sub->add_option("-r,--repetitions", o->reps, "Measured repetitions (after one warm-up)")->capture_default_str();
   sub->add_flag("--json", o->json,
                "Print one JSON line (pp_tps, tg_tps, their stddevs, peak_rss_bytes, bytes_per_token, membw_gbps, ...)");
+  sub->add_flag("--profile", o->profile,
+               "Also report where tg time goes: milliseconds per token by op (matmuls by weight type and shape), "
+               "over the measured repetitions (--json: a tg_profile array)");
   return [o] {
     if (o->n_prompt < 1 || o->n_gen < 0 || o->reps < 1 || o->threads < 0) {
       return ReportError("bench needs -p >= 1, -n >= 0, -r >= 1 and -t >= 0");
@@ -146,6 +232,8 @@ Runner AddBenchCommand(CLI::App& app) {
 
     using Clock = std::chrono::steady_clock;
     std::vector<double> pp, tg;
+    DecodeProfile profile;
+    const graph::NodeObserver observer = profile.Observer();
     for (int rep = 0; rep <= o->reps; ++rep) {
       auto t0 = Clock::now();
       Result<std::span<const float>> r = eng.Evaluate(prompt, 0, false);
@@ -160,7 +248,8 @@ Runner AddBenchCommand(CLI::App& app) {
       auto t2 = Clock::now();
       for (int64_t i = 0; i < o->n_gen; ++i) {
         const int32_t one[1] = {gen[i]};
-        r = eng.Evaluate(one, o->n_prompt + i, false);
+        profile.Start();
+        r = eng.Evaluate(one, o->n_prompt + i, false, o->profile && rep > 0 ? &observer : nullptr);
         if (!r.ok()) return ReportError(r.status());
       }
       auto t3 = Clock::now();
@@ -199,6 +288,7 @@ Runner AddBenchCommand(CLI::App& app) {
                           {"membw_gbps_max", bw_max},
                           {"membw_samples", membw.size()},
                           {"roofline_share", roofline}};
+      if (o->profile && o->n_gen > 0) j["tg_profile"] = profile.Json(o->n_gen * o->reps);
       std::printf("%s\n", j.dump().c_str());
     } else {
       const char* name = eng.config().name.c_str();
@@ -218,6 +308,7 @@ Runner AddBenchCommand(CLI::App& app) {
                   bw.mean, bw_min, bw_max, membw.size(), probe_options.buffer_bytes >> 20, probe_pool.size());
       std::printf("peak RSS: %.1f MiB (weights %.1f MiB, mapped)\n", rss / 1048576.0,
                   eng.model().weight_bytes() / 1048576.0);
+      if (o->profile && o->n_gen > 0) profile.Print(o->n_gen * o->reps);
     }
     return 0;
   };

@@ -239,6 +239,29 @@ def test_bench_prints_well_formed_results(gannet_bin, fixtures):
     assert_one_error_line(run(gannet_bin, "bench", "-m", model, "-p", "0"), "-p")
 
 
+def test_bench_profile_accounts_for_every_node(gannet_bin, fixtures):
+    # tiny-llama-q: 2 layers; every node of a decode step is timed once per token.
+    model = fixtures / "tiny" / "tiny-llama-q.gguf"
+    r = run(gannet_bin, "bench", "-m", model, "-p", "8", "-n", "4", "-r", "2", "--profile", "--json")
+    assert r.returncode == 0, r.stderr
+    prof = json.loads(r.stdout.decode().strip().splitlines()[-1])["tg_profile"]
+    by_op = {p["op"]: p for p in prof}
+    assert by_op["attention"]["calls_per_token"] == 2 and by_op["rope"]["calls_per_token"] == 4
+    assert by_op["embed"]["calls_per_token"] == 1
+    # Matmuls are keyed by weight type and shape: the untied output matrix is its own row.
+    f = gguf_tensor_table(model)
+    out_bytes, out_shape = f["output.weight"]
+    assert any(p["op"].startswith("matmul ") and p["op"].endswith(f" {out_shape[1]}x{out_shape[0]}") for p in prof)
+    n_matmuls = sum(p["calls_per_token"] for p in prof if p["op"].startswith("matmul "))
+    assert n_matmuls == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer, and the output
+    assert sum(p["share"] for p in prof) == pytest.approx(1.0)
+    assert all(p["ms_per_token"] >= 0 for p in prof)
+    assert all(p["weight_gbps"] > 0 for p in prof if p["op"].startswith("matmul "))
+    assert [p["ms_per_token"] for p in prof] == sorted((p["ms_per_token"] for p in prof), reverse=True)
+    table = run(gannet_bin, "bench", "-m", model, "-p", "8", "-n", "4", "-r", "1", "--profile")
+    assert table.returncode == 0 and b"tg profile (4 tokens" in table.stdout and b"| attention | 2 |" in table.stdout
+
+
 def test_bench_bytes_per_token_of_a_tied_sliding_window_model(gannet_bin, fixtures):
     # tiny-gemma3-f32: tied embedding (read whole, as the output matrix), 7 layers of one KV head of
     # 32, layers 0-4 and 6 attend within a window of 8, layer 5 to every position.
