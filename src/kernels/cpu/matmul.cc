@@ -1,11 +1,19 @@
-// MatMul: quantize the activation rows once into the caller's scratch, then split the output
-// rows over the thread pool, each work item running a per-ISA tile kernel (matmul_internal.h).
+// MatMul and MatMulGroup: quantize the activation rows once into the caller's scratch (once per
+// dot-partner type for a group, after the fused RMS norm if any), then split the output rows of
+// every product over the thread pool, each work item running a per-ISA tile kernel
+// (matmul_internal.h).
 //
-// Work split. Rows are cut into chunks that threads claim from a shared counter, so a thread
-// slowed by another process does not hold the others up. Within a chunk, tokens are taken
-// kMatMulTileTokens at a time: each weight block is loaded once per tile and multiplied with
-// every token of the tile, and the chunk's weights (sized to stay in L2) are reused by every
-// tile. Decode (one token) streams each weight row exactly once.
+// Work split. Each output's rows are cut into chunks, and threads claim the chunks of all the
+// group's outputs from one shared counter, so a thread slowed by another process does not hold
+// the others up and a group of small matrices (K and V are 256 rows in Gemma 3 270M) costs one
+// wake-up instead of one each. Within a chunk, tokens are taken a tile at a time: each weight
+// block is loaded once per tile and multiplied with every token of the tile, and the chunk's
+// weights (sized to stay in L2) are reused by every tile. Decode (one token) streams each weight
+// row exactly once.
+//
+// A GLU pair (gate, up) is one work list: a chunk computes the same rows of both products for a
+// token tile into stack buffers and writes act(gate) * up, so neither [n_tokens, n_ff] product
+// is ever written to memory.
 #include <algorithm>
 #include <atomic>
 
@@ -22,11 +30,161 @@ namespace {
 constexpr size_t kChunkWeightBytes = 128 * 1024;
 // Below this many multiply-adds the pool's wake-up costs more than it saves.
 constexpr int64_t kSingleThreadMacs = 32 * 1024;
+// A pre-norm row is normalised on the stack up to this width, in the scratch beyond it (or when
+// an f32-partner weight reads the normalised rows in place of x).
+constexpr int64_t kStackRowFloats = 8192;
+// Floats of each of a GLU chunk's two stack tiles (token tile x chunk rows).
+constexpr int64_t kGluTileFloats = 4096;
+constexpr size_t kAlign = 64;
+
+size_t AlignUp(size_t x) { return (x + kAlign - 1) & ~(kAlign - 1); }
 
 size_t ActivationRowBytes(DType partner, int64_t n_in) {
   if (partner == DType::kF32) return 0;
   const auto rb = RowBytes(partner, n_in);
   return rb ? static_cast<size_t>(*rb) : 0;
+}
+
+struct Kernel {
+  DType partner = DType::kF32;
+  MatMulTileFn tile = nullptr;
+  QuantizeActFn quant = nullptr;
+  int tile_tokens = kMatMulTileTokens;
+};
+
+Kernel PickKernel(DType wtype, Isa isa) {
+  const DTypeTraits& tr = Traits(wtype);
+  GANNET_CHECK(tr.can_load);
+  Kernel k;
+  k.partner = DotPartner(wtype);
+  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) {  // AVX-512 has no matmul kernels of its own yet
+    k.tile = avx2::MatMulTileKernel(wtype);
+    if (k.tile != nullptr) k.tile_tokens = avx2::MatMulTileTokens(wtype);
+    k.quant = avx2::MatMulQuantizer(k.partner);
+  }
+  if (k.tile == nullptr) k.tile = matmul_ref::TileKernel(wtype);
+  if (k.quant == nullptr) k.quant = matmul_ref::Quantizer(k.partner);
+  GANNET_CHECK(k.tile != nullptr);
+  return k;
+}
+
+// Where a group's activations live in the scratch: the normalised f32 rows (when they cannot stay
+// on the stack) and one area of quantized rows per distinct partner type, in order of first use.
+struct ScratchLayout {
+  bool norm_rows = false;
+  size_t norm_offset = 0;
+  int n_partners = 0;
+  DType partners[kMaxMatMulGroup] = {};
+  size_t offsets[kMaxMatMulGroup] = {};
+  size_t strides[kMaxMatMulGroup] = {};
+  size_t total = 0;
+
+  int Find(DType partner) const {
+    for (int i = 0; i < n_partners; ++i) {
+      if (partners[i] == partner) return i;
+    }
+    return -1;
+  }
+};
+
+ScratchLayout Layout(const MatMulGroupArgs& a) {
+  GANNET_CHECK(a.n_outputs >= 1 && a.n_outputs <= kMaxMatMulGroup && a.outputs != nullptr);
+  ScratchLayout l;
+  bool f32_partner = false;
+  for (int i = 0; i < a.n_outputs; ++i) {
+    const DType partner = DotPartner(a.outputs[i].wtype);
+    if (partner == DType::kF32) {
+      f32_partner = true;
+    } else if (l.Find(partner) < 0) {
+      l.partners[l.n_partners] = partner;
+      l.strides[l.n_partners] = ActivationRowBytes(partner, a.n_in);
+      ++l.n_partners;
+    }
+  }
+  size_t at = 0;
+  for (int i = 0; i < l.n_partners; ++i) {
+    l.offsets[i] = at;
+    at = AlignUp(at + l.strides[i] * static_cast<size_t>(a.n_tokens));
+  }
+  // A single output's quantized rows start the scratch: MatMulScratchBytes stays exact for MatMul.
+  l.total = l.n_partners == 1 && !a.pre_norm ? l.strides[0] * static_cast<size_t>(a.n_tokens) : at;
+  l.norm_rows = a.pre_norm && (f32_partner || a.n_in > kStackRowFloats);
+  if (l.norm_rows) {
+    l.norm_offset = at;
+    l.total = at + static_cast<size_t>(a.n_in * a.n_tokens) * sizeof(float);
+  }
+  return l;
+}
+
+// One entry of the work list: an output (or a GLU pair) cut into chunks of `rows` rows.
+struct Work {
+  Kernel k[2];  // k[1]: the up projection of a GLU pair
+  MatMulTile base[2];
+  int64_t n_out = 0, rows = 0, first_chunk = 0, n_chunks = 0;
+  int tile_tokens = 0;
+  float* y = nullptr;
+  int64_t y_stride = 0;
+};
+
+MatMulTile BaseTile(const MatMulGroupArgs& a, const MatMulOutput& o, const Kernel& k, const ScratchLayout& l,
+                    uint8_t* scratch) {
+  MatMulTile t;
+  t.w = static_cast<const uint8_t*>(o.w);
+  t.w_row_bytes = static_cast<size_t>(*RowBytes(o.wtype, a.n_in));
+  t.n_in = a.n_in;
+  t.y_stride = o.y_stride;
+  if (k.partner == DType::kF32) {
+    const float* x = l.norm_rows ? reinterpret_cast<const float*>(scratch + l.norm_offset) : a.x;
+    t.xq = reinterpret_cast<const uint8_t*>(x);
+    t.xq_stride = static_cast<size_t>(l.norm_rows ? a.n_in : a.x_stride) * sizeof(float);
+  } else {
+    const int p = l.Find(k.partner);
+    t.xq = scratch + l.offsets[p];
+    t.xq_stride = l.strides[p];
+  }
+  return t;
+}
+
+// Rows per chunk: enough chunks for balance (8 per thread), small enough for L2 reuse in prefill.
+int64_t ChunkRows(int64_t n_out, size_t row_bytes, int64_t n_tokens, int n_threads) {
+  int64_t rows = (n_out + 8 * n_threads - 1) / (8 * n_threads);
+  if (n_tokens > kMatMulTileTokens) {
+    rows = std::min<int64_t>(rows, std::max<int64_t>(1, static_cast<int64_t>(kChunkWeightBytes / row_bytes)));
+  }
+  return std::max<int64_t>(rows, 1);
+}
+
+void RunChunk(const Work& w, int64_t c, int64_t n_tokens, GluAct act, Isa isa) {
+  const int64_t r0 = (c - w.first_chunk) * w.rows;
+  const int64_t r1 = std::min(w.n_out, r0 + w.rows);
+  if (w.k[1].tile == nullptr) {
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += w.tile_tokens) {
+      MatMulTile tile = w.base[0];
+      tile.nt = static_cast<int>(std::min<int64_t>(w.tile_tokens, n_tokens - t0));
+      tile.xq = w.base[0].xq + static_cast<size_t>(t0) * w.base[0].xq_stride;
+      tile.y = w.y + t0 * w.y_stride;
+      w.k[0].tile(tile, r0, r1);
+    }
+    return;
+  }
+  // GLU pair: the chunk's rows of gate and up for one token tile, then act(gate) * up.
+  alignas(64) float gate[kGluTileFloats];
+  alignas(64) float up[kGluTileFloats];
+  const int64_t n = r1 - r0;
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += w.tile_tokens) {
+    const int nt = static_cast<int>(std::min<int64_t>(w.tile_tokens, n_tokens - t0));
+    float* dst[2] = {gate, up};
+    for (int h = 0; h < 2; ++h) {  // rows [r0, r1) as rows [0, n) of a matrix starting at row r0
+      MatMulTile tile = w.base[h];
+      tile.w = w.base[h].w + static_cast<size_t>(r0) * w.base[h].w_row_bytes;
+      tile.nt = nt;
+      tile.xq = w.base[h].xq + static_cast<size_t>(t0) * w.base[h].xq_stride;
+      tile.y = dst[h];
+      tile.y_stride = n;
+      w.k[h].tile(tile, 0, n);
+    }
+    for (int j = 0; j < nt; ++j) Glu(act, gate + j * n, up + j * n, n, w.y + (t0 + j) * w.y_stride + r0, isa);
+  }
 }
 
 }  // namespace
@@ -35,83 +193,108 @@ size_t MatMulScratchBytes(DType wtype, int64_t n_in, int64_t n_tokens) {
   return ActivationRowBytes(DotPartner(wtype), n_in) * static_cast<size_t>(n_tokens);
 }
 
-void MatMul(ThreadPool& pool, const MatMulArgs& a, Isa isa) {
-  const DTypeTraits& tr = Traits(a.wtype);
-  GANNET_CHECK(tr.can_load && a.n_in % tr.block_size == 0);
-  if (a.n_out <= 0 || a.n_tokens <= 0) return;
-  const DType partner = DotPartner(a.wtype);
+size_t MatMulGroupScratchBytes(const MatMulGroupArgs& a) { return Layout(a).total; }
 
-  MatMulTileFn tile_fn = nullptr;
-  QuantizeActFn quant_fn = nullptr;
-  int tile_tokens = kMatMulTileTokens;
-  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) {  // AVX-512 has no matmul kernels of its own yet
-    tile_fn = avx2::MatMulTileKernel(a.wtype);
-    if (tile_fn != nullptr) tile_tokens = avx2::MatMulTileTokens(a.wtype);
-    quant_fn = avx2::MatMulQuantizer(partner);
+void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
+  GANNET_CHECK(!a.glu || (a.n_outputs == 2 && a.outputs[0].n_out == a.outputs[1].n_out));
+  for (int i = 0; i < a.n_outputs; ++i) GANNET_CHECK(a.n_in % Traits(a.outputs[i].wtype).block_size == 0);
+  if (a.n_tokens <= 0) return;
+  const ScratchLayout layout = Layout(a);
+  auto* scratch = static_cast<uint8_t*>(a.scratch);
+  GANNET_CHECK(layout.total == 0 || scratch != nullptr);
+
+  Kernel kernels[kMaxMatMulGroup];
+  int64_t macs = 0;
+  for (int i = 0; i < a.n_outputs; ++i) {
+    kernels[i] = PickKernel(a.outputs[i].wtype, isa);
+    macs += a.outputs[i].n_out * a.n_in * a.n_tokens;
   }
-  if (tile_fn == nullptr) tile_fn = matmul_ref::TileKernel(a.wtype);
-  if (quant_fn == nullptr) quant_fn = matmul_ref::Quantizer(partner);
-  GANNET_CHECK(tile_fn != nullptr);
-
   const int n_threads = pool.size();
-  const bool single = a.n_out * a.n_in * a.n_tokens < kSingleThreadMacs || n_threads == 1;
+  const bool single = macs < kSingleThreadMacs || n_threads == 1;
 
-  // [n_tokens, n_in] activations in the partner type (or the caller's f32 rows as they are).
-  MatMulTile base;
-  base.w = static_cast<const uint8_t*>(a.w);
-  base.w_row_bytes = static_cast<size_t>(*RowBytes(a.wtype, a.n_in));
-  base.n_in = a.n_in;
-  base.y_stride = a.y_stride;
-  if (partner == DType::kF32) {
-    base.xq = reinterpret_cast<const uint8_t*>(a.x);
-    base.xq_stride = static_cast<size_t>(a.x_stride) * sizeof(float);
-  } else {
-    GANNET_CHECK(a.scratch != nullptr && quant_fn != nullptr);
-    auto* scratch = static_cast<uint8_t*>(a.scratch);
-    base.xq = scratch;
-    base.xq_stride = ActivationRowBytes(partner, a.n_in);
-    auto quantize = [&](int64_t t0, int64_t t1, int) {
+  // The activations: normalised (pre_norm) and quantized once per partner type.
+  QuantizeActFn quant[kMaxMatMulGroup] = {};
+  for (int p = 0; p < layout.n_partners; ++p) {
+    for (int i = 0; i < a.n_outputs; ++i) {
+      if (kernels[i].partner == layout.partners[p]) quant[p] = kernels[i].quant;
+    }
+    GANNET_CHECK(quant[p] != nullptr);
+  }
+  if (layout.n_partners > 0 || a.pre_norm) {
+    auto prepare = [&](int64_t t0, int64_t t1, int) {
+      alignas(64) float row_buf[kStackRowFloats];
       for (int64_t t = t0; t < t1; ++t) {
-        quant_fn(a.x + t * a.x_stride, scratch + static_cast<size_t>(t) * base.xq_stride, a.n_in);
+        const float* row = a.x + t * a.x_stride;
+        if (a.pre_norm) {
+          float* dst = layout.norm_rows ? reinterpret_cast<float*>(scratch + layout.norm_offset) + t * a.n_in : row_buf;
+          RmsNorm(row, a.n_in, a.norm_weight, a.norm_eps, 1, a.n_in, dst, a.n_in, isa);
+          row = dst;
+        }
+        for (int p = 0; p < layout.n_partners; ++p) {
+          quant[p](row, scratch + layout.offsets[p] + static_cast<size_t>(t) * layout.strides[p], a.n_in);
+        }
       }
     };
     if (single || a.n_tokens == 1) {
-      quantize(0, a.n_tokens, 0);
+      prepare(0, a.n_tokens, 0);
     } else {
-      pool.ParallelFor(a.n_tokens, quantize);
+      pool.ParallelFor(a.n_tokens, prepare);
     }
   }
 
-  // Chunk rows: enough chunks for balance (8 per thread), small enough for L2 reuse in prefill.
-  int64_t rows = (a.n_out + 8 * n_threads - 1) / (8 * n_threads);
-  if (a.n_tokens > kMatMulTileTokens) {
-    rows = std::min<int64_t>(rows, std::max<int64_t>(1, kChunkWeightBytes / base.w_row_bytes));
-  }
-  rows = std::max<int64_t>(rows, 1);
-  const int64_t n_chunks = (a.n_out + rows - 1) / rows;
-
-  auto run_chunk = [&](int64_t c) {
-    const int64_t r0 = c * rows;
-    const int64_t r1 = std::min(a.n_out, r0 + rows);
-    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += tile_tokens) {
-      MatMulTile tile = base;
-      tile.nt = static_cast<int>(std::min<int64_t>(tile_tokens, a.n_tokens - t0));
-      tile.xq = base.xq + static_cast<size_t>(t0) * base.xq_stride;
-      tile.y = a.y + t0 * a.y_stride;
-      tile_fn(tile, r0, r1);
+  // The work list: every output's chunks (a GLU pair's as one), claimed in order.
+  Work work[kMaxMatMulGroup];
+  int n_work = 0;
+  int64_t n_chunks = 0;
+  for (int i = 0; i < a.n_outputs; ++i) {
+    const MatMulOutput& o = a.outputs[i];
+    if (o.n_out <= 0) continue;
+    Work& w = work[n_work++];
+    w.k[0] = kernels[i];
+    w.base[0] = BaseTile(a, o, kernels[i], layout, scratch);
+    w.n_out = o.n_out;
+    w.y = o.y;
+    w.y_stride = o.y_stride;
+    w.tile_tokens = kernels[i].tile_tokens;
+    size_t row_bytes = w.base[0].w_row_bytes;
+    if (a.glu) {
+      w.k[1] = kernels[1];
+      w.base[1] = BaseTile(a, a.outputs[1], kernels[1], layout, scratch);
+      w.tile_tokens = std::min(kernels[0].tile_tokens, kernels[1].tile_tokens);
+      row_bytes += w.base[1].w_row_bytes;
     }
+    w.rows = ChunkRows(o.n_out, row_bytes, a.n_tokens, n_threads);
+    if (a.glu) w.rows = std::min<int64_t>(w.rows, kGluTileFloats / w.tile_tokens);
+    w.first_chunk = n_chunks;
+    w.n_chunks = (o.n_out + w.rows - 1) / w.rows;
+    n_chunks += w.n_chunks;
+    if (a.glu) break;  // outputs[1] is the pair's second half
+  }
+
+  auto run = [&](int64_t c) {
+    int i = 0;
+    while (c >= work[i].first_chunk + work[i].n_chunks) ++i;
+    RunChunk(work[i], c, a.n_tokens, a.act, isa);
   };
   if (single) {
-    for (int64_t c = 0; c < n_chunks; ++c) run_chunk(c);
+    for (int64_t c = 0; c < n_chunks; ++c) run(c);
     return;
   }
   std::atomic<int64_t> next{0};
   pool.Run([&](int, int) {
     for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < n_chunks;
          c = next.fetch_add(1, std::memory_order_relaxed)) {
-      run_chunk(c);
+      run(c);
     }
   });
+}
+
+void MatMul(ThreadPool& pool, const MatMulArgs& a, Isa isa) {
+  const MatMulOutput out{.wtype = a.wtype, .w = a.w, .n_out = a.n_out, .y = a.y, .y_stride = a.y_stride};
+  MatMulGroup(pool,
+              MatMulGroupArgs{.x = a.x, .x_stride = a.x_stride, .n_in = a.n_in, .n_tokens = a.n_tokens,
+                              .outputs = &out, .n_outputs = 1, .scratch = a.scratch},
+              isa);
 }
 
 }  // namespace gannet::cpu

@@ -15,6 +15,8 @@
 namespace gannet::cpu {
 
 enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+// The gated activations of GLU feed-forward blocks (Glu, MatMulGroup).
+enum class GluAct { kGeluTanh, kSilu };
 const char* IsaName(Isa isa);
 
 struct CpuFeatures {
@@ -50,6 +52,40 @@ struct MatMulArgs {
 size_t MatMulScratchBytes(DType wtype, int64_t n_in, int64_t n_tokens);
 // REQUIRES: n_in is a multiple of wtype's block size; wtype can_load.
 void MatMul(ThreadPool& pool, const MatMulArgs& a, Isa isa = BestIsa());
+
+// Several products of ONE activation matrix in one parallel pass (the graph's fused matmuls:
+// Q/K/V, gate and up): x is (optionally RMS-normalised and) quantized once per dot-partner type,
+// and the threads claim row chunks of every output from one counter, so small matrices share a
+// pass instead of each paying for a wake-up and a barrier. Every output gets exactly the bits a
+// separate MatMul (after a separate RmsNorm, before a separate Glu) would give it.
+struct MatMulOutput {
+  DType wtype = DType::kF32;
+  const void* w = nullptr;
+  int64_t n_out = 0;
+  float* y = nullptr;  // [n_tokens, n_out], stride y_stride; unused for the up half of a GLU pair
+  int64_t y_stride = 0;
+};
+struct MatMulGroupArgs {
+  const float* x = nullptr;  // [n_tokens, n_in], stride x_stride
+  int64_t x_stride = 0;
+  int64_t n_in = 0, n_tokens = 0;
+  const MatMulOutput* outputs = nullptr;
+  int n_outputs = 0;  // 1 .. kMaxMatMulGroup
+  // Pre-norm: each x row is first replaced by RmsNorm(row, norm_weight, norm_eps) (norm_weight
+  // may be null), as a separate RmsNorm of the whole row would.
+  bool pre_norm = false;
+  const float* norm_weight = nullptr;
+  float norm_eps = 0.0f;
+  // GLU pair: outputs[0] is the gate, outputs[1] the up projection (same n_out); outputs[0].y
+  // receives act(gate) * up, computed tile by tile (neither product is written whole).
+  bool glu = false;
+  GluAct act = GluAct::kSilu;
+  void* scratch = nullptr;  // at least MatMulGroupScratchBytes()
+};
+inline constexpr int kMaxMatMulGroup = 8;
+size_t MatMulGroupScratchBytes(const MatMulGroupArgs& a);
+// REQUIRES: as MatMul for every output; glu implies n_outputs == 2 and equal n_out.
+void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa = BestIsa());
 
 // Rows `ids` of a [n_rows, n_cols] matrix in `wtype`, dequantized to f32: out[i, :] = W[ids[i], :].
 void GetRows(DType wtype, const void* w, int64_t n_cols, const int32_t* ids, int64_t n_ids,
@@ -117,7 +153,6 @@ struct RopeArgs {
 void Rope(const RopeArgs& a);
 
 // out = act(gate) * up, n values; act = GELU (tanh approximation) or SiLU. In place allowed.
-enum class GluAct { kGeluTanh, kSilu };
 void Glu(GluAct act, const float* gate, const float* up, int64_t n, float* out, Isa isa = BestIsa());
 
 // out = a + b (n values); in place allowed.
