@@ -183,7 +183,7 @@ Runner AddBenchCommand(CLI::App& app) {
     std::string model;
     int64_t n_prompt = 512, n_gen = 128;
     int threads = 0, reps = 5;
-    bool json = false, profile = false;
+    bool json = false, profile = false, no_fuse = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("bench", "Measure prompt processing (pp) and token generation (tg) speed");
@@ -197,13 +197,15 @@ Runner AddBenchCommand(CLI::App& app) {
   sub->add_flag("--profile", o->profile,
                "Also report where tg time goes: milliseconds per token by op (matmuls by weight type and shape), "
                "over the measured repetitions (--json: a tg_profile array)");
+  sub->add_flag("--no-fuse", o->no_fuse, "Run the model's graph unfused (to measure what the fusion passes gain)");
   return [o] {
     if (o->n_prompt < 1 || o->n_gen < 0 || o->reps < 1 || o->threads < 0) {
       return ReportError("bench needs -p >= 1, -n >= 0, -r >= 1 and -t >= 0");
     }
     const int64_t n_ctx = o->n_prompt + o->n_gen;
     Result<std::unique_ptr<engine::Engine>> loaded =
-        engine::Engine::Load(o->model, {.n_threads = o->threads, .n_ctx = n_ctx, .n_batch = o->n_prompt});
+        engine::Engine::Load(o->model, {.n_threads = o->threads, .n_ctx = n_ctx, .n_batch = o->n_prompt,
+                                        .fuse_graph = !o->no_fuse});
     if (!loaded.ok()) return ReportError(loaded.status());
     engine::Engine& eng = **loaded;
     const Tokenizer& tok = eng.tokenizer();

@@ -29,7 +29,9 @@ Runner AddDumpCommand(CLI::App& app) {
     std::error_code ec;
     std::filesystem::create_directories(o->out_dir, ec);
     if (ec) return ReportError("cannot create '" + o->out_dir + "': " + ec.message());
-    Result<std::unique_ptr<engine::Engine>> loaded = engine::Engine::Load(o->model, {.n_threads = o->threads});
+    // Unfused, so that every tensor the model's graph names exists.
+    Result<std::unique_ptr<engine::Engine>> loaded =
+        engine::Engine::Load(o->model, {.n_threads = o->threads, .fuse_graph = false});
     if (!loaded.ok()) return ReportError(loaded.status());
     engine::Engine& eng = **loaded;
     std::vector<int32_t> ids = eng.tokenizer().Encode(o->prompt, true, true);

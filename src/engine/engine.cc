@@ -54,6 +54,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(const std::string& model_path, cons
   e->model_ = std::move(model);
   e->tokenizer_ = std::move(tok).value();
   e->n_batch_ = options.n_batch;
+  e->fuse_graph_ = options.fuse_graph;
   return e;
 }
 
@@ -62,7 +63,7 @@ Result<const graph::Plan*> Engine::GetPlan(int64_t n_tokens, int64_t n_outputs) 
   auto it = plans_.find(key);
   if (it != plans_.end()) return &it->second;
   GANNET_ASSIGN_OR_RETURN(graph::Graph g, model_->BuildGraph(n_tokens, n_outputs));
-  GANNET_ASSIGN_OR_RETURN(graph::Plan plan, graph::Plan::Compile(std::move(g)));
+  GANNET_ASSIGN_OR_RETURN(graph::Plan plan, graph::Plan::Compile(std::move(g), {.fuse = fuse_graph_}));
   if (plans_.size() >= kMaxCachedPlans) {
     // Keep the decode plan; drop some other shape.
     for (auto p = plans_.begin(); p != plans_.end(); ++p) {

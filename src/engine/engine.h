@@ -31,6 +31,9 @@ struct EngineOptions {
   int n_threads = 0;     // 0: one per core
   int64_t n_ctx = 0;     // KV cache positions; 0: min(training context, 4096)
   int64_t n_batch = 512; // most tokens evaluated in one forward pass (prompt chunks)
+  // Compile forward passes with the graph fusion passes (graph/fuse.h). Off: every node of the
+  // model's graph runs as written and an observer sees every intermediate tensor.
+  bool fuse_graph = true;
 };
 
 enum class FinishReason { kLength, kEndOfGeneration, kContextFull, kCancelled };
@@ -111,6 +114,7 @@ class Engine {
   ThreadPool pool_;
   KvCache kv_;
   int64_t n_batch_ = 512;
+  bool fuse_graph_ = true;
   std::map<std::pair<int64_t, int64_t>, graph::Plan> plans_;  // by (n_tokens, n_outputs)
   struct FreeDeleter {
     void operator()(void* p) const;

@@ -18,6 +18,7 @@ const char* OpName(OpKind op) {
     case OpKind::kScale: return "scale";
     case OpKind::kSoftcap: return "softcap";
     case OpKind::kSelectRows: return "select_rows";
+    case OpKind::kMatMulGlu: return "matmul_glu";
   }
   return "?";
 }

@@ -39,6 +39,8 @@ enum class OpKind {
   kScale,      // x * scale
   kSoftcap,    // cap * tanh(x / cap)
   kSelectRows, // rows of x chosen by the batch's output selection (logits rows)
+  // Made by the fusion passes (fuse.h), never by model code:
+  kMatMulGlu,  // [T, weight.rows] = act(x . weight^T) * (x . weight2^T): gate and up in one pass
 };
 const char* OpName(OpKind op);
 
@@ -71,6 +73,19 @@ struct Node {
   cpu::GluAct act = cpu::GluAct::kSilu;
   RopeParams rope;
   AttentionParams attn;
+
+  // Set by the fusion passes (fuse.h):
+  WeightRef weight2;            // kMatMulGlu: the up projection (`weight` is the gate)
+  // kMatMul / kMatMulGlu: x is RMS-normalised (times `norm`, which may be empty; epsilon `eps`)
+  // as the product quantizes it: the norm node this replaced is gone.
+  bool pre_norm = false;
+  WeightRef norm;
+  // kMatMul sharing its input with other kMatMul nodes: the first of them in node order (the
+  // leader) computes all of them in one pass and lists the others in `siblings`; each of the others
+  // names the leader in `computed_by` and is not executed itself (its buffer is written by the
+  // leader, so it is live from there).
+  std::vector<int32_t> siblings;
+  int32_t computed_by = -1;
 };
 
 struct Graph {

@@ -24,22 +24,57 @@ struct Interval {
 
 }  // namespace
 
-Result<Plan> Plan::Compile(Graph graph) {
-  Plan plan;
-  const int32_t n = static_cast<int32_t>(graph.nodes.size());
-  if (graph.output < 0 || graph.output >= n) return Status::Internal("plan: graph has no output");
+namespace {
 
-  // Liveness: a buffer lives from its producer to its last consumer; the output to the end.
-  std::vector<int32_t> last_use(n, -1);
-  for (int32_t i = 0; i < n; ++i) {
-    last_use[i] = std::max(last_use[i], i);
+// The arguments of the MatMulGroup that node `id` (a kMatMul leader or a kMatMulGlu) runs; y
+// pointers and scratch are filled in at execution.
+int GroupOutputs(const Graph& g, int32_t id, cpu::MatMulOutput* outs) {
+  const Node& node = g.nodes[id];
+  auto out = [&](const Node& n, const WeightRef& w) {
+    return cpu::MatMulOutput{.wtype = w.type, .w = w.data, .n_out = w.rows, .y = nullptr, .y_stride = n.cols};
+  };
+  int n = 0;
+  outs[n++] = out(node, node.weight);
+  if (node.op == OpKind::kMatMulGlu) {
+    outs[n++] = out(node, node.weight2);
+  } else {
+    for (int32_t m : node.siblings) outs[n++] = out(g.nodes[m], g.nodes[m].weight);
+  }
+  return n;
+}
+
+cpu::MatMulGroupArgs GroupArgs(const Node& node, const cpu::MatMulOutput* outs, int n_outs) {
+  return cpu::MatMulGroupArgs{.x_stride = node.weight.cols, .n_in = node.weight.cols, .n_tokens = node.rows,
+                              .outputs = outs, .n_outputs = n_outs, .pre_norm = node.pre_norm,
+                              .norm_weight = static_cast<const float*>(node.norm.data), .norm_eps = node.eps,
+                              .glu = node.op == OpKind::kMatMulGlu, .act = node.act};
+}
+
+}  // namespace
+
+Result<Plan> Plan::Compile(Graph graph, const PlanOptions& options) {
+  Plan plan;
+  if (graph.output < 0 || graph.output >= static_cast<int32_t>(graph.nodes.size())) {
+    return Status::Internal("plan: graph has no output");
+  }
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
     for (int32_t in : graph.nodes[i].inputs) {
-      if (in < 0 || in >= i) {
-        if (in < 0 || in >= n) return Status::Internal("plan: node '" + graph.nodes[i].name + "' has a bad input");
-        return Status::Internal("plan: node '" + graph.nodes[i].name + "' uses a later node");
+      if (in < 0 || in >= static_cast<int32_t>(graph.nodes.size())) {
+        return Status::Internal("plan: node '" + graph.nodes[i].name + "' has a bad input");
       }
-      last_use[in] = std::max(last_use[in], i);
+      if (in >= static_cast<int32_t>(i)) return Status::Internal("plan: node '" + graph.nodes[i].name + "' uses a later node");
     }
+  }
+  if (options.fuse) plan.fuse_stats_ = Fuse(graph);
+  const int32_t n = static_cast<int32_t>(graph.nodes.size());
+
+  // Liveness: a buffer lives from the node that writes it (its group's leader for a grouped
+  // matmul) to its last consumer; the output to the end.
+  std::vector<int32_t> first(n), last_use(n, -1);
+  for (int32_t i = 0; i < n; ++i) {
+    first[i] = graph.nodes[i].computed_by >= 0 ? graph.nodes[i].computed_by : i;
+    last_use[i] = std::max(last_use[i], i);
+    for (int32_t in : graph.nodes[i].inputs) last_use[in] = std::max(last_use[in], i);
   }
   last_use[graph.output] = n;
 
@@ -59,7 +94,7 @@ Result<Plan> Plan::Compile(Graph graph) {
   for (int32_t i : order) {
     std::vector<std::pair<size_t, size_t>> busy;
     for (const Interval& iv : placed) {
-      if (iv.first <= last_use[i] && i <= iv.last) busy.emplace_back(iv.offset, iv.offset + iv.size);
+      if (iv.first <= last_use[i] && first[i] <= iv.last) busy.emplace_back(iv.offset, iv.offset + iv.size);
     }
     std::sort(busy.begin(), busy.end());
     size_t offset = 0;
@@ -68,13 +103,16 @@ Result<Plan> Plan::Compile(Graph graph) {
       offset = std::max(offset, e);
     }
     plan.offsets_[i] = offset;
-    placed.push_back({offset, sizes[i], i, last_use[i]});
+    placed.push_back({offset, sizes[i], first[i], last_use[i]});
     plan.arena_bytes_ = std::max(plan.arena_bytes_, offset + sizes[i]);
   }
 
-  for (const Node& node : graph.nodes) {
-    if (node.op == OpKind::kMatMul) {
-      plan.scratch_bytes_ = std::max(plan.scratch_bytes_, cpu::MatMulScratchBytes(node.weight.type, node.weight.cols, node.rows));
+  for (int32_t i = 0; i < n; ++i) {
+    const Node& node = graph.nodes[i];
+    if ((node.op == OpKind::kMatMul && node.computed_by < 0) || node.op == OpKind::kMatMulGlu) {
+      cpu::MatMulOutput outs[cpu::kMaxMatMulGroup];
+      const int n_outs = GroupOutputs(graph, i, outs);
+      plan.scratch_bytes_ = std::max(plan.scratch_bytes_, cpu::MatMulGroupScratchBytes(GroupArgs(node, outs, n_outs)));
     }
   }
   plan.scratch_bytes_ = AlignUp(plan.scratch_bytes_);
@@ -122,12 +160,17 @@ Result<std::span<const float>> Plan::Execute(ThreadPool& pool, const BatchInputs
         if (node.scale != 1.0f) cpu::Scale(out, rows * cols, node.scale);
         break;
       }
-      case OpKind::kMatMul: {
-        const float* x = buf(node.inputs[0]);
-        cpu::MatMul(pool, cpu::MatMulArgs{.wtype = node.weight.type, .w = node.weight.data,
-                                          .n_out = node.weight.rows, .n_in = node.weight.cols,
-                                          .x = x, .x_stride = node.weight.cols, .n_tokens = rows,
-                                          .y = out, .y_stride = cols, .scratch = scratch});
+      case OpKind::kMatMul:
+      case OpKind::kMatMulGlu: {
+        if (node.computed_by >= 0) break;  // written by its group's leader
+        cpu::MatMulOutput outs[cpu::kMaxMatMulGroup];
+        const int n_outs = GroupOutputs(graph_, static_cast<int32_t>(i), outs);
+        outs[0].y = out;
+        for (size_t k = 0; k < node.siblings.size(); ++k) outs[k + 1].y = buf(node.siblings[k]);
+        cpu::MatMulGroupArgs args = GroupArgs(node, outs, n_outs);
+        args.x = buf(node.inputs[0]);
+        args.scratch = scratch;
+        cpu::MatMulGroup(pool, args);
         break;
       }
       case OpKind::kAddBias: {

@@ -16,6 +16,7 @@
 
 #include "base/status.h"
 #include "base/thread_pool.h"
+#include "graph/fuse.h"
 #include "graph/ir.h"
 
 namespace gannet::graph {
@@ -52,14 +53,23 @@ struct BatchInputs {
   const std::atomic<bool>* abort = nullptr;
 };
 
-// Called after each node with its output (rows x cols f32, row-major, contiguous).
+// Called after each node with its output (rows x cols f32, row-major, contiguous), in node
+// order (a grouped matmul's output is reported at its own place in the order).
 using NodeObserver = std::function<void(const Node& node, const float* data)>;
+
+struct PlanOptions {
+  // Run the fusion passes (fuse.h) first. Off: every node of the model's graph is executed as
+  // written, so an observer sees every intermediate tensor (for dumps and comparisons).
+  bool fuse = true;
+};
 
 class Plan {
  public:
-  static Result<Plan> Compile(Graph graph);
+  static Result<Plan> Compile(Graph graph, const PlanOptions& options = {});
 
+  // The graph as executed (after fusion, if any).
   const Graph& graph() const { return graph_; }
+  const FuseStats& fuse_stats() const { return fuse_stats_; }
   size_t arena_bytes() const { return arena_bytes_; }
   size_t scratch_bytes() const { return scratch_bytes_; }
   // Sum of all activation sizes: what the arena would need without reuse (for reporting).
@@ -75,6 +85,7 @@ class Plan {
 
  private:
   Graph graph_;
+  FuseStats fuse_stats_;
   std::vector<size_t> offsets_;  // per node, into the arena (SIZE_MAX: no buffer)
   size_t arena_bytes_ = 0;
   size_t scratch_bytes_ = 0;
