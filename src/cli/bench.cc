@@ -98,6 +98,8 @@ DecodeBytes BytesPerGeneratedToken(const engine::Engine& eng, int64_t n_prompt, 
 // Time per token spent in each kind of graph node during tg, for --profile: matmuls are keyed by
 // weight type and shape (the output matrix and a layer's projections differ by orders of
 // magnitude), every other op by its name. A node's time runs from the previous node's end.
+// Fused nodes (graph/fuse.h): a group of sibling matmuls is one row, keyed by its first member
+// and counted with all its members' weight bytes; a GLU pair names both weights.
 class DecodeProfile {
  public:
   graph::NodeObserver Observer() {
@@ -105,18 +107,30 @@ class DecodeProfile {
       const auto now = Clock::now();
       const double s = std::chrono::duration<double>(now - last_).count();
       last_ = now;
+      if (node.computed_by >= 0) {  // a group member: computed (and timed) with its leader
+        if (group_ != nullptr) {
+          group_->bytes += WeightBytes(node.weight);
+          group_->seconds += s;
+        }
+        return;
+      }
       std::string key = graph::OpName(node.op);
       int64_t bytes = 0;
-      if (node.op == graph::OpKind::kMatMul) {
-        key += " " + std::string(DTypeName(node.weight.type)) + " " + std::to_string(node.weight.rows) + "x" +
-               std::to_string(node.weight.cols);
-        const std::optional<int64_t> rb = RowBytes(node.weight.type, node.weight.cols);
-        bytes = rb ? *rb * node.weight.rows : 0;
+      if (node.op == graph::OpKind::kMatMul || node.op == graph::OpKind::kMatMulGlu) {
+        key += " " + Describe(node.weight);
+        bytes = WeightBytes(node.weight);
+        if (node.op == graph::OpKind::kMatMulGlu) {
+          key += " + " + Describe(node.weight2);
+          bytes += WeightBytes(node.weight2);
+        }
+        if (!node.siblings.empty()) key += " + " + std::to_string(node.siblings.size()) + " grouped";
+        if (node.pre_norm) key += " (norm fused)";
       }
       Entry& e = entries_[key];
       e.seconds += s;
       e.calls += 1;
       e.bytes += bytes;
+      group_ = node.siblings.empty() ? nullptr : &e;
     };
   }
   // Marks the start of a forward pass.
@@ -172,7 +186,16 @@ class DecodeProfile {
     double seconds = 0;
     int64_t calls = 0, bytes = 0;
   };
-  std::map<std::string, Entry> entries_;
+  static std::string Describe(const graph::WeightRef& w) {
+    return std::string(DTypeName(w.type)) + " " + std::to_string(w.rows) + "x" + std::to_string(w.cols);
+  }
+  static int64_t WeightBytes(const graph::WeightRef& w) {
+    const std::optional<int64_t> rb = RowBytes(w.type, w.cols);
+    return rb ? *rb * w.rows : 0;
+  }
+
+  std::map<std::string, Entry> entries_;  // std::map: entries never move
+  Entry* group_ = nullptr;                // the group whose members are being reported
   Clock::time_point last_;
 };
 

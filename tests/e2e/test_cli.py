@@ -251,9 +251,18 @@ def test_bench_profile_accounts_for_every_node(gannet_bin, fixtures):
     # Matmuls are keyed by weight type and shape: the untied output matrix is its own row.
     f = gguf_tensor_table(model)
     out_bytes, out_shape = f["output.weight"]
-    assert any(p["op"].startswith("matmul ") and p["op"].endswith(f" {out_shape[1]}x{out_shape[0]}") for p in prof)
-    n_matmuls = sum(p["calls_per_token"] for p in prof if p["op"].startswith("matmul "))
+    assert any(p["op"].startswith("matmul ") and f" {out_shape[1]}x{out_shape[0]}" in p["op"] for p in prof)
+    # Fused (the default): per layer one q/k/v group and one gate/up pair with their norms folded in.
+    groups = [p for p in prof if p["op"].endswith("+ 2 grouped (norm fused)")]
+    assert sum(p["calls_per_token"] for p in groups) == 2
+    glu = [p for p in prof if p["op"].startswith("matmul_glu ") and p["op"].endswith("(norm fused)")]
+    assert sum(p["calls_per_token"] for p in glu) == 2 and all(" + " in p["op"] for p in glu)
+    # Unfused, every matmul of the model's graph is its own call.
+    r = run(gannet_bin, "bench", "-m", model, "-p", "8", "-n", "4", "-r", "1", "--profile", "--no-fuse", "--json")
+    plain = json.loads(r.stdout.decode().strip().splitlines()[-1])["tg_profile"]
+    n_matmuls = sum(p["calls_per_token"] for p in plain if p["op"].startswith("matmul "))
     assert n_matmuls == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer, and the output
+    assert not any("matmul_glu" in p["op"] or "grouped" in p["op"] for p in plain)
     assert sum(p["share"] for p in prof) == pytest.approx(1.0)
     assert all(p["ms_per_token"] >= 0 for p in prof)
     assert all(p["weight_gbps"] > 0 for p in prof if p["op"].startswith("matmul "))

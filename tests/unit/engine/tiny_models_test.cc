@@ -3,6 +3,7 @@
 // continuations, for Llama-, Qwen2- and Gemma-3-shaped models in F32 and mixed quantized types.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -86,6 +87,41 @@ TEST_P(TinyModelTest, MatchesNumpyReference) {
         ASSERT_TRUE(l.ok()) << l.status().ToString();
       }
       EXPECT_EQ(got, want_greedy) << name << " greedy continuation (threads=" << threads << ")";
+    }
+  }
+}
+
+// The graph fusion passes (graph/fuse.h) change which kernels run, never a bit of the result:
+// prompts of several lengths (all logits), then decode steps, with and without fusion.
+TEST_P(TinyModelTest, FusedGraphGivesUnfusedLogitsBitForBit) {
+  const std::string path = kDir + GetParam() + ".gguf";
+  for (int threads : {1, 2}) {
+    Result<std::unique_ptr<Engine>> fused = Engine::Load(path, {.n_threads = threads, .n_ctx = 64});
+    Result<std::unique_ptr<Engine>> plain =
+        Engine::Load(path, {.n_threads = threads, .n_ctx = 64, .fuse_graph = false});
+    ASSERT_TRUE(fused.ok() && plain.ok());
+    const int32_t n_vocab = static_cast<int32_t>((*fused)->config().n_vocab);
+    for (int n : {1, 7, 23}) {
+      std::vector<int32_t> tokens(n);
+      for (int i = 0; i < n; ++i) tokens[i] = (i * 37 + 11) % n_vocab;
+      Result<std::span<const float>> a = (*fused)->Evaluate(tokens, 0, true);
+      ASSERT_TRUE(a.ok()) << a.status().ToString();
+      const std::vector<float> got(a->begin(), a->end());
+      Result<std::span<const float>> b = (*plain)->Evaluate(tokens, 0, true);
+      ASSERT_TRUE(b.ok()) << b.status().ToString();
+      ASSERT_EQ(got.size(), b->size());
+      EXPECT_EQ(std::memcmp(got.data(), b->data(), got.size() * sizeof(float)), 0)
+          << GetParam() << " threads " << threads << " prompt of " << n;
+      for (int step = 0; step < 3; ++step) {
+        const int32_t next[1] = {(n * 5 + step * 3) % n_vocab};
+        a = (*fused)->Evaluate(next, n + step, false);
+        ASSERT_TRUE(a.ok());
+        const std::vector<float> one(a->begin(), a->end());
+        b = (*plain)->Evaluate(next, n + step, false);
+        ASSERT_TRUE(b.ok());
+        EXPECT_EQ(std::memcmp(one.data(), b->data(), one.size() * sizeof(float)), 0)
+            << GetParam() << " threads " << threads << " decode step " << step;
+      }
     }
   }
 }
