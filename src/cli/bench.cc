@@ -124,8 +124,8 @@ class DecodeProfile {
           bytes += WeightBytes(node.weight2);
         }
         if (!node.siblings.empty()) key += " + " + std::to_string(node.siblings.size()) + " grouped";
-        if (node.pre_norm) key += " (norm fused)";
       }
+      if (node.pre_norm) key += " (norm fused)";
       Entry& e = entries_[key];
       e.seconds += s;
       e.calls += 1;

@@ -52,6 +52,20 @@ int FuseNorms(Graph& g) {
     if (n.op != OpKind::kRmsNorm || n.group != n.cols || static_cast<int32_t>(i) == g.output) continue;
     const std::vector<int32_t>& u = users[i];
     if (u.empty()) continue;
+    // A residual add of the norm's output (and of something else): the add normalises it.
+    if (u.size() == 1 && g.nodes[u[0]].op == OpKind::kAdd && !g.nodes[u[0]].pre_norm) {
+      Node& add = g.nodes[u[0]];
+      const int32_t id = static_cast<int32_t>(i);
+      if (add.inputs.size() == 2 && (add.inputs[0] == id) != (add.inputs[1] == id)) {
+        if (add.inputs[0] == id) std::swap(add.inputs[0], add.inputs[1]);  // IEEE addition commutes
+        add.inputs[1] = n.inputs[0];
+        add.pre_norm = true;
+        add.norm = n.weight;
+        add.eps = n.eps;
+        ++fused;
+        continue;
+      }
+    }
     bool all_matmuls = true;
     for (int32_t c : u) {
       const Node& m = g.nodes[c];

@@ -77,7 +77,8 @@ struct Node {
   // Set by the fusion passes (fuse.h):
   WeightRef weight2;            // kMatMulGlu: the up projection (`weight` is the gate)
   // kMatMul / kMatMulGlu: x is RMS-normalised (times `norm`, which may be empty; epsilon `eps`)
-  // as the product quantizes it: the norm node this replaced is gone.
+  // as the product quantizes it; kAdd: inputs[1] is, row by row, as the sum is formed (a
+  // residual add after a post-norm). The norm node this replaced is gone.
   bool pre_norm = false;
   WeightRef norm;
   // kMatMul sharing its input with other kMatMul nodes: the first of them in node order (the

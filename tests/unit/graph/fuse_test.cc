@@ -49,7 +49,7 @@ Weight MakeWeight(std::mt19937& rng, DType type, int64_t rows, int64_t cols, flo
 //   q, k, v = h Wq, h Wk, h Wv            -> one group (Q8_0, Q4_K and F16: three partner types)
 //   x += (q + k) Wo ... v Wv2             -> (q + k): k's output is read after the group
 //   g = norm2(x); f = glu(g Wg, g Wu)     -> GLU pair with its norm folded in
-//   x += f Wd
+//   x = post_norm(f Wd) + x               -> the add normalises its operand (operands swapped)
 //   s = norm3(x); y = x + s; t = s Wt     -> norm3 is read by an add: NOT folded
 //   a = t Wa; b = t Wb; c = glu(a, b); y2 = a + c -> a is read twice: NOT a GLU pair (a, b group)
 struct Net {
@@ -92,7 +92,8 @@ struct Net {
     Value g = b.RmsNorm(x, Norm(), 1e-6f, d, "ffn_norm");
     Value f = b.Glu(b.MatMul(g, wg.Ref("wg"), "gate"), b.MatMul(g, wu.Ref("wu"), "up"), cpu::GluAct::kGeluTanh,
                     "geglu");
-    x = b.Add(x, b.MatMul(f, wd.Ref("wd"), "down"), "res2");
+    // Gemma's post-norm, first operand of the residual add: applied by the add.
+    x = b.Add(b.RmsNorm(b.MatMul(f, wd.Ref("wd"), "down"), Norm(), 1e-5f, d, "post_norm"), x, "res2");
     Value s = b.RmsNorm(x, Norm(), 1e-5f, d, "norm3");
     Value y = b.Add(x, s, "res3");
     Value t = b.MatMul(s, wt.Ref("wt"), "t");
@@ -121,13 +122,20 @@ TEST(Fuse, FusesThePatternsAndSkipsTheNearMisses) {
   const size_t before = g.nodes.size();
   const FuseStats st = Fuse(g);
   EXPECT_EQ(st.glu_pairs, 1);         // gate/up; not a/b (a is read again)
-  EXPECT_EQ(st.norms, 2);             // attn_norm, ffn_norm; not norm3 (read by an add)
+  EXPECT_EQ(st.norms, 3);  // attn_norm, ffn_norm, post_norm; not norm3 (read by an add and a matmul)
   EXPECT_EQ(st.groups, 2);            // {q, k, v} and {a, b}
   EXPECT_EQ(st.grouped_matmuls, 5);
-  // Gone: attn_norm, ffn_norm, gate, up, and res3 (dead: the output does not read it).
-  EXPECT_EQ(st.removed_nodes, 5);
-  EXPECT_EQ(g.nodes.size(), before - 5);
-  for (const char* gone : {"attn_norm", "ffn_norm", "gate", "up", "res3"}) EXPECT_EQ(Find(g, gone), nullptr) << gone;
+  // Gone: the three norms, gate, up, and res3 (dead: the output does not read it).
+  EXPECT_EQ(st.removed_nodes, 6);
+  EXPECT_EQ(g.nodes.size(), before - 6);
+  for (const char* gone : {"attn_norm", "ffn_norm", "post_norm", "gate", "up", "res3"}) {
+    EXPECT_EQ(Find(g, gone), nullptr) << gone;
+  }
+  const Node* res2 = Find(g, "res2");
+  ASSERT_NE(res2, nullptr);
+  EXPECT_TRUE(res2->pre_norm);
+  EXPECT_EQ(g.nodes[res2->inputs[0]].name, "res1");  // the plain operand first
+  EXPECT_EQ(g.nodes[res2->inputs[1]].name, "down");
 
   const Node* geglu = Find(g, "geglu");
   ASSERT_NE(geglu, nullptr);
