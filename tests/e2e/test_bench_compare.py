@@ -75,3 +75,30 @@ def test_bad_arguments_are_reported(gannet_bin, tiny, tmp_path):
     bad.write_bytes(b"GGUF" + b"\0" * 60)
     r = compare(gannet_bin, "-m", bad, "-p", "4", "-n", "1", "--rounds", "1")
     assert r.returncode != 0 and ("gannet bench failed" in r.stderr or "llama.cpp" in r.stderr)
+
+
+AB = ROOT / "bench" / "ab_gannet.py"
+
+
+def test_ab_of_two_flag_sets_is_well_formed(gannet_bin, tiny):
+    # Fusion on (A) against off (B): both run every round, medians within their ranges, B/A exact.
+    r = subprocess.run([sys.executable, str(AB), "--a-bin", str(gannet_bin), "-m", str(tiny), "-p", "8", "-n", "2",
+                        "-t", "2", "--rounds", "2", "--b-args=--no-fuse", "--json"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["rounds"] == 2 and rep["variants"]["B"]["args"] == ["--no-fuse"] and rep["variants"]["A"]["args"] == []
+    (m,) = rep["models"]
+    for v in ("A", "B"):
+        for key in ("pp_tps", "tg_tps"):
+            assert 0 < m[v][key]["min"] <= m[v][key]["median"] <= m[v][key]["max"]
+    for key in ("pp_tps", "tg_tps"):
+        assert m["ratio_b_over_a"][key] == pytest.approx(m["B"][key]["median"] / m["A"][key]["median"])
+    assert r.stderr.count("round ") == 2 and "ab_gannet.py" in rep["command"]
+    table = subprocess.run([sys.executable, str(AB), "--a-bin", str(gannet_bin), "-m", str(tiny), "-p", "8", "-n", "2",
+                            "--rounds", "1", "--b-args=--no-fuse"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert table.returncode == 0 and "| pp8 |" in table.stdout and "| tg2 |" in table.stdout and "B/A" in table.stdout
+    # The same variant twice is refused with one line.
+    same = subprocess.run([sys.executable, str(AB), "--a-bin", str(gannet_bin), "-m", str(tiny)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert same.returncode != 0 and "the same" in same.stderr
