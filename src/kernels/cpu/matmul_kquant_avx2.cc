@@ -342,40 +342,70 @@ static inline void StoreRows4(const MatMulTile& t, int64_t r, int64_t r1, __m128
   for (int k = 0; k < kDecodeRows && r + k < r1; ++k) t.y[r + k] = s[k];
 }
 
-// A row's integer sums of one Q4_K/Q5_K super-block: *isum (8 lanes) = sum of scale x code x
-// activation, *msum (8 lanes) = sum of min x activation.
+// Codes of chunk C (values 64C..64C+63) of a Q4_K/Q5_K super-block, as UnpackQ45K, the 5th
+// bits of Q5_K taken from qh with one shift per vector: bit 2C of qh[l] is bit 4 of the
+// low-nibble value, bit 2C + 1 of the high one (a 16-bit shift; the mask drops what crosses
+// from the neighbouring byte).
+template <bool kHighBit, int C>
+static inline void UnpackQ45KChunk(const uint8_t* qs, __m256i qh, __m256i* lo, __m256i* hi) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i q4 = LoadU256(qs + 32 * C);
+  *lo = _mm256_and_si256(q4, low4);
+  *hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+  if constexpr (kHighBit) {
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
+    const auto shift = [](__m256i v, int left) {  // left in [-3, 4], a constant after inlining
+      return left >= 0 ? _mm256_slli_epi16(v, left) : _mm256_srli_epi16(v, -left);
+    };
+    *lo = _mm256_or_si256(*lo, _mm256_and_si256(shift(qh, 4 - 2 * C), bit4));
+    *hi = _mm256_or_si256(*hi, _mm256_and_si256(shift(qh, 3 - 2 * C), bit4));
+  }
+}
+
+// A row's sum of scale x code x activation over one Q4_K/Q5_K super-block (8 lanes); *mn gets
+// its 8 mins (byte j: sub-block j).
 template <class Block, bool kHighBit>
-static inline void RowSumsQ45K(const Block& wb, const BlockQ8_K& xb, __m256i* isum, __m256i* msum) {
-  // Dword j of control h: sub-block 4h + j's scale as an int16 pair; min_ctrl: word i of lane
-  // l is the min of sub-block 4l + i / 2 (two 16-value bsums per sub-block).
+static inline __m256i RowSumQ45K(const Block& wb, const BlockQ8_K& xb, uint64_t* mn) {
+  // Dword j of control h: sub-block 4h + j's scale as an int16 pair.
   const __m256i scale_ctrl0 = _mm256_setr_epi32(0x80008000, 0x80018001, 0x80028002, 0x80038003,
                                                 0x80008000, 0x80018001, 0x80028002, 0x80038003);
   const __m256i scale_ctrl1 = _mm256_add_epi8(scale_ctrl0, _mm256_set1_epi32(0x00040004));
-  const __m256i min_ctrl = _mm256_setr_epi32(0x80008000, 0x80018001, 0x80028002, 0x80038003,
-                                             0x80048004, 0x80058005, 0x80068006, 0x80078007);
-  uint64_t sc_bits, mn_bits;
-  DecodeScalesK4Packed(wb.scales, &sc_bits, &mn_bits);
+  uint64_t sc_bits;
+  DecodeScalesK4Packed(wb.scales, &sc_bits, mn);
   const __m256i scb = _mm256_set1_epi64x(static_cast<long long>(sc_bits));
-  const __m256i mnb = _mm256_set1_epi64x(static_cast<long long>(mn_bits));
-  *msum = _mm256_madd_epi16(_mm256_shuffle_epi8(mnb, min_ctrl), LoadU256(xb.bsums));
-  __m256i hbits = _mm256_setzero_si256();
-  if constexpr (kHighBit) hbits = LoadU256(wb.qh);
-  __m256i acc = _mm256_setzero_si256();
-  for (int h = 0; h < 2; ++h) {
-    // Chunks 2h and 2h + 1: sub-blocks 4h .. 4h + 3, values 128h .. 128h + 127.
-    __m256i lo0, hi0, lo1, hi1;
-    UnpackQ45K<kHighBit>(wb.qs + 64 * h, &hbits, &lo0, &hi0);
-    UnpackQ45K<kHighBit>(wb.qs + 64 * h + 32, &hbits, &lo1, &hi1);
-    const int8_t* q8 = xb.qs + 128 * h;
-    const __m256i p0 = _mm256_maddubs_epi16(lo0, LoadU256(q8));
-    const __m256i p1 = _mm256_maddubs_epi16(hi0, LoadU256(q8 + 32));
-    const __m256i p2 = _mm256_maddubs_epi16(lo1, LoadU256(q8 + 64));
-    const __m256i p3 = _mm256_maddubs_epi16(hi1, LoadU256(q8 + 96));
-    // Dword j of each lane: sub-block 4h + j, 8 products per int16.
-    const __m256i m = Merge64(Merge32(p0, p1), Merge32(p2, p3));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(m, _mm256_shuffle_epi8(scb, h == 0 ? scale_ctrl0 : scale_ctrl1)));
-  }
-  *isum = acc;
+  __m256i qh = _mm256_setzero_si256();
+  if constexpr (kHighBit) qh = LoadU256(wb.qh);
+  // Chunks 2h and 2h + 1: sub-blocks 4h .. 4h + 3, values 128h .. 128h + 127. The merged
+  // vector has sub-block 4h + j in dword j of each lane, 8 products per int16.
+  __m256i lo0, hi0, lo1, hi1;
+  UnpackQ45KChunk<kHighBit, 0>(wb.qs, qh, &lo0, &hi0);
+  UnpackQ45KChunk<kHighBit, 1>(wb.qs, qh, &lo1, &hi1);
+  const __m256i m0 = Merge64(Merge32(_mm256_maddubs_epi16(lo0, LoadU256(xb.qs)), _mm256_maddubs_epi16(hi0, LoadU256(xb.qs + 32))),
+                             Merge32(_mm256_maddubs_epi16(lo1, LoadU256(xb.qs + 64)), _mm256_maddubs_epi16(hi1, LoadU256(xb.qs + 96))));
+  UnpackQ45KChunk<kHighBit, 2>(wb.qs, qh, &lo0, &hi0);
+  UnpackQ45KChunk<kHighBit, 3>(wb.qs, qh, &lo1, &hi1);
+  const __m256i m1 = Merge64(Merge32(_mm256_maddubs_epi16(lo0, LoadU256(xb.qs + 128)), _mm256_maddubs_epi16(hi0, LoadU256(xb.qs + 160))),
+                             Merge32(_mm256_maddubs_epi16(lo1, LoadU256(xb.qs + 192)), _mm256_maddubs_epi16(hi1, LoadU256(xb.qs + 224))));
+  return _mm256_add_epi32(_mm256_madd_epi16(m0, _mm256_shuffle_epi8(scb, scale_ctrl0)),
+                          _mm256_madd_epi16(m1, _mm256_shuffle_epi8(scb, scale_ctrl1)));
+}
+
+// sum_j mn_k[j] * (bsums[2j] + bsums[2j + 1]) for the 4 rows' mins mn_k: [row 0..3].
+static inline __m128i MinSums4(const uint64_t mn[kDecodeRows], const BlockQ8_K& xb) {
+  const __m256i bs = LoadU256(xb.bsums);
+  // [sub-block sums 0..7 | the same] int16 (each at most 32 x 128).
+  const __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+  const __m256i pairs = _mm256_set_m128i(pair, pair);
+  const auto mins = [](uint64_t a, uint64_t b) {
+    return _mm256_cvtepu8_epi16(_mm_set_epi64x(static_cast<long long>(b), static_cast<long long>(a)));
+  };
+  // [row 0 | row 1] and [row 2 | row 3], 4 partial sums each.
+  const __m256i s01 = _mm256_madd_epi16(mins(mn[0], mn[1]), pairs);
+  const __m256i s23 = _mm256_madd_epi16(mins(mn[2], mn[3]), pairs);
+  __m256i s = _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
+  s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  // [r0, r0, r2, r2 | r1, r1, r3, r3] -> [r0, r1, r2, r3].
+  return _mm_blend_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1), 0b1010);
 }
 
 template <class Block, bool kHighBit>
@@ -389,10 +419,11 @@ void DecodeQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
     for (int64_t b = 0; b < nb; ++b) {
       PrefetchAhead(t, w, b);
       const BlockQ8_K& xb = x[b];
-      __m256i isum[kDecodeRows], msum[kDecodeRows];
+      __m256i isum[kDecodeRows];
+      uint64_t mn[kDecodeRows];
       uint32_t dd[kDecodeRows];  // each row's (d, dmin) halves
       for (int k = 0; k < kDecodeRows; ++k) {
-        RowSumsQ45K<Block, kHighBit>(w[k][b], xb, &isum[k], &msum[k]);
+        isum[k] = RowSumQ45K<Block, kHighBit>(w[k][b], xb, &mn[k]);
         std::memcpy(&dd[k], &w[k][b].d, 4);
       }
       // [d0, dmin0, d1, dmin1 | d2, dmin2, d3, dmin3] -> [d0..d3], [dmin0..dmin3].
@@ -403,7 +434,7 @@ void DecodeQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
       const __m128 d4 = _mm_mul_ps(_mm_shuffle_ps(dm_lo, dm_hi, _MM_SHUFFLE(2, 0, 2, 0)), xd);
       const __m128 dmin4 = _mm_mul_ps(_mm_shuffle_ps(dm_lo, dm_hi, _MM_SHUFFLE(3, 1, 3, 1)), xd);
       acc = _mm_fmadd_ps(d4, _mm_cvtepi32_ps(SumRows4(isum[0], isum[1], isum[2], isum[3])), acc);
-      acc = _mm_fnmadd_ps(dmin4, _mm_cvtepi32_ps(SumRows4(msum[0], msum[1], msum[2], msum[3])), acc);
+      acc = _mm_fnmadd_ps(dmin4, _mm_cvtepi32_ps(MinSums4(mn, xb)), acc);
     }
     StoreRows4(t, r, r1, acc);
   }
