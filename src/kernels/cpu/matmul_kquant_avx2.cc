@@ -440,31 +440,45 @@ void DecodeQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
-// A row's integer sum of one Q6_K super-block (8 lanes), the -32 offset included.
-static inline __m256i RowSumQ6K(const BlockQ6_K& wb, const BlockQ8_K& xb) {
-  // Merge32(p[2i], p[2i + 1]) holds in lane 0 the 16-value sums of scales 2i (dwords 0, 2) and
-  // 2i + 2 (dwords 1, 3) of the half, in lane 1 those of 2i + 1 and 2i + 3: controls that
-  // pick those int16 scales (words of a half's 8 scales) for i = 0 and i = 1.
-  const __m256i ctrl01 = _mm256_setr_epi32(0x01000100, 0x05040504, 0x01000100, 0x05040504,
-                                           0x03020302, 0x07060706, 0x03020302, 0x07060706);
-  const __m256i ctrl23 = _mm256_add_epi8(ctrl01, _mm256_set1_epi8(8));
-  const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
+// A Q6_K block's 16 int8 scales as int16, even ones in lane 0, odd ones in lane 1:
+// [s0, s2, .., s14 | s1, s3, .., s15]. The 16 values of scale 2i sit in lane 0 of the codes'
+// vectors and those of scale 2i + 1 in lane 1, so one pshufb control serves both lanes.
+static inline __m256i ScalesEvenOddQ6K(const int8_t* scales) {
+  const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)), even_odd));
+}
+
+// The 16 bsums in the order of ScalesEvenOddQ6K: [b0, b2, .., b14 | b1, b3, .., b15].
+static inline __m256i BsumsEvenOdd(const BlockQ8_K& xb) {
+  const __m256i ctrl = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(LoadU256(xb.bsums), ctrl), _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+// A row's integer sum of one Q6_K super-block (8 lanes), the -32 offset included; bs_eo is
+// BsumsEvenOdd(xb).
+static inline __m256i RowSumQ6K(const BlockQ6_K& wb, const BlockQ8_K& xb, __m256i bs_eo) {
+  // Merge32(p[2i], p[2i + 1]) of half n holds the 16-value sums of scales 8n + 4i + (0, 2, 0, 2)
+  // in the dwords of lane 0 and 8n + 4i + (1, 3, 1, 3) in lane 1: words 4n + 2i, 4n + 2i + 1 of
+  // either lane of ScalesEvenOddQ6K, each repeated in its dword.
+  const auto ctrl = [](int a) {
+    const int lo = (2 * a) | ((2 * a + 1) << 8) | ((2 * a) << 16) | ((2 * a + 1) << 24);
+    const int hi = lo + 0x02020202;
+    return _mm256_setr_epi32(lo, hi, lo, hi, lo, hi, lo, hi);
+  };
+  const __m256i sc = ScalesEvenOddQ6K(wb.scales);
   // code - 32: the -32 part is -32 * sum_k scale_k * bsums_k.
-  __m256i acc = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, LoadU256(xb.bsums)), 5));
+  __m256i acc = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc, bs_eo), 5));
   for (int n = 0; n < 2; ++n) {
     __m256i q[4];
     UnpackQ6K(wb, n, q);
-    int64_t half_scales;
-    std::memcpy(&half_scales, wb.scales + 8 * n, 8);
-    // [scales 8n..8n+7 | the same] as int16.
-    const __m256i sn = _mm256_cvtepi8_epi16(_mm_set1_epi64x(half_scales));
     const int8_t* q8 = xb.qs + 128 * n;
     const __m256i p0 = _mm256_maddubs_epi16(q[0], LoadU256(q8));
     const __m256i p1 = _mm256_maddubs_epi16(q[1], LoadU256(q8 + 32));
     const __m256i p2 = _mm256_maddubs_epi16(q[2], LoadU256(q8 + 64));
     const __m256i p3 = _mm256_maddubs_epi16(q[3], LoadU256(q8 + 96));
-    acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(Merge32(p0, p1), _mm256_shuffle_epi8(sn, ctrl01)),
-                                                 _mm256_madd_epi16(Merge32(p2, p3), _mm256_shuffle_epi8(sn, ctrl23))));
+    acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(Merge32(p0, p1), _mm256_shuffle_epi8(sc, ctrl(4 * n))),
+                                                 _mm256_madd_epi16(Merge32(p2, p3), _mm256_shuffle_epi8(sc, ctrl(4 * n + 2)))));
   }
   return acc;
 }
@@ -479,8 +493,9 @@ void DecodeQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
     for (int64_t b = 0; b < nb; ++b) {
       PrefetchAhead(t, w, b);
       const BlockQ8_K& xb = x[b];
+      const __m256i bs_eo = BsumsEvenOdd(xb);
       __m256i isum[kDecodeRows];
-      for (int k = 0; k < kDecodeRows; ++k) isum[k] = RowSumQ6K(w[k][b], xb);
+      for (int k = 0; k < kDecodeRows; ++k) isum[k] = RowSumQ6K(w[k][b], xb, bs_eo);
       const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(_mm_setr_epi16(static_cast<int16_t>(w[0][b].d), static_cast<int16_t>(w[1][b].d),
                                                                static_cast<int16_t>(w[2][b].d), static_cast<int16_t>(w[3][b].d),
                                                                0, 0, 0, 0)),
