@@ -31,13 +31,8 @@ namespace {
 // The one f32 recipe every path follows per (row, token), so that a result does not depend on
 // the batch it was computed in: for each super-block in order, acc = fma(d * xd, isum, acc)
 // and, for Q4_K/Q5_K, acc = fnmadd(dmin * xd, msum, acc), isum and msum being the exact
-// integer sums of the super-block.
-static inline float AccumulateBlock(float acc, float dxd, int isum) {
-  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(dxd), _mm_cvtsi32_ss(_mm_setzero_ps(), isum), _mm_set_ss(acc)));
-}
-static inline float SubtractBlock(float acc, float dxd, int msum) {
-  return _mm_cvtss_f32(_mm_fnmadd_ss(_mm_set_ss(dxd), _mm_cvtsi32_ss(_mm_setzero_ps(), msum), _mm_set_ss(acc)));
-}
+// integer sums of the super-block (converted to f32 with the default rounding). The tiles run
+// it with rows (decode) or tokens (prefill) in the lanes of one vector.
 
 // Codes 64c..64c+63 of a Q4_K/Q5_K super-block from its 32 bytes qs[32c..]: lo gets the low
 // nibbles (sub-block 2c), hi the high ones (sub-block 2c + 1). For Q5_K, *hbits (qh, shifted
@@ -286,21 +281,22 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
 }
 
 // ---- One token (decode) -------------------------------------------------------------------
-// Per (row, super-block) the old "maddubs + madd" per 32 values spent 16 of the one-pipe
+// Per (row, super-block), "maddubs + madd" per 32 values would spend 16 of the one-pipe
 // multiplies on 256 values. Here the maddubs results of several sub-blocks of one row are
 // first merged in int16 by unpack + add levels, so that each 32-bit lane holds one
 // sub-block's partial sum, and one madd applies the scales of all of them:
 //   Q4_K / Q5_K: 4 sub-blocks per madd (two levels: 4 maddubs lanes of 2 x cmax x 128 each,
-//     15360 / 31744 <= 32767), 8 maddubs + 2 madd per super-block; the mins take one madd
-//     with the 16 bsums (each min repeated for its two 16-value sums).
+//     15360 / 31744 <= 32767), 8 maddubs + 2 madd per super-block; the mins of 4 rows take
+//     two madds against the activation's 8 sub-block sums.
 //   Q6_K: 16-value scales, cmax 63: one level (2 x 2 x 63 x 128 = 32256), 8 maddubs + 4 madd,
 //     plus the madd of the -32 offset with the bsums.
 // Rows go 4 at a time: their super-block sums are reduced together into the lanes of one
-// vector (unpack/add trees instead of 4 horizontal sums) and the f32 recipe of AccumulateBlock
-// / SubtractBlock runs on the 4 rows at once, lane by lane, so the bits are those of the
-// 4-token tiles. A last group of fewer than 4 rows repeats its last row in the missing lanes.
+// vector (unpack/add trees instead of 4 horizontal sums) and the f32 recipe above runs on the
+// 4 rows at once, lane by lane, so the bits are those of the 4-token tiles. A last group of
+// fewer than 4 rows repeats its last row in the missing lanes.
 // The 4 rows are 4 interleaved streams, which the hardware prefetcher follows poorly: each step
-// prefetches the same super-block kDecodePrefetchGroups row groups ahead.
+// prefetches the same super-block kDecodePrefetchGroups row groups ahead (a prefetch past the
+// end of the weights is a hint that cannot fault).
 constexpr int kDecodeRows = 4;
 constexpr int kDecodePrefetchGroups = 1;
 
