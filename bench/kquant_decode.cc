@@ -2,8 +2,8 @@
 // and Q6_K against the previous one-row kernel (kept below as the baseline), interleaved in one
 // process on the shapes of Gemma 3 270M and Llama 3.2 1B. Weights are read from a pool of
 // copies larger than the L3 cache, as in decoding, where every matrix comes from memory; the
-// "hot" figures repeat the first rows of one matrix, up to 192 KiB of them (L2: compute only). Prints multiply-adds per ns, the ratio
-// new / old, and checks that both give the same bits.
+// "hot" figures repeat the first rows of one matrix, up to 192 KiB of them (L2: compute only).
+// Prints multiply-adds per ns, the ratio new / old, and checks that both give the same bits.
 //
 //   taskset -c 1 build/bin/kquant_decode [rounds]
 #include <immintrin.h>
@@ -87,7 +87,8 @@ void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
         UnpackQ45K<kHighBit>(wb.qs + 32 * c, &hbits, &lo, &hi);
         const int8_t* q8 = x[b].qs + 64 * c;
         const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, LoadU256(q8)), _mm256_set1_epi16(sc[2 * c]));
-        const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, LoadU256(q8 + 32)), _mm256_set1_epi16(sc[2 * c + 1]));
+        const __m256i p_hi =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, LoadU256(q8 + 32)), _mm256_set1_epi16(sc[2 * c + 1]));
         sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
       }
       const float d = _cvtsh_ss(wb.d), dmin = _cvtsh_ss(wb.dmin);
@@ -185,7 +186,9 @@ void Run(const Case& c, int rounds) {
     QuantizeRow(c.type, f.data(), rows.data() + i * rb, c.n_in);
   }
   std::vector<uint8_t> pool(matrix * copies);
-  for (size_t r = 0; r < static_cast<size_t>(c.n_out) * copies; ++r) std::memcpy(pool.data() + r * rb, rows.data() + (r % 61) * rb, rb);
+  for (size_t r = 0; r < static_cast<size_t>(c.n_out) * copies; ++r) {
+    std::memcpy(pool.data() + r * rb, rows.data() + (r % 61) * rb, rb);
+  }
   for (auto& v : f) v = nd(rng);
   std::vector<BlockQ8_K> xq(c.n_in / 256);
   QuantizeRowQ8_K(f.data(), xq.data(), c.n_in);
@@ -193,7 +196,8 @@ void Run(const Case& c, int rounds) {
   const MatMulTileFn fns[2] = {baseline::Kernel(c.type), avx2::MatMulTileKernelK(c.type)};
   std::vector<float> y[2] = {std::vector<float>(c.n_out), std::vector<float>(c.n_out)};
   // Hot: the first rows of copy 0, at most 192 KiB of them (they stay in L2), a multiple of 4.
-  const int64_t hot_rows = std::min<int64_t>(c.n_out, std::max<int64_t>(4, (int64_t{192} << 10) / static_cast<int64_t>(rb) / 4 * 4));
+  const int64_t fit_rows = (int64_t{192} << 10) / static_cast<int64_t>(rb) / 4 * 4;
+  const int64_t hot_rows = std::min<int64_t>(c.n_out, std::max<int64_t>(4, fit_rows));
   auto tile = [&](int k, size_t copy, int64_t n_rows) {
     MatMulTile t;
     t.w = pool.data() + copy * matrix;
@@ -229,7 +233,8 @@ void Run(const Case& c, int rounds) {
   const double macs = static_cast<double>(c.n_out) * static_cast<double>(c.n_in);
   const double hot_macs = static_cast<double>(hot_rows) * static_cast<double>(c.n_in);
   const double co = Median(cold[0]), cn = Median(cold[1]), ho = Median(hot[0]), hn = Median(hot[1]);
-  std::printf("%-28s %-5s %6lldx%-6lld cold: old %6.2f new %6.2f MAC/ns x%.2f (new %5.1f GB/s) | hot: old %6.2f new %6.2f x%.2f | bits %s\n",
+  std::printf("%-28s %-5s %6lldx%-6lld cold: old %6.2f new %6.2f MAC/ns x%.2f (new %5.1f GB/s)"
+              " | hot: old %6.2f new %6.2f x%.2f | bits %s\n",
               c.what, std::string(DTypeName(c.type)).c_str(), static_cast<long long>(c.n_out), static_cast<long long>(c.n_in),
               macs / co, macs / cn, co / cn, static_cast<double>(matrix) / cn, hot_macs / ho, hot_macs / hn, ho / hn,
               same ? "same" : "DIFFER");

@@ -373,15 +373,14 @@ static inline __m256i RowSumQ45K(const Block& wb, const BlockQ8_K& xb, uint64_t*
   if constexpr (kHighBit) qh = LoadU256(wb.qh);
   // Chunks 2h and 2h + 1: sub-blocks 4h .. 4h + 3, values 128h .. 128h + 127. The merged
   // vector has sub-block 4h + j in dword j of each lane, 8 products per int16.
+  const auto dot = [&xb](__m256i codes, int offset) { return _mm256_maddubs_epi16(codes, LoadU256(xb.qs + offset)); };
   __m256i lo0, hi0, lo1, hi1;
   UnpackQ45KChunk<kHighBit, 0>(wb.qs, qh, &lo0, &hi0);
   UnpackQ45KChunk<kHighBit, 1>(wb.qs, qh, &lo1, &hi1);
-  const __m256i m0 = Merge64(Merge32(_mm256_maddubs_epi16(lo0, LoadU256(xb.qs)), _mm256_maddubs_epi16(hi0, LoadU256(xb.qs + 32))),
-                             Merge32(_mm256_maddubs_epi16(lo1, LoadU256(xb.qs + 64)), _mm256_maddubs_epi16(hi1, LoadU256(xb.qs + 96))));
+  const __m256i m0 = Merge64(Merge32(dot(lo0, 0), dot(hi0, 32)), Merge32(dot(lo1, 64), dot(hi1, 96)));
   UnpackQ45KChunk<kHighBit, 2>(wb.qs, qh, &lo0, &hi0);
   UnpackQ45KChunk<kHighBit, 3>(wb.qs, qh, &lo1, &hi1);
-  const __m256i m1 = Merge64(Merge32(_mm256_maddubs_epi16(lo0, LoadU256(xb.qs + 128)), _mm256_maddubs_epi16(hi0, LoadU256(xb.qs + 160))),
-                             Merge32(_mm256_maddubs_epi16(lo1, LoadU256(xb.qs + 192)), _mm256_maddubs_epi16(hi1, LoadU256(xb.qs + 224))));
+  const __m256i m1 = Merge64(Merge32(dot(lo0, 128), dot(hi0, 160)), Merge32(dot(lo1, 192), dot(hi1, 224)));
   return _mm256_add_epi32(_mm256_madd_epi16(m0, _mm256_shuffle_epi8(scb, scale_ctrl0)),
                           _mm256_madd_epi16(m1, _mm256_shuffle_epi8(scb, scale_ctrl1)));
 }
@@ -473,8 +472,9 @@ static inline __m256i RowSumQ6K(const BlockQ6_K& wb, const BlockQ8_K& xb, __m256
     const __m256i p1 = _mm256_maddubs_epi16(q[1], LoadU256(q8 + 32));
     const __m256i p2 = _mm256_maddubs_epi16(q[2], LoadU256(q8 + 64));
     const __m256i p3 = _mm256_maddubs_epi16(q[3], LoadU256(q8 + 96));
-    acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(Merge32(p0, p1), _mm256_shuffle_epi8(sc, ctrl(4 * n))),
-                                                 _mm256_madd_epi16(Merge32(p2, p3), _mm256_shuffle_epi8(sc, ctrl(4 * n + 2)))));
+    const __m256i s01 = _mm256_madd_epi16(Merge32(p0, p1), _mm256_shuffle_epi8(sc, ctrl(4 * n)));
+    const __m256i s23 = _mm256_madd_epi16(Merge32(p2, p3), _mm256_shuffle_epi8(sc, ctrl(4 * n + 2)));
+    acc = _mm256_add_epi32(acc, _mm256_add_epi32(s01, s23));
   }
   return acc;
 }
@@ -492,10 +492,9 @@ void DecodeQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
       const __m256i bs_eo = BsumsEvenOdd(xb);
       __m256i isum[kDecodeRows];
       for (int k = 0; k < kDecodeRows; ++k) isum[k] = RowSumQ6K(w[k][b], xb, bs_eo);
-      const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(_mm_setr_epi16(static_cast<int16_t>(w[0][b].d), static_cast<int16_t>(w[1][b].d),
-                                                               static_cast<int16_t>(w[2][b].d), static_cast<int16_t>(w[3][b].d),
-                                                               0, 0, 0, 0)),
-                                   _mm_set1_ps(xb.d));
+      const __m128i d16 = _mm_setr_epi16(static_cast<int16_t>(w[0][b].d), static_cast<int16_t>(w[1][b].d),
+                                         static_cast<int16_t>(w[2][b].d), static_cast<int16_t>(w[3][b].d), 0, 0, 0, 0);
+      const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(d16), _mm_set1_ps(xb.d));
       acc = _mm_fmadd_ps(d4, _mm_cvtepi32_ps(SumRows4(isum[0], isum[1], isum[2], isum[3])), acc);
     }
     StoreRows4(t, r, r1, acc);
