@@ -31,23 +31,8 @@ namespace {
 // The one f32 recipe every path follows per (row, token), so that a result does not depend on
 // the batch it was computed in: for each super-block in order, acc = fma(d * xd, isum, acc)
 // and, for Q4_K/Q5_K, acc = fnmadd(dmin * xd, msum, acc), isum and msum being the exact
-// integer sums of the super-block.
-static inline float AccumulateBlock(float acc, float dxd, int isum) {
-  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(dxd), _mm_cvtsi32_ss(_mm_setzero_ps(), isum), _mm_set_ss(acc)));
-}
-static inline float SubtractBlock(float acc, float dxd, int msum) {
-  return _mm_cvtss_f32(_mm_fnmadd_ss(_mm_set_ss(dxd), _mm_cvtsi32_ss(_mm_setzero_ps(), msum), _mm_set_ss(acc)));
-}
-
-// 6-bit scales and mins of the 8 sub-blocks from a Q4_K/Q5_K scales[12].
-static inline void DecodeScalesK4(const uint8_t* q, uint8_t sc[8], uint8_t m[8]) {
-  for (int j = 0; j < 4; ++j) {
-    sc[j] = q[j] & 63;
-    m[j] = q[j + 4] & 63;
-    sc[j + 4] = static_cast<uint8_t>((q[j + 8] & 0x0F) | ((q[j] >> 6) << 4));
-    m[j + 4] = static_cast<uint8_t>((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
-  }
-}
+// integer sums of the super-block (converted to f32 with the default rounding). The tiles run
+// it with rows (decode) or tokens (prefill) in the lanes of one vector.
 
 // Codes 64c..64c+63 of a Q4_K/Q5_K super-block from its 32 bytes qs[32c..]: lo gets the low
 // nibbles (sub-block 2c), hi the high ones (sub-block 2c + 1). For Q5_K, *hbits (qh, shifted
@@ -67,110 +52,21 @@ static inline void UnpackQ45K(const uint8_t* qs, __m256i* hbits, __m256i* lo, __
   }
 }
 
-template <class Block, bool kHighBit, int NT>
-void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
-  const int64_t nb = t.n_in / 256;
-  const BlockQ8_K* x[NT];
-  for (int j = 0; j < NT; ++j) x[j] = reinterpret_cast<const BlockQ8_K*>(t.xq + j * t.xq_stride);
-  for (int64_t r = r0; r < r1; ++r) {
-    const Block* w = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
-    float acc[NT];
-    for (int j = 0; j < NT; ++j) acc[j] = 0.0f;
-    for (int64_t b = 0; b < nb; ++b) {
-      const Block& wb = w[b];
-      uint8_t sc[8], mn[8];
-      DecodeScalesK4(wb.scales, sc, mn);
-      uint64_t mn_bits;
-      std::memcpy(&mn_bits, mn, 8);
-      const __m128i mins16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mn_bits)));
-      __m256i sumi[NT];
-      for (int j = 0; j < NT; ++j) sumi[j] = _mm256_setzero_si256();
-      __m256i hbits = _mm256_setzero_si256();
-      if constexpr (kHighBit) hbits = LoadU256(wb.qh);
-      for (int c = 0; c < 4; ++c) {
-        __m256i lo, hi;
-        UnpackQ45K<kHighBit>(wb.qs + 32 * c, &hbits, &lo, &hi);
-        const __m256i s_lo = _mm256_set1_epi16(sc[2 * c]);
-        const __m256i s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
-        for (int j = 0; j < NT; ++j) {
-          const int8_t* q8 = x[j][b].qs + 64 * c;
-          const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, LoadU256(q8)), s_lo);
-          const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, LoadU256(q8 + 32)), s_hi);
-          sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p_lo, p_hi));
-        }
-      }
-      const float d = HalfToFloat(wb.d), dmin = HalfToFloat(wb.dmin);
-      for (int j = 0; j < NT; ++j) {
-        const BlockQ8_K& xb = x[j][b];
-        acc[j] = AccumulateBlock(acc[j], d * xb.d, HorizontalSumI32(sumi[j]));
-        // Sub-block k's activation sum is bsums[2k] + bsums[2k + 1].
-        const __m256i bs = LoadU256(xb.bsums);
-        const __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        __m128i m = _mm_madd_epi16(mins16, pair);
-        m = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
-        m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 1));
-        acc[j] = SubtractBlock(acc[j], dmin * xb.d, _mm_cvtsi128_si32(m));
-      }
-    }
-    for (int j = 0; j < NT; ++j) t.y[j * t.y_stride + r] = acc[j];
-  }
-}
-
 // The 128 6-bit codes (0..63) of half n of a Q6_K super-block: q[k] holds values 32k..32k+31 of
 // that half (low nibbles from ql, the two high bits from qh).
 static inline void UnpackQ6K(const BlockQ6_K& wb, int n, __m256i q[4]) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i low2 = _mm256_set1_epi8(0x03);
+  const __m256i bits45 = _mm256_set1_epi8(0x30);
   const __m256i ql0 = LoadU256(wb.ql + 64 * n);
   const __m256i ql1 = LoadU256(wb.ql + 64 * n + 32);
   const __m256i qh = LoadU256(wb.qh + 32 * n);
-  q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
-  q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
-                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
-  q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
-                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4));
+  // Bit pair 2k of qh[l] is the top of q[k]: moved to bits 4-5 of each byte with one 16-bit
+  // shift and a mask (bits that cross into the next byte are masked off).
+  q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
+  q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
+  q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, bits45));
   q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4));
-}
-
-template <int NT>
-void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
-  const int64_t nb = t.n_in / 256;
-  const BlockQ8_K* x[NT];
-  for (int j = 0; j < NT; ++j) x[j] = reinterpret_cast<const BlockQ8_K*>(t.xq + j * t.xq_stride);
-  for (int64_t r = r0; r < r1; ++r) {
-    const BlockQ6_K* w = reinterpret_cast<const BlockQ6_K*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
-    float acc[NT];
-    for (int j = 0; j < NT; ++j) acc[j] = 0.0f;
-    for (int64_t b = 0; b < nb; ++b) {
-      const BlockQ6_K& wb = w[b];
-      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
-      __m256i sumi[NT];
-      // code - 32: the -32 part is -32 * sum_k scale_k * bsums_k.
-      for (int j = 0; j < NT; ++j) {
-        sumi[j] = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                   _mm256_slli_epi32(_mm256_madd_epi16(sc16, LoadU256(x[j][b].bsums)), 5));
-      }
-      for (int n = 0; n < 2; ++n) {
-        __m256i q[4];
-        UnpackQ6K(wb, n, q);
-        for (int k = 0; k < 4; ++k) {
-          // 32 values: the first 16 use scale 2k of this half, the next 16 scale 2k + 1.
-          const int s = 8 * n + 2 * k;
-          const __m256i scale = _mm256_setr_m128i(_mm_set1_epi16(wb.scales[s]), _mm_set1_epi16(wb.scales[s + 1]));
-          for (int j = 0; j < NT; ++j) {
-            const __m256i p = _mm256_maddubs_epi16(q[k], LoadU256(x[j][b].qs + 128 * n + 32 * k));
-            sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(p, scale));
-          }
-        }
-      }
-      const float d = HalfToFloat(wb.d);
-      for (int j = 0; j < NT; ++j) {
-        acc[j] = AccumulateBlock(acc[j], d * x[j][b].d, HorizontalSumI32(sumi[j]));
-      }
-    }
-    for (int j = 0; j < NT; ++j) t.y[j * t.y_stride + r] = acc[j];
-  }
+                         _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
 }
 
 // Super-blocks whose per-token layout a tile prepares at once (32 x 256 = 8192 inputs); wider
@@ -384,17 +280,238 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
+// ---- One token (decode) -------------------------------------------------------------------
+// Per (row, super-block), "maddubs + madd" per 32 values would spend 16 of the one-pipe
+// multiplies on 256 values. Here the maddubs results of several sub-blocks of one row are
+// first merged in int16 by unpack + add levels, so that each 32-bit lane holds one
+// sub-block's partial sum, and one madd applies the scales of all of them:
+//   Q4_K / Q5_K: 4 sub-blocks per madd (two levels: 4 maddubs lanes of 2 x cmax x 128 each,
+//     15360 / 31744 <= 32767), 8 maddubs + 2 madd per super-block; the mins of 4 rows take
+//     two madds against the activation's 8 sub-block sums.
+//   Q6_K: 16-value scales, cmax 63: one level (2 x 2 x 63 x 128 = 32256), 8 maddubs + 4 madd,
+//     plus the madd of the -32 offset with the bsums.
+// Rows go 4 at a time: their super-block sums are reduced together into the lanes of one
+// vector (unpack/add trees instead of 4 horizontal sums) and the f32 recipe above runs on the
+// 4 rows at once, lane by lane, so the bits are those of the 4-token tiles. A last group of
+// fewer than 4 rows repeats its last row in the missing lanes.
+// The 4 rows are 4 interleaved streams, which the hardware prefetcher follows poorly: each step
+// prefetches the same super-block kDecodePrefetchGroups row groups ahead (a prefetch past the
+// end of the weights is a hint that cannot fault).
+constexpr int kDecodeRows = 4;
+constexpr int kDecodePrefetchGroups = 1;
+
+// int32 lanes of v0..v3 summed: [sum v0, sum v1, sum v2, sum v3].
+static inline __m128i SumRows4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+  const __m256i a = _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1));
+  const __m256i b = _mm256_add_epi32(_mm256_unpacklo_epi32(v2, v3), _mm256_unpackhi_epi32(v2, v3));
+  return AddLanes(Merge64I32(a, b));
+}
+
+// int16 [a b a' b' | ...] tree level at 64-bit granularity: dwords of a's and b's Merge32
+// pairs end up as [a0, a1, b0, b1] per 128-bit lane.
+static inline __m256i Merge64(__m256i a, __m256i b) {
+  return _mm256_add_epi16(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+}
+
+// The rows of group [r, r + 4) within [r, r1): rows past r1 - 1 repeat it.
+template <class Block>
+static inline void GroupRows(const MatMulTile& t, int64_t r, int64_t r1, const Block* w[kDecodeRows]) {
+  for (int k = 0; k < kDecodeRows; ++k) {
+    const int64_t rk = std::min<int64_t>(r + k, r1 - 1);
+    w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(rk) * t.w_row_bytes);
+  }
+}
+
+// Every cache line of the super-block b of the rows kDecodePrefetchGroups groups ahead.
+template <class Block>
+static inline void PrefetchAhead(const MatMulTile& t, const Block* const w[kDecodeRows], int64_t b) {
+  const size_t ahead = kDecodePrefetchGroups * kDecodeRows * t.w_row_bytes;
+  for (int k = 0; k < kDecodeRows; ++k) {
+    const char* p = reinterpret_cast<const char*>(w[k] + b) + ahead;
+    for (size_t o = 0; o < sizeof(Block); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+  }
+}
+
+static inline void StoreRows4(const MatMulTile& t, int64_t r, int64_t r1, __m128 acc) {
+  alignas(16) float s[4];
+  _mm_store_ps(s, acc);
+  for (int k = 0; k < kDecodeRows && r + k < r1; ++k) t.y[r + k] = s[k];
+}
+
+// Codes of chunk C (values 64C..64C+63) of a Q4_K/Q5_K super-block, as UnpackQ45K, the 5th
+// bits of Q5_K taken from qh with one shift per vector: bit 2C of qh[l] is bit 4 of the
+// low-nibble value, bit 2C + 1 of the high one (a 16-bit shift; the mask drops what crosses
+// from the neighbouring byte).
+template <bool kHighBit, int C>
+static inline void UnpackQ45KChunk(const uint8_t* qs, __m256i qh, __m256i* lo, __m256i* hi) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i q4 = LoadU256(qs + 32 * C);
+  *lo = _mm256_and_si256(q4, low4);
+  *hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+  if constexpr (kHighBit) {
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
+    const auto shift = [](__m256i v, int left) {  // left in [-3, 4], a constant after inlining
+      return left >= 0 ? _mm256_slli_epi16(v, left) : _mm256_srli_epi16(v, -left);
+    };
+    *lo = _mm256_or_si256(*lo, _mm256_and_si256(shift(qh, 4 - 2 * C), bit4));
+    *hi = _mm256_or_si256(*hi, _mm256_and_si256(shift(qh, 3 - 2 * C), bit4));
+  }
+}
+
+// A row's sum of scale x code x activation over one Q4_K/Q5_K super-block (8 lanes); *mn gets
+// its 8 mins (byte j: sub-block j).
+template <class Block, bool kHighBit>
+static inline __m256i RowSumQ45K(const Block& wb, const BlockQ8_K& xb, uint64_t* mn) {
+  // Dword j of control h: sub-block 4h + j's scale as an int16 pair.
+  const __m256i scale_ctrl0 = _mm256_setr_epi32(0x80008000, 0x80018001, 0x80028002, 0x80038003,
+                                                0x80008000, 0x80018001, 0x80028002, 0x80038003);
+  const __m256i scale_ctrl1 = _mm256_add_epi8(scale_ctrl0, _mm256_set1_epi32(0x00040004));
+  uint64_t sc_bits;
+  DecodeScalesK4Packed(wb.scales, &sc_bits, mn);
+  const __m256i scb = _mm256_set1_epi64x(static_cast<long long>(sc_bits));
+  __m256i qh = _mm256_setzero_si256();
+  if constexpr (kHighBit) qh = LoadU256(wb.qh);
+  // Chunks 2h and 2h + 1: sub-blocks 4h .. 4h + 3, values 128h .. 128h + 127. The merged
+  // vector has sub-block 4h + j in dword j of each lane, 8 products per int16.
+  const auto dot = [&xb](__m256i codes, int offset) { return _mm256_maddubs_epi16(codes, LoadU256(xb.qs + offset)); };
+  __m256i lo0, hi0, lo1, hi1;
+  UnpackQ45KChunk<kHighBit, 0>(wb.qs, qh, &lo0, &hi0);
+  UnpackQ45KChunk<kHighBit, 1>(wb.qs, qh, &lo1, &hi1);
+  const __m256i m0 = Merge64(Merge32(dot(lo0, 0), dot(hi0, 32)), Merge32(dot(lo1, 64), dot(hi1, 96)));
+  UnpackQ45KChunk<kHighBit, 2>(wb.qs, qh, &lo0, &hi0);
+  UnpackQ45KChunk<kHighBit, 3>(wb.qs, qh, &lo1, &hi1);
+  const __m256i m1 = Merge64(Merge32(dot(lo0, 128), dot(hi0, 160)), Merge32(dot(lo1, 192), dot(hi1, 224)));
+  return _mm256_add_epi32(_mm256_madd_epi16(m0, _mm256_shuffle_epi8(scb, scale_ctrl0)),
+                          _mm256_madd_epi16(m1, _mm256_shuffle_epi8(scb, scale_ctrl1)));
+}
+
+// sum_j mn_k[j] * (bsums[2j] + bsums[2j + 1]) for the 4 rows' mins mn_k: [row 0..3].
+static inline __m128i MinSums4(const uint64_t mn[kDecodeRows], const BlockQ8_K& xb) {
+  const __m256i bs = LoadU256(xb.bsums);
+  // [sub-block sums 0..7 | the same] int16 (each at most 32 x 128).
+  const __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+  const __m256i pairs = _mm256_set_m128i(pair, pair);
+  const auto mins = [](uint64_t a, uint64_t b) {
+    return _mm256_cvtepu8_epi16(_mm_set_epi64x(static_cast<long long>(b), static_cast<long long>(a)));
+  };
+  // [row 0 | row 1] and [row 2 | row 3], 4 partial sums each.
+  const __m256i s01 = _mm256_madd_epi16(mins(mn[0], mn[1]), pairs);
+  const __m256i s23 = _mm256_madd_epi16(mins(mn[2], mn[3]), pairs);
+  __m256i s = _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
+  s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  // [r0, r0, r2, r2 | r1, r1, r3, r3] -> [r0, r1, r2, r3].
+  return _mm_blend_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1), 0b1010);
+}
+
+template <class Block, bool kHighBit>
+void DecodeQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
+  const int64_t nb = t.n_in / 256;
+  const BlockQ8_K* x = reinterpret_cast<const BlockQ8_K*>(t.xq);
+  for (int64_t r = r0; r < r1; r += kDecodeRows) {
+    const Block* w[kDecodeRows];
+    GroupRows(t, r, r1, w);
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      PrefetchAhead(t, w, b);
+      const BlockQ8_K& xb = x[b];
+      __m256i isum[kDecodeRows];
+      uint64_t mn[kDecodeRows];
+      uint32_t dd[kDecodeRows];  // each row's (d, dmin) halves
+      for (int k = 0; k < kDecodeRows; ++k) {
+        isum[k] = RowSumQ45K<Block, kHighBit>(w[k][b], xb, &mn[k]);
+        std::memcpy(&dd[k], &w[k][b].d, 4);
+      }
+      // [d0, dmin0, d1, dmin1 | d2, dmin2, d3, dmin3] -> [d0..d3], [dmin0..dmin3].
+      const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32(static_cast<int>(dd[0]), static_cast<int>(dd[1]),
+                                                       static_cast<int>(dd[2]), static_cast<int>(dd[3])));
+      const __m128 dm_lo = _mm256_castps256_ps128(dm), dm_hi = _mm256_extractf128_ps(dm, 1);
+      const __m128 xd = _mm_set1_ps(xb.d);
+      const __m128 d4 = _mm_mul_ps(_mm_shuffle_ps(dm_lo, dm_hi, _MM_SHUFFLE(2, 0, 2, 0)), xd);
+      const __m128 dmin4 = _mm_mul_ps(_mm_shuffle_ps(dm_lo, dm_hi, _MM_SHUFFLE(3, 1, 3, 1)), xd);
+      acc = _mm_fmadd_ps(d4, _mm_cvtepi32_ps(SumRows4(isum[0], isum[1], isum[2], isum[3])), acc);
+      acc = _mm_fnmadd_ps(dmin4, _mm_cvtepi32_ps(MinSums4(mn, xb)), acc);
+    }
+    StoreRows4(t, r, r1, acc);
+  }
+}
+
+// A Q6_K block's 16 int8 scales as int16, even ones in lane 0, odd ones in lane 1:
+// [s0, s2, .., s14 | s1, s3, .., s15]. The 16 values of scale 2i sit in lane 0 of the codes'
+// vectors and those of scale 2i + 1 in lane 1, so one pshufb control serves both lanes.
+static inline __m256i ScalesEvenOddQ6K(const int8_t* scales) {
+  const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)), even_odd));
+}
+
+// The 16 bsums in the order of ScalesEvenOddQ6K: [b0, b2, .., b14 | b1, b3, .., b15].
+static inline __m256i BsumsEvenOdd(const BlockQ8_K& xb) {
+  const __m256i ctrl = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(LoadU256(xb.bsums), ctrl), _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+// A row's integer sum of one Q6_K super-block (8 lanes), the -32 offset included; bs_eo is
+// BsumsEvenOdd(xb).
+static inline __m256i RowSumQ6K(const BlockQ6_K& wb, const BlockQ8_K& xb, __m256i bs_eo) {
+  // Merge32(p[2i], p[2i + 1]) of half n holds the 16-value sums of scales 8n + 4i + (0, 2, 0, 2)
+  // in the dwords of lane 0 and 8n + 4i + (1, 3, 1, 3) in lane 1: words 4n + 2i, 4n + 2i + 1 of
+  // either lane of ScalesEvenOddQ6K, each repeated in its dword.
+  const auto ctrl = [](int a) {
+    const int lo = (2 * a) | ((2 * a + 1) << 8) | ((2 * a) << 16) | ((2 * a + 1) << 24);
+    const int hi = lo + 0x02020202;
+    return _mm256_setr_epi32(lo, hi, lo, hi, lo, hi, lo, hi);
+  };
+  const __m256i sc = ScalesEvenOddQ6K(wb.scales);
+  // code - 32: the -32 part is -32 * sum_k scale_k * bsums_k.
+  __m256i acc = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc, bs_eo), 5));
+  for (int n = 0; n < 2; ++n) {
+    __m256i q[4];
+    UnpackQ6K(wb, n, q);
+    const int8_t* q8 = xb.qs + 128 * n;
+    const __m256i p0 = _mm256_maddubs_epi16(q[0], LoadU256(q8));
+    const __m256i p1 = _mm256_maddubs_epi16(q[1], LoadU256(q8 + 32));
+    const __m256i p2 = _mm256_maddubs_epi16(q[2], LoadU256(q8 + 64));
+    const __m256i p3 = _mm256_maddubs_epi16(q[3], LoadU256(q8 + 96));
+    const __m256i s01 = _mm256_madd_epi16(Merge32(p0, p1), _mm256_shuffle_epi8(sc, ctrl(4 * n)));
+    const __m256i s23 = _mm256_madd_epi16(Merge32(p2, p3), _mm256_shuffle_epi8(sc, ctrl(4 * n + 2)));
+    acc = _mm256_add_epi32(acc, _mm256_add_epi32(s01, s23));
+  }
+  return acc;
+}
+
+void DecodeQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
+  const int64_t nb = t.n_in / 256;
+  const BlockQ8_K* x = reinterpret_cast<const BlockQ8_K*>(t.xq);
+  for (int64_t r = r0; r < r1; r += kDecodeRows) {
+    const BlockQ6_K* w[kDecodeRows];
+    GroupRows(t, r, r1, w);
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      PrefetchAhead(t, w, b);
+      const BlockQ8_K& xb = x[b];
+      const __m256i bs_eo = BsumsEvenOdd(xb);
+      __m256i isum[kDecodeRows];
+      for (int k = 0; k < kDecodeRows; ++k) isum[k] = RowSumQ6K(w[k][b], xb, bs_eo);
+      const __m128i d16 = _mm_setr_epi16(static_cast<int16_t>(w[0][b].d), static_cast<int16_t>(w[1][b].d),
+                                         static_cast<int16_t>(w[2][b].d), static_cast<int16_t>(w[3][b].d), 0, 0, 0, 0);
+      const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(d16), _mm_set1_ps(xb.d));
+      acc = _mm_fmadd_ps(d4, _mm_cvtepi32_ps(SumRows4(isum[0], isum[1], isum[2], isum[3])), acc);
+    }
+    StoreRows4(t, r, r1, acc);
+  }
+}
+
 template <class Block, bool kHighBit>
 void TileQ45KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   switch (t.nt) {
-    case 1: return TileQ45K<Block, kHighBit, 1>(t, r0, r1);
+    case 1: return DecodeQ45K<Block, kHighBit>(t, r0, r1);
     default: return TileQ45K4<Block, kHighBit>(t, r0, r1);
   }
 }
 
 void TileQ6KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   switch (t.nt) {
-    case 1: return TileQ6K<1>(t, r0, r1);
+    case 1: return DecodeQ6K(t, r0, r1);
     default: return TileQ6K4(t, r0, r1);
   }
 }

@@ -409,7 +409,7 @@ TEST(MatMulQuantizers, SimdBytesEqualReference) {
 // Raw K-quant blocks at the extremes the SIMD tiles' int16 bounds are derived for (every code
 // at its maximum, scales and mins at 63, activations at +127 / -128), and fully random bytes,
 // through the tile kernels directly (the Q8_K quantizer never emits -128, so MatMul could not
-// reach it): 1..5 rows, 1..kMatMulTileTokens tokens, 1 and 33 super-blocks.
+// reach it): rows [0 or 3, 1..9), 1..kMatMulTileTokens tokens, 1 and 33 super-blocks.
 enum class Fill { kMax, kRandom };
 enum class ActFill { kPlus127, kMinus128, kAlternating, kRandom };
 
@@ -493,34 +493,69 @@ TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
       const size_t w_row_bytes = static_cast<size_t>(*RowBytes(t, n_in));
       for (Fill wf : {Fill::kMax, Fill::kRandom}) {
         for (ActFill af : {ActFill::kPlus127, ActFill::kMinus128, ActFill::kAlternating, ActFill::kRandom}) {
-          const int64_t n_rows = 5;
+          // 9 rows: the one-token kernels take rows 4 at a time; r0 = 3 starts a group mid-way.
+          const int64_t n_rows = 9;
           std::vector<uint8_t> w(w_row_bytes * n_rows);
           FillWeights(t, wf, rng, w.data(), w.size());
           std::vector<BlockQ8_K> x(nb * kMatMulTileTokens);
           FillActivations(af, rng, x.data(), nb * kMatMulTileTokens);
           for (int nt = 1; nt <= kMatMulTileTokens; ++nt) {
-            for (int64_t r1 = 1; r1 <= n_rows; ++r1) {
-              MatMulTile tile;
-              tile.w = w.data();
-              tile.w_row_bytes = w_row_bytes;
-              tile.xq = reinterpret_cast<const uint8_t*>(x.data());
-              tile.xq_stride = nb * sizeof(BlockQ8_K);
-              tile.nt = nt;
-              tile.n_in = n_in;
-              tile.y_stride = n_rows + 1;
-              std::vector<float> y_simd(kMatMulTileTokens * tile.y_stride, -7.0f), y_ref = y_simd;
-              tile.y = y_simd.data();
-              simd(tile, 0, r1);
-              tile.y = y_ref.data();
-              ref(tile, 0, r1);
-              for (size_t i = 0; i < y_ref.size(); ++i) {
-                // Exact integer sums on both sides; the f32 conversions, scalings and summation
-                // order differ: a few roundings of 2^-24 each, relative to the terms' magnitude.
-                const int64_t j = static_cast<int64_t>(i) / tile.y_stride, r = static_cast<int64_t>(i) % tile.y_stride;
-                const double tol = j < nt && r < r1 ? 1e-6 * TermBound(t, w.data() + r * w_row_bytes, x.data() + j * nb, nb) : 0;
-                ASSERT_NEAR(y_simd[i], y_ref[i], tol)
-                    << DTypeName(t) << " n_in " << n_in << " fill " << static_cast<int>(wf) << "/"
-                    << static_cast<int>(af) << " nt " << nt << " rows " << r1 << " index " << i;
+            for (int64_t r0 : {int64_t{0}, int64_t{3}}) {
+              for (int64_t r1 = r0 + 1; r1 <= n_rows; ++r1) {
+                MatMulTile tile;
+                tile.w = w.data();
+                tile.w_row_bytes = w_row_bytes;
+                tile.xq = reinterpret_cast<const uint8_t*>(x.data());
+                tile.xq_stride = nb * sizeof(BlockQ8_K);
+                tile.nt = nt;
+                tile.n_in = n_in;
+                tile.y_stride = n_rows + 1;
+                std::vector<float> y_simd(kMatMulTileTokens * tile.y_stride, -7.0f), y_ref = y_simd;
+                tile.y = y_simd.data();
+                simd(tile, r0, r1);
+                tile.y = y_ref.data();
+                ref(tile, r0, r1);
+                for (size_t i = 0; i < y_ref.size(); ++i) {
+                  // Exact integer sums on both sides; the f32 conversions, scalings and summation
+                  // order differ: a few roundings of 2^-24 each, relative to the terms' magnitude.
+                  const int64_t j = static_cast<int64_t>(i) / tile.y_stride;
+                  const int64_t r = static_cast<int64_t>(i) % tile.y_stride;
+                  const bool written = j < nt && r >= r0 && r < r1;  // elsewhere both must stay -7
+                  const double tol =
+                      written ? 1e-6 * TermBound(t, w.data() + r * w_row_bytes, x.data() + j * nb, nb) : 0;
+                  ASSERT_NEAR(y_simd[i], y_ref[i], tol)
+                      << DTypeName(t) << " n_in " << n_in << " fill " << static_cast<int>(wf) << "/"
+                      << static_cast<int>(af) << " nt " << nt << " rows " << r0 << ".." << r1 << " index " << i;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The one-token K-quant kernels take 4 rows per step (a last group repeats its last row): every
+// row count around that, one token and the multi-token tiles beside it, one and three
+// super-blocks, through MatMul on every ISA and thread count against the scalar twin (the
+// tolerance of EveryIsaMatchesScalarTwin: exact integer super-block sums, f32 order aside).
+TEST(MatMulKQuantTiles, EveryRowCountMatchesScalarTwin) {
+  Isa isas[3];
+  const int n_isas = AvailableIsas(isas);
+  uint32_t seed = 9000;
+  for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    for (int64_t n_out : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13}) {
+      for (int64_t n_in : {256, 768}) {
+        for (int64_t nt : {1, 2, 5}) {
+          const Problem p = MakeProblem(t, Shape{n_out, n_in, nt}, seed++);
+          for (int k = 0; k < n_isas; ++k) {
+            for (ThreadPool* pool : {&Pool(1), &Pool(3)}) {
+              const std::vector<float> y = RunMatMul(p, *pool, isas[k]);
+              for (size_t i = 0; i < y.size(); ++i) {
+                ASSERT_LE(std::fabs(double{y[i]} - p.y_ref[i]), 2e-6 * p.abs_ref[i] + 1e-30)
+                    << DTypeName(t) << " " << IsaName(isas[k]) << " threads " << pool->size() << " shape "
+                    << n_out << "x" << n_in << "x" << nt << " index " << i;
               }
             }
           }
