@@ -46,7 +46,8 @@ struct Q5_0Codes {
   static constexpr int kMaxCode = 31;
   // The 5th bit without ExpandBits32's compare and mask: each byte takes its qh byte from
   // [qh, qh << 4] so that its own bit sits in bits 4..7; masked to that bit, min(., 16) is 0 or
-  // 16. One vector op fewer per row, which the one-token kernel (bound by vector ops) feels.
+  // 16. One vector op fewer per row (measured ~1% on one-token Q5_0; a vpsllvd expansion was
+  // slower on Zen 1).
   static __m256i UnsignedCodes(const Block& b) {
     uint32_t qh;
     std::memcpy(&qh, b.qh, 4);
@@ -378,12 +379,12 @@ void Rows4Tile(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1)
 
 // One token (decode): the arithmetic of Rows4Tile<T, 1> in a leaner loop (activation block,
 // offsets and dx read once per block, no per-token indexing, four row pointers from one base and
-// stride, prefetch only the lines a block group spans). Measured 1.16x (Q8_0) to 1.39x (Q4_0)
-// faster than Rows4Tile<T, 1> on 2048 x 640 rows, one thread; interleaving two row groups per
-// step was slower (register spills). Per (row, half block) the exact int32 sum, its convert,
-// the scale dw * dx and the FMA into the half's accumulator lane are those of Rows4Tile, so a
-// row has the same bits on both paths (batch invariance). A last partial group of rows goes to
-// Rows4Tile<T, 1>.
+// stride, prefetch only the lines a block group spans). Measured 4-10% faster than
+// Rows4Tile<T, 1> (one thread, 640 inputs, weights streamed from memory); the loop is bound by
+// vector uops, and interleaving two row groups per step was slower. Per (row, half block) the
+// exact int32 sum, its convert, the scale dw * dx and the FMA into the half's accumulator lane
+// are those of Rows4Tile, so a row has the same bits on both paths (batch invariance). A last
+// partial group of rows goes to Rows4Tile<T, 1>.
 template <class T>
 static inline __m256i DecodeBlockSums(const typename T::Block* w0, size_t stride, int64_t b, __m256i xq) {
   using Block = typename T::Block;
@@ -425,7 +426,9 @@ void Rows4Decode(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r
       if constexpr (T::kRows4 == Rows4Mode::kUnsignedOffset) {
         s = _mm256_sub_epi32(s, _mm256_load_si256(reinterpret_cast<const __m256i*>(tab.offset + b * 8)));
       }
-      const auto d = [&](int k) { return reinterpret_cast<const Block*>(reinterpret_cast<const char*>(w) + k * stride)[b].d; };
+      const auto d = [&](int k) {
+        return reinterpret_cast<const Block*>(reinterpret_cast<const char*>(w) + k * stride)[b].d;
+      };
       const __m256 scale = _mm256_mul_ps(RowScales4(d(0), d(1), d(2), d(3)), _mm256_broadcast_ss(tab.dx + b));
       acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc);
     }

@@ -340,7 +340,9 @@ TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
             auto* q = reinterpret_cast<BlockQ5_0*>(blk);
             q->d = kOne;
             qs = q->qs;
-            for (uint8_t& h : q->qh) h = pattern == 0 ? 0xFF : pattern == 1 ? 0x00 : pattern == 2 ? 0x0F : random_byte();
+            for (uint8_t& h : q->qh) {
+              h = pattern == 0 ? 0xFF : pattern == 1 ? 0x00 : pattern == 2 ? 0x0F : random_byte();
+            }
           }
           for (int i = 0; i < 16; ++i) qs[i] = pattern == 3 ? random_byte() : nib;
         }
