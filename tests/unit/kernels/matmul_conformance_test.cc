@@ -298,7 +298,9 @@ TEST(MatMulRowBlocks, EveryIsaMatchesScalarTwinOnTileEdges) {
 
 // Hand-made blocks at the ends of the code and activation ranges with unit scales: every sum is
 // an integer far below 2^24, so any order gives the exact value and an overflow of the int16
-// partial sums (or a saturated maddubs) shows as a wrong integer.
+// partial sums (or a saturated maddubs) shows as a wrong integer. A fourth pattern of random
+// bytes checks that every code (nibble and 5th bit) meets its own activation. One token takes the
+// decode loop (whole groups of four rows; the ninth row the 4-row tile's partial group).
 TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
   Isa isas[3];
   const int n_isas = AvailableIsas(isas);
@@ -310,44 +312,60 @@ TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
   for (const DType wtype : kRowBlockTypes) {
     const size_t row_bytes = static_cast<size_t>(*RowBytes(wtype, kNIn));
     std::vector<uint8_t> w(row_bytes * kNOut);
-    // Row r: fill byte patterns chosen per row: all codes at the top, all at the bottom, mixed.
+    std::mt19937 rng(77);
+    const auto random_byte = [&rng] { return static_cast<uint8_t>(rng() & 0xFF); };
+    // Row r: fill byte patterns chosen per row: all codes at the top, all at the bottom, mixed,
+    // random.
     for (int64_t r = 0; r < kNOut; ++r) {
       for (int64_t b = 0; b < kNb; ++b) {
         uint8_t* blk = w.data() + r * row_bytes + b * (row_bytes / kNb);
-        const int pattern = static_cast<int>((r + b) % 3);
+        const int pattern = static_cast<int>((r + b) % 4);
         if (wtype == DType::kQ8_0) {
           auto* q = reinterpret_cast<BlockQ8_0*>(blk);
           q->d = kOne;
           for (int i = 0; i < 32; ++i) {
-            q->qs[i] = static_cast<int8_t>(pattern == 0 ? -128 : pattern == 1 ? 127 : (i % 2 ? -128 : 127));
+            q->qs[i] = static_cast<int8_t>(pattern == 0   ? -128
+                                           : pattern == 1 ? 127
+                                           : pattern == 2 ? (i % 2 ? -128 : 127)
+                                                          : static_cast<int8_t>(random_byte()));
           }
         } else {
           const uint8_t nib = pattern == 0 ? 0xFF : pattern == 1 ? 0x00 : 0xF0;
+          uint8_t* qs = nullptr;
           if (wtype == DType::kQ4_0) {
             auto* q = reinterpret_cast<BlockQ4_0*>(blk);
             q->d = kOne;
-            std::memset(q->qs, nib, sizeof q->qs);
+            qs = q->qs;
           } else {
             auto* q = reinterpret_cast<BlockQ5_0*>(blk);
             q->d = kOne;
-            std::memset(q->qs, nib, sizeof q->qs);
-            std::memset(q->qh, pattern == 0 ? 0xFF : pattern == 1 ? 0x00 : 0x0F, sizeof q->qh);
+            qs = q->qs;
+            for (uint8_t& h : q->qh) {
+              h = pattern == 0 ? 0xFF : pattern == 1 ? 0x00 : pattern == 2 ? 0x0F : random_byte();
+            }
           }
+          for (int i = 0; i < 16; ++i) qs[i] = pattern == 3 ? random_byte() : nib;
         }
       }
     }
-    // Activations: all +127, all -127, alternating (the quantizers never produce -128, and the
-    // kernels that use the sign trick rely on that).
-    for (const int nt : {2, 4, 5, 16}) {
+    // Activations: all +127, all -127, alternating, random. The quantizers never produce -128,
+    // and the kernels that use the sign trick (Q8_0) rely on that; the unsigned-code kernels
+    // (Q4_0, Q5_0) multiply -128 as it is, so their extremes take -128.
+    const int x_min = wtype == DType::kQ8_0 ? -127 : -128;
+    for (const int nt : {1, 2, 3, 4, 5, 16}) {
       const size_t x_bytes = static_cast<size_t>(*RowBytes(DType::kQ8_0, kNIn));
       std::vector<uint8_t> xq(x_bytes * nt);
       for (int j = 0; j < nt; ++j) {
         auto* x = reinterpret_cast<BlockQ8_0*>(xq.data() + j * x_bytes);
         for (int64_t b = 0; b < kNb; ++b) {
           x[b].d = kOne;
-          const int pattern = static_cast<int>((j + b) % 3);
+          const int pattern = static_cast<int>((j + b) % 4);
           for (int i = 0; i < 32; ++i) {
-            x[b].qs[i] = static_cast<int8_t>(pattern == 0 ? 127 : pattern == 1 ? -127 : (i % 2 ? 127 : -127));
+            const int random = x_min + static_cast<int>(rng() % static_cast<uint32_t>(128 - x_min));
+            x[b].qs[i] = static_cast<int8_t>(pattern == 0   ? 127
+                                             : pattern == 1 ? x_min
+                                             : pattern == 2 ? (i % 2 ? 127 : x_min)
+                                                            : random);
           }
         }
       }
