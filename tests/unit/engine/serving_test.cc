@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -200,7 +201,9 @@ TEST_F(ServingControl, CancelStopAndSamples) {
 TEST(ServingThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
   struct Run {
     std::vector<std::vector<int32_t>> tokens;
-    std::vector<float> logprobs;  // in callback order
+    // Per request and sample, in token order. (Not in callback order across requests: when a
+    // request is admitted relative to the others depends on how fast the step thread runs.)
+    std::map<std::pair<int, int32_t>, std::vector<float>> logprobs;
   };
   auto run = [](int threads) {
     auto e = Engine::Load(kDir + "tiny-llama-f32.gguf", {.n_threads = threads, .n_ctx = 64});
@@ -215,10 +218,10 @@ TEST(ServingThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
       SamplingParams sp{.temperature = 1.3f, .top_k = 0, .top_p = 0.9f, .min_p = 0.0f, .seed = 7u + r};
       ServingCallbacks cb = col[r].Callbacks(4);
       auto inner = cb.on_token;
-      cb.on_token = [&, inner](const TokenEvent& ev) {
+      cb.on_token = [&, inner, r](const TokenEvent& ev) {
         {
           std::lock_guard<std::mutex> lock(mu);
-          out.logprobs.push_back(ev.logprob);
+          out.logprobs[{r, ev.sample_index}].push_back(ev.logprob);
         }
         return inner(ev);
       };
@@ -235,7 +238,8 @@ TEST(ServingThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
   };
   const Run one = run(1), two = run(2);
   EXPECT_EQ(one.tokens, two.tokens);
-  EXPECT_EQ(one.logprobs.size(), 3u * 4u * 6u);
+  ASSERT_EQ(one.logprobs.size(), 3u * 4u);  // 3 requests x 4 samples
+  for (const auto& [key, lps] : one.logprobs) EXPECT_EQ(lps.size(), 6u);
   EXPECT_EQ(one.logprobs, two.logprobs);
 }
 
