@@ -231,15 +231,10 @@ Result<std::span<const float>> Plan::Execute(ThreadPool& pool, const BatchInputs
         cpu::Glu(node.act, buf(node.inputs[0]), buf(node.inputs[1]), rows * cols, out);
         break;
       case OpKind::kAdd:
-        if (node.pre_norm) {  // out = a + RmsNorm(b), a row at a time (out never aliases an input)
-          const float* a = buf(node.inputs[0]);
-          const float* b = buf(node.inputs[1]);
-          const float* w = static_cast<const float*>(node.norm.data);
-          for (int64_t r = 0; r < rows; ++r) {
-            float* o = out + r * cols;
-            cpu::RmsNorm(b + r * cols, cols, w, node.eps, 1, cols, o, cols);
-            cpu::Add(a + r * cols, o, cols, o);
-          }
+        if (node.pre_norm) {  // out = a + RmsNorm(b) (out never aliases an input)
+          cpu::RmsNorm(buf(node.inputs[1]), cols, static_cast<const float*>(node.norm.data), node.eps, rows, cols,
+                       out, cols);
+          cpu::Add(buf(node.inputs[0]), out, rows * cols, out);
         } else {
           cpu::Add(buf(node.inputs[0]), buf(node.inputs[1]), rows * cols, out);
         }

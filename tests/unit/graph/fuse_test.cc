@@ -16,6 +16,7 @@
 
 #include "graph/builder.h"
 #include "graph/plan.h"
+#include "plan_invariants.h"
 #include "tensor/quant/quant.h"
 
 namespace gannet::graph {
@@ -174,24 +175,7 @@ TEST(Fuse, GroupedOutputsAreLiveFromTheirLeader) {
   Net net(2);
   Result<Plan> p = Plan::Compile(net.Build(4));
   ASSERT_TRUE(p.ok()) << p.status().ToString();
-  const auto& nodes = p->graph().nodes;
-  const int32_t n = static_cast<int32_t>(nodes.size());
-  std::vector<int32_t> first(n), last(n);
-  for (int32_t i = 0; i < n; ++i) {
-    first[i] = nodes[i].computed_by >= 0 ? nodes[i].computed_by : i;
-    last[i] = i;
-    for (int32_t in : nodes[i].inputs) last[in] = std::max(last[in], i);
-  }
-  last[p->graph().output] = n;
-  for (int32_t a = 0; a < n; ++a) {
-    if (nodes[a].op == OpKind::kTokens) continue;
-    const size_t a0 = p->offset(a), a1 = a0 + nodes[a].rows * nodes[a].cols * sizeof(float);
-    for (int32_t b = a + 1; b < n; ++b) {
-      if (nodes[b].op == OpKind::kTokens || first[b] > last[a] || first[a] > last[b]) continue;
-      const size_t b0 = p->offset(b), b1 = b0 + nodes[b].rows * nodes[b].cols * sizeof(float);
-      EXPECT_TRUE(a1 <= b0 || b1 <= a0) << nodes[a].name << " and " << nodes[b].name << " overlap";
-    }
-  }
+  ExpectLiveBuffersNeverShareBytes(*p);
 }
 
 TEST(Fuse, FusedPlanGivesTheUnfusedOutputsBitForBit) {

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "graph/builder.h"
+#include "plan_invariants.h"
 
 namespace gannet::graph {
 namespace {
@@ -101,28 +102,7 @@ TEST(PlanTest, LiveBuffersNeverShareBytesAndReuseSavesMemory) {
   ASSERT_TRUE(g.ok()) << g.status().ToString();
   Result<Plan> p = Plan::Compile(*g);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
-  const auto& nodes = p->graph().nodes;
-  const int32_t n = static_cast<int32_t>(nodes.size());
-  std::vector<int32_t> last(n);
-  for (int32_t i = 0; i < n; ++i) {
-    last[i] = i;
-    for (int32_t in : nodes[i].inputs) last[in] = std::max(last[in], i);
-  }
-  last[p->graph().output] = n;
-  for (int32_t a = 0; a < n; ++a) {
-    if (nodes[a].op == OpKind::kTokens) continue;
-    const size_t a0 = p->offset(a), a1 = a0 + nodes[a].rows * nodes[a].cols * sizeof(float);
-    EXPECT_LE(a1, p->arena_bytes());
-    for (int32_t b = a + 1; b < n; ++b) {
-      if (nodes[b].op == OpKind::kTokens) continue;
-      const bool live_together = b <= last[a];
-      const size_t b0 = p->offset(b), b1 = b0 + nodes[b].rows * nodes[b].cols * sizeof(float);
-      if (live_together) {
-        EXPECT_TRUE(a1 <= b0 || b1 <= a0) << nodes[a].name << " (layer " << nodes[a].layer << ") and "
-                                          << nodes[b].name << " (layer " << nodes[b].layer << ") overlap";
-      }
-    }
-  }
+  ExpectLiveBuffersNeverShareBytes(*p);
   EXPECT_LT(p->arena_bytes() * 2, p->unplanned_bytes());
 }
 
