@@ -95,12 +95,14 @@ DecodeBytes BytesPerGeneratedToken(const engine::Engine& eng, int64_t n_prompt, 
   return d;
 }
 
-// Time per token spent in each kind of graph node during tg, for --profile: matmuls are keyed by
-// weight type and shape (the output matrix and a layer's projections differ by orders of
-// magnitude), every other op by its name. A node's time runs from the previous node's end.
+// Time per token spent in each kind of graph node, for --profile (one for pp, one for tg):
+// matmuls are keyed by weight type and shape (the output matrix and a layer's projections differ
+// by orders of magnitude), every other op by its name. A node's time runs from the previous node's end.
 // Fused nodes (graph/fuse.h): a group of sibling matmuls is one row, keyed by its first member
-// and counted with all its members' weight bytes; a GLU pair names both weights.
-class DecodeProfile {
+// and counted with all its members' weight bytes and multiply-adds; a GLU pair names both
+// weights. Matmuls report the weight bytes read per second (what bounds one-token decoding) and
+// multiply-adds per second (what bounds prefill).
+class OpProfile {
  public:
   graph::NodeObserver Observer() {
     return [this](const graph::Node& node, const float*) {
@@ -110,6 +112,7 @@ class DecodeProfile {
       if (node.computed_by >= 0) {  // a group member: computed (and timed) with its leader
         if (group_ != nullptr) {
           group_->bytes += WeightBytes(node.weight);
+          group_->macs += MultiplyAdds(node);
           group_->seconds += s;
         }
         return;
@@ -130,6 +133,7 @@ class DecodeProfile {
       e.seconds += s;
       e.calls += 1;
       e.bytes += bytes;
+      e.macs += MultiplyAdds(node);
       group_ = node.siblings.empty() ? nullptr : &e;
     };
   }
@@ -138,44 +142,48 @@ class DecodeProfile {
 
   struct Row {
     std::string op;
-    double calls_per_token = 0, ms_per_token = 0, share = 0;
+    double calls_per_pass = 0, ms_per_token = 0, share = 0;
     double weight_gbps = 0;  // 0 for ops without weights
+    double gmacs = 0;        // multiply-adds per second / 1e9; 0 for ops without weights
   };
-  // Rows by time, largest first.
-  std::vector<Row> Rows(int64_t n_tokens) const {
+  // Rows by time, largest first, over n_passes forward passes of n_tokens tokens in all.
+  std::vector<Row> Rows(int64_t n_tokens, int64_t n_passes) const {
     double total = 0;
     for (const auto& [k, e] : entries_) total += e.seconds;
     std::vector<Row> rows;
     for (const auto& [k, e] : entries_) {
       rows.push_back(Row{.op = k,
-                         .calls_per_token = static_cast<double>(e.calls) / static_cast<double>(n_tokens),
+                         .calls_per_pass = static_cast<double>(e.calls) / static_cast<double>(n_passes),
                          .ms_per_token = 1e3 * e.seconds / static_cast<double>(n_tokens),
                          .share = total > 0 ? e.seconds / total : 0,
-                         .weight_gbps = e.bytes > 0 && e.seconds > 0 ? static_cast<double>(e.bytes) / e.seconds / 1e9 : 0});
+                         .weight_gbps = e.bytes > 0 && e.seconds > 0 ? static_cast<double>(e.bytes) / e.seconds / 1e9 : 0,
+                         .gmacs = e.macs > 0 && e.seconds > 0 ? static_cast<double>(e.macs) / e.seconds / 1e9 : 0});
     }
     std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.ms_per_token > b.ms_per_token; });
     return rows;
   }
 
-  void Print(int64_t n_tokens) const {
-    const std::vector<Row> rows = Rows(n_tokens);
+  // `what`: "tg" or "pp", for the heading.
+  void Print(const char* what, int64_t n_tokens, int64_t n_passes) const {
+    const std::vector<Row> rows = Rows(n_tokens, n_passes);
     double ms = 0;
     for (const Row& r : rows) ms += r.ms_per_token;
-    std::printf("\ntg profile (%lld tokens, %.3f ms per token; an op's time includes waiting for its slowest thread)\n",
-                static_cast<long long>(n_tokens), ms);
-    std::printf("| op | calls/token | ms/token | share | GB/s (weights) |\n|---|---|---|---|---|\n");
+    std::printf("\n%s profile (%lld tokens in %lld passes, %.3f ms per token; an op's time includes waiting for its "
+                "slowest thread)\n",
+                what, static_cast<long long>(n_tokens), static_cast<long long>(n_passes), ms);
+    std::printf("| op | calls/pass | ms/token | share | GB/s (weights) | G multiply-adds/s |\n|---|---|---|---|---|---|\n");
     for (const Row& r : rows) {
-      std::printf("| %s | %.0f | %.3f | %.1f%% |", r.op.c_str(), r.calls_per_token, r.ms_per_token, 100 * r.share);
-      if (r.weight_gbps > 0) std::printf(" %.1f |\n", r.weight_gbps);
-      else std::printf(" |\n");
+      std::printf("| %s | %.0f | %.3f | %.1f%% |", r.op.c_str(), r.calls_per_pass, r.ms_per_token, 100 * r.share);
+      if (r.weight_gbps > 0) std::printf(" %.2f | %.2f |\n", r.weight_gbps, r.gmacs);
+      else std::printf(" | |\n");
     }
   }
 
-  nlohmann::json Json(int64_t n_tokens) const {
+  nlohmann::json Json(int64_t n_tokens, int64_t n_passes) const {
     nlohmann::json a = nlohmann::json::array();
-    for (const Row& r : Rows(n_tokens)) {
-      a.push_back({{"op", r.op}, {"calls_per_token", r.calls_per_token}, {"ms_per_token", r.ms_per_token},
-                   {"share", r.share}, {"weight_gbps", r.weight_gbps}});
+    for (const Row& r : Rows(n_tokens, n_passes)) {
+      a.push_back({{"op", r.op}, {"calls_per_pass", r.calls_per_pass}, {"ms_per_token", r.ms_per_token},
+                   {"share", r.share}, {"weight_gbps", r.weight_gbps}, {"gmacs", r.gmacs}});
     }
     return a;
   }
@@ -184,10 +192,17 @@ class DecodeProfile {
   using Clock = std::chrono::steady_clock;
   struct Entry {
     double seconds = 0;
-    int64_t calls = 0, bytes = 0;
+    int64_t calls = 0, bytes = 0, macs = 0;
   };
   static std::string Describe(const graph::WeightRef& w) {
     return std::string(DTypeName(w.type)) + " " + std::to_string(w.rows) + "x" + std::to_string(w.cols);
+  }
+  // A matmul node's multiply-adds: [rows, cols] outputs of weight.cols inputs each, twice for a
+  // GLU pair (gate and up); 0 for other ops.
+  static int64_t MultiplyAdds(const graph::Node& node) {
+    if (node.op != graph::OpKind::kMatMul && node.op != graph::OpKind::kMatMulGlu) return 0;
+    const int64_t macs = node.rows * node.cols * node.weight.cols;
+    return node.op == graph::OpKind::kMatMulGlu ? 2 * macs : macs;
   }
   static int64_t WeightBytes(const graph::WeightRef& w) {
     const std::optional<int64_t> rb = RowBytes(w.type, w.cols);
@@ -218,8 +233,8 @@ Runner AddBenchCommand(CLI::App& app) {
   sub->add_flag("--json", o->json,
                "Print one JSON line (pp_tps, tg_tps, their stddevs, peak_rss_bytes, bytes_per_token, membw_gbps, ...)");
   sub->add_flag("--profile", o->profile,
-               "Also report where tg time goes: milliseconds per token by op (matmuls by weight type and shape), "
-               "over the measured repetitions (--json: a tg_profile array)");
+               "Also report where pp and tg time goes: milliseconds per token by op (matmuls by weight type and "
+               "shape), over the measured repetitions (--json: pp_profile and tg_profile arrays)");
   sub->add_flag("--no-fuse", o->no_fuse, "Run the model's graph unfused (to measure what the fusion passes gain)");
   return [o] {
     if (o->n_prompt < 1 || o->n_gen < 0 || o->reps < 1 || o->threads < 0) {
@@ -257,11 +272,12 @@ Runner AddBenchCommand(CLI::App& app) {
 
     using Clock = std::chrono::steady_clock;
     std::vector<double> pp, tg;
-    DecodeProfile profile;
-    const graph::NodeObserver observer = profile.Observer();
+    OpProfile profile, pp_profile;
+    const graph::NodeObserver observer = profile.Observer(), pp_observer = pp_profile.Observer();
     for (int rep = 0; rep <= o->reps; ++rep) {
       auto t0 = Clock::now();
-      Result<std::span<const float>> r = eng.Evaluate(prompt, 0, false);
+      pp_profile.Start();
+      Result<std::span<const float>> r = eng.Evaluate(prompt, 0, false, o->profile && rep > 0 ? &pp_observer : nullptr);
       if (!r.ok()) return ReportError(r.status());
       auto t1 = Clock::now();
       if (rep == 1) rss = PeakRssBytes();
@@ -313,7 +329,8 @@ Runner AddBenchCommand(CLI::App& app) {
                           {"membw_gbps_max", bw_max},
                           {"membw_samples", membw.size()},
                           {"roofline_share", roofline}};
-      if (o->profile && o->n_gen > 0) j["tg_profile"] = profile.Json(o->n_gen * o->reps);
+      if (o->profile) j["pp_profile"] = pp_profile.Json(o->n_prompt * o->reps, o->reps);
+      if (o->profile && o->n_gen > 0) j["tg_profile"] = profile.Json(o->n_gen * o->reps, o->n_gen * o->reps);
       std::printf("%s\n", j.dump().c_str());
     } else {
       const char* name = eng.config().name.c_str();
@@ -333,7 +350,8 @@ Runner AddBenchCommand(CLI::App& app) {
                   bw.mean, bw_min, bw_max, membw.size(), probe_options.buffer_bytes >> 20, probe_pool.size());
       std::printf("peak RSS: %.1f MiB (weights %.1f MiB, mapped)\n", rss / 1048576.0,
                   eng.model().weight_bytes() / 1048576.0);
-      if (o->profile && o->n_gen > 0) profile.Print(o->n_gen * o->reps);
+      if (o->profile) pp_profile.Print("pp", o->n_prompt * o->reps, o->reps);
+      if (o->profile && o->n_gen > 0) profile.Print("tg", o->n_gen * o->reps, o->n_gen * o->reps);
     }
     return 0;
   };

@@ -246,29 +246,41 @@ def test_bench_profile_accounts_for_every_node(gannet_bin, fixtures):
     assert r.returncode == 0, r.stderr
     prof = json.loads(r.stdout.decode().strip().splitlines()[-1])["tg_profile"]
     by_op = {p["op"]: p for p in prof}
-    assert by_op["attention"]["calls_per_token"] == 2 and by_op["rope"]["calls_per_token"] == 4
-    assert by_op["embed"]["calls_per_token"] == 1
+    assert by_op["attention"]["calls_per_pass"] == 2 and by_op["rope"]["calls_per_pass"] == 4
+    assert by_op["embed"]["calls_per_pass"] == 1
     # Matmuls are keyed by weight type and shape: the untied output matrix is its own row.
     f = gguf_tensor_table(model)
     out_bytes, out_shape = f["output.weight"]
     assert any(p["op"].startswith("matmul ") and f" {out_shape[1]}x{out_shape[0]}" in p["op"] for p in prof)
     # Fused (the default): per layer one q/k/v group and one gate/up pair with their norms folded in.
     groups = [p for p in prof if p["op"].endswith("+ 2 grouped (norm fused)")]
-    assert sum(p["calls_per_token"] for p in groups) == 2
+    assert sum(p["calls_per_pass"] for p in groups) == 2
     glu = [p for p in prof if p["op"].startswith("matmul_glu ") and p["op"].endswith("(norm fused)")]
-    assert sum(p["calls_per_token"] for p in glu) == 2 and all(" + " in p["op"] for p in glu)
+    assert sum(p["calls_per_pass"] for p in glu) == 2 and all(" + " in p["op"] for p in glu)
     # Unfused, every matmul of the model's graph is its own call.
     r = run(gannet_bin, "bench", "-m", model, "-p", "8", "-n", "4", "-r", "1", "--profile", "--no-fuse", "--json")
     plain = json.loads(r.stdout.decode().strip().splitlines()[-1])["tg_profile"]
-    n_matmuls = sum(p["calls_per_token"] for p in plain if p["op"].startswith("matmul "))
+    n_matmuls = sum(p["calls_per_pass"] for p in plain if p["op"].startswith("matmul "))
     assert n_matmuls == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer, and the output
     assert not any("matmul_glu" in p["op"] or "grouped" in p["op"] for p in plain)
     assert sum(p["share"] for p in prof) == pytest.approx(1.0)
     assert all(p["ms_per_token"] >= 0 for p in prof)
     assert all(p["weight_gbps"] > 0 for p in prof if p["op"].startswith("matmul "))
     assert [p["ms_per_token"] for p in prof] == sorted((p["ms_per_token"] for p in prof), reverse=True)
+    assert all(p["gmacs"] > 0 for p in prof if p["op"].startswith("matmul"))
+    # The prompt's pass (one per repetition) runs the same ops; its matmuls multiply 8 rows at
+    # once, so per token they take less time than a decode step's.
+    r = run(gannet_bin, "bench", "-m", model, "-p", "8", "-n", "4", "-r", "2", "--profile", "--json")
+    pp = json.loads(r.stdout.decode().strip().splitlines()[-1])["pp_profile"]
+    pp_ops = {p["op"]: p for p in pp}
+    assert set(pp_ops) == set(by_op)
+    assert pp_ops["attention"]["calls_per_pass"] == 2 and pp_ops["embed"]["calls_per_pass"] == 1
+    assert sum(p["share"] for p in pp) == pytest.approx(1.0)
+    assert all(p["gmacs"] > 0 and p["weight_gbps"] > 0 for p in pp if p["op"].startswith("matmul"))
     table = run(gannet_bin, "bench", "-m", model, "-p", "8", "-n", "4", "-r", "1", "--profile")
-    assert table.returncode == 0 and b"tg profile (4 tokens" in table.stdout and b"| attention | 2 |" in table.stdout
+    out = table.stdout.decode()
+    assert table.returncode == 0 and "tg profile (4 tokens in 4 passes" in out and "| attention | 2 |" in out
+    assert "pp profile (8 tokens in 1 passes" in out
 
 
 def test_bench_bytes_per_token_of_a_tied_sliding_window_model(gannet_bin, fixtures):
