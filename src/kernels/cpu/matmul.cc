@@ -145,12 +145,16 @@ MatMulTile BaseTile(const MatMulGroupArgs& a, const MatMulOutput& o, const Kerne
   return t;
 }
 
-// Rows per chunk: enough chunks for balance (8 per thread), small enough for L2 reuse in prefill.
+// Rows per chunk: enough chunks for balance (8 per thread), small enough for L2 reuse in prefill,
+// and a multiple of 4 where that leaves at least one group: the row-block kernels take rows in
+// groups of four and compute a chunk's last partial group as a whole one (a Q8_0 GLU chunk of
+// 30 rows cost 32 rows' work).
 int64_t ChunkRows(int64_t n_out, size_t row_bytes, int64_t n_tokens, int n_threads) {
   int64_t rows = (n_out + 8 * n_threads - 1) / (8 * n_threads);
   if (n_tokens > kMatMulTileTokens) {
     rows = std::min<int64_t>(rows, std::max<int64_t>(1, static_cast<int64_t>(kChunkWeightBytes / row_bytes)));
   }
+  if (rows > 4) rows = (rows + 2) / 4 * 4;  // the nearest multiple of 4
   return std::max<int64_t>(rows, 1);
 }
 
