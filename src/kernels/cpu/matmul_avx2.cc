@@ -15,7 +15,30 @@ enum class Rows4Mode {
   kNone,            // no 4-row kernel: the 1-row tile serves every token count
   kSignedMadd,      // |code| <= 128: sign trick, one madd per (row, token) (Q8_0)
   kUnsignedOffset,  // stored codes 0..kMaxCode <= 31 as they are, minus offset * sum(x) per block
+  kUnsignedMin,     // the same codes, plus the block's min times the activation block's s (Q4_1, Q5_1)
 };
+
+// The row-block kernels multiply these modes' stored codes as they are (vpmaddubsw's unsigned
+// operand) and sum four rows' products in int16.
+template <class T>
+constexpr bool kUnsignedRows4 = T::kRows4 == Rows4Mode::kUnsignedOffset || T::kRows4 == Rows4Mode::kUnsignedMin;
+
+// A Q5_0 / Q5_1 block's stored codes (nibble | 5th bit << 4) without ExpandBits32's compare and
+// mask: each byte takes its qh byte from [qh, qh << 4] so that its own bit sits in bits 4..7;
+// masked to that bit, min(., 16) is 0 or 16. One vector op fewer per row (measured ~1% on
+// one-token Q5_0; a vpsllvd expansion was slower on Zen 1).
+static inline __m256i Q5StoredCodes(const uint8_t* qh_bytes, const uint8_t* qs) {
+  uint32_t qh;
+  std::memcpy(&qh, qh_bytes, 4);
+  const __m256i src = _mm256_set1_epi64x(static_cast<long long>(qh | uint64_t{qh << 4} << 32));
+  // Byte 8m + i (value 8m + i) reads qh byte m, from the shifted copy (index 4 + m) if i < 4.
+  const __m256i pick = _mm256_setr_epi64x(0x0000000004040404, 0x0101010105050505, 0x0202020206060606,
+                                          0x0303030307070707);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201080402010ull));
+  const __m256i high =
+      _mm256_min_epu8(_mm256_and_si256(_mm256_shuffle_epi8(src, pick), bit), _mm256_set1_epi8(0x10));
+  return _mm256_or_si256(UnpackNibbles16(qs), high);
+}
 
 // Per-type access to a weight block's 32 codes. kSigned: codes are centred int8 (the scale
 // alone dequantizes them); otherwise unsigned with an additive min (m * activation sum).
@@ -44,22 +67,7 @@ struct Q5_0Codes {
   }
   static constexpr int kOffsetShift = 4;  // offset 16
   static constexpr int kMaxCode = 31;
-  // The 5th bit without ExpandBits32's compare and mask: each byte takes its qh byte from
-  // [qh, qh << 4] so that its own bit sits in bits 4..7; masked to that bit, min(., 16) is 0 or
-  // 16. One vector op fewer per row (measured ~1% on one-token Q5_0; a vpsllvd expansion was
-  // slower on Zen 1).
-  static __m256i UnsignedCodes(const Block& b) {
-    uint32_t qh;
-    std::memcpy(&qh, b.qh, 4);
-    const __m256i src = _mm256_set1_epi64x(static_cast<long long>(qh | uint64_t{qh << 4} << 32));
-    // Byte 8m + i (value 8m + i) reads qh byte m, from the shifted copy (index 4 + m) if i < 4.
-    const __m256i pick = _mm256_setr_epi64x(0x0000000004040404, 0x0101010105050505, 0x0202020206060606,
-                                            0x0303030307070707);
-    const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201080402010ull));
-    const __m256i high =
-        _mm256_min_epu8(_mm256_and_si256(_mm256_shuffle_epi8(src, pick), bit), _mm256_set1_epi8(0x10));
-    return _mm256_or_si256(UnpackNibbles16(b.qs), high);
-  }
+  static __m256i UnsignedCodes(const Block& b) { return Q5StoredCodes(b.qh, b.qs); }
 };
 struct Q8_0Codes {
   using Block = BlockQ8_0;
@@ -72,14 +80,18 @@ struct Q4_1Codes {
   using Block = BlockQ4_1;
   using Act = BlockQ8_1;
   static constexpr bool kSigned = false;
-  static constexpr Rows4Mode kRows4 = Rows4Mode::kNone;
+  static constexpr Rows4Mode kRows4 = Rows4Mode::kUnsignedMin;
   static __m256i Codes(const Block& b) { return UnpackNibbles16(b.qs); }
+  static constexpr int kMaxCode = 15;
+  static __m256i UnsignedCodes(const Block& b) { return UnpackNibbles16(b.qs); }
 };
 struct Q5_1Codes {
   using Block = BlockQ5_1;
   using Act = BlockQ8_1;
   static constexpr bool kSigned = false;
-  static constexpr Rows4Mode kRows4 = Rows4Mode::kNone;
+  static constexpr Rows4Mode kRows4 = Rows4Mode::kUnsignedMin;
+  static constexpr int kMaxCode = 31;
+  static __m256i UnsignedCodes(const Block& b) { return Q5StoredCodes(b.qh, b.qs); }
   static __m256i Codes(const Block& b) {
     const __m256i high = _mm256_and_si256(ExpandBits32(b.qh), _mm256_set1_epi8(0x10));
     return _mm256_or_si256(UnpackNibbles16(b.qs), high);
@@ -200,7 +212,9 @@ constexpr int64_t kPrefetchGroups = 2;
 // values 0..15, high half: 16..31); one convert and one FMA with the vector scale [dw_k * dx]
 // then serve four rows. Q4_0 / Q5_0 multiply their stored (unsigned) codes as they are and
 // subtract offset * sum(x) per half block afterwards, so they need no sign operations and their
-// int16 products are small enough to be summed in int16 before one widening madd.
+// int16 products are small enough to be summed in int16 before one widening madd. Q4_1 / Q5_1
+// do the same with no offset, and add their min term (row min times the activation block's s)
+// with one more FMA into the first half's lanes.
 //
 // A tile of up to kMatMulWideTileTokens tokens is taken in passes: each pass precomputes its
 // tokens' block scales (f32) and offset sums into a stack table read by every row group, and
@@ -208,16 +222,20 @@ constexpr int64_t kPrefetchGroups = 2;
 // stay in registers; wider passes keep them in a small stack array.
 constexpr size_t kActTableBytes = 64 * 1024;
 
-// Per pass: offset (kUnsignedOffset only) [nt][nb] x [lo x 4 | hi x 4] int32, then dx [nt][nb].
+// Per pass: offset (kUnsignedOffset only) [nt][nb] x [lo x 4 | hi x 4] int32, or s (the
+// activation block's d * sum(codes), kUnsignedMin only) [nt][nb] f32; then dx [nt][nb].
 struct ActTable {
   const int32_t* offset = nullptr;
+  const float* sx = nullptr;
   const float* dx = nullptr;
   int64_t nb = 0;
 };
 
 template <class T>
 constexpr size_t ActTableBytesPerBlock() {
-  return sizeof(float) + (T::kRows4 == Rows4Mode::kUnsignedOffset ? 8 * sizeof(int32_t) : 0);
+  return sizeof(float) + (T::kRows4 == Rows4Mode::kUnsignedOffset ? 8 * sizeof(int32_t)
+                           : T::kRows4 == Rows4Mode::kUnsignedMin  ? sizeof(float)
+                                                                   : 0);
 }
 
 // Four int16 product vectors (one per row) -> int32 [r0 r1 r2 r3 | r0 r1 r2 r3] (see above).
@@ -237,6 +255,13 @@ static inline __m256i SumRows4I32(__m256i s0, __m256i s1, __m256i s2, __m256i s3
   return _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
 }
 
+// [m0 m1 m2 m3 | 0 0 0 0] as f32 from four f16 mins: a block's min term is added once, in the
+// lanes of its first half.
+static inline __m256 RowMins4Low(uint16_t m0, uint16_t m1, uint16_t m2, uint16_t m3) {
+  const uint64_t packed = m0 | uint64_t{m1} << 16 | uint64_t{m2} << 32 | uint64_t{m3} << 48;
+  return _mm256_set_m128(_mm_setzero_ps(), _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(packed))));
+}
+
 // [d0 d1 d2 d3 | d0 d1 d2 d3] as f32 from four f16 scales.
 static inline __m256 RowScales4(uint16_t d0, uint16_t d1, uint16_t d2, uint16_t d3) {
   const uint64_t packed = d0 | uint64_t{d1} << 16 | uint64_t{d2} << 32 | uint64_t{d3} << 48;
@@ -253,10 +278,12 @@ ActTable FillActTable(const MatMulTile& t, unsigned char* buf) {
   const int64_t n = t.nt * tab.nb;
   int32_t* offset = reinterpret_cast<int32_t*>(buf);
   float* dx = reinterpret_cast<float*>(buf + (ActTableBytesPerBlock<T>() - sizeof(float)) * n);
+  float* sx = reinterpret_cast<float*>(buf);  // kUnsignedMin only
   for (int j = 0; j < t.nt; ++j) {
     const Act* x = reinterpret_cast<const Act*>(t.xq + j * t.xq_stride);
     for (int64_t b = 0; b < tab.nb; ++b) {
       dx[j * tab.nb + b] = HalfToFloat(x[b].d);
+      if constexpr (T::kRows4 == Rows4Mode::kUnsignedMin) sx[j * tab.nb + b] = HalfToFloat(x[b].s);
       if constexpr (T::kRows4 == Rows4Mode::kUnsignedOffset) {
         const __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), LoadU256(x[b].qs));
         __m256i s = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
@@ -268,21 +295,23 @@ ActTable FillActTable(const MatMulTile& t, unsigned char* buf) {
     }
   }
   tab.offset = offset;
+  if constexpr (T::kRows4 == Rows4Mode::kUnsignedMin) tab.sx = sx;
   tab.dx = dx;
   return tab;
 }
 
 // acc[u] += the block-b products of four rows (codes q, or |q| and q for kSignedMadd; row scales
-// dw) with tokens j0 .. j0 + U - 1, one lane per row as described above.
+// dw; kUnsignedMin: row mins mw, RowMins4Low) with tokens j0 .. j0 + U - 1, one lane per row as
+// described above.
 template <class T, int U>
-static inline void AccumulateTokens(const __m256i* q, const __m256i* q_abs, __m256 dw, const MatMulTile& t,
+static inline void AccumulateTokens(const __m256i* q, const __m256i* q_abs, __m256 dw, __m256 mw, const MatMulTile& t,
                                     const ActTable& tab, int j0, int64_t b, __m256* acc) {
   using Act = typename T::Act;
   // Written phase by phase across the U tokens: each token's chain is long (two multiplies,
   // the reduction tree, a convert and an FMA), and the out-of-order window holds little more
   // than one token's ops, so the tokens' independent ops are interleaved here.
   __m256i s[U];
-  if constexpr (T::kRows4 == Rows4Mode::kUnsignedOffset) {
+  if constexpr (kUnsignedRows4<T>) {
     __m256i a[U], c[U];
     for (int u = 0; u < U; ++u) {
       const __m256i xq = LoadU256(reinterpret_cast<const Act*>(t.xq + (j0 + u) * t.xq_stride)[b].qs);
@@ -295,8 +324,10 @@ static inline void AccumulateTokens(const __m256i* q, const __m256i* q_abs, __m2
       const __m256i v = _mm256_add_epi16(_mm256_unpacklo_epi64(a[u], c[u]), _mm256_unpackhi_epi64(a[u], c[u]));
       s[u] = _mm256_madd_epi16(v, _mm256_set1_epi16(1));
     }
-    for (int u = 0; u < U; ++u) {
-      s[u] = _mm256_sub_epi32(s[u], _mm256_load_si256(reinterpret_cast<const __m256i*>(tab.offset + ((j0 + u) * tab.nb + b) * 8)));
+    if constexpr (T::kRows4 == Rows4Mode::kUnsignedOffset) {
+      for (int u = 0; u < U; ++u) {
+        s[u] = _mm256_sub_epi32(s[u], _mm256_load_si256(reinterpret_cast<const __m256i*>(tab.offset + ((j0 + u) * tab.nb + b) * 8)));
+      }
     }
   } else {
     for (int u = 0; u < U; ++u) {
@@ -310,6 +341,9 @@ static inline void AccumulateTokens(const __m256i* q, const __m256i* q_abs, __m2
   for (int u = 0; u < U; ++u) {
     const __m256 scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(tab.dx + (j0 + u) * tab.nb + b));
     acc[u] = _mm256_fmadd_ps(f[u], scale, acc[u]);
+    if constexpr (T::kRows4 == Rows4Mode::kUnsignedMin) {
+      acc[u] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(tab.sx + (j0 + u) * tab.nb + b), acc[u]);
+    }
   }
 }
 
@@ -323,9 +357,9 @@ template <class T, int NT>
 void Rows4Tile(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1) {
   using Block = typename T::Block;
   constexpr Rows4Mode kMode = T::kRows4;
-  static_assert(kMode == Rows4Mode::kUnsignedOffset || kMode == Rows4Mode::kSignedMadd);
+  static_assert(kUnsignedRows4<T> || kMode == Rows4Mode::kSignedMadd);
   // SumRows4I16 sums four maddubs pairs of code * x with codes in [0, kMaxCode], |x| <= 128.
-  if constexpr (kMode == Rows4Mode::kUnsignedOffset) static_assert(4 * 2 * T::kMaxCode * 128 <= 32767);
+  if constexpr (kUnsignedRows4<T>) static_assert(4 * 2 * T::kMaxCode * 128 <= 32767);
   constexpr int kAcc = NT > 0 ? NT : kMatMulWideTileTokens;
   const int nt = NT > 0 ? NT : t.nt;
   const int64_t nb = tab.nb;
@@ -348,7 +382,7 @@ void Rows4Tile(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1)
       _mm_prefetch(pf + 128, _MM_HINT_T0);
       __m256i q[4], q_abs[4];
       for (int k = 0; k < 4; ++k) {
-        if constexpr (kMode == Rows4Mode::kUnsignedOffset) {
+        if constexpr (kUnsignedRows4<T>) {
           q[k] = T::UnsignedCodes(w[k][b]);
         } else {
           q[k] = T::Codes(w[k][b]);
@@ -356,12 +390,14 @@ void Rows4Tile(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1)
         }
       }
       const __m256 dw = RowScales4(w[0][b].d, w[1][b].d, w[2][b].d, w[3][b].d);
+      __m256 mw = _mm256_setzero_ps();
+      if constexpr (kMode == Rows4Mode::kUnsignedMin) mw = RowMins4Low(w[0][b].m, w[1][b].m, w[2][b].m, w[3][b].m);
       if constexpr (NT > 0) {
-        AccumulateTokens<T, NT>(q, q_abs, dw, t, tab, 0, b, acc);
+        AccumulateTokens<T, NT>(q, q_abs, dw, mw, t, tab, 0, b, acc);
       } else {
         int j = 0;
-        for (; j + 2 <= nt; j += 2) AccumulateTokens<T, 2>(q, q_abs, dw, t, tab, j, b, acc + j);
-        if (j < nt) AccumulateTokens<T, 1>(q, q_abs, dw, t, tab, j, b, acc + j);
+        for (; j + 2 <= nt; j += 2) AccumulateTokens<T, 2>(q, q_abs, dw, mw, t, tab, j, b, acc + j);
+        if (j < nt) AccumulateTokens<T, 1>(q, q_abs, dw, mw, t, tab, j, b, acc + j);
       }
     }
     for (int j = 0; j < nt; ++j) {
@@ -391,7 +427,7 @@ static inline __m256i DecodeBlockSums(const typename T::Block* w0, size_t stride
   const auto row = [&](int k) -> const Block& {
     return reinterpret_cast<const Block*>(reinterpret_cast<const char*>(w0) + k * stride)[b];
   };
-  if constexpr (T::kRows4 == Rows4Mode::kUnsignedOffset) {
+  if constexpr (kUnsignedRows4<T>) {
     static_assert(4 * 2 * T::kMaxCode * 128 <= 32767);  // SumRows4I16's bound, as in Rows4Tile
     const auto prod = [&](int k) { return _mm256_maddubs_epi16(T::UnsignedCodes(row(k)), xq); };
     return SumRows4I16(prod(0), prod(1), prod(2), prod(3));
@@ -431,6 +467,12 @@ void Rows4Decode(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r
       };
       const __m256 scale = _mm256_mul_ps(RowScales4(d(0), d(1), d(2), d(3)), _mm256_broadcast_ss(tab.dx + b));
       acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc);
+      if constexpr (T::kRows4 == Rows4Mode::kUnsignedMin) {
+        const auto m = [&](int k) {
+          return reinterpret_cast<const Block*>(reinterpret_cast<const char*>(w) + k * stride)[b].m;
+        };
+        acc = _mm256_fmadd_ps(RowMins4Low(m(0), m(1), m(2), m(3)), _mm256_broadcast_ss(tab.sx + b), acc);
+      }
     }
     _mm_storeu_ps(t.y + r, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
   }
@@ -522,7 +564,9 @@ MatMulTileFn MatMulTileKernel(DType wtype) {
 int MatMulTileTokens(DType wtype) {
   switch (wtype) {
     case DType::kQ4_0:
+    case DType::kQ4_1:
     case DType::kQ5_0:
+    case DType::kQ5_1:
     case DType::kQ8_0: return kMatMulWideTileTokens;
     default: return kMatMulTileTokens;
   }

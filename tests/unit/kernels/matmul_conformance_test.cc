@@ -55,6 +55,10 @@ struct Problem {
   std::vector<float> x;        // [n_tokens, x_stride]
   std::vector<float> y_ref;    // [n_tokens, n_out]: VecDotRef on reference-quantized rows
   std::vector<float> abs_ref;  // [n_tokens, n_out]: sum |w| |x_quantized|, the scale of rounding
+  // [n_tokens, n_out]: a bound on the sum of |terms| the kernels add: abs_ref, or for types with
+  // a block min m (Q4_1, Q5_1), whose terms are d q x and m s, sum (|w| + 2.001 |m|) |x_quantized|
+  // (|d q| = |w - m|, and the block's s is within 2^-11 of sum x_quantized).
+  std::vector<float> abs_terms;
   std::vector<double> y_f32;   // [n_tokens, n_out]: dequantized weights . f32 activations
   std::vector<double> abs_f32;
 };
@@ -84,6 +88,8 @@ Problem MakeProblem(DType wtype, Shape s, uint32_t seed) {
   const QuantizeActFn quant = matmul_ref::Quantizer(partner);
   p.y_ref.resize(s.n_tokens * s.n_out);
   p.abs_ref.resize(s.n_tokens * s.n_out);
+  p.abs_terms.resize(s.n_tokens * s.n_out);
+  const bool has_min = wtype == DType::kQ4_1 || wtype == DType::kQ5_1;
   p.y_f32.resize(s.n_tokens * s.n_out);
   p.abs_f32.resize(s.n_tokens * s.n_out);
   for (int64_t t = 0; t < s.n_tokens; ++t) {
@@ -97,14 +103,21 @@ Problem MakeProblem(DType wtype, Shape s, uint32_t seed) {
     }
     for (int64_t o = 0; o < s.n_out; ++o) {
       const float* wr = wf.data() + o * s.n_in;
-      double a_ref = 0, dot = 0, a_f32 = 0;
+      double a_ref = 0, dot = 0, a_f32 = 0, a_terms = 0;
+      const size_t block_bytes = has_min ? p.w_row_bytes / static_cast<size_t>(s.n_in / 32) : 0;
       for (int64_t i = 0; i < s.n_in; ++i) {
         a_ref += std::fabs(double{wr[i]} * xd[i]);
+        if (has_min) {  // both block layouts start with the f16 d and m
+          uint16_t m;
+          std::memcpy(&m, p.w.data() + o * p.w_row_bytes + (i / 32) * block_bytes + 2, sizeof m);
+          a_terms += (std::fabs(double{wr[i]}) + 2.001 * std::fabs(double{F16ToF32(m)})) * std::fabs(double{xd[i]});
+        }
         dot += double{wr[i]} * xt[i];
         a_f32 += std::fabs(double{wr[i]} * xt[i]);
       }
       p.y_ref[t * s.n_out + o] = VecDotRef(wtype, p.w.data() + o * p.w_row_bytes, xq.data(), s.n_in);
       p.abs_ref[t * s.n_out + o] = static_cast<float>(a_ref);
+      p.abs_terms[t * s.n_out + o] = static_cast<float>(has_min ? a_terms : a_ref);
       p.y_f32[t * s.n_out + o] = dot;
       p.abs_f32[t * s.n_out + o] = a_f32;
     }
@@ -236,13 +249,16 @@ std::string TypeName(const testing::TestParamInfo<DType>& info) {
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatMulConformance, testing::ValuesIn(kWeightTypes), TypeName);
 
-// ---- The 32-value row-block kernels (Q4_0, Q5_0, Q8_0) ----------------------------------------
+// ---- The 32-value row-block kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) -----------------------------
 // They take 4 weight rows x up to 16 tokens per step (rows reduced into vector lanes, int16 sums
-// of unsigned Q4_0 / Q5_0 codes, a per-pass activation table), so these cases sit on their edges:
-// row counts around multiples of 4, every token count up to one past the tile, the smallest and
-// odd block counts, and widths whose table needs several passes or does not fit at all.
+// of unsigned Q4_0 / Q4_1 / Q5_0 / Q5_1 codes, a per-pass activation table), so these cases sit
+// on their edges: row counts around multiples of 4, every token count up to one past the tile,
+// the smallest and odd block counts, and widths whose table needs several passes or does not fit
+// at all.
 
-const DType kRowBlockTypes[] = {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0};
+const DType kRowBlockTypes[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0};
+
+bool HasMin(DType t) { return t == DType::kQ4_1 || t == DType::kQ5_1; }
 
 // Both sides sum the same exact block integers (the kernels split a block in two 16-value
 // halves, each exact in f32) times the same rounded scale dw * dx. The reference adds nb terms in
@@ -250,16 +266,20 @@ const DType kRowBlockTypes[] = {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0};
 // lanes and then the halves. Each is within (nb + 2) u sum|terms| of the exact sum, and
 // sum|terms| <= sum |w x| over the dequantized values, so they differ by at most
 // (2 nb + 4) u abs_ref with u = 2^-24 (plus the smallest normal, for sums that underflow).
-double RowBlockTolerance(int64_t n_in, double abs_ref) {
+// Types with a block min add nb more terms (m s, fused into the first half's lanes; the reference
+// rounds a product and a sum more per block) and their |terms| can exceed abs_ref, since d q and
+// m cancel in w: (3 nb + 4) u abs_terms.
+double RowBlockTolerance(DType wtype, int64_t n_in, double abs_terms) {
   const double u = std::ldexp(1.0, -24);
-  return static_cast<double>(2 * (n_in / 32) + 4) * u * abs_ref + 1e-37;
+  const int64_t nb = n_in / 32;
+  return static_cast<double>((HasMin(wtype) ? 3 : 2) * nb + 4) * u * abs_terms + 1e-37;
 }
 
 void ExpectRowBlockMatch(const Problem& p, const std::vector<float>& y, const char* isa, int threads) {
   const Shape& s = p.s;
   int bad = 0;
   for (size_t i = 0; i < y.size() && bad < 3; ++i) {
-    const double tol = RowBlockTolerance(s.n_in, p.abs_ref[i]);
+    const double tol = RowBlockTolerance(p.wtype, s.n_in, p.abs_terms[i]);
     if (!(std::fabs(double{y[i]} - p.y_ref[i]) <= tol)) {
       ++bad;
       ADD_FAILURE() << DTypeName(p.wtype) << " " << isa << " threads " << threads << " shape "
@@ -282,9 +302,14 @@ TEST(MatMulRowBlocks, EveryIsaMatchesScalarTwinOnTileEdges) {
       for (const int64_t nt : {2, 4, 5, 16, 33}) shapes.push_back({n_out, 352, nt});
     }
     // Q4_0 / Q5_0 tables hold 36 bytes per (token, block): 200 blocks take two passes of 16
-    // tokens; 2000 blocks fit no pass and take the 1-row tiles.
+    // tokens; 2000 blocks fit no pass and take the 1-row tiles. Q4_1 / Q5_1 tables hold 8 bytes
+    // (640 blocks: two passes; 8448: none) and Q8_0's 4 (1280 blocks: two passes; 16896: none).
     shapes.push_back({9, 6400, 17});
     shapes.push_back({6, 64000, 3});
+    shapes.push_back({5, 20480, 17});
+    shapes.push_back({3, 270336, 2});
+    shapes.push_back({5, 40960, 17});
+    shapes.push_back({2, 540672, 2});
     for (const Shape& s : shapes) {
       const Problem p = MakeProblem(wtype, s, seed++);
       for (int k = 0; k < n_isas; ++k) {
@@ -309,6 +334,7 @@ TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
   if (!have_avx2) GTEST_SKIP() << "no AVX2 on this CPU";
   constexpr int64_t kNOut = 9, kNIn = 96, kNb = kNIn / 32;
   constexpr uint16_t kOne = 0x3C00;  // f16 1.0
+  constexpr uint16_t kMin = 0xC000;  // f16 -2.0, the block min of Q4_1 / Q5_1
   for (const DType wtype : kRowBlockTypes) {
     const size_t row_bytes = static_cast<size_t>(*RowBytes(wtype, kNIn));
     std::vector<uint8_t> w(row_bytes * kNOut);
@@ -332,17 +358,30 @@ TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
         } else {
           const uint8_t nib = pattern == 0 ? 0xFF : pattern == 1 ? 0x00 : 0xF0;
           uint8_t* qs = nullptr;
+          uint8_t* qh = nullptr;
           if (wtype == DType::kQ4_0) {
             auto* q = reinterpret_cast<BlockQ4_0*>(blk);
             q->d = kOne;
             qs = q->qs;
-          } else {
+          } else if (wtype == DType::kQ4_1) {
+            auto* q = reinterpret_cast<BlockQ4_1*>(blk);
+            q->d = kOne;
+            q->m = kMin;
+            qs = q->qs;
+          } else if (wtype == DType::kQ5_0) {
             auto* q = reinterpret_cast<BlockQ5_0*>(blk);
             q->d = kOne;
             qs = q->qs;
-            for (uint8_t& h : q->qh) {
-              h = pattern == 0 ? 0xFF : pattern == 1 ? 0x00 : pattern == 2 ? 0x0F : random_byte();
-            }
+            qh = q->qh;
+          } else {
+            auto* q = reinterpret_cast<BlockQ5_1*>(blk);
+            q->d = kOne;
+            q->m = kMin;
+            qs = q->qs;
+            qh = q->qh;
+          }
+          for (int i = 0; qh != nullptr && i < 4; ++i) {
+            qh[i] = pattern == 0 ? 0xFF : pattern == 1 ? 0x00 : pattern == 2 ? 0x0F : random_byte();
           }
           for (int i = 0; i < 16; ++i) qs[i] = pattern == 3 ? random_byte() : nib;
         }
@@ -350,22 +389,34 @@ TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
     }
     // Activations: all +127, all -127, alternating, random. The quantizers never produce -128,
     // and the kernels that use the sign trick (Q8_0) rely on that; the unsigned-code kernels
-    // (Q4_0, Q5_0) multiply -128 as it is, so their extremes take -128.
+    // (Q4_0, Q4_1, Q5_0, Q5_1) multiply -128 as it is, so their extremes take -128. Q8_1 blocks
+    // (the partner of Q4_1 / Q5_1) carry s = d * sum(codes), an integer here: the min terms m s
+    // are exact too.
     const int x_min = wtype == DType::kQ8_0 ? -127 : -128;
+    const DType partner = DotPartner(wtype);
     for (const int nt : {1, 2, 3, 4, 5, 16}) {
-      const size_t x_bytes = static_cast<size_t>(*RowBytes(DType::kQ8_0, kNIn));
+      const size_t x_bytes = static_cast<size_t>(*RowBytes(partner, kNIn));
       std::vector<uint8_t> xq(x_bytes * nt);
       for (int j = 0; j < nt; ++j) {
-        auto* x = reinterpret_cast<BlockQ8_0*>(xq.data() + j * x_bytes);
         for (int64_t b = 0; b < kNb; ++b) {
-          x[b].d = kOne;
+          uint8_t* blk = xq.data() + j * x_bytes + b * (x_bytes / kNb);
+          int8_t* qs = partner == DType::kQ8_1 ? reinterpret_cast<BlockQ8_1*>(blk)->qs : reinterpret_cast<BlockQ8_0*>(blk)->qs;
           const int pattern = static_cast<int>((j + b) % 4);
+          int sum = 0;
           for (int i = 0; i < 32; ++i) {
             const int random = x_min + static_cast<int>(rng() % static_cast<uint32_t>(128 - x_min));
-            x[b].qs[i] = static_cast<int8_t>(pattern == 0   ? 127
-                                             : pattern == 1 ? x_min
-                                             : pattern == 2 ? (i % 2 ? 127 : x_min)
-                                                            : random);
+            qs[i] = static_cast<int8_t>(pattern == 0   ? 127
+                                        : pattern == 1 ? x_min
+                                        : pattern == 2 ? (i % 2 ? 127 : x_min)
+                                                       : random);
+            sum += qs[i];
+          }
+          if (partner == DType::kQ8_1) {
+            auto* x = reinterpret_cast<BlockQ8_1*>(blk);
+            x->d = kOne;
+            x->s = F32ToF16(static_cast<float>(sum));
+          } else {
+            reinterpret_cast<BlockQ8_0*>(blk)->d = kOne;
           }
         }
       }
