@@ -171,7 +171,8 @@ class OpProfile {
     std::printf("\n%s profile (%lld tokens in %lld passes, %.3f ms per token; an op's time includes waiting for its "
                 "slowest thread)\n",
                 what, static_cast<long long>(n_tokens), static_cast<long long>(n_passes), ms);
-    std::printf("| op | calls/pass | ms/token | share | GB/s (weights) | G multiply-adds/s |\n|---|---|---|---|---|---|\n");
+    std::printf("| op | calls/pass | ms/token | share | GB/s (weights) | G multiply-adds/s |\n"
+                "|---|---|---|---|---|---|\n");
     for (const Row& r : rows) {
       std::printf("| %s | %.0f | %.3f | %.1f%% |", r.op.c_str(), r.calls_per_pass, r.ms_per_token, 100 * r.share);
       if (r.weight_gbps > 0) std::printf(" %.2f | %.2f |\n", r.weight_gbps, r.gmacs);
@@ -272,8 +273,8 @@ Runner AddBenchCommand(CLI::App& app) {
 
     using Clock = std::chrono::steady_clock;
     std::vector<double> pp, tg;
-    OpProfile profile, pp_profile;
-    const graph::NodeObserver observer = profile.Observer(), pp_observer = pp_profile.Observer();
+    OpProfile pp_profile, tg_profile;
+    const graph::NodeObserver pp_observer = pp_profile.Observer(), tg_observer = tg_profile.Observer();
     for (int rep = 0; rep <= o->reps; ++rep) {
       auto t0 = Clock::now();
       pp_profile.Start();
@@ -289,8 +290,8 @@ Runner AddBenchCommand(CLI::App& app) {
       auto t2 = Clock::now();
       for (int64_t i = 0; i < o->n_gen; ++i) {
         const int32_t one[1] = {gen[i]};
-        profile.Start();
-        r = eng.Evaluate(one, o->n_prompt + i, false, o->profile && rep > 0 ? &observer : nullptr);
+        tg_profile.Start();
+        r = eng.Evaluate(one, o->n_prompt + i, false, o->profile && rep > 0 ? &tg_observer : nullptr);
         if (!r.ok()) return ReportError(r.status());
       }
       auto t3 = Clock::now();
@@ -330,7 +331,7 @@ Runner AddBenchCommand(CLI::App& app) {
                           {"membw_samples", membw.size()},
                           {"roofline_share", roofline}};
       if (o->profile) j["pp_profile"] = pp_profile.Json(o->n_prompt * o->reps, o->reps);
-      if (o->profile && o->n_gen > 0) j["tg_profile"] = profile.Json(o->n_gen * o->reps, o->n_gen * o->reps);
+      if (o->profile && o->n_gen > 0) j["tg_profile"] = tg_profile.Json(o->n_gen * o->reps, o->n_gen * o->reps);
       std::printf("%s\n", j.dump().c_str());
     } else {
       const char* name = eng.config().name.c_str();
@@ -351,7 +352,7 @@ Runner AddBenchCommand(CLI::App& app) {
       std::printf("peak RSS: %.1f MiB (weights %.1f MiB, mapped)\n", rss / 1048576.0,
                   eng.model().weight_bytes() / 1048576.0);
       if (o->profile) pp_profile.Print("pp", o->n_prompt * o->reps, o->reps);
-      if (o->profile && o->n_gen > 0) profile.Print("tg", o->n_gen * o->reps, o->n_gen * o->reps);
+      if (o->profile && o->n_gen > 0) tg_profile.Print("tg", o->n_gen * o->reps, o->n_gen * o->reps);
     }
     return 0;
   };

@@ -40,8 +40,9 @@ static inline __m256i Q5StoredCodes(const uint8_t* qh_bytes, const uint8_t* qs) 
   return _mm256_or_si256(UnpackNibbles16(qs), high);
 }
 
-// Per-type access to a weight block's 32 codes. kSigned: codes are centred int8 (the scale
-// alone dequantizes them); otherwise unsigned with an additive min (m * activation sum).
+// Per-type access to a weight block's 32 codes. kSigned: Codes() are centred int8 (the scale
+// alone dequantizes them); otherwise UnsignedCodes() are the stored codes with an additive min
+// (m * activation sum).
 struct Q4_0Codes {
   using Block = BlockQ4_0;
   using Act = BlockQ8_0;
@@ -81,7 +82,6 @@ struct Q4_1Codes {
   using Act = BlockQ8_1;
   static constexpr bool kSigned = false;
   static constexpr Rows4Mode kRows4 = Rows4Mode::kUnsignedMin;
-  static __m256i Codes(const Block& b) { return UnpackNibbles16(b.qs); }
   static constexpr int kMaxCode = 15;
   static __m256i UnsignedCodes(const Block& b) { return UnpackNibbles16(b.qs); }
 };
@@ -92,10 +92,6 @@ struct Q5_1Codes {
   static constexpr Rows4Mode kRows4 = Rows4Mode::kUnsignedMin;
   static constexpr int kMaxCode = 31;
   static __m256i UnsignedCodes(const Block& b) { return Q5StoredCodes(b.qh, b.qs); }
-  static __m256i Codes(const Block& b) {
-    const __m256i high = _mm256_and_si256(ExpandBits32(b.qh), _mm256_set1_epi8(0x10));
-    return _mm256_or_si256(UnpackNibbles16(b.qs), high);
-  }
 };
 
 template <class T, int NT>
@@ -114,10 +110,10 @@ void Tile32(const MatMulTile& t, int64_t r0, int64_t r1) {
     for (int j = 0; j < NT * kAcc; ++j) acc[j] = _mm256_setzero_ps();
     for (int j = 0; j < NT; ++j) min_acc[j] = 0.0f;
     for (int64_t b = 0; b < nb; ++b) {
-      const __m256i q = T::Codes(w[b]);
       const float dw = HalfToFloat(w[b].d);
       const int slot = kAcc == 2 ? static_cast<int>(b & 1) : 0;
       if constexpr (T::kSigned) {
+        const __m256i q = T::Codes(w[b]);
         const __m256i q_abs = _mm256_sign_epi8(q, q);
         for (int j = 0; j < NT; ++j) {
           const __m256i s = DotI8(q_abs, q, LoadU256(x[j][b].qs));
@@ -125,6 +121,7 @@ void Tile32(const MatMulTile& t, int64_t r0, int64_t r1) {
           acc[j * kAcc + slot] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[j * kAcc + slot]);
         }
       } else {
+        const __m256i q = T::UnsignedCodes(w[b]);
         const float mw = HalfToFloat(w[b].m);
         for (int j = 0; j < NT; ++j) {
           const __m256i s = DotU8(q, LoadU256(x[j][b].qs));
@@ -255,17 +252,21 @@ static inline __m256i SumRows4I32(__m256i s0, __m256i s1, __m256i s2, __m256i s3
   return _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
 }
 
+// Four f16 values as f32 [h0 h1 h2 h3].
+static inline __m128 HalfToFloat4(uint16_t h0, uint16_t h1, uint16_t h2, uint16_t h3) {
+  const uint64_t packed = h0 | uint64_t{h1} << 16 | uint64_t{h2} << 32 | uint64_t{h3} << 48;
+  return _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(packed)));
+}
+
 // [m0 m1 m2 m3 | 0 0 0 0] as f32 from four f16 mins: a block's min term is added once, in the
 // lanes of its first half.
 static inline __m256 RowMins4Low(uint16_t m0, uint16_t m1, uint16_t m2, uint16_t m3) {
-  const uint64_t packed = m0 | uint64_t{m1} << 16 | uint64_t{m2} << 32 | uint64_t{m3} << 48;
-  return _mm256_set_m128(_mm_setzero_ps(), _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(packed))));
+  return _mm256_set_m128(_mm_setzero_ps(), HalfToFloat4(m0, m1, m2, m3));
 }
 
 // [d0 d1 d2 d3 | d0 d1 d2 d3] as f32 from four f16 scales.
 static inline __m256 RowScales4(uint16_t d0, uint16_t d1, uint16_t d2, uint16_t d3) {
-  const uint64_t packed = d0 | uint64_t{d1} << 16 | uint64_t{d2} << 32 | uint64_t{d3} << 48;
-  const __m128 f = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(packed)));
+  const __m128 f = HalfToFloat4(d0, d1, d2, d3);
   return _mm256_set_m128(f, f);
 }
 
@@ -462,16 +463,15 @@ void Rows4Decode(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r
       if constexpr (T::kRows4 == Rows4Mode::kUnsignedOffset) {
         s = _mm256_sub_epi32(s, _mm256_load_si256(reinterpret_cast<const __m256i*>(tab.offset + b * 8)));
       }
-      const auto d = [&](int k) {
-        return reinterpret_cast<const Block*>(reinterpret_cast<const char*>(w) + k * stride)[b].d;
+      const auto blk = [&](int k) -> const Block& {
+        return reinterpret_cast<const Block*>(reinterpret_cast<const char*>(w) + k * stride)[b];
       };
-      const __m256 scale = _mm256_mul_ps(RowScales4(d(0), d(1), d(2), d(3)), _mm256_broadcast_ss(tab.dx + b));
+      const __m256 scale =
+          _mm256_mul_ps(RowScales4(blk(0).d, blk(1).d, blk(2).d, blk(3).d), _mm256_broadcast_ss(tab.dx + b));
       acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc);
       if constexpr (T::kRows4 == Rows4Mode::kUnsignedMin) {
-        const auto m = [&](int k) {
-          return reinterpret_cast<const Block*>(reinterpret_cast<const char*>(w) + k * stride)[b].m;
-        };
-        acc = _mm256_fmadd_ps(RowMins4Low(m(0), m(1), m(2), m(3)), _mm256_broadcast_ss(tab.sx + b), acc);
+        acc = _mm256_fmadd_ps(RowMins4Low(blk(0).m, blk(1).m, blk(2).m, blk(3).m), _mm256_broadcast_ss(tab.sx + b),
+                              acc);
       }
     }
     _mm_storeu_ps(t.y + r, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
