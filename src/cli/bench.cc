@@ -24,7 +24,7 @@
 #include "base/memory_bandwidth.h"
 #include "base/thread_pool.h"
 #include "cli/commands.h"
-#include "engine/engine.h"
+#include "engine/model_runner.h"
 
 namespace gannet::cli {
 namespace {
@@ -67,7 +67,7 @@ struct DecodeBytes {
   double total() const { return static_cast<double>(weights) + kv; }
 };
 
-DecodeBytes BytesPerGeneratedToken(const engine::Engine& eng, int64_t n_prompt, int64_t n_gen) {
+DecodeBytes BytesPerGeneratedToken(const engine::ModelRunner& eng, int64_t n_prompt, int64_t n_gen) {
   DecodeBytes d;
   const GgufFile& file = eng.file();
   const bool tied = file.FindTensor("output.weight") == nullptr;
@@ -79,7 +79,7 @@ DecodeBytes BytesPerGeneratedToken(const engine::Engine& eng, int64_t n_prompt, 
       d.weights += t.n_bytes;  // the tied embedding is the output matmul and is read whole
     }
   }
-  // The cache holds f16 K and V rows of kv_width(layer) (engine/kv_cache.h). Token i of the tg
+  // The cache holds f16 K and V rows of kv_width(layer) (engine/paged_kv.h). Token i of the tg
   // phase sits at position n_prompt + i and attends to every position up to it, or to the last
   // `sliding_window` of them on a sliding-window layer.
   const models::ModelConfig& c = eng.config();
@@ -242,11 +242,11 @@ Runner AddBenchCommand(CLI::App& app) {
       return ReportError("bench needs -p >= 1, -n >= 0, -r >= 1 and -t >= 0");
     }
     const int64_t n_ctx = o->n_prompt + o->n_gen;
-    Result<std::unique_ptr<engine::Engine>> loaded =
-        engine::Engine::Load(o->model, {.n_threads = o->threads, .n_ctx = n_ctx, .n_batch = o->n_prompt,
+    Result<std::unique_ptr<engine::ModelRunner>> loaded =
+        engine::ModelRunner::Load(o->model, {.n_threads = o->threads, .n_ctx = n_ctx, .n_batch = o->n_prompt,
                                         .fuse_graph = !o->no_fuse});
     if (!loaded.ok()) return ReportError(loaded.status());
-    engine::Engine& eng = **loaded;
+    engine::ModelRunner& eng = **loaded;
     const Tokenizer& tok = eng.tokenizer();
 
     // Ordinary (non-control) tokens, drawn with a fixed seed.

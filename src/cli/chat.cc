@@ -1,5 +1,4 @@
-// gannet chat -m FILE: an interactive chat in the terminal on the same ServingEngine the server
-// uses, with the model's chat template. Replies stream as they are generated. Line editing and
+// gannet chat -m FILE: an interactive chat in the terminal on the same Engine the server uses, with the model's chat template. Replies stream as they are generated. Line editing and
 // history come from GNU readline. Commands: /reset (forget the conversation), /system TEXT (set the
 // system prompt and reset), /help. Ctrl-C stops the current answer and keeps the chat; Ctrl-D (an
 // empty line's end of file) leaves.
@@ -24,7 +23,6 @@
 
 #include "cli/commands.h"
 #include "engine/engine.h"
-#include "engine/serving.h"
 #include "tokenizer/chat_template.h"
 
 namespace gannet::cli {
@@ -68,7 +66,7 @@ struct Reply {
   std::string text;     // the whole reply
   bool done = false;
   Status status;
-  engine::SampleFinish finish = engine::SampleFinish::kStop;
+  engine::FinishReason finish = engine::FinishReason::kStop;
 };
 
 void PrintWrapped(const std::string& s) {
@@ -86,6 +84,7 @@ Runner AddChatCommand(CLI::App& app) {
     int32_t max_tokens = 1024;
     SamplingParams sampling;
     std::optional<uint64_t> seed;
+    std::vector<std::string> stop;
     int threads = 0;
     int64_t ctx = 0;
   };
@@ -102,6 +101,7 @@ Runner AddChatCommand(CLI::App& app) {
   sub->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)")
       ->capture_default_str();
   sub->add_option("-s,--seed", o->seed, "Random seed (default: random)");
+  sub->add_option("--stop", o->stop, "Stop string: an answer ends before it (repeatable)")->allow_extra_args(false);
   sub->add_option("-t,--threads", o->threads, "Threads (default: one per core)");
   sub->add_option("-c,--ctx-size", o->ctx, "Context size (default: min(training context, 4096))");
   return [o] {
@@ -109,22 +109,25 @@ Runner AddChatCommand(CLI::App& app) {
     if (o->threads < 0) return ReportError("--threads must not be negative");
     if (o->seed) o->sampling.seed = *o->seed;
     if (Status s = o->sampling.Validate(); !s.ok()) return ReportError(s);
+    if (Result<std::shared_ptr<const engine::StopStrings>> s = engine::StopStrings::Compile(o->stop); !s.ok()) {
+      return ReportError("--stop: " + s.status().message());
+    }
     // SIGINT must interrupt this thread's read, so no other thread may take it: block it before
     // the engine starts its threads (they inherit the mask) and unblock it here afterwards.
     sigset_t sigint_set;
     sigemptyset(&sigint_set);
     sigaddset(&sigint_set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigint_set, nullptr);
-    Result<std::unique_ptr<engine::Engine>> loaded =
-        engine::Engine::Load(o->model, {.n_threads = o->threads, .n_ctx = o->ctx});
+    Result<std::unique_ptr<engine::ModelRunner>> loaded =
+        engine::ModelRunner::Load(o->model, {.n_threads = o->threads, .n_ctx = o->ctx});
     if (!loaded.ok()) return ReportError(loaded.status());
     const Tokenizer& tok = (*loaded)->tokenizer();
     Result<ChatTemplate> tmpl = LoadChatTemplate(o->chat_template, (*loaded)->file());
     if (!tmpl.ok()) return ReportError("chat template: " + tmpl.status().message());
-    Result<std::unique_ptr<engine::ServingEngine>> serving =
-        engine::ServingEngine::Create(loaded->get(), {.max_seqs = 1, .max_queue = 1});
-    if (!serving.ok()) return ReportError(serving.status());
-    engine::ServingEngine& eng = **serving;
+    Result<std::unique_ptr<engine::Engine>> created =
+        engine::Engine::Create(loaded->get(), {.max_seqs = 1, .max_queue = 1});
+    if (!created.ok()) return ReportError(created.status());
+    engine::Engine& eng = **created;
 
     struct sigaction sa {};
     sa.sa_handler = OnSigint;
@@ -197,29 +200,29 @@ Runner AddChatCommand(CLI::App& app) {
         continue;
       }
       auto reply = std::make_shared<Reply>();
-      auto decoder = std::make_shared<IncrementalDecoder>(tok);
-      engine::ServingRequest req{.prompt = std::move(prompt),
-                                 .max_tokens = static_cast<int32_t>(std::min<int64_t>(o->max_tokens, room)),
-                                 .sampling = o->sampling};
-      engine::ServingCallbacks cb{
+      engine::GenerationRequest req{.prompt = std::move(prompt),
+                                    .max_tokens = static_cast<int32_t>(std::min<int64_t>(o->max_tokens, room)),
+                                    .sampling = o->sampling,
+                                    .stop = o->stop};
+      engine::GenerationCallbacks cb{
           .on_token =
-              [reply, decoder](const engine::TokenEvent& ev) {
-                std::string piece = decoder->Feed(ev.token);
+              [reply](const engine::TokenEvent& ev) {
                 std::lock_guard<std::mutex> lock(reply->mu);
-                reply->pending += piece;
+                reply->pending += ev.text;
                 reply->cv.notify_one();
-                return true;
               },
           .on_done =
-              [reply, decoder](const engine::ServingResult& r) {
+              [reply](const engine::GenerationResult& r) {
                 std::lock_guard<std::mutex> lock(reply->mu);
-                reply->pending += decoder->Finish();
+                if (!r.samples.empty()) {
+                  reply->pending += r.samples[0].tail;
+                  reply->finish = r.samples[0].finish;
+                }
                 reply->status = r.status;
-                if (!r.finish.empty()) reply->finish = r.finish[0];
                 reply->done = true;
                 reply->cv.notify_one();
               }};
-      Result<engine::ServingRequestId> id = eng.Submit(std::move(req), std::move(cb));
+      Result<engine::RequestId> id = eng.Submit(std::move(req), std::move(cb));
       if (!id.ok()) {
         messages.pop_back();
         std::fprintf(stderr, "gannet: %s\n", id.status().message().c_str());

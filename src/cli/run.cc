@@ -1,5 +1,8 @@
-// gannet run -m FILE -p TEXT: raw completion of TEXT, tokens printed as they are generated.
+// gannet run -m FILE -p TEXT: raw completion of TEXT, text printed as it is generated. One request
+// submitted to the Engine, like every other front end.
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -8,21 +11,154 @@
 #include "engine/engine.h"
 
 namespace gannet::cli {
+namespace {
+
+struct RunOptions {
+  std::string model;
+  std::optional<std::string> prompt;
+  int32_t n_predict = 128;
+  SamplingParams sampling;
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;
+  int threads = 0;
+  int64_t ctx = 0;
+  int64_t batch = 512;
+  bool json = false;
+  bool no_special = false;
+};
+
+// What the step thread hands back to main.
+struct RunOutcome {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  engine::GenerationResult result;
+  std::vector<int32_t> tokens;
+  std::string text;
+};
+
+void PrintText(const std::string& s) {
+  if (s.empty()) return;
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fflush(stdout);
+}
+
+void PrintJson(const std::vector<int32_t>& prompt, const RunOutcome& out, const char* finish, int threads) {
+  const engine::GenerationTimings& t = out.result.timings;
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size()), n_gen = static_cast<int64_t>(out.tokens.size());
+  nlohmann::json j;
+  j["prompt_ids"] = prompt;
+  j["gen_ids"] = out.tokens;
+  j["text"] = out.text;
+  j["finish_reason"] = finish;
+  // Prompt: from the step that started the prompt to its first token. Generation: the tokens
+  // after the first, over the time from the first to the last (the decode rate).
+  j["timings"] = {{"prompt_tokens", n_prompt},
+                  {"prompt_seconds", t.prompt},
+                  {"prompt_tps", t.prompt > 0 ? n_prompt / t.prompt : 0.0},
+                  {"gen_tokens", n_gen},
+                  {"gen_seconds", t.decode},
+                  {"gen_tps", t.decode > 0 ? (n_gen - 1) / t.decode : 0.0},
+                  {"threads", threads}};
+  std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+
+int Run(RunOptions& o) {
+  if (o.n_predict < -1) return ReportError("-n must be -1 or more");
+  if (o.threads < 0) return ReportError("--threads must not be negative");
+  if (o.seed) o.sampling.seed = *o.seed;
+  if (Status s = o.sampling.Validate(); !s.ok()) return ReportError(s);
+  if (Result<std::shared_ptr<const engine::StopStrings>> s = engine::StopStrings::Compile(o.stop); !s.ok()) {
+    return ReportError("--stop: " + s.status().message());
+  }
+  std::string prompt_text;
+  if (o.prompt) {
+    prompt_text = *o.prompt;
+  } else {
+    Result<std::string> in = ReadStdin();
+    if (!in.ok()) return ReportError(in.status());
+    prompt_text = std::move(in).value();
+  }
+  Result<std::unique_ptr<engine::ModelRunner>> runner =
+      engine::ModelRunner::Load(o.model, {.n_threads = o.threads, .n_ctx = o.ctx});
+  if (!runner.ok()) return ReportError(runner.status());
+  if (o.batch < 1 || o.batch > INT32_MAX) return ReportError("--batch-size must be positive");
+  Result<std::unique_ptr<engine::Engine>> created = engine::Engine::Create(
+      runner->get(), {.max_batch_tokens = static_cast<int32_t>(o.batch), .max_seqs = 1, .max_queue = 1});
+  if (!created.ok()) return ReportError(created.status());
+  engine::Engine& eng = **created;
+  const Tokenizer& tok = eng.tokenizer();
+
+  std::vector<int32_t> prompt = tok.Encode(prompt_text, /*add_special=*/true, /*parse_special=*/!o.no_special);
+  if (prompt.empty()) return ReportError("the prompt is empty");
+  const int64_t ctx = eng.context_length();
+  const int64_t room = ctx - static_cast<int64_t>(prompt.size());
+  if (room < 1) {
+    return ReportError("the prompt has " + std::to_string(prompt.size()) + " tokens; the context holds " +
+                       std::to_string(ctx));
+  }
+  // Generate until the context is full rather than failing midway.
+  const bool to_context = o.n_predict < 0 || o.n_predict > room;
+  const int32_t max_tokens = static_cast<int32_t>(to_context ? room : o.n_predict);
+
+  if (!o.json) PrintText(prompt_text);
+  auto out = std::make_shared<RunOutcome>();
+  if (max_tokens > 0) {
+    const bool stream = !o.json;
+    engine::GenerationCallbacks cb{
+        // On the step thread: the only request, so printing here delays nothing else.
+        .on_token =
+            [out, stream](const engine::TokenEvent& ev) {
+              out->tokens.push_back(ev.token);
+              out->text += ev.text;
+              if (stream) PrintText(ev.text);
+            },
+        .on_done =
+            [out, stream](const engine::GenerationResult& r) {
+              std::lock_guard<std::mutex> lock(out->mu);
+              out->result = r;
+              if (!r.samples.empty()) {
+                out->text += r.samples[0].tail;
+                if (stream) PrintText(r.samples[0].tail);
+              }
+              out->done = true;
+              out->cv.notify_one();
+            }};
+    Result<engine::RequestId> id = eng.Submit({.prompt = prompt,
+                                               .max_tokens = max_tokens,
+                                               .sampling = o.sampling,
+                                               .stop = o.stop},
+                                              std::move(cb));
+    if (!id.ok()) return ReportError(id.status());
+    std::unique_lock<std::mutex> lock(out->mu);
+    out->cv.wait(lock, [&] { return out->done; });
+    if (!out->result.status.ok()) return ReportError(out->result.status);
+  }
+  eng.Shutdown(std::chrono::milliseconds(0));
+
+  const engine::FinishReason finish =
+      out->result.samples.empty() ? engine::FinishReason::kLength : out->result.samples[0].finish;
+  const char* finish_name =
+      finish == engine::FinishReason::kLength && to_context ? "context_full" : engine::FinishReasonName(finish);
+  if (o.json) {
+    PrintJson(prompt, *out, finish_name, runner->get()->n_threads());
+    return 0;
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+  const engine::GenerationTimings& t = out->result.timings;
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size()), n_gen = static_cast<int64_t>(out->tokens.size());
+  std::fprintf(stderr, "prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s (%d threads)\n",
+               static_cast<long long>(n_prompt), t.prompt > 0 ? n_prompt / t.prompt : 0.0,
+               static_cast<long long>(n_gen), t.decode > 0 ? (n_gen - 1) / t.decode : 0.0,
+               runner->get()->n_threads());
+  return 0;
+}
+
+}  // namespace
 
 Runner AddRunCommand(CLI::App& app) {
-  struct Opts {
-    std::string model;
-    std::optional<std::string> prompt;
-    int32_t n_predict = 128;
-    SamplingParams sampling;
-    std::optional<uint64_t> seed;
-    int threads = 0;
-    int64_t ctx = 0;
-    int64_t batch = 512;
-    bool json = false;
-    bool no_special = false;
-  };
-  auto o = std::make_shared<Opts>();
+  auto o = std::make_shared<RunOptions>();
   CLI::App* sub = app.add_subcommand("run", "Complete a prompt with a model (raw text completion)");
   sub->add_option("-m,--model", o->model, "GGUF model file")->required();
   sub->add_option("-p,--prompt", o->prompt, "Prompt text (default: standard input)");
@@ -39,81 +175,13 @@ Runner AddRunCommand(CLI::App& app) {
   sub->add_option("--presence-penalty", o->sampling.presence_penalty, "Presence penalty")->capture_default_str();
   sub->add_option("--frequency-penalty", o->sampling.frequency_penalty, "Frequency penalty")->capture_default_str();
   sub->add_option("-s,--seed", o->seed, "Random seed (default: random)");
+  sub->add_option("--stop", o->stop, "Stop string: the text ends before it (repeatable)")->allow_extra_args(false);
   sub->add_option("-t,--threads", o->threads, "Threads (default: one per core)");
   sub->add_option("-c,--ctx-size", o->ctx, "Context size (default: min(training context, 4096))");
   sub->add_option("-b,--batch-size", o->batch, "Most prompt tokens per forward pass")->capture_default_str();
   sub->add_flag("--no-special", o->no_special, "Treat special-token texts in the prompt as plain text");
   sub->add_flag("--json", o->json, "Print one JSON object (ids, text, timings) instead of streaming text");
-  return [o] {
-    if (o->n_predict < -1) return ReportError("-n must be -1 or more");
-    if (o->threads < 0) return ReportError("--threads must not be negative");
-    if (o->seed) o->sampling.seed = *o->seed;
-    if (Status s = o->sampling.Validate(); !s.ok()) return ReportError(s);
-    std::string prompt;
-    if (o->prompt) {
-      prompt = *o->prompt;
-    } else {
-      Result<std::string> in = ReadStdin();
-      if (!in.ok()) return ReportError(in.status());
-      prompt = std::move(in).value();
-    }
-    Result<std::unique_ptr<engine::Engine>> loaded =
-        engine::Engine::Load(o->model, {.n_threads = o->threads, .n_ctx = o->ctx, .n_batch = o->batch});
-    if (!loaded.ok()) return ReportError(loaded.status());
-    engine::Engine& eng = **loaded;
-    const Tokenizer& tok = eng.tokenizer();
-
-    engine::GenerateRequest req;
-    req.prompt = tok.Encode(prompt, /*add_special=*/true, /*parse_special=*/!o->no_special);
-    req.max_tokens = o->n_predict;
-    req.sampling = o->sampling;
-    if (req.prompt.empty()) return ReportError("the prompt is empty");
-    if (o->n_predict < 0 || static_cast<int64_t>(req.prompt.size()) + o->n_predict > eng.n_ctx()) {
-      // Generate until the context is full rather than failing midway.
-      req.max_tokens = -1;
-    }
-
-    IncrementalDecoder decoder(tok);
-    std::string text;
-    auto on_token = [&](int32_t id) {
-      std::string piece = decoder.Feed(id);
-      text += piece;
-      if (!o->json && !piece.empty()) {
-        std::fwrite(piece.data(), 1, piece.size(), stdout);
-        std::fflush(stdout);
-      }
-      return true;
-    };
-    if (!o->json) {
-      std::fwrite(prompt.data(), 1, prompt.size(), stdout);
-      std::fflush(stdout);
-    }
-    Result<engine::GenerateResult> res = eng.Generate(req, on_token);
-    if (!res.ok()) return ReportError(res.status());
-    std::string tail = decoder.Finish();
-    text += tail;
-    const engine::GenerateStats& st = res->stats;
-    if (o->json) {
-      nlohmann::json j;
-      j["prompt_ids"] = req.prompt;
-      j["gen_ids"] = res->tokens;
-      j["text"] = text;
-      j["finish_reason"] = engine::FinishReasonName(res->finish);
-      j["timings"] = {{"prompt_tokens", st.n_prompt},     {"prompt_seconds", st.prompt_seconds},
-                      {"prompt_tps", st.prompt_tps()},    {"gen_tokens", st.n_gen},
-                      {"gen_seconds", st.gen_seconds},    {"gen_tps", st.gen_tps()},
-                      {"threads", eng.n_threads()}};
-      std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-    } else {
-      std::fwrite(tail.data(), 1, tail.size(), stdout);
-      std::printf("\n");
-      std::fflush(stdout);
-      std::fprintf(stderr, "prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s (%d threads)\n",
-                   static_cast<long long>(st.n_prompt), st.prompt_tps(), static_cast<long long>(st.n_gen),
-                   st.gen_tps(), eng.n_threads());
-    }
-    return 0;
-  };
+  return [o] { return Run(*o); };
 }
 
 }  // namespace gannet::cli

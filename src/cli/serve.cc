@@ -1,5 +1,5 @@
 // gannet serve -m FILE: the OpenAI-compatible HTTP server (server/openai_service.h) on one
-// ServingEngine. Prints the URL once the model is ready, logs one line per request to stderr, and
+// Engine. Prints the URL once the model is ready, logs one line per request to stderr, and
 // drains on SIGINT/SIGTERM: stops accepting, lets in-flight requests finish for up to --grace
 // seconds, then exits 0.
 #include <cctype>
@@ -9,7 +9,6 @@
 
 #include "cli/commands.h"
 #include "engine/engine.h"
-#include "engine/serving.h"
 #include "server/http_server.h"
 #include "server/openai_service.h"
 #include "server/termination_signal.h"
@@ -121,8 +120,8 @@ Runner AddServeCommand(CLI::App& app) {
     // Listening first: /health answers 503 "loading" while the model loads.
     if (Status s = http.Start(); !s.ok()) return ReportError(s);
 
-    Result<std::unique_ptr<engine::Engine>> loaded =
-        engine::Engine::Load(o->model, {.n_threads = o->threads, .n_ctx = o->ctx});
+    Result<std::unique_ptr<engine::ModelRunner>> loaded =
+        engine::ModelRunner::Load(o->model, {.n_threads = o->threads, .n_ctx = o->ctx});
     if (!loaded.ok()) {
       http.Shutdown(std::chrono::milliseconds(0));
       return ReportError(loaded.status());
@@ -132,19 +131,19 @@ Runner AddServeCommand(CLI::App& app) {
       http.Shutdown(std::chrono::milliseconds(0));
       return ReportError("chat template: " + tmpl.status().message());
     }
-    Result<std::unique_ptr<engine::ServingEngine>> serving = engine::ServingEngine::Create(
-        loaded->get(), {.kv_memory_bytes = kv_bytes,
-                        .max_batch_tokens = o->batch_tokens,
-                        .max_seqs = o->parallel,
-                        .max_queue = o->max_queue,
-                        .prefix_caching = !o->no_prefix_cache,
-                        .itl_factor = o->itl_factor});
+    Result<std::unique_ptr<engine::Engine>> serving =
+        engine::Engine::Create(loaded->get(), {.kv_memory_bytes = kv_bytes,
+                                               .max_batch_tokens = o->batch_tokens,
+                                               .max_seqs = o->parallel,
+                                               .max_queue = o->max_queue,
+                                               .prefix_caching = !o->no_prefix_cache,
+                                               .itl_factor = o->itl_factor});
     if (!serving.ok()) {
       http.Shutdown(std::chrono::milliseconds(0));
       return ReportError(serving.status());
     }
     service.Attach(serving->get(), &*tmpl);
-    const engine::ServingStats st = (*serving)->stats();
+    const engine::EngineStats st = (*serving)->stats();
     std::fprintf(stderr, "gannet: model %s (context %lld, %d KV blocks, %d threads)%s\n", model_id.c_str(),
                  static_cast<long long>((*serving)->context_length()), st.kv_blocks_total, (*loaded)->n_threads(),
                  tmpl->is_fallback() ? ", no chat template in the file: using ChatML" : "");

@@ -1,216 +1,445 @@
 #include "engine/engine.h"
 
+#include <unistd.h>
+
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
+
+#include "engine/output_processor.h"
 
 namespace gannet::engine {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double SecondsSince(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Plans are cheap to build (a few hundred nodes) but hold their graph: keep the few shapes a
-// generation uses (decode, full prompt chunks, the last partial chunk) and drop the rest.
-constexpr size_t kMaxCachedPlans = 16;
+// Smallest prompt chunk beside decodes: a long prompt always advances, however slow the machine.
+constexpr int32_t kMinPromptChunk = 4;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+size_t AvailableMemoryBytes() {
+  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : size_t{1} << 30;
+}
 
 }  // namespace
 
 const char* FinishReasonName(FinishReason r) {
   switch (r) {
+    case FinishReason::kStop: return "stop";
     case FinishReason::kLength: return "length";
-    case FinishReason::kEndOfGeneration: return "stop";
-    case FinishReason::kContextFull: return "context_full";
     case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
   }
-  return "?";
+  return "error";
 }
 
-void Engine::FreeDeleter::operator()(void* p) const { std::free(p); }
+struct Engine::Active {
+  RequestId id = 0;
+  GenerationRequest request;
+  GenerationCallbacks callbacks;
+  std::vector<Sampler> samplers;          // one per sample
+  std::vector<OutputProcessor> outputs;   // one per sample
+  std::vector<std::string> tails;         // text released after a sample's last on_token
+  int64_t completion_tokens = 0;
+  int64_t cached_prompt_tokens = 0;       // positions its first step found in the prefix cache
+  bool scheduled_once = false;
+  Clock::time_point submitted, first_scheduled, first_token, last_token;
+};
 
-Result<std::unique_ptr<Engine>> Engine::Load(const std::string& model_path, const EngineOptions& options) {
-  if (options.n_batch <= 0) return Status::InvalidArgument("batch size must be positive");
-  if (options.n_ctx < 0) return Status::InvalidArgument("context size must not be negative");
-  GANNET_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> gguf, GgufFile::Open(model_path));
-  std::shared_ptr<const GgufFile> file(std::move(gguf));
-  Result<std::unique_ptr<models::Model>> loaded = models::LoadModel(file);
-  if (!loaded.ok()) return loaded.status().WithContext(model_path);
-  std::unique_ptr<models::Model> model = std::move(loaded).value();
-  Result<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromGguf(*file);
-  if (!tok.ok()) return tok.status();
-  const models::ModelConfig& c = model->config();
-  if (tok.value()->n_vocab() > c.n_vocab) {
-    return Status::Corrupt("tokenizer has more tokens than the model's embedding table");
+// One (sequence, sample) of a step that produced logits.
+struct Engine::SampleJob {
+  size_t row = 0;            // logits row
+  Active* active = nullptr;  // nullptr: the request was cancelled since Schedule()
+  int32_t index = 0;         // sample index within the request
+  int32_t token = 0;
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top;
+  TokenOutput output;
+};
+
+Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const EngineOptions& options) {
+  if (runner == nullptr) return Status::InvalidArgument("no model runner");
+  if (options.block_size <= 0 || options.max_batch_tokens <= 0 || options.max_seqs <= 0 || options.max_queue < 0) {
+    return Status::InvalidArgument("engine options must be positive (block size, batch tokens, sequences)");
   }
-  int64_t n_ctx = options.n_ctx > 0 ? options.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
-  if (n_ctx > c.n_ctx_train) {
-    return Status::OutOfRange("context size " + std::to_string(n_ctx) + " exceeds the model's training context " +
-                              std::to_string(c.n_ctx_train));
+  const models::ModelConfig& config = runner->config();
+  const size_t per_block = PagedKvStore::BytesPerBlock(config, options.block_size);
+  const int64_t blocks_per_ctx = (runner->n_ctx() + options.block_size - 1) / options.block_size;
+  int64_t n_blocks = 0;
+  if (options.kv_memory_bytes > 0) {
+    n_blocks = static_cast<int64_t>(options.kv_memory_bytes / per_block);
+  } else {
+    n_blocks = static_cast<int64_t>(AvailableMemoryBytes() / 4 / per_block);
+    n_blocks = std::min<int64_t>(n_blocks, blocks_per_ctx * options.max_seqs);
   }
-  GANNET_ASSIGN_OR_RETURN(KvCache kv, KvCache::Create(c, n_ctx));
-  int n_threads = options.n_threads > 0 ? options.n_threads : ThreadPool::HardwareThreads();
-  std::unique_ptr<Engine> e(new Engine(n_threads, std::move(kv)));
-  e->file_ = std::move(file);
-  e->model_ = std::move(model);
-  e->tokenizer_ = std::move(tok).value();
-  e->n_batch_ = options.n_batch;
-  e->fuse_graph_ = options.fuse_graph;
+  if (n_blocks < blocks_per_ctx) {
+    if (options.kv_memory_bytes > 0) {
+      return Status::InvalidArgument("KV memory of " + std::to_string(options.kv_memory_bytes >> 20) +
+                                     " MiB holds " + std::to_string(n_blocks * options.block_size) +
+                                     " tokens, less than one full context (" + std::to_string(runner->n_ctx()) +
+                                     "); give more memory or a smaller context");
+    }
+    n_blocks = blocks_per_ctx;
+  }
+  if (n_blocks > INT32_MAX / 2) n_blocks = INT32_MAX / 2;
+  GANNET_ASSIGN_OR_RETURN(PagedKvStore store, PagedKvStore::Create(config, n_blocks, options.block_size));
+  GANNET_ASSIGN_OR_RETURN(Scheduler scheduler,
+                          Scheduler::Create(SchedulerOptions{.max_num_batched_tokens = options.max_batch_tokens,
+                                                             .max_num_seqs = options.max_seqs,
+                                                             .num_blocks = static_cast<int32_t>(n_blocks),
+                                                             .block_size = options.block_size,
+                                                             .enable_prefix_caching = options.prefix_caching}));
+  std::unique_ptr<Engine> e(new Engine(runner, options, std::move(scheduler), std::move(store)));
+  e->stats_.kv_blocks_total = static_cast<int32_t>(n_blocks);
+  e->thread_ = std::thread([p = e.get()] { p->Loop(); });
   return e;
 }
 
-Result<const graph::Plan*> Engine::GetPlan(int64_t n_tokens, int64_t n_outputs) {
-  auto key = std::make_pair(n_tokens, n_outputs);
-  auto it = plans_.find(key);
-  if (it != plans_.end()) return &it->second;
-  GANNET_ASSIGN_OR_RETURN(graph::Graph g, model_->BuildGraph(n_tokens, n_outputs));
-  GANNET_ASSIGN_OR_RETURN(graph::Plan plan, graph::Plan::Compile(std::move(g), {.fuse = fuse_graph_}));
-  if (plans_.size() >= kMaxCachedPlans) {
-    // Keep the decode plan; drop some other shape.
-    for (auto p = plans_.begin(); p != plans_.end(); ++p) {
-      if (p->first.first != 1) {
-        plans_.erase(p);
-        break;
-      }
-    }
-  }
-  auto [pos, inserted] = plans_.emplace(key, std::move(plan));
-  EnsureArena(pos->second.arena_bytes(), pos->second.scratch_bytes());
-  return &pos->second;
+Engine::Engine(ModelRunner* runner, const EngineOptions& options, Scheduler scheduler, PagedKvStore store)
+    : runner_(runner),
+      options_(options),
+      scheduler_(std::move(scheduler)),
+      store_(std::move(store)),
+      pacer_(options.itl_factor, kMinPromptChunk, std::max(kMinPromptChunk, options.max_batch_tokens)),
+      work_(static_cast<size_t>(std::max(1, runner->n_threads())),
+            std::vector<float>(static_cast<size_t>(runner->config().n_vocab))) {}
+
+Engine::~Engine() { Shutdown(std::chrono::milliseconds(0)); }
+
+int64_t Engine::context_length() const {
+  return std::min<int64_t>(runner_->n_ctx(), store_.n_blocks() * store_.block_size());
 }
 
-void Engine::EnsureArena(size_t arena_bytes, size_t scratch_bytes) {
-  auto alloc = [](size_t bytes) { return std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64)); };
-  if (arena_bytes > arena_capacity_) {
-    arena_.reset(alloc(arena_bytes));
-    arena_capacity_ = arena_bytes;
+Result<RequestId> Engine::Submit(GenerationRequest request, GenerationCallbacks callbacks) {
+  const int64_t n_prompt = static_cast<int64_t>(request.prompt.size());
+  if (n_prompt == 0) return Status::InvalidArgument("the prompt is empty (no tokens)");
+  if (request.max_tokens < 1) return Status::InvalidArgument("max_tokens must be at least 1");
+  if (request.n < 1 || request.n > options_.max_seqs) {
+    return Status::InvalidArgument("n must be between 1 and " + std::to_string(options_.max_seqs));
   }
-  if (scratch_bytes > scratch_capacity_) {
-    scratch_.reset(alloc(scratch_bytes));
-    scratch_capacity_ = scratch_bytes;
+  if (request.top_logprobs > 20) return Status::InvalidArgument("top_logprobs must be at most 20");
+  const int64_t limit = context_length();
+  if (n_prompt + request.max_tokens > limit) {
+    return Status::InvalidArgument("this model's context length is " + std::to_string(limit) +
+                                   " tokens; the request has " + std::to_string(n_prompt) +
+                                   " prompt tokens and asks for " + std::to_string(request.max_tokens) + " more");
   }
-}
-
-Result<std::span<const float>> Engine::Evaluate(std::span<const int32_t> tokens, int64_t n_past, bool all_logits,
-                                                const graph::NodeObserver* observer) {
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  if (n == 0) return Status::InvalidArgument("nothing to evaluate");
-  if (n_past < 0 || n_past + n > kv_.n_ctx()) {
-    return Status::OutOfRange(std::to_string(n_past + n) + " tokens do not fit the context of " +
-                              std::to_string(kv_.n_ctx()));
-  }
-  const int64_t n_vocab = config().n_vocab;
-  for (int32_t t : tokens) {
+  // The one check of token ids against the vocabulary before they are queued (the forward pass
+  // guards its embedding lookup on its own).
+  const int32_t n_vocab = static_cast<int32_t>(runner_->config().n_vocab);
+  for (int32_t t : request.prompt) {
     if (t < 0 || t >= n_vocab) {
       return Status::InvalidArgument("token id " + std::to_string(t) + " is outside the vocabulary (" +
                                      std::to_string(n_vocab) + " tokens)");
     }
   }
-  if (all_logits && n > n_batch_) logits_.resize(static_cast<size_t>(n * n_vocab));
-  std::span<const float> out;
-  for (int64_t start = 0; start < n; start += n_batch_) {
-    const int64_t len = std::min(n_batch_, n - start);
-    const int64_t n_out = all_logits ? len : 1;
-    GANNET_ASSIGN_OR_RETURN(const graph::Plan* plan, GetPlan(len, n_out));
-    positions_.resize(len);
-    for (int64_t i = 0; i < len; ++i) positions_[i] = static_cast<int32_t>(n_past + start + i);
-    output_rows_.resize(n_out);
-    for (int64_t i = 0; i < n_out; ++i) output_rows_[i] = static_cast<int32_t>(all_logits ? i : len - 1);
-    graph::BatchInputs in{.tokens = tokens.subspan(start, len), .positions = positions_, .output_rows = output_rows_,
-                          .kv = kv_.views(), .n_kv = n_past + start + len};
-    GANNET_ASSIGN_OR_RETURN(out, plan->Execute(pool_, in, arena_.get(), scratch_.get(), observer));
-    if (all_logits && n > n_batch_) {
-      std::memcpy(logits_.data() + start * n_vocab, out.data(), out.size_bytes());
-    }
+  GANNET_RETURN_IF_ERROR(request.sampling.Validate(n_vocab));
+  GANNET_ASSIGN_OR_RETURN(std::shared_ptr<const StopStrings> stops, StopStrings::Compile(request.stop));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!accepting_) return Status::Unavailable("the server is shutting down");
+  if (static_cast<int64_t>(submitted_.size()) + stats_.waiting >= options_.max_queue) {
+    return Status::ResourceExhausted("too many requests are waiting (" + std::to_string(options_.max_queue) +
+                                     "); retry later");
   }
-  if (all_logits && n > n_batch_) return std::span<const float>(logits_);
-  return out;
+  const RequestId id = next_id_++;
+  submitted_.push_back(Pending{.id = id,
+                               .request = std::move(request),
+                               .callbacks = std::move(callbacks),
+                               .stops = stops->empty() ? nullptr : std::move(stops),
+                               .submitted = Clock::now()});
+  cv_.notify_one();
+  return id;
 }
 
-Result<std::span<const float>> Engine::EvaluateBatch(std::span<const BatchSeq> seqs, const std::atomic<bool>* abort) {
-  const int64_t n_vocab = config().n_vocab;
-  const size_t n_layer = static_cast<size_t>(config().n_layer);
-  batch_tokens_.clear();
-  positions_.clear();
-  output_rows_.clear();
-  slices_.clear();
-  for (const BatchSeq& s : seqs) {
-    if (s.tokens.empty()) return Status::InvalidArgument("a batch sequence has no tokens");
-    if (s.n_past < 0) return Status::InvalidArgument("negative sequence position");
-    if (s.kv.size() != n_layer) return Status::InvalidArgument("a batch sequence has no KV views for every layer");
-    const int64_t begin = static_cast<int64_t>(batch_tokens_.size());
-    for (size_t i = 0; i < s.tokens.size(); ++i) {
-      const int32_t t = s.tokens[i];
-      if (t < 0 || t >= n_vocab) {
-        return Status::InvalidArgument("token id " + std::to_string(t) + " is outside the vocabulary (" +
-                                       std::to_string(n_vocab) + " tokens)");
+void Engine::Cancel(RequestId id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_.push_back(id);
+  if (auto it = std::find(step_requests_.begin(), step_requests_.end(), id); it != step_requests_.end()) {
+    step_requests_.erase(it);
+    if (step_requests_.empty()) abort_step_.store(true, std::memory_order_relaxed);
+  }
+  cv_.notify_one();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void Engine::Shutdown(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stop_) {
+      accepting_ = false;
+      stop_ = true;
+      drain_deadline_ = Clock::now() + grace;
+    } else {
+      drain_deadline_ = std::min(drain_deadline_, Clock::now() + grace);
+    }
+    cv_.notify_one();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Engine::Loop() {
+  for (;;) {
+    Inbox inbox = WaitForWork();
+    step_prompt_tokens_ = step_generated_tokens_ = 0;
+    Admit(inbox.incoming);
+    ApplyCancels(inbox);
+    const SchedulerOutput out =
+        scheduler_.has_unfinished() ? scheduler_.Schedule(pacer_.Limit()) : SchedulerOutput{};
+    if (!out.empty()) {
+      const Clock::time_point step_start = Clock::now();
+      bool aborted = false;
+      Result<std::span<const float>> logits = Execute(out, &aborted);
+      if (!logits.ok()) {
+        FailStep(out, logits.status(), aborted);
+      } else {
+        Sample(out, *logits);
+        const Status st = scheduler_.Update(EmitOutputs(out));
+        GANNET_CHECK(st.ok());
+        int32_t decodes = 0;
+        for (const ScheduledSeq& s : out.seqs) decodes += s.tokens.size() == 1 && s.needs_logits ? 1 : 0;
+        pacer_.Observe(Seconds(Clock::now() - step_start), decodes, out.num_tokens - decodes);
       }
-      batch_tokens_.push_back(t);
-      positions_.push_back(static_cast<int32_t>(s.n_past + static_cast<int64_t>(i)));
     }
-    const int64_t end = static_cast<int64_t>(batch_tokens_.size());
-    if (s.logits) output_rows_.push_back(static_cast<int32_t>(end - 1));
-    slices_.push_back(graph::SeqSlice{.row_begin = begin, .row_end = end, .kv = s.kv,
-                                      .n_kv = s.n_past + static_cast<int64_t>(s.tokens.size())});
+    FinishRequests();
+    if (PublishStats(inbox.stopping)) break;
   }
-  if (batch_tokens_.empty()) return Status::InvalidArgument("nothing to evaluate");
-  const int64_t n = static_cast<int64_t>(batch_tokens_.size());
-  const int64_t n_out = static_cast<int64_t>(output_rows_.size());
-  if (n_out == 0) {
-    // The graph always ends in logits; compute the last row's and return none.
-    output_rows_.push_back(static_cast<int32_t>(n - 1));
-  }
-  GANNET_ASSIGN_OR_RETURN(const graph::Plan* plan, GetPlan(n, static_cast<int64_t>(output_rows_.size())));
-  graph::BatchInputs in{.tokens = batch_tokens_, .positions = positions_, .output_rows = output_rows_,
-                        .seqs = slices_, .abort = abort};
-  GANNET_ASSIGN_OR_RETURN(std::span<const float> out, plan->Execute(pool_, in, arena_.get(), scratch_.get()));
-  return out.first(static_cast<size_t>(n_out * n_vocab));
 }
 
-Result<GenerateResult> Engine::Generate(const GenerateRequest& req, const TokenCallback& on_token) {
-  GenerateResult res;
-  const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());
-  if (n_prompt == 0) return Status::InvalidArgument("the prompt is empty (no tokens)");
-  if (n_prompt >= kv_.n_ctx()) {
-    return Status::OutOfRange("the prompt has " + std::to_string(n_prompt) + " tokens; the context holds " +
-                              std::to_string(kv_.n_ctx()));
-  }
-  GANNET_ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(req.sampling, static_cast<int32_t>(config().n_vocab)));
-  for (int32_t t : req.prompt) sampler.Accept(t);
+Engine::Inbox Engine::WaitForWork() {
+  Inbox inbox;
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return stop_ || !submitted_.empty() || !cancelled_.empty() || scheduler_.has_unfinished(); });
+  inbox.incoming.swap(submitted_);
+  inbox.cancels.swap(cancelled_);
+  inbox.stopping = stop_;
+  inbox.deadline = drain_deadline_;
+  return inbox;
+}
 
-  auto t0 = Clock::now();
-  GANNET_ASSIGN_OR_RETURN(std::span<const float> logits, Evaluate(req.prompt, 0, false));
-  res.stats.n_prompt = n_prompt;
-  res.stats.prompt_seconds = SecondsSince(t0);
-
-  std::vector<float> work(logits.begin(), logits.end());
-  int64_t n_past = n_prompt;
-  auto t1 = Clock::now();
-  res.finish = FinishReason::kLength;
-  for (int32_t i = 0; req.max_tokens < 0 || i < req.max_tokens; ++i) {
-    const int32_t tok = sampler.Sample(work);
-    if (req.stop_at_eog && tokenizer_->IsEndOfGeneration(tok)) {
-      res.finish = FinishReason::kEndOfGeneration;
-      break;
+void Engine::Admit(std::deque<Pending>& incoming) {
+  const Tokenizer& tok = runner_->tokenizer();
+  const int32_t n_vocab = static_cast<int32_t>(runner_->config().n_vocab);
+  for (Pending& p : incoming) {
+    auto a = std::make_unique<Active>();
+    a->id = p.id;
+    a->submitted = p.submitted;
+    for (int32_t i = 0; i < p.request.n; ++i) {
+      SamplingParams sp = p.request.sampling;
+      if (sp.seed) sp.seed = *sp.seed + static_cast<uint64_t>(i);
+      Sampler s(sp, n_vocab);
+      for (int32_t t : p.request.prompt) s.Accept(t);
+      a->samplers.push_back(std::move(s));
+      a->outputs.emplace_back(tok, p.request.stop_at_eog, p.stops);
     }
-    sampler.Accept(tok);
-    res.tokens.push_back(tok);
-    if (on_token && !on_token(tok)) {
-      res.finish = FinishReason::kCancelled;
-      break;
-    }
-    if (req.max_tokens >= 0 && i + 1 >= req.max_tokens) break;
-    if (n_past + 1 > kv_.n_ctx()) {
-      res.finish = FinishReason::kContextFull;
-      break;
-    }
-    const int32_t one[1] = {tok};
-    GANNET_ASSIGN_OR_RETURN(logits, Evaluate(one, n_past, false));
-    ++n_past;
-    std::copy(logits.begin(), logits.end(), work.begin());
+    a->tails.resize(static_cast<size_t>(p.request.n));
+    SchedulerRequest sr{.id = p.id, .prompt = p.request.prompt, .max_tokens = p.request.max_tokens,
+                        .n = p.request.n};
+    a->request = std::move(p.request);
+    a->callbacks = std::move(p.callbacks);
+    step_prompt_tokens_ += static_cast<int64_t>(sr.prompt.size());
+    const Status st = scheduler_.AddRequest(std::move(sr));
+    active_[p.id] = std::move(a);
+    if (!st.ok()) FinishRequest(p.id, st, nullptr);
   }
-  res.stats.n_gen = static_cast<int64_t>(res.tokens.size());
-  res.stats.gen_seconds = SecondsSince(t1);
-  return res;
+}
+
+void Engine::ApplyCancels(const Inbox& inbox) {
+  bool cancelled_any = false;
+  for (RequestId id : inbox.cancels) {
+    if (active_.count(id) != 0) cancelled_any |= scheduler_.Cancel(id).ok();
+  }
+  if (cancelled_any) {
+    // Freed blocks show in the stats (and /metrics) now, not after the next step.
+    std::lock_guard<std::mutex> lock(mu_);
+    PublishSchedulerStats();
+  }
+  if (inbox.stopping && Clock::now() >= inbox.deadline) {
+    std::vector<RequestId> all;
+    for (const auto& [id, a] : active_) all.push_back(id);
+    for (RequestId id : all) (void)scheduler_.Cancel(id);
+  }
+}
+
+Result<std::span<const float>> Engine::Execute(const SchedulerOutput& out, bool* aborted) {
+  for (const BlockCopy& c : out.copies) store_.CopyBlock(c.src, c.dst);
+  if (views_.size() < out.seqs.size()) views_.resize(out.seqs.size());
+  batch_.clear();
+  const Clock::time_point now = Clock::now();
+  for (size_t i = 0; i < out.seqs.size(); ++i) {
+    const ScheduledSeq& s = out.seqs[i];
+    store_.Assign(s.block_table, &views_[i]);
+    if (auto it = active_.find(s.request_id); it != active_.end() && !it->second->scheduled_once) {
+      it->second->scheduled_once = true;
+      it->second->cached_prompt_tokens = s.start;
+      it->second->first_scheduled = now;
+    }
+    batch_.push_back(BatchSeq{.tokens = s.tokens, .n_past = s.start, .kv = views_[i].layers, .logits = s.needs_logits});
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    step_requests_.clear();
+    for (const ScheduledSeq& s : out.seqs) {
+      if (active_.count(s.request_id) != 0 &&
+          std::find(step_requests_.begin(), step_requests_.end(), s.request_id) == step_requests_.end() &&
+          std::find(cancelled_.begin(), cancelled_.end(), s.request_id) == cancelled_.end()) {
+        step_requests_.push_back(s.request_id);
+      }
+    }
+    abort_step_.store(step_requests_.empty(), std::memory_order_relaxed);
+  }
+  Result<std::span<const float>> logits = runner_->Execute(batch_, &abort_step_);
+  std::lock_guard<std::mutex> lock(mu_);
+  step_requests_.clear();
+  *aborted = abort_step_.exchange(false, std::memory_order_relaxed) && !logits.ok();
+  return logits;
+}
+
+void Engine::FailStep(const SchedulerOutput& out, const Status& status, bool aborted) {
+  // A failed forward pass fails the requests in it; the step is still completed so that the
+  // scheduler's bookkeeping stays consistent (their sequences are cancelled first, which also
+  // drops the partly written K/V: nothing of this step was committed to the prefix cache).
+  // An aborted pass had only cancelled requests: they finish as cancelled, in FinishRequests.
+  std::vector<RequestId> failed;
+  for (const ScheduledSeq& s : out.seqs) {
+    if (active_.count(s.request_id) != 0 && scheduler_.Cancel(s.request_id).ok()) failed.push_back(s.request_id);
+  }
+  (void)scheduler_.Update(StepResult{.step = out.step});
+  if (aborted) return;
+  for (RequestId id : failed) FinishRequest(id, status, nullptr);
+}
+
+void Engine::Sample(const SchedulerOutput& out, std::span<const float> logits) {
+  // One job per (sequence, sample) on the runner's pool: each job has its own Sampler and
+  // OutputProcessor, so jobs are independent (with 16+ sequences and a large vocabulary this is a
+  // real share of the step). EmitOutputs then reports them in order on this thread.
+  const size_t n_vocab = static_cast<size_t>(runner_->config().n_vocab);
+  jobs_.clear();
+  size_t row = 0;
+  for (const ScheduledSeq& s : out.seqs) {
+    if (!s.needs_logits) continue;
+    auto it = active_.find(s.request_id);
+    for (int32_t k = 0; k < s.num_samples; ++k) {
+      jobs_.push_back({.row = row, .active = it == active_.end() ? nullptr : it->second.get(),
+                       .index = s.sample_index + k});
+    }
+    ++row;
+  }
+  auto sample = [&](int64_t begin, int64_t end, int thread) {
+    std::vector<float>& w = work_[static_cast<size_t>(thread)];
+    for (int64_t j = begin; j < end; ++j) {
+      SampleJob& job = jobs_[static_cast<size_t>(j)];
+      if (job.active == nullptr) continue;
+      const std::span<const float> lg = logits.subspan(job.row * n_vocab, n_vocab);
+      std::copy(lg.begin(), lg.end(), w.begin());
+      const size_t i = static_cast<size_t>(job.index);
+      job.token = job.active->samplers[i].Sample(w);
+      if (job.active->request.top_logprobs >= 0) {
+        TopLogprobs(w, job.token, job.active->request.top_logprobs, job.top, &job.logprob);
+      }
+      job.output = job.active->outputs[i].Process(job.token);
+      if (job.output.emitted) job.active->samplers[i].Accept(job.token);
+    }
+  };
+  if (jobs_.size() > 1 && work_.size() > 1) {
+    runner_->pool().ParallelFor(static_cast<int64_t>(jobs_.size()), sample);
+  } else {
+    sample(0, static_cast<int64_t>(jobs_.size()), 0);
+  }
+}
+
+StepResult Engine::EmitOutputs(const SchedulerOutput& out) {
+  StepResult result{.step = out.step};
+  const Clock::time_point now = Clock::now();
+  size_t next_job = 0;
+  for (const ScheduledSeq& s : out.seqs) {
+    if (!s.needs_logits) continue;
+    SeqStepResult sr{.seq_id = s.seq_id};
+    for (int32_t k = 0; k < s.num_samples; ++k) {
+      SampleJob& job = jobs_[next_job++];
+      if (job.active == nullptr) {
+        sr.samples.push_back(SampledToken{.token = 0, .stop = true});
+        continue;
+      }
+      Active& a = *job.active;
+      if (a.first_token == Clock::time_point{}) a.first_token = now;
+      a.last_token = now;
+      const SampledToken st{.token = job.token, .stop = job.output.finished, .discard = !job.output.emitted};
+      if (job.output.emitted) {
+        ++a.completion_tokens;
+        ++step_generated_tokens_;
+        if (a.callbacks.on_token) {
+          TokenEvent ev{.sample_index = job.index, .token = job.token, .text = std::move(job.output.text),
+                        .text_offset = job.output.text_offset};
+          if (a.request.top_logprobs >= 0) {
+            ev.logprob = job.logprob;
+            ev.top = std::move(job.top);
+          }
+          a.callbacks.on_token(ev);
+        }
+      } else {
+        a.tails[static_cast<size_t>(job.index)] += job.output.text;
+      }
+      sr.samples.push_back(st);
+    }
+    result.seqs.push_back(std::move(sr));
+  }
+  return result;
+}
+
+void Engine::FinishRequests() {
+  for (FinishedRequest& f : scheduler_.TakeFinished()) FinishRequest(f.id, f.status, &f.samples);
+}
+
+void Engine::FinishRequest(RequestId id, const Status& status, const std::vector<SampleOutput>* samples) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;
+  Active& a = *it->second;
+  GenerationResult r{.status = status,
+                     .prompt_tokens = static_cast<int64_t>(a.request.prompt.size()),
+                     .completion_tokens = a.completion_tokens,
+                     .cached_prompt_tokens = a.cached_prompt_tokens};
+  for (size_t i = 0; i < a.outputs.size(); ++i) {
+    FinishReason f = FinishReason::kError;
+    if (samples != nullptr && i < samples->size()) f = (*samples)[i].reason;
+    r.samples.push_back({.finish = status.ok() ? f : FinishReason::kError, .tail = a.tails[i] + a.outputs[i].Finish()});
+  }
+  if (a.scheduled_once) {
+    r.timings.queued = Seconds(a.first_scheduled - a.submitted);
+    if (a.first_token != Clock::time_point{}) {
+      r.timings.prompt = Seconds(a.first_token - a.first_scheduled);
+      r.timings.decode = Seconds(a.last_token - a.first_token);
+    }
+  }
+  if (a.callbacks.on_done) a.callbacks.on_done(r);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.requests_finished;
+  }
+  active_.erase(it);
+}
+
+void Engine::PublishSchedulerStats() {
+  const SchedulerStats ss = scheduler_.stats();
+  stats_.running = ss.num_running;
+  stats_.waiting = ss.num_waiting;
+  stats_.kv_blocks_used = ss.blocks_used;
+  stats_.kv_blocks_total = ss.blocks_total;
+  stats_.prefix_hit_tokens = ss.prefix_hit_tokens;
+  stats_.prefix_query_tokens = ss.prefix_query_tokens;
+  stats_.preemptions = ss.num_preemptions;
+  stats_.steps = ss.num_steps;
+}
+
+bool Engine::PublishStats(bool stopping) {
+  std::lock_guard<std::mutex> lock(mu_);
+  PublishSchedulerStats();
+  stats_.prompt_tokens_total += step_prompt_tokens_;
+  stats_.generated_tokens_total += step_generated_tokens_;
+  return stopping && active_.empty() && submitted_.empty() && !scheduler_.has_unfinished();
 }
 
 }  // namespace gannet::engine

@@ -1,131 +1,210 @@
-// Engine: one loaded model and everything needed to run it — tokenizer, thread pool, KV
-// cache, compiled plans and their activation arena. Every front end (run, bench, chat, serve)
-// drives generation through this class; none re-implements it (DESIGN.md).
+// Engine: the one way gannet generates. Front ends (gannet run, chat, serve, the benchmarks)
+// submit requests; a step thread runs a loop in which every iteration is one forward pass over a
+// mixed batch (decodes and prompt chunks of many sequences, Orca's iteration-level scheduling):
 //
-// This version serves one sequence at a time; the paged multi-sequence cache and the
-// iteration-level scheduler build on the same Evaluate() step.
-// Thread-safety: not thread-safe; one caller at a time.
+//   admit new requests -> apply cancels -> schedule (engine/scheduler.h) -> execute (ModelRunner,
+//   over the paged KV store) -> sample (and run each sample's OutputProcessor) -> emit outputs
+//   (callbacks) -> update the scheduler -> finish requests
+//
+// The output side is the engine's: each sampled token is detokenized (whole UTF-8 only), checked
+// against the end-of-generation ids and the request's stop strings (engine/output_processor.h),
+// and reaches the front end as text deltas with one FinishReason per sample. A request joins the
+// very next step after Submit.
+//
+// Thread-safety: Submit, Cancel, stats and Shutdown may be called from any thread. Callbacks run
+// on the step thread: they must be quick and must not call back into the Engine except Cancel
+// (which is then applied before the next step).
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
-#include "base/thread_pool.h"
-#include "engine/kv_cache.h"
-#include "formats/gguf.h"
-#include "graph/plan.h"
-#include "models/model.h"
+#include "engine/finish_reason.h"
+#include "engine/model_runner.h"
+#include "engine/paged_kv.h"
+#include "engine/prefill_pacer.h"
+#include "engine/scheduler.h"
+#include "engine/stop_strings.h"
+#include "sampling/logprobs.h"
 #include "sampling/sampler.h"
-#include "tokenizer/tokenizer.h"
 
 namespace gannet::engine {
 
 struct EngineOptions {
-  int n_threads = 0;     // 0: one per core
-  int64_t n_ctx = 0;     // KV cache positions; 0: min(training context, 4096)
-  int64_t n_batch = 512; // most tokens evaluated in one forward pass (prompt chunks)
-  // Compile forward passes with the graph fusion passes (graph/fuse.h). Off: every node of the
-  // model's graph runs as written and an observer sees every intermediate tensor.
-  bool fuse_graph = true;
+  int32_t block_size = 16;         // tokens per KV block
+  size_t kv_memory_bytes = 0;      // KV pool size; 0: a quarter of the machine's available memory,
+                                   // at most what max_seqs full contexts need
+  int32_t max_batch_tokens = 512;  // tokens in one forward pass (chunked prefill budget)
+  int32_t max_seqs = 64;           // sequences in one forward pass
+  int32_t max_queue = 256;         // requests waiting (not yet running) before Submit refuses
+  bool prefix_caching = true;
+  // A step that computes prompt chunks beside decoding sequences is sized (PrefillPacer) to take
+  // about this many times a decode-only step, so streams keep their pace while a long prompt is
+  // ingested. <= 0: prompt chunks use whatever is left of max_batch_tokens.
+  double itl_factor = 2.0;
 };
 
-enum class FinishReason { kLength, kEndOfGeneration, kContextFull, kCancelled };
-const char* FinishReasonName(FinishReason r);
-
-struct GenerateRequest {
-  std::vector<int32_t> prompt;  // token ids, BOS included if wanted
-  int32_t max_tokens = 128;     // < 0: until end of generation or a full context
+struct GenerationRequest {
+  std::vector<int32_t> prompt;     // token ids, BOS included if wanted
+  int32_t max_tokens = 16;         // per sample; >= 1
+  int32_t n = 1;                   // samples; sample i uses seed + i when a seed is given
   SamplingParams sampling;
-  bool stop_at_eog = true;      // stop at the model's end-of-generation tokens (not emitted)
+  bool stop_at_eog = true;         // the model's end-of-generation tokens end a sample (not emitted)
+  std::vector<std::string> stop;   // stop strings: a sample's text ends before the first to complete
+                                   // (at most kMaxStopStrings, kMaxStopBytes in all)
+  int32_t top_logprobs = -1;       // < 0: no logprobs; 0..20: the chosen token's and this many top ones
 };
 
-struct GenerateStats {
-  int64_t n_prompt = 0, n_gen = 0;
-  double prompt_seconds = 0, gen_seconds = 0;
-  double prompt_tps() const { return prompt_seconds > 0 ? n_prompt / prompt_seconds : 0; }
-  double gen_tps() const { return gen_seconds > 0 ? n_gen / gen_seconds : 0; }
+// One generated token of one sample.
+struct TokenEvent {
+  int32_t sample_index = 0;
+  int32_t token = 0;
+  std::string text;              // the text this token releases (whole UTF-8, no stop-string bytes)
+  int64_t text_offset = 0;       // bytes of the sample's decoded text before this token's
+  float logprob = 0.0f;          // when logprobs were asked for
+  std::vector<TokenLogprob> top;  // when top_logprobs > 0
 };
 
-struct GenerateResult {
-  std::vector<int32_t> tokens;  // generated ids (an end-of-generation token is not included)
-  FinishReason finish = FinishReason::kLength;
-  GenerateStats stats;
+struct SampleResult {
+  FinishReason finish = FinishReason::kCancelled;
+  // Text released when the sample ended, after its last on_token (held bytes of an incomplete
+  // character or of a stop string's prefix that never completed).
+  std::string tail;
 };
 
-// One sequence's part of a batched forward pass (Engine::EvaluateBatch).
-struct BatchSeq {
-  std::span<const int32_t> tokens;         // new tokens, at positions [n_past, n_past + size)
-  int64_t n_past = 0;                      // positions already in this sequence's cache
-  std::span<const graph::KvLayerView> kv;  // its cache views, covering positions < n_past + size
-  bool logits = false;                     // wants the logits of its last new token
+struct GenerationTimings {  // seconds, measured on the step thread
+  double queued = 0;        // Submit -> the first step that computed part of the request
+  double prompt = 0;        // that step -> the first token sampled (prompt processing)
+  double decode = 0;        // the first token -> the last token sampled
 };
 
-// Called with each generated token as soon as it is sampled; return false to stop.
-using TokenCallback = std::function<bool(int32_t token)>;
+struct GenerationResult {
+  Status status;                      // not OK: the request failed (no more tokens follow)
+  std::vector<SampleResult> samples;  // per sample
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;      // over all samples (tokens that reached on_token)
+  int64_t cached_prompt_tokens = 0;   // prompt tokens served from the prefix cache
+  GenerationTimings timings;
+};
+
+struct GenerationCallbacks {
+  // Each emitted token, in order per sample.
+  std::function<void(const TokenEvent&)> on_token;
+  // Exactly once per accepted request, after its last on_token (also after Cancel).
+  std::function<void(const GenerationResult&)> on_done;
+};
+
+struct EngineStats {
+  int32_t running = 0, waiting = 0;
+  int32_t kv_blocks_used = 0, kv_blocks_total = 0;
+  int64_t prefix_hit_tokens = 0, prefix_query_tokens = 0;
+  int64_t prompt_tokens_total = 0, generated_tokens_total = 0;
+  int64_t preemptions = 0, steps = 0;
+  int64_t requests_finished = 0;
+};
 
 class Engine {
  public:
-  static Result<std::unique_ptr<Engine>> Load(const std::string& model_path, const EngineOptions& options);
+  // Starts the step thread. The runner must outlive the Engine and is used only by it.
+  static Result<std::unique_ptr<Engine>> Create(ModelRunner* runner, const EngineOptions& options);
+  ~Engine();  // Shutdown(0) if still running
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
-  const models::ModelConfig& config() const { return model_->config(); }
-  const models::Model& model() const { return *model_; }
-  const Tokenizer& tokenizer() const { return *tokenizer_; }
-  const GgufFile& file() const { return *file_; }
-  int n_threads() const { return pool_.size(); }
-  // The compute threads, for work a front end does between forward passes on the thread that
-  // drives them (e.g. sampling many sequences). Not while a forward pass runs.
-  ThreadPool& pool() { return pool_; }
-  int64_t n_ctx() const { return kv_.n_ctx(); }
+  // Queues a request. InvalidArgument for bad fields (empty prompt, token ids outside the
+  // vocabulary, a prompt + max_tokens that cannot fit the context or the KV pool, bad sampling
+  // params, too many or too long stop strings), ResourceExhausted when max_queue requests are
+  // already waiting (HTTP 429), Unavailable after Shutdown began.
+  Result<RequestId> Submit(GenerationRequest request, GenerationCallbacks callbacks);
 
-  // Runs the model on `tokens` at positions [n_past, n_past + n) of the sequence, writing their
-  // K/V into the cache. Returns logits [n_vocab] of the last token, or [n, n_vocab] of every token
-  // when all_logits. The span is valid until the next call.
-  // REQUIRES: positions before n_past were evaluated by earlier calls.
-  Result<std::span<const float>> Evaluate(std::span<const int32_t> tokens, int64_t n_past, bool all_logits,
-                                          const graph::NodeObserver* observer = nullptr);
+  // Ends a request in any state; its KV blocks are freed before the next step. on_done follows
+  // with kCancelled. Unknown or finished ids are ignored.
+  void Cancel(RequestId id);
 
-  // Runs the new tokens of several sequences in ONE forward pass (their rows concatenated in
-  // order; attention stays within each sequence's own cache views). Returns [n, n_vocab] logits,
-  // one row per sequence with `logits` set, in order. The span is valid until the next call.
-  // REQUIRES: each sequence's positions before n_past are in its cache.
-  // `abort` (optional): when it becomes true the pass stops at its next graph node and returns
-  // Unavailable; the K/V positions of this batch are then partly written and must be discarded.
-  Result<std::span<const float>> EvaluateBatch(std::span<const BatchSeq> seqs,
-                                               const std::atomic<bool>* abort = nullptr);
+  EngineStats stats() const;
+  int64_t context_length() const;  // the longest prompt + max_tokens a request may have
+  const ModelRunner& runner() const { return *runner_; }
+  const Tokenizer& tokenizer() const { return runner_->tokenizer(); }
 
-  // Prefills the prompt, then samples up to max_tokens tokens one at a time.
-  Result<GenerateResult> Generate(const GenerateRequest& request, const TokenCallback& on_token);
+  // Stops accepting, lets running and queued requests finish for up to `grace`, cancels the rest,
+  // and joins the step thread. Idempotent.
+  void Shutdown(std::chrono::milliseconds grace);
 
  private:
-  Engine(int n_threads, KvCache kv) : pool_(n_threads), kv_(std::move(kv)) {}
-  Result<const graph::Plan*> GetPlan(int64_t n_tokens, int64_t n_outputs);
-  void EnsureArena(size_t arena_bytes, size_t scratch_bytes);
-
-  std::shared_ptr<const GgufFile> file_;
-  std::unique_ptr<models::Model> model_;
-  std::unique_ptr<Tokenizer> tokenizer_;
-  ThreadPool pool_;
-  KvCache kv_;
-  int64_t n_batch_ = 512;
-  bool fuse_graph_ = true;
-  std::map<std::pair<int64_t, int64_t>, graph::Plan> plans_;  // by (n_tokens, n_outputs)
-  struct FreeDeleter {
-    void operator()(void* p) const;
+  struct Active;  // per-request state on the step thread
+  struct Pending {
+    RequestId id;
+    GenerationRequest request;
+    GenerationCallbacks callbacks;
+    std::shared_ptr<const StopStrings> stops;
+    std::chrono::steady_clock::time_point submitted;
   };
-  std::unique_ptr<void, FreeDeleter> arena_;
-  size_t arena_capacity_ = 0;
-  std::unique_ptr<void, FreeDeleter> scratch_;
-  size_t scratch_capacity_ = 0;
-  std::vector<int32_t> positions_, output_rows_, batch_tokens_;
-  std::vector<graph::SeqSlice> slices_;
-  std::vector<float> logits_;  // all-logits results gathered over chunks
+  struct Inbox {  // what one iteration takes from other threads
+    std::deque<Pending> incoming;
+    std::vector<RequestId> cancels;
+    bool stopping = false;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  struct SampleJob;
+
+  Engine(ModelRunner* runner, const EngineOptions& options, Scheduler scheduler, PagedKvStore store);
+
+  // The step loop and its stages, in order (all on the step thread).
+  void Loop();
+  Inbox WaitForWork();
+  void Admit(std::deque<Pending>& incoming);
+  void ApplyCancels(const Inbox& inbox);
+  Result<std::span<const float>> Execute(const SchedulerOutput& out, bool* aborted);
+  void FailStep(const SchedulerOutput& out, const Status& status, bool aborted);
+  void Sample(const SchedulerOutput& out, std::span<const float> logits);
+  StepResult EmitOutputs(const SchedulerOutput& out);
+  void FinishRequests();
+  bool PublishStats(bool stopping);  // true: drained, the loop ends
+
+  void FinishRequest(RequestId id, const Status& status, const std::vector<SampleOutput>* samples);
+  void PublishSchedulerStats();  // REQUIRES: mu_ held
+
+  ModelRunner* runner_;
+  EngineOptions options_;
+  Scheduler scheduler_;
+  PagedKvStore store_;
+  PrefillPacer pacer_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> submitted_;
+  std::vector<RequestId> cancelled_;
+  bool accepting_ = true;
+  bool stop_ = false;
+  std::chrono::steady_clock::time_point drain_deadline_{};
+  RequestId next_id_ = 1;
+  // The requests of the forward pass in flight that are not cancelled yet. When the last one is
+  // cancelled, abort_step_ stops the pass at its next node: clients that all went away free their
+  // KV blocks without waiting for a whole step.
+  std::vector<RequestId> step_requests_;
+  std::atomic<bool> abort_step_{false};
+  EngineStats stats_;
+
+  // Step thread only.
+  std::unordered_map<RequestId, std::unique_ptr<Active>> active_;
+  std::vector<SeqKvViews> views_;
+  std::vector<BatchSeq> batch_;
+  std::vector<std::vector<float>> work_;  // one logits buffer per pool thread
+  std::vector<SampleJob> jobs_;
+  int64_t step_prompt_tokens_ = 0, step_generated_tokens_ = 0;
+  std::thread thread_;
 };
 
 }  // namespace gannet::engine

@@ -6,18 +6,6 @@
 
 namespace gannet::engine {
 
-const char* StopReasonName(StopReason r) {
-  switch (r) {
-    case StopReason::kNone: return "none";
-    case StopReason::kLength: return "length";
-    case StopReason::kEos: return "eos";
-    case StopReason::kStopRequested: return "stop";
-    case StopReason::kCancelled: return "cancelled";
-    case StopReason::kTooLong: return "too_long";
-  }
-  return "unknown";
-}
-
 Result<Scheduler> Scheduler::Create(const SchedulerOptions& options) {
   if (options.max_num_batched_tokens <= 0) {
     return Status::InvalidArgument("max_num_batched_tokens must be positive, got " +
@@ -88,8 +76,10 @@ Status Scheduler::AddRequest(SchedulerRequest request) {
   const int64_t slots = static_cast<int64_t>(r.spec.prompt.size()) + r.spec.max_tokens - 1;
   const int64_t bs = kv_.block_size();
   if ((slots + bs - 1) / bs > kv_.pool().num_blocks()) {
-    for (SampleOutput& o : r.samples) o.reason = StopReason::kTooLong;
-    finished_.push_back({.id = id, .samples = std::move(r.samples)});
+    for (SampleOutput& o : r.samples) o = {.reason = FinishReason::kError, .finished = true};
+    finished_.push_back({.id = id,
+                         .status = Status::ResourceExhausted("the request needs more KV cache than the pool holds"),
+                         .samples = std::move(r.samples)});
     requests_.erase(id);
     return Status::Ok();
   }
@@ -249,6 +239,7 @@ Status Scheduler::Update(const StepResult& result) {
     }
     for (const SampledToken& t : it->second->samples) {
       if (t.token < 0) return Status::InvalidArgument("update: negative token id " + std::to_string(t.token));
+      if (t.discard && !t.stop) return Status::InvalidArgument("update: a discarded token must stop its sample");
     }
   }
   if (matched != by_seq.size()) return Status::InvalidArgument("update: result for a sequence not in this step");
@@ -290,20 +281,19 @@ Status Scheduler::Update(const StepResult& result) {
 
 void Scheduler::AppendSample(Sequence* s, SampledToken t) {
   const RequestState& r = requests_.at(s->request_id);
-  const std::vector<int32_t>& eos = r.spec.eos_ids;
-  if (std::find(eos.begin(), eos.end(), t.token) != eos.end()) {
-    FinishSeq(s, StopReason::kEos);
+  if (t.stop && t.discard) {
+    FinishSeq(s, FinishReason::kStop);
     return;
   }
   s->tokens.push_back(t.token);
   if (t.stop) {
-    FinishSeq(s, StopReason::kStopRequested);
+    FinishSeq(s, FinishReason::kStop);
   } else if (s->num_output() >= r.spec.max_tokens) {
-    FinishSeq(s, StopReason::kLength);
+    FinishSeq(s, FinishReason::kLength);
   }
 }
 
-void Scheduler::FinishSeq(Sequence* s, StopReason reason) {
+void Scheduler::FinishSeq(Sequence* s, FinishReason reason) {
   kv_.Free(s->id);
   if (s->state == SeqState::kRunning) {
     RemoveRunning(s);
@@ -313,13 +303,14 @@ void Scheduler::FinishSeq(Sequence* s, StopReason reason) {
   const RequestId rid = s->request_id;
   RequestState& r = requests_.at(rid);
   r.samples[s->sample_index] = {.tokens = std::vector<int32_t>(s->tokens.begin() + s->num_prompt, s->tokens.end()),
-                                .reason = reason};
+                                .reason = reason,
+                                .finished = true};
   r.live.erase(std::find(r.live.begin(), r.live.end(), s->id));
   seqs_.erase(s->id);  // `s` is gone from here on
   if (!r.live.empty()) return;
   // Samples never forked (the request was cancelled before its prompt ended) end with it.
   for (SampleOutput& o : r.samples) {
-    if (o.reason == StopReason::kNone) o.reason = reason;
+    if (!o.finished) o = {.reason = reason, .finished = true};
   }
   finished_.push_back({.id = rid, .samples = std::move(r.samples)});
   requests_.erase(rid);
@@ -331,7 +322,7 @@ Status Scheduler::Cancel(RequestId id) {
     return Status::NotFound("cancel: request " + std::to_string(id) + " is unknown or finished");
   }
   const std::vector<SeqId> live = it->second.live;
-  for (const SeqId sid : live) FinishSeq(seqs_.at(sid).get(), StopReason::kCancelled);
+  for (const SeqId sid : live) FinishSeq(seqs_.at(sid).get(), FinishReason::kCancelled);
   return Status::Ok();
 }
 

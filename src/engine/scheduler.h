@@ -15,7 +15,8 @@
 // When blocks run short, the newest running sequence not yet scheduled in this step is preempted:
 // its blocks are freed and it goes back to the front of the waiting queue, to be recomputed later
 // with its generated tokens appended to its prompt (its full blocks usually stay cached). A
-// request fails only if one of its sequences alone could not fit in the whole pool (kTooLong).
+// request fails only if one of its sequences alone could not fit in the whole pool (kError,
+// with a ResourceExhausted status).
 //
 // A request with n > 1 samples runs one sequence through the prompt; the step that produces the
 // prompt's last logits asks for n samples and Update() forks n - 1 sequences sharing its blocks.
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "engine/finish_reason.h"
 #include "engine/kv_cache_manager.h"
 
 namespace gannet::engine {
@@ -50,13 +52,10 @@ struct SchedulerRequest {
   RequestId id = 0;
   std::vector<int32_t> prompt;    // token ids
   int32_t max_tokens = 16;        // tokens to generate per sample, >= 1
-  std::vector<int32_t> eos_ids;   // a sampled id from this set ends the sample (it is not output)
   int32_t n = 1;                  // samples, each its own sequence sharing the prompt's blocks
 };
 
 enum class SeqState { kWaiting, kRunning, kPreempted, kFinished };
-enum class StopReason { kNone, kLength, kEos, kStopRequested, kCancelled, kTooLong };
-const char* StopReasonName(StopReason r);
 
 // One sequence's share of a step: compute positions [start, start + tokens.size()).
 struct ScheduledSeq {
@@ -81,7 +80,8 @@ struct SchedulerOutput {
 
 struct SampledToken {
   int32_t token = 0;
-  bool stop = false;  // the caller ends the sample after this token (a stop string matched)
+  bool stop = false;     // the sample ends after this token (end of generation, a stop string)
+  bool discard = false;  // with stop: the token is not part of the output (an end-of-generation id)
 };
 
 struct SeqStepResult {
@@ -95,12 +95,14 @@ struct StepResult {
 };
 
 struct SampleOutput {
-  std::vector<int32_t> tokens;        // generated ids (an EOS id is not included)
-  StopReason reason = StopReason::kNone;
+  std::vector<int32_t> tokens;        // generated ids (a discarded token is not included)
+  FinishReason reason = FinishReason::kLength;
+  bool finished = false;
 };
 
 struct FinishedRequest {
   RequestId id = 0;
+  Status status;                      // not OK: failed (one sample needs more KV than the pool)
   std::vector<SampleOutput> samples;  // index = sample index
 };
 
@@ -135,7 +137,7 @@ class Scheduler {
 
   // Queues a request. Errors (nothing queued) for an empty prompt, max_tokens < 1, n outside
   // [1, max_num_seqs] or a duplicate id. A request too long for the whole pool is accepted and
-  // finished at once with kTooLong (see TakeFinished).
+  // finished at once with kError and a ResourceExhausted status (see TakeFinished).
   Status AddRequest(SchedulerRequest request);
 
   // Chooses the next step. An empty output means nothing is left to run (no unfinished request);
@@ -146,7 +148,7 @@ class Scheduler {
   // no decodes gives prompts the whole token budget.
   SchedulerOutput Schedule(int32_t prefill_limit = std::numeric_limits<int32_t>::max());
 
-  // Applies the step's sampled tokens: appends them, stops samples (max_tokens, an EOS id, the
+  // Applies the step's sampled tokens: appends them, stops samples (max_tokens, the
   // caller's stop flag), forks at n > 1, frees finished sequences. Entries of sequences cancelled
   // since Schedule() are ignored. On an error (wrong step, unknown or missing entries, wrong
   // sample counts) nothing is applied.
@@ -208,7 +210,7 @@ class Scheduler {
   void Preempt(Sequence* s, SchedulerOutput* out);
   ScheduledSeq MakeEntry(const Sequence& s, int32_t n) const;
   void AppendSample(Sequence* s, SampledToken t);
-  void FinishSeq(Sequence* s, StopReason reason);  // frees `s`; may complete its request
+  void FinishSeq(Sequence* s, FinishReason reason);  // frees `s`; may complete its request
   Sequence* NewSequence(RequestState& r, int32_t sample_index);
 
   SchedulerOptions options_;

@@ -55,7 +55,7 @@ void ServerMetrics::CountRequest(int status) {
   ++requests_by_status_[status];
 }
 
-std::string ServerMetrics::Render(const engine::ServingStats& s) const {
+std::string ServerMetrics::Render(const engine::EngineStats& s) const {
   std::string out;
   Gauge("gannet_requests_running", "Requests generating now.", "gauge", s.running, &out);
   Gauge("gannet_requests_waiting", "Requests queued, not yet running.", "gauge", s.waiting, &out);

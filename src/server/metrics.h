@@ -1,5 +1,5 @@
 // Serving metrics in Prometheus' text exposition format (version 0.0.4): request counters by
-// status, latency histograms, and the engine's gauges and counters (engine::ServingStats).
+// status, latency histograms, and the engine's gauges and counters (engine::EngineStats).
 //
 // Thread-safety: every method may be called from any thread.
 #pragma once
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/serving.h"
+#include "engine/engine.h"
 
 namespace gannet::server {
 
@@ -41,7 +41,7 @@ class ServerMetrics {
   // One finished HTTP request of the OpenAI endpoints, by response status.
   void CountRequest(int status);
 
-  std::string Render(const engine::ServingStats& stats) const;
+  std::string Render(const engine::EngineStats& stats) const;
 
  private:
   Histogram ttft_, itl_, e2e_;

@@ -10,7 +10,6 @@
 
 #include "server/openai_format.h"
 #include "server/sse.h"
-#include "server/stop_matcher.h"
 #include "tokenizer/tokenizer.h"
 
 namespace gannet::server {
@@ -22,16 +21,9 @@ constexpr const char* kJson = "application/json";
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-const char* FinishReason(engine::SampleFinish f, bool stop_string_matched) {
-  if (stop_string_matched) return "stop";
-  switch (f) {
-    case engine::SampleFinish::kLength:
-    case engine::SampleFinish::kContextFull:
-      return "length";
-    default:
-      return "stop";
-  }
-}
+// OpenAI's finish_reason has no word for a cancelled or failed sample; neither reaches a client
+// that is still there as anything but an ended text.
+const char* FinishReasonWord(engine::FinishReason f) { return f == engine::FinishReason::kLength ? "length" : "stop"; }
 
 // Constant-time comparison, so the key cannot be guessed byte by byte from response times.
 bool SecretEquals(const std::string& a, const std::string& b) {
@@ -46,11 +38,7 @@ bool SecretEquals(const std::string& a, const std::string& b) {
 // callbacks (step thread) and the handler (worker) until on_done.
 struct OpenAiService::Generation {
   struct Sample {
-    explicit Sample(const Tokenizer& tok, const std::vector<std::string>& stops) : decoder(tok), stop(stops) {}
-    IncrementalDecoder decoder;
-    StopMatcher stop;
     std::string text;                  // released text (whole responses)
-    int64_t decoded_bytes = 0;         // text decoded so far, held or not (completions' text_offset)
     std::vector<LogprobEntry> logprobs;
     Clock::time_point last_token{};
   };
@@ -84,9 +72,9 @@ struct OpenAiService::Generation {
     writer->Write(SseEvent(json));  // kBackpressure: queued anyway; kClosed: on-close cancels us
   }
 
-  bool OnToken(const engine::TokenEvent& ev) {
+  void OnToken(const engine::TokenEvent& ev) {
     std::lock_guard<std::recursive_mutex> lock(mu);
-    if (ev.sample_index < 0 || ev.sample_index >= static_cast<int32_t>(samples.size())) return false;
+    if (ev.sample_index < 0 || ev.sample_index >= static_cast<int32_t>(samples.size())) return;
     Sample& s = samples[ev.sample_index];
     const Clock::time_point now = Clock::now();
     if (!first_token_seen) {
@@ -95,28 +83,21 @@ struct OpenAiService::Generation {
     }
     if (s.last_token != Clock::time_point{}) service->metrics_.ObserveInterTokenLatency(Seconds(now - s.last_token));
     s.last_token = now;
-    if (s.stop.matched()) return false;
-    if (writer->IsClosed()) return false;  // the client left; Cancel is on its way
-
-    const std::string piece = s.decoder.Feed(ev.token);
-    const int64_t offset = s.decoded_bytes;
-    s.decoded_bytes += static_cast<int64_t>(piece.size());
-    std::string released = s.stop.Push(piece);
+    if (writer->IsClosed()) return;  // the client left; Cancel is on its way
     if (stream) {
       ChunkDelta d{.index = ev.sample_index, .has_logprobs = logprobs};
-      if (logprobs) d.logprobs.push_back(MakeLogprob(ev, offset));
-      if (!released.empty() || logprobs) {
-        d.text = std::move(released);
+      if (logprobs) d.logprobs.push_back(MakeLogprob(ev, ev.text_offset));
+      if (!ev.text.empty() || logprobs) {
+        d.text = ev.text;
         WriteEvent(ChunkJson(meta, d));
       }
     } else {
-      s.text += released;
-      if (logprobs) s.logprobs.push_back(MakeLogprob(ev, offset));
+      s.text += ev.text;
+      if (logprobs) s.logprobs.push_back(MakeLogprob(ev, ev.text_offset));
     }
-    return !s.stop.matched();
   }
 
-  void OnDone(const engine::ServingResult& result) {
+  void OnDone(const engine::GenerationResult& result) {
     std::lock_guard<std::recursive_mutex> lock(mu);
     service->metrics_.ObserveEndToEnd(Seconds(Clock::now() - start));
     const Usage usage{.prompt_tokens = result.prompt_tokens > 0 ? result.prompt_tokens : prompt_tokens,
@@ -126,10 +107,9 @@ struct OpenAiService::Generation {
     std::vector<ChoiceResult> choices;
     for (size_t i = 0; i < samples.size(); ++i) {
       Sample& s = samples[i];
-      std::string tail = s.stop.Push(s.decoder.Finish());
-      tail += s.stop.Flush();
-      const engine::SampleFinish f = i < result.finish.size() ? result.finish[i] : engine::SampleFinish::kCancelled;
-      const char* reason = FinishReason(f, s.stop.matched());
+      const bool known = i < result.samples.size();
+      std::string tail = known ? result.samples[i].tail : std::string();
+      const char* reason = FinishReasonWord(known ? result.samples[i].finish : engine::FinishReason::kCancelled);
       finishes += (finishes.empty() ? "" : ",") + std::string(reason);
       if (stream) {
         if (!tail.empty()) WriteEvent(ChunkJson(meta, {.index = static_cast<int32_t>(i), .text = std::move(tail)}));
@@ -172,9 +152,9 @@ struct OpenAiService::Generation {
 OpenAiService::OpenAiService(OpenAiServiceOptions options)
     : options_(std::move(options)), created_(static_cast<int64_t>(std::time(nullptr))) {}
 
-void OpenAiService::Attach(engine::ServingEngine* serving, const ChatTemplate* chat_template) {
+void OpenAiService::Attach(engine::Engine* serving, const ChatTemplate* chat_template) {
   chat_template_ = chat_template;
-  options_.limits.n_vocab = serving->engine().tokenizer().n_vocab();
+  options_.limits.n_vocab = serving->tokenizer().n_vocab();
   serving_.store(serving);
   health_.store(ServiceHealth::kReady);
 }
@@ -223,9 +203,9 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<ResponseWriter> 
   }
   if (path == "/metrics") {
     if (!get) return not_allowed("GET");
-    engine::ServingEngine* serving = serving_.load();
+    engine::Engine* serving = serving_.load();
     (void)writer->Send(200, "text/plain; version=0.0.4; charset=utf-8",
-                       metrics_.Render(serving != nullptr ? serving->stats() : engine::ServingStats{}));
+                       metrics_.Render(serving != nullptr ? serving->stats() : engine::EngineStats{}));
     return;
   }
   const bool chat = path == "/v1/chat/completions";
@@ -274,7 +254,7 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<ResponseWriter> 
 
 void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& request,
                                      std::shared_ptr<ResponseWriter> writer) {
-  engine::ServingEngine* serving = serving_.load();
+  engine::Engine* serving = serving_.load();
   if (serving == nullptr || health_.load() != ServiceHealth::kReady) {
     SendError(*writer, {.http_status = 503,
                         .message = health_.load() == ServiceHealth::kDraining ? "The server is shutting down."
@@ -287,7 +267,7 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
     SendError(*writer, *err);
     return;
   }
-  const Tokenizer& tok = serving->engine().tokenizer();
+  const Tokenizer& tok = serving->tokenizer();
 
   // The prompt as token ids.
   std::vector<int32_t> prompt;
@@ -337,21 +317,21 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
   gen->include_usage = req.include_usage;
   gen->logprobs = req.logprobs;
   gen->prompt_tokens = n_prompt;
-  gen->samples.reserve(req.n);
-  for (int32_t i = 0; i < req.n; ++i) gen->samples.emplace_back(tok, req.stop);
+  gen->samples.resize(static_cast<size_t>(req.n));
 
-  engine::ServingRequest sreq{.prompt = std::move(prompt),
-                              .max_tokens = static_cast<int32_t>(req.max_tokens.value_or(ctx - n_prompt)),
-                              .n = req.n,
-                              .sampling = req.sampling,
-                              .stop_at_eog = !req.ignore_eos,
-                              .top_logprobs = req.logprobs ? req.top_logprobs : -1};
-  engine::ServingCallbacks callbacks{
-      .on_token = [gen](const engine::TokenEvent& ev) { return gen->OnToken(ev); },
-      .on_done = [gen](const engine::ServingResult& r) { gen->OnDone(r); }};
+  engine::GenerationRequest sreq{.prompt = std::move(prompt),
+                                 .max_tokens = static_cast<int32_t>(req.max_tokens.value_or(ctx - n_prompt)),
+                                 .n = req.n,
+                                 .sampling = req.sampling,
+                                 .stop_at_eog = !req.ignore_eos,
+                                 .stop = std::move(req.stop),
+                                 .top_logprobs = req.logprobs ? req.top_logprobs : -1};
+  engine::GenerationCallbacks callbacks{
+      .on_token = [gen](const engine::TokenEvent& ev) { gen->OnToken(ev); },
+      .on_done = [gen](const engine::GenerationResult& r) { gen->OnDone(r); }};
 
   std::lock_guard<std::recursive_mutex> lock(gen->mu);
-  Result<engine::ServingRequestId> id = serving->Submit(std::move(sreq), std::move(callbacks));
+  Result<engine::RequestId> id = serving->Submit(std::move(sreq), std::move(callbacks));
   if (!id.ok()) {
     const Status& s = id.status();
     if (s.code() == StatusCode::kResourceExhausted) {

@@ -1,4 +1,4 @@
-// OpenAiService: the OpenAI-compatible endpoints as an HttpHandler over a ServingEngine.
+// OpenAiService: the OpenAI-compatible endpoints as an HttpHandler over an engine::Engine.
 //
 //   POST /v1/chat/completions, POST /v1/completions   generation (whole or streamed as SSE)
 //   GET  /v1/models, GET /v1/models/{id}              the loaded model
@@ -7,14 +7,14 @@
 //
 // A completion request is parsed and validated (server/openai_request.h), its prompt rendered
 // with the model's chat template and tokenized, checked against the context, and submitted to the
-// ServingEngine. The handler returns at once; the engine's step thread then writes the answer
-// through the ResponseWriter as tokens arrive (stop strings held back by StopMatcher, UTF-8 kept
-// whole by IncrementalDecoder). A client that disconnects cancels its request at once, so its KV
+// Engine. The handler returns at once; the engine's step thread then writes the answer through
+// the ResponseWriter as text deltas arrive (the engine's output processor keeps UTF-8 whole and
+// holds back what may be a stop string). A client that disconnects cancels its request at once, so its KV
 // blocks are freed at the next engine step.
 //
 // Thread-safety: Handle runs on the HTTP workers, concurrently; Attach and set_health may be
-// called from any thread. The ServingEngine and ChatTemplate given to Attach must outlive every
-// request (shut the HttpServer, then the ServingEngine, down before destroying them).
+// called from any thread. The Engine and ChatTemplate given to Attach must outlive every
+// request (shut the HttpServer, then the Engine, down before destroying them).
 #pragma once
 
 #include <atomic>
@@ -23,7 +23,7 @@
 #include <memory>
 #include <string>
 
-#include "engine/serving.h"
+#include "engine/engine.h"
 #include "server/http_parser.h"
 #include "server/metrics.h"
 #include "server/openai_request.h"
@@ -49,7 +49,7 @@ class OpenAiService {
   OpenAiService& operator=(const OpenAiService&) = delete;
 
   // Connects the engine once the model is loaded and marks the service ready.
-  void Attach(engine::ServingEngine* serving, const ChatTemplate* chat_template);
+  void Attach(engine::Engine* serving, const ChatTemplate* chat_template);
   void set_health(ServiceHealth health) { health_.store(health); }
 
   // The HttpHandler.
@@ -66,7 +66,7 @@ class OpenAiService {
 
   OpenAiServiceOptions options_;
   std::atomic<ServiceHealth> health_{ServiceHealth::kLoading};
-  std::atomic<engine::ServingEngine*> serving_{nullptr};
+  std::atomic<engine::Engine*> serving_{nullptr};
   const ChatTemplate* chat_template_ = nullptr;  // set by Attach before serving_ is published
   int64_t created_ = 0;                          // Unix time of start, /v1/models' "created"
   ServerMetrics metrics_;

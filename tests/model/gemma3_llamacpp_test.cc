@@ -15,7 +15,9 @@
 // through a near tie is a coin toss for every implementation; everything before it is not.
 #include <cmath>
 #include <cstdio>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -24,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
+#include "engine/model_runner.h"
 
 namespace gannet::engine {
 namespace {
@@ -47,7 +50,7 @@ class Gemma3LlamaCppTest : public ::testing::Test {
   static void SetUpTestSuite() {
     const char* model = std::getenv("GANNET_TEST_MODEL");
     ASSERT_NE(model, nullptr) << "GANNET_TEST_MODEL is not set (run through ctest)";
-    Result<std::unique_ptr<Engine>> e = Engine::Load(model, {.n_threads = 2, .n_ctx = 2048});
+    Result<std::unique_ptr<ModelRunner>> e = ModelRunner::Load(model, {.n_threads = 2, .n_ctx = 2048});
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     engine_ = std::move(e).value().release();
     std::ifstream f(std::string(GANNET_FIXTURES_DIR) + "/golden/gemma3_270m.json");
@@ -58,10 +61,10 @@ class Gemma3LlamaCppTest : public ::testing::Test {
     delete engine_;
     delete golden_;
   }
-  static Engine* engine_;
+  static ModelRunner* engine_;
   static nlohmann::json* golden_;
 };
-Engine* Gemma3LlamaCppTest::engine_ = nullptr;
+ModelRunner* Gemma3LlamaCppTest::engine_ = nullptr;
 nlohmann::json* Gemma3LlamaCppTest::golden_ = nullptr;
 
 TEST_F(Gemma3LlamaCppTest, PromptTokensMatch) {
@@ -151,6 +154,70 @@ TEST_F(Gemma3LlamaCppTest, LogitsMatchAtRecordedPositions) {
   EXPECT_GE(above * 10, checked * 9) << above << " of " << checked << " positions with cosine >= 0.999";
   std::printf("positions with top-20 cosine >= 0.999: %d of %d\n", above, checked);
   std::printf("checked %d positions; lowest cosine similarity of top-20 logits: %.6f\n", checked, min_cos);
+}
+
+// `gannet run` generates through the Engine (paged KV, scheduler, sampler, output processor). Its
+// greedy tokens on every agreement prompt must be exactly those of the plain forward pass, one
+// token at a time on the runner's own contiguous sequence (what `gannet run` computed before it
+// went through the Engine), alone (as `gannet run` submits) and with all prompts batched together
+// (as `gannet serve` runs them).
+TEST_F(Gemma3LlamaCppTest, GreedyThroughTheEngineEqualsThePlainForwardPass) {
+  const auto& cases = (*golden_)["cases"];
+  std::vector<std::vector<int32_t>> plain;
+  for (const auto& c : cases) {
+    std::vector<int32_t> prompt = c["prompt_ids"].get<std::vector<int32_t>>();
+    const size_t n = c["greedy"].size();
+    std::vector<int32_t> out;
+    Result<std::span<const float>> l = engine_->Evaluate(prompt, 0, false);
+    int64_t n_past = static_cast<int64_t>(prompt.size());
+    while (true) {
+      ASSERT_TRUE(l.ok()) << l.status().ToString();
+      out.push_back(Argmax(*l));
+      if (out.size() == n) break;
+      const int32_t one[1] = {out.back()};
+      l = engine_->Evaluate(one, n_past++, false);
+    }
+    plain.push_back(std::move(out));
+  }
+  struct Collected {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<int32_t> tokens;
+    bool done = false;
+  };
+  for (const int32_t parallel : {1, 8}) {
+    Result<std::unique_ptr<Engine>> e = Engine::Create(engine_, {.max_seqs = parallel, .max_queue = 64});
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    std::vector<Collected> got(cases.size());
+    for (size_t i = 0; i < cases.size(); ++i) {
+      GenerationRequest r{.prompt = cases[i]["prompt_ids"].get<std::vector<int32_t>>(),
+                          .max_tokens = static_cast<int32_t>(plain[i].size()),
+                          .stop_at_eog = false};
+      r.sampling.temperature = 0;
+      Collected* g = &got[i];
+      GenerationCallbacks cb{.on_token = [g](const TokenEvent& ev) { g->tokens.push_back(ev.token); },
+                             .on_done =
+                                 [g](const GenerationResult&) {
+                                   std::lock_guard<std::mutex> lock(g->mu);
+                                   g->done = true;
+                                   g->cv.notify_one();
+                                 }};
+      ASSERT_TRUE((*e)->Submit(std::move(r), std::move(cb)).ok());
+      if (parallel == 1) {  // one at a time, as `gannet run` does
+        std::unique_lock<std::mutex> lock(g->mu);
+        g->cv.wait(lock, [g] { return g->done; });
+      }
+    }
+    int same_as_llamacpp = 0;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      std::unique_lock<std::mutex> lock(got[i].mu);
+      got[i].cv.wait(lock, [&] { return got[i].done; });
+      EXPECT_EQ(got[i].tokens, plain[i]) << cases[i]["name"] << " with " << parallel << " sequences per step";
+      same_as_llamacpp += got[i].tokens == cases[i]["greedy"].get<std::vector<int32_t>>();
+    }
+    std::printf("through the Engine (%d per step): %zu prompts; %d with all tokens equal to llama.cpp's greedy\n",
+                parallel, cases.size(), same_as_llamacpp);
+  }
 }
 
 }  // namespace

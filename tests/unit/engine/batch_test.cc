@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/engine.h"
+#include "engine/model_runner.h"
 #include "engine/paged_kv.h"
 
 namespace gannet::engine {
@@ -19,7 +19,7 @@ const std::string kDir = std::string(GANNET_FIXTURES_DIR) + "/tiny/";
 
 // Last-token logits of `tokens` evaluated alone from an empty cache.
 std::vector<float> AloneLogits(const std::string& path, const std::vector<int32_t>& tokens) {
-  auto eng = Engine::Load(path, {.n_threads = 2, .n_ctx = 64});
+  auto eng = ModelRunner::Load(path, {.n_threads = 2, .n_ctx = 64});
   EXPECT_TRUE(eng.ok()) << eng.status().ToString();
   auto logits = (*eng)->Evaluate(tokens, 0, false);
   EXPECT_TRUE(logits.ok()) << logits.status().ToString();
@@ -37,9 +37,9 @@ class BatchTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(BatchTest, MixedBatchEqualsSequencesAlone) {
   const std::string path = kDir + GetParam() + ".gguf";
-  auto eng = Engine::Load(path, {.n_threads = 2, .n_ctx = 64});
+  auto eng = ModelRunner::Load(path, {.n_threads = 2, .n_ctx = 64});
   ASSERT_TRUE(eng.ok()) << eng.status().ToString();
-  Engine& e = **eng;
+  ModelRunner& e = **eng;
   const int64_t n_vocab = e.config().n_vocab;
   auto store = PagedKvStore::Create(e.config(), /*n_blocks=*/16, /*block_size=*/4);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -61,7 +61,7 @@ TEST_P(BatchTest, MixedBatchEqualsSequencesAlone) {
       {.tokens = b, .n_past = 0, .kv = vb.layers, .logits = true},
       {.tokens = std::span<const int32_t>(c).first(5), .n_past = 0, .kv = vc.layers, .logits = false},
   };
-  auto out1 = e.EvaluateBatch(step1);
+  auto out1 = e.Execute(step1);
   ASSERT_TRUE(out1.ok()) << out1.status().ToString();
   ASSERT_EQ(out1->size(), static_cast<size_t>(2 * n_vocab));
   std::vector<float> got_a(out1->begin(), out1->begin() + n_vocab), got_b(out1->begin() + n_vocab, out1->end());
@@ -77,7 +77,7 @@ TEST_P(BatchTest, MixedBatchEqualsSequencesAlone) {
       {.tokens = std::span<const int32_t>(&next_b, 1), .n_past = static_cast<int64_t>(b.size()), .kv = vb.layers,
        .logits = true},
   };
-  auto out2 = e.EvaluateBatch(step2);
+  auto out2 = e.Execute(step2);
   ASSERT_TRUE(out2.ok()) << out2.status().ToString();
   ASSERT_EQ(out2->size(), static_cast<size_t>(3 * n_vocab));
   std::vector<int32_t> a2 = a, b2 = b;
@@ -98,7 +98,7 @@ TEST_P(BatchTest, MixedBatchEqualsSequencesAlone) {
       {.tokens = std::span<const int32_t>(&next_f, 1), .n_past = static_cast<int64_t>(a2.size()), .kv = vf.layers,
        .logits = true},
   };
-  auto out3 = e.EvaluateBatch(step3);
+  auto out3 = e.Execute(step3);
   ASSERT_TRUE(out3.ok()) << out3.status().ToString();
   std::vector<int32_t> f2 = a2;
   f2.push_back(next_f);
@@ -106,7 +106,7 @@ TEST_P(BatchTest, MixedBatchEqualsSequencesAlone) {
 }
 
 TEST(BatchErrors, BadBatchesAreRejected) {
-  auto eng = Engine::Load(kDir + "tiny-llama-f32.gguf", {.n_threads = 1, .n_ctx = 64});
+  auto eng = ModelRunner::Load(kDir + "tiny-llama-f32.gguf", {.n_threads = 1, .n_ctx = 64});
   ASSERT_TRUE(eng.ok()) << eng.status().ToString();
   auto store = PagedKvStore::Create((*eng)->config(), 4, 4);
   ASSERT_TRUE(store.ok());
@@ -114,10 +114,10 @@ TEST(BatchErrors, BadBatchesAreRejected) {
   store->Assign(std::vector<int32_t>{0, 1}, &v);
   const int32_t bad = static_cast<int32_t>((*eng)->config().n_vocab);
   std::vector<BatchSeq> s = {{.tokens = std::span<const int32_t>(&bad, 1), .n_past = 0, .kv = v.layers}};
-  EXPECT_FALSE((*eng)->EvaluateBatch(s).ok());
-  EXPECT_FALSE((*eng)->EvaluateBatch({}).ok());
+  EXPECT_FALSE((*eng)->Execute(s).ok());
+  EXPECT_FALSE((*eng)->Execute({}).ok());
   std::vector<BatchSeq> no_views = {{.tokens = std::span<const int32_t>(&bad, 0), .n_past = 0}};
-  EXPECT_FALSE((*eng)->EvaluateBatch(no_views).ok());
+  EXPECT_FALSE((*eng)->Execute(no_views).ok());
   EXPECT_FALSE(PagedKvStore::Create((*eng)->config(), 0, 16).ok());
 }
 
@@ -125,7 +125,7 @@ TEST(BatchErrors, BadBatchesAreRejected) {
 // logits of an uninterrupted pass (the partial K/V is overwritten).
 TEST(BatchErrors, AbortedPassCanBeRedone) {
   const std::string path = kDir + "tiny-llama-f32.gguf";
-  auto eng = Engine::Load(path, {.n_threads = 2, .n_ctx = 64});
+  auto eng = ModelRunner::Load(path, {.n_threads = 2, .n_ctx = 64});
   ASSERT_TRUE(eng.ok()) << eng.status().ToString();
   auto store = PagedKvStore::Create((*eng)->config(), 4, 4);
   ASSERT_TRUE(store.ok());
@@ -134,7 +134,7 @@ TEST(BatchErrors, AbortedPassCanBeRedone) {
   const std::vector<int32_t> tokens = {3, 1, 4, 1, 5};
   std::vector<BatchSeq> s = {{.tokens = tokens, .n_past = 0, .kv = v.layers, .logits = true}};
   std::atomic<bool> abort{true};
-  auto aborted = (*eng)->EvaluateBatch(s, &abort);
+  auto aborted = (*eng)->Execute(s, &abort);
   ASSERT_FALSE(aborted.ok());
   EXPECT_EQ(aborted.status().code(), StatusCode::kUnavailable);
   abort.store(false);
@@ -142,8 +142,8 @@ TEST(BatchErrors, AbortedPassCanBeRedone) {
   // complete pass) is overwritten when they are evaluated again.
   const std::vector<int32_t> other = {7, 7, 2, 6, 0};
   std::vector<BatchSeq> stale = {{.tokens = other, .n_past = 0, .kv = v.layers, .logits = true}};
-  ASSERT_TRUE((*eng)->EvaluateBatch(stale, &abort).ok());
-  auto redone = (*eng)->EvaluateBatch(s, &abort);
+  ASSERT_TRUE((*eng)->Execute(stale, &abort).ok());
+  auto redone = (*eng)->Execute(s, &abort);
   ASSERT_TRUE(redone.ok()) << redone.status().ToString();
   EXPECT_LT(MaxAbsDiff(*redone, AloneLogits(path, tokens)), 2e-3);
 }

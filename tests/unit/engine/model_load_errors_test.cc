@@ -6,6 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+
 #include "engine/engine.h"
 #include "formats/gguf_writer.h"
 
@@ -83,7 +87,7 @@ TEST(ModelLoadErrorsTest, EachProblemIsNamed) {
   for (const Mutation& m : cases) {
     SCOPED_TRACE(m.name);
     const std::string path = WriteMutated(m);
-    Result<std::unique_ptr<Engine>> e = Engine::Load(path, {.n_threads = 1, .n_ctx = 32});
+    Result<std::unique_ptr<ModelRunner>> e = ModelRunner::Load(path, {.n_threads = 1, .n_ctx = 32});
     ASSERT_FALSE(e.ok()) << m.name << " loaded";
     EXPECT_NE(e.status().message().find(m.expect), std::string::npos)
         << m.name << ": message was: " << e.status().message();
@@ -92,9 +96,9 @@ TEST(ModelLoadErrorsTest, EachProblemIsNamed) {
 }
 
 TEST(ModelLoadErrorsTest, BadRequestsAtRunTime) {
-  Result<std::unique_ptr<Engine>> e = Engine::Load(kBase, {.n_threads = 2, .n_ctx = 16});
+  Result<std::unique_ptr<ModelRunner>> e = ModelRunner::Load(kBase, {.n_threads = 2, .n_ctx = 16});
   ASSERT_TRUE(e.ok()) << e.status().ToString();
-  Engine& eng = **e;
+  ModelRunner& eng = **e;
   const int32_t vocab = static_cast<int32_t>(eng.config().n_vocab);
   std::vector<int32_t> bad = {1, vocab};
   Result<std::span<const float>> r = eng.Evaluate(bad, 0, false);
@@ -104,21 +108,35 @@ TEST(ModelLoadErrorsTest, BadRequestsAtRunTime) {
   r = eng.Evaluate(too_long, 0, false);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("context"), std::string::npos);
-  GenerateRequest req;
-  req.prompt = std::vector<int32_t>(16, 1);
-  Result<GenerateResult> g = eng.Generate(req, nullptr);
-  ASSERT_FALSE(g.ok());
-  req.prompt = {};
-  EXPECT_FALSE(eng.Generate(req, nullptr).ok());
-  // Generation stops cleanly when the context fills up.
-  req.prompt = {1, 5, 6};
-  req.max_tokens = -1;
-  req.stop_at_eog = false;
+  // Through the Engine: requests that cannot fit are refused at Submit; one that fills the context
+  // exactly runs to its end.
+  Result<std::unique_ptr<Engine>> created = Engine::Create(&eng, {.block_size = 4, .max_seqs = 1});
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  Engine& engine = **created;
+  EXPECT_EQ(engine.context_length(), 16);
+  EXPECT_FALSE(engine.Submit({.prompt = std::vector<int32_t>(16, 1), .max_tokens = 1}, {}).ok());
+  EXPECT_FALSE(engine.Submit({.prompt = {}, .max_tokens = 1}, {}).ok());
+  EXPECT_FALSE(engine.Submit({.prompt = {1, vocab}, .max_tokens = 1}, {}).ok());
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<GenerationResult> done;
+  int64_t tokens = 0;
+  GenerationRequest req{.prompt = {1, 5, 6}, .max_tokens = 16 - 3, .stop_at_eog = false};
   req.sampling.temperature = 0;
-  g = eng.Generate(req, nullptr);
-  ASSERT_TRUE(g.ok()) << g.status().ToString();
-  EXPECT_EQ(g->finish, FinishReason::kContextFull);
-  EXPECT_EQ(g->tokens.size(), 16u - 3u + 1u);
+  ASSERT_TRUE(engine
+                  .Submit(std::move(req), {.on_token = [&](const TokenEvent&) { ++tokens; },
+                                           .on_done =
+                                               [&](const GenerationResult& r) {
+                                                 std::lock_guard<std::mutex> lock(mu);
+                                                 done = r;
+                                                 cv.notify_one();
+                                               }})
+                  .ok());
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return done.has_value(); });
+  ASSERT_TRUE(done->status.ok()) << done->status.ToString();
+  EXPECT_EQ(done->samples[0].finish, FinishReason::kLength);
+  EXPECT_EQ(tokens, 16 - 3);
 }
 
 }  // namespace

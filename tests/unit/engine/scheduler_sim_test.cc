@@ -38,6 +38,7 @@ struct SimFigures {
 
 struct Pending {
   SchedulerRequest spec;
+  bool ends_at_eos = false;  // samples may end with a discarded end-of-generation token
   bool cancelled = false;
 };
 
@@ -74,17 +75,17 @@ SimFigures Simulate(const SimConfig& c) {
     for (int i = 0; i < suffix; ++i) r.prompt.push_back(uniform(3, 31999));
     r.max_tokens = uniform(1, c.max_tokens);
     r.n = chance(0.15) ? uniform(2, 3) : 1;
-    if (chance(0.5)) r.eos_ids = {kEos};
+    const bool ends_at_eos = chance(0.5);
     fwd.AddPrompt(r.id, r.prompt);
     const Status st = s.AddRequest(r);
     EXPECT_TRUE(st.ok()) << st.ToString();
-    live[r.id] = {.spec = std::move(r)};
+    live[r.id] = {.spec = std::move(r), .ends_at_eos = ends_at_eos};
     ++fig.requests;
   };
   auto sample = [&](const ScheduledSeq& e, int32_t) {
     const Pending& p = live.at(e.request_id);
     SampledToken t{.token = uniform(3, 31999)};
-    if (!p.spec.eos_ids.empty() && chance(c.eos_prob)) t.token = kEos;
+    if (p.ends_at_eos && chance(c.eos_prob)) return SampledToken{.token = kEos, .stop = true, .discard = true};
     t.stop = chance(c.stop_prob);
     return t;
   };
@@ -100,16 +101,15 @@ SimFigures Simulate(const SimConfig& c) {
       for (const SampleOutput& o : f.samples) {
         const int64_t n = static_cast<int64_t>(o.tokens.size());
         switch (o.reason) {
-          case StopReason::kLength: EXPECT_EQ(n, p.spec.max_tokens); break;
-          case StopReason::kEos: EXPECT_LT(n, p.spec.max_tokens); break;
-          case StopReason::kStopRequested: EXPECT_LE(n, p.spec.max_tokens); EXPECT_GE(n, 1); break;
-          case StopReason::kCancelled: EXPECT_TRUE(p.cancelled); EXPECT_LE(n, p.spec.max_tokens); break;
-          case StopReason::kTooLong: EXPECT_FALSE(fits); EXPECT_EQ(n, 0); break;
-          case StopReason::kNone: ADD_FAILURE() << "finished without a reason"; break;
+          case FinishReason::kLength: EXPECT_EQ(n, p.spec.max_tokens); break;
+          case FinishReason::kStop: EXPECT_LE(n, p.spec.max_tokens); break;
+          case FinishReason::kCancelled: EXPECT_TRUE(p.cancelled); EXPECT_LE(n, p.spec.max_tokens); break;
+          case FinishReason::kError: EXPECT_FALSE(fits); EXPECT_EQ(n, 0); EXPECT_FALSE(f.status.ok()); break;
         }
-        if (o.reason == StopReason::kTooLong) ++fig.too_long;
-        if (o.reason == StopReason::kCancelled) ++fig.cancelled;
-        if (o.reason != StopReason::kTooLong && o.reason != StopReason::kCancelled) {
+        EXPECT_TRUE(o.finished);
+        if (o.reason == FinishReason::kError) ++fig.too_long;
+        if (o.reason == FinishReason::kCancelled) ++fig.cancelled;
+        if (o.reason != FinishReason::kError && o.reason != FinishReason::kCancelled) {
           EXPECT_TRUE(fits);
           if (conversations.size() < 64) {
             std::vector<int32_t> conv = p.spec.prompt;

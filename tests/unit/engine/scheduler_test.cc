@@ -32,10 +32,9 @@ SampledToken DefaultSample(const ScheduledSeq& e, int32_t k) {
 struct Harness {
   explicit Harness(const SchedulerOptions& o) : sched(std::move(Scheduler::Create(o)).value()), fwd(o) {}
 
-  void Add(RequestId id, const std::vector<int32_t>& prompt, int32_t max_tokens, int32_t n = 1,
-           std::vector<int32_t> eos = {}) {
+  void Add(RequestId id, const std::vector<int32_t>& prompt, int32_t max_tokens, int32_t n = 1) {
     fwd.AddPrompt(id, prompt);
-    const Status s = sched.AddRequest({.id = id, .prompt = prompt, .max_tokens = max_tokens, .eos_ids = eos, .n = n});
+    const Status s = sched.AddRequest({.id = id, .prompt = prompt, .max_tokens = max_tokens, .n = n});
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
 
@@ -103,7 +102,7 @@ TEST(SchedulerTest, RejectsBadOptionsAndRequests) {
   ASSERT_EQ(f.size(), 1u);
   EXPECT_EQ(f[0].id, 2u);
   ASSERT_EQ(f[0].samples.size(), 1u);
-  EXPECT_EQ(f[0].samples[0].reason, StopReason::kTooLong);
+  EXPECT_EQ(f[0].samples[0].reason, FinishReason::kError);
   EXPECT_EQ(s.Cancel(2).code(), StatusCode::kNotFound);
 }
 
@@ -113,7 +112,7 @@ TEST(SchedulerTest, ARequestThatFillsThePoolExactlyRuns) {
   h.Add(2, Range(100, 5), 4);
   h.RunToEnd();
   ASSERT_EQ(h.finished.size(), 2u);
-  EXPECT_EQ(h.finished[1].samples[0].reason, StopReason::kLength);
+  EXPECT_EQ(h.finished[1].samples[0].reason, FinishReason::kLength);
   EXPECT_EQ(h.finished[1].samples[0].tokens.size(), 3u);
   EXPECT_EQ(h.finished[2].samples[0].tokens.size(), 4u);
 }
@@ -250,7 +249,7 @@ TEST(SchedulerTest, PreemptsNewestFirstAndResumesByRecompute) {
   EXPECT_LE(resumed_at[seq[3]], resumed_at[seq[4]]);  // C was ahead of D in the queue
   for (RequestId id = 1; id <= 4; ++id) {
     EXPECT_EQ(h.finished[id].samples[0].tokens.size(), 8u);
-    EXPECT_EQ(h.finished[id].samples[0].reason, StopReason::kLength);
+    EXPECT_EQ(h.finished[id].samples[0].reason, FinishReason::kLength);
   }
   EXPECT_EQ(h.sched.kv().pool().num_used(), 0);
 }
@@ -285,7 +284,7 @@ void CancelWhen(Harness& h, RequestId victim, const std::function<bool(const Seq
   for (FinishedRequest& f : h.sched.TakeFinished()) {
     if (f.id == victim) {
       reported = true;
-      for (const SampleOutput& o : f.samples) EXPECT_EQ(o.reason, StopReason::kCancelled);
+      for (const SampleOutput& o : f.samples) EXPECT_EQ(o.reason, FinishReason::kCancelled);
     }
     h.finished[f.id] = std::move(f);
   }
@@ -367,25 +366,25 @@ TEST(SchedulerTest, ParallelSamplesForkAndShareThePrompt) {
   for (const SampleOutput& o : h.finished[2].samples) EXPECT_EQ(o.tokens.size(), 1u);
 }
 
-TEST(SchedulerTest, StopsAtEosAtTheCallersFlagAndAtMaxTokens) {
+TEST(SchedulerTest, StopsAtADiscardedTokenAtTheCallersFlagAndAtMaxTokens) {
   Harness h({.max_num_batched_tokens = 64, .max_num_seqs = 8, .num_blocks = 32, .block_size = 4});
-  h.Add(1, Range(0, 5), 10, 1, {7, 8});
+  h.Add(1, Range(0, 5), 10, 1);
   h.Add(2, Range(50, 5), 10);
   h.Add(3, Range(90, 5), 4);
   const SeqId s1 = h.OnlySeq(1), s2 = h.OnlySeq(2);
   int step = 0;
   auto sample = [&](const ScheduledSeq& e, int32_t k) {
     SampledToken t = DefaultSample(e, k);
-    if (e.seq_id == s1 && step == 2) t.token = 8;  // EOS as the third token
+    if (e.seq_id == s1 && step == 2) t = {.token = 8, .stop = true, .discard = true};  // an end of generation
     if (e.seq_id == s2 && step == 1) t.stop = true;
     return t;
   };
   for (; h.sched.has_unfinished(); ++step) h.Step(sample);
-  EXPECT_EQ(h.finished[1].samples[0].reason, StopReason::kEos);
-  EXPECT_EQ(h.finished[1].samples[0].tokens.size(), 2u);  // the EOS is not output
-  EXPECT_EQ(h.finished[2].samples[0].reason, StopReason::kStopRequested);
+  EXPECT_EQ(h.finished[1].samples[0].reason, FinishReason::kStop);
+  EXPECT_EQ(h.finished[1].samples[0].tokens.size(), 2u);  // the discarded token is not output
+  EXPECT_EQ(h.finished[2].samples[0].reason, FinishReason::kStop);
   EXPECT_EQ(h.finished[2].samples[0].tokens.size(), 2u);  // the flagged token is
-  EXPECT_EQ(h.finished[3].samples[0].reason, StopReason::kLength);
+  EXPECT_EQ(h.finished[3].samples[0].reason, FinishReason::kLength);
   EXPECT_EQ(h.finished[3].samples[0].tokens.size(), 4u);
   EXPECT_EQ(h.sched.kv().pool().num_used(), 0);
 }

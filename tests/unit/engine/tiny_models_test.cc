@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "engine/engine.h"
+#include "engine/model_runner.h"
 
 namespace gannet::engine {
 namespace {
@@ -39,7 +39,7 @@ TEST_P(TinyModelTest, MatchesNumpyReference) {
   nlohmann::json exp = ReadJson(kDir + name + ".expected.json");
   const double rtol = exp["tolerance"]["rtol"], atol = exp["tolerance"]["atol"];
   for (int threads : {1, 2}) {
-    Result<std::unique_ptr<Engine>> eng = Engine::Load(kDir + name + ".gguf", {.n_threads = threads, .n_ctx = 64});
+    Result<std::unique_ptr<ModelRunner>> eng = ModelRunner::Load(kDir + name + ".gguf", {.n_threads = threads, .n_ctx = 64});
     ASSERT_TRUE(eng.ok()) << eng.status().ToString();
     const int64_t n_vocab = (*eng)->config().n_vocab;
     ASSERT_EQ(n_vocab, exp["n_vocab"].get<int64_t>());
@@ -96,9 +96,9 @@ TEST_P(TinyModelTest, MatchesNumpyReference) {
 TEST_P(TinyModelTest, FusedGraphGivesUnfusedLogitsBitForBit) {
   const std::string path = kDir + GetParam() + ".gguf";
   for (int threads : {1, 2}) {
-    Result<std::unique_ptr<Engine>> fused = Engine::Load(path, {.n_threads = threads, .n_ctx = 64});
-    Result<std::unique_ptr<Engine>> plain =
-        Engine::Load(path, {.n_threads = threads, .n_ctx = 64, .fuse_graph = false});
+    Result<std::unique_ptr<ModelRunner>> fused = ModelRunner::Load(path, {.n_threads = threads, .n_ctx = 64});
+    Result<std::unique_ptr<ModelRunner>> plain =
+        ModelRunner::Load(path, {.n_threads = threads, .n_ctx = 64, .fuse_graph = false});
     ASSERT_TRUE(fused.ok() && plain.ok());
     const int32_t n_vocab = static_cast<int32_t>((*fused)->config().n_vocab);
     for (int n : {1, 7, 23}) {

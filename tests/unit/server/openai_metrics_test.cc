@@ -19,7 +19,7 @@ TEST(OpenAiMetricsTest, GaugesCountersAndHistograms) {
   m.CountRequest(200);
   m.CountRequest(200);
   m.CountRequest(429);
-  engine::ServingStats st{.running = 3, .waiting = 2, .kv_blocks_used = 10, .kv_blocks_total = 100,
+  engine::EngineStats st{.running = 3, .waiting = 2, .kv_blocks_used = 10, .kv_blocks_total = 100,
                           .prefix_hit_tokens = 64, .prompt_tokens_total = 500, .generated_tokens_total = 70};
   const std::string text = m.Render(st);
   EXPECT_TRUE(Has(text, "gannet_requests_running 3"));

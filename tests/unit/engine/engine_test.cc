@@ -1,6 +1,6 @@
-// ServingEngine on tiny models: many concurrent requests batched every step give exactly what
-// each gives alone through Engine::Generate; cancellation, stop-by-callback, n > 1, queue limits
-// and shutdown free every KV block.
+// The Engine on tiny models: many concurrent requests batched every step give exactly what each
+// gives alone (ModelRunner::Evaluate, one token at a time); stop strings, cancellation, n > 1,
+// queue limits and shutdown free every KV block.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/serving.h"
+#include "engine/engine.h"
 
 namespace gannet::engine {
 namespace {
@@ -24,21 +24,24 @@ struct Collected {
   std::condition_variable cv;
   std::vector<std::vector<int32_t>> tokens;  // per sample
   bool done = false;
-  ServingResult result;
+  std::vector<std::string> text;              // per sample: every delta, then the tail
+  GenerationResult result;
 
-  ServingCallbacks Callbacks(int n, int stop_after = -1) {
+  GenerationCallbacks Callbacks(int n) {
     tokens.assign(n, {});
-    return ServingCallbacks{
+    text.assign(n, {});
+    return GenerationCallbacks{
         .on_token =
-            [this, stop_after](const TokenEvent& ev) {
+            [this](const TokenEvent& ev) {
               std::lock_guard<std::mutex> lock(mu);
               tokens[ev.sample_index].push_back(ev.token);
-              return stop_after < 0 || static_cast<int>(tokens[ev.sample_index].size()) < stop_after;
+              text[ev.sample_index] += ev.text;
             },
         .on_done =
-            [this](const ServingResult& r) {
+            [this](const GenerationResult& r) {
               std::lock_guard<std::mutex> lock(mu);
               result = r;
+              for (size_t i = 0; i < r.samples.size() && i < text.size(); ++i) text[i] += r.samples[i].tail;
               done = true;
               cv.notify_all();
             }};
@@ -55,44 +58,58 @@ std::vector<int32_t> Prompt(int i, int len, int64_t n_vocab) {
   return p;
 }
 
-void WaitForIdle(const ServingEngine& s) {
+// Greedy tokens of one sequence alone, one forward pass per token on the runner's own sequence.
+std::vector<int32_t> GreedyAlone(ModelRunner& runner, const std::vector<int32_t>& prompt, int max_tokens) {
+  Sampler sampler(SamplingParams{.temperature = 0.0f}, static_cast<int32_t>(runner.config().n_vocab));
+  std::vector<int32_t> out;
+  Result<std::span<const float>> l = runner.Evaluate(prompt, 0, false);
+  int64_t n_past = static_cast<int64_t>(prompt.size());
+  std::vector<float> work;
+  while (l.ok()) {
+    work.assign(l->begin(), l->end());
+    out.push_back(sampler.Sample(work));
+    if (static_cast<int>(out.size()) == max_tokens) return out;
+    const int32_t one[1] = {out.back()};
+    l = runner.Evaluate(one, n_past++, false);
+  }
+  ADD_FAILURE() << l.status().ToString();
+  return out;
+}
+
+void WaitForIdle(const Engine& s) {
   for (int i = 0; i < 2000; ++i) {
-    const ServingStats st = s.stats();
+    const EngineStats st = s.stats();
     if (st.kv_blocks_used == 0 && st.running == 0 && st.waiting == 0) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
 
-class ServingTest : public ::testing::TestWithParam<std::string> {};
+class EngineTest : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(ServingTest, ConcurrentGreedyRequestsMatchGenerateAlone) {
+TEST_P(EngineTest, ConcurrentGreedyRequestsMatchEachAlone) {
   const std::string path = kDir + GetParam() + ".gguf";
-  auto alone = Engine::Load(path, {.n_threads = 1, .n_ctx = 64});
+  auto alone = ModelRunner::Load(path, {.n_threads = 1, .n_ctx = 64});
   ASSERT_TRUE(alone.ok()) << alone.status().ToString();
   const int64_t n_vocab = (*alone)->config().n_vocab;
   constexpr int kRequests = 12;
   std::vector<std::vector<int32_t>> want;
   SamplingParams greedy{.temperature = 0.0f};
   for (int i = 0; i < kRequests; ++i) {
-    GenerateRequest g{.prompt = Prompt(i, 3 + (i * 5) % 23, n_vocab), .max_tokens = 6 + i % 5, .sampling = greedy,
-                      .stop_at_eog = false};
-    auto r = (*alone)->Generate(g, nullptr);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    want.push_back(r->tokens);
+    want.push_back(GreedyAlone(**alone, Prompt(i, 3 + (i * 5) % 23, n_vocab), 6 + i % 5));
   }
 
-  auto eng = Engine::Load(path, {.n_threads = 2, .n_ctx = 64});
+  auto eng = ModelRunner::Load(path, {.n_threads = 2, .n_ctx = 64});
   ASSERT_TRUE(eng.ok());
   // A small pool and budget, so that steps mix prefill chunks with decodes and some sequences
   // are preempted and recomputed.
   const size_t pool_bytes = 20 * PagedKvStore::BytesPerBlock((*eng)->config(), 4);  // 80 token slots
-  auto serving = ServingEngine::Create(eng->get(), {.block_size = 4, .kv_memory_bytes = pool_bytes,
-                                                     .max_batch_tokens = 24, .max_seqs = 6, .max_queue = 64});
+  auto serving = Engine::Create(eng->get(), {.block_size = 4, .kv_memory_bytes = pool_bytes,
+                                              .max_batch_tokens = 24, .max_seqs = 6, .max_queue = 64});
   ASSERT_TRUE(serving.ok()) << serving.status().ToString();
   std::vector<Collected> got(kRequests);
   for (int i = 0; i < kRequests; ++i) {
-    ServingRequest r{.prompt = Prompt(i, 3 + (i * 5) % 23, n_vocab), .max_tokens = 6 + i % 5, .sampling = greedy,
-                     .stop_at_eog = false};
+    GenerationRequest r{.prompt = Prompt(i, 3 + (i * 5) % 23, n_vocab), .max_tokens = 6 + i % 5,
+                        .sampling = greedy, .stop_at_eog = false};
     ASSERT_TRUE((*serving)->Submit(std::move(r), got[i].Callbacks(1)).ok());
   }
   for (int i = 0; i < kRequests; ++i) {
@@ -100,41 +117,56 @@ TEST_P(ServingTest, ConcurrentGreedyRequestsMatchGenerateAlone) {
     EXPECT_TRUE(got[i].result.status.ok());
     EXPECT_EQ(got[i].tokens[0], want[i]) << "request " << i;
     EXPECT_EQ(got[i].result.completion_tokens, static_cast<int64_t>(want[i].size()));
-    ASSERT_EQ(got[i].result.finish.size(), 1u);
-    EXPECT_EQ(got[i].result.finish[0], SampleFinish::kLength);
+    ASSERT_EQ(got[i].result.samples.size(), 1u);
+    EXPECT_EQ(got[i].result.samples[0].finish, FinishReason::kLength);
   }
   WaitForIdle(**serving);
-  const ServingStats st = (*serving)->stats();
+  const EngineStats st = (*serving)->stats();
   EXPECT_EQ(st.kv_blocks_used, 0);
   EXPECT_EQ(st.requests_finished, kRequests);
   EXPECT_GT(st.steps, 0);
   EXPECT_GT(st.preemptions, 0);  // the pool is too small for six sequences at once
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, ServingTest, ::testing::Values("tiny-llama-f32", "tiny-gemma3-f32", "tiny-llama-q"));
+INSTANTIATE_TEST_SUITE_P(Tiny, EngineTest, ::testing::Values("tiny-llama-f32", "tiny-gemma3-f32", "tiny-llama-q"));
 
-class ServingControl : public ::testing::Test {
+class EngineControl : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto e = Engine::Load(kDir + "tiny-llama-f32.gguf", {.n_threads = 1, .n_ctx = 64});
+    auto e = ModelRunner::Load(kDir + "tiny-llama-f32.gguf", {.n_threads = 1, .n_ctx = 64});
     ASSERT_TRUE(e.ok());
     eng_ = std::move(*e);
     n_vocab_ = eng_->config().n_vocab;
   }
-  std::unique_ptr<Engine> eng_;
+  std::unique_ptr<ModelRunner> eng_;
   int64_t n_vocab_ = 0;
 };
 
-TEST_F(ServingControl, CancelStopAndSamples) {
-  auto s = ServingEngine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 32, .max_seqs = 8});
+TEST_F(EngineControl, CancelStopAndSamples) {
+  auto s = Engine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 32, .max_seqs = 8});
   ASSERT_TRUE(s.ok());
-  // Stop by callback after 3 tokens.
+  // Stop strings: the text ends right before the first one to complete, the sample ends with the
+  // token that completed it, and the finish reason is kStop.
+  Collected free_run;
+  SamplingParams greedy{.temperature = 0.0f};
+  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(1, 5, n_vocab_), .max_tokens = 20, .sampling = greedy,
+                            .stop_at_eog = false}, free_run.Callbacks(1)).ok());
+  ASSERT_TRUE(free_run.Wait());
+  const std::string full = free_run.text[0];
+  ASSERT_GE(full.size(), 8u);
+  const std::string stop = full.substr(full.size() / 2, 3);
   Collected a;
-  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(1, 5, n_vocab_), .max_tokens = 20, .stop_at_eog = false},
-                           a.Callbacks(1, 3)).ok());
+  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(1, 5, n_vocab_), .max_tokens = 20, .sampling = greedy,
+                            .stop_at_eog = false, .stop = {"never appears \x01", stop}}, a.Callbacks(1)).ok());
   ASSERT_TRUE(a.Wait());
-  EXPECT_EQ(a.tokens[0].size(), 3u);
-  EXPECT_EQ(a.result.finish[0], SampleFinish::kStop);
+  EXPECT_EQ(a.text[0], full.substr(0, full.find(stop)));
+  EXPECT_EQ(a.result.samples[0].finish, FinishReason::kStop);
+  EXPECT_LT(a.tokens[0].size(), free_run.tokens[0].size());
+  EXPECT_EQ(a.tokens[0], std::vector<int32_t>(free_run.tokens[0].begin(), free_run.tokens[0].begin() +
+                                                                             static_cast<long>(a.tokens[0].size())));
+  // Too many stop strings are refused at Submit.
+  EXPECT_EQ((*s)->Submit({.prompt = {1}, .max_tokens = 1, .stop = std::vector<std::string>(kMaxStopStrings + 1, "x")},
+                         a.Callbacks(1)).status().code(), StatusCode::kInvalidArgument);
 
   // n = 3 seeded samples: reproducible, and each sample its own stream.
   Collected b1, b2;
@@ -152,14 +184,14 @@ TEST_F(ServingControl, CancelStopAndSamples) {
 
   // Logprobs.
   Collected c;
-  ServingRequest lr{.prompt = Prompt(3, 4, n_vocab_), .max_tokens = 2, .stop_at_eog = false, .top_logprobs = 3};
+  GenerationRequest lr{.prompt = Prompt(3, 4, n_vocab_), .max_tokens = 2, .stop_at_eog = false, .top_logprobs = 3};
   lr.sampling.temperature = 0;
   std::vector<TokenEvent> events;
-  ServingCallbacks cb = c.Callbacks(1);
+  GenerationCallbacks cb = c.Callbacks(1);
   auto inner = cb.on_token;
   cb.on_token = [&](const TokenEvent& ev) {
     events.push_back(ev);
-    return inner(ev);
+    inner(ev);
   };
   ASSERT_TRUE((*s)->Submit(lr, cb).ok());
   ASSERT_TRUE(c.Wait());
@@ -174,23 +206,23 @@ TEST_F(ServingControl, CancelStopAndSamples) {
   // Cancel a long request mid-way (from its own token callback, once its id is known):
   // on_done follows with kCancelled and the blocks come back.
   Collected d;
-  std::atomic<ServingRequestId> d_id{0};
-  ServingCallbacks dcb = d.Callbacks(1);
+  std::atomic<RequestId> d_id{0};
+  GenerationCallbacks dcb = d.Callbacks(1);
   auto d_inner = dcb.on_token;
   int d_seen = 0;
-  ServingEngine* sp_engine = s->get();
+  Engine* sp_engine = s->get();
   dcb.on_token = [&](const TokenEvent& ev) {
     if (++d_seen == 3) {
       while (d_id.load() == 0) std::this_thread::yield();  // Submit has returned by now or soon
       sp_engine->Cancel(d_id.load());
     }
-    return d_inner(ev);
+    d_inner(ev);
   };
   auto id = (*s)->Submit({.prompt = Prompt(4, 10, n_vocab_), .max_tokens = 50, .stop_at_eog = false}, dcb);
   ASSERT_TRUE(id.ok());
   d_id.store(*id);
   ASSERT_TRUE(d.Wait());
-  EXPECT_EQ(d.result.finish[0], SampleFinish::kCancelled);
+  EXPECT_EQ(d.result.samples[0].finish, FinishReason::kCancelled);
   EXPECT_LT(d.tokens[0].size(), 50u);
   WaitForIdle(**s);
   EXPECT_EQ((*s)->stats().kv_blocks_used, 0);
@@ -198,7 +230,7 @@ TEST_F(ServingControl, CancelStopAndSamples) {
 
 // Samples of one step are drawn in parallel on the engine's pool: seeded samples, their logprobs
 // and their order must not depend on how many threads there are.
-TEST(ServingThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
+TEST(EngineThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
   struct Run {
     std::vector<std::vector<int32_t>> tokens;
     // Per request and sample, in token order. (Not in callback order across requests: when a
@@ -206,9 +238,9 @@ TEST(ServingThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
     std::map<std::pair<int, int32_t>, std::vector<float>> logprobs;
   };
   auto run = [](int threads) {
-    auto e = Engine::Load(kDir + "tiny-llama-f32.gguf", {.n_threads = threads, .n_ctx = 64});
+    auto e = ModelRunner::Load(kDir + "tiny-llama-f32.gguf", {.n_threads = threads, .n_ctx = 64});
     EXPECT_TRUE(e.ok());
-    auto s = ServingEngine::Create(e->get(), {.block_size = 4, .max_batch_tokens = 32, .max_seqs = 16});
+    auto s = Engine::Create(e->get(), {.block_size = 4, .max_batch_tokens = 32, .max_seqs = 16});
     EXPECT_TRUE(s.ok());
     const int64_t n_vocab = (*e)->config().n_vocab;
     Run out;
@@ -216,14 +248,14 @@ TEST(ServingThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
     std::mutex mu;
     for (int r = 0; r < 3; ++r) {
       SamplingParams sp{.temperature = 1.3f, .top_k = 0, .top_p = 0.9f, .min_p = 0.0f, .seed = 7u + r};
-      ServingCallbacks cb = col[r].Callbacks(4);
+      GenerationCallbacks cb = col[r].Callbacks(4);
       auto inner = cb.on_token;
       cb.on_token = [&, inner, r](const TokenEvent& ev) {
         {
           std::lock_guard<std::mutex> lock(mu);
           out.logprobs[{r, ev.sample_index}].push_back(ev.logprob);
         }
-        return inner(ev);
+        inner(ev);
       };
       EXPECT_TRUE((*s)->Submit({.prompt = Prompt(10 + r, 5, n_vocab), .max_tokens = 6, .n = 4, .sampling = sp,
                                 .stop_at_eog = false, .top_logprobs = 2},
@@ -243,10 +275,10 @@ TEST(ServingThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
   EXPECT_EQ(one.logprobs, two.logprobs);
 }
 
-TEST_F(ServingControl, PrefixCachingCanBeTurnedOff) {
+TEST_F(EngineControl, PrefixCachingCanBeTurnedOff) {
   for (bool caching : {true, false}) {
-    auto s = ServingEngine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 64, .max_seqs = 4,
-                                                .prefix_caching = caching});
+    auto s = Engine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 64, .max_seqs = 4,
+                                         .prefix_caching = caching});
     ASSERT_TRUE(s.ok());
     // The same 21-token prompt twice, one after the other: the second finds 5 full blocks cached.
     for (int turn = 0; turn < 2; ++turn) {
@@ -262,8 +294,8 @@ TEST_F(ServingControl, PrefixCachingCanBeTurnedOff) {
   }
 }
 
-TEST_F(ServingControl, RejectsBadRequestsAndOverload) {
-  auto s = ServingEngine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 8, .max_seqs = 1, .max_queue = 2});
+TEST_F(EngineControl, RejectsBadRequestsAndOverload) {
+  auto s = Engine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 8, .max_seqs = 1, .max_queue = 2});
   ASSERT_TRUE(s.ok());
   Collected x;
   EXPECT_EQ((*s)->Submit({.prompt = {}, .max_tokens = 4}, x.Callbacks(1)).status().code(),
@@ -272,7 +304,7 @@ TEST_F(ServingControl, RejectsBadRequestsAndOverload) {
             StatusCode::kInvalidArgument);  // 70 > context of 64
   EXPECT_EQ((*s)->Submit({.prompt = {static_cast<int32_t>(n_vocab_)}, .max_tokens = 1}, x.Callbacks(1)).status().code(),
             StatusCode::kInvalidArgument);
-  ServingRequest bad_temp{.prompt = {1}, .max_tokens = 1};
+  GenerationRequest bad_temp{.prompt = {1}, .max_tokens = 1};
   bad_temp.sampling.temperature = -1;
   EXPECT_FALSE((*s)->Submit(bad_temp, x.Callbacks(1)).ok());
 

@@ -1,0 +1,152 @@
+#include "engine/model_runner.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+namespace gannet::engine {
+namespace {
+
+// Plans are cheap to build (a few hundred nodes) but hold their graph: keep the few shapes a
+// generation uses (decode, full prompt chunks, the last partial chunk) and drop the rest.
+constexpr size_t kMaxCachedPlans = 16;
+
+}  // namespace
+
+void ModelRunner::FreeDeleter::operator()(void* p) const { std::free(p); }
+
+Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& model_path,
+                                                       const ModelRunnerOptions& options) {
+  if (options.n_batch <= 0) return Status::InvalidArgument("batch size must be positive");
+  if (options.n_ctx < 0) return Status::InvalidArgument("context size must not be negative");
+  GANNET_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> gguf, GgufFile::Open(model_path));
+  std::shared_ptr<const GgufFile> file(std::move(gguf));
+  Result<std::unique_ptr<models::Model>> loaded = models::LoadModel(file);
+  if (!loaded.ok()) return loaded.status().WithContext(model_path);
+  std::unique_ptr<models::Model> model = std::move(loaded).value();
+  Result<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromGguf(*file);
+  if (!tok.ok()) return tok.status();
+  const models::ModelConfig& c = model->config();
+  if (tok.value()->n_vocab() > c.n_vocab) {
+    return Status::Corrupt("tokenizer has more tokens than the model's embedding table");
+  }
+  int64_t n_ctx = options.n_ctx > 0 ? options.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
+  if (n_ctx > c.n_ctx_train) {
+    return Status::OutOfRange("context size " + std::to_string(n_ctx) + " exceeds the model's training context " +
+                              std::to_string(c.n_ctx_train));
+  }
+  int n_threads = options.n_threads > 0 ? options.n_threads : ThreadPool::HardwareThreads();
+  std::unique_ptr<ModelRunner> e(new ModelRunner(n_threads));
+  e->n_ctx_ = n_ctx;
+  e->file_ = std::move(file);
+  e->model_ = std::move(model);
+  e->tokenizer_ = std::move(tok).value();
+  e->n_batch_ = options.n_batch;
+  e->fuse_graph_ = options.fuse_graph;
+  return e;
+}
+
+Result<const graph::Plan*> ModelRunner::GetPlan(int64_t n_tokens, int64_t n_outputs) {
+  auto key = std::make_pair(n_tokens, n_outputs);
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return &it->second;
+  GANNET_ASSIGN_OR_RETURN(graph::Graph g, model_->BuildGraph(n_tokens, n_outputs));
+  GANNET_ASSIGN_OR_RETURN(graph::Plan plan, graph::Plan::Compile(std::move(g), {.fuse = fuse_graph_}));
+  if (plans_.size() >= kMaxCachedPlans) {
+    // Keep the decode plan; drop some other shape.
+    for (auto p = plans_.begin(); p != plans_.end(); ++p) {
+      if (p->first.first != 1) {
+        plans_.erase(p);
+        break;
+      }
+    }
+  }
+  auto [pos, inserted] = plans_.emplace(key, std::move(plan));
+  EnsureArena(pos->second.arena_bytes(), pos->second.scratch_bytes());
+  return &pos->second;
+}
+
+void ModelRunner::EnsureArena(size_t arena_bytes, size_t scratch_bytes) {
+  auto alloc = [](size_t bytes) { return std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64)); };
+  if (arena_bytes > arena_capacity_) {
+    arena_.reset(alloc(arena_bytes));
+    arena_capacity_ = arena_bytes;
+  }
+  if (scratch_bytes > scratch_capacity_) {
+    scratch_.reset(alloc(scratch_bytes));
+    scratch_capacity_ = scratch_bytes;
+  }
+}
+
+Result<std::span<const float>> ModelRunner::Evaluate(std::span<const int32_t> tokens, int64_t n_past, bool all_logits,
+                                                const graph::NodeObserver* observer) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return Status::InvalidArgument("nothing to evaluate");
+  if (n_past < 0 || n_past + n > n_ctx_) {
+    return Status::OutOfRange(std::to_string(n_past + n) + " tokens do not fit the context of " +
+                              std::to_string(n_ctx_));
+  }
+  if (!single_) {
+    GANNET_ASSIGN_OR_RETURN(PagedKvStore store, PagedKvStore::Create(config(), 1, n_ctx_));
+    single_.emplace(std::move(store));
+    const int32_t table[1] = {0};
+    single_->Assign(table, &single_views_);
+  }
+  const int64_t n_vocab = config().n_vocab;
+  if (all_logits && n > n_batch_) logits_.resize(static_cast<size_t>(n * n_vocab));
+  std::span<const float> out;
+  for (int64_t start = 0; start < n; start += n_batch_) {
+    const int64_t len = std::min(n_batch_, n - start);
+    const int64_t n_out = all_logits ? len : 1;
+    GANNET_ASSIGN_OR_RETURN(const graph::Plan* plan, GetPlan(len, n_out));
+    positions_.resize(len);
+    for (int64_t i = 0; i < len; ++i) positions_[i] = static_cast<int32_t>(n_past + start + i);
+    output_rows_.resize(n_out);
+    for (int64_t i = 0; i < n_out; ++i) output_rows_[i] = static_cast<int32_t>(all_logits ? i : len - 1);
+    graph::BatchInputs in{.tokens = tokens.subspan(start, len), .positions = positions_, .output_rows = output_rows_,
+                          .kv = single_views_.layers, .n_kv = n_past + start + len};
+    GANNET_ASSIGN_OR_RETURN(out, plan->Execute(pool_, in, arena_.get(), scratch_.get(), observer));
+    if (all_logits && n > n_batch_) {
+      std::memcpy(logits_.data() + start * n_vocab, out.data(), out.size_bytes());
+    }
+  }
+  if (all_logits && n > n_batch_) return std::span<const float>(logits_);
+  return out;
+}
+
+Result<std::span<const float>> ModelRunner::Execute(std::span<const BatchSeq> seqs, const std::atomic<bool>* abort) {
+  const int64_t n_vocab = config().n_vocab;
+  const size_t n_layer = static_cast<size_t>(config().n_layer);
+  batch_tokens_.clear();
+  positions_.clear();
+  output_rows_.clear();
+  slices_.clear();
+  for (const BatchSeq& s : seqs) {
+    if (s.tokens.empty()) return Status::InvalidArgument("a batch sequence has no tokens");
+    if (s.n_past < 0) return Status::InvalidArgument("negative sequence position");
+    if (s.kv.size() != n_layer) return Status::InvalidArgument("a batch sequence has no KV views for every layer");
+    const int64_t begin = static_cast<int64_t>(batch_tokens_.size());
+    for (size_t i = 0; i < s.tokens.size(); ++i) {
+      batch_tokens_.push_back(s.tokens[i]);
+      positions_.push_back(static_cast<int32_t>(s.n_past + static_cast<int64_t>(i)));
+    }
+    const int64_t end = static_cast<int64_t>(batch_tokens_.size());
+    if (s.logits) output_rows_.push_back(static_cast<int32_t>(end - 1));
+    slices_.push_back(graph::SeqSlice{.row_begin = begin, .row_end = end, .kv = s.kv,
+                                      .n_kv = s.n_past + static_cast<int64_t>(s.tokens.size())});
+  }
+  if (batch_tokens_.empty()) return Status::InvalidArgument("nothing to evaluate");
+  const int64_t n = static_cast<int64_t>(batch_tokens_.size());
+  const int64_t n_out = static_cast<int64_t>(output_rows_.size());
+  if (n_out == 0) {
+    // The graph always ends in logits; compute the last row's and return none.
+    output_rows_.push_back(static_cast<int32_t>(n - 1));
+  }
+  GANNET_ASSIGN_OR_RETURN(const graph::Plan* plan, GetPlan(n, static_cast<int64_t>(output_rows_.size())));
+  graph::BatchInputs in{.tokens = batch_tokens_, .positions = positions_, .output_rows = output_rows_,
+                        .seqs = slices_, .abort = abort};
+  GANNET_ASSIGN_OR_RETURN(std::span<const float> out, plan->Execute(pool_, in, arena_.get(), scratch_.get()));
+  return out.first(static_cast<size_t>(n_out * n_vocab));
+}
+
+}  // namespace gannet::engine

@@ -1,0 +1,103 @@
+// ModelRunner: the forward pass of one loaded model. It owns the model file's mapping, the
+// weights' views, the tokenizer, the compute threads, the compiled plans (one per batch shape,
+// fused and memory-planned) and their activation arena. It knows no requests: the Engine
+// (engine.h) decides what each pass computes and owns the KV cache; bench, dump and the tests use
+// Evaluate, which runs one private sequence.
+// Thread-safety: not thread-safe; one caller at a time (the Engine's step thread).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "base/thread_pool.h"
+#include "engine/paged_kv.h"
+#include "formats/gguf.h"
+#include "graph/plan.h"
+#include "models/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gannet::engine {
+
+struct ModelRunnerOptions {
+  int n_threads = 0;      // 0: one per core
+  int64_t n_ctx = 0;      // longest sequence; 0: min(training context, 4096)
+  int64_t n_batch = 512;  // most tokens Evaluate runs in one forward pass (longer inputs are chunked)
+  // Compile forward passes with the graph fusion passes (graph/fuse.h). Off: every node of the
+  // model's graph runs as written and an observer sees every intermediate tensor.
+  bool fuse_graph = true;
+};
+
+// One sequence's part of a batched forward pass (ModelRunner::Execute).
+struct BatchSeq {
+  std::span<const int32_t> tokens;         // new tokens, at positions [n_past, n_past + size)
+  int64_t n_past = 0;                      // positions already in this sequence's cache
+  std::span<const graph::KvLayerView> kv;  // its cache views, covering positions < n_past + size
+  bool logits = false;                     // wants the logits of its last new token
+};
+
+class ModelRunner {
+ public:
+  static Result<std::unique_ptr<ModelRunner>> Load(const std::string& model_path, const ModelRunnerOptions& options);
+
+  const models::ModelConfig& config() const { return model_->config(); }
+  const models::Model& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const GgufFile& file() const { return *file_; }
+  int n_threads() const { return pool_.size(); }
+  // The compute threads, for work the caller does between forward passes on the thread that
+  // drives them (e.g. sampling many sequences). Not while a forward pass runs.
+  ThreadPool& pool() { return pool_; }
+  int64_t n_ctx() const { return n_ctx_; }
+
+  // Runs the new tokens of several sequences in ONE forward pass (their rows concatenated in
+  // order; attention stays within each sequence's own cache views). Returns [n, n_vocab] logits,
+  // one row per sequence with `logits` set, in order. The span is valid until the next call.
+  // A token id outside the vocabulary is InvalidArgument (nothing is written).
+  // REQUIRES: each sequence's positions before n_past are in its cache.
+  // `abort` (optional): when it becomes true the pass stops at its next graph node and returns
+  // Unavailable; the K/V positions of this batch are then partly written and must be discarded.
+  Result<std::span<const float>> Execute(std::span<const BatchSeq> seqs, const std::atomic<bool>* abort = nullptr);
+
+  // One private sequence of up to n_ctx positions (its KV memory is reserved on first use): runs
+  // `tokens` at positions [n_past, n_past + n), in chunks of n_batch. Returns logits [n_vocab] of
+  // the last token, or [n, n_vocab] of every token when all_logits. Valid until the next call.
+  // REQUIRES: positions before n_past were evaluated by earlier calls.
+  Result<std::span<const float>> Evaluate(std::span<const int32_t> tokens, int64_t n_past, bool all_logits,
+                                          const graph::NodeObserver* observer = nullptr);
+
+ private:
+  explicit ModelRunner(int n_threads) : pool_(n_threads) {}
+  Result<const graph::Plan*> GetPlan(int64_t n_tokens, int64_t n_outputs);
+  void EnsureArena(size_t arena_bytes, size_t scratch_bytes);
+
+  std::shared_ptr<const GgufFile> file_;
+  std::unique_ptr<models::Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  ThreadPool pool_;
+  int64_t n_ctx_ = 0;
+  int64_t n_batch_ = 512;
+  bool fuse_graph_ = true;
+  std::map<std::pair<int64_t, int64_t>, graph::Plan> plans_;  // by (n_tokens, n_outputs)
+  struct FreeDeleter {
+    void operator()(void* p) const;
+  };
+  std::unique_ptr<void, FreeDeleter> arena_;
+  size_t arena_capacity_ = 0;
+  std::unique_ptr<void, FreeDeleter> scratch_;
+  size_t scratch_capacity_ = 0;
+  std::vector<int32_t> positions_, output_rows_, batch_tokens_;
+  std::vector<graph::SeqSlice> slices_;
+  std::vector<float> logits_;  // all-logits results gathered over chunks
+  // Evaluate's sequence: one block of n_ctx positions (contiguous K/V per layer).
+  std::optional<PagedKvStore> single_;
+  SeqKvViews single_views_;
+};
+
+}  // namespace gannet::engine
