@@ -7,7 +7,13 @@ medians, and the command that reproduces the table.
 
   bench/ab_gannet.py -m models/gemma-3-270m-q4_k_m.gguf --b-args=--no-fuse --rounds 5
   bench/ab_gannet.py -m MODEL --a-bin old/bin/gannet --b-bin build/bin/gannet
+  bench/ab_gannet.py -m MODEL --a-bin old/bin/gannet --b-bin build/bin/gannet --command run
+
+--command run times `gannet run --temp 0 --json` instead (a prompt of about -p tokens, -n tokens
+generated): the tokens/s it reports, the wall-clock seconds of the whole command, and whether
+both variants generated the same tokens.
 """
+import time
 import argparse
 import json
 import os
@@ -31,6 +37,26 @@ def bench(binary, model, args, extra):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+# About 10 tokens a sentence on common vocabularies; repeated up to the requested prompt length.
+PROMPT_SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank. "
+
+
+def run(binary, model, args, extra):
+    prompt = PROMPT_SENTENCE * max(1, args.n_prompt // 12)
+    cmd = [binary, "run", "-m", model, "-p", prompt, "-n", str(args.n_gen), "--temp", "0", "--json"]
+    if args.threads:
+        cmd += ["-t", str(args.threads)]
+    cmd += extra
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if r.returncode != 0:
+        sys.exit(f"ab_gannet: {binary} run failed:\n{r.stderr.strip()}")
+    j = json.loads(r.stdout.strip().splitlines()[-1])
+    t = j["timings"]
+    return {"pp_tps": t["prompt_tps"], "tg_tps": t["gen_tps"], "wall_s": wall, "gen_ids": j["gen_ids"]}
+
+
 def shown(path):
     """A binary's path as a reader would type it: relative to the current folder when inside it."""
     rel = os.path.relpath(path)
@@ -52,6 +78,8 @@ def main():
     ap.add_argument("--b-bin", default=None, help="gannet binary of variant B (default: A's)")
     ap.add_argument("--a-args", default="", help="extra `gannet bench` flags of variant A (one string)")
     ap.add_argument("--b-args", default="", help="extra `gannet bench` flags of variant B (one string)")
+    ap.add_argument("--command", choices=("bench", "run"), default="bench",
+                    help="time `gannet bench` (default) or `gannet run --temp 0 --json`")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = ap.parse_args()
     if args.rounds < 1 or args.n_prompt < 1 or args.n_gen < 1:
@@ -69,14 +97,17 @@ def main():
         for rnd in range(args.rounds):
             for name in ("A", "B") if rnd % 2 == 0 else ("B", "A"):  # alternate who goes first
                 binary, extra = variants[name]
-                runs[name].append(bench(binary, model, args, extra))
+                runs[name].append((run if args.command == "run" else bench)(binary, model, args, extra))
             print(f"  {Path(model).name} round {rnd + 1}/{args.rounds}: "
                   f"pp A {runs['A'][-1]['pp_tps']:.1f} B {runs['B'][-1]['pp_tps']:.1f} | "
                   f"tg A {runs['A'][-1]['tg_tps']:.2f} B {runs['B'][-1]['tg_tps']:.2f} t/s", file=sys.stderr)
         entry = {"model": model}
+        keys = ("pp_tps", "tg_tps", "wall_s") if args.command == "run" else ("pp_tps", "tg_tps")
         for name in ("A", "B"):
-            entry[name] = {k: spread([r[k] for r in runs[name]]) for k in ("pp_tps", "tg_tps")}
-        entry["ratio_b_over_a"] = {k: entry["B"][k]["median"] / entry["A"][k]["median"] for k in ("pp_tps", "tg_tps")}
+            entry[name] = {k: spread([r[k] for r in runs[name]]) for k in keys}
+        entry["ratio_b_over_a"] = {k: entry["B"][k]["median"] / entry["A"][k]["median"] for k in keys}
+        if args.command == "run":
+            entry["same_tokens"] = all(r["gen_ids"] == runs["A"][0]["gen_ids"] for r in runs["A"] + runs["B"])
         report["models"].append(entry)
 
     if args.json:
@@ -84,13 +115,18 @@ def main():
         return
     print(f"# gannet A/B ({args.rounds} interleaved rounds, medians [min-max])\n")
     for name, (binary, extra) in variants.items():
-        print(f"- {name}: `{' '.join([shown(binary), 'bench', *extra])}`")
+        print(f"- {name}: `{' '.join([shown(binary), args.command, *extra])}`")
     for m in report["models"]:
-        print(f"\n## {m['model']}\n\n| test | A t/s | B t/s | B/A |\n|---|---|---|---|")
-        for key, test in (("pp_tps", f"pp{args.n_prompt}"), ("tg_tps", f"tg{args.n_gen}")):
+        print(f"\n## {m['model']}\n\n| test | A | B | B/A |\n|---|---|---|---|")
+        tests = [("pp_tps", f"pp{args.n_prompt} t/s"), ("tg_tps", f"tg{args.n_gen} t/s")]
+        if args.command == "run":
+            tests.append(("wall_s", "wall s"))
+        for key, test in tests:
             a, b = m["A"][key], m["B"][key]
             print(f"| {test} | {a['median']:.2f} [{a['min']:.2f}-{a['max']:.2f}] | "
                   f"{b['median']:.2f} [{b['min']:.2f}-{b['max']:.2f}] | {m['ratio_b_over_a'][key]:.3f} |")
+        if "same_tokens" in m:
+            print(f"\nsame generated tokens in every run of A and B: {m['same_tokens']}")
     print(f"\nreproduce: {report['command']}")
 
 

@@ -173,6 +173,29 @@ def test_run_json_greedy_and_seed(gannet_bin, fixtures):
     assert expected["n_vocab"] > max(a["gen_ids"] + [0])
 
 
+def test_run_stop_strings(gannet_bin, fixtures):
+    model = fixtures / "tiny" / "tiny-llama-f32.gguf"
+    base = ["run", "-m", model, "-p", "hello", "-n", "24", "--temp", "0", "--json"]
+    free = json.loads(run(gannet_bin, *base).stdout.decode().splitlines()[-1])
+    text = free["text"]
+    assert len(text) >= 8 and free["finish_reason"] == "length"
+    stop = text[len(text) // 2:len(text) // 2 + 2]
+    r = run(gannet_bin, *base, "--stop", "never there", "--stop", stop)
+    assert r.returncode == 0, r.stderr
+    cut = json.loads(r.stdout.decode().splitlines()[-1])
+    assert cut["text"] == text[:text.index(stop)]
+    assert cut["finish_reason"] == "stop"
+    assert cut["gen_ids"] == free["gen_ids"][:len(cut["gen_ids"])]
+    # Streaming prints the same text (after the prompt) and never a byte of the stop string.
+    r = run(gannet_bin, *base[:-1], "--stop", stop)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == "hello" + text[:text.index(stop)] + "\n"
+    # Limits are checked before the model loads.
+    too_many = [a for i in range(17) for a in ("--stop", f"s{i}")]
+    assert_one_error_line(run(gannet_bin, "run", "-m", model, "-p", "hi", *too_many), "stop")
+    assert_one_error_line(run(gannet_bin, "run", "-m", model, "-p", "hi", "--stop", "x" * 5000), "stop")
+
+
 def test_run_streams_text_and_speed_line(gannet_bin, fixtures):
     model = fixtures / "tiny" / "tiny-gemma3-f32.gguf"
     r = run(gannet_bin, "run", "-m", model, "-n", "4", "--temp", "0", stdin=b"hello")
