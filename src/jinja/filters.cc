@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "tokenizer/jinja_interpreter.h"
+#include "jinja/interpreter.h"
 
 namespace gannet::jinja {
 

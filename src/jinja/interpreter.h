@@ -1,4 +1,4 @@
-// Interpreter of parsed chat templates (jinja_parser.h) with Jinja-under-Python semantics, as
+// Interpreter of parsed chat templates (parser.h) with Jinja-under-Python semantics, as
 // Hugging Face renders them (ImmutableSandboxedEnvironment, loopcontrols): Undefined prints as ""
 // and errors when used further, `a or b` returns an operand, strings are immutable, lists and dicts
 // cannot be mutated (only namespace() attributes can).
@@ -15,8 +15,8 @@
 #include <string_view>
 
 #include "base/status.h"
-#include "tokenizer/jinja_parser.h"
-#include "tokenizer/jinja_value.h"
+#include "jinja/parser.h"
+#include "jinja/value.h"
 
 namespace gannet::jinja {
 
@@ -54,7 +54,7 @@ class Budget {
 // and column of the expression that failed.
 Result<std::string> Render(const Template& tmpl, const Dict& globals, const RenderLimits& limits);
 
-// --- built-ins (jinja_builtins.cc), used by the interpreter --------------------------------------
+// --- built-ins (builtins.cc), used by the interpreter --------------------------------------
 // Errors are plain messages; the interpreter adds the location.
 
 // Calls a filter by name: `value | name(args)`.

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "base/status.h"
-#include "tokenizer/jinja_lexer.h"
-#include "tokenizer/jinja_value.h"
+#include "jinja/lexer.h"
+#include "jinja/value.h"
 
 namespace gannet::jinja {
 

@@ -1,5 +1,5 @@
 // Recursive-descent parser following jinja2/parser.py's grammar for the supported subset.
-#include "tokenizer/jinja_parser.h"
+#include "jinja/parser.h"
 
 #include <algorithm>
 #include <cerrno>

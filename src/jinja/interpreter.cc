@@ -1,5 +1,5 @@
 // The evaluator: statements write into an output buffer, expressions produce Values.
-#include "tokenizer/jinja_interpreter.h"
+#include "jinja/interpreter.h"
 
 #include <cmath>
 #include <limits>

@@ -1,13 +1,13 @@
 // Python's str/repr/json.dumps/==/< for the interpreter's values, so that rendering matches
 // Jinja under Python byte for byte.
-#include "tokenizer/jinja_value.h"
+#include "jinja/value.h"
 
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 
-#include "tokenizer/unicode.h"
+#include "base/utf8.h"
 
 namespace gannet::jinja {
 

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "tokenizer/jinja_interpreter.h"
-#include "tokenizer/unicode.h"
+#include "base/utf8.h"
+#include "jinja/interpreter.h"
 
 namespace gannet::jinja {
 

@@ -1,10 +1,10 @@
 // Jinja's lexer rules (jinja2/lexer.py) for the delimiters {{ }}, {% %}, {# #}, restated.
-#include "tokenizer/jinja_lexer.h"
+#include "jinja/lexer.h"
 
 #include <cctype>
 #include <cstdint>
 
-#include "tokenizer/unicode.h"
+#include "base/utf8.h"
 
 namespace gannet::jinja {
 
