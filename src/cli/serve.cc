@@ -7,13 +7,13 @@
 #include <filesystem>
 #include <optional>
 
+#include "chat/template.h"
 #include "cli/commands.h"
 #include "engine/engine.h"
 #include "engine/serving.h"
 #include "server/http_server.h"
 #include "server/openai_service.h"
 #include "server/termination_signal.h"
-#include "tokenizer/chat_template.h"
 
 namespace gannet::cli {
 namespace {

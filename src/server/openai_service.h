@@ -23,12 +23,12 @@
 #include <memory>
 #include <string>
 
+#include "chat/template.h"
 #include "engine/serving.h"
 #include "server/http_parser.h"
 #include "server/metrics.h"
 #include "server/openai_request.h"
 #include "server/response_writer.h"
-#include "tokenizer/chat_template.h"
 
 namespace gannet::server {
 

@@ -1,6 +1,6 @@
 // The chat-template interpreter on its own: expressions, filters, tests, whitespace control,
 // loops, namespaces, macros, errors with positions, every resource limit and malformed templates
-// (errors, never crashes). Chat templates on it: tests/unit/tokenizer/chat_render_test.cc.
+// (errors, never crashes). Chat templates on it: tests/unit/chat/template_test.cc.
 #include <string>
 
 #include <gtest/gtest.h>

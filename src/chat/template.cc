@@ -1,5 +1,7 @@
 // ChatTemplate: Hugging Face's apply_chat_template(..., tokenize=False) on the safe interpreter.
-#include "tokenizer/chat_template.h"
+#include "chat/template.h"
+
+#include <cstdio>
 
 #include "formats/gguf.h"
 
@@ -206,6 +208,18 @@ Result<std::string> ChatTemplate::Render(const ChatRenderInput& in) const {
               return Value::Str(std::string(buf, n));
             }));
   return jinja::Render(*tmpl_, globals, in.limits);
+}
+
+Result<ChatTemplate> LoadChatTemplate(const std::string& path, const GgufFile& file) {
+  if (path.empty()) return ChatTemplate::FromGguf(file);
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return Status::IoError("cannot open chat template file " + path);
+  std::string source;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) source.append(buf, n);
+  std::fclose(f);
+  return ChatTemplate::Parse(source, path);
 }
 
 }  // namespace gannet

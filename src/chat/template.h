@@ -89,6 +89,10 @@ class ChatTemplate {
   bool is_fallback_ = false;
 };
 
+// The chat template from a Jinja file (--chat-template), or when `path` is empty the model's own
+// tokenizer.chat_template (ChatML when the file has none). Parse errors name the file and line.
+Result<ChatTemplate> LoadChatTemplate(const std::string& path, const GgufFile& file);
+
 // JSON (objects, arrays, strings, numbers, booleans, null) -> template values, keys in document
 // order (templates print dicts with tojson and repr, where order shows). Depth-bounded.
 Result<jinja::Value> JsonToValue(const nlohmann::ordered_json& j);

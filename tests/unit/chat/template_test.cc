@@ -8,9 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include "chat/template.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
-#include "tokenizer/chat_template.h"
 
 namespace gannet {
 namespace {
