@@ -9,12 +9,20 @@
 #include <nlohmann/json.hpp>
 
 #include "chat/prompt.h"
+#include "http/sse.h"
 #include "server/openai_format.h"
-#include "server/sse.h"
 #include "server/stop_matcher.h"
 #include "tokenizer/tokenizer.h"
 
 namespace gannet::server {
+
+using http::HttpRequest;
+using http::HttpResponse;
+using http::ResponseWriter;
+using http::SseDone;
+using http::SseEvent;
+using http::SseHeaders;
+
 namespace {
 
 using Clock = std::chrono::steady_clock;

@@ -1,6 +1,6 @@
-#include "server/sse.h"
+#include "http/sse.h"
 
-namespace gannet::server {
+namespace gannet::http {
 namespace {
 
 void AppendField(std::string* out, std::string_view name, std::string_view value) {
@@ -48,4 +48,4 @@ std::vector<std::pair<std::string, std::string>> SseHeaders() {
           {"X-Accel-Buffering", "no"}};
 }
 
-}  // namespace gannet::server
+}  // namespace gannet::http

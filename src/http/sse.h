@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-namespace gannet::server {
+namespace gannet::http {
 
 // One event. A payload with line breaks (\n, \r\n or \r) becomes one "data:" line per line, which
 // a client joins back with "\n". `event` and `id`, when not empty, add "event:" / "id:" fields;
@@ -25,4 +25,4 @@ std::string SseComment(std::string_view text);
 // buffering). The server adds the framing headers.
 std::vector<std::pair<std::string, std::string>> SseHeaders();
 
-}  // namespace gannet::server
+}  // namespace gannet::http

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-namespace gannet::server {
+namespace gannet::http {
 
 // Header fields in arrival order; names compare case-insensitively (RFC 9110 §5.1).
 class HttpHeaders {
@@ -129,4 +129,4 @@ class HttpParser {
 // The standard reason phrase of a status code ("Not Found"), "Unknown" for codes it does not know.
 const char* HttpReasonPhrase(int status);
 
-}  // namespace gannet::server
+}  // namespace gannet::http

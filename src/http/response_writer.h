@@ -30,7 +30,7 @@
 
 #include "base/status.h"
 
-namespace gannet::server {
+namespace gannet::http {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
@@ -91,4 +91,4 @@ class ResponseWriter {
   std::shared_ptr<internal::Exchange> ex_;
 };
 
-}  // namespace gannet::server
+}  // namespace gannet::http

@@ -1,4 +1,4 @@
-#include "server/termination_signal.h"
+#include "http/termination_signal.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -8,11 +8,11 @@
 
 #include <gtest/gtest.h>
 
-#include "server/http_server.h"
-#include "server/sse.h"
+#include "http/http_server.h"
+#include "http/sse.h"
 #include "test_client.h"
 
-namespace gannet::server {
+namespace gannet::http {
 namespace {
 
 using namespace std::chrono_literals;
@@ -69,4 +69,4 @@ TEST(TerminationSignalTest, SigtermDrainsAServer) {
 }
 
 }  // namespace
-}  // namespace gannet::server
+}  // namespace gannet::http

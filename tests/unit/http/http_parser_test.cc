@@ -1,4 +1,4 @@
-#include "server/http_parser.h"
+#include "http/http_parser.h"
 
 #include <string>
 #include <utility>
@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-namespace gannet::server {
+namespace gannet::http {
 namespace {
 
 using namespace std::string_literals;
@@ -303,4 +303,4 @@ TEST(HttpParserTest, ReasonPhrases) {
 }
 
 }  // namespace
-}  // namespace gannet::server
+}  // namespace gannet::http

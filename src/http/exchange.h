@@ -1,4 +1,4 @@
-// Internal to server/: the state one request's ResponseWriter shares with the event loop.
+// Internal to http/: the state one request's ResponseWriter shares with the event loop.
 // Not part of the module's interface.
 #pragma once
 
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace gannet::server::internal {
+namespace gannet::http::internal {
 
 struct Exchange;
 
@@ -98,4 +98,4 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   }
 };
 
-}  // namespace gannet::server::internal
+}  // namespace gannet::http::internal

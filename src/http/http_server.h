@@ -27,10 +27,10 @@
 #include <vector>
 
 #include "base/status.h"
-#include "server/http_parser.h"
-#include "server/response_writer.h"
+#include "http/http_parser.h"
+#include "http/response_writer.h"
 
-namespace gannet::server {
+namespace gannet::http {
 
 // One line of the access log: written once per request, when its response completed or its
 // connection closed.
@@ -114,4 +114,4 @@ class HttpServer {
   bool stopped_ = false;
 };
 
-}  // namespace gannet::server
+}  // namespace gannet::http

@@ -1,4 +1,4 @@
-// Shared fixture of the server tests: a server on an ephemeral loopback port with a log collector,
+// Shared fixture of the HTTP tests: an HttpServer on an ephemeral loopback port with a log collector,
 // and a registry through which a test takes over writers its handler parked (asynchronous responses).
 #pragma once
 
@@ -11,10 +11,10 @@
 
 #include <gtest/gtest.h>
 
-#include "server/http_server.h"
+#include "http/http_server.h"
 #include "test_client.h"
 
-namespace gannet::server::testing {
+namespace gannet::http::testing {
 
 using namespace std::chrono_literals;
 
@@ -115,4 +115,4 @@ inline std::string Post(const std::string& path, const std::string& body, const 
          std::to_string(body.size()) + "\r\n" + extra_headers + "\r\n" + body;
 }
 
-}  // namespace gannet::server::testing
+}  // namespace gannet::http::testing

@@ -9,7 +9,7 @@
 
 #include "base/status.h"
 
-namespace gannet::server {
+namespace gannet::http {
 
 // Blocks SIGINT and SIGTERM in the calling thread (and threads it starts later).
 Status BlockTerminationSignals();
@@ -18,4 +18,4 @@ Status BlockTerminationSignals();
 // `timeout` passes first. REQUIRES: BlockTerminationSignals was called in this thread.
 std::optional<int> WaitForTerminationSignal(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
 
-}  // namespace gannet::server
+}  // namespace gannet::http

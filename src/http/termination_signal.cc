@@ -1,4 +1,4 @@
-#include "server/termination_signal.h"
+#include "http/termination_signal.h"
 
 #include <signal.h>
 
@@ -7,7 +7,7 @@
 #include <ctime>
 #include <string>
 
-namespace gannet::server {
+namespace gannet::http {
 namespace {
 
 sigset_t TerminationSet() {
@@ -45,4 +45,4 @@ std::optional<int> WaitForTerminationSignal(std::optional<std::chrono::milliseco
   }
 }
 
-}  // namespace gannet::server
+}  // namespace gannet::http

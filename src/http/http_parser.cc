@@ -1,9 +1,9 @@
-#include "server/http_parser.h"
+#include "http/http_parser.h"
 
 #include <algorithm>
 #include <cstring>
 
-namespace gannet::server {
+namespace gannet::http {
 namespace {
 
 // tchar of RFC 9110 §5.6.2: the characters of a method or a field name.
@@ -443,4 +443,4 @@ const char* HttpReasonPhrase(int status) {
   }
 }
 
-}  // namespace gannet::server
+}  // namespace gannet::http

@@ -1,4 +1,4 @@
-#include "server/response_writer.h"
+#include "http/response_writer.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -6,10 +6,10 @@
 #include <cstdio>
 #include <ctime>
 
-#include "server/exchange.h"
-#include "server/http_parser.h"
+#include "http/exchange.h"
+#include "http/http_parser.h"
 
-namespace gannet::server {
+namespace gannet::http {
 namespace internal {
 
 LoopWaker::LoopWaker() : event_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
@@ -295,4 +295,4 @@ size_t ResponseWriter::queued_bytes() const {
   return ex_->unflushed;
 }
 
-}  // namespace gannet::server
+}  // namespace gannet::http

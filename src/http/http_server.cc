@@ -1,4 +1,4 @@
-#include "server/http_server.h"
+#include "http/http_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -20,9 +20,9 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "server/exchange.h"
+#include "http/exchange.h"
 
-namespace gannet::server {
+namespace gannet::http {
 
 using Clock = std::chrono::steady_clock;
 using internal::Exchange;
@@ -721,4 +721,4 @@ void HttpServer::Shutdown(std::chrono::milliseconds grace) {
   workers_.reset();
 }
 
-}  // namespace gannet::server
+}  // namespace gannet::http

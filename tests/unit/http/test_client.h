@@ -1,4 +1,4 @@
-// A blocking HTTP/1.1 client over a loopback socket for the server tests: it speaks raw bytes so a
+// A blocking HTTP/1.1 client over a loopback socket for the HTTP tests: it speaks raw bytes so a
 // test can send anything (garbage, pipelined requests, half a header) and reads responses with
 // the framing a real client uses (Content-Length, chunked, or until close).
 #pragma once
@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-namespace gannet::server::testing {
+namespace gannet::http::testing {
 
 struct ClientResponse {
   int status = 0;
@@ -193,4 +193,4 @@ class TestClient {
   std::string buf_;
 };
 
-}  // namespace gannet::server::testing
+}  // namespace gannet::http::testing

@@ -7,11 +7,11 @@
 
 #include <gtest/gtest.h>
 
-#include "server/http_server.h"
-#include "server/sse.h"
-#include "server_test_util.h"
+#include "http/http_server.h"
+#include "http/sse.h"
+#include "http_test_util.h"
 
-namespace gannet::server::testing {
+namespace gannet::http::testing {
 namespace {
 
 class HttpStreamingTest : public ServerFixture {};
@@ -397,4 +397,4 @@ TEST_F(HttpStreamingTest, ShutdownClosesStreamsLeftAtTheDeadline) {
 }
 
 }  // namespace
-}  // namespace gannet::server::testing
+}  // namespace gannet::http::testing

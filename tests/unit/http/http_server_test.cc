@@ -1,15 +1,15 @@
 // Request/response behaviour of HttpServer over real loopback sockets: framing, keep-alive,
 // pipelining, errors the loop answers itself, timeouts and limits.
-#include "server/http_server.h"
+#include "http/http_server.h"
 
 #include <atomic>
 #include <thread>
 
 #include <gtest/gtest.h>
 
-#include "server_test_util.h"
+#include "http_test_util.h"
 
-namespace gannet::server::testing {
+namespace gannet::http::testing {
 namespace {
 
 // Answers "<method> <path>?<query> <body>" and echoes one request header.
@@ -350,4 +350,4 @@ TEST_F(HttpServerTest, StartFailsCleanlyOnBadAddress) {
 }
 
 }  // namespace
-}  // namespace gannet::server::testing
+}  // namespace gannet::http::testing

@@ -1,8 +1,8 @@
-#include "server/sse.h"
+#include "http/sse.h"
 
 #include <gtest/gtest.h>
 
-namespace gannet::server {
+namespace gannet::http {
 namespace {
 
 TEST(SseTest, SingleLineEvent) {
@@ -37,4 +37,4 @@ TEST(SseTest, HeadersNameTheEventStream) {
 }
 
 }  // namespace
-}  // namespace gannet::server
+}  // namespace gannet::http
