@@ -21,9 +21,10 @@
 #include <readline/history.h>
 #include <readline/readline.h>
 
+#include "chat/prompt.h"
+#include "chat/template.h"
 #include "cli/commands.h"
 #include "engine/engine.h"
-#include "tokenizer/chat_template.h"
 
 namespace gannet::cli {
 namespace {
@@ -177,21 +178,14 @@ Runner AddChatCommand(CLI::App& app) {
       }
       g_interrupted.store(false);  // a Ctrl-C from before Enter does not stop this answer
       messages.push_back({.role = "user", .content = line});
-      ChatRenderInput in{.messages = messages,
-                         .add_generation_prompt = true,
-                         .bos_token = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
-                         .eos_token = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "",
-                         .now = std::time(nullptr)};
-      Result<std::string> text = tmpl->Render(in);
-      if (!text.ok()) {
+      Result<std::vector<int32_t>> rendered = RenderChatPrompt(
+          *tmpl, tok, {.messages = messages, .add_generation_prompt = true, .now = std::time(nullptr)});
+      if (!rendered.ok()) {
         messages.pop_back();
-        std::fprintf(stderr, "gannet: the chat template failed: %s\n", text.status().message().c_str());
+        std::fprintf(stderr, "gannet: the chat template failed: %s\n", rendered.status().message().c_str());
         continue;
       }
-      std::vector<int32_t> prompt = tok.Encode(*text, /*add_special=*/false, /*parse_special=*/true);
-      if (tok.add_bos() && tok.bos() >= 0 && (prompt.empty() || prompt.front() != tok.bos())) {
-        prompt.insert(prompt.begin(), tok.bos());
-      }
+      std::vector<int32_t> prompt = std::move(rendered).value();
       const int64_t room = eng.context_length() - static_cast<int64_t>(prompt.size());
       if (room < 1) {
         messages.pop_back();

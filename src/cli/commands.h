@@ -7,7 +7,6 @@
 #include <CLI/CLI.hpp>
 
 #include "base/status.h"
-#include "tokenizer/chat_template.h"
 
 namespace gannet::cli {
 
@@ -25,10 +24,6 @@ Runner AddChatCommand(CLI::App& app);
 // Prints "gannet: error: <status message>" to stderr and returns 1.
 int ReportError(const Status& status);
 int ReportError(const std::string& message);
-
-// The chat template from a Jinja file (--chat-template), or when `path` is empty the model's own
-// tokenizer.chat_template (ChatML when the file has none). Parse errors name the file and line.
-Result<ChatTemplate> LoadChatTemplate(const std::string& path, const GgufFile& file);
 
 // Reads all of standard input (for prompts given on stdin).
 Result<std::string> ReadStdin();

@@ -23,18 +23,6 @@ Result<std::string> ReadStdin() {
   return text;
 }
 
-Result<ChatTemplate> LoadChatTemplate(const std::string& path, const GgufFile& file) {
-  if (path.empty()) return ChatTemplate::FromGguf(file);
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return Status::IoError("cannot open chat template file " + path);
-  std::string source;
-  char buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) source.append(buf, n);
-  std::fclose(f);
-  return ChatTemplate::Parse(source, path);
-}
-
 }  // namespace gannet::cli
 
 int main(int argc, char** argv) {

@@ -7,12 +7,12 @@
 #include <filesystem>
 #include <optional>
 
+#include "chat/template.h"
 #include "cli/commands.h"
 #include "engine/engine.h"
-#include "server/http_server.h"
+#include "http/http_server.h"
+#include "http/termination_signal.h"
 #include "server/openai_service.h"
-#include "server/termination_signal.h"
-#include "tokenizer/chat_template.h"
 
 namespace gannet::cli {
 namespace {
@@ -103,18 +103,18 @@ Runner AddServeCommand(CLI::App& app) {
       kv_bytes = *parsed;
     }
     // Before any thread starts, so every thread inherits the mask and the signal waits for us.
-    if (Status s = server::BlockTerminationSignals(); !s.ok()) return ReportError(s);
+    if (Status s = http::BlockTerminationSignals(); !s.ok()) return ReportError(s);
 
     const std::string model_id =
         o->alias.empty() ? std::filesystem::path(o->model).stem().string() : o->alias;
     server::OpenAiService service({.model_id = model_id, .api_key = o->api_key});
-    server::HttpServerOptions http_opts{.host = o->host, .port = static_cast<uint16_t>(o->port)};
+    http::HttpServerOptions http_opts{.host = o->host, .port = static_cast<uint16_t>(o->port)};
     http_opts.limits.max_body_bytes = o->max_body;
     http_opts.handler_threads = o->http_threads;
-    http_opts.request_logger = [](const server::RequestLog& log) {
-      std::fprintf(stderr, "%s\n", server::FormatRequestLog(log).c_str());
+    http_opts.request_logger = [](const http::RequestLog& log) {
+      std::fprintf(stderr, "%s\n", http::FormatRequestLog(log).c_str());
     };
-    server::HttpServer http(http_opts, [&service](server::HttpRequest req, std::shared_ptr<server::ResponseWriter> w) {
+    http::HttpServer http(http_opts, [&service](http::HttpRequest req, std::shared_ptr<http::ResponseWriter> w) {
       service.Handle(std::move(req), std::move(w));
     });
     // Listening first: /health answers 503 "loading" while the model loads.
@@ -153,7 +153,7 @@ Runner AddServeCommand(CLI::App& app) {
                 static_cast<unsigned>(http.port()));
     std::fflush(stdout);
 
-    std::optional<int> sig = server::WaitForTerminationSignal();
+    std::optional<int> sig = http::WaitForTerminationSignal();
     std::fprintf(stderr, "gannet: signal %d: draining (up to %.0f s)\n", sig.value_or(0), o->grace);
     service.set_health(server::ServiceHealth::kDraining);
     const auto grace = std::chrono::milliseconds(static_cast<int64_t>(o->grace * 1000));

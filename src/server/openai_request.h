@@ -17,8 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include "chat/template.h"
 #include "sampling/sampling_params.h"
-#include "tokenizer/chat_template.h"
 
 namespace gannet::server {
 

@@ -8,11 +8,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "chat/prompt.h"
+#include "http/sse.h"
 #include "server/openai_format.h"
-#include "server/sse.h"
 #include "tokenizer/tokenizer.h"
 
 namespace gannet::server {
+
+using http::HttpRequest;
+using http::HttpResponse;
+using http::ResponseWriter;
+using http::SseDone;
+using http::SseEvent;
+using http::SseHeaders;
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -272,22 +281,15 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
   // The prompt as token ids.
   std::vector<int32_t> prompt;
   if (endpoint == Endpoint::kChat) {
-    ChatRenderInput in{.messages = std::move(req.messages),
-                       .add_generation_prompt = true,
-                       .bos_token = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
-                       .eos_token = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "",
-                       .now = std::time(nullptr)};
-    Result<std::string> text = chat_template_->Render(in);
-    if (!text.ok()) {
-      SendError(*writer, {.message = "The chat template rejected the conversation: " + text.status().message(),
+    Result<std::vector<int32_t>> rendered = RenderChatPrompt(
+        *chat_template_, tok,
+        {.messages = std::move(req.messages), .add_generation_prompt = true, .now = std::time(nullptr)});
+    if (!rendered.ok()) {
+      SendError(*writer, {.message = "The chat template rejected the conversation: " + rendered.status().message(),
                           .param = "messages"});
       return;
     }
-    // The template writes BOS itself when the model wants one; add it only if it did not.
-    prompt = tok.Encode(*text, /*add_special=*/false, /*parse_special=*/true);
-    if (tok.add_bos() && tok.bos() >= 0 && (prompt.empty() || prompt.front() != tok.bos())) {
-      prompt.insert(prompt.begin(), tok.bos());
-    }
+    prompt = std::move(rendered).value();
   } else if (req.prompt_is_tokens) {
     prompt = std::move(req.prompt_tokens);
   } else {

@@ -23,12 +23,12 @@
 #include <memory>
 #include <string>
 
+#include "chat/template.h"
 #include "engine/engine.h"
-#include "server/http_parser.h"
+#include "http/http_parser.h"
+#include "http/response_writer.h"
 #include "server/metrics.h"
 #include "server/openai_request.h"
-#include "server/response_writer.h"
-#include "tokenizer/chat_template.h"
 
 namespace gannet::server {
 
@@ -53,16 +53,17 @@ class OpenAiService {
   void set_health(ServiceHealth health) { health_.store(health); }
 
   // The HttpHandler.
-  void Handle(HttpRequest request, std::shared_ptr<ResponseWriter> writer);
+  void Handle(http::HttpRequest request, std::shared_ptr<http::ResponseWriter> writer);
 
   ServerMetrics& metrics() { return metrics_; }
 
  private:
   struct Generation;
 
-  void HandleCompletion(Endpoint endpoint, const HttpRequest& request, std::shared_ptr<ResponseWriter> writer);
-  void SendError(ResponseWriter& writer, const ApiError& error, bool count = true);
-  bool Authorized(const HttpRequest& request) const;
+  void HandleCompletion(Endpoint endpoint, const http::HttpRequest& request,
+                        std::shared_ptr<http::ResponseWriter> writer);
+  void SendError(http::ResponseWriter& writer, const ApiError& error, bool count = true);
+  bool Authorized(const http::HttpRequest& request) const;
 
   OpenAiServiceOptions options_;
   std::atomic<ServiceHealth> health_{ServiceHealth::kLoading};

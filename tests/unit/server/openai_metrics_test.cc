@@ -2,7 +2,7 @@
 // buckets, request counters by status.
 #include "server/metrics.h"
 
-#include "server/http_server.h"
+#include "http/http_server.h"
 
 #include <gtest/gtest.h>
 
@@ -44,12 +44,12 @@ TEST(OpenAiMetricsTest, GaugesCountersAndHistograms) {
 
 // The access-log line carries what the handler noted (token counts), after the HTTP fields.
 TEST(OpenAiMetricsTest, RequestLogCarriesTheHandlersNote) {
-  RequestLog log{.method = "POST", .path = "/v1/completions", .status = 200, .bytes = 10,
+  http::RequestLog log{.method = "POST", .path = "/v1/completions", .status = 200, .bytes = 10,
                  .latency = std::chrono::microseconds(1500), .note = "prompt=3 completion=4"};
-  EXPECT_EQ(FormatRequestLog(log), "POST /v1/completions 200 10B 1.5ms prompt=3 completion=4");
+  EXPECT_EQ(http::FormatRequestLog(log), "POST /v1/completions 200 10B 1.5ms prompt=3 completion=4");
   log.completed = false;
   log.note.clear();
-  EXPECT_EQ(FormatRequestLog(log), "POST /v1/completions 200 10B 1.5ms aborted");
+  EXPECT_EQ(http::FormatRequestLog(log), "POST /v1/completions 200 10B 1.5ms aborted");
 }
 
 }  // namespace

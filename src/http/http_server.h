@@ -1,0 +1,117 @@
+// HttpServer: HTTP/1.1 over non-blocking sockets with one epoll event-loop thread.
+//
+// The loop accepts, reads, parses (HttpParser) and writes; complete requests go to the handler on
+// a small worker pool, so a handler may block (waiting for generation) or return at once and
+// answer later from any thread through its ResponseWriter. Responses on one connection go out in
+// request order (pipelining): the next request is handed over only after the previous response
+// reached the socket. Writers never touch sockets; they queue bytes and wake the loop (eventfd).
+//
+// What the loop enforces: the parser's size limits (400/413/414/431/501/505 answered with
+// "Connection: close"), a cap on open connections (503 past it), keep-alive idle timeout and a
+// timeout for a request that arrives too slowly (408), a timeout for a client that takes no bytes,
+// per-response queue limits (see ResponseWriter), prompt disconnect detection (EPOLLRDHUP, EOF,
+// errors) that fires the writer's on-close callback.
+//
+// Thread-safety: Start and Shutdown from one controlling thread; port() and the counters from any.
+// The handler runs on worker threads, possibly several at once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "http/http_parser.h"
+#include "http/response_writer.h"
+
+namespace gannet::http {
+
+// One line of the access log: written once per request, when its response completed or its
+// connection closed.
+struct RequestLog {
+  std::string method;  // "-" when the request line could not be parsed
+  std::string path;    // "-" likewise
+  int status = 0;      // 0 when no response was started before the connection closed
+  uint64_t bytes = 0;  // response bytes the client's socket accepted (headers included)
+  std::chrono::microseconds latency{0};  // from the request's last byte to the response's last
+  bool completed = true;  // false: the connection closed before the response was delivered
+  std::string note;       // what the handler added (ResponseWriter::SetLogNote), e.g. token counts
+};
+
+// "POST /v1/chat/completions 200 1834B 12.3ms" (+ " aborted" when not completed, + the note).
+std::string FormatRequestLog(const RequestLog& log);
+
+using HttpHandler = std::function<void(HttpRequest request, std::shared_ptr<ResponseWriter> writer)>;
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";  // numeric address or name; "0.0.0.0" / "::" for all
+  uint16_t port = 8080;            // 0 picks a free port (see HttpServer::port())
+  int listen_backlog = 4096;       // the kernel caps it at net.core.somaxconn
+  // Open connections. Lowered at Start to what RLIMIT_NOFILE allows (with headroom for files
+  // and the server's own descriptors); past it a new connection gets 503 and is closed.
+  int max_connections = 10000;
+  // Raise the process's RLIMIT_NOFILE soft limit to its hard limit at Start.
+  bool raise_fd_limit = true;
+  HttpParserLimits limits;
+  // A keep-alive connection with no request in flight is closed after this long quiet; a request
+  // whose bytes stop arriving for this long is answered 408.
+  std::chrono::milliseconds idle_timeout{60000};
+  // A response whose bytes the client stops taking for this long is dropped.
+  std::chrono::milliseconds send_timeout{60000};
+  // Per-response queued bytes: soft (writers see kBackpressure) and hard (connection dropped).
+  size_t write_soft_limit = 1 << 20;
+  size_t write_hard_limit = 16 << 20;
+  int handler_threads = 4;
+  // Called on the event-loop thread once per request; keep it cheap. Empty: no log.
+  std::function<void(const RequestLog&)> request_logger;
+};
+
+class HttpServer {
+ public:
+  HttpServer(HttpServerOptions options, HttpHandler handler);
+  // Shuts down with no grace period if still running.
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds, listens and starts the loop and the workers. Errors: InvalidArgument (bad host or
+  // options), IoError (address in use, permission, resources).
+  Status Start();
+
+  // The bound port (after Start; meaningful with options.port == 0).
+  uint16_t port() const { return bound_port_; }
+
+  // Graceful stop: closes the listening socket at once (new connections are refused), closes
+  // idle keep-alive connections, lets in-flight responses finish (answered with
+  // "Connection: close") for up to `grace`, then closes whatever is left (their writers' on-close
+  // callbacks run) and joins the loop and the workers. Blocks until done; idempotent.
+  // REQUIRES: handlers return once their writer is closed, or the join waits for them.
+  void Shutdown(std::chrono::milliseconds grace);
+
+  int open_connections() const { return open_connections_.load(std::memory_order_relaxed); }
+  // The connection cap in force after Start (options.max_connections, fd-limit aware).
+  int max_connections() const { return max_connections_; }
+
+ private:
+  class Loop;
+  class WorkerPool;
+
+  HttpServerOptions options_;
+  HttpHandler handler_;
+  std::unique_ptr<WorkerPool> workers_;
+  std::unique_ptr<Loop> loop_;
+  std::thread loop_thread_;
+  uint16_t bound_port_ = 0;
+  int max_connections_ = 0;
+  std::atomic<int> open_connections_{0};
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace gannet::http
