@@ -125,69 +125,16 @@ SchedulerOutput Scheduler::Schedule(int32_t prefill_limit) {
   int32_t budget = options_.max_num_batched_tokens;
   int32_t held_back = 0;  // budget kept from prompt chunks because this step also decodes
 
-  // Running sequences: decodes (pass 0) before prefill chunks (pass 1), each pass oldest first.
-  for (int pass = 0; pass < 2; ++pass) {
-    if (pass == 1 && !out.seqs.empty() && budget > prefill_limit) {
-      held_back = budget - prefill_limit;
-      budget = prefill_limit;
-    }
-    size_t i = 0;
-    while (i < running_.size() && budget > 0) {
-      Sequence* s = running_[i];
-      const int32_t gap = static_cast<int32_t>(s->tokens.size()) - s->num_computed;
-      GANNET_CHECK(gap >= 1);
-      if (s->scheduled_step == step_ || (gap == 1) != (pass == 0)) {
-        ++i;
-        continue;
-      }
-      const int32_t n = std::min(gap, budget);
-      bool self_preempted = false;
-      while (!kv_.AllocateSlots(s->id, n)) {
-        // The newest running sequence not yet in this step. The scan starts from the back and s
-        // itself qualifies, so the victim is s or lies after it; sequences already placed in
-        // `out` are never chosen, so no entry is invalidated.
-        Sequence* victim = nullptr;
-        for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
-          if ((*it)->scheduled_step != step_) {
-            victim = *it;
-            break;
-          }
-        }
-        GANNET_CHECK(victim != nullptr);
-        Preempt(victim, &out);
-        if (victim == s) {
-          self_preempted = true;
-          break;
-        }
-      }
-      if (self_preempted) continue;  // running_[i] is now the next sequence
-      s->scheduled_step = step_;
-      out.seqs.push_back(MakeEntry(*s, n));
-      budget -= n;
-      ++i;
-    }
+  // Running sequences: decodes before prefill chunks, each oldest first.
+  ScheduleRunning(/*decodes=*/true, &budget, &out);
+  if (!out.seqs.empty() && budget > prefill_limit) {
+    held_back = budget - prefill_limit;
+    budget = prefill_limit;
   }
-
+  ScheduleRunning(/*decodes=*/false, &budget, &out);
   // Waiting sequences, FCFS. A step that preempted is short of memory: admitting would only
   // preempt again next step.
-  if (out.preempted.empty()) {
-    while (!waiting_.empty() && budget > 0) {
-      Sequence* s = waiting_.front();
-      if (SeqsReserved() + 1 + s->pending_forks > options_.max_num_seqs) break;
-      const PrefixMatch match = options_.enable_prefix_caching ? kv_.MatchPrefix(s->tokens) : PrefixMatch{};
-      const int32_t n = std::min(static_cast<int32_t>(s->tokens.size()) - match.num_tokens, budget);
-      if (!kv_.AllocateSlots(s->id, n, &match)) break;  // strict FCFS: nobody overtakes the front
-      waiting_.pop_front();
-      s->state = SeqState::kRunning;
-      s->num_computed = match.num_tokens;
-      InsertRunning(s);
-      prefix_query_tokens_ += static_cast<int64_t>(s->tokens.size());
-      prefix_hit_tokens_ += match.num_tokens;
-      s->scheduled_step = step_;
-      out.seqs.push_back(MakeEntry(*s, n));
-      budget -= n;
-    }
-  }
+  if (out.preempted.empty()) AdmitWaiting(&budget, &out);
 
   out.copies = kv_.TakeCopies();
   out.num_tokens = options_.max_num_batched_tokens - budget - held_back;
@@ -204,6 +151,63 @@ SchedulerOutput Scheduler::Schedule(int32_t prefill_limit) {
     in_flight_ = std::move(fl);
   }
   return out;
+}
+
+void Scheduler::ScheduleRunning(bool decodes, int32_t* budget, SchedulerOutput* out) {
+  size_t i = 0;
+  while (i < running_.size() && *budget > 0) {
+    Sequence* s = running_[i];
+    const int32_t gap = static_cast<int32_t>(s->tokens.size()) - s->num_computed;
+    GANNET_CHECK(gap >= 1);
+    if (s->scheduled_step == step_ || (gap == 1) != decodes) {
+      ++i;
+      continue;
+    }
+    const int32_t n = std::min(gap, *budget);
+    if (!AllocateOrPreempt(s, n, out)) continue;  // s was preempted: running_[i] is now the next one
+    s->scheduled_step = step_;
+    out->seqs.push_back(MakeEntry(*s, n));
+    *budget -= n;
+    ++i;
+  }
+}
+
+bool Scheduler::AllocateOrPreempt(Sequence* s, int32_t n, SchedulerOutput* out) {
+  while (!kv_.AllocateSlots(s->id, n)) {
+    // The newest running sequence not yet in this step. The scan starts from the back and s
+    // itself qualifies, so the victim is s or lies after it; sequences already placed in `out`
+    // are never chosen, so no entry is invalidated.
+    Sequence* victim = nullptr;
+    for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+      if ((*it)->scheduled_step != step_) {
+        victim = *it;
+        break;
+      }
+    }
+    GANNET_CHECK(victim != nullptr);
+    Preempt(victim, out);
+    if (victim == s) return false;
+  }
+  return true;
+}
+
+void Scheduler::AdmitWaiting(int32_t* budget, SchedulerOutput* out) {
+  while (!waiting_.empty() && *budget > 0) {
+    Sequence* s = waiting_.front();
+    if (SeqsReserved() + 1 + s->pending_forks > options_.max_num_seqs) break;
+    const PrefixMatch match = options_.enable_prefix_caching ? kv_.MatchPrefix(s->tokens) : PrefixMatch{};
+    const int32_t n = std::min(static_cast<int32_t>(s->tokens.size()) - match.num_tokens, *budget);
+    if (!kv_.AllocateSlots(s->id, n, &match)) break;  // strict FCFS: nobody overtakes the front
+    waiting_.pop_front();
+    s->state = SeqState::kRunning;
+    s->num_computed = match.num_tokens;
+    InsertRunning(s);
+    prefix_query_tokens_ += static_cast<int64_t>(s->tokens.size());
+    prefix_hit_tokens_ += match.num_tokens;
+    s->scheduled_step = step_;
+    out->seqs.push_back(MakeEntry(*s, n));
+    *budget -= n;
+  }
 }
 
 Status Scheduler::Update(const StepResult& result) {

@@ -208,6 +208,12 @@ class Scheduler {
   void InsertRunning(Sequence* s);
   void RemoveRunning(Sequence* s);
   void Preempt(Sequence* s, SchedulerOutput* out);
+  // Schedule()'s stages: running sequences that decode (or prefill), then admissions.
+  void ScheduleRunning(bool decodes, int32_t* budget, SchedulerOutput* out);
+  // Allocates n slots for s, preempting the newest unscheduled running sequences as needed;
+  // false when s itself had to be preempted.
+  bool AllocateOrPreempt(Sequence* s, int32_t n, SchedulerOutput* out);
+  void AdmitWaiting(int32_t* budget, SchedulerOutput* out);
   ScheduledSeq MakeEntry(const Sequence& s, int32_t n) const;
   void AppendSample(Sequence* s, SampledToken t);
   void FinishSeq(Sequence* s, FinishReason reason);  // frees `s`; may complete its request

@@ -268,6 +268,94 @@ std::optional<ApiError> RejectUnsupported(const Json& j, Endpoint endpoint) {
   return std::nullopt;
 }
 
+// temperature, top_p, top_k, min_p, the penalties and seed, into out->sampling.
+std::optional<ApiError> ReadSampling(const Json& j, CompletionRequest* out) {
+  std::optional<int64_t> i;
+  std::optional<double> d;
+  if (auto e = ReadNumber(j, "temperature", 0, 2, false, &d)) return e;
+  if (d) out->sampling.temperature = static_cast<float>(*d);
+  d.reset();
+  if (auto e = ReadNumber(j, "top_p", 0, 1, false, &d)) return e;
+  if (d) {
+    if (*d == 0) {
+      out->sampling.top_k = 1;  // keeps only the most likely token, which is what top_p -> 0 means
+    } else {
+      out->sampling.top_p = static_cast<float>(*d);
+    }
+  }
+  i.reset();
+  if (auto e = ReadInt(j, "top_k", -1, std::numeric_limits<int32_t>::max(), &i)) return e;
+  if (i && *i > 0 && out->sampling.top_k != 1) out->sampling.top_k = static_cast<int32_t>(*i);  // -1, 0: off
+  d.reset();
+  if (auto e = ReadNumber(j, "min_p", 0, 1, false, &d)) return e;
+  if (d) out->sampling.min_p = static_cast<float>(*d);
+  d.reset();
+  if (auto e = ReadNumber(j, "presence_penalty", -2, 2, false, &d)) return e;
+  if (d) out->sampling.presence_penalty = static_cast<float>(*d);
+  d.reset();
+  if (auto e = ReadNumber(j, "frequency_penalty", -2, 2, false, &d)) return e;
+  if (d) out->sampling.frequency_penalty = static_cast<float>(*d);
+  d.reset();
+  if (auto e = ReadNumber(j, "repetition_penalty", 0, 10, true, &d)) return e;
+  if (d) out->sampling.repeat_penalty = static_cast<float>(*d);
+  i.reset();
+  if (auto e = ReadInt(j, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), &i)) {
+    return e;
+  }
+  if (i) out->sampling.seed = static_cast<uint64_t>(*i);
+  return std::nullopt;
+}
+
+// Chat: logprobs (boolean) + top_logprobs; completions: logprobs (the number of alternatives).
+std::optional<ApiError> ReadLogprobs(const Json& j, Endpoint endpoint, const RequestLimits& limits,
+                                     CompletionRequest* out) {
+  std::optional<int64_t> i;
+  if (endpoint == Endpoint::kChat) {
+    std::optional<bool> b;
+    if (auto e = ReadBool(j, "logprobs", &b)) return e;
+    out->logprobs = b.value_or(false);
+    i.reset();
+    if (auto e = ReadInt(j, "top_logprobs", 0, limits.max_top_logprobs, &i)) return e;
+    if (i) {
+      if (!out->logprobs) {
+        return Invalid("top_logprobs", "Invalid 'top_logprobs': 'logprobs' must be set to true when "
+                                       "'top_logprobs' is used.");
+      }
+      out->top_logprobs = static_cast<int32_t>(*i);
+    }
+  } else {
+    i.reset();
+    if (auto e = ReadInt(j, "logprobs", 0, limits.max_top_logprobs, &i)) return e;
+    if (i) {
+      out->logprobs = true;
+      out->top_logprobs = static_cast<int32_t>(*i);
+    }
+  }
+  return std::nullopt;
+}
+
+// stream and stream_options.include_usage.
+std::optional<ApiError> ReadStreaming(const Json& j, CompletionRequest* out) {
+  std::optional<bool> stream;
+  if (auto e = ReadBool(j, "stream", &stream)) return e;
+  out->stream = stream.value_or(false);
+  if (const Json* so = Field(j, "stream_options"); so != nullptr) {
+    if (!so->is_object()) return Invalid("stream_options", WrongType("stream_options", "an object", *so));
+    if (!out->stream) {
+      return Invalid("stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled.");
+    }
+    std::optional<bool> usage;
+    if (auto it = so->find("include_usage"); it != so->end() && !it->is_null()) {
+      if (!it->is_boolean()) {
+        return Invalid("stream_options.include_usage", WrongType("stream_options.include_usage", "a boolean", *it));
+      }
+      usage = it->get<bool>();
+    }
+    out->include_usage = usage.value_or(false);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::string ApiErrorJson(const ApiError& e) {
@@ -314,83 +402,16 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
   if (auto e = ReadInt(j, "max_completion_tokens", 1, std::numeric_limits<int32_t>::max(), &i)) return e;
   if (i) out->max_tokens = static_cast<int32_t>(*i);
 
-  std::optional<double> d;
-  if (auto e = ReadNumber(j, "temperature", 0, 2, false, &d)) return e;
-  if (d) out->sampling.temperature = static_cast<float>(*d);
-  d.reset();
-  if (auto e = ReadNumber(j, "top_p", 0, 1, false, &d)) return e;
-  if (d) {
-    if (*d == 0) {
-      out->sampling.top_k = 1;  // keeps only the most likely token, which is what top_p -> 0 means
-    } else {
-      out->sampling.top_p = static_cast<float>(*d);
-    }
-  }
-  i.reset();
-  if (auto e = ReadInt(j, "top_k", -1, std::numeric_limits<int32_t>::max(), &i)) return e;
-  if (i && *i > 0 && out->sampling.top_k != 1) out->sampling.top_k = static_cast<int32_t>(*i);  // -1, 0: off
-  d.reset();
-  if (auto e = ReadNumber(j, "min_p", 0, 1, false, &d)) return e;
-  if (d) out->sampling.min_p = static_cast<float>(*d);
-  d.reset();
-  if (auto e = ReadNumber(j, "presence_penalty", -2, 2, false, &d)) return e;
-  if (d) out->sampling.presence_penalty = static_cast<float>(*d);
-  d.reset();
-  if (auto e = ReadNumber(j, "frequency_penalty", -2, 2, false, &d)) return e;
-  if (d) out->sampling.frequency_penalty = static_cast<float>(*d);
-  d.reset();
-  if (auto e = ReadNumber(j, "repetition_penalty", 0, 10, true, &d)) return e;
-  if (d) out->sampling.repeat_penalty = static_cast<float>(*d);
-  i.reset();
-  if (auto e = ReadInt(j, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), &i)) {
-    return e;
-  }
-  if (i) out->sampling.seed = static_cast<uint64_t>(*i);
+  if (auto e = ReadSampling(j, out)) return e;
   if (auto e = ReadStop(j, limits, out)) return e;
   i.reset();
   if (auto e = ReadInt(j, "n", 1, limits.max_n, &i)) return e;
   if (i) out->n = static_cast<int32_t>(*i);
 
-  if (endpoint == Endpoint::kChat) {
-    std::optional<bool> b;
-    if (auto e = ReadBool(j, "logprobs", &b)) return e;
-    out->logprobs = b.value_or(false);
-    i.reset();
-    if (auto e = ReadInt(j, "top_logprobs", 0, limits.max_top_logprobs, &i)) return e;
-    if (i) {
-      if (!out->logprobs) {
-        return Invalid("top_logprobs", "Invalid 'top_logprobs': 'logprobs' must be set to true when "
-                                       "'top_logprobs' is used.");
-      }
-      out->top_logprobs = static_cast<int32_t>(*i);
-    }
-  } else {
-    i.reset();
-    if (auto e = ReadInt(j, "logprobs", 0, limits.max_top_logprobs, &i)) return e;
-    if (i) {
-      out->logprobs = true;
-      out->top_logprobs = static_cast<int32_t>(*i);
-    }
-  }
+  if (auto e = ReadLogprobs(j, endpoint, limits, out)) return e;
   if (auto e = ReadLogitBias(j, limits, out)) return e;
 
-  std::optional<bool> stream;
-  if (auto e = ReadBool(j, "stream", &stream)) return e;
-  out->stream = stream.value_or(false);
-  if (const Json* so = Field(j, "stream_options"); so != nullptr) {
-    if (!so->is_object()) return Invalid("stream_options", WrongType("stream_options", "an object", *so));
-    if (!out->stream) {
-      return Invalid("stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled.");
-    }
-    std::optional<bool> usage;
-    if (auto it = so->find("include_usage"); it != so->end() && !it->is_null()) {
-      if (!it->is_boolean()) {
-        return Invalid("stream_options.include_usage", WrongType("stream_options.include_usage", "a boolean", *it));
-      }
-      usage = it->get<bool>();
-    }
-    out->include_usage = usage.value_or(false);
-  }
+  if (auto e = ReadStreaming(j, out)) return e;
   if (auto e = ReadString(j, "user", &out->user)) return e;
   std::optional<bool> ignore_eos;
   if (auto e = ReadBool(j, "ignore_eos", &ignore_eos)) return e;

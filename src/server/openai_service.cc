@@ -276,18 +276,28 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
     SendError(*writer, *err);
     return;
   }
-  const Tokenizer& tok = serving->tokenizer();
+  std::optional<std::vector<int32_t>> prompt = PromptIds(endpoint, req, serving->tokenizer(), *writer);
+  if (!prompt) return;
+  const int64_t ctx = serving->context_length();
+  const int64_t n_prompt = static_cast<int64_t>(prompt->size());
+  if (n_prompt >= ctx || (req.max_tokens && n_prompt + *req.max_tokens > ctx)) {
+    SendError(*writer, ContextLengthError(endpoint, ctx, n_prompt, req.max_tokens.value_or(0), req.max_tokens.has_value()));
+    return;
+  }
+  StartGeneration(*serving, endpoint, std::move(req), std::move(*prompt), std::move(writer));
+}
 
-  // The prompt as token ids.
+std::optional<std::vector<int32_t>> OpenAiService::PromptIds(Endpoint endpoint, CompletionRequest& req,
+                                                             const Tokenizer& tok, ResponseWriter& writer) {
   std::vector<int32_t> prompt;
   if (endpoint == Endpoint::kChat) {
     Result<std::vector<int32_t>> rendered = RenderChatPrompt(
         *chat_template_, tok,
         {.messages = std::move(req.messages), .add_generation_prompt = true, .now = std::time(nullptr)});
     if (!rendered.ok()) {
-      SendError(*writer, {.message = "The chat template rejected the conversation: " + rendered.status().message(),
-                          .param = "messages"});
-      return;
+      SendError(writer, {.message = "The chat template rejected the conversation: " + rendered.status().message(),
+                         .param = "messages"});
+      return std::nullopt;
     }
     prompt = std::move(rendered).value();
   } else if (req.prompt_is_tokens) {
@@ -296,19 +306,18 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
     prompt = tok.Encode(req.prompt_text, /*add_special=*/true, /*parse_special=*/true);
   }
   if (prompt.empty()) {
-    SendError(*writer, {.message = "The prompt is empty.", .param = endpoint == Endpoint::kChat ? "messages" : "prompt"});
-    return;
+    SendError(writer, {.message = "The prompt is empty.", .param = endpoint == Endpoint::kChat ? "messages" : "prompt"});
+    return std::nullopt;
   }
-  const int64_t ctx = serving->context_length();
-  const int64_t n_prompt = static_cast<int64_t>(prompt.size());
-  if (n_prompt >= ctx || (req.max_tokens && n_prompt + *req.max_tokens > ctx)) {
-    SendError(*writer, ContextLengthError(endpoint, ctx, n_prompt, req.max_tokens.value_or(0), req.max_tokens.has_value()));
-    return;
-  }
+  return prompt;
+}
 
+void OpenAiService::StartGeneration(engine::Engine& engine, Endpoint endpoint, CompletionRequest req,
+                                    std::vector<int32_t> prompt, std::shared_ptr<ResponseWriter> writer) {
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size());
   auto gen = std::make_shared<Generation>();
   gen->service = this;
-  gen->tok = &tok;
+  gen->tok = &engine.tokenizer();
   gen->writer = writer;
   gen->meta = ResponseMeta{.endpoint = endpoint,
                            .id = NewResponseId(endpoint),
@@ -321,19 +330,20 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
   gen->prompt_tokens = n_prompt;
   gen->samples.resize(static_cast<size_t>(req.n));
 
-  engine::GenerationRequest sreq{.prompt = std::move(prompt),
-                                 .max_tokens = static_cast<int32_t>(req.max_tokens.value_or(ctx - n_prompt)),
-                                 .n = req.n,
-                                 .sampling = req.sampling,
-                                 .stop_at_eog = !req.ignore_eos,
-                                 .stop = std::move(req.stop),
-                                 .top_logprobs = req.logprobs ? req.top_logprobs : -1};
+  engine::GenerationRequest sreq{
+      .prompt = std::move(prompt),
+      .max_tokens = static_cast<int32_t>(req.max_tokens.value_or(engine.context_length() - n_prompt)),
+      .n = req.n,
+      .sampling = req.sampling,
+      .stop_at_eog = !req.ignore_eos,
+      .stop = std::move(req.stop),
+      .top_logprobs = req.logprobs ? req.top_logprobs : -1};
   engine::GenerationCallbacks callbacks{
       .on_token = [gen](const engine::TokenEvent& ev) { gen->OnToken(ev); },
       .on_done = [gen](const engine::GenerationResult& r) { gen->OnDone(r); }};
 
   std::lock_guard<std::recursive_mutex> lock(gen->mu);
-  Result<engine::RequestId> id = serving->Submit(std::move(sreq), std::move(callbacks));
+  Result<engine::RequestId> id = engine.Submit(std::move(sreq), std::move(callbacks));
   if (!id.ok()) {
     const Status& s = id.status();
     if (s.code() == StatusCode::kResourceExhausted) {
@@ -357,7 +367,7 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
     }
   }
   // A client that leaves stops its generation at once (the KV blocks go back at the next step).
-  writer->SetOnClose([serving, rid = *id] { serving->Cancel(rid); });
+  writer->SetOnClose([engine_ptr = &engine, rid = *id] { engine_ptr->Cancel(rid); });
 }
 
 }  // namespace gannet::server

@@ -21,7 +21,9 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "chat/template.h"
 #include "engine/engine.h"
@@ -60,8 +62,15 @@ class OpenAiService {
  private:
   struct Generation;
 
+  // A completion request: parse, prompt ids, context check, then Submit.
   void HandleCompletion(Endpoint endpoint, const http::HttpRequest& request,
                         std::shared_ptr<http::ResponseWriter> writer);
+  // The prompt as token ids (chat: rendered by the template); an error answer was sent when empty.
+  std::optional<std::vector<int32_t>> PromptIds(Endpoint endpoint, CompletionRequest& req, const Tokenizer& tok,
+                                                http::ResponseWriter& writer);
+  // Submits the generation and answers it from the engine's callbacks (whole or streamed).
+  void StartGeneration(engine::Engine& engine, Endpoint endpoint, CompletionRequest req,
+                       std::vector<int32_t> prompt, std::shared_ptr<http::ResponseWriter> writer);
   void SendError(http::ResponseWriter& writer, const ApiError& error, bool count = true);
   bool Authorized(const http::HttpRequest& request) const;
 
