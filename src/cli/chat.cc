@@ -83,9 +83,7 @@ Runner AddChatCommand(CLI::App& app) {
     std::string chat_template;
     std::string system;
     int32_t max_tokens = 1024;
-    SamplingParams sampling;
-    std::optional<uint64_t> seed;
-    std::vector<std::string> stop;
+    GenerationFlags gen;
     int threads = 0;
     int64_t ctx = 0;
   };
@@ -95,24 +93,13 @@ Runner AddChatCommand(CLI::App& app) {
   sub->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's own)");
   sub->add_option("--system", o->system, "System prompt");
   sub->add_option("-n,--max-tokens", o->max_tokens, "Most tokens per answer")->capture_default_str();
-  sub->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->capture_default_str();
-  sub->add_option("--top-k", o->sampling.top_k, "Top-k (0: off)")->capture_default_str();
-  sub->add_option("--top-p", o->sampling.top_p, "Top-p (1: off)")->capture_default_str();
-  sub->add_option("--min-p", o->sampling.min_p, "Min-p (0: off)")->capture_default_str();
-  sub->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)")
-      ->capture_default_str();
-  sub->add_option("-s,--seed", o->seed, "Random seed (default: random)");
-  sub->add_option("--stop", o->stop, "Stop string: an answer ends before it (repeatable)")->allow_extra_args(false);
+  AddGenerationFlags(sub, &o->gen);
   sub->add_option("-t,--threads", o->threads, "Threads (default: one per core)");
   sub->add_option("-c,--ctx-size", o->ctx, "Context size (default: min(training context, 4096))");
   return [o] {
     if (o->max_tokens < 1) return ReportError("-n must be at least 1");
     if (o->threads < 0) return ReportError("--threads must not be negative");
-    if (o->seed) o->sampling.seed = *o->seed;
-    if (Status s = o->sampling.Validate(); !s.ok()) return ReportError(s);
-    if (Result<std::shared_ptr<const engine::StopStrings>> s = engine::StopStrings::Compile(o->stop); !s.ok()) {
-      return ReportError("--stop: " + s.status().message());
-    }
+    if (Status s = o->gen.Check(); !s.ok()) return ReportError(s);
     // SIGINT must interrupt this thread's read, so no other thread may take it: block it before
     // the engine starts its threads (they inherit the mask) and unblock it here afterwards.
     sigset_t sigint_set;
@@ -196,8 +183,8 @@ Runner AddChatCommand(CLI::App& app) {
       auto reply = std::make_shared<Reply>();
       engine::GenerationRequest req{.prompt = std::move(prompt),
                                     .max_tokens = static_cast<int32_t>(std::min<int64_t>(o->max_tokens, room)),
-                                    .sampling = o->sampling,
-                                    .stop = o->stop};
+                                    .sampling = o->gen.sampling,
+                                    .stop = o->gen.stop};
       engine::GenerationCallbacks cb{
           .on_token =
               [reply](const engine::TokenEvent& ev) {

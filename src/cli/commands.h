@@ -2,11 +2,15 @@
 // process exit code when run. Errors are printed as one line: "gannet: error: <message>".
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "base/status.h"
+#include "sampling/sampling_params.h"
 
 namespace gannet::cli {
 
@@ -20,6 +24,16 @@ Runner AddBenchCommand(CLI::App& app);
 Runner AddQuantizeCommand(CLI::App& app);
 Runner AddServeCommand(CLI::App& app);
 Runner AddChatCommand(CLI::App& app);
+
+// The sampling and stop-string options of `run` and `chat` (llama.cpp's names).
+struct GenerationFlags {
+  SamplingParams sampling;
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;
+  // Puts the seed into `sampling`, then checks the sampling values and the stop strings.
+  Status Check();
+};
+void AddGenerationFlags(CLI::App* sub, GenerationFlags* flags);
 
 // Prints "gannet: error: <status message>" to stderr and returns 1.
 int ReportError(const Status& status);

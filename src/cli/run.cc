@@ -17,9 +17,7 @@ struct RunOptions {
   std::string model;
   std::optional<std::string> prompt;
   int32_t n_predict = 128;
-  SamplingParams sampling;
-  std::optional<uint64_t> seed;
-  std::vector<std::string> stop;
+  GenerationFlags gen;
   int threads = 0;
   int64_t ctx = 0;
   int64_t batch = 512;
@@ -66,11 +64,7 @@ void PrintJson(const std::vector<int32_t>& prompt, const RunOutcome& out, const 
 int Run(RunOptions& o) {
   if (o.n_predict < -1) return ReportError("-n must be -1 or more");
   if (o.threads < 0) return ReportError("--threads must not be negative");
-  if (o.seed) o.sampling.seed = *o.seed;
-  if (Status s = o.sampling.Validate(); !s.ok()) return ReportError(s);
-  if (Result<std::shared_ptr<const engine::StopStrings>> s = engine::StopStrings::Compile(o.stop); !s.ok()) {
-    return ReportError("--stop: " + s.status().message());
-  }
+  if (Status s = o.gen.Check(); !s.ok()) return ReportError(s);
   std::string prompt_text;
   if (o.prompt) {
     prompt_text = *o.prompt;
@@ -126,8 +120,8 @@ int Run(RunOptions& o) {
             }};
     Result<engine::RequestId> id = eng.Submit({.prompt = prompt,
                                                .max_tokens = max_tokens,
-                                               .sampling = o.sampling,
-                                               .stop = o.stop},
+                                               .sampling = o.gen.sampling,
+                                               .stop = o.gen.stop},
                                               std::move(cb));
     if (!id.ok()) return ReportError(id.status());
     std::unique_lock<std::mutex> lock(out->mu);
@@ -164,18 +158,7 @@ Runner AddRunCommand(CLI::App& app) {
   sub->add_option("-p,--prompt", o->prompt, "Prompt text (default: standard input)");
   sub->add_option("-n,--n-predict", o->n_predict, "Tokens to generate (-1: until end of generation)")
       ->capture_default_str();
-  sub->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->capture_default_str();
-  sub->add_option("--top-k", o->sampling.top_k, "Top-k (0: off)")->capture_default_str();
-  sub->add_option("--top-p", o->sampling.top_p, "Top-p (1: off)")->capture_default_str();
-  sub->add_option("--min-p", o->sampling.min_p, "Min-p (0: off)")->capture_default_str();
-  sub->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)")
-      ->capture_default_str();
-  sub->add_option("--repeat-last-n", o->sampling.repeat_last_n, "Tokens the repetition penalty looks back")
-      ->capture_default_str();
-  sub->add_option("--presence-penalty", o->sampling.presence_penalty, "Presence penalty")->capture_default_str();
-  sub->add_option("--frequency-penalty", o->sampling.frequency_penalty, "Frequency penalty")->capture_default_str();
-  sub->add_option("-s,--seed", o->seed, "Random seed (default: random)");
-  sub->add_option("--stop", o->stop, "Stop string: the text ends before it (repeatable)")->allow_extra_args(false);
+  AddGenerationFlags(sub, &o->gen);
   sub->add_option("-t,--threads", o->threads, "Threads (default: one per core)");
   sub->add_option("-c,--ctx-size", o->ctx, "Context size (default: min(training context, 4096))");
   sub->add_option("-b,--batch-size", o->batch, "Most prompt tokens per forward pass")->capture_default_str();
