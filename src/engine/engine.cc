@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/cpu/cpu_backend.h"
+
 namespace gannet::engine {
 namespace {
 
@@ -50,6 +52,7 @@ Result<std::unique_ptr<Engine>> Engine::Load(const std::string& model_path, cons
   GANNET_ASSIGN_OR_RETURN(KvCache kv, KvCache::Create(c, n_ctx));
   int n_threads = options.n_threads > 0 ? options.n_threads : ThreadPool::HardwareThreads();
   std::unique_ptr<Engine> e(new Engine(n_threads, std::move(kv)));
+  e->backend_ = std::make_unique<cpu::CpuBackend>(e->pool_);
   e->file_ = std::move(file);
   e->model_ = std::move(model);
   e->tokenizer_ = std::move(tok).value();
@@ -74,7 +77,7 @@ Result<const graph::Plan*> Engine::GetPlan(int64_t n_tokens, int64_t n_outputs) 
     }
   }
   auto [pos, inserted] = plans_.emplace(key, std::move(plan));
-  EnsureArena(pos->second.arena_bytes(), pos->second.scratch_bytes());
+  EnsureArena(pos->second.arena_bytes(), pos->second.scratch_bytes(*backend_));
   return &pos->second;
 }
 
@@ -117,7 +120,7 @@ Result<std::span<const float>> Engine::Evaluate(std::span<const int32_t> tokens,
     for (int64_t i = 0; i < n_out; ++i) output_rows_[i] = static_cast<int32_t>(all_logits ? i : len - 1);
     graph::BatchInputs in{.tokens = tokens.subspan(start, len), .positions = positions_, .output_rows = output_rows_,
                           .kv = kv_.views(), .n_kv = n_past + start + len};
-    GANNET_ASSIGN_OR_RETURN(out, plan->Execute(pool_, in, arena_.get(), scratch_.get(), observer));
+    GANNET_ASSIGN_OR_RETURN(out, plan->Execute(*backend_, in, arena_.get(), scratch_.get(), observer));
     if (all_logits && n > n_batch_) {
       std::memcpy(logits_.data() + start * n_vocab, out.data(), out.size_bytes());
     }
@@ -162,7 +165,7 @@ Result<std::span<const float>> Engine::EvaluateBatch(std::span<const BatchSeq> s
   GANNET_ASSIGN_OR_RETURN(const graph::Plan* plan, GetPlan(n, static_cast<int64_t>(output_rows_.size())));
   graph::BatchInputs in{.tokens = batch_tokens_, .positions = positions_, .output_rows = output_rows_,
                         .seqs = slices_, .abort = abort};
-  GANNET_ASSIGN_OR_RETURN(std::span<const float> out, plan->Execute(pool_, in, arena_.get(), scratch_.get()));
+  GANNET_ASSIGN_OR_RETURN(std::span<const float> out, plan->Execute(*backend_, in, arena_.get(), scratch_.get()));
   return out.first(static_cast<size_t>(n_out * n_vocab));
 }
 

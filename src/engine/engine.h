@@ -21,6 +21,7 @@
 #include "engine/kv_cache.h"
 #include "formats/gguf.h"
 #include "graph/plan.h"
+#include "kernels/backend.h"
 #include "models/model.h"
 #include "sampling/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -112,6 +113,7 @@ class Engine {
   std::unique_ptr<models::Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   ThreadPool pool_;
+  std::unique_ptr<kernels::Backend> backend_;  // runs the plans on pool_
   KvCache kv_;
   int64_t n_batch_ = 512;
   bool fuse_graph_ = true;

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "graph/builder.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "plan_invariants.h"
 
 namespace gannet::graph {
@@ -48,7 +49,7 @@ struct Mlp {
       Value h = b.RmsNorm(x, F32Weight(norm, 1, d, "norm"), 1e-5f, d, "norm");
       Value g = b.MatMul(h, F32Weight(w1[l], ff, d, "w1"), "gate");
       Value u = b.MatMul(h, F32Weight(w3[l], ff, d, "w3"), "up");
-      Value f = b.MatMul(b.Glu(g, u, cpu::GluAct::kSilu, "glu"), F32Weight(w2[l], d, ff, "w2"), "down");
+      Value f = b.MatMul(b.Glu(g, u, GluAct::kSilu, "glu"), F32Weight(w2[l], d, ff, "w2"), "down");
       x = b.Add(x, f, "out");
     }
     b.SetLayer(-1);
@@ -110,17 +111,19 @@ TEST(PlanTest, ExecutesLikeDirectComputation) {
   Mlp m;
   for (int threads : {1, 3}) {
     ThreadPool pool(threads);
+    cpu::CpuBackend backend(pool);
     std::vector<int32_t> toks = {3, 0, 10, 7, 7};
     Result<Graph> g = m.Build(static_cast<int64_t>(toks.size()));
     ASSERT_TRUE(g.ok());
     Result<Plan> p = Plan::Compile(*g);
     ASSERT_TRUE(p.ok());
-    std::vector<float> arena(p->arena_bytes() / sizeof(float) + 16), scratch(p->scratch_bytes() / sizeof(float) + 16);
+    std::vector<float> arena(p->arena_bytes() / sizeof(float) + 16);
+    std::vector<float> scratch(p->scratch_bytes(backend) / sizeof(float) + 16);
     std::vector<int32_t> pos = {0, 1, 2, 3, 4}, rows = {0, 1, 2, 3, 4};
     BatchInputs in{.tokens = toks, .positions = pos, .output_rows = rows};
     int observed = 0;
     NodeObserver obs = [&](const Node&, const float*) { ++observed; };
-    Result<std::span<const float>> out = p->Execute(pool, in, arena.data(), scratch.data(), &obs);
+    Result<std::span<const float>> out = p->Execute(backend, in, arena.data(), scratch.data(), &obs);
     ASSERT_TRUE(out.ok()) << out.status().ToString();
     EXPECT_EQ(observed, static_cast<int>(p->graph().nodes.size()) - 1);
     std::vector<double> want = m.Direct(toks);
@@ -129,7 +132,7 @@ TEST(PlanTest, ExecutesLikeDirectComputation) {
     // A token outside the table is an error, not a read past it.
     std::vector<int32_t> bad = {3, 0, 11, 7, 7};
     in.tokens = bad;
-    EXPECT_FALSE(p->Execute(pool, in, arena.data(), scratch.data()).ok());
+    EXPECT_FALSE(p->Execute(backend, in, arena.data(), scratch.data()).ok());
   }
 }
 
