@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/cpu/cpu_backend.h"
+
 namespace gannet::engine {
 namespace {
 
@@ -37,6 +39,7 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& model_
   }
   int n_threads = options.n_threads > 0 ? options.n_threads : ThreadPool::HardwareThreads();
   std::unique_ptr<ModelRunner> e(new ModelRunner(n_threads));
+  e->backend_ = std::make_unique<cpu::CpuBackend>(e->pool_);
   e->n_ctx_ = n_ctx;
   e->file_ = std::move(file);
   e->model_ = std::move(model);
@@ -62,7 +65,7 @@ Result<const graph::Plan*> ModelRunner::GetPlan(int64_t n_tokens, int64_t n_outp
     }
   }
   auto [pos, inserted] = plans_.emplace(key, std::move(plan));
-  EnsureArena(pos->second.arena_bytes(), pos->second.scratch_bytes());
+  EnsureArena(pos->second.arena_bytes(), pos->second.scratch_bytes(*backend_));
   return &pos->second;
 }
 
@@ -105,7 +108,7 @@ Result<std::span<const float>> ModelRunner::Evaluate(std::span<const int32_t> to
     for (int64_t i = 0; i < n_out; ++i) output_rows_[i] = static_cast<int32_t>(all_logits ? i : len - 1);
     graph::BatchInputs in{.tokens = tokens.subspan(start, len), .positions = positions_, .output_rows = output_rows_,
                           .kv = single_views_.layers, .n_kv = n_past + start + len};
-    GANNET_ASSIGN_OR_RETURN(out, plan->Execute(pool_, in, arena_.get(), scratch_.get(), observer));
+    GANNET_ASSIGN_OR_RETURN(out, plan->Execute(*backend_, in, arena_.get(), scratch_.get(), observer));
     if (all_logits && n > n_batch_) {
       std::memcpy(logits_.data() + start * n_vocab, out.data(), out.size_bytes());
     }
@@ -145,7 +148,7 @@ Result<std::span<const float>> ModelRunner::Execute(std::span<const BatchSeq> se
   GANNET_ASSIGN_OR_RETURN(const graph::Plan* plan, GetPlan(n, static_cast<int64_t>(output_rows_.size())));
   graph::BatchInputs in{.tokens = batch_tokens_, .positions = positions_, .output_rows = output_rows_,
                         .seqs = slices_, .abort = abort};
-  GANNET_ASSIGN_OR_RETURN(std::span<const float> out, plan->Execute(pool_, in, arena_.get(), scratch_.get()));
+  GANNET_ASSIGN_OR_RETURN(std::span<const float> out, plan->Execute(*backend_, in, arena_.get(), scratch_.get()));
   return out.first(static_cast<size_t>(n_out * n_vocab));
 }
 

@@ -20,6 +20,7 @@
 #include "engine/paged_kv.h"
 #include "formats/gguf.h"
 #include "graph/plan.h"
+#include "kernels/backend.h"
 #include "models/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -81,6 +82,7 @@ class ModelRunner {
   std::unique_ptr<models::Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   ThreadPool pool_;
+  std::unique_ptr<kernels::Backend> backend_;  // runs the plans on pool_
   int64_t n_ctx_ = 0;
   int64_t n_batch_ = 512;
   bool fuse_graph_ = true;

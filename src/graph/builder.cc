@@ -101,7 +101,7 @@ Value GraphBuilder::Attention(Value q, Value k, Value v, const AttentionParams& 
                      .inputs = {q.id, k.id, v.id}, .attn = p});
 }
 
-Value GraphBuilder::Glu(Value gate, Value up, cpu::GluAct act, const std::string& name) {
+Value GraphBuilder::Glu(Value gate, Value up, GluAct act, const std::string& name) {
   if (!status_.ok()) return {};
   if (gate.rows != up.rows || gate.cols != up.cols) return Fail(name, "glu shape mismatch");
   return Append(Node{.op = OpKind::kGlu, .name = name, .rows = gate.rows, .cols = gate.cols,

@@ -31,7 +31,7 @@ class GraphBuilder {
   Value RmsNorm(Value x, const WeightRef& w, float eps, int64_t group, const std::string& name);
   Value Rope(Value x, const RopeParams& p, const std::string& name);
   Value Attention(Value q, Value k, Value v, const AttentionParams& p, const std::string& name);
-  Value Glu(Value gate, Value up, cpu::GluAct act, const std::string& name);
+  Value Glu(Value gate, Value up, GluAct act, const std::string& name);
   Value Add(Value a, Value b, const std::string& name);
   Value Scale(Value x, float s, const std::string& name);
   Value Softcap(Value x, float cap, const std::string& name);

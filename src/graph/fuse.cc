@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/cpu/ops.h"
+#include "kernels/types.h"
 
 namespace gannet::graph {
 namespace {
@@ -123,8 +123,8 @@ void GroupSiblings(Graph& g, FuseStats& stats) {
         static_cast<int32_t>(i));
   }
   for (const auto& [key, ids] : siblings) {
-    for (size_t first = 0; first + 1 < ids.size(); first += cpu::kMaxMatMulGroup) {
-      const size_t last = std::min(ids.size(), first + cpu::kMaxMatMulGroup);  // exclusive
+    for (size_t first = 0; first + 1 < ids.size(); first += kernels::kMaxMatMulGroup) {
+      const size_t last = std::min(ids.size(), first + kernels::kMaxMatMulGroup);  // exclusive
       if (last - first < 2) break;
       Node& leader = g.nodes[ids[first]];
       for (size_t k = first + 1; k < last; ++k) {

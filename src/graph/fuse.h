@@ -1,6 +1,6 @@
 // Fusion passes: rewrite a model's graph so that fewer, larger kernels run, with no change to any
-// value the graph computes (every fused kernel gives the bits of the ops it replaces; see
-// cpu::MatMulGroup). Run by Plan::Compile unless PlanOptions::fuse is false.
+// value the graph computes (every fused op gives the bits of the ops it replaces: a contract of
+// kernels::Backend). Run by Plan::Compile unless PlanOptions::fuse is false.
 //
 // In order:
 //   1. GLU: glu(matmul(x, Wg), matmul(x, Wu)), where nothing else reads either product, becomes

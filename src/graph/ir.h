@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cpu/ops.h"
+#include "kernels/types.h"
 #include "tensor/dtype.h"
 
 namespace gannet::graph {
@@ -44,14 +44,10 @@ enum class OpKind {
 };
 const char* OpName(OpKind op);
 
-struct RopeParams {
-  int64_t n_heads = 0, head_dim = 0, n_rot = 0;
-  cpu::RopeMode mode = cpu::RopeMode::kNorm;
-  float base = 10000.0f, freq_scale = 1.0f, attn_factor = 1.0f;
-  float ext_factor = 0.0f, beta_fast = 32.0f, beta_slow = 1.0f;
-  int64_t n_ctx_orig = 0;
-  const float* freq_factors = nullptr;  // [n_rot / 2], borrowed from the model file
-};
+// The op parameters the backends share (kernels/types.h).
+using kernels::GluAct;
+using kernels::RopeMode;
+using RopeParams = kernels::RopeParams;
 
 struct AttentionParams {
   int32_t kv_layer = 0;  // which KV cache layer slot
@@ -70,7 +66,7 @@ struct Node {
   float eps = 0.0f;             // kRmsNorm
   int64_t group = 0;            // kRmsNorm row width (cols for a plain norm, head_dim per head)
   float scale = 1.0f;           // kEmbed, kScale, kSoftcap
-  cpu::GluAct act = cpu::GluAct::kSilu;
+  GluAct act = GluAct::kSilu;
   RopeParams rope;
   AttentionParams attn;
 

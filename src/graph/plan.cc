@@ -1,13 +1,11 @@
 #include "graph/plan.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <limits>
 #include <numeric>
 #include <utility>
 
-#include "kernels/cpu/ops.h"
+#include "kernels/backend.h"
 
 namespace gannet::graph {
 namespace {
@@ -26,12 +24,16 @@ struct Interval {
 
 namespace {
 
-// The arguments of the MatMulGroup that node `id` (a kMatMul leader or a kMatMulGlu) runs; y
-// pointers and scratch are filled in at execution.
-int GroupOutputs(const Graph& g, int32_t id, cpu::MatMulOutput* outs) {
+kernels::Weight W(const WeightRef& w) {
+  return kernels::Weight{.type = w.type, .data = w.data, .rows = w.rows, .cols = w.cols};
+}
+
+// The arguments of the Backend::MatMul that node `id` (a kMatMul leader or a kMatMulGlu) runs; y
+// pointers, x and scratch are filled in at execution.
+int GroupOutputs(const Graph& g, int32_t id, kernels::MatMulOutput* outs) {
   const Node& node = g.nodes[id];
   auto out = [&](const Node& n, const WeightRef& w) {
-    return cpu::MatMulOutput{.wtype = w.type, .w = w.data, .n_out = w.rows, .y = nullptr, .y_stride = n.cols};
+    return kernels::MatMulOutput{.w = W(w), .y = nullptr, .y_stride = n.cols};
   };
   int n = 0;
   outs[n++] = out(node, node.weight);
@@ -43,11 +45,11 @@ int GroupOutputs(const Graph& g, int32_t id, cpu::MatMulOutput* outs) {
   return n;
 }
 
-cpu::MatMulGroupArgs GroupArgs(const Node& node, const cpu::MatMulOutput* outs, int n_outs) {
-  return cpu::MatMulGroupArgs{.x_stride = node.weight.cols, .n_in = node.weight.cols, .n_tokens = node.rows,
-                              .outputs = outs, .n_outputs = n_outs, .pre_norm = node.pre_norm,
-                              .norm_weight = static_cast<const float*>(node.norm.data), .norm_eps = node.eps,
-                              .glu = node.op == OpKind::kMatMulGlu, .act = node.act};
+kernels::MatMulArgs GroupArgs(const Node& node, const kernels::MatMulOutput* outs, int n_outs) {
+  return kernels::MatMulArgs{.x_stride = node.weight.cols, .n_in = node.weight.cols, .n_tokens = node.rows,
+                             .outputs = std::span<const kernels::MatMulOutput>(outs, static_cast<size_t>(n_outs)),
+                             .pre_norm = node.pre_norm, .norm_weight = static_cast<const float*>(node.norm.data),
+                             .norm_eps = node.eps, .glu = node.op == OpKind::kMatMulGlu, .act = node.act};
 }
 
 }  // namespace
@@ -106,21 +108,24 @@ Result<Plan> Plan::Compile(Graph graph, const PlanOptions& options) {
     placed.push_back({offset, sizes[i], first[i], last_use[i]});
     plan.arena_bytes_ = std::max(plan.arena_bytes_, offset + sizes[i]);
   }
-
-  for (int32_t i = 0; i < n; ++i) {
-    const Node& node = graph.nodes[i];
-    if ((node.op == OpKind::kMatMul && node.computed_by < 0) || node.op == OpKind::kMatMulGlu) {
-      cpu::MatMulOutput outs[cpu::kMaxMatMulGroup];
-      const int n_outs = GroupOutputs(graph, i, outs);
-      plan.scratch_bytes_ = std::max(plan.scratch_bytes_, cpu::MatMulGroupScratchBytes(GroupArgs(node, outs, n_outs)));
-    }
-  }
-  plan.scratch_bytes_ = AlignUp(plan.scratch_bytes_);
   plan.graph_ = std::move(graph);
   return plan;
 }
 
-Result<std::span<const float>> Plan::Execute(ThreadPool& pool, const BatchInputs& in, void* arena,
+size_t Plan::scratch_bytes(const kernels::Backend& backend) const {
+  size_t bytes = 0;
+  for (size_t i = 0; i < graph_.nodes.size(); ++i) {
+    const Node& node = graph_.nodes[i];
+    if ((node.op == OpKind::kMatMul && node.computed_by < 0) || node.op == OpKind::kMatMulGlu) {
+      kernels::MatMulOutput outs[kernels::kMaxMatMulGroup];
+      const int n_outs = GroupOutputs(graph_, static_cast<int32_t>(i), outs);
+      bytes = std::max(bytes, backend.MatMulScratchBytes(GroupArgs(node, outs, n_outs)));
+    }
+  }
+  return AlignUp(bytes);
+}
+
+Result<std::span<const float>> Plan::Execute(kernels::Backend& backend, const BatchInputs& in, void* arena,
                                              void* scratch, const NodeObserver* observer) const {
   const int64_t n_tokens = graph_.n_tokens;
   if (static_cast<int64_t>(in.tokens.size()) != n_tokens || static_cast<int64_t>(in.positions.size()) != n_tokens ||
@@ -156,109 +161,73 @@ Result<std::span<const float>> Plan::Execute(ThreadPool& pool, const BatchInputs
                                            std::to_string(node.weight.rows) + " tokens)");
           }
         }
-        cpu::GetRows(node.weight.type, node.weight.data, cols, in.tokens.data(), rows, out, cols);
-        if (node.scale != 1.0f) cpu::Scale(out, rows * cols, node.scale);
+        backend.Embed(W(node.weight), in.tokens, node.scale, out);
         break;
       }
       case OpKind::kMatMul:
       case OpKind::kMatMulGlu: {
         if (node.computed_by >= 0) break;  // written by its group's leader
-        cpu::MatMulOutput outs[cpu::kMaxMatMulGroup];
+        kernels::MatMulOutput outs[kernels::kMaxMatMulGroup];
         const int n_outs = GroupOutputs(graph_, static_cast<int32_t>(i), outs);
         outs[0].y = out;
         for (size_t k = 0; k < node.siblings.size(); ++k) outs[k + 1].y = buf(node.siblings[k]);
-        cpu::MatMulGroupArgs args = GroupArgs(node, outs, n_outs);
+        kernels::MatMulArgs args = GroupArgs(node, outs, n_outs);
         args.x = buf(node.inputs[0]);
         args.scratch = scratch;
-        cpu::MatMulGroup(pool, args);
+        backend.MatMul(args);
         break;
       }
-      case OpKind::kAddBias: {
-        const float* x = buf(node.inputs[0]);
-        const float* b = static_cast<const float*>(node.weight.data);
-        for (int64_t r = 0; r < rows; ++r) cpu::Add(x + r * cols, b, cols, out + r * cols);
+      case OpKind::kAddBias:
+        backend.AddBias(buf(node.inputs[0]), static_cast<const float*>(node.weight.data), rows, cols, out);
         break;
-      }
-      case OpKind::kRmsNorm: {
-        const float* x = buf(node.inputs[0]);
-        const int64_t n_rows = rows * (cols / node.group);
-        cpu::RmsNorm(x, node.group, static_cast<const float*>(node.weight.data), node.eps, n_rows, node.group,
-                     out, node.group);
+      case OpKind::kRmsNorm:
+        backend.RmsNorm(buf(node.inputs[0]), static_cast<const float*>(node.weight.data), node.eps,
+                        rows * (cols / node.group), node.group, out);
         break;
-      }
-      case OpKind::kRope: {
-        const float* x = buf(node.inputs[0]);
-        if (x != out) std::memcpy(out, x, static_cast<size_t>(rows * cols) * sizeof(float));
-        const RopeParams& p = node.rope;
-        cpu::Rope(cpu::RopeArgs{.x = out, .x_stride = cols, .n_tokens = rows, .n_heads = p.n_heads,
-                                .head_dim = p.head_dim, .n_rot = p.n_rot, .pos = in.positions.data(),
-                                .mode = p.mode, .base = p.base, .freq_scale = p.freq_scale,
-                                .freq_factors = p.freq_factors, .attn_factor = p.attn_factor,
-                                .ext_factor = p.ext_factor, .beta_fast = p.beta_fast,
-                                .beta_slow = p.beta_slow, .n_ctx_orig = p.n_ctx_orig});
+      case OpKind::kRope:
+        backend.Rope(node.rope, buf(node.inputs[0]), rows, in.positions.data(), out);
         break;
-      }
       case OpKind::kAttention: {
         const AttentionParams& p = node.attn;
-        const float* q = buf(node.inputs[0]);
-        const float* k = buf(node.inputs[1]);
-        const float* v = buf(node.inputs[2]);
-        const int64_t kv_width = p.n_kv_head * p.head_dim;
-        const int64_t k_cols = graph_.nodes[node.inputs[1]].cols;
-        const int64_t v_cols = graph_.nodes[node.inputs[2]].cols;
         const SeqSlice whole{.row_begin = 0, .row_end = rows, .kv = in.kv, .n_kv = in.n_kv};
         const std::span<const SeqSlice> seqs = in.seqs.empty() ? std::span<const SeqSlice>(&whole, 1) : in.seqs;
         for (const SeqSlice& s : seqs) {
           if (p.kv_layer < 0 || p.kv_layer >= static_cast<int32_t>(s.kv.size())) {
             return Status::Internal("plan: no KV cache view for layer " + std::to_string(p.kv_layer));
           }
-          const KvLayerView& kv = s.kv[p.kv_layer];
-          const int64_t b = s.row_begin, n = s.row_end - s.row_begin;
-          cpu::StoreKv(k + b * k_cols, k_cols, v + b * v_cols, v_cols, n, kv_width, in.positions.data() + b,
-                       kv.k_blocks, kv.v_blocks, kv.block_size);
-          cpu::Attention(pool, cpu::AttentionArgs{
-                                   .q = q + b * cols, .q_stride = cols, .n_tokens = n, .n_head = p.n_head,
-                                   .n_kv_head = p.n_kv_head, .head_dim = p.head_dim,
-                                   .q_pos = in.positions.data() + b,
-                                   .kv = cpu::KvView{.k_blocks = kv.k_blocks, .v_blocks = kv.v_blocks,
-                                                     .block_size = kv.block_size},
-                                   .n_kv = s.n_kv, .window = p.window, .scale = p.scale, .out = out + b * cols,
-                                   .out_stride = cols});
         }
+        backend.Attention(kernels::AttentionArgs{
+            .q = buf(node.inputs[0]), .k = buf(node.inputs[1]), .v = buf(node.inputs[2]), .q_stride = cols,
+            .k_stride = graph_.nodes[node.inputs[1]].cols, .v_stride = graph_.nodes[node.inputs[2]].cols,
+            .n_tokens = rows, .n_head = p.n_head, .n_kv_head = p.n_kv_head, .head_dim = p.head_dim,
+            .positions = in.positions.data(), .seqs = seqs, .kv_layer = p.kv_layer, .window = p.window,
+            .scale = p.scale, .out = out, .out_stride = cols});
         break;
       }
       case OpKind::kGlu:
-        cpu::Glu(node.act, buf(node.inputs[0]), buf(node.inputs[1]), rows * cols, out);
+        backend.Glu(node.act, buf(node.inputs[0]), buf(node.inputs[1]), rows * cols, out);
         break;
       case OpKind::kAdd:
         if (node.pre_norm) {  // out = a + RmsNorm(b) (out never aliases an input)
-          cpu::RmsNorm(buf(node.inputs[1]), cols, static_cast<const float*>(node.norm.data), node.eps, rows, cols,
-                       out, cols);
-          cpu::Add(buf(node.inputs[0]), out, rows * cols, out);
+          backend.AddRmsNorm(buf(node.inputs[0]), buf(node.inputs[1]), static_cast<const float*>(node.norm.data),
+                             node.eps, rows, cols, out);
         } else {
-          cpu::Add(buf(node.inputs[0]), buf(node.inputs[1]), rows * cols, out);
+          backend.Add(buf(node.inputs[0]), buf(node.inputs[1]), rows * cols, out);
         }
         break;
-      case OpKind::kScale: {
-        const float* x = buf(node.inputs[0]);
-        if (x != out) std::memcpy(out, x, static_cast<size_t>(rows * cols) * sizeof(float));
-        cpu::Scale(out, rows * cols, node.scale);
+      case OpKind::kScale:
+        backend.Scale(buf(node.inputs[0]), rows * cols, node.scale, out);
         break;
-      }
-      case OpKind::kSoftcap: {
-        const float* x = buf(node.inputs[0]);
-        const float cap = node.scale;
-        for (int64_t j = 0; j < rows * cols; ++j) out[j] = cap * std::tanh(x[j] / cap);
+      case OpKind::kSoftcap:
+        backend.Softcap(buf(node.inputs[0]), rows * cols, node.scale, out);
         break;
-      }
       case OpKind::kSelectRows: {
-        const float* x = buf(node.inputs[0]);
         const int64_t src_rows = graph_.nodes[node.inputs[0]].rows;
-        for (int64_t r = 0; r < rows; ++r) {
-          const int32_t src = in.output_rows[r];
+        const std::span<const int32_t> sel = in.output_rows.first(static_cast<size_t>(rows));
+        for (int32_t src : sel) {
           if (src < 0 || src >= src_rows) return Status::Internal("plan: output row out of range");
-          std::memcpy(out + r * cols, x + src * cols, static_cast<size_t>(cols) * sizeof(float));
         }
+        backend.GatherRows(buf(node.inputs[0]), cols, sel, out);
         break;
       }
     }

@@ -1,10 +1,13 @@
-// Plan: a Graph compiled for execution on the CPU backend.
+// Plan: a Graph compiled for execution on a kernels::Backend.
 //
 // Compile() decides where every activation lives in one arena: buffers whose lifetimes
 // (producer .. last consumer) overlap never share bytes, all others may (greedy best-fit by size,
-// as in TVM's / TorchInductor's static memory planners). Execute() then runs the nodes in order
-// with no allocation: the caller owns the arena and the matmul scratch, sized by the plan.
-// Thread-safety: a Plan is immutable after Compile; Execute needs exclusive use of the arena.
+// as in TVM's / TorchInductor's static memory planners). Execute() then runs the nodes in order,
+// one Backend call per node, with no allocation: the caller owns the arena and the matmul scratch,
+// sized by the plan (the scratch for a given backend). Compile needs no backend: the fusion passes
+// use only device-neutral facts (kernels/types.h).
+// Thread-safety: a Plan is immutable after Compile; Execute needs exclusive use of the arena, the
+// scratch and the backend.
 #pragma once
 
 #include <atomic>
@@ -15,26 +18,16 @@
 #include <vector>
 
 #include "base/status.h"
-#include "base/thread_pool.h"
 #include "graph/fuse.h"
 #include "graph/ir.h"
+#include "kernels/backend.h"
 
 namespace gannet::graph {
 
-// The K/V storage of one cache layer as the attention kernel reads it (see cpu::KvView).
-struct KvLayerView {
-  uint16_t* const* k_blocks = nullptr;
-  uint16_t* const* v_blocks = nullptr;
-  int64_t block_size = 0;
-};
-
-// One sequence of a multi-sequence batch: token rows [row_begin, row_end) belong to it, their
-// K/V go into its cache views, and they attend to its cache positions [0, n_kv) only.
-struct SeqSlice {
-  int64_t row_begin = 0, row_end = 0;
-  std::span<const KvLayerView> kv;  // one per KV cache layer (this sequence's block table)
-  int64_t n_kv = 0;
-};
+// The K/V storage of one cache layer, and one sequence of a multi-sequence batch (its token rows,
+// its cache views per layer, the positions it may attend): the attention op's terms (kernels/backend.h).
+using KvLayerView = kernels::KvLayerView;
+using SeqSlice = kernels::SeqSlice;
 
 // What changes from one execution to the next: the batch's contents. Either one sequence (`kv`
 // and `n_kv`, `seqs` empty) or several (`seqs`, which then cover every row exactly once, in order).
@@ -71,16 +64,18 @@ class Plan {
   const Graph& graph() const { return graph_; }
   const FuseStats& fuse_stats() const { return fuse_stats_; }
   size_t arena_bytes() const { return arena_bytes_; }
-  size_t scratch_bytes() const { return scratch_bytes_; }
+  // The scratch Execute needs on `backend` (the largest of its matmuls' needs, 64-byte multiple).
+  size_t scratch_bytes(const kernels::Backend& backend) const;
   // Sum of all activation sizes: what the arena would need without reuse (for reporting).
   size_t unplanned_bytes() const { return unplanned_bytes_; }
   // Where node `id`'s output lives in the arena (SIZE_MAX for nodes without a buffer).
   size_t offset(int32_t id) const { return offsets_[id]; }
 
-  // Runs the graph. arena: arena_bytes() bytes, 64-byte aligned; scratch: scratch_bytes().
+  // Runs the graph on `backend`. arena: arena_bytes() bytes, 64-byte aligned; scratch:
+  // scratch_bytes(backend) bytes, 64-byte aligned; both memory the backend addresses.
   // Returns the output rows [n_outputs, vocab] inside the arena (valid until the next Execute).
   // REQUIRES: inputs sized as the graph (n_tokens, n_outputs) and valid token ids.
-  Result<std::span<const float>> Execute(ThreadPool& pool, const BatchInputs& inputs, void* arena,
+  Result<std::span<const float>> Execute(kernels::Backend& backend, const BatchInputs& inputs, void* arena,
                                          void* scratch, const NodeObserver* observer = nullptr) const;
 
  private:
@@ -88,7 +83,6 @@ class Plan {
   FuseStats fuse_stats_;
   std::vector<size_t> offsets_;  // per node, into the arena (SIZE_MAX: no buffer)
   size_t arena_bytes_ = 0;
-  size_t scratch_bytes_ = 0;
   size_t unplanned_bytes_ = 0;
 };
 

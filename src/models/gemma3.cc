@@ -23,7 +23,7 @@ Result<std::unique_ptr<Model>> Gemma3Model::Load(std::shared_ptr<const GgufFile>
   ModelConfig c;
   c.arch = "gemma3";
   GANNET_RETURN_IF_ERROR(ReadCommonConfig(*file, w, c));
-  c.rope_mode = cpu::RopeMode::kNeox;
+  c.rope_mode = kernels::RopeMode::kNeox;
   c.embed_scale = std::sqrt(static_cast<float>(c.n_embd));
   GANNET_ASSIGN_OR_RETURN(c.sliding_window, file->GetIntOr(w.Key("attention.sliding_window"), 0));
   if (c.sliding_window < 0) return Status::Corrupt("gemma3.attention.sliding_window is negative");
@@ -94,7 +94,7 @@ Result<graph::Graph> Gemma3Model::BuildGraph(int64_t n_tokens, int64_t n_outputs
     h = b.RmsNorm(x, L.ffn_norm, c.rms_eps, c.n_embd, "ffn_norm");
     Value g = b.MatMul(h, L.gate, "ffn_gate");
     Value u = b.MatMul(h, L.up, "ffn_up");
-    Value f = b.Glu(g, u, cpu::GluAct::kGeluTanh, "ffn_geglu");
+    Value f = b.Glu(g, u, kernels::GluAct::kGeluTanh, "ffn_geglu");
     f = b.MatMul(f, L.down, "ffn_out");
     f = b.RmsNorm(f, L.post_ffw_norm, c.rms_eps, c.n_embd, "ffn_post_norm");
     x = b.Add(x, f, "l_out");

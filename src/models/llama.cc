@@ -20,7 +20,7 @@ Result<std::unique_ptr<Model>> LlamaModel::Load(std::shared_ptr<const GgufFile> 
   ModelConfig c;
   c.arch = arch;
   GANNET_RETURN_IF_ERROR(ReadCommonConfig(*file, w, c));
-  c.rope_mode = (arch == "llama" || arch == "mistral") ? cpu::RopeMode::kNorm : cpu::RopeMode::kNeox;
+  c.rope_mode = (arch == "llama" || arch == "mistral") ? kernels::RopeMode::kNorm : kernels::RopeMode::kNeox;
 
   std::unique_ptr<LlamaModel> m(new LlamaModel(file, c));
   GANNET_ASSIGN_OR_RETURN(IoWeights io, LoadIoWeights(w, c));
@@ -85,7 +85,7 @@ Result<graph::Graph> LlamaModel::BuildGraph(int64_t n_tokens, int64_t n_outputs)
     h = b.RmsNorm(x, L.ffn_norm, c.rms_eps, c.n_embd, "ffn_norm");
     Value g = b.MatMul(h, L.gate, "ffn_gate");
     Value u = b.MatMul(h, L.up, "ffn_up");
-    Value f = b.Glu(g, u, cpu::GluAct::kSilu, "ffn_swiglu");
+    Value f = b.Glu(g, u, kernels::GluAct::kSilu, "ffn_swiglu");
     f = b.MatMul(f, L.down, "ffn_out");
     x = b.Add(x, f, "l_out");
   }

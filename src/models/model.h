@@ -10,7 +10,6 @@
 #include "base/status.h"
 #include "formats/gguf.h"
 #include "graph/ir.h"
-#include "kernels/cpu/ops.h"
 
 namespace gannet::models {
 
@@ -22,7 +21,7 @@ struct ModelConfig {
   int64_t head_dim_k = 0, head_dim_v = 0, n_rot = 0;
   std::vector<int64_t> n_head, n_head_kv, n_ff;  // per layer
   float rms_eps = 1e-5f;
-  cpu::RopeMode rope_mode = cpu::RopeMode::kNorm;
+  kernels::RopeMode rope_mode = kernels::RopeMode::kNorm;
   float rope_base = 10000.0f, rope_freq_scale = 1.0f;
   float rope_base_swa = 10000.0f, rope_freq_scale_swa = 1.0f;  // sliding-window layers
   float rope_ext_factor = 0.0f, rope_attn_factor = 1.0f, yarn_beta_fast = 32.0f, yarn_beta_slow = 1.0f;

@@ -10,13 +10,17 @@
 #include <cstdint>
 
 #include "base/thread_pool.h"
+#include "kernels/types.h"
 #include "tensor/dtype.h"
 
 namespace gannet::cpu {
 
+// The op parameters every backend shares (kernels/types.h).
+using kernels::GluAct;
+using kernels::kMaxMatMulGroup;
+using kernels::RopeMode;
+
 enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
-// The gated activations of GLU feed-forward blocks (Glu, MatMulGroup).
-enum class GluAct { kGeluTanh, kSilu };
 const char* IsaName(Isa isa);
 
 struct CpuFeatures {
@@ -82,7 +86,6 @@ struct MatMulGroupArgs {
   GluAct act = GluAct::kSilu;
   void* scratch = nullptr;  // at least MatMulGroupScratchBytes()
 };
-inline constexpr int kMaxMatMulGroup = 8;
 size_t MatMulGroupScratchBytes(const MatMulGroupArgs& a);
 // REQUIRES: as MatMul for every output; glu implies n_outputs == 2 and equal n_out.
 void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa = BestIsa());
@@ -135,7 +138,6 @@ void RmsNorm(const float* x, int64_t x_stride, const float* w, float eps, int64_
 // The first n_rot dims of each head rotate; pairs are (2i, 2i+1) for kNorm and (i, i + n_rot/2)
 // for kNeox. theta_i = freq_scale * pos * base^(-2i/n_rot) / freq_factors[i] (freq_factors may
 // be null), computed as ggml does (repeated f32 multiplication); cos/sin scaled by attn_factor.
-enum class RopeMode { kNorm, kNeox };
 struct RopeArgs {
   float* x = nullptr;
   int64_t x_stride = 0;

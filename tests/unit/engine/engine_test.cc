@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <mutex>
 #include <string>
@@ -106,12 +107,22 @@ TEST_P(EngineTest, ConcurrentGreedyRequestsMatchEachAlone) {
   auto serving = Engine::Create(eng->get(), {.block_size = 4, .kv_memory_bytes = pool_bytes,
                                               .max_batch_tokens = 24, .max_seqs = 6, .max_queue = 64});
   ASSERT_TRUE(serving.ok()) << serving.status().ToString();
+  // A gate request holds the step thread in its callback until every request is queued, so all
+  // are admitted together and the schedule (preemptions included) does not depend on timing.
+  std::promise<void> open;
+  std::shared_future<void> opened = open.get_future().share();
+  Collected gate;
+  GenerationCallbacks gate_cb = gate.Callbacks(1);
+  gate_cb.on_token = [opened](const TokenEvent&) { opened.wait(); };
+  ASSERT_TRUE((*serving)->Submit({.prompt = {1, 2}, .max_tokens = 1, .stop_at_eog = false}, gate_cb).ok());
   std::vector<Collected> got(kRequests);
   for (int i = 0; i < kRequests; ++i) {
     GenerationRequest r{.prompt = Prompt(i, 3 + (i * 5) % 23, n_vocab), .max_tokens = 6 + i % 5,
                         .sampling = greedy, .stop_at_eog = false};
-    ASSERT_TRUE((*serving)->Submit(std::move(r), got[i].Callbacks(1)).ok());
+    EXPECT_TRUE((*serving)->Submit(std::move(r), got[i].Callbacks(1)).ok());  // no early return: the gate
   }
+  open.set_value();
+  ASSERT_TRUE(gate.Wait());
   for (int i = 0; i < kRequests; ++i) {
     ASSERT_TRUE(got[i].Wait());
     EXPECT_TRUE(got[i].result.status.ok());
@@ -123,7 +134,7 @@ TEST_P(EngineTest, ConcurrentGreedyRequestsMatchEachAlone) {
   WaitForIdle(**serving);
   const EngineStats st = (*serving)->stats();
   EXPECT_EQ(st.kv_blocks_used, 0);
-  EXPECT_EQ(st.requests_finished, kRequests);
+  EXPECT_EQ(st.requests_finished, kRequests + 1);
   EXPECT_GT(st.steps, 0);
   EXPECT_GT(st.preemptions, 0);  // the pool is too small for six sequences at once
 }

@@ -16,6 +16,7 @@
 
 #include "graph/builder.h"
 #include "graph/plan.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "plan_invariants.h"
 #include "tensor/quant/quant.h"
 
@@ -91,7 +92,7 @@ struct Net {
     Value qk = b.Add(q, k, "qk");
     x = b.Add(b.Add(x, b.MatMul(qk, wo.Ref("wo"), "o"), "res0"), z, "res1");
     Value g = b.RmsNorm(x, Norm(), 1e-6f, d, "ffn_norm");
-    Value f = b.Glu(b.MatMul(g, wg.Ref("wg"), "gate"), b.MatMul(g, wu.Ref("wu"), "up"), cpu::GluAct::kGeluTanh,
+    Value f = b.Glu(b.MatMul(g, wg.Ref("wg"), "gate"), b.MatMul(g, wu.Ref("wu"), "up"), GluAct::kGeluTanh,
                     "geglu");
     // Gemma's post-norm, first operand of the residual add: applied by the add.
     x = b.Add(b.RmsNorm(b.MatMul(f, wd.Ref("wd"), "down"), Norm(), 1e-5f, d, "post_norm"), x, "res2");
@@ -100,7 +101,7 @@ struct Net {
     Value t = b.MatMul(s, wt.Ref("wt"), "t");
     Value a = b.MatMul(t, wa.Ref("wa"), "a");
     Value bb = b.MatMul(t, wb.Ref("wb"), "b");
-    Value c = b.Glu(a, bb, cpu::GluAct::kSilu, "glu2");
+    Value c = b.Glu(a, bb, GluAct::kSilu, "glu2");
     Value y2 = b.Add(b.Add(a, c, "y2"), v, "y3");
     (void)y;
     b.SetOutput(b.MatMul(b.SelectOutputRows(y2, "rows"), wout.Ref("wout"), "logits"));
@@ -194,9 +195,11 @@ TEST(Fuse, FusedPlanGivesTheUnfusedOutputsBitForBit) {
     const BatchInputs in{.tokens = toks, .positions = pos, .output_rows = rows};
     for (int threads : {1, 2, 3}) {
       ThreadPool pool(threads);
+      cpu::CpuBackend backend(pool);
       auto run = [&](const Plan& p) {
-        std::vector<float> arena(p.arena_bytes() / sizeof(float) + 16), scratch(p.scratch_bytes() / sizeof(float) + 16);
-        Result<std::span<const float>> out = p.Execute(pool, in, arena.data(), scratch.data());
+        std::vector<float> arena(p.arena_bytes() / sizeof(float) + 16);
+        std::vector<float> scratch(p.scratch_bytes(backend) / sizeof(float) + 16);
+        Result<std::span<const float>> out = p.Execute(backend, in, arena.data(), scratch.data());
         EXPECT_TRUE(out.ok()) << out.status().ToString();
         return out.ok() ? std::vector<float>(out->begin(), out->end()) : std::vector<float>();
       };
@@ -218,13 +221,15 @@ TEST(Fuse, ObserverSeesEveryExecutedNodeWithItsValues) {
   std::vector<int32_t> toks = {1, 2}, pos = {0, 1}, rows = {0, 1};
   const BatchInputs in{.tokens = toks, .positions = pos, .output_rows = rows};
   ThreadPool pool(2);
+  cpu::CpuBackend backend(pool);
   auto observe = [&](const Plan& p) {
     std::map<std::string, std::vector<float>> seen;
     NodeObserver obs = [&](const Node& node, const float* data) {
       seen[node.name].assign(data, data + node.rows * node.cols);
     };
-    std::vector<float> arena(p.arena_bytes() / sizeof(float) + 16), scratch(p.scratch_bytes() / sizeof(float) + 16);
-    EXPECT_TRUE(p.Execute(pool, in, arena.data(), scratch.data(), &obs).ok());
+    std::vector<float> arena(p.arena_bytes() / sizeof(float) + 16);
+    std::vector<float> scratch(p.scratch_bytes(backend) / sizeof(float) + 16);
+    EXPECT_TRUE(p.Execute(backend, in, arena.data(), scratch.data(), &obs).ok());
     return seen;
   };
   const auto f = observe(*fused), u = observe(*plain);

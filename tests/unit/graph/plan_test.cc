@@ -3,6 +3,7 @@
 // execution against a direct scalar computation.
 #include "graph/plan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -10,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "graph/builder.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "plan_invariants.h"
 
 namespace gannet::graph {
@@ -48,7 +50,7 @@ struct Mlp {
       Value h = b.RmsNorm(x, F32Weight(norm, 1, d, "norm"), 1e-5f, d, "norm");
       Value g = b.MatMul(h, F32Weight(w1[l], ff, d, "w1"), "gate");
       Value u = b.MatMul(h, F32Weight(w3[l], ff, d, "w3"), "up");
-      Value f = b.MatMul(b.Glu(g, u, cpu::GluAct::kSilu, "glu"), F32Weight(w2[l], d, ff, "w2"), "down");
+      Value f = b.MatMul(b.Glu(g, u, GluAct::kSilu, "glu"), F32Weight(w2[l], d, ff, "w2"), "down");
       x = b.Add(x, f, "out");
     }
     b.SetLayer(-1);
@@ -110,17 +112,19 @@ TEST(PlanTest, ExecutesLikeDirectComputation) {
   Mlp m;
   for (int threads : {1, 3}) {
     ThreadPool pool(threads);
+    cpu::CpuBackend backend(pool);
     std::vector<int32_t> toks = {3, 0, 10, 7, 7};
     Result<Graph> g = m.Build(static_cast<int64_t>(toks.size()));
     ASSERT_TRUE(g.ok());
     Result<Plan> p = Plan::Compile(*g);
     ASSERT_TRUE(p.ok());
-    std::vector<float> arena(p->arena_bytes() / sizeof(float) + 16), scratch(p->scratch_bytes() / sizeof(float) + 16);
+    std::vector<float> arena(p->arena_bytes() / sizeof(float) + 16);
+    std::vector<float> scratch(p->scratch_bytes(backend) / sizeof(float) + 16);
     std::vector<int32_t> pos = {0, 1, 2, 3, 4}, rows = {0, 1, 2, 3, 4};
     BatchInputs in{.tokens = toks, .positions = pos, .output_rows = rows};
     int observed = 0;
     NodeObserver obs = [&](const Node&, const float*) { ++observed; };
-    Result<std::span<const float>> out = p->Execute(pool, in, arena.data(), scratch.data(), &obs);
+    Result<std::span<const float>> out = p->Execute(backend, in, arena.data(), scratch.data(), &obs);
     ASSERT_TRUE(out.ok()) << out.status().ToString();
     EXPECT_EQ(observed, static_cast<int>(p->graph().nodes.size()) - 1);
     std::vector<double> want = m.Direct(toks);
@@ -129,7 +133,77 @@ TEST(PlanTest, ExecutesLikeDirectComputation) {
     // A token outside the table is an error, not a read past it.
     std::vector<int32_t> bad = {3, 0, 11, 7, 7};
     in.tokens = bad;
-    EXPECT_FALSE(p->Execute(pool, in, arena.data(), scratch.data()).ok());
+    EXPECT_FALSE(p->Execute(backend, in, arena.data(), scratch.data()).ok());
+  }
+}
+
+// A backend that counts its calls and forwards them to the CPU one: the plan reaches the kernels only
+// through kernels::Backend, one call per executed node.
+class CountingBackend final : public kernels::Backend {
+ public:
+  explicit CountingBackend(kernels::Backend& inner) : inner_(inner) {}
+  int calls = 0;
+  const char* name() const override { return "counting"; }
+  void Embed(const kernels::Weight& t, std::span<const int32_t> tok, float s, float* out) override {
+    ++calls; inner_.Embed(t, tok, s, out);
+  }
+  size_t MatMulScratchBytes(const kernels::MatMulArgs& a) const override { return inner_.MatMulScratchBytes(a); }
+  void MatMul(const kernels::MatMulArgs& a) override { ++calls; inner_.MatMul(a); }
+  void AddBias(const float* x, const float* b, int64_t r, int64_t c, float* out) override {
+    ++calls; inner_.AddBias(x, b, r, c, out);
+  }
+  void RmsNorm(const float* x, const float* w, float eps, int64_t r, int64_t c, float* out) override {
+    ++calls; inner_.RmsNorm(x, w, eps, r, c, out);
+  }
+  void Rope(const kernels::RopeParams& p, const float* x, int64_t n, const int32_t* pos, float* out) override {
+    ++calls; inner_.Rope(p, x, n, pos, out);
+  }
+  void Attention(const kernels::AttentionArgs& a) override { ++calls; inner_.Attention(a); }
+  void Glu(GluAct act, const float* g, const float* u, int64_t n, float* out) override {
+    ++calls; inner_.Glu(act, g, u, n, out);
+  }
+  void Add(const float* a, const float* b, int64_t n, float* out) override { ++calls; inner_.Add(a, b, n, out); }
+  void AddRmsNorm(const float* a, const float* b, const float* w, float eps, int64_t r, int64_t c,
+                  float* out) override {
+    ++calls; inner_.AddRmsNorm(a, b, w, eps, r, c, out);
+  }
+  void Scale(const float* x, int64_t n, float s, float* out) override { ++calls; inner_.Scale(x, n, s, out); }
+  void Softcap(const float* x, int64_t n, float cap, float* out) override {
+    ++calls; inner_.Softcap(x, n, cap, out);
+  }
+  void GatherRows(const float* x, int64_t c, std::span<const int32_t> rows, float* out) override {
+    ++calls; inner_.GatherRows(x, c, rows, out);
+  }
+
+ private:
+  kernels::Backend& inner_;
+};
+
+TEST(PlanTest, ExecutesThroughTheBackendOneCallPerNode) {
+  Mlp m;
+  ThreadPool pool(2);
+  cpu::CpuBackend cpu_backend(pool);
+  std::vector<int32_t> toks = {3, 0, 10}, pos = {0, 1, 2}, rows = {0, 1, 2};
+  const BatchInputs in{.tokens = toks, .positions = pos, .output_rows = rows};
+  for (bool fuse : {false, true}) {
+    Result<Graph> g = m.Build(static_cast<int64_t>(toks.size()));
+    ASSERT_TRUE(g.ok());
+    Result<Plan> p = Plan::Compile(*g, {.fuse = fuse});
+    ASSERT_TRUE(p.ok());
+    CountingBackend counting(cpu_backend);
+    EXPECT_EQ(p->scratch_bytes(counting), p->scratch_bytes(cpu_backend));
+    std::vector<float> arena(p->arena_bytes() / sizeof(float) + 16);
+    std::vector<float> a(p->scratch_bytes(cpu_backend) / sizeof(float) + 16);
+    Result<std::span<const float>> out = p->Execute(counting, in, arena.data(), a.data());
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    int executed = 0;
+    for (const Node& node : p->graph().nodes) executed += node.op != OpKind::kTokens && node.computed_by < 0;
+    EXPECT_EQ(counting.calls, executed) << "fuse " << fuse;
+    const std::vector<float> got(out->begin(), out->end());
+    std::vector<float> b(p->scratch_bytes(cpu_backend) / sizeof(float) + 16);
+    Result<std::span<const float>> direct = p->Execute(cpu_backend, in, arena.data(), b.data());
+    ASSERT_TRUE(direct.ok());
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), direct->begin(), direct->end()));
   }
 }
 

@@ -1,0 +1,127 @@
+// Backend: the operations a compiled graph (graph/plan.h) executes, one call per graph node, on one
+// device. graph/ knows only this interface; kernels/cpu implements it (cpu::CpuBackend), a CUDA
+// backend will too. An op describes a whole node (all its tokens, heads and sequences), so a device
+// backend can run it as one launch.
+//
+// Memory: every activation pointer (x, out, q, ...) points into the plan's arena, and `scratch`
+// into the caller's scratch block, both memory the backend addresses directly (host memory for the
+// CPU backend). Weights are borrowed views into the model file (kernels::Weight). No op allocates.
+// Activations are row-major f32 [rows, cols], contiguous unless a stride is given (in elements).
+// The fused ops (MatMul with several outputs, pre_norm or glu; AddRmsNorm) give exactly the bits of
+// the same backend's separate ops: fusion is decided without knowing the device, and fused and
+// unfused plans are compared bit for bit (tests/unit/graph/fuse_test.cc).
+// Thread-safety: one caller at a time per Backend object (ops may use all of its threads).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "kernels/types.h"
+
+namespace gannet::kernels {
+
+// The K/V storage of one cache layer of one sequence: f16 values in blocks of `block_size` token
+// slots; slot s of a block holds [n_kv_head, head_dim] values; position p lives in block
+// p / block_size, slot p % block_size. (A single-sequence cache is one block of n_ctx slots.)
+struct KvLayerView {
+  uint16_t* const* k_blocks = nullptr;
+  uint16_t* const* v_blocks = nullptr;
+  int64_t block_size = 0;
+};
+
+// One sequence of a multi-sequence batch: token rows [row_begin, row_end) belong to it, their
+// K/V go into its cache views, and they attend to its cache positions [0, n_kv) only.
+struct SeqSlice {
+  int64_t row_begin = 0, row_end = 0;
+  std::span<const KvLayerView> kv;  // one per KV cache layer (this sequence's block table)
+  int64_t n_kv = 0;
+};
+
+// One product of a MatMul: y [n_tokens, w.rows] (row stride y_stride) = x . w^T.
+struct MatMulOutput {
+  Weight w;
+  float* y = nullptr;  // unused for the up half of a GLU pair
+  int64_t y_stride = 0;
+};
+
+// Up to kMaxMatMulGroup products of ONE activation matrix x [n_tokens, n_in] (row stride
+// x_stride), each output with the bits a separate matmul gives it (after a separate RmsNorm when
+// pre_norm, before a separate Glu when glu).
+struct MatMulArgs {
+  const float* x = nullptr;
+  int64_t x_stride = 0;
+  int64_t n_in = 0, n_tokens = 0;
+  std::span<const MatMulOutput> outputs;  // 1 .. kMaxMatMulGroup, every w.cols == n_in
+  // Pre-norm: each x row is used as RmsNorm(row, norm_weight, norm_eps) (norm_weight may be null).
+  bool pre_norm = false;
+  const float* norm_weight = nullptr;
+  float norm_eps = 0.0f;
+  // GLU pair: outputs[0] is the gate, outputs[1] the up projection (same rows); outputs[0].y
+  // receives act(gate) * up.
+  bool glu = false;
+  GluAct act = GluAct::kSilu;
+  void* scratch = nullptr;  // at least MatMulScratchBytes(*this) bytes, 64-byte aligned
+};
+
+// Causal attention of one layer over the batch's sequences. For each sequence s (seqs cover the
+// rows [0, n_tokens) in order): its rows of k and v are first stored into s.kv[kv_layer] at their
+// positions (converted to f16), then out[t, h, :] = softmax_p(scale * q[t, h, :] . K[p, h / (n_head
+// / n_kv_head), :]) V[p, ...] over its positions p <= positions[t], p < s.n_kv and, when window > 0,
+// positions[t] - p < window.
+struct AttentionArgs {
+  const float* q = nullptr;  // [n_tokens, n_head * head_dim], row stride q_stride
+  const float* k = nullptr;  // [n_tokens, n_kv_head * head_dim], row stride k_stride
+  const float* v = nullptr;  // [n_tokens, n_kv_head * head_dim], row stride v_stride
+  int64_t q_stride = 0, k_stride = 0, v_stride = 0;
+  int64_t n_tokens = 0, n_head = 0, n_kv_head = 0, head_dim = 0;
+  const int32_t* positions = nullptr;  // [n_tokens]
+  std::span<const SeqSlice> seqs;
+  int32_t kv_layer = 0;  // REQUIRES: < seqs[i].kv.size() for every i
+  int64_t window = 0;    // 0: full causal attention
+  float scale = 1.0f;
+  float* out = nullptr;  // [n_tokens, n_head * head_dim], row stride out_stride
+  int64_t out_stride = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual const char* name() const = 0;
+
+  // out [n, table.cols] = table rows tokens[i] as f32, times scale.
+  // REQUIRES: 0 <= tokens[i] < table.rows.
+  virtual void Embed(const Weight& table, std::span<const int32_t> tokens, float scale, float* out) = 0;
+
+  // Bytes of scratch a MatMul with these shapes and types needs (pointers in `a` are not read).
+  virtual size_t MatMulScratchBytes(const MatMulArgs& a) const = 0;
+  // REQUIRES: n_in is a multiple of every weight type's block size; the backend loads the types.
+  virtual void MatMul(const MatMulArgs& a) = 0;
+
+  // out [rows, cols] = x + bias (a row vector of cols values, broadcast over rows).
+  virtual void AddBias(const float* x, const float* bias, int64_t rows, int64_t cols, float* out) = 0;
+  // out [rows, cols] = each row / sqrt(mean(row^2) + eps) * w (w: cols values, may be null).
+  // In place allowed (out == x).
+  virtual void RmsNorm(const float* x, const float* w, float eps, int64_t rows, int64_t cols, float* out) = 0;
+  // out [n_tokens, n_heads * head_dim] = x rotated at positions[t] (x == out allowed).
+  virtual void Rope(const RopeParams& p, const float* x, int64_t n_tokens, const int32_t* positions,
+                    float* out) = 0;
+  virtual void Attention(const AttentionArgs& a) = 0;
+  // out = act(gate) * up (n values). In place allowed.
+  virtual void Glu(GluAct act, const float* gate, const float* up, int64_t n, float* out) = 0;
+  // out = a + b (n values). In place allowed.
+  virtual void Add(const float* a, const float* b, int64_t n, float* out) = 0;
+  // out [rows, cols] = a + RmsNorm(b, w, eps) row by row (a post-norm residual add).
+  // REQUIRES: out aliases neither a nor b.
+  virtual void AddRmsNorm(const float* a, const float* b, const float* w, float eps, int64_t rows, int64_t cols,
+                          float* out) = 0;
+  // out = x * s (n values; x == out allowed).
+  virtual void Scale(const float* x, int64_t n, float s, float* out) = 0;
+  // out = cap * tanh(x / cap) (n values; x == out allowed).
+  virtual void Softcap(const float* x, int64_t n, float cap, float* out) = 0;
+  // out [rows.size(), cols] = x rows rows[i]. REQUIRES: every index is a row of x; out does not alias x.
+  virtual void GatherRows(const float* x, int64_t cols, std::span<const int32_t> rows, float* out) = 0;
+};
+
+}  // namespace gannet::kernels
