@@ -117,10 +117,10 @@ def main():
     for name, (binary, extra) in variants.items():
         print(f"- {name}: `{' '.join([shown(binary), args.command, *extra])}`")
     for m in report["models"]:
-        print(f"\n## {m['model']}\n\n| test | A | B | B/A |\n|---|---|---|---|")
-        tests = [("pp_tps", f"pp{args.n_prompt} t/s"), ("tg_tps", f"tg{args.n_gen} t/s")]
+        print(f"\n## {m['model']}\n\n| test | A t/s | B t/s | B/A |\n|---|---|---|---|")
+        tests = [("pp_tps", f"pp{args.n_prompt}"), ("tg_tps", f"tg{args.n_gen}")]
         if args.command == "run":
-            tests.append(("wall_s", "wall s"))
+            tests.append(("wall_s", "wall (s, not t/s)"))
         for key, test in tests:
             a, b = m["A"][key], m["B"][key]
             print(f"| {test} | {a['median']:.2f} [{a['min']:.2f}-{a['max']:.2f}] | "
