@@ -63,7 +63,8 @@ int main() {
   const unsigned n = std::max(1u, std::thread::hardware_concurrency());
   std::vector<double> rates(n);
   std::vector<std::thread> threads;
-  for (unsigned i = 0; i < n; ++i) threads.emplace_back([&rates, i] { rates[i] = Int8Rate<Step::kMaddubs>(); });
+  for (unsigned i = 0; i < n; ++i)
+    threads.emplace_back([&rates, i] { rates[i] = Int8Rate<Step::kMaddubs>(); });
   double total = 0;
   for (unsigned i = 0; i < n; ++i) {
     threads[i].join();

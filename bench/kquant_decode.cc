@@ -26,7 +26,9 @@ namespace {
 // ---- Baseline: the previous one-row decode kernels --------------------------------------------
 namespace baseline {
 
-inline __m256i LoadU256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline __m256i LoadU256(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
 
 inline int HorizontalSumI32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -36,10 +38,12 @@ inline int HorizontalSumI32(__m256i v) {
 }
 
 inline float AccumulateBlock(float acc, float dxd, int isum) {
-  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(dxd), _mm_cvtsi32_ss(_mm_setzero_ps(), isum), _mm_set_ss(acc)));
+  return _mm_cvtss_f32(
+      _mm_fmadd_ss(_mm_set_ss(dxd), _mm_cvtsi32_ss(_mm_setzero_ps(), isum), _mm_set_ss(acc)));
 }
 inline float SubtractBlock(float acc, float dxd, int msum) {
-  return _mm_cvtss_f32(_mm_fnmadd_ss(_mm_set_ss(dxd), _mm_cvtsi32_ss(_mm_setzero_ps(), msum), _mm_set_ss(acc)));
+  return _mm_cvtss_f32(
+      _mm_fnmadd_ss(_mm_set_ss(dxd), _mm_cvtsi32_ss(_mm_setzero_ps(), msum), _mm_set_ss(acc)));
 }
 
 inline void DecodeScalesK4(const uint8_t* q, uint8_t sc[8], uint8_t m[8]) {
@@ -60,7 +64,8 @@ inline void UnpackQ45K(const uint8_t* qs, __m256i* hbits, __m256i* lo, __m256i* 
   if constexpr (kHighBit) {
     const __m256i one = _mm256_set1_epi8(1);
     *lo = _mm256_or_si256(*lo, _mm256_slli_epi16(_mm256_and_si256(*hbits, one), 4));
-    *hi = _mm256_or_si256(*hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(*hbits, 1), one), 4));
+    *hi = _mm256_or_si256(
+        *hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(*hbits, 1), one), 4));
     *hbits = _mm256_srli_epi16(*hbits, 2);
   }
 }
@@ -86,16 +91,18 @@ void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
         __m256i lo, hi;
         UnpackQ45K<kHighBit>(wb.qs + 32 * c, &hbits, &lo, &hi);
         const int8_t* q8 = x[b].qs + 64 * c;
-        const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, LoadU256(q8)), _mm256_set1_epi16(sc[2 * c]));
-        const __m256i p_hi =
-            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, LoadU256(q8 + 32)), _mm256_set1_epi16(sc[2 * c + 1]));
+        const __m256i p_lo =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(lo, LoadU256(q8)), _mm256_set1_epi16(sc[2 * c]));
+        const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, LoadU256(q8 + 32)),
+                                               _mm256_set1_epi16(sc[2 * c + 1]));
         sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
       }
       const float d = _cvtsh_ss(wb.d), dmin = _cvtsh_ss(wb.dmin);
       const BlockQ8_K& xb = x[b];
       acc = AccumulateBlock(acc, d * xb.d, HorizontalSumI32(sumi));
       const __m256i bs = LoadU256(xb.bsums);
-      const __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+      const __m128i pair =
+          _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
       __m128i m = _mm_madd_epi16(mins16, pair);
       m = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
       m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 1));
@@ -111,7 +118,8 @@ inline void UnpackQ6K(const BlockQ6_K& wb, int n, __m256i q[4]) {
   const __m256i ql0 = LoadU256(wb.ql + 64 * n);
   const __m256i ql1 = LoadU256(wb.ql + 64 * n + 32);
   const __m256i qh = LoadU256(wb.qh + 32 * n);
-  q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
+  q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4),
+                         _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
   q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
   q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
@@ -124,19 +132,23 @@ void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   const int64_t nb = t.n_in / 256;
   const auto* x = reinterpret_cast<const BlockQ8_K*>(t.xq);
   for (int64_t r = r0; r < r1; ++r) {
-    const auto* w = reinterpret_cast<const BlockQ6_K*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
+    const auto* w =
+        reinterpret_cast<const BlockQ6_K*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
     float acc = 0.0f;
     for (int64_t b = 0; b < nb; ++b) {
       const BlockQ6_K& wb = w[b];
-      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
-      __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                      _mm256_slli_epi32(_mm256_madd_epi16(sc16, LoadU256(x[b].bsums)), 5));
+      const __m256i sc16 =
+          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
+      __m256i sumi =
+          _mm256_sub_epi32(_mm256_setzero_si256(),
+                           _mm256_slli_epi32(_mm256_madd_epi16(sc16, LoadU256(x[b].bsums)), 5));
       for (int n = 0; n < 2; ++n) {
         __m256i q[4];
         UnpackQ6K(wb, n, q);
         for (int k = 0; k < 4; ++k) {
           const int s = 8 * n + 2 * k;
-          const __m256i scale = _mm256_setr_m128i(_mm_set1_epi16(wb.scales[s]), _mm_set1_epi16(wb.scales[s + 1]));
+          const __m256i scale =
+              _mm256_setr_m128i(_mm_set1_epi16(wb.scales[s]), _mm_set1_epi16(wb.scales[s + 1]));
           const __m256i p = _mm256_maddubs_epi16(q[k], LoadU256(x[b].qs + 128 * n + 32 * k));
           sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale));
         }
@@ -149,10 +161,14 @@ void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
 
 MatMulTileFn Kernel(DType t) {
   switch (t) {
-    case DType::kQ4_K: return &TileQ45K<BlockQ4_K, false>;
-    case DType::kQ5_K: return &TileQ45K<BlockQ5_K, true>;
-    case DType::kQ6_K: return &TileQ6K;
-    default: return nullptr;
+    case DType::kQ4_K:
+      return &TileQ45K<BlockQ4_K, false>;
+    case DType::kQ5_K:
+      return &TileQ45K<BlockQ5_K, true>;
+    case DType::kQ6_K:
+      return &TileQ6K;
+    default:
+      return nullptr;
   }
 }
 
@@ -233,11 +249,13 @@ void Run(const Case& c, int rounds) {
   const double macs = static_cast<double>(c.n_out) * static_cast<double>(c.n_in);
   const double hot_macs = static_cast<double>(hot_rows) * static_cast<double>(c.n_in);
   const double co = Median(cold[0]), cn = Median(cold[1]), ho = Median(hot[0]), hn = Median(hot[1]);
-  std::printf("%-28s %-5s %6lldx%-6lld cold: old %6.2f new %6.2f MAC/ns x%.2f (new %5.1f GB/s)"
-              " | hot: old %6.2f new %6.2f x%.2f | bits %s\n",
-              c.what, std::string(DTypeName(c.type)).c_str(), static_cast<long long>(c.n_out), static_cast<long long>(c.n_in),
-              macs / co, macs / cn, co / cn, static_cast<double>(matrix) / cn, hot_macs / ho, hot_macs / hn, ho / hn,
-              same ? "same" : "DIFFER");
+  std::printf(
+      "%-28s %-5s %6lldx%-6lld cold: old %6.2f new %6.2f MAC/ns x%.2f (new %5.1f GB/s)"
+      " | hot: old %6.2f new %6.2f x%.2f | bits %s\n",
+      c.what, std::string(DTypeName(c.type)).c_str(), static_cast<long long>(c.n_out),
+      static_cast<long long>(c.n_in), macs / co, macs / cn, co / cn,
+      static_cast<double>(matrix) / cn, hot_macs / ho, hot_macs / hn, ho / hn,
+      same ? "same" : "DIFFER");
 }
 
 }  // namespace
@@ -257,8 +275,9 @@ int main(int argc, char** argv) {
       {"llama-1b ffn_down", DType::kQ6_K, 2048, 8192},
       {"llama-1b ffn_down (Q5_K)", DType::kQ5_K, 2048, 8192},
   };
-  std::printf("one-token K-quant matmul, one thread, %d interleaved rounds (medians); command: %s %d\n", rounds,
-              argv[0], rounds);
+  std::printf(
+      "one-token K-quant matmul, one thread, %d interleaved rounds (medians); command: %s %d\n",
+      rounds, argv[0], rounds);
   for (const auto& c : cases) gannet::cpu::Run(c, rounds);
   return 0;
 }

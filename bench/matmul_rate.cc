@@ -22,8 +22,8 @@ namespace {
 
 bool ParseType(const std::string& name, gannet::DType* out) {
   using gannet::DType;
-  for (const DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ4_K,
-                        DType::kQ5_K, DType::kQ6_K}) {
+  for (const DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
+                        DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     if (name == gannet::DTypeName(t)) {
       *out = t;
       return true;
@@ -38,16 +38,21 @@ int main(int argc, char** argv) {
   using namespace gannet;
   DType wtype;
   if (argc < 6 || !ParseType(argv[1], &wtype)) {
-    std::fprintf(stderr, "usage: matmul_rate TYPE N_OUT N_IN TOKENS THREADS [REPS]  (TYPE: q4_0 q4_1 q5_0 q5_1 "
-                         "q8_0 q4_K q5_K q6_K)\n");
+    std::fprintf(
+        stderr,
+        "usage: matmul_rate TYPE N_OUT N_IN TOKENS THREADS [REPS]  (TYPE: q4_0 q4_1 q5_0 q5_1 "
+        "q8_0 q4_K q5_K q6_K)\n");
     return 2;
   }
-  const int64_t n_out = std::atoll(argv[2]), n_in = std::atoll(argv[3]), n_tokens = std::atoll(argv[4]);
+  const int64_t n_out = std::atoll(argv[2]), n_in = std::atoll(argv[3]),
+                n_tokens = std::atoll(argv[4]);
   const int threads = std::atoi(argv[5]), reps = argc > 6 ? std::atoi(argv[6]) : 7;
   const int64_t block = Traits(wtype).block_size;
   if (n_out < 1 || n_in < block || n_in % block != 0 || n_tokens < 1 || threads < 1 || reps < 1) {
-    std::fprintf(stderr, "matmul_rate: need N_OUT >= 1, N_IN a multiple of %lld, TOKENS, THREADS, REPS >= 1\n",
-                 static_cast<long long>(block));
+    std::fprintf(
+        stderr,
+        "matmul_rate: need N_OUT >= 1, N_IN a multiple of %lld, TOKENS, THREADS, REPS >= 1\n",
+        static_cast<long long>(block));
     return 2;
   }
   // Random weight rows quantized by the library's own quantizer: valid blocks of every type.
@@ -68,8 +73,15 @@ int main(int argc, char** argv) {
   for (float& v : x) v = unit(rng);
   std::vector<uint8_t> scratch(cpu::MatMulScratchBytes(wtype, n_in, n_tokens) + 64);
   ThreadPool pool(threads);
-  const cpu::MatMulArgs a{.wtype = wtype, .w = w.data(), .n_out = n_out, .n_in = n_in, .x = x.data(),
-                          .x_stride = n_in, .n_tokens = n_tokens, .y = y.data(), .y_stride = n_out,
+  const cpu::MatMulArgs a{.wtype = wtype,
+                          .w = w.data(),
+                          .n_out = n_out,
+                          .n_in = n_in,
+                          .x = x.data(),
+                          .x_stride = n_in,
+                          .n_tokens = n_tokens,
+                          .y = y.data(),
+                          .y_stride = n_out,
                           .scratch = scratch.data()};
   double best = 1e30;
   for (int i = 0; i <= reps; ++i) {  // the first call warms caches and the pool
@@ -78,8 +90,10 @@ int main(int argc, char** argv) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (i > 0) best = std::min(best, s);
   }
-  std::printf("%s %lldx%lld x %lld tokens, %d threads: %.2f G multiply-adds/s (best of %d, %.3f ms)\n", argv[1],
-              static_cast<long long>(n_out), static_cast<long long>(n_in), static_cast<long long>(n_tokens), threads,
-              static_cast<double>(n_out * n_in * n_tokens) / best / 1e9, reps, best * 1e3);
+  std::printf(
+      "%s %lldx%lld x %lld tokens, %d threads: %.2f G multiply-adds/s (best of %d, %.3f ms)\n",
+      argv[1], static_cast<long long>(n_out), static_cast<long long>(n_in),
+      static_cast<long long>(n_tokens), threads,
+      static_cast<double>(n_out * n_in * n_tokens) / best / 1e9, reps, best * 1e3);
   return 0;
 }

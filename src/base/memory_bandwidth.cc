@@ -35,11 +35,14 @@ Result<double> MeasureReadBandwidth(ThreadPool& pool, const ReadBandwidthOptions
   if (options.buffer_bytes < (size_t{1} << 20)) {
     return Status::InvalidArgument("bandwidth buffer must be at least 1 MiB");
   }
-  if (options.passes < 1) return Status::InvalidArgument("bandwidth measurement needs at least one pass");
+  if (options.passes < 1)
+    return Status::InvalidArgument("bandwidth measurement needs at least one pass");
   const int64_t n_words = static_cast<int64_t>(options.buffer_bytes / sizeof(uint64_t));
-  std::unique_ptr<uint64_t, FreeDeleter> buf(static_cast<uint64_t*>(std::malloc(n_words * sizeof(uint64_t))));
+  std::unique_ptr<uint64_t, FreeDeleter> buf(
+      static_cast<uint64_t*>(std::malloc(n_words * sizeof(uint64_t))));
   if (buf == nullptr) {
-    return Status::ResourceExhausted("cannot allocate " + std::to_string(options.buffer_bytes >> 20) +
+    return Status::ResourceExhausted("cannot allocate " +
+                                     std::to_string(options.buffer_bytes >> 20) +
                                      " MiB to measure memory bandwidth");
   }
   uint64_t* words = buf.get();
@@ -54,12 +57,14 @@ Result<double> MeasureReadBandwidth(ThreadPool& pool, const ReadBandwidthOptions
   uint64_t check = 0;
   for (int pass = 0; pass < options.passes; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
-    pool.ParallelFor(n_words, [&](int64_t b, int64_t e, int ti) { sums[ti] = SumWords(words, b, e); });
+    pool.ParallelFor(n_words,
+                     [&](int64_t b, int64_t e, int ti) { sums[ti] = SumWords(words, b, e); });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     for (uint64_t v : sums) check ^= v;
     if (s > 0) best = std::max(best, static_cast<double>(n_words * sizeof(uint64_t)) / s / 1e9);
   }
-  // `check` depends on every word read; a volatile store keeps the compiler from dropping the reads.
+  // `check` depends on every word read; a volatile store keeps the compiler from dropping the
+  // reads.
   volatile uint64_t sink = check;
   (void)sink;
   if (best <= 0) return Status::Internal("memory bandwidth pass took no measurable time");

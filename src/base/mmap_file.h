@@ -30,7 +30,8 @@ class MmapFile {
 
   // Tells the kernel that the whole pages inside `range` (a part of this mapping) will not be read
   // again soon, so one pass over a file larger than memory does not keep it all resident. The
-  // bytes stay readable: they are paged in again from the file. Ignores a range outside the mapping.
+  // bytes stay readable: they are paged in again from the file. Ignores a range outside the
+  // mapping.
   void DropPages(std::span<const uint8_t> range) const;
 
  private:

@@ -33,13 +33,17 @@ class Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+  static Status InvalidArgument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
   static Status Corrupt(std::string m) { return {StatusCode::kCorrupt, std::move(m)}; }
   static Status Unsupported(std::string m) { return {StatusCode::kUnsupported, std::move(m)}; }
   static Status OutOfRange(std::string m) { return {StatusCode::kOutOfRange, std::move(m)}; }
-  static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
+  static Status ResourceExhausted(std::string m) {
+    return {StatusCode::kResourceExhausted, std::move(m)};
+  }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 
@@ -60,8 +64,8 @@ class Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}                       // NOLINT: implicit by design
-  Result(Status status) : v_(std::move(status)) {                 // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
+  Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     if (std::get<Status>(v_).ok()) v_ = Status::Internal("Result constructed from an OK status");
   }
 
@@ -88,14 +92,14 @@ class [[nodiscard]] Result {
 
 }  // namespace gannet
 
-#define GANNET_CHECK(cond) \
-  do {                     \
+#define GANNET_CHECK(cond)                                         \
+  do {                                                             \
     if (!(cond)) ::gannet::CheckFailed(__FILE__, __LINE__, #cond); \
   } while (0)
 
-#define GANNET_RETURN_IF_ERROR(expr)          \
-  do {                                        \
-    ::gannet::Status gannet_status_ = (expr); \
+#define GANNET_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::gannet::Status gannet_status_ = (expr);        \
     if (!gannet_status_.ok()) return gannet_status_; \
   } while (0)
 

@@ -25,7 +25,8 @@ ThreadPool::ThreadPool(int n_threads) {
   // Each worker starts from the generation current now, not when its thread first runs: a Run()
   // issued before a worker is scheduled must still be seen as new work by it.
   const uint64_t start = generation_.load(std::memory_order_relaxed);
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i, start] { WorkerLoop(i, start); });
+  for (int i = 1; i < n_threads_; ++i)
+    workers_.emplace_back([this, i, start] { WorkerLoop(i, start); });
 }
 
 ThreadPool::~ThreadPool() {

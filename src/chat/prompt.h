@@ -4,7 +4,8 @@
 //   ChatRenderInput in{.messages = messages, .now = std::time(nullptr)};
 //   Result<std::vector<int32_t>> ids = RenderChatPrompt(tmpl, tok, std::move(in));
 //
-// Thread-safety: as ChatTemplate::Render and Tokenizer::Encode (both const): concurrent calls are fine.
+// Thread-safety: as ChatTemplate::Render and Tokenizer::Encode (both const): concurrent calls are
+// fine.
 #pragma once
 
 #include <cstdint>
@@ -16,13 +17,14 @@
 
 namespace gannet {
 
-// Renders `input` with `tmpl` and encodes the text with `tok` (special-token texts the template wrote
-// become their ids; no BOS/EOS added by the encoder). An empty `input.bos_token` / `input.eos_token`
-// is filled with the tokenizer's BOS / EOS text ("" when it has none); the caller sets the messages,
-// `now`, tools and extra variables. The template writes BOS itself when the model wants one; when
-// the tokenizer wants a BOS (add_bos) and the ids do not start with it, one is inserted in front.
-// A template that fails or rejects the conversation (raise_exception) comes back as its Status.
-// The ids may be empty (a template that renders nothing, with no BOS wanted).
-Result<std::vector<int32_t>> RenderChatPrompt(const ChatTemplate& tmpl, const Tokenizer& tok, ChatRenderInput input);
+// Renders `input` with `tmpl` and encodes the text with `tok` (special-token texts the template
+// wrote become their ids; no BOS/EOS added by the encoder). An empty `input.bos_token` /
+// `input.eos_token` is filled with the tokenizer's BOS / EOS text ("" when it has none); the caller
+// sets the messages, `now`, tools and extra variables. The template writes BOS itself when the
+// model wants one; when the tokenizer wants a BOS (add_bos) and the ids do not start with it, one
+// is inserted in front. A template that fails or rejects the conversation (raise_exception) comes
+// back as its Status. The ids may be empty (a template that renders nothing, with no BOS wanted).
+Result<std::vector<int32_t>> RenderChatPrompt(const ChatTemplate& tmpl, const Tokenizer& tok,
+                                              ChatRenderInput input);
 
 }  // namespace gannet

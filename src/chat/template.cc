@@ -18,7 +18,8 @@ constexpr const char* kFallback =
     "{%- if message['content'] is string -%}\n"
     "{{- message['content'] -}}\n"
     "{%- elif message['content'] is not none -%}\n"
-    "{%- for part in message['content'] if part['type'] == 'text' -%}{{- part['text'] -}}{%- endfor -%}\n"
+    "{%- for part in message['content'] if part['type'] == 'text' -%}{{- part['text'] -}}{%- "
+    "endfor -%}\n"
     "{%- endif -%}\n"
     "{{- '<|im_end|>\\n' -}}\n"
     "{%- endfor -%}\n"
@@ -26,18 +27,25 @@ constexpr const char* kFallback =
 
 Result<jinja::Value> FromJson(const nlohmann::ordered_json& j, int depth) {
   using jinja::Value;
-  if (depth > kMaxJsonDepth) return Status::OutOfRange("JSON value nested deeper than " + std::to_string(kMaxJsonDepth));
+  if (depth > kMaxJsonDepth)
+    return Status::OutOfRange("JSON value nested deeper than " + std::to_string(kMaxJsonDepth));
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return Value::None();
-    case nlohmann::ordered_json::value_t::boolean: return Value::Bool(j.get<bool>());
-    case nlohmann::ordered_json::value_t::number_integer: return Value::Int(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::null:
+      return Value::None();
+    case nlohmann::ordered_json::value_t::boolean:
+      return Value::Bool(j.get<bool>());
+    case nlohmann::ordered_json::value_t::number_integer:
+      return Value::Int(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned: {
       const uint64_t u = j.get<uint64_t>();
-      if (u > static_cast<uint64_t>(INT64_MAX)) return Status::OutOfRange("integer " + std::to_string(u) + " too large");
+      if (u > static_cast<uint64_t>(INT64_MAX))
+        return Status::OutOfRange("integer " + std::to_string(u) + " too large");
       return Value::Int(static_cast<int64_t>(u));
     }
-    case nlohmann::ordered_json::value_t::number_float: return Value::Float(j.get<double>());
-    case nlohmann::ordered_json::value_t::string: return Value::Str(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::number_float:
+      return Value::Float(j.get<double>());
+    case nlohmann::ordered_json::value_t::string:
+      return Value::Str(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       jinja::List items;
       for (const auto& e : j) {
@@ -54,7 +62,8 @@ Result<jinja::Value> FromJson(const nlohmann::ordered_json& j, int depth) {
       }
       return Value::MakeDict(std::move(d));
     }
-    default: return Status::InvalidArgument("unsupported JSON value (binary or discarded)");
+    default:
+      return Status::InvalidArgument("unsupported JSON value (binary or discarded)");
   }
 }
 
@@ -80,7 +89,8 @@ Result<jinja::Value> MessageValue(const ChatMessage& m) {
     GANNET_ASSIGN_OR_RETURN(Value calls, FromJson(*m.tool_calls, 1));
     d.items.emplace_back("tool_calls", std::move(calls));
   }
-  if (!m.extra.is_object()) return Status::InvalidArgument("message extra fields must be a JSON object");
+  if (!m.extra.is_object())
+    return Status::InvalidArgument("message extra fields must be a JSON object");
   for (auto it = m.extra.begin(); it != m.extra.end(); ++it) {
     if (d.Find(it.key())) continue;
     GANNET_ASSIGN_OR_RETURN(Value v, FromJson(it.value(), 1));
@@ -107,7 +117,8 @@ Result<ChatMessage> ChatMessageFromJson(const nlohmann::ordered_json& j) {
   if (!j.is_object()) return Status::InvalidArgument("a message must be a JSON object");
   ChatMessage m;
   const auto role = j.find("role");
-  if (role == j.end() || !role->is_string()) return Status::InvalidArgument("a message needs a string 'role'");
+  if (role == j.end() || !role->is_string())
+    return Status::InvalidArgument("a message needs a string 'role'");
   m.role = role->get<std::string>();
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& key = it.key();
@@ -134,7 +145,8 @@ Result<ChatMessage> ChatMessageFromJson(const nlohmann::ordered_json& j) {
         }
         if (m.parts.empty()) m.content.clear();
       } else {
-        return Status::InvalidArgument("message content must be a string, null or an array of parts");
+        return Status::InvalidArgument(
+            "message content must be a string, null or an array of parts");
       }
     } else if ((key == "name" || key == "tool_call_id") && v.is_string()) {
       (key == "name" ? m.name : m.tool_call_id) = v.get<std::string>();
@@ -150,7 +162,8 @@ Result<ChatMessage> ChatMessageFromJson(const nlohmann::ordered_json& j) {
 const char* ChatTemplate::FallbackSource() { return kFallback; }
 
 Result<ChatTemplate> ChatTemplate::Parse(std::string_view source, std::string name) {
-  GANNET_ASSIGN_OR_RETURN(std::unique_ptr<jinja::Template> t, jinja::ParseTemplate(source, name, jinja::ParseOptions{}));
+  GANNET_ASSIGN_OR_RETURN(std::unique_ptr<jinja::Template> t,
+                          jinja::ParseTemplate(source, name, jinja::ParseOptions{}));
   ChatTemplate ct;
   ct.source_ = std::string(source);
   ct.tmpl_ = std::move(t);
@@ -172,7 +185,8 @@ Result<ChatTemplate> ChatTemplate::FromGguf(const GgufFile& file) {
 Result<std::string> ChatTemplate::Render(const ChatRenderInput& in) const {
   using jinja::Value;
   jinja::Dict globals;
-  if (!in.extra_variables.is_object()) return Status::InvalidArgument("extra_variables must be a JSON object");
+  if (!in.extra_variables.is_object())
+    return Status::InvalidArgument("extra_variables must be a JSON object");
   for (auto it = in.extra_variables.begin(); it != in.extra_variables.end(); ++it) {
     GANNET_ASSIGN_OR_RETURN(Value v, JsonToValue(it.value()));
     SetGlobal(&globals, it.key(), std::move(v));
@@ -190,21 +204,27 @@ Result<std::string> ChatTemplate::Render(const ChatRenderInput& in) const {
     GANNET_ASSIGN_OR_RETURN(Value tools, JsonToValue(*in.tools));
     SetGlobal(&globals, "tools", std::move(tools));
   }
-  SetGlobal(&globals, "raise_exception", Value::MakeCallable("raise_exception", [](jinja::CallArgs& a) -> Result<Value> {
-              const jinja::Value* msg = a.Get(0, "message");
-              return Status::InvalidArgument("the chat template rejected the conversation: " +
-                                             (msg ? jinja::ToStr(*msg) : std::string("(no message)")));
-            }));
+  SetGlobal(
+      &globals, "raise_exception",
+      Value::MakeCallable("raise_exception", [](jinja::CallArgs& a) -> Result<Value> {
+        const jinja::Value* msg = a.Get(0, "message");
+        return Status::InvalidArgument("the chat template rejected the conversation: " +
+                                       (msg ? jinja::ToStr(*msg) : std::string("(no message)")));
+      }));
   const std::time_t now = in.now;
-  SetGlobal(&globals, "strftime_now", Value::MakeCallable("strftime_now", [now](jinja::CallArgs& a) -> Result<Value> {
+  SetGlobal(&globals, "strftime_now",
+            Value::MakeCallable("strftime_now", [now](jinja::CallArgs& a) -> Result<Value> {
               const jinja::Value* fmt = a.Get(0, "format");
-              if (fmt == nullptr || !fmt->is_string()) return Status::InvalidArgument("strftime_now expects a format string");
-              if (fmt->str().size() > 256) return Status::OutOfRange("strftime_now: format longer than 256 bytes");
+              if (fmt == nullptr || !fmt->is_string())
+                return Status::InvalidArgument("strftime_now expects a format string");
+              if (fmt->str().size() > 256)
+                return Status::OutOfRange("strftime_now: format longer than 256 bytes");
               std::tm tm{};
               gmtime_r(&now, &tm);
               char buf[1024];
               const size_t n = std::strftime(buf, sizeof(buf), fmt->str().c_str(), &tm);
-              if (n == 0 && !fmt->str().empty()) return Status::InvalidArgument("strftime_now: cannot format '" + fmt->str() + "'");
+              if (n == 0 && !fmt->str().empty())
+                return Status::InvalidArgument("strftime_now: cannot format '" + fmt->str() + "'");
               return Value::Str(std::string(buf, n));
             }));
   return jinja::Render(*tmpl_, globals, in.limits);

@@ -4,7 +4,8 @@
 // ensure_ascii=False, raise_exception, strftime_now).
 //
 //   auto tmpl = ChatTemplate::FromGguf(file);             // or ChatTemplate::Parse(source)
-//   ChatRenderInput in{.messages = {{.role = "user", .content = "Hi"}}, .add_generation_prompt = true,
+//   ChatRenderInput in{.messages = {{.role = "user", .content = "Hi"}}, .add_generation_prompt =
+//   true,
 //                      .bos_token = "<bos>", .eos_token = "<eos>"};
 //   Result<std::string> prompt = tmpl->Render(in);
 //
@@ -16,12 +17,11 @@
 
 #include <ctime>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "base/status.h"
 #include "jinja/interpreter.h"
@@ -49,7 +49,8 @@ struct ChatMessage {
   std::optional<std::string> name;
   std::optional<std::string> tool_call_id;
   std::optional<nlohmann::ordered_json> tool_calls;  // an array, passed through as values
-  nlohmann::ordered_json extra = nlohmann::ordered_json::object();  // more keys (e.g. reasoning_content)
+  nlohmann::ordered_json extra =
+      nlohmann::ordered_json::object();  // more keys (e.g. reasoning_content)
 };
 
 struct ChatRenderInput {

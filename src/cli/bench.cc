@@ -16,10 +16,9 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "base/memory_bandwidth.h"
 #include "base/thread_pool.h"
@@ -62,12 +61,14 @@ int64_t CurrentRssBytes() {
 
 // Bytes one decode step reads from memory, on average over the tg tokens of a run.
 struct DecodeBytes {
-  int64_t weights = 0;  // every weight tensor once; of the embedding one row unless it is also the output
-  double kv = 0;        // K and V of every position each layer attends to
+  int64_t weights =
+      0;          // every weight tensor once; of the embedding one row unless it is also the output
+  double kv = 0;  // K and V of every position each layer attends to
   double total() const { return static_cast<double>(weights) + kv; }
 };
 
-DecodeBytes BytesPerGeneratedToken(const engine::ModelRunner& eng, int64_t n_prompt, int64_t n_gen) {
+DecodeBytes BytesPerGeneratedToken(const engine::ModelRunner& eng, int64_t n_prompt,
+                                   int64_t n_gen) {
   DecodeBytes d;
   const GgufFile& file = eng.file();
   const bool tied = file.FindTensor("output.weight") == nullptr;
@@ -86,9 +87,11 @@ DecodeBytes BytesPerGeneratedToken(const engine::ModelRunner& eng, int64_t n_pro
   for (int64_t i = 0; i < n_gen; ++i) {
     const int64_t visible = n_prompt + i + 1;
     for (int64_t l = 0; l < c.n_layer; ++l) {
-      const bool swa = l < static_cast<int64_t>(c.layer_is_swa.size()) && c.layer_is_swa[l] && c.sliding_window > 0;
+      const bool swa = l < static_cast<int64_t>(c.layer_is_swa.size()) && c.layer_is_swa[l] &&
+                       c.sliding_window > 0;
       const int64_t keys = swa ? std::min(visible, c.sliding_window) : visible;
-      d.kv += static_cast<double>(keys * c.kv_width(l) * 2 * static_cast<int64_t>(sizeof(uint16_t)));
+      d.kv +=
+          static_cast<double>(keys * c.kv_width(l) * 2 * static_cast<int64_t>(sizeof(uint16_t)));
     }
   }
   if (n_gen > 0) d.kv /= static_cast<double>(n_gen);
@@ -97,8 +100,8 @@ DecodeBytes BytesPerGeneratedToken(const engine::ModelRunner& eng, int64_t n_pro
 
 // Time per token spent in each kind of graph node, for --profile (one for pp, one for tg):
 // matmuls are keyed by weight type and shape (the output matrix and a layer's projections differ
-// by orders of magnitude), every other op by its name. A node's time runs from the previous node's end.
-// Fused nodes (graph/fuse.h): a group of sibling matmuls is one row, keyed by its first member
+// by orders of magnitude), every other op by its name. A node's time runs from the previous node's
+// end. Fused nodes (graph/fuse.h): a group of sibling matmuls is one row, keyed by its first member
 // and counted with all its members' weight bytes and multiply-adds; a GLU pair names both
 // weights. Matmuls report the weight bytes read per second (what bounds one-token decoding) and
 // multiply-adds per second (what bounds prefill).
@@ -126,7 +129,8 @@ class OpProfile {
           key += " + " + Describe(node.weight2);
           bytes += WeightBytes(node.weight2);
         }
-        if (!node.siblings.empty()) key += " + " + std::to_string(node.siblings.size()) + " grouped";
+        if (!node.siblings.empty())
+          key += " + " + std::to_string(node.siblings.size()) + " grouped";
       }
       if (node.pre_norm) key += " (norm fused)";
       Entry& e = entries_[key];
@@ -152,14 +156,18 @@ class OpProfile {
     for (const auto& [k, e] : entries_) total += e.seconds;
     std::vector<Row> rows;
     for (const auto& [k, e] : entries_) {
-      rows.push_back(Row{.op = k,
-                         .calls_per_pass = static_cast<double>(e.calls) / static_cast<double>(n_passes),
-                         .ms_per_token = 1e3 * e.seconds / static_cast<double>(n_tokens),
-                         .share = total > 0 ? e.seconds / total : 0,
-                         .weight_gbps = e.bytes > 0 && e.seconds > 0 ? static_cast<double>(e.bytes) / e.seconds / 1e9 : 0,
-                         .gmacs = e.macs > 0 && e.seconds > 0 ? static_cast<double>(e.macs) / e.seconds / 1e9 : 0});
+      rows.push_back(
+          Row{.op = k,
+              .calls_per_pass = static_cast<double>(e.calls) / static_cast<double>(n_passes),
+              .ms_per_token = 1e3 * e.seconds / static_cast<double>(n_tokens),
+              .share = total > 0 ? e.seconds / total : 0,
+              .weight_gbps =
+                  e.bytes > 0 && e.seconds > 0 ? static_cast<double>(e.bytes) / e.seconds / 1e9 : 0,
+              .gmacs =
+                  e.macs > 0 && e.seconds > 0 ? static_cast<double>(e.macs) / e.seconds / 1e9 : 0});
     }
-    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.ms_per_token > b.ms_per_token; });
+    std::sort(rows.begin(), rows.end(),
+              [](const Row& a, const Row& b) { return a.ms_per_token > b.ms_per_token; });
     return rows;
   }
 
@@ -168,23 +176,33 @@ class OpProfile {
     const std::vector<Row> rows = Rows(n_tokens, n_passes);
     double ms = 0;
     for (const Row& r : rows) ms += r.ms_per_token;
-    std::printf("\n%s profile (%lld tokens in %lld passes, %.3f ms per token; an op's time includes waiting for its "
-                "slowest thread)\n",
-                what, static_cast<long long>(n_tokens), static_cast<long long>(n_passes), ms);
-    std::printf("| op | calls/pass | ms/token | share | GB/s (weights) | G multiply-adds/s |\n"
-                "|---|---|---|---|---|---|\n");
+    std::printf(
+        "\n%s profile (%lld tokens in %lld passes, %.3f ms per token; an op's time includes "
+        "waiting for its "
+        "slowest thread)\n",
+        what, static_cast<long long>(n_tokens), static_cast<long long>(n_passes), ms);
+    std::printf(
+        "| op | calls/pass | ms/token | share | GB/s (weights) | G multiply-adds/s |\n"
+        "|---|---|---|---|---|---|\n");
     for (const Row& r : rows) {
-      std::printf("| %s | %.0f | %.3f | %.1f%% |", r.op.c_str(), r.calls_per_pass, r.ms_per_token, 100 * r.share);
-      if (r.weight_gbps > 0) std::printf(" %.2f | %.2f |\n", r.weight_gbps, r.gmacs);
-      else std::printf(" | |\n");
+      std::printf("| %s | %.0f | %.3f | %.1f%% |", r.op.c_str(), r.calls_per_pass, r.ms_per_token,
+                  100 * r.share);
+      if (r.weight_gbps > 0)
+        std::printf(" %.2f | %.2f |\n", r.weight_gbps, r.gmacs);
+      else
+        std::printf(" | |\n");
     }
   }
 
   nlohmann::json Json(int64_t n_tokens, int64_t n_passes) const {
     nlohmann::json a = nlohmann::json::array();
     for (const Row& r : Rows(n_tokens, n_passes)) {
-      a.push_back({{"op", r.op}, {"calls_per_pass", r.calls_per_pass}, {"ms_per_token", r.ms_per_token},
-                   {"share", r.share}, {"weight_gbps", r.weight_gbps}, {"gmacs", r.gmacs}});
+      a.push_back({{"op", r.op},
+                   {"calls_per_pass", r.calls_per_pass},
+                   {"ms_per_token", r.ms_per_token},
+                   {"share", r.share},
+                   {"weight_gbps", r.weight_gbps},
+                   {"gmacs", r.gmacs}});
     }
     return a;
   }
@@ -196,7 +214,8 @@ class OpProfile {
     int64_t calls = 0, bytes = 0, macs = 0;
   };
   static std::string Describe(const graph::WeightRef& w) {
-    return std::string(DTypeName(w.type)) + " " + std::to_string(w.rows) + "x" + std::to_string(w.cols);
+    return std::string(DTypeName(w.type)) + " " + std::to_string(w.rows) + "x" +
+           std::to_string(w.cols);
   }
   // A matmul node's multiply-adds: [rows, cols] outputs of weight.cols inputs each, twice for a
   // GLU pair (gate and up); 0 for other ops.
@@ -225,26 +244,35 @@ Runner AddBenchCommand(CLI::App& app) {
     bool json = false, profile = false, no_fuse = false;
   };
   auto o = std::make_shared<Opts>();
-  CLI::App* sub = app.add_subcommand("bench", "Measure prompt processing (pp) and token generation (tg) speed");
+  CLI::App* sub =
+      app.add_subcommand("bench", "Measure prompt processing (pp) and token generation (tg) speed");
   sub->add_option("-m,--model", o->model, "GGUF model file")->required();
-  sub->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens, evaluated as one batch")->capture_default_str();
-  sub->add_option("-n,--n-gen", o->n_gen, "Tokens generated one at a time after the prompt")->capture_default_str();
+  sub->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens, evaluated as one batch")
+      ->capture_default_str();
+  sub->add_option("-n,--n-gen", o->n_gen, "Tokens generated one at a time after the prompt")
+      ->capture_default_str();
   sub->add_option("-t,--threads", o->threads, "Threads (default: one per core)");
-  sub->add_option("-r,--repetitions", o->reps, "Measured repetitions (after one warm-up)")->capture_default_str();
+  sub->add_option("-r,--repetitions", o->reps, "Measured repetitions (after one warm-up)")
+      ->capture_default_str();
   sub->add_flag("--json", o->json,
-               "Print one JSON line (pp_tps, tg_tps, their stddevs, peak_rss_bytes, bytes_per_token, membw_gbps, ...)");
+                "Print one JSON line (pp_tps, tg_tps, their stddevs, peak_rss_bytes, "
+                "bytes_per_token, membw_gbps, ...)");
   sub->add_flag("--profile", o->profile,
-               "Also report where pp and tg time goes: milliseconds per token by op (matmuls by weight type and "
-               "shape), over the measured repetitions (--json: pp_profile and tg_profile arrays)");
-  sub->add_flag("--no-fuse", o->no_fuse, "Run the model's graph unfused (to measure what the fusion passes gain)");
+                "Also report where pp and tg time goes: milliseconds per token by op (matmuls by "
+                "weight type and "
+                "shape), over the measured repetitions (--json: pp_profile and tg_profile arrays)");
+  sub->add_flag("--no-fuse", o->no_fuse,
+                "Run the model's graph unfused (to measure what the fusion passes gain)");
   return [o] {
     if (o->n_prompt < 1 || o->n_gen < 0 || o->reps < 1 || o->threads < 0) {
       return ReportError("bench needs -p >= 1, -n >= 0, -r >= 1 and -t >= 0");
     }
     const int64_t n_ctx = o->n_prompt + o->n_gen;
     Result<std::unique_ptr<engine::ModelRunner>> loaded =
-        engine::ModelRunner::Load(o->model, {.n_threads = o->threads, .n_ctx = n_ctx, .n_batch = o->n_prompt,
-                                        .fuse_graph = !o->no_fuse});
+        engine::ModelRunner::Load(o->model, {.n_threads = o->threads,
+                                             .n_ctx = n_ctx,
+                                             .n_batch = o->n_prompt,
+                                             .fuse_graph = !o->no_fuse});
     if (!loaded.ok()) return ReportError(loaded.status());
     engine::ModelRunner& eng = **loaded;
     const Tokenizer& tok = eng.tokenizer();
@@ -274,11 +302,13 @@ Runner AddBenchCommand(CLI::App& app) {
     using Clock = std::chrono::steady_clock;
     std::vector<double> pp, tg;
     OpProfile pp_profile, tg_profile;
-    const graph::NodeObserver pp_observer = pp_profile.Observer(), tg_observer = tg_profile.Observer();
+    const graph::NodeObserver pp_observer = pp_profile.Observer(),
+                              tg_observer = tg_profile.Observer();
     for (int rep = 0; rep <= o->reps; ++rep) {
       auto t0 = Clock::now();
       pp_profile.Start();
-      Result<std::span<const float>> r = eng.Evaluate(prompt, 0, false, o->profile && rep > 0 ? &pp_observer : nullptr);
+      Result<std::span<const float>> r =
+          eng.Evaluate(prompt, 0, false, o->profile && rep > 0 ? &pp_observer : nullptr);
       if (!r.ok()) return ReportError(r.status());
       auto t1 = Clock::now();
       if (rep == 1) rss = PeakRssBytes();
@@ -291,11 +321,12 @@ Runner AddBenchCommand(CLI::App& app) {
       for (int64_t i = 0; i < o->n_gen; ++i) {
         const int32_t one[1] = {gen[i]};
         tg_profile.Start();
-        r = eng.Evaluate(one, o->n_prompt + i, false, o->profile && rep > 0 ? &tg_observer : nullptr);
+        r = eng.Evaluate(one, o->n_prompt + i, false,
+                         o->profile && rep > 0 ? &tg_observer : nullptr);
         if (!r.ok()) return ReportError(r.status());
       }
       auto t3 = Clock::now();
-      if (rep == 0) continue;  // warm-up
+      if (rep == 0) continue;                                               // warm-up
       Result<double> bw = MeasureReadBandwidth(probe_pool, probe_options);  // right after tg
       if (!bw.ok()) return ReportError(bw.status());
       membw.push_back(*bw);
@@ -331,28 +362,35 @@ Runner AddBenchCommand(CLI::App& app) {
                           {"membw_samples", membw.size()},
                           {"roofline_share", roofline}};
       if (o->profile) j["pp_profile"] = pp_profile.Json(o->n_prompt * o->reps, o->reps);
-      if (o->profile && o->n_gen > 0) j["tg_profile"] = tg_profile.Json(o->n_gen * o->reps, o->n_gen * o->reps);
+      if (o->profile && o->n_gen > 0)
+        j["tg_profile"] = tg_profile.Json(o->n_gen * o->reps, o->n_gen * o->reps);
       std::printf("%s\n", j.dump().c_str());
     } else {
       const char* name = eng.config().name.c_str();
-      std::printf("| model | threads | test | t/s | bytes/token | effective GB/s | measured GB/s | roofline |\n"
-                  "|---|---|---|---|---|---|---|---|\n");
+      std::printf(
+          "| model | threads | test | t/s | bytes/token | effective GB/s | measured GB/s | "
+          "roofline |\n"
+          "|---|---|---|---|---|---|---|---|\n");
       std::printf("| %s | %d | pp%lld | %.2f ± %.2f | | | | |\n", name, eng.n_threads(),
                   static_cast<long long>(o->n_prompt), p.mean, p.stddev);
       if (o->n_gen > 0) {
-        std::printf("| %s | %d | tg%lld | %.2f ± %.2f | %.1f MB | %.2f | %.2f | %.0f%% |\n", name, eng.n_threads(),
-                    static_cast<long long>(o->n_gen), g.mean, g.stddev, bytes.total() / 1e6, effective_gbps, bw.mean,
-                    100 * roofline);
+        std::printf("| %s | %d | tg%lld | %.2f ± %.2f | %.1f MB | %.2f | %.2f | %.0f%% |\n", name,
+                    eng.n_threads(), static_cast<long long>(o->n_gen), g.mean, g.stddev,
+                    bytes.total() / 1e6, effective_gbps, bw.mean, 100 * roofline);
       }
-      std::printf("bytes/token: %.1f MB weights + %.2f MB KV cache (mean tg context %.1f)\n", bytes.weights / 1e6,
-                  bytes.kv / 1e6, o->n_prompt + (o->n_gen + 1) / 2.0);
-      std::printf("measured read bandwidth: %.2f GB/s (min %.2f, max %.2f; %zu probes of %zu MiB, %d threads, "
-                  "before and after each tg)\n",
-                  bw.mean, bw_min, bw_max, membw.size(), probe_options.buffer_bytes >> 20, probe_pool.size());
+      std::printf("bytes/token: %.1f MB weights + %.2f MB KV cache (mean tg context %.1f)\n",
+                  bytes.weights / 1e6, bytes.kv / 1e6, o->n_prompt + (o->n_gen + 1) / 2.0);
+      std::printf(
+          "measured read bandwidth: %.2f GB/s (min %.2f, max %.2f; %zu probes of %zu MiB, %d "
+          "threads, "
+          "before and after each tg)\n",
+          bw.mean, bw_min, bw_max, membw.size(), probe_options.buffer_bytes >> 20,
+          probe_pool.size());
       std::printf("peak RSS: %.1f MiB (weights %.1f MiB, mapped)\n", rss / 1048576.0,
                   eng.model().weight_bytes() / 1048576.0);
       if (o->profile) pp_profile.Print("pp", o->n_prompt * o->reps, o->reps);
-      if (o->profile && o->n_gen > 0) tg_profile.Print("tg", o->n_gen * o->reps, o->n_gen * o->reps);
+      if (o->profile && o->n_gen > 0)
+        tg_profile.Print("tg", o->n_gen * o->reps, o->n_gen * o->reps);
     }
     return 0;
   };

@@ -1,9 +1,12 @@
-// gannet chat -m FILE: an interactive chat in the terminal on the same Engine the server uses, with the model's chat template. Replies stream as they are generated. Line editing and
-// history come from GNU readline. Commands: /reset (forget the conversation), /system TEXT (set the
-// system prompt and reset), /help. Ctrl-C stops the current answer and keeps the chat; Ctrl-D (an
-// empty line's end of file) leaves.
+// gannet chat -m FILE: an interactive chat in the terminal on the same Engine the server uses, with
+// the model's chat template. Replies stream as they are generated. Line editing and history come
+// from GNU readline. Commands: /reset (forget the conversation), /system TEXT (set the system
+// prompt and reset), /help. Ctrl-C stops the current answer and keeps the chat; Ctrl-D (an empty
+// line's end of file) leaves.
 #include <poll.h>
 #include <pthread.h>
+#include <readline/history.h>
+#include <readline/readline.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -17,9 +20,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <readline/history.h>
-#include <readline/readline.h>
 
 #include "chat/prompt.h"
 #include "chat/template.h"
@@ -88,11 +88,14 @@ Runner AddChatCommand(CLI::App& app) {
     int64_t ctx = 0;
   };
   auto o = std::make_shared<Opts>();
-  CLI::App* sub = app.add_subcommand("chat", "Chat with a model in the terminal (its chat template, streaming)");
+  CLI::App* sub = app.add_subcommand(
+      "chat", "Chat with a model in the terminal (its chat template, streaming)");
   sub->add_option("-m,--model", o->model, "GGUF model file")->required();
-  sub->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's own)");
+  sub->add_option("--chat-template", o->chat_template,
+                  "Jinja chat template file (default: the model's own)");
   sub->add_option("--system", o->system, "System prompt");
-  sub->add_option("-n,--max-tokens", o->max_tokens, "Most tokens per answer")->capture_default_str();
+  sub->add_option("-n,--max-tokens", o->max_tokens, "Most tokens per answer")
+      ->capture_default_str();
   AddGenerationFlags(sub, &o->gen);
   sub->add_option("-t,--threads", o->threads, "Threads (default: one per core)");
   sub->add_option("-c,--ctx-size", o->ctx, "Context size (default: min(training context, 4096))");
@@ -122,7 +125,7 @@ Runner AddChatCommand(CLI::App& app) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);  // no SA_RESTART: a blocked read returns at once
     pthread_sigmask(SIG_UNBLOCK, &sigint_set, nullptr);
-    rl_catch_signals = 0;             // readline leaves SIGINT to us
+    rl_catch_signals = 0;  // readline leaves SIGINT to us
     // No bracketed-paste escapes around the prompt: a pasted multi-line text is one message anyway.
     rl_variable_bind("enable-bracketed-paste", "off");
     rl_getc_function = ReadKey;
@@ -133,8 +136,10 @@ Runner AddChatCommand(CLI::App& app) {
       if (!o->system.empty()) messages.push_back({.role = "system", .content = o->system});
     };
     reset();
-    std::fprintf(stderr, "gannet chat: %s. /reset, /system TEXT, /help; Ctrl-C stops an answer, Ctrl-D leaves.\n",
-                 o->model.c_str());
+    std::fprintf(
+        stderr,
+        "gannet chat: %s. /reset, /system TEXT, /help; Ctrl-C stops an answer, Ctrl-D leaves.\n",
+        o->model.c_str());
 
     while (true) {
       g_interrupted.store(false);
@@ -159,50 +164,55 @@ Runner AddChatCommand(CLI::App& app) {
         continue;
       }
       if (line == "/help") {
-        std::printf("/reset: forget the conversation; /system TEXT: set the system prompt; Ctrl-C: stop an "
-                    "answer; Ctrl-D: leave\n");
+        std::printf(
+            "/reset: forget the conversation; /system TEXT: set the system prompt; Ctrl-C: stop an "
+            "answer; Ctrl-D: leave\n");
         continue;
       }
       g_interrupted.store(false);  // a Ctrl-C from before Enter does not stop this answer
       messages.push_back({.role = "user", .content = line});
       Result<std::vector<int32_t>> rendered = RenderChatPrompt(
-          *tmpl, tok, {.messages = messages, .add_generation_prompt = true, .now = std::time(nullptr)});
+          *tmpl, tok,
+          {.messages = messages, .add_generation_prompt = true, .now = std::time(nullptr)});
       if (!rendered.ok()) {
         messages.pop_back();
-        std::fprintf(stderr, "gannet: the chat template failed: %s\n", rendered.status().message().c_str());
+        std::fprintf(stderr, "gannet: the chat template failed: %s\n",
+                     rendered.status().message().c_str());
         continue;
       }
       std::vector<int32_t> prompt = std::move(rendered).value();
       const int64_t room = eng.context_length() - static_cast<int64_t>(prompt.size());
       if (room < 1) {
         messages.pop_back();
-        std::fprintf(stderr, "gannet: the conversation fills the context (%lld tokens); /reset to start over\n",
-                     static_cast<long long>(eng.context_length()));
+        std::fprintf(
+            stderr,
+            "gannet: the conversation fills the context (%lld tokens); /reset to start over\n",
+            static_cast<long long>(eng.context_length()));
         continue;
       }
       auto reply = std::make_shared<Reply>();
-      engine::GenerationRequest req{.prompt = std::move(prompt),
-                                    .max_tokens = static_cast<int32_t>(std::min<int64_t>(o->max_tokens, room)),
-                                    .sampling = o->gen.sampling,
-                                    .stop = o->gen.stop};
-      engine::GenerationCallbacks cb{
-          .on_token =
-              [reply](const engine::TokenEvent& ev) {
-                std::lock_guard<std::mutex> lock(reply->mu);
-                reply->pending += ev.text;
-                reply->cv.notify_one();
-              },
-          .on_done =
-              [reply](const engine::GenerationResult& r) {
-                std::lock_guard<std::mutex> lock(reply->mu);
-                if (!r.samples.empty()) {
-                  reply->pending += r.samples[0].tail;
-                  reply->finish = r.samples[0].finish;
-                }
-                reply->status = r.status;
-                reply->done = true;
-                reply->cv.notify_one();
-              }};
+      engine::GenerationRequest req{
+          .prompt = std::move(prompt),
+          .max_tokens = static_cast<int32_t>(std::min<int64_t>(o->max_tokens, room)),
+          .sampling = o->gen.sampling,
+          .stop = o->gen.stop};
+      engine::GenerationCallbacks cb{.on_token =
+                                         [reply](const engine::TokenEvent& ev) {
+                                           std::lock_guard<std::mutex> lock(reply->mu);
+                                           reply->pending += ev.text;
+                                           reply->cv.notify_one();
+                                         },
+                                     .on_done =
+                                         [reply](const engine::GenerationResult& r) {
+                                           std::lock_guard<std::mutex> lock(reply->mu);
+                                           if (!r.samples.empty()) {
+                                             reply->pending += r.samples[0].tail;
+                                             reply->finish = r.samples[0].finish;
+                                           }
+                                           reply->status = r.status;
+                                           reply->done = true;
+                                           reply->cv.notify_one();
+                                         }};
       Result<engine::RequestId> id = eng.Submit(std::move(req), std::move(cb));
       if (!id.ok()) {
         messages.pop_back();
@@ -212,7 +222,8 @@ Runner AddChatCommand(CLI::App& app) {
       bool cancelled = false;
       std::unique_lock<std::mutex> lock(reply->mu);
       while (true) {
-        reply->cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return reply->done || !reply->pending.empty(); });
+        reply->cv.wait_for(lock, std::chrono::milliseconds(50),
+                           [&] { return reply->done || !reply->pending.empty(); });
         if (!reply->pending.empty()) {
           std::string out = std::move(reply->pending);
           reply->pending.clear();

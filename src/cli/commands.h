@@ -2,12 +2,11 @@
 // process exit code when run. Errors are printed as one line: "gannet: error: <message>".
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "base/status.h"
 #include "sampling/sampling_params.h"

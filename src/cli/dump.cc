@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -19,9 +18,11 @@ Runner AddDumpCommand(CLI::App& app) {
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
-  CLI::App* sub = app.add_subcommand("dump", "Write every intermediate tensor of one forward pass over a prompt");
+  CLI::App* sub = app.add_subcommand(
+      "dump", "Write every intermediate tensor of one forward pass over a prompt");
   sub->add_option("-m,--model", o->model, "GGUF model file")->required();
-  sub->add_option("-p,--prompt", o->prompt, "Prompt text (BOS added per the model's metadata)")->required();
+  sub->add_option("-p,--prompt", o->prompt, "Prompt text (BOS added per the model's metadata)")
+      ->required();
   sub->add_option("-o,--out", o->out_dir, "Output folder (created)")->required();
   sub->add_option("--filter", o->filter, "Only nodes whose name contains this text");
   sub->add_option("-t,--threads", o->threads, "Threads (default: one per core)");
@@ -45,9 +46,14 @@ Runner AddDumpCommand(CLI::App& app) {
       char file[64];
       std::snprintf(file, sizeof file, "%04d.f32", index++);
       std::ofstream f(std::filesystem::path(o->out_dir) / file, std::ios::binary);
-      f.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(node.rows * node.cols * sizeof(float)));
-      if (!f && write_error.ok()) write_error = Status::IoError(std::string("cannot write ") + file);
-      manifest.push_back({{"file", file}, {"name", node.name}, {"layer", node.layer}, {"op", graph::OpName(node.op)},
+      f.write(reinterpret_cast<const char*>(data),
+              static_cast<std::streamsize>(node.rows * node.cols * sizeof(float)));
+      if (!f && write_error.ok())
+        write_error = Status::IoError(std::string("cannot write ") + file);
+      manifest.push_back({{"file", file},
+                          {"name", node.name},
+                          {"layer", node.layer},
+                          {"op", graph::OpName(node.op)},
                           {"shape", {node.rows, node.cols}}});
     };
     Result<std::span<const float>> r = eng.Evaluate(ids, 0, /*all_logits=*/true, &observer);
@@ -55,7 +61,8 @@ Runner AddDumpCommand(CLI::App& app) {
     if (!write_error.ok()) return ReportError(write_error);
     nlohmann::json doc = {{"model", o->model}, {"tokens", ids}, {"tensors", manifest}};
     std::ofstream(std::filesystem::path(o->out_dir) / "manifest.json") << doc.dump(1) << "\n";
-    std::printf("wrote %zu tensors for %zu tokens to %s\n", manifest.size(), ids.size(), o->out_dir.c_str());
+    std::printf("wrote %zu tensors for %zu tokens to %s\n", manifest.size(), ids.size(),
+                o->out_dir.c_str());
     return 0;
   };
 }

@@ -10,13 +10,17 @@ void AddGenerationFlags(CLI::App* sub, GenerationFlags* f) {
   sub->add_option("--top-k", s.top_k, "Top-k (0: off)")->capture_default_str();
   sub->add_option("--top-p", s.top_p, "Top-p (1: off)")->capture_default_str();
   sub->add_option("--min-p", s.min_p, "Min-p (0: off)")->capture_default_str();
-  sub->add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)")->capture_default_str();
+  sub->add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)")
+      ->capture_default_str();
   sub->add_option("--repeat-last-n", s.repeat_last_n, "Tokens the repetition penalty looks back")
       ->capture_default_str();
-  sub->add_option("--presence-penalty", s.presence_penalty, "Presence penalty")->capture_default_str();
-  sub->add_option("--frequency-penalty", s.frequency_penalty, "Frequency penalty")->capture_default_str();
+  sub->add_option("--presence-penalty", s.presence_penalty, "Presence penalty")
+      ->capture_default_str();
+  sub->add_option("--frequency-penalty", s.frequency_penalty, "Frequency penalty")
+      ->capture_default_str();
   sub->add_option("-s,--seed", f->seed, "Random seed (default: random)");
-  sub->add_option("--stop", f->stop, "Stop string: the text ends before it (repeatable)")->allow_extra_args(false);
+  sub->add_option("--stop", f->stop, "Stop string: the text ends before it (repeatable)")
+      ->allow_extra_args(false);
 }
 
 Status GenerationFlags::Check() {

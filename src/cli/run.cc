@@ -3,9 +3,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
-#include <optional>
-
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli/commands.h"
 #include "engine/engine.h"
@@ -41,9 +40,11 @@ void PrintText(const std::string& s) {
   std::fflush(stdout);
 }
 
-void PrintJson(const std::vector<int32_t>& prompt, const RunOutcome& out, const char* finish, int threads) {
+void PrintJson(const std::vector<int32_t>& prompt, const RunOutcome& out, const char* finish,
+               int threads) {
   const engine::GenerationTimings& t = out.result.timings;
-  const int64_t n_prompt = static_cast<int64_t>(prompt.size()), n_gen = static_cast<int64_t>(out.tokens.size());
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size()),
+                n_gen = static_cast<int64_t>(out.tokens.size());
   nlohmann::json j;
   j["prompt_ids"] = prompt;
   j["gen_ids"] = out.tokens;
@@ -78,18 +79,20 @@ int Run(RunOptions& o) {
   if (!runner.ok()) return ReportError(runner.status());
   if (o.batch < 1 || o.batch > INT32_MAX) return ReportError("--batch-size must be positive");
   Result<std::unique_ptr<engine::Engine>> created = engine::Engine::Create(
-      runner->get(), {.max_batch_tokens = static_cast<int32_t>(o.batch), .max_seqs = 1, .max_queue = 1});
+      runner->get(),
+      {.max_batch_tokens = static_cast<int32_t>(o.batch), .max_seqs = 1, .max_queue = 1});
   if (!created.ok()) return ReportError(created.status());
   engine::Engine& eng = **created;
   const Tokenizer& tok = eng.tokenizer();
 
-  std::vector<int32_t> prompt = tok.Encode(prompt_text, /*add_special=*/true, /*parse_special=*/!o.no_special);
+  std::vector<int32_t> prompt =
+      tok.Encode(prompt_text, /*add_special=*/true, /*parse_special=*/!o.no_special);
   if (prompt.empty()) return ReportError("the prompt is empty");
   const int64_t ctx = eng.context_length();
   const int64_t room = ctx - static_cast<int64_t>(prompt.size());
   if (room < 1) {
-    return ReportError("the prompt has " + std::to_string(prompt.size()) + " tokens; the context holds " +
-                       std::to_string(ctx));
+    return ReportError("the prompt has " + std::to_string(prompt.size()) +
+                       " tokens; the context holds " + std::to_string(ctx));
   }
   // Generate until the context is full rather than failing midway.
   const bool to_context = o.n_predict < 0 || o.n_predict > room;
@@ -132,8 +135,9 @@ int Run(RunOptions& o) {
 
   const engine::FinishReason finish =
       out->result.samples.empty() ? engine::FinishReason::kLength : out->result.samples[0].finish;
-  const char* finish_name =
-      finish == engine::FinishReason::kLength && to_context ? "context_full" : engine::FinishReasonName(finish);
+  const char* finish_name = finish == engine::FinishReason::kLength && to_context
+                                ? "context_full"
+                                : engine::FinishReasonName(finish);
   if (o.json) {
     PrintJson(prompt, *out, finish_name, runner->get()->n_threads());
     return 0;
@@ -141,11 +145,14 @@ int Run(RunOptions& o) {
   std::printf("\n");
   std::fflush(stdout);
   const engine::GenerationTimings& t = out->result.timings;
-  const int64_t n_prompt = static_cast<int64_t>(prompt.size()), n_gen = static_cast<int64_t>(out->tokens.size());
-  std::fprintf(stderr, "prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s (%d threads)\n",
-               static_cast<long long>(n_prompt), t.prompt > 0 ? n_prompt / t.prompt : 0.0,
-               static_cast<long long>(n_gen), t.decode > 0 ? (n_gen - 1) / t.decode : 0.0,
-               runner->get()->n_threads());
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size()),
+                n_gen = static_cast<int64_t>(out->tokens.size());
+  std::fprintf(
+      stderr,
+      "prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s (%d threads)\n",
+      static_cast<long long>(n_prompt), t.prompt > 0 ? n_prompt / t.prompt : 0.0,
+      static_cast<long long>(n_gen), t.decode > 0 ? (n_gen - 1) / t.decode : 0.0,
+      runner->get()->n_threads());
   return 0;
 }
 
@@ -156,14 +163,18 @@ Runner AddRunCommand(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("run", "Complete a prompt with a model (raw text completion)");
   sub->add_option("-m,--model", o->model, "GGUF model file")->required();
   sub->add_option("-p,--prompt", o->prompt, "Prompt text (default: standard input)");
-  sub->add_option("-n,--n-predict", o->n_predict, "Tokens to generate (-1: until end of generation)")
+  sub->add_option("-n,--n-predict", o->n_predict,
+                  "Tokens to generate (-1: until end of generation)")
       ->capture_default_str();
   AddGenerationFlags(sub, &o->gen);
   sub->add_option("-t,--threads", o->threads, "Threads (default: one per core)");
   sub->add_option("-c,--ctx-size", o->ctx, "Context size (default: min(training context, 4096))");
-  sub->add_option("-b,--batch-size", o->batch, "Most prompt tokens per forward pass")->capture_default_str();
-  sub->add_flag("--no-special", o->no_special, "Treat special-token texts in the prompt as plain text");
-  sub->add_flag("--json", o->json, "Print one JSON object (ids, text, timings) instead of streaming text");
+  sub->add_option("-b,--batch-size", o->batch, "Most prompt tokens per forward pass")
+      ->capture_default_str();
+  sub->add_flag("--no-special", o->no_special,
+                "Treat special-token texts in the prompt as plain text");
+  sub->add_flag("--json", o->json,
+                "Print one JSON object (ids, text, timings) instead of streaming text");
   return [o] { return Run(*o); };
 }
 

@@ -28,14 +28,21 @@ Result<size_t> ParseByteSize(const std::string& text) {
   }
   std::string unit = text.substr(pos);
   for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (unit.size() > 1 && (unit.ends_with("IB") || unit.ends_with("B"))) unit.resize(unit.ends_with("IB") ? unit.size() - 2 : unit.size() - 1);
+  if (unit.size() > 1 && (unit.ends_with("IB") || unit.ends_with("B")))
+    unit.resize(unit.ends_with("IB") ? unit.size() - 2 : unit.size() - 1);
   double scale = 1;
-  if (unit == "K") scale = 1024.0;
-  else if (unit == "M") scale = 1024.0 * 1024;
-  else if (unit == "G") scale = 1024.0 * 1024 * 1024;
-  else if (unit == "T") scale = 1024.0 * 1024 * 1024 * 1024;
-  else if (!unit.empty() && unit != "B") return Status::InvalidArgument("'" + text + "' has an unknown unit (use K, M, G)");
-  if (!(value > 0) || value * scale > 1e15) return Status::InvalidArgument("'" + text + "' is not a positive size");
+  if (unit == "K")
+    scale = 1024.0;
+  else if (unit == "M")
+    scale = 1024.0 * 1024;
+  else if (unit == "G")
+    scale = 1024.0 * 1024 * 1024;
+  else if (unit == "T")
+    scale = 1024.0 * 1024 * 1024 * 1024;
+  else if (!unit.empty() && unit != "B")
+    return Status::InvalidArgument("'" + text + "' has an unknown unit (use K, M, G)");
+  if (!(value > 0) || value * scale > 1e15)
+    return Status::InvalidArgument("'" + text + "' is not a positive size");
   return static_cast<size_t>(value * scale);
 }
 
@@ -64,26 +71,37 @@ Runner AddServeCommand(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
   sub->add_option("-m,--model", o->model, "GGUF model file")->required();
-  sub->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's own)");
-  sub->add_option("--host", o->host, "Address to listen on (0.0.0.0 for all)")->capture_default_str();
+  sub->add_option("--chat-template", o->chat_template,
+                  "Jinja chat template file (default: the model's own)");
+  sub->add_option("--host", o->host, "Address to listen on (0.0.0.0 for all)")
+      ->capture_default_str();
   sub->add_option("--port", o->port, "Port (0: pick a free one)")->capture_default_str();
   sub->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1/*");
-  sub->add_option("--max-queue", o->max_queue, "Requests waiting before new ones get 429")->capture_default_str();
-  sub->add_option("--kv-memory", o->kv_memory, "KV cache pool size, e.g. 512M, 2G (default: from free memory)");
-  sub->add_option("--parallel", o->parallel, "Most sequences in one forward pass")->capture_default_str();
-  sub->add_option("--batch-tokens", o->batch_tokens, "Most tokens in one forward pass")->capture_default_str();
+  sub->add_option("--max-queue", o->max_queue, "Requests waiting before new ones get 429")
+      ->capture_default_str();
+  sub->add_option("--kv-memory", o->kv_memory,
+                  "KV cache pool size, e.g. 512M, 2G (default: from free memory)");
+  sub->add_option("--parallel", o->parallel, "Most sequences in one forward pass")
+      ->capture_default_str();
+  sub->add_option("--batch-tokens", o->batch_tokens, "Most tokens in one forward pass")
+      ->capture_default_str();
   sub->add_option("-t,--threads", o->threads, "Compute threads (default: one per core)");
   sub->add_option("-c,--ctx-size", o->ctx, "Context length (default: min(training context, 4096))");
-  sub->add_option("--alias", o->alias, "Model id in the API (default: the file name without .gguf)");
-  sub->add_option("--grace", o->grace, "Seconds in-flight requests may take to finish on SIGINT/SIGTERM")
+  sub->add_option("--alias", o->alias,
+                  "Model id in the API (default: the file name without .gguf)");
+  sub->add_option("--grace", o->grace,
+                  "Seconds in-flight requests may take to finish on SIGINT/SIGTERM")
       ->capture_default_str();
   sub->add_option("--http-threads", o->http_threads, "HTTP handler threads")->capture_default_str();
-  sub->add_option("--max-body", o->max_body, "Largest request body in bytes (413 past it)")->capture_default_str();
+  sub->add_option("--max-body", o->max_body, "Largest request body in bytes (413 past it)")
+      ->capture_default_str();
   sub->add_option("--itl-factor", o->itl_factor,
-                  "Size prompt chunks beside streaming requests so a step takes at most about this many times "
+                  "Size prompt chunks beside streaming requests so a step takes at most about this "
+                  "many times "
                   "a decode-only step (0: use the whole --batch-tokens budget)")
       ->capture_default_str();
-  sub->add_flag("--no-prefix-cache", o->no_prefix_cache, "Do not reuse the KV cache of shared prompt prefixes");
+  sub->add_flag("--no-prefix-cache", o->no_prefix_cache,
+                "Do not reuse the KV cache of shared prompt prefixes");
   return [o] {
     if (o->port < 0 || o->port > 65535) return ReportError("--port must be in [0, 65535]");
     if (o->max_queue < 0) return ReportError("--max-queue must not be negative");
@@ -114,9 +132,10 @@ Runner AddServeCommand(CLI::App& app) {
     http_opts.request_logger = [](const http::RequestLog& log) {
       std::fprintf(stderr, "%s\n", http::FormatRequestLog(log).c_str());
     };
-    http::HttpServer http(http_opts, [&service](http::HttpRequest req, std::shared_ptr<http::ResponseWriter> w) {
-      service.Handle(std::move(req), std::move(w));
-    });
+    http::HttpServer http(
+        http_opts, [&service](http::HttpRequest req, std::shared_ptr<http::ResponseWriter> w) {
+          service.Handle(std::move(req), std::move(w));
+        });
     // Listening first: /health answers 503 "loading" while the model loads.
     if (Status s = http.Start(); !s.ok()) return ReportError(s);
 
@@ -144,13 +163,14 @@ Runner AddServeCommand(CLI::App& app) {
     }
     service.Attach(serving->get(), &*tmpl);
     const engine::EngineStats st = (*serving)->stats();
-    std::fprintf(stderr, "gannet: model %s (context %lld, %d KV blocks, %d threads)%s\n", model_id.c_str(),
-                 static_cast<long long>((*serving)->context_length()), st.kv_blocks_total, (*loaded)->n_threads(),
+    std::fprintf(stderr, "gannet: model %s (context %lld, %d KV blocks, %d threads)%s\n",
+                 model_id.c_str(), static_cast<long long>((*serving)->context_length()),
+                 st.kv_blocks_total, (*loaded)->n_threads(),
                  tmpl->is_fallback() ? ", no chat template in the file: using ChatML" : "");
-    std::printf("gannet: serving on http://%s:%u\n", o->host.find(':') != std::string::npos
-                                                         ? ("[" + o->host + "]").c_str()
-                                                         : o->host.c_str(),
-                static_cast<unsigned>(http.port()));
+    std::printf(
+        "gannet: serving on http://%s:%u\n",
+        o->host.find(':') != std::string::npos ? ("[" + o->host + "]").c_str() : o->host.c_str(),
+        static_cast<unsigned>(http.port()));
     std::fflush(stdout);
 
     std::optional<int> sig = http::WaitForTerminationSignal();

@@ -1,6 +1,5 @@
 // gannet tokenize -m FILE [-p TEXT]: the token ids the model's tokenizer gives TEXT.
 #include <cstdio>
-
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -16,11 +15,15 @@ Runner AddTokenizeCommand(CLI::App& app) {
     bool no_bos = false, special = false, json = false, ids_only = false;
   };
   auto opts = std::make_shared<Opts>();
-  CLI::App* sub = app.add_subcommand("tokenize", "Print the token ids of a text (from -p or standard input)");
-  sub->add_option("-m,--model", opts->model, "GGUF model file (only its tokenizer is loaded)")->required();
+  CLI::App* sub =
+      app.add_subcommand("tokenize", "Print the token ids of a text (from -p or standard input)");
+  sub->add_option("-m,--model", opts->model, "GGUF model file (only its tokenizer is loaded)")
+      ->required();
   sub->add_option("-p,--prompt", opts->prompt, "Text to tokenize (default: standard input)");
-  sub->add_flag("--no-bos", opts->no_bos, "Do not add BOS/EOS even where the model's metadata asks for them");
-  sub->add_flag("--special", opts->special, "Parse special-token texts such as <start_of_turn> as single tokens");
+  sub->add_flag("--no-bos", opts->no_bos,
+                "Do not add BOS/EOS even where the model's metadata asks for them");
+  sub->add_flag("--special", opts->special,
+                "Parse special-token texts such as <start_of_turn> as single tokens");
   sub->add_flag("--ids", opts->ids_only, "Print only the ids, as one list");
   sub->add_flag("--json", opts->json, "Print {\"ids\": [...]}");
   return [opts] {

@@ -42,8 +42,9 @@ Result<BlockPool> BlockPool::Create(const BlockPoolOptions& options) {
                                    std::to_string(options.num_blocks));
   }
   if (static_cast<int64_t>(options.num_blocks) * options.block_size > (int64_t{1} << 31) - 1) {
-    return Status::OutOfRange("KV block pool of " + std::to_string(options.num_blocks) + " blocks of " +
-                              std::to_string(options.block_size) + " tokens exceeds 2^31 token slots");
+    return Status::OutOfRange("KV block pool of " + std::to_string(options.num_blocks) +
+                              " blocks of " + std::to_string(options.block_size) +
+                              " tokens exceeds 2^31 token slots");
   }
   BlockPool p;
   const int32_t n = options.num_blocks;
@@ -149,7 +150,8 @@ BlockId BlockPool::Lookup(BlockHash hash, BlockId parent, std::span<const int32_
   return id;
 }
 
-BlockId BlockPool::Register(BlockId id, BlockHash hash, BlockId parent, std::span<const int32_t> tokens) {
+BlockId BlockPool::Register(BlockId id, BlockHash hash, BlockId parent,
+                            std::span<const int32_t> tokens) {
   GANNET_CHECK(id >= 0 && id < num_blocks_ && ref_[id] > 0 && !hash_valid_[id]);
   GANNET_CHECK(static_cast<int32_t>(tokens.size()) == block_size_);
   GANNET_CHECK(parent == kNoBlock || (parent >= 0 && parent < num_blocks_ && hash_valid_[parent]));
@@ -175,8 +177,8 @@ std::optional<BlockId> BlockPool::MakeWritable(BlockId id, std::vector<BlockCopy
 
 std::vector<BlockId> BlockPool::FreeQueue() const {
   std::vector<BlockId> out;
-  for (int32_t id = next_[num_blocks_]; id != num_blocks_ && static_cast<int32_t>(out.size()) <= num_blocks_;
-       id = next_[id]) {
+  for (int32_t id = next_[num_blocks_];
+       id != num_blocks_ && static_cast<int32_t>(out.size()) <= num_blocks_; id = next_[id]) {
     out.push_back(id);
   }
   return out;
@@ -198,7 +200,8 @@ Status BlockPool::CheckInvariants() const {
   }
   if (prev_[num_blocks_] != last) return fail("sentinel back link");
   if (count != num_free_) {
-    return fail("free count " + std::to_string(num_free_) + " but queue holds " + std::to_string(count));
+    return fail("free count " + std::to_string(num_free_) + " but queue holds " +
+                std::to_string(count));
   }
   for (BlockId id = 0; id < num_blocks_; ++id) {
     if (ref_[id] < 0) return fail("negative ref count at block " + std::to_string(id));
@@ -206,7 +209,8 @@ Status BlockPool::CheckInvariants() const {
       return fail("block " + std::to_string(id) + " has ref " + std::to_string(ref_[id]) +
                   (seen[id] ? " but is in the free queue" : " but is not in the free queue"));
     }
-    if (static_cast<bool>(in_queue_[id]) != static_cast<bool>(seen[id])) return fail("in_queue flag wrong");
+    if (static_cast<bool>(in_queue_[id]) != static_cast<bool>(seen[id]))
+      return fail("in_queue flag wrong");
   }
   int32_t registered = 0;
   for (BlockId id = 0; id < num_blocks_; ++id) {
@@ -217,7 +221,8 @@ Status BlockPool::CheckInvariants() const {
       return fail("registered block " + std::to_string(id) + " missing from the cache index");
     }
   }
-  if (registered != static_cast<int32_t>(cached_.size())) return fail("cache index holds stale entries");
+  if (registered != static_cast<int32_t>(cached_.size()))
+    return fail("cache index holds stale entries");
   return Status::Ok();
 }
 

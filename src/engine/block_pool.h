@@ -63,7 +63,9 @@ class BlockPool {
   int32_t block_size() const { return block_size_; }
   int32_t num_free() const { return num_free_; }  // ref 0: unused or cached-and-evictable
   int32_t num_used() const { return num_blocks_ - num_free_; }
-  int32_t num_cached() const { return static_cast<int32_t>(cached_.size()); }  // registered, any ref
+  int32_t num_cached() const {
+    return static_cast<int32_t>(cached_.size());
+  }  // registered, any ref
   int64_t num_evictions() const { return num_evictions_; }
 
   int32_t ref_count(BlockId id) const { return ref_[id]; }

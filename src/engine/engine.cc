@@ -18,17 +18,22 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 
 size_t AvailableMemoryBytes() {
   const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : size_t{1} << 30;
+  return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page)
+                               : size_t{1} << 30;
 }
 
 }  // namespace
 
 const char* FinishReasonName(FinishReason r) {
   switch (r) {
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kCancelled: return "cancelled";
-    case FinishReason::kError: return "error";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kCancelled:
+      return "cancelled";
+    case FinishReason::kError:
+      return "error";
   }
   return "error";
 }
@@ -37,11 +42,11 @@ struct Engine::Active {
   RequestId id = 0;
   GenerationRequest request;
   GenerationCallbacks callbacks;
-  std::vector<Sampler> samplers;          // one per sample
-  std::vector<OutputProcessor> outputs;   // one per sample
-  std::vector<std::string> tails;         // text released after a sample's last on_token
+  std::vector<Sampler> samplers;         // one per sample
+  std::vector<OutputProcessor> outputs;  // one per sample
+  std::vector<std::string> tails;        // text released after a sample's last on_token
   int64_t completion_tokens = 0;
-  int64_t cached_prompt_tokens = 0;       // positions its first step found in the prefix cache
+  int64_t cached_prompt_tokens = 0;  // positions its first step found in the prefix cache
   bool scheduled_once = false;
   Clock::time_point submitted, first_scheduled, first_token, last_token;
 };
@@ -59,8 +64,10 @@ struct Engine::SampleJob {
 
 Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const EngineOptions& options) {
   if (runner == nullptr) return Status::InvalidArgument("no model runner");
-  if (options.block_size <= 0 || options.max_batch_tokens <= 0 || options.max_seqs <= 0 || options.max_queue < 0) {
-    return Status::InvalidArgument("engine options must be positive (block size, batch tokens, sequences)");
+  if (options.block_size <= 0 || options.max_batch_tokens <= 0 || options.max_seqs <= 0 ||
+      options.max_queue < 0) {
+    return Status::InvalidArgument(
+        "engine options must be positive (block size, batch tokens, sequences)");
   }
   const models::ModelConfig& config = runner->config();
   const size_t per_block = PagedKvStore::BytesPerBlock(config, options.block_size);
@@ -74,33 +81,37 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
   }
   if (n_blocks < blocks_per_ctx) {
     if (options.kv_memory_bytes > 0) {
-      return Status::InvalidArgument("KV memory of " + std::to_string(options.kv_memory_bytes >> 20) +
-                                     " MiB holds " + std::to_string(n_blocks * options.block_size) +
-                                     " tokens, less than one full context (" + std::to_string(runner->n_ctx()) +
-                                     "); give more memory or a smaller context");
+      return Status::InvalidArgument(
+          "KV memory of " + std::to_string(options.kv_memory_bytes >> 20) + " MiB holds " +
+          std::to_string(n_blocks * options.block_size) + " tokens, less than one full context (" +
+          std::to_string(runner->n_ctx()) + "); give more memory or a smaller context");
     }
     n_blocks = blocks_per_ctx;
   }
   if (n_blocks > INT32_MAX / 2) n_blocks = INT32_MAX / 2;
-  GANNET_ASSIGN_OR_RETURN(PagedKvStore store, PagedKvStore::Create(config, n_blocks, options.block_size));
-  GANNET_ASSIGN_OR_RETURN(Scheduler scheduler,
-                          Scheduler::Create(SchedulerOptions{.max_num_batched_tokens = options.max_batch_tokens,
-                                                             .max_num_seqs = options.max_seqs,
-                                                             .num_blocks = static_cast<int32_t>(n_blocks),
-                                                             .block_size = options.block_size,
-                                                             .enable_prefix_caching = options.prefix_caching}));
+  GANNET_ASSIGN_OR_RETURN(PagedKvStore store,
+                          PagedKvStore::Create(config, n_blocks, options.block_size));
+  GANNET_ASSIGN_OR_RETURN(
+      Scheduler scheduler,
+      Scheduler::Create(SchedulerOptions{.max_num_batched_tokens = options.max_batch_tokens,
+                                         .max_num_seqs = options.max_seqs,
+                                         .num_blocks = static_cast<int32_t>(n_blocks),
+                                         .block_size = options.block_size,
+                                         .enable_prefix_caching = options.prefix_caching}));
   std::unique_ptr<Engine> e(new Engine(runner, options, std::move(scheduler), std::move(store)));
   e->stats_.kv_blocks_total = static_cast<int32_t>(n_blocks);
   e->thread_ = std::thread([p = e.get()] { p->Loop(); });
   return e;
 }
 
-Engine::Engine(ModelRunner* runner, const EngineOptions& options, Scheduler scheduler, PagedKvStore store)
+Engine::Engine(ModelRunner* runner, const EngineOptions& options, Scheduler scheduler,
+               PagedKvStore store)
     : runner_(runner),
       options_(options),
       scheduler_(std::move(scheduler)),
       store_(std::move(store)),
-      pacer_(options.itl_factor, kMinPromptChunk, std::max(kMinPromptChunk, options.max_batch_tokens)),
+      pacer_(options.itl_factor, kMinPromptChunk,
+             std::max(kMinPromptChunk, options.max_batch_tokens)),
       work_(static_cast<size_t>(std::max(1, runner->n_threads())),
             std::vector<float>(static_cast<size_t>(runner->config().n_vocab))) {}
 
@@ -122,24 +133,27 @@ Result<RequestId> Engine::Submit(GenerationRequest request, GenerationCallbacks 
   if (n_prompt + request.max_tokens > limit) {
     return Status::InvalidArgument("this model's context length is " + std::to_string(limit) +
                                    " tokens; the request has " + std::to_string(n_prompt) +
-                                   " prompt tokens and asks for " + std::to_string(request.max_tokens) + " more");
+                                   " prompt tokens and asks for " +
+                                   std::to_string(request.max_tokens) + " more");
   }
   // The one check of token ids against the vocabulary before they are queued (the forward pass
   // guards its embedding lookup on its own).
   const int32_t n_vocab = static_cast<int32_t>(runner_->config().n_vocab);
   for (int32_t t : request.prompt) {
     if (t < 0 || t >= n_vocab) {
-      return Status::InvalidArgument("token id " + std::to_string(t) + " is outside the vocabulary (" +
-                                     std::to_string(n_vocab) + " tokens)");
+      return Status::InvalidArgument("token id " + std::to_string(t) +
+                                     " is outside the vocabulary (" + std::to_string(n_vocab) +
+                                     " tokens)");
     }
   }
   GANNET_RETURN_IF_ERROR(request.sampling.Validate(n_vocab));
-  GANNET_ASSIGN_OR_RETURN(std::shared_ptr<const StopStrings> stops, StopStrings::Compile(request.stop));
+  GANNET_ASSIGN_OR_RETURN(std::shared_ptr<const StopStrings> stops,
+                          StopStrings::Compile(request.stop));
   std::lock_guard<std::mutex> lock(mu_);
   if (!accepting_) return Status::Unavailable("the server is shutting down");
   if (static_cast<int64_t>(submitted_.size()) + stats_.waiting >= options_.max_queue) {
-    return Status::ResourceExhausted("too many requests are waiting (" + std::to_string(options_.max_queue) +
-                                     "); retry later");
+    return Status::ResourceExhausted("too many requests are waiting (" +
+                                     std::to_string(options_.max_queue) + "); retry later");
   }
   const RequestId id = next_id_++;
   submitted_.push_back(Pending{.id = id,
@@ -154,7 +168,8 @@ Result<RequestId> Engine::Submit(GenerationRequest request, GenerationCallbacks 
 void Engine::Cancel(RequestId id) {
   std::lock_guard<std::mutex> lock(mu_);
   cancelled_.push_back(id);
-  if (auto it = std::find(step_requests_.begin(), step_requests_.end(), id); it != step_requests_.end()) {
+  if (auto it = std::find(step_requests_.begin(), step_requests_.end(), id);
+      it != step_requests_.end()) {
     step_requests_.erase(it);
     if (step_requests_.empty()) abort_step_.store(true, std::memory_order_relaxed);
   }
@@ -200,7 +215,8 @@ void Engine::Loop() {
         const Status st = scheduler_.Update(EmitOutputs(out));
         GANNET_CHECK(st.ok());
         int32_t decodes = 0;
-        for (const ScheduledSeq& s : out.seqs) decodes += s.tokens.size() == 1 && s.needs_logits ? 1 : 0;
+        for (const ScheduledSeq& s : out.seqs)
+          decodes += s.tokens.size() == 1 && s.needs_logits ? 1 : 0;
         pacer_.Observe(Seconds(Clock::now() - step_start), decodes, out.num_tokens - decodes);
       }
     }
@@ -212,7 +228,9 @@ void Engine::Loop() {
 Engine::Inbox Engine::WaitForWork() {
   Inbox inbox;
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return stop_ || !submitted_.empty() || !cancelled_.empty() || scheduler_.has_unfinished(); });
+  cv_.wait(lock, [&] {
+    return stop_ || !submitted_.empty() || !cancelled_.empty() || scheduler_.has_unfinished();
+  });
   inbox.incoming.swap(submitted_);
   inbox.cancels.swap(cancelled_);
   inbox.stopping = stop_;
@@ -236,7 +254,9 @@ void Engine::Admit(std::deque<Pending>& incoming) {
       a->outputs.emplace_back(tok, p.request.stop_at_eog, p.stops);
     }
     a->tails.resize(static_cast<size_t>(p.request.n));
-    SchedulerRequest sr{.id = p.id, .prompt = p.request.prompt, .max_tokens = p.request.max_tokens,
+    SchedulerRequest sr{.id = p.id,
+                        .prompt = p.request.prompt,
+                        .max_tokens = p.request.max_tokens,
                         .n = p.request.n};
     a->request = std::move(p.request);
     a->callbacks = std::move(p.callbacks);
@@ -277,14 +297,16 @@ Result<std::span<const float>> Engine::Execute(const SchedulerOutput& out, bool*
       it->second->cached_prompt_tokens = s.start;
       it->second->first_scheduled = now;
     }
-    batch_.push_back(BatchSeq{.tokens = s.tokens, .n_past = s.start, .kv = views_[i].layers, .logits = s.needs_logits});
+    batch_.push_back(BatchSeq{
+        .tokens = s.tokens, .n_past = s.start, .kv = views_[i].layers, .logits = s.needs_logits});
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
     step_requests_.clear();
     for (const ScheduledSeq& s : out.seqs) {
       if (active_.count(s.request_id) != 0 &&
-          std::find(step_requests_.begin(), step_requests_.end(), s.request_id) == step_requests_.end() &&
+          std::find(step_requests_.begin(), step_requests_.end(), s.request_id) ==
+              step_requests_.end() &&
           std::find(cancelled_.begin(), cancelled_.end(), s.request_id) == cancelled_.end()) {
         step_requests_.push_back(s.request_id);
       }
@@ -305,7 +327,8 @@ void Engine::FailStep(const SchedulerOutput& out, const Status& status, bool abo
   // An aborted pass had only cancelled requests: they finish as cancelled, in FinishRequests.
   std::vector<RequestId> failed;
   for (const ScheduledSeq& s : out.seqs) {
-    if (active_.count(s.request_id) != 0 && scheduler_.Cancel(s.request_id).ok()) failed.push_back(s.request_id);
+    if (active_.count(s.request_id) != 0 && scheduler_.Cancel(s.request_id).ok())
+      failed.push_back(s.request_id);
   }
   (void)scheduler_.Update(StepResult{.step = out.step});
   if (aborted) return;
@@ -323,7 +346,8 @@ void Engine::Sample(const SchedulerOutput& out, std::span<const float> logits) {
     if (!s.needs_logits) continue;
     auto it = active_.find(s.request_id);
     for (int32_t k = 0; k < s.num_samples; ++k) {
-      jobs_.push_back({.row = row, .active = it == active_.end() ? nullptr : it->second.get(),
+      jobs_.push_back({.row = row,
+                       .active = it == active_.end() ? nullptr : it->second.get(),
                        .index = s.sample_index + k});
     }
     ++row;
@@ -367,12 +391,15 @@ StepResult Engine::EmitOutputs(const SchedulerOutput& out) {
       Active& a = *job.active;
       if (a.first_token == Clock::time_point{}) a.first_token = now;
       a.last_token = now;
-      const SampledToken st{.token = job.token, .stop = job.output.finished, .discard = !job.output.emitted};
+      const SampledToken st{
+          .token = job.token, .stop = job.output.finished, .discard = !job.output.emitted};
       if (job.output.emitted) {
         ++a.completion_tokens;
         ++step_generated_tokens_;
         if (a.callbacks.on_token) {
-          TokenEvent ev{.sample_index = job.index, .token = job.token, .text = std::move(job.output.text),
+          TokenEvent ev{.sample_index = job.index,
+                        .token = job.token,
+                        .text = std::move(job.output.text),
                         .text_offset = job.output.text_offset};
           if (a.request.top_logprobs >= 0) {
             ev.logprob = job.logprob;
@@ -394,7 +421,8 @@ void Engine::FinishRequests() {
   for (FinishedRequest& f : scheduler_.TakeFinished()) FinishRequest(f.id, f.status, &f.samples);
 }
 
-void Engine::FinishRequest(RequestId id, const Status& status, const std::vector<SampleOutput>* samples) {
+void Engine::FinishRequest(RequestId id, const Status& status,
+                           const std::vector<SampleOutput>* samples) {
   auto it = active_.find(id);
   if (it == active_.end()) return;
   Active& a = *it->second;
@@ -405,7 +433,8 @@ void Engine::FinishRequest(RequestId id, const Status& status, const std::vector
   for (size_t i = 0; i < a.outputs.size(); ++i) {
     FinishReason f = FinishReason::kError;
     if (samples != nullptr && i < samples->size()) f = (*samples)[i].reason;
-    r.samples.push_back({.finish = status.ok() ? f : FinishReason::kError, .tail = a.tails[i] + a.outputs[i].Finish()});
+    r.samples.push_back({.finish = status.ok() ? f : FinishReason::kError,
+                         .tail = a.tails[i] + a.outputs[i].Finish()});
   }
   if (a.scheduled_once) {
     r.timings.queued = Seconds(a.first_scheduled - a.submitted);

@@ -57,23 +57,23 @@ struct EngineOptions {
 };
 
 struct GenerationRequest {
-  std::vector<int32_t> prompt;     // token ids, BOS included if wanted
-  int32_t max_tokens = 16;         // per sample; >= 1
-  int32_t n = 1;                   // samples; sample i uses seed + i when a seed is given
+  std::vector<int32_t> prompt;  // token ids, BOS included if wanted
+  int32_t max_tokens = 16;      // per sample; >= 1
+  int32_t n = 1;                // samples; sample i uses seed + i when a seed is given
   SamplingParams sampling;
-  bool stop_at_eog = true;         // the model's end-of-generation tokens end a sample (not emitted)
-  std::vector<std::string> stop;   // stop strings: a sample's text ends before the first to complete
-                                   // (at most kMaxStopStrings, kMaxStopBytes in all)
-  int32_t top_logprobs = -1;       // < 0: no logprobs; 0..20: the chosen token's and this many top ones
+  bool stop_at_eog = true;        // the model's end-of-generation tokens end a sample (not emitted)
+  std::vector<std::string> stop;  // stop strings: a sample's text ends before the first to complete
+                                  // (at most kMaxStopStrings, kMaxStopBytes in all)
+  int32_t top_logprobs = -1;  // < 0: no logprobs; 0..20: the chosen token's and this many top ones
 };
 
 // One generated token of one sample.
 struct TokenEvent {
   int32_t sample_index = 0;
   int32_t token = 0;
-  std::string text;              // the text this token releases (whole UTF-8, no stop-string bytes)
-  int64_t text_offset = 0;       // bytes of the sample's decoded text before this token's
-  float logprob = 0.0f;          // when logprobs were asked for
+  std::string text;         // the text this token releases (whole UTF-8, no stop-string bytes)
+  int64_t text_offset = 0;  // bytes of the sample's decoded text before this token's
+  float logprob = 0.0f;     // when logprobs were asked for
   std::vector<TokenLogprob> top;  // when top_logprobs > 0
 };
 
@@ -94,8 +94,8 @@ struct GenerationResult {
   Status status;                      // not OK: the request failed (no more tokens follow)
   std::vector<SampleResult> samples;  // per sample
   int64_t prompt_tokens = 0;
-  int64_t completion_tokens = 0;      // over all samples (tokens that reached on_token)
-  int64_t cached_prompt_tokens = 0;   // prompt tokens served from the prefix cache
+  int64_t completion_tokens = 0;     // over all samples (tokens that reached on_token)
+  int64_t cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
   GenerationTimings timings;
 };
 
@@ -159,7 +159,8 @@ class Engine {
   };
   struct SampleJob;
 
-  Engine(ModelRunner* runner, const EngineOptions& options, Scheduler scheduler, PagedKvStore store);
+  Engine(ModelRunner* runner, const EngineOptions& options, Scheduler scheduler,
+         PagedKvStore store);
 
   // The step loop and its stages, in order (all on the step thread).
   void Loop();

@@ -43,7 +43,8 @@ bool KvCacheManager::AllocateSlots(SeqId seq, int32_t n_new, const PrefixMatch* 
       if (pool_.ref_count(b) == 0) ++revive;
     }
   }
-  const bool cow = !is_new && n_new > 0 && base_slots % bs != 0 && pool_.ref_count(it->second.table.back()) > 1;
+  const bool cow =
+      !is_new && n_new > 0 && base_slots % bs != 0 && pool_.ref_count(it->second.table.back()) > 1;
   if (need + revive + (cow ? 1 : 0) > pool_.num_free()) return false;
 
   SeqKv& s = is_new ? seqs_[seq] : it->second;
@@ -68,7 +69,8 @@ bool KvCacheManager::AllocateSlots(SeqId seq, int32_t n_new, const PrefixMatch* 
   return true;
 }
 
-void KvCacheManager::CommitTokens(SeqId seq, std::span<const int32_t> tokens, int32_t num_computed) {
+void KvCacheManager::CommitTokens(SeqId seq, std::span<const int32_t> tokens,
+                                  int32_t num_computed) {
   auto it = seqs_.find(seq);
   GANNET_CHECK(it != seqs_.end());
   SeqKv& s = it->second;
@@ -88,7 +90,8 @@ void KvCacheManager::CommitTokens(SeqId seq, std::span<const int32_t> tokens, in
       holder = pool_.Register(mine, h, parent, chunk);
     }
     if (holder == kNoBlock) {
-      s.caching_stopped = true;  // 64-bit collision with other contents: keep the entry that is there
+      s.caching_stopped =
+          true;  // 64-bit collision with other contents: keep the entry that is there
       break;
     }
     if (holder != mine) {
@@ -113,7 +116,8 @@ void KvCacheManager::Free(SeqId seq) {
 
 Status KvCacheManager::Fork(SeqId parent, SeqId child) {
   const auto it = seqs_.find(parent);
-  if (it == seqs_.end()) return Status::NotFound("fork: sequence " + std::to_string(parent) + " has no KV");
+  if (it == seqs_.end())
+    return Status::NotFound("fork: sequence " + std::to_string(parent) + " has no KV");
   if (seqs_.count(child) != 0) {
     return Status::InvalidArgument("fork: sequence " + std::to_string(child) + " already has KV");
   }
@@ -155,17 +159,20 @@ Status KvCacheManager::CheckInvariants() const {
       return Status::Internal(who + ": more committed blocks than blocks");
     }
     for (int32_t j = 0; j < s.num_committed_blocks; ++j) {
-      if (!pool_.is_cached(s.table[j])) return Status::Internal(who + ": committed block not in the prefix cache");
+      if (!pool_.is_cached(s.table[j]))
+        return Status::Internal(who + ": committed block not in the prefix cache");
     }
     for (const BlockId b : s.table) {
-      if (b < 0 || b >= pool_.num_blocks()) return Status::Internal(who + ": block id out of range");
+      if (b < 0 || b >= pool_.num_blocks())
+        return Status::Internal(who + ": block id out of range");
       ++refs[b];
     }
   }
   for (BlockId b = 0; b < pool_.num_blocks(); ++b) {
     if (refs[b] != pool_.ref_count(b)) {
-      return Status::Internal("block " + std::to_string(b) + " has ref " + std::to_string(pool_.ref_count(b)) +
-                              " but " + std::to_string(refs[b]) + " table entries");
+      return Status::Internal("block " + std::to_string(b) + " has ref " +
+                              std::to_string(pool_.ref_count(b)) + " but " +
+                              std::to_string(refs[b]) + " table entries");
     }
   }
   return Status::Ok();

@@ -24,9 +24,9 @@ using SeqId = int64_t;
 
 // The cached full blocks that hold a prefix of some tokens (see MatchPrefix).
 struct PrefixMatch {
-  std::vector<BlockId> blocks;            // physical blocks of logical blocks 0..n-1
-  BlockHash last_hash = kRootBlockHash;   // chained hash of the last matched block
-  int32_t num_tokens = 0;                 // blocks.size() * block_size
+  std::vector<BlockId> blocks;           // physical blocks of logical blocks 0..n-1
+  BlockHash last_hash = kRootBlockHash;  // chained hash of the last matched block
+  int32_t num_tokens = 0;                // blocks.size() * block_size
 };
 
 class KvCacheManager {
@@ -39,7 +39,9 @@ class KvCacheManager {
   // The longest run of cached full blocks that holds a prefix of `tokens`. Never covers the last
   // token: at least one token must be computed so that the model produces logits. Takes nothing.
   PrefixMatch MatchPrefix(std::span<const int32_t> tokens) const;
-  int32_t GetCachedPrefix(std::span<const int32_t> tokens) const { return MatchPrefix(tokens).num_tokens; }
+  int32_t GetCachedPrefix(std::span<const int32_t> tokens) const {
+    return MatchPrefix(tokens).num_tokens;
+  }
 
   // Gives `seq` slots for `n_new` more positions, allocating blocks and making its last partial
   // block writable (copy-on-write) as needed. For a sequence not yet known, `prefix` (when given)
@@ -80,9 +82,9 @@ class KvCacheManager {
   struct SeqKv {
     std::vector<BlockId> table;
     int32_t num_slots = 0;
-    int32_t num_committed_blocks = 0;        // leading full blocks already registered
-    BlockHash last_hash = kRootBlockHash;    // chained hash of block num_committed_blocks - 1
-    bool caching_stopped = false;            // a hash collision: later blocks are not cached
+    int32_t num_committed_blocks = 0;      // leading full blocks already registered
+    BlockHash last_hash = kRootBlockHash;  // chained hash of block num_committed_blocks - 1
+    bool caching_stopped = false;          // a hash collision: later blocks are not cached
   };
 
   BlockPool pool_;

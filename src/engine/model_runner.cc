@@ -34,7 +34,8 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& model_
   }
   int64_t n_ctx = options.n_ctx > 0 ? options.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
   if (n_ctx > c.n_ctx_train) {
-    return Status::OutOfRange("context size " + std::to_string(n_ctx) + " exceeds the model's training context " +
+    return Status::OutOfRange("context size " + std::to_string(n_ctx) +
+                              " exceeds the model's training context " +
                               std::to_string(c.n_ctx_train));
   }
   int n_threads = options.n_threads > 0 ? options.n_threads : ThreadPool::HardwareThreads();
@@ -54,7 +55,8 @@ Result<const graph::Plan*> ModelRunner::GetPlan(int64_t n_tokens, int64_t n_outp
   auto it = plans_.find(key);
   if (it != plans_.end()) return &it->second;
   GANNET_ASSIGN_OR_RETURN(graph::Graph g, model_->BuildGraph(n_tokens, n_outputs));
-  GANNET_ASSIGN_OR_RETURN(graph::Plan plan, graph::Plan::Compile(std::move(g), {.fuse = fuse_graph_}));
+  GANNET_ASSIGN_OR_RETURN(graph::Plan plan,
+                          graph::Plan::Compile(std::move(g), {.fuse = fuse_graph_}));
   if (plans_.size() >= kMaxCachedPlans) {
     // Keep the decode plan; drop some other shape.
     for (auto p = plans_.begin(); p != plans_.end(); ++p) {
@@ -70,7 +72,9 @@ Result<const graph::Plan*> ModelRunner::GetPlan(int64_t n_tokens, int64_t n_outp
 }
 
 void ModelRunner::EnsureArena(size_t arena_bytes, size_t scratch_bytes) {
-  auto alloc = [](size_t bytes) { return std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64)); };
+  auto alloc = [](size_t bytes) {
+    return std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64));
+  };
   if (arena_bytes > arena_capacity_) {
     arena_.reset(alloc(arena_bytes));
     arena_capacity_ = arena_bytes;
@@ -81,8 +85,9 @@ void ModelRunner::EnsureArena(size_t arena_bytes, size_t scratch_bytes) {
   }
 }
 
-Result<std::span<const float>> ModelRunner::Evaluate(std::span<const int32_t> tokens, int64_t n_past, bool all_logits,
-                                                const graph::NodeObserver* observer) {
+Result<std::span<const float>> ModelRunner::Evaluate(std::span<const int32_t> tokens,
+                                                     int64_t n_past, bool all_logits,
+                                                     const graph::NodeObserver* observer) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) return Status::InvalidArgument("nothing to evaluate");
   if (n_past < 0 || n_past + n > n_ctx_) {
@@ -105,10 +110,15 @@ Result<std::span<const float>> ModelRunner::Evaluate(std::span<const int32_t> to
     positions_.resize(len);
     for (int64_t i = 0; i < len; ++i) positions_[i] = static_cast<int32_t>(n_past + start + i);
     output_rows_.resize(n_out);
-    for (int64_t i = 0; i < n_out; ++i) output_rows_[i] = static_cast<int32_t>(all_logits ? i : len - 1);
-    graph::BatchInputs in{.tokens = tokens.subspan(start, len), .positions = positions_, .output_rows = output_rows_,
-                          .kv = single_views_.layers, .n_kv = n_past + start + len};
-    GANNET_ASSIGN_OR_RETURN(out, plan->Execute(*backend_, in, arena_.get(), scratch_.get(), observer));
+    for (int64_t i = 0; i < n_out; ++i)
+      output_rows_[i] = static_cast<int32_t>(all_logits ? i : len - 1);
+    graph::BatchInputs in{.tokens = tokens.subspan(start, len),
+                          .positions = positions_,
+                          .output_rows = output_rows_,
+                          .kv = single_views_.layers,
+                          .n_kv = n_past + start + len};
+    GANNET_ASSIGN_OR_RETURN(out,
+                            plan->Execute(*backend_, in, arena_.get(), scratch_.get(), observer));
     if (all_logits && n > n_batch_) {
       std::memcpy(logits_.data() + start * n_vocab, out.data(), out.size_bytes());
     }
@@ -117,7 +127,8 @@ Result<std::span<const float>> ModelRunner::Evaluate(std::span<const int32_t> to
   return out;
 }
 
-Result<std::span<const float>> ModelRunner::Execute(std::span<const BatchSeq> seqs, const std::atomic<bool>* abort) {
+Result<std::span<const float>> ModelRunner::Execute(std::span<const BatchSeq> seqs,
+                                                    const std::atomic<bool>* abort) {
   const int64_t n_vocab = config().n_vocab;
   const size_t n_layer = static_cast<size_t>(config().n_layer);
   batch_tokens_.clear();
@@ -127,7 +138,8 @@ Result<std::span<const float>> ModelRunner::Execute(std::span<const BatchSeq> se
   for (const BatchSeq& s : seqs) {
     if (s.tokens.empty()) return Status::InvalidArgument("a batch sequence has no tokens");
     if (s.n_past < 0) return Status::InvalidArgument("negative sequence position");
-    if (s.kv.size() != n_layer) return Status::InvalidArgument("a batch sequence has no KV views for every layer");
+    if (s.kv.size() != n_layer)
+      return Status::InvalidArgument("a batch sequence has no KV views for every layer");
     const int64_t begin = static_cast<int64_t>(batch_tokens_.size());
     for (size_t i = 0; i < s.tokens.size(); ++i) {
       batch_tokens_.push_back(s.tokens[i]);
@@ -135,7 +147,9 @@ Result<std::span<const float>> ModelRunner::Execute(std::span<const BatchSeq> se
     }
     const int64_t end = static_cast<int64_t>(batch_tokens_.size());
     if (s.logits) output_rows_.push_back(static_cast<int32_t>(end - 1));
-    slices_.push_back(graph::SeqSlice{.row_begin = begin, .row_end = end, .kv = s.kv,
+    slices_.push_back(graph::SeqSlice{.row_begin = begin,
+                                      .row_end = end,
+                                      .kv = s.kv,
                                       .n_kv = s.n_past + static_cast<int64_t>(s.tokens.size())});
   }
   if (batch_tokens_.empty()) return Status::InvalidArgument("nothing to evaluate");
@@ -145,10 +159,15 @@ Result<std::span<const float>> ModelRunner::Execute(std::span<const BatchSeq> se
     // The graph always ends in logits; compute the last row's and return none.
     output_rows_.push_back(static_cast<int32_t>(n - 1));
   }
-  GANNET_ASSIGN_OR_RETURN(const graph::Plan* plan, GetPlan(n, static_cast<int64_t>(output_rows_.size())));
-  graph::BatchInputs in{.tokens = batch_tokens_, .positions = positions_, .output_rows = output_rows_,
-                        .seqs = slices_, .abort = abort};
-  GANNET_ASSIGN_OR_RETURN(std::span<const float> out, plan->Execute(*backend_, in, arena_.get(), scratch_.get()));
+  GANNET_ASSIGN_OR_RETURN(const graph::Plan* plan,
+                          GetPlan(n, static_cast<int64_t>(output_rows_.size())));
+  graph::BatchInputs in{.tokens = batch_tokens_,
+                        .positions = positions_,
+                        .output_rows = output_rows_,
+                        .seqs = slices_,
+                        .abort = abort};
+  GANNET_ASSIGN_OR_RETURN(std::span<const float> out,
+                          plan->Execute(*backend_, in, arena_.get(), scratch_.get()));
   return out.first(static_cast<size_t>(n_out * n_vocab));
 }
 

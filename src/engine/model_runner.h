@@ -27,9 +27,10 @@
 namespace gannet::engine {
 
 struct ModelRunnerOptions {
-  int n_threads = 0;      // 0: one per core
-  int64_t n_ctx = 0;      // longest sequence; 0: min(training context, 4096)
-  int64_t n_batch = 512;  // most tokens Evaluate runs in one forward pass (longer inputs are chunked)
+  int n_threads = 0;  // 0: one per core
+  int64_t n_ctx = 0;  // longest sequence; 0: min(training context, 4096)
+  int64_t n_batch =
+      512;  // most tokens Evaluate runs in one forward pass (longer inputs are chunked)
   // Compile forward passes with the graph fusion passes (graph/fuse.h). Off: every node of the
   // model's graph runs as written and an observer sees every intermediate tensor.
   bool fuse_graph = true;
@@ -45,7 +46,8 @@ struct BatchSeq {
 
 class ModelRunner {
  public:
-  static Result<std::unique_ptr<ModelRunner>> Load(const std::string& model_path, const ModelRunnerOptions& options);
+  static Result<std::unique_ptr<ModelRunner>> Load(const std::string& model_path,
+                                                   const ModelRunnerOptions& options);
 
   const models::ModelConfig& config() const { return model_->config(); }
   const models::Model& model() const { return *model_; }
@@ -64,13 +66,15 @@ class ModelRunner {
   // REQUIRES: each sequence's positions before n_past are in its cache.
   // `abort` (optional): when it becomes true the pass stops at its next graph node and returns
   // Unavailable; the K/V positions of this batch are then partly written and must be discarded.
-  Result<std::span<const float>> Execute(std::span<const BatchSeq> seqs, const std::atomic<bool>* abort = nullptr);
+  Result<std::span<const float>> Execute(std::span<const BatchSeq> seqs,
+                                         const std::atomic<bool>* abort = nullptr);
 
   // One private sequence of up to n_ctx positions (its KV memory is reserved on first use): runs
   // `tokens` at positions [n_past, n_past + n), in chunks of n_batch. Returns logits [n_vocab] of
   // the last token, or [n, n_vocab] of every token when all_logits. Valid until the next call.
   // REQUIRES: positions before n_past were evaluated by earlier calls.
-  Result<std::span<const float>> Evaluate(std::span<const int32_t> tokens, int64_t n_past, bool all_logits,
+  Result<std::span<const float>> Evaluate(std::span<const int32_t> tokens, int64_t n_past,
+                                          bool all_logits,
                                           const graph::NodeObserver* observer = nullptr);
 
  private:

@@ -21,17 +21,21 @@
 namespace gannet::engine {
 
 struct TokenOutput {
-  bool emitted = true;       // false: an end-of-generation token, which is not part of the output
-  bool finished = false;     // the sample ends with this token (end of generation or a stop string)
-  std::string text;          // text released by this token (possibly empty)
-  int64_t text_offset = 0;   // bytes of the sample's decoded text before this token's
+  bool emitted = true;      // false: an end-of-generation token, which is not part of the output
+  bool finished = false;    // the sample ends with this token (end of generation or a stop string)
+  std::string text;         // text released by this token (possibly empty)
+  int64_t text_offset = 0;  // bytes of the sample's decoded text before this token's
 };
 
 class OutputProcessor {
  public:
   // stop_at_eog: the tokenizer's end-of-generation ids end the sample. `stops` may be null.
-  OutputProcessor(const Tokenizer& tokenizer, bool stop_at_eog, std::shared_ptr<const StopStrings> stops)
-      : tokenizer_(&tokenizer), decoder_(tokenizer), stop_(std::move(stops)), stop_at_eog_(stop_at_eog) {}
+  OutputProcessor(const Tokenizer& tokenizer, bool stop_at_eog,
+                  std::shared_ptr<const StopStrings> stops)
+      : tokenizer_(&tokenizer),
+        decoder_(tokenizer),
+        stop_(std::move(stops)),
+        stop_at_eog_(stop_at_eog) {}
 
   // REQUIRES: !finished().
   TokenOutput Process(int32_t token);

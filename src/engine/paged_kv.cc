@@ -10,26 +10,30 @@ void PagedKvStore::FreeDeleter::operator()(uint16_t* p) const { std::free(p); }
 size_t PagedKvStore::BytesPerBlock(const models::ModelConfig& config, int64_t block_size) {
   size_t bytes = 0;
   for (int64_t l = 0; l < config.n_layer; ++l) {
-    bytes += 2 * static_cast<size_t>(block_size) * static_cast<size_t>(config.kv_width(l)) * sizeof(uint16_t);
+    bytes += 2 * static_cast<size_t>(block_size) * static_cast<size_t>(config.kv_width(l)) *
+             sizeof(uint16_t);
   }
   return bytes;
 }
 
-Result<PagedKvStore> PagedKvStore::Create(const models::ModelConfig& config, int64_t n_blocks, int64_t block_size) {
-  if (n_blocks <= 0 || block_size <= 0) return Status::InvalidArgument("KV pool needs at least one block");
+Result<PagedKvStore> PagedKvStore::Create(const models::ModelConfig& config, int64_t n_blocks,
+                                          int64_t block_size) {
+  if (n_blocks <= 0 || block_size <= 0)
+    return Status::InvalidArgument("KV pool needs at least one block");
   PagedKvStore s;
   s.n_blocks_ = n_blocks;
   s.block_size_ = block_size;
   for (int64_t l = 0; l < config.n_layer; ++l) {
     const int64_t w = config.kv_width(l);
     s.widths_.push_back(w);
-    const size_t bytes = static_cast<size_t>(n_blocks) * static_cast<size_t>(block_size) * static_cast<size_t>(w) *
-                         sizeof(uint16_t);
+    const size_t bytes = static_cast<size_t>(n_blocks) * static_cast<size_t>(block_size) *
+                         static_cast<size_t>(w) * sizeof(uint16_t);
     for (int kv = 0; kv < 2; ++kv) {
       auto* p = static_cast<uint16_t*>(std::calloc(1, bytes));
       if (p == nullptr) {
-        return Status::ResourceExhausted("cannot allocate " + std::to_string(bytes >> 20) + " MiB for the KV pool (" +
-                                         std::to_string(n_blocks) + " blocks)");
+        return Status::ResourceExhausted("cannot allocate " + std::to_string(bytes >> 20) +
+                                         " MiB for the KV pool (" + std::to_string(n_blocks) +
+                                         " blocks)");
       }
       s.buffers_.emplace_back(p);
       s.bytes_ += bytes;
@@ -49,7 +53,8 @@ void PagedKvStore::Assign(std::span<const int32_t> table, SeqKvViews* out) const
       uint16_t** dst = &out->ptrs[(2 * l + kv) * nb];
       for (size_t i = 0; i < nb; ++i) dst[i] = base + static_cast<size_t>(table[i]) * block_elems;
     }
-    out->layers[l] = graph::KvLayerView{.k_blocks = &out->ptrs[2 * l * nb], .v_blocks = &out->ptrs[(2 * l + 1) * nb],
+    out->layers[l] = graph::KvLayerView{.k_blocks = &out->ptrs[2 * l * nb],
+                                        .v_blocks = &out->ptrs[(2 * l + 1) * nb],
                                         .block_size = block_size_};
   }
 }
@@ -59,8 +64,8 @@ void PagedKvStore::CopyBlock(int32_t src, int32_t dst) {
     const size_t block_elems = static_cast<size_t>(block_size_) * static_cast<size_t>(widths_[l]);
     for (int kv = 0; kv < 2; ++kv) {
       uint16_t* base = buffers_[2 * l + kv].get();
-      std::memcpy(base + static_cast<size_t>(dst) * block_elems, base + static_cast<size_t>(src) * block_elems,
-                  block_elems * sizeof(uint16_t));
+      std::memcpy(base + static_cast<size_t>(dst) * block_elems,
+                  base + static_cast<size_t>(src) * block_elems, block_elems * sizeof(uint16_t));
     }
   }
 }

@@ -23,7 +23,7 @@ namespace gannet::engine {
 // The cache views of one sequence for one step: per layer, arrays of block pointers.
 // Reused across steps to avoid allocation (Assign overwrites).
 struct SeqKvViews {
-  std::vector<uint16_t*> ptrs;              // [n_layer][2][n_table_blocks]
+  std::vector<uint16_t*> ptrs;             // [n_layer][2][n_table_blocks]
   std::vector<graph::KvLayerView> layers;  // [n_layer]
 };
 
@@ -31,7 +31,8 @@ class PagedKvStore {
  public:
   // Bytes one block takes over all layers (K and V).
   static size_t BytesPerBlock(const models::ModelConfig& config, int64_t block_size);
-  static Result<PagedKvStore> Create(const models::ModelConfig& config, int64_t n_blocks, int64_t block_size);
+  static Result<PagedKvStore> Create(const models::ModelConfig& config, int64_t n_blocks,
+                                     int64_t block_size);
 
   PagedKvStore(PagedKvStore&&) = default;
   PagedKvStore& operator=(PagedKvStore&&) = default;
@@ -54,7 +55,7 @@ class PagedKvStore {
   };
   int64_t n_blocks_ = 0, block_size_ = 0;
   size_t bytes_ = 0;
-  std::vector<int64_t> widths_;                                    // kv_width per layer
+  std::vector<int64_t> widths_;                                  // kv_width per layer
   std::vector<std::unique_ptr<uint16_t, FreeDeleter>> buffers_;  // [n_layer][2]
 };
 

@@ -18,7 +18,8 @@ namespace gannet::engine {
 
 class PrefillPacer {
  public:
-  // itl_factor <= 0 disables pacing (Limit() returns max_chunk). REQUIRES: 1 <= min_chunk <= max_chunk.
+  // itl_factor <= 0 disables pacing (Limit() returns max_chunk). REQUIRES: 1 <= min_chunk <=
+  // max_chunk.
   PrefillPacer(double itl_factor, int32_t min_chunk, int32_t max_chunk);
 
   // A finished step: wall time in seconds, the sequences it decoded (one token each) and the prompt
@@ -29,8 +30,8 @@ class PrefillPacer {
   // both times have been observed: a cautious default (min(max_chunk, 4 * min_chunk)).
   int32_t Limit() const;
 
-  double decode_step_seconds() const { return decode_s_; }       // 0 until observed
-  double prompt_token_seconds() const { return token_s_; }       // 0 until observed
+  double decode_step_seconds() const { return decode_s_; }  // 0 until observed
+  double prompt_token_seconds() const { return token_s_; }  // 0 until observed
 
  private:
   double factor_;

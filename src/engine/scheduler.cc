@@ -12,7 +12,8 @@ Result<Scheduler> Scheduler::Create(const SchedulerOptions& options) {
                                    std::to_string(options.max_num_batched_tokens));
   }
   if (options.max_num_seqs <= 0) {
-    return Status::InvalidArgument("max_num_seqs must be positive, got " + std::to_string(options.max_num_seqs));
+    return Status::InvalidArgument("max_num_seqs must be positive, got " +
+                                   std::to_string(options.max_num_seqs));
   }
   Result<BlockPool> pool =
       BlockPool::Create({.num_blocks = options.num_blocks, .block_size = options.block_size});
@@ -60,11 +61,13 @@ Status Scheduler::AddRequest(SchedulerRequest request) {
     if (t < 0) return Status::InvalidArgument(who + ": negative token id " + std::to_string(t));
   }
   if (request.max_tokens < 1) {
-    return Status::InvalidArgument(who + ": max_tokens must be at least 1, got " + std::to_string(request.max_tokens));
+    return Status::InvalidArgument(who + ": max_tokens must be at least 1, got " +
+                                   std::to_string(request.max_tokens));
   }
   if (request.n < 1 || request.n > options_.max_num_seqs) {
-    return Status::InvalidArgument(who + ": n must be in [1, " + std::to_string(options_.max_num_seqs) +
-                                   "], got " + std::to_string(request.n));
+    return Status::InvalidArgument(who + ": n must be in [1, " +
+                                   std::to_string(options_.max_num_seqs) + "], got " +
+                                   std::to_string(request.n));
   }
   const RequestId id = request.id;
   RequestState& r = requests_[id];
@@ -77,9 +80,10 @@ Status Scheduler::AddRequest(SchedulerRequest request) {
   const int64_t bs = kv_.block_size();
   if ((slots + bs - 1) / bs > kv_.pool().num_blocks()) {
     for (SampleOutput& o : r.samples) o = {.reason = FinishReason::kError, .finished = true};
-    finished_.push_back({.id = id,
-                         .status = Status::ResourceExhausted("the request needs more KV cache than the pool holds"),
-                         .samples = std::move(r.samples)});
+    finished_.push_back(
+        {.id = id,
+         .status = Status::ResourceExhausted("the request needs more KV cache than the pool holds"),
+         .samples = std::move(r.samples)});
     requests_.erase(id);
     return Status::Ok();
   }
@@ -164,7 +168,8 @@ void Scheduler::ScheduleRunning(bool decodes, int32_t* budget, SchedulerOutput* 
       continue;
     }
     const int32_t n = std::min(gap, *budget);
-    if (!AllocateOrPreempt(s, n, out)) continue;  // s was preempted: running_[i] is now the next one
+    if (!AllocateOrPreempt(s, n, out))
+      continue;  // s was preempted: running_[i] is now the next one
     s->scheduled_step = step_;
     out->seqs.push_back(MakeEntry(*s, n));
     *budget -= n;
@@ -195,7 +200,8 @@ void Scheduler::AdmitWaiting(int32_t* budget, SchedulerOutput* out) {
   while (!waiting_.empty() && *budget > 0) {
     Sequence* s = waiting_.front();
     if (SeqsReserved() + 1 + s->pending_forks > options_.max_num_seqs) break;
-    const PrefixMatch match = options_.enable_prefix_caching ? kv_.MatchPrefix(s->tokens) : PrefixMatch{};
+    const PrefixMatch match =
+        options_.enable_prefix_caching ? kv_.MatchPrefix(s->tokens) : PrefixMatch{};
     const int32_t n = std::min(static_cast<int32_t>(s->tokens.size()) - match.num_tokens, *budget);
     if (!kv_.AllocateSlots(s->id, n, &match)) break;  // strict FCFS: nobody overtakes the front
     waiting_.pop_front();
@@ -220,7 +226,8 @@ Status Scheduler::Update(const StepResult& result) {
   std::unordered_map<SeqId, const SeqStepResult*> by_seq;
   for (const SeqStepResult& r : result.seqs) {
     if (!by_seq.emplace(r.seq_id, &r).second) {
-      return Status::InvalidArgument("update: two results for sequence " + std::to_string(r.seq_id));
+      return Status::InvalidArgument("update: two results for sequence " +
+                                     std::to_string(r.seq_id));
     }
   }
   size_t matched = 0;
@@ -228,13 +235,15 @@ Status Scheduler::Update(const StepResult& result) {
     const auto it = by_seq.find(f.seq_id);
     if (it == by_seq.end()) {
       if (f.needs_logits && seqs_.count(f.seq_id) != 0) {
-        return Status::InvalidArgument("update: no sampled token for sequence " + std::to_string(f.seq_id));
+        return Status::InvalidArgument("update: no sampled token for sequence " +
+                                       std::to_string(f.seq_id));
       }
       continue;
     }
     ++matched;
     if (!f.needs_logits) {
-      return Status::InvalidArgument("update: sequence " + std::to_string(f.seq_id) + " produced no logits this step");
+      return Status::InvalidArgument("update: sequence " + std::to_string(f.seq_id) +
+                                     " produced no logits this step");
     }
     if (static_cast<int32_t>(it->second->samples.size()) != f.num_samples) {
       return Status::InvalidArgument("update: sequence " + std::to_string(f.seq_id) + " expects " +
@@ -242,11 +251,14 @@ Status Scheduler::Update(const StepResult& result) {
                                      std::to_string(it->second->samples.size()));
     }
     for (const SampledToken& t : it->second->samples) {
-      if (t.token < 0) return Status::InvalidArgument("update: negative token id " + std::to_string(t.token));
-      if (t.discard && !t.stop) return Status::InvalidArgument("update: a discarded token must stop its sample");
+      if (t.token < 0)
+        return Status::InvalidArgument("update: negative token id " + std::to_string(t.token));
+      if (t.discard && !t.stop)
+        return Status::InvalidArgument("update: a discarded token must stop its sample");
     }
   }
-  if (matched != by_seq.size()) return Status::InvalidArgument("update: result for a sequence not in this step");
+  if (matched != by_seq.size())
+    return Status::InvalidArgument("update: result for a sequence not in this step");
 
   std::vector<InFlight> flights = std::move(*in_flight_);
   in_flight_.reset();
@@ -306,9 +318,10 @@ void Scheduler::FinishSeq(Sequence* s, FinishReason reason) {
   }
   const RequestId rid = s->request_id;
   RequestState& r = requests_.at(rid);
-  r.samples[s->sample_index] = {.tokens = std::vector<int32_t>(s->tokens.begin() + s->num_prompt, s->tokens.end()),
-                                .reason = reason,
-                                .finished = true};
+  r.samples[s->sample_index] = {
+      .tokens = std::vector<int32_t>(s->tokens.begin() + s->num_prompt, s->tokens.end()),
+      .reason = reason,
+      .finished = true};
   r.live.erase(std::find(r.live.begin(), r.live.end(), s->id));
   seqs_.erase(s->id);  // `s` is gone from here on
   if (!r.live.empty()) return;
@@ -356,12 +369,13 @@ std::vector<SeqSnapshot> Scheduler::Sequences(RequestId id) const {
   if (it == requests_.end()) return out;
   for (const SeqId sid : it->second.live) {
     const Sequence& s = *seqs_.at(sid);
-    out.push_back({.id = s.id,
-                   .request_id = s.request_id,
-                   .state = s.state,
-                   .num_prompt = s.num_prompt,
-                   .num_computed = s.num_computed,
-                   .output = std::vector<int32_t>(s.tokens.begin() + s.num_prompt, s.tokens.end())});
+    out.push_back(
+        {.id = s.id,
+         .request_id = s.request_id,
+         .state = s.state,
+         .num_prompt = s.num_prompt,
+         .num_computed = s.num_computed,
+         .output = std::vector<int32_t>(s.tokens.begin() + s.num_prompt, s.tokens.end())});
   }
   return out;
 }
@@ -379,12 +393,13 @@ Status Scheduler::CheckInvariants() const {
     if (!seen.insert(s).second) return fail("sequence listed twice");
     if (i > 0 && !Before(running_[i - 1], s)) return fail("running list out of priority order");
     if (s->state != SeqState::kRunning) return fail("non-running sequence in the running list");
-    if (!kv_.Contains(s->id)) return fail("running sequence " + std::to_string(s->id) + " has no KV");
+    if (!kv_.Contains(s->id))
+      return fail("running sequence " + std::to_string(s->id) + " has no KV");
     const auto f = in_flight_n.find(s->id);
     const int32_t want = s->num_computed + (f == in_flight_n.end() ? 0 : f->second);
     if (kv_.NumSlots(s->id) != want) {
-      return fail("sequence " + std::to_string(s->id) + " holds " + std::to_string(kv_.NumSlots(s->id)) +
-                  " slots, expected " + std::to_string(want));
+      return fail("sequence " + std::to_string(s->id) + " holds " +
+                  std::to_string(kv_.NumSlots(s->id)) + " slots, expected " + std::to_string(want));
     }
     if (s->num_computed >= static_cast<int32_t>(s->tokens.size())) {
       return fail("running sequence with nothing left to compute");
@@ -392,18 +407,22 @@ Status Scheduler::CheckInvariants() const {
   }
   for (const Sequence* s : waiting_) {
     if (!seen.insert(s).second) return fail("sequence listed twice");
-    if (s->state != SeqState::kWaiting && s->state != SeqState::kPreempted) return fail("bad waiting state");
+    if (s->state != SeqState::kWaiting && s->state != SeqState::kPreempted)
+      return fail("bad waiting state");
     if (kv_.Contains(s->id) || s->num_computed != 0) return fail("waiting sequence holds KV");
   }
   if (seen.size() != seqs_.size()) return fail("sequence neither running nor waiting");
-  if (kv_.num_seqs() != static_cast<int32_t>(running_.size())) return fail("KV held by a sequence not running");
-  if (SeqsReserved() > options_.max_num_seqs) return fail("more sequences running than max_num_seqs");
+  if (kv_.num_seqs() != static_cast<int32_t>(running_.size()))
+    return fail("KV held by a sequence not running");
+  if (SeqsReserved() > options_.max_num_seqs)
+    return fail("more sequences running than max_num_seqs");
   size_t live = 0;
   for (const auto& [rid, r] : requests_) {
     live += r.live.size();
     for (const SeqId sid : r.live) {
       const auto it = seqs_.find(sid);
-      if (it == seqs_.end() || it->second->request_id != rid) return fail("request lists a missing sequence");
+      if (it == seqs_.end() || it->second->request_id != rid)
+        return fail("request lists a missing sequence");
     }
   }
   if (live != seqs_.size()) return fail("sequence without a request");

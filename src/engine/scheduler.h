@@ -50,9 +50,9 @@ struct SchedulerOptions {
 
 struct SchedulerRequest {
   RequestId id = 0;
-  std::vector<int32_t> prompt;    // token ids
-  int32_t max_tokens = 16;        // tokens to generate per sample, >= 1
-  int32_t n = 1;                  // samples, each its own sequence sharing the prompt's blocks
+  std::vector<int32_t> prompt;  // token ids
+  int32_t max_tokens = 16;      // tokens to generate per sample, >= 1
+  int32_t n = 1;                // samples, each its own sequence sharing the prompt's blocks
 };
 
 enum class SeqState { kWaiting, kRunning, kPreempted, kFinished };
@@ -71,10 +71,10 @@ struct ScheduledSeq {
 
 struct SchedulerOutput {
   uint64_t step = 0;
-  std::vector<BlockCopy> copies;     // perform first, in order
+  std::vector<BlockCopy> copies;  // perform first, in order
   std::vector<ScheduledSeq> seqs;
-  int32_t num_tokens = 0;            // sum of tokens over seqs
-  std::vector<SeqId> preempted;      // sequences preempted while building this step
+  int32_t num_tokens = 0;        // sum of tokens over seqs
+  std::vector<SeqId> preempted;  // sequences preempted while building this step
   bool empty() const { return seqs.empty(); }
 };
 
@@ -91,11 +91,11 @@ struct SeqStepResult {
 
 struct StepResult {
   uint64_t step = 0;
-  std::vector<SeqStepResult> seqs;    // one per scheduled entry with needs_logits
+  std::vector<SeqStepResult> seqs;  // one per scheduled entry with needs_logits
 };
 
 struct SampleOutput {
-  std::vector<int32_t> tokens;        // generated ids (a discarded token is not included)
+  std::vector<int32_t> tokens;  // generated ids (a discarded token is not included)
   FinishReason reason = FinishReason::kLength;
   bool finished = false;
 };
@@ -108,12 +108,12 @@ struct FinishedRequest {
 
 struct SchedulerStats {
   int32_t num_running = 0;
-  int32_t num_waiting = 0;           // includes preempted sequences awaiting recompute
+  int32_t num_waiting = 0;  // includes preempted sequences awaiting recompute
   int32_t blocks_used = 0;
   int32_t blocks_total = 0;
-  int32_t blocks_cached = 0;         // registered in the prefix cache (in use or evictable)
-  int64_t prefix_query_tokens = 0;   // tokens of sequences admitted from the waiting queue
-  int64_t prefix_hit_tokens = 0;     // of those, taken from the prefix cache
+  int32_t blocks_cached = 0;        // registered in the prefix cache (in use or evictable)
+  int64_t prefix_query_tokens = 0;  // tokens of sequences admitted from the waiting queue
+  int64_t prefix_hit_tokens = 0;    // of those, taken from the prefix cache
   int64_t num_preemptions = 0;
   int64_t num_steps = 0;
   int64_t num_scheduled_tokens = 0;  // over all steps
@@ -123,7 +123,7 @@ struct SeqSnapshot {
   SeqId id = 0;
   RequestId request_id = 0;
   SeqState state = SeqState::kWaiting;
-  int32_t num_prompt = 0;            // original prompt length
+  int32_t num_prompt = 0;  // original prompt length
   int32_t num_computed = 0;
   std::vector<int32_t> output;
 };
@@ -178,12 +178,12 @@ class Scheduler {
   struct Sequence {
     SeqId id = 0;
     RequestId request_id = 0;
-    uint64_t arrival = 0;        // request arrival order; with sample_index, the priority
+    uint64_t arrival = 0;  // request arrival order; with sample_index, the priority
     int32_t sample_index = 0;
     int32_t num_prompt = 0;
     std::vector<int32_t> tokens;  // prompt then output
     int32_t num_computed = 0;
-    int32_t pending_forks = 0;    // samples still to fork from this sequence at its prompt's end
+    int32_t pending_forks = 0;  // samples still to fork from this sequence at its prompt's end
     SeqState state = SeqState::kWaiting;
     uint64_t scheduled_step = 0;
     int32_t num_output() const { return static_cast<int32_t>(tokens.size()) - num_prompt; }
@@ -197,12 +197,13 @@ class Scheduler {
   struct RequestState {
     SchedulerRequest spec;
     uint64_t arrival = 0;
-    std::vector<SeqId> live;               // sequences not finished
-    std::vector<SampleOutput> samples;     // filled as samples finish
+    std::vector<SeqId> live;            // sequences not finished
+    std::vector<SampleOutput> samples;  // filled as samples finish
     int32_t num_finished = 0;
   };
 
-  explicit Scheduler(const SchedulerOptions& options, KvCacheManager kv) : options_(options), kv_(std::move(kv)) {}
+  explicit Scheduler(const SchedulerOptions& options, KvCacheManager kv)
+      : options_(options), kv_(std::move(kv)) {}
   static bool Before(const Sequence* a, const Sequence* b);
   int32_t SeqsReserved() const;
   void InsertRunning(Sequence* s);
@@ -223,14 +224,15 @@ class Scheduler {
   KvCacheManager kv_;
   std::unordered_map<SeqId, std::unique_ptr<Sequence>> seqs_;
   std::unordered_map<RequestId, RequestState> requests_;
-  std::vector<Sequence*> running_;   // by priority: oldest request first
-  std::deque<Sequence*> waiting_;    // FCFS; preempted sequences come back at the front
+  std::vector<Sequence*> running_;  // by priority: oldest request first
+  std::deque<Sequence*> waiting_;   // FCFS; preempted sequences come back at the front
   std::optional<std::vector<InFlight>> in_flight_;  // the step between Schedule() and Update()
   std::vector<FinishedRequest> finished_;
   SeqId next_seq_id_ = 1;
   uint64_t next_arrival_ = 0;
   uint64_t step_ = 0;
-  int64_t prefix_query_tokens_ = 0, prefix_hit_tokens_ = 0, num_preemptions_ = 0, num_scheduled_tokens_ = 0;
+  int64_t prefix_query_tokens_ = 0, prefix_hit_tokens_ = 0, num_preemptions_ = 0,
+          num_scheduled_tokens_ = 0;
 };
 
 }  // namespace gannet::engine

@@ -5,19 +5,21 @@
 
 namespace gannet::engine {
 
-Result<std::shared_ptr<const StopStrings>> StopStrings::Compile(const std::vector<std::string>& stops) {
+Result<std::shared_ptr<const StopStrings>> StopStrings::Compile(
+    const std::vector<std::string>& stops) {
   size_t count = 0, bytes = 0;
   for (const std::string& s : stops) {
     count += s.empty() ? 0 : 1;
     bytes += s.size();
   }
   if (count > kMaxStopStrings) {
-    return Status::InvalidArgument("at most " + std::to_string(kMaxStopStrings) + " stop strings, got " +
-                                   std::to_string(count));
+    return Status::InvalidArgument("at most " + std::to_string(kMaxStopStrings) +
+                                   " stop strings, got " + std::to_string(count));
   }
   if (bytes > kMaxStopBytes) {
-    return Status::InvalidArgument("stop strings may have at most " + std::to_string(kMaxStopBytes) +
-                                   " bytes in all, got " + std::to_string(bytes));
+    return Status::InvalidArgument("stop strings may have at most " +
+                                   std::to_string(kMaxStopBytes) + " bytes in all, got " +
+                                   std::to_string(bytes));
   }
   std::shared_ptr<StopStrings> a(new StopStrings());
   for (const std::string& s : stops) {
@@ -35,7 +37,8 @@ Result<std::shared_ptr<const StopStrings>> StopStrings::Compile(const std::vecto
     if (s.empty()) continue;
     int32_t state = 0;
     for (const char ch : s) {
-      const size_t slot = static_cast<size_t>(state) * nc + a->class_of_[static_cast<unsigned char>(ch)];
+      const size_t slot =
+          static_cast<size_t>(state) * nc + a->class_of_[static_cast<unsigned char>(ch)];
       if (a->next_[slot] < 0) {
         const int32_t child = static_cast<int32_t>(a->depth_.size());
         a->next_[slot] = child;

@@ -43,19 +43,22 @@ class StopStrings {
  private:
   friend class StopMatcher;
   StopStrings() = default;
-  int32_t Step(int32_t state, unsigned char byte) const { return next_[state * n_classes_ + class_of_[byte]]; }
+  int32_t Step(int32_t state, unsigned char byte) const {
+    return next_[state * n_classes_ + class_of_[byte]];
+  }
 
-  uint16_t class_of_[256] = {};        // byte -> class; 0: a byte no stop string contains
+  uint16_t class_of_[256] = {};  // byte -> class; 0: a byte no stop string contains
   int32_t n_classes_ = 1;
-  std::vector<int32_t> next_;          // [state][class] -> state
-  std::vector<int32_t> depth_;         // [state]: length of the prefix it stands for
-  std::vector<int32_t> match_;         // [state]: longest stop string ending here, 0: none
+  std::vector<int32_t> next_;   // [state][class] -> state
+  std::vector<int32_t> depth_;  // [state]: length of the prefix it stands for
+  std::vector<int32_t> match_;  // [state]: longest stop string ending here, 0: none
 };
 
 class StopMatcher {
  public:
   // `stops` may be null (no stop strings).
-  explicit StopMatcher(std::shared_ptr<const StopStrings> stops = nullptr) : stops_(std::move(stops)) {}
+  explicit StopMatcher(std::shared_ptr<const StopStrings> stops = nullptr)
+      : stops_(std::move(stops)) {}
 
   // Appends `text`; returns the newly releasable text. After a match, returns "" forever.
   std::string Push(std::string_view text);

@@ -12,7 +12,8 @@
 namespace gannet {
 namespace {
 
-static_assert(std::endian::native == std::endian::little, "GGUF is read in place: little-endian hosts only");
+static_assert(std::endian::native == std::endian::little,
+              "GGUF is read in place: little-endian hosts only");
 
 constexpr char kMagic[4] = {'G', 'G', 'U', 'F'};
 // Smallest encodings, used to bound counts before allocating: a metadata entry is a key length (8),
@@ -105,21 +106,32 @@ class Parser {
     return Status::Ok();
   }
 
-  // Reads a value of `type` (already read) for metadata entry `key`; `depth` counts enclosing arrays.
+  // Reads a value of `type` (already read) for metadata entry `key`; `depth` counts enclosing
+  // arrays.
   Status ReadValue(GgufType type, const std::string& key, int depth, GgufValue* v) {
     v->type = type;
     const std::string what = "the value of metadata key " + Quote(key);
     switch (type) {
-      case GgufType::kUint8: return ReadScalar<uint8_t>(what, &v->u);
-      case GgufType::kInt8: return ReadScalar<int8_t>(what, &v->i);
-      case GgufType::kUint16: return ReadScalar<uint16_t>(what, &v->u);
-      case GgufType::kInt16: return ReadScalar<int16_t>(what, &v->i);
-      case GgufType::kUint32: return ReadScalar<uint32_t>(what, &v->u);
-      case GgufType::kInt32: return ReadScalar<int32_t>(what, &v->i);
-      case GgufType::kUint64: return ReadScalar<uint64_t>(what, &v->u);
-      case GgufType::kInt64: return ReadScalar<int64_t>(what, &v->i);
-      case GgufType::kFloat32: return ReadScalar<float>(what, &v->f);
-      case GgufType::kFloat64: return ReadScalar<double>(what, &v->f);
+      case GgufType::kUint8:
+        return ReadScalar<uint8_t>(what, &v->u);
+      case GgufType::kInt8:
+        return ReadScalar<int8_t>(what, &v->i);
+      case GgufType::kUint16:
+        return ReadScalar<uint16_t>(what, &v->u);
+      case GgufType::kInt16:
+        return ReadScalar<int16_t>(what, &v->i);
+      case GgufType::kUint32:
+        return ReadScalar<uint32_t>(what, &v->u);
+      case GgufType::kInt32:
+        return ReadScalar<int32_t>(what, &v->i);
+      case GgufType::kUint64:
+        return ReadScalar<uint64_t>(what, &v->u);
+      case GgufType::kInt64:
+        return ReadScalar<int64_t>(what, &v->i);
+      case GgufType::kFloat32:
+        return ReadScalar<float>(what, &v->f);
+      case GgufType::kFloat64:
+        return ReadScalar<double>(what, &v->f);
       case GgufType::kBool: {
         GANNET_RETURN_IF_ERROR(ReadScalar<uint8_t>(what, &v->u));
         v->u = v->u != 0;
@@ -132,7 +144,8 @@ class Parser {
         v->s = std::string(sv);
         break;
       }
-      case GgufType::kArray: return ReadArray(key, depth, v);
+      case GgufType::kArray:
+        return ReadArray(key, depth, v);
     }
     return Status::Ok();
   }
@@ -153,14 +166,14 @@ class Parser {
     v->elem_type = static_cast<GgufType>(elem_type);
     GANNET_RETURN_IF_ERROR(Read(&v->count, "the element count of " + what));
     const size_t scalar = GgufScalarSize(v->elem_type);
-    const uint64_t min_elem = scalar      ? scalar
+    const uint64_t min_elem = scalar                              ? scalar
                               : v->elem_type == GgufType::kString ? kMinStringBytes
                                                                   : kMinArrayBytes;
     if (v->count > remaining() / min_elem) {
       return Status::Corrupt("metadata key " + Quote(key) + " claims an array of " +
-                             std::to_string(v->count) + " " + std::string(GgufTypeName(v->elem_type)) +
-                             " elements but only " + std::to_string(remaining()) +
-                             " bytes remain in the file");
+                             std::to_string(v->count) + " " +
+                             std::string(GgufTypeName(v->elem_type)) + " elements but only " +
+                             std::to_string(remaining()) + " bytes remain in the file");
     }
     if (scalar) return ReadView(v->count * scalar, &v->raw, what);
     if (v->elem_type == GgufType::kString) {
@@ -208,7 +221,8 @@ Result<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
   return file;
 }
 
-Result<std::unique_ptr<GgufFile>> GgufFile::FromBytes(std::span<const uint8_t> bytes, std::string name) {
+Result<std::unique_ptr<GgufFile>> GgufFile::FromBytes(std::span<const uint8_t> bytes,
+                                                      std::string name) {
   std::unique_ptr<GgufFile> file(new GgufFile());
   file->bytes_ = bytes;
   file->path_ = std::move(name);
@@ -220,7 +234,8 @@ Result<std::unique_ptr<GgufFile>> GgufFile::FromBytes(std::span<const uint8_t> b
 Status GgufFile::Parse() {
   Parser p(bytes_);
   if (bytes_.size() < 4) {
-    return Status::Corrupt("not a GGUF file: only " + std::to_string(bytes_.size()) + " bytes long");
+    return Status::Corrupt("not a GGUF file: only " + std::to_string(bytes_.size()) +
+                           " bytes long");
   }
   if (std::memcmp(bytes_.data(), kMagic, 4) != 0) {
     std::string got;
@@ -235,9 +250,10 @@ Status GgufFile::Parse() {
   GANNET_RETURN_IF_ERROR(p.Read(&version_, "the version"));
   if (version_ != 2 && version_ != 3) {
     if (version_ != 0 && (version_ & 0xFFFF) == 0) {
-      return Status::Unsupported("GGUF version field reads " + std::to_string(version_) +
-                                 " (byte-swapped " + std::to_string(__builtin_bswap32(version_)) +
-                                 "): the file is in the wrong byte order (big-endian GGUF is not supported)");
+      return Status::Unsupported(
+          "GGUF version field reads " + std::to_string(version_) + " (byte-swapped " +
+          std::to_string(__builtin_bswap32(version_)) +
+          "): the file is in the wrong byte order (big-endian GGUF is not supported)");
     }
     return Status::Unsupported("GGUF version " + std::to_string(version_) +
                                " is not supported (only versions 2 and 3)");
@@ -261,7 +277,8 @@ Status GgufFile::Parse() {
   kv_.reserve(n_kv);
   for (int64_t k = 0; k < n_kv; ++k) {
     std::string_view key_view;
-    GANNET_RETURN_IF_ERROR(p.ReadStringView(&key_view, "the key of metadata entry #" + std::to_string(k)));
+    GANNET_RETURN_IF_ERROR(
+        p.ReadStringView(&key_view, "the key of metadata entry #" + std::to_string(k)));
     GANNET_RETURN_IF_ERROR(p.Charge(key_view.size()));
     std::string key(key_view);
     if (kv_index_.count(key)) return Status::Corrupt("duplicate metadata key " + Quote(key));
@@ -282,13 +299,15 @@ Status GgufFile::Parse() {
                              std::string(GgufTypeName(a->type)));
     }
     if (a->u == 0 || !std::has_single_bit(a->u)) {
-      return Status::Corrupt("general.alignment must be a power of two, but it is " + std::to_string(a->u));
+      return Status::Corrupt("general.alignment must be a power of two, but it is " +
+                             std::to_string(a->u));
     }
     alignment_ = static_cast<uint32_t>(a->u);
   }
 
   // Tensor infos.
-  GANNET_RETURN_IF_ERROR(p.Charge(static_cast<uint64_t>(n_tensors) * (sizeof(GgufTensorInfo) + 64)));
+  GANNET_RETURN_IF_ERROR(
+      p.Charge(static_cast<uint64_t>(n_tensors) * (sizeof(GgufTensorInfo) + 64)));
   tensors_.reserve(n_tensors);
   for (int64_t k = 0; k < n_tensors; ++k) {
     GgufTensorInfo t;
@@ -301,7 +320,8 @@ Status GgufFile::Parse() {
                              std::to_string(kGgufMaxTensorName));
     }
     t.name = std::string(name);
-    if (tensor_index_.count(t.name)) return Status::Corrupt("duplicate tensor name " + Quote(t.name));
+    if (tensor_index_.count(t.name))
+      return Status::Corrupt("duplicate tensor name " + Quote(t.name));
     const std::string tn = "tensor " + Quote(t.name);
     uint32_t n_dims = 0;
     GANNET_RETURN_IF_ERROR(p.Read(&n_dims, "the dimension count of " + tn));
@@ -327,8 +347,8 @@ Status GgufFile::Parse() {
     t.type = traits->type;
     if (t.shape[0] % traits->block_size != 0) {
       return Status::Corrupt(tn + " has ne[0] = " + std::to_string(t.shape[0]) +
-                             ", not a multiple of the " + std::string(traits->name) + " block size " +
-                             std::to_string(traits->block_size));
+                             ", not a multiple of the " + std::string(traits->name) +
+                             " block size " + std::to_string(traits->block_size));
     }
     // Elements and bytes, refusing any product that overflows int64.
     const int64_t kMax = std::numeric_limits<int64_t>::max();
@@ -366,9 +386,11 @@ Status GgufFile::Parse() {
                              ", not a multiple of the alignment " + std::to_string(alignment_));
     }
     const uint64_t n_bytes = static_cast<uint64_t>(t.n_bytes);
-    if (t.offset > size || data_offset_ + t.offset > size || n_bytes > size - data_offset_ - t.offset) {
+    if (t.offset > size || data_offset_ + t.offset > size ||
+        n_bytes > size - data_offset_ - t.offset) {
       // Computed in 128 bits so the message is right even when the sum overflows 64.
-      const unsigned __int128 end = static_cast<unsigned __int128>(data_offset_) + t.offset + n_bytes;
+      const unsigned __int128 end =
+          static_cast<unsigned __int128>(data_offset_) + t.offset + n_bytes;
       std::string end_str;
       if (end >> 64) {
         end_str = "beyond 2^64";
@@ -391,8 +413,9 @@ Status GgufFile::Parse() {
     const GgufTensorInfo& a = *order[k - 1];
     const GgufTensorInfo& b = *order[k];
     if (a.offset + static_cast<uint64_t>(a.n_bytes) > b.offset) {
-      return Status::Corrupt("tensors " + Quote(a.name) + " (data bytes " + std::to_string(a.offset) +
-                             ".." + std::to_string(a.offset + a.n_bytes) + ") and " + Quote(b.name) +
+      return Status::Corrupt("tensors " + Quote(a.name) + " (data bytes " +
+                             std::to_string(a.offset) + ".." +
+                             std::to_string(a.offset + a.n_bytes) + ") and " + Quote(b.name) +
                              " (from byte " + std::to_string(b.offset) + ") overlap");
     }
   }
@@ -421,8 +444,8 @@ std::string TypeDescription(const GgufValue& v) {
 }
 
 Status WrongType(std::string_view key, std::string_view wanted, const GgufValue& v) {
-  return Status::InvalidArgument("metadata key " + Quote(key) + " should be " + std::string(wanted) +
-                                 " but is " + TypeDescription(v));
+  return Status::InvalidArgument("metadata key " + Quote(key) + " should be " +
+                                 std::string(wanted) + " but is " + TypeDescription(v));
 }
 
 }  // namespace
@@ -493,7 +516,8 @@ Result<std::vector<std::string>> GgufFile::GetStringArray(std::string_view key) 
 Result<std::vector<float>> GgufFile::GetFloatArray(std::string_view key) const {
   const GgufValue* v = Find(key);
   if (!v) return Missing(key);
-  if (!v->is_array() || (v->elem_type != GgufType::kFloat32 && v->elem_type != GgufType::kFloat64)) {
+  if (!v->is_array() ||
+      (v->elem_type != GgufType::kFloat32 && v->elem_type != GgufType::kFloat64)) {
     return WrongType(key, "an array of f32", *v);
   }
   std::vector<float> out(v->count);

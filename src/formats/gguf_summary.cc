@@ -115,8 +115,8 @@ std::string FormatGgufSummary(const GgufFile& file, bool show_all_metadata) {
   out += "  bytes:      " + Grouped(total_bytes) + " (" + Human(total_bytes) + ")\n";
   for (const auto& [type, tt] : by_type) {
     out += "  " + Pad(type + ":", 6) + " " + PadLeft(std::to_string(tt.count), 5) +
-           (tt.count == 1 ? " tensor,  " : " tensors, ") +
-           Grouped(tt.bytes) + " bytes (" + Human(tt.bytes) + ")\n";
+           (tt.count == 1 ? " tensor,  " : " tensors, ") + Grouped(tt.bytes) + " bytes (" +
+           Human(tt.bytes) + ")\n";
   }
   return out;
 }

@@ -30,11 +30,21 @@ void AppendQuoted(std::string* out, std::string_view s, size_t max_string) {
   for (char c : shown) {
     const auto uc = static_cast<unsigned char>(c);
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         if (uc < 0x20 || uc == 0x7f) {
           char buf[8];
@@ -58,19 +68,32 @@ bool IsUnsigned(GgufType t) {
 
 std::string_view GgufTypeName(GgufType t) {
   switch (t) {
-    case GgufType::kUint8: return "u8";
-    case GgufType::kInt8: return "i8";
-    case GgufType::kUint16: return "u16";
-    case GgufType::kInt16: return "i16";
-    case GgufType::kUint32: return "u32";
-    case GgufType::kInt32: return "i32";
-    case GgufType::kFloat32: return "f32";
-    case GgufType::kBool: return "bool";
-    case GgufType::kString: return "string";
-    case GgufType::kArray: return "array";
-    case GgufType::kUint64: return "u64";
-    case GgufType::kInt64: return "i64";
-    case GgufType::kFloat64: return "f64";
+    case GgufType::kUint8:
+      return "u8";
+    case GgufType::kInt8:
+      return "i8";
+    case GgufType::kUint16:
+      return "u16";
+    case GgufType::kInt16:
+      return "i16";
+    case GgufType::kUint32:
+      return "u32";
+    case GgufType::kInt32:
+      return "i32";
+    case GgufType::kFloat32:
+      return "f32";
+    case GgufType::kBool:
+      return "bool";
+    case GgufType::kString:
+      return "string";
+    case GgufType::kArray:
+      return "array";
+    case GgufType::kUint64:
+      return "u64";
+    case GgufType::kInt64:
+      return "i64";
+    case GgufType::kFloat64:
+      return "f64";
   }
   return "unknown";
 }
@@ -79,17 +102,22 @@ size_t GgufScalarSize(GgufType t) {
   switch (t) {
     case GgufType::kUint8:
     case GgufType::kInt8:
-    case GgufType::kBool: return 1;
+    case GgufType::kBool:
+      return 1;
     case GgufType::kUint16:
-    case GgufType::kInt16: return 2;
+    case GgufType::kInt16:
+      return 2;
     case GgufType::kUint32:
     case GgufType::kInt32:
-    case GgufType::kFloat32: return 4;
+    case GgufType::kFloat32:
+      return 4;
     case GgufType::kUint64:
     case GgufType::kInt64:
-    case GgufType::kFloat64: return 8;
+    case GgufType::kFloat64:
+      return 8;
     case GgufType::kString:
-    case GgufType::kArray: return 0;
+    case GgufType::kArray:
+      return 0;
   }
   return 0;
 }
@@ -103,13 +131,16 @@ bool GgufValue::is_integer() const {
     case GgufType::kUint32:
     case GgufType::kInt32:
     case GgufType::kUint64:
-    case GgufType::kInt64: return true;
-    default: return false;
+    case GgufType::kInt64:
+      return true;
+    default:
+      return false;
   }
 }
 
-bool GgufValue::is_float() const { return type == GgufType::kFloat32 || type == GgufType::kFloat64; }
-
+bool GgufValue::is_float() const {
+  return type == GgufType::kFloat32 || type == GgufType::kFloat64;
+}
 
 std::optional<int64_t> GgufValue::AsInt() const {
   if (!is_integer()) return std::nullopt;
@@ -143,18 +174,41 @@ GgufValue GgufValue::At(size_t index) const {
   if (elem_type == GgufType::kArray) return elems[index];
   const uint8_t* p = raw.data() + index * GgufScalarSize(elem_type);
   switch (elem_type) {
-    case GgufType::kUint8: v.u = LoadLe<uint8_t>(p); break;
-    case GgufType::kBool: v.u = LoadLe<uint8_t>(p) != 0; break;
-    case GgufType::kInt8: v.i = LoadLe<int8_t>(p); break;
-    case GgufType::kUint16: v.u = LoadLe<uint16_t>(p); break;
-    case GgufType::kInt16: v.i = LoadLe<int16_t>(p); break;
-    case GgufType::kUint32: v.u = LoadLe<uint32_t>(p); break;
-    case GgufType::kInt32: v.i = LoadLe<int32_t>(p); break;
-    case GgufType::kUint64: v.u = LoadLe<uint64_t>(p); break;
-    case GgufType::kInt64: v.i = LoadLe<int64_t>(p); break;
-    case GgufType::kFloat32: v.f = LoadLe<float>(p); break;
-    case GgufType::kFloat64: v.f = LoadLe<double>(p); break;
-    default: break;
+    case GgufType::kUint8:
+      v.u = LoadLe<uint8_t>(p);
+      break;
+    case GgufType::kBool:
+      v.u = LoadLe<uint8_t>(p) != 0;
+      break;
+    case GgufType::kInt8:
+      v.i = LoadLe<int8_t>(p);
+      break;
+    case GgufType::kUint16:
+      v.u = LoadLe<uint16_t>(p);
+      break;
+    case GgufType::kInt16:
+      v.i = LoadLe<int16_t>(p);
+      break;
+    case GgufType::kUint32:
+      v.u = LoadLe<uint32_t>(p);
+      break;
+    case GgufType::kInt32:
+      v.i = LoadLe<int32_t>(p);
+      break;
+    case GgufType::kUint64:
+      v.u = LoadLe<uint64_t>(p);
+      break;
+    case GgufType::kInt64:
+      v.i = LoadLe<int64_t>(p);
+      break;
+    case GgufType::kFloat32:
+      v.f = LoadLe<float>(p);
+      break;
+    case GgufType::kFloat64:
+      v.f = LoadLe<double>(p);
+      break;
+    default:
+      break;
   }
   return v;
 }
@@ -165,16 +219,24 @@ std::string GgufValue::ToString(size_t max_elems, size_t max_string) const {
     case GgufType::kUint8:
     case GgufType::kUint16:
     case GgufType::kUint32:
-    case GgufType::kUint64: return std::to_string(u);
+    case GgufType::kUint64:
+      return std::to_string(u);
     case GgufType::kInt8:
     case GgufType::kInt16:
     case GgufType::kInt32:
-    case GgufType::kInt64: return std::to_string(i);
+    case GgufType::kInt64:
+      return std::to_string(i);
     case GgufType::kFloat32:
-    case GgufType::kFloat64: AppendDouble(&out, f, type == GgufType::kFloat32); return out;
-    case GgufType::kBool: return u ? "true" : "false";
-    case GgufType::kString: AppendQuoted(&out, s, max_string); return out;
-    case GgufType::kArray: break;
+    case GgufType::kFloat64:
+      AppendDouble(&out, f, type == GgufType::kFloat32);
+      return out;
+    case GgufType::kBool:
+      return u ? "true" : "false";
+    case GgufType::kString:
+      AppendQuoted(&out, s, max_string);
+      return out;
+    case GgufType::kArray:
+      break;
   }
   out.push_back('[');
   const uint64_t shown = count < max_elems ? count : max_elems;

@@ -40,19 +40,44 @@ class Encoder {
 // Encodes the payload of `v` (no type tag). Fails on a value whose parts disagree.
 Status EncodePayload(const GgufValue& v, int depth, Encoder* e) {
   switch (v.type) {
-    case GgufType::kUint8: e->Put<uint8_t>(static_cast<uint8_t>(v.u)); return Status::Ok();
-    case GgufType::kInt8: e->Put<int8_t>(static_cast<int8_t>(v.i)); return Status::Ok();
-    case GgufType::kUint16: e->Put<uint16_t>(static_cast<uint16_t>(v.u)); return Status::Ok();
-    case GgufType::kInt16: e->Put<int16_t>(static_cast<int16_t>(v.i)); return Status::Ok();
-    case GgufType::kUint32: e->Put<uint32_t>(static_cast<uint32_t>(v.u)); return Status::Ok();
-    case GgufType::kInt32: e->Put<int32_t>(static_cast<int32_t>(v.i)); return Status::Ok();
-    case GgufType::kUint64: e->Put<uint64_t>(v.u); return Status::Ok();
-    case GgufType::kInt64: e->Put<int64_t>(v.i); return Status::Ok();
-    case GgufType::kFloat32: e->Put<float>(static_cast<float>(v.f)); return Status::Ok();
-    case GgufType::kFloat64: e->Put<double>(v.f); return Status::Ok();
-    case GgufType::kBool: e->Put<uint8_t>(v.u ? 1 : 0); return Status::Ok();
-    case GgufType::kString: e->PutString(v.s); return Status::Ok();
-    case GgufType::kArray: break;
+    case GgufType::kUint8:
+      e->Put<uint8_t>(static_cast<uint8_t>(v.u));
+      return Status::Ok();
+    case GgufType::kInt8:
+      e->Put<int8_t>(static_cast<int8_t>(v.i));
+      return Status::Ok();
+    case GgufType::kUint16:
+      e->Put<uint16_t>(static_cast<uint16_t>(v.u));
+      return Status::Ok();
+    case GgufType::kInt16:
+      e->Put<int16_t>(static_cast<int16_t>(v.i));
+      return Status::Ok();
+    case GgufType::kUint32:
+      e->Put<uint32_t>(static_cast<uint32_t>(v.u));
+      return Status::Ok();
+    case GgufType::kInt32:
+      e->Put<int32_t>(static_cast<int32_t>(v.i));
+      return Status::Ok();
+    case GgufType::kUint64:
+      e->Put<uint64_t>(v.u);
+      return Status::Ok();
+    case GgufType::kInt64:
+      e->Put<int64_t>(v.i);
+      return Status::Ok();
+    case GgufType::kFloat32:
+      e->Put<float>(static_cast<float>(v.f));
+      return Status::Ok();
+    case GgufType::kFloat64:
+      e->Put<double>(v.f);
+      return Status::Ok();
+    case GgufType::kBool:
+      e->Put<uint8_t>(v.u ? 1 : 0);
+      return Status::Ok();
+    case GgufType::kString:
+      e->PutString(v.s);
+      return Status::Ok();
+    case GgufType::kArray:
+      break;
   }
   if (depth >= kGgufMaxArrayDepth) {
     return Status::InvalidArgument("arrays nested more than " + std::to_string(kGgufMaxArrayDepth) +
@@ -81,7 +106,8 @@ Status EncodePayload(const GgufValue& v, int depth, Encoder* e) {
   }
   for (const GgufValue& child : v.elems) {
     if (child.type != GgufType::kArray) {
-      return Status::InvalidArgument("an array of arrays holds a " + std::string(GgufTypeName(child.type)));
+      return Status::InvalidArgument("an array of arrays holds a " +
+                                     std::string(GgufTypeName(child.type)));
     }
     GANNET_RETURN_IF_ERROR(EncodePayload(child, depth + 1, e));
   }
@@ -165,8 +191,8 @@ void GgufWriter::SetString(std::string_view key, std::string_view v) {
   SetEncoded(key, std::move(e.bytes()));
 }
 
-void GgufWriter::SetRawArray(std::string_view key, GgufType elem_type, const void* data, size_t count,
-                             size_t elem_size) {
+void GgufWriter::SetRawArray(std::string_view key, GgufType elem_type, const void* data,
+                             size_t count, size_t elem_size) {
   Encoder e;
   e.Put<int32_t>(static_cast<int32_t>(GgufType::kArray));
   e.Put<int32_t>(static_cast<int32_t>(elem_type));
@@ -200,7 +226,8 @@ Status GgufWriter::SetValue(std::string_view key, const GgufValue& value) {
 
 Status GgufWriter::SetAlignment(uint32_t alignment) {
   if (alignment == 0 || !std::has_single_bit(alignment)) {
-    return Status::InvalidArgument("GGUF alignment must be a power of two, got " + std::to_string(alignment));
+    return Status::InvalidArgument("GGUF alignment must be a power of two, got " +
+                                   std::to_string(alignment));
   }
   SetUint32("general.alignment", alignment);
   return Status::Ok();
@@ -237,12 +264,14 @@ Status GgufWriter::CheckTensor(std::string_view name, DType type, const std::vec
     return Status::InvalidArgument(tn + ": 1 to 4 dimensions, got " + std::to_string(shape.size()));
   }
   if (FindDType(static_cast<int32_t>(type)) == nullptr) {
-    return Status::InvalidArgument(tn + ": unknown type " + std::to_string(static_cast<int32_t>(type)));
+    return Status::InvalidArgument(tn + ": unknown type " +
+                                   std::to_string(static_cast<int32_t>(type)));
   }
   std::optional<int64_t> bytes = RowBytes(type, shape[0]);
   if (!bytes) {
     return Status::InvalidArgument(tn + ": ne[0] = " + std::to_string(shape[0]) +
-                                   " is not a multiple of the block size of " + std::string(DTypeName(type)));
+                                   " is not a multiple of the block size of " +
+                                   std::string(DTypeName(type)));
   }
   int64_t n = *bytes;
   for (size_t d = 1; d < shape.size(); ++d) {
@@ -359,7 +388,8 @@ std::vector<uint8_t> GgufWriter::Serialize() const {
 Status GgufWriter::Write(const std::string& path, const TensorProducer& produce) const {
   for (const Tensor& t : tensors_) {
     if (t.declared && !produce) {
-      return Status::InvalidArgument("tensor '" + t.name + "' was declared without data and no producer was given");
+      return Status::InvalidArgument("tensor '" + t.name +
+                                     "' was declared without data and no producer was given");
     }
   }
   struct Closer {
@@ -380,7 +410,8 @@ Status GgufWriter::Write(const std::string& path, const TensorProducer& produce)
       uint64_t written = 0;
       const ByteSink sink = [&](std::span<const uint8_t> piece) -> Status {
         if (piece.size() > t.size - written) {
-          return Status::InvalidArgument("tensor '" + t.name + "': producer yielded more than its " +
+          return Status::InvalidArgument("tensor '" + t.name +
+                                         "': producer yielded more than its " +
                                          std::to_string(t.size) + " bytes");
         }
         written += piece.size();
@@ -388,8 +419,9 @@ Status GgufWriter::Write(const std::string& path, const TensorProducer& produce)
       };
       GANNET_RETURN_IF_ERROR(produce(i, sink));
       if (written != t.size) {
-        return Status::InvalidArgument("tensor '" + t.name + "': producer yielded " + std::to_string(written) +
-                                       " of its " + std::to_string(t.size) + " bytes");
+        return Status::InvalidArgument("tensor '" + t.name + "': producer yielded " +
+                                       std::to_string(written) + " of its " +
+                                       std::to_string(t.size) + " bytes");
       }
     } else {
       GANNET_RETURN_IF_ERROR(put(t.data.data(), t.data.size()));

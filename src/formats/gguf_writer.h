@@ -101,8 +101,8 @@ class GgufWriter {
     std::vector<int64_t> shape;
     std::vector<uint8_t> owned;
     std::span<const uint8_t> data;
-    uint64_t size = 0;       // bytes of data; for a declared tensor, what the producer must yield
-    bool declared = false;   // added by AddTensorInfo: no data until Write
+    uint64_t size = 0;      // bytes of data; for a declared tensor, what the producer must yield
+    bool declared = false;  // added by AddTensorInfo: no data until Write
   };
 
   // Encoded value (type tag + payload) for `key`, replacing an earlier one.
@@ -124,17 +124,28 @@ template <typename T>
 void GgufWriter::SetArray(std::string_view key, std::span<const T> values) {
   static_assert(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>, "use SetBoolArray");
   GgufType t;
-  if constexpr (std::is_same_v<T, uint8_t>) t = GgufType::kUint8;
-  else if constexpr (std::is_same_v<T, int8_t>) t = GgufType::kInt8;
-  else if constexpr (std::is_same_v<T, uint16_t>) t = GgufType::kUint16;
-  else if constexpr (std::is_same_v<T, int16_t>) t = GgufType::kInt16;
-  else if constexpr (std::is_same_v<T, uint32_t>) t = GgufType::kUint32;
-  else if constexpr (std::is_same_v<T, int32_t>) t = GgufType::kInt32;
-  else if constexpr (std::is_same_v<T, uint64_t>) t = GgufType::kUint64;
-  else if constexpr (std::is_same_v<T, int64_t>) t = GgufType::kInt64;
-  else if constexpr (std::is_same_v<T, float>) t = GgufType::kFloat32;
-  else if constexpr (std::is_same_v<T, double>) t = GgufType::kFloat64;
-  else static_assert(sizeof(T) == 0, "unsupported GGUF array element type");
+  if constexpr (std::is_same_v<T, uint8_t>)
+    t = GgufType::kUint8;
+  else if constexpr (std::is_same_v<T, int8_t>)
+    t = GgufType::kInt8;
+  else if constexpr (std::is_same_v<T, uint16_t>)
+    t = GgufType::kUint16;
+  else if constexpr (std::is_same_v<T, int16_t>)
+    t = GgufType::kInt16;
+  else if constexpr (std::is_same_v<T, uint32_t>)
+    t = GgufType::kUint32;
+  else if constexpr (std::is_same_v<T, int32_t>)
+    t = GgufType::kInt32;
+  else if constexpr (std::is_same_v<T, uint64_t>)
+    t = GgufType::kUint64;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    t = GgufType::kInt64;
+  else if constexpr (std::is_same_v<T, float>)
+    t = GgufType::kFloat32;
+  else if constexpr (std::is_same_v<T, double>)
+    t = GgufType::kFloat64;
+  else
+    static_assert(sizeof(T) == 0, "unsupported GGUF array element type");
   SetRawArray(key, t, values.data(), values.size(), sizeof(T));
 }
 

@@ -6,19 +6,32 @@ namespace gannet::graph {
 
 const char* OpName(OpKind op) {
   switch (op) {
-    case OpKind::kTokens: return "tokens";
-    case OpKind::kEmbed: return "embed";
-    case OpKind::kMatMul: return "matmul";
-    case OpKind::kAddBias: return "add_bias";
-    case OpKind::kRmsNorm: return "rms_norm";
-    case OpKind::kRope: return "rope";
-    case OpKind::kAttention: return "attention";
-    case OpKind::kGlu: return "glu";
-    case OpKind::kAdd: return "add";
-    case OpKind::kScale: return "scale";
-    case OpKind::kSoftcap: return "softcap";
-    case OpKind::kSelectRows: return "select_rows";
-    case OpKind::kMatMulGlu: return "matmul_glu";
+    case OpKind::kTokens:
+      return "tokens";
+    case OpKind::kEmbed:
+      return "embed";
+    case OpKind::kMatMul:
+      return "matmul";
+    case OpKind::kAddBias:
+      return "add_bias";
+    case OpKind::kRmsNorm:
+      return "rms_norm";
+    case OpKind::kRope:
+      return "rope";
+    case OpKind::kAttention:
+      return "attention";
+    case OpKind::kGlu:
+      return "glu";
+    case OpKind::kAdd:
+      return "add";
+    case OpKind::kScale:
+      return "scale";
+    case OpKind::kSoftcap:
+      return "softcap";
+    case OpKind::kSelectRows:
+      return "select_rows";
+    case OpKind::kMatMulGlu:
+      return "matmul_glu";
   }
   return "?";
 }
@@ -48,8 +61,13 @@ Value GraphBuilder::Fail(const std::string& name, const std::string& what) {
 Value GraphBuilder::Embed(const WeightRef& table, float scale, const std::string& name) {
   if (!status_.ok()) return {};
   if (!table.valid()) return Fail(name, "missing embedding table");
-  return Append(Node{.op = OpKind::kEmbed, .name = name, .rows = graph_.n_tokens, .cols = table.cols,
-                     .inputs = {tokens_id_}, .weight = table, .scale = scale});
+  return Append(Node{.op = OpKind::kEmbed,
+                     .name = name,
+                     .rows = graph_.n_tokens,
+                     .cols = table.cols,
+                     .inputs = {tokens_id_},
+                     .weight = table,
+                     .scale = scale});
 }
 
 Value GraphBuilder::MatMul(Value x, const WeightRef& w, const std::string& name) {
@@ -59,8 +77,12 @@ Value GraphBuilder::MatMul(Value x, const WeightRef& w, const std::string& name)
     return Fail(name, "weight '" + w.name + "' takes " + std::to_string(w.cols) + " inputs, got " +
                           std::to_string(x.cols));
   }
-  return Append(Node{.op = OpKind::kMatMul, .name = name, .rows = x.rows, .cols = w.rows,
-                     .inputs = {x.id}, .weight = w});
+  return Append(Node{.op = OpKind::kMatMul,
+                     .name = name,
+                     .rows = x.rows,
+                     .cols = w.rows,
+                     .inputs = {x.id},
+                     .weight = w});
 }
 
 Value GraphBuilder::AddBias(Value x, const WeightRef& bias, const std::string& name) {
@@ -68,18 +90,30 @@ Value GraphBuilder::AddBias(Value x, const WeightRef& bias, const std::string& n
   if (!bias.valid() || bias.type != DType::kF32 || bias.rows * bias.cols != x.cols) {
     return Fail(name, "bias must be f32 of length " + std::to_string(x.cols));
   }
-  return Append(Node{.op = OpKind::kAddBias, .name = name, .rows = x.rows, .cols = x.cols,
-                     .inputs = {x.id}, .weight = bias});
+  return Append(Node{.op = OpKind::kAddBias,
+                     .name = name,
+                     .rows = x.rows,
+                     .cols = x.cols,
+                     .inputs = {x.id},
+                     .weight = bias});
 }
 
-Value GraphBuilder::RmsNorm(Value x, const WeightRef& w, float eps, int64_t group, const std::string& name) {
+Value GraphBuilder::RmsNorm(Value x, const WeightRef& w, float eps, int64_t group,
+                            const std::string& name) {
   if (!status_.ok()) return {};
   if (group <= 0 || x.cols % group != 0) return Fail(name, "bad norm group");
   if (w.valid() && (w.type != DType::kF32 || w.rows * w.cols != group)) {
-    return Fail(name, "norm weight '" + w.name + "' must be f32 of length " + std::to_string(group));
+    return Fail(name,
+                "norm weight '" + w.name + "' must be f32 of length " + std::to_string(group));
   }
-  return Append(Node{.op = OpKind::kRmsNorm, .name = name, .rows = x.rows, .cols = x.cols,
-                     .inputs = {x.id}, .weight = w, .eps = eps, .group = group});
+  return Append(Node{.op = OpKind::kRmsNorm,
+                     .name = name,
+                     .rows = x.rows,
+                     .cols = x.cols,
+                     .inputs = {x.id},
+                     .weight = w,
+                     .eps = eps,
+                     .group = group});
 }
 
 Value GraphBuilder::Rope(Value x, const RopeParams& p, const std::string& name) {
@@ -87,48 +121,73 @@ Value GraphBuilder::Rope(Value x, const RopeParams& p, const std::string& name) 
   if (p.n_heads * p.head_dim != x.cols || p.n_rot > p.head_dim || p.n_rot % 2 != 0) {
     return Fail(name, "rope shape mismatch");
   }
-  return Append(Node{.op = OpKind::kRope, .name = name, .rows = x.rows, .cols = x.cols,
-                     .inputs = {x.id}, .rope = p});
+  return Append(Node{.op = OpKind::kRope,
+                     .name = name,
+                     .rows = x.rows,
+                     .cols = x.cols,
+                     .inputs = {x.id},
+                     .rope = p});
 }
 
-Value GraphBuilder::Attention(Value q, Value k, Value v, const AttentionParams& p, const std::string& name) {
+Value GraphBuilder::Attention(Value q, Value k, Value v, const AttentionParams& p,
+                              const std::string& name) {
   if (!status_.ok()) return {};
   if (q.cols != p.n_head * p.head_dim || k.cols != p.n_kv_head * p.head_dim ||
       v.cols != p.n_kv_head * p.head_dim || p.n_kv_head <= 0 || p.n_head % p.n_kv_head != 0) {
     return Fail(name, "attention shape mismatch");
   }
-  return Append(Node{.op = OpKind::kAttention, .name = name, .rows = q.rows, .cols = q.cols,
-                     .inputs = {q.id, k.id, v.id}, .attn = p});
+  return Append(Node{.op = OpKind::kAttention,
+                     .name = name,
+                     .rows = q.rows,
+                     .cols = q.cols,
+                     .inputs = {q.id, k.id, v.id},
+                     .attn = p});
 }
 
 Value GraphBuilder::Glu(Value gate, Value up, GluAct act, const std::string& name) {
   if (!status_.ok()) return {};
   if (gate.rows != up.rows || gate.cols != up.cols) return Fail(name, "glu shape mismatch");
-  return Append(Node{.op = OpKind::kGlu, .name = name, .rows = gate.rows, .cols = gate.cols,
-                     .inputs = {gate.id, up.id}, .act = act});
+  return Append(Node{.op = OpKind::kGlu,
+                     .name = name,
+                     .rows = gate.rows,
+                     .cols = gate.cols,
+                     .inputs = {gate.id, up.id},
+                     .act = act});
 }
 
 Value GraphBuilder::Add(Value a, Value b, const std::string& name) {
   if (!status_.ok()) return {};
   if (a.rows != b.rows || a.cols != b.cols) return Fail(name, "add shape mismatch");
-  return Append(Node{.op = OpKind::kAdd, .name = name, .rows = a.rows, .cols = a.cols, .inputs = {a.id, b.id}});
+  return Append(Node{
+      .op = OpKind::kAdd, .name = name, .rows = a.rows, .cols = a.cols, .inputs = {a.id, b.id}});
 }
 
 Value GraphBuilder::Scale(Value x, float s, const std::string& name) {
   if (!status_.ok()) return {};
-  return Append(Node{.op = OpKind::kScale, .name = name, .rows = x.rows, .cols = x.cols,
-                     .inputs = {x.id}, .scale = s});
+  return Append(Node{.op = OpKind::kScale,
+                     .name = name,
+                     .rows = x.rows,
+                     .cols = x.cols,
+                     .inputs = {x.id},
+                     .scale = s});
 }
 
 Value GraphBuilder::Softcap(Value x, float cap, const std::string& name) {
   if (!status_.ok()) return {};
-  return Append(Node{.op = OpKind::kSoftcap, .name = name, .rows = x.rows, .cols = x.cols,
-                     .inputs = {x.id}, .scale = cap});
+  return Append(Node{.op = OpKind::kSoftcap,
+                     .name = name,
+                     .rows = x.rows,
+                     .cols = x.cols,
+                     .inputs = {x.id},
+                     .scale = cap});
 }
 
 Value GraphBuilder::SelectOutputRows(Value x, const std::string& name) {
   if (!status_.ok()) return {};
-  return Append(Node{.op = OpKind::kSelectRows, .name = name, .rows = graph_.n_outputs, .cols = x.cols,
+  return Append(Node{.op = OpKind::kSelectRows,
+                     .name = name,
+                     .rows = graph_.n_outputs,
+                     .cols = x.cols,
                      .inputs = {x.id}});
 }
 

@@ -25,9 +25,10 @@ class GraphBuilder {
   void SetLayer(int32_t layer) { layer_ = layer; }
 
   Value Embed(const WeightRef& table, float scale, const std::string& name);  // [T, table.cols]
-  Value MatMul(Value x, const WeightRef& w, const std::string& name);          // [T, w.rows]
+  Value MatMul(Value x, const WeightRef& w, const std::string& name);         // [T, w.rows]
   Value AddBias(Value x, const WeightRef& bias, const std::string& name);
-  // Normalises groups of `group` values (group == x.cols for a plain RMSNorm; head_dim for per-head).
+  // Normalises groups of `group` values (group == x.cols for a plain RMSNorm; head_dim for
+  // per-head).
   Value RmsNorm(Value x, const WeightRef& w, float eps, int64_t group, const std::string& name);
   Value Rope(Value x, const RopeParams& p, const std::string& name);
   Value Attention(Value q, Value k, Value v, const AttentionParams& p, const std::string& name);

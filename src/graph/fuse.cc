@@ -33,7 +33,8 @@ int FuseGlu(Graph& g) {
     const Node& gate = g.nodes[gi];
     const Node& up = g.nodes[ui];
     if (!PlainMatMul(gate) || !PlainMatMul(up) || gate.inputs != up.inputs) continue;
-    if (gate.weight.cols != up.weight.cols || gate.rows != up.rows || gate.cols != up.cols) continue;
+    if (gate.weight.cols != up.weight.cols || gate.rows != up.rows || gate.cols != up.cols)
+      continue;
     if (users[gi].size() != 1 || users[ui].size() != 1) continue;
     n.op = OpKind::kMatMulGlu;
     n.inputs = gate.inputs;
@@ -49,7 +50,8 @@ int FuseNorms(Graph& g) {
   int fused = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node& n = g.nodes[i];
-    if (n.op != OpKind::kRmsNorm || n.group != n.cols || static_cast<int32_t>(i) == g.output) continue;
+    if (n.op != OpKind::kRmsNorm || n.group != n.cols || static_cast<int32_t>(i) == g.output)
+      continue;
     const std::vector<int32_t>& u = users[i];
     if (u.empty()) continue;
     // A residual add of the norm's output (and of something else): the add normalises it.

@@ -22,11 +22,11 @@
 namespace gannet::graph {
 
 struct FuseStats {
-  int glu_pairs = 0;         // gate + up + glu -> kMatMulGlu
-  int norms = 0;             // RMSNorms folded into their matmuls' quantization or a residual add
-  int groups = 0;            // groups of sibling matmuls
-  int grouped_matmuls = 0;   // matmuls in those groups
-  int removed_nodes = 0;     // nodes the rewrite left without a consumer
+  int glu_pairs = 0;        // gate + up + glu -> kMatMulGlu
+  int norms = 0;            // RMSNorms folded into their matmuls' quantization or a residual add
+  int groups = 0;           // groups of sibling matmuls
+  int grouped_matmuls = 0;  // matmuls in those groups
+  int removed_nodes = 0;    // nodes the rewrite left without a consumer
 };
 
 // Rewrites `g` in place. REQUIRES: a valid graph (nodes in execution order, output set).

@@ -27,18 +27,18 @@ struct WeightRef {
 };
 
 enum class OpKind {
-  kTokens,     // graph input: the batch's token ids (no activation; a placeholder for kEmbed)
-  kEmbed,      // [T, d] = table rows of the input tokens, times `scale`
-  kMatMul,     // [T, w.rows] = x [T, w.cols] . W^T
-  kAddBias,    // [T, c] = x + bias (f32 row vector)
-  kRmsNorm,    // rows of width `group` normalised, times weight (length group; optional)
-  kRope,       // rotary embedding of [T, n_heads * head_dim] at the batch positions
-  kAttention,  // stores k, v into the KV cache of `kv_layer`, attends q over it
-  kGlu,        // act(gate) * up
-  kAdd,        // a + b
-  kScale,      // x * scale
-  kSoftcap,    // cap * tanh(x / cap)
-  kSelectRows, // rows of x chosen by the batch's output selection (logits rows)
+  kTokens,      // graph input: the batch's token ids (no activation; a placeholder for kEmbed)
+  kEmbed,       // [T, d] = table rows of the input tokens, times `scale`
+  kMatMul,      // [T, w.rows] = x [T, w.cols] . W^T
+  kAddBias,     // [T, c] = x + bias (f32 row vector)
+  kRmsNorm,     // rows of width `group` normalised, times weight (length group; optional)
+  kRope,        // rotary embedding of [T, n_heads * head_dim] at the batch positions
+  kAttention,   // stores k, v into the KV cache of `kv_layer`, attends q over it
+  kGlu,         // act(gate) * up
+  kAdd,         // a + b
+  kScale,       // x * scale
+  kSoftcap,     // cap * tanh(x / cap)
+  kSelectRows,  // rows of x chosen by the batch's output selection (logits rows)
   // Made by the fusion passes (fuse.h), never by model code:
   kMatMulGlu,  // [T, weight.rows] = act(x . weight^T) * (x . weight2^T): gate and up in one pass
 };
@@ -52,7 +52,7 @@ using RopeParams = kernels::RopeParams;
 struct AttentionParams {
   int32_t kv_layer = 0;  // which KV cache layer slot
   int64_t n_head = 0, n_kv_head = 0, head_dim = 0;
-  int64_t window = 0;    // 0: full causal attention
+  int64_t window = 0;  // 0: full causal attention
   float scale = 1.0f;
 };
 
@@ -60,7 +60,7 @@ struct Node {
   OpKind op = OpKind::kTokens;
   std::string name;
   int32_t layer = -1;
-  int64_t rows = 0, cols = 0;  // output shape [rows, cols]
+  int64_t rows = 0, cols = 0;   // output shape [rows, cols]
   std::vector<int32_t> inputs;  // node ids
   WeightRef weight;             // kEmbed, kMatMul, kAddBias, kRmsNorm (optional)
   float eps = 0.0f;             // kRmsNorm
@@ -71,7 +71,7 @@ struct Node {
   AttentionParams attn;
 
   // Set by the fusion passes (fuse.h):
-  WeightRef weight2;            // kMatMulGlu: the up projection (`weight` is the gate)
+  WeightRef weight2;  // kMatMulGlu: the up projection (`weight` is the gate)
   // kMatMul / kMatMulGlu: x is RMS-normalised (times `norm`, which may be empty; epsilon `eps`)
   // as the product quantizes it; kAdd: inputs[1] is, row by row, as the sum is formed (a
   // residual add after a post-norm). The norm node this replaced is gone.

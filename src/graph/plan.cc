@@ -46,10 +46,16 @@ int GroupOutputs(const Graph& g, int32_t id, kernels::MatMulOutput* outs) {
 }
 
 kernels::MatMulArgs GroupArgs(const Node& node, const kernels::MatMulOutput* outs, int n_outs) {
-  return kernels::MatMulArgs{.x_stride = node.weight.cols, .n_in = node.weight.cols, .n_tokens = node.rows,
-                             .outputs = std::span<const kernels::MatMulOutput>(outs, static_cast<size_t>(n_outs)),
-                             .pre_norm = node.pre_norm, .norm_weight = static_cast<const float*>(node.norm.data),
-                             .norm_eps = node.eps, .glu = node.op == OpKind::kMatMulGlu, .act = node.act};
+  return kernels::MatMulArgs{
+      .x_stride = node.weight.cols,
+      .n_in = node.weight.cols,
+      .n_tokens = node.rows,
+      .outputs = std::span<const kernels::MatMulOutput>(outs, static_cast<size_t>(n_outs)),
+      .pre_norm = node.pre_norm,
+      .norm_weight = static_cast<const float*>(node.norm.data),
+      .norm_eps = node.eps,
+      .glu = node.op == OpKind::kMatMulGlu,
+      .act = node.act};
 }
 
 }  // namespace
@@ -64,7 +70,8 @@ Result<Plan> Plan::Compile(Graph graph, const PlanOptions& options) {
       if (in < 0 || in >= static_cast<int32_t>(graph.nodes.size())) {
         return Status::Internal("plan: node '" + graph.nodes[i].name + "' has a bad input");
       }
-      if (in >= static_cast<int32_t>(i)) return Status::Internal("plan: node '" + graph.nodes[i].name + "' uses a later node");
+      if (in >= static_cast<int32_t>(i))
+        return Status::Internal("plan: node '" + graph.nodes[i].name + "' uses a later node");
     }
   }
   if (options.fuse) plan.fuse_stats_ = Fuse(graph);
@@ -90,13 +97,15 @@ Result<Plan> Plan::Compile(Graph graph, const PlanOptions& options) {
     plan.unplanned_bytes_ += sizes[i];
     order.push_back(i);
   }
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return sizes[a] > sizes[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return sizes[a] > sizes[b]; });
   plan.offsets_.assign(n, kNoBuffer);
   std::vector<Interval> placed;
   for (int32_t i : order) {
     std::vector<std::pair<size_t, size_t>> busy;
     for (const Interval& iv : placed) {
-      if (iv.first <= last_use[i] && first[i] <= iv.last) busy.emplace_back(iv.offset, iv.offset + iv.size);
+      if (iv.first <= last_use[i] && first[i] <= iv.last)
+        busy.emplace_back(iv.offset, iv.offset + iv.size);
     }
     std::sort(busy.begin(), busy.end());
     size_t offset = 0;
@@ -125,10 +134,12 @@ size_t Plan::scratch_bytes(const kernels::Backend& backend) const {
   return AlignUp(bytes);
 }
 
-Result<std::span<const float>> Plan::Execute(kernels::Backend& backend, const BatchInputs& in, void* arena,
-                                             void* scratch, const NodeObserver* observer) const {
+Result<std::span<const float>> Plan::Execute(kernels::Backend& backend, const BatchInputs& in,
+                                             void* arena, void* scratch,
+                                             const NodeObserver* observer) const {
   const int64_t n_tokens = graph_.n_tokens;
-  if (static_cast<int64_t>(in.tokens.size()) != n_tokens || static_cast<int64_t>(in.positions.size()) != n_tokens ||
+  if (static_cast<int64_t>(in.tokens.size()) != n_tokens ||
+      static_cast<int64_t>(in.positions.size()) != n_tokens ||
       static_cast<int64_t>(in.output_rows.size()) != graph_.n_outputs) {
     return Status::Internal("plan: batch inputs do not match the compiled shape");
   }
@@ -140,9 +151,12 @@ Result<std::span<const float>> Plan::Execute(kernels::Backend& backend, const Ba
       }
       next = s.row_end;
     }
-    if (next != n_tokens) return Status::Internal("plan: sequence slices must cover the batch rows in order");
+    if (next != n_tokens)
+      return Status::Internal("plan: sequence slices must cover the batch rows in order");
   }
-  auto buf = [&](int32_t id) { return reinterpret_cast<float*>(static_cast<char*>(arena) + offsets_[id]); };
+  auto buf = [&](int32_t id) {
+    return reinterpret_cast<float*>(static_cast<char*>(arena) + offsets_[id]);
+  };
 
   for (size_t i = 0; i < graph_.nodes.size(); ++i) {
     const Node& node = graph_.nodes[i];
@@ -153,11 +167,13 @@ Result<std::span<const float>> Plan::Execute(kernels::Backend& backend, const Ba
     float* out = buf(static_cast<int32_t>(i));
     const int64_t rows = node.rows, cols = node.cols;
     switch (node.op) {
-      case OpKind::kTokens: break;
+      case OpKind::kTokens:
+        break;
       case OpKind::kEmbed: {
         for (int32_t t : in.tokens) {
           if (t < 0 || t >= node.weight.rows) {
-            return Status::InvalidArgument("token id " + std::to_string(t) + " is outside the vocabulary (" +
+            return Status::InvalidArgument("token id " + std::to_string(t) +
+                                           " is outside the vocabulary (" +
                                            std::to_string(node.weight.rows) + " tokens)");
           }
         }
@@ -178,7 +194,8 @@ Result<std::span<const float>> Plan::Execute(kernels::Backend& backend, const Ba
         break;
       }
       case OpKind::kAddBias:
-        backend.AddBias(buf(node.inputs[0]), static_cast<const float*>(node.weight.data), rows, cols, out);
+        backend.AddBias(buf(node.inputs[0]), static_cast<const float*>(node.weight.data), rows,
+                        cols, out);
         break;
       case OpKind::kRmsNorm:
         backend.RmsNorm(buf(node.inputs[0]), static_cast<const float*>(node.weight.data), node.eps,
@@ -190,18 +207,31 @@ Result<std::span<const float>> Plan::Execute(kernels::Backend& backend, const Ba
       case OpKind::kAttention: {
         const AttentionParams& p = node.attn;
         const SeqSlice whole{.row_begin = 0, .row_end = rows, .kv = in.kv, .n_kv = in.n_kv};
-        const std::span<const SeqSlice> seqs = in.seqs.empty() ? std::span<const SeqSlice>(&whole, 1) : in.seqs;
+        const std::span<const SeqSlice> seqs =
+            in.seqs.empty() ? std::span<const SeqSlice>(&whole, 1) : in.seqs;
         for (const SeqSlice& s : seqs) {
           if (p.kv_layer < 0 || p.kv_layer >= static_cast<int32_t>(s.kv.size())) {
-            return Status::Internal("plan: no KV cache view for layer " + std::to_string(p.kv_layer));
+            return Status::Internal("plan: no KV cache view for layer " +
+                                    std::to_string(p.kv_layer));
           }
         }
-        backend.Attention(kernels::AttentionArgs{
-            .q = buf(node.inputs[0]), .k = buf(node.inputs[1]), .v = buf(node.inputs[2]), .q_stride = cols,
-            .k_stride = graph_.nodes[node.inputs[1]].cols, .v_stride = graph_.nodes[node.inputs[2]].cols,
-            .n_tokens = rows, .n_head = p.n_head, .n_kv_head = p.n_kv_head, .head_dim = p.head_dim,
-            .positions = in.positions.data(), .seqs = seqs, .kv_layer = p.kv_layer, .window = p.window,
-            .scale = p.scale, .out = out, .out_stride = cols});
+        backend.Attention(kernels::AttentionArgs{.q = buf(node.inputs[0]),
+                                                 .k = buf(node.inputs[1]),
+                                                 .v = buf(node.inputs[2]),
+                                                 .q_stride = cols,
+                                                 .k_stride = graph_.nodes[node.inputs[1]].cols,
+                                                 .v_stride = graph_.nodes[node.inputs[2]].cols,
+                                                 .n_tokens = rows,
+                                                 .n_head = p.n_head,
+                                                 .n_kv_head = p.n_kv_head,
+                                                 .head_dim = p.head_dim,
+                                                 .positions = in.positions.data(),
+                                                 .seqs = seqs,
+                                                 .kv_layer = p.kv_layer,
+                                                 .window = p.window,
+                                                 .scale = p.scale,
+                                                 .out = out,
+                                                 .out_stride = cols});
         break;
       }
       case OpKind::kGlu:
@@ -209,8 +239,8 @@ Result<std::span<const float>> Plan::Execute(kernels::Backend& backend, const Ba
         break;
       case OpKind::kAdd:
         if (node.pre_norm) {  // out = a + RmsNorm(b) (out never aliases an input)
-          backend.AddRmsNorm(buf(node.inputs[0]), buf(node.inputs[1]), static_cast<const float*>(node.norm.data),
-                             node.eps, rows, cols, out);
+          backend.AddRmsNorm(buf(node.inputs[0]), buf(node.inputs[1]),
+                             static_cast<const float*>(node.norm.data), node.eps, rows, cols, out);
         } else {
           backend.Add(buf(node.inputs[0]), buf(node.inputs[1]), rows * cols, out);
         }

@@ -25,7 +25,8 @@
 namespace gannet::graph {
 
 // The K/V storage of one cache layer, and one sequence of a multi-sequence batch (its token rows,
-// its cache views per layer, the positions it may attend): the attention op's terms (kernels/backend.h).
+// its cache views per layer, the positions it may attend): the attention op's terms
+// (kernels/backend.h).
 using KvLayerView = kernels::KvLayerView;
 using SeqSlice = kernels::SeqSlice;
 
@@ -75,8 +76,9 @@ class Plan {
   // scratch_bytes(backend) bytes, 64-byte aligned; both memory the backend addresses.
   // Returns the output rows [n_outputs, vocab] inside the arena (valid until the next Execute).
   // REQUIRES: inputs sized as the graph (n_tokens, n_outputs) and valid token ids.
-  Result<std::span<const float>> Execute(kernels::Backend& backend, const BatchInputs& inputs, void* arena,
-                                         void* scratch, const NodeObserver* observer = nullptr) const;
+  Result<std::span<const float>> Execute(kernels::Backend& backend, const BatchInputs& inputs,
+                                         void* arena, void* scratch,
+                                         const NodeObserver* observer = nullptr) const;
 
  private:
   Graph graph_;

@@ -175,10 +175,11 @@ size_t HttpParser::Feed(std::string_view data) {
         const size_t n = TakeLine(rest, limit, &have_line, &too_long);
         if (too_long) {
           if (limits_.max_request_line <= limits_.max_header_bytes) {
-            Fail(414, "request line longer than " + std::to_string(limits_.max_request_line) + " bytes");
+            Fail(414,
+                 "request line longer than " + std::to_string(limits_.max_request_line) + " bytes");
           } else {
-            Fail(431, "request header section larger than " + std::to_string(limits_.max_header_bytes) +
-                          " bytes");
+            Fail(431, "request header section larger than " +
+                          std::to_string(limits_.max_header_bytes) + " bytes");
           }
           return used;
         }
@@ -188,7 +189,8 @@ size_t HttpParser::Feed(std::string_view data) {
         if (line_.empty()) {
           // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request line.
           header_bytes_ -= 2;
-          if (++leading_empty_lines_ > kMaxLeadingEmptyLines) Fail(400, "empty lines instead of a request line");
+          if (++leading_empty_lines_ > kMaxLeadingEmptyLines)
+            Fail(400, "empty lines instead of a request line");
           break;
         }
         ParseRequestLine(line_);
@@ -200,7 +202,8 @@ size_t HttpParser::Feed(std::string_view data) {
       case Phase::kTrailers: {
         const size_t n = TakeLine(rest, HeaderBudgetLeft(), &have_line, &too_long);
         if (too_long) {
-          Fail(431, "request header section larger than " + std::to_string(limits_.max_header_bytes) + " bytes");
+          Fail(431, "request header section larger than " +
+                        std::to_string(limits_.max_header_bytes) + " bytes");
           return used;
         }
         used += n;
@@ -227,7 +230,8 @@ size_t HttpParser::Feed(std::string_view data) {
         req_.body.append(rest.data(), n);
         used += n;
         body_remaining_ -= n;
-        if (body_remaining_ == 0) phase_ = phase_ == Phase::kBody ? Phase::kDone : Phase::kChunkDataEnd;
+        if (body_remaining_ == 0)
+          phase_ = phase_ == Phase::kBody ? Phase::kDone : Phase::kChunkDataEnd;
         break;
       }
       case Phase::kChunkSize: {
@@ -277,14 +281,16 @@ void HttpParser::ParseRequestLine(std::string_view line) {
   if (!IsToken(method)) return Fail(400, "malformed request method");
   if (target.empty()) return Fail(400, "empty request target");
   for (unsigned char c : target) {
-    if (c <= 0x20 || c >= 0x7f) return Fail(400, "request target contains a control, space or non-ASCII byte");
+    if (c <= 0x20 || c >= 0x7f)
+      return Fail(400, "request target contains a control, space or non-ASCII byte");
   }
   if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' ||
       version[5] < '0' || version[5] > '9' || version[7] < '0' || version[7] > '9') {
     return Fail(400, "malformed HTTP version");
   }
   if (version[5] != '1') return Fail(505, "only HTTP/1.0 and HTTP/1.1 are supported");
-  if (!IsKnownMethod(method)) return Fail(501, "method " + std::string(method) + " is not implemented");
+  if (!IsKnownMethod(method))
+    return Fail(501, "method " + std::string(method) + " is not implemented");
 
   req_.method = std::string(method);
   req_.target = std::string(target);
@@ -296,7 +302,8 @@ void HttpParser::ParseRequestLine(std::string_view line) {
   } else if (target.front() != '/') {
     // absolute-form (RFC 9112 §3.2.2): keep the path of "http://host/path".
     const size_t scheme = target.find("://");
-    if (scheme == std::string_view::npos) return Fail(400, "request target is neither a path nor an absolute URI");
+    if (scheme == std::string_view::npos)
+      return Fail(400, "request target is neither a path nor an absolute URI");
     const size_t slash = target.find('/', scheme + 3);
     path = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
   }
@@ -334,10 +341,12 @@ void HttpParser::FinishHeaders() {
   if (http11 && h.Count("Host") == 0) return Fail(400, "HTTP/1.1 request without a Host header");
   if (h.Count("Host") > 1) return Fail(400, "more than one Host header");
 
-  req_.keep_alive = http11 ? !h.HasToken("Connection", "close") : h.HasToken("Connection", "keep-alive");
+  req_.keep_alive =
+      http11 ? !h.HasToken("Connection", "close") : h.HasToken("Connection", "keep-alive");
 
   if (const std::string* expect = h.Get("Expect")) {
-    if (!EqualsIgnoreCase(*expect, "100-continue")) return Fail(417, "only 'Expect: 100-continue' is supported");
+    if (!EqualsIgnoreCase(*expect, "100-continue"))
+      return Fail(417, "only 'Expect: 100-continue' is supported");
     req_.expect_continue = http11;
   }
 
@@ -355,21 +364,25 @@ void HttpParser::FinishHeaders() {
   }
   uint64_t length = 0;
   if (has_cl) {
-    // Repeated or list-valued Content-Length is accepted only when every value agrees (RFC 9112 §6.3).
+    // Repeated or list-valued Content-Length is accepted only when every value agrees (RFC 9112
+    // §6.3).
     const std::vector<std::string> values = h.GetList("Content-Length");
     if (values.empty()) return Fail(400, "empty Content-Length");
     for (const std::string& v : values) {
-      if (v.size() > 19) return Fail(413, "Content-Length larger than " + std::to_string(limits_.max_body_bytes));
+      if (v.size() > 19)
+        return Fail(413, "Content-Length larger than " + std::to_string(limits_.max_body_bytes));
       uint64_t n = 0;
       for (char c : v) {
         if (c < '0' || c > '9') return Fail(400, "Content-Length is not a decimal number");
         n = n * 10 + static_cast<uint64_t>(c - '0');
       }
-      if (&v != &values.front() && n != length) return Fail(400, "conflicting Content-Length values");
+      if (&v != &values.front() && n != length)
+        return Fail(400, "conflicting Content-Length values");
       length = n;
     }
     if (length > limits_.max_body_bytes) {
-      return Fail(413, "request body of " + std::to_string(length) + " bytes is larger than the limit of " +
+      return Fail(413, "request body of " + std::to_string(length) +
+                           " bytes is larger than the limit of " +
                            std::to_string(limits_.max_body_bytes));
     }
   }
@@ -393,7 +406,8 @@ void HttpParser::ParseChunkSize(std::string_view line) {
     const int v = HexValue(c);
     if (v < 0) return Fail(400, "chunk size is not hexadecimal");
     if (size > (limits_.max_body_bytes >> 4) + 1) {
-      return Fail(413, "chunked request body larger than " + std::to_string(limits_.max_body_bytes) + " bytes");
+      return Fail(413, "chunked request body larger than " +
+                           std::to_string(limits_.max_body_bytes) + " bytes");
     }
     size = size * 16 + static_cast<uint64_t>(v);
   }
@@ -402,7 +416,8 @@ void HttpParser::ParseChunkSize(std::string_view line) {
     return;
   }
   if (req_.body.size() + size > limits_.max_body_bytes) {
-    return Fail(413, "chunked request body larger than " + std::to_string(limits_.max_body_bytes) + " bytes");
+    return Fail(413, "chunked request body larger than " + std::to_string(limits_.max_body_bytes) +
+                         " bytes");
   }
   body_remaining_ = size;
   phase_ = Phase::kChunkData;
@@ -410,36 +425,66 @@ void HttpParser::ParseChunkSize(std::string_view line) {
 
 const char* HttpReasonPhrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 417:
+      return "Expectation Failed";
+    case 422:
+      return "Unprocessable Content";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }
 

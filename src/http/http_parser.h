@@ -3,8 +3,8 @@
 // Bytes arrive in arbitrary pieces (one at a time in the worst case); Feed() consumes what belongs
 // to the current request and stops at its end, so pipelined requests stay in the caller's buffer.
 // Every malformed or oversized input ends in an error state that carries the HTTP status to answer
-// with (400, 413, 414, 417, 431, 501, 505) and a message; nothing a client sends aborts the process.
-// Thread-safety: none; one parser per connection, used by one thread at a time.
+// with (400, 413, 414, 417, 431, 501, 505) and a message; nothing a client sends aborts the
+// process. Thread-safety: none; one parser per connection, used by one thread at a time.
 #pragma once
 
 #include <cstddef>
@@ -19,7 +19,9 @@ namespace gannet::http {
 // Header fields in arrival order; names compare case-insensitively (RFC 9110 §5.1).
 class HttpHeaders {
  public:
-  void Add(std::string name, std::string value) { fields_.emplace_back(std::move(name), std::move(value)); }
+  void Add(std::string name, std::string value) {
+    fields_.emplace_back(std::move(name), std::move(value));
+  }
   // The first field with this name, or nullptr.
   const std::string* Get(std::string_view name) const;
   // Every value of the field, split on commas and trimmed (list-valued fields, RFC 9110 §5.6.1).
@@ -39,10 +41,10 @@ class HttpHeaders {
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
 struct HttpRequest {
-  std::string method;  // "GET", "POST", ...
-  std::string target;  // as sent: "/v1/models?x=1"
-  std::string path;    // "/v1/models"
-  std::string query;   // "x=1" (without '?'), empty when absent
+  std::string method;     // "GET", "POST", ...
+  std::string target;     // as sent: "/v1/models?x=1"
+  std::string path;       // "/v1/models"
+  std::string query;      // "x=1" (without '?'), empty when absent
   int version_minor = 1;  // HTTP/1.<minor>; 0 or 1 (1.2+ is read as 1.1)
   HttpHeaders headers;
   std::string body;  // de-chunked
@@ -119,8 +121,8 @@ class HttpParser {
   HttpRequest req_;
   std::string line_;
   bool headers_complete_ = false;
-  size_t header_bytes_ = 0;       // request line + header lines + trailers consumed so far
-  uint64_t body_remaining_ = 0;   // Content-Length bytes or bytes of the current chunk left
+  size_t header_bytes_ = 0;      // request line + header lines + trailers consumed so far
+  uint64_t body_remaining_ = 0;  // Content-Length bytes or bytes of the current chunk left
   int leading_empty_lines_ = 0;
   int error_status_ = 0;
   std::string error_message_;

@@ -63,8 +63,10 @@ std::string JsonEscape(std::string_view s) {
 
 // A complete response the loop itself sends (parse errors, timeouts, overload), always closing.
 std::string ErrorResponse(int status, std::string_view message) {
-  const std::string body = "{\"error\":{\"message\":\"" + JsonEscape(message) +
-                           "\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":" + std::to_string(status) + "}}";
+  const std::string body =
+      "{\"error\":{\"message\":\"" + JsonEscape(message) +
+      "\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":" + std::to_string(status) +
+      "}}";
   std::string out = "HTTP/1.1 " + std::to_string(status) + " " + HttpReasonPhrase(status) + "\r\n";
   internal::AppendHttpDate(&out);
   out.append("Content-Type: application/json\r\nConnection: close\r\nContent-Length: ");
@@ -78,7 +80,8 @@ std::string ErrorResponse(int status, std::string_view message) {
 
 std::string FormatRequestLog(const RequestLog& log) {
   char latency[32];
-  std::snprintf(latency, sizeof(latency), "%.1fms", static_cast<double>(log.latency.count()) / 1000.0);
+  std::snprintf(latency, sizeof(latency), "%.1fms",
+                static_cast<double>(log.latency.count()) / 1000.0);
   std::string out = log.method + " " + log.path + " " + std::to_string(log.status) + " " +
                     std::to_string(log.bytes) + "B " + latency;
   if (!log.completed) out += " aborted";
@@ -269,7 +272,8 @@ void HttpServer::Loop::Run() {
     if (draining_ && conns_.empty()) break;
     int timeout_ms = -1;
     if (!conns_.empty() || accept_paused_ || draining_) {
-      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick_ - Clock::now());
+      const auto wait =
+          std::chrono::duration_cast<std::chrono::milliseconds>(next_tick_ - Clock::now());
       timeout_ms = static_cast<int>(std::clamp<int64_t>(wait.count(), 0, kTick.count()));
     }
     const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout_ms);
@@ -346,7 +350,8 @@ bool HttpServer::Loop::OnReadable(Conn& c) {
   while (total < 4 * kReadChunk) {
     const bool discard = c.closing;
     if (!discard && c.ex && c.in.size() - c.in_off >= kMaxBufferedInput) {
-      SetEvents(c, c.events & ~static_cast<uint32_t>(EPOLLIN));  // resumes when the response is done
+      SetEvents(c,
+                c.events & ~static_cast<uint32_t>(EPOLLIN));  // resumes when the response is done
       break;
     }
     const ssize_t n = recv(c.fd, buf, sizeof(buf), 0);
@@ -379,7 +384,8 @@ bool HttpServer::Loop::ProcessInput(Conn& c) {
     }
     if (state == HttpParser::State::kNeedMore) {
       const HttpRequest& req = c.parser.request();
-      if (c.parser.headers_complete() && req.expect_continue && c.parser.body_pending() && !c.continue_sent) {
+      if (c.parser.headers_complete() && req.expect_continue && c.parser.body_pending() &&
+          !c.continue_sent) {
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         if (c.OutEmpty()) c.last_write = Clock::now();
         c.out.append(kContinue);
@@ -624,8 +630,10 @@ HttpServer::~HttpServer() { Shutdown(std::chrono::milliseconds(0)); }
 Status HttpServer::Start() {
   if (started_) return Status::InvalidArgument("server already started");
   if (!handler_) return Status::InvalidArgument("no request handler");
-  if (options_.handler_threads < 1) return Status::InvalidArgument("handler_threads must be at least 1");
-  if (options_.max_connections < 1) return Status::InvalidArgument("max_connections must be at least 1");
+  if (options_.handler_threads < 1)
+    return Status::InvalidArgument("handler_threads must be at least 1");
+  if (options_.max_connections < 1)
+    return Status::InvalidArgument("max_connections must be at least 1");
   if (options_.write_soft_limit > options_.write_hard_limit) {
     return Status::InvalidArgument("write_soft_limit is larger than write_hard_limit");
   }
@@ -636,9 +644,11 @@ Status HttpServer::Start() {
       lim.rlim_cur = lim.rlim_max;
       if (setrlimit(RLIMIT_NOFILE, &lim) != 0) getrlimit(RLIMIT_NOFILE, &lim);
     }
-    const rlim_t usable = lim.rlim_cur > static_cast<rlim_t>(2 * kFdHeadroom) ? lim.rlim_cur - kFdHeadroom
-                                                                             : lim.rlim_cur / 2;
-    max_connections_ = static_cast<int>(std::min<rlim_t>(usable, static_cast<rlim_t>(options_.max_connections)));
+    const rlim_t usable = lim.rlim_cur > static_cast<rlim_t>(2 * kFdHeadroom)
+                              ? lim.rlim_cur - kFdHeadroom
+                              : lim.rlim_cur / 2;
+    max_connections_ =
+        static_cast<int>(std::min<rlim_t>(usable, static_cast<rlim_t>(options_.max_connections)));
   } else {
     max_connections_ = options_.max_connections;
   }
@@ -650,14 +660,17 @@ Status HttpServer::Start() {
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* res = nullptr;
   const std::string port_str = std::to_string(options_.port);
-  const int gai = getaddrinfo(options_.host.empty() ? nullptr : options_.host.c_str(), port_str.c_str(), &hints, &res);
+  const int gai = getaddrinfo(options_.host.empty() ? nullptr : options_.host.c_str(),
+                              port_str.c_str(), &hints, &res);
   if (gai != 0) {
-    return Status::InvalidArgument("cannot resolve host '" + options_.host + "': " + gai_strerror(gai));
+    return Status::InvalidArgument("cannot resolve host '" + options_.host +
+                                   "': " + gai_strerror(gai));
   }
   int listen_fd = -1;
   std::string error;
   for (addrinfo* ai = res; ai != nullptr && listen_fd < 0; ai = ai->ai_next) {
-    const int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    const int fd =
+        socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
       error = std::string("socket: ") + std::strerror(errno);
       continue;
@@ -682,8 +695,9 @@ Status HttpServer::Start() {
   sockaddr_storage addr{};
   socklen_t addr_len = sizeof(addr);
   getsockname(listen_fd, reinterpret_cast<sockaddr*>(&addr), &addr_len);
-  bound_port_ = addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
-                                           : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  bound_port_ = addr.ss_family == AF_INET6
+                    ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                    : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
 
   const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd < 0) {
@@ -697,8 +711,8 @@ Status HttpServer::Start() {
     return Status::IoError(std::string("eventfd: ") + std::strerror(errno));
   }
   workers_ = std::make_unique<WorkerPool>(options_.handler_threads, &handler_);
-  loop_ = std::make_unique<Loop>(options_, max_connections_, &open_connections_, workers_.get(), listen_fd,
-                                 epoll_fd, std::move(waker));
+  loop_ = std::make_unique<Loop>(options_, max_connections_, &open_connections_, workers_.get(),
+                                 listen_fd, epoll_fd, std::move(waker));
   if (Status st = loop_->Register(); !st.ok()) {
     loop_.reset();
     workers_.reset();

@@ -47,7 +47,8 @@ struct RequestLog {
 // "POST /v1/chat/completions 200 1834B 12.3ms" (+ " aborted" when not completed, + the note).
 std::string FormatRequestLog(const RequestLog& log);
 
-using HttpHandler = std::function<void(HttpRequest request, std::shared_ptr<ResponseWriter> writer)>;
+using HttpHandler =
+    std::function<void(HttpRequest request, std::shared_ptr<ResponseWriter> writer)>;
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";  // numeric address or name; "0.0.0.0" / "::" for all

@@ -69,9 +69,11 @@ Status ValidateHeaders(const HeaderList& headers) {
   for (const auto& [name, value] : headers) {
     if (name.empty()) return Status::InvalidArgument("empty response header name");
     for (unsigned char c : name) {
-      if (!IsTokenChar(c)) return Status::InvalidArgument("malformed response header name '" + name + "'");
+      if (!IsTokenChar(c))
+        return Status::InvalidArgument("malformed response header name '" + name + "'");
     }
-    for (std::string_view reserved : {"Content-Length", "Transfer-Encoding", "Connection", "Date"}) {
+    for (std::string_view reserved :
+         {"Content-Length", "Transfer-Encoding", "Connection", "Date"}) {
       if (EqualsIgnoreCase(name, reserved)) {
         return Status::InvalidArgument("response header " + name + " is set by the server");
       }
@@ -79,7 +81,8 @@ Status ValidateHeaders(const HeaderList& headers) {
     for (unsigned char c : value) {
       // CR or LF in a value would let it start a header of its own (response splitting).
       if (c == '\r' || c == '\n' || c == '\0') {
-        return Status::InvalidArgument("response header " + name + " has a line break or NUL in its value");
+        return Status::InvalidArgument("response header " + name +
+                                       " has a line break or NUL in its value");
       }
     }
   }
@@ -126,15 +129,18 @@ std::string HeadLocked(Exchange& ex, int status, const HeaderList& headers) {
 }
 
 Status CheckStartable(const Exchange& ex, int status) {
-  if (ex.phase != Exchange::Phase::kNotStarted) return Status::InvalidArgument("response already started");
+  if (ex.phase != Exchange::Phase::kNotStarted)
+    return Status::InvalidArgument("response already started");
   if (ex.closed || ex.abort) return Status::IoError("connection closed");
-  if (status < 200 || status > 999) return Status::InvalidArgument("response status must be 200..999");
+  if (status < 200 || status > 999)
+    return Status::InvalidArgument("response status must be 200..999");
   return Status::Ok();
 }
 
 }  // namespace
 
-ResponseWriter::ResponseWriter(std::shared_ptr<internal::Exchange> exchange) : ex_(std::move(exchange)) {}
+ResponseWriter::ResponseWriter(std::shared_ptr<internal::Exchange> exchange)
+    : ex_(std::move(exchange)) {}
 
 ResponseWriter::~ResponseWriter() {
   bool post = false;
@@ -144,7 +150,8 @@ ResponseWriter::~ResponseWriter() {
     if (ex_->phase == Exchange::Phase::kNotStarted) {
       // The handler forgot to answer: a 500 is better than a client waiting forever.
       static constexpr std::string_view kBody =
-          "{\"error\":{\"message\":\"the request handler returned no response\",\"type\":\"server_error\"}}";
+          "{\"error\":{\"message\":\"the request handler returned no "
+          "response\",\"type\":\"server_error\"}}";
       ex_->status = 500;
       std::string out = HeadLocked(*ex_, 500, {{"Content-Type", "application/json"}});
       out.append("Content-Length: " + std::to_string(kBody.size()) + "\r\n\r\n");
@@ -178,7 +185,8 @@ Status ResponseWriter::Send(HttpResponse response) {
     // 204 and 304 carry no body and no Content-Length (RFC 9110 §8.6).
     const bool no_body = response.status == 204 || response.status == 304;
     if (no_body && !response.body.empty()) {
-      return Status::InvalidArgument("a " + std::to_string(response.status) + " response has no body");
+      return Status::InvalidArgument("a " + std::to_string(response.status) +
+                                     " response has no body");
     }
     ex_->status = response.status;
     std::string out = HeadLocked(*ex_, response.status, response.headers);
@@ -198,7 +206,8 @@ Status ResponseWriter::StartStream(int status, HeaderList headers) {
   {
     std::lock_guard<std::mutex> lock(ex_->mu);
     GANNET_RETURN_IF_ERROR(CheckStartable(*ex_, status));
-    if (status == 204 || status == 304) return Status::InvalidArgument("a 204/304 response cannot stream");
+    if (status == 204 || status == 304)
+      return Status::InvalidArgument("a 204/304 response cannot stream");
     // HTTP/1.0 has no chunked coding: the end of the stream is the end of the connection.
     if (ex_->version_minor == 0) ex_->keep_alive = false;
     ex_->status = status;
@@ -217,7 +226,8 @@ WriteResult ResponseWriter::Write(std::string_view data) {
   WriteResult result = WriteResult::kOk;
   {
     std::lock_guard<std::mutex> lock(ex_->mu);
-    if (ex_->closed || ex_->abort || ex_->phase != Exchange::Phase::kStreaming) return WriteResult::kClosed;
+    if (ex_->closed || ex_->abort || ex_->phase != Exchange::Phase::kStreaming)
+      return WriteResult::kClosed;
     if (data.empty() || ex_->head_request) {
       return ex_->unflushed > ex_->soft_limit ? WriteResult::kBackpressure : WriteResult::kOk;
     }
@@ -247,7 +257,8 @@ Status ResponseWriter::End() {
   bool post = false;
   {
     std::lock_guard<std::mutex> lock(ex_->mu);
-    if (ex_->phase != Exchange::Phase::kStreaming) return Status::InvalidArgument("no stream to end");
+    if (ex_->phase != Exchange::Phase::kStreaming)
+      return Status::InvalidArgument("no stream to end");
     if (ex_->closed || ex_->abort) return Status::IoError("connection closed");
     ex_->phase = Exchange::Phase::kDone;
     if (ex_->version_minor >= 1 && !ex_->head_request) {
@@ -268,7 +279,8 @@ bool ResponseWriter::IsClosed() const {
 void ResponseWriter::SetOnClose(std::function<void()> on_close) {
   {
     std::lock_guard<std::mutex> lock(ex_->mu);
-    if (ex_->finished) return;  // delivered: the callback could never run, and must not pin the writer
+    if (ex_->finished)
+      return;  // delivered: the callback could never run, and must not pin the writer
     if (!ex_->closed) {
       ex_->on_close = std::move(on_close);
       return;

@@ -68,9 +68,11 @@ class ResponseWriter {
   // Starts a streamed response: chunked transfer coding for HTTP/1.1 clients, or (HTTP/1.0)
   // no framing and the connection closes at End. Errors as for Send.
   Status StartStream(int status, HeaderList headers);
-  // REQUIRES: StartStream succeeded. An empty `data` is a no-op (a zero chunk would end the stream).
+  // REQUIRES: StartStream succeeded. An empty `data` is a no-op (a zero chunk would end the
+  // stream).
   WriteResult Write(std::string_view data);
-  // Ends the stream. Errors: InvalidArgument (no stream started, or already ended), IoError (closed).
+  // Ends the stream. Errors: InvalidArgument (no stream started, or already ended), IoError
+  // (closed).
   Status End();
 
   // True once the client has gone (or the server dropped the connection): stop generating.

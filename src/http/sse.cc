@@ -23,7 +23,8 @@ std::string SseEvent(std::string_view data, std::string_view event, std::string_
   while (true) {
     size_t end = data.find_first_of("\r\n", start);
     out.append("data: ");
-    out.append(data.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+    out.append(
+        data.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
     out.push_back('\n');
     if (end == std::string_view::npos) break;
     // \r\n is one line break, not two.

@@ -33,7 +33,8 @@ std::optional<int> WaitForTerminationSignal(std::optional<std::chrono::milliseco
     int sig = -1;
     if (timeout) {
       const auto ms = timeout->count();
-      timespec ts{.tv_sec = static_cast<time_t>(ms / 1000), .tv_nsec = static_cast<long>((ms % 1000) * 1000000)};
+      timespec ts{.tv_sec = static_cast<time_t>(ms / 1000),
+                  .tv_nsec = static_cast<long>((ms % 1000) * 1000000)};
       sig = sigtimedwait(&set, nullptr, &ts);
       if (sig < 0 && errno == EAGAIN) return std::nullopt;
     } else {

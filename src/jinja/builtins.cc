@@ -93,8 +93,9 @@ Result<List> Split(const std::string& s, const Value* sep, const Value* maxsplit
   if (d.empty()) return Error("empty separator");
   size_t start = 0;
   while (true) {
-    const size_t p = (maxsplit >= 0 && static_cast<int64_t>(out.size()) >= maxsplit) ? std::string::npos
-                                                                                       : s.find(d, start);
+    const size_t p = (maxsplit >= 0 && static_cast<int64_t>(out.size()) >= maxsplit)
+                         ? std::string::npos
+                         : s.find(d, start);
     if (p == std::string::npos) {
       out.push_back(Value::Str(s.substr(start)));
       return out;
@@ -104,7 +105,8 @@ Result<List> Split(const std::string& s, const Value* sep, const Value* maxsplit
   }
 }
 
-std::string Replace(const std::string& s, const std::string& from, const std::string& to, int64_t count) {
+std::string Replace(const std::string& s, const std::string& from, const std::string& to,
+                    int64_t count) {
   std::string out;
   size_t start = 0;
   int64_t done = 0;
@@ -133,10 +135,13 @@ std::string Replace(const std::string& s, const std::string& from, const std::st
 
 Result<bool> AffixMatch(const std::string& s, const Value& arg, bool prefix) {
   auto one = [&](const Value& v) -> Result<bool> {
-    if (!v.is_string()) return Error(std::string(prefix ? "startswith" : "endswith") + " first arg must be str or a tuple of str");
+    if (!v.is_string())
+      return Error(std::string(prefix ? "startswith" : "endswith") +
+                   " first arg must be str or a tuple of str");
     const std::string& a = v.str();
     if (a.size() > s.size()) return false;
-    return prefix ? s.compare(0, a.size(), a) == 0 : s.compare(s.size() - a.size(), a.size(), a) == 0;
+    return prefix ? s.compare(0, a.size(), a) == 0
+                  : s.compare(s.size() - a.size(), a.size(), a) == 0;
   };
   if (arg.is_tuple()) {
     for (const Value& v : arg.list()) {
@@ -156,7 +161,8 @@ Status Arity(const CallArgs& a, size_t max, std::string_view name) {
   return Status::Ok();
 }
 
-Result<Value> StrMethod(Budget& budget, const std::string& s, const std::string& name, CallArgs& a) {
+Result<Value> StrMethod(Budget& budget, const std::string& s, const std::string& name,
+                        CallArgs& a) {
   const Value* a0 = a.Get(0, "");
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
     GANNET_RETURN_IF_ERROR(Arity(a, 1, name));
@@ -165,7 +171,8 @@ Result<Value> StrMethod(Budget& budget, const std::string& s, const std::string&
   if (name == "upper") return Value::Str(AsciiUpper(s));
   if (name == "lower") return Value::Str(AsciiLower(s));
   if (name == "title") return Value::Str(Title(s));
-  if (name == "capitalize") return Value::Str(s.empty() ? s : AsciiUpper(s.substr(0, 1)) + AsciiLower(s.substr(1)));
+  if (name == "capitalize")
+    return Value::Str(s.empty() ? s : AsciiUpper(s.substr(0, 1)) + AsciiLower(s.substr(1)));
   if (name == "startswith" || name == "endswith") {
     if (a0 == nullptr) return Error(name + "() takes at least 1 argument (0 given)");
     GANNET_ASSIGN_OR_RETURN(const bool m, AffixMatch(s, *a0, name == "startswith"));
@@ -194,8 +201,10 @@ Result<Value> StrMethod(Budget& budget, const std::string& s, const std::string&
     const Value* from = a.Get(0, "old");
     const Value* to = a.Get(1, "new");
     const Value* count = a.Get(2, "count");
-    if (!from || !to || !from->is_string() || !to->is_string()) return Error("replace() expects two strings");
-    const std::string r = Replace(s, from->str(), to->str(), count && count->is_int() ? count->int_value() : -1);
+    if (!from || !to || !from->is_string() || !to->is_string())
+      return Error("replace() expects two strings");
+    const std::string r =
+        Replace(s, from->str(), to->str(), count && count->is_int() ? count->int_value() : -1);
     GANNET_RETURN_IF_ERROR(budget.String(r.size()));
     return Value::Str(r);
   }
@@ -220,7 +229,8 @@ Result<Value> StrMethod(Budget& budget, const std::string& s, const std::string&
     GANNET_ASSIGN_OR_RETURN(const List items, Iterate(*a0));
     std::string out;
     for (size_t i = 0; i < items.size(); ++i) {
-      if (!items[i].is_string()) return Error("sequence item " + std::to_string(i) + ": expected str instance");
+      if (!items[i].is_string())
+        return Error("sequence item " + std::to_string(i) + ": expected str instance");
       if (i) out += s;
       out += items[i].str();
       GANNET_RETURN_IF_ERROR(budget.String(out.size()));
@@ -233,7 +243,8 @@ Result<Value> StrMethod(Budget& budget, const std::string& s, const std::string&
   };
   if (name == "isdigit") return all_of([](char c) { return c >= '0' && c <= '9'; });
   if (name == "isalpha") return all_of([](char c) { return IsAsciiAlpha(c); });
-  if (name == "isalnum") return all_of([](char c) { return IsAsciiAlpha(c) || (c >= '0' && c <= '9'); });
+  if (name == "isalnum")
+    return all_of([](char c) { return IsAsciiAlpha(c) || (c >= '0' && c <= '9'); });
   if (name == "isspace") return all_of([](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); });
   if (name == "islower") return Value::Bool(s == AsciiLower(s) && s != AsciiUpper(s));
   if (name == "isupper") return Value::Bool(s == AsciiUpper(s) && s != AsciiLower(s));
@@ -241,10 +252,11 @@ Result<Value> StrMethod(Budget& budget, const std::string& s, const std::string&
 }
 
 bool IsStrMethod(const std::string& n) {
-  static const char* const kNames[] = {"strip", "lstrip", "rstrip", "upper", "lower", "title", "capitalize",
-                                       "startswith", "endswith", "split", "splitlines", "replace", "find",
-                                       "rfind", "count", "index", "join", "isdigit", "isalpha", "isalnum",
-                                       "isspace", "islower", "isupper"};
+  static const char* const kNames[] = {
+      "strip",      "lstrip",     "rstrip",   "upper",   "lower",      "title",
+      "capitalize", "startswith", "endswith", "split",   "splitlines", "replace",
+      "find",       "rfind",      "count",    "index",   "join",       "isdigit",
+      "isalpha",    "isalnum",    "isspace",  "islower", "isupper"};
   return std::find(std::begin(kNames), std::end(kNames), n) != std::end(kNames);
 }
 
@@ -301,8 +313,10 @@ std::string NoAttribute(const Value& obj, const std::string& attr) {
 
 Result<List> Iterate(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return List{};
-    case Value::Kind::kList: return v.list();
+    case Value::Kind::kUndefined:
+      return List{};
+    case Value::Kind::kList:
+      return v.list();
     case Value::Kind::kDict: {
       List keys;
       for (const auto& kv : v.dict().items) keys.push_back(Value::Str(kv.first));
@@ -310,22 +324,27 @@ Result<List> Iterate(const Value& v) {
     }
     case Value::Kind::kString: {
       List chars;
-      for (const char32_t c : DecodeUtf8(v.str())) chars.push_back(Value::Str(EncodeUtf8(std::u32string(1, c))));
+      for (const char32_t c : DecodeUtf8(v.str()))
+        chars.push_back(Value::Str(EncodeUtf8(std::u32string(1, c))));
       return chars;
     }
-    default: return Error(Quote(v.TypeName()) + " object is not iterable");
+    default:
+      return Error(Quote(v.TypeName()) + " object is not iterable");
   }
 }
 
 Value GetAttr(Budget& budget, const Value& obj, const std::string& name) {
   const auto bind = [&](auto method) {
     Budget* b = &budget;
-    return Value::MakeCallable(name, [obj, name, method, b](CallArgs& a) { return method(*b, obj, name, a); });
+    return Value::MakeCallable(
+        name, [obj, name, method, b](CallArgs& a) { return method(*b, obj, name, a); });
   };
   switch (obj.kind()) {
     case Value::Kind::kDict:
       if (name == "get" || name == "items" || name == "keys" || name == "values") {
-        return bind([](Budget&, const Value& o, const std::string& n, CallArgs& a) { return DictMethod(o.dict(), n, a); });
+        return bind([](Budget&, const Value& o, const std::string& n, CallArgs& a) {
+          return DictMethod(o.dict(), n, a);
+        });
       }
       if (const Value* v = obj.dict().Find(name)) return *v;
       return Value::Undefined("'dict object' has no attribute '" + name + "'");
@@ -334,15 +353,20 @@ Value GetAttr(Budget& budget, const Value& obj, const std::string& name) {
       return Value::Undefined("'Namespace' object has no attribute '" + name + "'");
     case Value::Kind::kString:
       if (IsStrMethod(name)) {
-        return bind([](Budget& b, const Value& o, const std::string& n, CallArgs& a) { return StrMethod(b, o.str(), n, a); });
+        return bind([](Budget& b, const Value& o, const std::string& n, CallArgs& a) {
+          return StrMethod(b, o.str(), n, a);
+        });
       }
       break;
     case Value::Kind::kList:
       if (name == "index" || name == "count") {
-        return bind([](Budget&, const Value& o, const std::string& n, CallArgs& a) { return ListMethod(o.list(), n, a); });
+        return bind([](Budget&, const Value& o, const std::string& n, CallArgs& a) {
+          return ListMethod(o.list(), n, a);
+        });
       }
       break;
-    default: break;
+    default:
+      break;
   }
   std::string quoted(1, '\'');
   quoted += name;
@@ -368,9 +392,11 @@ Value GetItem(Budget& budget, const Value& obj, const Value& key) {
       const std::u32string cps = DecodeUtf8(obj.str());
       const int64_t n = static_cast<int64_t>(cps.size());
       if (i < 0) i += n;
-      if (i >= 0 && i < n) return Value::Str(EncodeUtf8(std::u32string(1, cps[static_cast<size_t>(i)])));
+      if (i >= 0 && i < n)
+        return Value::Str(EncodeUtf8(std::u32string(1, cps[static_cast<size_t>(i)])));
     }
-    return Value::Undefined(obj.TypeName() + " object has no element " + std::to_string(key.int_value()));
+    return Value::Undefined(obj.TypeName() + " object has no element " +
+                            std::to_string(key.int_value()));
   }
   if (key.is_string()) return GetAttr(budget, obj, key.str());  // Jinja falls back to getattr
   return Value::Undefined(NoAttribute(obj, Repr(key)));
@@ -378,7 +404,8 @@ Value GetItem(Budget& budget, const Value& obj, const Value& key) {
 
 Result<Value> GetSlice(Budget& budget, const Value& obj, const Value* start_v, const Value* stop_v,
                        const Value* step_v) {
-  if (!obj.is_list() && !obj.is_string()) return Error(Quote(obj.TypeName()) + " object is not subscriptable");
+  if (!obj.is_list() && !obj.is_string())
+    return Error(Quote(obj.TypeName()) + " object is not subscriptable");
   int64_t step = 1;
   if (step_v && !step_v->is_none()) {
     GANNET_ASSIGN_OR_RETURN(step, ToIndex(*step_v));
@@ -386,7 +413,8 @@ Result<Value> GetSlice(Budget& budget, const Value& obj, const Value* start_v, c
   if (step == 0) return Error("slice step cannot be zero");
   std::u32string cps;
   if (obj.is_string()) cps = DecodeUtf8(obj.str());
-  const int64_t n = obj.is_string() ? static_cast<int64_t>(cps.size()) : static_cast<int64_t>(obj.list().size());
+  const int64_t n =
+      obj.is_string() ? static_cast<int64_t>(cps.size()) : static_cast<int64_t>(obj.list().size());
   // Python's slice.indices().
   auto bound = [&](const Value* v, int64_t dflt) -> Result<int64_t> {
     if (!v || v->is_none()) return dflt;
@@ -402,7 +430,8 @@ Result<Value> GetSlice(Budget& budget, const Value& obj, const Value* start_v, c
   GANNET_ASSIGN_OR_RETURN(const int64_t start, bound(start_v, step < 0 ? n - 1 : 0));
   GANNET_ASSIGN_OR_RETURN(const int64_t stop, bound(stop_v, step < 0 ? -1 : n));
   std::vector<size_t> picked;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) picked.push_back(static_cast<size_t>(i));
+  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
+    picked.push_back(static_cast<size_t>(i));
   GANNET_RETURN_IF_ERROR(budget.Work(picked.size()));
   if (obj.is_string()) {
     std::u32string out;
@@ -417,17 +446,22 @@ Result<Value> GetSlice(Budget& budget, const Value& obj, const Value* start_v, c
 Result<bool> Contains(const Value& container, const Value& item) {
   switch (container.kind()) {
     case Value::Kind::kString:
-      if (!item.is_string()) return Error("'in <string>' requires string as left operand, not " + item.TypeName());
+      if (!item.is_string())
+        return Error("'in <string>' requires string as left operand, not " + item.TypeName());
       return container.str().find(item.str()) != std::string::npos;
     case Value::Kind::kList:
       for (const Value& v : container.list()) {
         if (Equals(v, item)) return true;
       }
       return false;
-    case Value::Kind::kDict: return item.is_string() && container.dict().Find(item.str()) != nullptr;
-    case Value::Kind::kNamespace: return item.is_string() && container.ns().attrs.Find(item.str()) != nullptr;
-    case Value::Kind::kUndefined: return false;
-    default: return Error("argument of type '" + container.TypeName() + "' is not iterable");
+    case Value::Kind::kDict:
+      return item.is_string() && container.dict().Find(item.str()) != nullptr;
+    case Value::Kind::kNamespace:
+      return item.is_string() && container.ns().attrs.Find(item.str()) != nullptr;
+    case Value::Kind::kUndefined:
+      return false;
+    default:
+      return Error("argument of type '" + container.TypeName() + "' is not iterable");
   }
 }
 

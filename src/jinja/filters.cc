@@ -21,7 +21,8 @@ std::string AsciiCase(std::string s, bool upper) {
   return s;
 }
 
-Result<Value> CallStrMethod(Budget& b, const std::string& s, const char* method, CallArgs args = {}) {
+Result<Value> CallStrMethod(Budget& b, const std::string& s, const char* method,
+                            CallArgs args = {}) {
   const Value m = GetAttr(b, Value::Str(s), method);
   return m.callable().fn(args);
 }
@@ -32,11 +33,13 @@ Value AttrPath(Budget& b, const Value& item, const std::string& path) {
   size_t start = 0;
   while (true) {
     const size_t dot = path.find('.', start);
-    const std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    const std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (v.is_undefined()) return v;
     char* end = nullptr;
     const long long idx = std::strtoll(part.c_str(), &end, 10);
-    v = (!part.empty() && *end == '\0') ? GetItem(b, v, Value::Int(idx)) : GetItem(b, v, Value::Str(part));
+    v = (!part.empty() && *end == '\0') ? GetItem(b, v, Value::Int(idx))
+                                        : GetItem(b, v, Value::Str(part));
     if (dot == std::string::npos) return v;
     start = dot + 1;
   }
@@ -44,11 +47,16 @@ Value AttrPath(Budget& b, const Value& item, const std::string& path) {
 
 Result<Value> Length(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return Value::Int(0);
-    case Value::Kind::kString: return Value::Int(static_cast<int64_t>(CodePointCount(v.str())));
-    case Value::Kind::kList: return Value::Int(static_cast<int64_t>(v.list().size()));
-    case Value::Kind::kDict: return Value::Int(static_cast<int64_t>(v.dict().items.size()));
-    default: return Error("object of type '" + v.TypeName() + "' has no len()");
+    case Value::Kind::kUndefined:
+      return Value::Int(0);
+    case Value::Kind::kString:
+      return Value::Int(static_cast<int64_t>(CodePointCount(v.str())));
+    case Value::Kind::kList:
+      return Value::Int(static_cast<int64_t>(v.list().size()));
+    case Value::Kind::kDict:
+      return Value::Int(static_cast<int64_t>(v.dict().items.size()));
+    default:
+      return Error("object of type '" + v.TypeName() + "' has no len()");
   }
 }
 
@@ -101,7 +109,8 @@ Result<Value> SelectOrReject(Budget& b, const Value& v, CallArgs& a, bool by_att
   size_t next = 0;
   std::string attr;
   if (by_attr) {
-    if (a.args.empty() || !a.args[0].is_string()) return Error("selectattr/rejectattr expect an attribute name");
+    if (a.args.empty() || !a.args[0].is_string())
+      return Error("selectattr/rejectattr expect an attribute name");
     attr = a.args[0].str();
     next = 1;
   }
@@ -138,7 +147,8 @@ Result<Value> Map(Budget& b, const Value& v, CallArgs& a) {
     }
     return Value::MakeList(std::move(out));
   }
-  if (a.args.empty() || !a.args[0].is_string()) return Error("map expects a filter name or attribute=");
+  if (a.args.empty() || !a.args[0].is_string())
+    return Error("map expects a filter name or attribute=");
   const std::string filter = a.args[0].str();
   CallArgs rest;
   rest.args.assign(a.args.begin() + 1, a.args.end());
@@ -220,12 +230,23 @@ Result<Value> ApplyFilter(Budget& b, std::string_view name, const Value& v, Call
     std::string out;
     for (const char c : s) {
       switch (c) {
-        case '&': out += "&amp;"; break;
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '"': out += "&#34;"; break;
-        case '\'': out += "&#39;"; break;
-        default: out += c;
+        case '&':
+          out += "&amp;";
+          break;
+        case '<':
+          out += "&lt;";
+          break;
+        case '>':
+          out += "&gt;";
+          break;
+        case '"':
+          out += "&#34;";
+          break;
+        case '\'':
+          out += "&#39;";
+          break;
+        default:
+          out += c;
       }
     }
     GANNET_RETURN_IF_ERROR(b.String(out.size()));
@@ -261,7 +282,8 @@ Result<Value> ApplyFilter(Budget& b, std::string_view name, const Value& v, Call
   }
   if (name == "first" || name == "last") {
     GANNET_ASSIGN_OR_RETURN(const List items, Iterate(v));
-    if (items.empty()) return Value::Undefined("No " + std::string(name) + " item, sequence was empty.");
+    if (items.empty())
+      return Value::Undefined("No " + std::string(name) + " item, sequence was empty.");
     return name == "first" ? items.front() : items.back();
   }
   if (name == "list") {
@@ -270,15 +292,18 @@ Result<Value> ApplyFilter(Budget& b, std::string_view name, const Value& v, Call
   }
   if (name == "items") {
     if (v.is_undefined()) return Value::MakeList({});
-    if (!v.is_dict()) return Error("items: can only get item pairs from a mapping, not " + v.TypeName());
+    if (!v.is_dict())
+      return Error("items: can only get item pairs from a mapping, not " + v.TypeName());
     List out;
-    for (const auto& [k, x] : v.dict().items) out.push_back(Value::MakeList({Value::Str(k), x}, true));
+    for (const auto& [k, x] : v.dict().items)
+      out.push_back(Value::MakeList({Value::Str(k), x}, true));
     return Value::MakeList(std::move(out));
   }
   if (name == "dictsort") {
     if (!v.is_dict()) return Error("dictsort: expected a mapping, not " + v.TypeName());
     List out;
-    for (const auto& [k, x] : v.dict().items) out.push_back(Value::MakeList({Value::Str(k), x}, true));
+    for (const auto& [k, x] : v.dict().items)
+      out.push_back(Value::MakeList({Value::Str(k), x}, true));
     std::stable_sort(out.begin(), out.end(), [](const Value& x, const Value& y) {
       return AsciiCase(x.list()[0].str(), false) < AsciiCase(y.list()[0].str(), false);
     });
@@ -298,7 +323,8 @@ Result<Value> ApplyFilter(Budget& b, std::string_view name, const Value& v, Call
     if (!v.is_number()) return Error("round: expected a number, not " + v.TypeName());
     const Value* prec = a.Get(0, "precision");
     const Value* method = a.Get(1, "method");
-    const double p = std::pow(10.0, prec && prec->is_int() ? static_cast<double>(prec->int_value()) : 0.0);
+    const double p =
+        std::pow(10.0, prec && prec->is_int() ? static_cast<double>(prec->int_value()) : 0.0);
     const std::string m = method && method->is_string() ? method->str() : "common";
     const double x = v.AsDouble() * p;
     const double r = m == "floor" ? std::floor(x) : m == "ceil" ? std::ceil(x) : std::round(x);
@@ -309,7 +335,8 @@ Result<Value> ApplyFilter(Budget& b, std::string_view name, const Value& v, Call
     for (const Value& x : a.args) m.args.push_back(x);
     return CallStrMethod(b, s, "replace", m);
   }
-  if (name == "selectattr" || name == "rejectattr") return SelectOrReject(b, v, a, true, name == "selectattr");
+  if (name == "selectattr" || name == "rejectattr")
+    return SelectOrReject(b, v, a, true, name == "selectattr");
   if (name == "select" || name == "reject") return SelectOrReject(b, v, a, false, name == "select");
   if (name == "map") return Map(b, v, a);
   if (name == "reverse") {
@@ -331,7 +358,8 @@ Result<Value> ApplyFilter(Budget& b, std::string_view name, const Value& v, Call
         if (!x.is_number()) return Error("sum: unsupported operand type '" + x.TypeName() + "'");
         if (x.is_float()) is_float = true;
         fsum += x.AsDouble();
-        if (!x.is_float() && __builtin_add_overflow(isum, x.int_value(), &isum)) return Error("integer overflow in sum");
+        if (!x.is_float() && __builtin_add_overflow(isum, x.int_value(), &isum))
+          return Error("integer overflow in sum");
       }
       return is_float ? Value::Float(fsum) : Value::Int(isum);
     }
@@ -347,15 +375,21 @@ Result<Value> ApplyFilter(Budget& b, std::string_view name, const Value& v, Call
     const Value* width = a.Get(0, "width");
     const Value* first = a.Get(1, "first");
     const Value* blank = a.Get(2, "blank");
-    const std::string pad = width && width->is_string() ? width->str()
-                                                         : std::string(width && width->is_int() ? std::clamp<int64_t>(width->int_value(), 0, 256) : 4, ' ');
+    const std::string pad =
+        width && width->is_string()
+            ? width->str()
+            : std::string(
+                  width && width->is_int() ? std::clamp<int64_t>(width->int_value(), 0, 256) : 4,
+                  ' ');
     std::string out;
     size_t start = 0;
     bool first_line = true;
     while (start <= s.size()) {
       const size_t nl = s.find('\n', start);
-      const std::string line = s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
-      const bool indent_it = first_line ? (first && first->Truthy()) : (!line.empty() || (blank && blank->Truthy()));
+      const std::string line =
+          s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+      const bool indent_it =
+          first_line ? (first && first->Truthy()) : (!line.empty() || (blank && blank->Truthy()));
       if (indent_it) out += pad;
       out += line;
       if (nl == std::string::npos) break;
@@ -390,13 +424,16 @@ Result<bool> ApplyTest(std::string_view name, const Value& v, CallArgs& a) {
   if (name == "callable") return v.is_callable();
   if (name == "lower" || name == "upper") {
     if (!v.is_string()) return false;
-    return v.str() == AsciiCase(v.str(), name == "upper") && v.str() != AsciiCase(v.str(), name != "upper");
+    return v.str() == AsciiCase(v.str(), name == "upper") &&
+           v.str() != AsciiCase(v.str(), name != "upper");
   }
   if (name == "odd" || name == "even" || name == "divisibleby") {
-    if (!v.is_int() && !v.is_bool()) return Error("test '" + std::string(name) + "' expects an integer");
+    if (!v.is_int() && !v.is_bool())
+      return Error("test '" + std::string(name) + "' expects an integer");
     if (name == "divisibleby") {
       GANNET_RETURN_IF_ERROR(need_arg());
-      if (!arg->is_int() || arg->int_value() == 0) return Error("divisibleby expects a non-zero integer");
+      if (!arg->is_int() || arg->int_value() == 0)
+        return Error("divisibleby expects a non-zero integer");
       return v.int_value() % arg->int_value() == 0;
     }
     return (v.int_value() % 2 != 0) == (name == "odd");

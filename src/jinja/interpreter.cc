@@ -11,24 +11,26 @@ namespace gannet::jinja {
 Status Budget::Work(uint64_t n) {
   work_ += n;
   if (work_ > limits_.max_work) {
-    return Status::ResourceExhausted("template exceeded its work limit (max_work = " +
-                                     std::to_string(limits_.max_work) + ")");
+    return Status::ResourceExhausted(
+        "template exceeded its work limit (max_work = " + std::to_string(limits_.max_work) + ")");
   }
   return Status::Ok();
 }
 
 Status Budget::String(size_t bytes) {
   if (bytes > limits_.max_string_bytes) {
-    return Status::ResourceExhausted("string of " + std::to_string(bytes) + " bytes exceeds max_string_bytes = " +
-                                     std::to_string(limits_.max_string_bytes));
+    return Status::ResourceExhausted(
+        "string of " + std::to_string(bytes) +
+        " bytes exceeds max_string_bytes = " + std::to_string(limits_.max_string_bytes));
   }
   return Work(bytes);
 }
 
 Status Budget::Collection(size_t n) {
   if (n > limits_.max_collection_size) {
-    return Status::ResourceExhausted("list of " + std::to_string(n) + " elements exceeds max_collection_size = " +
-                                     std::to_string(limits_.max_collection_size));
+    return Status::ResourceExhausted(
+        "list of " + std::to_string(n) +
+        " elements exceeds max_collection_size = " + std::to_string(limits_.max_collection_size));
   }
   return Work(n);
 }
@@ -86,7 +88,8 @@ class Interpreter {
     return Fail(e, Status::InvalidArgument(std::move(message)));
   }
   static Status UndefinedError(const Value& v) {
-    return Status::InvalidArgument(v.undefined_hint().empty() ? "undefined value" : v.undefined_hint());
+    return Status::InvalidArgument(v.undefined_hint().empty() ? "undefined value"
+                                                              : v.undefined_hint());
   }
 
   // --- output -------------------------------------------------------------------------------
@@ -130,7 +133,8 @@ class Interpreter {
       }
       for (size_t i = 0; i < a.args.size(); ++i) {
         if (!a.args[i].is_int() && !a.args[i].is_bool()) {
-          return Status::InvalidArgument("range: '" + a.args[i].TypeName() + "' object cannot be interpreted as an integer");
+          return Status::InvalidArgument("range: '" + a.args[i].TypeName() +
+                                         "' object cannot be interpreted as an integer");
         }
       }
       if (a.args.size() == 1) {
@@ -142,18 +146,22 @@ class Interpreter {
       }
       if (bounds[2] == 0) return Status::InvalidArgument("range() arg 3 must not be zero");
       const long double span = (static_cast<long double>(bounds[1]) - bounds[0]) / bounds[2];
-      const size_t n = span <= 0 ? 0 : static_cast<size_t>(std::min<long double>(std::ceil(span), 1e18L));
+      const size_t n =
+          span <= 0 ? 0 : static_cast<size_t>(std::min<long double>(std::ceil(span), 1e18L));
       GANNET_RETURN_IF_ERROR(budget->Collection(n));
       List items;
       items.reserve(n);
-      for (size_t i = 0; i < n; ++i) items.push_back(Value::Int(bounds[0] + static_cast<int64_t>(i) * bounds[2]));
+      for (size_t i = 0; i < n; ++i)
+        items.push_back(Value::Int(bounds[0] + static_cast<int64_t>(i) * bounds[2]));
       return Value::MakeList(std::move(items));
     });
     auto make_dict = [](CallArgs& a, bool is_namespace) -> Result<Value> {
       Dict d;
-      if (a.args.size() > 1) return Status::InvalidArgument("expected at most 1 positional argument");
+      if (a.args.size() > 1)
+        return Status::InvalidArgument("expected at most 1 positional argument");
       if (!a.args.empty()) {
-        if (!a.args[0].is_dict()) return Status::InvalidArgument("expected a mapping as the positional argument");
+        if (!a.args[0].is_dict())
+          return Status::InvalidArgument("expected a mapping as the positional argument");
         d = a.args[0].dict();
       }
       for (auto& [k, v] : a.kwargs) {
@@ -169,12 +177,14 @@ class Interpreter {
       return is_namespace ? Value::MakeNamespace(std::move(d)) : Value::MakeDict(std::move(d));
     };
     std::vector<Value>* namespaces = &namespaces_;
-    (*root)["namespace"] = Value::MakeCallable("namespace", [make_dict, namespaces](CallArgs& a) -> Result<Value> {
-      GANNET_ASSIGN_OR_RETURN(Value ns, make_dict(a, true));
-      namespaces->push_back(ns);
-      return ns;
-    });
-    (*root)["dict"] = Value::MakeCallable("dict", [make_dict](CallArgs& a) { return make_dict(a, false); });
+    (*root)["namespace"] =
+        Value::MakeCallable("namespace", [make_dict, namespaces](CallArgs& a) -> Result<Value> {
+          GANNET_ASSIGN_OR_RETURN(Value ns, make_dict(a, true));
+          namespaces->push_back(ns);
+          return ns;
+        });
+    (*root)["dict"] =
+        Value::MakeCallable("dict", [make_dict](CallArgs& a) { return make_dict(a, false); });
   }
 
   // --- statements ---------------------------------------------------------------------------
@@ -193,13 +203,14 @@ class Interpreter {
     }
     if (!v.is_list()) {
       return Located(s.line, s.column,
-                     Status::InvalidArgument("cannot unpack non-sequence " + v.TypeName() + " into " +
-                                             std::to_string(targets.size()) + " names"));
+                     Status::InvalidArgument("cannot unpack non-sequence " + v.TypeName() +
+                                             " into " + std::to_string(targets.size()) + " names"));
     }
     if (v.list().size() != targets.size()) {
-      return Located(s.line, s.column,
-                     Status::InvalidArgument("cannot unpack " + std::to_string(v.list().size()) + " values into " +
-                                             std::to_string(targets.size()) + " names"));
+      return Located(
+          s.line, s.column,
+          Status::InvalidArgument("cannot unpack " + std::to_string(v.list().size()) +
+                                  " values into " + std::to_string(targets.size()) + " names"));
     }
     for (size_t i = 0; i < targets.size(); ++i) Assign(targets[i], v.list()[i]);
     return Status::Ok();
@@ -220,7 +231,8 @@ class Interpreter {
         GANNET_ASSIGN_OR_RETURN(const Value cond, Eval(*s.expr));
         return ExecList(cond.Truthy() ? s.body : s.else_body);
       }
-      case StmtKind::kFor: return ExecFor(s);
+      case StmtKind::kFor:
+        return ExecFor(s);
       case StmtKind::kSet: {
         if (s.expr) {
           GANNET_ASSIGN_OR_RETURN(const Value v, Eval(*s.expr));
@@ -234,17 +246,19 @@ class Interpreter {
       case StmtKind::kSetAttr: {
         const Value* ns = Lookup(s.target->name);
         if (ns == nullptr || !ns->is_namespace()) {
-          return Located(s.line, s.column,
-                         Status::InvalidArgument("cannot assign attribute on non-namespace object '" +
-                                                 s.target->name + "'"));
+          return Located(
+              s.line, s.column,
+              Status::InvalidArgument("cannot assign attribute on non-namespace object '" +
+                                      s.target->name + "'"));
         }
         GANNET_ASSIGN_OR_RETURN(Value v, Eval(*s.expr));
         // Only namespaces carry values from one loop iteration to the next, so bounding their
         // nesting here bounds every value's (an expression adds at most its own height).
         if (v.depth() > budget_.limits().max_value_depth) {
-          return Located(s.line, s.column,
-                         Status::ResourceExhausted("value nested deeper than max_value_depth = " +
-                                                   std::to_string(budget_.limits().max_value_depth)));
+          return Located(
+              s.line, s.column,
+              Status::ResourceExhausted("value nested deeper than max_value_depth = " +
+                                        std::to_string(budget_.limits().max_value_depth)));
         }
         Dict& attrs = ns->ns().attrs;
         for (auto& [k, old] : attrs.items) {
@@ -258,7 +272,8 @@ class Interpreter {
       }
       case StmtKind::kMacro: {
         const Stmt* macro = &s;
-        Assign(s.text, Value::MakeCallable(s.text, [this, macro](CallArgs& a) { return CallMacro(*macro, a); }));
+        Assign(s.text, Value::MakeCallable(
+                           s.text, [this, macro](CallArgs& a) { return CallMacro(*macro, a); }));
         return Flow::kNormal;
       }
       case StmtKind::kFilterBlock: {
@@ -268,9 +283,12 @@ class Interpreter {
         GANNET_RETURN_IF_ERROR(Located(s.line, s.column, Emit(ToStr(v))));
         return Flow::kNormal;
       }
-      case StmtKind::kBreak: return Flow::kBreak;
-      case StmtKind::kContinue: return Flow::kContinue;
-      case StmtKind::kGeneration: return ExecList(s.body);
+      case StmtKind::kBreak:
+        return Flow::kBreak;
+      case StmtKind::kContinue:
+        return Flow::kContinue;
+      case StmtKind::kGeneration:
+        return ExecList(s.body);
     }
     return Flow::kNormal;
   }
@@ -310,10 +328,13 @@ class Interpreter {
           {"depth0", Value::Int(0)},
           {"previtem", i > 0 ? items[i - 1] : Value::Undefined("'loop.previtem' is undefined")},
           {"nextitem", i + 1 < n ? items[i + 1] : Value::Undefined("'loop.nextitem' is undefined")},
-          {"cycle", Value::MakeCallable("cycle", [i](CallArgs& a) -> Result<Value> {
-             if (a.args.empty()) return Status::InvalidArgument("no items for cycling given");
-             return a.args[static_cast<size_t>(i) % a.args.size()];
-           })},
+          {"cycle", Value::MakeCallable("cycle",
+                                        [i](CallArgs& a) -> Result<Value> {
+                                          if (a.args.empty())
+                                            return Status::InvalidArgument(
+                                                "no items for cycling given");
+                                          return a.args[static_cast<size_t>(i) % a.args.size()];
+                                        })},
       };
       scopes_.emplace_back();
       Assign("loop", Value::MakeDict(std::move(loop)));
@@ -332,13 +353,15 @@ class Interpreter {
                                        std::to_string(budget_.limits().max_call_depth));
     }
     if (a.args.size() > macro.params.size()) {
-      return Status::InvalidArgument("macro '" + macro.text + "' takes " + std::to_string(macro.params.size()) +
-                                     " arguments, " + std::to_string(a.args.size()) + " given");
+      return Status::InvalidArgument("macro '" + macro.text + "' takes " +
+                                     std::to_string(macro.params.size()) + " arguments, " +
+                                     std::to_string(a.args.size()) + " given");
     }
     for (const auto& [k, v] : a.kwargs) {
       bool known = false;
       for (const auto& p : macro.params) known = known || p.first == k;
-      if (!known) return Status::InvalidArgument("macro '" + macro.text + "' has no parameter '" + k + "'");
+      if (!known)
+        return Status::InvalidArgument("macro '" + macro.text + "' has no parameter '" + k + "'");
     }
     Scope frame;
     for (size_t i = 0; i < macro.params.size(); ++i) {
@@ -398,7 +421,8 @@ class Interpreter {
 
   Result<Value> Eval(const Expr& e) {
     switch (e.kind) {
-      case ExprKind::kLiteral: return e.value;
+      case ExprKind::kLiteral:
+        return e.value;
       case ExprKind::kName: {
         const Value* v = Lookup(e.name);
         return v ? *v : Value::Undefined("'" + e.name + "' is undefined");
@@ -416,7 +440,8 @@ class Interpreter {
         Dict d;
         for (size_t i = 0; i + 1 < e.args.size(); i += 2) {
           GANNET_ASSIGN_OR_RETURN(const Value k, Eval(*e.args[i]));
-          if (!k.is_string()) return Fail(*e.args[i], "dict keys must be strings, not " + k.TypeName());
+          if (!k.is_string())
+            return Fail(*e.args[i], "dict keys must be strings, not " + k.TypeName());
           GANNET_ASSIGN_OR_RETURN(Value v, Eval(*e.args[i + 1]));
           bool replaced = false;
           for (auto& item : d.items) {
@@ -449,8 +474,9 @@ class Interpreter {
             GANNET_ASSIGN_OR_RETURN(bounds[i], Eval(*e.args[i + 1]));
           }
         }
-        Result<Value> r = GetSlice(budget_, obj, e.args[1] ? &bounds[0] : nullptr, e.args[2] ? &bounds[1] : nullptr,
-                                   e.args[3] ? &bounds[2] : nullptr);
+        Result<Value> r =
+            GetSlice(budget_, obj, e.args[1] ? &bounds[0] : nullptr,
+                     e.args[2] ? &bounds[1] : nullptr, e.args[3] ? &bounds[2] : nullptr);
         if (!r.ok()) return Fail(e, r.status());
         return r;
       }
@@ -463,7 +489,8 @@ class Interpreter {
         if (!r.ok()) return Fail(e, r.status());
         return r;
       }
-      case ExprKind::kFilter: return EvalFilter(e, nullptr);
+      case ExprKind::kFilter:
+        return EvalFilter(e, nullptr);
       case ExprKind::kTest: {
         GANNET_ASSIGN_OR_RETURN(const Value v, Eval(*e.args[0]));
         GANNET_ASSIGN_OR_RETURN(CallArgs a, EvalArgs(e, 1));
@@ -471,14 +498,18 @@ class Interpreter {
         if (!r.ok()) return Fail(e, r.status());
         return Value::Bool(*r != e.negated);
       }
-      case ExprKind::kUnary: return EvalUnary(e);
-      case ExprKind::kBinary: return EvalBinary(e);
-      case ExprKind::kCompare: return EvalCompare(e);
+      case ExprKind::kUnary:
+        return EvalUnary(e);
+      case ExprKind::kBinary:
+        return EvalBinary(e);
+      case ExprKind::kCompare:
+        return EvalCompare(e);
       case ExprKind::kCond: {
         GANNET_ASSIGN_OR_RETURN(const Value c, Eval(*e.args[1]));
         if (c.Truthy()) return Eval(*e.args[0]);
         if (e.args[2]) return Eval(*e.args[2]);
-        return Value::Undefined("the inline if-expression evaluated to false and no else section was defined");
+        return Value::Undefined(
+            "the inline if-expression evaluated to false and no else section was defined");
       }
     }
     return Fail(e, "unknown expression");
@@ -488,7 +519,8 @@ class Interpreter {
     GANNET_ASSIGN_OR_RETURN(const Value v, Eval(*e.args[0]));
     if (e.name == "not") return Value::Bool(!v.Truthy());
     if (v.is_undefined()) return Fail(e, UndefinedError(v));
-    if (!v.is_number()) return Fail(e, "bad operand type for unary " + e.name + ": '" + v.TypeName() + "'");
+    if (!v.is_number())
+      return Fail(e, "bad operand type for unary " + e.name + ": '" + v.TypeName() + "'");
     if (e.name == "+") return v.is_float() ? v : Value::Int(v.int_value());
     if (v.is_float()) return Value::Float(-v.float_value());
     if (v.int_value() == std::numeric_limits<int64_t>::min()) return Fail(e, "integer overflow");
@@ -538,8 +570,8 @@ class Interpreter {
 
   Result<Value> Arith(const std::string& op, const Value& a, const Value& b) {
     const auto unsupported = [&] {
-      return Status::InvalidArgument("unsupported operand type(s) for " + op + ": '" + a.TypeName() + "' and '" +
-                                     b.TypeName() + "'");
+      return Status::InvalidArgument("unsupported operand type(s) for " + op + ": '" +
+                                     a.TypeName() + "' and '" + b.TypeName() + "'");
     };
     if (op == "+" && a.is_string() && b.is_string()) {
       GANNET_RETURN_IF_ERROR(budget_.String(a.str().size() + b.str().size()));
@@ -552,9 +584,12 @@ class Interpreter {
       out.insert(out.end(), b.list().begin(), b.list().end());
       return Value::MakeList(std::move(out), a.is_tuple());
     }
-    if (op == "*" && (a.is_string() || a.is_list()) && (b.is_int() || b.is_bool())) return Repeat(a, b.int_value());
-    if (op == "*" && (b.is_string() || b.is_list()) && (a.is_int() || a.is_bool())) return Repeat(b, a.int_value());
-    if (op == "%" && a.is_string()) return Status::Unsupported("printf-style string formatting ('%') is not supported");
+    if (op == "*" && (a.is_string() || a.is_list()) && (b.is_int() || b.is_bool()))
+      return Repeat(a, b.int_value());
+    if (op == "*" && (b.is_string() || b.is_list()) && (a.is_int() || a.is_bool()))
+      return Repeat(b, a.int_value());
+    if (op == "%" && a.is_string())
+      return Status::Unsupported("printf-style string formatting ('%') is not supported");
     if (!a.is_number() || !b.is_number()) return unsupported();
     if (a.is_float() || b.is_float() || op == "/") {
       const double x = a.AsDouble(), y = b.AsDouble();
@@ -618,7 +653,8 @@ class Interpreter {
         if (left.is_undefined()) return Fail(e, UndefinedError(left));
         if (right.is_undefined()) return Fail(e, UndefinedError(right));
         Result<bool> lt = op == "<" || op == ">=" ? Less(left, right) : Less(right, left);
-        if (!lt.ok()) return Fail(e, Status::InvalidArgument("'" + op + "'" + lt.status().message().substr(3)));
+        if (!lt.ok())
+          return Fail(e, Status::InvalidArgument("'" + op + "'" + lt.status().message().substr(3)));
         const bool strict = op == "<" || op == ">";
         r = strict ? *lt : !*lt;
       }

@@ -21,13 +21,14 @@
 namespace gannet::jinja {
 
 struct RenderLimits {
-  size_t max_output_bytes = size_t{4} << 20;     // the rendered text (and any captured block)
-  size_t max_string_bytes = size_t{4} << 20;     // one string value ('a' * n, ~, join, tojson ...)
-  size_t max_collection_size = size_t{1} << 20;  // one list made by the template (range, [x] * n, +)
-  uint64_t max_loop_iterations = 1000000;        // total over one render, nested loops included
-  int max_call_depth = 64;                       // nested macro calls (recursion)
-  int max_value_depth = 128;                     // lists/dicts in lists/dicts stored in a namespace
-  uint64_t max_work = uint64_t{1} << 28;         // bytes + elements produced in total (bounds time)
+  size_t max_output_bytes = size_t{4} << 20;  // the rendered text (and any captured block)
+  size_t max_string_bytes = size_t{4} << 20;  // one string value ('a' * n, ~, join, tojson ...)
+  size_t max_collection_size = size_t{1}
+                               << 20;      // one list made by the template (range, [x] * n, +)
+  uint64_t max_loop_iterations = 1000000;  // total over one render, nested loops included
+  int max_call_depth = 64;                 // nested macro calls (recursion)
+  int max_value_depth = 128;               // lists/dicts in lists/dicts stored in a namespace
+  uint64_t max_work = uint64_t{1} << 28;   // bytes + elements produced in total (bounds time)
 };
 
 // Accounting shared by the evaluator and the built-in filters of one render.
@@ -58,7 +59,8 @@ Result<std::string> Render(const Template& tmpl, const Dict& globals, const Rend
 // Errors are plain messages; the interpreter adds the location.
 
 // Calls a filter by name: `value | name(args)`.
-Result<Value> ApplyFilter(Budget& budget, std::string_view name, const Value& value, CallArgs& args);
+Result<Value> ApplyFilter(Budget& budget, std::string_view name, const Value& value,
+                          CallArgs& args);
 // `value is name(args)`.
 Result<bool> ApplyTest(std::string_view name, const Value& value, CallArgs& args);
 // obj.name as Jinja resolves it (methods of str/dict/list as bound callables, dict keys,
@@ -67,10 +69,12 @@ Value GetAttr(Budget& budget, const Value& obj, const std::string& name);
 // obj[key]; Undefined when absent. REQUIRES: !obj.is_undefined().
 Value GetItem(Budget& budget, const Value& obj, const Value& key);
 // obj[start:stop:step] for strings and lists (null pointers: omitted bounds).
-Result<Value> GetSlice(Budget& budget, const Value& obj, const Value* start, const Value* stop, const Value* step);
+Result<Value> GetSlice(Budget& budget, const Value& obj, const Value* start, const Value* stop,
+                       const Value* step);
 // `item in container`.
 Result<bool> Contains(const Value& container, const Value& item);
-// Elements of an iterable as a for loop sees them (dict: keys, string: characters, undefined: none).
+// Elements of an iterable as a for loop sees them (dict: keys, string: characters, undefined:
+// none).
 Result<List> Iterate(const Value& v);
 
 }  // namespace gannet::jinja

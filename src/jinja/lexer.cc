@@ -8,18 +8,22 @@
 
 namespace gannet::jinja {
 
-std::string ErrorAt(std::string_view template_name, int line, int column, std::string_view message) {
-  return "template '" + std::string(template_name) + "', line " + std::to_string(line) + ", column " +
-         std::to_string(column) + ": " + std::string(message);
+std::string ErrorAt(std::string_view template_name, int line, int column,
+                    std::string_view message) {
+  return "template '" + std::string(template_name) + "', line " + std::to_string(line) +
+         ", column " + std::to_string(column) + ": " + std::string(message);
 }
 
 namespace {
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 class Lexer {
  public:
-  Lexer(std::string src, std::string_view name, const LexOptions& o) : src_(std::move(src)), name_(name), o_(o) {}
+  Lexer(std::string src, std::string_view name, const LexOptions& o)
+      : src_(std::move(src)), name_(name), o_(o) {}
 
   Result<std::vector<Token>> Run() {
     size_t pos = 0;
@@ -48,7 +52,8 @@ class Lexer {
         const bool line_starting = pos == 0 || src_[pos - 1] == '\n';
         if (l_pos > 0 || line_starting) {
           bool blank = true;
-          for (size_t i = l_pos; i < text.size(); ++i) blank = blank && (text[i] == ' ' || text[i] == '\t');
+          for (size_t i = l_pos; i < text.size(); ++i)
+            blank = blank && (text[i] == ' ' || text[i] == '\t');
           if (blank) text.erase(l_pos);
         }
       }
@@ -65,7 +70,8 @@ class Lexer {
  private:
   size_t FindTag(size_t from) const {
     for (size_t p = src_.find('{', from); p != std::string::npos; p = src_.find('{', p + 1)) {
-      if (p + 1 < src_.size() && (src_[p + 1] == '{' || src_[p + 1] == '%' || src_[p + 1] == '#')) return p;
+      if (p + 1 < src_.size() && (src_[p + 1] == '{' || src_[p + 1] == '%' || src_[p + 1] == '#'))
+        return p;
     }
     return std::string::npos;
   }
@@ -98,7 +104,8 @@ class Lexer {
       }
       ++scan_pos_;
     }
-    tokens_.push_back(Token{kind, std::move(value), scan_line_, static_cast<int>(pos - scan_line_start_) + 1});
+    tokens_.push_back(
+        Token{kind, std::move(value), scan_line_, static_cast<int>(pos - scan_line_start_) + 1});
   }
 
   Status EmitText(std::string text, size_t pos) {
@@ -162,22 +169,25 @@ class Lexer {
       const size_t after = MatchBlock(body, "raw", &end_mod);
       if (after != std::string::npos) return Raw(tag, after, end_mod);
     }
-    Push(kind == '{' ? TokenKind::kVarBegin : TokenKind::kBlockBegin, kind == '{' ? "{{" : "{%", tag);
+    Push(kind == '{' ? TokenKind::kVarBegin : TokenKind::kBlockBegin, kind == '{' ? "{{" : "{%",
+         tag);
     int depth = 0;  // open brackets: "}}" inside {{ {'a': {}} }} is two braces, not the end
     size_t p = body;
     while (true) {
       while (p < src_.size() && IsSpace(src_[p])) ++p;
       if (p >= src_.size()) {
-        return Error(tag, kind == '{' ? "unterminated '{{': missing '}}'" : "unterminated '{%': missing '%}'");
+        return Error(tag, kind == '{' ? "unterminated '{{': missing '}}'"
+                                      : "unterminated '{%': missing '%}'");
       }
       if (tokens_.size() >= o_.max_tokens) return Error(p, "template has too many tokens");
       const char end_char = kind == '{' ? '}' : '%';
       for (const char mod : {'-', '+', '\0'}) {
         if (mod == '+' && kind == '{') continue;
         const size_t q = p + (mod ? 1 : 0);
-        if ((mod == '\0' || src_[p] == mod) && q + 1 < src_.size() && src_[q] == end_char && src_[q + 1] == '}' &&
-            (depth == 0 || kind == '%')) {
-          Push(kind == '{' ? TokenKind::kVarEnd : TokenKind::kBlockEnd, kind == '{' ? "}}" : "%}", p);
+        if ((mod == '\0' || src_[p] == mod) && q + 1 < src_.size() && src_[q] == end_char &&
+            src_[q + 1] == '}' && (depth == 0 || kind == '%')) {
+          Push(kind == '{' ? TokenKind::kVarEnd : TokenKind::kBlockEnd, kind == '{' ? "}}" : "%}",
+               p);
           strip_next_ = mod == '-';
           trim_next_newline_ = kind == '%' && mod != '+' && o_.trim_blocks;
           return q + 2;
@@ -186,7 +196,9 @@ class Lexer {
       const char c = src_[p];
       if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
         size_t e = p;
-        while (e < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[e])) || src_[e] == '_')) ++e;
+        while (e < src_.size() &&
+               (std::isalnum(static_cast<unsigned char>(src_[e])) || src_[e] == '_'))
+          ++e;
         Push(TokenKind::kName, src_.substr(p, e - p), p);
         p = e;
       } else if (std::isdigit(static_cast<unsigned char>(c))) {
@@ -199,7 +211,8 @@ class Lexer {
         for (const std::string_view two : kTwo) {
           if (src_.compare(p, 2, two) == 0) op = two;
         }
-        if (op.empty() && std::string_view("+-*/%~<>=.,:|()[]{}").find(c) != std::string_view::npos) op = c;
+        if (op.empty() && std::string_view("+-*/%~<>=.,:|()[]{}").find(c) != std::string_view::npos)
+          op = c;
         if (op.empty()) {
           const uint8_t b = static_cast<uint8_t>(c);
           return Error(p, b >= 0x20 && b < 0x7F ? "unexpected character '" + std::string(1, c) + "'"
@@ -216,11 +229,14 @@ class Lexer {
   Result<size_t> Number(size_t p) {
     const size_t start = p;
     auto digits = [&] {
-      while (p < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[p])) || src_[p] == '_')) ++p;
+      while (p < src_.size() &&
+             (std::isdigit(static_cast<unsigned char>(src_[p])) || src_[p] == '_'))
+        ++p;
     };
     digits();
     bool is_float = false;
-    if (p + 1 < src_.size() && src_[p] == '.' && std::isdigit(static_cast<unsigned char>(src_[p + 1]))) {
+    if (p + 1 < src_.size() && src_[p] == '.' &&
+        std::isdigit(static_cast<unsigned char>(src_[p + 1]))) {
       is_float = true;
       ++p;
       digits();
@@ -267,17 +283,38 @@ class Lexer {
       const char e = src_[p + 1];
       p += 2;
       switch (e) {
-        case '\n': break;
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case 'a': out += '\a'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'v': out += '\v'; break;
+        case '\n':
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '\'':
+          out += '\'';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case 'a':
+          out += '\a';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'v':
+          out += '\v';
+          break;
         case 'x':
         case 'u':
         case 'U': {
@@ -285,10 +322,13 @@ class Lexer {
           uint32_t cp = 0;
           for (int i = 0; i < n; ++i) {
             const int h = p + i < src_.size() ? HexValue(src_[p + i]) : -1;
-            if (h < 0) return Error(p - 2, "truncated \\" + std::string(1, e) + " escape in a string literal");
+            if (h < 0)
+              return Error(p - 2,
+                           "truncated \\" + std::string(1, e) + " escape in a string literal");
             cp = cp * 16 + static_cast<uint32_t>(h);
           }
-          if (cp > unicode::kMaxCodepoint) return Error(p - 2, "escape beyond U+10FFFF in a string literal");
+          if (cp > unicode::kMaxCodepoint)
+            return Error(p - 2, "escape beyond U+10FFFF in a string literal");
           p += n;
           unicode::AppendUtf8(cp, &out);
           break;
@@ -323,7 +363,8 @@ class Lexer {
 
 }  // namespace
 
-Result<std::vector<Token>> Lex(std::string_view source, std::string_view template_name, const LexOptions& options) {
+Result<std::vector<Token>> Lex(std::string_view source, std::string_view template_name,
+                               const LexOptions& options) {
   std::string src;
   src.reserve(source.size());
   for (size_t i = 0; i < source.size(); ++i) {

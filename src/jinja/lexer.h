@@ -33,7 +33,7 @@ enum class TokenKind {
 struct Token {
   TokenKind kind = TokenKind::kEof;
   std::string value;
-  int line = 1;    // 1-based position of the token's first character
+  int line = 1;  // 1-based position of the token's first character
   int column = 1;
 };
 

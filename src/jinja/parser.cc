@@ -32,7 +32,9 @@ class Parser {
     if (pos_ + 1 < t_.size()) ++pos_;
   }
   bool IsOp(std::string_view op) const { return Cur().kind == TokenKind::kOp && Cur().value == op; }
-  bool IsName(std::string_view n) const { return Cur().kind == TokenKind::kName && Cur().value == n; }
+  bool IsName(std::string_view n) const {
+    return Cur().kind == TokenKind::kName && Cur().value == n;
+  }
   bool SkipOp(std::string_view op) {
     if (!IsOp(op)) return false;
     Advance();
@@ -46,12 +48,18 @@ class Parser {
 
   static std::string Describe(const Token& t) {
     switch (t.kind) {
-      case TokenKind::kEof: return "end of template";
-      case TokenKind::kText: return "template text";
-      case TokenKind::kString: return "string literal";
-      case TokenKind::kBlockEnd: return "'%}'";
-      case TokenKind::kVarEnd: return "'}}'";
-      default: return "'" + t.value + "'";
+      case TokenKind::kEof:
+        return "end of template";
+      case TokenKind::kText:
+        return "template text";
+      case TokenKind::kString:
+        return "string literal";
+      case TokenKind::kBlockEnd:
+        return "'%}'";
+      case TokenKind::kVarEnd:
+        return "'}}'";
+      default:
+        return "'" + t.value + "'";
     }
   }
 
@@ -89,7 +97,8 @@ class Parser {
     if (child) parent->height = std::max(parent->height, child->height + 1);
     parent->args.push_back(std::move(child));
     if (parent->height > 2 * o_.max_nesting) {
-      return ErrorAt(Cur(), "expression nested too deeply (limit " + std::to_string(2 * o_.max_nesting) + ")");
+      return ErrorAt(
+          Cur(), "expression nested too deeply (limit " + std::to_string(2 * o_.max_nesting) + ")");
     }
     return Status::Ok();
   }
@@ -105,7 +114,8 @@ class Parser {
         case TokenKind::kEof: {
           if (ends.size() == 0) return std::string();
           std::string want;
-          for (const std::string_view e : ends) want += (want.empty() ? "'" : " or '") + std::string(e) + "'";
+          for (const std::string_view e : ends)
+            want += (want.empty() ? "'" : " or '") + std::string(e) + "'";
           return ErrorAt(tok, "unexpected end of template, expected " + want);
         }
         case TokenKind::kText: {
@@ -144,14 +154,16 @@ class Parser {
           GANNET_RETURN_IF_ERROR(ParseStatement(out));
           break;
         }
-        default: return Unexpected("template text or a tag");
+        default:
+          return Unexpected("template text or a tag");
       }
     }
   }
 
   Status ParseStatement(StmtList* out) {
     if (++stmt_depth_ > o_.max_nesting) {
-      return ErrorAt(Cur(), "blocks nested too deeply (limit " + std::to_string(o_.max_nesting) + ")");
+      return ErrorAt(Cur(),
+                     "blocks nested too deeply (limit " + std::to_string(o_.max_nesting) + ")");
     }
     Advance();  // {%
     const Token at = Cur();
@@ -180,8 +192,10 @@ class Parser {
       s->kind = tag == "break" ? StmtKind::kBreak : StmtKind::kContinue;
       if (loop_depth_ == 0) return ErrorAt(at, "'" + tag + "' outside of a loop");
       st = ExpectBlockEnd();
-    } else if (tag == "include" || tag == "import" || tag == "from" || tag == "extends" || tag == "block") {
-      return ErrorAt(at, "tag '" + tag + "' is not supported: chat templates cannot load other templates");
+    } else if (tag == "include" || tag == "import" || tag == "from" || tag == "extends" ||
+               tag == "block") {
+      return ErrorAt(
+          at, "tag '" + tag + "' is not supported: chat templates cannot load other templates");
     } else {
       return ErrorAt(at, "unknown or unsupported tag '" + tag + "'");
     }
@@ -303,7 +317,8 @@ class Parser {
 
   bool AtTupleEnd() const {
     const Token& t = Cur();
-    return t.kind == TokenKind::kVarEnd || t.kind == TokenKind::kBlockEnd || t.kind == TokenKind::kEof ||
+    return t.kind == TokenKind::kVarEnd || t.kind == TokenKind::kBlockEnd ||
+           t.kind == TokenKind::kEof ||
            (t.kind == TokenKind::kOp && (t.value == ")" || t.value == "=")) ||
            (t.kind == TokenKind::kName && (t.value == "if" || t.value == "recursive"));
   }
@@ -323,7 +338,8 @@ class Parser {
 
   Result<ExprPtr> ParseExpression(bool condexpr) {
     if (++expr_depth_ > o_.max_nesting) {
-      return ErrorAt(Cur(), "expression nested too deeply (limit " + std::to_string(o_.max_nesting) + ")");
+      return ErrorAt(Cur(),
+                     "expression nested too deeply (limit " + std::to_string(o_.max_nesting) + ")");
     }
     GANNET_ASSIGN_OR_RETURN(ExprPtr e, ParseBinary(0));
     while (condexpr && IsName("if")) {
@@ -369,14 +385,16 @@ class Parser {
       if (t.kind == TokenKind::kOp) {
         if (level == 4 && (t.value == "+" || t.value == "-")) op = t.value;
         if (level == 5 && t.value == "~") op = t.value;
-        if (level == 6 && (t.value == "*" || t.value == "/" || t.value == "//" || t.value == "%")) op = t.value;
+        if (level == 6 && (t.value == "*" || t.value == "/" || t.value == "//" || t.value == "%"))
+          op = t.value;
         if (level == 7 && t.value == "**") op = t.value;
       }
       if (op.empty()) return left;
       auto e = Node(ExprKind::kBinary, t);
       e->name = op;
       Advance();
-      GANNET_ASSIGN_OR_RETURN(ExprPtr right, level == 7 ? ParseUnary(true) : ParseBinary(level + 1));
+      GANNET_ASSIGN_OR_RETURN(ExprPtr right,
+                              level == 7 ? ParseUnary(true) : ParseBinary(level + 1));
       GANNET_RETURN_IF_ERROR(Add(e.get(), std::move(left)));
       GANNET_RETURN_IF_ERROR(Add(e.get(), std::move(right)));
       left = std::move(e);
@@ -388,8 +406,8 @@ class Parser {
     while (true) {
       std::string op;
       const Token& t = Cur();
-      if (t.kind == TokenKind::kOp &&
-          (t.value == "==" || t.value == "!=" || t.value == "<" || t.value == ">" || t.value == "<=" || t.value == ">=")) {
+      if (t.kind == TokenKind::kOp && (t.value == "==" || t.value == "!=" || t.value == "<" ||
+                                       t.value == ">" || t.value == "<=" || t.value == ">=")) {
         op = t.value;
         Advance();
       } else if (IsName("in")) {
@@ -415,7 +433,8 @@ class Parser {
 
   Result<ExprPtr> ParseUnary(bool with_filter) {
     if (++expr_depth_ > o_.max_nesting) {
-      return ErrorAt(Cur(), "expression nested too deeply (limit " + std::to_string(o_.max_nesting) + ")");
+      return ErrorAt(Cur(),
+                     "expression nested too deeply (limit " + std::to_string(o_.max_nesting) + ")");
     }
     ExprPtr e;
     if (IsOp("-") || IsOp("+")) {
@@ -505,7 +524,8 @@ class Parser {
         }
         break;
       }
-      default: break;
+      default:
+        break;
     }
     return Unexpected("an expression");
   }
@@ -521,8 +541,10 @@ class Parser {
         call->height = std::max(call->height, value->height + 1);
         call->kwargs.emplace_back(std::move(key), std::move(value));
       } else {
-        if (!call->kwargs.empty()) return ErrorAt(Cur(), "positional argument after a keyword argument");
-        if (IsOp("*") || IsOp("**")) return ErrorAt(Cur(), "*args / **kwargs in calls are not supported");
+        if (!call->kwargs.empty())
+          return ErrorAt(Cur(), "positional argument after a keyword argument");
+        if (IsOp("*") || IsOp("**"))
+          return ErrorAt(Cur(), "*args / **kwargs in calls are not supported");
         GANNET_ASSIGN_OR_RETURN(ExprPtr value, ParseExpression(true));
         GANNET_RETURN_IF_ERROR(Add(call, std::move(value)));
       }
@@ -614,8 +636,9 @@ class Parser {
         const Token& c = Cur();
         if (IsOp("(")) {
           GANNET_RETURN_IF_ERROR(ParseCallArgs(test.get()));
-        } else if ((c.kind == TokenKind::kName || c.kind == TokenKind::kString || c.kind == TokenKind::kInt ||
-                    c.kind == TokenKind::kFloat || IsOp("[") || IsOp("{")) &&
+        } else if ((c.kind == TokenKind::kName || c.kind == TokenKind::kString ||
+                    c.kind == TokenKind::kInt || c.kind == TokenKind::kFloat || IsOp("[") ||
+                    IsOp("{")) &&
                    !IsName("else") && !IsName("or") && !IsName("and")) {
           if (IsName("is")) return ErrorAt(c, "tests cannot be chained with 'is'");
           GANNET_ASSIGN_OR_RETURN(ExprPtr arg, ParsePrimary());

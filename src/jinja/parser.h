@@ -23,21 +23,21 @@
 namespace gannet::jinja {
 
 enum class ExprKind {
-  kLiteral,   // value
-  kName,      // name
-  kList,      // args = items
-  kTuple,     // args = items
-  kDict,      // args = key0, value0, key1, value1, ...
-  kAttr,      // args[0].name
-  kItem,      // args[0][args[1]]
-  kSlice,     // args[0][args[1]:args[2]:args[3]] (null entries are omitted bounds)
-  kCall,      // args[0](args[1:], kwargs)
-  kFilter,    // args[0] | name(args[1:], kwargs); args[0] is null inside {% filter %} blocks
-  kTest,      // args[0] is [not] name(args[1:]); negated
-  kUnary,     // op args[0]: "-", "+", "not"
-  kBinary,    // args[0] op args[1]: + - * / // % ** ~ and or
-  kCompare,   // args[0] ops[0] args[1] ops[1] args[2] ... (chained, as Python)
-  kCond,      // args[0] if args[1] else args[2] (args[2] may be null: undefined)
+  kLiteral,  // value
+  kName,     // name
+  kList,     // args = items
+  kTuple,    // args = items
+  kDict,     // args = key0, value0, key1, value1, ...
+  kAttr,     // args[0].name
+  kItem,     // args[0][args[1]]
+  kSlice,    // args[0][args[1]:args[2]:args[3]] (null entries are omitted bounds)
+  kCall,     // args[0](args[1:], kwargs)
+  kFilter,   // args[0] | name(args[1:], kwargs); args[0] is null inside {% filter %} blocks
+  kTest,     // args[0] is [not] name(args[1:]); negated
+  kUnary,    // op args[0]: "-", "+", "not"
+  kBinary,   // args[0] op args[1]: + - * / // % ** ~ and or
+  kCompare,  // args[0] ops[0] args[1] ops[1] args[2] ... (chained, as Python)
+  kCond,     // args[0] if args[1] else args[2] (args[2] may be null: undefined)
 };
 
 struct Expr {
@@ -46,7 +46,7 @@ struct Expr {
   int column = 0;
   int height = 1;  // 1 + the tallest child: bounds the evaluator's recursion
   Value value;
-  std::string name;  // kName, kAttr, kFilter, kTest; kUnary / kBinary operator
+  std::string name;              // kName, kAttr, kFilter, kTest; kUnary / kBinary operator
   std::vector<std::string> ops;  // kCompare
   bool negated = false;          // kTest
   std::vector<std::unique_ptr<Expr>> args;
@@ -64,7 +64,7 @@ enum class StmtKind {
   kFilterBlock,  // filter expr(args[0] null) body
   kBreak,
   kContinue,
-  kGeneration,   // body
+  kGeneration,  // body
 };
 
 struct Stmt {

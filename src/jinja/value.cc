@@ -90,31 +90,48 @@ const std::string& Value::undefined_hint() const {
 bool Value::Truthy() const {
   switch (kind_) {
     case Kind::kUndefined:
-    case Kind::kNone: return false;
+    case Kind::kNone:
+      return false;
     case Kind::kBool:
-    case Kind::kInt: return i_ != 0;
-    case Kind::kFloat: return f_ != 0;
-    case Kind::kString: return !s_->empty();
-    case Kind::kList: return !list_->empty();
-    case Kind::kDict: return !dict_->items.empty();
+    case Kind::kInt:
+      return i_ != 0;
+    case Kind::kFloat:
+      return f_ != 0;
+    case Kind::kString:
+      return !s_->empty();
+    case Kind::kList:
+      return !list_->empty();
+    case Kind::kDict:
+      return !dict_->items.empty();
     case Kind::kNamespace:
-    case Kind::kCallable: return true;
+    case Kind::kCallable:
+      return true;
   }
   return false;
 }
 
 std::string Value::TypeName() const {
   switch (kind_) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "NoneType";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "str";
-    case Kind::kList: return tuple_ ? "tuple" : "list";
-    case Kind::kDict: return "dict";
-    case Kind::kNamespace: return "Namespace";
-    case Kind::kCallable: return "function";
+    case Kind::kUndefined:
+      return "Undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kFloat:
+      return "float";
+    case Kind::kString:
+      return "str";
+    case Kind::kList:
+      return tuple_ ? "tuple" : "list";
+    case Kind::kDict:
+      return "dict";
+    case Kind::kNamespace:
+      return "Namespace";
+    case Kind::kCallable:
+      return "function";
   }
   return "?";
 }
@@ -223,13 +240,27 @@ void JsonString(const std::string& s, std::string* out) {
   char buf[8];
   for (const char c : s) {
     switch (c) {
-      case '"': *out += "\\\""; break;
-      case '\\': *out += "\\\\"; break;
-      case '\n': *out += "\\n"; break;
-      case '\r': *out += "\\r"; break;
-      case '\t': *out += "\\t"; break;
-      case '\b': *out += "\\b"; break;
-      case '\f': *out += "\\f"; break;
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
+      case '\b':
+        *out += "\\b";
+        break;
+      case '\f':
+        *out += "\\f";
+        break;
       default:
         if (static_cast<uint8_t>(c) < 0x20) {
           std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
@@ -252,9 +283,15 @@ Status JsonValue(const Value& v, const JsonOptions& o, int level, std::string* o
   };
   const char* item_sep = o.indent >= 0 ? "," : ", ";
   switch (v.kind()) {
-    case Value::Kind::kNone: *out += "null"; return Status::Ok();
-    case Value::Kind::kBool: *out += v.bool_value() ? "true" : "false"; return Status::Ok();
-    case Value::Kind::kInt: *out += std::to_string(v.int_value()); return Status::Ok();
+    case Value::Kind::kNone:
+      *out += "null";
+      return Status::Ok();
+    case Value::Kind::kBool:
+      *out += v.bool_value() ? "true" : "false";
+      return Status::Ok();
+    case Value::Kind::kInt:
+      *out += std::to_string(v.int_value());
+      return Status::Ok();
     case Value::Kind::kFloat: {
       const double d = v.float_value();
       if (std::isnan(d)) {
@@ -266,7 +303,9 @@ Status JsonValue(const Value& v, const JsonOptions& o, int level, std::string* o
       }
       return Status::Ok();
     }
-    case Value::Kind::kString: JsonString(v.str(), out); return Status::Ok();
+    case Value::Kind::kString:
+      JsonString(v.str(), out);
+      return Status::Ok();
     case Value::Kind::kList: {
       if (v.list().empty()) {
         *out += "[]";
@@ -292,7 +331,8 @@ Status JsonValue(const Value& v, const JsonOptions& o, int level, std::string* o
       std::vector<const std::pair<std::string, Value>*> items;
       for (const auto& kv : v.dict().items) items.push_back(&kv);
       if (o.sort_keys) {
-        std::stable_sort(items.begin(), items.end(), [](auto* a, auto* b) { return a->first < b->first; });
+        std::stable_sort(items.begin(), items.end(),
+                         [](auto* a, auto* b) { return a->first < b->first; });
       }
       *out += '{';
       bool first = true;
@@ -309,7 +349,8 @@ Status JsonValue(const Value& v, const JsonOptions& o, int level, std::string* o
       return Status::Ok();
     }
     default:
-      return Status::InvalidArgument("Object of type " + v.TypeName() + " is not JSON serializable");
+      return Status::InvalidArgument("Object of type " + v.TypeName() +
+                                     " is not JSON serializable");
   }
 }
 
@@ -319,7 +360,9 @@ void ReprInto(const Value& v, int level, std::string* out) {
     return;
   }
   switch (v.kind()) {
-    case Value::Kind::kString: *out += StrRepr(v.str()); return;
+    case Value::Kind::kString:
+      *out += StrRepr(v.str());
+      return;
     case Value::Kind::kList: {
       *out += v.is_tuple() ? '(' : '[';
       bool first = true;
@@ -345,8 +388,10 @@ void ReprInto(const Value& v, int level, std::string* out) {
       *out += '}';
       return;
     }
-    case Value::Kind::kUndefined: return;
-    default: *out += ToStr(v);
+    case Value::Kind::kUndefined:
+      return;
+    default:
+      *out += ToStr(v);
   }
 }
 
@@ -354,14 +399,22 @@ void ReprInto(const Value& v, int level, std::string* out) {
 
 std::string ToStr(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return "";
-    case Value::Kind::kNone: return "None";
-    case Value::Kind::kBool: return v.bool_value() ? "True" : "False";
-    case Value::Kind::kInt: return std::to_string(v.int_value());
-    case Value::Kind::kFloat: return FloatRepr(v.float_value());
-    case Value::Kind::kString: return v.str();
-    case Value::Kind::kNamespace: return "<Namespace>";
-    case Value::Kind::kCallable: return "<function " + v.callable().name + ">";
+    case Value::Kind::kUndefined:
+      return "";
+    case Value::Kind::kNone:
+      return "None";
+    case Value::Kind::kBool:
+      return v.bool_value() ? "True" : "False";
+    case Value::Kind::kInt:
+      return std::to_string(v.int_value());
+    case Value::Kind::kFloat:
+      return FloatRepr(v.float_value());
+    case Value::Kind::kString:
+      return v.str();
+    case Value::Kind::kNamespace:
+      return "<Namespace>";
+    case Value::Kind::kCallable:
+      return "<function " + v.callable().name + ">";
     default: {
       std::string out;
       ReprInto(v, 0, &out);
@@ -390,8 +443,10 @@ bool Equals(const Value& a, const Value& b) {
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: return true;
-    case Value::Kind::kString: return a.str() == b.str();
+    case Value::Kind::kNone:
+      return true;
+    case Value::Kind::kString:
+      return a.str() == b.str();
     case Value::Kind::kList: {
       if (a.is_tuple() != b.is_tuple() || a.list().size() != b.list().size()) return false;
       for (size_t i = 0; i < a.list().size(); ++i) {
@@ -407,9 +462,12 @@ bool Equals(const Value& a, const Value& b) {
       }
       return true;
     }
-    case Value::Kind::kNamespace: return &a.ns() == &b.ns();
-    case Value::Kind::kCallable: return &a.callable() == &b.callable();
-    default: return false;
+    case Value::Kind::kNamespace:
+      return &a.ns() == &b.ns();
+    case Value::Kind::kCallable:
+      return &a.callable() == &b.callable();
+    default:
+      return false;
   }
 }
 
@@ -428,8 +486,8 @@ Result<bool> Less(const Value& a, const Value& b) {
     }
     return x.size() < y.size();
   }
-  return Status::InvalidArgument("'<' not supported between instances of '" + a.TypeName() + "' and '" +
-                                 b.TypeName() + "'");
+  return Status::InvalidArgument("'<' not supported between instances of '" + a.TypeName() +
+                                 "' and '" + b.TypeName() + "'");
 }
 
 }  // namespace gannet::jinja

@@ -67,8 +67,8 @@ struct MatMulArgs {
 // Causal attention of one layer over the batch's sequences. For each sequence s (seqs cover the
 // rows [0, n_tokens) in order): its rows of k and v are first stored into s.kv[kv_layer] at their
 // positions (converted to f16), then out[t, h, :] = softmax_p(scale * q[t, h, :] . K[p, h / (n_head
-// / n_kv_head), :]) V[p, ...] over its positions p <= positions[t], p < s.n_kv and, when window > 0,
-// positions[t] - p < window.
+// / n_kv_head), :]) V[p, ...] over its positions p <= positions[t], p < s.n_kv and, when window >
+// 0, positions[t] - p < window.
 struct AttentionArgs {
   const float* q = nullptr;  // [n_tokens, n_head * head_dim], row stride q_stride
   const float* k = nullptr;  // [n_tokens, n_kv_head * head_dim], row stride k_stride
@@ -92,7 +92,8 @@ class Backend {
 
   // out [n, table.cols] = table rows tokens[i] as f32, times scale.
   // REQUIRES: 0 <= tokens[i] < table.rows.
-  virtual void Embed(const Weight& table, std::span<const int32_t> tokens, float scale, float* out) = 0;
+  virtual void Embed(const Weight& table, std::span<const int32_t> tokens, float scale,
+                     float* out) = 0;
 
   // Bytes of scratch a MatMul with these shapes and types needs (pointers in `a` are not read).
   virtual size_t MatMulScratchBytes(const MatMulArgs& a) const = 0;
@@ -100,10 +101,12 @@ class Backend {
   virtual void MatMul(const MatMulArgs& a) = 0;
 
   // out [rows, cols] = x + bias (a row vector of cols values, broadcast over rows).
-  virtual void AddBias(const float* x, const float* bias, int64_t rows, int64_t cols, float* out) = 0;
+  virtual void AddBias(const float* x, const float* bias, int64_t rows, int64_t cols,
+                       float* out) = 0;
   // out [rows, cols] = each row / sqrt(mean(row^2) + eps) * w (w: cols values, may be null).
   // In place allowed (out == x).
-  virtual void RmsNorm(const float* x, const float* w, float eps, int64_t rows, int64_t cols, float* out) = 0;
+  virtual void RmsNorm(const float* x, const float* w, float eps, int64_t rows, int64_t cols,
+                       float* out) = 0;
   // out [n_tokens, n_heads * head_dim] = x rotated at positions[t] (x == out allowed).
   virtual void Rope(const RopeParams& p, const float* x, int64_t n_tokens, const int32_t* positions,
                     float* out) = 0;
@@ -114,14 +117,16 @@ class Backend {
   virtual void Add(const float* a, const float* b, int64_t n, float* out) = 0;
   // out [rows, cols] = a + RmsNorm(b, w, eps) row by row (a post-norm residual add).
   // REQUIRES: out aliases neither a nor b.
-  virtual void AddRmsNorm(const float* a, const float* b, const float* w, float eps, int64_t rows, int64_t cols,
-                          float* out) = 0;
+  virtual void AddRmsNorm(const float* a, const float* b, const float* w, float eps, int64_t rows,
+                          int64_t cols, float* out) = 0;
   // out = x * s (n values; x == out allowed).
   virtual void Scale(const float* x, int64_t n, float s, float* out) = 0;
   // out = cap * tanh(x / cap) (n values; x == out allowed).
   virtual void Softcap(const float* x, int64_t n, float cap, float* out) = 0;
-  // out [rows.size(), cols] = x rows rows[i]. REQUIRES: every index is a row of x; out does not alias x.
-  virtual void GatherRows(const float* x, int64_t cols, std::span<const int32_t> rows, float* out) = 0;
+  // out [rows.size(), cols] = x rows rows[i]. REQUIRES: every index is a row of x; out does not
+  // alias x.
+  virtual void GatherRows(const float* x, int64_t cols, std::span<const int32_t> rows,
+                          float* out) = 0;
 };
 
 }  // namespace gannet::kernels

@@ -1,6 +1,6 @@
 // Device-neutral parameters of the kernels' ops: what graph/ names in its IR, the Backend interface
-// (kernels/backend.h) takes, and every implementation (kernels/cpu, later kernels/cuda) understands.
-// No code and no device here.
+// (kernels/backend.h) takes, and every implementation (kernels/cpu, later kernels/cuda)
+// understands. No code and no device here.
 #pragma once
 
 #include <cstdint>

@@ -29,14 +29,16 @@ Result<std::unique_ptr<Model>> Gemma3Model::Load(std::shared_ptr<const GgufFile>
   if (c.sliding_window < 0) return Status::Corrupt("gemma3.attention.sliding_window is negative");
   // Every 6th layer is global (llama.cpp: sliding when il % 6 < 5); the pattern key, when a
   // file has it, overrides the period.
-  GANNET_ASSIGN_OR_RETURN(int64_t pattern, file->GetIntOr(w.Key("attention.sliding_window_pattern"), 6));
+  GANNET_ASSIGN_OR_RETURN(int64_t pattern,
+                          file->GetIntOr(w.Key("attention.sliding_window_pattern"), 6));
   if (pattern < 0) return Status::Corrupt("gemma3.attention.sliding_window_pattern is negative");
   for (int64_t l = 0; l < c.n_layer; ++l) {
     c.layer_is_swa[l] = c.sliding_window > 0 && pattern > 0 && (l % pattern) < (pattern - 1);
   }
   c.rope_base_swa = 10000.0f;
   c.rope_freq_scale_swa = 1.0f;
-  if (c.n_layer == 62) c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.n_embd / c.n_head[0]));  // 27B
+  if (c.n_layer == 62)
+    c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.n_embd / c.n_head[0]));  // 27B
 
   std::unique_ptr<Gemma3Model> m(new Gemma3Model(file, c));
   GANNET_ASSIGN_OR_RETURN(IoWeights io, LoadIoWeights(w, c));
@@ -52,8 +54,10 @@ Result<std::unique_ptr<Model>> Gemma3Model::Load(std::shared_ptr<const GgufFile>
       const char* missing = L.q_norm.valid() ? "attn_k_norm.weight" : "attn_q_norm.weight";
       return Status::NotFound("required tensor '" + BlockTensorName(l, missing) + "' is missing");
     }
-    GANNET_ASSIGN_OR_RETURN(L.post_attn_norm, w.Get(BlockTensorName(l, "post_attention_norm.weight"), c.n_embd, 1));
-    GANNET_ASSIGN_OR_RETURN(L.post_ffw_norm, w.Get(BlockTensorName(l, "post_ffw_norm.weight"), c.n_embd, 1));
+    GANNET_ASSIGN_OR_RETURN(L.post_attn_norm,
+                            w.Get(BlockTensorName(l, "post_attention_norm.weight"), c.n_embd, 1));
+    GANNET_ASSIGN_OR_RETURN(L.post_ffw_norm,
+                            w.Get(BlockTensorName(l, "post_ffw_norm.weight"), c.n_embd, 1));
   }
   m->weight_bytes_ = w.bytes_loaded();
   return std::unique_ptr<Model>(std::move(m));
@@ -74,19 +78,27 @@ Result<graph::Graph> Gemma3Model::BuildGraph(int64_t n_tokens, int64_t n_outputs
     Value v = b.MatMul(h, L.wv, "Vcur");
     q = b.RmsNorm(q, L.q_norm, c.rms_eps, hd, "Qcur_normed");
     k = b.RmsNorm(k, L.k_norm, c.rms_eps, hd, "Kcur_normed");
-    graph::RopeParams rp{.n_heads = c.n_head[l], .head_dim = hd, .n_rot = c.n_rot, .mode = c.rope_mode,
+    graph::RopeParams rp{.n_heads = c.n_head[l],
+                         .head_dim = hd,
+                         .n_rot = c.n_rot,
+                         .mode = c.rope_mode,
                          .base = swa ? c.rope_base_swa : c.rope_base,
                          .freq_scale = swa ? c.rope_freq_scale_swa : c.rope_freq_scale,
-                         .attn_factor = c.rope_attn_factor, .ext_factor = swa ? 0.0f : c.rope_ext_factor,
-                         .beta_fast = c.yarn_beta_fast, .beta_slow = c.yarn_beta_slow,
+                         .attn_factor = c.rope_attn_factor,
+                         .ext_factor = swa ? 0.0f : c.rope_ext_factor,
+                         .beta_fast = c.yarn_beta_fast,
+                         .beta_slow = c.yarn_beta_slow,
                          .n_ctx_orig = c.rope_n_ctx_orig};
     q = b.Rope(q, rp, "Qcur_rope");
     rp.n_heads = c.n_head_kv[l];
     k = b.Rope(k, rp, "Kcur_rope");
     Value a = b.Attention(q, k, v,
-                          graph::AttentionParams{.kv_layer = static_cast<int32_t>(l), .n_head = c.n_head[l],
-                                                 .n_kv_head = c.n_head_kv[l], .head_dim = hd,
-                                                 .window = swa ? c.sliding_window : 0, .scale = c.attn_scale},
+                          graph::AttentionParams{.kv_layer = static_cast<int32_t>(l),
+                                                 .n_head = c.n_head[l],
+                                                 .n_kv_head = c.n_head_kv[l],
+                                                 .head_dim = hd,
+                                                 .window = swa ? c.sliding_window : 0,
+                                                 .scale = c.attn_scale},
                           "kqv_out");
     a = b.MatMul(a, L.wo, "attn_out");
     a = b.RmsNorm(a, L.post_attn_norm, c.rms_eps, c.n_embd, "attn_post_norm");
@@ -103,7 +115,8 @@ Result<graph::Graph> Gemma3Model::BuildGraph(int64_t n_tokens, int64_t n_outputs
   x = b.SelectOutputRows(x, "out_rows");
   x = b.RmsNorm(x, output_norm_, c.rms_eps, c.n_embd, "result_norm");
   Value logits = b.MatMul(x, output_, "result_output");
-  if (c.final_logit_softcap > 0) logits = b.Softcap(logits, c.final_logit_softcap, "result_softcap");
+  if (c.final_logit_softcap > 0)
+    logits = b.Softcap(logits, c.final_logit_softcap, "result_softcap");
   b.SetOutput(logits);
   return b.Finish();
 }

@@ -15,12 +15,14 @@ using graph::GraphBuilder;
 using graph::Value;
 using graph::WeightRef;
 
-Result<std::unique_ptr<Model>> LlamaModel::Load(std::shared_ptr<const GgufFile> file, const std::string& arch) {
+Result<std::unique_ptr<Model>> LlamaModel::Load(std::shared_ptr<const GgufFile> file,
+                                                const std::string& arch) {
   WeightLoader w(*file, arch);
   ModelConfig c;
   c.arch = arch;
   GANNET_RETURN_IF_ERROR(ReadCommonConfig(*file, w, c));
-  c.rope_mode = (arch == "llama" || arch == "mistral") ? kernels::RopeMode::kNorm : kernels::RopeMode::kNeox;
+  c.rope_mode =
+      (arch == "llama" || arch == "mistral") ? kernels::RopeMode::kNorm : kernels::RopeMode::kNeox;
 
   std::unique_ptr<LlamaModel> m(new LlamaModel(file, c));
   GANNET_ASSIGN_OR_RETURN(IoWeights io, LoadIoWeights(w, c));
@@ -40,7 +42,8 @@ Result<std::unique_ptr<Model>> LlamaModel::Load(std::shared_ptr<const GgufFile> 
     GANNET_ASSIGN_OR_RETURN(L.bq, w.GetOptional(BlockTensorName(l, "attn_q.bias"), q_w, 1));
     GANNET_ASSIGN_OR_RETURN(L.bk, w.GetOptional(BlockTensorName(l, "attn_k.bias"), kv_w, 1));
     GANNET_ASSIGN_OR_RETURN(L.bv, w.GetOptional(BlockTensorName(l, "attn_v.bias"), kv_w, 1));
-    GANNET_ASSIGN_OR_RETURN(L.bo, w.GetOptional(BlockTensorName(l, "attn_output.bias"), c.n_embd, 1));
+    GANNET_ASSIGN_OR_RETURN(L.bo,
+                            w.GetOptional(BlockTensorName(l, "attn_output.bias"), c.n_embd, 1));
     if (arch == "qwen2" && !(L.bq.valid() && L.bk.valid() && L.bv.valid())) {
       return Status::NotFound("qwen2 layer " + std::to_string(l) + " lacks its q/k/v biases");
     }
@@ -66,18 +69,30 @@ Result<graph::Graph> LlamaModel::BuildGraph(int64_t n_tokens, int64_t n_outputs)
     if (L.bv.valid()) v = b.AddBias(v, L.bv, "Vcur_bias");
     if (L.q_norm.valid()) q = b.RmsNorm(q, L.q_norm, c.rms_eps, hd, "Qcur_normed");
     if (L.k_norm.valid()) k = b.RmsNorm(k, L.k_norm, c.rms_eps, hd, "Kcur_normed");
-    graph::RopeParams rp{.n_heads = c.n_head[l], .head_dim = hd, .n_rot = c.n_rot, .mode = c.rope_mode,
-                         .base = c.rope_base, .freq_scale = c.rope_freq_scale, .attn_factor = c.rope_attn_factor,
-                         .ext_factor = c.rope_ext_factor, .beta_fast = c.yarn_beta_fast,
-                         .beta_slow = c.yarn_beta_slow, .n_ctx_orig = c.rope_n_ctx_orig,
-                         .freq_factors = rope_freqs_.valid() ? static_cast<const float*>(rope_freqs_.data) : nullptr};
+    graph::RopeParams rp{.n_heads = c.n_head[l],
+                         .head_dim = hd,
+                         .n_rot = c.n_rot,
+                         .mode = c.rope_mode,
+                         .base = c.rope_base,
+                         .freq_scale = c.rope_freq_scale,
+                         .attn_factor = c.rope_attn_factor,
+                         .ext_factor = c.rope_ext_factor,
+                         .beta_fast = c.yarn_beta_fast,
+                         .beta_slow = c.yarn_beta_slow,
+                         .n_ctx_orig = c.rope_n_ctx_orig,
+                         .freq_factors = rope_freqs_.valid()
+                                             ? static_cast<const float*>(rope_freqs_.data)
+                                             : nullptr};
     q = b.Rope(q, rp, "Qcur_rope");
     rp.n_heads = c.n_head_kv[l];
     k = b.Rope(k, rp, "Kcur_rope");
     Value a = b.Attention(q, k, v,
-                          graph::AttentionParams{.kv_layer = static_cast<int32_t>(l), .n_head = c.n_head[l],
-                                                 .n_kv_head = c.n_head_kv[l], .head_dim = hd,
-                                                 .window = 0, .scale = c.attn_scale},
+                          graph::AttentionParams{.kv_layer = static_cast<int32_t>(l),
+                                                 .n_head = c.n_head[l],
+                                                 .n_kv_head = c.n_head_kv[l],
+                                                 .head_dim = hd,
+                                                 .window = 0,
+                                                 .scale = c.attn_scale},
                           "kqv_out");
     a = b.MatMul(a, L.wo, "attn_out");
     if (L.bo.valid()) a = b.AddBias(a, L.bo, "attn_out_bias");
@@ -93,7 +108,8 @@ Result<graph::Graph> LlamaModel::BuildGraph(int64_t n_tokens, int64_t n_outputs)
   x = b.SelectOutputRows(x, "out_rows");
   x = b.RmsNorm(x, output_norm_, c.rms_eps, c.n_embd, "result_norm");
   Value logits = b.MatMul(x, output_, "result_output");
-  if (c.final_logit_softcap > 0) logits = b.Softcap(logits, c.final_logit_softcap, "result_softcap");
+  if (c.final_logit_softcap > 0)
+    logits = b.Softcap(logits, c.final_logit_softcap, "result_softcap");
   b.SetOutput(logits);
   return b.Finish();
 }

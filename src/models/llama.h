@@ -12,7 +12,8 @@ namespace gannet::models {
 class LlamaModel final : public Model {
  public:
   // arch: "llama", "mistral", "qwen2", "qwen3" (RoPE pairing and biases follow from it).
-  static Result<std::unique_ptr<Model>> Load(std::shared_ptr<const GgufFile> file, const std::string& arch);
+  static Result<std::unique_ptr<Model>> Load(std::shared_ptr<const GgufFile> file,
+                                             const std::string& arch);
   Result<graph::Graph> BuildGraph(int64_t n_tokens, int64_t n_outputs) const override;
 
  private:

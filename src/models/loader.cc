@@ -10,7 +10,8 @@ int64_t ModelConfig::max_kv_width() const {
   return m;
 }
 
-Result<graph::WeightRef> WeightLoader::GetOptional(const std::string& name, int64_t cols, int64_t rows) {
+Result<graph::WeightRef> WeightLoader::GetOptional(const std::string& name, int64_t cols,
+                                                   int64_t rows) {
   const GgufTensorInfo* t = file_.FindTensor(name);
   if (t == nullptr) return graph::WeightRef{};
   const int64_t want_elems = cols * rows;
@@ -18,9 +19,11 @@ Result<graph::WeightRef> WeightLoader::GetOptional(const std::string& name, int6
   for (size_t i = 2; i < t->shape.size(); ++i) shape_ok = shape_ok && t->shape[i] == 1;
   if (!shape_ok) {
     std::string got;
-    for (size_t i = 0; i < t->shape.size(); ++i) got += (i ? " x " : "") + std::to_string(t->shape[i]);
-    return Status::Corrupt("tensor '" + name + "' has shape [" + got + "], expected [" + std::to_string(cols) +
-                           (rows > 1 ? " x " + std::to_string(rows) : "") + "]");
+    for (size_t i = 0; i < t->shape.size(); ++i)
+      got += (i ? " x " : "") + std::to_string(t->shape[i]);
+    return Status::Corrupt("tensor '" + name + "' has shape [" + got + "], expected [" +
+                           std::to_string(cols) + (rows > 1 ? " x " + std::to_string(rows) : "") +
+                           "]");
   }
   const DTypeTraits& tr = Traits(t->type);
   if (!tr.can_load) {
@@ -28,7 +31,8 @@ Result<graph::WeightRef> WeightLoader::GetOptional(const std::string& name, int6
                                ", which gannet cannot compute with yet");
   }
   bytes_ += t->n_bytes;
-  return graph::WeightRef{.type = t->type, .data = t->data.data(), .rows = rows, .cols = cols, .name = name};
+  return graph::WeightRef{
+      .type = t->type, .data = t->data.data(), .rows = rows, .cols = cols, .name = name};
 }
 
 Result<graph::WeightRef> WeightLoader::Get(const std::string& name, int64_t cols, int64_t rows) {
@@ -91,8 +95,8 @@ Result<IoWeights> LoadIoWeights(WeightLoader& w, const ModelConfig& c) {
 namespace {
 Status CheckRange(const std::string& key, int64_t v, int64_t lo, int64_t hi) {
   if (v < lo || v > hi) {
-    return Status::Corrupt("'" + key + "' = " + std::to_string(v) + " is outside [" + std::to_string(lo) + ", " +
-                           std::to_string(hi) + "]");
+    return Status::Corrupt("'" + key + "' = " + std::to_string(v) + " is outside [" +
+                           std::to_string(lo) + ", " + std::to_string(hi) + "]");
   }
   return Status::Ok();
 }
@@ -109,20 +113,26 @@ Status ReadCommonConfig(const GgufFile& f, const WeightLoader& w, ModelConfig& c
   GANNET_RETURN_IF_ERROR(CheckRange(w.Key("block_count"), c.n_layer, 1, 4096));
 
   WeightLoader& wl = const_cast<WeightLoader&>(w);
-  GANNET_ASSIGN_OR_RETURN(c.n_head, wl.GetPerLayer("attention.head_count", c.n_layer, std::nullopt));
-  GANNET_ASSIGN_OR_RETURN(c.n_head_kv, wl.GetPerLayer("attention.head_count_kv", c.n_layer, c.n_head[0]));
+  GANNET_ASSIGN_OR_RETURN(c.n_head,
+                          wl.GetPerLayer("attention.head_count", c.n_layer, std::nullopt));
+  GANNET_ASSIGN_OR_RETURN(c.n_head_kv,
+                          wl.GetPerLayer("attention.head_count_kv", c.n_layer, c.n_head[0]));
   GANNET_ASSIGN_OR_RETURN(c.n_ff, wl.GetPerLayer("feed_forward_length", c.n_layer, std::nullopt));
   for (int64_t l = 0; l < c.n_layer; ++l) {
     GANNET_RETURN_IF_ERROR(CheckRange(w.Key("attention.head_count"), c.n_head[l], 1, 4096));
-    GANNET_RETURN_IF_ERROR(CheckRange(w.Key("attention.head_count_kv"), c.n_head_kv[l], 1, c.n_head[l]));
+    GANNET_RETURN_IF_ERROR(
+        CheckRange(w.Key("attention.head_count_kv"), c.n_head_kv[l], 1, c.n_head[l]));
     GANNET_RETURN_IF_ERROR(CheckRange(w.Key("feed_forward_length"), c.n_ff[l], 1, kMaxDim));
     if (c.n_head[l] % c.n_head_kv[l] != 0) {
-      return Status::Corrupt("head_count " + std::to_string(c.n_head[l]) + " is not a multiple of head_count_kv " +
+      return Status::Corrupt("head_count " + std::to_string(c.n_head[l]) +
+                             " is not a multiple of head_count_kv " +
                              std::to_string(c.n_head_kv[l]));
     }
   }
-  GANNET_ASSIGN_OR_RETURN(c.head_dim_k, f.GetIntOr(w.Key("attention.key_length"), c.n_embd / c.n_head[0]));
-  GANNET_ASSIGN_OR_RETURN(c.head_dim_v, f.GetIntOr(w.Key("attention.value_length"), c.n_embd / c.n_head[0]));
+  GANNET_ASSIGN_OR_RETURN(c.head_dim_k,
+                          f.GetIntOr(w.Key("attention.key_length"), c.n_embd / c.n_head[0]));
+  GANNET_ASSIGN_OR_RETURN(c.head_dim_v,
+                          f.GetIntOr(w.Key("attention.value_length"), c.n_embd / c.n_head[0]));
   GANNET_RETURN_IF_ERROR(CheckRange(w.Key("attention.key_length"), c.head_dim_k, 2, 4096));
   if (c.head_dim_v != c.head_dim_k) {
     return Status::Unsupported("key_length " + std::to_string(c.head_dim_k) + " != value_length " +
@@ -130,15 +140,16 @@ Status ReadCommonConfig(const GgufFile& f, const WeightLoader& w, ModelConfig& c
   }
   GANNET_ASSIGN_OR_RETURN(c.n_rot, f.GetIntOr(w.Key("rope.dimension_count"), c.head_dim_k));
   if (c.n_rot <= 0 || c.n_rot > c.head_dim_k || c.n_rot % 2 != 0) {
-    return Status::Corrupt("rope.dimension_count " + std::to_string(c.n_rot) + " does not fit head size " +
-                           std::to_string(c.head_dim_k));
+    return Status::Corrupt("rope.dimension_count " + std::to_string(c.n_rot) +
+                           " does not fit head size " + std::to_string(c.head_dim_k));
   }
   GANNET_ASSIGN_OR_RETURN(double eps, f.GetFloat(w.Key("attention.layer_norm_rms_epsilon")));
   if (!(eps > 0 && eps < 1)) return Status::Corrupt("layer_norm_rms_epsilon must be in (0, 1)");
   c.rms_eps = static_cast<float>(eps);
 
   GANNET_ASSIGN_OR_RETURN(double base, f.GetFloatOr(w.Key("rope.freq_base"), 10000.0));
-  if (!(base > 0) || !std::isfinite(base)) return Status::Corrupt("rope.freq_base must be positive");
+  if (!(base > 0) || !std::isfinite(base))
+    return Status::Corrupt("rope.freq_base must be positive");
   c.rope_base = static_cast<float>(base);
   c.rope_n_ctx_orig = c.n_ctx_train;
   GANNET_ASSIGN_OR_RETURN(std::string scaling, f.GetStringOr(w.Key("rope.scaling.type"), "none"));
@@ -151,7 +162,9 @@ Status ReadCommonConfig(const GgufFile& f, const WeightLoader& w, ModelConfig& c
   }
   if (scaling == "linear" || scaling == "yarn") {
     if (factor > 0) c.rope_freq_scale = static_cast<float>(1.0 / factor);
-    GANNET_ASSIGN_OR_RETURN(c.rope_n_ctx_orig, f.GetIntOr(w.Key("rope.scaling.original_context_length"), c.n_ctx_train));
+    GANNET_ASSIGN_OR_RETURN(
+        c.rope_n_ctx_orig,
+        f.GetIntOr(w.Key("rope.scaling.original_context_length"), c.n_ctx_train));
     if (scaling == "yarn") {
       c.rope_ext_factor = 1.0f;
       GANNET_ASSIGN_OR_RETURN(double af, f.GetFloatOr(w.Key("rope.scaling.attn_factor"), 1.0));
@@ -175,10 +188,12 @@ Status ReadCommonConfig(const GgufFile& f, const WeightLoader& w, ModelConfig& c
   if (emb == nullptr) return Status::NotFound("required tensor 'token_embd.weight' is missing");
   if (emb->shape.size() < 2) return Status::Corrupt("tensor 'token_embd.weight' must be 2-D");
   c.n_vocab = emb->shape[1];
-  if (const GgufValue* toks = f.Find("tokenizer.ggml.tokens"); toks != nullptr && toks->is_array()) {
+  if (const GgufValue* toks = f.Find("tokenizer.ggml.tokens");
+      toks != nullptr && toks->is_array()) {
     if (static_cast<int64_t>(toks->elems.size()) > c.n_vocab) {
       return Status::Corrupt("the tokenizer has " + std::to_string(toks->elems.size()) +
-                             " tokens but token_embd.weight only " + std::to_string(c.n_vocab) + " rows");
+                             " tokens but token_embd.weight only " + std::to_string(c.n_vocab) +
+                             " rows");
     }
   }
   return Status::Ok();

@@ -24,7 +24,8 @@ class WeightLoader {
   // nullopt-like: an invalid WeightRef when absent; an error when present but malformed.
   Result<graph::WeightRef> GetOptional(const std::string& name, int64_t cols, int64_t rows);
   // A per-layer value that may be stored as a scalar or as an array of n_layer values.
-  Result<std::vector<int64_t>> GetPerLayer(const std::string& suffix, int64_t n_layer, std::optional<int64_t> dflt);
+  Result<std::vector<int64_t>> GetPerLayer(const std::string& suffix, int64_t n_layer,
+                                           std::optional<int64_t> dflt);
 
   int64_t bytes_loaded() const { return bytes_; }
 

@@ -5,7 +5,9 @@
 
 namespace gannet::models {
 
-std::vector<std::string> SupportedArchitectures() { return {"gemma3", "llama", "mistral", "qwen2", "qwen3"}; }
+std::vector<std::string> SupportedArchitectures() {
+  return {"gemma3", "llama", "mistral", "qwen2", "qwen3"};
+}
 
 Result<std::unique_ptr<Model>> LoadModel(std::shared_ptr<const GgufFile> file) {
   GANNET_ASSIGN_OR_RETURN(std::string arch, file->GetString("general.architecture"));
@@ -17,7 +19,8 @@ Result<std::unique_ptr<Model>> LoadModel(std::shared_ptr<const GgufFile> file) {
   } else {
     std::string list;
     for (const auto& a : SupportedArchitectures()) list += (list.empty() ? "" : ", ") + a;
-    return Status::Unsupported("unknown model architecture '" + arch + "' (supported: " + list + ")");
+    return Status::Unsupported("unknown model architecture '" + arch + "' (supported: " + list +
+                               ")");
   }
   if (!m.ok()) return m.status().WithContext(arch + " model");
   return m;

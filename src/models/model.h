@@ -24,13 +24,14 @@ struct ModelConfig {
   kernels::RopeMode rope_mode = kernels::RopeMode::kNorm;
   float rope_base = 10000.0f, rope_freq_scale = 1.0f;
   float rope_base_swa = 10000.0f, rope_freq_scale_swa = 1.0f;  // sliding-window layers
-  float rope_ext_factor = 0.0f, rope_attn_factor = 1.0f, yarn_beta_fast = 32.0f, yarn_beta_slow = 1.0f;
+  float rope_ext_factor = 0.0f, rope_attn_factor = 1.0f, yarn_beta_fast = 32.0f,
+        yarn_beta_slow = 1.0f;
   int64_t rope_n_ctx_orig = 0;
-  int64_t sliding_window = 0;         // 0: no sliding-window layers
-  std::vector<bool> layer_is_swa;     // per layer
-  float attn_scale = 0.0f;            // query scale (1/sqrt(head_dim) by default)
+  int64_t sliding_window = 0;      // 0: no sliding-window layers
+  std::vector<bool> layer_is_swa;  // per layer
+  float attn_scale = 0.0f;         // query scale (1/sqrt(head_dim) by default)
   float embed_scale = 1.0f;
-  float final_logit_softcap = 0.0f;   // 0: off
+  float final_logit_softcap = 0.0f;  // 0: off
   bool tied_output = false;
 
   int64_t kv_width(int64_t layer) const { return n_head_kv[layer] * head_dim_k; }

@@ -25,7 +25,8 @@ constexpr uint32_t kQuantizationVersion = 2;
 // Converts the rows of one tensor and hands them to the sink chunk by chunk.
 class TensorConverter {
  public:
-  TensorConverter(ThreadPool& pool, const GgufFile& file, const GgufTensorInfo& in, const TensorPlan& plan)
+  TensorConverter(ThreadPool& pool, const GgufFile& file, const GgufTensorInfo& in,
+                  const TensorPlan& plan)
       : pool_(pool), file_(file), in_(in), plan_(plan) {}
 
   // `on_chunk(rows_done)` is called after each chunk has been written.
@@ -39,7 +40,8 @@ class TensorConverter {
     // Block types cannot represent inf or nan (the scales would be), so such input is refused;
     // float-to-float conversion passes them through as llama.cpp does.
     const bool check_finite = Traits(plan_.to).is_quantized;
-    std::vector<std::vector<float>> row_buf(static_cast<size_t>(pool_.size()), std::vector<float>(ne0));
+    std::vector<std::vector<float>> row_buf(static_cast<size_t>(pool_.size()),
+                                            std::vector<float>(ne0));
     std::vector<uint8_t> out(static_cast<size_t>(std::min(chunk_rows, n_rows) * out_row));
     for (int64_t first = 0; first < n_rows; first += chunk_rows) {
       const int64_t rows = std::min(chunk_rows, n_rows - first);
@@ -49,7 +51,8 @@ class TensorConverter {
         float* buf = row_buf[static_cast<size_t>(ti)].data();
         for (int64_t r = b; r < e; ++r) {
           DequantizeRow(plan_.from, in_.data.data() + (first + r) * in_row, buf, ne0);
-          if (check_finite && !std::all_of(buf, buf + ne0, [](float v) { return std::isfinite(v); })) {
+          if (check_finite &&
+              !std::all_of(buf, buf + ne0, [](float v) { return std::isfinite(v); })) {
             int64_t expected = -1;
             bad_row.compare_exchange_strong(expected, first + r);
             return;
@@ -58,14 +61,17 @@ class TensorConverter {
         }
       });
       if (bad_row >= 0) {
-        return Status::InvalidArgument("tensor '" + plan_.name + "' has an infinite or NaN value in row " +
+        return Status::InvalidArgument("tensor '" + plan_.name +
+                                       "' has an infinite or NaN value in row " +
                                        std::to_string(bad_row.load()) + "; it cannot be quantized");
       }
       if (failed) {
         return Status::Internal("no quantizer for " + std::string(DTypeName(plan_.to)));
       }
-      GANNET_RETURN_IF_ERROR(sink(std::span<const uint8_t>(out.data(), static_cast<size_t>(rows * out_row))));
-      file_.DropPages(in_.data.subspan(static_cast<size_t>(first * in_row), static_cast<size_t>(rows * in_row)));
+      GANNET_RETURN_IF_ERROR(
+          sink(std::span<const uint8_t>(out.data(), static_cast<size_t>(rows * out_row))));
+      file_.DropPages(in_.data.subspan(static_cast<size_t>(first * in_row),
+                                       static_cast<size_t>(rows * in_row)));
       on_chunk(first + rows);
     }
     return Status::Ok();
@@ -113,18 +119,25 @@ Result<QuantizeReport> QuantizeModel(const std::string& input_path, const std::s
   int64_t elements_done = 0;
   auto report = [&](size_t i, int64_t done) {
     if (!options.progress) return;
-    QuantizeProgress p{.tensor_index = i, .n_tensors = tensors.size(), .name = plan[i].name, .from = plan[i].from,
-                       .to = plan[i].to, .elements_done = done, .elements_total = elements_total};
+    QuantizeProgress p{.tensor_index = i,
+                       .n_tensors = tensors.size(),
+                       .name = plan[i].name,
+                       .from = plan[i].from,
+                       .to = plan[i].to,
+                       .elements_done = done,
+                       .elements_total = elements_total};
     options.progress(p);
   };
-  const GgufWriter::TensorProducer produce = [&](size_t i, const GgufWriter::ByteSink& sink) -> Status {
+  const GgufWriter::TensorProducer produce = [&](size_t i,
+                                                 const GgufWriter::ByteSink& sink) -> Status {
     const GgufTensorInfo& t = tensors[i];
     if (!plan[i].convert) {
       GANNET_RETURN_IF_ERROR(sink(t.data));
     } else {
       TensorConverter converter(pool, *in, t, plan[i]);
       const int64_t ne0 = t.shape[0];
-      GANNET_RETURN_IF_ERROR(converter.Run(sink, [&](int64_t rows_done) { report(i, elements_done + rows_done * ne0); }));
+      GANNET_RETURN_IF_ERROR(converter.Run(
+          sink, [&](int64_t rows_done) { report(i, elements_done + rows_done * ne0); }));
     }
     in->DropPages(t.data);
     elements_done += t.n_elements;
@@ -138,7 +151,9 @@ Result<QuantizeReport> QuantizeModel(const std::string& input_path, const std::s
   Status st = writer.Write(tmp_path, produce);
   if (st.ok()) {
     fs::rename(tmp_path, output_path, ec);
-    if (ec) st = Status::IoError("cannot rename " + tmp_path + " to " + output_path + ": " + ec.message());
+    if (ec)
+      st =
+          Status::IoError("cannot rename " + tmp_path + " to " + output_path + ": " + ec.message());
   }
   if (!st.ok()) {
     fs::remove(tmp_path, ec);

@@ -43,9 +43,9 @@ Result<QuantizeTarget> FindQuantizeTarget(std::string_view name);
 struct QuantizeProgress {
   size_t tensor_index = 0;  // the tensor being written, 0-based, in file order
   size_t n_tensors = 0;
-  std::string_view name;    // its name
+  std::string_view name;  // its name
   DType from = DType::kF32, to = DType::kF32;
-  int64_t elements_done = 0;   // over the whole model, this tensor's finished rows included
+  int64_t elements_done = 0;  // over the whole model, this tensor's finished rows included
   int64_t elements_total = 0;
 };
 
@@ -75,14 +75,15 @@ struct TensorPlan {
 
 struct QuantizeReport {
   std::vector<TensorPlan> tensors;
-  uint64_t input_bytes = 0;   // file sizes
+  uint64_t input_bytes = 0;  // file sizes
   uint64_t output_bytes = 0;
   int n_fallback = 0;
 };
 
 // Decides every tensor's output type without writing anything. InvalidArgument for an input that
 // cannot be quantized (a weight already quantized to another type, a split file, ...).
-Result<std::vector<TensorPlan>> PlanQuantization(const GgufFile& in, const QuantizeOptions& options);
+Result<std::vector<TensorPlan>> PlanQuantization(const GgufFile& in,
+                                                 const QuantizeOptions& options);
 
 // Reads `input_path`, writes `output_path` (through a temporary file renamed at the end, so a
 // failure leaves no partial output). Metadata is copied with general.file_type and

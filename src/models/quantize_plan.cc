@@ -12,8 +12,8 @@ namespace {
 
 // LLAMA_FTYPE values (llama.h).
 constexpr int32_t kFtypeAllF32 = 0, kFtypeF16 = 1, kFtypeQ4_0 = 2, kFtypeQ4_1 = 3, kFtypeQ8_0 = 7,
-                  kFtypeQ5_0 = 8, kFtypeQ5_1 = 9, kFtypeQ4_K_S = 14, kFtypeQ4_K_M = 15, kFtypeQ5_K_S = 16,
-                  kFtypeQ5_K_M = 17, kFtypeQ6_K = 18, kFtypeBF16 = 32;
+                  kFtypeQ5_0 = 8, kFtypeQ5_1 = 9, kFtypeQ4_K_S = 14, kFtypeQ4_K_M = 15,
+                  kFtypeQ5_K_S = 16, kFtypeQ5_K_M = 17, kFtypeQ6_K = 18, kFtypeBF16 = 32;
 
 constexpr QuantizeTarget kTargets[] = {
     {"Q4_0", DType::kQ4_0, kFtypeQ4_0, false, "4.5 bits per weight, 32-value blocks, one scale"},
@@ -21,8 +21,10 @@ constexpr QuantizeTarget kTargets[] = {
     {"Q5_0", DType::kQ5_0, kFtypeQ5_0, false, "5.5 bpw, 32-value blocks, one scale"},
     {"Q5_1", DType::kQ5_1, kFtypeQ5_1, false, "6.0 bpw, 32-value blocks, scale and minimum"},
     {"Q8_0", DType::kQ8_0, kFtypeQ8_0, false, "8.5 bpw, nearly lossless"},
-    {"Q4_K_S", DType::kQ4_K, kFtypeQ4_K_S, true, "Q4_K; Q5_K for the first attn_v and ffn_down layers"},
-    {"Q4_K_M", DType::kQ4_K, kFtypeQ4_K_M, true, "Q4_K; Q6_K for half of attn_v and ffn_down (recommended)"},
+    {"Q4_K_S", DType::kQ4_K, kFtypeQ4_K_S, true,
+     "Q4_K; Q5_K for the first attn_v and ffn_down layers"},
+    {"Q4_K_M", DType::kQ4_K, kFtypeQ4_K_M, true,
+     "Q4_K; Q6_K for half of attn_v and ffn_down (recommended)"},
     {"Q4_K", DType::kQ4_K, kFtypeQ4_K_M, true, "alias of Q4_K_M"},
     {"Q5_K_S", DType::kQ5_K, kFtypeQ5_K_S, true, "Q5_K throughout"},
     {"Q5_K_M", DType::kQ5_K, kFtypeQ5_K_M, true, "Q5_K; Q6_K for half of attn_v and ffn_down"},
@@ -33,11 +35,14 @@ constexpr QuantizeTarget kTargets[] = {
     {"F32", DType::kF32, kFtypeAllF32, false, "32-bit floats (no quantization)"},
 };
 
-bool Contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
+bool Contains(std::string_view s, std::string_view part) {
+  return s.find(part) != std::string_view::npos;
+}
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
          });
 }
 
@@ -67,13 +72,29 @@ bool IsQuantizable(const GgufTensorInfo& t) {
   const std::string_view n = t.name;
   if (n.size() < 6 || n.substr(n.size() - 6) != "weight") return false;
   if (NumDims(t.shape) < 2) return false;
-  static constexpr std::string_view kKeep[] = {
-      "_norm.weight", "ffn_gate_inp.weight", "altup", "laurel", "per_layer_model_proj",
-      "ssm_conv1d.weight", "shortconv.conv.weight", "time_mix_first.weight", "time_mix_w0.weight",
-      "time_mix_w1.weight", "time_mix_w2.weight", "time_mix_v0.weight", "time_mix_v1.weight",
-      "time_mix_v2.weight", "time_mix_a0.weight", "time_mix_a1.weight", "time_mix_a2.weight",
-      "time_mix_g1.weight", "time_mix_g2.weight", "time_mix_decay_w1.weight", "time_mix_decay_w2.weight",
-      "time_mix_lerp_fused.weight", "attn_rel_b.weight"};
+  static constexpr std::string_view kKeep[] = {"_norm.weight",
+                                               "ffn_gate_inp.weight",
+                                               "altup",
+                                               "laurel",
+                                               "per_layer_model_proj",
+                                               "ssm_conv1d.weight",
+                                               "shortconv.conv.weight",
+                                               "time_mix_first.weight",
+                                               "time_mix_w0.weight",
+                                               "time_mix_w1.weight",
+                                               "time_mix_w2.weight",
+                                               "time_mix_v0.weight",
+                                               "time_mix_v1.weight",
+                                               "time_mix_v2.weight",
+                                               "time_mix_a0.weight",
+                                               "time_mix_a1.weight",
+                                               "time_mix_a2.weight",
+                                               "time_mix_g1.weight",
+                                               "time_mix_g2.weight",
+                                               "time_mix_decay_w1.weight",
+                                               "time_mix_decay_w2.weight",
+                                               "time_mix_lerp_fused.weight",
+                                               "attn_rel_b.weight"};
   for (std::string_view k : kKeep) {
     if (Contains(n, k)) return false;
   }
@@ -91,7 +112,8 @@ struct ModelFacts {
   std::string arch;
   int n_layer = 0;
   int n_expert = 0;
-  bool is_70b = false;  // llama.cpp's LLM_TYPE_70B for llama: 80 layers with grouped-query attention
+  bool is_70b =
+      false;  // llama.cpp's LLM_TYPE_70B for llama: 80 layers with grouped-query attention
   bool has_output = false;
   int n_attention_wv = 0;
 };
@@ -123,14 +145,16 @@ Result<ModelFacts> ReadFacts(const GgufFile& in) {
   f.n_expert = static_cast<int>(n_expert);
   if (f.arch == "llama" && f.n_layer == 80) {
     Result<int64_t> heads = in.GetInt(f.arch + ".attention.head_count");
-    Result<int64_t> kv_heads = in.GetIntOr(f.arch + ".attention.head_count_kv", heads.ok() ? *heads : 0);
+    Result<int64_t> kv_heads =
+        in.GetIntOr(f.arch + ".attention.head_count_kv", heads.ok() ? *heads : 0);
     f.is_70b = heads.ok() && kv_heads.ok() && *kv_heads != *heads;
   }
   return f;
 }
 
 // llama_tensor_get_type for the file types gannet produces (no importance matrix).
-Result<DType> MixType(const GgufTensorInfo& t, const QuantizeTarget& target, const ModelFacts& m, RuleState& s) {
+Result<DType> MixType(const GgufTensorInfo& t, const QuantizeTarget& target, const ModelFacts& m,
+                      RuleState& s) {
   const std::string& name = t.name;
   const int32_t ft = target.file_type;
   const bool falcon = m.arch == "falcon";
@@ -145,7 +169,8 @@ Result<DType> MixType(const GgufTensorInfo& t, const QuantizeTarget& target, con
   } else if (name == "token_embd.weight") {
     // Looked up row by row, never multiplied: the base type is enough.
   } else if (Contains(name, "attn_v.weight")) {
-    if ((ft == kFtypeQ4_K_M || ft == kFtypeQ5_K_M) && UseMoreBits(s.i_attention_wv, m.n_attention_wv)) {
+    if ((ft == kFtypeQ4_K_M || ft == kFtypeQ5_K_M) &&
+        UseMoreBits(s.i_attention_wv, m.n_attention_wv)) {
       type = DType::kQ6_K;
     } else if (ft == kFtypeQ4_K_S && s.i_attention_wv < 4) {
       type = DType::kQ5_K;
@@ -169,7 +194,9 @@ Result<DType> MixType(const GgufTensorInfo& t, const QuantizeTarget& target, con
     }
     if (ft == kFtypeQ4_K_M) {
       if (falcon) {
-        type = i_layer < n_layer / 16 ? DType::kQ6_K : UseMoreBits(i_layer, n_layer) ? DType::kQ5_K : DType::kQ4_K;
+        type = i_layer < n_layer / 16          ? DType::kQ6_K
+               : UseMoreBits(i_layer, n_layer) ? DType::kQ5_K
+                                               : DType::kQ4_K;
       } else if (UseMoreBits(i_layer, n_layer)) {
         type = DType::kQ6_K;
       }
@@ -180,7 +207,8 @@ Result<DType> MixType(const GgufTensorInfo& t, const QuantizeTarget& target, con
     }
     ++s.i_ffn_down;
   } else if (Contains(name, "attn_output.weight")) {
-    if (!falcon && m.n_expert == 8 && (ft == kFtypeQ4_K_S || ft == kFtypeQ4_K_M)) type = DType::kQ5_K;
+    if (!falcon && m.n_expert == 8 && (ft == kFtypeQ4_K_S || ft == kFtypeQ4_K_M))
+      type = DType::kQ5_K;
   } else if (Contains(name, "attn_qkv.weight")) {
     if (ft == kFtypeQ4_K_M) type = DType::kQ5_K;
     if (ft == kFtypeQ5_K_M) type = DType::kQ6_K;
@@ -194,10 +222,17 @@ DType FitRow(DType type, int64_t ne0, std::string* why) {
   if (ne0 % Traits(type).block_size == 0) return type;
   DType fallback = DType::kF16;
   switch (type) {
-    case DType::kQ4_K: fallback = DType::kQ5_0; break;
-    case DType::kQ5_K: fallback = DType::kQ5_1; break;
-    case DType::kQ6_K: fallback = DType::kQ8_0; break;
-    default: break;
+    case DType::kQ4_K:
+      fallback = DType::kQ5_0;
+      break;
+    case DType::kQ5_K:
+      fallback = DType::kQ5_1;
+      break;
+    case DType::kQ6_K:
+      fallback = DType::kQ8_0;
+      break;
+    default:
+      break;
   }
   if (ne0 % Traits(fallback).block_size != 0) fallback = DType::kF16;
   *why = "rows of " + std::to_string(ne0) + " values are not a multiple of " +
@@ -221,14 +256,17 @@ Result<QuantizeTarget> FindQuantizeTarget(std::string_view name) {
     if (numeric ? t.file_type == number : EqualsIgnoreCase(t.name, name)) return t;
     names += (names.empty() ? "" : ", ") + std::string(t.name);
   }
-  return Status::InvalidArgument("unknown quantization type '" + std::string(name) + "' (one of " + names + ")");
+  return Status::InvalidArgument("unknown quantization type '" + std::string(name) + "' (one of " +
+                                 names + ")");
 }
 
-Result<std::vector<TensorPlan>> PlanQuantization(const GgufFile& in, const QuantizeOptions& options) {
+Result<std::vector<TensorPlan>> PlanQuantization(const GgufFile& in,
+                                                 const QuantizeOptions& options) {
   const QuantizeTarget& target = options.target;
   GANNET_ASSIGN_OR_RETURN(int64_t split_count, in.GetIntOr("split.count", 1));
   if (split_count > 1) {
-    return Status::Unsupported("'" + in.path() + "' is one part of a split model (" + std::to_string(split_count) +
+    return Status::Unsupported("'" + in.path() + "' is one part of a split model (" +
+                               std::to_string(split_count) +
                                " parts); merge it first (llama-gguf-split --merge)");
   }
   GANNET_ASSIGN_OR_RETURN(ModelFacts facts, ReadFacts(in));
@@ -259,20 +297,24 @@ Result<std::vector<TensorPlan>> PlanQuantization(const GgufFile& in, const Quant
       GANNET_ASSIGN_OR_RETURN(type, MixType(t, target, facts, state));
     }
     type = FitRow(type, t.shape[0], &p.fallback);
-    const std::optional<DType>& forced = t.name == "output.weight"       ? options.output_type
-                                         : t.name == "token_embd.weight" ? options.token_embedding_type
-                                                                         : std::nullopt;
+    const std::optional<DType>& forced = t.name == "output.weight" ? options.output_type
+                                         : t.name == "token_embd.weight"
+                                             ? options.token_embedding_type
+                                             : std::nullopt;
     if (forced) {
-      const bool producible = std::any_of(std::begin(kTargets), std::end(kTargets),
-                                          [&](const QuantizeTarget& k) { return k.base == *forced; });
+      const bool producible =
+          std::any_of(std::begin(kTargets), std::end(kTargets),
+                      [&](const QuantizeTarget& k) { return k.base == *forced; });
       if (!producible) {
-        return Status::InvalidArgument("gannet cannot quantize to " + std::string(DTypeName(*forced)) +
-                                       " (for tensor '" + t.name + "')");
+        return Status::InvalidArgument("gannet cannot quantize to " +
+                                       std::string(DTypeName(*forced)) + " (for tensor '" + t.name +
+                                       "')");
       }
       if (t.shape[0] % Traits(*forced).block_size != 0) {
-        return Status::InvalidArgument("tensor '" + t.name + "' has rows of " + std::to_string(t.shape[0]) +
-                                       " values, which " + std::string(DTypeName(*forced)) +
-                                       " cannot hold (blocks of " + std::to_string(Traits(*forced).block_size) + ")");
+        return Status::InvalidArgument(
+            "tensor '" + t.name + "' has rows of " + std::to_string(t.shape[0]) +
+            " values, which " + std::string(DTypeName(*forced)) + " cannot hold (blocks of " +
+            std::to_string(Traits(*forced).block_size) + ")");
       }
       type = *forced;
       p.fallback.clear();
@@ -280,7 +322,8 @@ Result<std::vector<TensorPlan>> PlanQuantization(const GgufFile& in, const Quant
     p.to = type;
     if (t.type == type) continue;  // already in the wanted type: copied
     if (!IsFloat(t.type)) {
-      return Status::InvalidArgument("tensor '" + t.name + "' is already quantized (" + std::string(DTypeName(t.type)) +
+      return Status::InvalidArgument("tensor '" + t.name + "' is already quantized (" +
+                                     std::string(DTypeName(t.type)) +
                                      "); quantize from the F32, F16 or BF16 model instead");
     }
     p.convert = true;

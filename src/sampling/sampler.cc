@@ -197,7 +197,9 @@ int32_t Sampler::Choose(std::span<const float> logits) {
 }
 
 void Sampler::SelectTopK(std::span<const float> logits) {
-  const auto ranks_before = [](const Candidate& a, const Candidate& b) { return RanksBefore(a, b); };
+  const auto ranks_before = [](const Candidate& a, const Candidate& b) {
+    return RanksBefore(a, b);
+  };
   // Bounded heap whose front is the worst kept candidate: one pass over the vocabulary with one
   // comparison for most tokens. Scanning in id order, an equal logit later never displaces an
   // earlier one, as the canonical order demands.
@@ -295,7 +297,9 @@ void Sampler::SelectByThresholds(std::span<const float> logits, float max_logit)
 
   // Rank the cut bucket chunk by chunk (64, 256, 1024, ... best remaining), stopping at the token
   // where the cumulative mass reaches top_p.
-  const auto ranks_before = [](const Candidate& a, const Candidate& b) { return RanksBefore(a, b); };
+  const auto ranks_before = [](const Candidate& a, const Candidate& b) {
+    return RanksBefore(a, b);
+  };
   const auto begin = candidates_.begin();
   const size_t n = candidates_.size();
   size_t keep = n;

@@ -119,15 +119,15 @@ class Sampler {
 
   int32_t top_k_ = 0;  // params_.top_k when it truncates (1 < top_k < n_vocab), else 0 or 1
   bool penalties_on_ = false;
-  std::vector<int32_t> history_;        // ring buffer of the last repeat_last_n accepted tokens
-  size_t history_head_ = 0;             // next slot to write
+  std::vector<int32_t> history_;  // ring buffer of the last repeat_last_n accepted tokens
+  size_t history_head_ = 0;       // next slot to write
   size_t history_size_ = 0;
   std::vector<int32_t> history_sorted_;  // scratch: history, sorted, to count repeats
-  std::vector<Saved> saved_;            // scratch: logits before penalties, to restore them
+  std::vector<Saved> saved_;             // scratch: logits before penalties, to restore them
 
   std::vector<Candidate> candidates_;  // scratch, capacity fixed at construction
   std::vector<double> bucket_mass_;    // scratch for top_p without top_k: [kBuckets + 1]
-  std::vector<double> block_sums_;     // scratch for untruncated draws: [n_vocab / kBlock, rounded up]
+  std::vector<double> block_sums_;  // scratch for untruncated draws: [n_vocab / kBlock, rounded up]
 };
 
 }  // namespace gannet

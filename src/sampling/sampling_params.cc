@@ -14,7 +14,8 @@ std::string Num(double v) {
 }
 
 Status Bad(const char* field, const std::string& rule, double got) {
-  return Status::InvalidArgument(std::string(field) + " must be " + rule + " (got " + Num(got) + ")");
+  return Status::InvalidArgument(std::string(field) + " must be " + rule + " (got " + Num(got) +
+                                 ")");
 }
 
 }  // namespace
@@ -31,14 +32,17 @@ Status SamplingParams::Validate() const {
     return Bad("repeat_penalty", "> 0 and finite (1 = off)", repeat_penalty);
   }
   if (repeat_last_n < 0 || repeat_last_n > kMaxRepeatLastN) {
-    return Bad("repeat_last_n", "in [0, " + std::to_string(kMaxRepeatLastN) + "] (0 = penalties off)",
+    return Bad("repeat_last_n",
+               "in [0, " + std::to_string(kMaxRepeatLastN) + "] (0 = penalties off)",
                repeat_last_n);
   }
   if (!std::isfinite(presence_penalty)) return Bad("presence_penalty", "finite", presence_penalty);
-  if (!std::isfinite(frequency_penalty)) return Bad("frequency_penalty", "finite", frequency_penalty);
+  if (!std::isfinite(frequency_penalty))
+    return Bad("frequency_penalty", "finite", frequency_penalty);
   for (const auto& [id, bias] : logit_bias) {
     if (id < 0) {
-      return Status::InvalidArgument("logit_bias token id must be >= 0 (got " + std::to_string(id) + ")");
+      return Status::InvalidArgument("logit_bias token id must be >= 0 (got " + std::to_string(id) +
+                                     ")");
     }
     if (std::isnan(bias) || bias == INFINITY) {
       return Status::InvalidArgument("logit_bias for token " + std::to_string(id) +

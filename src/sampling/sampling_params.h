@@ -25,7 +25,8 @@ struct SamplingParams {
   int32_t top_k = 40;
   // Keep the smallest most-likely prefix whose probability mass reaches top_p. 1 = off. In (0, 1].
   float top_p = 0.95f;
-  // Keep tokens whose probability is at least min_p times the most likely one's. 0 = off. In [0, 1].
+  // Keep tokens whose probability is at least min_p times the most likely one's. 0 = off. In [0,
+  // 1].
   float min_p = 0.05f;
   // llama.cpp's repetition penalty: a penalized token's logit is divided by it when positive and
   // multiplied by it when not. 1 = off. Must be > 0 and finite.

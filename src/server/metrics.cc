@@ -12,18 +12,19 @@ std::string FormatDouble(double v) {
 }
 
 void Gauge(const char* name, const char* help, const char* type, int64_t value, std::string* out) {
-  *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
-          std::to_string(value) + "\n";
+  *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+          name + " " + std::to_string(value) + "\n";
 }
 
 std::vector<double> LatencyBounds() {
-  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
-          0.75,  1.0,    2.5,   5.0,  7.5,   10.0, 20.0,  40.0, 80.0, 160.0};
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1,  0.15, 0.2,  0.3,
+          0.5,   0.75,   1.0,   2.5,  5.0,   7.5,  10.0,  20.0, 40.0, 80.0, 160.0};
 }
 
 }  // namespace
 
-Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
 
 void Histogram::Observe(double value) {
   size_t i = 0;
@@ -40,7 +41,8 @@ void Histogram::Render(const std::string& name, const std::string& help, std::st
   uint64_t cumulative = 0;
   for (size_t i = 0; i < bounds_.size(); ++i) {
     cumulative += counts_[i];
-    *out += name + "_bucket{le=\"" + FormatDouble(bounds_[i]) + "\"} " + std::to_string(cumulative) + "\n";
+    *out += name + "_bucket{le=\"" + FormatDouble(bounds_[i]) + "\"} " +
+            std::to_string(cumulative) + "\n";
   }
   cumulative += counts_.back();
   *out += name + "_bucket{le=\"+Inf\"} " + std::to_string(cumulative) + "\n";
@@ -48,7 +50,8 @@ void Histogram::Render(const std::string& name, const std::string& help, std::st
   *out += name + "_count " + std::to_string(count_) + "\n";
 }
 
-ServerMetrics::ServerMetrics() : ttft_(LatencyBounds()), itl_(LatencyBounds()), e2e_(LatencyBounds()) {}
+ServerMetrics::ServerMetrics()
+    : ttft_(LatencyBounds()), itl_(LatencyBounds()), e2e_(LatencyBounds()) {}
 
 void ServerMetrics::CountRequest(int status) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -59,23 +62,30 @@ std::string ServerMetrics::Render(const engine::EngineStats& s) const {
   std::string out;
   Gauge("gannet_requests_running", "Requests generating now.", "gauge", s.running, &out);
   Gauge("gannet_requests_waiting", "Requests queued, not yet running.", "gauge", s.waiting, &out);
-  Gauge("gannet_kv_blocks_used", "KV cache blocks in use by requests.", "gauge", s.kv_blocks_used, &out);
+  Gauge("gannet_kv_blocks_used", "KV cache blocks in use by requests.", "gauge", s.kv_blocks_used,
+        &out);
   Gauge("gannet_kv_blocks_total", "KV cache blocks in the pool.", "gauge", s.kv_blocks_total, &out);
-  Gauge("gannet_prefix_cache_hit_tokens_total", "Prompt tokens served from the prefix cache.", "counter",
-        s.prefix_hit_tokens, &out);
-  Gauge("gannet_prefix_cache_query_tokens_total", "Prompt tokens looked up in the prefix cache.", "counter",
-        s.prefix_query_tokens, &out);
-  Gauge("gannet_prompt_tokens_total", "Prompt tokens processed.", "counter", s.prompt_tokens_total, &out);
-  Gauge("gannet_generation_tokens_total", "Tokens generated.", "counter", s.generated_tokens_total, &out);
-  Gauge("gannet_preemptions_total", "Sequences preempted for KV memory.", "counter", s.preemptions, &out);
-  ttft_.Render("gannet_time_to_first_token_seconds", "Time from request to its first generated token.", &out);
-  itl_.Render("gannet_inter_token_latency_seconds", "Time between consecutive tokens of a sample.", &out);
+  Gauge("gannet_prefix_cache_hit_tokens_total", "Prompt tokens served from the prefix cache.",
+        "counter", s.prefix_hit_tokens, &out);
+  Gauge("gannet_prefix_cache_query_tokens_total", "Prompt tokens looked up in the prefix cache.",
+        "counter", s.prefix_query_tokens, &out);
+  Gauge("gannet_prompt_tokens_total", "Prompt tokens processed.", "counter", s.prompt_tokens_total,
+        &out);
+  Gauge("gannet_generation_tokens_total", "Tokens generated.", "counter", s.generated_tokens_total,
+        &out);
+  Gauge("gannet_preemptions_total", "Sequences preempted for KV memory.", "counter", s.preemptions,
+        &out);
+  ttft_.Render("gannet_time_to_first_token_seconds",
+               "Time from request to its first generated token.", &out);
+  itl_.Render("gannet_inter_token_latency_seconds", "Time between consecutive tokens of a sample.",
+              &out);
   e2e_.Render("gannet_e2e_request_latency_seconds", "Time from request to its last token.", &out);
   out += "# HELP gannet_requests_total Completion requests answered, by HTTP status.\n";
   out += "# TYPE gannet_requests_total counter\n";
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [status, n] : requests_by_status_) {
-    out += "gannet_requests_total{status=\"" + std::to_string(status) + "\"} " + std::to_string(n) + "\n";
+    out += "gannet_requests_total{status=\"" + std::to_string(status) + "\"} " + std::to_string(n) +
+           "\n";
   }
   return out;
 }

@@ -1,9 +1,8 @@
 #include "server/openai_format.h"
 
 #include <cmath>
-#include <random>
-
 #include <nlohmann/json.hpp>
+#include <random>
 
 namespace gannet::server {
 namespace {
@@ -26,7 +25,9 @@ Json ChatLogprobs(const std::vector<LogprobEntry>& entries) {
   for (const LogprobEntry& e : entries) {
     Json top = Json::array();
     for (const auto& alt : e.top) {
-      top.push_back(Json{{"token", alt.token}, {"logprob", FiniteLogprob(alt.logprob)}, {"bytes", Bytes(alt.token)}});
+      top.push_back(Json{{"token", alt.token},
+                         {"logprob", FiniteLogprob(alt.logprob)},
+                         {"bytes", Bytes(alt.token)}});
     }
     content.push_back(Json{{"token", e.token},
                            {"logprob", FiniteLogprob(e.logprob)},
@@ -37,7 +38,8 @@ Json ChatLogprobs(const std::vector<LogprobEntry>& entries) {
 }
 
 Json TextLogprobs(const std::vector<LogprobEntry>& entries) {
-  Json tokens = Json::array(), token_logprobs = Json::array(), top = Json::array(), offsets = Json::array();
+  Json tokens = Json::array(), token_logprobs = Json::array(), top = Json::array(),
+       offsets = Json::array();
   for (const LogprobEntry& e : entries) {
     tokens.push_back(e.token);
     token_logprobs.push_back(FiniteLogprob(e.logprob));
@@ -65,15 +67,18 @@ Json UsageJson(const Usage& u) {
 }
 
 Json Header(const ResponseMeta& meta, const char* object) {
-  return Json{{"id", meta.id}, {"object", object}, {"created", meta.created}, {"model", meta.model}};
+  return Json{
+      {"id", meta.id}, {"object", object}, {"created", meta.created}, {"model", meta.model}};
 }
 
-const char* ChunkObject(Endpoint e) { return e == Endpoint::kChat ? "chat.completion.chunk" : "text_completion"; }
+const char* ChunkObject(Endpoint e) {
+  return e == Endpoint::kChat ? "chat.completion.chunk" : "text_completion";
+}
 
 }  // namespace
 
-std::string CompletionResponseJson(const ResponseMeta& meta, const std::vector<ChoiceResult>& choices,
-                                   const Usage& usage) {
+std::string CompletionResponseJson(const ResponseMeta& meta,
+                                   const std::vector<ChoiceResult>& choices, const Usage& usage) {
   const bool chat = meta.endpoint == Endpoint::kChat;
   Json j = Header(meta, chat ? "chat.completion" : "text_completion");
   Json arr = Json::array();
@@ -122,12 +127,14 @@ std::string UsageChunkJson(const ResponseMeta& meta, const Usage& usage) {
 }
 
 std::string ModelListJson(const std::string& model_id, int64_t created) {
-  Json model = Json{{"id", model_id}, {"object", "model"}, {"created", created}, {"owned_by", "gannet"}};
+  Json model =
+      Json{{"id", model_id}, {"object", "model"}, {"created", created}, {"owned_by", "gannet"}};
   return Dump(Json{{"object", "list"}, {"data", Json::array({std::move(model)})}});
 }
 
 std::string NewResponseId(Endpoint endpoint) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   thread_local std::mt19937_64 rng{std::random_device{}()};
   std::string id = endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-";
   for (int i = 0; i < 24; ++i) id.push_back(kAlphabet[rng() % (sizeof(kAlphabet) - 1)]);

@@ -17,20 +17,20 @@ namespace gannet::server {
 
 // One generated token's log-probabilities.
 struct LogprobEntry {
-  std::string token;            // the token's bytes (may be part of a UTF-8 character)
-  float logprob = 0.0f;         // -infinity is written as -9999.0, as OpenAI does
+  std::string token;     // the token's bytes (may be part of a UTF-8 character)
+  float logprob = 0.0f;  // -infinity is written as -9999.0, as OpenAI does
   struct Alternative {
     std::string token;
     float logprob = 0.0f;
   };
   std::vector<Alternative> top;
-  int64_t text_offset = 0;      // completions: offset of the token's text in the choice's text
+  int64_t text_offset = 0;  // completions: offset of the token's text in the choice's text
 };
 
 struct ResponseMeta {
   Endpoint endpoint = Endpoint::kChat;
-  std::string id;        // "chatcmpl-..." / "cmpl-..."
-  int64_t created = 0;   // Unix seconds
+  std::string id;       // "chatcmpl-..." / "cmpl-..."
+  int64_t created = 0;  // Unix seconds
   std::string model;
   std::string system_fingerprint;
 };
@@ -45,23 +45,23 @@ struct Usage {
 struct ChoiceResult {
   int32_t index = 0;
   std::string text;
-  std::string finish_reason;   // "stop", "length"
-  bool has_logprobs = false;   // false: "logprobs": null
+  std::string finish_reason;  // "stop", "length"
+  bool has_logprobs = false;  // false: "logprobs": null
   std::vector<LogprobEntry> logprobs;
 };
 
 // One streamed chunk of one choice.
 struct ChunkDelta {
   int32_t index = 0;
-  bool role = false;                          // chat: the first chunk carries delta.role
-  std::optional<std::string> text;            // delta.content / text
+  bool role = false;                // chat: the first chunk carries delta.role
+  std::optional<std::string> text;  // delta.content / text
   bool has_logprobs = false;
   std::vector<LogprobEntry> logprobs;
-  std::optional<std::string> finish_reason;   // the last chunk of the choice
+  std::optional<std::string> finish_reason;  // the last chunk of the choice
 };
 
-std::string CompletionResponseJson(const ResponseMeta& meta, const std::vector<ChoiceResult>& choices,
-                                   const Usage& usage);
+std::string CompletionResponseJson(const ResponseMeta& meta,
+                                   const std::vector<ChoiceResult>& choices, const Usage& usage);
 std::string ChunkJson(const ResponseMeta& meta, const ChunkDelta& delta);
 // The usage chunk of stream_options.include_usage: "choices": [] and the usage.
 std::string UsageChunkJson(const ResponseMeta& meta, const Usage& usage);

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 namespace gannet::server {
@@ -15,7 +14,9 @@ ApiError Invalid(std::string param, std::string message) {
 }
 
 ApiError Unsupported(std::string param, std::string message) {
-  return ApiError{.http_status = 400, .message = std::move(message), .param = std::move(param),
+  return ApiError{.http_status = 400,
+                  .message = std::move(message),
+                  .param = std::move(param),
                   .code = "unsupported_parameter"};
 }
 
@@ -37,7 +38,8 @@ std::string TypeName(const Json& v) {
 }
 
 std::string WrongType(const char* name, const char* expected, const Json& v) {
-  return std::string("Invalid type for '") + name + "': expected " + expected + ", but got " + TypeName(v) + ".";
+  return std::string("Invalid type for '") + name + "': expected " + expected + ", but got " +
+         TypeName(v) + ".";
 }
 
 std::string FormatNumber(double v) {
@@ -46,8 +48,8 @@ std::string FormatNumber(double v) {
 }
 
 // Reads an optional number field within [lo, hi] (open ends when the flags say so).
-std::optional<ApiError> ReadNumber(const Json& j, const char* name, double lo, double hi, bool lo_open,
-                                   std::optional<double>* out) {
+std::optional<ApiError> ReadNumber(const Json& j, const char* name, double lo, double hi,
+                                   bool lo_open, std::optional<double>* out) {
   const Json* v = Field(j, name);
   if (v == nullptr) return std::nullopt;
   if (!v->is_number()) return Invalid(name, WrongType(name, "a number", *v));
@@ -55,23 +57,28 @@ std::optional<ApiError> ReadNumber(const Json& j, const char* name, double lo, d
   bool below = lo_open ? !(x > lo) : !(x >= lo);
   if (!std::isfinite(x) || below || x > hi) {
     return Invalid(name, std::string("Invalid '") + name + "': " + FormatNumber(x) + " is not in " +
-                             (lo_open ? "(" : "[") + FormatNumber(lo) + ", " + FormatNumber(hi) + "].");
+                             (lo_open ? "(" : "[") + FormatNumber(lo) + ", " + FormatNumber(hi) +
+                             "].");
   }
   *out = x;
   return std::nullopt;
 }
 
-std::optional<ApiError> ReadInt(const Json& j, const char* name, int64_t lo, int64_t hi, std::optional<int64_t>* out) {
+std::optional<ApiError> ReadInt(const Json& j, const char* name, int64_t lo, int64_t hi,
+                                std::optional<int64_t>* out) {
   const Json* v = Field(j, name);
   if (v == nullptr) return std::nullopt;
-  if (!v->is_number_integer() && !v->is_number_unsigned()) return Invalid(name, WrongType(name, "an integer", *v));
-  if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+  if (!v->is_number_integer() && !v->is_number_unsigned())
+    return Invalid(name, WrongType(name, "an integer", *v));
+  if (v->is_number_unsigned() &&
+      v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
     return Invalid(name, std::string("Invalid '") + name + "': too large.");
   }
   int64_t x = v->get<int64_t>();
   if (x < lo || x > hi) {
-    return Invalid(name, std::string("Invalid '") + name + "': " + std::to_string(x) + " is not in [" +
-                             std::to_string(lo) + ", " + std::to_string(hi) + "].");
+    return Invalid(name, std::string("Invalid '") + name + "': " + std::to_string(x) +
+                             " is not in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                             "].");
   }
   *out = x;
   return std::nullopt;
@@ -97,22 +104,29 @@ std::optional<ApiError> ReadMessages(const Json& j, CompletionRequest* out) {
   const Json* v = Field(j, "messages");
   if (v == nullptr) return Invalid("messages", "Missing required parameter: 'messages'.");
   if (!v->is_array()) return Invalid("messages", WrongType("messages", "an array", *v));
-  if (v->empty()) return Invalid("messages", "Invalid 'messages': empty array. Expected an array with minimum length 1.");
+  if (v->empty())
+    return Invalid("messages",
+                   "Invalid 'messages': empty array. Expected an array with minimum length 1.");
   for (size_t i = 0; i < v->size(); ++i) {
     const Json& m = (*v)[i];
     const std::string at = "messages[" + std::to_string(i) + "]";
-    if (!m.is_object()) return Invalid(at, "Invalid '" + at + "': expected an object, but got " + TypeName(m) + ".");
+    if (!m.is_object())
+      return Invalid(at, "Invalid '" + at + "': expected an object, but got " + TypeName(m) + ".");
     auto role = m.find("role");
-    if (role == m.end()) return Invalid(at + ".role", "Missing required parameter: '" + at + ".role'.");
-    if (!role->is_string()) return Invalid(at + ".role", WrongType((at + ".role").c_str(), "a string", *role));
+    if (role == m.end())
+      return Invalid(at + ".role", "Missing required parameter: '" + at + ".role'.");
+    if (!role->is_string())
+      return Invalid(at + ".role", WrongType((at + ".role").c_str(), "a string", *role));
     const std::string r = role->get<std::string>();
     if (r != "system" && r != "user" && r != "assistant" && r != "tool" && r != "developer") {
-      return Invalid(at + ".role", "Invalid value: '" + r + "'. Supported values are: 'system', 'developer', "
-                                   "'user', 'assistant' and 'tool'.");
+      return Invalid(at + ".role", "Invalid value: '" + r +
+                                       "'. Supported values are: 'system', 'developer', "
+                                       "'user', 'assistant' and 'tool'.");
     }
     auto content = m.find("content");
     if (content == m.end() || content->is_null()) {
-      if (r != "assistant") return Invalid(at + ".content", "Missing required parameter: '" + at + ".content'.");
+      if (r != "assistant")
+        return Invalid(at + ".content", "Missing required parameter: '" + at + ".content'.");
     } else if (content->is_array()) {
       for (size_t k = 0; k < content->size(); ++k) {
         const Json& p = (*content)[k];
@@ -128,12 +142,13 @@ std::optional<ApiError> ReadMessages(const Json& j, CompletionRequest* out) {
         }
         auto text = p.find("text");
         if (text == p.end() || !text->is_string()) {
-          return Invalid(pat + ".text", "Missing required parameter: '" + pat + ".text' (a string).");
+          return Invalid(pat + ".text",
+                         "Missing required parameter: '" + pat + ".text' (a string).");
         }
       }
     } else if (!content->is_string()) {
-      return Invalid(at + ".content", WrongType((at + ".content").c_str(), "a string or an array of content parts",
-                                                *content));
+      return Invalid(at + ".content", WrongType((at + ".content").c_str(),
+                                                "a string or an array of content parts", *content));
     }
     auto name = m.find("name");
     if (name != m.end() && !name->is_null() && !name->is_string()) {
@@ -146,7 +161,8 @@ std::optional<ApiError> ReadMessages(const Json& j, CompletionRequest* out) {
   return std::nullopt;
 }
 
-std::optional<ApiError> ReadTokenIds(const Json& arr, const char* param, int32_t n_vocab, std::vector<int32_t>* out) {
+std::optional<ApiError> ReadTokenIds(const Json& arr, const char* param, int32_t n_vocab,
+                                     std::vector<int32_t>* out) {
   for (const Json& t : arr) {
     if (!t.is_number_integer() && !t.is_number_unsigned()) {
       return Invalid(param, std::string("Invalid '") + param + "': token ids must be integers.");
@@ -155,15 +171,16 @@ std::optional<ApiError> ReadTokenIds(const Json& arr, const char* param, int32_t
     const bool huge = t.is_number_unsigned() && t.get<uint64_t>() >= static_cast<uint64_t>(n_vocab);
     const int64_t id = huge ? -1 : t.get<int64_t>();
     if (huge || id < 0 || id >= n_vocab) {
-      return Invalid(param, std::string("Invalid '") + param + "': token id " + t.dump() + " is out of range [0, " +
-                                std::to_string(n_vocab) + ").");
+      return Invalid(param, std::string("Invalid '") + param + "': token id " + t.dump() +
+                                " is out of range [0, " + std::to_string(n_vocab) + ").");
     }
     out->push_back(static_cast<int32_t>(id));
   }
   return std::nullopt;
 }
 
-std::optional<ApiError> ReadPrompt(const Json& j, const RequestLimits& limits, CompletionRequest* out) {
+std::optional<ApiError> ReadPrompt(const Json& j, const RequestLimits& limits,
+                                   CompletionRequest* out) {
   const Json* v = Field(j, "prompt");
   if (v == nullptr) return Invalid("prompt", "Missing required parameter: 'prompt'.");
   if (v->is_string()) {
@@ -174,10 +191,12 @@ std::optional<ApiError> ReadPrompt(const Json& j, const RequestLimits& limits, C
   if (v->empty()) return Invalid("prompt", "Invalid 'prompt': empty array.");
   const Json& first = v->front();
   if (first.is_string() || first.is_array()) {
-    // A batch of prompts: only a batch of one is served (n covers several completions of one prompt).
+    // A batch of prompts: only a batch of one is served (n covers several completions of one
+    // prompt).
     if (v->size() != 1) {
-      return Unsupported("prompt", "Invalid 'prompt': a batch of several prompts is not supported; send one "
-                                   "request per prompt.");
+      return Unsupported("prompt",
+                         "Invalid 'prompt': a batch of several prompts is not supported; send one "
+                         "request per prompt.");
     }
     if (first.is_string()) {
       out->prompt_text = first.get<std::string>();
@@ -191,7 +210,8 @@ std::optional<ApiError> ReadPrompt(const Json& j, const RequestLimits& limits, C
   return ReadTokenIds(*v, "prompt", limits.n_vocab, &out->prompt_tokens);
 }
 
-std::optional<ApiError> ReadStop(const Json& j, const RequestLimits& limits, CompletionRequest* out) {
+std::optional<ApiError> ReadStop(const Json& j, const RequestLimits& limits,
+                                 CompletionRequest* out) {
   const Json* v = Field(j, "stop");
   if (v == nullptr) return std::nullopt;
   std::vector<std::string> stops;
@@ -199,10 +219,12 @@ std::optional<ApiError> ReadStop(const Json& j, const RequestLimits& limits, Com
     stops.push_back(v->get<std::string>());
   } else if (v->is_array()) {
     if (static_cast<int64_t>(v->size()) > limits.max_stops) {
-      return Invalid("stop", "Invalid 'stop': at most " + std::to_string(limits.max_stops) + " stop sequences.");
+      return Invalid("stop", "Invalid 'stop': at most " + std::to_string(limits.max_stops) +
+                                 " stop sequences.");
     }
     for (const Json& s : *v) {
-      if (!s.is_string()) return Invalid("stop", "Invalid 'stop': every stop sequence must be a string.");
+      if (!s.is_string())
+        return Invalid("stop", "Invalid 'stop': every stop sequence must be a string.");
       stops.push_back(s.get<std::string>());
     }
   } else {
@@ -214,7 +236,8 @@ std::optional<ApiError> ReadStop(const Json& j, const RequestLimits& limits, Com
   return std::nullopt;
 }
 
-std::optional<ApiError> ReadLogitBias(const Json& j, const RequestLimits& limits, CompletionRequest* out) {
+std::optional<ApiError> ReadLogitBias(const Json& j, const RequestLimits& limits,
+                                      CompletionRequest* out) {
   const Json* v = Field(j, "logit_bias");
   if (v == nullptr) return std::nullopt;
   if (!v->is_object()) return Invalid("logit_bias", WrongType("logit_bias", "an object", *v));
@@ -225,16 +248,18 @@ std::optional<ApiError> ReadLogitBias(const Json& j, const RequestLimits& limits
     for (char c : key) digits = digits && c >= '0' && c <= '9';
     if (digits) id = std::stoll(key);
     if (!digits || id >= limits.n_vocab) {
-      return Invalid("logit_bias", "Invalid key in 'logit_bias': '" + key + "' is not a token id in [0, " +
+      return Invalid("logit_bias", "Invalid key in 'logit_bias': '" + key +
+                                       "' is not a token id in [0, " +
                                        std::to_string(limits.n_vocab) + ").");
     }
     if (!it.value().is_number()) {
-      return Invalid("logit_bias", "Invalid value for 'logit_bias' key '" + key + "': expected a number.");
+      return Invalid("logit_bias",
+                     "Invalid value for 'logit_bias' key '" + key + "': expected a number.");
     }
     double bias = it.value().get<double>();
     if (!std::isfinite(bias) || bias < -100 || bias > 100) {
-      return Invalid("logit_bias", "Invalid value for 'logit_bias' key '" + key + "': " + FormatNumber(bias) +
-                                       " is not in [-100, 100].");
+      return Invalid("logit_bias", "Invalid value for 'logit_bias' key '" + key +
+                                       "': " + FormatNumber(bias) + " is not in [-100, 100].");
     }
     out->sampling.logit_bias.emplace_back(static_cast<int32_t>(id), static_cast<float>(bias));
   }
@@ -243,7 +268,8 @@ std::optional<ApiError> ReadLogitBias(const Json& j, const RequestLimits& limits
 
 // Fields OpenAI has that gannet refuses rather than ignores (ignoring them would change meaning).
 std::optional<ApiError> RejectUnsupported(const Json& j, Endpoint endpoint) {
-  if (const Json* tools = Field(j, "tools"); tools != nullptr && !(tools->is_array() && tools->empty())) {
+  if (const Json* tools = Field(j, "tools");
+      tools != nullptr && !(tools->is_array() && tools->empty())) {
     return Unsupported("tools", "Tool calling is not supported yet.");
   }
   if (const Json* fc = Field(j, "functions"); fc != nullptr) {
@@ -251,7 +277,8 @@ std::optional<ApiError> RejectUnsupported(const Json& j, Endpoint endpoint) {
   }
   if (const Json* rf = Field(j, "response_format"); rf != nullptr) {
     if (!rf->is_object() || !rf->contains("type") || (*rf)["type"] != "text") {
-      return Unsupported("response_format", "Only response_format {\"type\": \"text\"} is supported.");
+      return Unsupported("response_format",
+                         "Only response_format {\"type\": \"text\"} is supported.");
     }
   }
   if (endpoint == Endpoint::kCompletion) {
@@ -285,7 +312,8 @@ std::optional<ApiError> ReadSampling(const Json& j, CompletionRequest* out) {
   }
   i.reset();
   if (auto e = ReadInt(j, "top_k", -1, std::numeric_limits<int32_t>::max(), &i)) return e;
-  if (i && *i > 0 && out->sampling.top_k != 1) out->sampling.top_k = static_cast<int32_t>(*i);  // -1, 0: off
+  if (i && *i > 0 && out->sampling.top_k != 1)
+    out->sampling.top_k = static_cast<int32_t>(*i);  // -1, 0: off
   d.reset();
   if (auto e = ReadNumber(j, "min_p", 0, 1, false, &d)) return e;
   if (d) out->sampling.min_p = static_cast<float>(*d);
@@ -299,7 +327,8 @@ std::optional<ApiError> ReadSampling(const Json& j, CompletionRequest* out) {
   if (auto e = ReadNumber(j, "repetition_penalty", 0, 10, true, &d)) return e;
   if (d) out->sampling.repeat_penalty = static_cast<float>(*d);
   i.reset();
-  if (auto e = ReadInt(j, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), &i)) {
+  if (auto e = ReadInt(j, "seed", std::numeric_limits<int64_t>::min(),
+                       std::numeric_limits<int64_t>::max(), &i)) {
     return e;
   }
   if (i) out->sampling.seed = static_cast<uint64_t>(*i);
@@ -318,8 +347,9 @@ std::optional<ApiError> ReadLogprobs(const Json& j, Endpoint endpoint, const Req
     if (auto e = ReadInt(j, "top_logprobs", 0, limits.max_top_logprobs, &i)) return e;
     if (i) {
       if (!out->logprobs) {
-        return Invalid("top_logprobs", "Invalid 'top_logprobs': 'logprobs' must be set to true when "
-                                       "'top_logprobs' is used.");
+        return Invalid("top_logprobs",
+                       "Invalid 'top_logprobs': 'logprobs' must be set to true when "
+                       "'top_logprobs' is used.");
       }
       out->top_logprobs = static_cast<int32_t>(*i);
     }
@@ -340,14 +370,17 @@ std::optional<ApiError> ReadStreaming(const Json& j, CompletionRequest* out) {
   if (auto e = ReadBool(j, "stream", &stream)) return e;
   out->stream = stream.value_or(false);
   if (const Json* so = Field(j, "stream_options"); so != nullptr) {
-    if (!so->is_object()) return Invalid("stream_options", WrongType("stream_options", "an object", *so));
+    if (!so->is_object())
+      return Invalid("stream_options", WrongType("stream_options", "an object", *so));
     if (!out->stream) {
-      return Invalid("stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled.");
+      return Invalid("stream_options",
+                     "The 'stream_options' parameter is only allowed when 'stream' is enabled.");
     }
     std::optional<bool> usage;
     if (auto it = so->find("include_usage"); it != so->end() && !it->is_null()) {
       if (!it->is_boolean()) {
-        return Invalid("stream_options.include_usage", WrongType("stream_options.include_usage", "a boolean", *it));
+        return Invalid("stream_options.include_usage",
+                       WrongType("stream_options.include_usage", "a boolean", *it));
       }
       usage = it->get<bool>();
     }
@@ -369,7 +402,8 @@ std::string ApiErrorJson(const ApiError& e) {
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint endpoint, const RequestLimits& limits,
+std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint endpoint,
+                                               const RequestLimits& limits,
                                                CompletionRequest* out) {
   *out = CompletionRequest{};
   out->endpoint = endpoint;
@@ -382,7 +416,9 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
 
   Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
-    return ApiError{.message = "We could not parse the JSON body of your request. The body must be valid JSON."};
+    return ApiError{
+        .message =
+            "We could not parse the JSON body of your request. The body must be valid JSON."};
   }
   if (!j.is_object()) return ApiError{.message = "The request body must be a JSON object."};
 
@@ -395,11 +431,13 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
   }
 
   std::optional<int64_t> i;
-  // max_completion_tokens is the newer name; when both are given it wins (it is what new clients set).
+  // max_completion_tokens is the newer name; when both are given it wins (it is what new clients
+  // set).
   if (auto e = ReadInt(j, "max_tokens", 1, std::numeric_limits<int32_t>::max(), &i)) return e;
   if (i) out->max_tokens = static_cast<int32_t>(*i);
   i.reset();
-  if (auto e = ReadInt(j, "max_completion_tokens", 1, std::numeric_limits<int32_t>::max(), &i)) return e;
+  if (auto e = ReadInt(j, "max_completion_tokens", 1, std::numeric_limits<int32_t>::max(), &i))
+    return e;
   if (i) out->max_tokens = static_cast<int32_t>(*i);
 
   if (auto e = ReadSampling(j, out)) return e;
@@ -421,17 +459,19 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
   return std::nullopt;
 }
 
-ApiError ContextLengthError(Endpoint endpoint, int64_t context_length, int64_t prompt_tokens, int64_t max_tokens,
-                            bool max_tokens_given) {
+ApiError ContextLengthError(Endpoint endpoint, int64_t context_length, int64_t prompt_tokens,
+                            int64_t max_tokens, bool max_tokens_given) {
   const char* where = endpoint == Endpoint::kChat ? "messages" : "prompt";
-  std::string msg = "This model's maximum context length is " + std::to_string(context_length) + " tokens. However, ";
+  std::string msg = "This model's maximum context length is " + std::to_string(context_length) +
+                    " tokens. However, ";
   if (max_tokens_given) {
     msg += "you requested " + std::to_string(prompt_tokens + max_tokens) + " tokens (" +
            std::to_string(prompt_tokens) + " in the " + where + ", " + std::to_string(max_tokens) +
            " in the completion). Please reduce the length of the " + where + " or completion.";
   } else {
     msg += "your " + std::string(where) + " resulted in " + std::to_string(prompt_tokens) +
-           " tokens, which leaves no room for a completion. Please reduce the length of the " + where + ".";
+           " tokens, which leaves no room for a completion. Please reduce the length of the " +
+           where + ".";
   }
   return ApiError{.http_status = 400,
                   .message = std::move(msg),

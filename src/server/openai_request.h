@@ -38,9 +38,9 @@ enum class Endpoint { kChat, kCompletion };
 
 // Limits a request is checked against.
 struct RequestLimits {
-  int32_t n_vocab = 0;       // token ids (prompt ids, logit_bias keys) must be below it
-  int32_t max_n = 16;        // choices per request
-  int32_t max_stops = 16;    // stop strings (OpenAI allows 4; more are harmless)
+  int32_t n_vocab = 0;     // token ids (prompt ids, logit_bias keys) must be below it
+  int32_t max_n = 16;      // choices per request
+  int32_t max_stops = 16;  // stop strings (OpenAI allows 4; more are harmless)
   int32_t max_top_logprobs = 20;
 };
 
@@ -55,7 +55,7 @@ struct CompletionRequest {
   bool prompt_is_tokens = false;
   std::optional<int32_t> max_tokens;  // unset: up to the context
   SamplingParams sampling;
-  std::vector<std::string> stop;      // non-empty strings
+  std::vector<std::string> stop;  // non-empty strings
   int32_t n = 1;
   // Log-probabilities: chat `logprobs: true` (+ top_logprobs), completions `logprobs: k`.
   bool logprobs = false;
@@ -63,7 +63,8 @@ struct CompletionRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   std::string user;
-  bool ignore_eos = false;  // extension (vLLM, llama.cpp): the model's end-of-generation tokens do not end a choice
+  bool ignore_eos = false;  // extension (vLLM, llama.cpp): the model's end-of-generation tokens do
+                            // not end a choice
 };
 
 // Parses and validates a request body for `endpoint`. On failure returns the 400 to send (or 415

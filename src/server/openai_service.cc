@@ -3,10 +3,9 @@
 #include <cctype>
 #include <ctime>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "chat/prompt.h"
 #include "http/sse.h"
@@ -32,12 +31,15 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 
 // OpenAI's finish_reason has no word for a cancelled or failed sample; neither reaches a client
 // that is still there as anything but an ended text.
-const char* FinishReasonWord(engine::FinishReason f) { return f == engine::FinishReason::kLength ? "length" : "stop"; }
+const char* FinishReasonWord(engine::FinishReason f) {
+  return f == engine::FinishReason::kLength ? "length" : "stop";
+}
 
 // Constant-time comparison, so the key cannot be guessed byte by byte from response times.
 bool SecretEquals(const std::string& a, const std::string& b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.size() + 1)]);
+  for (size_t i = 0; i < a.size(); ++i)
+    diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.size() + 1)]);
   return diff == 0;
 }
 
@@ -47,7 +49,7 @@ bool SecretEquals(const std::string& a, const std::string& b) {
 // callbacks (step thread) and the handler (worker) until on_done.
 struct OpenAiService::Generation {
   struct Sample {
-    std::string text;                  // released text (whole responses)
+    std::string text;  // released text (whole responses)
     std::vector<LogprobEntry> logprobs;
     Clock::time_point last_token{};
   };
@@ -71,7 +73,8 @@ struct OpenAiService::Generation {
                    .logprob = ev.logprob,
                    .text_offset = text_offset};
     for (const TokenLogprob& t : ev.top) {
-      e.top.push_back({.token = tok->TokenToPiece(t.id, /*render_special=*/true), .logprob = t.logprob});
+      e.top.push_back(
+          {.token = tok->TokenToPiece(t.id, /*render_special=*/true), .logprob = t.logprob});
     }
     return e;
   }
@@ -90,7 +93,8 @@ struct OpenAiService::Generation {
       first_token_seen = true;
       service->metrics_.ObserveTimeToFirstToken(Seconds(now - start));
     }
-    if (s.last_token != Clock::time_point{}) service->metrics_.ObserveInterTokenLatency(Seconds(now - s.last_token));
+    if (s.last_token != Clock::time_point{})
+      service->metrics_.ObserveInterTokenLatency(Seconds(now - s.last_token));
     s.last_token = now;
     if (writer->IsClosed()) return;  // the client left; Cancel is on its way
     if (stream) {
@@ -109,20 +113,25 @@ struct OpenAiService::Generation {
   void OnDone(const engine::GenerationResult& result) {
     std::lock_guard<std::recursive_mutex> lock(mu);
     service->metrics_.ObserveEndToEnd(Seconds(Clock::now() - start));
-    const Usage usage{.prompt_tokens = result.prompt_tokens > 0 ? result.prompt_tokens : prompt_tokens,
-                      .completion_tokens = result.completion_tokens,
-                      .cached_tokens = result.cached_prompt_tokens};
+    const Usage usage{
+        .prompt_tokens = result.prompt_tokens > 0 ? result.prompt_tokens : prompt_tokens,
+        .completion_tokens = result.completion_tokens,
+        .cached_tokens = result.cached_prompt_tokens};
     std::string finishes;
     std::vector<ChoiceResult> choices;
     for (size_t i = 0; i < samples.size(); ++i) {
       Sample& s = samples[i];
       const bool known = i < result.samples.size();
       std::string tail = known ? result.samples[i].tail : std::string();
-      const char* reason = FinishReasonWord(known ? result.samples[i].finish : engine::FinishReason::kCancelled);
+      const char* reason =
+          FinishReasonWord(known ? result.samples[i].finish : engine::FinishReason::kCancelled);
       finishes += (finishes.empty() ? "" : ",") + std::string(reason);
       if (stream) {
-        if (!tail.empty()) WriteEvent(ChunkJson(meta, {.index = static_cast<int32_t>(i), .text = std::move(tail)}));
-        WriteEvent(ChunkJson(meta, {.index = static_cast<int32_t>(i), .has_logprobs = false, .finish_reason = reason}));
+        if (!tail.empty())
+          WriteEvent(ChunkJson(meta, {.index = static_cast<int32_t>(i), .text = std::move(tail)}));
+        WriteEvent(ChunkJson(
+            meta,
+            {.index = static_cast<int32_t>(i), .has_logprobs = false, .finish_reason = reason}));
       } else {
         choices.push_back(ChoiceResult{.index = static_cast<int32_t>(i),
                                        .text = s.text + tail,
@@ -135,11 +144,13 @@ struct OpenAiService::Generation {
     if (writer->IsClosed()) status = 499;  // the client left first (nginx's code for it)
     service->metrics_.CountRequest(status);
     // Before the last bytes go out: the access-log record is written when the response completes.
-    writer->SetLogNote("prompt=" + std::to_string(usage.prompt_tokens) + " completion=" +
-                       std::to_string(usage.completion_tokens) + " cached=" + std::to_string(usage.cached_tokens) +
+    writer->SetLogNote("prompt=" + std::to_string(usage.prompt_tokens) +
+                       " completion=" + std::to_string(usage.completion_tokens) +
+                       " cached=" + std::to_string(usage.cached_tokens) +
                        " finish=" + (result.status.ok() ? finishes : "error"));
     if (!result.status.ok()) {
-      ApiError err{.http_status = 500, .message = "generation failed: " + result.status.message(),
+      ApiError err{.http_status = 500,
+                   .message = "generation failed: " + result.status.message(),
                    .type = "server_error"};
       if (stream) {
         WriteEvent(ApiErrorJson(err));
@@ -169,8 +180,11 @@ void OpenAiService::Attach(engine::Engine* serving, const ChatTemplate* chat_tem
 }
 
 void OpenAiService::SendError(ResponseWriter& writer, const ApiError& error, bool count) {
-  HttpResponse resp{.status = error.http_status, .headers = {{"Content-Type", kJson}}, .body = ApiErrorJson(error)};
-  if (error.http_status == 429) resp.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
+  HttpResponse resp{.status = error.http_status,
+                    .headers = {{"Content-Type", kJson}},
+                    .body = ApiErrorJson(error)};
+  if (error.http_status == 429)
+    resp.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
   if (error.http_status == 401) resp.headers.emplace_back("WWW-Authenticate", "Bearer");
   if (count) metrics_.CountRequest(error.http_status);
   (void)writer.Send(std::move(resp));
@@ -183,7 +197,8 @@ bool OpenAiService::Authorized(const HttpRequest& request) const {
   static constexpr std::string_view kBearer = "Bearer ";
   if (auth->size() < kBearer.size()) return false;
   for (size_t i = 0; i < kBearer.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>((*auth)[i])) != std::tolower(static_cast<unsigned char>(kBearer[i]))) {
+    if (std::tolower(static_cast<unsigned char>((*auth)[i])) !=
+        std::tolower(static_cast<unsigned char>(kBearer[i]))) {
       return false;
     }
   }
@@ -198,44 +213,51 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<ResponseWriter> 
     HttpResponse resp{.status = 405,
                       .headers = {{"Content-Type", kJson}, {"Allow", allow}},
                       .body = ApiErrorJson({.http_status = 405,
-                                            .message = "Method " + method + " is not allowed for " + path +
-                                                       "; use " + allow + "."})};
+                                            .message = "Method " + method + " is not allowed for " +
+                                                       path + "; use " + allow + "."})};
     (void)writer->Send(std::move(resp));
   };
 
   if (path == "/health") {
     if (!get) return not_allowed("GET");
     const ServiceHealth h = health_.load();
-    const char* word = h == ServiceHealth::kReady ? "ok" : h == ServiceHealth::kLoading ? "loading" : "draining";
-    (void)writer->Send(h == ServiceHealth::kReady ? 200 : 503, kJson, std::string("{\"status\":\"") + word + "\"}");
+    const char* word = h == ServiceHealth::kReady     ? "ok"
+                       : h == ServiceHealth::kLoading ? "loading"
+                                                      : "draining";
+    (void)writer->Send(h == ServiceHealth::kReady ? 200 : 503, kJson,
+                       std::string("{\"status\":\"") + word + "\"}");
     return;
   }
   if (path == "/metrics") {
     if (!get) return not_allowed("GET");
     engine::Engine* serving = serving_.load();
-    (void)writer->Send(200, "text/plain; version=0.0.4; charset=utf-8",
-                       metrics_.Render(serving != nullptr ? serving->stats() : engine::EngineStats{}));
+    (void)writer->Send(
+        200, "text/plain; version=0.0.4; charset=utf-8",
+        metrics_.Render(serving != nullptr ? serving->stats() : engine::EngineStats{}));
     return;
   }
   const bool chat = path == "/v1/chat/completions";
   const bool completion = path == "/v1/completions";
   const bool models = path == "/v1/models" || path.rfind("/v1/models/", 0) == 0;
   if (!chat && !completion && !models) {
-    SendError(*writer, {.http_status = 404,
-                        .message = "Unknown request URL: " + method + " " + path + ".",
-                        .code = "unknown_url"},
+    SendError(*writer,
+              {.http_status = 404,
+               .message = "Unknown request URL: " + method + " " + path + ".",
+               .code = "unknown_url"},
               /*count=*/false);
     return;
   }
   if (!Authorized(request)) {
     const bool sent = request.headers.Get("Authorization") != nullptr;
-    SendError(*writer, {.http_status = 401,
-                        .message = sent ? "Incorrect API key provided."
-                                        : "You didn't provide an API key. You need to provide your API key in an "
-                                          "Authorization header using Bearer auth (i.e. Authorization: Bearer "
-                                          "YOUR_KEY).",
-                        .code = "invalid_api_key"},
-              /*count=*/false);
+    SendError(
+        *writer,
+        {.http_status = 401,
+         .message = sent ? "Incorrect API key provided."
+                         : "You didn't provide an API key. You need to provide your API key in an "
+                           "Authorization header using Bearer auth (i.e. Authorization: Bearer "
+                           "YOUR_KEY).",
+         .code = "invalid_api_key"},
+        /*count=*/false);
     return;
   }
   if (models) {
@@ -246,8 +268,11 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<ResponseWriter> 
     }
     const std::string id = path.substr(std::string("/v1/models/").size());
     if (id != options_.model_id) {
-      SendError(*writer, {.http_status = 404, .message = "The model '" + id + "' does not exist.",
-                          .param = "model", .code = "model_not_found"},
+      SendError(*writer,
+                {.http_status = 404,
+                 .message = "The model '" + id + "' does not exist.",
+                 .param = "model",
+                 .code = "model_not_found"},
                 /*count=*/false);
       return;
     }
@@ -266,8 +291,9 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
   engine::Engine* serving = serving_.load();
   if (serving == nullptr || health_.load() != ServiceHealth::kReady) {
     SendError(*writer, {.http_status = 503,
-                        .message = health_.load() == ServiceHealth::kDraining ? "The server is shutting down."
-                                                                              : "The model is still loading.",
+                        .message = health_.load() == ServiceHealth::kDraining
+                                       ? "The server is shutting down."
+                                       : "The model is still loading.",
                         .type = "server_error"});
     return;
   }
@@ -276,26 +302,32 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
     SendError(*writer, *err);
     return;
   }
-  std::optional<std::vector<int32_t>> prompt = PromptIds(endpoint, req, serving->tokenizer(), *writer);
+  std::optional<std::vector<int32_t>> prompt =
+      PromptIds(endpoint, req, serving->tokenizer(), *writer);
   if (!prompt) return;
   const int64_t ctx = serving->context_length();
   const int64_t n_prompt = static_cast<int64_t>(prompt->size());
   if (n_prompt >= ctx || (req.max_tokens && n_prompt + *req.max_tokens > ctx)) {
-    SendError(*writer, ContextLengthError(endpoint, ctx, n_prompt, req.max_tokens.value_or(0), req.max_tokens.has_value()));
+    SendError(*writer, ContextLengthError(endpoint, ctx, n_prompt, req.max_tokens.value_or(0),
+                                          req.max_tokens.has_value()));
     return;
   }
   StartGeneration(*serving, endpoint, std::move(req), std::move(*prompt), std::move(writer));
 }
 
-std::optional<std::vector<int32_t>> OpenAiService::PromptIds(Endpoint endpoint, CompletionRequest& req,
-                                                             const Tokenizer& tok, ResponseWriter& writer) {
+std::optional<std::vector<int32_t>> OpenAiService::PromptIds(Endpoint endpoint,
+                                                             CompletionRequest& req,
+                                                             const Tokenizer& tok,
+                                                             ResponseWriter& writer) {
   std::vector<int32_t> prompt;
   if (endpoint == Endpoint::kChat) {
-    Result<std::vector<int32_t>> rendered = RenderChatPrompt(
-        *chat_template_, tok,
-        {.messages = std::move(req.messages), .add_generation_prompt = true, .now = std::time(nullptr)});
+    Result<std::vector<int32_t>> rendered = RenderChatPrompt(*chat_template_, tok,
+                                                             {.messages = std::move(req.messages),
+                                                              .add_generation_prompt = true,
+                                                              .now = std::time(nullptr)});
     if (!rendered.ok()) {
-      SendError(writer, {.message = "The chat template rejected the conversation: " + rendered.status().message(),
+      SendError(writer, {.message = "The chat template rejected the conversation: " +
+                                    rendered.status().message(),
                          .param = "messages"});
       return std::nullopt;
     }
@@ -306,14 +338,16 @@ std::optional<std::vector<int32_t>> OpenAiService::PromptIds(Endpoint endpoint, 
     prompt = tok.Encode(req.prompt_text, /*add_special=*/true, /*parse_special=*/true);
   }
   if (prompt.empty()) {
-    SendError(writer, {.message = "The prompt is empty.", .param = endpoint == Endpoint::kChat ? "messages" : "prompt"});
+    SendError(writer, {.message = "The prompt is empty.",
+                       .param = endpoint == Endpoint::kChat ? "messages" : "prompt"});
     return std::nullopt;
   }
   return prompt;
 }
 
-void OpenAiService::StartGeneration(engine::Engine& engine, Endpoint endpoint, CompletionRequest req,
-                                    std::vector<int32_t> prompt, std::shared_ptr<ResponseWriter> writer) {
+void OpenAiService::StartGeneration(engine::Engine& engine, Endpoint endpoint,
+                                    CompletionRequest req, std::vector<int32_t> prompt,
+                                    std::shared_ptr<ResponseWriter> writer) {
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
   auto gen = std::make_shared<Generation>();
   gen->service = this;
@@ -330,14 +364,14 @@ void OpenAiService::StartGeneration(engine::Engine& engine, Endpoint endpoint, C
   gen->prompt_tokens = n_prompt;
   gen->samples.resize(static_cast<size_t>(req.n));
 
-  engine::GenerationRequest sreq{
-      .prompt = std::move(prompt),
-      .max_tokens = static_cast<int32_t>(req.max_tokens.value_or(engine.context_length() - n_prompt)),
-      .n = req.n,
-      .sampling = req.sampling,
-      .stop_at_eog = !req.ignore_eos,
-      .stop = std::move(req.stop),
-      .top_logprobs = req.logprobs ? req.top_logprobs : -1};
+  engine::GenerationRequest sreq{.prompt = std::move(prompt),
+                                 .max_tokens = static_cast<int32_t>(
+                                     req.max_tokens.value_or(engine.context_length() - n_prompt)),
+                                 .n = req.n,
+                                 .sampling = req.sampling,
+                                 .stop_at_eog = !req.ignore_eos,
+                                 .stop = std::move(req.stop),
+                                 .top_logprobs = req.logprobs ? req.top_logprobs : -1};
   engine::GenerationCallbacks callbacks{
       .on_token = [gen](const engine::TokenEvent& ev) { gen->OnToken(ev); },
       .on_done = [gen](const engine::GenerationResult& r) { gen->OnDone(r); }};

@@ -2,15 +2,15 @@
 //
 //   POST /v1/chat/completions, POST /v1/completions   generation (whole or streamed as SSE)
 //   GET  /v1/models, GET /v1/models/{id}              the loaded model
-//   GET  /health                                      200 {"status":"ok"}; 503 while loading / draining
-//   GET  /metrics                                     Prometheus text (server/metrics.h)
+//   GET  /health                                      200 {"status":"ok"}; 503 while loading /
+//   draining GET  /metrics                                     Prometheus text (server/metrics.h)
 //
 // A completion request is parsed and validated (server/openai_request.h), its prompt rendered
 // with the model's chat template and tokenized, checked against the context, and submitted to the
 // Engine. The handler returns at once; the engine's step thread then writes the answer through
 // the ResponseWriter as text deltas arrive (the engine's output processor keeps UTF-8 whole and
-// holds back what may be a stop string). A client that disconnects cancels its request at once, so its KV
-// blocks are freed at the next engine step.
+// holds back what may be a stop string). A client that disconnects cancels its request at once, so
+// its KV blocks are freed at the next engine step.
 //
 // Thread-safety: Handle runs on the HTTP workers, concurrently; Attach and set_health may be
 // called from any thread. The Engine and ChatTemplate given to Attach must outlive every
@@ -66,8 +66,8 @@ class OpenAiService {
   void HandleCompletion(Endpoint endpoint, const http::HttpRequest& request,
                         std::shared_ptr<http::ResponseWriter> writer);
   // The prompt as token ids (chat: rendered by the template); an error answer was sent when empty.
-  std::optional<std::vector<int32_t>> PromptIds(Endpoint endpoint, CompletionRequest& req, const Tokenizer& tok,
-                                                http::ResponseWriter& writer);
+  std::optional<std::vector<int32_t>> PromptIds(Endpoint endpoint, CompletionRequest& req,
+                                                const Tokenizer& tok, http::ResponseWriter& writer);
   // Submits the generation and answers it from the engine's callbacks (whole or streamed).
   void StartGeneration(engine::Engine& engine, Endpoint endpoint, CompletionRequest req,
                        std::vector<int32_t> prompt, std::shared_ptr<http::ResponseWriter> writer);

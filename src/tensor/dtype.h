@@ -32,7 +32,7 @@ struct DTypeTraits {
   int64_t block_size;     // values per block (1 for plain floats)
   int64_t type_size;      // bytes per block
   bool is_quantized;
-  bool can_load;          // gannet can compute with a weight of this type
+  bool can_load;  // gannet can compute with a weight of this type
 };
 
 // nullptr for a code gannet does not know (the caller reports "unknown tensor type N").

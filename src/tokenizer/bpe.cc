@@ -109,7 +109,8 @@ void BpeEncodeWord(const BpeVocabView& vocab, std::string_view word, std::vector
   std::vector<Symbol> symbols;
   symbols.reserve(word.size());
   for (size_t offs = 0; offs < word.size();) {
-    const size_t n = std::min(unicode::SequenceLength(static_cast<uint8_t>(word[offs])), word.size() - offs);
+    const size_t n =
+        std::min(unicode::SequenceLength(static_cast<uint8_t>(word[offs])), word.size() - offs);
     const int index = static_cast<int>(symbols.size());
     offs += n;
     symbols.push_back({index - 1, offs == word.size() ? -1 : index + 1, offs - n, n});

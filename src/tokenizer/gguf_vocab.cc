@@ -43,12 +43,14 @@ Result<VocabSpec> ReadSpec(const GgufFile& f) {
     if (scores.ok()) {
       spec.scores = std::move(scores).value();
     } else {  // llama.cpp also accepts integer scores
-      GANNET_ASSIGN_OR_RETURN(const std::vector<int64_t> ints, f.GetIntArray("tokenizer.ggml.scores"));
+      GANNET_ASSIGN_OR_RETURN(const std::vector<int64_t> ints,
+                              f.GetIntArray("tokenizer.ggml.scores"));
       spec.scores.assign(ints.begin(), ints.end());
     }
   }
   if (f.Find("tokenizer.ggml.token_type")) {
-    GANNET_ASSIGN_OR_RETURN(const std::vector<int64_t> types, f.GetIntArray("tokenizer.ggml.token_type"));
+    GANNET_ASSIGN_OR_RETURN(const std::vector<int64_t> types,
+                            f.GetIntArray("tokenizer.ggml.token_type"));
     spec.types.reserve(types.size());
     for (const int64_t t : types) {
       spec.types.push_back(t >= 0 && t <= 6 ? static_cast<TokenType>(t) : TokenType::kUndefined);
@@ -75,7 +77,8 @@ Result<VocabSpec> ReadSpec(const GgufFile& f) {
   GANNET_RETURN_IF_ERROR(OptionalId(f, "tokenizer.ggml.middle_token_id", &spec.fim_mid));
   GANNET_RETURN_IF_ERROR(OptionalBool(f, "tokenizer.ggml.add_bos_token", &spec.add_bos));
   GANNET_RETURN_IF_ERROR(OptionalBool(f, "tokenizer.ggml.add_eos_token", &spec.add_eos));
-  GANNET_RETURN_IF_ERROR(OptionalBool(f, "tokenizer.ggml.add_space_prefix", &spec.add_space_prefix));
+  GANNET_RETURN_IF_ERROR(
+      OptionalBool(f, "tokenizer.ggml.add_space_prefix", &spec.add_space_prefix));
   GANNET_ASSIGN_OR_RETURN(spec.model_name, f.GetStringOr("general.name", ""));
   return spec;
 }

@@ -10,7 +10,8 @@ constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
 std::string IncrementalDecoder::Feed(int32_t id) {
   std::string piece = tokenizer_.TokenToPiece(id, render_special_);
   // Decode's first-token rule: one leading space goes where the vocabulary adds a space prefix.
-  if (first_ && tokenizer_.add_space_prefix() && !piece.empty() && piece[0] == ' ') piece.erase(0, 1);
+  if (first_ && tokenizer_.add_space_prefix() && !piece.empty() && piece[0] == ' ')
+    piece.erase(0, 1);
   first_ = false;
   pending_ += piece;
   return TakeComplete(/*final=*/false);

@@ -8,12 +8,17 @@ namespace gannet {
 
 std::optional<PreTokenizerConfig> LookupPreTokenizer(std::string_view pre) {
   // Names and flags as llama.cpp's llama_vocab::impl::load maps them.
-  const auto config = [](PreTokenizerKind kind, bool ignore_merges, bool clean_spaces, std::optional<bool> add_bos) {
-    return PreTokenizerConfig{.kind = kind, .ignore_merges = ignore_merges, .clean_spaces = clean_spaces,
+  const auto config = [](PreTokenizerKind kind, bool ignore_merges, bool clean_spaces,
+                         std::optional<bool> add_bos) {
+    return PreTokenizerConfig{.kind = kind,
+                              .ignore_merges = ignore_merges,
+                              .clean_spaces = clean_spaces,
                               .add_bos = add_bos};
   };
-  if (pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe" || pre == "falcon3" || pre == "pixtral") {
-    return config(PreTokenizerKind::kLlama3, /*ignore_merges=*/true, /*clean_spaces=*/true, /*add_bos=*/true);
+  if (pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe" || pre == "falcon3" ||
+      pre == "pixtral") {
+    return config(PreTokenizerKind::kLlama3, /*ignore_merges=*/true, /*clean_spaces=*/true,
+                  /*add_bos=*/true);
   }
   if (pre == "qwen2" || pre == "deepseek-r1-qwen") {
     return config(PreTokenizerKind::kQwen2, false, /*clean_spaces=*/false, std::nullopt);
@@ -200,7 +205,8 @@ void SplitDigits(Segment& s) {
 }
 
 template <typename Fn>
-std::vector<size_t> ApplyToSegments(const std::vector<uint32_t>& cpts, const std::vector<size_t>& lengths, Fn fn) {
+std::vector<size_t> ApplyToSegments(const std::vector<uint32_t>& cpts,
+                                    const std::vector<size_t>& lengths, Fn fn) {
   std::vector<size_t> out;
   out.reserve(lengths.size());
   size_t begin = 0;

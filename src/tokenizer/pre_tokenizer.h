@@ -18,7 +18,8 @@ namespace gannet {
 enum class PreTokenizerKind {
   // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
   kGpt2,
-  // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+  // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+  // ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
   kLlama3,
   // as kLlama3 with single digits: \p{N} instead of \p{N}{1,3}
   kQwen2,
@@ -26,12 +27,13 @@ enum class PreTokenizerKind {
   kDigitsThenGpt2,
 };
 
-// Maps a tokenizer.ggml.pre value to its splitter and flags; nullopt when gannet does not support it.
+// Maps a tokenizer.ggml.pre value to its splitter and flags; nullopt when gannet does not support
+// it.
 struct PreTokenizerConfig {
   PreTokenizerKind kind = PreTokenizerKind::kGpt2;
-  bool ignore_merges = false;       // a word that is a whole token is emitted as is
-  bool clean_spaces = true;         // detokenize removes " ," " ." ... (clean_up_tokenization_spaces)
-  std::optional<bool> add_bos;      // the pre-tokenizer's default when the file says nothing
+  bool ignore_merges = false;   // a word that is a whole token is emitted as is
+  bool clean_spaces = true;     // detokenize removes " ," " ." ... (clean_up_tokenization_spaces)
+  std::optional<bool> add_bos;  // the pre-tokenizer's default when the file says nothing
 };
 std::optional<PreTokenizerConfig> LookupPreTokenizer(std::string_view pre);
 

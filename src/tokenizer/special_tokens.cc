@@ -15,30 +15,82 @@ namespace {
 
 using TextList = std::span<const std::string_view>;
 
-constexpr std::string_view kEotTexts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>",
-    "_<EOT>", "[EOT]", "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", "<end_of_utterance>"};
+constexpr std::string_view kEotTexts[] = {"<|eot_id|>",
+                                          "<|im_end|>",
+                                          "<|end|>",
+                                          "<end_of_turn>",
+                                          "<|endoftext|>",
+                                          "<|end_of_text|>",
+                                          "<EOT>",
+                                          "_<EOT>",
+                                          "[EOT]",
+                                          "<\xEF\xBD\x9C"
+                                          "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",
+                                          "<end_of_utterance>"};
 constexpr std::string_view kEomTexts[] = {"<|eom_id|>"};
-constexpr std::string_view kFimPreTexts[] = {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
-                                   "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>", "<PRE>",
-                                   "\xE2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>"};
-constexpr std::string_view kFimSufTexts[] = {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
-                                   "<\xEF\xBD\x9C" "fim\xE2\x96\x81hole\xEF\xBD\x9C>", "<SUF>",
-                                   "\xE2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>"};
-constexpr std::string_view kFimMidTexts[] = {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
-                                   "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "end\xEF\xBD\x9C>", "<MID>",
-                                   "\xE2\x96\x81<MID>", "<|code_middle|>", "<|middle|>"};
-constexpr std::string_view kFimPadTexts[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"};
-constexpr std::string_view kFimRepTexts[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"};
+constexpr std::string_view kFimPreTexts[] = {"<|fim_prefix|>",
+                                             "<fim-prefix>",
+                                             "<fim_prefix>",
+                                             "<\xEF\xBD\x9C"
+                                             "fim\xE2\x96\x81"
+                                             "begin\xEF\xBD\x9C>",
+                                             "<PRE>",
+                                             "\xE2\x96\x81<PRE>",
+                                             "<|code_prefix|>",
+                                             "<|prefix|>"};
+constexpr std::string_view kFimSufTexts[] = {"<|fim_suffix|>",
+                                             "<fim-suffix>",
+                                             "<fim_suffix>",
+                                             "<\xEF\xBD\x9C"
+                                             "fim\xE2\x96\x81hole\xEF\xBD\x9C>",
+                                             "<SUF>",
+                                             "\xE2\x96\x81<SUF>",
+                                             "<|code_suffix|>",
+                                             "<|suffix|>"};
+constexpr std::string_view kFimMidTexts[] = {"<|fim_middle|>",
+                                             "<fim-middle>",
+                                             "<fim_middle>",
+                                             "<\xEF\xBD\x9C"
+                                             "fim\xE2\x96\x81"
+                                             "end\xEF\xBD\x9C>",
+                                             "<MID>",
+                                             "\xE2\x96\x81<MID>",
+                                             "<|code_middle|>",
+                                             "<|middle|>"};
+constexpr std::string_view kFimPadTexts[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",
+                                             "[PAD]"};
+constexpr std::string_view kFimRepTexts[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
+                                             "<REPO>", "<reponame>"};
 constexpr std::string_view kFimSepTexts[] = {"<|file_sep|>"};
-constexpr std::string_view kEogTexts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
-    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
-    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-    "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", "[e~["};
-constexpr std::string_view kAlwaysUserDefined[] = {"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"};
+constexpr std::string_view kEogTexts[] = {"<|eot_id|>",
+                                          "<|im_end|>",
+                                          "<|end|>",
+                                          "<|return|>",
+                                          "<|call|>",
+                                          "<|flush|>",
+                                          "<|calls|>",
+                                          "<end_of_turn>",
+                                          "<|endoftext|>",
+                                          "</s>",
+                                          "<|eom_id|>",
+                                          "<EOT>",
+                                          "_<EOT>",
+                                          "[EOT]",
+                                          "[EOS]",
+                                          "<|end_of_text|>",
+                                          "<end_of_utterance>",
+                                          "<eos>",
+                                          "<turn|>",
+                                          "<|tool_response>",
+                                          "<\xEF\xBD\x9C"
+                                          "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",
+                                          "[e~["};
+constexpr std::string_view kAlwaysUserDefined[] = {"<|channel|>", "<|message|>", "<|start|>",
+                                                   "<|constrain|>"};
 
-bool Contains(TextList list, std::string_view s) { return std::find(list.begin(), list.end(), s) != list.end(); }
+bool Contains(TextList list, std::string_view s) {
+  return std::find(list.begin(), list.end(), s) != list.end();
+}
 
 }  // namespace
 
@@ -105,7 +157,8 @@ void Tokenizer::AdjustAttributes(const std::string& model_name) {
   if (has("<|end|>") && ((has("<|return|>") && has_call) || (has_call && has("<|flush|>")))) {
     drop("<|end|>", TokenAttr::kUserDefined);
   }
-  if (has("</s>") && (has("<|tool_response>") || has("<|plamo:eos|>"))) drop("</s>", TokenAttr::kNormal);
+  if (has("</s>") && (has("<|tool_response>") || has("<|plamo:eos|>")))
+    drop("</s>", TokenAttr::kNormal);
   eog_ids_ = std::move(eog);
 
   // Special token texts are matched longest first. std::sort (not stable) over ascending ids, as
@@ -124,7 +177,8 @@ void Tokenizer::AdjustAttributes(const std::string& model_name) {
 
   // Per-model strip attributes (after the piece cache, as in llama.cpp).
   std::string name = model_name;
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   if (name.find("phi-3") != std::string::npos || name.find("phi3") != std::string::npos) {
     for (const int32_t id : special_tokens_) attrs_[id] |= TokenAttr::kRstrip;
     if (const auto id = FindToken("</s>")) attrs_[*id] |= TokenAttr::kRstrip;

@@ -35,7 +35,8 @@ void SpmEncode(const SpmVocabView& vocab, std::string_view text, std::vector<int
   std::vector<Symbol> symbols;
   symbols.reserve(text.size());
   for (size_t offs = 0; offs < text.size();) {
-    const size_t n = std::min(unicode::SequenceLength(static_cast<uint8_t>(text[offs])), text.size() - offs);
+    const size_t n =
+        std::min(unicode::SequenceLength(static_cast<uint8_t>(text[offs])), text.size() - offs);
     const int index = static_cast<int>(symbols.size());
     offs += n;
     symbols.push_back({index - 1, offs == text.size() ? -1 : index + 1, offs - n, n});
@@ -44,7 +45,8 @@ void SpmEncode(const SpmVocabView& vocab, std::string_view text, std::vector<int
   std::priority_queue<Bigram, std::vector<Bigram>, BigramLess> queue;
   const auto try_add = [&](int left, int right) {
     if (left == -1 || right == -1) return;
-    const std::string_view joined = text.substr(symbols[left].begin, symbols[left].n + symbols[right].n);
+    const std::string_view joined =
+        text.substr(symbols[left].begin, symbols[left].n + symbols[right].n);
     const int32_t id = FindId(*vocab.token_to_id, joined);
     if (id < 0) return;
     queue.push({left, right, vocab.scores[id], joined.size()});

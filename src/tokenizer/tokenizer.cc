@@ -30,13 +30,20 @@ std::string ReplaceAll(std::string_view s, std::string_view from, std::string_vi
 
 uint32_t AttrFromType(TokenType t) {
   switch (t) {
-    case TokenType::kNormal: return TokenAttr::kNormal;
-    case TokenType::kUnknown: return TokenAttr::kUnknown;
-    case TokenType::kControl: return TokenAttr::kControl;
-    case TokenType::kUserDefined: return TokenAttr::kUserDefined;
-    case TokenType::kUnused: return TokenAttr::kUnused;
-    case TokenType::kByte: return TokenAttr::kByte;
-    default: return 0;  // undefined
+    case TokenType::kNormal:
+      return TokenAttr::kNormal;
+    case TokenType::kUnknown:
+      return TokenAttr::kUnknown;
+    case TokenType::kControl:
+      return TokenAttr::kControl;
+    case TokenType::kUserDefined:
+      return TokenAttr::kUserDefined;
+    case TokenType::kUnused:
+      return TokenAttr::kUnused;
+    case TokenType::kByte:
+      return TokenAttr::kByte;
+    default:
+      return 0;  // undefined
   }
 }
 
@@ -45,7 +52,10 @@ uint8_t ByteOfToken(std::string_view text) {
   unsigned value = 0;
   for (size_t i = 3; i < 5 && i < text.size(); ++i) {
     const char c = text[i];
-    const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    const int d = c >= '0' && c <= '9'   ? c - '0'
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                         : -1;
     if (d < 0) break;
     value = value * 16 + d;
   }
@@ -112,8 +122,8 @@ Status Tokenizer::Init(VocabSpec spec) {
                            std::to_string(n) + " tokens");
   }
   if (!spec.types.empty() && spec.types.size() < n) {
-    return Status::Corrupt("tokenizer has " + std::to_string(spec.types.size()) + " token types for " +
-                           std::to_string(n) + " tokens");
+    return Status::Corrupt("tokenizer has " + std::to_string(spec.types.size()) +
+                           " token types for " + std::to_string(n) + " tokens");
   }
 
   model_ = spec.model;
@@ -123,9 +133,10 @@ Status Tokenizer::Init(VocabSpec spec) {
     const std::string pre_name = pre_.empty() ? "default" : pre_;
     const std::optional<PreTokenizerConfig> config = LookupPreTokenizer(pre_name);
     if (!config) {
-      return Status::Unsupported("BPE pre-tokenizer '" + pre_name +
-                                 "' (tokenizer.ggml.pre) is not supported; gannet handles llama3/llama-bpe, "
-                                 "qwen2, gpt-2, smollm, starcoder, refact and a few aliases");
+      return Status::Unsupported(
+          "BPE pre-tokenizer '" + pre_name +
+          "' (tokenizer.ggml.pre) is not supported; gannet handles llama3/llama-bpe, "
+          "qwen2, gpt-2, smollm, starcoder, refact and a few aliases");
     }
     pre_config_ = *config;
     add_space_prefix_ = false;
@@ -150,7 +161,8 @@ Status Tokenizer::Init(VocabSpec spec) {
   tokens_ = std::move(spec.tokens);
   scores_ = spec.scores.empty() ? std::vector<float>(n, 0.0f) : std::move(spec.scores);
   scores_.resize(n);
-  types_ = spec.types.empty() ? std::vector<TokenType>(n, TokenType::kNormal) : std::move(spec.types);
+  types_ =
+      spec.types.empty() ? std::vector<TokenType>(n, TokenType::kNormal) : std::move(spec.types);
   types_.resize(n);
   attrs_.resize(n);
   token_to_id_.reserve(n);
@@ -163,8 +175,10 @@ Status Tokenizer::Init(VocabSpec spec) {
     attrs_[i] = AttrFromType(types_[i]);
   }
   if (model_ == VocabModel::kBpe) {
-    if (spec.merges.empty()) return Status::NotFound("BPE vocabulary without merges (tokenizer.ggml.merges)");
-    for (size_t i = 0; i < spec.merges.size(); ++i) ranks_.Add(spec.merges[i], static_cast<int32_t>(i));
+    if (spec.merges.empty())
+      return Status::NotFound("BPE vocabulary without merges (tokenizer.ggml.merges)");
+    for (size_t i = 0; i < spec.merges.size(); ++i)
+      ranks_.Add(spec.merges[i], static_cast<int32_t>(i));
   }
 
   // Special ids: defaults out of range are disabled; explicit ones must be in range.
@@ -175,8 +189,9 @@ Status Tokenizer::Init(VocabSpec spec) {
       return Status::Ok();
     }
     if (*given < -1 || *given >= static_cast<int64_t>(n)) {
-      return Status::OutOfRange(std::string("special token id ") + name + " = " + std::to_string(*given) +
-                                " is outside the vocabulary of " + std::to_string(n));
+      return Status::OutOfRange(std::string("special token id ") + name + " = " +
+                                std::to_string(*given) + " is outside the vocabulary of " +
+                                std::to_string(n));
     }
     *out = *given;
     return Status::Ok();
@@ -253,14 +268,16 @@ std::string Tokenizer::Decode(std::span<const int32_t> ids, const DecodeOptions&
   return out;
 }
 
-std::vector<Tokenizer::Fragment> Tokenizer::PartitionSpecial(std::string_view text, bool parse_special) const {
+std::vector<Tokenizer::Fragment> Tokenizer::PartitionSpecial(std::string_view text,
+                                                             bool parse_special) const {
   std::vector<Fragment> fragments;
   if (text.empty()) return fragments;
   fragments.push_back({-1, 0, text.size()});
   std::vector<Fragment> next;
   for (const int32_t special : special_tokens_) {
     const uint32_t attr = attrs_[special];
-    // Control and unknown token texts are plain text unless parse_special; user-defined ones never are.
+    // Control and unknown token texts are plain text unless parse_special; user-defined ones never
+    // are.
     if (!parse_special && (attr & (TokenAttr::kControl | TokenAttr::kUnknown))) continue;
     const std::string& st = tokens_[special];
     next.clear();
@@ -297,7 +314,8 @@ std::vector<Tokenizer::Fragment> Tokenizer::PartitionSpecial(std::string_view te
   return fragments;
 }
 
-std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special, bool parse_special) const {
+std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special,
+                                       bool parse_special) const {
   std::vector<int32_t> out;
   const std::vector<Fragment> fragments = PartitionSpecial(text, parse_special);
   if (add_special && add_bos_ && bos_ >= 0) out.push_back(bos_);
@@ -325,7 +343,8 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special, 
         out.push_back(f.token);
         continue;
       }
-      for (const std::string& word : PreTokenize(pre_config_.kind, text.substr(f.offset, f.length))) {
+      for (const std::string& word :
+           PreTokenize(pre_config_.kind, text.substr(f.offset, f.length))) {
         BpeEncodeWord(vocab, ByteLevelEncode(word), &out);
       }
     }

@@ -2,8 +2,8 @@
 // SentencePiece-style (`llama`) and byte-level BPE (`gpt2`) vocabularies in GGUF files.
 //
 //   auto tok = Tokenizer::FromGguf(file);            // or FromVocab(spec) for an in-memory vocab
-//   std::vector<int32_t> ids = (*tok)->Encode("Hello", /*add_special=*/true, /*parse_special=*/false);
-//   std::string text = (*tok)->Decode(ids, /*render_special=*/false);
+//   std::vector<int32_t> ids = (*tok)->Encode("Hello", /*add_special=*/true,
+//   /*parse_special=*/false); std::string text = (*tok)->Decode(ids, /*render_special=*/false);
 //
 // Thread-safety: a Tokenizer is immutable after construction; all const methods may be called
 // concurrently. IncrementalDecoder is a small per-stream object, not shared between threads.
@@ -28,7 +28,13 @@ class GgufFile;
 
 // tokenizer.ggml.token_type values.
 enum class TokenType : int32_t {
-  kUndefined = 0, kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6,
+  kUndefined = 0,
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6,
 };
 
 // Token attributes (a bit set) after llama.cpp's load-time adjustments: tokens recognised by text
@@ -55,8 +61,8 @@ struct VocabSpec {
   std::vector<float> scores;        // empty: all 0
   std::vector<TokenType> types;     // empty: all kNormal
   std::vector<std::string> merges;  // BPE: "left right", rank = index
-  // Special ids. nullopt: llama.cpp's default for the model (SPM bos 1, eos 2, unk 0; BPE bos = eos = 11),
-  // disabled when out of range; -1: none. An explicit id out of range is an error.
+  // Special ids. nullopt: llama.cpp's default for the model (SPM bos 1, eos 2, unk 0; BPE bos = eos
+  // = 11), disabled when out of range; -1: none. An explicit id out of range is an error.
   std::optional<int32_t> bos, eos, eot, eom, unk, pad;
   std::optional<int32_t> fim_pre, fim_suf, fim_mid, fim_pad, fim_rep, fim_sep;
   // nullopt: the model's / pre-tokenizer's default, as llama.cpp.
@@ -87,8 +93,8 @@ class Tokenizer {
   // becomes byte tokens (SPM) or is encoded as U+FFFD (BPE), as llama.cpp does.
   std::vector<int32_t> Encode(std::string_view text, bool add_special, bool parse_special) const;
 
-  // The bytes of one token (llama_token_to_piece with lstrip 0): SPM '▁' -> ' ', <0xXX> -> the byte;
-  // BPE: GPT-2 byte decoding. Control and unknown tokens give "" unless render_special;
+  // The bytes of one token (llama_token_to_piece with lstrip 0): SPM '▁' -> ' ', <0xXX> -> the
+  // byte; BPE: GPT-2 byte decoding. Control and unknown tokens give "" unless render_special;
   // user-defined tokens always give their text. An out-of-range id gives "".
   std::string TokenToPiece(int32_t id, bool render_special) const;
 
@@ -110,7 +116,8 @@ class Tokenizer {
   bool add_space_prefix() const { return add_space_prefix_; }
   bool clean_spaces() const { return clean_spaces_; }
 
-  // eos, eot, eom and the tokens llama.cpp recognises by text (<end_of_turn>, <|eot_id|>, <|im_end|>,
+  // eos, eot, eom and the tokens llama.cpp recognises by text (<end_of_turn>, <|eot_id|>,
+  // <|im_end|>,
   // <|endoftext|>, ...).
   bool IsEndOfGeneration(int32_t id) const;
   const std::vector<int32_t>& end_of_generation_ids() const { return eog_ids_; }
@@ -146,9 +153,9 @@ class Tokenizer {
   TokenMap token_to_id_;
   BpeRanks ranks_;
   std::array<int32_t, 256> byte_tokens_{};  // SPM byte fallback ids
-  std::vector<int32_t> special_tokens_;      // partition order: longest text first
-  std::vector<std::string> pieces_;          // TokenToPiece(id, render_special = true)
-  std::vector<int32_t> eog_ids_;             // sorted
+  std::vector<int32_t> special_tokens_;     // partition order: longest text first
+  std::vector<std::string> pieces_;         // TokenToPiece(id, render_special = true)
+  std::vector<int32_t> eog_ids_;            // sorted
   int32_t bos_ = -1, eos_ = -1, eot_ = -1, eom_ = -1, unk_ = -1, pad_ = -1;
   int32_t fim_pre_ = -1, fim_suf_ = -1, fim_mid_ = -1, fim_pad_ = -1, fim_rep_ = -1, fim_sep_ = -1;
   bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false, clean_spaces_ = false;
@@ -156,8 +163,8 @@ class Tokenizer {
 
 // Turns a stream of ids into text that is always whole UTF-8: bytes of a character split over
 // several tokens (byte tokens of an emoji, say) are held until the character is complete. Bytes
-// that can never complete are released as U+FFFD at once; Finish() releases a dangling tail as U+FFFD.
-// Joined, the outputs equal Decode(ids) wherever Decode's output is valid UTF-8.
+// that can never complete are released as U+FFFD at once; Finish() releases a dangling tail as
+// U+FFFD. Joined, the outputs equal Decode(ids) wherever Decode's output is valid UTF-8.
 class IncrementalDecoder {
  public:
   // `tokenizer` must outlive the decoder.

@@ -11,8 +11,8 @@ CodepointClass Classify(uint32_t cp) {
     return CodepointClass::kOther;
   }
   const CodepointRange* end = kCategoryRanges + kNumCategoryRanges;
-  const CodepointRange* it =
-      std::upper_bound(kCategoryRanges, end, cp, [](uint32_t v, const CodepointRange& r) { return v < r.first; });
+  const CodepointRange* it = std::upper_bound(
+      kCategoryRanges, end, cp, [](uint32_t v, const CodepointRange& r) { return v < r.first; });
   if (it == kCategoryRanges) return CodepointClass::kOther;
   --it;
   return cp <= it->last ? it->cls : CodepointClass::kOther;

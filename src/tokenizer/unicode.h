@@ -20,7 +20,8 @@ struct CodepointRange {
   CodepointClass cls;
 };
 
-// Generated (unicode_tables.cc): sorted, disjoint ranges of \p{L} and \p{N}, Unicode 15.1 as llama.cpp.
+// Generated (unicode_tables.cc): sorted, disjoint ranges of \p{L} and \p{N}, Unicode 15.1 as
+// llama.cpp.
 extern const CodepointRange kCategoryRanges[];
 extern const size_t kNumCategoryRanges;
 

@@ -2,14 +2,14 @@
 // templates (tests/fixtures/chat_templates/golden.json, written by tools/chat_template_golden.py):
 // every template x conversation must give the same text, or fail where Python fails (with the
 // template's own message when it calls raise_exception).
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "chat/template.h"
 
@@ -25,9 +25,10 @@ std::string ReadFile(const std::string& path) {
 
 TEST(ChatTemplateGolden, EveryTemplateAndConversationMatchesJinja2) {
   const std::string root = GANNET_SOURCE_DIR;
-  const nlohmann::ordered_json golden = nlohmann::ordered_json::parse(ReadFile(root + "/tests/fixtures/chat_templates/golden.json"));
-  const nlohmann::ordered_json conversations =
-      nlohmann::ordered_json::parse(ReadFile(root + "/tests/fixtures/chat_templates/conversations.json"));
+  const nlohmann::ordered_json golden =
+      nlohmann::ordered_json::parse(ReadFile(root + "/tests/fixtures/chat_templates/golden.json"));
+  const nlohmann::ordered_json conversations = nlohmann::ordered_json::parse(
+      ReadFile(root + "/tests/fixtures/chat_templates/conversations.json"));
   std::map<std::string, nlohmann::ordered_json> by_name;
   for (const auto& c : conversations) by_name[c["name"].get<std::string>()] = c;
 
@@ -79,7 +80,8 @@ TEST(ChatTemplateGolden, EveryTemplateAndConversationMatchesJinja2) {
       }
     }
   }
-  std::printf("chat templates: %d of %d cases match jinja2 (%d expected errors)\n", matched, cases, expected_errors);
+  std::printf("chat templates: %d of %d cases match jinja2 (%d expected errors)\n", matched, cases,
+              expected_errors);
   EXPECT_EQ(matched, cases);
   EXPECT_GE(cases, 200);
 }
@@ -92,8 +94,10 @@ TEST(ChatTemplateGolden, MutatedRealTemplatesNeverCrash) {
   const std::string alphabet = "{}%#-+()[]'\".,:|~*/ \n=<>!abcfinoterls0129_";
   std::mt19937 rng(99);
   ChatRenderInput in;
-  in.messages = {ChatMessage{.role = "system", .content = "s"}, ChatMessage{.role = "user", .content = "u"},
-                 ChatMessage{.role = "assistant", .content = "a"}, ChatMessage{.role = "user", .content = "v"}};
+  in.messages = {ChatMessage{.role = "system", .content = "s"},
+                 ChatMessage{.role = "user", .content = "u"},
+                 ChatMessage{.role = "assistant", .content = "a"},
+                 ChatMessage{.role = "user", .content = "v"}};
   in.limits.max_output_bytes = 1 << 16;
   in.limits.max_loop_iterations = 10000;
   int parsed = 0, rendered = 0, total = 0;
@@ -106,9 +110,14 @@ TEST(ChatTemplateGolden, MutatedRealTemplatesNeverCrash) {
       for (int e = 0; e < edits && !src.empty(); ++e) {
         const size_t pos = rng() % src.size();
         switch (rng() % 3) {
-          case 0: src.erase(pos, 1 + rng() % 8); break;
-          case 1: src.insert(pos, 1, alphabet[rng() % alphabet.size()]); break;
-          default: src[pos] = alphabet[rng() % alphabet.size()];
+          case 0:
+            src.erase(pos, 1 + rng() % 8);
+            break;
+          case 1:
+            src.insert(pos, 1, alphabet[rng() % alphabet.size()]);
+            break;
+          default:
+            src[pos] = alphabet[rng() % alphabet.size()];
         }
       }
       Result<ChatTemplate> tmpl = ChatTemplate::Parse(src);

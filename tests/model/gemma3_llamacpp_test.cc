@@ -13,17 +13,17 @@
 // activation rounding) differs from llama.cpp just as much: it gives identical 32-token
 // continuations for only 9 of the 26 prompts and a lowest top-20 cosine of 0.964. A greedy path
 // through a near tie is a coin toss for every implementation; everything before it is not.
+#include <gtest/gtest.h>
+
 #include <cmath>
-#include <cstdio>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
-#include <mutex>
 #include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
 #include "engine/model_runner.h"
@@ -50,7 +50,8 @@ class Gemma3LlamaCppTest : public ::testing::Test {
   static void SetUpTestSuite() {
     const char* model = std::getenv("GANNET_TEST_MODEL");
     ASSERT_NE(model, nullptr) << "GANNET_TEST_MODEL is not set (run through ctest)";
-    Result<std::unique_ptr<ModelRunner>> e = ModelRunner::Load(model, {.n_threads = 2, .n_ctx = 2048});
+    Result<std::unique_ptr<ModelRunner>> e =
+        ModelRunner::Load(model, {.n_threads = 2, .n_ctx = 2048});
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     engine_ = std::move(e).value().release();
     std::ifstream f(std::string(GANNET_FIXTURES_DIR) + "/golden/gemma3_270m.json");
@@ -70,7 +71,8 @@ nlohmann::json* Gemma3LlamaCppTest::golden_ = nullptr;
 TEST_F(Gemma3LlamaCppTest, PromptTokensMatch) {
   for (const auto& c : (*golden_)["cases"]) {
     std::vector<int32_t> want = c["prompt_ids"].get<std::vector<int32_t>>();
-    std::vector<int32_t> got = engine_->tokenizer().Encode(c["prompt"].get<std::string>(), true, true);
+    std::vector<int32_t> got =
+        engine_->tokenizer().Encode(c["prompt"].get<std::string>(), true, true);
     EXPECT_EQ(got, want) << c["name"];
   }
 }
@@ -109,9 +111,11 @@ TEST_F(Gemma3LlamaCppTest, GreedyChoicesMatch) {
     }
     identical += all_same;
   }
-  std::printf("argmax equal to llama.cpp's: %d of %d steps; %d of %d steps where llama.cpp's margin >= %.1f; "
-              "%d of %zu prompts identical for all 32 tokens\n",
-              agree, steps, clear_agree, clear_steps, kClear, identical, cases.size());
+  std::printf(
+      "argmax equal to llama.cpp's: %d of %d steps; %d of %d steps where llama.cpp's margin >= "
+      "%.1f; "
+      "%d of %zu prompts identical for all 32 tokens\n",
+      agree, steps, clear_agree, clear_steps, kClear, identical, cases.size());
   EXPECT_GE(clear_agree * 100, clear_steps * 98);
   EXPECT_GE(agree * 100, steps * 90);
 }
@@ -144,16 +148,19 @@ TEST_F(Gemma3LlamaCppTest, LogitsMatchAtRecordedPositions) {
       ++checked;
       if (cos >= 0.999) ++above;
       EXPECT_GE(cos, 0.95) << c["name"] << " after " << n_gen << " generated tokens";
-      if (cos < 0.999) std::printf("%s after %zu generated tokens: top-20 cosine %.5f\n",
-                                   c["name"].get<std::string>().c_str(), n_gen, cos);
+      if (cos < 0.999)
+        std::printf("%s after %zu generated tokens: top-20 cosine %.5f\n",
+                    c["name"].get<std::string>().c_str(), n_gen, cos);
       if (want[0] - want[1] >= kClear) {
         EXPECT_EQ(Argmax(*l), ids[0]) << c["name"] << " after " << n_gen << " generated tokens";
       }
     }
   }
-  EXPECT_GE(above * 10, checked * 9) << above << " of " << checked << " positions with cosine >= 0.999";
+  EXPECT_GE(above * 10, checked * 9)
+      << above << " of " << checked << " positions with cosine >= 0.999";
   std::printf("positions with top-20 cosine >= 0.999: %d of %d\n", above, checked);
-  std::printf("checked %d positions; lowest cosine similarity of top-20 logits: %.6f\n", checked, min_cos);
+  std::printf("checked %d positions; lowest cosine similarity of top-20 logits: %.6f\n", checked,
+              min_cos);
 }
 
 // `gannet run` generates through the Engine (paged KV, scheduler, sampler, output processor). Its
@@ -186,7 +193,8 @@ TEST_F(Gemma3LlamaCppTest, GreedyThroughTheEngineEqualsThePlainForwardPass) {
     bool done = false;
   };
   for (const int32_t parallel : {1, 8}) {
-    Result<std::unique_ptr<Engine>> e = Engine::Create(engine_, {.max_seqs = parallel, .max_queue = 64});
+    Result<std::unique_ptr<Engine>> e =
+        Engine::Create(engine_, {.max_seqs = parallel, .max_queue = 64});
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     std::vector<Collected> got(cases.size());
     for (size_t i = 0; i < cases.size(); ++i) {
@@ -195,13 +203,14 @@ TEST_F(Gemma3LlamaCppTest, GreedyThroughTheEngineEqualsThePlainForwardPass) {
                           .stop_at_eog = false};
       r.sampling.temperature = 0;
       Collected* g = &got[i];
-      GenerationCallbacks cb{.on_token = [g](const TokenEvent& ev) { g->tokens.push_back(ev.token); },
-                             .on_done =
-                                 [g](const GenerationResult&) {
-                                   std::lock_guard<std::mutex> lock(g->mu);
-                                   g->done = true;
-                                   g->cv.notify_one();
-                                 }};
+      GenerationCallbacks cb{
+          .on_token = [g](const TokenEvent& ev) { g->tokens.push_back(ev.token); },
+          .on_done =
+              [g](const GenerationResult&) {
+                std::lock_guard<std::mutex> lock(g->mu);
+                g->done = true;
+                g->cv.notify_one();
+              }};
       ASSERT_TRUE((*e)->Submit(std::move(r), std::move(cb)).ok());
       if (parallel == 1) {  // one at a time, as `gannet run` does
         std::unique_lock<std::mutex> lock(g->mu);
@@ -212,11 +221,14 @@ TEST_F(Gemma3LlamaCppTest, GreedyThroughTheEngineEqualsThePlainForwardPass) {
     for (size_t i = 0; i < cases.size(); ++i) {
       std::unique_lock<std::mutex> lock(got[i].mu);
       got[i].cv.wait(lock, [&] { return got[i].done; });
-      EXPECT_EQ(got[i].tokens, plain[i]) << cases[i]["name"] << " with " << parallel << " sequences per step";
+      EXPECT_EQ(got[i].tokens, plain[i])
+          << cases[i]["name"] << " with " << parallel << " sequences per step";
       same_as_llamacpp += got[i].tokens == cases[i]["greedy"].get<std::vector<int32_t>>();
     }
-    std::printf("through the Engine (%d per step): %zu prompts; %d with all tokens equal to llama.cpp's greedy\n",
-                parallel, cases.size(), same_as_llamacpp);
+    std::printf(
+        "through the Engine (%d per step): %zu prompts; %d with all tokens equal to llama.cpp's "
+        "greedy\n",
+        parallel, cases.size(), same_as_llamacpp);
   }
 }
 

@@ -7,7 +7,6 @@
 #include <immintrin.h>
 
 #include "kernels/cpu/avx2_common.h"
-
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/ops_internal.h"
 
@@ -165,14 +164,22 @@ void Item(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin) {
 
 void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, int n_heads) {
   switch (n_heads) {
-    case 1: return Item<1>(a, t, kvh, h_begin);
-    case 2: return Item<2>(a, t, kvh, h_begin);
-    case 3: return Item<3>(a, t, kvh, h_begin);
-    case 4: return Item<4>(a, t, kvh, h_begin);
-    case 5: return Item<5>(a, t, kvh, h_begin);
-    case 6: return Item<6>(a, t, kvh, h_begin);
-    case 7: return Item<7>(a, t, kvh, h_begin);
-    default: return Item<8>(a, t, kvh, h_begin);
+    case 1:
+      return Item<1>(a, t, kvh, h_begin);
+    case 2:
+      return Item<2>(a, t, kvh, h_begin);
+    case 3:
+      return Item<3>(a, t, kvh, h_begin);
+    case 4:
+      return Item<4>(a, t, kvh, h_begin);
+    case 5:
+      return Item<5>(a, t, kvh, h_begin);
+    case 6:
+      return Item<6>(a, t, kvh, h_begin);
+    case 7:
+      return Item<7>(a, t, kvh, h_begin);
+    default:
+      return Item<8>(a, t, kvh, h_begin);
   }
 }
 

@@ -14,16 +14,27 @@ MatMulGroupArgs GroupArgs(const kernels::MatMulArgs& a, MatMulOutput* outs) {
   const int n = static_cast<int>(a.outputs.size());
   for (int i = 0; i < n; ++i) {
     const kernels::MatMulOutput& o = a.outputs[i];
-    outs[i] = MatMulOutput{.wtype = o.w.type, .w = o.w.data, .n_out = o.w.rows, .y = o.y, .y_stride = o.y_stride};
+    outs[i] = MatMulOutput{
+        .wtype = o.w.type, .w = o.w.data, .n_out = o.w.rows, .y = o.y, .y_stride = o.y_stride};
   }
-  return MatMulGroupArgs{.x = a.x, .x_stride = a.x_stride, .n_in = a.n_in, .n_tokens = a.n_tokens,
-                         .outputs = outs, .n_outputs = n, .pre_norm = a.pre_norm, .norm_weight = a.norm_weight,
-                         .norm_eps = a.norm_eps, .glu = a.glu, .act = a.act, .scratch = a.scratch};
+  return MatMulGroupArgs{.x = a.x,
+                         .x_stride = a.x_stride,
+                         .n_in = a.n_in,
+                         .n_tokens = a.n_tokens,
+                         .outputs = outs,
+                         .n_outputs = n,
+                         .pre_norm = a.pre_norm,
+                         .norm_weight = a.norm_weight,
+                         .norm_eps = a.norm_eps,
+                         .glu = a.glu,
+                         .act = a.act,
+                         .scratch = a.scratch};
 }
 
 }  // namespace
 
-void CpuBackend::Embed(const kernels::Weight& table, std::span<const int32_t> tokens, float scale, float* out) {
+void CpuBackend::Embed(const kernels::Weight& table, std::span<const int32_t> tokens, float scale,
+                       float* out) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   GetRows(table.type, table.data, table.cols, tokens.data(), n, out, table.cols);
   if (scale != 1.0f) cpu::Scale(out, n * table.cols, scale);
@@ -41,22 +52,35 @@ void CpuBackend::MatMul(const kernels::MatMulArgs& a) {
   MatMulGroup(pool_, GroupArgs(a, outs), isa_);
 }
 
-void CpuBackend::AddBias(const float* x, const float* bias, int64_t rows, int64_t cols, float* out) {
+void CpuBackend::AddBias(const float* x, const float* bias, int64_t rows, int64_t cols,
+                         float* out) {
   for (int64_t r = 0; r < rows; ++r) cpu::Add(x + r * cols, bias, cols, out + r * cols, isa_);
 }
 
-void CpuBackend::RmsNorm(const float* x, const float* w, float eps, int64_t rows, int64_t cols, float* out) {
+void CpuBackend::RmsNorm(const float* x, const float* w, float eps, int64_t rows, int64_t cols,
+                         float* out) {
   cpu::RmsNorm(x, cols, w, eps, rows, cols, out, cols, isa_);
 }
 
-void CpuBackend::Rope(const kernels::RopeParams& p, const float* x, int64_t n_tokens, const int32_t* positions,
-                      float* out) {
+void CpuBackend::Rope(const kernels::RopeParams& p, const float* x, int64_t n_tokens,
+                      const int32_t* positions, float* out) {
   const int64_t cols = p.n_heads * p.head_dim;
   if (x != out) std::memcpy(out, x, static_cast<size_t>(n_tokens * cols) * sizeof(float));
-  cpu::Rope(RopeArgs{.x = out, .x_stride = cols, .n_tokens = n_tokens, .n_heads = p.n_heads,
-                     .head_dim = p.head_dim, .n_rot = p.n_rot, .pos = positions, .mode = p.mode, .base = p.base,
-                     .freq_scale = p.freq_scale, .freq_factors = p.freq_factors, .attn_factor = p.attn_factor,
-                     .ext_factor = p.ext_factor, .beta_fast = p.beta_fast, .beta_slow = p.beta_slow,
+  cpu::Rope(RopeArgs{.x = out,
+                     .x_stride = cols,
+                     .n_tokens = n_tokens,
+                     .n_heads = p.n_heads,
+                     .head_dim = p.head_dim,
+                     .n_rot = p.n_rot,
+                     .pos = positions,
+                     .mode = p.mode,
+                     .base = p.base,
+                     .freq_scale = p.freq_scale,
+                     .freq_factors = p.freq_factors,
+                     .attn_factor = p.attn_factor,
+                     .ext_factor = p.ext_factor,
+                     .beta_fast = p.beta_fast,
+                     .beta_slow = p.beta_slow,
                      .n_ctx_orig = p.n_ctx_orig});
 }
 
@@ -65,28 +89,39 @@ void CpuBackend::Attention(const kernels::AttentionArgs& a) {
   for (const kernels::SeqSlice& s : a.seqs) {
     const kernels::KvLayerView& kv = s.kv[a.kv_layer];
     const int64_t b = s.row_begin, n = s.row_end - s.row_begin;
-    StoreKv(a.k + b * a.k_stride, a.k_stride, a.v + b * a.v_stride, a.v_stride, n, kv_width, a.positions + b,
-            kv.k_blocks, kv.v_blocks, kv.block_size);
+    StoreKv(a.k + b * a.k_stride, a.k_stride, a.v + b * a.v_stride, a.v_stride, n, kv_width,
+            a.positions + b, kv.k_blocks, kv.v_blocks, kv.block_size);
     cpu::Attention(pool_,
-                   AttentionArgs{.q = a.q + b * a.q_stride, .q_stride = a.q_stride, .n_tokens = n,
-                                 .n_head = a.n_head, .n_kv_head = a.n_kv_head, .head_dim = a.head_dim,
+                   AttentionArgs{.q = a.q + b * a.q_stride,
+                                 .q_stride = a.q_stride,
+                                 .n_tokens = n,
+                                 .n_head = a.n_head,
+                                 .n_kv_head = a.n_kv_head,
+                                 .head_dim = a.head_dim,
                                  .q_pos = a.positions + b,
-                                 .kv = KvView{.k_blocks = kv.k_blocks, .v_blocks = kv.v_blocks,
+                                 .kv = KvView{.k_blocks = kv.k_blocks,
+                                              .v_blocks = kv.v_blocks,
                                               .block_size = kv.block_size},
-                                 .n_kv = s.n_kv, .window = a.window, .scale = a.scale,
-                                 .out = a.out + b * a.out_stride, .out_stride = a.out_stride},
+                                 .n_kv = s.n_kv,
+                                 .window = a.window,
+                                 .scale = a.scale,
+                                 .out = a.out + b * a.out_stride,
+                                 .out_stride = a.out_stride},
                    isa_);
   }
 }
 
-void CpuBackend::Glu(kernels::GluAct act, const float* gate, const float* up, int64_t n, float* out) {
+void CpuBackend::Glu(kernels::GluAct act, const float* gate, const float* up, int64_t n,
+                     float* out) {
   cpu::Glu(act, gate, up, n, out, isa_);
 }
 
-void CpuBackend::Add(const float* a, const float* b, int64_t n, float* out) { cpu::Add(a, b, n, out, isa_); }
+void CpuBackend::Add(const float* a, const float* b, int64_t n, float* out) {
+  cpu::Add(a, b, n, out, isa_);
+}
 
-void CpuBackend::AddRmsNorm(const float* a, const float* b, const float* w, float eps, int64_t rows, int64_t cols,
-                            float* out) {
+void CpuBackend::AddRmsNorm(const float* a, const float* b, const float* w, float eps, int64_t rows,
+                            int64_t cols, float* out) {
   // The norm into out, then the add in place: out never aliases a or b.
   cpu::RmsNorm(b, cols, w, eps, rows, cols, out, cols, isa_);
   cpu::Add(a, out, rows * cols, out, isa_);
@@ -101,7 +136,8 @@ void CpuBackend::Softcap(const float* x, int64_t n, float cap, float* out) {
   for (int64_t j = 0; j < n; ++j) out[j] = cap * std::tanh(x[j] / cap);
 }
 
-void CpuBackend::GatherRows(const float* x, int64_t cols, std::span<const int32_t> rows, float* out) {
+void CpuBackend::GatherRows(const float* x, int64_t cols, std::span<const int32_t> rows,
+                            float* out) {
   for (size_t r = 0; r < rows.size(); ++r) {
     std::memcpy(out + static_cast<int64_t>(r) * cols, x + static_cast<int64_t>(rows[r]) * cols,
                 static_cast<size_t>(cols) * sizeof(float));

@@ -21,8 +21,8 @@ CpuFeatures Probe() {
   const bool f16c = (c >> 29) & 1;
   if (!osxsave) return f;
   const uint64_t xcr0 = ReadXcr0();
-  const bool ymm_os = (xcr0 & 0x6) == 0x6;          // SSE and AVX state
-  const bool zmm_os = (xcr0 & 0xE6) == 0xE6;        // plus opmask and upper ZMM
+  const bool ymm_os = (xcr0 & 0x6) == 0x6;    // SSE and AVX state
+  const bool zmm_os = (xcr0 & 0xE6) == 0xE6;  // plus opmask and upper ZMM
   if (__get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(7, 0, a, b, c, d);
   f.avx2 = ymm_os && ((b >> 5) & 1);
@@ -42,9 +42,12 @@ CpuFeatures Probe() {
 
 const char* IsaName(Isa isa) {
   switch (isa) {
-    case Isa::kScalar: return "scalar";
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512: return "avx512";
+    case Isa::kScalar:
+      return "scalar";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
   }
   return "?";
 }

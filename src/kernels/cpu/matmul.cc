@@ -126,8 +126,8 @@ struct Work {
   int64_t y_stride = 0;
 };
 
-MatMulTile BaseTile(const MatMulGroupArgs& a, const MatMulOutput& o, const Kernel& k, const ScratchLayout& l,
-                    uint8_t* scratch) {
+MatMulTile BaseTile(const MatMulGroupArgs& a, const MatMulOutput& o, const Kernel& k,
+                    const ScratchLayout& l, uint8_t* scratch) {
   MatMulTile t;
   t.w = static_cast<const uint8_t*>(o.w);
   t.w_row_bytes = static_cast<size_t>(*RowBytes(o.wtype, a.n_in));
@@ -152,7 +152,8 @@ MatMulTile BaseTile(const MatMulGroupArgs& a, const MatMulOutput& o, const Kerne
 int64_t ChunkRows(int64_t n_out, size_t row_bytes, int64_t n_tokens, int n_threads) {
   int64_t rows = (n_out + 8 * n_threads - 1) / (8 * n_threads);
   if (n_tokens > kMatMulTileTokens) {
-    rows = std::min<int64_t>(rows, std::max<int64_t>(1, static_cast<int64_t>(kChunkWeightBytes / row_bytes)));
+    rows = std::min<int64_t>(
+        rows, std::max<int64_t>(1, static_cast<int64_t>(kChunkWeightBytes / row_bytes)));
   }
   if (rows > 4) rows = (rows + 2) / 4 * 4;  // the nearest multiple of 4
   return std::max<int64_t>(rows, 1);
@@ -187,7 +188,8 @@ void RunChunk(const Work& w, int64_t c, int64_t n_tokens, GluAct act, Isa isa) {
       tile.y_stride = n;
       w.k[h].tile(tile, 0, n);
     }
-    for (int j = 0; j < nt; ++j) Glu(act, gate + j * n, up + j * n, n, w.y + (t0 + j) * w.y_stride + r0, isa);
+    for (int j = 0; j < nt; ++j)
+      Glu(act, gate + j * n, up + j * n, n, w.y + (t0 + j) * w.y_stride + r0, isa);
   }
 }
 
@@ -201,7 +203,8 @@ size_t MatMulGroupScratchBytes(const MatMulGroupArgs& a) { return Layout(a).tota
 
 void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
   GANNET_CHECK(!a.glu || (a.n_outputs == 2 && a.outputs[0].n_out == a.outputs[1].n_out));
-  for (int i = 0; i < a.n_outputs; ++i) GANNET_CHECK(a.n_in % Traits(a.outputs[i].wtype).block_size == 0);
+  for (int i = 0; i < a.n_outputs; ++i)
+    GANNET_CHECK(a.n_in % Traits(a.outputs[i].wtype).block_size == 0);
   if (a.n_tokens <= 0) return;
   const ScratchLayout layout = Layout(a);
   auto* scratch = static_cast<uint8_t*>(a.scratch);
@@ -230,12 +233,15 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
       for (int64_t t = t0; t < t1; ++t) {
         const float* row = a.x + t * a.x_stride;
         if (a.pre_norm) {
-          float* dst = layout.norm_rows ? reinterpret_cast<float*>(scratch + layout.norm_offset) + t * a.n_in : row_buf;
+          float* dst = layout.norm_rows
+                           ? reinterpret_cast<float*>(scratch + layout.norm_offset) + t * a.n_in
+                           : row_buf;
           RmsNorm(row, a.n_in, a.norm_weight, a.norm_eps, 1, a.n_in, dst, a.n_in, isa);
           row = dst;
         }
         for (int p = 0; p < layout.n_partners; ++p) {
-          quant[p](row, scratch + layout.offsets[p] + static_cast<size_t>(t) * layout.strides[p], a.n_in);
+          quant[p](row, scratch + layout.offsets[p] + static_cast<size_t>(t) * layout.strides[p],
+                   a.n_in);
         }
       }
     };
@@ -294,10 +300,16 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
 }
 
 void MatMul(ThreadPool& pool, const MatMulArgs& a, Isa isa) {
-  const MatMulOutput out{.wtype = a.wtype, .w = a.w, .n_out = a.n_out, .y = a.y, .y_stride = a.y_stride};
+  const MatMulOutput out{
+      .wtype = a.wtype, .w = a.w, .n_out = a.n_out, .y = a.y, .y_stride = a.y_stride};
   MatMulGroup(pool,
-              MatMulGroupArgs{.x = a.x, .x_stride = a.x_stride, .n_in = a.n_in, .n_tokens = a.n_tokens,
-                              .outputs = &out, .n_outputs = 1, .scratch = a.scratch},
+              MatMulGroupArgs{.x = a.x,
+                              .x_stride = a.x_stride,
+                              .n_in = a.n_in,
+                              .n_tokens = a.n_tokens,
+                              .outputs = &out,
+                              .n_outputs = 1,
+                              .scratch = a.scratch},
               isa);
 }
 

@@ -15,13 +15,14 @@ enum class Rows4Mode {
   kNone,            // no 4-row kernel: the 1-row tile serves every token count
   kSignedMadd,      // |code| <= 128: sign trick, one madd per (row, token) (Q8_0)
   kUnsignedOffset,  // stored codes 0..kMaxCode <= 31 as they are, minus offset * sum(x) per block
-  kUnsignedMin,     // the same codes, plus the block's min times the activation block's s (Q4_1, Q5_1)
+  kUnsignedMin,  // the same codes, plus the block's min times the activation block's s (Q4_1, Q5_1)
 };
 
 // The row-block kernels multiply these modes' stored codes as they are (vpmaddubsw's unsigned
 // operand) and sum four rows' products in int16.
 template <class T>
-constexpr bool kUnsignedRows4 = T::kRows4 == Rows4Mode::kUnsignedOffset || T::kRows4 == Rows4Mode::kUnsignedMin;
+constexpr bool kUnsignedRows4 =
+    T::kRows4 == Rows4Mode::kUnsignedOffset || T::kRows4 == Rows4Mode::kUnsignedMin;
 
 // A Q5_0 / Q5_1 block's stored codes (nibble | 5th bit << 4) without ExpandBits32's compare and
 // mask: each byte takes its qh byte from [qh, qh << 4] so that its own bit sits in bits 4..7;
@@ -32,11 +33,11 @@ static inline __m256i Q5StoredCodes(const uint8_t* qh_bytes, const uint8_t* qs) 
   std::memcpy(&qh, qh_bytes, 4);
   const __m256i src = _mm256_set1_epi64x(static_cast<long long>(qh | uint64_t{qh << 4} << 32));
   // Byte 8m + i (value 8m + i) reads qh byte m, from the shifted copy (index 4 + m) if i < 4.
-  const __m256i pick = _mm256_setr_epi64x(0x0000000004040404, 0x0101010105050505, 0x0202020206060606,
-                                          0x0303030307070707);
+  const __m256i pick = _mm256_setr_epi64x(0x0000000004040404, 0x0101010105050505,
+                                          0x0202020206060606, 0x0303030307070707);
   const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201080402010ull));
-  const __m256i high =
-      _mm256_min_epu8(_mm256_and_si256(_mm256_shuffle_epi8(src, pick), bit), _mm256_set1_epi8(0x10));
+  const __m256i high = _mm256_min_epu8(_mm256_and_si256(_mm256_shuffle_epi8(src, pick), bit),
+                                       _mm256_set1_epi8(0x10));
   return _mm256_or_si256(UnpackNibbles16(qs), high);
 }
 
@@ -63,7 +64,8 @@ struct Q5_0Codes {
   static constexpr Rows4Mode kRows4 = Rows4Mode::kUnsignedOffset;
   static __m256i Codes(const Block& b) {
     // nibble | bit << 4, minus 16: where the 5th bit is clear, nibble - 16 == nibble | 0xF0.
-    const __m256i high_clear = _mm256_andnot_si256(ExpandBits32(b.qh), _mm256_set1_epi8(static_cast<char>(0xF0)));
+    const __m256i high_clear =
+        _mm256_andnot_si256(ExpandBits32(b.qh), _mm256_set1_epi8(static_cast<char>(0xF0)));
     return _mm256_or_si256(UnpackNibbles16(b.qs), high_clear);
   }
   static constexpr int kOffsetShift = 4;  // offset 16
@@ -118,7 +120,8 @@ void Tile32(const MatMulTile& t, int64_t r0, int64_t r1) {
         for (int j = 0; j < NT; ++j) {
           const __m256i s = DotI8(q_abs, q, LoadU256(x[j][b].qs));
           const __m256 scale = _mm256_set1_ps(dw * HalfToFloat(x[j][b].d));
-          acc[j * kAcc + slot] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[j * kAcc + slot]);
+          acc[j * kAcc + slot] =
+              _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[j * kAcc + slot]);
         }
       } else {
         const __m256i q = T::UnsignedCodes(w[b]);
@@ -126,7 +129,8 @@ void Tile32(const MatMulTile& t, int64_t r0, int64_t r1) {
         for (int j = 0; j < NT; ++j) {
           const __m256i s = DotU8(q, LoadU256(x[j][b].qs));
           const __m256 scale = _mm256_set1_ps(dw * HalfToFloat(x[j][b].d));
-          acc[j * kAcc + slot] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[j * kAcc + slot]);
+          acc[j * kAcc + slot] =
+              _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[j * kAcc + slot]);
           min_acc[j] += mw * HalfToFloat(x[j][b].s);
         }
       }
@@ -155,7 +159,8 @@ struct F16Weights {
 struct BF16Weights {
   using Elem = uint16_t;
   static __m256 Load(const uint16_t* p) {
-    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i wide =
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
   }
   static float One(const uint16_t* p) {
@@ -186,7 +191,8 @@ void TileFloat(const MatMulTile& t, int64_t r0, int64_t r1) {
     }
     for (; i + 8 <= n; i += 8) {
       const __m256 w0 = T::Load(w + i);
-      for (int j = 0; j < NT; ++j) acc0[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[j] + i), acc0[j]);
+      for (int j = 0; j < NT; ++j)
+        acc0[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[j] + i), acc0[j]);
     }
     for (int j = 0; j < NT; ++j) {
       float sum = HorizontalSum(_mm256_add_ps(acc0[j], acc1[j]));
@@ -231,8 +237,8 @@ struct ActTable {
 template <class T>
 constexpr size_t ActTableBytesPerBlock() {
   return sizeof(float) + (T::kRows4 == Rows4Mode::kUnsignedOffset ? 8 * sizeof(int32_t)
-                           : T::kRows4 == Rows4Mode::kUnsignedMin  ? sizeof(float)
-                                                                   : 0);
+                          : T::kRows4 == Rows4Mode::kUnsignedMin  ? sizeof(float)
+                                                                  : 0);
 }
 
 // Four int16 product vectors (one per row) -> int32 [r0 r1 r2 r3 | r0 r1 r2 r3] (see above).
@@ -305,8 +311,9 @@ ActTable FillActTable(const MatMulTile& t, unsigned char* buf) {
 // dw; kUnsignedMin: row mins mw, RowMins4Low) with tokens j0 .. j0 + U - 1, one lane per row as
 // described above.
 template <class T, int U>
-static inline void AccumulateTokens(const __m256i* q, const __m256i* q_abs, __m256 dw, __m256 mw, const MatMulTile& t,
-                                    const ActTable& tab, int j0, int64_t b, __m256* acc) {
+static inline void AccumulateTokens(const __m256i* q, const __m256i* q_abs, __m256 dw, __m256 mw,
+                                    const MatMulTile& t, const ActTable& tab, int j0, int64_t b,
+                                    __m256* acc) {
   using Act = typename T::Act;
   // Written phase by phase across the U tokens: each token's chain is long (two multiplies,
   // the reduction tree, a convert and an FMA), and the out-of-order window holds little more
@@ -315,26 +322,30 @@ static inline void AccumulateTokens(const __m256i* q, const __m256i* q_abs, __m2
   if constexpr (kUnsignedRows4<T>) {
     __m256i a[U], c[U];
     for (int u = 0; u < U; ++u) {
-      const __m256i xq = LoadU256(reinterpret_cast<const Act*>(t.xq + (j0 + u) * t.xq_stride)[b].qs);
+      const __m256i xq =
+          LoadU256(reinterpret_cast<const Act*>(t.xq + (j0 + u) * t.xq_stride)[b].qs);
       const __m256i p0 = _mm256_maddubs_epi16(q[0], xq), p1 = _mm256_maddubs_epi16(q[1], xq);
       a[u] = _mm256_add_epi16(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
       const __m256i p2 = _mm256_maddubs_epi16(q[2], xq), p3 = _mm256_maddubs_epi16(q[3], xq);
       c[u] = _mm256_add_epi16(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
     }
     for (int u = 0; u < U; ++u) {
-      const __m256i v = _mm256_add_epi16(_mm256_unpacklo_epi64(a[u], c[u]), _mm256_unpackhi_epi64(a[u], c[u]));
+      const __m256i v =
+          _mm256_add_epi16(_mm256_unpacklo_epi64(a[u], c[u]), _mm256_unpackhi_epi64(a[u], c[u]));
       s[u] = _mm256_madd_epi16(v, _mm256_set1_epi16(1));
     }
     if constexpr (T::kRows4 == Rows4Mode::kUnsignedOffset) {
       for (int u = 0; u < U; ++u) {
-        s[u] = _mm256_sub_epi32(s[u], _mm256_load_si256(reinterpret_cast<const __m256i*>(tab.offset + ((j0 + u) * tab.nb + b) * 8)));
+        s[u] = _mm256_sub_epi32(s[u], _mm256_load_si256(reinterpret_cast<const __m256i*>(
+                                          tab.offset + ((j0 + u) * tab.nb + b) * 8)));
       }
     }
   } else {
     for (int u = 0; u < U; ++u) {
-      const __m256i xq = LoadU256(reinterpret_cast<const Act*>(t.xq + (j0 + u) * t.xq_stride)[b].qs);
-      s[u] = SumRows4I32(DotI8(q_abs[0], q[0], xq), DotI8(q_abs[1], q[1], xq), DotI8(q_abs[2], q[2], xq),
-                         DotI8(q_abs[3], q[3], xq));
+      const __m256i xq =
+          LoadU256(reinterpret_cast<const Act*>(t.xq + (j0 + u) * t.xq_stride)[b].qs);
+      s[u] = SumRows4I32(DotI8(q_abs[0], q[0], xq), DotI8(q_abs[1], q[1], xq),
+                         DotI8(q_abs[2], q[2], xq), DotI8(q_abs[3], q[3], xq));
     }
   }
   __m256 f[U];
@@ -368,7 +379,8 @@ void Rows4Tile(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1)
     const int n_rows = static_cast<int>(std::min<int64_t>(4, r1 - r));
     const Block* w[4];
     for (int k = 0; k < 4; ++k) {
-      w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r + std::min(k, n_rows - 1)) * t.w_row_bytes);
+      w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r + std::min(k, n_rows - 1)) *
+                                                      t.w_row_bytes);
     }
     __m256 acc[kAcc];
     for (int j = 0; j < nt; ++j) acc[j] = _mm256_setzero_ps();
@@ -392,7 +404,8 @@ void Rows4Tile(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1)
       }
       const __m256 dw = RowScales4(w[0][b].d, w[1][b].d, w[2][b].d, w[3][b].d);
       __m256 mw = _mm256_setzero_ps();
-      if constexpr (kMode == Rows4Mode::kUnsignedMin) mw = RowMins4Low(w[0][b].m, w[1][b].m, w[2][b].m, w[3][b].m);
+      if constexpr (kMode == Rows4Mode::kUnsignedMin)
+        mw = RowMins4Low(w[0][b].m, w[1][b].m, w[2][b].m, w[3][b].m);
       if constexpr (NT > 0) {
         AccumulateTokens<T, NT>(q, q_abs, dw, mw, t, tab, 0, b, acc);
       } else {
@@ -402,7 +415,8 @@ void Rows4Tile(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1)
       }
     }
     for (int j = 0; j < nt; ++j) {
-      const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));
+      const __m128 sum =
+          _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));
       if (n_rows == 4) {
         _mm_storeu_ps(t.y + j * t.y_stride + r, sum);
       } else {
@@ -423,7 +437,8 @@ void Rows4Tile(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1)
 // are those of Rows4Tile, so a row has the same bits on both paths (batch invariance). A last
 // partial group of rows goes to Rows4Tile<T, 1>.
 template <class T>
-static inline __m256i DecodeBlockSums(const typename T::Block* w0, size_t stride, int64_t b, __m256i xq) {
+static inline __m256i DecodeBlockSums(const typename T::Block* w0, size_t stride, int64_t b,
+                                      __m256i xq) {
   using Block = typename T::Block;
   const auto row = [&](int k) -> const Block& {
     return reinterpret_cast<const Block*>(reinterpret_cast<const char*>(w0) + k * stride)[b];
@@ -461,17 +476,18 @@ void Rows4Decode(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r
       if constexpr (4 * sizeof(Block) > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);
       __m256i s = DecodeBlockSums<T>(w, stride, b, LoadU256(x[b].qs));
       if constexpr (T::kRows4 == Rows4Mode::kUnsignedOffset) {
-        s = _mm256_sub_epi32(s, _mm256_load_si256(reinterpret_cast<const __m256i*>(tab.offset + b * 8)));
+        s = _mm256_sub_epi32(
+            s, _mm256_load_si256(reinterpret_cast<const __m256i*>(tab.offset + b * 8)));
       }
       const auto blk = [&](int k) -> const Block& {
         return reinterpret_cast<const Block*>(reinterpret_cast<const char*>(w) + k * stride)[b];
       };
-      const __m256 scale =
-          _mm256_mul_ps(RowScales4(blk(0).d, blk(1).d, blk(2).d, blk(3).d), _mm256_broadcast_ss(tab.dx + b));
+      const __m256 scale = _mm256_mul_ps(RowScales4(blk(0).d, blk(1).d, blk(2).d, blk(3).d),
+                                         _mm256_broadcast_ss(tab.dx + b));
       acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc);
       if constexpr (T::kRows4 == Rows4Mode::kUnsignedMin) {
-        acc = _mm256_fmadd_ps(RowMins4Low(blk(0).m, blk(1).m, blk(2).m, blk(3).m), _mm256_broadcast_ss(tab.sx + b),
-                              acc);
+        acc = _mm256_fmadd_ps(RowMins4Low(blk(0).m, blk(1).m, blk(2).m, blk(3).m),
+                              _mm256_broadcast_ss(tab.sx + b), acc);
       }
     }
     _mm_storeu_ps(t.y + r, _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
@@ -488,10 +504,18 @@ void Tile32Split(const MatMulTile& t, int64_t r0, int64_t r1) {
     s.xq = t.xq + j0 * t.xq_stride;
     s.y = t.y + j0 * t.y_stride;
     switch (s.nt) {
-      case 1: Tile32<T, 1>(s, r0, r1); break;
-      case 2: Tile32<T, 2>(s, r0, r1); break;
-      case 3: Tile32<T, 3>(s, r0, r1); break;
-      default: Tile32<T, 4>(s, r0, r1); break;
+      case 1:
+        Tile32<T, 1>(s, r0, r1);
+        break;
+      case 2:
+        Tile32<T, 2>(s, r0, r1);
+        break;
+      case 3:
+        Tile32<T, 3>(s, r0, r1);
+        break;
+      default:
+        Tile32<T, 4>(s, r0, r1);
+        break;
     }
   }
 }
@@ -512,10 +536,18 @@ void Rows4Any(const MatMulTile& t, int64_t r0, int64_t r1) {
       case 1:
         Rows4Decode<T>(s, tab, r0, r1);
         break;
-      case 2: Rows4Tile<T, 2>(s, tab, r0, r1); break;
-      case 3: Rows4Tile<T, 3>(s, tab, r0, r1); break;
-      case 4: Rows4Tile<T, 4>(s, tab, r0, r1); break;
-      default: Rows4Tile<T, 0>(s, tab, r0, r1); break;
+      case 2:
+        Rows4Tile<T, 2>(s, tab, r0, r1);
+        break;
+      case 3:
+        Rows4Tile<T, 3>(s, tab, r0, r1);
+        break;
+      case 4:
+        Rows4Tile<T, 4>(s, tab, r0, r1);
+        break;
+      default:
+        Rows4Tile<T, 0>(s, tab, r0, r1);
+        break;
     }
   }
 }
@@ -527,7 +559,8 @@ void Tile32Any(const MatMulTile& t, int64_t r0, int64_t r1) {
   // result has the same bits whatever the batch.
   const int64_t nb = t.n_in / 32;
   if constexpr (T::kRows4 != Rows4Mode::kNone) {
-    if (static_cast<size_t>(nb) * ActTableBytesPerBlock<T>() <= kActTableBytes) return Rows4Any<T>(t, r0, r1);
+    if (static_cast<size_t>(nb) * ActTableBytesPerBlock<T>() <= kActTableBytes)
+      return Rows4Any<T>(t, r0, r1);
   }
   Tile32Split<T>(t, r0, r1);
 }
@@ -535,10 +568,14 @@ void Tile32Any(const MatMulTile& t, int64_t r0, int64_t r1) {
 template <class T>
 void TileFloatAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   switch (t.nt) {
-    case 1: return TileFloat<T, 1>(t, r0, r1);
-    case 2: return TileFloat<T, 2>(t, r0, r1);
-    case 3: return TileFloat<T, 3>(t, r0, r1);
-    default: return TileFloat<T, 4>(t, r0, r1);
+    case 1:
+      return TileFloat<T, 1>(t, r0, r1);
+    case 2:
+      return TileFloat<T, 2>(t, r0, r1);
+    case 3:
+      return TileFloat<T, 3>(t, r0, r1);
+    default:
+      return TileFloat<T, 4>(t, r0, r1);
   }
 }
 
@@ -549,15 +586,24 @@ static_assert(kMatMulWideTileTokens >= kMatMulTileTokens);
 
 MatMulTileFn MatMulTileKernel(DType wtype) {
   switch (wtype) {
-    case DType::kF32: return &TileFloatAny<F32Weights>;
-    case DType::kF16: return &TileFloatAny<F16Weights>;
-    case DType::kBF16: return &TileFloatAny<BF16Weights>;
-    case DType::kQ4_0: return &Tile32Any<Q4_0Codes>;
-    case DType::kQ4_1: return &Tile32Any<Q4_1Codes>;
-    case DType::kQ5_0: return &Tile32Any<Q5_0Codes>;
-    case DType::kQ5_1: return &Tile32Any<Q5_1Codes>;
-    case DType::kQ8_0: return &Tile32Any<Q8_0Codes>;
-    default: return MatMulTileKernelK(wtype);
+    case DType::kF32:
+      return &TileFloatAny<F32Weights>;
+    case DType::kF16:
+      return &TileFloatAny<F16Weights>;
+    case DType::kBF16:
+      return &TileFloatAny<BF16Weights>;
+    case DType::kQ4_0:
+      return &Tile32Any<Q4_0Codes>;
+    case DType::kQ4_1:
+      return &Tile32Any<Q4_1Codes>;
+    case DType::kQ5_0:
+      return &Tile32Any<Q5_0Codes>;
+    case DType::kQ5_1:
+      return &Tile32Any<Q5_1Codes>;
+    case DType::kQ8_0:
+      return &Tile32Any<Q8_0Codes>;
+    default:
+      return MatMulTileKernelK(wtype);
   }
 }
 
@@ -567,8 +613,10 @@ int MatMulTileTokens(DType wtype) {
     case DType::kQ4_1:
     case DType::kQ5_0:
     case DType::kQ5_1:
-    case DType::kQ8_0: return kMatMulWideTileTokens;
-    default: return kMatMulTileTokens;
+    case DType::kQ8_0:
+      return kMatMulWideTileTokens;
+    default:
+      return kMatMulTileTokens;
   }
 }
 

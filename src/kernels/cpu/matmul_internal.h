@@ -45,7 +45,8 @@ QuantizeActFn Quantizer(DType partner);
 namespace avx2 {
 // REQUIRES (all): the CPU has AVX2, FMA and F16C. nullptr where there is no AVX2 kernel.
 MatMulTileFn MatMulTileKernel(DType wtype);
-// The most tokens MatMulTileKernel(wtype) takes per tile: kMatMulWideTileTokens or kMatMulTileTokens.
+// The most tokens MatMulTileKernel(wtype) takes per tile: kMatMulWideTileTokens or
+// kMatMulTileTokens.
 int MatMulTileTokens(DType wtype);
 // Produces exactly the bytes of the reference quantizers (assumes the default MXCSR rounding).
 QuantizeActFn MatMulQuantizer(DType partner);

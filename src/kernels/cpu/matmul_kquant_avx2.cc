@@ -47,7 +47,8 @@ static inline void UnpackQ45K(const uint8_t* qs, __m256i* hbits, __m256i* lo, __
     // Bit 2c of qh[l] is the 5th bit of the low-nibble value, bit 2c+1 of the high one.
     const __m256i one = _mm256_set1_epi8(1);
     *lo = _mm256_or_si256(*lo, _mm256_slli_epi16(_mm256_and_si256(*hbits, one), 4));
-    *hi = _mm256_or_si256(*hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(*hbits, 1), one), 4));
+    *hi = _mm256_or_si256(
+        *hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(*hbits, 1), one), 4));
     *hbits = _mm256_srli_epi16(*hbits, 2);
   }
 }
@@ -62,9 +63,12 @@ static inline void UnpackQ6K(const BlockQ6_K& wb, int n, __m256i q[4]) {
   const __m256i qh = LoadU256(wb.qh + 32 * n);
   // Bit pair 2k of qh[l] is the top of q[k]: moved to bits 4-5 of each byte with one 16-bit
   // shift and a mask (bits that cross into the next byte are masked off).
-  q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
-  q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
-  q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, bits45));
+  q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4),
+                         _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
+  q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                         _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
+  q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                         _mm256_and_si256(qh, bits45));
   q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
 }
@@ -87,8 +91,10 @@ static inline void DecodeScalesK4Packed(const uint8_t* q, uint64_t* sc, uint64_t
 // pshufb control that turns bytes a and b (of each 128-bit lane) into the int16 pair (a, b) in
 // every dword; lane 1 takes bytes a1, b1.
 static inline __m256i PairCtrl(int a0, int b0, int a1, int b1) {
-  const auto lo = static_cast<int>(static_cast<uint32_t>(a0) | 0x8000u | (static_cast<uint32_t>(b0) << 16) | 0x80000000u);
-  const auto hi = static_cast<int>(static_cast<uint32_t>(a1) | 0x8000u | (static_cast<uint32_t>(b1) << 16) | 0x80000000u);
+  const auto lo = static_cast<int>(static_cast<uint32_t>(a0) | 0x8000u |
+                                   (static_cast<uint32_t>(b0) << 16) | 0x80000000u);
+  const auto hi = static_cast<int>(static_cast<uint32_t>(a1) | 0x8000u |
+                                   (static_cast<uint32_t>(b1) << 16) | 0x80000000u);
   return _mm256_setr_epi32(lo, lo, lo, lo, hi, hi, hi, hi);
 }
 
@@ -144,7 +150,8 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
   const __m256i min_lo_ctrl = PairCtrl(0, 1, 2, 3), min_hi_ctrl = PairCtrl(4, 5, 6, 7);
   __m256i scale_ctrl[8], dup_ctrl[4];
   for (int k = 0; k < 8; ++k) scale_ctrl[k] = _mm256_set1_epi16(static_cast<int16_t>(k | 0x8000));
-  for (int k = 0; k < 4; ++k) dup_ctrl[k] = _mm256_set1_epi32(static_cast<int>(0x03020100u + 0x04040404u * k));
+  for (int k = 0; k < 4; ++k)
+    dup_ctrl[k] = _mm256_set1_epi32(static_cast<int>(0x03020100u + 0x04040404u * k));
   // Per super-block: the activations of the 4 tokens with their 4-byte groups interleaved,
   // [sub-block s][k] = [t0..t3 values 4k..4k+3 | t0..t3 values 16+4k..16+4k+3] of sub-block s,
   // so that a weight group repeated 4 times meets each token in maddubs and the int16 sums of
@@ -176,7 +183,8 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
       const __m128i t0 = _mm_unpacklo_epi32(v[0], v[1]), t1 = _mm_unpacklo_epi32(v[2], v[3]);
       const __m128i t2 = _mm_unpackhi_epi32(v[0], v[1]), t3 = _mm_unpackhi_epi32(v[2], v[3]);
       bs[2 * (b - s0)] = _mm256_set_m128i(_mm_unpackhi_epi64(t0, t1), _mm_unpacklo_epi64(t0, t1));
-      bs[2 * (b - s0) + 1] = _mm256_set_m128i(_mm_unpackhi_epi64(t2, t3), _mm_unpacklo_epi64(t2, t3));
+      bs[2 * (b - s0) + 1] =
+          _mm256_set_m128i(_mm_unpackhi_epi64(t2, t3), _mm_unpacklo_epi64(t2, t3));
       xd[b - s0] = TokenScales4(x, b);
     }
     for (int64_t r = r0; r < r1; ++r) {
@@ -203,16 +211,21 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
           __m256i p_lo = _mm256_maddubs_epi16(_mm256_shuffle_epi8(lo, dup_ctrl[0]), a_lo[0]);
           __m256i p_hi = _mm256_maddubs_epi16(_mm256_shuffle_epi8(hi, dup_ctrl[0]), a_hi[0]);
           for (int k = 1; k < 4; ++k) {
-            p_lo = _mm256_add_epi16(p_lo, _mm256_maddubs_epi16(_mm256_shuffle_epi8(lo, dup_ctrl[k]), a_lo[k]));
-            p_hi = _mm256_add_epi16(p_hi, _mm256_maddubs_epi16(_mm256_shuffle_epi8(hi, dup_ctrl[k]), a_hi[k]));
+            p_lo = _mm256_add_epi16(
+                p_lo, _mm256_maddubs_epi16(_mm256_shuffle_epi8(lo, dup_ctrl[k]), a_lo[k]));
+            p_hi = _mm256_add_epi16(
+                p_hi, _mm256_maddubs_epi16(_mm256_shuffle_epi8(hi, dup_ctrl[k]), a_hi[k]));
           }
-          sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(
-              _mm256_madd_epi16(p_lo, _mm256_shuffle_epi8(scb, scale_ctrl[2 * c])),
-              _mm256_madd_epi16(p_hi, _mm256_shuffle_epi8(scb, scale_ctrl[2 * c + 1]))));
+          sumi = _mm256_add_epi32(
+              sumi, _mm256_add_epi32(
+                        _mm256_madd_epi16(p_lo, _mm256_shuffle_epi8(scb, scale_ctrl[2 * c])),
+                        _mm256_madd_epi16(p_hi, _mm256_shuffle_epi8(scb, scale_ctrl[2 * c + 1]))));
         }
         const __m128 xdb = xd[b - s0];
-        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.d)), xdb), _mm_cvtepi32_ps(AddLanes(sumi)), acc);
-        acc = _mm_fnmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.dmin)), xdb), _mm_cvtepi32_ps(AddLanes(msum)), acc);
+        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.d)), xdb),
+                           _mm_cvtepi32_ps(AddLanes(sumi)), acc);
+        acc = _mm_fnmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.dmin)), xdb),
+                            _mm_cvtepi32_ps(AddLanes(msum)), acc);
       }
       StoreTokens4(t, r, acc);
     }
@@ -225,7 +238,8 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
   TileTokens4(t, x);
   const int64_t nb = t.n_in / 256;
   __m256i scale_ctrl[4];
-  for (int k = 0; k < 4; ++k) scale_ctrl[k] = _mm256_set1_epi16(static_cast<int16_t>((4 * k) | ((4 * k + 1) << 8)));
+  for (int k = 0; k < 4; ++k)
+    scale_ctrl[k] = _mm256_set1_epi16(static_cast<int16_t>((4 * k) | ((4 * k + 1) << 8)));
   // Per super-block: bsums of token pairs (0, 1) and (2, 3) with their dwords interleaved, the
   // lane order of the offset madd below.
   alignas(32) __m256i bs[4 * kSliceBlocks];
@@ -241,25 +255,35 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
       xd[b - s0] = TokenScales4(x, b);
     }
     for (int64_t r = r0; r < r1; ++r) {
-      const BlockQ6_K* w = reinterpret_cast<const BlockQ6_K*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
+      const BlockQ6_K* w =
+          reinterpret_cast<const BlockQ6_K*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
       __m128 acc = LoadTokens4(t, r, s0 == 0);
       for (int64_t b = s0; b < s1; ++b) {
         const BlockQ6_K& wb = w[b];
         // [s0..s7 | s8..s15] int16.
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
-        const __m256i sc_lo = _mm256_unpacklo_epi32(sc16, sc16), sc_hi = _mm256_unpackhi_epi32(sc16, sc16);
+        const __m256i sc16 =
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
+        const __m256i sc_lo = _mm256_unpacklo_epi32(sc16, sc16),
+                      sc_hi = _mm256_unpackhi_epi32(sc16, sc16);
         const __m256i* bsb = bs + 4 * (b - s0);
         // code - 32: the -32 part is -32 * sum_k scale_k * bsums_k.
-        __m256i sumi01 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_add_epi32(
-            _mm256_madd_epi16(sc_lo, bsb[0]), _mm256_madd_epi16(sc_hi, bsb[1])), 5));
-        __m256i sumi23 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_add_epi32(
-            _mm256_madd_epi16(sc_lo, bsb[2]), _mm256_madd_epi16(sc_hi, bsb[3])), 5));
+        __m256i sumi01 =
+            _mm256_sub_epi32(_mm256_setzero_si256(),
+                             _mm256_slli_epi32(_mm256_add_epi32(_mm256_madd_epi16(sc_lo, bsb[0]),
+                                                                _mm256_madd_epi16(sc_hi, bsb[1])),
+                                               5));
+        __m256i sumi23 =
+            _mm256_sub_epi32(_mm256_setzero_si256(),
+                             _mm256_slli_epi32(_mm256_add_epi32(_mm256_madd_epi16(sc_lo, bsb[2]),
+                                                                _mm256_madd_epi16(sc_hi, bsb[3])),
+                                               5));
         for (int n = 0; n < 2; ++n) {
           __m256i q[4];
           UnpackQ6K(wb, n, q);
           // Scales 8n..8n+7 as int16 in lane 0 and shifted down one in lane 1, so that word 2k of
           // lane 0 / 1 is the scale of the first / second 16 values of q[k].
-          const __m128i s8 = n == 0 ? _mm256_castsi256_si128(sc16) : _mm256_extracti128_si256(sc16, 1);
+          const __m128i s8 =
+              n == 0 ? _mm256_castsi256_si128(sc16) : _mm256_extracti128_si256(sc16, 1);
           const __m256i sn = _mm256_set_m128i(_mm_srli_si128(s8, 2), s8);
           for (int k = 0; k < 4; ++k) {
             const __m256i scale = _mm256_shuffle_epi8(sn, scale_ctrl[k]);
@@ -315,7 +339,8 @@ static inline __m256i Merge64(__m256i a, __m256i b) {
 
 // The rows of group [r, r + 4) within [r, r1): rows past r1 - 1 repeat it.
 template <class Block>
-static inline void GroupRows(const MatMulTile& t, int64_t r, int64_t r1, const Block* w[kDecodeRows]) {
+static inline void GroupRows(const MatMulTile& t, int64_t r, int64_t r1,
+                             const Block* w[kDecodeRows]) {
   for (int k = 0; k < kDecodeRows; ++k) {
     const int64_t rk = std::min<int64_t>(r + k, r1 - 1);
     w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(rk) * t.w_row_bytes);
@@ -324,7 +349,8 @@ static inline void GroupRows(const MatMulTile& t, int64_t r, int64_t r1, const B
 
 // Every cache line of the super-block b of the rows kDecodePrefetchGroups groups ahead.
 template <class Block>
-static inline void PrefetchAhead(const MatMulTile& t, const Block* const w[kDecodeRows], int64_t b) {
+static inline void PrefetchAhead(const MatMulTile& t, const Block* const w[kDecodeRows],
+                                 int64_t b) {
   const size_t ahead = kDecodePrefetchGroups * kDecodeRows * t.w_row_bytes;
   for (int k = 0; k < kDecodeRows; ++k) {
     const char* p = reinterpret_cast<const char*>(w[k] + b) + ahead;
@@ -373,14 +399,18 @@ static inline __m256i RowSumQ45K(const Block& wb, const BlockQ8_K& xb, uint64_t*
   if constexpr (kHighBit) qh = LoadU256(wb.qh);
   // Chunks 2h and 2h + 1: sub-blocks 4h .. 4h + 3, values 128h .. 128h + 127. The merged
   // vector has sub-block 4h + j in dword j of each lane, 8 products per int16.
-  const auto dot = [&xb](__m256i codes, int offset) { return _mm256_maddubs_epi16(codes, LoadU256(xb.qs + offset)); };
+  const auto dot = [&xb](__m256i codes, int offset) {
+    return _mm256_maddubs_epi16(codes, LoadU256(xb.qs + offset));
+  };
   __m256i lo0, hi0, lo1, hi1;
   UnpackQ45KChunk<kHighBit, 0>(wb.qs, qh, &lo0, &hi0);
   UnpackQ45KChunk<kHighBit, 1>(wb.qs, qh, &lo1, &hi1);
-  const __m256i m0 = Merge64(Merge32(dot(lo0, 0), dot(hi0, 32)), Merge32(dot(lo1, 64), dot(hi1, 96)));
+  const __m256i m0 =
+      Merge64(Merge32(dot(lo0, 0), dot(hi0, 32)), Merge32(dot(lo1, 64), dot(hi1, 96)));
   UnpackQ45KChunk<kHighBit, 2>(wb.qs, qh, &lo0, &hi0);
   UnpackQ45KChunk<kHighBit, 3>(wb.qs, qh, &lo1, &hi1);
-  const __m256i m1 = Merge64(Merge32(dot(lo0, 128), dot(hi0, 160)), Merge32(dot(lo1, 192), dot(hi1, 224)));
+  const __m256i m1 =
+      Merge64(Merge32(dot(lo0, 128), dot(hi0, 160)), Merge32(dot(lo1, 192), dot(hi1, 224)));
   return _mm256_add_epi32(_mm256_madd_epi16(m0, _mm256_shuffle_epi8(scb, scale_ctrl0)),
                           _mm256_madd_epi16(m1, _mm256_shuffle_epi8(scb, scale_ctrl1)));
 }
@@ -392,7 +422,8 @@ static inline __m128i MinSums4(const uint64_t mn[kDecodeRows], const BlockQ8_K& 
   const __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
   const __m256i pairs = _mm256_set_m128i(pair, pair);
   const auto mins = [](uint64_t a, uint64_t b) {
-    return _mm256_cvtepu8_epi16(_mm_set_epi64x(static_cast<long long>(b), static_cast<long long>(a)));
+    return _mm256_cvtepu8_epi16(
+        _mm_set_epi64x(static_cast<long long>(b), static_cast<long long>(a)));
   };
   // [row 0 | row 1] and [row 2 | row 3], 4 partial sums each.
   const __m256i s01 = _mm256_madd_epi16(mins(mn[0], mn[1]), pairs);
@@ -422,8 +453,9 @@ void DecodeQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
         std::memcpy(&dd[k], &w[k][b].d, 4);
       }
       // [d0, dmin0, d1, dmin1 | d2, dmin2, d3, dmin3] -> [d0..d3], [dmin0..dmin3].
-      const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32(static_cast<int>(dd[0]), static_cast<int>(dd[1]),
-                                                       static_cast<int>(dd[2]), static_cast<int>(dd[3])));
+      const __m256 dm =
+          _mm256_cvtph_ps(_mm_setr_epi32(static_cast<int>(dd[0]), static_cast<int>(dd[1]),
+                                         static_cast<int>(dd[2]), static_cast<int>(dd[3])));
       const __m128 dm_lo = _mm256_castps256_ps128(dm), dm_hi = _mm256_extractf128_ps(dm, 1);
       const __m128 xd = _mm_set1_ps(xb.d);
       const __m128 d4 = _mm_mul_ps(_mm_shuffle_ps(dm_lo, dm_hi, _MM_SHUFFLE(2, 0, 2, 0)), xd);
@@ -440,14 +472,16 @@ void DecodeQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
 // vectors and those of scale 2i + 1 in lane 1, so one pshufb control serves both lanes.
 static inline __m256i ScalesEvenOddQ6K(const int8_t* scales) {
   const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-  return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)), even_odd));
+  return _mm256_cvtepi8_epi16(
+      _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)), even_odd));
 }
 
 // The 16 bsums in the order of ScalesEvenOddQ6K: [b0, b2, .., b14 | b1, b3, .., b15].
 static inline __m256i BsumsEvenOdd(const BlockQ8_K& xb) {
-  const __m256i ctrl = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                                        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-  return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(LoadU256(xb.bsums), ctrl), _MM_SHUFFLE(3, 1, 2, 0));
+  const __m256i ctrl = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1,
+                                        4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(LoadU256(xb.bsums), ctrl),
+                                  _MM_SHUFFLE(3, 1, 2, 0));
 }
 
 // A row's integer sum of one Q6_K super-block (8 lanes), the -32 offset included; bs_eo is
@@ -463,7 +497,8 @@ static inline __m256i RowSumQ6K(const BlockQ6_K& wb, const BlockQ8_K& xb, __m256
   };
   const __m256i sc = ScalesEvenOddQ6K(wb.scales);
   // code - 32: the -32 part is -32 * sum_k scale_k * bsums_k.
-  __m256i acc = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc, bs_eo), 5));
+  __m256i acc =
+      _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc, bs_eo), 5));
   for (int n = 0; n < 2; ++n) {
     __m256i q[4];
     UnpackQ6K(wb, n, q);
@@ -473,7 +508,8 @@ static inline __m256i RowSumQ6K(const BlockQ6_K& wb, const BlockQ8_K& xb, __m256
     const __m256i p2 = _mm256_maddubs_epi16(q[2], LoadU256(q8 + 64));
     const __m256i p3 = _mm256_maddubs_epi16(q[3], LoadU256(q8 + 96));
     const __m256i s01 = _mm256_madd_epi16(Merge32(p0, p1), _mm256_shuffle_epi8(sc, ctrl(4 * n)));
-    const __m256i s23 = _mm256_madd_epi16(Merge32(p2, p3), _mm256_shuffle_epi8(sc, ctrl(4 * n + 2)));
+    const __m256i s23 =
+        _mm256_madd_epi16(Merge32(p2, p3), _mm256_shuffle_epi8(sc, ctrl(4 * n + 2)));
     acc = _mm256_add_epi32(acc, _mm256_add_epi32(s01, s23));
   }
   return acc;
@@ -492,8 +528,9 @@ void DecodeQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
       const __m256i bs_eo = BsumsEvenOdd(xb);
       __m256i isum[kDecodeRows];
       for (int k = 0; k < kDecodeRows; ++k) isum[k] = RowSumQ6K(w[k][b], xb, bs_eo);
-      const __m128i d16 = _mm_setr_epi16(static_cast<int16_t>(w[0][b].d), static_cast<int16_t>(w[1][b].d),
-                                         static_cast<int16_t>(w[2][b].d), static_cast<int16_t>(w[3][b].d), 0, 0, 0, 0);
+      const __m128i d16 = _mm_setr_epi16(
+          static_cast<int16_t>(w[0][b].d), static_cast<int16_t>(w[1][b].d),
+          static_cast<int16_t>(w[2][b].d), static_cast<int16_t>(w[3][b].d), 0, 0, 0, 0);
       const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(d16), _mm_set1_ps(xb.d));
       acc = _mm_fmadd_ps(d4, _mm_cvtepi32_ps(SumRows4(isum[0], isum[1], isum[2], isum[3])), acc);
     }
@@ -504,15 +541,19 @@ void DecodeQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
 template <class Block, bool kHighBit>
 void TileQ45KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   switch (t.nt) {
-    case 1: return DecodeQ45K<Block, kHighBit>(t, r0, r1);
-    default: return TileQ45K4<Block, kHighBit>(t, r0, r1);
+    case 1:
+      return DecodeQ45K<Block, kHighBit>(t, r0, r1);
+    default:
+      return TileQ45K4<Block, kHighBit>(t, r0, r1);
   }
 }
 
 void TileQ6KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   switch (t.nt) {
-    case 1: return DecodeQ6K(t, r0, r1);
-    default: return TileQ6K4(t, r0, r1);
+    case 1:
+      return DecodeQ6K(t, r0, r1);
+    default:
+      return TileQ6K4(t, r0, r1);
   }
 }
 
@@ -520,10 +561,14 @@ void TileQ6KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
 
 MatMulTileFn MatMulTileKernelK(DType wtype) {
   switch (wtype) {
-    case DType::kQ4_K: return &TileQ45KAny<BlockQ4_K, false>;
-    case DType::kQ5_K: return &TileQ45KAny<BlockQ5_K, true>;
-    case DType::kQ6_K: return &TileQ6KAny;
-    default: return nullptr;
+    case DType::kQ4_K:
+      return &TileQ45KAny<BlockQ4_K, false>;
+    case DType::kQ5_K:
+      return &TileQ45KAny<BlockQ5_K, true>;
+    case DType::kQ6_K:
+      return &TileQ6KAny;
+    default:
+      return nullptr;
   }
 }
 

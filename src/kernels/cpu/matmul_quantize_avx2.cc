@@ -27,8 +27,10 @@ static inline float HorizontalMax(__m256 v) {
 static inline __m256i RoundHalfAway(__m256 v) {
   const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
   const __m256 frac = AbsPs(_mm256_sub_ps(v, t));
-  const __m256 sign_one = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
-  const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), sign_one);
+  const __m256 sign_one =
+      _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
+  const __m256 step =
+      _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), sign_one);
   return _mm256_cvttps_epi32(_mm256_add_ps(t, step));
 }
 
@@ -53,7 +55,8 @@ static inline float QuantizeBlock32(const float* x, int8_t* qs, int* sum) {
   __m256i q[4];
   for (int k = 0; k < 4; ++k) q[k] = RoundHalfAway(_mm256_mul_ps(v[k], idv));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), PackI32ToI8(q[0], q[1], q[2], q[3]));
-  *sum = HorizontalSumI32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+  *sum = HorizontalSumI32(
+      _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
   return d;
 }
 
@@ -90,7 +93,8 @@ void QuantizeQ8_K(const float* x, void* dst, int64_t n) {
     float max = 0.0f;
     const __m256 amax_b = _mm256_set1_ps(amax);
     for (int k = 0; k < 32; ++k) {
-      const int mask = _mm256_movemask_ps(_mm256_cmp_ps(AbsPs(_mm256_loadu_ps(x + 8 * k)), amax_b, _CMP_EQ_OQ));
+      const int mask =
+          _mm256_movemask_ps(_mm256_cmp_ps(AbsPs(_mm256_loadu_ps(x + 8 * k)), amax_b, _CMP_EQ_OQ));
       if (mask != 0) {
         max = x[8 * k + __builtin_ctz(static_cast<unsigned>(mask))];
         break;
@@ -102,12 +106,14 @@ void QuantizeQ8_K(const float* x, void* dst, int64_t n) {
     for (int g = 0; g < 8; ++g) {
       __m256i q[4];
       for (int k = 0; k < 4; ++k) {
-        q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * g + 8 * k), is)), cap);
+        q[k] = _mm256_min_epi32(
+            _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * g + 8 * k), is)), cap);
       }
       // bsums: 16-value sums, two per group of 32.
       y[i].bsums[2 * g] = static_cast<int16_t>(HorizontalSumI32(_mm256_add_epi32(q[0], q[1])));
       y[i].bsums[2 * g + 1] = static_cast<int16_t>(HorizontalSumI32(_mm256_add_epi32(q[2], q[3])));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + 32 * g), PackI32ToI8(q[0], q[1], q[2], q[3]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + 32 * g),
+                          PackI32ToI8(q[0], q[1], q[2], q[3]));
     }
     y[i].d = 1.0f / iscale;
   }
@@ -117,10 +123,14 @@ void QuantizeQ8_K(const float* x, void* dst, int64_t n) {
 
 QuantizeActFn MatMulQuantizer(DType partner) {
   switch (partner) {
-    case DType::kQ8_0: return &QuantizeQ8_0;
-    case DType::kQ8_1: return &QuantizeQ8_1;
-    case DType::kQ8_K: return &QuantizeQ8_K;
-    default: return nullptr;
+    case DType::kQ8_0:
+      return &QuantizeQ8_0;
+    case DType::kQ8_1:
+      return &QuantizeQ8_1;
+    case DType::kQ8_K:
+      return &QuantizeQ8_K;
+    default:
+      return nullptr;
   }
 }
 

@@ -1,11 +1,12 @@
 // Row-wise and element-wise CPU ops: ISA dispatch and the ops that have one portable version
 // (RoPE, StoreKv, GetRows, Scale). The scalar target of a dispatched op is its reference twin.
+#include "kernels/cpu/ops.h"
+
 #include <algorithm>
 #include <cmath>
 #include <optional>
 
 #include "base/status.h"
-#include "kernels/cpu/ops.h"
 #include "kernels/cpu/ops_internal.h"
 #include "kernels/cpu/ref.h"
 #include "tensor/fp16.h"
@@ -49,9 +50,9 @@ void Rope(const RopeArgs& a) {
   if (a.ext_factor != 0.0f) {
     ref::RopeYarnCorrDims(a.n_rot, a.n_ctx_orig, a.base, a.beta_fast, a.beta_slow, corr);
   }
-  const float yarn_mscale =
-      a.ext_factor != 0.0f ? a.attn_factor * (1.0f + 0.1f * std::log(1.0f / a.freq_scale))
-                           : a.attn_factor;
+  const float yarn_mscale = a.ext_factor != 0.0f
+                                ? a.attn_factor * (1.0f + 0.1f * std::log(1.0f / a.freq_scale))
+                                : a.attn_factor;
   const bool neox = a.mode == RopeMode::kNeox;
   for (int64_t t = 0; t < a.n_tokens; ++t) {
     float* xt = a.x + t * a.x_stride;

@@ -155,7 +155,8 @@ struct RopeArgs {
 void Rope(const RopeArgs& a);
 
 // out = act(gate) * up, n values; act = GELU (tanh approximation) or SiLU. In place allowed.
-void Glu(GluAct act, const float* gate, const float* up, int64_t n, float* out, Isa isa = BestIsa());
+void Glu(GluAct act, const float* gate, const float* up, int64_t n, float* out,
+         Isa isa = BestIsa());
 
 // out = a + b (n values); in place allowed.
 void Add(const float* a, const float* b, int64_t n, float* out, Isa isa = BestIsa());

@@ -5,7 +5,6 @@
 #include <immintrin.h>
 
 #include "kernels/cpu/avx2_common.h"
-
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/ops_internal.h"
 
@@ -84,7 +83,8 @@ void RmsNorm(const float* x, int64_t x_stride, const float* w, float eps, int64_
       }
       for (; i < n_cols; ++i) o[i] = xr[i] * inv * w[i];
     } else {
-      for (; i + 8 <= n_cols; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(xr + i), iv));
+      for (; i + 8 <= n_cols; i += 8)
+        _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(xr + i), iv));
       for (; i < n_cols; ++i) o[i] = xr[i] * inv;
     }
   }

@@ -99,7 +99,8 @@ void RopeYarnCorrDims(int64_t n_rot, int64_t n_ctx_orig, float base, float beta_
   // n_rot * log(n_ctx_orig / (rotations * 2 pi)) / (2 log(base)), in f32 as ggml has it.
   auto corr_dim = [&](float rotations) {
     return static_cast<float>(n_rot) *
-           std::log(static_cast<float>(n_ctx_orig) / (rotations * 2.0f * static_cast<float>(M_PI))) /
+           std::log(static_cast<float>(n_ctx_orig) /
+                    (rotations * 2.0f * static_cast<float>(M_PI))) /
            (2.0f * std::log(base));
   };
   const float start = std::floor(corr_dim(beta_fast));

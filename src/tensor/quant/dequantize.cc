@@ -153,12 +153,18 @@ void DequantizeRow(DType type, const void* src, float* dst, int64_t n) {
       for (int64_t i = 0; i < n; ++i) dst[i] = BF16ToF32(h[i]);
       return;
     }
-    case DType::kQ4_0: return DequantQ4_0(static_cast<const BlockQ4_0*>(src), dst, nb);
-    case DType::kQ4_1: return DequantQ4_1(static_cast<const BlockQ4_1*>(src), dst, nb);
-    case DType::kQ5_0: return DequantQ5_0(static_cast<const BlockQ5_0*>(src), dst, nb);
-    case DType::kQ5_1: return DequantQ5_1(static_cast<const BlockQ5_1*>(src), dst, nb);
-    case DType::kQ8_0: return DequantQ8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
-    case DType::kQ8_1: return DequantQ8_1(static_cast<const BlockQ8_1*>(src), dst, nb);
+    case DType::kQ4_0:
+      return DequantQ4_0(static_cast<const BlockQ4_0*>(src), dst, nb);
+    case DType::kQ4_1:
+      return DequantQ4_1(static_cast<const BlockQ4_1*>(src), dst, nb);
+    case DType::kQ5_0:
+      return DequantQ5_0(static_cast<const BlockQ5_0*>(src), dst, nb);
+    case DType::kQ5_1:
+      return DequantQ5_1(static_cast<const BlockQ5_1*>(src), dst, nb);
+    case DType::kQ8_0:
+      return DequantQ8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
+    case DType::kQ8_1:
+      return DequantQ8_1(static_cast<const BlockQ8_1*>(src), dst, nb);
     case DType::kQ4_K: {
       const auto* b = static_cast<const BlockQ4_K*>(src);
       for (int64_t i = 0; i < nb; ++i) {
@@ -173,8 +179,10 @@ void DequantizeRow(DType type, const void* src, float* dst, int64_t n) {
       }
       return;
     }
-    case DType::kQ6_K: return DequantQ6_K(static_cast<const BlockQ6_K*>(src), dst, nb);
-    case DType::kQ8_K: return DequantQ8_K(static_cast<const BlockQ8_K*>(src), dst, nb);
+    case DType::kQ6_K:
+      return DequantQ6_K(static_cast<const BlockQ6_K*>(src), dst, nb);
+    case DType::kQ8_K:
+      return DequantQ8_K(static_cast<const BlockQ8_K*>(src), dst, nb);
     case DType::kQ2_K:
     case DType::kQ3_K:
       break;

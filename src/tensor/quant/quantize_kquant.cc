@@ -21,8 +21,8 @@ int Clamp(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 // First a plain min/max grid, then nstep + 1 candidate grids of nmax + rmin + rdelta * k steps
 // across [min, max], each refit in closed form; the best weighted squared error wins.
 // Returns the scale; *min_out is the (non-negative) offset to subtract.
-float MakeAffineQuants(int n, int nmax, const float* x, const float* w, uint8_t* L,
-                       float* min_out, float rmin, float rdelta, int nstep) {
+float MakeAffineQuants(int n, int nmax, const float* x, const float* w, uint8_t* L, float* min_out,
+                       float rmin, float rdelta, int nstep) {
   float mn = x[0], mx = x[0];
   float sum_w = w[0];
   float sum_x = sum_w * x[0];
@@ -252,7 +252,8 @@ void QuantizeRowQ6_K(const float* x, BlockQ6_K* y, int64_t nb) {
         const int a = Ln[l], b = Ln[l + 32], c = Ln[l + 64], e = Ln[l + 96];
         ql[l] = static_cast<uint8_t>((a & 0x0F) | ((c & 0x0F) << 4));
         ql[l + 32] = static_cast<uint8_t>((b & 0x0F) | ((e & 0x0F) << 4));
-        qh[l] = static_cast<uint8_t>((a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6));
+        qh[l] =
+            static_cast<uint8_t>((a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6));
       }
     }
   }

@@ -35,8 +35,8 @@ float DotQ4_1(const BlockQ4_1* w, const BlockQ8_1* x, int64_t nb) {
   float sum = 0;
   for (int64_t i = 0; i < nb; ++i) {
     const uint8_t* qs = w[i].qs;
-    const int s = DotBlock32(
-        [qs](int j) { return j < 16 ? (qs[j] & 0x0F) : (qs[j - 16] >> 4); }, x[i].qs);
+    const int s =
+        DotBlock32([qs](int j) { return j < 16 ? (qs[j] & 0x0F) : (qs[j - 16] >> 4); }, x[i].qs);
     // sum(d q + m) * (dy qy) = d dy sum(q qy) + m * (dy sum qy), and s = dy sum qy.
     sum += (F16ToF32(w[i].d) * F16ToF32(x[i].d)) * static_cast<float>(s) +
            F16ToF32(w[i].m) * F16ToF32(x[i].s);
@@ -102,7 +102,8 @@ float DotQ45KBlock(uint16_t d16, uint16_t dmin16, const uint8_t* scales, const u
       s1 += hi * x.qs[64 * c + 32 + l];
     }
     isum += sc0 * s0 + sc1 * s1;
-    msum += m0 * (x.bsums[4 * c] + x.bsums[4 * c + 1]) + m1 * (x.bsums[4 * c + 2] + x.bsums[4 * c + 3]);
+    msum +=
+        m0 * (x.bsums[4 * c] + x.bsums[4 * c + 1]) + m1 * (x.bsums[4 * c + 2] + x.bsums[4 * c + 3]);
   }
   return (F16ToF32(d16) * x.d) * static_cast<float>(isum) -
          (F16ToF32(dmin16) * x.d) * static_cast<float>(msum);
@@ -181,24 +182,32 @@ float VecDotRef(DType wtype, const void* w, const void* x, int64_t n) {
       for (int64_t i = 0; i < n; ++i) sum += (f16 ? F16ToF32(a[i]) : BF16ToF32(a[i])) * b[i];
       return sum;
     }
-    case DType::kQ4_0: return DotQ4_0(static_cast<const BlockQ4_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
-    case DType::kQ4_1: return DotQ4_1(static_cast<const BlockQ4_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
-    case DType::kQ5_0: return DotQ5_0(static_cast<const BlockQ5_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
-    case DType::kQ5_1: return DotQ5_1(static_cast<const BlockQ5_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
-    case DType::kQ8_0: return DotQ8_0(static_cast<const BlockQ8_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
+    case DType::kQ4_0:
+      return DotQ4_0(static_cast<const BlockQ4_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
+    case DType::kQ4_1:
+      return DotQ4_1(static_cast<const BlockQ4_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
+    case DType::kQ5_0:
+      return DotQ5_0(static_cast<const BlockQ5_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
+    case DType::kQ5_1:
+      return DotQ5_1(static_cast<const BlockQ5_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
+    case DType::kQ8_0:
+      return DotQ8_0(static_cast<const BlockQ8_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
     case DType::kQ4_K: {
       const auto* b = static_cast<const BlockQ4_K*>(w);
       float sum = 0;
-      for (int64_t i = 0; i < nb; ++i) sum += DotQ45KBlock(b[i].d, b[i].dmin, b[i].scales, nullptr, b[i].qs, xk[i]);
+      for (int64_t i = 0; i < nb; ++i)
+        sum += DotQ45KBlock(b[i].d, b[i].dmin, b[i].scales, nullptr, b[i].qs, xk[i]);
       return sum;
     }
     case DType::kQ5_K: {
       const auto* b = static_cast<const BlockQ5_K*>(w);
       float sum = 0;
-      for (int64_t i = 0; i < nb; ++i) sum += DotQ45KBlock(b[i].d, b[i].dmin, b[i].scales, b[i].qh, b[i].qs, xk[i]);
+      for (int64_t i = 0; i < nb; ++i)
+        sum += DotQ45KBlock(b[i].d, b[i].dmin, b[i].scales, b[i].qh, b[i].qs, xk[i]);
       return sum;
     }
-    case DType::kQ6_K: return DotQ6_K(static_cast<const BlockQ6_K*>(w), xk, nb);
+    case DType::kQ6_K:
+      return DotQ6_K(static_cast<const BlockQ6_K*>(w), xk, nb);
     default:
       break;
   }

@@ -1,8 +1,8 @@
 #include "base/memory_bandwidth.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 namespace gannet {
 namespace {
@@ -10,7 +10,8 @@ namespace {
 TEST(MemoryBandwidthTest, MeasuresAPositiveFiniteRate) {
   for (int n : {1, 2}) {
     ThreadPool pool(n);
-    Result<double> gbps = MeasureReadBandwidth(pool, {.buffer_bytes = size_t{16} << 20, .passes = 2});
+    Result<double> gbps =
+        MeasureReadBandwidth(pool, {.buffer_bytes = size_t{16} << 20, .passes = 2});
     ASSERT_TRUE(gbps.ok()) << gbps.status().ToString();
     EXPECT_TRUE(std::isfinite(*gbps));
     // Any machine this runs on reads faster than 10 MB/s and slower than 100 TB/s.
@@ -21,7 +22,8 @@ TEST(MemoryBandwidthTest, MeasuresAPositiveFiniteRate) {
 
 TEST(MemoryBandwidthTest, OddBufferSizeIsFine) {
   ThreadPool pool(3);
-  Result<double> gbps = MeasureReadBandwidth(pool, {.buffer_bytes = (size_t{1} << 20) + 12345, .passes = 1});
+  Result<double> gbps =
+      MeasureReadBandwidth(pool, {.buffer_bytes = (size_t{1} << 20) + 12345, .passes = 1});
   ASSERT_TRUE(gbps.ok()) << gbps.status().ToString();
   EXPECT_GT(*gbps, 0);
 }
@@ -30,8 +32,9 @@ TEST(MemoryBandwidthTest, RejectsBadOptions) {
   ThreadPool pool(1);
   EXPECT_EQ(MeasureReadBandwidth(pool, {.buffer_bytes = 1024, .passes = 1}).status().code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(MeasureReadBandwidth(pool, {.buffer_bytes = size_t{1} << 20, .passes = 0}).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      MeasureReadBandwidth(pool, {.buffer_bytes = size_t{1} << 20, .passes = 0}).status().code(),
+      StatusCode::kInvalidArgument);
 }
 
 }  // namespace

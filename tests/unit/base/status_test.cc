@@ -1,9 +1,9 @@
 #include "base/status.h"
 
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <memory>
-
-#include <gtest/gtest.h>
 
 #include "base/mmap_file.h"
 

@@ -32,7 +32,7 @@ TEST(Utf8Test, StrictValidation) {
   EXPECT_EQ(ValidUtf8Prefix("ab\xF0\x9F"), 2u);
   EXPECT_TRUE(IsIncompleteUtf8Tail("\xF0\x9F"));
   EXPECT_FALSE(IsIncompleteUtf8Tail("\xF0\x41"));
-  EXPECT_FALSE(IsIncompleteUtf8Tail("\xC0"));    // never valid
+  EXPECT_FALSE(IsIncompleteUtf8Tail("\xC0"));      // never valid
   EXPECT_FALSE(IsIncompleteUtf8Tail("\xED\xA0"));  // surrogate
   EXPECT_EQ(InvalidSequenceLength("\xE2\x82\x41"), 2u);
   EXPECT_EQ(InvalidSequenceLength("\xFF"), 1u);

@@ -2,12 +2,12 @@
 // the tokenizer wants one and the template did not write it, template errors as a Status.
 #include "chat/prompt.h"
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace gannet {
 namespace {
@@ -61,7 +61,8 @@ TEST(RenderChatPrompt, DoesNotDuplicateTheBosTheTemplateWrites) {
   auto tok = MakeTokenizer(/*add_bos=*/true);
   ASSERT_NE(tok, nullptr);
   // bos_token and eos_token come from the tokenizer when the caller leaves them empty.
-  const ChatTemplate tmpl = Parse("{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}");
+  const ChatTemplate tmpl =
+      Parse("{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}");
   Result<Ids> ids = RenderChatPrompt(tmpl, *tok, OneUserMessage("c"));
   ASSERT_TRUE(ids.ok()) << ids.status().ToString();
   EXPECT_EQ(*ids, (Ids{1, Letter('c'), 2}));
@@ -70,7 +71,8 @@ TEST(RenderChatPrompt, DoesNotDuplicateTheBosTheTemplateWrites) {
 TEST(RenderChatPrompt, CallerTokensAndNoBosWhenTheTokenizerWantsNone) {
   auto tok = MakeTokenizer(/*add_bos=*/false);
   ASSERT_NE(tok, nullptr);
-  const ChatTemplate tmpl = Parse("{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}");
+  const ChatTemplate tmpl =
+      Parse("{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}");
   ChatRenderInput in = OneUserMessage("d");
   in.bos_token = "x";  // the caller's text wins over the tokenizer's
   Result<Ids> ids = RenderChatPrompt(tmpl, *tok, std::move(in));
@@ -85,7 +87,8 @@ TEST(RenderChatPrompt, TemplateErrorsComeBackAsAStatus) {
   Result<Ids> ids = RenderChatPrompt(tmpl, *tok, OneUserMessage("e"));
   ASSERT_FALSE(ids.ok());
   EXPECT_EQ(ids.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(ids.status().message().find("no user turns, please"), std::string::npos) << ids.status().message();
+  EXPECT_NE(ids.status().message().find("no user turns, please"), std::string::npos)
+      << ids.status().message();
 }
 
 }  // namespace

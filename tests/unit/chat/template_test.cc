@@ -1,14 +1,15 @@
 // ChatTemplate on the interpreter: the ChatML fallback, raise_exception and strftime_now, message
 // fields and variables, the template from a GGUF file, and random mutations of real templates
 // (errors, never crashes).
+#include "chat/template.h"
+
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
 
-#include <gtest/gtest.h>
-
-#include "chat/template.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 
@@ -25,11 +26,15 @@ TEST(ChatTemplate, FallbackIsChatMl) {
   in.messages.push_back(user);
   Result<std::string> out = t->Render(in);
   ASSERT_TRUE(out.ok()) << out.status().ToString();
-  EXPECT_EQ(*out, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nab<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(
+      *out,
+      "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nab<|im_end|>\n<|im_start|>assistant\n");
 }
 
 TEST(ChatTemplate, RaiseExceptionAndStrftime) {
-  Result<ChatTemplate> t = ChatTemplate::Parse("{{ strftime_now('%Y-%m-%d %b') }}{% if messages|length > 1 %}{{ raise_exception('too many') }}{% endif %}");
+  Result<ChatTemplate> t = ChatTemplate::Parse(
+      "{{ strftime_now('%Y-%m-%d %b') }}{% if messages|length > 1 %}{{ raise_exception('too many') "
+      "}}{% endif %}");
   ASSERT_TRUE(t.ok());
   ChatRenderInput in;
   in.now = 1741964966;
@@ -38,7 +43,8 @@ TEST(ChatTemplate, RaiseExceptionAndStrftime) {
   in.messages.push_back(ChatMessage{.role = "user", .content = "y"});
   Result<std::string> r = t->Render(in);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("rejected the conversation: too many"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("rejected the conversation: too many"), std::string::npos)
+      << r.status().message();
 }
 
 TEST(ChatTemplate, MessageFieldsAndVariables) {
@@ -55,15 +61,19 @@ TEST(ChatTemplate, MessageFieldsAndVariables) {
   in.extra_variables = {{"flag", 7}};
   in.bos_token = "<s>";
   in.eos_token = "</s>";
-  EXPECT_EQ(*t->Render(in), "user:False:False;assistant:True:True{\"b\": 1, \"a\": 2};False7<s></s>");
-  EXPECT_FALSE(ChatMessageFromJson(nlohmann::ordered_json::parse(R"({"content": "no role"})")).ok());
-  EXPECT_FALSE(ChatMessageFromJson(nlohmann::ordered_json::parse(R"({"role": "user", "content": 5})")).ok());
+  EXPECT_EQ(*t->Render(in),
+            "user:False:False;assistant:True:True{\"b\": 1, \"a\": 2};False7<s></s>");
+  EXPECT_FALSE(
+      ChatMessageFromJson(nlohmann::ordered_json::parse(R"({"content": "no role"})")).ok());
+  EXPECT_FALSE(
+      ChatMessageFromJson(nlohmann::ordered_json::parse(R"({"role": "user", "content": 5})")).ok());
 }
 
 TEST(ChatTemplate, FromGgufPicksTheModelsTemplateOrTheFallback) {
   GgufWriter with;
   with.SetString("general.architecture", "llama");
-  with.SetString("tokenizer.chat_template", "{{ bos_token }}{% for m in messages %}[{{ m.content }}]{% endfor %}");
+  with.SetString("tokenizer.chat_template",
+                 "{{ bos_token }}{% for m in messages %}[{{ m.content }}]{% endfor %}");
   const std::vector<uint8_t> bytes = with.Serialize();
   auto file = GgufFile::FromBytes(bytes, "with.gguf");
   ASSERT_TRUE(file.ok()) << file.status().ToString();
@@ -101,7 +111,9 @@ TEST(ChatTemplate, FromGgufPicksTheModelsTemplateOrTheFallback) {
 }
 
 std::string ReadFixture(const std::string& name) {
-  std::ifstream f(std::string(GANNET_SOURCE_DIR) + "/tests/fixtures/chat_templates/templates/" + name, std::ios::binary);
+  std::ifstream f(
+      std::string(GANNET_SOURCE_DIR) + "/tests/fixtures/chat_templates/templates/" + name,
+      std::ios::binary);
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
@@ -116,7 +128,8 @@ TEST(ChatTemplate, MutatedTemplatesNeverCrash) {
   const std::string alphabet = "{}%#-+()[]'\".,:|~*/ \n=<>!abcfinoterls0129_";
   std::mt19937 rng(1234);
   ChatRenderInput in;
-  in.messages = {ChatMessage{.role = "system", .content = "s"}, ChatMessage{.role = "user", .content = "u"},
+  in.messages = {ChatMessage{.role = "system", .content = "s"},
+                 ChatMessage{.role = "user", .content = "u"},
                  ChatMessage{.role = "assistant", .content = "a"}};
   in.limits.max_output_bytes = 1 << 16;
   in.limits.max_loop_iterations = 10000;
@@ -127,9 +140,14 @@ TEST(ChatTemplate, MutatedTemplatesNeverCrash) {
     for (int e = 0; e < edits && !src.empty(); ++e) {
       const size_t pos = rng() % src.size();
       switch (rng() % 3) {
-        case 0: src.erase(pos, 1 + rng() % 8); break;
-        case 1: src.insert(pos, 1, alphabet[rng() % alphabet.size()]); break;
-        default: src[pos] = alphabet[rng() % alphabet.size()];
+        case 0:
+          src.erase(pos, 1 + rng() % 8);
+          break;
+        case 1:
+          src.insert(pos, 1, alphabet[rng() % alphabet.size()]);
+          break;
+        default:
+          src[pos] = alphabet[rng() % alphabet.size()];
       }
     }
     Result<ChatTemplate> t = ChatTemplate::Parse(src);

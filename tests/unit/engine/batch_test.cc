@@ -1,13 +1,13 @@
 // Multi-sequence forward passes over the paged KV store: a batch that mixes several sequences'
 // prompt chunks and decode tokens, with scattered block tables, must give each sequence the
 // logits it gets when evaluated alone in the single-sequence cache.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "engine/model_runner.h"
 #include "engine/paged_kv.h"
@@ -29,7 +29,8 @@ std::vector<float> AloneLogits(const std::string& path, const std::vector<int32_
 double MaxAbsDiff(std::span<const float> a, std::span<const float> b) {
   EXPECT_EQ(a.size(), b.size());
   double worst = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    worst = std::max(worst, double(std::fabs(a[i] - b[i])));
   return worst;
 }
 
@@ -59,22 +60,33 @@ TEST_P(BatchTest, MixedBatchEqualsSequencesAlone) {
   std::vector<BatchSeq> step1 = {
       {.tokens = a, .n_past = 0, .kv = va.layers, .logits = true},
       {.tokens = b, .n_past = 0, .kv = vb.layers, .logits = true},
-      {.tokens = std::span<const int32_t>(c).first(5), .n_past = 0, .kv = vc.layers, .logits = false},
+      {.tokens = std::span<const int32_t>(c).first(5),
+       .n_past = 0,
+       .kv = vc.layers,
+       .logits = false},
   };
   auto out1 = e.Execute(step1);
   ASSERT_TRUE(out1.ok()) << out1.status().ToString();
   ASSERT_EQ(out1->size(), static_cast<size_t>(2 * n_vocab));
-  std::vector<float> got_a(out1->begin(), out1->begin() + n_vocab), got_b(out1->begin() + n_vocab, out1->end());
+  std::vector<float> got_a(out1->begin(), out1->begin() + n_vocab),
+      got_b(out1->begin() + n_vocab, out1->end());
   EXPECT_LT(MaxAbsDiff(got_a, AloneLogits(path, a)), 2e-3);
   EXPECT_LT(MaxAbsDiff(got_b, AloneLogits(path, b)), 2e-3);
 
   // Step 2: decode one token of a and b, and the rest of c's prompt.
   const int32_t next_a = 3 % n_vocab, next_b = 8 % n_vocab;
   std::vector<BatchSeq> step2 = {
-      {.tokens = std::span<const int32_t>(&next_a, 1), .n_past = static_cast<int64_t>(a.size()), .kv = va.layers,
+      {.tokens = std::span<const int32_t>(&next_a, 1),
+       .n_past = static_cast<int64_t>(a.size()),
+       .kv = va.layers,
        .logits = true},
-      {.tokens = std::span<const int32_t>(c).subspan(5), .n_past = 5, .kv = vc.layers, .logits = true},
-      {.tokens = std::span<const int32_t>(&next_b, 1), .n_past = static_cast<int64_t>(b.size()), .kv = vb.layers,
+      {.tokens = std::span<const int32_t>(c).subspan(5),
+       .n_past = 5,
+       .kv = vc.layers,
+       .logits = true},
+      {.tokens = std::span<const int32_t>(&next_b, 1),
+       .n_past = static_cast<int64_t>(b.size()),
+       .kv = vb.layers,
        .logits = true},
   };
   auto out2 = e.Execute(step2);
@@ -95,7 +107,9 @@ TEST_P(BatchTest, MixedBatchEqualsSequencesAlone) {
   store->Assign(tf, &vf);
   const int32_t next_f = 5 % n_vocab;
   std::vector<BatchSeq> step3 = {
-      {.tokens = std::span<const int32_t>(&next_f, 1), .n_past = static_cast<int64_t>(a2.size()), .kv = vf.layers,
+      {.tokens = std::span<const int32_t>(&next_f, 1),
+       .n_past = static_cast<int64_t>(a2.size()),
+       .kv = vf.layers,
        .logits = true},
   };
   auto out3 = e.Execute(step3);
@@ -113,7 +127,8 @@ TEST(BatchErrors, BadBatchesAreRejected) {
   SeqKvViews v;
   store->Assign(std::vector<int32_t>{0, 1}, &v);
   const int32_t bad = static_cast<int32_t>((*eng)->config().n_vocab);
-  std::vector<BatchSeq> s = {{.tokens = std::span<const int32_t>(&bad, 1), .n_past = 0, .kv = v.layers}};
+  std::vector<BatchSeq> s = {
+      {.tokens = std::span<const int32_t>(&bad, 1), .n_past = 0, .kv = v.layers}};
   EXPECT_FALSE((*eng)->Execute(s).ok());
   EXPECT_FALSE((*eng)->Execute({}).ok());
   std::vector<BatchSeq> no_views = {{.tokens = std::span<const int32_t>(&bad, 0), .n_past = 0}};
@@ -149,8 +164,8 @@ TEST(BatchErrors, AbortedPassCanBeRedone) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, BatchTest,
-                         ::testing::Values("tiny-llama-f32", "tiny-llama-q", "tiny-gemma3-f32", "tiny-gemma3-q",
-                                           "tiny-qwen2-f32"));
+                         ::testing::Values("tiny-llama-f32", "tiny-llama-q", "tiny-gemma3-f32",
+                                           "tiny-gemma3-q", "tiny-qwen2-f32"));
 
 }  // namespace
 }  // namespace gannet::engine

@@ -2,10 +2,10 @@
 // least recently freed first), exact prefix-cache hits despite hash collisions, copy-on-write.
 #include "engine/block_pool.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace gannet::engine {
 namespace {

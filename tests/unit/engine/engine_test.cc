@@ -1,6 +1,10 @@
 // The Engine on tiny models: many concurrent requests batched every step give exactly what each
 // gives alone (ModelRunner::Evaluate, one token at a time); stop strings, cancellation, n > 1,
 // queue limits and shutdown free every KV block.
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -10,10 +14,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
-
-#include "engine/engine.h"
 
 namespace gannet::engine {
 namespace {
@@ -25,27 +25,28 @@ struct Collected {
   std::condition_variable cv;
   std::vector<std::vector<int32_t>> tokens;  // per sample
   bool done = false;
-  std::vector<std::string> text;              // per sample: every delta, then the tail
+  std::vector<std::string> text;  // per sample: every delta, then the tail
   GenerationResult result;
 
   GenerationCallbacks Callbacks(int n) {
     tokens.assign(n, {});
     text.assign(n, {});
-    return GenerationCallbacks{
-        .on_token =
-            [this](const TokenEvent& ev) {
-              std::lock_guard<std::mutex> lock(mu);
-              tokens[ev.sample_index].push_back(ev.token);
-              text[ev.sample_index] += ev.text;
-            },
-        .on_done =
-            [this](const GenerationResult& r) {
-              std::lock_guard<std::mutex> lock(mu);
-              result = r;
-              for (size_t i = 0; i < r.samples.size() && i < text.size(); ++i) text[i] += r.samples[i].tail;
-              done = true;
-              cv.notify_all();
-            }};
+    return GenerationCallbacks{.on_token =
+                                   [this](const TokenEvent& ev) {
+                                     std::lock_guard<std::mutex> lock(mu);
+                                     tokens[ev.sample_index].push_back(ev.token);
+                                     text[ev.sample_index] += ev.text;
+                                   },
+                               .on_done =
+                                   [this](const GenerationResult& r) {
+                                     std::lock_guard<std::mutex> lock(mu);
+                                     result = r;
+                                     for (size_t i = 0; i < r.samples.size() && i < text.size();
+                                          ++i)
+                                       text[i] += r.samples[i].tail;
+                                     done = true;
+                                     cv.notify_all();
+                                   }};
   }
   bool Wait(std::chrono::seconds limit = std::chrono::seconds(60)) {
     std::unique_lock<std::mutex> lock(mu);
@@ -60,8 +61,10 @@ std::vector<int32_t> Prompt(int i, int len, int64_t n_vocab) {
 }
 
 // Greedy tokens of one sequence alone, one forward pass per token on the runner's own sequence.
-std::vector<int32_t> GreedyAlone(ModelRunner& runner, const std::vector<int32_t>& prompt, int max_tokens) {
-  Sampler sampler(SamplingParams{.temperature = 0.0f}, static_cast<int32_t>(runner.config().n_vocab));
+std::vector<int32_t> GreedyAlone(ModelRunner& runner, const std::vector<int32_t>& prompt,
+                                 int max_tokens) {
+  Sampler sampler(SamplingParams{.temperature = 0.0f},
+                  static_cast<int32_t>(runner.config().n_vocab));
   std::vector<int32_t> out;
   Result<std::span<const float>> l = runner.Evaluate(prompt, 0, false);
   int64_t n_past = static_cast<int64_t>(prompt.size());
@@ -103,9 +106,13 @@ TEST_P(EngineTest, ConcurrentGreedyRequestsMatchEachAlone) {
   ASSERT_TRUE(eng.ok());
   // A small pool and budget, so that steps mix prefill chunks with decodes and some sequences
   // are preempted and recomputed.
-  const size_t pool_bytes = 20 * PagedKvStore::BytesPerBlock((*eng)->config(), 4);  // 80 token slots
-  auto serving = Engine::Create(eng->get(), {.block_size = 4, .kv_memory_bytes = pool_bytes,
-                                              .max_batch_tokens = 24, .max_seqs = 6, .max_queue = 64});
+  const size_t pool_bytes =
+      20 * PagedKvStore::BytesPerBlock((*eng)->config(), 4);  // 80 token slots
+  auto serving = Engine::Create(eng->get(), {.block_size = 4,
+                                             .kv_memory_bytes = pool_bytes,
+                                             .max_batch_tokens = 24,
+                                             .max_seqs = 6,
+                                             .max_queue = 64});
   ASSERT_TRUE(serving.ok()) << serving.status().ToString();
   // A gate request holds the step thread in its callback until every request is queued, so all
   // are admitted together and the schedule (preemptions included) does not depend on timing.
@@ -114,12 +121,16 @@ TEST_P(EngineTest, ConcurrentGreedyRequestsMatchEachAlone) {
   Collected gate;
   GenerationCallbacks gate_cb = gate.Callbacks(1);
   gate_cb.on_token = [opened](const TokenEvent&) { opened.wait(); };
-  ASSERT_TRUE((*serving)->Submit({.prompt = {1, 2}, .max_tokens = 1, .stop_at_eog = false}, gate_cb).ok());
+  ASSERT_TRUE(
+      (*serving)->Submit({.prompt = {1, 2}, .max_tokens = 1, .stop_at_eog = false}, gate_cb).ok());
   std::vector<Collected> got(kRequests);
   for (int i = 0; i < kRequests; ++i) {
-    GenerationRequest r{.prompt = Prompt(i, 3 + (i * 5) % 23, n_vocab), .max_tokens = 6 + i % 5,
-                        .sampling = greedy, .stop_at_eog = false};
-    EXPECT_TRUE((*serving)->Submit(std::move(r), got[i].Callbacks(1)).ok());  // no early return: the gate
+    GenerationRequest r{.prompt = Prompt(i, 3 + (i * 5) % 23, n_vocab),
+                        .max_tokens = 6 + i % 5,
+                        .sampling = greedy,
+                        .stop_at_eog = false};
+    EXPECT_TRUE(
+        (*serving)->Submit(std::move(r), got[i].Callbacks(1)).ok());  // no early return: the gate
   }
   open.set_value();
   ASSERT_TRUE(gate.Wait());
@@ -139,7 +150,8 @@ TEST_P(EngineTest, ConcurrentGreedyRequestsMatchEachAlone) {
   EXPECT_GT(st.preemptions, 0);  // the pool is too small for six sequences at once
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, EngineTest, ::testing::Values("tiny-llama-f32", "tiny-gemma3-f32", "tiny-llama-q"));
+INSTANTIATE_TEST_SUITE_P(Tiny, EngineTest,
+                         ::testing::Values("tiny-llama-f32", "tiny-gemma3-f32", "tiny-llama-q"));
 
 class EngineControl : public ::testing::Test {
  protected:
@@ -160,33 +172,58 @@ TEST_F(EngineControl, CancelStopAndSamples) {
   // token that completed it, and the finish reason is kStop.
   Collected free_run;
   SamplingParams greedy{.temperature = 0.0f};
-  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(1, 5, n_vocab_), .max_tokens = 20, .sampling = greedy,
-                            .stop_at_eog = false}, free_run.Callbacks(1)).ok());
+  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(1, 5, n_vocab_),
+                            .max_tokens = 20,
+                            .sampling = greedy,
+                            .stop_at_eog = false},
+                           free_run.Callbacks(1))
+                  .ok());
   ASSERT_TRUE(free_run.Wait());
   const std::string full = free_run.text[0];
   ASSERT_GE(full.size(), 8u);
   const std::string stop = full.substr(full.size() / 2, 3);
   Collected a;
-  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(1, 5, n_vocab_), .max_tokens = 20, .sampling = greedy,
-                            .stop_at_eog = false, .stop = {"never appears \x01", stop}}, a.Callbacks(1)).ok());
+  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(1, 5, n_vocab_),
+                            .max_tokens = 20,
+                            .sampling = greedy,
+                            .stop_at_eog = false,
+                            .stop = {"never appears \x01", stop}},
+                           a.Callbacks(1))
+                  .ok());
   ASSERT_TRUE(a.Wait());
   EXPECT_EQ(a.text[0], full.substr(0, full.find(stop)));
   EXPECT_EQ(a.result.samples[0].finish, FinishReason::kStop);
   EXPECT_LT(a.tokens[0].size(), free_run.tokens[0].size());
-  EXPECT_EQ(a.tokens[0], std::vector<int32_t>(free_run.tokens[0].begin(), free_run.tokens[0].begin() +
-                                                                             static_cast<long>(a.tokens[0].size())));
+  EXPECT_EQ(a.tokens[0], std::vector<int32_t>(
+                             free_run.tokens[0].begin(),
+                             free_run.tokens[0].begin() + static_cast<long>(a.tokens[0].size())));
   // Too many stop strings are refused at Submit.
-  EXPECT_EQ((*s)->Submit({.prompt = {1}, .max_tokens = 1, .stop = std::vector<std::string>(kMaxStopStrings + 1, "x")},
-                         a.Callbacks(1)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*s)->Submit({.prompt = {1},
+                          .max_tokens = 1,
+                          .stop = std::vector<std::string>(kMaxStopStrings + 1, "x")},
+                         a.Callbacks(1))
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
 
   // n = 3 seeded samples: reproducible, and each sample its own stream.
   Collected b1, b2;
   SamplingParams sp{.temperature = 1.5f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = 42};
-  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(2, 6, n_vocab_), .max_tokens = 8, .n = 3, .sampling = sp,
-                            .stop_at_eog = false}, b1.Callbacks(3)).ok());
+  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(2, 6, n_vocab_),
+                            .max_tokens = 8,
+                            .n = 3,
+                            .sampling = sp,
+                            .stop_at_eog = false},
+                           b1.Callbacks(3))
+                  .ok());
   ASSERT_TRUE(b1.Wait());
-  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(2, 6, n_vocab_), .max_tokens = 8, .n = 3, .sampling = sp,
-                            .stop_at_eog = false}, b2.Callbacks(3)).ok());
+  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(2, 6, n_vocab_),
+                            .max_tokens = 8,
+                            .n = 3,
+                            .sampling = sp,
+                            .stop_at_eog = false},
+                           b2.Callbacks(3))
+                  .ok());
   ASSERT_TRUE(b2.Wait());
   EXPECT_EQ(b1.tokens, b2.tokens);
   for (const auto& t : b1.tokens) EXPECT_EQ(t.size(), 8u);
@@ -195,7 +232,8 @@ TEST_F(EngineControl, CancelStopAndSamples) {
 
   // Logprobs.
   Collected c;
-  GenerationRequest lr{.prompt = Prompt(3, 4, n_vocab_), .max_tokens = 2, .stop_at_eog = false, .top_logprobs = 3};
+  GenerationRequest lr{
+      .prompt = Prompt(3, 4, n_vocab_), .max_tokens = 2, .stop_at_eog = false, .top_logprobs = 3};
   lr.sampling.temperature = 0;
   std::vector<TokenEvent> events;
   GenerationCallbacks cb = c.Callbacks(1);
@@ -229,7 +267,8 @@ TEST_F(EngineControl, CancelStopAndSamples) {
     }
     d_inner(ev);
   };
-  auto id = (*s)->Submit({.prompt = Prompt(4, 10, n_vocab_), .max_tokens = 50, .stop_at_eog = false}, dcb);
+  auto id = (*s)->Submit(
+      {.prompt = Prompt(4, 10, n_vocab_), .max_tokens = 50, .stop_at_eog = false}, dcb);
   ASSERT_TRUE(id.ok());
   d_id.store(*id);
   ASSERT_TRUE(d.Wait());
@@ -258,7 +297,8 @@ TEST(EngineThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
     std::vector<Collected> col(3);
     std::mutex mu;
     for (int r = 0; r < 3; ++r) {
-      SamplingParams sp{.temperature = 1.3f, .top_k = 0, .top_p = 0.9f, .min_p = 0.0f, .seed = 7u + r};
+      SamplingParams sp{
+          .temperature = 1.3f, .top_k = 0, .top_p = 0.9f, .min_p = 0.0f, .seed = 7u + r};
       GenerationCallbacks cb = col[r].Callbacks(4);
       auto inner = cb.on_token;
       cb.on_token = [&, inner, r](const TokenEvent& ev) {
@@ -268,9 +308,14 @@ TEST(EngineThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
         }
         inner(ev);
       };
-      EXPECT_TRUE((*s)->Submit({.prompt = Prompt(10 + r, 5, n_vocab), .max_tokens = 6, .n = 4, .sampling = sp,
-                                .stop_at_eog = false, .top_logprobs = 2},
-                               cb).ok());
+      EXPECT_TRUE((*s)->Submit({.prompt = Prompt(10 + r, 5, n_vocab),
+                                .max_tokens = 6,
+                                .n = 4,
+                                .sampling = sp,
+                                .stop_at_eog = false,
+                                .top_logprobs = 2},
+                               cb)
+                      .ok());
     }
     for (Collected& c : col) {
       EXPECT_TRUE(c.Wait());
@@ -288,14 +333,17 @@ TEST(EngineThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
 
 TEST_F(EngineControl, PrefixCachingCanBeTurnedOff) {
   for (bool caching : {true, false}) {
-    auto s = Engine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 64, .max_seqs = 4,
-                                         .prefix_caching = caching});
+    auto s = Engine::Create(
+        eng_.get(),
+        {.block_size = 4, .max_batch_tokens = 64, .max_seqs = 4, .prefix_caching = caching});
     ASSERT_TRUE(s.ok());
     // The same 21-token prompt twice, one after the other: the second finds 5 full blocks cached.
     for (int turn = 0; turn < 2; ++turn) {
       Collected c;
-      ASSERT_TRUE((*s)->Submit({.prompt = Prompt(9, 21, n_vocab_), .max_tokens = 2, .stop_at_eog = false},
-                               c.Callbacks(1)).ok());
+      ASSERT_TRUE(
+          (*s)->Submit({.prompt = Prompt(9, 21, n_vocab_), .max_tokens = 2, .stop_at_eog = false},
+                       c.Callbacks(1))
+              .ok());
       ASSERT_TRUE(c.Wait());
       EXPECT_EQ(c.result.cached_prompt_tokens, turn == 1 && caching ? 20 : 0);
       EXPECT_EQ(c.result.prompt_tokens, 21);
@@ -306,15 +354,21 @@ TEST_F(EngineControl, PrefixCachingCanBeTurnedOff) {
 }
 
 TEST_F(EngineControl, RejectsBadRequestsAndOverload) {
-  auto s = Engine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 8, .max_seqs = 1, .max_queue = 2});
+  auto s = Engine::Create(eng_.get(),
+                          {.block_size = 4, .max_batch_tokens = 8, .max_seqs = 1, .max_queue = 2});
   ASSERT_TRUE(s.ok());
   Collected x;
   EXPECT_EQ((*s)->Submit({.prompt = {}, .max_tokens = 4}, x.Callbacks(1)).status().code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ((*s)->Submit({.prompt = Prompt(0, 60, n_vocab_), .max_tokens = 10}, x.Callbacks(1)).status().code(),
+  EXPECT_EQ((*s)->Submit({.prompt = Prompt(0, 60, n_vocab_), .max_tokens = 10}, x.Callbacks(1))
+                .status()
+                .code(),
             StatusCode::kInvalidArgument);  // 70 > context of 64
-  EXPECT_EQ((*s)->Submit({.prompt = {static_cast<int32_t>(n_vocab_)}, .max_tokens = 1}, x.Callbacks(1)).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      (*s)->Submit({.prompt = {static_cast<int32_t>(n_vocab_)}, .max_tokens = 1}, x.Callbacks(1))
+          .status()
+          .code(),
+      StatusCode::kInvalidArgument);
   GenerationRequest bad_temp{.prompt = {1}, .max_tokens = 1};
   bad_temp.sampling.temperature = -1;
   EXPECT_FALSE((*s)->Submit(bad_temp, x.Callbacks(1)).ok());
@@ -323,7 +377,9 @@ TEST_F(EngineControl, RejectsBadRequestsAndOverload) {
   std::vector<Collected> c(8);
   int accepted = 0, refused = 0;
   for (auto& ci : c) {
-    auto r = (*s)->Submit({.prompt = Prompt(5, 8, n_vocab_), .max_tokens = 40, .stop_at_eog = false}, ci.Callbacks(1));
+    auto r =
+        (*s)->Submit({.prompt = Prompt(5, 8, n_vocab_), .max_tokens = 40, .stop_at_eog = false},
+                     ci.Callbacks(1));
     if (r.ok()) {
       ++accepted;
     } else {
@@ -338,11 +394,14 @@ TEST_F(EngineControl, RejectsBadRequestsAndOverload) {
 
   // Shutdown with no grace cancels what is left; later submissions are refused.
   Collected y;
-  ASSERT_TRUE((*s)->Submit({.prompt = Prompt(6, 8, n_vocab_), .max_tokens = 50, .stop_at_eog = false},
-                           y.Callbacks(1)).ok());
+  ASSERT_TRUE(
+      (*s)->Submit({.prompt = Prompt(6, 8, n_vocab_), .max_tokens = 50, .stop_at_eog = false},
+                   y.Callbacks(1))
+          .ok());
   (*s)->Shutdown(std::chrono::milliseconds(0));
   ASSERT_TRUE(y.Wait(std::chrono::seconds(1)));
-  EXPECT_EQ((*s)->Submit({.prompt = {1}, .max_tokens = 1}, x.Callbacks(1)).status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ((*s)->Submit({.prompt = {1}, .max_tokens = 1}, x.Callbacks(1)).status().code(),
+            StatusCode::kUnavailable);
 }
 
 }  // namespace

@@ -2,10 +2,10 @@
 // last-token rule, all-or-nothing allocation, fork with copy-on-write, deduplication, free order.
 #include "engine/kv_cache_manager.h"
 
+#include <gtest/gtest.h>
+
 #include <numeric>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace gannet::engine {
 namespace {
@@ -84,7 +84,8 @@ TEST(KvCacheManagerTest, SecondTurnReusesEveryFullBlockOfTheFirst) {
   EXPECT_EQ(m.pool().num_cached(), 4);  // 16 computed positions = 4 full blocks
   ExpectValid(m);
 
-  const std::vector<int32_t> turn2 = Concat(tokens, Range(2000, 5));  // prompt + reply + new message
+  const std::vector<int32_t> turn2 =
+      Concat(tokens, Range(2000, 5));  // prompt + reply + new message
   const PrefixMatch match = m.MatchPrefix(turn2);
   EXPECT_EQ(match.num_tokens, 16);
   EXPECT_EQ(match.blocks, std::vector<BlockId>(first.begin(), first.begin() + 4));
@@ -106,13 +107,13 @@ TEST(KvCacheManagerTest, TheLastTokenIsAlwaysComputed) {
 TEST(KvCacheManagerTest, AllocationIsAllOrNothing) {
   KvCacheManager m = MakeManager(4);
   ASSERT_TRUE(m.AllocateSlots(1, 10));  // 3 blocks
-  EXPECT_FALSE(m.AllocateSlots(2, 5));   // needs 2, 1 free
+  EXPECT_FALSE(m.AllocateSlots(2, 5));  // needs 2, 1 free
   EXPECT_FALSE(m.Contains(2));
-  EXPECT_FALSE(m.AllocateSlots(1, 7));   // 17 slots: needs 2 more
+  EXPECT_FALSE(m.AllocateSlots(1, 7));  // 17 slots: needs 2 more
   EXPECT_EQ(m.NumSlots(1), 10);
   EXPECT_EQ(m.pool().num_free(), 1);
   ExpectValid(m);
-  EXPECT_TRUE(m.AllocateSlots(1, 2));    // 12 slots: fits in the 3 blocks held
+  EXPECT_TRUE(m.AllocateSlots(1, 2));  // 12 slots: fits in the 3 blocks held
   EXPECT_EQ(m.pool().num_free(), 1);
   EXPECT_TRUE(m.AllocateSlots(1, 1));
   EXPECT_EQ(m.pool().num_free(), 0);

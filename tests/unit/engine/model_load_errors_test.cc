@@ -1,14 +1,13 @@
 // Loading a model whose file is valid GGUF but wrong as a model: every case must come back as a
 // Status naming the problem (never a crash). Files are derived from the tiny Llama fixture by
 // copying it through GgufWriter with one change.
-#include <functional>
-#include <string>
-
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <optional>
+#include <string>
 
 #include "engine/engine.h"
 #include "formats/gguf_writer.h"
@@ -20,9 +19,10 @@ const std::string kBase = std::string(GANNET_FIXTURES_DIR) + "/tiny/tiny-llama-f
 
 struct Mutation {
   std::string name;
-  std::function<void(GgufWriter&)> edit_metadata;                  // after copying metadata
-  std::function<bool(const GgufTensorInfo&, GgufWriter&)> tensor;  // true: handled (skip default copy)
-  std::string expect;                                              // substring of the error
+  std::function<void(GgufWriter&)> edit_metadata;  // after copying metadata
+  std::function<bool(const GgufTensorInfo&, GgufWriter&)>
+      tensor;          // true: handled (skip default copy)
+  std::string expect;  // substring of the error
 };
 
 std::string WriteMutated(const Mutation& m) {
@@ -33,7 +33,9 @@ std::string WriteMutated(const Mutation& m) {
   if (m.edit_metadata) m.edit_metadata(w);
   for (const GgufTensorInfo& t : (*src)->tensors()) {
     if (m.tensor && m.tensor(t, w)) continue;
-    EXPECT_TRUE(w.AddTensor(t.name, t.type, t.shape, std::vector<uint8_t>(t.data.begin(), t.data.end())).ok());
+    EXPECT_TRUE(
+        w.AddTensor(t.name, t.type, t.shape, std::vector<uint8_t>(t.data.begin(), t.data.end()))
+            .ok());
   }
   const std::string path = ::testing::TempDir() + "/mutated_" + m.name + ".gguf";
   EXPECT_TRUE(w.Write(path).ok());
@@ -42,25 +44,28 @@ std::string WriteMutated(const Mutation& m) {
 
 TEST(ModelLoadErrorsTest, EachProblemIsNamed) {
   const std::vector<Mutation> cases = {
-      {"unknown_arch", [](GgufWriter& w) { w.SetString("general.architecture", "mamba9"); }, nullptr,
-       "unknown model architecture 'mamba9'"},
-      {"no_arch", [](GgufWriter& w) { w.Remove("general.architecture"); }, nullptr, "general.architecture"},
-      {"no_block_count", [](GgufWriter& w) { w.Remove("llama.block_count"); }, nullptr, "llama.block_count"},
+      {"unknown_arch", [](GgufWriter& w) { w.SetString("general.architecture", "mamba9"); },
+       nullptr, "unknown model architecture 'mamba9'"},
+      {"no_arch", [](GgufWriter& w) { w.Remove("general.architecture"); }, nullptr,
+       "general.architecture"},
+      {"no_block_count", [](GgufWriter& w) { w.Remove("llama.block_count"); }, nullptr,
+       "llama.block_count"},
       {"no_eps", [](GgufWriter& w) { w.Remove("llama.attention.layer_norm_rms_epsilon"); }, nullptr,
        "layer_norm_rms_epsilon"},
       {"zero_heads", [](GgufWriter& w) { w.SetUint32("llama.attention.head_count", 0); }, nullptr,
        "llama.attention.head_count"},
-      {"absurd_width", [](GgufWriter& w) { w.SetUint64("llama.embedding_length", uint64_t{1} << 40); }, nullptr,
+      {"absurd_width",
+       [](GgufWriter& w) { w.SetUint64("llama.embedding_length", uint64_t{1} << 40); }, nullptr,
        "llama.embedding_length"},
       {"wrong_type_key", [](GgufWriter& w) { w.SetString("llama.block_count", "three"); }, nullptr,
        "llama.block_count"},
-      {"kv_heads_not_divisor", [](GgufWriter& w) { w.SetUint32("llama.attention.head_count_kv", 3); }, nullptr,
+      {"kv_heads_not_divisor",
+       [](GgufWriter& w) { w.SetUint32("llama.attention.head_count_kv", 3); }, nullptr,
        "head_count_kv"},
       {"missing_tensor", nullptr,
        [](const GgufTensorInfo& t, GgufWriter&) { return t.name == "blk.1.ffn_up.weight"; },
        "required tensor 'blk.1.ffn_up.weight' is missing"},
-      {"wrong_shape",
-       nullptr,
+      {"wrong_shape", nullptr,
        [](const GgufTensorInfo& t, GgufWriter& w) {
          if (t.name != "blk.0.attn_q.weight") return false;
          std::vector<int64_t> shape = {t.shape[1], t.shape[0]};  // transposed
@@ -70,8 +75,7 @@ TEST(ModelLoadErrorsTest, EachProblemIsNamed) {
          return true;
        },
        "blk.0.attn_q.weight"},
-      {"unsupported_type",
-       nullptr,
+      {"unsupported_type", nullptr,
        [](const GgufTensorInfo& t, GgufWriter& w) {
          if (t.name != "blk.0.ffn_down.weight") return false;
          // Q8_1 is a valid GGUF type (an activation format) that gannet cannot compute with.
@@ -80,8 +84,10 @@ TEST(ModelLoadErrorsTest, EachProblemIsNamed) {
          return true;
        },
        "q8_1"},
-      {"no_tokenizer", [](GgufWriter& w) { w.Remove("tokenizer.ggml.tokens"); }, nullptr, "tokenizer"},
-      {"bad_tokenizer_model", [](GgufWriter& w) { w.SetString("tokenizer.ggml.model", "wordpiece9"); }, nullptr,
+      {"no_tokenizer", [](GgufWriter& w) { w.Remove("tokenizer.ggml.tokens"); }, nullptr,
+       "tokenizer"},
+      {"bad_tokenizer_model",
+       [](GgufWriter& w) { w.SetString("tokenizer.ggml.model", "wordpiece9"); }, nullptr,
        "wordpiece9"},
   };
   for (const Mutation& m : cases) {

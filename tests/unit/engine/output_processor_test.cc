@@ -1,8 +1,8 @@
 // OutputProcessor: one sample's tokens -> text deltas (whole UTF-8 only, stop strings held back
 // and cut), end of generation, and the text released when the sample ends.
-#include <gtest/gtest.h>
-
 #include "engine/output_processor.h"
+
+#include <gtest/gtest.h>
 
 namespace gannet::engine {
 namespace {
@@ -18,10 +18,11 @@ std::unique_ptr<Tokenizer> MakeTokenizer() {
   add("<s>", TokenType::kControl);
   add("</s>", TokenType::kControl);
   static const char kHex[] = "0123456789ABCDEF";
-  for (int b = 0; b < 256; ++b) add(std::string("<0x") + kHex[b >> 4] + kHex[b & 15] + ">", TokenType::kByte);
-  add("ab", TokenType::kNormal);  // 259
-  add("cd", TokenType::kNormal);  // 260
-  add("S", TokenType::kNormal);   // 261
+  for (int b = 0; b < 256; ++b)
+    add(std::string("<0x") + kHex[b >> 4] + kHex[b & 15] + ">", TokenType::kByte);
+  add("ab", TokenType::kNormal);   // 259
+  add("cd", TokenType::kNormal);   // 260
+  add("S", TokenType::kNormal);    // 261
   add("TOP", TokenType::kNormal);  // 262
   s.bos = 1;
   s.eos = 2;
@@ -35,7 +36,9 @@ std::unique_ptr<Tokenizer> MakeTokenizer() {
 constexpr int32_t kEos = 2, kAb = 259, kCd = 260, kS = 261, kTop = 262;
 int32_t Byte(unsigned char b) { return 3 + b; }
 
-std::shared_ptr<const StopStrings> Stops(const std::vector<std::string>& s) { return *StopStrings::Compile(s); }
+std::shared_ptr<const StopStrings> Stops(const std::vector<std::string>& s) {
+  return *StopStrings::Compile(s);
+}
 
 TEST(OutputProcessorTest, ReleasesWholeCharactersWithOffsets) {
   auto tok = MakeTokenizer();
@@ -97,7 +100,7 @@ TEST(OutputProcessorTest, FinishReleasesHeldText) {
   EXPECT_EQ(p.Process(kAb).text, "ab");
   EXPECT_EQ(p.Process(kS).text, "");
   EXPECT_EQ(p.Process(Byte(0xE2)).text, "");  // an incomplete character at the end
-  EXPECT_EQ(p.Finish(), "S\xEF\xBF\xBD");       // held prefix, then U+FFFD
+  EXPECT_EQ(p.Finish(), "S\xEF\xBF\xBD");     // held prefix, then U+FFFD
 }
 
 }  // namespace

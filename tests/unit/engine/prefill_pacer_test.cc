@@ -2,9 +2,9 @@
 // follows a change of speed.
 #include "engine/prefill_pacer.h"
 
-#include <limits>
-
 #include <gtest/gtest.h>
+
+#include <limits>
 
 namespace gannet::engine {
 namespace {

@@ -4,14 +4,14 @@
 // scheduler invariants (ref counts equal block-table references, nothing leaked or freed twice),
 // budgets, decodes never starved, and the fake forward pass checks every sequence reads exactly
 // its own tokens' K/V. At the end: every request finished, with the output length it asked for.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "engine/scheduler.h"
 #include "scheduler_test_util.h"
@@ -22,13 +22,13 @@ namespace {
 struct SimConfig {
   uint64_t seed = 1;
   SchedulerOptions sched;
-  int arrival_steps = 3000;     // steps during which requests arrive
-  double arrival_prob = 0.2;    // per step (up to two arrivals)
-  int max_suffix = 60;          // random prompt part after a shared prefix
+  int arrival_steps = 3000;   // steps during which requests arrive
+  double arrival_prob = 0.2;  // per step (up to two arrivals)
+  int max_suffix = 60;        // random prompt part after a shared prefix
   int max_tokens = 40;
-  double cancel_prob = 0.01;    // per step, each of: between steps, in flight
-  double eos_prob = 0.02;       // per sampled token of a request with an EOS id
-  double stop_prob = 0.005;     // per sampled token: the caller's stop flag
+  double cancel_prob = 0.01;  // per step, each of: between steps, in flight
+  double eos_prob = 0.02;     // per sampled token of a request with an EOS id
+  double stop_prob = 0.005;   // per sampled token: the caller's stop flag
 };
 
 struct SimFigures {
@@ -71,7 +71,8 @@ SimFigures Simulate(const SimConfig& c) {
     } else if (chance(0.6)) {
       r.prompt = system_prompts[uniform(0, 3)];
     }
-    const int suffix = chance(0.02) ? uniform(150, 400) : uniform(1, c.max_suffix);  // a few too long
+    const int suffix =
+        chance(0.02) ? uniform(150, 400) : uniform(1, c.max_suffix);  // a few too long
     for (int i = 0; i < suffix; ++i) r.prompt.push_back(uniform(3, 31999));
     r.max_tokens = uniform(1, c.max_tokens);
     r.n = chance(0.15) ? uniform(2, 3) : 1;
@@ -85,7 +86,8 @@ SimFigures Simulate(const SimConfig& c) {
   auto sample = [&](const ScheduledSeq& e, int32_t) {
     const Pending& p = live.at(e.request_id);
     SampledToken t{.token = uniform(3, 31999)};
-    if (p.ends_at_eos && chance(c.eos_prob)) return SampledToken{.token = kEos, .stop = true, .discard = true};
+    if (p.ends_at_eos && chance(c.eos_prob))
+      return SampledToken{.token = kEos, .stop = true, .discard = true};
     t.stop = chance(c.stop_prob);
     return t;
   };
@@ -101,10 +103,21 @@ SimFigures Simulate(const SimConfig& c) {
       for (const SampleOutput& o : f.samples) {
         const int64_t n = static_cast<int64_t>(o.tokens.size());
         switch (o.reason) {
-          case FinishReason::kLength: EXPECT_EQ(n, p.spec.max_tokens); break;
-          case FinishReason::kStop: EXPECT_LE(n, p.spec.max_tokens); break;
-          case FinishReason::kCancelled: EXPECT_TRUE(p.cancelled); EXPECT_LE(n, p.spec.max_tokens); break;
-          case FinishReason::kError: EXPECT_FALSE(fits); EXPECT_EQ(n, 0); EXPECT_FALSE(f.status.ok()); break;
+          case FinishReason::kLength:
+            EXPECT_EQ(n, p.spec.max_tokens);
+            break;
+          case FinishReason::kStop:
+            EXPECT_LE(n, p.spec.max_tokens);
+            break;
+          case FinishReason::kCancelled:
+            EXPECT_TRUE(p.cancelled);
+            EXPECT_LE(n, p.spec.max_tokens);
+            break;
+          case FinishReason::kError:
+            EXPECT_FALSE(fits);
+            EXPECT_EQ(n, 0);
+            EXPECT_FALSE(f.status.ok());
+            break;
         }
         EXPECT_TRUE(o.finished);
         if (o.reason == FinishReason::kError) ++fig.too_long;
@@ -156,7 +169,8 @@ SimFigures Simulate(const SimConfig& c) {
     }
     const SchedulerOutput out = s.Schedule();
     if (out.empty()) {
-      EXPECT_FALSE(s.has_unfinished()) << "step " << step << ": nothing scheduled while requests wait";
+      EXPECT_FALSE(s.has_unfinished())
+          << "step " << step << ": nothing scheduled while requests wait";
       continue;
     }
     for (const ScheduledSeq& e : out.seqs) decode_ready.erase(e.seq_id);
@@ -186,22 +200,29 @@ SimFigures Simulate(const SimConfig& c) {
 }
 
 void Report(const char* name, const SimFigures& f) {
-  const double hit = f.stats.prefix_query_tokens > 0
-                         ? 100.0 * static_cast<double>(f.stats.prefix_hit_tokens) / f.stats.prefix_query_tokens
-                         : 0.0;
+  const double hit =
+      f.stats.prefix_query_tokens > 0
+          ? 100.0 * static_cast<double>(f.stats.prefix_hit_tokens) / f.stats.prefix_query_tokens
+          : 0.0;
   std::printf(
-      "[sim %s] steps=%lld requests=%lld forks=%lld cancelled_samples=%lld too_long=%lld preemptions=%lld "
+      "[sim %s] steps=%lld requests=%lld forks=%lld cancelled_samples=%lld too_long=%lld "
+      "preemptions=%lld "
       "prefix_hit=%lld/%lld tokens (%.1f%%) scheduled_tokens=%lld\n",
-      name, static_cast<long long>(f.steps), static_cast<long long>(f.requests), static_cast<long long>(f.forks),
-      static_cast<long long>(f.cancelled), static_cast<long long>(f.too_long),
-      static_cast<long long>(f.stats.num_preemptions), static_cast<long long>(f.stats.prefix_hit_tokens),
-      static_cast<long long>(f.stats.prefix_query_tokens), hit, static_cast<long long>(f.stats.num_scheduled_tokens));
-  ::testing::Test::RecordProperty(std::string(name) + "_preemptions", std::to_string(f.stats.num_preemptions));
+      name, static_cast<long long>(f.steps), static_cast<long long>(f.requests),
+      static_cast<long long>(f.forks), static_cast<long long>(f.cancelled),
+      static_cast<long long>(f.too_long), static_cast<long long>(f.stats.num_preemptions),
+      static_cast<long long>(f.stats.prefix_hit_tokens),
+      static_cast<long long>(f.stats.prefix_query_tokens), hit,
+      static_cast<long long>(f.stats.num_scheduled_tokens));
+  ::testing::Test::RecordProperty(std::string(name) + "_preemptions",
+                                  std::to_string(f.stats.num_preemptions));
 }
 
 TEST(SchedulerSimTest, SmallPoolHeavyPreemption) {
-  SimConfig c{.seed = 17,
-              .sched = {.max_num_batched_tokens = 48, .max_num_seqs = 8, .num_blocks = 48, .block_size = 4}};
+  SimConfig c{
+      .seed = 17,
+      .sched = {
+          .max_num_batched_tokens = 48, .max_num_seqs = 8, .num_blocks = 48, .block_size = 4}};
   const SimFigures f = Simulate(c);
   Report("small_pool", f);
   EXPECT_GT(f.stats.num_preemptions, 100);  // the pool is meant to be too small
@@ -213,7 +234,10 @@ TEST(SchedulerSimTest, SmallPoolHeavyPreemption) {
 
 TEST(SchedulerSimTest, RoomyPoolManyPrefixHits) {
   SimConfig c{.seed = 5,
-              .sched = {.max_num_batched_tokens = 128, .max_num_seqs = 16, .num_blocks = 256, .block_size = 16},
+              .sched = {.max_num_batched_tokens = 128,
+                        .max_num_seqs = 16,
+                        .num_blocks = 256,
+                        .block_size = 16},
               .arrival_prob = 0.35};
   const SimFigures f = Simulate(c);
   Report("roomy_pool", f);
@@ -221,10 +245,14 @@ TEST(SchedulerSimTest, RoomyPoolManyPrefixHits) {
 }
 
 TEST(SchedulerSimTest, TinyBlocksAndBudget) {
-  // Block size 1 and 2 reach the edge cases: every token its own block, copy-on-write at every fork.
+  // Block size 1 and 2 reach the edge cases: every token its own block, copy-on-write at every
+  // fork.
   for (const int32_t bs : {1, 2}) {
     SimConfig c{.seed = 99 + static_cast<uint64_t>(bs),
-                .sched = {.max_num_batched_tokens = 12, .max_num_seqs = 6, .num_blocks = 160 / bs, .block_size = bs},
+                .sched = {.max_num_batched_tokens = 12,
+                          .max_num_seqs = 6,
+                          .num_blocks = 160 / bs,
+                          .block_size = bs},
                 .arrival_steps = 1500,
                 .arrival_prob = 0.1,
                 .max_suffix = 30,

@@ -3,12 +3,12 @@
 // Every step runs through FakeForward, which verifies the K/V each sequence reads.
 #include "engine/scheduler.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <limits>
 #include <numeric>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "scheduler_test_util.h"
 
@@ -30,11 +30,13 @@ SampledToken DefaultSample(const ScheduledSeq& e, int32_t k) {
 }
 
 struct Harness {
-  explicit Harness(const SchedulerOptions& o) : sched(std::move(Scheduler::Create(o)).value()), fwd(o) {}
+  explicit Harness(const SchedulerOptions& o)
+      : sched(std::move(Scheduler::Create(o)).value()), fwd(o) {}
 
   void Add(RequestId id, const std::vector<int32_t>& prompt, int32_t max_tokens, int32_t n = 1) {
     fwd.AddPrompt(id, prompt);
-    const Status s = sched.AddRequest({.id = id, .prompt = prompt, .max_tokens = max_tokens, .n = n});
+    const Status s =
+        sched.AddRequest({.id = id, .prompt = prompt, .max_tokens = max_tokens, .n = n});
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
 
@@ -88,7 +90,8 @@ TEST(SchedulerTest, RejectsBadOptionsAndRequests) {
   Harness h({.max_num_batched_tokens = 32, .max_num_seqs = 4, .num_blocks = 8, .block_size = 4});
   Scheduler& s = h.sched;
   EXPECT_EQ(s.AddRequest({.id = 1, .prompt = {}}).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(s.AddRequest({.id = 1, .prompt = {1}, .max_tokens = 0}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.AddRequest({.id = 1, .prompt = {1}, .max_tokens = 0}).code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(s.AddRequest({.id = 1, .prompt = {1}, .n = 0}).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(s.AddRequest({.id = 1, .prompt = {1}, .n = 5}).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(s.AddRequest({.id = 1, .prompt = {1, -2}}).code(), StatusCode::kInvalidArgument);
@@ -118,7 +121,8 @@ TEST(SchedulerTest, ARequestThatFillsThePoolExactlyRuns) {
 }
 
 TEST(SchedulerTest, BudgetsAreRespected) {
-  const SchedulerOptions o{.max_num_batched_tokens = 16, .max_num_seqs = 3, .num_blocks = 128, .block_size = 4};
+  const SchedulerOptions o{
+      .max_num_batched_tokens = 16, .max_num_seqs = 3, .num_blocks = 128, .block_size = 4};
   Harness h(o);
   for (RequestId id = 1; id <= 6; ++id) h.Add(id, Range(10 * id, 10), 5);
   SchedulerOutput first = h.Step();
@@ -197,7 +201,8 @@ TEST(SchedulerTest, PrefillLimitAppliesOnlyBesideDecodes) {
 }
 
 TEST(SchedulerTest, WaitingRequestsAreServedFirstComeFirstServed) {
-  // Pool of 8 blocks: A takes 5; B (4 blocks) does not fit; C (1 block) would, but must not overtake.
+  // Pool of 8 blocks: A takes 5; B (4 blocks) does not fit; C (1 block) would, but must not
+  // overtake.
   Harness h({.max_num_batched_tokens = 64, .max_num_seqs = 8, .num_blocks = 8, .block_size = 4});
   h.Add(1, Range(0, 20), 4);
   h.Add(2, Range(100, 14), 2);
@@ -256,8 +261,8 @@ TEST(SchedulerTest, PreemptsNewestFirstAndResumesByRecompute) {
 
 // Cancels request `victim` once `reached` holds for its sequence, then checks that it is gone,
 // holds nothing, and the others still finish.
-void CancelWhen(Harness& h, RequestId victim, const std::function<bool(const SeqSnapshot&)>& reached,
-                bool in_flight) {
+void CancelWhen(Harness& h, RequestId victim,
+                const std::function<bool(const SeqSnapshot&)>& reached, bool in_flight) {
   for (int i = 0; i < 200; ++i) {
     const std::vector<SeqSnapshot> s = h.sched.Sequences(victim);
     ASSERT_FALSE(s.empty()) << "request finished before reaching the state";
@@ -293,7 +298,8 @@ void CancelWhen(Harness& h, RequestId victim, const std::function<bool(const Seq
 }
 
 TEST(SchedulerTest, CancelInEveryStateFreesEverything) {
-  const SchedulerOptions o{.max_num_batched_tokens = 16, .max_num_seqs = 8, .num_blocks = 8, .block_size = 4};
+  const SchedulerOptions o{
+      .max_num_batched_tokens = 16, .max_num_seqs = 8, .num_blocks = 8, .block_size = 4};
   auto is = [](SeqState st) { return [st](const SeqSnapshot& s) { return s.state == st; }; };
   for (const bool in_flight : {false, true}) {
     SCOPED_TRACE(in_flight ? "between Schedule and Update" : "between steps");
@@ -306,17 +312,23 @@ TEST(SchedulerTest, CancelInEveryStateFreesEverything) {
     {  // running, in the middle of a chunked prefill
       Harness h(o);
       h.Add(1, Range(0, 28), 2);
-      CancelWhen(h, 1, [](const SeqSnapshot& s) { return s.state == SeqState::kRunning && s.num_computed == 16; },
-                 in_flight);
+      CancelWhen(
+          h, 1,
+          [](const SeqSnapshot& s) {
+            return s.state == SeqState::kRunning && s.num_computed == 16;
+          },
+          in_flight);
     }
     {  // running, decoding
       Harness h(o);
       h.Add(1, Range(0, 6), 10);
       h.Add(2, Range(50, 6), 10);
-      CancelWhen(h, 1, [](const SeqSnapshot& s) { return s.output.size() == 3; }, in_flight);
+      CancelWhen(
+          h, 1, [](const SeqSnapshot& s) { return s.output.size() == 3; }, in_flight);
     }
     {  // preempted
-      Harness h({.max_num_batched_tokens = 64, .max_num_seqs = 8, .num_blocks = 5, .block_size = 4});
+      Harness h(
+          {.max_num_batched_tokens = 64, .max_num_seqs = 8, .num_blocks = 5, .block_size = 4});
       for (RequestId id = 1; id <= 4; ++id) h.Add(id, Range(10 * id, 4), 8);
       CancelWhen(h, 4, is(SeqState::kPreempted), in_flight);
     }
@@ -326,7 +338,8 @@ TEST(SchedulerTest, CancelInEveryStateFreesEverything) {
       h.Add(2, Range(60, 5), 3);
       for (int i = 0; i < 2; ++i) h.Step();
       ASSERT_EQ(h.sched.Sequences(1).size(), 3u);
-      CancelWhen(h, 1, [](const SeqSnapshot&) { return true; }, in_flight);
+      CancelWhen(
+          h, 1, [](const SeqSnapshot&) { return true; }, in_flight);
       EXPECT_EQ(h.finished[2].samples[0].tokens.size(), 3u);
     }
   }
@@ -347,7 +360,8 @@ TEST(SchedulerTest, ParallelSamplesForkAndShareThePrompt) {
   EXPECT_EQ(second.copies.size(), 2u);  // the shared half-full block, copied for two of three
   for (const ScheduledSeq& e : second.seqs) {
     EXPECT_EQ(e.start, 6);
-    EXPECT_EQ(e.block_table[0], second.seqs[0].block_table[0]);  // the full prompt block stays shared
+    EXPECT_EQ(e.block_table[0],
+              second.seqs[0].block_table[0]);  // the full prompt block stays shared
   }
   EXPECT_NE(second.seqs[0].block_table[1], second.seqs[1].block_table[1]);
   EXPECT_NE(second.seqs[1].block_table[1], second.seqs[2].block_table[1]);
@@ -375,7 +389,8 @@ TEST(SchedulerTest, StopsAtADiscardedTokenAtTheCallersFlagAndAtMaxTokens) {
   int step = 0;
   auto sample = [&](const ScheduledSeq& e, int32_t k) {
     SampledToken t = DefaultSample(e, k);
-    if (e.seq_id == s1 && step == 2) t = {.token = 8, .stop = true, .discard = true};  // an end of generation
+    if (e.seq_id == s1 && step == 2)
+      t = {.token = 8, .stop = true, .discard = true};  // an end of generation
     if (e.seq_id == s2 && step == 1) t.stop = true;
     return t;
   };
@@ -401,10 +416,13 @@ TEST(SchedulerTest, UpdateRejectsInconsistentResultsAndAppliesNothing) {
   EXPECT_FALSE(h.sched.Update({.step = out.step + 1, .seqs = {good}}).ok());
   EXPECT_FALSE(h.sched.Update({.step = out.step, .seqs = {}}).ok());
   EXPECT_FALSE(h.sched.Update({.step = out.step, .seqs = {{.seq_id = a, .samples = {}}}}).ok());
-  EXPECT_FALSE(h.sched.Update({.step = out.step, .seqs = {{.seq_id = a, .samples = {{5}, {6}}}}}).ok());
+  EXPECT_FALSE(
+      h.sched.Update({.step = out.step, .seqs = {{.seq_id = a, .samples = {{5}, {6}}}}}).ok());
   EXPECT_FALSE(h.sched.Update({.step = out.step, .seqs = {good, good}}).ok());
-  EXPECT_FALSE(h.sched.Update({.step = out.step, .seqs = {good, {.seq_id = b, .samples = {{5}}}}}).ok());
-  EXPECT_FALSE(h.sched.Update({.step = out.step, .seqs = {good, {.seq_id = 999, .samples = {{5}}}}}).ok());
+  EXPECT_FALSE(
+      h.sched.Update({.step = out.step, .seqs = {good, {.seq_id = b, .samples = {{5}}}}}).ok());
+  EXPECT_FALSE(
+      h.sched.Update({.step = out.step, .seqs = {good, {.seq_id = 999, .samples = {{5}}}}}).ok());
   EXPECT_FALSE(h.sched.Update({.step = out.step, .seqs = {{.seq_id = a, .samples = {{-1}}}}}).ok());
   EXPECT_TRUE(h.sched.step_in_flight());
   EXPECT_EQ(h.sched.Sequences(1)[0].output.size(), 0u);
@@ -435,7 +453,8 @@ TEST(SchedulerTest, PrefixCacheServesASharedSystemPromptAndASecondTurn) {
   // Turn 2 of conversation 1: its prompt, its reply, a new message. 43 + 20 tokens, of which the
   // K/V of 62 was computed: three full blocks of 16.
   std::vector<int32_t> p3 = p1;
-  p3.insert(p3.end(), h.finished[1].samples[0].tokens.begin(), h.finished[1].samples[0].tokens.end());
+  p3.insert(p3.end(), h.finished[1].samples[0].tokens.begin(),
+            h.finished[1].samples[0].tokens.end());
   p3.insert(p3.end(), {700, 701, 702});
   h.Add(3, p3, 5);
   const SchedulerOutput o3 = h.Step();

@@ -5,14 +5,14 @@
 // sampled tokens chosen by the test.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "engine/scheduler.h"
 
@@ -38,7 +38,8 @@ class FakeForward {
       if (error->empty()) *error = "step " + std::to_string(out.step) + ": " + m;
     };
     if (out.num_tokens > options_.max_num_batched_tokens) fail("token budget exceeded");
-    if (static_cast<int32_t>(out.seqs.size()) > options_.max_num_seqs) fail("max_num_seqs exceeded");
+    if (static_cast<int32_t>(out.seqs.size()) > options_.max_num_seqs)
+      fail("max_num_seqs exceeded");
     for (const BlockCopy& c : out.copies) {
       for (int32_t i = 0; i < bs; ++i) kv_[Slot(c.dst, i)] = kv_[Slot(c.src, i)];
     }
@@ -56,9 +57,12 @@ class FakeForward {
         fail(who + " scheduled past its tokens");
         continue;
       }
-      if (!std::equal(e.tokens.begin(), e.tokens.end(), want.begin() + e.start)) fail(who + " got the wrong token ids");
-      if (static_cast<int32_t>(e.block_table.size()) != (e.start + n + bs - 1) / bs) fail(who + " block table size");
-      if (e.needs_logits != (e.start + n == static_cast<int32_t>(want.size()))) fail(who + " needs_logits wrong");
+      if (!std::equal(e.tokens.begin(), e.tokens.end(), want.begin() + e.start))
+        fail(who + " got the wrong token ids");
+      if (static_cast<int32_t>(e.block_table.size()) != (e.start + n + bs - 1) / bs)
+        fail(who + " block table size");
+      if (e.needs_logits != (e.start + n == static_cast<int32_t>(want.size())))
+        fail(who + " needs_logits wrong");
       for (int32_t p = 0; p < e.start; ++p) {
         if (kv_[Slot(e.block_table[p / bs], p % bs)] != want[p]) {
           fail(who + " reads a wrong K/V at position " + std::to_string(p));
@@ -68,7 +72,8 @@ class FakeForward {
       for (int32_t i = 0; i < n; ++i) {
         const int32_t p = e.start + i;
         const int64_t slot = Slot(e.block_table[p / bs], p % bs);
-        if (!written.insert(slot).second) fail(who + " writes a slot another sequence writes this step");
+        if (!written.insert(slot).second)
+          fail(who + " writes a slot another sequence writes this step");
         kv_[slot] = e.tokens[i];
       }
       if (!e.needs_logits) continue;
@@ -98,7 +103,9 @@ class FakeForward {
   }
 
  private:
-  int64_t Slot(BlockId b, int32_t i) const { return static_cast<int64_t>(b) * options_.block_size + i; }
+  int64_t Slot(BlockId b, int32_t i) const {
+    return static_cast<int64_t>(b) * options_.block_size + i;
+  }
 
   SchedulerOptions options_;
   std::vector<int32_t> kv_;

@@ -1,12 +1,12 @@
 // StopStrings / StopMatcher: stop strings split across pieces, overlapping prefixes, several
 // stops, the guarantee that no released text ever contains the start of a stop string that later
 // completes, the limits, and a cost per piece that does not grow with the stop strings.
-#include <chrono>
-#include <random>
+#include "engine/stop_strings.h"
 
 #include <gtest/gtest.h>
 
-#include "engine/stop_strings.h"
+#include <chrono>
+#include <random>
 
 namespace gannet::engine {
 namespace {
@@ -18,7 +18,8 @@ StopMatcher Matcher(const std::vector<std::string>& stops) {
 }
 
 // Feeds `pieces` and returns (released text, matched).
-std::pair<std::string, bool> Feed(std::vector<std::string> stops, const std::vector<std::string>& pieces) {
+std::pair<std::string, bool> Feed(std::vector<std::string> stops,
+                                  const std::vector<std::string>& pieces) {
   StopMatcher m = Matcher(stops);
   std::string out;
   for (const std::string& p : pieces) out += m.Push(p);
@@ -84,7 +85,8 @@ TEST(StopStringsTest, MultipleStopsEarliestWins) {
 TEST(StopStringsTest, MultibyteStopStrings) {
   // "é" is 2 bytes; a stop of "éx" must not release a lone "é" byte-split nor the "é" before x.
   EXPECT_EQ(Feed({"\xC3\xA9x"}, {"a\xC3\xA9", "x"}), std::make_pair(std::string("a"), true));
-  EXPECT_EQ(Feed({"\xC3\xA9x"}, {"a\xC3\xA9", "y"}), std::make_pair(std::string("a\xC3\xA9y"), false));
+  EXPECT_EQ(Feed({"\xC3\xA9x"}, {"a\xC3\xA9", "y"}),
+            std::make_pair(std::string("a\xC3\xA9y"), false));
 }
 
 // Against a reference: the full text cut at the first occurrence of any stop; and no released
@@ -121,13 +123,15 @@ TEST(StopStringsTest, RandomSplitsAgreeWithReference) {
 TEST(StopStringsTest, EarliestCompletionWinsWhateverTheSplit) {
   EXPECT_EQ(Feed({"abcd", "bc"}, {"abcd"}), std::make_pair(std::string("a"), true));
   EXPECT_EQ(Feed({"abcd", "bc"}, {"a", "b", "c", "d"}), std::make_pair(std::string("a"), true));
-  EXPECT_EQ(Feed({"ab", "cab"}, {"xcab"}), std::make_pair(std::string("x"), true));  // longest ending there
+  EXPECT_EQ(Feed({"ab", "cab"}, {"xcab"}),
+            std::make_pair(std::string("x"), true));  // longest ending there
 }
 
 TEST(StopStringsTest, EveryByteValueAndLimits) {
   std::string all;
   for (int b = 1; b < 256; ++b) all.push_back(static_cast<char>(b));
-  EXPECT_EQ(Feed({all, "\xff\xfe"}, {all.substr(0, 200), all.substr(200)}), std::make_pair(std::string(), true));
+  EXPECT_EQ(Feed({all, "\xff\xfe"}, {all.substr(0, 200), all.substr(200)}),
+            std::make_pair(std::string(), true));
   EXPECT_EQ(Feed({"\xff\xfe"}, {"a\xff", "\xff\xfe"}), std::make_pair(std::string("a\xff"), true));
   EXPECT_FALSE(StopStrings::Compile(std::vector<std::string>(kMaxStopStrings + 1, "x")).ok());
   EXPECT_FALSE(StopStrings::Compile({std::string(kMaxStopBytes + 1, 'x')}).ok());
@@ -143,7 +147,8 @@ TEST(StopStringsTest, EveryByteValueAndLimits) {
 TEST(StopStringsTest, CostPerPieceDoesNotGrowWithStopLength) {
   std::vector<std::string> stops;
   for (size_t i = 0; i < kMaxStopStrings; ++i) {
-    stops.push_back(std::string(kMaxStopBytes / kMaxStopStrings - 1, 'a') + static_cast<char>('b' + i));
+    stops.push_back(std::string(kMaxStopBytes / kMaxStopStrings - 1, 'a') +
+                    static_cast<char>('b' + i));
   }
   StopMatcher m = Matcher(stops);
   const auto start = std::chrono::steady_clock::now();

@@ -1,15 +1,15 @@
 // The engine against the independent numpy reference (tools/numpy_reference.py) on tiny
 // random-weight GGUFs written by tools/make_tiny_models.py: logits at every position and greedy
 // continuations, for Llama-, Qwen2- and Gemma-3-shaped models in F32 and mixed quantized types.
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "engine/model_runner.h"
 
@@ -39,7 +39,8 @@ TEST_P(TinyModelTest, MatchesNumpyReference) {
   nlohmann::json exp = ReadJson(kDir + name + ".expected.json");
   const double rtol = exp["tolerance"]["rtol"], atol = exp["tolerance"]["atol"];
   for (int threads : {1, 2}) {
-    Result<std::unique_ptr<ModelRunner>> eng = ModelRunner::Load(kDir + name + ".gguf", {.n_threads = threads, .n_ctx = 64});
+    Result<std::unique_ptr<ModelRunner>> eng =
+        ModelRunner::Load(kDir + name + ".gguf", {.n_threads = threads, .n_ctx = 64});
     ASSERT_TRUE(eng.ok()) << eng.status().ToString();
     const int64_t n_vocab = (*eng)->config().n_vocab;
     ASSERT_EQ(n_vocab, exp["n_vocab"].get<int64_t>());
@@ -58,10 +59,12 @@ TEST_P(TinyModelTest, MatchesNumpyReference) {
           const double excess = std::fabs(g - w) - (atol + rtol * std::fabs(w));
           worst = std::max(worst, std::fabs(g - w));
           ASSERT_LE(excess, 0) << name << " threads=" << threads << " case of " << tokens.size()
-                               << " tokens, position " << p << ", token " << v << ": got " << g << " want " << w;
+                               << " tokens, position " << p << ", token " << v << ": got " << g
+                               << " want " << w;
         }
       }
-      std::printf("%s threads=%d case of %zu tokens: max abs logit difference %.3g\n", name.c_str(), threads, tokens.size(), worst);
+      std::printf("%s threads=%d case of %zu tokens: max abs logit difference %.3g\n", name.c_str(),
+                  threads, tokens.size(), worst);
 
       // Greedy continuation, one token at a time through the KV cache.
       std::vector<int32_t> prompt = c["greedy_prompt"].get<std::vector<int32_t>>();
@@ -76,8 +79,8 @@ TEST_P(TinyModelTest, MatchesNumpyReference) {
       for (size_t i = 0; i < want_greedy.size(); ++i) {
         const int32_t t = Argmax(*l);
         if (t != want_greedy[i] && (*l)[t] - (*l)[want_greedy[i]] <= atol) {
-          std::printf("%s: greedy step %zu is a near tie (%d: %g vs %d: %g); compared %zu steps\n", name.c_str(), i,
-                      t, (*l)[t], want_greedy[i], (*l)[want_greedy[i]], i);
+          std::printf("%s: greedy step %zu is a near tie (%d: %g vs %d: %g); compared %zu steps\n",
+                      name.c_str(), i, t, (*l)[t], want_greedy[i], (*l)[want_greedy[i]], i);
           want_greedy.resize(i);
           break;
         }
@@ -96,7 +99,8 @@ TEST_P(TinyModelTest, MatchesNumpyReference) {
 TEST_P(TinyModelTest, FusedGraphGivesUnfusedLogitsBitForBit) {
   const std::string path = kDir + GetParam() + ".gguf";
   for (int threads : {1, 2}) {
-    Result<std::unique_ptr<ModelRunner>> fused = ModelRunner::Load(path, {.n_threads = threads, .n_ctx = 64});
+    Result<std::unique_ptr<ModelRunner>> fused =
+        ModelRunner::Load(path, {.n_threads = threads, .n_ctx = 64});
     Result<std::unique_ptr<ModelRunner>> plain =
         ModelRunner::Load(path, {.n_threads = threads, .n_ctx = 64, .fuse_graph = false});
     ASSERT_TRUE(fused.ok() && plain.ok());
@@ -127,8 +131,8 @@ TEST_P(TinyModelTest, FusedGraphGivesUnfusedLogitsBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TinyModelTest,
-                         ::testing::Values("tiny-llama-f32", "tiny-llama-q", "tiny-gemma3-f32", "tiny-gemma3-q",
-                                           "tiny-qwen2-f32"),
+                         ::testing::Values("tiny-llama-f32", "tiny-llama-q", "tiny-gemma3-f32",
+                                           "tiny-gemma3-q", "tiny-qwen2-f32"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& ch : s) {

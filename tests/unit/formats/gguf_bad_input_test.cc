@@ -57,7 +57,8 @@ void ExpectError(const std::vector<uint8_t>& bytes, std::initializer_list<std::s
   Status st = ParseCopy(bytes);
   ASSERT_FALSE(st.ok()) << "a malformed file was accepted";
   for (std::string_view w : words) {
-    EXPECT_NE(st.message().find(w), std::string::npos) << "'" << w << "' missing in: " << st.message();
+    EXPECT_NE(st.message().find(w), std::string::npos)
+        << "'" << w << "' missing in: " << st.message();
   }
 }
 
@@ -374,9 +375,25 @@ void UseEverything(const GgufFile& f, std::span<const uint8_t> bytes) {
 // 8-byte fields, truncations and insertions. Returns {accepted, rejected}.
 std::pair<int, int> Fuzz(const std::vector<uint8_t>& base, uint64_t seed, int iterations) {
   std::mt19937_64 rng(seed);
-  const uint64_t kInteresting[] = {0, 1, 2, 3, 4, 5, 31, 32, 33, 0x7f, 0x80, 0xff, 0xffff,
-                                   0xffffffffull, uint64_t{1} << 32, uint64_t{1} << 62,
-                                   uint64_t{1} << 63, ~uint64_t{0}, ~uint64_t{0} - 7};
+  const uint64_t kInteresting[] = {0,
+                                   1,
+                                   2,
+                                   3,
+                                   4,
+                                   5,
+                                   31,
+                                   32,
+                                   33,
+                                   0x7f,
+                                   0x80,
+                                   0xff,
+                                   0xffff,
+                                   0xffffffffull,
+                                   uint64_t{1} << 32,
+                                   uint64_t{1} << 62,
+                                   uint64_t{1} << 63,
+                                   ~uint64_t{0},
+                                   ~uint64_t{0} - 7};
   int accepted = 0, rejected = 0;
   for (int iter = 0; iter < iterations; ++iter) {
     std::vector<uint8_t> b = base;
@@ -384,16 +401,24 @@ std::pair<int, int> Fuzz(const std::vector<uint8_t>& base, uint64_t seed, int it
     for (int m = 0; m < n_mut && !b.empty(); ++m) {
       const size_t at = rng() % b.size();
       switch (rng() % 5) {
-        case 0: b[at] = static_cast<uint8_t>(rng()); break;
-        case 1: b[at] ^= static_cast<uint8_t>(1u << (rng() % 8)); break;
+        case 0:
+          b[at] = static_cast<uint8_t>(rng());
+          break;
+        case 1:
+          b[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
+          break;
         case 2: {  // an interesting 8- or 4-byte value
           const uint64_t v = kInteresting[rng() % std::size(kInteresting)];
           const size_t n = (rng() % 2) ? 8 : 4;
           if (at + n <= b.size()) std::memcpy(b.data() + at, &v, n);
           break;
         }
-        case 3: b.resize(at); break;
-        default: b.insert(b.begin() + at, static_cast<uint8_t>(rng())); break;
+        case 3:
+          b.resize(at);
+          break;
+        default:
+          b.insert(b.begin() + at, static_cast<uint8_t>(rng()));
+          break;
       }
     }
     std::vector<uint8_t> copy(b);  // exactly sized, so ASan sees overreads
@@ -417,7 +442,8 @@ TEST(GgufBadInput, MutationFuzz) {
 
 TEST(GgufBadInput, MutationFuzzEveryValueType) {
   // The gguf-py fixture has every value type and nested arrays.
-  const std::vector<uint8_t> base = testing_util::ReadAll(testing_util::FixturePath("all_types.gguf"));
+  const std::vector<uint8_t> base =
+      testing_util::ReadAll(testing_util::FixturePath("all_types.gguf"));
   ASSERT_FALSE(base.empty());
   auto [accepted, rejected] = Fuzz(base, 678, 3000);
   EXPECT_GT(rejected, 100);

@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "gguf_test_util.h"
 #include "formats/gguf_writer.h"
+#include "gguf_test_util.h"
 
 namespace gannet {
 namespace {
@@ -38,16 +38,22 @@ json ToJson(const GgufValue& v) {
     case GgufType::kUint8:
     case GgufType::kUint16:
     case GgufType::kUint32:
-    case GgufType::kUint64: return v.u;
+    case GgufType::kUint64:
+      return v.u;
     case GgufType::kInt8:
     case GgufType::kInt16:
     case GgufType::kInt32:
-    case GgufType::kInt64: return v.i;
+    case GgufType::kInt64:
+      return v.i;
     case GgufType::kFloat32:
-    case GgufType::kFloat64: return v.f;
-    case GgufType::kBool: return v.u != 0;
-    case GgufType::kString: return v.s;
-    case GgufType::kArray: break;
+    case GgufType::kFloat64:
+      return v.f;
+    case GgufType::kBool:
+      return v.u != 0;
+    case GgufType::kString:
+      return v.s;
+    case GgufType::kArray:
+      break;
   }
   json arr = json::array();
   for (uint64_t k = 0; k < v.count; ++k) arr.push_back(ToJson(v.At(k)));
@@ -131,7 +137,8 @@ TEST(GgufGetters, TypedAccess) {
 
   auto wrong = f.GetString("test.u8");
   ASSERT_FALSE(wrong.ok());
-  EXPECT_NE(wrong.status().message().find("'test.u8'"), std::string::npos) << wrong.status().message();
+  EXPECT_NE(wrong.status().message().find("'test.u8'"), std::string::npos)
+      << wrong.status().message();
   EXPECT_NE(wrong.status().message().find("u8"), std::string::npos);
   EXPECT_FALSE(f.GetIntOr("test.string", 1).ok());  // wrong type is an error even with a default
   EXPECT_FALSE(f.GetBool("test.u8").ok());
@@ -154,7 +161,7 @@ TEST(GgufGetters, TypedAccess) {
   EXPECT_EQ(f.GetIntArray("test.arr_i32")->size(), 40u);
   EXPECT_FALSE(f.GetIntArray("test.arr_u64").ok());  // 2^64-1 does not fit
   EXPECT_FALSE(f.GetIntArray("test.arr_string").ok());
-  EXPECT_FALSE(f.GetIntArray("test.u8").ok());       // a scalar is not an array
+  EXPECT_FALSE(f.GetIntArray("test.u8").ok());  // a scalar is not an array
   EXPECT_EQ(*f.GetStringArray("test.arr_string"),
             (std::vector<std::string>{"", "a", "\xe2\x96\x81the", "<0x0A>", "two words"}));
   EXPECT_FALSE(f.GetStringArray("test.arr_f32").ok());
@@ -167,7 +174,8 @@ TEST(GgufValue, ToStringShortensArrays) {
   ASSERT_NE(tokens, nullptr);
   EXPECT_EQ(tokens->ToString(3), "[\"tok0\", \"tok1\", \"tok2\", ... 300 items]");
   EXPECT_NE(tokens->ToString(1000).find("\"tok299\"]"), std::string::npos);
-  EXPECT_EQ((*opened)->Find("tokenizer.ggml.scores")->ToString(3), "[0, -0.25, -0.5, ... 300 items]");
+  EXPECT_EQ((*opened)->Find("tokenizer.ggml.scores")->ToString(3),
+            "[0, -0.25, -0.5, ... 300 items]");
   GgufValue s;
   s.type = GgufType::kString;
   s.s = "a\"b\n\x01";
@@ -242,7 +250,8 @@ TEST(GgufWriter, RoundTripEveryType) {
   nested.type = GgufType::kArray;
   nested.elem_type = GgufType::kArray;
   nested.count = 3;
-  for (const std::vector<int32_t>* part : {&a, static_cast<const std::vector<int32_t>*>(nullptr), &c}) {
+  for (const std::vector<int32_t>* part :
+       {&a, static_cast<const std::vector<int32_t>*>(nullptr), &c}) {
     GgufValue inner;
     inner.type = GgufType::kArray;
     inner.elem_type = GgufType::kInt32;
@@ -271,7 +280,7 @@ TEST(GgufWriter, RoundTripEveryType) {
   ASSERT_TRUE(w.AddTensor("t.empty", DType::kF16, {0, 4}, {}).ok());
   const std::vector<uint8_t> viewed = random_bytes(8);
   ASSERT_TRUE(w.AddTensorView("t.view", DType::kF16, {4}, viewed).ok());
-  EXPECT_FALSE(w.AddTensor("t.f32", DType::kF32, {1}, random_bytes(4)).ok());   // duplicate
+  EXPECT_FALSE(w.AddTensor("t.f32", DType::kF32, {1}, random_bytes(4)).ok());     // duplicate
   EXPECT_FALSE(w.AddTensor("t.bad", DType::kQ8_0, {33}, random_bytes(34)).ok());  // block size
   EXPECT_FALSE(w.AddTensor("t.bad", DType::kF32, {2}, random_bytes(7)).ok());     // byte count
   EXPECT_FALSE(w.AddTensor("t.bad", DType::kF32, {1, 1, 1, 1, 1}, random_bytes(4)).ok());

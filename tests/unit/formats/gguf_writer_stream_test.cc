@@ -88,20 +88,22 @@ TEST(GgufWriterStream, WrongByteCountsAndMissingProducerAreErrors) {
   Status shortfall = w.Write(path, [&](size_t, const GgufWriter::ByteSink& sink) {
     return sink(std::span<const uint8_t>(bytes.data(), 31));
   });
-  EXPECT_NE(shortfall.message().find("31 of its 32 bytes"), std::string::npos) << shortfall.message();
+  EXPECT_NE(shortfall.message().find("31 of its 32 bytes"), std::string::npos)
+      << shortfall.message();
 
   Status excess = w.Write(path, [&](size_t, const GgufWriter::ByteSink& sink) {
     return sink(std::span<const uint8_t>(bytes.data(), 40));
   });
   EXPECT_NE(excess.message().find("more than its 32 bytes"), std::string::npos) << excess.message();
 
-  Status passed_on = w.Write(path, [](size_t, const GgufWriter::ByteSink&) { return Status::Corrupt("boom"); });
+  Status passed_on =
+      w.Write(path, [](size_t, const GgufWriter::ByteSink&) { return Status::Corrupt("boom"); });
   EXPECT_EQ(passed_on.code(), StatusCode::kCorrupt);
 
   // The declared shape is checked like an added tensor's.
-  EXPECT_FALSE(w.AddTensorInfo("t", DType::kF32, {8}).ok());              // duplicate name
-  EXPECT_FALSE(w.AddTensorInfo("u", DType::kQ4_K, {100, 2}).ok());        // 100 % 256 != 0
-  EXPECT_FALSE(w.AddTensorInfo("v", DType::kF32, {}).ok());               // no dimensions
+  EXPECT_FALSE(w.AddTensorInfo("t", DType::kF32, {8}).ok());        // duplicate name
+  EXPECT_FALSE(w.AddTensorInfo("u", DType::kQ4_K, {100, 2}).ok());  // 100 % 256 != 0
+  EXPECT_FALSE(w.AddTensorInfo("v", DType::kF32, {}).ok());         // no dimensions
   EXPECT_FALSE(w.AddTensorInfo("w", DType::kF32, {1 << 30, 1 << 30, 1 << 30}).ok());  // overflow
 }
 

@@ -5,14 +5,14 @@
 // counts and thread counts.
 #include "graph/fuse.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstring>
 #include <map>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "graph/builder.h"
 #include "graph/plan.h"
@@ -32,7 +32,8 @@ struct Weight {
   }
 };
 
-Weight MakeWeight(std::mt19937& rng, DType type, int64_t rows, int64_t cols, float mean = 0.0f, float sd = 0.1f) {
+Weight MakeWeight(std::mt19937& rng, DType type, int64_t rows, int64_t cols, float mean = 0.0f,
+                  float sd = 0.1f) {
   Weight w{type, rows, cols, {}};
   const size_t rb = static_cast<size_t>(*RowBytes(type, cols));
   w.bytes.resize(rb * rows);
@@ -77,7 +78,8 @@ struct Net {
     for (float& v : norm) v = nd(rng);
   }
   WeightRef Norm() const {
-    return WeightRef{.type = DType::kF32, .data = norm.data(), .rows = 1, .cols = d, .name = "norm"};
+    return WeightRef{
+        .type = DType::kF32, .data = norm.data(), .rows = 1, .cols = d, .name = "norm"};
   }
   Graph Build(int64_t n_tokens) const {
     GraphBuilder b(n_tokens, n_tokens);
@@ -92,10 +94,11 @@ struct Net {
     Value qk = b.Add(q, k, "qk");
     x = b.Add(b.Add(x, b.MatMul(qk, wo.Ref("wo"), "o"), "res0"), z, "res1");
     Value g = b.RmsNorm(x, Norm(), 1e-6f, d, "ffn_norm");
-    Value f = b.Glu(b.MatMul(g, wg.Ref("wg"), "gate"), b.MatMul(g, wu.Ref("wu"), "up"), GluAct::kGeluTanh,
-                    "geglu");
+    Value f = b.Glu(b.MatMul(g, wg.Ref("wg"), "gate"), b.MatMul(g, wu.Ref("wu"), "up"),
+                    GluAct::kGeluTanh, "geglu");
     // Gemma's post-norm, first operand of the residual add: applied by the add.
-    x = b.Add(b.RmsNorm(b.MatMul(f, wd.Ref("wd"), "down"), Norm(), 1e-5f, d, "post_norm"), x, "res2");
+    x = b.Add(b.RmsNorm(b.MatMul(f, wd.Ref("wd"), "down"), Norm(), 1e-5f, d, "post_norm"), x,
+              "res2");
     Value s = b.RmsNorm(x, Norm(), 1e-5f, d, "norm3");
     Value y = b.Add(x, s, "res3");
     Value t = b.MatMul(s, wt.Ref("wt"), "t");
@@ -123,9 +126,10 @@ TEST(Fuse, FusesThePatternsAndSkipsTheNearMisses) {
   Graph g = net.Build(3);
   const size_t before = g.nodes.size();
   const FuseStats st = Fuse(g);
-  EXPECT_EQ(st.glu_pairs, 1);         // gate/up; not a/b (a is read again)
-  EXPECT_EQ(st.norms, 3);  // attn_norm, ffn_norm, post_norm; not norm3 (read by an add and a matmul)
-  EXPECT_EQ(st.groups, 2);            // {q, k, v} and {a, b}
+  EXPECT_EQ(st.glu_pairs, 1);  // gate/up; not a/b (a is read again)
+  EXPECT_EQ(st.norms,
+            3);  // attn_norm, ffn_norm, post_norm; not norm3 (read by an add and a matmul)
+  EXPECT_EQ(st.groups, 2);  // {q, k, v} and {a, b}
   EXPECT_EQ(st.grouped_matmuls, 5);
   // Gone: the three norms, gate, up, and res3 (dead: the output does not read it).
   EXPECT_EQ(st.removed_nodes, 6);

@@ -3,10 +3,10 @@
 // graph/fuse.h) to its last consumer; the output to the end. Every buffer lies inside the arena.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "graph/plan.h"
 
@@ -29,8 +29,9 @@ inline void ExpectLiveBuffersNeverShareBytes(const Plan& p) {
     for (int32_t b = a + 1; b < n; ++b) {
       if (nodes[b].op == OpKind::kTokens || first[b] > last[a] || first[a] > last[b]) continue;
       const size_t b0 = p.offset(b), b1 = b0 + nodes[b].rows * nodes[b].cols * sizeof(float);
-      EXPECT_TRUE(a1 <= b0 || b1 <= a0) << nodes[a].name << " (layer " << nodes[a].layer << ") and "
-                                        << nodes[b].name << " (layer " << nodes[b].layer << ") overlap";
+      EXPECT_TRUE(a1 <= b0 || b1 <= a0)
+          << nodes[a].name << " (layer " << nodes[a].layer << ") and " << nodes[b].name
+          << " (layer " << nodes[b].layer << ") overlap";
     }
   }
 }

@@ -3,12 +3,12 @@
 // execution against a direct scalar computation.
 #include "graph/plan.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "graph/builder.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -17,8 +17,10 @@
 namespace gannet::graph {
 namespace {
 
-WeightRef F32Weight(const std::vector<float>& data, int64_t rows, int64_t cols, const std::string& name) {
-  return WeightRef{.type = DType::kF32, .data = data.data(), .rows = rows, .cols = cols, .name = name};
+WeightRef F32Weight(const std::vector<float>& data, int64_t rows, int64_t cols,
+                    const std::string& name) {
+  return WeightRef{
+      .type = DType::kF32, .data = data.data(), .rows = rows, .cols = cols, .name = name};
 }
 
 std::vector<float> Random(size_t n, uint32_t seed, float scale = 0.3f) {
@@ -32,7 +34,8 @@ std::vector<float> Random(size_t n, uint32_t seed, float scale = 0.3f) {
 // A small residual MLP stack: x = E[tok]; repeat: x += W2 (silu(W1 n(x)) * W3 n(x)); out = Wo n(x).
 struct Mlp {
   int64_t d = 16, ff = 40, vocab = 11, layers = 3;
-  std::vector<float> emb = Random(vocab * d, 1), norm = Random(d, 2, 0.1f), out = Random(vocab * d, 3);
+  std::vector<float> emb = Random(vocab * d, 1), norm = Random(d, 2, 0.1f),
+                     out = Random(vocab * d, 3);
   std::vector<std::vector<float>> w1, w2, w3;
   Mlp() {
     for (int64_t l = 0; l < layers; ++l) {
@@ -124,12 +127,14 @@ TEST(PlanTest, ExecutesLikeDirectComputation) {
     BatchInputs in{.tokens = toks, .positions = pos, .output_rows = rows};
     int observed = 0;
     NodeObserver obs = [&](const Node&, const float*) { ++observed; };
-    Result<std::span<const float>> out = p->Execute(backend, in, arena.data(), scratch.data(), &obs);
+    Result<std::span<const float>> out =
+        p->Execute(backend, in, arena.data(), scratch.data(), &obs);
     ASSERT_TRUE(out.ok()) << out.status().ToString();
     EXPECT_EQ(observed, static_cast<int>(p->graph().nodes.size()) - 1);
     std::vector<double> want = m.Direct(toks);
     ASSERT_EQ(out->size(), want.size());
-    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR((*out)[i], want[i], 1e-4 + 1e-4 * std::fabs(want[i]));
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_NEAR((*out)[i], want[i], 1e-4 + 1e-4 * std::fabs(want[i]));
     // A token outside the table is an error, not a read past it.
     std::vector<int32_t> bad = {3, 0, 11, 7, 7};
     in.tokens = bad;
@@ -137,42 +142,66 @@ TEST(PlanTest, ExecutesLikeDirectComputation) {
   }
 }
 
-// A backend that counts its calls and forwards them to the CPU one: the plan reaches the kernels only
-// through kernels::Backend, one call per executed node.
+// A backend that counts its calls and forwards them to the CPU one: the plan reaches the kernels
+// only through kernels::Backend, one call per executed node.
 class CountingBackend final : public kernels::Backend {
  public:
   explicit CountingBackend(kernels::Backend& inner) : inner_(inner) {}
   int calls = 0;
   const char* name() const override { return "counting"; }
   void Embed(const kernels::Weight& t, std::span<const int32_t> tok, float s, float* out) override {
-    ++calls; inner_.Embed(t, tok, s, out);
+    ++calls;
+    inner_.Embed(t, tok, s, out);
   }
-  size_t MatMulScratchBytes(const kernels::MatMulArgs& a) const override { return inner_.MatMulScratchBytes(a); }
-  void MatMul(const kernels::MatMulArgs& a) override { ++calls; inner_.MatMul(a); }
+  size_t MatMulScratchBytes(const kernels::MatMulArgs& a) const override {
+    return inner_.MatMulScratchBytes(a);
+  }
+  void MatMul(const kernels::MatMulArgs& a) override {
+    ++calls;
+    inner_.MatMul(a);
+  }
   void AddBias(const float* x, const float* b, int64_t r, int64_t c, float* out) override {
-    ++calls; inner_.AddBias(x, b, r, c, out);
+    ++calls;
+    inner_.AddBias(x, b, r, c, out);
   }
-  void RmsNorm(const float* x, const float* w, float eps, int64_t r, int64_t c, float* out) override {
-    ++calls; inner_.RmsNorm(x, w, eps, r, c, out);
+  void RmsNorm(const float* x, const float* w, float eps, int64_t r, int64_t c,
+               float* out) override {
+    ++calls;
+    inner_.RmsNorm(x, w, eps, r, c, out);
   }
-  void Rope(const kernels::RopeParams& p, const float* x, int64_t n, const int32_t* pos, float* out) override {
-    ++calls; inner_.Rope(p, x, n, pos, out);
+  void Rope(const kernels::RopeParams& p, const float* x, int64_t n, const int32_t* pos,
+            float* out) override {
+    ++calls;
+    inner_.Rope(p, x, n, pos, out);
   }
-  void Attention(const kernels::AttentionArgs& a) override { ++calls; inner_.Attention(a); }
+  void Attention(const kernels::AttentionArgs& a) override {
+    ++calls;
+    inner_.Attention(a);
+  }
   void Glu(GluAct act, const float* g, const float* u, int64_t n, float* out) override {
-    ++calls; inner_.Glu(act, g, u, n, out);
+    ++calls;
+    inner_.Glu(act, g, u, n, out);
   }
-  void Add(const float* a, const float* b, int64_t n, float* out) override { ++calls; inner_.Add(a, b, n, out); }
+  void Add(const float* a, const float* b, int64_t n, float* out) override {
+    ++calls;
+    inner_.Add(a, b, n, out);
+  }
   void AddRmsNorm(const float* a, const float* b, const float* w, float eps, int64_t r, int64_t c,
                   float* out) override {
-    ++calls; inner_.AddRmsNorm(a, b, w, eps, r, c, out);
+    ++calls;
+    inner_.AddRmsNorm(a, b, w, eps, r, c, out);
   }
-  void Scale(const float* x, int64_t n, float s, float* out) override { ++calls; inner_.Scale(x, n, s, out); }
+  void Scale(const float* x, int64_t n, float s, float* out) override {
+    ++calls;
+    inner_.Scale(x, n, s, out);
+  }
   void Softcap(const float* x, int64_t n, float cap, float* out) override {
-    ++calls; inner_.Softcap(x, n, cap, out);
+    ++calls;
+    inner_.Softcap(x, n, cap, out);
   }
   void GatherRows(const float* x, int64_t c, std::span<const int32_t> rows, float* out) override {
-    ++calls; inner_.GatherRows(x, c, rows, out);
+    ++calls;
+    inner_.GatherRows(x, c, rows, out);
   }
 
  private:
@@ -197,7 +226,8 @@ TEST(PlanTest, ExecutesThroughTheBackendOneCallPerNode) {
     Result<std::span<const float>> out = p->Execute(counting, in, arena.data(), a.data());
     ASSERT_TRUE(out.ok()) << out.status().ToString();
     int executed = 0;
-    for (const Node& node : p->graph().nodes) executed += node.op != OpKind::kTokens && node.computed_by < 0;
+    for (const Node& node : p->graph().nodes)
+      executed += node.op != OpKind::kTokens && node.computed_by < 0;
     EXPECT_EQ(counting.calls, executed) << "fuse " << fuse;
     const std::vector<float> got(out->begin(), out->end());
     std::vector<float> b(p->scratch_bytes(cpu_backend) / sizeof(float) + 16);

@@ -1,10 +1,10 @@
 #include "http/http_parser.h"
 
+#include <gtest/gtest.h>
+
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace gannet::http {
 namespace {
@@ -34,8 +34,9 @@ HttpParser ParseByteByByte(std::string_view input, HttpParserLimits limits = {})
 }
 
 TEST(HttpParserTest, ParsesGetWithQueryAndHeaders) {
-  const std::string in = "GET /v1/models?limit=2&x=y HTTP/1.1\r\nHost: localhost:8080\r\n"
-                         "X-Custom:   padded value  \r\nAccept: */*\r\n\r\n";
+  const std::string in =
+      "GET /v1/models?limit=2&x=y HTTP/1.1\r\nHost: localhost:8080\r\n"
+      "X-Custom:   padded value  \r\nAccept: */*\r\n\r\n";
   HttpParser p;
   EXPECT_EQ(p.Feed(in), in.size());
   ASSERT_EQ(p.state(), HttpParser::State::kComplete);
@@ -58,8 +59,9 @@ TEST(HttpParserTest, ParsesGetWithQueryAndHeaders) {
 }
 
 TEST(HttpParserTest, ContentLengthBodyByteByByte) {
-  const std::string in = "POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
-                         "Content-Length: 13\r\n\r\n{\"a\":\"b c\"}\r\n";
+  const std::string in =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+      "Content-Length: 13\r\n\r\n{\"a\":\"b c\"}\r\n";
   HttpParser p = ParseByteByByte(in);
   ASSERT_EQ(p.state(), HttpParser::State::kComplete) << p.error_message();
   HttpRequest r = p.TakeRequest();
@@ -68,9 +70,10 @@ TEST(HttpParserTest, ContentLengthBodyByteByByte) {
 }
 
 TEST(HttpParserTest, ChunkedBodyWholeAndByteByByte) {
-  const std::string in = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-                         "4\r\nWiki\r\n5;name=value\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\n"
-                         "Trailer-Field: x\r\n\r\n";
+  const std::string in =
+      "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "4\r\nWiki\r\n5;name=value\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\n"
+      "Trailer-Field: x\r\n\r\n";
   for (bool bytewise : {false, true}) {
     HttpParser p = bytewise ? ParseByteByByte(in) : ParseAll(in);
     ASSERT_EQ(p.state(), HttpParser::State::kComplete) << p.error_message();
@@ -86,7 +89,8 @@ TEST(HttpParserTest, StopsAtTheEndOfEachPipelinedRequest) {
   size_t off = p.Feed(in);
   EXPECT_EQ(off, first.size());
   ASSERT_EQ(p.state(), HttpParser::State::kComplete);
-  EXPECT_EQ(p.Feed(std::string_view(in).substr(off)), 0u) << "a complete request takes no more bytes";
+  EXPECT_EQ(p.Feed(std::string_view(in).substr(off)), 0u)
+      << "a complete request takes no more bytes";
   EXPECT_EQ(p.TakeRequest().path, "/a");
   off += p.Feed(std::string_view(in).substr(off));
   ASSERT_EQ(p.state(), HttpParser::State::kComplete);
@@ -112,7 +116,8 @@ TEST(HttpParserTest, AcceptsBareLfLineEndsAndLeadingEmptyLines) {
 }
 
 TEST(HttpParserTest, AbsoluteFormAndAsteriskTargets) {
-  HttpParser p = ParseAll("GET http://example.com/v1/models?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+  HttpParser p =
+      ParseAll("GET http://example.com/v1/models?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
   ASSERT_EQ(p.state(), HttpParser::State::kComplete) << p.error_message();
   EXPECT_EQ(p.request().path, "/v1/models");
   EXPECT_EQ(p.request().query, "q=1");
@@ -130,7 +135,8 @@ void ExpectErrors(const std::vector<BadCase>& cases, HttpParserLimits limits = {
     for (bool bytewise : {false, true}) {
       HttpParser p = bytewise ? ParseByteByByte(c.input, limits) : ParseAll(c.input, limits);
       ASSERT_EQ(p.state(), HttpParser::State::kError) << "input: " << c.input;
-      EXPECT_EQ(p.error_status(), c.status) << "input: " << c.input << " message: " << p.error_message();
+      EXPECT_EQ(p.error_status(), c.status)
+          << "input: " << c.input << " message: " << p.error_message();
       EXPECT_FALSE(p.error_message().empty());
       // A failed parser takes nothing more.
       EXPECT_EQ(p.Feed("GET / HTTP/1.1\r\n"), 0u);
@@ -164,15 +170,16 @@ TEST(HttpParserTest, RejectsBadRequestLines) {
 
 TEST(HttpParserTest, RejectsBadHeaders) {
   ExpectErrors({
-      {"GET / HTTP/1.1\r\n\r\n", 400},                                     // no Host
-      {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},             // two Hosts
-      {"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},                        // space before colon
+      {"GET / HTTP/1.1\r\n\r\n", 400},                        // no Host
+      {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},  // two Hosts
+      {"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},            // space before colon
       {"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n  folded\r\n\r\n", 400},    // obs-fold
+      {"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n  folded\r\n\r\n", 400},  // obs-fold
       {"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00z\r\n\r\n"s, 400},
       {"GET / HTTP/1.1\r\nHost: a\r\nX: a\rz\r\n\r\n", 400},
       {"GET / HTTP/1.1\r\nHost: a\r\n: empty-name\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+       400},
       {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
       {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", 501},
       {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n", 400},
@@ -185,7 +192,8 @@ TEST(HttpParserTest, RejectsBadHeaders) {
 }
 
 TEST(HttpParserTest, AcceptsRepeatedEqualContentLength) {
-  HttpParser p = ParseAll("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok");
+  HttpParser p =
+      ParseAll("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok");
   ASSERT_EQ(p.state(), HttpParser::State::kComplete) << p.error_message();
   EXPECT_EQ(p.request().body, "ok");
 }
@@ -202,7 +210,8 @@ TEST(HttpParserTest, RejectsBadChunkedFraming) {
 }
 
 TEST(HttpParserTest, EnforcesSizeLimits) {
-  HttpParserLimits limits{.max_request_line = 64, .max_header_bytes = 256, .max_headers = 4, .max_body_bytes = 10};
+  HttpParserLimits limits{
+      .max_request_line = 64, .max_header_bytes = 256, .max_headers = 4, .max_body_bytes = 10};
   std::string many_headers = "GET / HTTP/1.1\r\nHost: a\r\n";
   for (int i = 0; i < 4; ++i) many_headers += "X-" + std::to_string(i) + ": v\r\n";
   const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -219,7 +228,8 @@ TEST(HttpParserTest, EnforcesSizeLimits) {
       },
       limits);
   // Exactly at the limits is fine.
-  HttpParser p = ParseAll("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789", limits);
+  HttpParser p =
+      ParseAll("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789", limits);
   EXPECT_EQ(p.state(), HttpParser::State::kComplete) << p.error_message();
 }
 
@@ -270,7 +280,8 @@ TEST(HttpParserTest, KeepAliveRules) {
 
 TEST(HttpParserTest, ExpectContinueIsReportedOnceHeadersAreIn) {
   HttpParser p;
-  p.Feed("POST /v1/completions HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 4\r\n");
+  p.Feed(
+      "POST /v1/completions HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 4\r\n");
   EXPECT_FALSE(p.headers_complete());
   p.Feed("\r\n");
   EXPECT_TRUE(p.headers_complete());

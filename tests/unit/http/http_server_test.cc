@@ -2,10 +2,10 @@
 // pipelining, errors the loop answers itself, timeouts and limits.
 #include "http/http_server.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "http_test_util.h"
 
@@ -49,8 +49,9 @@ TEST_F(HttpServerTest, GetAndPostRoundTrip) {
   EXPECT_EQ(r->body, "POST /v1/chat/completions " + body);
 
   // A chunked request body arrives de-chunked.
-  ASSERT_TRUE(c->Send("POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"));
+  ASSERT_TRUE(
+      c->Send("POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"));
   r = c->ReadResponse();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->body, "POST /c abcde");
@@ -113,8 +114,8 @@ TEST_F(HttpServerTest, PipelinedRequestsAnsweredInOrder) {
   });
   auto c = Connect();
   ASSERT_TRUE(c);
-  ASSERT_TRUE(c->Send(Get("/slow") + Post("/p", "xyz") + Get("/fast") + "HEAD /head HTTP/1.1\r\nHost: a\r\n\r\n" +
-                      Get("/after-head")));
+  ASSERT_TRUE(c->Send(Get("/slow") + Post("/p", "xyz") + Get("/fast") +
+                      "HEAD /head HTTP/1.1\r\nHost: a\r\n\r\n" + Get("/after-head")));
   for (const std::string expected : {"/slow:", "/p:xyz", "/fast:"}) {
     auto r = c->ReadResponse();
     ASSERT_TRUE(r);
@@ -159,10 +160,11 @@ TEST_F(HttpServerTest, PipelinedFloodWhileARequestIsInFlight) {
 
 TEST_F(HttpServerTest, LargeBodyGets413WithoutReachingTheHandler) {
   std::atomic<int> calls{0};
-  StartServer({.limits = {.max_body_bytes = 1000}}, [&](HttpRequest req, std::shared_ptr<ResponseWriter> w) {
-    calls.fetch_add(1);
-    ASSERT_TRUE(w->Send(200, "text/plain", "ok").ok());
-  });
+  StartServer({.limits = {.max_body_bytes = 1000}},
+              [&](HttpRequest req, std::shared_ptr<ResponseWriter> w) {
+                calls.fetch_add(1);
+                ASSERT_TRUE(w->Send(200, "text/plain", "ok").ok());
+              });
   // Declared too large: answered as soon as the headers are in; the client that keeps sending
   // the body still reads the 413 (the server drains before closing).
   auto c = Connect();
@@ -198,7 +200,8 @@ TEST_F(HttpServerTest, ExpectContinue) {
   StartServer({.limits = {.max_body_bytes = 100}}, EchoHandler());
   auto c = Connect();
   ASSERT_TRUE(c);
-  ASSERT_TRUE(c->Send("POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+  ASSERT_TRUE(
+      c->Send("POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
   auto interim = c->ReadHead();
   ASSERT_TRUE(interim);
   EXPECT_EQ(interim->status, 100);
@@ -209,7 +212,8 @@ TEST_F(HttpServerTest, ExpectContinue) {
   EXPECT_EQ(r->body, "POST /up hello");
 
   // Too large: the final answer comes instead of 100 Continue, and no body is awaited.
-  ASSERT_TRUE(c->Send("POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 101\r\n\r\n"));
+  ASSERT_TRUE(c->Send(
+      "POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 101\r\n\r\n"));
   r = c->ReadResponse();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 413);
@@ -273,9 +277,12 @@ TEST_F(HttpServerTest, WriterRejectsMisuse) {
   ASSERT_TRUE(c->Send(Get("/")));
   ASSERT_TRUE(parked_.WaitFor(1));
   auto w = parked_.At(0);
-  EXPECT_EQ(w->Send(HttpResponse{.headers = {{"Content-Length", "3"}}}).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(w->Send(HttpResponse{.headers = {{"X-A", "v\r\nSet-Cookie: x"}}}).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(w->Send(HttpResponse{.headers = {{"Bad Name", "v"}}}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(w->Send(HttpResponse{.headers = {{"Content-Length", "3"}}}).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(w->Send(HttpResponse{.headers = {{"X-A", "v\r\nSet-Cookie: x"}}}).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(w->Send(HttpResponse{.headers = {{"Bad Name", "v"}}}).code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(w->Send(HttpResponse{.status = 99}).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(w->Send(HttpResponse{.status = 204, .body = "x"}).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(w->Write("x"), WriteResult::kClosed);  // no stream started

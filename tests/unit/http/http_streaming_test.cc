@@ -1,11 +1,10 @@
 // Streamed (SSE) responses: incremental delivery, hundreds of concurrent streams, disconnects,
 // slow readers and backpressure, graceful shutdown.
+#include <gtest/gtest.h>
 #include <sys/resource.h>
 
 #include <atomic>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "http/http_server.h"
 #include "http/sse.h"
@@ -120,7 +119,8 @@ TEST_F(HttpStreamingTest, SixHundredConcurrentStreams) {
   setrlimit(RLIMIT_NOFILE, &lim);
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &lim), 0);
   // Client and server ends of every connection live in this process.
-  if (lim.rlim_cur < 2 * kStreams + 200) GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << lim.rlim_max << " too low";
+  if (lim.rlim_cur < 2 * kStreams + 200)
+    GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << lim.rlim_max << " too low";
 
   StartServer({.handler_threads = 2}, ParkingHandler());
   ASSERT_GE(server_->max_connections(), kStreams);
@@ -129,8 +129,10 @@ TEST_F(HttpStreamingTest, SixHundredConcurrentStreams) {
     clients.push_back(Connect());
     ASSERT_TRUE(clients.back()) << "connection " << i << " refused";
   }
-  for (int i = 0; i < kStreams; ++i) ASSERT_TRUE(clients[i]->Send(StreamRequest("/s" + std::to_string(i))));
-  ASSERT_TRUE(parked_.WaitFor(kStreams, 30s)) << parked_.size() << " of " << kStreams << " requests arrived";
+  for (int i = 0; i < kStreams; ++i)
+    ASSERT_TRUE(clients[i]->Send(StreamRequest("/s" + std::to_string(i))));
+  ASSERT_TRUE(parked_.WaitFor(kStreams, 30s))
+      << parked_.size() << " of " << kStreams << " requests arrived";
   EXPECT_EQ(server_->open_connections(), kStreams);
 
   // Every stream is open at once: headers and a first event for all, then the rest.
@@ -199,7 +201,8 @@ TEST_F(HttpStreamingTest, ClientDisconnectFiresOnCloseWithin100ms) {
       ASSERT_TRUE(cv.wait_for(lock, 2s, [&] { return fired; })) << "on-close never ran";
     }
     const auto elapsed = std::chrono::steady_clock::now() - t0;
-    EXPECT_LT(elapsed, 100ms) << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms";
+    EXPECT_LT(elapsed, 100ms)
+        << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms";
     EXPECT_TRUE(w->IsClosed());
     EXPECT_EQ(w->Write(SseEvent("late")), WriteResult::kClosed);
     EXPECT_EQ(w->End().code(), StatusCode::kIoError);
@@ -273,13 +276,15 @@ TEST_F(HttpStreamingTest, SlowReaderGetsBackpressureAndDoesNotBlockOthers) {
   EXPECT_EQ(result, WriteResult::kClosed);
   EXPECT_TRUE(w->IsClosed());
   const auto deadline = std::chrono::steady_clock::now() + 2s;
-  while (!closed_cb && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(2ms);
+  while (!closed_cb && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(2ms);
   EXPECT_TRUE(closed_cb);
   EXPECT_TRUE(slow->WaitForClose(5s));
 }
 
 TEST_F(HttpStreamingTest, ClientTakingNoBytesIsDroppedAfterSendTimeout) {
-  StartServer({.send_timeout = 300ms, .write_soft_limit = 64 * 1024, .write_hard_limit = 64 << 20}, ParkingHandler());
+  StartServer({.send_timeout = 300ms, .write_soft_limit = 64 * 1024, .write_hard_limit = 64 << 20},
+              ParkingHandler());
   auto stalled = Connect();
   ASSERT_TRUE(stalled);
   ASSERT_TRUE(stalled->Send(StreamRequest()));

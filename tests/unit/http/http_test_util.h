@@ -1,6 +1,9 @@
-// Shared fixture of the HTTP tests: an HttpServer on an ephemeral loopback port with a log collector,
-// and a registry through which a test takes over writers its handler parked (asynchronous responses).
+// Shared fixture of the HTTP tests: an HttpServer on an ephemeral loopback port with a log
+// collector, and a registry through which a test takes over writers its handler parked
+// (asynchronous responses).
 #pragma once
+
+#include <gtest/gtest.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -8,8 +11,6 @@
 #include <mutex>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "http/http_server.h"
 #include "test_client.h"
@@ -76,7 +77,9 @@ class ServerFixture : public ::testing::Test {
 
   // Handler that parks every writer in parked_ for the test to answer.
   HttpHandler ParkingHandler() {
-    return [this](HttpRequest req, std::shared_ptr<ResponseWriter> w) { parked_.Push(std::move(w), std::move(req)); };
+    return [this](HttpRequest req, std::shared_ptr<ResponseWriter> w) {
+      parked_.Push(std::move(w), std::move(req));
+    };
   }
 
   std::unique_ptr<TestClient> Connect() { return TestClient::Connect(server_->port()); }
@@ -110,8 +113,10 @@ inline std::string Get(const std::string& path, const std::string& extra_headers
   return "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n" + extra_headers + "\r\n";
 }
 
-inline std::string Post(const std::string& path, const std::string& body, const std::string& extra_headers = "") {
-  return "POST " + path + " HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: " +
+inline std::string Post(const std::string& path, const std::string& body,
+                        const std::string& extra_headers = "") {
+  return "POST " + path +
+         " HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: " +
          std::to_string(body.size()) + "\r\n" + extra_headers + "\r\n" + body;
 }
 

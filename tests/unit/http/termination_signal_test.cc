@@ -1,12 +1,11 @@
 #include "http/termination_signal.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "http/http_server.h"
 #include "http/sse.h"
@@ -37,17 +36,19 @@ TEST(TerminationSignalTest, TimesOutWhenNothingArrives) {
 // for SIGTERM and calls Shutdown; the in-flight stream completes and the listener is gone.
 TEST(TerminationSignalTest, SigtermDrainsAServer) {
   ASSERT_TRUE(BlockTerminationSignals().ok());
-  HttpServer server({.host = "127.0.0.1", .port = 0}, [](HttpRequest, std::shared_ptr<ResponseWriter> w) {
-    if (!w->StartStream(200, SseHeaders()).ok()) return;
-    w->Write(SseEvent("one"));
-    std::this_thread::sleep_for(200ms);
-    w->Write(SseDone());
-    w->End();
-  });
+  HttpServer server({.host = "127.0.0.1", .port = 0},
+                    [](HttpRequest, std::shared_ptr<ResponseWriter> w) {
+                      if (!w->StartStream(200, SseHeaders()).ok()) return;
+                      w->Write(SseEvent("one"));
+                      std::this_thread::sleep_for(200ms);
+                      w->Write(SseDone());
+                      w->End();
+                    });
   ASSERT_TRUE(server.Start().ok());
   auto client = testing::TestClient::Connect(server.port());
   ASSERT_TRUE(client);
-  ASSERT_TRUE(client->Send("POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"));
+  ASSERT_TRUE(
+      client->Send("POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"));
   ASSERT_TRUE(client->ReadHead());
 
   std::optional<int> received;
@@ -55,7 +56,8 @@ TEST(TerminationSignalTest, SigtermDrainsAServer) {
     received = WaitForTerminationSignal(10s);
     if (received) server.Shutdown(5s);
   });
-  ASSERT_EQ(kill(getpid(), SIGTERM), 0);  // to the process, as `kill` or a container runtime sends it
+  ASSERT_EQ(kill(getpid(), SIGTERM),
+            0);  // to the process, as `kill` or a container runtime sends it
   waiter.join();
   EXPECT_EQ(received, SIGTERM);
   auto first = client->ReadChunk();

@@ -37,8 +37,8 @@ struct ClientResponse {
 class TestClient {
  public:
   // Connects to 127.0.0.1:port; nullptr when refused. Reads time out after `timeout`.
-  static std::unique_ptr<TestClient> Connect(uint16_t port,
-                                             std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  static std::unique_ptr<TestClient> Connect(
+      uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
     const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return nullptr;
     sockaddr_in addr{};
@@ -75,7 +75,8 @@ class TestClient {
   std::optional<ClientResponse> ReadResponse(bool head_request = false) {
     std::optional<ClientResponse> resp = ReadHead();
     if (!resp) return std::nullopt;
-    if (head_request || resp->status == 204 || resp->status == 304 || resp->status < 200) return resp;
+    if (head_request || resp->status == 204 || resp->status == 304 || resp->status < 200)
+      return resp;
     if (resp->Header("transfer-encoding") == "chunked") {
       while (true) {
         std::optional<std::string> chunk = ReadChunk();
@@ -146,7 +147,8 @@ class TestClient {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       pollfd p{fd_, POLLIN, 0};
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) <= 0) continue;
       char tmp[4096];
       const ssize_t n = recv(fd_, tmp, sizeof(tmp), 0);

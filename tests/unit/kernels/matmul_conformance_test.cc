@@ -2,6 +2,8 @@
 // reference-quantized activations), on odd shapes, thread counts and strides; the scalar path
 // against a plain f32 dot of the dequantized weights; the SIMD activation quantizers against
 // the reference quantizers byte for byte.
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -9,8 +11,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "base/thread_pool.h"
 #include "kernels/cpu/matmul_internal.h"
@@ -32,11 +32,13 @@ struct Shape {
 // n_in values are multiples of the block size (32 or 256; float types take any width).
 std::vector<Shape> ShapesFor(DType t) {
   const int64_t bs = Traits(t).block_size;
-  if (bs == 1) return {{1, 37, 1}, {7, 100, 2}, {33, 513, 5}, {255, 256, 17}, {4097, 300, 1}, {33, 2048, 17}};
-  if (bs == 32) return {{1, 32, 1}, {7, 96, 2}, {33, 512, 5}, {255, 256, 17}, {4097, 1056, 1}, {33, 2048, 17}};
+  if (bs == 1)
+    return {{1, 37, 1}, {7, 100, 2}, {33, 513, 5}, {255, 256, 17}, {4097, 300, 1}, {33, 2048, 17}};
+  if (bs == 32)
+    return {{1, 32, 1}, {7, 96, 2}, {33, 512, 5}, {255, 256, 17}, {4097, 1056, 1}, {33, 2048, 17}};
   // 8448 inputs: 33 super-blocks, past the 32 a K-quant tile lays out at once.
-  return {{1, 256, 1}, {7, 512, 2}, {33, 512, 5}, {255, 256, 17}, {4097, 768, 1}, {33, 2304, 17},
-          {5, 256, 3}, {3, 768, 4}, {9, 8448, 6}};
+  return {{1, 256, 1},    {7, 512, 2}, {33, 512, 5}, {255, 256, 17}, {4097, 768, 1},
+          {33, 2304, 17}, {5, 256, 3}, {3, 768, 4},  {9, 8448, 6}};
 }
 
 std::vector<float> RandomValues(std::mt19937& rng, int64_t n, float scale) {
@@ -49,7 +51,7 @@ std::vector<float> RandomValues(std::mt19937& rng, int64_t n, float scale) {
 struct Problem {
   DType wtype;
   Shape s;
-  std::vector<uint8_t> w;      // [n_out] rows in wtype
+  std::vector<uint8_t> w;  // [n_out] rows in wtype
   size_t w_row_bytes = 0;
   int64_t x_stride = 0;
   std::vector<float> x;        // [n_tokens, x_stride]
@@ -59,7 +61,7 @@ struct Problem {
   // a block min m (Q4_1, Q5_1), whose terms are d q x and m s, sum (|w| + 2.001 |m|) |x_quantized|
   // (|d q| = |w - m|, and the block's s is within 2^-11 of sum x_quantized).
   std::vector<float> abs_terms;
-  std::vector<double> y_f32;   // [n_tokens, n_out]: dequantized weights . f32 activations
+  std::vector<double> y_f32;  // [n_tokens, n_out]: dequantized weights . f32 activations
   std::vector<double> abs_f32;
 };
 
@@ -110,12 +112,14 @@ Problem MakeProblem(DType wtype, Shape s, uint32_t seed) {
         if (has_min) {  // both block layouts start with the f16 d and m
           uint16_t m;
           std::memcpy(&m, p.w.data() + o * p.w_row_bytes + (i / 32) * block_bytes + 2, sizeof m);
-          a_terms += (std::fabs(double{wr[i]}) + 2.001 * std::fabs(double{F16ToF32(m)})) * std::fabs(double{xd[i]});
+          a_terms += (std::fabs(double{wr[i]}) + 2.001 * std::fabs(double{F16ToF32(m)})) *
+                     std::fabs(double{xd[i]});
         }
         dot += double{wr[i]} * xt[i];
         a_f32 += std::fabs(double{wr[i]} * xt[i]);
       }
-      p.y_ref[t * s.n_out + o] = VecDotRef(wtype, p.w.data() + o * p.w_row_bytes, xq.data(), s.n_in);
+      p.y_ref[t * s.n_out + o] =
+          VecDotRef(wtype, p.w.data() + o * p.w_row_bytes, xq.data(), s.n_in);
       p.abs_ref[t * s.n_out + o] = static_cast<float>(a_ref);
       p.abs_terms[t * s.n_out + o] = static_cast<float>(has_min ? a_terms : a_ref);
       p.y_f32[t * s.n_out + o] = dot;
@@ -185,8 +189,8 @@ TEST_P(MatMulConformance, EveryIsaMatchesScalarTwin) {
             ++bad;
             ADD_FAILURE() << DTypeName(wtype) << " " << IsaName(isas[k]) << " threads "
                           << pool->size() << " shape " << s.n_out << "x" << s.n_in << "x"
-                          << s.n_tokens << " [" << i / s.n_out << ", " << i % s.n_out
-                          << "]: got " << y[i] << " want " << p.y_ref[i] << " tol " << tol;
+                          << s.n_tokens << " [" << i / s.n_out << ", " << i % s.n_out << "]: got "
+                          << y[i] << " want " << p.y_ref[i] << " tol " << tol;
           }
         }
       }
@@ -215,7 +219,8 @@ TEST_P(MatMulConformance, ResultsDoNotDependOnTheBatch) {
   const Problem p = MakeProblem(wtype, s, 7);
   for (int k = 0; k < n_isas; ++k) {
     const std::vector<float> all = RunMatMul(p, Pool(3), isas[k]);
-    // Every run of consecutive tokens [t0, t0 + n) and every row range [r0, n_out) gives the same bits.
+    // Every run of consecutive tokens [t0, t0 + n) and every row range [r0, n_out) gives the same
+    // bits.
     for (int64_t t0 = 0; t0 < s.n_tokens; t0 += 3) {
       for (int64_t n : {int64_t{1}, int64_t{2}, int64_t{5}}) {
         if (t0 + n > s.n_tokens) continue;
@@ -231,9 +236,10 @@ TEST_P(MatMulConformance, ResultsDoNotDependOnTheBatch) {
                 const float want = all[(t0 + t) * s.n_out + r0 + o];
                 const float got = part[t * q.s.n_out + o];
                 ASSERT_EQ(std::memcmp(&want, &got, sizeof(float)), 0)
-                    << DTypeName(wtype) << " " << IsaName(isas[k]) << " threads " << pool->size() << ": token "
-                    << t0 + t << " row " << r0 + o << " alone in a call of " << n << " tokens from row " << r0
-                    << ": " << got << " vs " << want << " in the whole batch";
+                    << DTypeName(wtype) << " " << IsaName(isas[k]) << " threads " << pool->size()
+                    << ": token " << t0 + t << " row " << r0 + o << " alone in a call of " << n
+                    << " tokens from row " << r0 << ": " << got << " vs " << want
+                    << " in the whole batch";
               }
             }
           }
@@ -256,7 +262,8 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, MatMulConformance, testing::ValuesIn(kWeightT
 // the smallest and odd block counts, and widths whose table needs several passes or does not fit
 // at all.
 
-const DType kRowBlockTypes[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0};
+const DType kRowBlockTypes[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
+                                DType::kQ8_0};
 
 bool HasMin(DType t) { return t == DType::kQ4_1 || t == DType::kQ5_1; }
 
@@ -275,7 +282,8 @@ double RowBlockTolerance(DType wtype, int64_t n_in, double abs_terms) {
   return static_cast<double>((HasMin(wtype) ? 3 : 2) * nb + 4) * u * abs_terms + 1e-37;
 }
 
-void ExpectRowBlockMatch(const Problem& p, const std::vector<float>& y, const char* isa, int threads) {
+void ExpectRowBlockMatch(const Problem& p, const std::vector<float>& y, const char* isa,
+                         int threads) {
   const Shape& s = p.s;
   int bad = 0;
   for (size_t i = 0; i < y.size() && bad < 3; ++i) {
@@ -400,7 +408,8 @@ TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
       for (int j = 0; j < nt; ++j) {
         for (int64_t b = 0; b < kNb; ++b) {
           uint8_t* blk = xq.data() + j * x_bytes + b * (x_bytes / kNb);
-          int8_t* qs = partner == DType::kQ8_1 ? reinterpret_cast<BlockQ8_1*>(blk)->qs : reinterpret_cast<BlockQ8_0*>(blk)->qs;
+          int8_t* qs = partner == DType::kQ8_1 ? reinterpret_cast<BlockQ8_1*>(blk)->qs
+                                               : reinterpret_cast<BlockQ8_0*>(blk)->qs;
           const int pattern = static_cast<int>((j + b) % 4);
           int sum = 0;
           for (int i = 0; i < 32; ++i) {
@@ -436,8 +445,10 @@ TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
       fn(tile, 0, kNOut);
       for (int j = 0; j < nt; ++j) {
         for (int64_t r = 0; r < kNOut; ++r) {
-          const float want = VecDotRef(wtype, w.data() + r * row_bytes, xq.data() + j * x_bytes, kNIn);
-          ASSERT_EQ(y[j * kNOut + r], want) << DTypeName(wtype) << " tokens " << nt << " [" << j << ", " << r << "]";
+          const float want =
+              VecDotRef(wtype, w.data() + r * row_bytes, xq.data() + j * x_bytes, kNIn);
+          ASSERT_EQ(y[j * kNOut + r], want)
+              << DTypeName(wtype) << " tokens " << nt << " [" << j << ", " << r << "]";
         }
       }
     }
@@ -463,7 +474,8 @@ TEST(MatMulQuantizers, SimdBytesEqualReference) {
   for (int i = 256; i < 512; ++i) x[i] = 0.0f;  // zero super-block
   x[512] = -3.0f;                               // equal magnitudes: the first one's sign wins
   x[600] = 3.0f;
-  for (int i = 513; i < 768; ++i) if (i != 600) x[i] = 0.25f * static_cast<float>(i % 7);
+  for (int i = 513; i < 768; ++i)
+    if (i != 600) x[i] = 0.25f * static_cast<float>(i % 7);
   for (DType partner : {DType::kQ8_0, DType::kQ8_1, DType::kQ8_K}) {
     const size_t bytes = static_cast<size_t>(*RowBytes(partner, n));
     std::vector<uint8_t> ref(bytes, 0x11), simd(bytes, 0x22);
@@ -484,10 +496,13 @@ enum class ActFill { kPlus127, kMinus128, kAlternating, kRandom };
 
 void FillWeights(DType t, Fill fill, std::mt19937& rng, uint8_t* w, size_t bytes) {
   std::uniform_int_distribution<int> byte(0, 255);
-  for (size_t i = 0; i < bytes; ++i) w[i] = fill == Fill::kMax ? 0xFF : static_cast<uint8_t>(byte(rng));
+  for (size_t i = 0; i < bytes; ++i)
+    w[i] = fill == Fill::kMax ? 0xFF : static_cast<uint8_t>(byte(rng));
   // Finite block scales: d = 1 / 64 (and dmin = 1 / 128) or random in [-2, 2].
   std::uniform_real_distribution<float> ud(-2.0f, 2.0f);
-  const size_t block = t == DType::kQ6_K ? sizeof(BlockQ6_K) : (t == DType::kQ4_K ? sizeof(BlockQ4_K) : sizeof(BlockQ5_K));
+  const size_t block = t == DType::kQ6_K
+                           ? sizeof(BlockQ6_K)
+                           : (t == DType::kQ4_K ? sizeof(BlockQ4_K) : sizeof(BlockQ5_K));
   for (size_t b = 0; b + block <= bytes; b += block) {
     const uint16_t d = F32ToF16(fill == Fill::kMax ? 1.0f / 64 : ud(rng));
     const uint16_t dmin = F32ToF16(fill == Fill::kMax ? 1.0f / 128 : ud(rng));
@@ -508,10 +523,18 @@ void FillActivations(ActFill fill, std::mt19937& rng, BlockQ8_K* x, int64_t nb) 
     for (int i = 0; i < 256; ++i) {
       int v = 0;
       switch (fill) {
-        case ActFill::kPlus127: v = 127; break;
-        case ActFill::kMinus128: v = -128; break;
-        case ActFill::kAlternating: v = (i / 2) % 2 ? -128 : 127; break;
-        case ActFill::kRandom: v = code(rng); break;
+        case ActFill::kPlus127:
+          v = 127;
+          break;
+        case ActFill::kMinus128:
+          v = -128;
+          break;
+        case ActFill::kAlternating:
+          v = (i / 2) % 2 ? -128 : 127;
+          break;
+        case ActFill::kRandom:
+          v = code(rng);
+          break;
       }
       x[b].qs[i] = static_cast<int8_t>(v);
     }
@@ -561,7 +584,8 @@ TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
       const int64_t nb = n_in / 256;
       const size_t w_row_bytes = static_cast<size_t>(*RowBytes(t, n_in));
       for (Fill wf : {Fill::kMax, Fill::kRandom}) {
-        for (ActFill af : {ActFill::kPlus127, ActFill::kMinus128, ActFill::kAlternating, ActFill::kRandom}) {
+        for (ActFill af :
+             {ActFill::kPlus127, ActFill::kMinus128, ActFill::kAlternating, ActFill::kRandom}) {
           // 9 rows: the one-token kernels take rows 4 at a time; r0 = 3 starts a group mid-way.
           const int64_t n_rows = 9;
           std::vector<uint8_t> w(w_row_bytes * n_rows);
@@ -590,11 +614,13 @@ TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
                   const int64_t j = static_cast<int64_t>(i) / tile.y_stride;
                   const int64_t r = static_cast<int64_t>(i) % tile.y_stride;
                   const bool written = j < nt && r >= r0 && r < r1;  // elsewhere both must stay -7
-                  const double tol =
-                      written ? 1e-6 * TermBound(t, w.data() + r * w_row_bytes, x.data() + j * nb, nb) : 0;
+                  const double tol = written ? 1e-6 * TermBound(t, w.data() + r * w_row_bytes,
+                                                                x.data() + j * nb, nb)
+                                             : 0;
                   ASSERT_NEAR(y_simd[i], y_ref[i], tol)
                       << DTypeName(t) << " n_in " << n_in << " fill " << static_cast<int>(wf) << "/"
-                      << static_cast<int>(af) << " nt " << nt << " rows " << r0 << ".." << r1 << " index " << i;
+                      << static_cast<int>(af) << " nt " << nt << " rows " << r0 << ".." << r1
+                      << " index " << i;
                 }
               }
             }
@@ -623,8 +649,8 @@ TEST(MatMulKQuantTiles, EveryRowCountMatchesScalarTwin) {
               const std::vector<float> y = RunMatMul(p, *pool, isas[k]);
               for (size_t i = 0; i < y.size(); ++i) {
                 ASSERT_LE(std::fabs(double{y[i]} - p.y_ref[i]), 2e-6 * p.abs_ref[i] + 1e-30)
-                    << DTypeName(t) << " " << IsaName(isas[k]) << " threads " << pool->size() << " shape "
-                    << n_out << "x" << n_in << "x" << nt << " index " << i;
+                    << DTypeName(t) << " " << IsaName(isas[k]) << " threads " << pool->size()
+                    << " shape " << n_out << "x" << n_in << "x" << nt << " index " << i;
               }
             }
           }

@@ -3,13 +3,13 @@
 // compiled ISA, mixed weight types (so several dot-partner types share one pass), odd shapes,
 // token counts across tile edges and several thread counts; the scratch it asks for is all it
 // touches.
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "base/thread_pool.h"
 #include "kernels/cpu/ops.h"
@@ -42,18 +42,26 @@ std::vector<float> MakeX(std::mt19937& rng, int64_t n_tokens, int64_t n_in, int6
   std::vector<float> x(n_tokens * stride, std::nanf(""));
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t i = 0; i < n_in; ++i) x[t * stride + i] = nd(rng) * (1.0f + static_cast<float>(t % 5));
+    for (int64_t i = 0; i < n_in; ++i)
+      x[t * stride + i] = nd(rng) * (1.0f + static_cast<float>(t % 5));
   }
   return x;
 }
 
-std::vector<float> Separate(ThreadPool& pool, const Weights& w, const float* x, int64_t x_stride, int64_t n_tokens,
-                            Isa isa) {
+std::vector<float> Separate(ThreadPool& pool, const Weights& w, const float* x, int64_t x_stride,
+                            int64_t n_tokens, Isa isa) {
   std::vector<uint8_t> scratch(MatMulScratchBytes(w.type, w.n_in, n_tokens) + 64);
   std::vector<float> y(n_tokens * w.n_out);
   MatMul(pool,
-         MatMulArgs{.wtype = w.type, .w = w.bytes.data(), .n_out = w.n_out, .n_in = w.n_in, .x = x,
-                    .x_stride = x_stride, .n_tokens = n_tokens, .y = y.data(), .y_stride = w.n_out,
+         MatMulArgs{.wtype = w.type,
+                    .w = w.bytes.data(),
+                    .n_out = w.n_out,
+                    .n_in = w.n_in,
+                    .x = x,
+                    .x_stride = x_stride,
+                    .n_tokens = n_tokens,
+                    .y = y.data(),
+                    .y_stride = w.n_out,
                     .scratch = scratch.data()},
          isa);
   return y;
@@ -66,10 +74,12 @@ void RunGroup(ThreadPool& pool, MatMulGroupArgs a, Isa isa) {
   std::vector<uint8_t> scratch(need + kGuard, 0xA5);
   a.scratch = scratch.data();
   MatMulGroup(pool, a, isa);
-  for (size_t i = need; i < need + kGuard; ++i) ASSERT_EQ(scratch[i], 0xA5) << "scratch overrun at " << i;
+  for (size_t i = need; i < need + kGuard; ++i)
+    ASSERT_EQ(scratch[i], 0xA5) << "scratch overrun at " << i;
 }
 
-bool SameBits(const std::vector<float>& a, const float* b, int64_t rows, int64_t cols, int64_t b_stride) {
+bool SameBits(const std::vector<float>& a, const float* b, int64_t rows, int64_t cols,
+              int64_t b_stride) {
   for (int64_t r = 0; r < rows; ++r) {
     if (std::memcmp(a.data() + r * cols, b + r * b_stride, cols * sizeof(float)) != 0) return false;
   }
@@ -101,29 +111,39 @@ TEST(MatMulGroup, OutputsEqualSeparateMatMuls) {
   std::mt19937 rng(7);
   for (const GroupCase& g : kGroups) {
     std::vector<Weights> ws;
-    for (size_t i = 0; i < g.types.size(); ++i) ws.push_back(MakeWeights(rng, g.types[i], g.n_outs[i], g.n_in));
+    for (size_t i = 0; i < g.types.size(); ++i)
+      ws.push_back(MakeWeights(rng, g.types[i], g.n_outs[i], g.n_in));
     for (int64_t n_tokens : {1, 2, 5, 16, 17, 33}) {
       const int64_t stride = g.n_in + 5;
       const std::vector<float> x = MakeX(rng, n_tokens, g.n_in, stride);
       for (int threads : {1, 2, 3}) {
         ThreadPool pool(threads);
         for (Isa isa : Isas()) {
-          SCOPED_TRACE(std::string(IsaName(isa)) + " tokens " + std::to_string(n_tokens) + " threads " +
-                       std::to_string(threads) + " first type " + std::string(DTypeName(g.types[0])));
+          SCOPED_TRACE(std::string(IsaName(isa)) + " tokens " + std::to_string(n_tokens) +
+                       " threads " + std::to_string(threads) + " first type " +
+                       std::string(DTypeName(g.types[0])));
           std::vector<std::vector<float>> ys;
           std::vector<MatMulOutput> outs;
           for (const Weights& w : ws) ys.emplace_back(n_tokens * (w.n_out + 2), std::nanf(""));
           for (size_t i = 0; i < ws.size(); ++i) {
-            outs.push_back(MatMulOutput{.wtype = ws[i].type, .w = ws[i].bytes.data(), .n_out = ws[i].n_out,
-                                        .y = ys[i].data(), .y_stride = ws[i].n_out + 2});
+            outs.push_back(MatMulOutput{.wtype = ws[i].type,
+                                        .w = ws[i].bytes.data(),
+                                        .n_out = ws[i].n_out,
+                                        .y = ys[i].data(),
+                                        .y_stride = ws[i].n_out + 2});
           }
           RunGroup(pool,
-                   MatMulGroupArgs{.x = x.data(), .x_stride = stride, .n_in = g.n_in, .n_tokens = n_tokens,
-                                   .outputs = outs.data(), .n_outputs = static_cast<int>(outs.size())},
+                   MatMulGroupArgs{.x = x.data(),
+                                   .x_stride = stride,
+                                   .n_in = g.n_in,
+                                   .n_tokens = n_tokens,
+                                   .outputs = outs.data(),
+                                   .n_outputs = static_cast<int>(outs.size())},
                    isa);
           for (size_t i = 0; i < ws.size(); ++i) {
             const std::vector<float> want = Separate(pool, ws[i], x.data(), stride, n_tokens, isa);
-            EXPECT_TRUE(SameBits(want, ys[i].data(), n_tokens, ws[i].n_out, ws[i].n_out + 2)) << "output " << i;
+            EXPECT_TRUE(SameBits(want, ys[i].data(), n_tokens, ws[i].n_out, ws[i].n_out + 2))
+                << "output " << i;
             for (int64_t t = 0; t < n_tokens; ++t) {  // the stride gaps are left alone
               EXPECT_TRUE(std::isnan(ys[i][t * (ws[i].n_out + 2) + ws[i].n_out]));
             }
@@ -168,17 +188,28 @@ TEST(MatMulGroup, PreNormEqualsRmsNormThenMatMul) {
           std::vector<MatMulOutput> outs;
           for (const Weights& w : ws) ys.emplace_back(n_tokens * w.n_out);
           for (size_t i = 0; i < ws.size(); ++i) {
-            outs.push_back(MatMulOutput{.wtype = ws[i].type, .w = ws[i].bytes.data(), .n_out = ws[i].n_out,
-                                        .y = ys[i].data(), .y_stride = ws[i].n_out});
+            outs.push_back(MatMulOutput{.wtype = ws[i].type,
+                                        .w = ws[i].bytes.data(),
+                                        .n_out = ws[i].n_out,
+                                        .y = ys[i].data(),
+                                        .y_stride = ws[i].n_out});
           }
           RunGroup(pool,
-                   MatMulGroupArgs{.x = x.data(), .x_stride = stride, .n_in = c.n_in, .n_tokens = n_tokens,
-                                   .outputs = outs.data(), .n_outputs = static_cast<int>(outs.size()),
-                                   .pre_norm = true, .norm_weight = nw, .norm_eps = 1e-6f},
+                   MatMulGroupArgs{.x = x.data(),
+                                   .x_stride = stride,
+                                   .n_in = c.n_in,
+                                   .n_tokens = n_tokens,
+                                   .outputs = outs.data(),
+                                   .n_outputs = static_cast<int>(outs.size()),
+                                   .pre_norm = true,
+                                   .norm_weight = nw,
+                                   .norm_eps = 1e-6f},
                    isa);
           for (size_t i = 0; i < ws.size(); ++i) {
-            const std::vector<float> want = Separate(pool, ws[i], normed.data(), c.n_in, n_tokens, isa);
-            EXPECT_TRUE(SameBits(want, ys[i].data(), n_tokens, ws[i].n_out, ws[i].n_out)) << "output " << i;
+            const std::vector<float> want =
+                Separate(pool, ws[i], normed.data(), c.n_in, n_tokens, isa);
+            EXPECT_TRUE(SameBits(want, ys[i].data(), n_tokens, ws[i].n_out, ws[i].n_out))
+                << "output " << i;
           }
         }
       }
@@ -209,14 +240,15 @@ TEST(MatMulGroup, GluPairEqualsGateUpThenGlu) {
         for (int threads : {1, 2, 3}) {
           ThreadPool pool(threads);
           for (Isa isa : Isas()) {
-            SCOPED_TRACE(std::string(IsaName(isa)) + " gate " + std::string(DTypeName(c.gate)) + " n_ff " +
-                         std::to_string(c.n_ff) + " tokens " + std::to_string(n_tokens) + " threads " +
-                         std::to_string(threads));
+            SCOPED_TRACE(std::string(IsaName(isa)) + " gate " + std::string(DTypeName(c.gate)) +
+                         " n_ff " + std::to_string(c.n_ff) + " tokens " + std::to_string(n_tokens) +
+                         " threads " + std::to_string(threads));
             std::vector<float> normed(n_tokens * c.n_in);
             const float* in = x.data();
             int64_t in_stride = stride;
             if (c.pre_norm) {
-              RmsNorm(x.data(), stride, nullptr, 1e-5f, n_tokens, c.n_in, normed.data(), c.n_in, isa);
+              RmsNorm(x.data(), stride, nullptr, 1e-5f, n_tokens, c.n_in, normed.data(), c.n_in,
+                      isa);
               in = normed.data();
               in_stride = c.n_in;
             }
@@ -227,12 +259,23 @@ TEST(MatMulGroup, GluPairEqualsGateUpThenGlu) {
 
             std::vector<float> y(n_tokens * c.n_ff, std::nanf(""));
             const MatMulOutput outs[2] = {
-                {.wtype = gate.type, .w = gate.bytes.data(), .n_out = c.n_ff, .y = y.data(), .y_stride = c.n_ff},
+                {.wtype = gate.type,
+                 .w = gate.bytes.data(),
+                 .n_out = c.n_ff,
+                 .y = y.data(),
+                 .y_stride = c.n_ff},
                 {.wtype = up.type, .w = up.bytes.data(), .n_out = c.n_ff}};
             RunGroup(pool,
-                     MatMulGroupArgs{.x = x.data(), .x_stride = stride, .n_in = c.n_in, .n_tokens = n_tokens,
-                                     .outputs = outs, .n_outputs = 2, .pre_norm = c.pre_norm,
-                                     .norm_eps = 1e-5f, .glu = true, .act = act},
+                     MatMulGroupArgs{.x = x.data(),
+                                     .x_stride = stride,
+                                     .n_in = c.n_in,
+                                     .n_tokens = n_tokens,
+                                     .outputs = outs,
+                                     .n_outputs = 2,
+                                     .pre_norm = c.pre_norm,
+                                     .norm_eps = 1e-5f,
+                                     .glu = true,
+                                     .act = act},
                      isa);
             EXPECT_TRUE(SameBits(want, y.data(), n_tokens, c.n_ff, c.n_ff));
           }
@@ -249,13 +292,15 @@ TEST(MatMulGroup, ScratchBytes) {
   // One output: exactly what MatMul needs.
   EXPECT_EQ(MatMulGroupScratchBytes({.n_in = 256, .n_tokens = 3, .outputs = &q8, .n_outputs = 1}),
             MatMulScratchBytes(DType::kQ8_0, 256, 3));
-  EXPECT_EQ(MatMulGroupScratchBytes({.n_in = 256, .n_tokens = 3, .outputs = &f32, .n_outputs = 1}), 0u);
+  EXPECT_EQ(MatMulGroupScratchBytes({.n_in = 256, .n_tokens = 3, .outputs = &f32, .n_outputs = 1}),
+            0u);
   // Two partner types: both activation copies.
   const MatMulOutput two[2] = {q8, k4};
   EXPECT_GE(MatMulGroupScratchBytes({.n_in = 256, .n_tokens = 3, .outputs = two, .n_outputs = 2}),
             MatMulScratchBytes(DType::kQ8_0, 256, 3) + MatMulScratchBytes(DType::kQ4_K, 256, 3));
   // Normalised f32 rows are kept only when an f32-partner weight reads them.
-  EXPECT_EQ(MatMulGroupScratchBytes({.n_in = 256, .n_tokens = 3, .outputs = &f32, .n_outputs = 1, .pre_norm = true}),
+  EXPECT_EQ(MatMulGroupScratchBytes(
+                {.n_in = 256, .n_tokens = 3, .outputs = &f32, .n_outputs = 1, .pre_norm = true}),
             256u * 3 * sizeof(float));
 }
 

@@ -1,6 +1,8 @@
 // Conformance of the CPU ops (kernels/cpu/ops.h) for every ISA target this machine runs: each op
 // against its scalar reference twin (kernels/cpu/ref.h) on odd shapes, and the twins against
 // independent textbook formulas in double.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -11,8 +13,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "base/thread_pool.h"
 #include "kernels/cpu/ops.h"
@@ -109,12 +109,12 @@ TEST(StoreKv, MatchesReferenceAndRoundsToNearestEven) {
   TestCache a(40, row, 16, rng), b(40, row, 16, rng);
   std::vector<float> k = RandomVector(rng, 7 * row, -70000.0f, 70000.0f);
   std::vector<float> v = RandomVector(rng, 7 * row, -1e-6f, 1e-6f);  // subnormal halves
-  k[0] = 1.0f + 0x1p-11f;        // halfway: ties to even -> 1.0
-  k[1] = 1.0f + 3 * 0x1p-11f;    // halfway: ties to even -> 1 + 2^-9
+  k[0] = 1.0f + 0x1p-11f;                                            // halfway: ties to even -> 1.0
+  k[1] = 1.0f + 3 * 0x1p-11f;  // halfway: ties to even -> 1 + 2^-9
   const std::vector<int32_t> pos = {5, 0, 15, 16, 39, 17, 31};
   StoreKv(k.data(), row, v.data(), row, 7, row, pos.data(), a.k_table.data(), a.v_table.data(), 16);
-  ref::StoreKv(k.data(), row, v.data(), row, 7, row, pos.data(), b.k_table.data(),
-               b.v_table.data(), 16);
+  ref::StoreKv(k.data(), row, v.data(), row, 7, row, pos.data(), b.k_table.data(), b.v_table.data(),
+               16);
   for (int64_t t = 0; t < 7; ++t) {
     for (int64_t i = 0; i < row; ++i) {
       const int64_t p = pos[t];
@@ -159,10 +159,18 @@ void CheckAttention(const AttnCase& c, uint32_t seed) {
   std::vector<float> q = RandomVector(rng, c.n_tokens * q_stride);
   std::vector<int32_t> pos(c.n_tokens);
   for (int64_t t = 0; t < c.n_tokens; ++t) pos[t] = static_cast<int32_t>(c.n_kv - c.n_tokens + t);
-  AttentionArgs args{.q = q.data(), .q_stride = q_stride, .n_tokens = c.n_tokens,
-                     .n_head = c.n_head, .n_kv_head = c.n_kv_head, .head_dim = c.head_dim,
-                     .q_pos = pos.data(), .kv = cache.View(), .n_kv = c.n_kv,
-                     .window = c.window, .scale = c.scale, .out = nullptr,
+  AttentionArgs args{.q = q.data(),
+                     .q_stride = q_stride,
+                     .n_tokens = c.n_tokens,
+                     .n_head = c.n_head,
+                     .n_kv_head = c.n_kv_head,
+                     .head_dim = c.head_dim,
+                     .q_pos = pos.data(),
+                     .kv = cache.View(),
+                     .n_kv = c.n_kv,
+                     .window = c.window,
+                     .scale = c.scale,
+                     .out = nullptr,
                      .out_stride = out_stride};
   std::vector<float> want(c.n_tokens * out_stride, 0.0f);
   args.out = want.data();
@@ -176,8 +184,8 @@ void CheckAttention(const AttnCase& c, uint32_t seed) {
       for (int64_t t = 0; t < c.n_tokens; ++t) {
         for (int64_t i = 0; i < c.n_head * c.head_dim; ++i) {
           const float w = want[t * out_stride + i], g = got[t * out_stride + i];
-          ASSERT_NEAR(g, w, 2e-5f) << "t=" << t << " head=" << i / c.head_dim
-                                   << " dim=" << i % c.head_dim;
+          ASSERT_NEAR(g, w, 2e-5f)
+              << "t=" << t << " head=" << i / c.head_dim << " dim=" << i % c.head_dim;
         }
       }
     }
@@ -185,7 +193,9 @@ void CheckAttention(const AttnCase& c, uint32_t seed) {
 }
 
 TEST(Attention, MatchesReferenceOnOddShapes) {
-  struct Heads { int64_t n_head, n_kv_head; };
+  struct Heads {
+    int64_t n_head, n_kv_head;
+  };
   uint32_t seed = 100;
   int variant = 0;
   for (int64_t head_dim : {64, 80, 128, 256}) {
@@ -240,10 +250,19 @@ TEST(Attention, QueryThatSeesNoKeyGivesZeros) {
   const std::vector<int32_t> pos = {-1, 2};
   for (Isa isa : Isas()) {
     std::vector<float> out(2 * 64, 7.0f);
-    AttentionArgs args{.q = q.data(), .q_stride = 64, .n_tokens = 2, .n_head = 1,
-                       .n_kv_head = 1, .head_dim = 64, .q_pos = pos.data(),
-                       .kv = cache.View(), .n_kv = 4, .window = 0, .scale = 0.125f,
-                       .out = out.data(), .out_stride = 64};
+    AttentionArgs args{.q = q.data(),
+                       .q_stride = 64,
+                       .n_tokens = 2,
+                       .n_head = 1,
+                       .n_kv_head = 1,
+                       .head_dim = 64,
+                       .q_pos = pos.data(),
+                       .kv = cache.View(),
+                       .n_kv = 4,
+                       .window = 0,
+                       .scale = 0.125f,
+                       .out = out.data(),
+                       .out_stride = 64};
     Attention(Pool(3), args, isa);
     for (int i = 0; i < 64; ++i) EXPECT_EQ(out[i], 0.0f) << IsaName(isa);
     EXPECT_TRUE(std::isfinite(out[64]));
@@ -262,10 +281,19 @@ TEST(Attention, ReferenceMatchesNaiveSoftmax) {
   for (int64_t t = 0; t < n_tokens; ++t) pos[t] = static_cast<int32_t>(4 * t + 3);
   std::vector<float> got(n_tokens * n_head * d);
   const float scale = 0.7f;
-  AttentionArgs args{.q = q.data(), .q_stride = n_head * d, .n_tokens = n_tokens,
-                     .n_head = n_head, .n_kv_head = n_kv_head, .head_dim = d,
-                     .q_pos = pos.data(), .kv = cache.View(), .n_kv = n_kv, .window = window,
-                     .scale = scale, .out = got.data(), .out_stride = n_head * d};
+  AttentionArgs args{.q = q.data(),
+                     .q_stride = n_head * d,
+                     .n_tokens = n_tokens,
+                     .n_head = n_head,
+                     .n_kv_head = n_kv_head,
+                     .head_dim = d,
+                     .q_pos = pos.data(),
+                     .kv = cache.View(),
+                     .n_kv = n_kv,
+                     .window = window,
+                     .scale = scale,
+                     .out = got.data(),
+                     .out_stride = n_head * d};
   ref::Attention(args);
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t h = 0; h < n_head; ++h) {
@@ -274,7 +302,8 @@ TEST(Attention, ReferenceMatchesNaiveSoftmax) {
       for (int64_t p = 0; p < n_kv; ++p) {
         const bool visible = p <= pos[t] && pos[t] - p < window;
         double dot = 0.0;
-        for (int64_t i = 0; i < d; ++i) dot += q[(t * n_head + h) * d + i] * cache.K(p, kvh * d + i);
+        for (int64_t i = 0; i < d; ++i)
+          dot += q[(t * n_head + h) * d + i] * cache.K(p, kvh * d + i);
         s[p] = visible ? scale * dot : -INFINITY;
       }
       const double mx = *std::max_element(s.begin(), s.end());
@@ -298,7 +327,8 @@ TEST(RmsNorm, MatchesReferenceAndFormula) {
       const int64_t stride = cols + 3;
       std::vector<float> x = RandomVector(rng, rows * stride, -3.0f, 3.0f);
       std::vector<float> w = RandomVector(rng, cols, 0.5f, 1.5f);
-      for (const float* wp : {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
+      for (const float* wp :
+           {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
         SCOPED_TRACE("rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
                      (wp ? " weighted" : ""));
         std::vector<float> want(rows * stride);
@@ -341,8 +371,8 @@ void RopeDirect(const RopeArgs& a, const std::vector<float>& in, std::vector<dou
       const int64_t o = t * a.x_stride + h * a.head_dim;
       for (int64_t i = 0; i < half; ++i) {
         const double ff = a.freq_factors ? a.freq_factors[i] : 1.0;
-        const double th = a.pos[t] * double{a.freq_scale} *
-                          std::pow(double{a.base}, -2.0 * i / a.n_rot) / ff;
+        const double th =
+            a.pos[t] * double{a.freq_scale} * std::pow(double{a.base}, -2.0 * i / a.n_rot) / ff;
         const int64_t i0 = a.mode == RopeMode::kNorm ? 2 * i : i;
         const int64_t i1 = a.mode == RopeMode::kNorm ? 2 * i + 1 : i + half;
         const double x0 = in[o + i0], x1 = in[o + i1];
@@ -355,10 +385,15 @@ void RopeDirect(const RopeArgs& a, const std::vector<float>& in, std::vector<dou
 
 TEST(Rope, MatchesReferenceAndDirectFormula) {
   std::mt19937 rng(31);
-  struct Cfg { RopeMode mode; int64_t head_dim, n_rot, n_heads; float base, freq_scale; bool ff; };
+  struct Cfg {
+    RopeMode mode;
+    int64_t head_dim, n_rot, n_heads;
+    float base, freq_scale;
+    bool ff;
+  };
   const Cfg cfgs[] = {
       {RopeMode::kNorm, 64, 64, 4, 10000.0f, 1.0f, false},
-      {RopeMode::kNorm, 128, 96, 3, 500000.0f, 1.0f, true},    // partial rotation, factors
+      {RopeMode::kNorm, 128, 96, 3, 500000.0f, 1.0f, true},     // partial rotation, factors
       {RopeMode::kNeox, 256, 256, 4, 1000000.0f, 1.0f, false},  // Gemma 3 global layer
       {RopeMode::kNeox, 80, 64, 7, 10000.0f, 0.25f, false},     // linear scaling, partial
       {RopeMode::kNeox, 128, 128, 1, 10000.0f, 1.0f, true},
@@ -371,10 +406,18 @@ TEST(Rope, MatchesReferenceAndDirectFormula) {
     std::vector<float> x = RandomVector(rng, n_tokens * stride);
     std::vector<float> ff = RandomVector(rng, c.n_rot / 2, 1.0f, 8.0f);
     const std::vector<int32_t> pos = {0, 1, 2, 17, 100, 255, 300};
-    RopeArgs a{.x = nullptr, .x_stride = stride, .n_tokens = n_tokens, .n_heads = c.n_heads,
-               .head_dim = c.head_dim, .n_rot = c.n_rot, .pos = pos.data(), .mode = c.mode,
-               .base = c.base, .freq_scale = c.freq_scale,
-               .freq_factors = c.ff ? ff.data() : nullptr, .attn_factor = 1.0f};
+    RopeArgs a{.x = nullptr,
+               .x_stride = stride,
+               .n_tokens = n_tokens,
+               .n_heads = c.n_heads,
+               .head_dim = c.head_dim,
+               .n_rot = c.n_rot,
+               .pos = pos.data(),
+               .mode = c.mode,
+               .base = c.base,
+               .freq_scale = c.freq_scale,
+               .freq_factors = c.ff ? ff.data() : nullptr,
+               .attn_factor = 1.0f};
     std::vector<float> want = x, got = x;
     a.x = want.data();
     ref::Rope(a);
@@ -411,13 +454,25 @@ TEST(Rope, YarnHandCheckedCase) {
                                m * std::sin(0.0625)};
   for (RopeMode mode : {RopeMode::kNorm, RopeMode::kNeox}) {
     // x = (1, 0) in each pair, so the output is (cos, sin) * magnitude.
-    std::vector<float> x = mode == RopeMode::kNorm ? std::vector<float>{1, 0, 1, 0}
-                                                   : std::vector<float>{1, 1, 0, 0};
+    std::vector<float> x =
+        mode == RopeMode::kNorm ? std::vector<float>{1, 0, 1, 0} : std::vector<float>{1, 1, 0, 0};
     std::vector<float> y = x;
-    RopeArgs a{.x = x.data(), .x_stride = 4, .n_tokens = 1, .n_heads = 1, .head_dim = 4,
-               .n_rot = 4, .pos = &pos, .mode = mode, .base = 10000.0f, .freq_scale = 0.25f,
-               .freq_factors = nullptr, .attn_factor = 1.0f, .ext_factor = 1.0f,
-               .beta_fast = 32.0f, .beta_slow = 1.0f, .n_ctx_orig = 4096};
+    RopeArgs a{.x = x.data(),
+               .x_stride = 4,
+               .n_tokens = 1,
+               .n_heads = 1,
+               .head_dim = 4,
+               .n_rot = 4,
+               .pos = &pos,
+               .mode = mode,
+               .base = 10000.0f,
+               .freq_scale = 0.25f,
+               .freq_factors = nullptr,
+               .attn_factor = 1.0f,
+               .ext_factor = 1.0f,
+               .beta_fast = 32.0f,
+               .beta_slow = 1.0f,
+               .n_ctx_orig = 4096};
     ref::Rope(a);
     a.x = y.data();
     Rope(a);
@@ -446,10 +501,10 @@ TEST(Glu, MatchesReferenceAndFormula) {
       ref::Glu(act, gate.data(), up.data(), n, want.data());
       for (int64_t i = 0; i < n; ++i) {  // formula in double
         const double u = gate[i];
-        const double a = act == GluAct::kSilu
-                             ? u / (1.0 + std::exp(-u))
-                             : 0.5 * u * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) *
-                                                          (u + 0.044715 * u * u * u)));
+        const double a =
+            act == GluAct::kSilu
+                ? u / (1.0 + std::exp(-u))
+                : 0.5 * u * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (u + 0.044715 * u * u * u)));
         const double e = a * up[i];
         // tanhf near -1 leaves 1 + tanh with an absolute error of ~6e-8.
         ASSERT_NEAR(want[i], e, 1e-6 * std::fabs(e) + 1e-7 * std::fabs(u * up[i])) << gate[i];
@@ -499,9 +554,9 @@ TEST(GetRows, DequantizesSelectedRows) {
   std::mt19937 rng(61);
   const int64_t n_rows = 9;
   const std::vector<int32_t> ids = {3, 0, 8, 3, 5, 1, 7};
-  const DType types[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0, DType::kQ4_1,
-                         DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K,
-                         DType::kQ6_K};
+  const DType types[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0,
+                         DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
+                         DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
   for (DType type : types) {
     for (int64_t n_cols : {1, 7, 255, 4097, 32, 224, 256, 512}) {
       const int64_t bsz = Traits(type).block_size;

@@ -4,7 +4,6 @@
 #include "models/quantize.h"
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -58,7 +57,8 @@ std::string WriteModel(const ModelSpec& s, const std::string& name, uint32_t see
   auto add = [&](const std::string& tname, std::vector<int64_t> shape, bool matrix) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
-    std::normal_distribution<float> dist(matrix ? 0.0f : 1.0f, matrix ? 1.0f / std::sqrt(float(shape[0])) : 0.1f);
+    std::normal_distribution<float> dist(matrix ? 0.0f : 1.0f,
+                                         matrix ? 1.0f / std::sqrt(float(shape[0])) : 0.1f);
     std::vector<float> x(static_cast<size_t>(n));
     for (float& v : x) v = dist(rng);
     const DType t = matrix ? s.weight_type : DType::kF32;
@@ -93,7 +93,8 @@ QuantizeOptions Options(std::string_view target, bool pure = false) {
 }
 
 // Quantizes and returns the output's tensor types by name.
-std::map<std::string, DType> QuantizeTypes(const std::string& in, const QuantizeOptions& o, std::string* out_path = nullptr) {
+std::map<std::string, DType> QuantizeTypes(const std::string& in, const QuantizeOptions& o,
+                                           std::string* out_path = nullptr) {
   const std::string out = TempPath("out_" + std::string(o.target.name) + ".gguf");
   Result<QuantizeReport> r = QuantizeModel(in, out, o);
   EXPECT_TRUE(r.ok()) << r.status().message();
@@ -106,7 +107,9 @@ std::map<std::string, DType> QuantizeTypes(const std::string& in, const Quantize
   return types;
 }
 
-std::string L(int layer, const std::string& name) { return "blk." + std::to_string(layer) + "." + name + ".weight"; }
+std::string L(int layer, const std::string& name) {
+  return "blk." + std::to_string(layer) + "." + name + ".weight";
+}
 
 // For 8 layers, llama.cpp's use_more_bits picks layers 0 (first eighth), 7 (last eighth), 3 and 6
 // (every third in between).
@@ -137,7 +140,8 @@ TEST(QuantizeMix, Q4_K_M_FollowsLlamaCppRules) {
     const DType more = kMoreBits8.count(l) ? DType::kQ6_K : DType::kQ4_K;
     EXPECT_EQ(t[L(l, "attn_v")], more) << l;
     EXPECT_EQ(t[L(l, "ffn_down")], more) << l;
-    for (const char* n : {"attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"}) EXPECT_EQ(t[L(l, n)], DType::kQ4_K) << n;
+    for (const char* n : {"attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"})
+      EXPECT_EQ(t[L(l, n)], DType::kQ4_K) << n;
     EXPECT_EQ(t[L(l, "attn_norm")], DType::kF32);
   }
 }
@@ -162,8 +166,12 @@ TEST(QuantizeMix, OtherMixesAndUniformTypes) {
   EXPECT_EQ(s5["output.weight"], DType::kQ6_K);
 
   // Legacy types: everything in the base type except the output projection (Q6_K); Q8_0 keeps it.
-  for (auto [name, base] : {std::pair{"Q4_0", DType::kQ4_0}, {"Q4_1", DType::kQ4_1}, {"Q5_0", DType::kQ5_0},
-                            {"Q5_1", DType::kQ5_1}, {"Q8_0", DType::kQ8_0}, {"Q6_K", DType::kQ6_K}}) {
+  for (auto [name, base] : {std::pair{"Q4_0", DType::kQ4_0},
+                            {"Q4_1", DType::kQ4_1},
+                            {"Q5_0", DType::kQ5_0},
+                            {"Q5_1", DType::kQ5_1},
+                            {"Q8_0", DType::kQ8_0},
+                            {"Q6_K", DType::kQ6_K}}) {
     std::map<std::string, DType> u = QuantizeTypes(in, Options(name));
     EXPECT_EQ(u["output.weight"], base == DType::kQ8_0 ? DType::kQ8_0 : DType::kQ6_K) << name;
     EXPECT_EQ(u["token_embd.weight"], base) << name;
@@ -205,9 +213,10 @@ TEST(QuantizeMix, RowLengthFallbacks) {
   EXPECT_EQ(t["output.weight"], DType::kQ8_0);  // the output rule itself picks Q8_0 for such rows
   EXPECT_EQ(t["token_embd.weight"], DType::kQ5_0);
   for (int l = 0; l < 8; ++l) {
-    EXPECT_EQ(t[L(l, "attn_q")], DType::kQ5_0) << l;                                          // Q4_K -> Q5_0
-    EXPECT_EQ(t[L(l, "attn_v")], kMoreBits8.count(l) ? DType::kQ8_0 : DType::kQ5_0) << l;     // Q6_K -> Q8_0
-    EXPECT_EQ(t[L(l, "ffn_down")], DType::kF16) << l;                                         // no block fits
+    EXPECT_EQ(t[L(l, "attn_q")], DType::kQ5_0) << l;  // Q4_K -> Q5_0
+    EXPECT_EQ(t[L(l, "attn_v")], kMoreBits8.count(l) ? DType::kQ8_0 : DType::kQ5_0)
+        << l;                                          // Q6_K -> Q8_0
+    EXPECT_EQ(t[L(l, "ffn_down")], DType::kF16) << l;  // no block fits
   }
   std::map<std::string, DType> q5 = QuantizeTypes(in, Options("Q5_K_S"));
   EXPECT_EQ(q5[L(0, "attn_q")], DType::kQ5_1);  // Q5_K -> Q5_1
@@ -259,7 +268,8 @@ TEST(QuantizeModel, CopiesMetadataAndKeepsAlignment) {
 }
 
 // Relative RMS error of quantize-then-dequantize on Gaussian weights, per type. The bounds are the
-// values measured on this data (in comments) with a margin; ggml's quantizers land in the same place.
+// values measured on this data (in comments) with a margin; ggml's quantizers land in the same
+// place.
 TEST(QuantizeModel, RoundTripErrorPerType) {
   ModelSpec spec;
   spec.n_layer = 1;
@@ -268,8 +278,8 @@ TEST(QuantizeModel, RoundTripErrorPerType) {
   auto src = GgufFile::Open(in);
   ASSERT_TRUE(src.ok());
   const std::vector<std::pair<const char*, double>> bounds = {
-      {"F16", 0.0005}, {"BF16", 0.004}, {"Q8_0", 0.01}, {"Q6_K", 0.025}, {"Q5_1", 0.05}, {"Q5_0", 0.05},
-      {"Q5_K", 0.05},  {"Q4_1", 0.10},  {"Q4_0", 0.10}, {"Q4_K", 0.10}};
+      {"F16", 0.0005}, {"BF16", 0.004}, {"Q8_0", 0.01}, {"Q6_K", 0.025}, {"Q5_1", 0.05},
+      {"Q5_0", 0.05},  {"Q5_K", 0.05},  {"Q4_1", 0.10}, {"Q4_0", 0.10},  {"Q4_K", 0.10}};
   for (const auto& [name, bound] : bounds) {
     std::string out;
     std::map<std::string, DType> types = QuantizeTypes(in, Options(name, /*pure=*/true), &out);
@@ -312,7 +322,8 @@ TEST(QuantizeModel, ThreadCountDoesNotChangeTheBytes) {
   ASSERT_TRUE(QuantizeModel(in, TempPath("t3.gguf"), o).ok());
   EXPECT_EQ(read(TempPath("t1.gguf")), read(TempPath("t3.gguf")));
   ASSERT_FALSE(seen.empty());
-  for (size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i].elements_done, seen[i - 1].elements_done);
+  for (size_t i = 1; i < seen.size(); ++i)
+    EXPECT_GE(seen[i].elements_done, seen[i - 1].elements_done);
   EXPECT_EQ(seen.back().elements_done, seen.back().elements_total);
   EXPECT_EQ(seen.back().tensor_index + 1, seen.back().n_tensors);
 }
@@ -328,7 +339,8 @@ TEST(QuantizeModel, OverridesForOutputAndEmbedding) {
   o.output_type = DType::kQ2_K;  // a type gannet does not produce
   Result<QuantizeReport> r = QuantizeModel(in, TempPath("ov.gguf"), o);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("cannot quantize to q2_K"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("cannot quantize to q2_K"), std::string::npos)
+      << r.status().message();
 }
 
 Status QuantizeStatus(const std::string& in, const std::string& out, std::string_view type) {
@@ -368,9 +380,10 @@ TEST(QuantizeErrors, NonFiniteWeights) {
   const std::string in = TempPath("nan.gguf");
   ASSERT_TRUE(w.Write(in).ok());
   Status st = QuantizeStatus(in, TempPath("nan_out.gguf"), "Q8_0");
-  EXPECT_NE(st.message().find("'blk.0.attn_q.weight' has an infinite or NaN value in row 1"), std::string::npos)
+  EXPECT_NE(st.message().find("'blk.0.attn_q.weight' has an infinite or NaN value in row 1"),
+            std::string::npos)
       << st.message();
-  EXPECT_FALSE(std::filesystem::exists(TempPath("nan_out.gguf.part")));  // no partial file left
+  EXPECT_FALSE(std::filesystem::exists(TempPath("nan_out.gguf.part")));   // no partial file left
   EXPECT_TRUE(QuantizeStatus(in, TempPath("nan_f16.gguf"), "F16").ok());  // floats pass through
 }
 
@@ -379,7 +392,8 @@ TEST(QuantizeErrors, OutputProblems) {
   spec.n_layer = 1;
   const std::string in = WriteModel(spec, "outerr");
   Status same = QuantizeStatus(in, in, "Q8_0");
-  EXPECT_NE(same.message().find("the output file is the input file"), std::string::npos) << same.message();
+  EXPECT_NE(same.message().find("the output file is the input file"), std::string::npos)
+      << same.message();
   Status dir = QuantizeStatus(in, TempPath("no/such/dir/out.gguf"), "Q8_0");
   EXPECT_EQ(dir.code(), StatusCode::kIoError);
   EXPECT_NE(dir.message().find("cannot create"), std::string::npos) << dir.message();

@@ -31,7 +31,8 @@ TEST(LogprobsTest, MatchesDirectComputation) {
   const std::vector<long double> want = LogSoftmax(logits);
   std::vector<int32_t> order(logits.size());
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  std::sort(order.begin(), order.end(),
+            [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
 
   std::vector<TokenLogprob> top;
   float chosen = 0.0f;
@@ -57,7 +58,7 @@ TEST(LogprobsTest, TiesBannedAndEdges) {
   std::vector<TokenLogprob> top;
   float chosen = 0.0f;
   TopLogprobs(logits, 2, 10, top, &chosen);
-  EXPECT_EQ(chosen, -kInf);  // banned
+  EXPECT_EQ(chosen, -kInf);   // banned
   ASSERT_EQ(top.size(), 4u);  // -inf and NaN are never listed
   EXPECT_EQ(top[0].id, 1);
   EXPECT_EQ(top[1].id, 3);

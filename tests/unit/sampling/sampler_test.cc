@@ -18,8 +18,8 @@ namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 SamplingParams NoFilters(float temperature, uint64_t seed = 1) {
-  return SamplingParams{.temperature = temperature, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f,
-                        .seed = seed};
+  return SamplingParams{
+      .temperature = temperature, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = seed};
 }
 
 std::vector<float> RandomLogits(int n, float scale, uint64_t seed) {
@@ -92,8 +92,8 @@ void ExpectMatchesReference(const std::vector<float>& logits, const SamplingPara
   const std::map<int32_t, double> expected = Reference(logits, params);
   const std::map<int32_t, int> counts = Draw(sampler, logits, n_draws);
   for (const auto& [id, count] : counts) {
-    EXPECT_TRUE(expected.count(id)) << "token " << id << " drawn " << count
-                                    << " times but excluded";
+    EXPECT_TRUE(expected.count(id))
+        << "token " << id << " drawn " << count << " times but excluded";
   }
   for (const auto& [id, p] : expected) {
     const auto it = counts.find(id);
@@ -250,8 +250,11 @@ TEST(SamplerTest, CombinedChainsMatchReference) {
 }
 
 TEST(SamplerTest, PenaltiesFollowTheFormulas) {
-  SamplingParams params{.temperature = 0.0f, .repeat_penalty = 1.3f, .repeat_last_n = 5,
-                        .presence_penalty = 0.5f, .frequency_penalty = 0.25f,
+  SamplingParams params{.temperature = 0.0f,
+                        .repeat_penalty = 1.3f,
+                        .repeat_last_n = 5,
+                        .presence_penalty = 0.5f,
+                        .frequency_penalty = 0.25f,
                         .logit_bias = {{0, -0.5f}, {3, 1.0f}}};
   Sampler sampler(params, 6);
   // Token 2 leaves the 5-token window; then 1 x2, 4 x1, 0 x2.
@@ -261,8 +264,8 @@ TEST(SamplerTest, PenaltiesFollowTheFormulas) {
   sampler.ApplyBiasAndPenalties(logits);
   EXPECT_FLOAT_EQ(logits[0], (3.0f - 0.5f) / 1.3f - (2 * 0.25f + 0.5f));  // positive: divided
   EXPECT_FLOAT_EQ(logits[1], -2.0f * 1.3f - (2 * 0.25f + 0.5f));          // negative: multiplied
-  EXPECT_FLOAT_EQ(logits[2], 0.5f);                                        // out of the window
-  EXPECT_FLOAT_EQ(logits[3], 2.0f);                                        // bias only
+  EXPECT_FLOAT_EQ(logits[2], 0.5f);                                       // out of the window
+  EXPECT_FLOAT_EQ(logits[3], 2.0f);                                       // bias only
   EXPECT_FLOAT_EQ(logits[4], 0.0f * 1.3f - (1 * 0.25f + 0.5f));           // zero: multiplied
   EXPECT_FLOAT_EQ(logits[5], 4.0f);
 
@@ -321,8 +324,12 @@ TEST(SamplerTest, LogitBiasShiftsAndBans) {
 
 TEST(SamplerTest, SameSeedSameTokensDifferentSeedDiffers) {
   auto run = [](uint64_t seed, int reset_at) {
-    SamplingParams params{.temperature = 1.0f, .top_k = 0, .top_p = 0.98f, .min_p = 0.01f,
-                          .repeat_penalty = 1.1f, .seed = seed};
+    SamplingParams params{.temperature = 1.0f,
+                          .top_k = 0,
+                          .top_p = 0.98f,
+                          .min_p = 0.01f,
+                          .repeat_penalty = 1.1f,
+                          .seed = seed};
     Sampler sampler(params, 500);
     std::vector<int32_t> tokens;
     for (int i = 0; i < 200; ++i) {
@@ -391,8 +398,9 @@ TEST(SamplerTest, LargeVocabularySmoke) {
       {"top_p 0.9 only", SamplingParams{.top_k = 0, .top_p = 0.9f, .min_p = 0.0f, .seed = 1}},
       {"min_p 0.05 only", SamplingParams{.top_k = 0, .top_p = 1.0f, .seed = 1}},
       {"no truncation", NoFilters(1.0f)},
-      {"defaults + penalties", SamplingParams{.repeat_penalty = 1.1f, .presence_penalty = 0.2f,
-                                              .frequency_penalty = 0.2f, .seed = 1}},
+      {"defaults + penalties",
+       SamplingParams{
+           .repeat_penalty = 1.1f, .presence_penalty = 0.2f, .frequency_penalty = 0.2f, .seed = 1}},
   };
   for (const Case& c : cases) {
     Sampler sampler(c.params, kVocab);

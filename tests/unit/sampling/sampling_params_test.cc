@@ -16,11 +16,17 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 
 TEST(SamplingParamsTest, DefaultsAndEdgesAreValid) {
   EXPECT_TRUE(SamplingParams{}.Validate().ok());
-  EXPECT_TRUE((SamplingParams{.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f,
-                              .repeat_last_n = 0}.Validate().ok()));
-  EXPECT_TRUE((SamplingParams{.min_p = 1.0f, .repeat_last_n = kMaxRepeatLastN,
-                              .presence_penalty = -2.0f, .frequency_penalty = 2.0f,
-                              .logit_bias = {{0, -kInf}, {5, 100.0f}}}.Validate(6).ok()));
+  EXPECT_TRUE((SamplingParams{
+      .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .repeat_last_n = 0}
+                   .Validate()
+                   .ok()));
+  EXPECT_TRUE((SamplingParams{.min_p = 1.0f,
+                              .repeat_last_n = kMaxRepeatLastN,
+                              .presence_penalty = -2.0f,
+                              .frequency_penalty = 2.0f,
+                              .logit_bias = {{0, -kInf}, {5, 100.0f}}}
+                   .Validate(6)
+                   .ok()));
 }
 
 TEST(SamplingParamsTest, OutOfRangeValuesNameTheField) {
@@ -46,9 +52,18 @@ TEST(SamplingParamsTest, OutOfRangeValuesNameTheField) {
       {[](SamplingParams& p) { p.repeat_last_n = kMaxRepeatLastN + 1; }, "repeat_last_n"},
       {[](SamplingParams& p) { p.presence_penalty = kNan; }, "presence_penalty"},
       {[](SamplingParams& p) { p.frequency_penalty = -kInf; }, "frequency_penalty"},
-      {[](SamplingParams& p) { p.logit_bias = {{-3, 1.0f}}; }, "logit_bias"},
-      {[](SamplingParams& p) { p.logit_bias = {{3, kNan}}; }, "logit_bias"},
-      {[](SamplingParams& p) { p.logit_bias = {{3, kInf}}; }, "logit_bias"},
+      {[](SamplingParams& p) {
+         p.logit_bias = {{-3, 1.0f}};
+       },
+       "logit_bias"},
+      {[](SamplingParams& p) {
+         p.logit_bias = {{3, kNan}};
+       },
+       "logit_bias"},
+      {[](SamplingParams& p) {
+         p.logit_bias = {{3, kInf}};
+       },
+       "logit_bias"},
   };
   for (const Case& c : cases) {
     SamplingParams params;

@@ -2,9 +2,9 @@
 // completions, usage, logprobs, /v1/models.
 #include "server/openai_format.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
+
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 namespace gannet::server {
@@ -13,15 +13,19 @@ namespace {
 using nlohmann::json;
 
 ResponseMeta Meta(Endpoint e) {
-  return {.endpoint = e, .id = "chatcmpl-x", .created = 123, .model = "gemma", .system_fingerprint = "fp"};
+  return {.endpoint = e,
+          .id = "chatcmpl-x",
+          .created = 123,
+          .model = "gemma",
+          .system_fingerprint = "fp"};
 }
 
 TEST(OpenAiFormatTest, ChatCompletion) {
   std::vector<ChoiceResult> choices = {{.index = 0, .text = "Hi!", .finish_reason = "stop"},
                                        {.index = 1, .text = "Yo", .finish_reason = "length"}};
-  json j = json::parse(CompletionResponseJson(Meta(Endpoint::kChat), choices, {.prompt_tokens = 7,
-                                                                              .completion_tokens = 5,
-                                                                              .cached_tokens = 4}));
+  json j = json::parse(
+      CompletionResponseJson(Meta(Endpoint::kChat), choices,
+                             {.prompt_tokens = 7, .completion_tokens = 5, .cached_tokens = 4}));
   EXPECT_EQ(j["id"], "chatcmpl-x");
   EXPECT_EQ(j["object"], "chat.completion");
   EXPECT_EQ(j["created"], 123);
@@ -42,10 +46,12 @@ TEST(OpenAiFormatTest, ChatCompletion) {
 
 TEST(OpenAiFormatTest, TextCompletionWithLogprobs) {
   ChoiceResult c{.index = 0, .text = "ab", .finish_reason = "length", .has_logprobs = true};
-  c.logprobs.push_back({.token = "a", .logprob = -0.5f, .top = {{"a", -0.5f}, {"b", -1.0f}}, .text_offset = 0});
+  c.logprobs.push_back(
+      {.token = "a", .logprob = -0.5f, .top = {{"a", -0.5f}, {"b", -1.0f}}, .text_offset = 0});
   c.logprobs.push_back({.token = "b", .logprob = -INFINITY, .top = {}, .text_offset = 1});
   ResponseMeta meta = Meta(Endpoint::kCompletion);
-  json j = json::parse(CompletionResponseJson(meta, {c}, {.prompt_tokens = 1, .completion_tokens = 2}));
+  json j =
+      json::parse(CompletionResponseJson(meta, {c}, {.prompt_tokens = 1, .completion_tokens = 2}));
   EXPECT_EQ(j["object"], "text_completion");
   EXPECT_EQ(j["choices"][0]["text"], "ab");
   const json& lp = j["choices"][0]["logprobs"];

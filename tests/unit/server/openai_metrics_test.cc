@@ -1,15 +1,16 @@
 // Prometheus text of the serving metrics: gauges from the engine's stats, cumulative histogram
 // buckets, request counters by status.
-#include "server/metrics.h"
+#include <gtest/gtest.h>
 
 #include "http/http_server.h"
-
-#include <gtest/gtest.h>
+#include "server/metrics.h"
 
 namespace gannet::server {
 namespace {
 
-bool Has(const std::string& text, const std::string& line) { return text.find(line + "\n") != std::string::npos; }
+bool Has(const std::string& text, const std::string& line) {
+  return text.find(line + "\n") != std::string::npos;
+}
 
 TEST(OpenAiMetricsTest, GaugesCountersAndHistograms) {
   ServerMetrics m;
@@ -19,8 +20,13 @@ TEST(OpenAiMetricsTest, GaugesCountersAndHistograms) {
   m.CountRequest(200);
   m.CountRequest(200);
   m.CountRequest(429);
-  engine::EngineStats st{.running = 3, .waiting = 2, .kv_blocks_used = 10, .kv_blocks_total = 100,
-                          .prefix_hit_tokens = 64, .prompt_tokens_total = 500, .generated_tokens_total = 70};
+  engine::EngineStats st{.running = 3,
+                         .waiting = 2,
+                         .kv_blocks_used = 10,
+                         .kv_blocks_total = 100,
+                         .prefix_hit_tokens = 64,
+                         .prompt_tokens_total = 500,
+                         .generated_tokens_total = 70};
   const std::string text = m.Render(st);
   EXPECT_TRUE(Has(text, "gannet_requests_running 3"));
   EXPECT_TRUE(Has(text, "gannet_requests_waiting 2"));
@@ -32,7 +38,8 @@ TEST(OpenAiMetricsTest, GaugesCountersAndHistograms) {
   EXPECT_TRUE(Has(text, "# TYPE gannet_time_to_first_token_seconds histogram"));
   EXPECT_TRUE(Has(text, "gannet_time_to_first_token_seconds_bucket{le=\"0.001\"} 0"));
   EXPECT_TRUE(Has(text, "gannet_time_to_first_token_seconds_bucket{le=\"0.005\"} 1"));
-  EXPECT_TRUE(Has(text, "gannet_time_to_first_token_seconds_bucket{le=\"0.2\"} 2"));  // le is inclusive
+  EXPECT_TRUE(
+      Has(text, "gannet_time_to_first_token_seconds_bucket{le=\"0.2\"} 2"));  // le is inclusive
   EXPECT_TRUE(Has(text, "gannet_time_to_first_token_seconds_bucket{le=\"160\"} 2"));
   EXPECT_TRUE(Has(text, "gannet_time_to_first_token_seconds_bucket{le=\"+Inf\"} 3"));
   EXPECT_TRUE(Has(text, "gannet_time_to_first_token_seconds_count 3"));
@@ -44,9 +51,14 @@ TEST(OpenAiMetricsTest, GaugesCountersAndHistograms) {
 
 // The access-log line carries what the handler noted (token counts), after the HTTP fields.
 TEST(OpenAiMetricsTest, RequestLogCarriesTheHandlersNote) {
-  http::RequestLog log{.method = "POST", .path = "/v1/completions", .status = 200, .bytes = 10,
-                 .latency = std::chrono::microseconds(1500), .note = "prompt=3 completion=4"};
-  EXPECT_EQ(http::FormatRequestLog(log), "POST /v1/completions 200 10B 1.5ms prompt=3 completion=4");
+  http::RequestLog log{.method = "POST",
+                       .path = "/v1/completions",
+                       .status = 200,
+                       .bytes = 10,
+                       .latency = std::chrono::microseconds(1500),
+                       .note = "prompt=3 completion=4"};
+  EXPECT_EQ(http::FormatRequestLog(log),
+            "POST /v1/completions 200 10B 1.5ms prompt=3 completion=4");
   log.completed = false;
   log.note.clear();
   EXPECT_EQ(http::FormatRequestLog(log), "POST /v1/completions 200 10B 1.5ms aborted");

@@ -1,8 +1,10 @@
 // Request parsing and validation of the OpenAI endpoints: every field's wrong type or range gives
-// a 400 naming that field, defaults are OpenAI's, and the accepted shapes parse to the right values.
+// a 400 naming that field, defaults are OpenAI's, and the accepted shapes parse to the right
+// values.
 #include "server/openai_request.h"
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 namespace gannet::server {
@@ -55,12 +57,13 @@ TEST(OpenAiRequestTest, ChatDefaultsAreOpenAis) {
 
 TEST(OpenAiRequestTest, ChatFieldsParse) {
   CompletionRequest req;
-  auto err = ParseChat(R"("max_tokens":5,"temperature":0,"top_p":0.5,"top_k":7,"min_p":0.1,)"
-                       R"("presence_penalty":-1.5,"frequency_penalty":2,"repetition_penalty":1.1,"seed":42,)"
-                       R"("stop":["a","","bc"],"n":3,"logprobs":true,"top_logprobs":4,)"
-                       R"("logit_bias":{"17":-100,"3":2.5},"stream":true,"stream_options":{"include_usage":true},)"
-                       R"("user":"u1","ignore_eos":true,"unknown_field":{"x":1})",
-                       &req);
+  auto err = ParseChat(
+      R"("max_tokens":5,"temperature":0,"top_p":0.5,"top_k":7,"min_p":0.1,)"
+      R"("presence_penalty":-1.5,"frequency_penalty":2,"repetition_penalty":1.1,"seed":42,)"
+      R"("stop":["a","","bc"],"n":3,"logprobs":true,"top_logprobs":4,)"
+      R"("logit_bias":{"17":-100,"3":2.5},"stream":true,"stream_options":{"include_usage":true},)"
+      R"("user":"u1","ignore_eos":true,"unknown_field":{"x":1})",
+      &req);
   ASSERT_FALSE(err.has_value()) << err->message;
   EXPECT_EQ(*req.max_tokens, 5);
   EXPECT_FLOAT_EQ(req.sampling.temperature, 0.0f);
@@ -89,7 +92,8 @@ TEST(OpenAiRequestTest, ChatFieldsParse) {
 
 TEST(OpenAiRequestTest, MaxCompletionTokensWinsAndNullsAreAbsent) {
   CompletionRequest req;
-  ASSERT_FALSE(ParseChat(R"("max_tokens":5,"max_completion_tokens":9,"temperature":null,"stop":null)", &req));
+  ASSERT_FALSE(ParseChat(
+      R"("max_tokens":5,"max_completion_tokens":9,"temperature":null,"stop":null)", &req));
   EXPECT_EQ(*req.max_tokens, 9);
   EXPECT_FLOAT_EQ(req.sampling.temperature, 1.0f);
   EXPECT_TRUE(req.stop.empty());
@@ -129,7 +133,8 @@ TEST(OpenAiRequestTest, WrongTypesNameTheField) {
   ExpectChatError(R"("logit_bias":{"1":"x"})", "logit_bias");
   ExpectChatError(R"("stream":"yes")", "stream");
   ExpectChatError(R"("stream":true,"stream_options":1)", "stream_options");
-  ExpectChatError(R"("stream":true,"stream_options":{"include_usage":"y"})", "stream_options.include_usage");
+  ExpectChatError(R"("stream":true,"stream_options":{"include_usage":"y"})",
+                  "stream_options.include_usage");
   ExpectChatError(R"("user":5)", "user");
   ExpectChatError(R"("ignore_eos":"yes")", "ignore_eos");
   ExpectChatError(R"("model":5)", "model");
@@ -151,12 +156,14 @@ TEST(OpenAiRequestTest, OutOfRangeNamesTheField) {
   ExpectChatError(R"("n":0)", "n");
   ExpectChatError(R"("n":17)", "n");
   ExpectChatError(R"("logprobs":true,"top_logprobs":21)", "top_logprobs");
-  ExpectChatError(R"("top_logprobs":2)", "top_logprobs");  // needs logprobs: true
+  ExpectChatError(R"("top_logprobs":2)", "top_logprobs");       // needs logprobs: true
   ExpectChatError(R"("logit_bias":{"1000":1})", "logit_bias");  // n_vocab is 1000
   ExpectChatError(R"("logit_bias":{"-1":1})", "logit_bias");
   ExpectChatError(R"("logit_bias":{"abc":1})", "logit_bias");
   ExpectChatError(R"("logit_bias":{"1":101})", "logit_bias");
-  ExpectChatError(R"("stop":["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"])", "stop");
+  ExpectChatError(
+      R"("stop":["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"])",
+      "stop");
   ExpectChatError(R"("stream_options":{"include_usage":true})", "stream_options");  // needs stream
 }
 
@@ -176,7 +183,8 @@ TEST(OpenAiRequestTest, UnsupportedFieldsAreRefusedNotIgnored) {
 TEST(OpenAiRequestTest, MessagesAreValidated) {
   CompletionRequest req;
   auto parse = [&](const std::string& messages) {
-    return ParseCompletionRequest(R"({"model":"m","messages":)" + messages + "}", Endpoint::kChat, kLimits, &req);
+    return ParseCompletionRequest(R"({"model":"m","messages":)" + messages + "}", Endpoint::kChat,
+                                  kLimits, &req);
   };
   auto err = ParseCompletionRequest(R"({"model":"m"})", Endpoint::kChat, kLimits, &req);
   ASSERT_TRUE(err);
@@ -206,9 +214,10 @@ TEST(OpenAiRequestTest, MessagesAreValidated) {
   ASSERT_TRUE(err);
   EXPECT_EQ(err->param, "messages[0].content[0].text");
 
-  err = parse(R"([{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"a"},)"
-              R"({"type":"text","text":"b"}]},{"role":"assistant","content":null},{"role":"tool","content":"r",)"
-              R"("tool_call_id":"c1"}])");
+  err = parse(
+      R"([{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"a"},)"
+      R"({"type":"text","text":"b"}]},{"role":"assistant","content":null},{"role":"tool","content":"r",)"
+      R"("tool_call_id":"c1"}])");
   ASSERT_FALSE(err) << err->message;
   ASSERT_EQ(req.messages.size(), 4u);
   EXPECT_EQ(req.messages[1].parts.size(), 2u);
@@ -220,7 +229,8 @@ TEST(OpenAiRequestTest, MessagesAreValidated) {
 TEST(OpenAiRequestTest, PromptShapes) {
   CompletionRequest req;
   auto parse = [&](const std::string& prompt) {
-    return ParseCompletionRequest(R"({"model":"m","prompt":)" + prompt + "}", Endpoint::kCompletion, kLimits, &req);
+    return ParseCompletionRequest(R"({"model":"m","prompt":)" + prompt + "}", Endpoint::kCompletion,
+                                  kLimits, &req);
   };
   ASSERT_FALSE(parse(R"("abc")"));
   EXPECT_FALSE(req.prompt_is_tokens);

@@ -1,9 +1,9 @@
 #include "tensor/dtype.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <limits>
-
-#include <gtest/gtest.h>
 
 namespace gannet {
 namespace {
@@ -16,12 +16,12 @@ TEST(DType, TraitsMatchGgml) {
     bool quantized, load;
   };
   const Want wants[] = {
-      {DType::kF32, "f32", 1, 4, false, true},      {DType::kF16, "f16", 1, 2, false, true},
-      {DType::kBF16, "bf16", 1, 2, false, true},    {DType::kQ4_0, "q4_0", 32, 18, true, true},
-      {DType::kQ4_1, "q4_1", 32, 20, true, true},   {DType::kQ5_0, "q5_0", 32, 22, true, true},
-      {DType::kQ5_1, "q5_1", 32, 24, true, true},   {DType::kQ8_0, "q8_0", 32, 34, true, true},
-      {DType::kQ8_1, "q8_1", 32, 36, true, false},  {DType::kQ4_K, "q4_K", 256, 144, true, true},
-      {DType::kQ5_K, "q5_K", 256, 176, true, true}, {DType::kQ6_K, "q6_K", 256, 210, true, true},
+      {DType::kF32, "f32", 1, 4, false, true},       {DType::kF16, "f16", 1, 2, false, true},
+      {DType::kBF16, "bf16", 1, 2, false, true},     {DType::kQ4_0, "q4_0", 32, 18, true, true},
+      {DType::kQ4_1, "q4_1", 32, 20, true, true},    {DType::kQ5_0, "q5_0", 32, 22, true, true},
+      {DType::kQ5_1, "q5_1", 32, 24, true, true},    {DType::kQ8_0, "q8_0", 32, 34, true, true},
+      {DType::kQ8_1, "q8_1", 32, 36, true, false},   {DType::kQ4_K, "q4_K", 256, 144, true, true},
+      {DType::kQ5_K, "q5_K", 256, 176, true, true},  {DType::kQ6_K, "q6_K", 256, 210, true, true},
       {DType::kQ8_K, "q8_K", 256, 292, true, false},
   };
   for (const Want& w : wants) {
@@ -64,9 +64,9 @@ TEST(DType, RowBytes) {
 }
 
 TEST(DType, RowBytesErrors) {
-  EXPECT_FALSE(RowBytes(DType::kQ4_0, 33).has_value());   // not a block multiple
+  EXPECT_FALSE(RowBytes(DType::kQ4_0, 33).has_value());  // not a block multiple
   EXPECT_FALSE(RowBytes(DType::kQ4_K, 32).has_value());
-  EXPECT_FALSE(RowBytes(DType::kF32, -1).has_value());    // negative
+  EXPECT_FALSE(RowBytes(DType::kF32, -1).has_value());  // negative
   // Only the float types store more bytes than values, so only they can overflow.
   EXPECT_FALSE(RowBytes(DType::kF16, std::numeric_limits<int64_t>::max() / 2 + 1).has_value());
   EXPECT_EQ(RowBytes(DType::kF16, std::numeric_limits<int64_t>::max() / 2),

@@ -1,9 +1,9 @@
 #include "tensor/fp16.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
-
-#include <gtest/gtest.h>
 
 namespace gannet {
 namespace {
@@ -53,7 +53,7 @@ TEST(Fp16, KnownRoundings) {
   EXPECT_EQ(F32ToF16(-2.0f), 0xC000);
   EXPECT_EQ(F32ToF16(65504.0f), 0x7BFF);
   EXPECT_EQ(F32ToF16(65519.99f), 0x7BFF);
-  EXPECT_EQ(F32ToF16(65520.0f), 0x7C00);   // the tie above the largest half overflows
+  EXPECT_EQ(F32ToF16(65520.0f), 0x7C00);  // the tie above the largest half overflows
   EXPECT_EQ(F32ToF16(1e10f), 0x7C00);
   EXPECT_EQ(F32ToF16(-INFINITY), 0xFC00);
   EXPECT_EQ(F32ToF16(std::ldexp(1.0f, -24)), 0x0001);

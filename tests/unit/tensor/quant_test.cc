@@ -2,6 +2,8 @@
 // tools/quant_golden.py), plus round-trip error bounds and dot-product consistency.
 #include "tensor/quant/quant.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -10,8 +12,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "tensor/fp16.h"
 
@@ -84,7 +84,8 @@ TEST_P(QuantGolden, BitExactWithGguf) {
   ASSERT_TRUE(ReadGolden(std::string("quant_") + GetParam(), &g)) << GetParam();
   ASSERT_EQ(g.kind, 1u);
   std::vector<uint8_t> out(g.bytes.size(), 0xAA);
-  ASSERT_TRUE(QuantizeRow(g.type, g.values.data(), out.data(), static_cast<int64_t>(g.values.size())));
+  ASSERT_TRUE(
+      QuantizeRow(g.type, g.values.data(), out.data(), static_cast<int64_t>(g.values.size())));
   const int64_t bs = Traits(g.type).block_size, ts = Traits(g.type).type_size;
   int bad = 0;
   for (size_t i = 0; i < out.size() && bad < 5; ++i) {
@@ -140,10 +141,9 @@ struct ErrorBound {
 
 // Measured on this data (see the printed values); the bounds leave ~15% headroom.
 const ErrorBound kBounds[] = {
-    {DType::kF32, 0.0},      {DType::kF16, 0.00025}, {DType::kBF16, 0.0019},
-    {DType::kQ8_0, 0.0062},  {DType::kQ6_K, 0.021},  {DType::kQ5_0, 0.05},
-    {DType::kQ5_1, 0.044},   {DType::kQ5_K, 0.042},  {DType::kQ4_0, 0.10},
-    {DType::kQ4_1, 0.091},   {DType::kQ4_K, 0.082},
+    {DType::kF32, 0.0},    {DType::kF16, 0.00025}, {DType::kBF16, 0.0019}, {DType::kQ8_0, 0.0062},
+    {DType::kQ6_K, 0.021}, {DType::kQ5_0, 0.05},   {DType::kQ5_1, 0.044},  {DType::kQ5_K, 0.042},
+    {DType::kQ4_0, 0.10},  {DType::kQ4_1, 0.091},  {DType::kQ4_K, 0.082},
 };
 
 TEST(Quant, RoundTripErrorWithinBounds) {
@@ -250,10 +250,18 @@ std::vector<uint8_t> QuantizeActivation(DType partner, const std::vector<float>&
   const int64_t n = static_cast<int64_t>(x.size());
   std::vector<uint8_t> q(*RowBytes(partner, n));
   switch (partner) {
-    case DType::kQ8_0: QuantizeRowQ8_0(x.data(), reinterpret_cast<BlockQ8_0*>(q.data()), n); break;
-    case DType::kQ8_1: QuantizeRowQ8_1(x.data(), reinterpret_cast<BlockQ8_1*>(q.data()), n); break;
-    case DType::kQ8_K: QuantizeRowQ8_K(x.data(), reinterpret_cast<BlockQ8_K*>(q.data()), n); break;
-    default: std::memcpy(q.data(), x.data(), q.size()); break;
+    case DType::kQ8_0:
+      QuantizeRowQ8_0(x.data(), reinterpret_cast<BlockQ8_0*>(q.data()), n);
+      break;
+    case DType::kQ8_1:
+      QuantizeRowQ8_1(x.data(), reinterpret_cast<BlockQ8_1*>(q.data()), n);
+      break;
+    case DType::kQ8_K:
+      QuantizeRowQ8_K(x.data(), reinterpret_cast<BlockQ8_K*>(q.data()), n);
+      break;
+    default:
+      std::memcpy(q.data(), x.data(), q.size());
+      break;
   }
   return q;
 }
@@ -283,8 +291,7 @@ TEST(Quant, VecDotRefMatchesDequantizedDot) {
           std::memcpy(&m16, w.data() + blk * wbytes + 2, 2);
           int sum = 0;
           for (int j = 0; j < 32; ++j) sum += xb.qs[j];
-          dot += double{F16ToF32(m16)} *
-                 (double{F16ToF32(xb.s)} - double{F16ToF32(xb.d)} * sum);
+          dot += double{F16ToF32(m16)} * (double{F16ToF32(xb.s)} - double{F16ToF32(xb.d)} * sum);
         }
       }
       const float got = VecDotRef(b.type, w.data(), xq.data(), n);

@@ -1,5 +1,5 @@
-// Hermetic tokenizer tests on tiny in-memory vocabularies: SPM merges and byte fallback, BPE merges and
-// pre-tokenizers, special-token partitioning, decoding and the end-of-generation set.
+// Hermetic tokenizer tests on tiny in-memory vocabularies: SPM merges and byte fallback, BPE merges
+// and pre-tokenizers, special-token partitioning, decoding and the end-of-generation set.
 #include "tokenizer/tokenizer.h"
 
 #include <gtest/gtest.h>
@@ -26,26 +26,26 @@ VocabSpec SpmSpec() {
     s.scores.push_back(score);
     s.types.push_back(type);
   };
-  add("<unk>", 0, TokenType::kUnknown);   // 0
-  add("<s>", 0, TokenType::kControl);     // 1
-  add("</s>", 0, TokenType::kControl);    // 2
+  add("<unk>", 0, TokenType::kUnknown);          // 0
+  add("<s>", 0, TokenType::kControl);            // 1
+  add("</s>", 0, TokenType::kControl);           // 2
   add("<end_of_turn>", 0, TokenType::kControl);  // 3
   add("<tool>", 0, TokenType::kUserDefined);     // 4
   static const char kHex[] = "0123456789ABCDEF";
   for (int b = 0; b < 256; ++b) {  // 5 .. 260
     add(std::string("<0x") + kHex[b >> 4] + kHex[b & 15] + ">", 0, TokenType::kByte);
   }
-  add("h", -1, TokenType::kNormal);        // 261
-  add("e", -1, TokenType::kNormal);        // 262
-  add("l", -1, TokenType::kNormal);        // 263
-  add("o", -1, TokenType::kNormal);        // 264
-  add("he", -2, TokenType::kNormal);       // 265
-  add("ll", -3, TokenType::kNormal);       // 266
-  add("hell", -4, TokenType::kNormal);     // 267
-  add("hello", -5, TokenType::kNormal);    // 268
-  add(kSp, -1, TokenType::kNormal);        // 269
+  add("h", -1, TokenType::kNormal);              // 261
+  add("e", -1, TokenType::kNormal);              // 262
+  add("l", -1, TokenType::kNormal);              // 263
+  add("o", -1, TokenType::kNormal);              // 264
+  add("he", -2, TokenType::kNormal);             // 265
+  add("ll", -3, TokenType::kNormal);             // 266
+  add("hell", -4, TokenType::kNormal);           // 267
+  add("hello", -5, TokenType::kNormal);          // 268
+  add(kSp, -1, TokenType::kNormal);              // 269
   add(kSp + "hello", -0.5, TokenType::kNormal);  // 270
-  add("lo", -2.5, TokenType::kNormal);     // 271
+  add("lo", -2.5, TokenType::kNormal);           // 271
   s.bos = 1;
   s.eos = 2;
   s.unk = 0;
@@ -60,7 +60,8 @@ std::unique_ptr<Tokenizer> Make(VocabSpec spec) {
 
 TEST(SpmTest, MergesByScore) {
   auto tok = Make(SpmSpec());
-  // "hello": he(-2) and ll(-3) and lo(-2.5): he first, then lo (-2.5) beats ll (-3): he|l|lo -> no "hell".
+  // "hello": he(-2) and ll(-3) and lo(-2.5): he first, then lo (-2.5) beats ll (-3): he|l|lo -> no
+  // "hell".
   EXPECT_EQ(tok->Encode("hello", false, false), (Ids{265, 263, 271}));
   // Pairs merge one at a time, so "▁hello" (a token) is unreachable without "▁h..." pieces.
   EXPECT_EQ(tok->Encode(" hello", false, false), (Ids{269, 265, 263, 271}));
@@ -102,8 +103,8 @@ TEST(SpecialTest, PartitionControlTokensOnlyWithParseSpecial) {
 
 TEST(SpecialTest, EndOfGenerationByText) {
   auto tok = Make(SpmSpec());
-  EXPECT_TRUE(tok->IsEndOfGeneration(2));   // eos
-  EXPECT_TRUE(tok->IsEndOfGeneration(3));   // <end_of_turn>, recognised by its text
+  EXPECT_TRUE(tok->IsEndOfGeneration(2));  // eos
+  EXPECT_TRUE(tok->IsEndOfGeneration(3));  // <end_of_turn>, recognised by its text
   EXPECT_FALSE(tok->IsEndOfGeneration(1));
   EXPECT_FALSE(tok->IsEndOfGeneration(-1));
   EXPECT_EQ(tok->eot(), 3);
@@ -135,7 +136,9 @@ VocabSpec BpeSpec() {
   VocabSpec s;
   s.model = VocabModel::kBpe;
   s.pre = "gpt-2";
-  s.tokens = {"h", "e", "l", "o", "\xC4\xA0" /*Ġ*/, "he", "ll", "hell", "hello", "\xC4\xA0h", "<|endoftext|>", "1", "2", "12"};
+  s.tokens = {"h",  "e",    "l",     "o",         "\xC4\xA0" /*Ġ*/, "he",
+              "ll", "hell", "hello", "\xC4\xA0h", "<|endoftext|>",  "1",
+              "2",  "12"};
   s.types.assign(s.tokens.size(), TokenType::kNormal);
   s.types[10] = TokenType::kControl;
   s.merges = {"h e", "l l", "he ll", "hell o", "\xC4\xA0 h", "1 2"};
@@ -202,12 +205,12 @@ TEST(IncrementalDecoderTest, InvalidBytesBecomeReplacementCharacters) {
   auto tok = Make(SpmSpec());
   const std::string kFffd = "\xEF\xBF\xBD";
   IncrementalDecoder dec(*tok);
-  EXPECT_EQ(dec.Feed(5 + 0xFF), kFffd);          // can never start a character
-  EXPECT_EQ(dec.Feed(5 + 0xE2), "");             // may still complete
-  EXPECT_EQ(dec.Feed(268), kFffd + "hello");     // it did not: E2 released as U+FFFD
+  EXPECT_EQ(dec.Feed(5 + 0xFF), kFffd);       // can never start a character
+  EXPECT_EQ(dec.Feed(5 + 0xE2), "");          // may still complete
+  EXPECT_EQ(dec.Feed(268), kFffd + "hello");  // it did not: E2 released as U+FFFD
   EXPECT_EQ(dec.Feed(5 + 0xF0), "");
   EXPECT_EQ(dec.Feed(5 + 0x9F), "");
-  EXPECT_EQ(dec.Finish(), kFffd);                // dangling tail at the end: one U+FFFD
+  EXPECT_EQ(dec.Finish(), kFffd);  // dangling tail at the end: one U+FFFD
   EXPECT_FALSE(dec.has_pending());
 }
 
