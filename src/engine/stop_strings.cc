@@ -29,8 +29,14 @@ Result<std::shared_ptr<const StopStrings>> StopStrings::Compile(
     }
   }
   const int32_t nc = a->n_classes_;
-  // The trie: next_ holds child links (-1: none) until the breadth-first pass fills the rest.
-  a->next_.assign(static_cast<size_t>(nc), -1);
+  if ((bytes + 1) * static_cast<size_t>(nc) > kMaxStopTableCells) {
+    return Status::InvalidArgument(
+        "stop strings too varied for the matcher: " + std::to_string(bytes) + " bytes over " +
+        std::to_string(nc - 1) + " distinct byte values (bytes x distinct values at most " +
+        std::to_string(kMaxStopTableCells) + ")");
+  }
+  // The trie: `next` holds child links (-1: none) until the breadth-first pass fills the rest.
+  std::vector<int32_t> next(static_cast<size_t>(nc), -1);
   a->depth_.assign(1, 0);
   a->match_.assign(1, 0);
   for (const std::string& s : stops) {
@@ -39,14 +45,14 @@ Result<std::shared_ptr<const StopStrings>> StopStrings::Compile(
     for (const char ch : s) {
       const size_t slot =
           static_cast<size_t>(state) * nc + a->class_of_[static_cast<unsigned char>(ch)];
-      if (a->next_[slot] < 0) {
+      if (next[slot] < 0) {
         const int32_t child = static_cast<int32_t>(a->depth_.size());
-        a->next_[slot] = child;
-        a->next_.resize(a->next_.size() + static_cast<size_t>(nc), -1);
+        next[slot] = child;
+        next.resize(next.size() + static_cast<size_t>(nc), -1);
         a->depth_.push_back(a->depth_[state] + 1);
         a->match_.push_back(0);
       }
-      state = a->next_[slot];
+      state = next[slot];
     }
     a->match_[state] = static_cast<int32_t>(s.size());
   }
@@ -55,7 +61,7 @@ Result<std::shared_ptr<const StopStrings>> StopStrings::Compile(
   std::vector<int32_t> fail(a->depth_.size(), 0);
   std::deque<int32_t> queue;
   for (int32_t c = 0; c < nc; ++c) {
-    int32_t& t = a->next_[static_cast<size_t>(c)];
+    int32_t& t = next[static_cast<size_t>(c)];
     if (t < 0) {
       t = 0;
     } else {
@@ -68,15 +74,16 @@ Result<std::shared_ptr<const StopStrings>> StopStrings::Compile(
     if (a->match_[u] == 0) a->match_[u] = a->match_[fail[u]];
     for (int32_t c = 0; c < nc; ++c) {
       const size_t slot = static_cast<size_t>(u) * nc + c;
-      const int32_t via_fail = a->next_[static_cast<size_t>(fail[u]) * nc + c];
-      if (a->next_[slot] < 0) {
-        a->next_[slot] = via_fail;
+      const int32_t via_fail = next[static_cast<size_t>(fail[u]) * nc + c];
+      if (next[slot] < 0) {
+        next[slot] = via_fail;
       } else {
-        fail[a->next_[slot]] = via_fail;
-        queue.push_back(a->next_[slot]);
+        fail[next[slot]] = via_fail;
+        queue.push_back(next[slot]);
       }
     }
   }
+  a->next_.assign(next.begin(), next.end());  // states <= kMaxStopBytes + 1 fit 16 bits
   return std::shared_ptr<const StopStrings>(std::move(a));
 }
 

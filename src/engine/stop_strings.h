@@ -31,6 +31,10 @@ namespace gannet::engine {
 // Limits on what a request may ask for (bounded work and memory per request).
 inline constexpr size_t kMaxStopStrings = 16;
 inline constexpr size_t kMaxStopBytes = 4096;  // all stop strings together
+// The transition table has (states) x (distinct bytes used + 1) cells of 2 bytes; states are at
+// most the bytes + 1. Past this many cells (1 MiB) the strings are refused: ordinary stop
+// strings use a few thousand, and a request cannot make the engine hold megabytes per request.
+inline constexpr size_t kMaxStopTableCells = size_t{1} << 19;
 
 class StopStrings {
  public:
@@ -49,7 +53,7 @@ class StopStrings {
 
   uint16_t class_of_[256] = {};  // byte -> class; 0: a byte no stop string contains
   int32_t n_classes_ = 1;
-  std::vector<int32_t> next_;   // [state][class] -> state
+  std::vector<uint16_t> next_;  // [state][class] -> state
   std::vector<int32_t> depth_;  // [state]: length of the prefix it stands for
   std::vector<int32_t> match_;  // [state]: longest stop string ending here, 0: none
 };

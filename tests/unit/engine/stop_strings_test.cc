@@ -138,6 +138,28 @@ TEST(StopStringsTest, EveryByteValueAndLimits) {
   EXPECT_TRUE(StopStrings::Compile({std::string(kMaxStopBytes, 'x')}).ok());
   EXPECT_TRUE(StopStrings::Compile({"", "", ""}).ok());
   EXPECT_TRUE((*StopStrings::Compile({"", ""}))->empty());
+  // The table stays small whatever a request sends: long strings over every byte value are
+  // refused, the largest table allowed is 1 MiB.
+  std::string varied;
+  while (varied.size() + all.size() <= kMaxStopBytes) varied += all;
+  const Result<std::shared_ptr<const StopStrings>> big = StopStrings::Compile({varied});
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.status().message().find("too varied"), std::string::npos);
+  // The longest stop strings allowed, in ordinary text (letters, digits, punctuation), fit.
+  std::vector<std::string> prose;
+  for (size_t i = 0; i < kMaxStopStrings; ++i) {
+    std::string p;
+    while (p.size() < kMaxStopBytes / kMaxStopStrings) {
+      p.push_back(
+          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:"[(p.size() * 7 + i) %
+                                                                               66]);
+    }
+    prose.push_back(std::move(p));
+  }
+  EXPECT_TRUE(StopStrings::Compile(prose).ok());
+  const Result<std::shared_ptr<const StopStrings>> wide = StopStrings::Compile({all});
+  ASSERT_TRUE(wide.ok());
+  EXPECT_LE((*wide)->table_bytes(), kMaxStopTableCells * sizeof(uint16_t));
 }
 
 // The worst case for re-searching the held text: the longest stop strings allowed, all of one
