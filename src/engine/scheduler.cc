@@ -57,9 +57,6 @@ Status Scheduler::AddRequest(SchedulerRequest request) {
   const std::string who = "request " + std::to_string(request.id);
   if (requests_.count(request.id) != 0) return Status::InvalidArgument(who + " is already queued");
   if (request.prompt.empty()) return Status::InvalidArgument(who + ": empty prompt");
-  for (const int32_t t : request.prompt) {
-    if (t < 0) return Status::InvalidArgument(who + ": negative token id " + std::to_string(t));
-  }
   if (request.max_tokens < 1) {
     return Status::InvalidArgument(who + ": max_tokens must be at least 1, got " +
                                    std::to_string(request.max_tokens));

@@ -50,7 +50,7 @@ struct SchedulerOptions {
 
 struct SchedulerRequest {
   RequestId id = 0;
-  std::vector<int32_t> prompt;  // token ids
+  std::vector<int32_t> prompt;  // token ids (opaque here: the Engine checked them at Submit)
   int32_t max_tokens = 16;      // tokens to generate per sample, >= 1
   int32_t n = 1;                // samples, each its own sequence sharing the prompt's blocks
 };
