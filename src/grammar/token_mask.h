@@ -1,0 +1,73 @@
+// TokenVocabulary: which tokens a grammar allows next, as a bitmask over the vocabulary.
+//
+// The vocabulary arrives as token byte strings (this module knows no tokenizer) plus the ids that
+// end generation. Create() builds a byte trie of the tokens once; it is immutable and shared by
+// every sequence of a model.
+//
+// FillNextTokenMask walks the trie depth first, stepping a scratch copy of the matcher's state one
+// byte per edge with the same rule as Matcher::AcceptBytes (grammar/matcher.h), and prunes a
+// subtree at its first rejected byte. The state carries every live stack at once, so each trie node
+// is stepped once for all stacks (rather than once per stack, as llama.cpp walks its candidates),
+// and a prefix shared by many tokens is matched once. Stack nodes made during the walk are rolled
+// back as it leaves a subtree. The result is exactly "AcceptBytes(token) would return true" for
+// every token (the unit test checks this against that brute force).
+//
+// Rules: an end-of-generation token is allowed exactly when the matcher IsComplete(); a token with
+// no bytes that is not end-of-generation (a control token) is never allowed.
+//
+// Thread-safety: a TokenVocabulary is immutable; FillNextTokenMask and AcceptToken may run
+// concurrently on different matchers. FillNextTokenMask allocates its scratch per call.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "grammar/matcher.h"
+
+namespace gannet::grammar {
+
+class TokenVocabulary {
+ public:
+  // tokens[i] is token i's bytes; eog_ids lists the end-of-generation tokens (each in range).
+  static Result<std::shared_ptr<const TokenVocabulary>> Create(std::vector<std::string> tokens,
+                                                               std::span<const int32_t> eog_ids);
+
+  size_t size() const { return tokens_.size(); }
+  // The number of 32-bit words of a mask: bit i of word i / 32 is token i.
+  size_t mask_words() const { return (tokens_.size() + 31) / 32; }
+  bool is_eog(int32_t id) const { return is_eog_[id]; }
+  const std::string& token(int32_t id) const { return tokens_[id]; }
+
+  // Sets bit i of `bitmask` when token i may come next and clears every other bit.
+  // REQUIRES: bitmask.size() >= mask_words().
+  void FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const;
+
+  // Advances the matcher by token `id`; false (matcher unchanged) when it is not allowed. An
+  // end-of-generation token is accepted when the matcher IsComplete() and leaves it unchanged.
+  bool AcceptToken(Matcher* matcher, int32_t id) const;
+
+ private:
+  struct Node {
+    uint32_t first_edge = 0;  // into edge_bytes_ / edge_targets_
+    uint32_t num_edges = 0;
+    uint32_t first_token = 0;  // into node_tokens_: the tokens that end at this node
+    uint32_t num_tokens = 0;
+  };
+
+  TokenVocabulary() = default;
+
+  std::vector<std::string> tokens_;
+  std::vector<bool> is_eog_;
+  std::vector<int32_t> eog_ids_;
+  std::vector<Node> nodes_;  // nodes_[0] is the root (the empty prefix)
+  std::vector<uint8_t> edge_bytes_;
+  std::vector<uint32_t> edge_targets_;
+  std::vector<int32_t> node_tokens_;
+  size_t max_token_bytes_ = 0;
+};
+
+}  // namespace gannet::grammar
