@@ -369,6 +369,9 @@ TEST_F(EngineControl, RejectsBadRequestsAndOverload) {
           .status()
           .code(),
       StatusCode::kInvalidArgument);
+  // Submit is where prompt ids are checked (the scheduler treats them as opaque).
+  EXPECT_EQ((*s)->Submit({.prompt = {1, -2}, .max_tokens = 1}, x.Callbacks(1)).status().code(),
+            StatusCode::kInvalidArgument);
   GenerationRequest bad_temp{.prompt = {1}, .max_tokens = 1};
   bad_temp.sampling.temperature = -1;
   EXPECT_FALSE((*s)->Submit(bad_temp, x.Callbacks(1)).ok());
