@@ -12,6 +12,9 @@
 // back as it leaves a subtree. The result is exactly "AcceptBytes(token) would return true" for
 // every token (the unit test checks this against that brute force).
 //
+// Inside a JSON string, where nearly every byte is allowed, the walk visits most of the trie;
+// MaskCache (grammar/mask_cache.h) gives the same masks fast there.
+//
 // Rules: an end-of-generation token is allowed exactly when the matcher IsComplete(); a token with
 // no bytes that is not end-of-generation (a control token) is never allowed.
 //
@@ -52,6 +55,8 @@ class TokenVocabulary {
   bool AcceptToken(Matcher* matcher, int32_t id) const;
 
  private:
+  friend class MaskCache;  // reads tokens_, eog_ids_ and trie_
+
   TokenVocabulary() = default;
 
   std::vector<std::string> tokens_;
