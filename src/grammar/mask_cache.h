@@ -49,8 +49,8 @@
 namespace gannet::grammar {
 
 struct MaskCacheOptions {
-  size_t max_bytes = size_t{256} << 20;  // heap of the entries; past it nothing more is cached
-  size_t max_classes = 16;               // distinct classes at the stack tops (at most 32)
+  size_t max_bytes = size_t{64} << 20;  // heap of the entries; past it nothing more is cached
+  size_t max_classes = 16;              // distinct classes at the stack tops (at most 32)
 };
 
 class MaskCache {
