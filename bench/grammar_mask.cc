@@ -1,6 +1,8 @@
-// FillNextTokenMask on a synthetic 32k-token vocabulary for a JSON grammar, at a few matcher
-// states, against the brute force it must equal (copy the matcher, AcceptBytes per token),
-// measured in the same run. Reproduce: build/bin/grammar_mask [n_vocab] [iterations]
+// Token masks on a synthetic 32k-token vocabulary for a JSON grammar, at a few matcher states: the
+// exact trie walk (TokenVocabulary::FillNextTokenMask) and MaskCache::FillNextTokenMask, cold (the
+// first mask with a fresh cache, which builds its entry) and warm, against the brute force both
+// must equal (copy the matcher, AcceptBytes per token), measured in the same run; the cached mask
+// is checked equal to the exact one. Reproduce: build/bin/grammar_mask [n_vocab] [iterations]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -9,12 +11,14 @@
 #include <vector>
 
 #include "grammar/grammar.h"
+#include "grammar/mask_cache.h"
 #include "grammar/matcher.h"
 #include "grammar/token_mask.h"
 
 namespace {
 
 using gannet::grammar::Grammar;
+using gannet::grammar::MaskCache;
 using gannet::grammar::Matcher;
 using gannet::grammar::TokenVocabulary;
 
@@ -77,26 +81,41 @@ int main(int argc, char** argv) {
   }
   std::printf("grammar_mask: n_vocab=%zu iterations=%d (build/bin/grammar_mask %zu %d)\n",
               tokens.size(), iterations, tokens.size(), iterations);
-  std::printf("%-28s %10s %12s %8s %8s\n", "state", "trie us", "brute us", "ratio", "allowed");
+  {
+    double build = MicrosPerCall(1, [&] { MaskCache cache(*vocab, *grammar); });
+    std::printf("MaskCache construction (the vocabulary's code points): %.1f us\n", build);
+  }
+  std::printf("%-20s %10s %10s %10s %12s %9s %9s %8s %9s\n", "state", "exact us", "cold us",
+              "warm us", "brute us", "exact/warm", "brute/warm", "allowed", "cache KiB");
   const std::pair<const char*, const char*> states[] = {{"start", ""},
                                                         {"after '{'", "{"},
                                                         {"inside a string", "{\"ke"},
                                                         {"after ':'", "{\"k\": "},
+                                                        {"in a value string", "{\"k\": \"v"},
                                                         {"in a number", "{\"k\": [12"}};
-  std::vector<uint32_t> mask((*vocab)->mask_words());
+  std::vector<uint32_t> mask((*vocab)->mask_words()), cached((*vocab)->mask_words());
   for (const auto& [name, prefix] : states) {
     auto m = Matcher::Create(*grammar);
     if (!m.ok() || !m->AcceptBytes(prefix)) return 1;
     double trie = MicrosPerCall(iterations, [&] { (*vocab)->FillNextTokenMask(*m, mask); });
     int allowed = 0;
     for (uint32_t w : mask) allowed += __builtin_popcount(w);
+    MaskCache cache(*vocab, *grammar);  // fresh: the first mask is cold
+    double cold = MicrosPerCall(1, [&] { cache.FillNextTokenMask(*m, cached); });
+    double warm = MicrosPerCall(iterations, [&] { cache.FillNextTokenMask(*m, cached); });
+    if (cached != mask) {
+      std::fprintf(stderr, "%s: the cached mask differs from the exact walk's\n", name);
+      return 1;
+    }
     double brute = MicrosPerCall(std::max(1, iterations / 10), [&] {
       for (size_t i = 0; i < tokens.size(); ++i) {
         Matcher copy = *m;
         (*vocab)->AcceptToken(&copy, static_cast<int32_t>(i));
       }
     });
-    std::printf("%-28s %10.1f %12.1f %7.1fx %8d\n", name, trie, brute, brute / trie, allowed);
+    std::printf("%-20s %10.1f %10.1f %10.1f %12.1f %9.1fx %9.1fx %8d %9.1f%s\n", name, trie, cold,
+                warm, brute, trie / warm, brute / warm, allowed, cache.stats().bytes / 1024.0,
+                cache.stats().fast > 0 ? "" : "  (exact walk: no self-loop)");
   }
   return 0;
 }

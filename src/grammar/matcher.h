@@ -82,6 +82,9 @@ class Matcher {
   // Steps `in` by one byte into `*out` (which must not alias in); false when the byte is rejected.
   bool StepByte(const State& in, uint8_t byte, State* out);
   const State& state() const { return state_; }
+  // The grammar position (a kChars item) at stack node `node`. REQUIRES: a node of state().tops
+  // other than kEmptyStack.
+  uint32_t position(int32_t node) const { return nodes_[node].pos; }
   // Arena bookkeeping for the mask walk: nodes made after Mark() are dropped by Rollback().
   size_t Mark() const { return nodes_.size(); }
   void Rollback(size_t mark);

@@ -12,6 +12,9 @@
 // back as it leaves a subtree. The result is exactly "AcceptBytes(token) would return true" for
 // every token (the unit test checks this against that brute force).
 //
+// Inside a JSON string, where nearly every byte is allowed, the walk visits most of the trie;
+// MaskCache (grammar/mask_cache.h) gives the same masks fast there.
+//
 // Rules: an end-of-generation token is allowed exactly when the matcher IsComplete(); a token with
 // no bytes that is not end-of-generation (a control token) is never allowed.
 //
@@ -26,6 +29,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "grammar/byte_trie.h"
 #include "grammar/matcher.h"
 
 namespace gannet::grammar {
@@ -51,23 +55,14 @@ class TokenVocabulary {
   bool AcceptToken(Matcher* matcher, int32_t id) const;
 
  private:
-  struct Node {
-    uint32_t first_edge = 0;  // into edge_bytes_ / edge_targets_
-    uint32_t num_edges = 0;
-    uint32_t first_token = 0;  // into node_tokens_: the tokens that end at this node
-    uint32_t num_tokens = 0;
-  };
+  friend class MaskCache;  // reads tokens_, eog_ids_ and trie_
 
   TokenVocabulary() = default;
 
   std::vector<std::string> tokens_;
   std::vector<bool> is_eog_;
   std::vector<int32_t> eog_ids_;
-  std::vector<Node> nodes_;  // nodes_[0] is the root (the empty prefix)
-  std::vector<uint8_t> edge_bytes_;
-  std::vector<uint32_t> edge_targets_;
-  std::vector<int32_t> node_tokens_;
-  size_t max_token_bytes_ = 0;
+  ByteTrie trie_;  // every token but the end-of-generation and empty ones
 };
 
 }  // namespace gannet::grammar

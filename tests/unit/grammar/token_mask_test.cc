@@ -2,11 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "grammar/grammar.h"
+#include "grammar/mask_cache.h"
 #include "grammar/matcher.h"
 
 namespace gannet::grammar {
@@ -40,15 +43,28 @@ x ::= "ab" | "a" "b" | [a-c]
 y ::= ("a" | "b")+ "c"
 )g";
 
-// A random vocabulary over the grammars' alphabet: 1-4 byte tokens, every single byte, UTF-8
-// characters split into pieces, an empty control token and an end-of-generation token.
-std::vector<std::string> RandomVocabulary(std::mt19937* rng, int32_t* eog) {
+// Self-loops (string bodies) under several stack contexts at once, so that what may follow a
+// quote depends on the stacks below; and a body whose classes overlap, so that several signatures
+// loop.
+const char kContexts[] = R"g(
+root ::= item ("," item)* | "<" inner ">"
+item ::= "a" str "x" | "b" str "y" | "[" str "]" | "{" word "}"
+inner ::= str | str str | str "," inner
+str ::= "\"" [^"\\]* "\""
+word ::= ([a-m] | [h-z ] | "é" | [\u4e00-\u9fff])*
+)g";
+
+// A random vocabulary over the grammars' alphabet: 1 to max_bytes byte tokens, every single byte,
+// UTF-8 characters split into pieces, an empty control token and an end-of-generation token.
+std::vector<std::string> RandomVocabulary(std::mt19937* rng, int32_t* eog, int max_bytes = 4,
+                                          size_t size = 200) {
   const std::vector<std::string> units = {
-      "{",    "}",    "[",    "]",    "\"",   ",",    ":",    " ",    "\n",   "\\",   "0",
-      "1",    "9",    ".",    "-",    "+",    "e",    "a",    "b",    "c",    "d",    "t",
-      "r",    "u",    "n",    "l",    "f",    "s",    "(",    ")",    "*",    "/",    "\xC3",
-      "\xA9", "\xCE", "\xB1", "\xE4", "\xB8", "\xAD", "\xE6", "\x96", "\x87", "\xF0", "\x9F",
-      "\x98", "\x80", "é",    "α",    "ω",    "中",   "😀"};
+      "{",    "}",    "[",    "]",    "\"",   ",",    ":",    " ",    "\n",   "\\",
+      "0",    "1",    "9",    ".",    "-",    "+",    "e",    "a",    "b",    "c",
+      "d",    "t",    "r",    "u",    "n",    "l",    "f",    "s",    "(",    ")",
+      "*",    "/",    "\xC3", "\xA9", "\xCE", "\xB1", "\xE4", "\xB8", "\xAD", "\xE6",
+      "\x96", "\x87", "\xF0", "\x9F", "\x98", "\x80", "é",    "α",    "ω",    "中",
+      "😀",    "x",    "y",    "<",    ">",    "h",    "m",    "z"};
   std::vector<std::string> vocab;
   for (const std::string& u : units) {
     if (u.size() == 1) vocab.push_back(u);
@@ -59,12 +75,12 @@ std::vector<std::string> RandomVocabulary(std::mt19937* rng, int32_t* eog) {
   vocab.push_back("é\xE4");  // a whole character and a lead byte
   vocab.push_back("");       // a control token: never allowed
   std::uniform_int_distribution<size_t> pick(0, units.size() - 1);
-  std::uniform_int_distribution<int> len(1, 4);
-  while (vocab.size() < 200) {
+  std::uniform_int_distribution<int> len(1, max_bytes);
+  while (vocab.size() < size) {
     std::string t;
     int n = len(*rng);
     while (static_cast<int>(t.size()) < n) t += units[pick(*rng)];
-    if (t.size() > 4) t.resize(4);
+    if (static_cast<int>(t.size()) > max_bytes) t.resize(max_bytes);
     vocab.push_back(t);
   }
   *eog = static_cast<int32_t>(vocab.size());
@@ -132,6 +148,136 @@ TEST(TokenMaskTest, MaskEqualsBruteForceOnRandomWalks) {
   EXPECT_GT(steps, 1000);
   EXPECT_GT(completions, 0);
   EXPECT_GT(limited, 0);
+}
+
+// One MaskCache per grammar, shared by every walk (many matchers), each walk run twice: the second
+// pass finds the cache warm. Every mask must equal the brute force, bit for bit.
+TEST(TokenMaskTest, CachedMaskEqualsBruteForceOnRandomWalks) {
+  std::mt19937 rng(4321);
+  int32_t eog;
+  std::vector<std::string> tokens = RandomVocabulary(&rng, &eog, /*max_bytes=*/8, /*size=*/400);
+  auto vocab = TokenVocabulary::Create(tokens, std::vector<int32_t>{eog});
+  ASSERT_TRUE(vocab.ok()) << vocab.status().ToString();
+  const TokenVocabulary& v = **vocab;
+  std::vector<uint32_t> mask(v.mask_words());
+  struct Setup {
+    const char* text;
+    MatcherOptions options;
+  };
+  size_t fast = 0, exact = 0, checks = 0, limited = 0;
+  for (const Setup& setup :
+       {Setup{kJson, {}}, Setup{kArithmetic, {}}, Setup{kUnicode, {}}, Setup{kAmbiguous, {}},
+        Setup{kAmbiguous, {.max_stacks = 8}}, Setup{kContexts, {}},
+        Setup{kContexts, {.max_stacks = 5}}, Setup{kContexts, {.max_stack_depth = 3}}}) {
+    // The capped setups make the cap refuse some tokens (the stacks of three strings at once).
+    auto g = Grammar::Compile(setup.text);
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    MaskCache cache(*vocab, *g);
+    for (int pass = 0; pass < 2; ++pass) {
+      std::mt19937 walk_rng(99);  // the same walks in both passes
+      for (int walk = 0; walk < 20; ++walk) {
+        auto created = Matcher::Create(*g, setup.options);
+        ASSERT_TRUE(created.ok());
+        Matcher m = std::move(created).value();
+        for (int step = 0; step < 40; ++step, ++checks) {
+          cache.FillNextTokenMask(m, mask);
+          std::vector<bool> expected = BruteForce(v, m);
+          std::vector<int32_t> allowed;
+          for (size_t i = 0; i < v.size(); ++i) {
+            bool bit = (mask[i >> 5] >> (i & 31)) & 1;
+            ASSERT_EQ(bit, expected[i]) << "token " << i << " '" << tokens[i] << "' step " << step
+                                        << " pass " << pass << " grammar " << setup.text;
+            if (bit) allowed.push_back(static_cast<int32_t>(i));
+          }
+          for (size_t i = 0; i < v.size(); ++i) {
+            Matcher copy = m;
+            if (!v.AcceptToken(&copy, static_cast<int32_t>(i)) && copy.limit_exceeded()) ++limited;
+          }
+          if (allowed.empty()) break;
+          int32_t next =
+              allowed[std::uniform_int_distribution<size_t>(0, allowed.size() - 1)(walk_rng)];
+          if (next == eog && allowed.size() > 1 && step < 30) next = allowed[0];
+          ASSERT_TRUE(v.AcceptToken(&m, next));
+          if (next == eog) break;
+        }
+      }
+    }
+    MaskCache::Stats st = cache.stats();
+    fast += st.fast;
+    exact += st.exact;
+  }
+  EXPECT_GT(checks, 1500u);
+  EXPECT_GT(fast, 300u);   // the cached path is exercised ...
+  EXPECT_GT(exact, 100u);  // ... and so is the fallback
+  EXPECT_GT(limited, 0u);  // and tokens refused for a stack cap, not by the grammar
+}
+
+// A cache with no room takes the exact walk every time, and still agrees.
+TEST(TokenMaskTest, FullCacheFallsBackToTheExactWalk) {
+  auto g = Grammar::Compile(kJson);
+  ASSERT_TRUE(g.ok());
+  std::mt19937 rng(5);
+  int32_t eog;
+  std::vector<std::string> tokens = RandomVocabulary(&rng, &eog, 8, 300);
+  auto vocab = TokenVocabulary::Create(tokens, std::vector<int32_t>{eog});
+  ASSERT_TRUE(vocab.ok());
+  MaskCache cache(*vocab, *g, {.max_bytes = 1});
+  auto m = Matcher::Create(*g);
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(m->AcceptBytes("{\"ab"));
+  std::vector<uint32_t> cached((*vocab)->mask_words()), exact((*vocab)->mask_words());
+  cache.FillNextTokenMask(*m, cached);
+  (*vocab)->FillNextTokenMask(*m, exact);
+  EXPECT_EQ(cached, exact);
+  EXPECT_EQ(cache.stats().fast, 0u);
+  EXPECT_EQ(cache.stats().entries, 0u);
+}
+
+// Threads share one cache, cold at first, each on its own walks; every mask must equal the exact
+// walk's.
+TEST(TokenMaskTest, CacheSharedAcrossThreads) {
+  std::mt19937 rng(77);
+  int32_t eog;
+  std::vector<std::string> tokens = RandomVocabulary(&rng, &eog, 8, 400);
+  auto vocab = TokenVocabulary::Create(tokens, std::vector<int32_t>{eog});
+  ASSERT_TRUE(vocab.ok());
+  for (const char* text : {kJson, kContexts}) {
+    auto g = Grammar::Compile(text);
+    ASSERT_TRUE(g.ok());
+    MaskCache cache(*vocab, *g);
+    std::atomic<int> mismatches{0}, masks{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        const TokenVocabulary& v = **vocab;
+        std::mt19937 walk_rng(1000 + t);
+        std::vector<uint32_t> cached(v.mask_words()), exact(v.mask_words());
+        for (int walk = 0; walk < 10; ++walk) {
+          auto m = Matcher::Create(*g);
+          if (!m.ok()) return;
+          for (int step = 0; step < 30; ++step) {
+            cache.FillNextTokenMask(*m, cached);
+            v.FillNextTokenMask(*m, exact);
+            ++masks;
+            if (cached != exact) ++mismatches;
+            std::vector<int32_t> allowed;
+            for (size_t i = 0; i < v.size(); ++i) {
+              if ((exact[i >> 5] >> (i & 31)) & 1) allowed.push_back(static_cast<int32_t>(i));
+            }
+            if (allowed.empty()) break;
+            int32_t next =
+                allowed[std::uniform_int_distribution<size_t>(0, allowed.size() - 1)(walk_rng)];
+            if (next == eog) break;
+            v.AcceptToken(&*m, next);
+          }
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    EXPECT_EQ(mismatches.load(), 0);
+    EXPECT_GT(masks.load(), 100);
+    EXPECT_GT(cache.stats().fast, 0u);
+  }
 }
 
 TEST(TokenMaskTest, EogOnlyAtCompletionAndEmptyTokensNever) {

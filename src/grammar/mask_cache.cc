@@ -1,0 +1,229 @@
+#include "grammar/mask_cache.h"
+
+#include <algorithm>
+#include <string>
+#include <string_view>
+
+namespace gannet::grammar {
+namespace {
+
+// The length of the strict UTF-8 character at s[i] (Unicode Table 3-7, the rules of
+// Matcher::StepByte) with its code point in *cp; 0 when it is invalid or cut short.
+size_t DecodeStrict(std::string_view s, size_t i, uint32_t* cp) {
+  auto b = static_cast<uint8_t>(s[i]);
+  if (b < 0x80) {
+    *cp = b;
+    return 1;
+  }
+  size_t n;
+  uint8_t lo = 0x80, hi = 0xBF;
+  if (b >= 0xC2 && b <= 0xDF) {
+    n = 2, *cp = b & 0x1F;
+  } else if (b >= 0xE0 && b <= 0xEF) {
+    n = 3, *cp = b & 0x0F;
+    if (b == 0xE0) lo = 0xA0;
+    if (b == 0xED) hi = 0x9F;
+  } else if (b >= 0xF0 && b <= 0xF4) {
+    n = 4, *cp = b & 0x07;
+    if (b == 0xF0) lo = 0x90;
+    if (b == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (size_t j = 1; j < n; ++j) {
+    auto c = static_cast<uint8_t>(s[i + j]);
+    if (c < lo || c > hi) return 0;
+    lo = 0x80, hi = 0xBF;
+    *cp = (*cp << 6) | (c & 0x3F);
+  }
+  return n;
+}
+
+std::string EncodeUtf8(uint32_t cp) {
+  std::string s;
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    s += static_cast<char>(0xC0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    s += static_cast<char>(0xE0 | (cp >> 12));
+    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    s += static_cast<char>(0xF0 | (cp >> 18));
+    s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+}  // namespace
+
+MaskCache::MaskCache(std::shared_ptr<const TokenVocabulary> vocab,
+                     std::shared_ptr<const Grammar> grammar, const MaskCacheOptions& options)
+    : vocab_(std::move(vocab)), grammar_(std::move(grammar)), options_(options) {
+  options_.max_classes = std::min<size_t>(options_.max_classes, 32);
+  std::vector<uint64_t> seen(0x110000 / 64);  // a set of code points, 136 KiB for a moment
+  for (const std::string& t : vocab_->tokens_) {
+    uint32_t cp;
+    for (size_t i = 0, n; i < t.size() && (n = DecodeStrict(t, i, &cp)) > 0; i += n) {
+      seen[cp >> 6] |= uint64_t{1} << (cp & 63);
+    }
+  }
+  for (uint32_t w = 0; w < seen.size(); ++w) {
+    for (uint64_t bits = seen[w]; bits != 0; bits &= bits - 1) {
+      code_points_.push_back(w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits)));
+    }
+  }
+}
+
+uint32_t MaskCache::Signature(const Classes& k, uint32_t cp) const {
+  uint32_t sig = 0;
+  for (size_t i = 0; i < k.size(); ++i) {
+    if (grammar_->ClassContains(k[i], cp)) sig |= 1u << i;
+  }
+  return sig;
+}
+
+std::shared_ptr<const MaskCache::ClassEntry> MaskCache::GetClassEntry(const Classes& k) const {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = class_entries_.find(k);
+    if (it != class_entries_.end()) return it->second;
+    if (full_) return nullptr;
+  }
+  auto entry = std::make_shared<ClassEntry>();
+  std::map<uint32_t, uint32_t> first;  // signature -> its first code point
+  for (uint32_t cp : code_points_) {
+    uint32_t sig = Signature(k, cp);
+    if (sig != 0) first.try_emplace(sig, cp);
+  }
+  entry->signatures.assign(first.begin(), first.end());
+  size_t bytes = entry->signatures.size() * 8 + k.size() * 4;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [it, inserted] = class_entries_.try_emplace(k, entry);
+  if (inserted) {
+    if (bytes_ + bytes > options_.max_bytes) {
+      class_entries_.erase(it);
+      full_ = true;
+      return entry;
+    }
+    bytes_ += bytes;
+  }
+  return it->second;
+}
+
+std::shared_ptr<const MaskCache::LoopEntry> MaskCache::GetLoopEntry(
+    const Classes& k, const std::vector<uint32_t>& loops) const {
+  auto key = std::make_pair(k, loops);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = loop_entries_.find(key);
+    if (it != loop_entries_.end()) return it->second;
+    if (full_) return nullptr;
+  }
+  auto entry = std::make_shared<LoopEntry>();
+  entry->accepted.assign(vocab_->mask_words(), 0);
+  // Signatures of ASCII looked up, the rest computed.
+  uint32_t ascii[128];
+  for (uint32_t c = 0; c < 128; ++c) ascii[c] = Signature(k, c);
+  std::vector<std::pair<std::string_view, int32_t>> rests;
+  for (size_t id = 0; id < vocab_->size(); ++id) {
+    const std::string& t = vocab_->tokens_[id];
+    if (t.empty() || vocab_->is_eog(static_cast<int32_t>(id))) continue;
+    size_t i = 0;
+    uint32_t cp;
+    for (size_t n; i < t.size() && (n = DecodeStrict(t, i, &cp)) > 0; i += n) {
+      uint32_t sig = cp < 128 ? ascii[cp] : Signature(k, cp);
+      if (!std::binary_search(loops.begin(), loops.end(), sig)) break;
+    }
+    if (i == t.size()) {
+      entry->accepted[id >> 5] |= 1u << (id & 31);
+    } else {
+      rests.push_back({std::string_view(t).substr(i), static_cast<int32_t>(id)});
+    }
+  }
+  entry->rests = ByteTrie::Build(std::move(rests));
+  size_t bytes = entry->accepted.size() * 4 + entry->rests.bytes();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [it, inserted] = loop_entries_.try_emplace(std::move(key), entry);
+  if (inserted) {
+    if (bytes_ + bytes > options_.max_bytes) {
+      loop_entries_.erase(it);
+      full_ = true;
+      return entry;  // used once, not kept
+    }
+    bytes_ += bytes;
+    ++stats_.entries;
+  }
+  return it->second;
+}
+
+void MaskCache::Exact(const Matcher& matcher, std::span<uint32_t> bitmask) const {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.exact;
+  }
+  vocab_->trie_.OrAccepted(matcher, bitmask);
+}
+
+void MaskCache::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const {
+  std::fill(bitmask.begin(), bitmask.begin() + static_cast<ptrdiff_t>(vocab_->mask_words()), 0u);
+  if (matcher.IsComplete()) {
+    for (int32_t id : vocab_->eog_ids_) bitmask[id >> 5] |= 1u << (id & 31);
+  }
+  if (!matcher.CanContinue()) return;
+  const Matcher::State& s = matcher.state();
+  if (&matcher.grammar() != grammar_.get() || s.partial.remaining != 0) {
+    return Exact(matcher, bitmask);
+  }
+  Classes k;
+  for (int32_t top : s.tops) {
+    if (top != Matcher::kEmptyStack) k.push_back(grammar_->item(matcher.position(top)).arg);
+  }
+  std::sort(k.begin(), k.end());
+  k.erase(std::unique(k.begin(), k.end()), k.end());
+  if (k.size() > options_.max_classes) return Exact(matcher, bitmask);
+  std::shared_ptr<const ClassEntry> class_entry = GetClassEntry(k);
+  if (class_entry == nullptr) return Exact(matcher, bitmask);
+
+  // L: the signatures whose step gives S back, stack for stack. Stepping depends only on the
+  // signature, so one representative code point decides for all that share it.
+  std::vector<uint32_t> loops;
+  Matcher work = matcher;
+  size_t mark = work.Mark();
+  Matcher::State a, b;
+  for (const auto& [sig, cp] : class_entry->signatures) {
+    std::string bytes = EncodeUtf8(cp);
+    const Matcher::State* in = &s;
+    bool ok = true;
+    for (char c : bytes) {
+      Matcher::State* out = in == &a ? &b : &a;
+      if (!(ok = work.StepByte(*in, static_cast<uint8_t>(c), out))) break;
+      in = out;
+    }
+    if (ok && in->partial.remaining == 0 && in->tops == s.tops) loops.push_back(sig);
+    work.Rollback(mark);
+  }
+  if (loops.empty()) return Exact(matcher, bitmask);
+  std::shared_ptr<const LoopEntry> entry = GetLoopEntry(k, loops);
+  if (entry == nullptr) return Exact(matcher, bitmask);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.fast;
+  }
+  for (size_t w = 0; w < entry->accepted.size(); ++w) bitmask[w] |= entry->accepted[w];
+  entry->rests.OrAccepted(matcher, bitmask);
+}
+
+MaskCache::Stats MaskCache::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stats st = stats_;
+  st.bytes = bytes_;
+  return st;
+}
+
+}  // namespace gannet::grammar
