@@ -195,7 +195,8 @@ Runner AddChatCommand(CLI::App& app) {
           .prompt = std::move(prompt),
           .max_tokens = static_cast<int32_t>(std::min<int64_t>(o->max_tokens, room)),
           .sampling = o->gen.sampling,
-          .stop = o->gen.stop};
+          .stop = o->gen.stop,
+          .grammar = o->gen.grammar};
       engine::GenerationCallbacks cb{.on_token =
                                          [reply](const engine::TokenEvent& ev) {
                                            std::lock_guard<std::mutex> lock(reply->mu);

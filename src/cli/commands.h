@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "grammar/grammar.h"
 #include "sampling/sampling_params.h"
 
 namespace gannet::cli {
@@ -29,7 +30,10 @@ struct GenerationFlags {
   SamplingParams sampling;
   std::optional<uint64_t> seed;
   std::vector<std::string> stop;
-  // Puts the seed into `sampling`, then checks the sampling values and the stop strings.
+  std::string grammar_file;                         // --grammar-file: GBNF text
+  std::shared_ptr<const grammar::Grammar> grammar;  // compiled by Check()
+  // Puts the seed into `sampling`, then checks the sampling values and the stop strings and
+  // compiles the grammar file.
   Status Check();
 };
 void AddGenerationFlags(CLI::App* sub, GenerationFlags* flags);

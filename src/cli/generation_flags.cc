@@ -1,4 +1,7 @@
 // The sampling and stop-string options `gannet run` and `gannet chat` share.
+#include <fstream>
+#include <sstream>
+
 #include "cli/commands.h"
 #include "engine/stop_strings.h"
 
@@ -21,6 +24,8 @@ void AddGenerationFlags(CLI::App* sub, GenerationFlags* f) {
   sub->add_option("-s,--seed", f->seed, "Random seed (default: random)");
   sub->add_option("--stop", f->stop, "Stop string: the text ends before it (repeatable)")
       ->allow_extra_args(false);
+  sub->add_option("--grammar-file", f->grammar_file,
+                  "GBNF grammar the output must follow (llama.cpp's format)");
 }
 
 Status GenerationFlags::Check() {
@@ -28,6 +33,20 @@ Status GenerationFlags::Check() {
   GANNET_RETURN_IF_ERROR(sampling.Validate());
   Result<std::shared_ptr<const engine::StopStrings>> s = engine::StopStrings::Compile(stop);
   if (!s.ok()) return Status::InvalidArgument("--stop: " + s.status().message());
+  if (!grammar_file.empty()) {
+    constexpr size_t kMaxGrammarFile = size_t{1} << 20;  // the parser's own limit on its text
+    std::ifstream in(grammar_file, std::ios::binary);
+    if (!in) return Status::NotFound("--grammar-file: cannot open " + grammar_file);
+    std::string text(kMaxGrammarFile + 1, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxGrammarFile) {
+      return Status::InvalidArgument("--grammar-file: " + grammar_file + " is over 1 MiB");
+    }
+    Result<std::shared_ptr<const grammar::Grammar>> g = grammar::Grammar::Compile(text);
+    if (!g.ok()) return Status::InvalidArgument("--grammar-file: " + g.status().message());
+    grammar = std::move(g).value();
+  }
   return Status::Ok();
 }
 

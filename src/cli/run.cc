@@ -124,7 +124,8 @@ int Run(RunOptions& o) {
     Result<engine::RequestId> id = eng.Submit({.prompt = prompt,
                                                .max_tokens = max_tokens,
                                                .sampling = o.gen.sampling,
-                                               .stop = o.gen.stop},
+                                               .stop = o.gen.stop,
+                                               .grammar = o.gen.grammar},
                                               std::move(cb));
     if (!id.ok()) return ReportError(id.status());
     std::unique_lock<std::mutex> lock(out->mu);

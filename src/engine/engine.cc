@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "engine/output_processor.h"
 
@@ -45,6 +46,10 @@ struct Engine::Active {
   std::vector<Sampler> samplers;         // one per sample
   std::vector<OutputProcessor> outputs;  // one per sample
   std::vector<std::string> tails;        // text released after a sample's last on_token
+  // Constrained decoding (request.grammar): the shared mask cache, one matcher and mask per sample.
+  std::shared_ptr<const grammar::MaskCache> masks;
+  std::vector<grammar::Matcher> matchers;
+  std::vector<std::vector<uint32_t>> mask_words;
   int64_t completion_tokens = 0;
   int64_t cached_prompt_tokens = 0;  // positions its first step found in the prefix cache
   bool scheduled_once = false;
@@ -149,6 +154,16 @@ Result<RequestId> Engine::Submit(GenerationRequest request, GenerationCallbacks 
   GANNET_RETURN_IF_ERROR(request.sampling.Validate(n_vocab));
   GANNET_ASSIGN_OR_RETURN(std::shared_ptr<const StopStrings> stops,
                           StopStrings::Compile(request.stop));
+  std::shared_ptr<const grammar::MaskCache> masks;
+  std::optional<grammar::Matcher> matcher;
+  if (request.grammar != nullptr) {
+    GANNET_ASSIGN_OR_RETURN(std::shared_ptr<const grammar::TokenVocabulary> vocab,
+                            GrammarVocabulary());
+    Result<grammar::Matcher> m = grammar::Matcher::Create(request.grammar);
+    if (!m.ok()) return Status::InvalidArgument("grammar: " + m.status().message());
+    matcher.emplace(std::move(m).value());
+    masks = std::make_shared<const grammar::MaskCache>(std::move(vocab), request.grammar);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (!accepting_) return Status::Unavailable("the server is shutting down");
   if (static_cast<int64_t>(submitted_.size()) + stats_.waiting >= options_.max_queue) {
@@ -160,6 +175,8 @@ Result<RequestId> Engine::Submit(GenerationRequest request, GenerationCallbacks 
                                .request = std::move(request),
                                .callbacks = std::move(callbacks),
                                .stops = stops->empty() ? nullptr : std::move(stops),
+                               .masks = std::move(masks),
+                               .matcher = std::move(matcher),
                                .submitted = Clock::now()});
   cv_.notify_one();
   return id;
@@ -254,6 +271,12 @@ void Engine::Admit(std::deque<Pending>& incoming) {
       a->outputs.emplace_back(tok, p.request.stop_at_eog, p.stops);
     }
     a->tails.resize(static_cast<size_t>(p.request.n));
+    if (p.masks != nullptr) {
+      a->masks = std::move(p.masks);
+      a->matchers.assign(static_cast<size_t>(p.request.n), *p.matcher);
+      a->mask_words.assign(static_cast<size_t>(p.request.n),
+                           std::vector<uint32_t>((static_cast<size_t>(n_vocab) + 31) / 32));
+    }
     SchedulerRequest sr{.id = p.id,
                         .prompt = p.request.prompt,
                         .max_tokens = p.request.max_tokens,
@@ -360,7 +383,18 @@ void Engine::Sample(const SchedulerOutput& out, std::span<const float> logits) {
       const std::span<const float> lg = logits.subspan(job.row * n_vocab, n_vocab);
       std::copy(lg.begin(), lg.end(), w.begin());
       const size_t i = static_cast<size_t>(job.index);
+      if (job.active->masks != nullptr && !ApplyGrammar(*job.active, i, w)) {
+        // The grammar allows nothing here (a dead end): the sample ends without a token.
+        job.token = 0;
+        job.output = TokenOutput{.emitted = false, .finished = true};
+        continue;
+      }
       job.token = job.active->samplers[i].Sample(w);
+      if (job.active->masks != nullptr) {
+        const bool accepted =
+            job.active->masks->vocab().AcceptToken(&job.active->matchers[i], job.token);
+        GANNET_CHECK(accepted);  // the mask allowed it
+      }
       if (job.active->request.top_logprobs >= 0) {
         TopLogprobs(w, job.token, job.active->request.top_logprobs, job.top, &job.logprob);
       }
@@ -373,6 +407,32 @@ void Engine::Sample(const SchedulerOutput& out, std::span<const float> logits) {
   } else {
     sample(0, static_cast<int64_t>(jobs_.size()), 0);
   }
+}
+
+bool Engine::ApplyGrammar(Active& a, size_t sample, std::span<float> logits) {
+  std::vector<uint32_t>& mask = a.mask_words[sample];
+  a.masks->FillNextTokenMask(a.matchers[sample], mask);
+  bool any = false;
+  for (size_t t = 0; t < logits.size(); ++t) {
+    const bool allowed = t / 32 < mask.size() && ((mask[t / 32] >> (t % 32)) & 1u) != 0;
+    if (!allowed) logits[t] = -std::numeric_limits<float>::infinity();
+    any |= allowed;
+  }
+  return any;
+}
+
+Result<std::shared_ptr<const grammar::TokenVocabulary>> Engine::GrammarVocabulary() {
+  std::lock_guard<std::mutex> lock(vocab_mu_);
+  if (vocab_ != nullptr) return vocab_;
+  // One entry per logits row: ids past the tokenizer's vocabulary have no bytes (never allowed).
+  const Tokenizer& tok = runner_->tokenizer();
+  std::vector<std::string> pieces(static_cast<size_t>(runner_->config().n_vocab));
+  for (int32_t id = 0; id < tok.n_vocab(); ++id) {
+    pieces[static_cast<size_t>(id)] = tok.TokenToPiece(id, /*render_special=*/false);
+  }
+  GANNET_ASSIGN_OR_RETURN(
+      vocab_, grammar::TokenVocabulary::Create(std::move(pieces), tok.end_of_generation_ids()));
+  return vocab_;
 }
 
 StepResult Engine::EmitOutputs(const SchedulerOutput& out) {

@@ -24,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -37,6 +38,10 @@
 #include "engine/prefill_pacer.h"
 #include "engine/scheduler.h"
 #include "engine/stop_strings.h"
+#include "grammar/grammar.h"
+#include "grammar/mask_cache.h"
+#include "grammar/matcher.h"
+#include "grammar/token_mask.h"
 #include "sampling/logprobs.h"
 #include "sampling/sampler.h"
 
@@ -65,6 +70,10 @@ struct GenerationRequest {
   std::vector<std::string> stop;  // stop strings: a sample's text ends before the first to complete
                                   // (at most kMaxStopStrings, kMaxStopBytes in all)
   int32_t top_logprobs = -1;  // < 0: no logprobs; 0..20: the chosen token's and this many top ones
+  // Constrained decoding: every sampled token keeps the sample's text inside this grammar's
+  // language (tokens it does not allow are masked out before sampling; end-of-generation tokens
+  // are allowed only where the grammar may end). Null: unconstrained.
+  std::shared_ptr<const grammar::Grammar> grammar;
 };
 
 // One generated token of one sample.
@@ -149,6 +158,8 @@ class Engine {
     GenerationRequest request;
     GenerationCallbacks callbacks;
     std::shared_ptr<const StopStrings> stops;
+    std::shared_ptr<const grammar::MaskCache> masks;  // with request.grammar
+    std::optional<grammar::Matcher> matcher;          // its start state, copied per sample
     std::chrono::steady_clock::time_point submitted;
   };
   struct Inbox {  // what one iteration takes from other threads
@@ -175,6 +186,11 @@ class Engine {
   bool PublishStats(bool stopping);  // true: drained, the loop ends
 
   void FinishRequest(RequestId id, const Status& status, const std::vector<SampleOutput>* samples);
+  // The model's vocabulary as the grammar module sees it (token bytes, end-of-generation ids),
+  // built on first use.
+  Result<std::shared_ptr<const grammar::TokenVocabulary>> GrammarVocabulary();
+  // Masks out what the sample's grammar does not allow next; false when nothing is allowed.
+  static bool ApplyGrammar(Active& a, size_t sample, std::span<float> logits);
   void PublishSchedulerStats();  // REQUIRES: mu_ held
 
   ModelRunner* runner_;
@@ -191,6 +207,8 @@ class Engine {
   bool stop_ = false;
   std::chrono::steady_clock::time_point drain_deadline_{};
   RequestId next_id_ = 1;
+  std::mutex vocab_mu_;  // guards vocab_ (built by the first Submit with a grammar)
+  std::shared_ptr<const grammar::TokenVocabulary> vocab_;
   // The requests of the forward pass in flight that are not cancelled yet. When the last one is
   // cancelled, abort_step_ stops the pass at its next node: clients that all went away free their
   // KV blocks without waiting for a whole step.

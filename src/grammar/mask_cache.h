@@ -62,6 +62,8 @@ class MaskCache {
   // the exact walk. REQUIRES: bitmask.size() >= vocab.mask_words().
   void FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const;
 
+  const TokenVocabulary& vocab() const { return *vocab_; }
+
   struct Stats {
     size_t entries = 0;  // (K, L) entries
     size_t bytes = 0;    // counted heap of all entries

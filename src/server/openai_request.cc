@@ -454,6 +454,14 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
   std::optional<bool> ignore_eos;
   if (auto e = ReadBool(j, "ignore_eos", &ignore_eos)) return e;
   out->ignore_eos = ignore_eos.value_or(false);
+  std::string grammar;
+  if (auto e = ReadString(j, "grammar", &grammar)) return e;
+  if (!grammar.empty()) {
+    // The parser bounds its own work (text size, rules, nesting, repetition).
+    Result<std::shared_ptr<const grammar::Grammar>> g = grammar::Grammar::Compile(grammar);
+    if (!g.ok()) return Invalid("grammar", "Invalid 'grammar': " + g.status().message());
+    out->grammar = std::move(g).value();
+  }
 
   if (Status s = out->sampling.Validate(limits.n_vocab); !s.ok()) return Invalid("", s.message());
   return std::nullopt;

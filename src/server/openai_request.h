@@ -12,12 +12,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "chat/template.h"
+#include "grammar/grammar.h"
 #include "sampling/sampling_params.h"
 
 namespace gannet::server {
@@ -65,6 +67,9 @@ struct CompletionRequest {
   std::string user;
   bool ignore_eos = false;  // extension (vLLM, llama.cpp): the model's end-of-generation tokens do
                             // not end a choice
+  // Extension (llama.cpp's server): `grammar`, GBNF text every choice must follow; compiled here,
+  // so a bad grammar is a 400 naming the line and column. Null: none.
+  std::shared_ptr<const grammar::Grammar> grammar;
 };
 
 // Parses and validates a request body for `endpoint`. On failure returns the 400 to send (or 415

@@ -371,7 +371,8 @@ void OpenAiService::StartGeneration(engine::Engine& engine, Endpoint endpoint,
                                  .sampling = req.sampling,
                                  .stop_at_eog = !req.ignore_eos,
                                  .stop = std::move(req.stop),
-                                 .top_logprobs = req.logprobs ? req.top_logprobs : -1};
+                                 .top_logprobs = req.logprobs ? req.top_logprobs : -1,
+                                 .grammar = std::move(req.grammar)};
   engine::GenerationCallbacks callbacks{
       .on_token = [gen](const engine::TokenEvent& ev) { gen->OnToken(ev); },
       .on_done = [gen](const engine::GenerationResult& r) { gen->OnDone(r); }};

@@ -3,6 +3,7 @@ and bad input (corrupt files, bad options) answered with one clear error line an
 never a crash. In the sanitizer build this runs the ASan/UBSan binary, so a memory error fails it.
 """
 import json
+import re
 import struct
 import subprocess
 from pathlib import Path
@@ -194,6 +195,27 @@ def test_run_stop_strings(gannet_bin, fixtures):
     too_many = [a for i in range(17) for a in ("--stop", f"s{i}")]
     assert_one_error_line(run(gannet_bin, "run", "-m", model, "-p", "hi", *too_many), "stop")
     assert_one_error_line(run(gannet_bin, "run", "-m", model, "-p", "hi", "--stop", "x" * 5000), "stop")
+
+
+def test_run_grammar_file(gannet_bin, fixtures, tmp_path):
+    model = fixtures / "tiny" / "tiny-llama-f32.gguf"
+    grammar = tmp_path / "abc.gbnf"
+    grammar.write_text('root ::= [a-c]+ "!"  # letters, then an exclamation mark\n')
+    for seed in ("1", "2", "3"):
+        r = run(gannet_bin, "run", "-m", model, "-p", "hello", "-n", "16", "--temp", "1.5", "--top-k", "0",
+                "--seed", seed, "--grammar-file", grammar, "--json")
+        assert r.returncode == 0, r.stderr
+        j = json.loads(r.stdout.decode().splitlines()[-1])
+        if j["finish_reason"] == "stop":
+            assert re.fullmatch(r"[a-c]+!", j["text"]), j["text"]
+        else:
+            assert re.fullmatch(r"[a-c]*", j["text"]), j["text"]
+    bad = tmp_path / "bad.gbnf"
+    bad.write_text("root ::= missing\n")
+    assert_one_error_line(run(gannet_bin, "run", "-m", model, "-p", "hi", "--grammar-file", bad),
+                          "grammar", "missing")
+    assert_one_error_line(run(gannet_bin, "run", "-m", model, "-p", "hi", "--grammar-file", tmp_path / "nope"),
+                          "grammar", "cannot open")
 
 
 def test_run_streams_text_and_speed_line(gannet_bin, fixtures):

@@ -223,6 +223,33 @@ def test_stop_strings(client):
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
+JSON_GBNF = r"""
+root   ::= "{" ws "\"name\"" ws ":" ws string "," ws "\"age\"" ws ":" ws number "}"
+string ::= "\"" [a-zA-Z ]{1,20} "\""
+number ::= [1-9] [0-9]{0,2}
+ws     ::= [ ]?
+"""
+
+
+def test_grammar_field(client):
+    # llama.cpp's server extension: every choice follows the GBNF grammar, streamed or not.
+    msgs = [{"role": "user", "content": "Describe a cat as JSON."}]
+    r = client.chat.completions.create(model=MODEL_ID, messages=msgs, max_tokens=48, temperature=0.8, seed=3, n=2,
+                                       extra_body={"grammar": JSON_GBNF})
+    for c in r.choices:
+        assert c.finish_reason == "stop", c.message.content
+        obj = json.loads(c.message.content)
+        assert set(obj) == {"name", "age"} and isinstance(obj["age"], int)
+    chunks = list(client.chat.completions.create(model=MODEL_ID, messages=msgs, max_tokens=48, temperature=0,
+                                                 stream=True, extra_body={"grammar": JSON_GBNF}))
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert set(json.loads(streamed)) == {"name", "age"}
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=MODEL_ID, messages=msgs, extra_body={"grammar": "root ::= ("})
+    err = error_of(e)
+    assert err["param"] == "grammar" and "line 1" in err["message"], err
+
+
 def test_logprobs(client):
     r = client.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "Hello"}],
                                        max_tokens=5, temperature=0, logprobs=True, top_logprobs=3)

@@ -11,6 +11,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -329,6 +330,57 @@ TEST(EngineThreads, SeededSamplesAndLogprobsDoNotDependOnThreads) {
   ASSERT_EQ(one.logprobs.size(), 3u * 4u);  // 3 requests x 4 samples
   for (const auto& [key, lps] : one.logprobs) EXPECT_EQ(lps.size(), 6u);
   EXPECT_EQ(one.logprobs, two.logprobs);
+}
+
+// Constrained decoding: whatever the sampler would pick, every sample's text stays inside the
+// grammar's language; a sample ends (finish kStop) once the grammar can only end; n > 1 samples
+// each keep their own matcher.
+TEST_F(EngineControl, GrammarConstrainsEverySample) {
+  auto s = Engine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 32, .max_seqs = 8});
+  ASSERT_TRUE(s.ok());
+  Result<std::shared_ptr<const grammar::Grammar>> g =
+      grammar::Grammar::Compile("root ::= [a-c]+ \"!\"");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::regex whole("[a-c]+!"), prefix("[a-c]*");
+  int ended = 0;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    Collected c;
+    SamplingParams sp{.temperature = 1.5f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = seed};
+    ASSERT_TRUE((*s)->Submit({.prompt = Prompt(static_cast<int>(seed), 5, n_vocab_),
+                              .max_tokens = 16,
+                              .n = 3,
+                              .sampling = sp,
+                              .top_logprobs = 2,
+                              .grammar = *g},
+                             c.Callbacks(3))
+                    .ok());
+    ASSERT_TRUE(c.Wait());
+    ASSERT_TRUE(c.result.status.ok()) << c.result.status.ToString();
+    for (int i = 0; i < 3; ++i) {
+      const std::string& text = c.text[static_cast<size_t>(i)];
+      if (c.result.samples[static_cast<size_t>(i)].finish == FinishReason::kStop) {
+        EXPECT_TRUE(std::regex_match(text, whole)) << text;
+        ++ended;
+      } else {
+        EXPECT_EQ(c.result.samples[static_cast<size_t>(i)].finish, FinishReason::kLength);
+        EXPECT_TRUE(std::regex_match(text, prefix)) << text;
+      }
+    }
+  }
+  EXPECT_GT(ended, 0);  // some samples reach "!" and end there
+  // Without a grammar the same requests leave the alphabet (the constraint is what holds them).
+  Collected free;
+  SamplingParams sp{.temperature = 1.5f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = 1};
+  ASSERT_TRUE(
+      (*s)->Submit({.prompt = Prompt(1, 5, n_vocab_), .max_tokens = 16, .n = 3, .sampling = sp},
+                   free.Callbacks(3))
+          .ok());
+  ASSERT_TRUE(free.Wait());
+  bool outside = false;
+  for (const std::string& t : free.text) outside |= !std::regex_match(t, prefix);
+  EXPECT_TRUE(outside);
+  WaitForIdle(**s);
+  EXPECT_EQ((*s)->stats().kv_blocks_used, 0);
 }
 
 TEST_F(EngineControl, PrefixCachingCanBeTurnedOff) {
