@@ -248,6 +248,17 @@ def test_grammar_field(client):
         client.chat.completions.create(model=MODEL_ID, messages=msgs, extra_body={"grammar": "root ::= ("})
     err = error_of(e)
     assert err["param"] == "grammar" and "line 1" in err["message"], err
+    # Hostile grammars are refused quickly (the parser's limits), and the server stays up.
+    for hostile in ("root ::= " + "(" * 20000 + '"a"' + ")" * 20000, 'root ::= "x"{1000000}',
+                    "root ::= a\na ::= b\n" + "".join(f"r{i} ::= r{i + 1}\n" for i in range(2000))):
+        t0 = time.monotonic()
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model=MODEL_ID, messages=msgs, max_tokens=4,
+                                           extra_body={"grammar": hostile})
+        assert error_of(e)["param"] == "grammar"
+        assert time.monotonic() - t0 < 5
+    r = client.chat.completions.create(model=MODEL_ID, messages=msgs, max_tokens=2)
+    assert r.choices[0].finish_reason in ("stop", "length")
 
 
 def test_logprobs(client):
