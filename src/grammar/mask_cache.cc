@@ -4,41 +4,10 @@
 #include <string>
 #include <string_view>
 
+#include "grammar/strict_utf8.h"
+
 namespace gannet::grammar {
 namespace {
-
-// The length of the strict UTF-8 character at s[i] (Unicode Table 3-7, the rules of
-// Matcher::StepByte) with its code point in *cp; 0 when it is invalid or cut short.
-size_t DecodeStrict(std::string_view s, size_t i, uint32_t* cp) {
-  auto b = static_cast<uint8_t>(s[i]);
-  if (b < 0x80) {
-    *cp = b;
-    return 1;
-  }
-  size_t n;
-  uint8_t lo = 0x80, hi = 0xBF;
-  if (b >= 0xC2 && b <= 0xDF) {
-    n = 2, *cp = b & 0x1F;
-  } else if (b >= 0xE0 && b <= 0xEF) {
-    n = 3, *cp = b & 0x0F;
-    if (b == 0xE0) lo = 0xA0;
-    if (b == 0xED) hi = 0x9F;
-  } else if (b >= 0xF0 && b <= 0xF4) {
-    n = 4, *cp = b & 0x07;
-    if (b == 0xF0) lo = 0x90;
-    if (b == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  for (size_t j = 1; j < n; ++j) {
-    auto c = static_cast<uint8_t>(s[i + j]);
-    if (c < lo || c > hi) return 0;
-    lo = 0x80, hi = 0xBF;
-    *cp = (*cp << 6) | (c & 0x3F);
-  }
-  return n;
-}
 
 std::string EncodeUtf8(uint32_t cp) {
   std::string s;
@@ -66,18 +35,6 @@ MaskCache::MaskCache(std::shared_ptr<const TokenVocabulary> vocab,
                      std::shared_ptr<const Grammar> grammar, const MaskCacheOptions& options)
     : vocab_(std::move(vocab)), grammar_(std::move(grammar)), options_(options) {
   options_.max_classes = std::min<size_t>(options_.max_classes, 32);
-  std::vector<uint64_t> seen(0x110000 / 64);  // a set of code points, 136 KiB for a moment
-  for (const std::string& t : vocab_->tokens_) {
-    uint32_t cp;
-    for (size_t i = 0, n; i < t.size() && (n = DecodeStrict(t, i, &cp)) > 0; i += n) {
-      seen[cp >> 6] |= uint64_t{1} << (cp & 63);
-    }
-  }
-  for (uint32_t w = 0; w < seen.size(); ++w) {
-    for (uint64_t bits = seen[w]; bits != 0; bits &= bits - 1) {
-      code_points_.push_back(w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits)));
-    }
-  }
 }
 
 uint32_t MaskCache::Signature(const Classes& k, uint32_t cp) const {
@@ -97,7 +54,7 @@ std::shared_ptr<const MaskCache::ClassEntry> MaskCache::GetClassEntry(const Clas
   }
   auto entry = std::make_shared<ClassEntry>();
   std::map<uint32_t, uint32_t> first;  // signature -> its first code point
-  for (uint32_t cp : code_points_) {
+  for (uint32_t cp : vocab_->code_points_) {
     uint32_t sig = Signature(k, cp);
     if (sig != 0) first.try_emplace(sig, cp);
   }

@@ -24,8 +24,8 @@
 // Memory: entries are built lazily on first use and never evicted; their heap (a bitset of
 // n_vocab bits and a trie of token suffixes, at most the vocabulary trie, per (K, L); a list of
 // code points per K) is counted, and once it reaches MaskCacheOptions::max_bytes no entry is
-// added: uncached states then take the exact walk. Plus, built once, the vocabulary's distinct
-// code points (4 bytes each).
+// added: uncached states then take the exact walk. (The vocabulary's distinct code points are the
+// TokenVocabulary's, computed once per vocabulary.)
 //
 // Thread-safety: FillNextTokenMask may run concurrently on different matchers (one cache shared
 // by every sequence using this grammar and vocabulary). Entries are immutable once built, held by
@@ -93,7 +93,6 @@ class MaskCache {
   std::shared_ptr<const TokenVocabulary> vocab_;
   std::shared_ptr<const Grammar> grammar_;
   MaskCacheOptions options_;
-  std::vector<uint32_t> code_points_;  // sorted distinct complete code points of the vocabulary
 
   mutable std::mutex mu_;  // guards everything below
   mutable std::map<Classes, std::shared_ptr<const ClassEntry>> class_entries_;

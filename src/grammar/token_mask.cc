@@ -5,6 +5,8 @@
 #include <string_view>
 #include <utility>
 
+#include "grammar/strict_utf8.h"
+
 namespace gannet::grammar {
 
 Result<std::shared_ptr<const TokenVocabulary>> TokenVocabulary::Create(
@@ -27,6 +29,18 @@ Result<std::shared_ptr<const TokenVocabulary>> TokenVocabulary::Create(
     if (!v->is_eog_[i]) entries.push_back({v->tokens_[i], static_cast<int32_t>(i)});
   }
   v->trie_ = ByteTrie::Build(std::move(entries));
+  std::vector<uint64_t> seen(0x110000 / 64);  // a set of code points, 136 KiB for a moment
+  for (const std::string& t : v->tokens_) {
+    uint32_t cp;
+    for (size_t i = 0, n; i < t.size() && (n = DecodeStrict(t, i, &cp)) > 0; i += n) {
+      seen[cp >> 6] |= uint64_t{1} << (cp & 63);
+    }
+  }
+  for (uint32_t w = 0; w < seen.size(); ++w) {
+    for (uint64_t bits = seen[w]; bits != 0; bits &= bits - 1) {
+      v->code_points_.push_back(w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits)));
+    }
+  }
   return std::shared_ptr<const TokenVocabulary>(std::move(v));
 }
 

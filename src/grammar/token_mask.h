@@ -63,6 +63,9 @@ class TokenVocabulary {
   std::vector<bool> is_eog_;
   std::vector<int32_t> eog_ids_;
   ByteTrie trie_;  // every token but the end-of-generation and empty ones
+  // Sorted distinct complete code points of the tokens (MaskCache's signatures), once per
+  // vocabulary.
+  std::vector<uint32_t> code_points_;
 };
 
 }  // namespace gannet::grammar
