@@ -106,6 +106,20 @@ void KvCacheManager::CommitTokens(SeqId seq, std::span<const int32_t> tokens,
   }
 }
 
+void KvCacheManager::TrimSlots(SeqId seq, int32_t num_slots) {
+  const auto it = seqs_.find(seq);
+  GANNET_CHECK(it != seqs_.end());
+  SeqKv& s = it->second;
+  const int32_t bs = pool_.block_size();
+  GANNET_CHECK(num_slots >= s.num_committed_blocks * bs && num_slots <= s.num_slots);
+  const size_t keep = static_cast<size_t>((num_slots + bs - 1) / bs);
+  while (s.table.size() > keep) {
+    pool_.Release(s.table.back());
+    s.table.pop_back();
+  }
+  s.num_slots = num_slots;
+}
+
 void KvCacheManager::Free(SeqId seq) {
   auto it = seqs_.find(seq);
   if (it == seqs_.end()) return;

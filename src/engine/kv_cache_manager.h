@@ -57,6 +57,11 @@ class KvCacheManager {
   // REQUIRES: num_computed <= NumSlots(seq) and tokens.size() >= num_computed.
   void CommitTokens(SeqId seq, std::span<const int32_t> tokens, int32_t num_computed);
 
+  // Gives back the slots of `seq` past its first `num_slots` (speculative decoding: the slots of a
+  // draft tree's rejected tokens); blocks left with no slot are released.
+  // REQUIRES: Contains(seq); num_slots <= NumSlots(seq) and no committed block is cut.
+  void TrimSlots(SeqId seq, int32_t num_slots);
+
   // Releases every block of `seq` (no-op for an unknown sequence). The tail is released first so
   // that, among its cached blocks, the ones deepest in the sequence are evicted first.
   void Free(SeqId seq);

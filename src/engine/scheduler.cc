@@ -111,6 +111,7 @@ void Scheduler::Preempt(Sequence* s, SchedulerOutput* out) {
   // its output so far as part of its prompt.
   kv_.Free(s->id);
   s->num_computed = 0;
+  s->draft = {};
   s->state = SeqState::kPreempted;
   RemoveRunning(s);
   waiting_.push_front(s);
@@ -147,7 +148,8 @@ SchedulerOutput Scheduler::Schedule(int32_t prefill_limit) {
       fl.push_back({.seq_id = e.seq_id,
                     .n = static_cast<int32_t>(e.tokens.size()),
                     .num_samples = e.num_samples,
-                    .needs_logits = e.needs_logits});
+                    .needs_logits = e.needs_logits,
+                    .speculative = e.speculative()});
     }
     in_flight_ = std::move(fl);
   }
@@ -165,13 +167,34 @@ void Scheduler::ScheduleRunning(bool decodes, int32_t* budget, SchedulerOutput* 
       continue;
     }
     const int32_t n = std::min(gap, *budget);
-    if (!AllocateOrPreempt(s, n, out))
+    const int32_t m = decodes ? DraftSize(*s, *budget - n) : 0;
+    if (!AllocateOrPreempt(s, n + m, out))
       continue;  // s was preempted: running_[i] is now the next one
     s->scheduled_step = step_;
-    out->seqs.push_back(MakeEntry(*s, n));
-    *budget -= n;
+    ScheduledSeq e = MakeEntry(*s, n);
+    if (m > 0) AddDraft(*s, m, &e);
+    s->draft = {};
+    out->seqs.push_back(std::move(e));
+    *budget -= n + m;
     ++i;
   }
+}
+
+int32_t Scheduler::DraftSize(const Sequence& s, int32_t max_nodes) const {
+  if (s.draft.empty() || s.pending_forks > 0) return 0;
+  // Every accepted token but the last leaves K/V: 1 + m slots never exceed the prompt + max_tokens
+  // - 1 that AddRequest checked against the pool (and the engine against the context).
+  const int32_t remaining = requests_.at(s.request_id).spec.max_tokens - s.num_output();
+  const int32_t m = std::min(
+      {static_cast<int32_t>(s.draft.tokens.size()), max_nodes, kMaxDraftTokens, remaining - 1});
+  return std::max(m, 0);
+}
+
+void Scheduler::AddDraft(const Sequence& s, int32_t m, ScheduledSeq* e) const {
+  e->tokens.insert(e->tokens.end(), s.draft.tokens.begin(), s.draft.tokens.begin() + m);
+  e->tree_parents.reserve(static_cast<size_t>(m) + 1);
+  e->tree_parents.push_back(-1);
+  for (int32_t i = 0; i < m; ++i) e->tree_parents.push_back(s.draft.parents[i] + 1);
 }
 
 bool Scheduler::AllocateOrPreempt(Sequence* s, int32_t n, SchedulerOutput* out) {
@@ -238,21 +261,7 @@ Status Scheduler::Update(const StepResult& result) {
       continue;
     }
     ++matched;
-    if (!f.needs_logits) {
-      return Status::InvalidArgument("update: sequence " + std::to_string(f.seq_id) +
-                                     " produced no logits this step");
-    }
-    if (static_cast<int32_t>(it->second->samples.size()) != f.num_samples) {
-      return Status::InvalidArgument("update: sequence " + std::to_string(f.seq_id) + " expects " +
-                                     std::to_string(f.num_samples) + " samples, got " +
-                                     std::to_string(it->second->samples.size()));
-    }
-    for (const SampledToken& t : it->second->samples) {
-      if (t.token < 0)
-        return Status::InvalidArgument("update: negative token id " + std::to_string(t.token));
-      if (t.discard && !t.stop)
-        return Status::InvalidArgument("update: a discarded token must stop its sample");
-    }
+    GANNET_RETURN_IF_ERROR(CheckResult(f, *it->second));
   }
   if (matched != by_seq.size())
     return Status::InvalidArgument("update: result for a sequence not in this step");
@@ -263,10 +272,20 @@ Status Scheduler::Update(const StepResult& result) {
     const auto sit = seqs_.find(f.seq_id);
     if (sit == seqs_.end()) continue;  // cancelled since Schedule()
     Sequence* s = sit->second.get();
+    if (f.speculative) {
+      const SeqStepResult& r = *by_seq.at(f.seq_id);
+      ++num_spec_steps_;
+      num_draft_tokens_ += f.n - 1;
+      num_accepted_tokens_ += static_cast<int64_t>(r.samples.size()) - 1;
+      if (ApplySpeculative(s, r.samples)) s->draft = r.draft;
+      continue;
+    }
     s->num_computed += f.n;
     kv_.CommitTokens(s->id, s->tokens, s->num_computed);
     if (!f.needs_logits) continue;
     const std::vector<SampledToken>& samples = by_seq.at(f.seq_id)->samples;
+    if (!by_seq.at(f.seq_id)->draft.empty() && s->pending_forks == 0)
+      s->draft = by_seq.at(f.seq_id)->draft;
     if (s->pending_forks > 0) {
       // Fork before the parent appends (and maybe finishes): the children share its blocks,
       // including the partial last one, which the first writer copies.
@@ -292,18 +311,66 @@ Status Scheduler::Update(const StepResult& result) {
   return Status::Ok();
 }
 
-void Scheduler::AppendSample(Sequence* s, SampledToken t) {
+Status Scheduler::CheckResult(const InFlight& f, const SeqStepResult& r) const {
+  const std::string seq = "update: sequence " + std::to_string(f.seq_id);
+  if (!f.needs_logits) return Status::InvalidArgument(seq + " produced no logits this step");
+  const size_t n = r.samples.size();
+  if (f.speculative ? (n < 1 || n > static_cast<size_t>(f.n))
+                    : n != static_cast<size_t>(f.num_samples)) {
+    return Status::InvalidArgument(
+        seq + " expects " +
+        (f.speculative ? "1 to " + std::to_string(f.n) : std::to_string(f.num_samples)) +
+        " samples, got " + std::to_string(n));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const SampledToken& t = r.samples[i];
+    if (t.token < 0)
+      return Status::InvalidArgument("update: negative token id " + std::to_string(t.token));
+    if (t.discard && !t.stop)
+      return Status::InvalidArgument("update: a discarded token must stop its sample");
+    if (f.speculative && t.stop && i + 1 != n)
+      return Status::InvalidArgument(seq + ": an accepted token after a stop");
+  }
+  const Draft& d = r.draft;
+  if (d.tokens.size() != d.parents.size() || d.tokens.size() > static_cast<size_t>(kMaxDraftTokens))
+    return Status::InvalidArgument(seq + ": malformed draft");
+  for (size_t i = 0; i < d.tokens.size(); ++i) {
+    if (d.tokens[i] < 0 || d.parents[i] < -1 || d.parents[i] >= static_cast<int32_t>(i))
+      return Status::InvalidArgument(seq + ": malformed draft");
+  }
+  return Status::Ok();
+}
+
+bool Scheduler::ApplySpeculative(Sequence* s, const std::vector<SampledToken>& samples) {
+  // The newest token and the accepted draft tokens (all samples but the last) have their K/V in
+  // slots [base, base + samples.size()); the rest of the tree's slots go back.
+  const int32_t base = s->num_computed;
+  const SeqId id = s->id;
+  for (const SampledToken& t : samples) {
+    if (!AppendSample(s, t)) return false;
+  }
+  s->num_computed = base + static_cast<int32_t>(samples.size());
+  kv_.TrimSlots(id, s->num_computed);
+  kv_.CommitTokens(id, s->tokens, s->num_computed);
+  return true;
+}
+
+bool Scheduler::AppendSample(Sequence* s, SampledToken t) {
   const RequestState& r = requests_.at(s->request_id);
   if (t.stop && t.discard) {
     FinishSeq(s, FinishReason::kStop);
-    return;
+    return false;
   }
   s->tokens.push_back(t.token);
   if (t.stop) {
     FinishSeq(s, FinishReason::kStop);
-  } else if (s->num_output() >= r.spec.max_tokens) {
-    FinishSeq(s, FinishReason::kLength);
+    return false;
   }
+  if (s->num_output() >= r.spec.max_tokens) {
+    FinishSeq(s, FinishReason::kLength);
+    return false;
+  }
+  return true;
 }
 
 void Scheduler::FinishSeq(Sequence* s, FinishReason reason) {
@@ -357,7 +424,10 @@ SchedulerStats Scheduler::stats() const {
           .prefix_hit_tokens = prefix_hit_tokens_,
           .num_preemptions = num_preemptions_,
           .num_steps = static_cast<int64_t>(step_),
-          .num_scheduled_tokens = num_scheduled_tokens_};
+          .num_scheduled_tokens = num_scheduled_tokens_,
+          .num_draft_tokens = num_draft_tokens_,
+          .num_accepted_tokens = num_accepted_tokens_,
+          .num_spec_steps = num_spec_steps_};
 }
 
 std::vector<SeqSnapshot> Scheduler::Sequences(RequestId id) const {

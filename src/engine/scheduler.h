@@ -21,6 +21,14 @@
 // A request with n > 1 samples runs one sequence through the prompt; the step that produces the
 // prompt's last logits asks for n samples and Update() forks n - 1 sequences sharing its blocks.
 //
+// Speculative decoding (SpecInfer, ASPLOS'24): with a step's sampled tokens the engine may hand a
+// decoding sequence a draft, a tree of proposed next tokens. The next step then computes the
+// sequence's newest token and the whole tree in one pass (a tree-masked entry, within the token
+// budget: a draft is cut to what fits), and Update() takes the tokens the engine accepted along
+// one path of the tree (1 to 1 + depth of them): the K/V of all but the last is kept, the slots of
+// the rest of the tree are given back. The engine has moved the accepted path's K/V to consecutive
+// slots by then (PagedKvStore::CopySlots).
+//
 // Thread-safety: none; driven by the engine's step thread (Cancel included, between steps).
 #pragma once
 
@@ -67,6 +75,11 @@ struct ScheduledSeq {
   std::vector<BlockId> block_table;  // covers positions [0, start + tokens.size())
   bool needs_logits = false;         // logits of the last token: end of the prompt, or a decode
   int32_t num_samples = 0;           // tokens Update() expects: 0 without logits; n at a fork point
+  // A speculative entry: tokens are the newest token then a draft tree, tree_parents[i] the index
+  // of token i's parent (-1 for tokens[0]); logits are wanted for every token and Update() takes
+  // 1..tokens.size() accepted tokens as the one sample. Empty otherwise.
+  std::vector<int32_t> tree_parents;
+  bool speculative() const { return !tree_parents.empty(); }
 };
 
 struct SchedulerOutput {
@@ -84,9 +97,24 @@ struct SampledToken {
   bool discard = false;  // with stop: the token is not part of the output (an end-of-generation id)
 };
 
+// Proposed next tokens of a sequence: tokens[i] continues the sequence's newest token when
+// parents[i] == -1, else tokens[parents[i]] (parents[i] < i: a tree in which every node follows its
+// parent). The first nodes should be the likeliest chain: a draft cut to fit keeps a prefix.
+struct Draft {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> parents;
+  bool empty() const { return tokens.empty(); }
+};
+
+// Most draft tokens of one sequence in one step (with its newest token, one 64-row tree).
+constexpr int32_t kMaxDraftTokens = 63;
+
 struct SeqStepResult {
   SeqId seq_id = 0;
-  std::vector<SampledToken> samples;  // exactly num_samples of the scheduled entry
+  // Exactly num_samples of the scheduled entry; for a speculative entry the accepted tokens in
+  // order (at least 1, at most its tokens; only the last may stop).
+  std::vector<SampledToken> samples;
+  Draft draft;  // optional: what to verify with this sequence's next decode
 };
 
 struct StepResult {
@@ -117,6 +145,9 @@ struct SchedulerStats {
   int64_t num_preemptions = 0;
   int64_t num_steps = 0;
   int64_t num_scheduled_tokens = 0;  // over all steps
+  int64_t num_draft_tokens = 0;      // draft tokens verified (speculative entries)
+  int64_t num_accepted_tokens = 0;   // of those, accepted
+  int64_t num_spec_steps = 0;        // speculative entries run
 };
 
 struct SeqSnapshot {
@@ -184,6 +215,7 @@ class Scheduler {
     std::vector<int32_t> tokens;  // prompt then output
     int32_t num_computed = 0;
     int32_t pending_forks = 0;  // samples still to fork from this sequence at its prompt's end
+    Draft draft;                // to verify with the next decode (dropped on preemption)
     SeqState state = SeqState::kWaiting;
     uint64_t scheduled_step = 0;
     int32_t num_output() const { return static_cast<int32_t>(tokens.size()) - num_prompt; }
@@ -193,6 +225,7 @@ class Scheduler {
     int32_t n = 0;
     int32_t num_samples = 0;
     bool needs_logits = false;
+    bool speculative = false;
   };
   struct RequestState {
     SchedulerRequest spec;
@@ -216,7 +249,14 @@ class Scheduler {
   bool AllocateOrPreempt(Sequence* s, int32_t n, SchedulerOutput* out);
   void AdmitWaiting(int32_t* budget, SchedulerOutput* out);
   ScheduledSeq MakeEntry(const Sequence& s, int32_t n) const;
-  void AppendSample(Sequence* s, SampledToken t);
+  // The draft of decoding sequence s cut to at most `max_nodes` tokens and to what its request may
+  // still generate.
+  int32_t DraftSize(const Sequence& s, int32_t max_nodes) const;
+  void AddDraft(const Sequence& s, int32_t m, ScheduledSeq* e) const;
+  Status CheckResult(const InFlight& f, const SeqStepResult& r) const;
+  // Appends a speculative entry's accepted tokens; false when s finished (and is gone).
+  bool ApplySpeculative(Sequence* s, const std::vector<SampledToken>& samples);
+  bool AppendSample(Sequence* s, SampledToken t);    // false: s finished (and is gone)
   void FinishSeq(Sequence* s, FinishReason reason);  // frees `s`; may complete its request
   Sequence* NewSequence(RequestState& r, int32_t sample_index);
 
@@ -232,7 +272,8 @@ class Scheduler {
   uint64_t next_arrival_ = 0;
   uint64_t step_ = 0;
   int64_t prefix_query_tokens_ = 0, prefix_hit_tokens_ = 0, num_preemptions_ = 0,
-          num_scheduled_tokens_ = 0;
+          num_scheduled_tokens_ = 0, num_draft_tokens_ = 0, num_accepted_tokens_ = 0,
+          num_spec_steps_ = 0;
 };
 
 }  // namespace gannet::engine
