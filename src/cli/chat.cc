@@ -84,6 +84,7 @@ Runner AddChatCommand(CLI::App& app) {
     std::string system;
     int32_t max_tokens = 1024;
     GenerationFlags gen;
+    SpecFlags spec;
     int threads = 0;
     int64_t ctx = 0;
   };
@@ -97,6 +98,7 @@ Runner AddChatCommand(CLI::App& app) {
   sub->add_option("-n,--max-tokens", o->max_tokens, "Most tokens per answer")
       ->capture_default_str();
   AddGenerationFlags(sub, &o->gen);
+  AddSpecFlags(sub, &o->spec);
   sub->add_option("-t,--threads", o->threads, "Threads (default: one per core)");
   sub->add_option("-c,--ctx-size", o->ctx, "Context size (default: min(training context, 4096))");
   return [o] {
@@ -115,8 +117,9 @@ Runner AddChatCommand(CLI::App& app) {
     const Tokenizer& tok = (*loaded)->tokenizer();
     Result<ChatTemplate> tmpl = LoadChatTemplate(o->chat_template, (*loaded)->file());
     if (!tmpl.ok()) return ReportError("chat template: " + tmpl.status().message());
-    Result<std::unique_ptr<engine::Engine>> created =
-        engine::Engine::Create(loaded->get(), {.max_seqs = 1, .max_queue = 1});
+    engine::EngineOptions eo{.max_seqs = 1, .max_queue = 1};
+    if (Status s = o->spec.Apply(&eo); !s.ok()) return ReportError(s);
+    Result<std::unique_ptr<engine::Engine>> created = engine::Engine::Create(loaded->get(), eo);
     if (!created.ok()) return ReportError(created.status());
     engine::Engine& eng = **created;
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "engine/engine.h"
 #include "grammar/grammar.h"
 #include "sampling/sampling_params.h"
 
@@ -37,6 +38,16 @@ struct GenerationFlags {
   Status Check();
 };
 void AddGenerationFlags(CLI::App* sub, GenerationFlags* flags);
+
+// --spec and --spec-max-tokens (run, chat, serve).
+struct SpecFlags {
+  std::string method = "none";
+  int32_t max_tokens = 8;
+  // Sets the engine's speculative decoding options; InvalidArgument for an unknown method or a
+  // count out of range.
+  Status Apply(engine::EngineOptions* options) const;
+};
+void AddSpecFlags(CLI::App* sub, SpecFlags* flags);
 
 // Prints "gannet: error: <status message>" to stderr and returns 1.
 int ReportError(const Status& status);

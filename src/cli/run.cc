@@ -17,6 +17,7 @@ struct RunOptions {
   std::optional<std::string> prompt;
   int32_t n_predict = 128;
   GenerationFlags gen;
+  SpecFlags spec;
   int threads = 0;
   int64_t ctx = 0;
   int64_t batch = 512;
@@ -32,6 +33,7 @@ struct RunOutcome {
   engine::GenerationResult result;
   std::vector<int32_t> tokens;
   std::string text;
+  engine::EngineStats stats;  // after the request (speculative decoding's counts)
 };
 
 void PrintText(const std::string& s) {
@@ -59,6 +61,12 @@ void PrintJson(const std::vector<int32_t>& prompt, const RunOutcome& out, const 
                   {"gen_seconds", t.decode},
                   {"gen_tps", t.decode > 0 ? (n_gen - 1) / t.decode : 0.0},
                   {"threads", threads}};
+  const engine::EngineStats& st = out.stats;
+  if (st.spec_steps > 0 || st.spec_draft_tokens > 0) {
+    j["speculative"] = {{"steps", st.spec_steps},
+                        {"draft_tokens", st.spec_draft_tokens},
+                        {"accepted_tokens", st.spec_accepted_tokens}};
+  }
   std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
 }
 
@@ -78,9 +86,10 @@ int Run(RunOptions& o) {
       engine::ModelRunner::Load(o.model, {.n_threads = o.threads, .n_ctx = o.ctx});
   if (!runner.ok()) return ReportError(runner.status());
   if (o.batch < 1 || o.batch > INT32_MAX) return ReportError("--batch-size must be positive");
-  Result<std::unique_ptr<engine::Engine>> created = engine::Engine::Create(
-      runner->get(),
-      {.max_batch_tokens = static_cast<int32_t>(o.batch), .max_seqs = 1, .max_queue = 1});
+  engine::EngineOptions eo{
+      .max_batch_tokens = static_cast<int32_t>(o.batch), .max_seqs = 1, .max_queue = 1};
+  if (Status s = o.spec.Apply(&eo); !s.ok()) return ReportError(s);
+  Result<std::unique_ptr<engine::Engine>> created = engine::Engine::Create(runner->get(), eo);
   if (!created.ok()) return ReportError(created.status());
   engine::Engine& eng = **created;
   const Tokenizer& tok = eng.tokenizer();
@@ -132,6 +141,7 @@ int Run(RunOptions& o) {
     out->cv.wait(lock, [&] { return out->done; });
     if (!out->result.status.ok()) return ReportError(out->result.status);
   }
+  out->stats = eng.stats();
   eng.Shutdown(std::chrono::milliseconds(0));
 
   const engine::FinishReason finish =
@@ -154,6 +164,13 @@ int Run(RunOptions& o) {
       static_cast<long long>(n_prompt), t.prompt > 0 ? n_prompt / t.prompt : 0.0,
       static_cast<long long>(n_gen), t.decode > 0 ? (n_gen - 1) / t.decode : 0.0,
       runner->get()->n_threads());
+  if (const engine::EngineStats& st = out->stats; st.spec_draft_tokens > 0) {
+    std::fprintf(stderr,
+                 "speculative: %lld of %lld draft tokens accepted; %lld tokens in %lld steps\n",
+                 static_cast<long long>(st.spec_accepted_tokens),
+                 static_cast<long long>(st.spec_draft_tokens), static_cast<long long>(n_gen),
+                 static_cast<long long>(st.steps));
+  }
   return 0;
 }
 
@@ -168,6 +185,7 @@ Runner AddRunCommand(CLI::App& app) {
                   "Tokens to generate (-1: until end of generation)")
       ->capture_default_str();
   AddGenerationFlags(sub, &o->gen);
+  AddSpecFlags(sub, &o->spec);
   sub->add_option("-t,--threads", o->threads, "Threads (default: one per core)");
   sub->add_option("-c,--ctx-size", o->ctx, "Context size (default: min(training context, 4096))");
   sub->add_option("-b,--batch-size", o->batch, "Most prompt tokens per forward pass")

@@ -67,6 +67,7 @@ Runner AddServeCommand(CLI::App& app) {
     size_t max_body = 8 << 20;
     bool no_prefix_cache = false;
     double itl_factor = 2.0;
+    SpecFlags spec;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
@@ -95,6 +96,7 @@ Runner AddServeCommand(CLI::App& app) {
   sub->add_option("--http-threads", o->http_threads, "HTTP handler threads")->capture_default_str();
   sub->add_option("--max-body", o->max_body, "Largest request body in bytes (413 past it)")
       ->capture_default_str();
+  AddSpecFlags(sub, &o->spec);
   sub->add_option("--itl-factor", o->itl_factor,
                   "Size prompt chunks beside streaming requests so a step takes at most about this "
                   "many times "
@@ -150,13 +152,17 @@ Runner AddServeCommand(CLI::App& app) {
       http.Shutdown(std::chrono::milliseconds(0));
       return ReportError("chat template: " + tmpl.status().message());
     }
-    Result<std::unique_ptr<engine::Engine>> serving =
-        engine::Engine::Create(loaded->get(), {.kv_memory_bytes = kv_bytes,
-                                               .max_batch_tokens = o->batch_tokens,
-                                               .max_seqs = o->parallel,
-                                               .max_queue = o->max_queue,
-                                               .prefix_caching = !o->no_prefix_cache,
-                                               .itl_factor = o->itl_factor});
+    engine::EngineOptions eo{.kv_memory_bytes = kv_bytes,
+                             .max_batch_tokens = o->batch_tokens,
+                             .max_seqs = o->parallel,
+                             .max_queue = o->max_queue,
+                             .prefix_caching = !o->no_prefix_cache,
+                             .itl_factor = o->itl_factor};
+    if (Status s = o->spec.Apply(&eo); !s.ok()) {
+      http.Shutdown(std::chrono::milliseconds(0));
+      return ReportError(s);
+    }
+    Result<std::unique_ptr<engine::Engine>> serving = engine::Engine::Create(loaded->get(), eo);
     if (!serving.ok()) {
       http.Shutdown(std::chrono::milliseconds(0));
       return ReportError(serving.status());

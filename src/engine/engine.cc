@@ -39,6 +39,23 @@ const char* FinishReasonName(FinishReason r) {
   return "error";
 }
 
+const char* SpecMethodName(SpecMethod m) {
+  switch (m) {
+    case SpecMethod::kNone:
+      return "none";
+    case SpecMethod::kNgram:
+      return "ngram";
+  }
+  return "none";
+}
+
+Result<SpecMethod> ParseSpecMethod(std::string_view name) {
+  if (name == "none") return SpecMethod::kNone;
+  if (name == "ngram") return SpecMethod::kNgram;
+  return Status::InvalidArgument("unknown speculative decoding method '" + std::string(name) +
+                                 "' (choices: none, ngram)");
+}
+
 struct Engine::Active {
   RequestId id = 0;
   GenerationRequest request;
@@ -50,6 +67,9 @@ struct Engine::Active {
   std::shared_ptr<const grammar::MaskCache> masks;
   std::vector<grammar::Matcher> matchers;
   std::vector<std::vector<uint32_t>> mask_words;
+  // Speculative decoding: per sample, the index its drafts come from and its draft control.
+  std::vector<NgramDrafter> drafters;
+  std::vector<SpecController> spec;
   int64_t completion_tokens = 0;
   int64_t cached_prompt_tokens = 0;  // positions its first step found in the prefix cache
   bool scheduled_once = false;
@@ -58,13 +78,19 @@ struct Engine::Active {
 
 // One (sequence, sample) of a step that produced logits.
 struct Engine::SampleJob {
-  size_t row = 0;            // logits row
-  Active* active = nullptr;  // nullptr: the request was cancelled since Schedule()
-  int32_t index = 0;         // sample index within the request
-  int32_t token = 0;
-  float logprob = 0.0f;
-  std::vector<TokenLogprob> top;
-  TokenOutput output;
+  struct Token {
+    int32_t token = 0;
+    float logprob = 0.0f;
+    std::vector<TokenLogprob> top;
+    TokenOutput output;
+  };
+  size_t row = 0;  // the entry's first logits row
+  const ScheduledSeq* entry = nullptr;
+  Active* active = nullptr;   // nullptr: the request was cancelled since Schedule()
+  int32_t index = 0;          // sample index within the request
+  std::vector<Token> tokens;  // sampled, in order: several when draft tokens were accepted
+  std::vector<std::pair<int64_t, int64_t>> moves;  // K/V slots of accepted draft tokens to move
+  Draft draft;                                     // for the sequence's next step
 };
 
 Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const EngineOptions& options) {
@@ -73,6 +99,12 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
       options.max_queue < 0) {
     return Status::InvalidArgument(
         "engine options must be positive (block size, batch tokens, sequences)");
+  }
+  if (options.spec != SpecMethod::kNone &&
+      (options.spec_max_tokens < 1 || options.spec_max_tokens > kMaxDraftTokens)) {
+    return Status::InvalidArgument("spec_max_tokens must be in [1, " +
+                                   std::to_string(kMaxDraftTokens) + "], got " +
+                                   std::to_string(options.spec_max_tokens));
   }
   const models::ModelConfig& config = runner->config();
   const size_t per_block = PagedKvStore::BytesPerBlock(config, options.block_size);
@@ -228,13 +260,20 @@ void Engine::Loop() {
       if (!logits.ok()) {
         FailStep(out, logits.status(), aborted);
       } else {
+        int32_t decodes = 0, decode_rows = 0;
+        for (const ScheduledSeq& s : out.seqs) {
+          if (s.needs_logits && (s.tokens.size() == 1 || s.speculative())) {
+            ++decodes;
+            decode_rows += static_cast<int32_t>(s.tokens.size());
+          }
+        }
+        spec_threshold_ = spec_cost_.Threshold(decodes, out.num_tokens);
         Sample(out, *logits);
         const Status st = scheduler_.Update(EmitOutputs(out));
         GANNET_CHECK(st.ok());
-        int32_t decodes = 0;
-        for (const ScheduledSeq& s : out.seqs)
-          decodes += s.tokens.size() == 1 && s.needs_logits ? 1 : 0;
-        pacer_.Observe(Seconds(Clock::now() - step_start), decodes, out.num_tokens - decodes);
+        const double seconds = Seconds(Clock::now() - step_start);
+        pacer_.Observe(seconds, decodes, out.num_tokens - decode_rows);
+        if (decode_rows == out.num_tokens) spec_cost_.Observe(out.num_tokens, seconds);
       }
     }
     FinishRequests();
@@ -271,6 +310,12 @@ void Engine::Admit(std::deque<Pending>& incoming) {
       a->outputs.emplace_back(tok, p.request.stop_at_eog, p.stops);
     }
     a->tails.resize(static_cast<size_t>(p.request.n));
+    if (options_.spec != SpecMethod::kNone) {
+      NgramDrafter d;
+      d.Append(p.request.prompt);
+      a->drafters.assign(static_cast<size_t>(p.request.n), d);
+      a->spec.assign(static_cast<size_t>(p.request.n), SpecController(options_.spec_max_tokens));
+    }
     if (p.masks != nullptr) {
       a->masks = std::move(p.masks);
       a->matchers.assign(static_cast<size_t>(p.request.n), *p.matcher);
@@ -320,8 +365,11 @@ Result<std::span<const float>> Engine::Execute(const SchedulerOutput& out, bool*
       it->second->cached_prompt_tokens = s.start;
       it->second->first_scheduled = now;
     }
-    batch_.push_back(BatchSeq{
-        .tokens = s.tokens, .n_past = s.start, .kv = views_[i].layers, .logits = s.needs_logits});
+    batch_.push_back(BatchSeq{.tokens = s.tokens,
+                              .n_past = s.start,
+                              .kv = views_[i].layers,
+                              .logits = s.needs_logits,
+                              .tree_parents = s.tree_parents});
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -362,7 +410,6 @@ void Engine::Sample(const SchedulerOutput& out, std::span<const float> logits) {
   // One job per (sequence, sample) on the runner's pool: each job has its own Sampler and
   // OutputProcessor, so jobs are independent (with 16+ sequences and a large vocabulary this is a
   // real share of the step). EmitOutputs then reports them in order on this thread.
-  const size_t n_vocab = static_cast<size_t>(runner_->config().n_vocab);
   jobs_.clear();
   size_t row = 0;
   for (const ScheduledSeq& s : out.seqs) {
@@ -370,36 +417,16 @@ void Engine::Sample(const SchedulerOutput& out, std::span<const float> logits) {
     auto it = active_.find(s.request_id);
     for (int32_t k = 0; k < s.num_samples; ++k) {
       jobs_.push_back({.row = row,
+                       .entry = &s,
                        .active = it == active_.end() ? nullptr : it->second.get(),
                        .index = s.sample_index + k});
     }
-    ++row;
+    row += s.speculative() ? s.tokens.size() : 1;
   }
   auto sample = [&](int64_t begin, int64_t end, int thread) {
-    std::vector<float>& w = work_[static_cast<size_t>(thread)];
     for (int64_t j = begin; j < end; ++j) {
       SampleJob& job = jobs_[static_cast<size_t>(j)];
-      if (job.active == nullptr) continue;
-      const std::span<const float> lg = logits.subspan(job.row * n_vocab, n_vocab);
-      std::copy(lg.begin(), lg.end(), w.begin());
-      const size_t i = static_cast<size_t>(job.index);
-      if (job.active->masks != nullptr && !ApplyGrammar(*job.active, i, w)) {
-        // The grammar allows nothing here (a dead end): the sample ends without a token.
-        job.token = 0;
-        job.output = TokenOutput{.emitted = false, .finished = true};
-        continue;
-      }
-      job.token = job.active->samplers[i].Sample(w);
-      if (job.active->masks != nullptr) {
-        const bool accepted =
-            job.active->masks->vocab().AcceptToken(&job.active->matchers[i], job.token);
-        GANNET_CHECK(accepted);  // the mask allowed it
-      }
-      if (job.active->request.top_logprobs >= 0) {
-        TopLogprobs(w, job.token, job.active->request.top_logprobs, job.top, &job.logprob);
-      }
-      job.output = job.active->outputs[i].Process(job.token);
-      if (job.output.emitted) job.active->samplers[i].Accept(job.token);
+      if (job.active != nullptr) RunSampleJob(job, logits, work_[static_cast<size_t>(thread)]);
     }
   };
   if (jobs_.size() > 1 && work_.size() > 1) {
@@ -407,6 +434,64 @@ void Engine::Sample(const SchedulerOutput& out, std::span<const float> logits) {
   } else {
     sample(0, static_cast<int64_t>(jobs_.size()), 0);
   }
+}
+
+void Engine::RunSampleJob(SampleJob& job, std::span<const float> logits,
+                          std::vector<float>& w) const {
+  const size_t n_vocab = static_cast<size_t>(runner_->config().n_vocab);
+  Active& a = *job.active;
+  const size_t i = static_cast<size_t>(job.index);
+  const ScheduledSeq& e = *job.entry;
+  int32_t node = 0;  // the tree node whose logits row gives the next token
+  for (;;) {
+    SampleJob::Token t;
+    const std::span<const float> lg = logits.subspan((job.row + node) * n_vocab, n_vocab);
+    std::copy(lg.begin(), lg.end(), w.begin());
+    if (a.masks != nullptr && !ApplyGrammar(a, i, w)) {
+      // The grammar allows nothing here (a dead end): the sample ends without a token.
+      t.output = TokenOutput{.emitted = false, .finished = true};
+    } else {
+      t.token = a.samplers[i].Sample(w);
+      if (a.masks != nullptr) {
+        const bool accepted = a.masks->vocab().AcceptToken(&a.matchers[i], t.token);
+        GANNET_CHECK(accepted);  // the mask allowed it
+      }
+      if (a.request.top_logprobs >= 0) {
+        TopLogprobs(w, t.token, a.request.top_logprobs, t.top, &t.logprob);
+      }
+      t.output = a.outputs[i].Process(t.token);
+      if (t.output.emitted) a.samplers[i].Accept(t.token);
+    }
+    job.tokens.push_back(std::move(t));
+    const SampleJob::Token& last = job.tokens.back();
+    if (last.output.finished || !e.speculative()) break;
+    // Follow the draft node that guessed this token, if any: its row holds the next logits.
+    int32_t child = -1;
+    for (size_t c = static_cast<size_t>(node) + 1; c < e.tokens.size() && child < 0; ++c) {
+      if (e.tree_parents[c] == node && e.tokens[c] == last.token) child = static_cast<int32_t>(c);
+    }
+    if (child < 0) break;
+    // Its K/V (slot start + child) belongs at the token's position.
+    const int64_t to = e.start + static_cast<int64_t>(job.tokens.size());
+    if (e.start + child != to) job.moves.emplace_back(e.start + child, to);
+    node = child;
+  }
+  if (!a.drafters.empty()) ProposeDraft(job);
+}
+
+void Engine::ProposeDraft(SampleJob& job) const {
+  Active& a = *job.active;
+  const size_t i = static_cast<size_t>(job.index);
+  for (const SampleJob::Token& t : job.tokens) {
+    if (t.output.emitted) a.drafters[i].Append(std::span<const int32_t>(&t.token, 1));
+  }
+  if (job.entry->speculative()) {
+    a.spec[i].Observe(static_cast<int32_t>(job.entry->tokens.size()) - 1,
+                      static_cast<int32_t>(job.tokens.size()) - 1);
+  }
+  if (job.tokens.back().output.finished || job.entry->num_samples != 1) return;
+  const int32_t m = a.spec[i].NextBudget(spec_threshold_);
+  if (m > 0) job.draft = a.drafters[i].Propose(m, m);
 }
 
 bool Engine::ApplyGrammar(Active& a, size_t sample, std::span<float> logits) {
@@ -448,33 +533,38 @@ StepResult Engine::EmitOutputs(const SchedulerOutput& out) {
         sr.samples.push_back(SampledToken{.token = 0, .stop = true});
         continue;
       }
-      Active& a = *job.active;
-      if (a.first_token == Clock::time_point{}) a.first_token = now;
-      a.last_token = now;
-      const SampledToken st{
-          .token = job.token, .stop = job.output.finished, .discard = !job.output.emitted};
-      if (job.output.emitted) {
-        ++a.completion_tokens;
-        ++step_generated_tokens_;
-        if (a.callbacks.on_token) {
-          TokenEvent ev{.sample_index = job.index,
-                        .token = job.token,
-                        .text = std::move(job.output.text),
-                        .text_offset = job.output.text_offset};
-          if (a.request.top_logprobs >= 0) {
-            ev.logprob = job.logprob;
-            ev.top = std::move(job.top);
-          }
-          a.callbacks.on_token(ev);
-        }
-      } else {
-        a.tails[static_cast<size_t>(job.index)] += job.output.text;
-      }
-      sr.samples.push_back(st);
+      if (!job.moves.empty()) store_.CopySlots(s.block_table, job.moves);
+      for (size_t t = 0; t < job.tokens.size(); ++t) sr.samples.push_back(EmitToken(job, t, now));
+      sr.draft = std::move(job.draft);
     }
     result.seqs.push_back(std::move(sr));
   }
   return result;
+}
+
+SampledToken Engine::EmitToken(SampleJob& job, size_t k, Clock::time_point now) {
+  Active& a = *job.active;
+  SampleJob::Token& t = job.tokens[k];
+  if (a.first_token == Clock::time_point{}) a.first_token = now;
+  a.last_token = now;
+  if (!t.output.emitted) {
+    a.tails[static_cast<size_t>(job.index)] += t.output.text;
+  } else {
+    ++a.completion_tokens;
+    ++step_generated_tokens_;
+    if (a.callbacks.on_token) {
+      TokenEvent ev{.sample_index = job.index,
+                    .token = t.token,
+                    .text = std::move(t.output.text),
+                    .text_offset = t.output.text_offset};
+      if (a.request.top_logprobs >= 0) {
+        ev.logprob = t.logprob;
+        ev.top = std::move(t.top);
+      }
+      a.callbacks.on_token(ev);
+    }
+  }
+  return SampledToken{.token = t.token, .stop = t.output.finished, .discard = !t.output.emitted};
 }
 
 void Engine::FinishRequests() {
@@ -521,6 +611,9 @@ void Engine::PublishSchedulerStats() {
   stats_.prefix_query_tokens = ss.prefix_query_tokens;
   stats_.preemptions = ss.num_preemptions;
   stats_.steps = ss.num_steps;
+  stats_.spec_steps = ss.num_spec_steps;
+  stats_.spec_draft_tokens = ss.num_draft_tokens;
+  stats_.spec_accepted_tokens = ss.num_accepted_tokens;
 }
 
 bool Engine::PublishStats(bool stopping) {

@@ -6,6 +6,14 @@
 //   over the paged KV store) -> sample (and run each sample's OutputProcessor) -> emit outputs
 //   (callbacks) -> update the scheduler -> finish requests
 //
+// Speculative decoding (EngineOptions::spec): with each sampled token the engine may propose a
+// draft tree for the sequence (engine/ngram_drafter.h); the next step computes the tree beside the
+// sequence's newest token in one tree-masked pass, and the tokens are sampled row by row down the
+// tree exactly as without speculation (the same sampler, grammar and output processing, the same
+// random numbers), following a draft node while it matches what was sampled. So the output is the
+// same token for token, with or without speculation, greedy or not; only the steps it takes differ.
+// engine/spec_control.h decides per sequence whether and how much to draft.
+//
 // The output side is the engine's: each sampled token is detokenized (whole UTF-8 only), checked
 // against the end-of-generation ids and the request's stop strings (engine/output_processor.h),
 // and reaches the front end as text deltas with one FinishReason per sample. A request joins the
@@ -27,6 +35,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -34,9 +43,11 @@
 #include "base/status.h"
 #include "engine/finish_reason.h"
 #include "engine/model_runner.h"
+#include "engine/ngram_drafter.h"
 #include "engine/paged_kv.h"
 #include "engine/prefill_pacer.h"
 #include "engine/scheduler.h"
+#include "engine/spec_control.h"
 #include "engine/stop_strings.h"
 #include "grammar/grammar.h"
 #include "grammar/mask_cache.h"
@@ -46,6 +57,15 @@
 #include "sampling/sampler.h"
 
 namespace gannet::engine {
+
+// How drafts for speculative decoding are made.
+enum class SpecMethod {
+  kNone,   // no speculation
+  kNgram,  // prompt lookup over the sequence's own tokens (engine/ngram_drafter.h)
+};
+const char* SpecMethodName(SpecMethod m);
+// "none" or "ngram"; anything else is InvalidArgument naming the choices.
+Result<SpecMethod> ParseSpecMethod(std::string_view name);
 
 struct EngineOptions {
   int32_t block_size = 16;         // tokens per KV block
@@ -59,6 +79,8 @@ struct EngineOptions {
   // about this many times a decode-only step, so streams keep their pace while a long prompt is
   // ingested. <= 0: prompt chunks use whatever is left of max_batch_tokens.
   double itl_factor = 2.0;
+  SpecMethod spec = SpecMethod::kNone;
+  int32_t spec_max_tokens = 8;  // draft tokens per sequence per step (1..kMaxDraftTokens)
 };
 
 struct GenerationRequest {
@@ -122,6 +144,9 @@ struct EngineStats {
   int64_t prompt_tokens_total = 0, generated_tokens_total = 0;
   int64_t preemptions = 0, steps = 0;
   int64_t requests_finished = 0;
+  // Speculative decoding: steps of a sequence that verified a draft, the draft tokens verified,
+  // and how many of them were accepted.
+  int64_t spec_steps = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
 };
 
 class Engine {
@@ -182,6 +207,8 @@ class Engine {
   void FailStep(const SchedulerOutput& out, const Status& status, bool aborted);
   void Sample(const SchedulerOutput& out, std::span<const float> logits);
   StepResult EmitOutputs(const SchedulerOutput& out);
+  // Reports job.tokens[k] (on_token, or the sample's tail) and what the scheduler takes of it.
+  SampledToken EmitToken(SampleJob& job, size_t k, std::chrono::steady_clock::time_point now);
   void FinishRequests();
   bool PublishStats(bool stopping);  // true: drained, the loop ends
 
@@ -191,6 +218,9 @@ class Engine {
   Result<std::shared_ptr<const grammar::TokenVocabulary>> GrammarVocabulary();
   // Masks out what the sample's grammar does not allow next; false when nothing is allowed.
   static bool ApplyGrammar(Active& a, size_t sample, std::span<float> logits);
+  // One sampling job: the entry's row(s), its draft tree followed while it matches, the next draft.
+  void RunSampleJob(SampleJob& job, std::span<const float> logits, std::vector<float>& work) const;
+  void ProposeDraft(SampleJob& job) const;
   void PublishSchedulerStats();  // REQUIRES: mu_ held
 
   ModelRunner* runner_;
@@ -198,6 +228,8 @@ class Engine {
   Scheduler scheduler_;
   PagedKvStore store_;
   PrefillPacer pacer_;
+  SpecCostModel spec_cost_;
+  double spec_threshold_ = 0;  // this step's (SpecCostModel::Threshold)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -30,7 +30,8 @@ void NgramDrafter::Append(std::span<const int32_t> tokens) {
     const size_t at = tokens_.size() - 1;
     for (int32_t n = 1; n <= options_.max_ngram && static_cast<size_t>(n) <= at; ++n) {
       std::vector<int32_t>& where = index_[static_cast<size_t>(n - 1)][Hash(at, n)];
-      if (where.size() == 2 * kMaxPositions) where.erase(where.begin(), where.begin() + kMaxPositions);
+      if (where.size() == 2 * kMaxPositions)
+        where.erase(where.begin(), where.begin() + kMaxPositions);
       where.push_back(static_cast<int32_t>(at));
     }
   }
@@ -47,7 +48,8 @@ void NgramDrafter::Candidates(std::vector<Candidate>* out) const {
       // A hash collision, or an occurrence a longer n-gram already contributed.
       if (!std::equal(tokens_.begin() + (start - n), tokens_.begin() + start, tokens_.end() - n))
         continue;
-      if (std::any_of(out->begin(), out->end(), [&](const Candidate& c) { return c.start == start; }))
+      if (std::any_of(out->begin(), out->end(),
+                      [&](const Candidate& c) { return c.start == start; }))
         continue;
       out->push_back({.start = start, .weight = n});
       if (static_cast<int32_t>(out->size()) >= options_.max_matches) return;

@@ -74,7 +74,8 @@ TEST(NgramDrafterTest, RandomSequencesGiveWellFormedBoundedDrafts) {
       // Every chain of the draft occurred after an occurrence of the last token.
       for (size_t j = 0; j < draft.parents.size(); ++j) {
         int32_t depth = 1;
-        for (int32_t p = draft.parents[j]; p >= 0; p = draft.parents[static_cast<size_t>(p)]) ++depth;
+        for (int32_t p = draft.parents[j]; p >= 0; p = draft.parents[static_cast<size_t>(p)])
+          ++depth;
         EXPECT_LE(depth, 5);
       }
     }

@@ -35,7 +35,8 @@ SeqId Prefill(Scheduler& s, const std::vector<int32_t>& prompt, int32_t max_toke
 TEST(SchedulerSpecTest, ADraftIsVerifiedAndRejectedSlotsAreGivenBack) {
   Scheduler s = Make();
   // Draft: 11 -> 12 -> 13, and 20 beside 11.
-  const SeqId id = Prefill(s, {1, 2, 3}, 20, 10, {.tokens = {11, 12, 13, 20}, .parents = {-1, 0, 1, -1}});
+  const SeqId id =
+      Prefill(s, {1, 2, 3}, 20, 10, {.tokens = {11, 12, 13, 20}, .parents = {-1, 0, 1, -1}});
   const SchedulerOutput out = s.Schedule();
   ASSERT_EQ(out.seqs.size(), 1u);
   const ScheduledSeq& e = out.seqs[0];
@@ -47,9 +48,10 @@ TEST(SchedulerSpecTest, ADraftIsVerifiedAndRejectedSlotsAreGivenBack) {
   EXPECT_EQ(e.block_table.size(), 2u);  // 8 slots
   EXPECT_TRUE(s.CheckInvariants().ok());
   // 11 and 12 accepted, then 99 sampled where the draft said 13.
-  ASSERT_TRUE(s.Update({.step = out.step,
-                        .seqs = {{.seq_id = id, .samples = {{.token = 11}, {.token = 12}, {.token = 99}}}}})
-                  .ok());
+  ASSERT_TRUE(
+      s.Update({.step = out.step,
+                .seqs = {{.seq_id = id, .samples = {{.token = 11}, {.token = 12}, {.token = 99}}}}})
+          .ok());
   EXPECT_TRUE(s.CheckInvariants().ok());
   ASSERT_EQ(s.Sequences(1).size(), 1u);
   EXPECT_EQ(s.Sequences(1)[0].output, (std::vector<int32_t>{10, 11, 12, 99}));
@@ -64,7 +66,9 @@ TEST(SchedulerSpecTest, ADraftIsVerifiedAndRejectedSlotsAreGivenBack) {
   EXPECT_FALSE(next.seqs[0].speculative());
   EXPECT_EQ(next.seqs[0].tokens, (std::vector<int32_t>{99}));
   EXPECT_EQ(next.seqs[0].start, 6);
-  ASSERT_TRUE(s.Update({.step = next.step, .seqs = {{.seq_id = id, .samples = {{.token = 5, .stop = true}}}}}).ok());
+  ASSERT_TRUE(s.Update({.step = next.step,
+                        .seqs = {{.seq_id = id, .samples = {{.token = 5, .stop = true}}}}})
+                  .ok());
   EXPECT_FALSE(s.has_unfinished());
   EXPECT_EQ(s.kv().pool().num_used(), 0);
 }
@@ -72,11 +76,13 @@ TEST(SchedulerSpecTest, ADraftIsVerifiedAndRejectedSlotsAreGivenBack) {
 TEST(SchedulerSpecTest, ADraftIsCutToTheBudgetAndTheRequestsRemainingTokens) {
   {
     Scheduler s = Make(/*budget=*/3);
-    const SeqId id = Prefill(s, {1, 2}, 20, 10, {.tokens = {11, 12, 13, 14}, .parents = {-1, 0, 1, 2}});
+    const SeqId id =
+        Prefill(s, {1, 2}, 20, 10, {.tokens = {11, 12, 13, 14}, .parents = {-1, 0, 1, 2}});
     const SchedulerOutput out = s.Schedule();
     ASSERT_EQ(out.seqs.size(), 1u);
     EXPECT_EQ(out.seqs[0].tokens, (std::vector<int32_t>{10, 11, 12}));
-    ASSERT_TRUE(s.Update({.step = out.step, .seqs = {{.seq_id = id, .samples = {{.token = 7}}}}}).ok());
+    ASSERT_TRUE(
+        s.Update({.step = out.step, .seqs = {{.seq_id = id, .samples = {{.token = 7}}}}}).ok());
     EXPECT_TRUE(s.CheckInvariants().ok());
     EXPECT_EQ(s.Sequences(1)[0].num_computed, 3);
   }
@@ -87,9 +93,9 @@ TEST(SchedulerSpecTest, ADraftIsCutToTheBudgetAndTheRequestsRemainingTokens) {
     const SchedulerOutput out = s.Schedule();
     EXPECT_EQ(out.seqs[0].tokens, (std::vector<int32_t>{10, 11}));
     // Both accepted tokens end the request at max_tokens.
-    ASSERT_TRUE(
-        s.Update({.step = out.step, .seqs = {{.seq_id = id, .samples = {{.token = 11}, {.token = 4}}}}})
-            .ok());
+    ASSERT_TRUE(s.Update({.step = out.step,
+                          .seqs = {{.seq_id = id, .samples = {{.token = 11}, {.token = 4}}}}})
+                    .ok());
     std::vector<FinishedRequest> f = s.TakeFinished();
     ASSERT_EQ(f.size(), 1u);
     EXPECT_EQ(f[0].samples[0].tokens, (std::vector<int32_t>{10, 11, 4}));
@@ -105,29 +111,33 @@ TEST(SchedulerSpecTest, MalformedSpeculativeResultsAreRefused) {
   SchedulerOutput out = s.Schedule();
   const SeqId id = out.seqs[0].seq_id;
   // Malformed drafts: a parent not before its child, sizes that differ, negative tokens, too many.
-  for (const Draft& bad : {Draft{.tokens = {1, 2}, .parents = {-1, 1}},
-                           Draft{.tokens = {1, 2}, .parents = {-1}},
-                           Draft{.tokens = {-3}, .parents = {-1}},
-                           Draft{.tokens = std::vector<int32_t>(kMaxDraftTokens + 1, 1),
-                                 .parents = std::vector<int32_t>(kMaxDraftTokens + 1, -1)}}) {
-    EXPECT_FALSE(
-        s.Update({.step = out.step, .seqs = {{.seq_id = id, .samples = {{.token = 5}}, .draft = bad}}})
-            .ok());
+  for (const Draft& bad :
+       {Draft{.tokens = {1, 2}, .parents = {-1, 1}}, Draft{.tokens = {1, 2}, .parents = {-1}},
+        Draft{.tokens = {-3}, .parents = {-1}},
+        Draft{.tokens = std::vector<int32_t>(kMaxDraftTokens + 1, 1),
+        .parents = std::vector<int32_t>(kMaxDraftTokens + 1, -1)}}) {
+    EXPECT_FALSE(s.Update({.step = out.step,
+                           .seqs = {{.seq_id = id, .samples = {{.token = 5}}, .draft = bad}}})
+                     .ok());
   }
   ASSERT_TRUE(s.Update({.step = out.step,
-                        .seqs = {{.seq_id = id, .samples = {{.token = 5}}, .draft = {.tokens = {6, 7}, .parents = {-1, 0}}}}})
+                        .seqs = {{.seq_id = id,
+                                  .samples = {{.token = 5}},
+                                  .draft = {.tokens = {6, 7}, .parents = {-1, 0}}}}})
                   .ok());
   out = s.Schedule();
   ASSERT_TRUE(out.seqs[0].speculative());
   EXPECT_FALSE(s.Update({.step = out.step, .seqs = {{.seq_id = id, .samples = {}}}}).ok());
   EXPECT_FALSE(
       s.Update({.step = out.step, .seqs = {{.seq_id = id, .samples = {{6}, {7}, {8}, {9}}}}}).ok());
-  EXPECT_FALSE(s.Update({.step = out.step,
-                         .seqs = {{.seq_id = id, .samples = {{.token = 6, .stop = true}, {.token = 7}}}}})
-                   .ok());
+  EXPECT_FALSE(
+      s.Update({.step = out.step,
+                .seqs = {{.seq_id = id, .samples = {{.token = 6, .stop = true}, {.token = 7}}}}})
+          .ok());
   EXPECT_TRUE(s.CheckInvariants().ok());
   // All of it accepted plus one: 3 tokens, K/V for the newest and both drafts.
-  ASSERT_TRUE(s.Update({.step = out.step, .seqs = {{.seq_id = id, .samples = {{6}, {7}, {8}}}}}).ok());
+  ASSERT_TRUE(
+      s.Update({.step = out.step, .seqs = {{.seq_id = id, .samples = {{6}, {7}, {8}}}}}).ok());
   EXPECT_EQ(s.Sequences(1)[0].num_computed, 5);
   EXPECT_EQ(s.Sequences(1)[0].output, (std::vector<int32_t>{5, 6, 7, 8}));
   EXPECT_TRUE(s.CheckInvariants().ok());

@@ -1,0 +1,59 @@
+// Adaptive control of speculative decoding: draft only where it pays.
+//
+// A draft row costs compute in the forward pass whether or not it is accepted. On a CPU a decode
+// step mostly streams weights, so a few extra rows cost little beside one sequence's token; in a
+// large batch the step is compute-bound and an extra row costs about what a sequence's own token
+// does. Two pieces decide:
+//
+// - SpecCostModel fits step time = a + b * rows (rows: tokens computed in the step) online, by
+//   exponentially weighted least squares over the steps that only decode (prompt chunks run in
+//   another regime and are left out). From it, Threshold(): how many accepted tokens a draft row
+//   must yield for speculation to raise the step's tokens per second, b * seqs / (a + b * rows).
+// - SpecController (one per sample) keeps an average of the tokens its draft rows yield (accepted /
+//   drafted), sizes the next draft by it (grows while most of the draft is accepted, shrinks when
+//   little is), and stops drafting when the yield falls below the threshold (free-form text),
+//   probing again with a small draft after an exponentially growing pause.
+//
+// Thread-safety: none. The cost model lives on the engine's step thread; each controller is used
+// by one sampling job at a time.
+#pragma once
+
+#include <cstdint>
+
+namespace gannet::engine {
+
+class SpecCostModel {
+ public:
+  // A step that only decoded: `rows` tokens computed in `seconds`.
+  void Observe(int32_t rows, double seconds);
+  // Accepted tokens per draft row below which drafting lowers throughput, in a step that decodes
+  // `seqs` sequences with `rows` rows in all. Before any observation: a cautious default.
+  double Threshold(int32_t seqs, int32_t rows) const;
+  double fixed_seconds() const;    // a
+  double per_row_seconds() const;  // b
+
+ private:
+  // Exponentially weighted sums of 1, x, y, x^2, x*y.
+  double w_ = 0, sx_ = 0, sy_ = 0, sxx_ = 0, sxy_ = 0;
+};
+
+class SpecController {
+ public:
+  explicit SpecController(int32_t max_nodes);
+
+  // Draft tokens for the next step (0: no draft this step) given the cost model's threshold.
+  int32_t NextBudget(double threshold);
+  // After a verification: draft tokens verified and how many of them were accepted.
+  void Observe(int32_t drafted, int32_t accepted);
+
+  double yield() const { return yield_; }
+
+ private:
+  int32_t max_nodes_;
+  int32_t budget_;
+  double yield_ = 0.5;  // accepted tokens per draft row, moving average
+  int32_t pause_ = 0;   // steps left without drafting
+  int32_t backoff_ = 1;
+};
+
+}  // namespace gannet::engine
