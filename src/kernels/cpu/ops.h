@@ -18,6 +18,7 @@ namespace gannet::cpu {
 // The op parameters every backend shares (kernels/types.h).
 using kernels::GluAct;
 using kernels::kMaxMatMulGroup;
+using kernels::kMaxTreeTokens;
 using kernels::RopeMode;
 
 enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
@@ -131,7 +132,6 @@ struct AttentionArgs {
   const uint64_t* tree_mask = nullptr;  // [n_tokens] or null (no tree)
   int64_t tree_base = 0;
 };
-inline constexpr int64_t kMaxTreeTokens = 64;  // bits of a tree mask
 void Attention(ThreadPool& pool, const AttentionArgs& a, Isa isa = BestIsa());
 
 // Writes token rows of k and v ([n_tokens, n_kv_head * head_dim] f32, strides in elements) into
