@@ -13,6 +13,28 @@ namespace {
 // generation uses (decode, full prompt chunks, the last partial chunk) and drop the rest.
 constexpr size_t kMaxCachedPlans = 16;
 
+// A token tree's positions (n_past + depth) and ancestor masks (bit j: token j is the token itself
+// or one of its ancestors), from the parent indices.
+Status TreeLayout(std::span<const int32_t> parents, int64_t n_past, int32_t* positions,
+                  uint64_t* masks) {
+  const int64_t n = static_cast<int64_t>(parents.size());
+  if (n > kernels::kMaxTreeTokens) {
+    return Status::InvalidArgument("a token tree has " + std::to_string(n) + " tokens; at most " +
+                                   std::to_string(kernels::kMaxTreeTokens) + " are supported");
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t p = parents[i];
+    if (p < -1 || p >= i) {
+      return Status::InvalidArgument("token tree: token " + std::to_string(i) + " has parent " +
+                                     std::to_string(p) + "; a parent must be in [-1, " +
+                                     std::to_string(i) + ")");
+    }
+    positions[i] = p < 0 ? static_cast<int32_t>(n_past) : positions[p] + 1;
+    masks[i] = (p < 0 ? 0 : masks[p]) | uint64_t{1} << i;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void ModelRunner::FreeDeleter::operator()(void* p) const { std::free(p); }
@@ -127,31 +149,60 @@ Result<std::span<const float>> ModelRunner::Evaluate(std::span<const int32_t> to
   return out;
 }
 
+Status ModelRunner::AddBatchSeq(const BatchSeq& s) {
+  const size_t n_layer = static_cast<size_t>(config().n_layer);
+  if (s.tokens.empty()) return Status::InvalidArgument("a batch sequence has no tokens");
+  if (s.n_past < 0) return Status::InvalidArgument("negative sequence position");
+  if (s.kv.size() != n_layer)
+    return Status::InvalidArgument("a batch sequence has no KV views for every layer");
+  const bool tree = !s.tree_parents.empty();
+  if (tree && s.tree_parents.size() != s.tokens.size()) {
+    return Status::InvalidArgument("a token tree needs one parent per token (" +
+                                   std::to_string(s.tree_parents.size()) + " for " +
+                                   std::to_string(s.tokens.size()) + " tokens)");
+  }
+  const int64_t begin = static_cast<int64_t>(batch_tokens_.size());
+  const int64_t n = static_cast<int64_t>(s.tokens.size());
+  batch_tokens_.insert(batch_tokens_.end(), s.tokens.begin(), s.tokens.end());
+  positions_.resize(static_cast<size_t>(begin + n));
+  const uint64_t* masks = nullptr;
+  if (tree) {
+    // tree_masks_ was reserved for the whole batch: earlier slices' pointers stay valid.
+    const size_t m = tree_masks_.size();
+    tree_masks_.resize(m + static_cast<size_t>(n));
+    GANNET_RETURN_IF_ERROR(
+        TreeLayout(s.tree_parents, s.n_past, &positions_[begin], &tree_masks_[m]));
+    masks = &tree_masks_[m];
+  } else {
+    for (int64_t i = 0; i < n; ++i) positions_[begin + i] = static_cast<int32_t>(s.n_past + i);
+  }
+  const int64_t end = begin + n;
+  if (s.all_logits || tree) {
+    for (int64_t r = begin; r < end; ++r) output_rows_.push_back(static_cast<int32_t>(r));
+  } else if (s.logits) {
+    output_rows_.push_back(static_cast<int32_t>(end - 1));
+  }
+  slices_.push_back(graph::SeqSlice{.row_begin = begin,
+                                    .row_end = end,
+                                    .kv = s.kv,
+                                    .n_kv = s.n_past + n,
+                                    .tree_mask = masks,
+                                    .tree_base = tree ? s.n_past : 0});
+  return Status::Ok();
+}
+
 Result<std::span<const float>> ModelRunner::Execute(std::span<const BatchSeq> seqs,
                                                     const std::atomic<bool>* abort) {
   const int64_t n_vocab = config().n_vocab;
-  const size_t n_layer = static_cast<size_t>(config().n_layer);
   batch_tokens_.clear();
   positions_.clear();
   output_rows_.clear();
   slices_.clear();
-  for (const BatchSeq& s : seqs) {
-    if (s.tokens.empty()) return Status::InvalidArgument("a batch sequence has no tokens");
-    if (s.n_past < 0) return Status::InvalidArgument("negative sequence position");
-    if (s.kv.size() != n_layer)
-      return Status::InvalidArgument("a batch sequence has no KV views for every layer");
-    const int64_t begin = static_cast<int64_t>(batch_tokens_.size());
-    for (size_t i = 0; i < s.tokens.size(); ++i) {
-      batch_tokens_.push_back(s.tokens[i]);
-      positions_.push_back(static_cast<int32_t>(s.n_past + static_cast<int64_t>(i)));
-    }
-    const int64_t end = static_cast<int64_t>(batch_tokens_.size());
-    if (s.logits) output_rows_.push_back(static_cast<int32_t>(end - 1));
-    slices_.push_back(graph::SeqSlice{.row_begin = begin,
-                                      .row_end = end,
-                                      .kv = s.kv,
-                                      .n_kv = s.n_past + static_cast<int64_t>(s.tokens.size())});
-  }
+  tree_masks_.clear();
+  size_t n_rows = 0;
+  for (const BatchSeq& s : seqs) n_rows += s.tokens.size();
+  tree_masks_.reserve(n_rows);
+  for (const BatchSeq& s : seqs) GANNET_RETURN_IF_ERROR(AddBatchSeq(s));
   if (batch_tokens_.empty()) return Status::InvalidArgument("nothing to evaluate");
   const int64_t n = static_cast<int64_t>(batch_tokens_.size());
   const int64_t n_out = static_cast<int64_t>(output_rows_.size());

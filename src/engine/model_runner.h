@@ -37,11 +37,25 @@ struct ModelRunnerOptions {
 };
 
 // One sequence's part of a batched forward pass (ModelRunner::Execute).
+//
+// Token tree (tree_parents not empty; speculative decoding's verification): the new tokens are
+// draft tokens forming a tree over the committed past. tree_parents[i] is the index of token i's
+// parent among the new tokens (< i), or -1 when its parent is the last committed token (position
+// n_past - 1). Token i is then at position n_past + depth(i) (depth 0 for a -1 parent), its K/V
+// go to cache slot n_past + i (so the views must cover slots < n_past + size), and it attends
+// [0, n_past) plus its ancestors and itself. Its logits have the exact bits that its path
+// (committed past, ancestors, token) gets when evaluated as an ordinary sequence, in one pass or
+// token by token. The accepted path's K/V are then moved to consecutive slots n_past, n_past + 1,
+// ... by PagedKvStore::CopySlots (tokens already in their slot need no move); the other slots
+// hold garbage that later tokens overwrite.
+// At most 64 tokens; every parent in [-1, i); else InvalidArgument. A tree implies all_logits.
 struct BatchSeq {
   std::span<const int32_t> tokens;         // new tokens, at positions [n_past, n_past + size)
   int64_t n_past = 0;                      // positions already in this sequence's cache
   std::span<const graph::KvLayerView> kv;  // its cache views, covering positions < n_past + size
   bool logits = false;                     // wants the logits of its last new token
+  bool all_logits = false;                 // wants the logits of every new token (rows in order)
+  std::span<const int32_t> tree_parents;   // [tokens.size()] or empty: not a tree
 };
 
 class ModelRunner {
@@ -61,8 +75,10 @@ class ModelRunner {
 
   // Runs the new tokens of several sequences in ONE forward pass (their rows concatenated in
   // order; attention stays within each sequence's own cache views). Returns [n, n_vocab] logits,
-  // one row per sequence with `logits` set, in order. The span is valid until the next call.
-  // A token id outside the vocabulary is InvalidArgument (nothing is written).
+  // in sequence order: every new token's row for a sequence with all_logits or a tree, else one
+  // row (its last token's) for a sequence with `logits` set. The span is valid until the next
+  // call. A token id outside the vocabulary, or a malformed tree, is InvalidArgument (nothing is
+  // written).
   // REQUIRES: each sequence's positions before n_past are in its cache.
   // `abort` (optional): when it becomes true the pass stops at its next graph node and returns
   // Unavailable; the K/V positions of this batch are then partly written and must be discarded.
@@ -80,6 +96,8 @@ class ModelRunner {
  private:
   explicit ModelRunner(int n_threads) : pool_(n_threads) {}
   Result<const graph::Plan*> GetPlan(int64_t n_tokens, int64_t n_outputs);
+  // Appends one sequence's rows, positions, output rows and slice to the batch being built.
+  Status AddBatchSeq(const BatchSeq& s);
   void EnsureArena(size_t arena_bytes, size_t scratch_bytes);
 
   std::shared_ptr<const GgufFile> file_;
@@ -100,7 +118,8 @@ class ModelRunner {
   size_t scratch_capacity_ = 0;
   std::vector<int32_t> positions_, output_rows_, batch_tokens_;
   std::vector<graph::SeqSlice> slices_;
-  std::vector<float> logits_;  // all-logits results gathered over chunks
+  std::vector<uint64_t> tree_masks_;  // the trees' rows' ancestor masks, for slices_
+  std::vector<float> logits_;         // all-logits results gathered over chunks
   // Evaluate's sequence: one block of n_ctx positions (contiguous K/V per layer).
   std::optional<PagedKvStore> single_;
   SeqKvViews single_views_;

@@ -70,4 +70,25 @@ void PagedKvStore::CopyBlock(int32_t src, int32_t dst) {
   }
 }
 
+void PagedKvStore::CopySlots(std::span<const int32_t> table,
+                             std::span<const std::pair<int64_t, int64_t>> moves) {
+  const int64_t n_slots = static_cast<int64_t>(table.size()) * block_size_;
+  for (const auto& [from, to] : moves) {
+    GANNET_CHECK(from >= 0 && from < n_slots && to >= 0 && to < n_slots);
+    if (from == to) continue;
+    // Row index of a slot in the pool: its physical block's first row plus its offset.
+    const size_t src = static_cast<size_t>(table[from / block_size_]) * block_size_ +
+                       static_cast<size_t>(from % block_size_);
+    const size_t dst = static_cast<size_t>(table[to / block_size_]) * block_size_ +
+                       static_cast<size_t>(to % block_size_);
+    for (size_t l = 0; l < widths_.size(); ++l) {
+      const size_t w = static_cast<size_t>(widths_[l]);
+      for (int kv = 0; kv < 2; ++kv) {
+        uint16_t* base = buffers_[2 * l + kv].get();
+        std::memcpy(base + dst * w, base + src * w, w * sizeof(uint16_t));
+      }
+    }
+  }
+}
+
 }  // namespace gannet::engine

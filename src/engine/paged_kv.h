@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -47,6 +48,15 @@ class PagedKvStore {
 
   // Copies block src's K/V (all layers) into block dst (copy-on-write of a shared block).
   void CopyBlock(int32_t src, int32_t dst);
+
+  // For a sequence with block table `table` (slot s in block table[s / block_size], row
+  // s % block_size), copies the K and V of every layer at slot `from` to slot `to` for each
+  // (from, to) of `moves`, in order: after a token tree's verification, the accepted path's K/V
+  // move to consecutive positions (ModelRunner's BatchSeq::tree_parents). Moves along a path
+  // go to lower slots in increasing order, so none overwrites a slot a later move reads.
+  // REQUIRES: 0 <= from, to < table.size() * block_size; every id in [0, n_blocks).
+  void CopySlots(std::span<const int32_t> table,
+                 std::span<const std::pair<int64_t, int64_t>> moves);
 
  private:
   PagedKvStore() = default;

@@ -149,6 +149,11 @@ Result<std::span<const float>> Plan::Execute(kernels::Backend& backend, const Ba
       if (s.row_begin != next || s.row_end <= s.row_begin || s.row_end > n_tokens) {
         return Status::Internal("plan: sequence slices must cover the batch rows in order");
       }
+      if (s.tree_mask != nullptr &&
+          (s.row_end - s.row_begin > kernels::kMaxTreeTokens || s.tree_base < 0 ||
+           s.n_kv != s.tree_base + (s.row_end - s.row_begin))) {
+        return Status::Internal("plan: a token tree has more than 64 rows or a wrong n_kv");
+      }
       next = s.row_end;
     }
     if (next != n_tokens)

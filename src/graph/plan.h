@@ -40,7 +40,8 @@ struct BatchInputs {
   std::span<const int32_t> output_rows;  // [n_outputs] rows (token indices) whose logits are wanted
   std::span<const KvLayerView> kv;       // one per KV cache layer
   int64_t n_kv = 0;                      // cache positions [0, n_kv) may be attended
-  std::span<const SeqSlice> seqs;        // several sequences (overrides kv / n_kv)
+  std::span<const SeqSlice> seqs;        // several sequences (overrides kv / n_kv); a slice's
+                                         // token tree reaches every attention layer unchanged
   // When set and true, Execute stops before its next node and returns Unavailable: the caller no
   // longer wants the result (e.g. every request in the batch was cancelled). The K/V written so far
   // is partial; the caller must discard those positions.

@@ -32,10 +32,21 @@ struct KvLayerView {
 
 // One sequence of a multi-sequence batch: token rows [row_begin, row_end) belong to it, their
 // K/V go into its cache views, and they attend to its cache positions [0, n_kv) only.
+//
+// Token tree (tree_mask set; the verification pass of speculative decoding): the rows are draft
+// tokens forming a tree. Row t (i = t - row_begin) stores its K/V in cache slot tree_base + i,
+// NOT at positions[t], and attends the slots [0, tree_base) (the committed past, all of them, a
+// slot p counting as position p) plus tree_base + j for every bit j of tree_mask[i] (its
+// ancestors and itself: bit i is set). positions[t] is the token's position for RoPE and the
+// window; slot tree_base + j counts as position positions[row_begin + j]. A row's result has the
+// bits of its root-to-node path evaluated as an ordinary causal sequence.
+// REQUIRES (tree): row_end - row_begin <= 64, n_kv == tree_base + (row_end - row_begin).
 struct SeqSlice {
   int64_t row_begin = 0, row_end = 0;
   std::span<const KvLayerView> kv;  // one per KV cache layer (this sequence's block table)
   int64_t n_kv = 0;
+  const uint64_t* tree_mask = nullptr;  // [row_end - row_begin], or null: an ordinary sequence
+  int64_t tree_base = 0;
 };
 
 // One product of a MatMul: y [n_tokens, w.rows] (row stride y_stride) = x . w^T.
@@ -66,9 +77,10 @@ struct MatMulArgs {
 
 // Causal attention of one layer over the batch's sequences. For each sequence s (seqs cover the
 // rows [0, n_tokens) in order): its rows of k and v are first stored into s.kv[kv_layer] at their
-// positions (converted to f16), then out[t, h, :] = softmax_p(scale * q[t, h, :] . K[p, h / (n_head
-// / n_kv_head), :]) V[p, ...] over its positions p <= positions[t], p < s.n_kv and, when window >
-// 0, positions[t] - p < window.
+// positions (their tree slots for a token tree; converted to f16), then out[t, h, :] =
+// softmax_p(scale * q[t, h, :] . K[p, h / (n_head / n_kv_head), :]) V[p, ...] over its positions p
+// <= positions[t], p < s.n_kv and, when window > 0, positions[t] - p < window (a token tree's rows:
+// over the slots SeqSlice names).
 struct AttentionArgs {
   const float* q = nullptr;  // [n_tokens, n_head * head_dim], row stride q_stride
   const float* k = nullptr;  // [n_tokens, n_kv_head * head_dim], row stride k_stride

@@ -18,6 +18,8 @@ enum class RopeMode { kNorm, kNeox };
 // The most products of one activation matrix a Backend computes in one MatMul call (Q/K/V,
 // gate + up). Every backend takes up to this many; graph/fuse.cc groups sibling matmuls by it.
 inline constexpr int kMaxMatMulGroup = 8;
+// Most tokens in one token tree (attention's tree masks are 64-bit; kernels/backend.h SeqSlice).
+inline constexpr int64_t kMaxTreeTokens = 64;
 
 // Rotary embedding parameters of one projection (queries or keys): the first n_rot dims of each
 // of n_heads heads rotate, theta_i = freq_scale * pos * base^(-2i/n_rot) / freq_factors[i], cos and

@@ -5,6 +5,7 @@
 // sum l rescale the partial output when a larger score appears, so no [n_tokens, n_kv] score
 // matrix is ever formed and the output row itself is the accumulator.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 
 #include "kernels/cpu/ops.h"
@@ -12,6 +13,57 @@
 #include "tensor/fp16.h"
 
 namespace gannet::cpu {
+
+void AttentionKeysOf(const AttentionArgs& a, int64_t t, AttentionKeys* keys) {
+  const int64_t pos = a.q_pos[t];
+  const int64_t lo = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
+  keys->first = lo;
+  keys->n_tree = 0;
+  if (a.tree_mask == nullptr) {
+    const int64_t hi = std::min<int64_t>(pos, a.n_kv - 1);  // inclusive
+    keys->n_run = std::max<int64_t>(0, hi + 1 - lo);
+    return;
+  }
+  keys->n_run = std::max<int64_t>(0, std::min(a.tree_base, a.n_kv) - lo);
+  keys->tree_base = a.tree_base;
+  const int64_t n_tree = std::min(a.n_tokens, kMaxTreeTokens);
+  for (uint64_t bits = a.tree_mask[t]; bits != 0; bits &= bits - 1) {
+    const int j = std::countr_zero(bits);
+    if (j >= n_tree) break;
+    if (a.window > 0 && pos - a.q_pos[j] >= a.window) continue;
+    keys->tree_j[keys->n_tree++] = static_cast<int8_t>(j);
+  }
+}
+
+void AttentionTileRows(const AttentionArgs& a, const AttentionKeys& keys, int64_t k0, int64_t n,
+                       int64_t head_off, const uint16_t** k_rows, const uint16_t** v_rows) {
+  const int64_t bs = a.kv.block_size;
+  const int64_t row_elems = a.n_kv_head * a.head_dim;
+  int64_t i = 0;
+  if (k0 < keys.n_run) {
+    // Block and slot of the first key by one division, then stepped (a division per key costs
+    // as much as a short dot product).
+    const int64_t n_run = std::min(n, keys.n_run - k0);
+    const int64_t p0 = keys.first + k0;
+    int64_t block = p0 / bs, slot = p0 % bs;
+    for (; i < n_run; ++i) {
+      const int64_t off = slot * row_elems + head_off;
+      k_rows[i] = a.kv.k_blocks[block] + off;
+      v_rows[i] = a.kv.v_blocks[block] + off;
+      if (++slot == bs) {
+        slot = 0;
+        ++block;
+      }
+    }
+  }
+  for (; i < n; ++i) {
+    const int64_t p = keys.tree_base + keys.tree_j[k0 + i - keys.n_run];
+    const int64_t off = (p % bs) * row_elems + head_off;
+    k_rows[i] = a.kv.k_blocks[p / bs] + off;
+    v_rows[i] = a.kv.v_blocks[p / bs] + off;
+  }
+}
+
 namespace scalar {
 namespace {
 
@@ -21,10 +73,9 @@ constexpr int64_t kTile = 32;
 
 void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, int n_heads) {
   const int64_t d = a.head_dim;
-  const int64_t row_elems = a.n_kv_head * d;
-  const int64_t pos = a.q_pos[t];
-  const int64_t lo = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
-  const int64_t hi = std::min<int64_t>(pos, a.n_kv - 1);  // inclusive
+  AttentionKeys keys;
+  AttentionKeysOf(a, t, &keys);
+  const int64_t n_keys = keys.n_run + keys.n_tree;
 
   const float* q[kAttentionMaxHeads];
   float* o[kAttentionMaxHeads];
@@ -37,23 +88,11 @@ void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_beg
     m[j] = -INFINITY;
     l[j] = 0.0f;
   }
-  const int64_t bs = a.kv.block_size;
   const uint16_t* k_rows[kTile];
   const uint16_t* v_rows[kTile];
-  for (int64_t p0 = lo; p0 <= hi; p0 += kTile) {
-    const int64_t n = std::min(kTile, hi + 1 - p0);
-    // Block and slot of p0 by one division per tile, then stepped (a division per key costs
-    // as much as a short dot product).
-    int64_t block = p0 / bs, slot = p0 % bs;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t off = slot * row_elems + kvh * d;
-      k_rows[i] = a.kv.k_blocks[block] + off;
-      v_rows[i] = a.kv.v_blocks[block] + off;
-      if (++slot == bs) {
-        slot = 0;
-        ++block;
-      }
-    }
+  for (int64_t k0 = 0; k0 < n_keys; k0 += kTile) {
+    const int64_t n = std::min(kTile, n_keys - k0);
+    AttentionTileRows(a, keys, k0, n, kvh * d, k_rows, v_rows);
     // Scores: each K row is converted once and shared by the group's query heads.
     for (int64_t i = 0; i < n; ++i) {
       float acc[kAttentionMaxHeads] = {};

@@ -1,6 +1,7 @@
 // AVX2 + FMA + F16C attention kernel (one work item; the split and dispatch are in
-// attention.cc). Same online-softmax algorithm as scalar::AttentionItem; K and V rows are
-// converted from f16 with vcvtph2ps as they are loaded, once per row for all the item's heads.
+// attention.cc). Same online-softmax algorithm as scalar::AttentionItem, over the same key
+// sequence and tiles (AttentionKeysOf / AttentionTileRows); K and V rows are converted from f16
+// with vcvtph2ps as they are loaded, once per row for all the item's heads.
 //
 // Compiled with -mavx2 -mfma -mf16c: everything used here is local (internal linkage) or a
 // compiler builtin, never an inline function from a shared header (see ops_internal.h).
@@ -28,19 +29,21 @@ inline __m256 LoadF16(const uint16_t* p) {
 
 inline float F16One(uint16_t h) { return _cvtsh_ss(h); }
 
-// NH query heads share one kv head. U independent accumulator sets hide FMA latency when the
-// group is small (U * NH <= 8 keeps every accumulator in a register).
-template <int NH>
+// NH query heads share one kv head. U independent accumulator sets hide FMA latency in the
+// score dot products. U sets how a dot product is summed, so it must not depend on how the heads
+// were split into work items (which depends on the batch and the thread count): it is chosen from
+// the model's group size (U * group <= 8 keeps every accumulator in a register), and an item
+// holding part of a group uses its group's U. A token then gets the same bits in a decode step, in
+// a prefill chunk and as a node of a token tree.
+template <int NH, int U>
 void Item(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin) {
-  constexpr int U = NH <= 2 ? 4 : (NH <= 4 ? 2 : 1);
+  static_assert(NH * U <= 8);
   const int64_t d = a.head_dim;
   const int64_t d8 = d & ~int64_t{7};
   const int64_t du = d - d % (8 * U);
-  const int64_t row_elems = a.n_kv_head * d;
-  const int64_t pos = a.q_pos[t];
-  int64_t lo = 0;
-  if (a.window > 0 && pos - a.window + 1 > 0) lo = pos - a.window + 1;
-  const int64_t hi = pos < a.n_kv - 1 ? pos : a.n_kv - 1;  // inclusive
+  AttentionKeys keys;
+  AttentionKeysOf(a, t, &keys);
+  const int64_t n_keys = keys.n_run + keys.n_tree;
 
   const float* q[NH];
   float* o[NH];
@@ -53,23 +56,13 @@ void Item(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin) {
     m[j] = -__builtin_inff();
     l[j] = 0.0f;
   }
-  const int64_t bs = a.kv.block_size;
   const uint16_t* k_rows[kTile];
   const uint16_t* v_rows[kTile];
-  for (int64_t p0 = lo; p0 <= hi; p0 += kTile) {
-    const int64_t n = hi + 1 - p0 < kTile ? hi + 1 - p0 : kTile;
-    // Block and slot of p0 by one division per tile, then stepped (a division per key costs
-    // as much as a short dot product).
-    int64_t block = p0 / bs, slot = p0 % bs;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t off = slot * row_elems + kvh * d;
-      k_rows[i] = a.kv.k_blocks[block] + off;
-      v_rows[i] = a.kv.v_blocks[block] + off;
-      if (++slot == bs) {
-        slot = 0;
-        ++block;
-      }
-    }
+  // Tiles are cut from the row's key sequence (AttentionKeysOf), not from slot numbers: a tree
+  // row skips its masked-out siblings and still forms the tiles of its path as a chain.
+  for (int64_t k0 = 0; k0 < n_keys; k0 += kTile) {
+    const int64_t n = n_keys - k0 < kTile ? n_keys - k0 : kTile;
+    AttentionTileRows(a, keys, k0, n, kvh * d, k_rows, v_rows);
     // Scores q_j . K_i.
     for (int64_t i = 0; i < n; ++i) {
       const uint16_t* kr = k_rows[i];
@@ -160,27 +153,50 @@ void Item(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin) {
   }
 }
 
+// Items of up to 8 / U heads (the Attention dispatch never gives an item more heads than its
+// group has, capped at kAttentionMaxHeads).
+template <int U>
+void ItemOfGroup(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, int n_heads) {
+  switch (n_heads) {
+    case 1:
+      return Item<1, U>(a, t, kvh, h_begin);
+    case 2:
+      return Item<2, U>(a, t, kvh, h_begin);
+    default:
+      break;
+  }
+  if constexpr (U <= 2) {
+    switch (n_heads) {
+      case 3:
+        return Item<3, U>(a, t, kvh, h_begin);
+      case 4:
+        return Item<4, U>(a, t, kvh, h_begin);
+      default:
+        break;
+    }
+  }
+  if constexpr (U == 1) {
+    switch (n_heads) {
+      case 5:
+        return Item<5, U>(a, t, kvh, h_begin);
+      case 6:
+        return Item<6, U>(a, t, kvh, h_begin);
+      case 7:
+        return Item<7, U>(a, t, kvh, h_begin);
+      default:
+        return Item<8, U>(a, t, kvh, h_begin);
+    }
+  }
+  __builtin_trap();  // more heads than the group has
+}
+
 }  // namespace
 
 void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, int n_heads) {
-  switch (n_heads) {
-    case 1:
-      return Item<1>(a, t, kvh, h_begin);
-    case 2:
-      return Item<2>(a, t, kvh, h_begin);
-    case 3:
-      return Item<3>(a, t, kvh, h_begin);
-    case 4:
-      return Item<4>(a, t, kvh, h_begin);
-    case 5:
-      return Item<5>(a, t, kvh, h_begin);
-    case 6:
-      return Item<6>(a, t, kvh, h_begin);
-    case 7:
-      return Item<7>(a, t, kvh, h_begin);
-    default:
-      return Item<8>(a, t, kvh, h_begin);
-  }
+  const int64_t group = a.n_head / a.n_kv_head;
+  if (group <= 2) return ItemOfGroup<4>(a, t, kvh, h_begin, n_heads);
+  if (group <= 4) return ItemOfGroup<2>(a, t, kvh, h_begin, n_heads);
+  return ItemOfGroup<1>(a, t, kvh, h_begin, n_heads);
 }
 
 }  // namespace gannet::cpu::avx2

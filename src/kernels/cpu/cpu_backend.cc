@@ -89,8 +89,16 @@ void CpuBackend::Attention(const kernels::AttentionArgs& a) {
   for (const kernels::SeqSlice& s : a.seqs) {
     const kernels::KvLayerView& kv = s.kv[a.kv_layer];
     const int64_t b = s.row_begin, n = s.row_end - s.row_begin;
-    StoreKv(a.k + b * a.k_stride, a.k_stride, a.v + b * a.v_stride, a.v_stride, n, kv_width,
-            a.positions + b, kv.k_blocks, kv.v_blocks, kv.block_size);
+    // A token tree's rows go to consecutive slots from tree_base, not to their positions.
+    int32_t tree_slots[kMaxTreeTokens];
+    const int32_t* slots = a.positions + b;
+    if (s.tree_mask != nullptr) {
+      GANNET_CHECK(n <= kMaxTreeTokens && s.n_kv == s.tree_base + n);
+      for (int64_t i = 0; i < n; ++i) tree_slots[i] = static_cast<int32_t>(s.tree_base + i);
+      slots = tree_slots;
+    }
+    StoreKv(a.k + b * a.k_stride, a.k_stride, a.v + b * a.v_stride, a.v_stride, n, kv_width, slots,
+            kv.k_blocks, kv.v_blocks, kv.block_size);
     cpu::Attention(pool_,
                    AttentionArgs{.q = a.q + b * a.q_stride,
                                  .q_stride = a.q_stride,
@@ -106,7 +114,9 @@ void CpuBackend::Attention(const kernels::AttentionArgs& a) {
                                  .window = a.window,
                                  .scale = a.scale,
                                  .out = a.out + b * a.out_stride,
-                                 .out_stride = a.out_stride},
+                                 .out_stride = a.out_stride,
+                                 .tree_mask = s.tree_mask,
+                                 .tree_base = s.tree_base},
                    isa_);
   }
 }

@@ -18,6 +18,7 @@ namespace gannet::cpu {
 // The op parameters every backend shares (kernels/types.h).
 using kernels::GluAct;
 using kernels::kMaxMatMulGroup;
+using kernels::kMaxTreeTokens;
 using kernels::RopeMode;
 
 enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
@@ -108,6 +109,15 @@ struct KvView {
 // over positions p <= q_pos[t] with p < n_kv, and, when window > 0, q_pos[t] - p < window.
 // Online softmax over key tiles (no [n_tokens, n_kv] score matrix); GQA shares each K/V row
 // among its query heads. q: [n_tokens, n_head, head_dim] stride q_stride per token.
+//
+// Token tree (tree_mask set; speculative decoding's verification pass): the rows are the nodes of
+// a tree of draft tokens whose K/V sit in slots tree_base + t (not at q_pos[t]). Row t attends
+// slots p in [0, tree_base) (the committed past, all of them; a slot p there counts as position
+// p) and the slots tree_base + j for every bit j of tree_mask[t] (its ancestors and itself; slot
+// tree_base + j counts as position q_pos[j]); the window applies to those positions. Keys are
+// visited in slot order, so a row's keys are those of its root-to-node path evaluated as an
+// ordinary causal chain, in the same order and the same tiles: the output has the same bits.
+// REQUIRES (tree): n_tokens <= 64, n_kv == tree_base + n_tokens.
 struct AttentionArgs {
   const float* q = nullptr;
   int64_t q_stride = 0;
@@ -119,6 +129,8 @@ struct AttentionArgs {
   float scale = 1.0f;
   float* out = nullptr;  // [n_tokens, n_head, head_dim], stride out_stride per token
   int64_t out_stride = 0;
+  const uint64_t* tree_mask = nullptr;  // [n_tokens] or null (no tree)
+  int64_t tree_base = 0;
 };
 void Attention(ThreadPool& pool, const AttentionArgs& a, Isa isa = BestIsa());
 

@@ -17,6 +17,25 @@ inline constexpr int kAttentionMaxHeads = 8;
 using AttentionItemFn = void (*)(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin,
                                  int n_heads);
 
+// The keys one query row visits, in visiting order: the consecutive slots [first, first + n_run),
+// then the tree slots tree_base + tree_j[0 .. n_tree) in increasing j (for a token tree: the
+// row's ancestors from the root down, then itself). An ordinary causal row has only the run
+// [lo, pos]; a tree row has the committed run [lo, tree_base) and its path, which is the key
+// sequence of that path evaluated as a chain. Plain data, shared by every ISA's kernel so that
+// they all visit the same keys in the same tiles.
+struct AttentionKeys {
+  int64_t first = 0, n_run = 0;
+  int64_t tree_base = 0;
+  int n_tree = 0;
+  int8_t tree_j[kMaxTreeTokens];
+};
+// The visible keys of row t (causal mask, window, tree mask).
+void AttentionKeysOf(const AttentionArgs& a, int64_t t, AttentionKeys* keys);
+// Row pointers of kv head kvh (element offset head_off) for keys [k0, k0 + n) of `keys`.
+// REQUIRES: k0 + n <= keys.n_run + keys.n_tree.
+void AttentionTileRows(const AttentionArgs& a, const AttentionKeys& keys, int64_t k0, int64_t n,
+                       int64_t head_off, const uint16_t** k_rows, const uint16_t** v_rows);
+
 namespace scalar {
 void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, int n_heads);
 }  // namespace scalar

@@ -17,6 +17,29 @@ const uint16_t* KvRow(const uint16_t* const* blocks, int64_t block_size, int64_t
   return blocks[p / block_size] + (p % block_size) * row_elems + head_offset;
 }
 
+// Slots token t attends, in increasing order. Without a tree: p <= pos, p < n_kv, and
+// pos - p < window when window > 0. With a tree: every committed slot p < tree_base and the tree
+// slots tree_base + j of the bits j of its mask, each at its position (p, or q_pos[j]) for the
+// window.
+std::vector<int64_t> VisibleKeys(const AttentionArgs& a, int64_t t) {
+  const int64_t pos = a.q_pos[t];
+  auto in_window = [&](int64_t p) { return a.window <= 0 || pos - p < a.window; };
+  std::vector<int64_t> keys;
+  if (a.tree_mask == nullptr) {
+    for (int64_t p = 0; p < a.n_kv && p <= pos; ++p) {
+      if (in_window(p)) keys.push_back(p);
+    }
+    return keys;
+  }
+  for (int64_t p = 0; p < a.tree_base; ++p) {
+    if (in_window(p)) keys.push_back(p);
+  }
+  for (int64_t j = 0; j < a.n_tokens && j < 64; ++j) {
+    if ((a.tree_mask[t] >> j & 1) != 0 && in_window(a.q_pos[j])) keys.push_back(a.tree_base + j);
+  }
+  return keys;
+}
+
 }  // namespace
 
 void Attention(const AttentionArgs& a) {
@@ -26,18 +49,11 @@ void Attention(const AttentionArgs& a) {
   std::vector<double> scores;
   std::vector<double> acc(d);
   for (int64_t t = 0; t < a.n_tokens; ++t) {
-    const int64_t pos = a.q_pos[t];
+    const std::vector<int64_t> keys = VisibleKeys(a, t);
     for (int64_t h = 0; h < a.n_head; ++h) {
       const float* q = a.q + t * a.q_stride + h * d;
       float* out = a.out + t * a.out_stride + h * d;
       const int64_t kvh = h / group;
-      // Visible keys: p <= pos, p < n_kv, and pos - p < window when window > 0.
-      std::vector<int64_t> keys;
-      for (int64_t p = 0; p < a.n_kv; ++p) {
-        if (p > pos) break;
-        if (a.window > 0 && pos - p >= a.window) continue;
-        keys.push_back(p);
-      }
       if (keys.empty()) {
         std::fill(out, out + d, 0.0f);
         continue;

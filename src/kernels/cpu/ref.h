@@ -15,7 +15,8 @@
 namespace gannet::cpu::ref {
 
 // Plain softmax per (token, head) over every visible key, scores and weights in double.
-// A query that sees no key (q_pos < 0, or all keys beyond n_kv) gets a zero output row.
+// A query that sees no key (q_pos < 0, or all keys beyond n_kv) gets a zero output row. A token
+// tree's rows see the keys ops.h describes (the committed slots, then their mask's tree slots).
 void Attention(const AttentionArgs& a);
 
 void StoreKv(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t n_tokens,
