@@ -137,9 +137,12 @@ SchedulerOutput Scheduler::Schedule(int32_t prefill_limit) {
   // Waiting sequences, FCFS. A step that preempted is short of memory: admitting would only
   // preempt again next step.
   if (out.preempted.empty()) AdmitWaiting(&budget, &out);
+  // Drafts are optional work: they take what the step's prompt chunks left of the budget.
+  int32_t spare = budget + held_back;
+  AddDrafts(&spare, &out);
 
   out.copies = kv_.TakeCopies();
-  out.num_tokens = options_.max_num_batched_tokens - budget - held_back;
+  out.num_tokens = options_.max_num_batched_tokens - spare;
   num_scheduled_tokens_ += out.num_tokens;
   if (!out.seqs.empty()) {
     std::vector<InFlight> fl;
@@ -167,15 +170,11 @@ void Scheduler::ScheduleRunning(bool decodes, int32_t* budget, SchedulerOutput* 
       continue;
     }
     const int32_t n = std::min(gap, *budget);
-    const int32_t m = decodes ? DraftSize(*s, *budget - n) : 0;
-    if (!AllocateOrPreempt(s, n + m, out))
+    if (!AllocateOrPreempt(s, n, out))
       continue;  // s was preempted: running_[i] is now the next one
     s->scheduled_step = step_;
-    ScheduledSeq e = MakeEntry(*s, n);
-    if (m > 0) AddDraft(*s, m, &e);
-    s->draft = {};
-    out->seqs.push_back(std::move(e));
-    *budget -= n + m;
+    out->seqs.push_back(MakeEntry(*s, n));
+    *budget -= n;
     ++i;
   }
 }
@@ -188,6 +187,27 @@ int32_t Scheduler::DraftSize(const Sequence& s, int32_t max_nodes) const {
   const int32_t m = std::min(
       {static_cast<int32_t>(s.draft.tokens.size()), max_nodes, kMaxDraftTokens, remaining - 1});
   return std::max(m, 0);
+}
+
+void Scheduler::AddDrafts(int32_t* budget, SchedulerOutput* out) {
+  // A draft never causes a preemption: it gets slots only while the pool keeps a block free for
+  // every running sequence.
+  const int32_t bs = kv_.block_size();
+  for (ScheduledSeq& e : out->seqs) {
+    if (*budget <= 0) break;
+    Sequence* s = seqs_.at(e.seq_id).get();
+    if (!s->draft.empty() && e.needs_logits && e.tokens.size() == 1) {
+      const int32_t m = DraftSize(*s, *budget);
+      const int32_t reserve = static_cast<int32_t>(running_.size()) + (m + bs - 1) / bs + 1;
+      if (m > 0 && kv_.pool().num_free() >= reserve && kv_.AllocateSlots(s->id, m)) {
+        AddDraft(*s, m, &e);
+        const std::span<const BlockId> table = kv_.BlockTable(s->id);
+        e.block_table.assign(table.begin(), table.end());
+        *budget -= m;
+      }
+    }
+    s->draft = {};
+  }
 }
 
 void Scheduler::AddDraft(const Sequence& s, int32_t m, ScheduledSeq* e) const {

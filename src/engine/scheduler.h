@@ -23,8 +23,9 @@
 //
 // Speculative decoding (SpecInfer, ASPLOS'24): with a step's sampled tokens the engine may hand a
 // decoding sequence a draft, a tree of proposed next tokens. The next step then computes the
-// sequence's newest token and the whole tree in one pass (a tree-masked entry, within the token
-// budget: a draft is cut to what fits), and Update() takes the tokens the engine accepted along
+// sequence's newest token and the whole tree in one pass (a tree-masked entry; drafts take only the
+// budget that the step's prompt chunks leave and never cause a preemption; a draft is cut to what
+// fits), and Update() takes the tokens the engine accepted along
 // one path of the tree (1 to 1 + depth of them): the K/V of all but the last is kept, the slots of
 // the rest of the tree are given back. The engine has moved the accepted path's K/V to consecutive
 // slots by then (PagedKvStore::CopySlots).
@@ -253,6 +254,8 @@ class Scheduler {
   // still generate.
   int32_t DraftSize(const Sequence& s, int32_t max_nodes) const;
   void AddDraft(const Sequence& s, int32_t m, ScheduledSeq* e) const;
+  // Extends the step's decodes with their sequences' drafts, within `budget`.
+  void AddDrafts(int32_t* budget, SchedulerOutput* out);
   Status CheckResult(const InFlight& f, const SeqStepResult& r) const;
   // Appends a speculative entry's accepted tokens; false when s finished (and is gone).
   bool ApplySpeculative(Sequence* s, const std::vector<SampledToken>& samples);

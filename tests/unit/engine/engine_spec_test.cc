@@ -67,7 +67,8 @@ struct Collector {
 std::vector<int32_t> Repetitive(int i, int len, int64_t n_vocab) {
   std::vector<int32_t> p;
   const int period = 3 + i % 4;
-  for (int k = 0; k < len; ++k) p.push_back(static_cast<int32_t>((11 * i + 5 * (k % period) + 2) % n_vocab));
+  for (int k = 0; k < len; ++k)
+    p.push_back(static_cast<int32_t>((11 * i + 5 * (k % period) + 2) % n_vocab));
   return p;
 }
 
@@ -193,10 +194,11 @@ TEST_F(EngineSpecControl, GrammarConstrainedOutputIsUnchanged) {
 TEST_F(EngineSpecControl, SampledDistributionMatchesWithoutSpeculation) {
   std::vector<GenerationRequest> reqs;
   for (uint64_t seed = 1; seed <= 48; ++seed) {
-    reqs.push_back({.prompt = Repetitive(1, 12, n_vocab_),
-                    .max_tokens = 8,
-                    .sampling = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = seed},
-                    .stop_at_eog = false});
+    reqs.push_back(
+        {.prompt = Repetitive(1, 12, n_vocab_),
+         .max_tokens = 8,
+         .sampling = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = seed},
+         .stop_at_eog = false});
   }
   EngineOptions base{.block_size = 4, .max_batch_tokens = 128, .max_seqs = 16};
   EngineOptions spec = base;
@@ -221,8 +223,10 @@ TEST_F(EngineSpecControl, SampledDistributionMatchesWithoutSpeculation) {
 }
 
 TEST_F(EngineSpecControl, RejectsBadSpecOptions) {
-  EXPECT_FALSE(Engine::Create(runner_.get(), {.spec = SpecMethod::kNgram, .spec_max_tokens = 0}).ok());
-  EXPECT_FALSE(Engine::Create(runner_.get(), {.spec = SpecMethod::kNgram, .spec_max_tokens = 64}).ok());
+  EXPECT_FALSE(
+      Engine::Create(runner_.get(), {.spec = SpecMethod::kNgram, .spec_max_tokens = 0}).ok());
+  EXPECT_FALSE(
+      Engine::Create(runner_.get(), {.spec = SpecMethod::kNgram, .spec_max_tokens = 64}).ok());
   EXPECT_TRUE(ParseSpecMethod("ngram").ok());
   EXPECT_EQ(ParseSpecMethod("draft").status().code(), StatusCode::kInvalidArgument);
 }
