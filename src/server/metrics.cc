@@ -75,6 +75,15 @@ std::string ServerMetrics::Render(const engine::EngineStats& s) const {
         &out);
   Gauge("gannet_preemptions_total", "Sequences preempted for KV memory.", "counter", s.preemptions,
         &out);
+  Gauge("gannet_engine_steps_total", "Forward passes run.", "counter", s.steps, &out);
+  Gauge("gannet_spec_verify_steps_total",
+        "Speculative decoding: sequence steps that verified a draft tree.", "counter", s.spec_steps,
+        &out);
+  Gauge("gannet_spec_draft_tokens_total", "Speculative decoding: draft tokens verified.", "counter",
+        s.spec_draft_tokens, &out);
+  Gauge("gannet_spec_accepted_tokens_total",
+        "Speculative decoding: draft tokens accepted (each one a forward pass saved).", "counter",
+        s.spec_accepted_tokens, &out);
   ttft_.Render("gannet_time_to_first_token_seconds",
                "Time from request to its first generated token.", &out);
   itl_.Render("gannet_inter_token_latency_seconds", "Time between consecutive tokens of a sample.",

@@ -26,8 +26,16 @@ TEST(OpenAiMetricsTest, GaugesCountersAndHistograms) {
                          .kv_blocks_total = 100,
                          .prefix_hit_tokens = 64,
                          .prompt_tokens_total = 500,
-                         .generated_tokens_total = 70};
+                         .generated_tokens_total = 70,
+                         .steps = 41,
+                         .spec_steps = 9,
+                         .spec_draft_tokens = 30,
+                         .spec_accepted_tokens = 21};
   const std::string text = m.Render(st);
+  EXPECT_TRUE(Has(text, "gannet_engine_steps_total 41"));
+  EXPECT_TRUE(Has(text, "gannet_spec_verify_steps_total 9"));
+  EXPECT_TRUE(Has(text, "gannet_spec_draft_tokens_total 30"));
+  EXPECT_TRUE(Has(text, "gannet_spec_accepted_tokens_total 21"));
   EXPECT_TRUE(Has(text, "gannet_requests_running 3"));
   EXPECT_TRUE(Has(text, "gannet_requests_waiting 2"));
   EXPECT_TRUE(Has(text, "gannet_kv_blocks_used 10"));
