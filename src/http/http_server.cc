@@ -517,6 +517,8 @@ void HttpServer::Loop::SendError(Conn& c, int status, const std::string& message
   c.out.append(resp);
   c.out_prefix += resp.size();
   c.closing = true;
+  budget_->Release(c.body_charge);  // the request is abandoned; its body goes with it
+  c.body_charge = 0;
   if (options_.request_logger) {
     const HttpRequest& req = c.parser.request();
     options_.request_logger(RequestLog{.method = req.method.empty() ? "-" : req.method,

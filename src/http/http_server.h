@@ -81,15 +81,15 @@ struct HttpServerOptions {
   // Age past which a connection takes no new request: the next response says
   // "Connection: close" and an idle one is closed. Responses in flight are not cut.
   std::chrono::milliseconds max_connection_lifetime{3600000};
-  // Server-wide bytes of buffered request bodies plus response bytes queued and not yet taken by
-  // clients. A request body that would pass it is answered 503; a response write that would
-  // pass it drops its connection; past half of it writers see kBackpressure.
-  size_t memory_budget = size_t{1} << 30;
   // A response whose bytes the client stops taking for this long is dropped.
   std::chrono::milliseconds send_timeout{60000};
   // Per-response queued bytes: soft (writers see kBackpressure) and hard (connection dropped).
   size_t write_soft_limit = 1 << 20;
   size_t write_hard_limit = 16 << 20;
+  // Server-wide bytes of buffered request bodies plus response bytes queued and not yet taken by
+  // clients. A request body that would pass it is answered 503; a response write that would
+  // pass it drops its connection; past half of it writers see kBackpressure.
+  size_t memory_budget = size_t{1} << 30;
   int handler_threads = 4;
   // Shutdown waits this long after the grace period for handlers to return (their writers are
   // closed by then); handlers still running are abandoned (their threads detached) so that
