@@ -64,11 +64,9 @@ TEST_F(HttpLimitsTest, HeadersDrippedForeverGet408AtTheHeaderDeadline) {
 }
 
 TEST_F(HttpLimitsTest, BodyDrippedBelowTheMinimumRateGets408) {
-  StartServer({.idle_timeout = 10s,
-               .header_timeout = 10s,
-               .min_body_rate = 1000,
-               .body_rate_grace = 300ms},
-              EchoBodyHandler());
+  StartServer(
+      {.idle_timeout = 10s, .header_timeout = 10s, .min_body_rate = 1000, .body_rate_grace = 300ms},
+      EchoBodyHandler());
   auto c = Connect();
   ASSERT_TRUE(c);
   ASSERT_TRUE(c->Send("POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n"));
@@ -100,7 +98,8 @@ TEST_F(HttpLimitsTest, SlowClientsDoNotDelayOthers) {
   auto slow_body = Connect();
   ASSERT_TRUE(slow_head && slow_body);
   ASSERT_TRUE(slow_head->Send("GET /health HTTP/1.1\r\nHost: loc"));
-  ASSERT_TRUE(slow_body->Send("POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\na"));
+  ASSERT_TRUE(
+      slow_body->Send("POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\na"));
   auto quick = Connect();
   ASSERT_TRUE(quick);
   const auto t0 = Clock::now();
@@ -193,8 +192,9 @@ TEST_F(HttpLimitsTest, RequestBodiesShareOneMemoryBudget) {
 
 TEST_F(HttpLimitsTest, QueuedResponsesShareOneMemoryBudget) {
   // The per-response hard limit is far; the server-wide budget stops a client that reads nothing.
-  StartServer({.write_soft_limit = 32 << 20, .write_hard_limit = 64 << 20, .memory_budget = 1 << 20},
-              ParkingHandler());
+  StartServer(
+      {.write_soft_limit = 32 << 20, .write_hard_limit = 64 << 20, .memory_budget = 1 << 20},
+      ParkingHandler());
   auto c = Connect();
   ASSERT_TRUE(c);
   ASSERT_TRUE(c->Send(Get("/stream")));

@@ -61,13 +61,13 @@ std::string ErrorCode(const ClientResponse& r) {
 }
 
 TEST(OpenAiServiceTest, LoopbackNames) {
-  for (const char* ok : {"localhost", "LOCALHOST:8080", "127.0.0.1", "127.0.0.1:1", "[::1]",
-                         "[::1]:8080"}) {
+  for (const char* ok :
+       {"localhost", "LOCALHOST:8080", "127.0.0.1", "127.0.0.1:1", "[::1]", "[::1]:8080"}) {
     EXPECT_TRUE(IsLoopbackHost(ok)) << ok;
   }
-  for (const char* bad : {"evil.example", "evil.example:8080", "localhost.evil.example",
-                          "127.0.0.1.nip.io", "localhost:", "localhost:80x", "::1", "[::2]",
-                          "0.0.0.0", ""}) {
+  for (const char* bad :
+       {"evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.1.nip.io",
+        "localhost:", "localhost:80x", "::1", "[::2]", "0.0.0.0", ""}) {
     EXPECT_FALSE(IsLoopbackHost(bad)) << bad;
   }
   for (const char* ok : {"127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"})
@@ -81,13 +81,14 @@ TEST(OpenAiServiceTest, LoopbackNames) {
 TEST(OpenAiServiceTest, LoopbackBoundServerRefusesForeignHosts) {
   ServiceFront front({.loopback_host_only = true});
   const std::string port = std::to_string(front.port());
-  for (const std::string& host : std::vector<std::string>{"localhost", "localhost:" + port, "127.0.0.1:" + port, "[::1]",
-                                 "[::1]:" + port}) {
+  for (const std::string& host : std::vector<std::string>{
+           "localhost", "localhost:" + port, "127.0.0.1:" + port, "[::1]", "[::1]:" + port}) {
     const ClientResponse r = front.Ask("GET", "/v1/models", "Host: " + host + "\r\n");
     EXPECT_EQ(r.status, 200) << host << " " << r.body;
   }
   // A page on a rebound DNS name reaches 127.0.0.1 with its own name in Host.
-  for (const std::string& host : std::vector<std::string>{"attacker.example", "attacker.example:" + port}) {
+  for (const std::string& host :
+       std::vector<std::string>{"attacker.example", "attacker.example:" + port}) {
     const ClientResponse r = front.Ask("GET", "/v1/models", "Host: " + host + "\r\n");
     EXPECT_EQ(r.status, 403) << host;
     EXPECT_EQ(ErrorCode(r), "host_not_allowed") << r.body;
@@ -112,8 +113,9 @@ TEST(OpenAiServiceTest, OriginsAndCors) {
   EXPECT_EQ(ErrorCode(r), "origin_not_allowed") << r.body;
   EXPECT_FALSE(r.Has("access-control-allow-origin"));
   EXPECT_EQ(front.Ask("GET", "/health", "Origin: null\r\n").status, 403);
-  EXPECT_EQ(front.Ask("OPTIONS", "/v1/chat/completions",
-                      "Origin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n")
+  EXPECT_EQ(front
+                .Ask("OPTIONS", "/v1/chat/completions",
+                     "Origin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n")
                 .status,
             403);
   // An allowed origin: its responses carry Access-Control-Allow-Origin.
