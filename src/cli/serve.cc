@@ -51,6 +51,80 @@ std::chrono::milliseconds Millis(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
 }
 
+// The HTTP transport's limits as flags (docs/api.md, "Limits").
+struct HttpLimitFlags {
+  int max_connections = 10000;
+  double idle_timeout = 60;
+  double header_timeout = 30;
+  size_t min_body_rate = 1024;
+  double body_rate_grace = 10;
+  double send_timeout = 60;
+  int max_requests_per_conn = 1000;
+  double max_conn_lifetime = 3600;
+  std::string http_memory = "1G";
+};
+
+void AddHttpLimitFlags(CLI::App* sub, HttpLimitFlags* f) {
+  sub->add_option("--max-connections", f->max_connections,
+                  "Open connections (503 past it; lowered to what the fd limit allows)")
+      ->capture_default_str();
+  sub->add_option("--idle-timeout", f->idle_timeout,
+                  "Seconds a keep-alive connection may stay quiet, and a request may go without "
+                  "sending a byte (408)")
+      ->capture_default_str();
+  sub->add_option("--header-timeout", f->header_timeout,
+                  "Seconds from a request's first byte to the end of its headers (408 past it)")
+      ->capture_default_str();
+  sub->add_option("--min-body-rate", f->min_body_rate,
+                  "Bytes per second a request body must average, counted from --body-rate-grace "
+                  "after its headers (408 below it; 0: off)")
+      ->capture_default_str();
+  sub->add_option("--body-rate-grace", f->body_rate_grace,
+                  "Seconds after its headers before a body's rate is checked")
+      ->capture_default_str();
+  sub->add_option("--send-timeout", f->send_timeout,
+                  "Seconds a client may take no response bytes before it is dropped")
+      ->capture_default_str();
+  sub->add_option("--max-requests-per-conn", f->max_requests_per_conn,
+                  "Requests served on one connection before it is closed")
+      ->capture_default_str();
+  sub->add_option("--max-conn-lifetime", f->max_conn_lifetime,
+                  "Seconds after which a connection takes no new request")
+      ->capture_default_str();
+  sub->add_option("--http-memory", f->http_memory,
+                  "Memory for buffered request bodies and queued responses, all connections "
+                  "together (503 / dropped past it), e.g. 512M")
+      ->capture_default_str();
+}
+
+// The limits as server options (host, port, body size and threads are the caller's), or the
+// flag that is out of range.
+Result<http::HttpServerOptions> HttpLimits(const HttpLimitFlags& f) {
+  if (f.max_connections < 1) return Status::InvalidArgument("--max-connections must be at least 1");
+  if (f.max_requests_per_conn < 1)
+    return Status::InvalidArgument("--max-requests-per-conn must be at least 1");
+  for (const auto& [name, value] : {std::pair{"--idle-timeout", f.idle_timeout},
+                                    {"--header-timeout", f.header_timeout},
+                                    {"--send-timeout", f.send_timeout},
+                                    {"--max-conn-lifetime", f.max_conn_lifetime}}) {
+    if (!(value > 0 && value < 1e7))
+      return Status::InvalidArgument(std::string(name) + " must be positive");
+  }
+  if (!(f.body_rate_grace >= 0 && f.body_rate_grace < 1e7))
+    return Status::InvalidArgument("--body-rate-grace must not be negative");
+  Result<size_t> memory = ParseByteSize(f.http_memory);
+  if (!memory.ok()) return Status::InvalidArgument("--http-memory: " + memory.status().message());
+  return http::HttpServerOptions{.max_connections = f.max_connections,
+                                 .idle_timeout = Millis(f.idle_timeout),
+                                 .header_timeout = Millis(f.header_timeout),
+                                 .min_body_rate = f.min_body_rate,
+                                 .body_rate_grace = Millis(f.body_rate_grace),
+                                 .max_requests_per_connection = f.max_requests_per_conn,
+                                 .max_connection_lifetime = Millis(f.max_conn_lifetime),
+                                 .send_timeout = Millis(f.send_timeout),
+                                 .memory_budget = *memory};
+}
+
 }  // namespace
 
 Runner AddServeCommand(CLI::App& app) {
@@ -74,15 +148,7 @@ Runner AddServeCommand(CLI::App& app) {
     double itl_factor = 2.0;
     std::string allowed_origins;
     bool metrics_no_auth = false;
-    int max_connections = 10000;
-    double idle_timeout = 60;
-    double header_timeout = 30;
-    size_t min_body_rate = 1024;
-    double body_rate_grace = 10;
-    double send_timeout = 60;
-    int max_requests_per_conn = 1000;
-    double max_conn_lifetime = 3600;
-    std::string http_memory = "1G";
+    HttpLimitFlags http;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
@@ -119,36 +185,7 @@ Runner AddServeCommand(CLI::App& app) {
   sub->add_option("--http-threads", o->http_threads, "HTTP handler threads")->capture_default_str();
   sub->add_option("--max-body", o->max_body, "Largest request body in bytes (413 past it)")
       ->capture_default_str();
-  sub->add_option("--max-connections", o->max_connections,
-                  "Open connections (503 past it; lowered to what the fd limit allows)")
-      ->capture_default_str();
-  sub->add_option("--idle-timeout", o->idle_timeout,
-                  "Seconds a keep-alive connection may stay quiet, and a request may go without "
-                  "sending a byte (408)")
-      ->capture_default_str();
-  sub->add_option("--header-timeout", o->header_timeout,
-                  "Seconds from a request's first byte to the end of its headers (408 past it)")
-      ->capture_default_str();
-  sub->add_option("--min-body-rate", o->min_body_rate,
-                  "Bytes per second a request body must average, counted from --body-rate-grace "
-                  "after its headers (408 below it; 0: off)")
-      ->capture_default_str();
-  sub->add_option("--body-rate-grace", o->body_rate_grace,
-                  "Seconds after its headers before a body's rate is checked")
-      ->capture_default_str();
-  sub->add_option("--send-timeout", o->send_timeout,
-                  "Seconds a client may take no response bytes before it is dropped")
-      ->capture_default_str();
-  sub->add_option("--max-requests-per-conn", o->max_requests_per_conn,
-                  "Requests served on one connection before it is closed")
-      ->capture_default_str();
-  sub->add_option("--max-conn-lifetime", o->max_conn_lifetime,
-                  "Seconds after which a connection takes no new request")
-      ->capture_default_str();
-  sub->add_option("--http-memory", o->http_memory,
-                  "Memory for buffered request bodies and queued responses, all connections "
-                  "together (503 / dropped past it), e.g. 512M")
-      ->capture_default_str();
+  AddHttpLimitFlags(sub, &o->http);
   sub->add_option("--itl-factor", o->itl_factor,
                   "Size prompt chunks beside streaming requests so a step takes at most about this "
                   "many times "
@@ -168,19 +205,8 @@ Runner AddServeCommand(CLI::App& app) {
     if (o->ctx < 0) return ReportError("--ctx-size must not be negative");
     if (!(o->grace >= 0)) return ReportError("--grace must not be negative");
     if (o->http_threads < 1) return ReportError("--http-threads must be at least 1");
-    if (o->max_connections < 1) return ReportError("--max-connections must be at least 1");
-    if (o->max_requests_per_conn < 1)
-      return ReportError("--max-requests-per-conn must be at least 1");
-    for (const auto& [name, value] : {std::pair{"--idle-timeout", o->idle_timeout},
-                                      {"--header-timeout", o->header_timeout},
-                                      {"--send-timeout", o->send_timeout},
-                                      {"--max-conn-lifetime", o->max_conn_lifetime}}) {
-      if (!(value > 0 && value < 1e7)) return ReportError(std::string(name) + " must be positive");
-    }
-    if (!(o->body_rate_grace >= 0 && o->body_rate_grace < 1e7))
-      return ReportError("--body-rate-grace must not be negative");
-    Result<size_t> http_memory = ParseByteSize(o->http_memory);
-    if (!http_memory.ok()) return ReportError("--http-memory: " + http_memory.status().message());
+    Result<http::HttpServerOptions> limits = HttpLimits(o->http);
+    if (!limits.ok()) return ReportError(limits.status());
     size_t kv_bytes = 0;
     if (!o->kv_memory.empty()) {
       Result<size_t> parsed = ParseByteSize(o->kv_memory);
@@ -197,19 +223,11 @@ Runner AddServeCommand(CLI::App& app) {
                                    .metrics_no_auth = o->metrics_no_auth,
                                    .loopback_host_only = server::IsLoopbackBindAddress(o->host),
                                    .allowed_origins = server::ParseOriginList(o->allowed_origins)});
-    http::HttpServerOptions http_opts{.host = o->host,
-                                      .port = static_cast<uint16_t>(o->port),
-                                      .max_connections = o->max_connections,
-                                      .limits = {.max_body_bytes = o->max_body},
-                                      .idle_timeout = Millis(o->idle_timeout),
-                                      .header_timeout = Millis(o->header_timeout),
-                                      .min_body_rate = o->min_body_rate,
-                                      .body_rate_grace = Millis(o->body_rate_grace),
-                                      .max_requests_per_connection = o->max_requests_per_conn,
-                                      .max_connection_lifetime = Millis(o->max_conn_lifetime),
-                                      .send_timeout = Millis(o->send_timeout),
-                                      .memory_budget = *http_memory,
-                                      .handler_threads = o->http_threads};
+    http::HttpServerOptions http_opts = *std::move(limits);
+    http_opts.host = o->host;
+    http_opts.port = static_cast<uint16_t>(o->port);
+    http_opts.limits.max_body_bytes = o->max_body;
+    http_opts.handler_threads = o->http_threads;
     http_opts.request_logger = [](const http::RequestLog& log) {
       std::fprintf(stderr, "%s\n", http::FormatRequestLog(log).c_str());
     };

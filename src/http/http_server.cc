@@ -99,7 +99,8 @@ class HttpServer::WorkerPool {
     state_->handler = std::move(handler);
     for (int i = 0; i < n; ++i) threads_.emplace_back([state = state_] { Work(*state); });
   }
-  ~WorkerPool() { Stop(std::chrono::milliseconds(0)); }
+  // After Shutdown the threads are gone already; otherwise (a failed Start) none runs a handler.
+  ~WorkerPool() { Stop(std::chrono::seconds(5)); }
 
   void Submit(HttpRequest request, std::shared_ptr<ResponseWriter> writer) {
     {
@@ -113,6 +114,7 @@ class HttpServer::WorkerPool {
   // joins the threads. Threads whose handler has not returned within `wait` are detached (they
   // hold the pool's state and exit when their handler returns); returns how many.
   int Stop(std::chrono::milliseconds wait) {
+    if (threads_.empty()) return 0;  // stopped before
     std::deque<Task> dropped;
     bool all_exited = false;
     {
