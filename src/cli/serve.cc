@@ -228,6 +228,8 @@ Runner AddServeCommand(CLI::App& app) {
     http_opts.port = static_cast<uint16_t>(o->port);
     http_opts.limits.max_body_bytes = o->max_body;
     http_opts.handler_threads = o->http_threads;
+    // Probes and scrapers never queue behind slow handlers.
+    http_opts.priority_paths = {"/health", "/metrics"};
     http_opts.request_logger = [](const http::RequestLog& log) {
       std::fprintf(stderr, "%s\n", http::FormatRequestLog(log).c_str());
     };

@@ -190,12 +190,13 @@ class HttpServer::WorkerPool {
 class HttpServer::Loop {
  public:
   Loop(const HttpServerOptions& options, int max_connections, std::atomic<int>* open_connections,
-       WorkerPool* workers, int listen_fd, int epoll_fd, std::shared_ptr<LoopWaker> waker,
-       std::shared_ptr<MemoryBudget> budget)
+       WorkerPool* workers, WorkerPool* priority_workers, int listen_fd, int epoll_fd,
+       std::shared_ptr<LoopWaker> waker, std::shared_ptr<MemoryBudget> budget)
       : options_(options),
         max_connections_(max_connections),
         open_connections_(open_connections),
         workers_(workers),
+        priority_workers_(priority_workers),
         listen_fd_(listen_fd),
         epoll_fd_(epoll_fd),
         waker_(std::move(waker)),
@@ -299,6 +300,7 @@ class HttpServer::Loop {
   const int max_connections_;
   std::atomic<int>* open_connections_;
   WorkerPool* workers_;
+  WorkerPool* priority_workers_;  // options_.priority_paths
   int listen_fd_;
   const int epoll_fd_;
   std::shared_ptr<LoopWaker> waker_;
@@ -504,7 +506,10 @@ void HttpServer::Loop::HandOver(Conn& c) {
   c.ex_done = false;
   c.ex_close_after = false;
   c.ex_bytes = 0;
-  workers_->Submit(std::move(req), std::make_shared<ResponseWriter>(std::move(ex)));
+  const auto& fast = options_.priority_paths;
+  WorkerPool* pool =
+      std::find(fast.begin(), fast.end(), req.path) != fast.end() ? priority_workers_ : workers_;
+  pool->Submit(std::move(req), std::make_shared<ResponseWriter>(std::move(ex)));
 }
 
 void HttpServer::Loop::ReleaseBodies(Conn& c) {
@@ -833,11 +838,14 @@ Status HttpServer::Start() {
   }
   budget_ = std::make_shared<internal::MemoryBudget>(options_.memory_budget);
   workers_ = std::make_unique<WorkerPool>(options_.handler_threads, handler_);
+  priority_workers_ = std::make_unique<WorkerPool>(1, handler_);
   loop_ = std::make_unique<Loop>(options_, max_connections_, &open_connections_, workers_.get(),
-                                 listen_fd, epoll_fd, std::move(waker), budget_);
+                                 priority_workers_.get(), listen_fd, epoll_fd, std::move(waker),
+                                 budget_);
   if (Status st = loop_->Register(); !st.ok()) {
     loop_.reset();
     workers_.reset();
+    priority_workers_.reset();
     return st;
   }
   loop_thread_ = std::thread([this] { loop_->Run(); });
@@ -852,9 +860,12 @@ void HttpServer::Shutdown(std::chrono::milliseconds grace) {
   loop_thread_.join();
   // Every connection is closed and every on-close callback has run: handlers waiting on their
   // writers return, and the workers can be joined.
-  abandoned_handlers_ = workers_->Stop(options_.handler_exit_timeout);
+  // The two pools wait in turn: at most twice handler_exit_timeout in all.
+  abandoned_handlers_ = workers_->Stop(options_.handler_exit_timeout) +
+                        priority_workers_->Stop(options_.handler_exit_timeout);
   loop_.reset();
   workers_.reset();
+  priority_workers_.reset();
 }
 
 }  // namespace gannet::http

@@ -91,6 +91,9 @@ struct HttpServerOptions {
   // pass it drops its connection; past half of it writers see kBackpressure.
   size_t memory_budget = size_t{1} << 30;
   int handler_threads = 4;
+  // Requests for these paths (exact match, e.g. "/health", "/metrics") run on a worker of their
+  // own, so they never wait behind slow handlers on the others.
+  std::vector<std::string> priority_paths;
   // Shutdown waits this long after the grace period for handlers to return (their writers are
   // closed by then); handlers still running are abandoned (their threads detached) so that
   // Shutdown returns even when a handler is stuck.
@@ -136,6 +139,7 @@ class HttpServer {
   HttpServerOptions options_;
   HttpHandler handler_;
   std::unique_ptr<WorkerPool> workers_;
+  std::unique_ptr<WorkerPool> priority_workers_;
   std::unique_ptr<Loop> loop_;
   std::thread loop_thread_;
   uint16_t bound_port_ = 0;

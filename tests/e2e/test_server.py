@@ -672,3 +672,16 @@ def test_closed_log_pipe_does_not_kill_the_server(gannet_bin):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("flags, word", [
+    (["--header-timeout", "0"], "--header-timeout"),
+    (["--idle-timeout", "-1"], "--idle-timeout"),
+    (["--max-requests-per-conn", "0"], "--max-requests-per-conn"),
+    (["--max-connections", "0"], "--max-connections"),
+    (["--body-rate-grace", "-1"], "--body-rate-grace"),
+    (["--http-memory", "lots"], "--http-memory"),
+])
+def test_bad_limit_flags(gannet_bin, flags, word):
+    r = subprocess.run([str(gannet_bin), "serve", "-m", "x.gguf", *flags], capture_output=True, timeout=30)
+    assert r.returncode == 1 and word.encode() in r.stderr, r.stderr

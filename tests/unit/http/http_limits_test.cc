@@ -110,6 +110,47 @@ TEST_F(HttpLimitsTest, SlowClientsDoNotDelayOthers) {
   EXPECT_LT(Clock::now() - t0, 500ms);
 }
 
+TEST_F(HttpLimitsTest, PriorityPathsNeverWaitBehindBusyHandlers) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  StartServer({.handler_threads = 1, .priority_paths = {"/health"}},
+              [&](HttpRequest req, std::shared_ptr<ResponseWriter> w) {
+                if (req.path == "/slow") {
+                  std::unique_lock<std::mutex> lock(mu);
+                  cv.wait(lock, [&] { return open; });
+                }
+                (void)w->Send(200, "text/plain", req.path);
+              });
+  auto slow = Connect();
+  ASSERT_TRUE(slow);
+  ASSERT_TRUE(slow->Send(Get("/slow")));  // holds the only ordinary worker
+  std::this_thread::sleep_for(50ms);
+  auto other = Connect();
+  ASSERT_TRUE(other);
+  ASSERT_TRUE(other->Send(Get("/other")));
+  auto health = Connect();
+  ASSERT_TRUE(health);
+  const auto t0 = Clock::now();
+  ASSERT_TRUE(health->Send(Get("/health")));
+  auto r = health->ReadResponse();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "/health");
+  EXPECT_LT(Clock::now() - t0, 500ms);
+  // An ordinary request does wait for the busy worker.
+  pollfd p{other->fd(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 200), 0);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    open = true;
+  }
+  cv.notify_all();
+  r = other->ReadResponse();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "/other");
+  ASSERT_TRUE(slow->ReadResponse());
+}
+
 TEST_F(HttpLimitsTest, RequestCountPerConnectionIsLimited) {
   StartServer({.max_requests_per_connection = 3}, EchoBodyHandler());
   auto c = Connect();
