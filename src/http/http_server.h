@@ -94,8 +94,9 @@ struct HttpServerOptions {
   // Requests for these paths (exact match, e.g. "/health", "/metrics") run on a worker of their
   // own, so they never wait behind slow handlers on the others.
   std::vector<std::string> priority_paths;
-  // Shutdown waits this long after the grace period for handlers to return (their writers are
-  // closed by then); handlers still running are abandoned (their threads detached) so that
+  // Shutdown waits this long after the grace period, per pool (the workers, then the priority
+  // worker), for handlers to return (their writers are closed by then); handlers still running
+  // are abandoned (their threads detached) so that
   // Shutdown returns even when a handler is stuck.
   std::chrono::milliseconds handler_exit_timeout{5000};
   // Called on the event-loop thread once per request; keep it cheap. Empty: no log.
