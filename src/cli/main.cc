@@ -1,4 +1,5 @@
 // gannet: run open LLMs fast on CPUs and serve them. Entry point: dispatches to subcommands.
+#include <csignal>
 #include <cstdio>
 #include <map>
 
@@ -26,6 +27,9 @@ Result<std::string> ReadStdin() {
 }  // namespace gannet::cli
 
 int main(int argc, char** argv) {
+  // A peer that goes away (a socket, a closed pipe on stdout or stderr) must be an EPIPE error
+  // where it happens, never a signal that kills the whole process (and every client with it).
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"gannet: run open large language models fast on CPUs and serve them", "gannet"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "gannet 0.1.0");

@@ -4,6 +4,7 @@
 // seconds, then exits 0.
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 
@@ -46,6 +47,84 @@ Result<size_t> ParseByteSize(const std::string& text) {
   return static_cast<size_t>(value * scale);
 }
 
+std::chrono::milliseconds Millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+// The HTTP transport's limits as flags (docs/api.md, "Limits").
+struct HttpLimitFlags {
+  int max_connections = 10000;
+  double idle_timeout = 60;
+  double header_timeout = 30;
+  size_t min_body_rate = 1024;
+  double body_rate_grace = 10;
+  double send_timeout = 60;
+  int max_requests_per_conn = 1000;
+  double max_conn_lifetime = 3600;
+  std::string http_memory = "1G";
+};
+
+void AddHttpLimitFlags(CLI::App* sub, HttpLimitFlags* f) {
+  sub->add_option("--max-connections", f->max_connections,
+                  "Open connections (503 past it; lowered to what the fd limit allows)")
+      ->capture_default_str();
+  sub->add_option("--idle-timeout", f->idle_timeout,
+                  "Seconds a keep-alive connection may stay quiet, and a request may go without "
+                  "sending a byte (408)")
+      ->capture_default_str();
+  sub->add_option("--header-timeout", f->header_timeout,
+                  "Seconds from a request's first byte to the end of its headers (408 past it)")
+      ->capture_default_str();
+  sub->add_option("--min-body-rate", f->min_body_rate,
+                  "Bytes per second a request body must average, counted from --body-rate-grace "
+                  "after its headers (408 below it; 0: off)")
+      ->capture_default_str();
+  sub->add_option("--body-rate-grace", f->body_rate_grace,
+                  "Seconds after its headers before a body's rate is checked")
+      ->capture_default_str();
+  sub->add_option("--send-timeout", f->send_timeout,
+                  "Seconds a client may take no response bytes before it is dropped")
+      ->capture_default_str();
+  sub->add_option("--max-requests-per-conn", f->max_requests_per_conn,
+                  "Requests served on one connection before it is closed")
+      ->capture_default_str();
+  sub->add_option("--max-conn-lifetime", f->max_conn_lifetime,
+                  "Seconds after which a connection takes no new request")
+      ->capture_default_str();
+  sub->add_option("--http-memory", f->http_memory,
+                  "Memory for buffered request bodies and queued responses, all connections "
+                  "together (503 / dropped past it), e.g. 512M")
+      ->capture_default_str();
+}
+
+// The limits as server options (host, port, body size and threads are the caller's), or the
+// flag that is out of range.
+Result<http::HttpServerOptions> HttpLimits(const HttpLimitFlags& f) {
+  if (f.max_connections < 1) return Status::InvalidArgument("--max-connections must be at least 1");
+  if (f.max_requests_per_conn < 1)
+    return Status::InvalidArgument("--max-requests-per-conn must be at least 1");
+  for (const auto& [name, value] : {std::pair{"--idle-timeout", f.idle_timeout},
+                                    {"--header-timeout", f.header_timeout},
+                                    {"--send-timeout", f.send_timeout},
+                                    {"--max-conn-lifetime", f.max_conn_lifetime}}) {
+    if (!(value > 0 && value < 1e7))
+      return Status::InvalidArgument(std::string(name) + " must be positive");
+  }
+  if (!(f.body_rate_grace >= 0 && f.body_rate_grace < 1e7))
+    return Status::InvalidArgument("--body-rate-grace must not be negative");
+  Result<size_t> memory = ParseByteSize(f.http_memory);
+  if (!memory.ok()) return Status::InvalidArgument("--http-memory: " + memory.status().message());
+  return http::HttpServerOptions{.max_connections = f.max_connections,
+                                 .idle_timeout = Millis(f.idle_timeout),
+                                 .header_timeout = Millis(f.header_timeout),
+                                 .min_body_rate = f.min_body_rate,
+                                 .body_rate_grace = Millis(f.body_rate_grace),
+                                 .max_requests_per_connection = f.max_requests_per_conn,
+                                 .max_connection_lifetime = Millis(f.max_conn_lifetime),
+                                 .send_timeout = Millis(f.send_timeout),
+                                 .memory_budget = *memory};
+}
+
 }  // namespace
 
 Runner AddServeCommand(CLI::App& app) {
@@ -68,16 +147,27 @@ Runner AddServeCommand(CLI::App& app) {
     bool no_prefix_cache = false;
     double itl_factor = 2.0;
     SpecFlags spec;
+    std::string allowed_origins;
+    bool metrics_no_auth = false;
+    HttpLimitFlags http;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
   sub->add_option("-m,--model", o->model, "GGUF model file")->required();
   sub->add_option("--chat-template", o->chat_template,
                   "Jinja chat template file (default: the model's own)");
-  sub->add_option("--host", o->host, "Address to listen on (0.0.0.0 for all)")
+  sub->add_option("--host", o->host,
+                  "Address to listen on (0.0.0.0 for all); on a loopback address only requests "
+                  "whose Host is localhost, 127.0.0.1 or [::1] are served")
       ->capture_default_str();
   sub->add_option("--port", o->port, "Port (0: pick a free one)")->capture_default_str();
-  sub->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1/*");
+  sub->add_option("--api-key", o->api_key,
+                  "Require 'Authorization: Bearer KEY' on /v1/* and /metrics");
+  sub->add_flag("--metrics-no-auth", o->metrics_no_auth,
+                "Serve /metrics without the API key (for a scraper that cannot send one)");
+  sub->add_option("--allowed-origins", o->allowed_origins,
+                  "Comma-separated origins (scheme://host[:port]) whose web pages may call the "
+                  "API, or '*' for any; other cross-site browser requests get 403");
   sub->add_option("--max-queue", o->max_queue, "Requests waiting before new ones get 429")
       ->capture_default_str();
   sub->add_option("--kv-memory", o->kv_memory,
@@ -97,6 +187,7 @@ Runner AddServeCommand(CLI::App& app) {
   sub->add_option("--max-body", o->max_body, "Largest request body in bytes (413 past it)")
       ->capture_default_str();
   AddSpecFlags(sub, &o->spec);
+  AddHttpLimitFlags(sub, &o->http);
   sub->add_option("--itl-factor", o->itl_factor,
                   "Size prompt chunks beside streaming requests so a step takes at most about this "
                   "many times "
@@ -116,6 +207,8 @@ Runner AddServeCommand(CLI::App& app) {
     if (o->ctx < 0) return ReportError("--ctx-size must not be negative");
     if (!(o->grace >= 0)) return ReportError("--grace must not be negative");
     if (o->http_threads < 1) return ReportError("--http-threads must be at least 1");
+    Result<http::HttpServerOptions> limits = HttpLimits(o->http);
+    if (!limits.ok()) return ReportError(limits.status());
     size_t kv_bytes = 0;
     if (!o->kv_memory.empty()) {
       Result<size_t> parsed = ParseByteSize(o->kv_memory);
@@ -127,10 +220,18 @@ Runner AddServeCommand(CLI::App& app) {
 
     const std::string model_id =
         o->alias.empty() ? std::filesystem::path(o->model).stem().string() : o->alias;
-    server::OpenAiService service({.model_id = model_id, .api_key = o->api_key});
-    http::HttpServerOptions http_opts{.host = o->host, .port = static_cast<uint16_t>(o->port)};
+    server::OpenAiService service({.model_id = model_id,
+                                   .api_key = o->api_key,
+                                   .metrics_no_auth = o->metrics_no_auth,
+                                   .loopback_host_only = server::IsLoopbackBindAddress(o->host),
+                                   .allowed_origins = server::ParseOriginList(o->allowed_origins)});
+    http::HttpServerOptions http_opts = *std::move(limits);
+    http_opts.host = o->host;
+    http_opts.port = static_cast<uint16_t>(o->port);
     http_opts.limits.max_body_bytes = o->max_body;
     http_opts.handler_threads = o->http_threads;
+    // Probes and scrapers never queue behind slow handlers.
+    http_opts.priority_paths = {"/health", "/metrics"};
     http_opts.request_logger = [](const http::RequestLog& log) {
       std::fprintf(stderr, "%s\n", http::FormatRequestLog(log).c_str());
     };
@@ -186,6 +287,14 @@ Runner AddServeCommand(CLI::App& app) {
     http.Shutdown(grace);
     // Every HTTP exchange is over; whatever the engine still runs has no client left.
     (*serving)->Shutdown(std::chrono::milliseconds(0));
+    if (http.abandoned_handlers() > 0) {
+      // A handler never returned: it may still use the service and the engine, so nothing may be
+      // destroyed under it. Leave now; the process's end frees everything.
+      std::fprintf(stderr, "gannet: %d request handler(s) did not return; stopped anyway\n",
+                   http.abandoned_handlers());
+      std::fflush(nullptr);
+      std::_Exit(0);
+    }
     std::fprintf(stderr, "gannet: stopped\n");
     return 0;
   };

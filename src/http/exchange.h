@@ -2,6 +2,7 @@
 // Not part of the module's interface.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -12,9 +13,31 @@
 #include <string>
 #include <vector>
 
+#include "http/response_writer.h"
+
 namespace gannet::http::internal {
 
 struct Exchange;
+
+// The server-wide budget for bytes held in buffered request bodies and queued response bytes.
+// Shared (like LoopWaker) by the server and every live exchange. Thread-safe (atomic).
+class MemoryBudget {
+ public:
+  explicit MemoryBudget(size_t limit) : limit_(limit) {}
+  size_t limit() const { return limit_; }
+  size_t used() const { return used_.load(std::memory_order_relaxed); }
+  // Whether `n` more bytes fit (a check, not a reservation: writers serialize per exchange only,
+  // so the budget may be passed by at most one write per exchange).
+  bool Fits(size_t n) const { return used() + n <= limit_; }
+  // Past half the budget writers are told to slow down.
+  bool Pressed() const { return used() > limit_ / 2; }
+  void Charge(size_t n) { used_.fetch_add(n, std::memory_order_relaxed); }
+  void Release(size_t n) { used_.fetch_sub(n, std::memory_order_relaxed); }
+
+ private:
+  const size_t limit_;
+  std::atomic<size_t> used_{0};
+};
 
 // Appends "Date: <IMF-fixdate>\r\n" (RFC 9110 §6.6.1: an origin server with a clock sends it).
 void AppendHttpDate(std::string* out);
@@ -57,6 +80,7 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   // Fixed at creation (event loop), read by any thread.
   uint64_t conn_id = 0;
   std::shared_ptr<LoopWaker> waker;
+  std::shared_ptr<MemoryBudget> budget;  // charged with `unflushed`
   bool head_request = false;
   int version_minor = 1;
   size_t soft_limit = 0;
@@ -84,12 +108,20 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
   size_t unflushed = 0;      // pending + taken by the loop but not yet accepted by the socket
   int status = 0;
   std::function<void()> on_close;
+  HeaderList extra_headers;  // ResponseWriter::AddHeader: sent with whatever response starts
 
   // Appends bytes (REQUIRES: mu held) and returns whether the caller must Post after unlocking.
   bool AppendLocked(std::string_view bytes) {
     pending.append(bytes);
     unflushed += bytes.size();
+    budget->Charge(bytes.size());
     return MarkQueuedLocked();
+  }
+  // `n` queued bytes reached the socket or were dropped (REQUIRES: mu held).
+  void ReleaseLocked(size_t n) {
+    n = std::min(n, unflushed);
+    unflushed -= n;
+    budget->Release(n);
   }
   bool MarkQueuedLocked() {
     if (queued) return false;

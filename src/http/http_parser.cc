@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+
+#include "base/status.h"
 
 namespace gannet::http {
 namespace {
@@ -41,6 +44,56 @@ bool IsKnownMethod(std::string_view m) {
     if (m == k) return true;
   }
   return false;
+}
+
+// name ":" OWS value OWS with a token name and no control byte in the value.
+bool IsValidFieldLine(std::string_view line) {
+  const size_t colon = line.find(':');
+  if (colon == std::string_view::npos || !IsToken(line.substr(0, colon))) return false;
+  const std::string_view value = line.substr(colon + 1);
+  return std::all_of(value.begin(), value.end(), [](char c) { return IsFieldValueChar(c); });
+}
+
+// chunk-ext after the first ';' (RFC 9112 §7.1.1): each ';'-separated extension is a token name,
+// optionally "=" and a value (token or quoted string, not inspected further).
+bool IsValidChunkExtensions(std::string_view exts) {
+  while (true) {
+    const size_t semi = exts.find(';');
+    const std::string_view ext = exts.substr(0, semi);
+    if (!IsToken(TrimOws(ext.substr(0, ext.find('='))))) return false;
+    if (semi == std::string_view::npos) return true;
+    exts.remove_prefix(semi + 1);
+  }
+}
+
+// Content-Length (RFC 9110 §8.6): one decimal number; repeated fields or a list are accepted only
+// when every member is the same number. Any empty member ("5,", ",5", "5,,5") is malformed.
+// Errors: InvalidArgument (malformed), OutOfRange (more than 19 digits).
+Result<uint64_t> ParseContentLength(const HttpHeaders& h) {
+  std::optional<uint64_t> length;
+  for (const auto& [name, value] : h) {
+    if (!EqualsIgnoreCase(name, "Content-Length")) continue;
+    std::string_view rest = value;
+    while (true) {
+      const size_t comma = rest.find(',');
+      const std::string_view item = TrimOws(rest.substr(0, comma));
+      if (item.empty()) return Status::InvalidArgument("malformed Content-Length");
+      if (item.size() > 19) return Status::OutOfRange("Content-Length is too large");
+      uint64_t n = 0;
+      for (char c : item) {
+        if (c < '0' || c > '9')
+          return Status::InvalidArgument("Content-Length is not a decimal number");
+        n = n * 10 + static_cast<uint64_t>(c - '0');
+      }
+      if (length && *length != n)
+        return Status::InvalidArgument("conflicting Content-Length values");
+      length = n;
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  if (!length) return Status::InvalidArgument("empty Content-Length");
+  return *length;
 }
 
 constexpr int kMaxLeadingEmptyLines = 8;
@@ -217,7 +270,7 @@ size_t HttpParser::Feed(std::string_view data) {
           }
         } else if (phase_ == Phase::kHeaders) {
           ParseHeaderLine(line_);
-        } else if (line_.find(':') == std::string::npos || line_[0] == ' ' || line_[0] == '\t') {
+        } else if (!IsValidFieldLine(line_)) {
           // Trailer fields are read for their syntax and then dropped: nothing in gannet uses them.
           Fail(400, "malformed trailer field");
         }
@@ -354,6 +407,9 @@ void HttpParser::FinishHeaders() {
   const bool has_cl = h.Count("Content-Length") > 0;
   if (has_te && has_cl) return Fail(400, "both Transfer-Encoding and Content-Length");
   if (has_te) {
+    // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing (a 1.0
+    // intermediary would not understand it): the request cannot be delimited safely.
+    if (!http11) return Fail(400, "Transfer-Encoding in an HTTP/1.0 request");
     const std::vector<std::string> codings = h.GetList("Transfer-Encoding");
     if (codings.size() != 1 || !EqualsIgnoreCase(codings[0], "chunked")) {
       return Fail(501, "only 'Transfer-Encoding: chunked' is supported");
@@ -364,22 +420,11 @@ void HttpParser::FinishHeaders() {
   }
   uint64_t length = 0;
   if (has_cl) {
-    // Repeated or list-valued Content-Length is accepted only when every value agrees (RFC 9112
-    // §6.3).
-    const std::vector<std::string> values = h.GetList("Content-Length");
-    if (values.empty()) return Fail(400, "empty Content-Length");
-    for (const std::string& v : values) {
-      if (v.size() > 19)
-        return Fail(413, "Content-Length larger than " + std::to_string(limits_.max_body_bytes));
-      uint64_t n = 0;
-      for (char c : v) {
-        if (c < '0' || c > '9') return Fail(400, "Content-Length is not a decimal number");
-        n = n * 10 + static_cast<uint64_t>(c - '0');
-      }
-      if (&v != &values.front() && n != length)
-        return Fail(400, "conflicting Content-Length values");
-      length = n;
-    }
+    Result<uint64_t> parsed = ParseContentLength(h);
+    if (!parsed.ok())
+      return Fail(parsed.status().code() == StatusCode::kOutOfRange ? 413 : 400,
+                  parsed.status().message());
+    length = *parsed;
     if (length > limits_.max_body_bytes) {
       return Fail(413, "request body of " + std::to_string(length) +
                            " bytes is larger than the limit of " +
@@ -391,16 +436,22 @@ void HttpParser::FinishHeaders() {
     phase_ = Phase::kDone;
     return;
   }
-  req_.body.reserve(static_cast<size_t>(length));
+  // No reserve(length): memory follows the bytes that arrive, not what the client declared.
   body_remaining_ = length;
   phase_ = Phase::kBody;
 }
 
 void HttpParser::ParseChunkSize(std::string_view line) {
-  // chunk-size [ chunk-ext ]; extensions are allowed by the grammar and ignored.
+  // chunk-size [ chunk-ext ]; extensions are allowed by the grammar and ignored, but the line must
+  // hold no control byte (a bare CR is how chunk parsers are told apart in smuggling attacks).
+  for (unsigned char c : line) {
+    if (!IsFieldValueChar(c)) return Fail(400, "chunk size line contains a control byte");
+  }
   const size_t semi = line.find(';');
-  std::string_view digits = TrimOws(line.substr(0, semi));
+  const std::string_view digits = line.substr(0, semi);
   if (digits.empty()) return Fail(400, "missing chunk size");
+  if (semi != std::string_view::npos && !IsValidChunkExtensions(line.substr(semi + 1)))
+    return Fail(400, "malformed chunk extension");
   uint64_t size = 0;
   for (char c : digits) {
     const int v = HexValue(c);

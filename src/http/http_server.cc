@@ -27,6 +27,7 @@ namespace gannet::http {
 using Clock = std::chrono::steady_clock;
 using internal::Exchange;
 using internal::LoopWaker;
+using internal::MemoryBudget;
 
 namespace {
 
@@ -94,30 +95,50 @@ std::string FormatRequestLog(const RequestLog& log) {
 
 class HttpServer::WorkerPool {
  public:
-  WorkerPool(int n, const HttpHandler* handler) : handler_(handler) {
-    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Work(); });
+  WorkerPool(int n, HttpHandler handler) : state_(std::make_shared<State>()) {
+    state_->handler = std::move(handler);
+    for (int i = 0; i < n; ++i) threads_.emplace_back([state = state_] { Work(*state); });
   }
-  ~WorkerPool() { Stop(); }
+  // After Shutdown the threads are gone already; otherwise (a failed Start) none runs a handler.
+  ~WorkerPool() { Stop(std::chrono::seconds(5)); }
 
   void Submit(HttpRequest request, std::shared_ptr<ResponseWriter> writer) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      tasks_.push_back(Task{std::move(request), std::move(writer)});
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->tasks.push_back(Task{std::move(request), std::move(writer)});
     }
-    cv_.notify_one();
+    state_->cv.notify_one();
   }
 
-  // Lets running handlers return, drops queued ones (their connections are closed by now), joins.
-  void Stop() {
+  // Lets running handlers return, drops queued ones (their connections are closed by now), and
+  // joins the threads. Threads whose handler has not returned within `wait` are detached (they
+  // hold the pool's state and exit when their handler returns); returns how many.
+  int Stop(std::chrono::milliseconds wait) {
+    if (threads_.empty()) return 0;  // stopped before
     std::deque<Task> dropped;
+    bool all_exited = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-      dropped.swap(tasks_);
+      std::unique_lock<std::mutex> lock(state_->mu);
+      state_->stop = true;
+      dropped.swap(state_->tasks);
+      state_->cv.notify_all();
+      all_exited = state_->exited_cv.wait_for(
+          lock, wait, [&] { return state_->exited == static_cast<int>(threads_.size()); });
     }
-    cv_.notify_all();
-    for (std::thread& t : threads_) t.join();
+    int abandoned = 0;
+    for (std::thread& t : threads_) {
+      if (all_exited) {
+        t.join();
+      } else {
+        t.detach();
+      }
+    }
+    if (!all_exited) {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      abandoned = static_cast<int>(threads_.size()) - state_->exited;
+    }
     threads_.clear();
+    return abandoned;
   }
 
  private:
@@ -125,19 +146,33 @@ class HttpServer::WorkerPool {
     HttpRequest request;
     std::shared_ptr<ResponseWriter> writer;
   };
+  // Shared with the threads, so a detached one still has a valid pool to return to.
+  struct State {
+    HttpHandler handler;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::condition_variable exited_cv;
+    std::deque<Task> tasks;
+    bool stop = false;
+    int exited = 0;
+  };
 
-  void Work() {
+  static void Work(State& state) {
     while (true) {
       Task task;
       {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || !tasks_.empty(); });
-        if (stop_) return;
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
+        std::unique_lock<std::mutex> lock(state.mu);
+        state.cv.wait(lock, [&] { return state.stop || !state.tasks.empty(); });
+        if (state.stop) {
+          ++state.exited;
+          state.exited_cv.notify_all();
+          return;
+        }
+        task = std::move(state.tasks.front());
+        state.tasks.pop_front();
       }
       try {
-        (*handler_)(std::move(task.request), std::move(task.writer));
+        state.handler(std::move(task.request), std::move(task.writer));
       } catch (const std::exception&) {
         // The writer's last reference is gone with the handler's frame: the client gets a 500.
       } catch (...) {
@@ -145,11 +180,7 @@ class HttpServer::WorkerPool {
     }
   }
 
-  const HttpHandler* handler_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Task> tasks_;
-  bool stop_ = false;
+  std::shared_ptr<State> state_;
   std::vector<std::thread> threads_;
 };
 
@@ -159,14 +190,17 @@ class HttpServer::WorkerPool {
 class HttpServer::Loop {
  public:
   Loop(const HttpServerOptions& options, int max_connections, std::atomic<int>* open_connections,
-       WorkerPool* workers, int listen_fd, int epoll_fd, std::shared_ptr<LoopWaker> waker)
+       WorkerPool* workers, WorkerPool* priority_workers, int listen_fd, int epoll_fd,
+       std::shared_ptr<LoopWaker> waker, std::shared_ptr<MemoryBudget> budget)
       : options_(options),
         max_connections_(max_connections),
         open_connections_(open_connections),
         workers_(workers),
+        priority_workers_(priority_workers),
         listen_fd_(listen_fd),
         epoll_fd_(epoll_fd),
-        waker_(std::move(waker)) {}
+        waker_(std::move(waker)),
+        budget_(std::move(budget)) {}
 
   ~Loop() {
     for (auto& [id, conn] : conns_) close(conn->fd);
@@ -213,6 +247,13 @@ class HttpServer::Loop {
     Clock::time_point last_read;
     Clock::time_point last_write;  // last progress while `out` had bytes
     Clock::time_point linger_deadline;
+    Clock::time_point accepted;
+    int requests = 0;                 // handed to the handler so far
+    Clock::time_point request_start;  // first byte of the request being parsed
+    Clock::time_point headers_done;   // its header section completed (when headers_seen)
+    bool headers_seen = false;
+    size_t body_charge = 0;     // memory budget charged for the body being parsed
+    size_t ex_body_charge = 0;  // ... and for the body of the request in flight
 
     explicit Conn(const HttpParserLimits& limits) : parser(limits) {}
     bool OutEmpty() const { return out_off == out.size(); }
@@ -242,6 +283,13 @@ class HttpServer::Loop {
   bool Flush(Conn& c);
   bool FinishExchange(Conn& c);
   void SendError(Conn& c, int status, const std::string& message);
+  // After a Feed: starts the request's clocks and charges its body to the memory budget; false
+  // when the budget is spent (503 queued).
+  bool TrackRequest(Conn& c, bool was_in_progress);
+  void HandOver(Conn& c);
+  void ReleaseBodies(Conn& c);
+  // The 408 a request in progress has earned by now, or nullptr.
+  const char* RequestTimeout(const Conn& c, Clock::time_point now) const;
   void OnWake();
   void CloseConn(Conn& c);
   void Tick(Clock::time_point now);
@@ -252,9 +300,11 @@ class HttpServer::Loop {
   const int max_connections_;
   std::atomic<int>* open_connections_;
   WorkerPool* workers_;
+  WorkerPool* priority_workers_;  // options_.priority_paths
   int listen_fd_;
   const int epoll_fd_;
   std::shared_ptr<LoopWaker> waker_;
+  std::shared_ptr<MemoryBudget> budget_;
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
   uint64_t next_id_ = 2;
   bool accept_paused_ = false;
@@ -326,6 +376,7 @@ void HttpServer::Loop::Accept() {
     conn->id = next_id_++;
     conn->events = EPOLLIN | EPOLLRDHUP;
     conn->last_read = Clock::now();
+    conn->accepted = conn->last_read;
     if (!Ctl(EPOLL_CTL_ADD, fd, conn->events, conn->id)) {
       close(fd);
       continue;
@@ -376,12 +427,14 @@ bool HttpServer::Loop::OnReadable(Conn& c) {
 
 bool HttpServer::Loop::ProcessInput(Conn& c) {
   while (!c.ex && !c.closing && c.in_off < c.in.size()) {
+    const bool was_in_progress = c.parser.in_progress();
     c.in_off += c.parser.Feed(std::string_view(c.in).substr(c.in_off));
     const HttpParser::State state = c.parser.state();
     if (state == HttpParser::State::kError) {
       SendError(c, c.parser.error_status(), c.parser.error_message());
       break;
     }
+    if (!TrackRequest(c, was_in_progress)) break;
     if (state == HttpParser::State::kNeedMore) {
       const HttpRequest& req = c.parser.request();
       if (c.parser.headers_complete() && req.expect_continue && c.parser.body_pending() &&
@@ -394,25 +447,7 @@ bool HttpServer::Loop::ProcessInput(Conn& c) {
       }
       break;
     }
-    // A complete request: hand it over; later pipelined bytes wait for its response.
-    HttpRequest req = c.parser.TakeRequest();
-    c.continue_sent = false;
-    auto ex = std::make_shared<Exchange>();
-    ex->conn_id = c.id;
-    ex->waker = waker_;
-    ex->head_request = req.method == "HEAD";
-    ex->version_minor = req.version_minor;
-    ex->soft_limit = options_.write_soft_limit;
-    ex->hard_limit = options_.write_hard_limit;
-    ex->method = req.method;
-    ex->path = req.path;
-    ex->start = Clock::now();
-    ex->keep_alive = req.keep_alive && !draining_;
-    c.ex = ex;
-    c.ex_done = false;
-    c.ex_close_after = false;
-    c.ex_bytes = 0;
-    workers_->Submit(std::move(req), std::make_shared<ResponseWriter>(std::move(ex)));
+    HandOver(c);
   }
   if (c.in_off == c.in.size()) {
     c.in.clear();
@@ -424,12 +459,73 @@ bool HttpServer::Loop::ProcessInput(Conn& c) {
   return c.OutEmpty() ? true : Flush(c);
 }
 
+bool HttpServer::Loop::TrackRequest(Conn& c, bool was_in_progress) {
+  const Clock::time_point now = Clock::now();
+  if (!was_in_progress && c.parser.in_progress()) c.request_start = now;
+  if (c.parser.headers_complete() && !c.headers_seen) {
+    c.headers_seen = true;
+    c.headers_done = now;
+  }
+  const size_t held = c.parser.request().body.size();
+  if (held <= c.body_charge) return true;
+  const size_t more = held - c.body_charge;
+  if (!budget_->Fits(more)) {
+    SendError(c, 503, "the server's memory budget for request bodies is spent; retry later");
+    return false;
+  }
+  budget_->Charge(more);
+  c.body_charge = held;
+  return true;
+}
+
+// A complete request: hand it over; later pipelined bytes wait for its response.
+void HttpServer::Loop::HandOver(Conn& c) {
+  HttpRequest req = c.parser.TakeRequest();
+  const Clock::time_point now = Clock::now();
+  c.continue_sent = false;
+  c.headers_seen = false;
+  c.ex_body_charge = c.body_charge;
+  c.body_charge = 0;
+  ++c.requests;
+  auto ex = std::make_shared<Exchange>();
+  ex->conn_id = c.id;
+  ex->waker = waker_;
+  ex->budget = budget_;
+  ex->head_request = req.method == "HEAD";
+  ex->version_minor = req.version_minor;
+  ex->soft_limit = options_.write_soft_limit;
+  ex->hard_limit = options_.write_hard_limit;
+  ex->method = req.method;
+  ex->path = req.path;
+  ex->start = now;
+  // The connection's last request says "Connection: close": by count, by age, or draining.
+  ex->keep_alive = req.keep_alive && !draining_ &&
+                   c.requests < options_.max_requests_per_connection &&
+                   now - c.accepted < options_.max_connection_lifetime;
+  c.ex = ex;
+  c.ex_done = false;
+  c.ex_close_after = false;
+  c.ex_bytes = 0;
+  const auto& fast = options_.priority_paths;
+  WorkerPool* pool =
+      std::find(fast.begin(), fast.end(), req.path) != fast.end() ? priority_workers_ : workers_;
+  pool->Submit(std::move(req), std::make_shared<ResponseWriter>(std::move(ex)));
+}
+
+void HttpServer::Loop::ReleaseBodies(Conn& c) {
+  budget_->Release(c.body_charge + c.ex_body_charge);
+  c.body_charge = 0;
+  c.ex_body_charge = 0;
+}
+
 void HttpServer::Loop::SendError(Conn& c, int status, const std::string& message) {
   const std::string resp = ErrorResponse(status, message);
   if (c.OutEmpty()) c.last_write = Clock::now();
   c.out.append(resp);
   c.out_prefix += resp.size();
   c.closing = true;
+  budget_->Release(c.body_charge);  // the request is abandoned; its body goes with it
+  c.body_charge = 0;
   if (options_.request_logger) {
     const HttpRequest& req = c.parser.request();
     options_.request_logger(RequestLog{.method = req.method.empty() ? "-" : req.method,
@@ -452,7 +548,7 @@ bool HttpServer::Loop::Flush(Conn& c) {
       if (sent > own && c.ex) {
         c.ex_bytes += sent - own;
         std::lock_guard<std::mutex> lock(c.ex->mu);
-        c.ex->unflushed -= std::min(c.ex->unflushed, sent - own);
+        c.ex->ReleaseLocked(sent - own);
         if (c.ex->unflushed <= c.ex->soft_limit) c.ex->writable_cv.notify_all();
       }
       continue;
@@ -497,6 +593,8 @@ bool HttpServer::Loop::FinishExchange(Conn& c) {
     truncated = ex->truncated;
   }
   Log(*ex, status, c.ex_bytes, /*completed=*/!truncated);
+  budget_->Release(c.ex_body_charge);
+  c.ex_body_charge = 0;
   if (c.ex_close_after || draining_) {
     c.closing = true;
     return Flush(c);  // nothing left to write: half-closes and lingers
@@ -539,6 +637,7 @@ void HttpServer::Loop::CloseConn(Conn& c) {
   Ctl(EPOLL_CTL_DEL, c.fd, 0, c.id);
   close(c.fd);
   open_connections_->fetch_sub(1, std::memory_order_relaxed);
+  ReleaseBodies(c);
   std::function<void()> on_close;
   std::shared_ptr<Exchange> ex = std::move(c.ex);
   if (ex) {
@@ -548,7 +647,7 @@ void HttpServer::Loop::CloseConn(Conn& c) {
       ex->closed = true;
       on_close.swap(ex->on_close);
       ex->pending.clear();
-      ex->unflushed = 0;
+      ex->ReleaseLocked(ex->unflushed);
       status = ex->status;
     }
     ex->writable_cv.notify_all();
@@ -588,6 +687,24 @@ void HttpServer::Loop::BeginDrain() {
   for (uint64_t id : idle) CloseConn(*conns_.at(id));
 }
 
+const char* HttpServer::Loop::RequestTimeout(const Conn& c, Clock::time_point now) const {
+  if (now - c.last_read > options_.idle_timeout)
+    return "request not received within the idle timeout";
+  if (!c.parser.headers_complete()) {
+    return now - c.request_start > options_.header_timeout
+               ? "request header section not received within the header timeout"
+               : nullptr;
+  }
+  if (options_.min_body_rate == 0) return nullptr;
+  const auto measured = now - c.headers_done - options_.body_rate_grace;
+  if (measured <= Clock::duration::zero()) return nullptr;
+  const double owed =
+      std::chrono::duration<double>(measured).count() * static_cast<double>(options_.min_body_rate);
+  return static_cast<double>(c.parser.request().body.size()) < owed
+             ? "request body arriving slower than the minimum body rate"
+             : nullptr;
+}
+
 void HttpServer::Loop::Tick(Clock::time_point now) {
   if (accept_paused_ && now >= accept_resume_ && listen_fd_ >= 0) {
     accept_paused_ = !Ctl(EPOLL_CTL_ADD, listen_fd_, EPOLLIN, kListenId);
@@ -604,18 +721,20 @@ void HttpServer::Loop::Tick(Clock::time_point now) {
       to_close.push_back(id);  // the client stopped taking bytes
     } else if (c->shut_wr) {
       if (now >= c->linger_deadline) to_close.push_back(id);
-    } else if (!c->ex && !c->closing && now - c->last_read > options_.idle_timeout) {
-      if (c->parser.in_progress()) {
-        to_time_out.push_back(id);
-      } else {
-        to_close.push_back(id);
-      }
+    } else if (c->ex || c->closing) {
+      continue;
+    } else if (c->parser.in_progress()) {
+      if (RequestTimeout(*c, now) != nullptr) to_time_out.push_back(id);
+    } else if (now - c->last_read > options_.idle_timeout ||
+               now - c->accepted >= options_.max_connection_lifetime) {
+      to_close.push_back(id);  // idle keep-alive connection, quiet or too old
     }
   }
   for (uint64_t id : to_close) CloseConn(*conns_.at(id));
   for (uint64_t id : to_time_out) {
     Conn& c = *conns_.at(id);
-    SendError(c, 408, "request not received within the idle timeout");
+    const char* why = RequestTimeout(c, now);
+    SendError(c, 408, why != nullptr ? why : "request timed out");
     Flush(c);
   }
 }
@@ -627,6 +746,8 @@ HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
 
 HttpServer::~HttpServer() { Shutdown(std::chrono::milliseconds(0)); }
 
+size_t HttpServer::buffered_bytes() const { return budget_ ? budget_->used() : 0; }
+
 Status HttpServer::Start() {
   if (started_) return Status::InvalidArgument("server already started");
   if (!handler_) return Status::InvalidArgument("no request handler");
@@ -634,6 +755,11 @@ Status HttpServer::Start() {
     return Status::InvalidArgument("handler_threads must be at least 1");
   if (options_.max_connections < 1)
     return Status::InvalidArgument("max_connections must be at least 1");
+  if (options_.max_requests_per_connection < 1)
+    return Status::InvalidArgument("max_requests_per_connection must be at least 1");
+  if (options_.memory_budget == 0) return Status::InvalidArgument("memory_budget must not be 0");
+  if (options_.header_timeout.count() <= 0 || options_.idle_timeout.count() <= 0)
+    return Status::InvalidArgument("header_timeout and idle_timeout must be positive");
   if (options_.write_soft_limit > options_.write_hard_limit) {
     return Status::InvalidArgument("write_soft_limit is larger than write_hard_limit");
   }
@@ -710,12 +836,16 @@ Status HttpServer::Start() {
     close(epoll_fd);
     return Status::IoError(std::string("eventfd: ") + std::strerror(errno));
   }
-  workers_ = std::make_unique<WorkerPool>(options_.handler_threads, &handler_);
+  budget_ = std::make_shared<internal::MemoryBudget>(options_.memory_budget);
+  workers_ = std::make_unique<WorkerPool>(options_.handler_threads, handler_);
+  priority_workers_ = std::make_unique<WorkerPool>(1, handler_);
   loop_ = std::make_unique<Loop>(options_, max_connections_, &open_connections_, workers_.get(),
-                                 listen_fd, epoll_fd, std::move(waker));
+                                 priority_workers_.get(), listen_fd, epoll_fd, std::move(waker),
+                                 budget_);
   if (Status st = loop_->Register(); !st.ok()) {
     loop_.reset();
     workers_.reset();
+    priority_workers_.reset();
     return st;
   }
   loop_thread_ = std::thread([this] { loop_->Run(); });
@@ -730,9 +860,12 @@ void HttpServer::Shutdown(std::chrono::milliseconds grace) {
   loop_thread_.join();
   // Every connection is closed and every on-close callback has run: handlers waiting on their
   // writers return, and the workers can be joined.
-  workers_->Stop();
+  // The two pools wait in turn: at most twice handler_exit_timeout in all.
+  abandoned_handlers_ = workers_->Stop(options_.handler_exit_timeout) +
+                        priority_workers_->Stop(options_.handler_exit_timeout);
   loop_.reset();
   workers_.reset();
+  priority_workers_.reset();
 }
 
 }  // namespace gannet::http

@@ -112,11 +112,13 @@ std::string HeadLocked(Exchange& ex, int status, const HeaderList& headers) {
   out.push_back(' ');
   out.append(HttpReasonPhrase(status));
   out.append("\r\n");
-  for (const auto& [name, value] : headers) {
-    out.append(name);
-    out.append(": ");
-    out.append(value);
-    out.append("\r\n");
+  for (const HeaderList* list : {static_cast<const HeaderList*>(&ex.extra_headers), &headers}) {
+    for (const auto& [name, value] : *list) {
+      out.append(name);
+      out.append(": ");
+      out.append(value);
+      out.append("\r\n");
+    }
   }
   internal::AppendHttpDate(&out);
   if (!ex.keep_alive) {
@@ -179,6 +181,7 @@ Status ResponseWriter::Send(int status, std::string content_type, std::string bo
 Status ResponseWriter::Send(HttpResponse response) {
   GANNET_RETURN_IF_ERROR(ValidateHeaders(response.headers));
   bool post = false;
+  bool over_budget = false;
   {
     std::lock_guard<std::mutex> lock(ex_->mu);
     GANNET_RETURN_IF_ERROR(CheckStartable(*ex_, response.status));
@@ -188,15 +191,24 @@ Status ResponseWriter::Send(HttpResponse response) {
       return Status::InvalidArgument("a " + std::to_string(response.status) +
                                      " response has no body");
     }
-    ex_->status = response.status;
-    std::string out = HeadLocked(*ex_, response.status, response.headers);
-    if (!no_body) out.append("Content-Length: " + std::to_string(response.body.size()) + "\r\n");
-    out.append("\r\n");
-    if (!ex_->head_request) out.append(response.body);
     ex_->phase = Exchange::Phase::kDone;
-    post = ex_->AppendLocked(out);
+    if (!ex_->budget->Fits(response.body.size())) {
+      // Past the server's memory budget for queued responses: drop the connection rather than
+      // queue more (the client sees it close, never a response that looks complete).
+      over_budget = true;
+      ex_->abort = true;
+      post = ex_->MarkQueuedLocked();
+    } else {
+      ex_->status = response.status;
+      std::string out = HeadLocked(*ex_, response.status, response.headers);
+      if (!no_body) out.append("Content-Length: " + std::to_string(response.body.size()) + "\r\n");
+      out.append("\r\n");
+      if (!ex_->head_request) out.append(response.body);
+      post = ex_->AppendLocked(out);
+    }
   }
   if (post) ex_->waker->Post(ex_);
+  if (over_budget) return Status::ResourceExhausted("the server's response memory budget is spent");
   return Status::Ok();
 }
 
@@ -228,11 +240,13 @@ WriteResult ResponseWriter::Write(std::string_view data) {
     std::lock_guard<std::mutex> lock(ex_->mu);
     if (ex_->closed || ex_->abort || ex_->phase != Exchange::Phase::kStreaming)
       return WriteResult::kClosed;
+    const bool behind = ex_->unflushed > ex_->soft_limit || ex_->budget->Pressed();
     if (data.empty() || ex_->head_request) {
-      return ex_->unflushed > ex_->soft_limit ? WriteResult::kBackpressure : WriteResult::kOk;
+      return behind ? WriteResult::kBackpressure : WriteResult::kOk;
     }
-    if (ex_->unflushed + data.size() > ex_->hard_limit) {
-      // The client is not reading: drop it rather than hold unbounded memory.
+    if (ex_->unflushed + data.size() > ex_->hard_limit || !ex_->budget->Fits(data.size())) {
+      // The client is not reading (or all clients together hold the whole memory budget): drop
+      // it rather than hold unbounded memory.
       ex_->abort = true;
       post = ex_->MarkQueuedLocked();
       result = WriteResult::kClosed;
@@ -246,7 +260,9 @@ WriteResult ResponseWriter::Write(std::string_view data) {
       } else {
         post = ex_->AppendLocked(data);
       }
-      result = ex_->unflushed > ex_->soft_limit ? WriteResult::kBackpressure : WriteResult::kOk;
+      result = ex_->unflushed > ex_->soft_limit || ex_->budget->Pressed()
+                   ? WriteResult::kBackpressure
+                   : WriteResult::kOk;
     }
   }
   if (post) ex_->waker->Post(ex_);
@@ -287,6 +303,16 @@ void ResponseWriter::SetOnClose(std::function<void()> on_close) {
     }
   }
   if (on_close) on_close();
+}
+
+Status ResponseWriter::AddHeader(std::string name, std::string value) {
+  HeaderList one{{std::move(name), std::move(value)}};
+  GANNET_RETURN_IF_ERROR(ValidateHeaders(one));
+  std::lock_guard<std::mutex> lock(ex_->mu);
+  if (ex_->phase != Exchange::Phase::kNotStarted)
+    return Status::InvalidArgument("response already started");
+  ex_->extra_headers.push_back(std::move(one.front()));
+  return Status::Ok();
 }
 
 void ResponseWriter::SetLogNote(std::string note) {

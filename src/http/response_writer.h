@@ -7,6 +7,9 @@
 // Backpressure: Write returns kBackpressure once the bytes queued for this response and not yet
 // taken by the client pass HttpServerOptions::write_soft_limit (the bytes are still queued); a
 // writer that keeps writing past write_hard_limit gets kClosed and the connection is dropped.
+// The same holds server-wide: past half of HttpServerOptions::memory_budget (bytes queued for all
+// responses plus buffered request bodies) writes see kBackpressure, and a write or Send that would
+// pass the budget drops its connection (kClosed / ResourceExhausted).
 // WaitWritable blocks until the queue drains below the soft limit.
 //
 // Disconnects: when the client goes away (FIN, RST, write error, server shutdown deadline) the
@@ -80,6 +83,10 @@ class ResponseWriter {
   // Runs `on_close` once when the connection closes before the response was fully delivered; at
   // once, on this thread, if that already happened. Replaces an earlier callback.
   void SetOnClose(std::function<void()> on_close);
+  // A header sent with whatever response this writer starts (Send or StartStream), before the
+  // handler's own: how a front end adds headers every answer must carry (CORS) without touching
+  // each response. Errors: InvalidArgument (malformed or reserved, or a response already started).
+  Status AddHeader(std::string name, std::string value);
   // Words appended to this request's access-log record (e.g. "tokens=12+30"). Set it before the
   // response completes; the record is written when it does.
   void SetLogNote(std::string note);

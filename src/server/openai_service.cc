@@ -1,5 +1,8 @@
 #include "server/openai_service.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cctype>
 #include <ctime>
 #include <mutex>
@@ -43,7 +46,65 @@ bool SecretEquals(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// "host:port" -> "host" (a bracketed IPv6 literal keeps its brackets); nullopt when the port is
+// not decimal digits.
+std::optional<std::string_view> StripPort(std::string_view host) {
+  const size_t colon = host.rfind(':');
+  const size_t bracket = host.rfind(']');
+  if (colon == std::string_view::npos || (bracket != std::string_view::npos && colon < bracket))
+    return host;
+  const std::string_view port = host.substr(colon + 1);
+  if (port.empty() || port.size() > 5) return std::nullopt;
+  for (char c : port) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  return host.substr(0, colon);
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+constexpr const char* kCorsMethods = "GET, POST, OPTIONS";
+constexpr const char* kCorsHeaders = "Authorization, Content-Type";
+
 }  // namespace
+
+bool IsLoopbackHost(std::string_view host) {
+  const std::optional<std::string_view> name = StripPort(host);
+  if (!name) return false;
+  const std::string lower = Lower(*name);
+  return lower == "localhost" || lower == "127.0.0.1" || lower == "[::1]";
+}
+
+bool IsLoopbackBindAddress(std::string_view address) {
+  const std::string lower = Lower(address);
+  if (lower == "localhost" || lower == "::1" || lower == "[::1]") return true;
+  in_addr v4{};
+  const std::string text(address);
+  return inet_pton(AF_INET, text.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
+std::vector<std::string> ParseOriginList(std::string_view list) {
+  std::vector<std::string> out;
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    std::string_view item = Trim(list.substr(0, comma));
+    while (!item.empty() && item.back() == '/') item.remove_suffix(1);
+    if (!item.empty()) out.emplace_back(item);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return out;
+}
 
 // One accepted completion request: what the engine's callbacks need to answer it. Shared by the
 // callbacks (step thread) and the handler (worker) until on_done.
@@ -205,7 +266,70 @@ bool OpenAiService::Authorized(const HttpRequest& request) const {
   return SecretEquals(auth->substr(kBearer.size()), options_.api_key);
 }
 
+bool OpenAiService::OriginAllowed(const std::string& origin, const std::string* host) const {
+  const std::string lower = Lower(origin);
+  for (const std::string& allowed : options_.allowed_origins) {
+    if (allowed == "*" || Lower(allowed) == lower) return true;
+  }
+  // The server's own origin: a page it (or a proxy in front of it) served.
+  if (host == nullptr) return false;
+  const std::string own = Lower(*host);
+  return lower == "http://" + own || lower == "https://" + own;
+}
+
+bool OpenAiService::AdmitBrowserRequest(const HttpRequest& request, ResponseWriter& writer) {
+  const std::string* host = request.headers.Get("Host");
+  if (options_.loopback_host_only && host != nullptr && !IsLoopbackHost(*host)) {
+    SendError(writer,
+              {.http_status = 403,
+               .message = "Host '" + *host +
+                          "' is not allowed: this server listens on a loopback address and "
+                          "answers only requests for localhost, 127.0.0.1 or [::1].",
+               .code = "host_not_allowed"},
+              /*count=*/false);
+    return false;
+  }
+  const std::string* origin = request.headers.Get("Origin");
+  if (origin != nullptr) {
+    if (!OriginAllowed(*origin, host)) {
+      SendError(writer,
+                {.http_status = 403,
+                 .message = "Origin '" + *origin +
+                            "' is not allowed to call this server (see --allowed-origins).",
+                 .code = "origin_not_allowed"},
+                /*count=*/false);
+      return false;
+    }
+    (void)writer.AddHeader("Access-Control-Allow-Origin", *origin);
+    (void)writer.AddHeader("Vary", "Origin");
+  }
+  if (request.method != "OPTIONS") return true;
+  HttpResponse resp{.status = 204};
+  if (origin != nullptr && request.headers.Get("Access-Control-Request-Method") != nullptr) {
+    resp.headers = {{"Access-Control-Allow-Methods", kCorsMethods},
+                    {"Access-Control-Allow-Headers", kCorsHeaders},
+                    {"Access-Control-Max-Age", "600"}};
+  } else {
+    resp.headers = {{"Allow", kCorsMethods}};
+  }
+  (void)writer.Send(std::move(resp));
+  return false;
+}
+
+void OpenAiService::SendUnauthorized(const HttpRequest& request, ResponseWriter& writer) {
+  const bool sent = request.headers.Get("Authorization") != nullptr;
+  SendError(writer,
+            {.http_status = 401,
+             .message = sent ? "Incorrect API key provided."
+                             : "You didn't provide an API key. You need to provide your API key "
+                               "in an Authorization header using Bearer auth (i.e. "
+                               "Authorization: Bearer YOUR_KEY).",
+             .code = "invalid_api_key"},
+            /*count=*/false);
+}
+
 void OpenAiService::Handle(HttpRequest request, std::shared_ptr<ResponseWriter> writer) {
+  if (!AdmitBrowserRequest(request, *writer)) return;
   const std::string& path = request.path;
   const std::string& method = request.method;
   const bool get = method == "GET" || method == "HEAD";
@@ -230,6 +354,8 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<ResponseWriter> 
   }
   if (path == "/metrics") {
     if (!get) return not_allowed("GET");
+    if (!options_.metrics_no_auth && !Authorized(request))
+      return SendUnauthorized(request, *writer);
     engine::Engine* serving = serving_.load();
     (void)writer->Send(
         200, "text/plain; version=0.0.4; charset=utf-8",
@@ -247,19 +373,7 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<ResponseWriter> 
               /*count=*/false);
     return;
   }
-  if (!Authorized(request)) {
-    const bool sent = request.headers.Get("Authorization") != nullptr;
-    SendError(
-        *writer,
-        {.http_status = 401,
-         .message = sent ? "Incorrect API key provided."
-                         : "You didn't provide an API key. You need to provide your API key in an "
-                           "Authorization header using Bearer auth (i.e. Authorization: Bearer "
-                           "YOUR_KEY).",
-         .code = "invalid_api_key"},
-        /*count=*/false);
-    return;
-  }
+  if (!Authorized(request)) return SendUnauthorized(request, *writer);
   if (models) {
     if (!get) return not_allowed("GET");
     if (path == "/v1/models") {

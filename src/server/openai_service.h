@@ -3,7 +3,14 @@
 //   POST /v1/chat/completions, POST /v1/completions   generation (whole or streamed as SSE)
 //   GET  /v1/models, GET /v1/models/{id}              the loaded model
 //   GET  /health                                      200 {"status":"ok"}; 503 while loading /
-//   draining GET  /metrics                                     Prometheus text (server/metrics.h)
+//                                                     draining
+//   GET  /metrics                                     Prometheus text (server/metrics.h)
+//   OPTIONS (any path)                                CORS preflight, or the allowed methods
+//
+// Before routing, every request passes the browser checks: a loopback-bound server refuses a
+// Host that is not a loopback name (DNS rebinding), a request with an Origin that is neither the
+// server's own nor in allowed_origins is refused (403 in OpenAI's error shape), and responses to
+// allowed cross-origin requests carry Access-Control-Allow-Origin.
 //
 // A completion request is parsed and validated (server/openai_request.h), its prompt rendered
 // with the model's chat template and tokenized, checked against the context, and submitted to the
@@ -23,6 +30,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "chat/template.h"
@@ -36,13 +44,32 @@ namespace gannet::server {
 
 struct OpenAiServiceOptions {
   std::string model_id = "model";  // what /v1/models lists and responses name
-  std::string api_key;             // non-empty: /v1/* needs "Authorization: Bearer <api_key>"
-  int retry_after_seconds = 1;     // the Retry-After of a 429
-  RequestLimits limits;            // n_vocab is filled in by Attach
+  // Non-empty: /v1/* and /metrics need "Authorization: Bearer <api_key>".
+  std::string api_key;
+  // /metrics stays open without the key (for a scraper that cannot send one).
+  bool metrics_no_auth = false;
+  // The server listens on a loopback address only: a request whose Host is not a loopback name
+  // (localhost, 127.0.0.1, [::1], with or without a port) is refused with 403, so a web page
+  // whose DNS name was rebound to 127.0.0.1 cannot read the API. Off for other bind addresses.
+  bool loopback_host_only = false;
+  // Origins ("scheme://host[:port]") whose pages may call the API from a browser; "*" allows
+  // any. A request that carries an Origin is refused with 403 unless the origin is listed or is
+  // the server's own (http(s)://<Host>); requests without Origin (non-browser clients) pass.
+  std::vector<std::string> allowed_origins;
+  int retry_after_seconds = 1;  // the Retry-After of a 429
+  RequestLimits limits;         // n_vocab is filled in by Attach
   std::string system_fingerprint = "gannet-0.1.0";
 };
 
 enum class ServiceHealth { kLoading, kReady, kDraining };
+
+// Whether a Host header value names this machine's loopback: "localhost", "127.0.0.1" or "[::1]",
+// case-insensitive, with or without ":port".
+bool IsLoopbackHost(std::string_view host);
+// Whether a listening address is loopback only: "localhost", 127.0.0.0/8, "::1" / "[::1]".
+bool IsLoopbackBindAddress(std::string_view address);
+// "a, b,c" -> {"a", "b", "c"}: an --allowed-origins value, trimmed, trailing '/' dropped.
+std::vector<std::string> ParseOriginList(std::string_view list);
 
 class OpenAiService {
  public:
@@ -73,6 +100,11 @@ class OpenAiService {
                        std::vector<int32_t> prompt, std::shared_ptr<http::ResponseWriter> writer);
   void SendError(http::ResponseWriter& writer, const ApiError& error, bool count = true);
   bool Authorized(const http::HttpRequest& request) const;
+  void SendUnauthorized(const http::HttpRequest& request, http::ResponseWriter& writer);
+  // Host and Origin checks (DNS rebinding, cross-site calls) and CORS: false when the request
+  // was answered here (403, or a preflight).
+  bool AdmitBrowserRequest(const http::HttpRequest& request, http::ResponseWriter& writer);
+  bool OriginAllowed(const std::string& origin, const std::string* host) const;
 
   OpenAiServiceOptions options_;
   std::atomic<ServiceHealth> health_{ServiceHealth::kLoading};

@@ -209,6 +209,46 @@ TEST(HttpParserTest, RejectsBadChunkedFraming) {
   });
 }
 
+TEST(HttpParserTest, StrictFramingAgainstSmuggling) {
+  const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  auto with_cl = [](const std::string& value) {
+    return "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + value + "\r\n\r\nhello";
+  };
+  ExpectErrors({
+      // Transfer-Encoding in HTTP/1.0 is faulty framing (RFC 9112 §6.1).
+      {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400},
+      // A bare CR anywhere in a chunk line.
+      {chunked + "5\r;x\r\nhello\r\n0\r\n\r\n", 400},
+      {chunked + "5;a\rb\r\nhello\r\n0\r\n\r\n", 400},
+      {chunked + "5\r\nhello\r\n0\r\nX: a\rb\r\n\r\n", 400},  // ... or a trailer
+      {chunked + "5\rhello\r\n0\r\n\r\n", 400},
+      {chunked + "5; =x\r\nhello\r\n0\r\n\r\n", 400},  // extension without a name
+      {chunked + " 5\r\nhello\r\n0\r\n\r\n", 400},     // whitespace before the size
+      // Content-Length list members must all be present and equal.
+      {with_cl("5,"), 400},
+      {with_cl(",5"), 400},
+      {with_cl("5,,5"), 400},
+      {with_cl("+5"), 400},
+      {with_cl("5 5"), 400},
+  });
+  for (const std::string& ok :
+       {with_cl("5"), with_cl("5, 5"), chunked + "5;name=value;flag\r\nhello\r\n0\r\n\r\n"}) {
+    HttpParser p = ParseAll(ok);
+    ASSERT_EQ(p.state(), HttpParser::State::kComplete) << ok << ": " << p.error_message();
+    EXPECT_EQ(p.request().body, "hello");
+  }
+}
+
+TEST(HttpParserTest, DeclaredContentLengthReservesNoMemory) {
+  HttpParser p(HttpParserLimits{.max_body_bytes = 64 << 20});
+  p.Feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 60000000\r\n\r\nab");
+  ASSERT_EQ(p.state(), HttpParser::State::kNeedMore);
+  EXPECT_TRUE(p.body_pending());
+  EXPECT_EQ(p.request().body, "ab");
+  // Memory follows the bytes that arrived, not the 60 MB the client promised.
+  EXPECT_LT(p.request().body.capacity(), 4096u);
+}
+
 TEST(HttpParserTest, EnforcesSizeLimits) {
   HttpParserLimits limits{
       .max_request_line = 64, .max_header_bytes = 256, .max_headers = 4, .max_body_bytes = 10};
