@@ -224,7 +224,9 @@ Runner AddServeCommand(CLI::App& app) {
                                    .api_key = o->api_key,
                                    .metrics_no_auth = o->metrics_no_auth,
                                    .loopback_host_only = server::IsLoopbackBindAddress(o->host),
-                                   .allowed_origins = server::ParseOriginList(o->allowed_origins)});
+                                   .allowed_origins = server::ParseOriginList(o->allowed_origins),
+                                   .total_slots = o->parallel,
+                                   .speculative = o->spec.method});
     http::HttpServerOptions http_opts = *std::move(limits);
     http_opts.host = o->host;
     http_opts.port = static_cast<uint16_t>(o->port);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "chat/prompt.h"
+#include "server/tokenize_api.h"
 #include "http/sse.h"
 #include "server/openai_format.h"
 #include "tokenizer/tokenizer.h"
@@ -331,73 +332,113 @@ void OpenAiService::SendUnauthorized(const HttpRequest& request, ResponseWriter&
 void OpenAiService::Handle(HttpRequest request, std::shared_ptr<ResponseWriter> writer) {
   if (!AdmitBrowserRequest(request, *writer)) return;
   const std::string& path = request.path;
-  const std::string& method = request.method;
-  const bool get = method == "GET" || method == "HEAD";
-  auto not_allowed = [&](const char* allow) {
-    HttpResponse resp{.status = 405,
-                      .headers = {{"Content-Type", kJson}, {"Allow", allow}},
-                      .body = ApiErrorJson({.http_status = 405,
-                                            .message = "Method " + method + " is not allowed for " +
-                                                       path + "; use " + allow + "."})};
-    (void)writer->Send(std::move(resp));
-  };
-
-  if (path == "/health") {
-    if (!get) return not_allowed("GET");
-    const ServiceHealth h = health_.load();
-    const char* word = h == ServiceHealth::kReady     ? "ok"
-                       : h == ServiceHealth::kLoading ? "loading"
-                                                      : "draining";
-    (void)writer->Send(h == ServiceHealth::kReady ? 200 : 503, kJson,
-                       std::string("{\"status\":\"") + word + "\"}");
-    return;
-  }
-  if (path == "/metrics") {
-    if (!get) return not_allowed("GET");
-    if (!options_.metrics_no_auth && !Authorized(request))
-      return SendUnauthorized(request, *writer);
-    engine::Engine* serving = serving_.load();
-    (void)writer->Send(
-        200, "text/plain; version=0.0.4; charset=utf-8",
-        metrics_.Render(serving != nullptr ? serving->stats() : engine::EngineStats{}));
-    return;
-  }
+  if (path == "/health") return HandleHealth(request, *writer);
+  if (path == "/metrics") return HandleMetrics(request, *writer);
   const bool chat = path == "/v1/chat/completions";
   const bool completion = path == "/v1/completions";
   const bool models = path == "/v1/models" || path.rfind("/v1/models/", 0) == 0;
-  if (!chat && !completion && !models) {
+  const bool utility = path == "/tokenize" || path == "/detokenize" || path == "/props";
+  if (!chat && !completion && !models && !utility) {
     SendError(*writer,
               {.http_status = 404,
-               .message = "Unknown request URL: " + method + " " + path + ".",
+               .message = "Unknown request URL: " + request.method + " " + path + ".",
                .code = "unknown_url"},
               /*count=*/false);
     return;
   }
   if (!Authorized(request)) return SendUnauthorized(request, *writer);
-  if (models) {
-    if (!get) return not_allowed("GET");
-    if (path == "/v1/models") {
-      (void)writer->Send(200, kJson, ModelListJson(options_.model_id, created_));
-      return;
-    }
-    const std::string id = path.substr(std::string("/v1/models/").size());
-    if (id != options_.model_id) {
-      SendError(*writer,
-                {.http_status = 404,
-                 .message = "The model '" + id + "' does not exist.",
-                 .param = "model",
-                 .code = "model_not_found"},
-                /*count=*/false);
-      return;
-    }
-    (void)writer->Send(200, kJson,
-                       "{\"id\":" + nlohmann::json(options_.model_id).dump() +
-                           ",\"object\":\"model\",\"created\":" + std::to_string(created_) +
-                           ",\"owned_by\":\"gannet\"}");
+  if (models) return HandleModels(request, *writer);
+  if (utility) return HandleUtility(request, *writer);
+  if (request.method != "POST") return SendNotAllowed(request, *writer, "POST");
+  HandleCompletion(chat ? Endpoint::kChat : Endpoint::kCompletion, request, std::move(writer));
+}
+
+void OpenAiService::SendNotAllowed(const HttpRequest& request, ResponseWriter& writer,
+                                   const char* allow) {
+  HttpResponse resp{.status = 405,
+                    .headers = {{"Content-Type", kJson}, {"Allow", allow}},
+                    .body = ApiErrorJson({.http_status = 405,
+                                          .message = "Method " + request.method +
+                                                     " is not allowed for " + request.path +
+                                                     "; use " + allow + "."})};
+  (void)writer.Send(std::move(resp));
+}
+
+namespace {
+bool IsGet(const HttpRequest& request) { return request.method == "GET" || request.method == "HEAD"; }
+}  // namespace
+
+void OpenAiService::HandleHealth(const HttpRequest& request, ResponseWriter& writer) {
+  if (!IsGet(request)) return SendNotAllowed(request, writer, "GET");
+  const ServiceHealth h = health_.load();
+  const char* word = h == ServiceHealth::kReady     ? "ok"
+                     : h == ServiceHealth::kLoading ? "loading"
+                                                    : "draining";
+  (void)writer.Send(h == ServiceHealth::kReady ? 200 : 503, kJson,
+                    std::string("{\"status\":\"") + word + "\"}");
+}
+
+void OpenAiService::HandleMetrics(const HttpRequest& request, ResponseWriter& writer) {
+  if (!IsGet(request)) return SendNotAllowed(request, writer, "GET");
+  if (!options_.metrics_no_auth && !Authorized(request)) return SendUnauthorized(request, writer);
+  engine::Engine* serving = serving_.load();
+  (void)writer.Send(
+      200, "text/plain; version=0.0.4; charset=utf-8",
+      metrics_.Render(serving != nullptr ? serving->stats() : engine::EngineStats{}));
+}
+
+void OpenAiService::HandleModels(const HttpRequest& request, ResponseWriter& writer) {
+  if (!IsGet(request)) return SendNotAllowed(request, writer, "GET");
+  if (request.path == "/v1/models") {
+    (void)writer.Send(200, kJson, ModelListJson(options_.model_id, created_));
     return;
   }
-  if (method != "POST") return not_allowed("POST");
-  HandleCompletion(chat ? Endpoint::kChat : Endpoint::kCompletion, request, std::move(writer));
+  const std::string id = request.path.substr(std::string("/v1/models/").size());
+  if (id != options_.model_id) {
+    SendError(writer,
+              {.http_status = 404,
+               .message = "The model '" + id + "' does not exist.",
+               .param = "model",
+               .code = "model_not_found"},
+              /*count=*/false);
+    return;
+  }
+  (void)writer.Send(200, kJson,
+                    "{\"id\":" + nlohmann::json(options_.model_id).dump() +
+                        ",\"object\":\"model\",\"created\":" + std::to_string(created_) +
+                        ",\"owned_by\":\"gannet\"}");
+}
+
+void OpenAiService::HandleUtility(const HttpRequest& request, ResponseWriter& writer) {
+  const bool props = request.path == "/props";
+  if (props ? !IsGet(request) : request.method != "POST")
+    return SendNotAllowed(request, writer, props ? "GET" : "POST");
+  engine::Engine* serving = serving_.load();
+  if (serving == nullptr) {
+    SendError(writer, {.http_status = 503,
+                       .message = "The model is still loading; retry shortly.",
+                       .type = "server_error",
+                       .code = "model_loading"});
+    return;
+  }
+  const Tokenizer& tok = serving->tokenizer();
+  std::string body;
+  std::optional<ApiError> err;
+  if (props) {
+    body = PropsJson({.model_id = options_.model_id,
+                      .context_length = serving->context_length(),
+                      .total_slots = options_.total_slots,
+                      .chat_template = chat_template_ != nullptr ? chat_template_->source() : "",
+                      .speculative = options_.speculative,
+                      .build = options_.system_fingerprint},
+                     tok);
+  } else if (request.path == "/tokenize") {
+    err = TokenizeJson(request.body, tok, JsonLimits{}, &body);
+  } else {
+    err = DetokenizeJson(request.body, tok, JsonLimits{}, &body);
+  }
+  if (err) return SendError(writer, *err);
+  (void)writer.Send(200, kJson, std::move(body));
 }
 
 void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& request,

@@ -57,6 +57,8 @@ struct OpenAiServiceOptions {
   // the server's own (http(s)://<Host>); requests without Origin (non-browser clients) pass.
   std::vector<std::string> allowed_origins;
   int retry_after_seconds = 1;  // the Retry-After of a 429
+  int32_t total_slots = 0;            // /props: sequences decoded together (--parallel)
+  std::string speculative = "none";   // /props: the speculative decoding method
   RequestLimits limits;         // n_vocab is filled in by Attach
   std::string system_fingerprint = "gannet-0.1.0";
 };
@@ -89,6 +91,14 @@ class OpenAiService {
  private:
   struct Generation;
 
+  // The routes other than completions; each checks its method.
+  void HandleHealth(const http::HttpRequest& request, http::ResponseWriter& writer);
+  void HandleMetrics(const http::HttpRequest& request, http::ResponseWriter& writer);
+  void HandleModels(const http::HttpRequest& request, http::ResponseWriter& writer);
+  // POST /tokenize, POST /detokenize, GET /props (server/tokenize_api.h).
+  void HandleUtility(const http::HttpRequest& request, http::ResponseWriter& writer);
+  void SendNotAllowed(const http::HttpRequest& request, http::ResponseWriter& writer,
+                      const char* allow);
   // A completion request: parse, prompt ids, context check, then Submit.
   void HandleCompletion(Endpoint endpoint, const http::HttpRequest& request,
                         std::shared_ptr<http::ResponseWriter> writer);
