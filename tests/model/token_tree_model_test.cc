@@ -67,8 +67,11 @@ class TokenTreeModelTest : public ::testing::TestWithParam<int> {
 
   std::vector<float> Run(Seq& s, std::span<const int32_t> tokens, int64_t n_past,
                          std::span<const int32_t> parents = {}) {
-    const BatchSeq b{
-        .tokens = tokens, .n_past = n_past, .kv = s.views.layers, .logits = true, .tree_parents = parents};
+    const BatchSeq b{.tokens = tokens,
+                     .n_past = n_past,
+                     .kv = s.views.layers,
+                     .logits = true,
+                     .tree_parents = parents};
     auto out = runner_->Execute(std::span<const BatchSeq>(&b, 1));
     EXPECT_TRUE(out.ok()) << out.status().ToString();
     return out.ok() ? std::vector<float>(out->begin(), out->end()) : std::vector<float>();

@@ -37,8 +37,9 @@ std::vector<int32_t> RandomTree(std::mt19937& rng, int64_t n) {
   std::vector<int32_t> parent(n);
   for (int64_t i = 0; i < n; ++i) {
     const bool extend = std::uniform_int_distribution<int>(0, 2)(rng) != 0;
-    parent[i] = extend ? static_cast<int32_t>(i - 1)
-                       : std::uniform_int_distribution<int32_t>(-1, static_cast<int32_t>(i - 1))(rng);
+    parent[i] = extend
+                    ? static_cast<int32_t>(i - 1)
+                    : std::uniform_int_distribution<int32_t>(-1, static_cast<int32_t>(i - 1))(rng);
   }
   return parent;
 }
@@ -122,7 +123,8 @@ TEST_P(TreeTest, NodeLogitsAreTheirPathsBitForBit) {
 
   Seq s = NewSeq(n_past + n_tree);
   Run(s, prefix, 0, false);
-  const BatchSeq tree{.tokens = tokens, .n_past = n_past, .kv = s.views.layers, .tree_parents = parent};
+  const BatchSeq tree{
+      .tokens = tokens, .n_past = n_past, .kv = s.views.layers, .tree_parents = parent};
   auto out = runner_->Execute(std::span<const BatchSeq>(&tree, 1));
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   ASSERT_EQ(out->size(), static_cast<size_t>(n_tree * n_vocab_));
@@ -221,7 +223,8 @@ TEST_P(TreeTest, DecodingAfterCompactionIsTheUnspeculatedSequence) {
 
   Seq s = NewSeq(n_past + n_tree + n_more);
   Run(s, prefix, 0, false);
-  const BatchSeq tree{.tokens = tokens, .n_past = n_past, .kv = s.views.layers, .tree_parents = parent};
+  const BatchSeq tree{
+      .tokens = tokens, .n_past = n_past, .kv = s.views.layers, .tree_parents = parent};
   ASSERT_TRUE(runner_->Execute(std::span<const BatchSeq>(&tree, 1)).ok());
   std::vector<std::pair<int64_t, int64_t>> moves;
   for (size_t r = 0; r < path.size(); ++r) {
@@ -250,9 +253,9 @@ TEST_P(TreeTest, MalformedTreesAreRejected) {
     return runner_->Execute(std::span<const BatchSeq>(&b, 1)).status();
   };
   EXPECT_EQ(run(tokens, chain).code(), StatusCode::kInvalidArgument);  // 65 tokens
-  EXPECT_TRUE(run(std::span<const int32_t>(tokens).first(64),
-                  std::span<const int32_t>(chain).first(64))
-                  .ok());
+  EXPECT_TRUE(
+      run(std::span<const int32_t>(tokens).first(64), std::span<const int32_t>(chain).first(64))
+          .ok());
   const std::vector<int32_t> self = {-1, 1}, ahead = {-1, 0, 3}, below = {-2};
   EXPECT_EQ(run(std::span<const int32_t>(tokens).first(2), self).code(),
             StatusCode::kInvalidArgument);
