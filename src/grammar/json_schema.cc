@@ -177,7 +177,7 @@ class Converter {
   Result<std::string> Run() {
     std::string root;
     GANNET_ASSIGN_OR_RETURN(root, Visit(root_, "", 0));
-    std::string text = "root ::= " + root + " ws\n";
+    std::string text = "root ::= " + root + "\n";
     for (const auto& [name, body] : rules_) text += name + " ::= " + body + "\n";
     text += kPrelude;
     if (text.size() > limits_.max_grammar_bytes) {
@@ -882,6 +882,6 @@ Result<std::shared_ptr<const Grammar>> CompileJsonSchema(const nlohmann::ordered
   return g;
 }
 
-std::string JsonObjectGbnf() { return std::string("root ::= object ws\n") + kPrelude; }
+std::string JsonObjectGbnf() { return std::string("root ::= object\n") + kPrelude; }
 
 }  // namespace gannet::grammar
