@@ -9,15 +9,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "grammar/json_schema_converter.h"
 #include "grammar/json_schema_number.h"
 #include "grammar/json_schema_regex.h"
 #include "grammar/strict_utf8.h"
 
 namespace gannet::grammar {
+namespace json_schema_internal {
 namespace {
-
-using Json = nlohmann::ordered_json;
-constexpr uint64_t kUnbounded = PatternGbnf::kUnbounded;
 
 // The rules every grammar may use. `ws` is one bounded run of blanks; `char` one JSON string
 // character (no \u escape of a surrogate, so each is one code point); `keychar` one character of
@@ -100,47 +99,6 @@ const std::map<std::string, std::string>& KeywordTypes() {
   return k;
 }
 
-// Formats as patterns (json_schema_regex.h); each is what Python's jsonschema accepts.
-std::optional<std::string> FormatPattern(const std::string& format) {
-  const std::string year = "(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])";
-  // February stops at 28: the 29th exists only in leap years.
-  const std::string month_day =
-      "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|"
-      "02-(?:0[1-9]|1[0-9]|2[0-8]))";
-  const std::string date = year + "-" + month_day;
-  const std::string time =
-      "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,6})?"
-      "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])";
-  if (format == "date") return "^" + date + "$";
-  if (format == "time") return "^" + time + "$";
-  if (format == "date-time") return "^" + date + "T" + time + "$";
-  if (format == "uuid") {
-    return "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
-  }
-  if (format == "ipv4") {
-    const std::string octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
-    return "^" + octet + "\\." + octet + "\\." + octet + "\\." + octet + "$";
-  }
-  if (format == "email") {
-    return "^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\\.[A-Za-z0-9-]{1,63}){1,4}$";
-  }
-  return std::nullopt;
-}
-
-std::string PointerToken(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 bool TypeMatches(const Json& v, const std::string& type) {
   if (type == "null") return v.is_null();
   if (type == "boolean") return v.is_boolean();
@@ -154,6 +112,22 @@ bool TypeMatches(const Json& v, const std::string& type) {
            std::floor(v.get<double>()) == v.get<double>();
   }
   return false;
+}
+
+}  // namespace
+
+std::string PointerToken(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
 }
 
 std::string RepeatSuffix(uint64_t lo, uint64_t hi) {
@@ -170,87 +144,53 @@ const std::string& Quote() {
   return q;
 }
 
-class Converter {
- public:
-  Converter(const Json& root, const JsonSchemaLimits& limits) : root_(root), limits_(limits) {}
-
-  Result<std::string> Run() {
-    std::string root;
-    GANNET_ASSIGN_OR_RETURN(root, Visit(root_, "", 0));
-    std::string text = "root ::= " + root + "\n";
-    for (const auto& [name, body] : rules_) text += name + " ::= " + body + "\n";
-    text += kPrelude;
-    if (text.size() > limits_.max_grammar_bytes) {
-      return Error(
-          "", "the grammar would be over " + std::to_string(limits_.max_grammar_bytes) + " bytes");
-    }
-    return text;
+Result<std::string> Converter::Run() {
+  std::string root;
+  GANNET_ASSIGN_OR_RETURN(root, Visit(root_, "", 0));
+  std::string text = "root ::= " + root + "\n";
+  for (const auto& [name, body] : rules_) text += name + " ::= " + body + "\n";
+  text += kPrelude;
+  if (text.size() > limits_.max_grammar_bytes) {
+    return Error(
+        "", "the grammar would be over " + std::to_string(limits_.max_grammar_bytes) + " bytes");
   }
+  return text;
+}
 
- private:
-  Status Error(const std::string& path, const std::string& message) const {
-    return Status::InvalidArgument("json schema: " + message + " (at #" + path + ")");
+Status Converter::Error(const std::string& path, const std::string& message) const {
+  return Status::InvalidArgument("json schema: " + message + " (at #" + path + ")");
+}
+
+std::string Converter::NewName(const std::string& hint) {
+  std::string name;
+  for (char c : hint) {
+    if (name.size() >= 24) break;
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    name += ok ? c : '_';
   }
+  if (name.empty()) name = "r";
+  return name + "-" + std::to_string(++counter_);
+}
 
-  std::string NewName(const std::string& hint) {
-    std::string name;
-    for (char c : hint) {
-      if (name.size() >= 24) break;
-      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-      name += ok ? c : '_';
-    }
-    if (name.empty()) name = "r";
-    return name + "-" + std::to_string(++counter_);
+std::string Converter::Rule(const std::string& hint, const std::string& body) {
+  auto it = by_body_.find(body);
+  if (it != by_body_.end()) return it->second;
+  std::string name = NewName(hint);
+  bytes_ += name.size() + body.size() + 6;
+  rules_.emplace_back(name, body);
+  by_body_.emplace(body, name);
+  return name;
+}
+
+Status Converter::ChargeRepetition(uint64_t n, const std::string& path,
+                                   const std::string& keyword) {
+  repetition_ += n;
+  if (repetition_ > limits_.max_total_repetition) {
+    return Error(path, "'" + keyword + "': the schema's repetition bounds add up to more than " +
+                           std::to_string(limits_.max_total_repetition));
   }
-
-  // A rule with this body (one per distinct body).
-  std::string Rule(const std::string& hint, const std::string& body) {
-    auto it = by_body_.find(body);
-    if (it != by_body_.end()) return it->second;
-    std::string name = NewName(hint);
-    bytes_ += name.size() + body.size() + 6;
-    rules_.emplace_back(name, body);
-    by_body_.emplace(body, name);
-    return name;
-  }
-
-  Status ChargeRepetition(uint64_t n, const std::string& path, const std::string& keyword) {
-    repetition_ += n;
-    if (repetition_ > limits_.max_total_repetition) {
-      return Error(path, "'" + keyword + "': the schema's repetition bounds add up to more than " +
-                             std::to_string(limits_.max_total_repetition));
-    }
-    return Status::Ok();
-  }
-
-  Result<std::string> Visit(const Json& s, const std::string& path, size_t depth);
-  Result<std::string> VisitRef(const std::string& ref, const std::string& path, size_t depth);
-  Result<std::string> VisitAnyOf(const Json& s, const std::string& path, size_t depth);
-  Result<std::string> VisitEnum(const Json& s, const std::string& path);
-  Result<std::vector<std::string>> Types(const Json& s, const std::string& path);
-  Result<std::string> TypeExpr(const Json& s, const std::string& type, const std::string& path,
-                               size_t depth);
-  Result<std::string> StringExpr(const Json& s, const std::string& path);
-  Result<std::string> NumberExpr(const Json& s, const std::string& path, bool integer);
-  Result<std::string> ObjectExpr(const Json& s, const std::string& path, size_t depth);
-  Result<std::string> ArrayExpr(const Json& s, const std::string& path, size_t depth);
-  std::string ExtraKey(const std::vector<std::string>& names);
-  Result<std::optional<uint64_t>> Count(const Json& s, const char* keyword,
-                                        const std::string& path);
-  Result<const Json*> Resolve(const std::string& ref, const std::string& path);
-  Status Flatten(const Json& s, const std::string& path, int budget, std::vector<Json>* parts);
-  Result<Json> Merge(const std::vector<Json>& parts, const std::string& path);
-
-  const Json& root_;
-  JsonSchemaLimits limits_;
-  std::vector<std::pair<std::string, std::string>> rules_;
-  std::unordered_map<std::string, std::string> by_body_;
-  std::unordered_map<std::string, std::string> by_ref_;
-  size_t counter_ = 0;
-  size_t visits_ = 0;
-  size_t bytes_ = 0;
-  uint64_t repetition_ = 0;
-};
+  return Status::Ok();
+}
 
 Result<std::string> Converter::Visit(const Json& s, const std::string& path, size_t depth) {
   if (++visits_ > limits_.max_subschemas) {
@@ -621,247 +561,9 @@ Result<std::string> Converter::NumberExpr(const Json& s, const std::string& path
   return Rule(integer ? "integer" : "number", *e);
 }
 
-// Properties in declaration order, optional ones omissible, in two rules per property: S_i, the
-// rest from property i once something was written (each present one after a comma), and T_i, the
-// non-empty rest from property i when nothing was written yet (T_i ::= kv_i S_i+1 | T_i+1 while
-// property i is optional; the first required property ends the chain).
-Result<std::string> Converter::ObjectExpr(const Json& s, const std::string& path, size_t depth) {
-  struct Prop {
-    std::string name, value;
-    bool required = false;
-  };
-  std::set<std::string> required;
-  std::vector<std::string> required_order;
-  if (s.contains("required")) {
-    if (!s["required"].is_array()) return Error(path, "'required' must be an array of strings");
-    for (const Json& r : s["required"]) {
-      if (!r.is_string()) return Error(path, "'required' must be an array of strings");
-      if (required.insert(r.get<std::string>()).second)
-        required_order.push_back(r.get<std::string>());
-    }
-  }
-  std::vector<Prop> props;
-  std::vector<std::string> names;
-  if (s.contains("properties")) {
-    const Json& p = s["properties"];
-    if (!p.is_object()) return Error(path, "'properties' must be an object");
-    if (p.size() > limits_.max_properties) {
-      return Error(path, "'properties' has more than " + std::to_string(limits_.max_properties) +
-                             " properties");
-    }
-    for (const auto& [name, sub] : p.items()) {
-      names.push_back(name);
-      bool req = required.count(name) != 0;
-      if (sub.is_boolean() && !sub.get<bool>()) {
-        if (req) return Error(path, "required property '" + name + "' has the schema false");
-        continue;  // must be absent
-      }
-      std::string e;
-      GANNET_ASSIGN_OR_RETURN(e, Visit(sub, path + "/properties/" + PointerToken(name), depth + 1));
-      props.push_back({name, e, req});
-    }
-  }
-  for (const std::string& r : required_order) {
-    if (std::find(names.begin(), names.end(), r) == names.end()) {
-      props.push_back({r, "value", true});
-      names.push_back(r);
-    }
-  }
-  if (props.size() > limits_.max_properties) {
-    return Error(path, "more than " + std::to_string(limits_.max_properties) + " properties");
-  }
-  std::string extra_value;  // "": no extra properties
-  if (s.contains("additionalProperties")) {
-    const Json& ap = s["additionalProperties"];
-    if (!(ap.is_boolean() && !ap.get<bool>())) {
-      GANNET_ASSIGN_OR_RETURN(extra_value, Visit(ap, path + "/additionalProperties", depth + 1));
-    }
-  } else if (names.empty()) {
-    extra_value = "value";
-  }
-  size_t n_required = 0;
-  for (const Prop& p : props) n_required += p.required;
-  std::optional<uint64_t> min_props, max_props;
-  GANNET_ASSIGN_OR_RETURN(min_props, Count(s, "minProperties", path));
-  GANNET_ASSIGN_OR_RETURN(max_props, Count(s, "maxProperties", path));
-  if (min_props && *min_props > n_required) {
-    return Error(path, "'minProperties' is supported only where the required properties imply it");
-  }
-  if (max_props && (*max_props < props.size() || !extra_value.empty())) {
-    return Error(path,
-                 "'maxProperties' is supported only where the declared properties (and "
-                 "additionalProperties false) imply it");
-  }
-  std::string extra;
-  if (!extra_value.empty()) {
-    std::string key = names.empty() ? std::string("string") : ExtraKey(names);
-    extra = Rule("extra", key + " ws \":\" ws " + extra_value + " ws");
-  }
-  const size_t n = props.size();
-  std::vector<std::string> kv(n), rest(n + 1);  // rest[i]: S_i
-  rest[n] = extra.empty() ? "" : Rule("rest", "( \",\" ws " + extra + " )*");
-  for (size_t i = n; i-- > 0;) {
-    std::string key = GbnfLiteral(Json(props[i].name).dump());
-    kv[i] = Rule("kv-" + props[i].name, key + " ws \":\" ws " + props[i].value + " ws");
-    std::string item = "\",\" ws " + kv[i];
-    std::string body = (props[i].required ? item : "( " + item + " )?") +
-                       (rest[i + 1].empty() ? "" : " " + rest[i + 1]);
-    rest[i] = Rule("rest", body);
-  }
-  size_t first_required = n;
-  for (size_t i = 0; i < n && first_required == n; ++i) {
-    if (props[i].required) first_required = i;
-  }
-  std::string start;  // T_i, from first_required down to 0
-  if (first_required < n) {
-    start =
-        Rule("props", kv[first_required] +
-                          (rest[first_required + 1].empty() ? "" : " " + rest[first_required + 1]));
-  } else if (!extra.empty()) {
-    start = Rule("props", extra + (rest[n].empty() ? "" : " " + rest[n]));
-  }
-  for (size_t i = std::min(first_required, n); i-- > 0;) {
-    std::string here = kv[i] + (rest[i + 1].empty() ? "" : " " + rest[i + 1]);
-    start = Rule("props", start.empty() ? here : here + " | " + start);
-  }
-  std::string body = "\"{\" ws ";
-  if (!start.empty()) body += first_required < n ? start + " " : "( " + start + " )? ";
-  return Rule("object", body + "\"}\"");
-}
+}  // namespace json_schema_internal
 
-// Items: the prefix items in order, then the rest (`items`) within minItems..maxItems. E_i, what
-// follows the i-th item, is a rule for each prefix position (no deep nesting of groups).
-Result<std::string> Converter::ArrayExpr(const Json& s, const std::string& path, size_t depth) {
-  std::vector<std::string> prefix;
-  const Json* prefix_json = nullptr;
-  std::string prefix_key, rest_key = "items";
-  if (s.contains("prefixItems")) {
-    prefix_json = &s["prefixItems"];
-    prefix_key = "prefixItems";
-  } else if (s.contains("items") && s["items"].is_array()) {
-    prefix_json = &s["items"];
-    prefix_key = "items";
-    rest_key = "additionalItems";
-  }
-  if (prefix_json != nullptr) {
-    if (!prefix_json->is_array()) return Error(path, "'prefixItems' must be an array");
-    for (size_t i = 0; i < prefix_json->size(); ++i) {
-      std::string e;
-      GANNET_ASSIGN_OR_RETURN(
-          e,
-          Visit((*prefix_json)[i], path + "/" + prefix_key + "/" + std::to_string(i), depth + 1));
-      prefix.push_back(Rule("item", e + " ws"));
-    }
-  }
-  std::optional<uint64_t> min_items, max_items;
-  GANNET_ASSIGN_OR_RETURN(min_items, Count(s, "minItems", path));
-  GANNET_ASSIGN_OR_RETURN(max_items, Count(s, "maxItems", path));
-  uint64_t lo = min_items.value_or(0), hi = max_items.value_or(kUnbounded);
-  const uint64_t n = prefix.size();
-  std::string rest;  // "": no items after the prefix
-  if (s.contains(rest_key)) {
-    const Json& r = s[rest_key];
-    if (!(r.is_boolean() && !r.get<bool>())) {
-      std::string e;
-      GANNET_ASSIGN_OR_RETURN(e, Visit(r, path + "/" + rest_key, depth + 1));
-      rest = Rule("item", e + " ws");
-    }
-  } else if (n == 0 || lo > n) {
-    rest = Rule("item", "value ws");
-  }
-  if (rest.empty()) hi = std::min(hi, n);
-  if (lo > hi) return Error(path, "'minItems' is over the items the schema allows");
-  if (lo > limits_.max_repetition || (hi != kUnbounded && hi > limits_.max_repetition)) {
-    const char* keyword = lo > limits_.max_repetition ? "minItems" : "maxItems";
-    return Error(path, std::string("'") + keyword + "' is over the limit of " +
-                           std::to_string(limits_.max_repetition));
-  }
-  if (const Json* u = s.contains("uniqueItems") ? &s["uniqueItems"] : nullptr;
-      u != nullptr && *u != false && hi > 1) {
-    return Error(path, "'uniqueItems' is not supported");
-  }
-  if (hi == 0) return Rule("array", "\"[\" ws \"]\"");
-  // after[i]: what may follow the i-th item (1-based)
-  std::vector<std::string> after(n + 1);
-  uint64_t tail_from = std::max<uint64_t>(n, 1);
-  std::string tail;
-  if (!rest.empty() && hi > tail_from) {
-    uint64_t a = lo > tail_from ? lo - tail_from : 0;
-    uint64_t b = hi == kUnbounded ? kUnbounded : hi - tail_from;
-    GANNET_RETURN_IF_ERROR(ChargeRepetition(b == kUnbounded ? a + 1 : b, path, "maxItems"));
-    tail = "( \",\" ws " + rest + " )" + RepeatSuffix(a, b);
-  }
-  std::string next = tail;                  // after the item at position i
-  for (uint64_t i = tail_from; i-- > 1;) {  // i < n: the next is prefix[i] (position i + 1)
-    if (i + 1 > hi) {
-      next = "";
-      continue;
-    }
-    std::string item = "\",\" ws " + prefix[i] + (next.empty() ? "" : " " + next);
-    next = Rule("items", i + 1 <= lo ? item : "( " + item + " )?");
-  }
-  std::string first = (n > 0 ? prefix[0] : rest) + (next.empty() ? "" : " " + next);
-  std::string body = "\"[\" ws " + (lo >= 1 ? first + " " : "( " + first + " )? ") + "\"]\"";
-  return Rule("array", body);
-}
-
-// The key of an extra property: a string without escapes that is none of `names`, as a trie of
-// the names in which each node allows the end (if no name ends there), a child's character, or
-// any other character and then anything.
-std::string Converter::ExtraKey(const std::vector<std::string>& names) {
-  struct Node {
-    std::map<uint32_t, size_t> children;
-    bool terminal = false;
-  };
-  std::vector<Node> nodes(1);
-  for (const std::string& name : names) {
-    std::vector<uint32_t> cps;
-    bool spellable = true;
-    for (size_t i = 0; i < name.size() && spellable;) {
-      uint32_t cp = 0;
-      size_t n = DecodeStrict(name, i, &cp);
-      spellable = n != 0 && cp >= 0x20 && cp != '"' && cp != '\\';
-      cps.push_back(cp);
-      i += n ? n : 1;
-    }
-    if (!spellable) continue;  // a key without escapes cannot spell it anyway
-    size_t v = 0;
-    for (uint32_t cp : cps) {
-      auto it = nodes[v].children.find(cp);
-      if (it == nodes[v].children.end()) {
-        nodes.push_back({});
-        it = nodes[v].children.emplace(cp, nodes.size() - 1).first;
-      }
-      v = it->second;
-    }
-    nodes[v].terminal = true;
-  }
-  // Children have larger ids than their parents: build the rules from the last node back.
-  std::vector<std::string> rule(nodes.size());
-  for (size_t v = nodes.size(); v-- > 0;) {
-    std::vector<std::pair<uint32_t, uint32_t>> excluded = {{0, 0x1F}, {'"', '"'}, {'\\', '\\'}};
-    std::string body;
-    if (!nodes[v].terminal) body = Quote();
-    for (const auto& [cp, child] : nodes[v].children) {
-      body += (body.empty() ? "" : " | ") + GbnfClass({{cp, cp}}, false) + " " + rule[child];
-      excluded.push_back({cp, cp});
-    }
-    std::sort(excluded.begin(), excluded.end());
-    std::vector<std::pair<uint32_t, uint32_t>> merged;
-    for (const auto& r : excluded) {
-      if (!merged.empty() && r.first <= merged.back().second + 1) {
-        merged.back().second = std::max(merged.back().second, r.second);
-      } else {
-        merged.push_back(r);
-      }
-    }
-    body += " | " + GbnfClass(merged, true) + " keychar* " + Quote();
-    rule[v] = Rule("key", body);
-  }
-  return Quote() + " " + rule[0];
-}
-
-}  // namespace
+using json_schema_internal::Converter;
 
 Result<std::string> JsonSchemaToGbnf(const nlohmann::ordered_json& schema,
                                      const JsonSchemaLimits& limits) {
@@ -882,6 +584,8 @@ Result<std::shared_ptr<const Grammar>> CompileJsonSchema(const nlohmann::ordered
   return g;
 }
 
-std::string JsonObjectGbnf() { return std::string("root ::= object\n") + kPrelude; }
+std::string JsonObjectGbnf() {
+  return std::string("root ::= object\n") + json_schema_internal::kPrelude;
+}
 
 }  // namespace gannet::grammar

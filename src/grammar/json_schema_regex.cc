@@ -539,6 +539,32 @@ std::string GbnfLiteral(std::string_view utf8) {
   return out + "\"";
 }
 
+std::optional<std::string> FormatPattern(std::string_view format) {
+  const std::string year = "(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])";
+  // February stops at 28: the 29th exists only in leap years.
+  const std::string month_day =
+      "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|"
+      "02-(?:0[1-9]|1[0-9]|2[0-8]))";
+  const std::string date = year + "-" + month_day;
+  const std::string time =
+      "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,6})?"
+      "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])";
+  if (format == "date") return "^" + date + "$";
+  if (format == "time") return "^" + time + "$";
+  if (format == "date-time") return "^" + date + "T" + time + "$";
+  if (format == "uuid") {
+    return "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+  }
+  if (format == "ipv4") {
+    const std::string octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+    return "^" + octet + "\\." + octet + "\\." + octet + "\\." + octet + "$";
+  }
+  if (format == "email") {
+    return "^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\\.[A-Za-z0-9-]{1,63}){1,4}$";
+  }
+  return std::nullopt;
+}
+
 Result<PatternGbnf> PatternToGbnf(std::string_view pattern, std::string_view any_char,
                                   const RegexLimits& limits) {
   return RegexParser(pattern, any_char, limits).Parse();

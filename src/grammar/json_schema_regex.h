@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -47,6 +48,11 @@ struct PatternGbnf {
 // the unanchored ends. Errors are kInvalidArgument "... at offset N" (a byte offset in `pattern`).
 Result<PatternGbnf> PatternToGbnf(std::string_view pattern, std::string_view any_char,
                                   const RegexLimits& limits = {});
+
+// JSON Schema's `format` as a pattern of the subset above: date, time, date-time (RFC 3339, as
+// Python's jsonschema checks them; February stops at the 28th), uuid, ipv4 (no leading zeros),
+// email; nullopt for any other.
+std::optional<std::string> FormatPattern(std::string_view format);
 
 // The GBNF class text `[...]` (or `[^...]` when negated) of the code-point ranges, each range
 // [lo, hi] given as a pair, every non-alphanumeric code point escaped.

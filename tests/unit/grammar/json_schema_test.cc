@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "grammar/json_schema_regex.h"
 #include "grammar/mask_cache.h"
 #include "grammar/matcher.h"
 #include "grammar/token_mask.h"
@@ -124,7 +125,8 @@ TEST(JsonSchemaTest, UnsupportedKeywordsAreErrorsNamingKeywordAndPath) {
 TEST(JsonSchemaTest, OptionalPropertiesGrowTheGrammarLinearly) {
   auto schema_of = [](int n) {
     Json props = Json::object();
-    for (int i = 0; i < n; ++i) props["p" + std::to_string(i)] = {{"type", "integer"}};
+    for (int i = 0; i < n; ++i)
+      props[std::string("p").append(std::to_string(i))] = {{"type", "integer"}};
     return Json{{"type", "object"}, {"properties", props}};
   };
   auto size_of = [&](int n) {
@@ -191,11 +193,43 @@ TEST(JsonSchemaTest, JsonObjectModeAndRecursion) {
   EXPECT_FALSE(Accepts(list, R"({"v": 1, "next": {"next": {"v": 3}}})"));
 }
 
+TEST(JsonSchemaTest, ExtraPropertiesNeverReuseADeclaredName) {
+  std::shared_ptr<const Grammar> g = MustCompile(Json::parse(
+      R"({"properties": {"a": {"type": "integer"}, "gone": false}, "additionalProperties": true})"));
+  ASSERT_TRUE(g);
+  EXPECT_TRUE(Accepts(g, R"({"a": 1, "b": "x", "ab": null, "": 2, "gon": 3, "goner": 4})"));
+  EXPECT_FALSE(Accepts(g, R"({"a": 1, "a": "x"})"));
+  EXPECT_FALSE(Accepts(g, R"({"gone": 1})"));
+  EXPECT_FALSE(Accepts(g, R"({"b": 1, "a": 1})"));  // declared ones first
+}
+
+TEST(JsonSchemaTest, PatternLengthsAndEncoding) {
+  auto p = PatternToGbnf("^(ab|c){2,3}$", "char");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->min_length, 2u);
+  EXPECT_EQ(p->max_length, 6u);
+  p = PatternToGbnf("x+", "char");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->min_length, 1u);
+  EXPECT_EQ(p->max_length, PatternGbnf::kUnbounded);
+  EXPECT_FALSE(PatternToGbnf("a{2,1}", "char").ok());
+  EXPECT_FALSE(PatternToGbnf("(a", "char").ok());
+  EXPECT_FALSE(PatternToGbnf("a)", "char").ok());
+  EXPECT_FALSE(PatternToGbnf("a**", "char").ok());
+  EXPECT_FALSE(PatternToGbnf("\\1", "char").ok());
+  // Implied lengths are accepted with the pattern.
+  std::shared_ptr<const Grammar> g = MustCompile(Json::parse(
+      R"({"type": "string", "pattern": "^[a-z]{2,4}$", "minLength": 1, "maxLength": 4})"));
+  ASSERT_TRUE(g);
+  EXPECT_TRUE(Accepts(g, "\"abcd\""));
+  EXPECT_FALSE(Accepts(g, "\"abcde\""));
+}
+
 TEST(JsonSchemaTest, WhitespaceIsBounded) {
   std::shared_ptr<const Grammar> g = MustCompile(Json::parse(R"({"type": "array"})"));
   ASSERT_TRUE(g);
-  EXPECT_TRUE(Accepts(g, "[" + std::string(20, ' ') + "1]"));
-  EXPECT_FALSE(Accepts(g, "[" + std::string(21, ' ') + "1]"));
+  EXPECT_TRUE(Accepts(g, std::string("[").append(20, ' ').append("1]")));
+  EXPECT_FALSE(Accepts(g, std::string("[").append(21, ' ').append("1]")));
   EXPECT_FALSE(Accepts(g, " [1]"));
 }
 
@@ -207,7 +241,8 @@ TEST(JsonSchemaTest, LimitsAreErrors) {
   EXPECT_NE(r.status().message().find("deeper"), std::string::npos) << r.status().message();
   Json props = Json::object();
   for (int i = 0; i < 40; ++i) {
-    props["p" + std::to_string(i)] = {{"type", "string"}, {"maxLength", 900 + i}};
+    props[std::string("p").append(std::to_string(i))] = {{"type", "string"},
+                                                         {"maxLength", 900 + i}};
   }
   r = JsonSchemaToGbnf(Json{{"properties", props}});
   ASSERT_FALSE(r.ok());
