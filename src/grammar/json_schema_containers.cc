@@ -37,8 +37,7 @@ Status Converter::ReadProperties(const Json& s, const std::string& path, size_t 
         continue;  // must be absent
       }
       std::string e;
-      GANNET_ASSIGN_OR_RETURN(e,
-                              Visit(sub, path + "/properties/" + PointerToken(name), depth + 1));
+      GANNET_ASSIGN_OR_RETURN(e, Visit(sub, path + "/properties/" + PointerToken(name), depth + 1));
       props->push_back({name, e, req});
     }
   }
