@@ -18,10 +18,11 @@ namespace gannet::grammar {
 namespace json_schema_internal {
 namespace {
 
-// The rules every grammar may use. `ws` is one bounded run of blanks; `char` one JSON string
+// The rules every grammar may use. `ws` is nothing, one space, or a newline and an indentation of
+// at most 20 spaces or tabs (no blank lines, no runs a model could loop on); `char` one JSON string
 // character (no \u escape of a surrogate, so each is one code point); `keychar` one character of
 // an extra property's key (no escapes); `frac` a fraction with a non-zero last digit.
-const char kPrelude[] = R"g(ws ::= [ \t\n]{0,20}
+const char kPrelude[] = R"g(ws ::= ( " " | "\n" [ \t]{0,20} )?
 value ::= object | array | string | number | "true" | "false" | "null"
 object ::= "{" ws ( member ( "," ws member )* )? "}"
 member ::= string ws ":" ws value ws

@@ -10,8 +10,9 @@
 //   llama.cpp does: fewer digressions), any when neither is; extra properties (true or a schema)
 //   come after the declared ones with keys written without escapes that differ from every
 //   declared name (a duplicate key would override a declared value);
-// - whitespace between tokens is one optional run of at most 20 spaces, tabs or newlines (never
-//   two runs in a row, so the model cannot loop on blanks), none inside numbers and literals;
+// - whitespace between tokens is nothing, one space, or a newline and an indentation of at most 20
+//   spaces or tabs (one such run, never two in a row, so the model cannot loop on blanks), none
+//   inside numbers and literals, none after the value;
 // - integers have at most 15 digits and numbers at most 15 integer and 15 fraction digits (exact
 //   in a double); a number's bounds (minimum, maximum, exclusive*) are enforced on the digits, and
 //   bounded numbers have no exponent;

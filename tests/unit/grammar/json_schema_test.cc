@@ -228,9 +228,14 @@ TEST(JsonSchemaTest, PatternLengthsAndEncoding) {
 TEST(JsonSchemaTest, WhitespaceIsBounded) {
   std::shared_ptr<const Grammar> g = MustCompile(Json::parse(R"({"type": "array"})"));
   ASSERT_TRUE(g);
-  EXPECT_TRUE(Accepts(g, std::string("[").append(20, ' ').append("1]")));
-  EXPECT_FALSE(Accepts(g, std::string("[").append(21, ' ').append("1]")));
+  EXPECT_TRUE(Accepts(g, "[ 1 ]"));
+  EXPECT_TRUE(Accepts(g, std::string("[\n").append(20, ' ').append("1\n]")));
+  EXPECT_TRUE(Accepts(g, "[\n\t\t1,\n\t\t2\n]"));
+  EXPECT_FALSE(Accepts(g, std::string("[\n").append(21, ' ').append("1]")));
+  EXPECT_FALSE(Accepts(g, "[  1]"));
+  EXPECT_FALSE(Accepts(g, "[\n\n1]"));
   EXPECT_FALSE(Accepts(g, " [1]"));
+  EXPECT_FALSE(Accepts(g, "[1] "));
 }
 
 TEST(JsonSchemaTest, LimitsAreErrors) {
