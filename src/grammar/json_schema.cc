@@ -279,6 +279,9 @@ Result<std::string> Converter::VisitRef(const std::string& ref, const std::strin
 Status Converter::Flatten(const Json& s, const std::string& path, int budget,
                           std::vector<Json>* parts) {
   if (budget <= 0) return Error(path, "'allOf'/'$ref' chains too long or cyclic to merge");
+  if (++visits_ > limits_.max_subschemas) {  // each part is copied: bound the work
+    return Error(path, "more than " + std::to_string(limits_.max_subschemas) + " subschemas");
+  }
   if (s.is_boolean()) {
     if (!s.get<bool>()) return Error(path, "the schema false admits no value");
     return Status::Ok();
@@ -379,6 +382,10 @@ Result<std::string> Converter::VisitAnyOf(const Json& s, const std::string& path
   const Json& branches = s[key];
   if (!branches.is_array() || branches.empty()) {
     return Error(path, std::string("'") + key + "' must be a non-empty array");
+  }
+  if (branches.size() > limits_.max_branches) {
+    return Error(path, std::string("'") + key + "' has more than " +
+                           std::to_string(limits_.max_branches) + " branches");
   }
   Json rest = s;
   rest.erase(key);

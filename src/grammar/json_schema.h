@@ -54,6 +54,7 @@ struct JsonSchemaLimits {
   size_t max_subschemas = 20000;        // subschemas visited in all
   size_t max_properties = 256;          // properties of one object schema
   size_t max_enum = 1024;               // values of one enum
+  size_t max_branches = 256;            // branches of one anyOf / oneOf
   uint32_t max_repetition = 1024;       // minLength/maxLength, minItems/maxItems, pattern {m,n}
   size_t max_total_repetition = 32768;  // sum of the bounds over the grammar
   size_t max_pattern_bytes = 4096;

@@ -252,6 +252,24 @@ TEST(JsonSchemaTest, LimitsAreErrors) {
   r = JsonSchemaToGbnf(Json{{"properties", props}});
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("add up"), std::string::npos) << r.status().message();
+  // Shared keywords merged into many branches: refused or done quickly, never slow.
+  Json big = Json::object();
+  for (int i = 0; i < 200; ++i) {
+    big[std::string("k").append(std::to_string(i))] = {{"enum", Json::array({"a", "b", "c"})}};
+  }
+  Json branches = Json::array();
+  for (int i = 0; i < 256; ++i) branches.push_back({{"required", {"k1"}}});
+  auto start = std::chrono::steady_clock::now();
+  r = JsonSchemaToGbnf(Json{{"type", "object"}, {"properties", big}, {"anyOf", branches}});
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("subschemas"), std::string::npos) << r.status().message();
+  EXPECT_LT(ms, 2000.0);
+  branches.push_back({{"required", {"k2"}}});
+  r = JsonSchemaToGbnf(Json{{"anyOf", branches}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("branches"), std::string::npos) << r.status().message();
 }
 
 // Word-like tokens, punctuation runs and digits, as a BPE vocabulary has.
