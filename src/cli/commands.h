@@ -32,9 +32,10 @@ struct GenerationFlags {
   std::optional<uint64_t> seed;
   std::vector<std::string> stop;
   std::string grammar_file;                         // --grammar-file: GBNF text
+  std::string json_schema_file;                     // --json-schema: a JSON Schema
   std::shared_ptr<const grammar::Grammar> grammar;  // compiled by Check()
   // Puts the seed into `sampling`, then checks the sampling values and the stop strings and
-  // compiles the grammar file.
+  // compiles the grammar file or the JSON Schema.
   Status Check();
 };
 void AddGenerationFlags(CLI::App* sub, GenerationFlags* flags);

@@ -1,11 +1,44 @@
 // The sampling and stop-string options `gannet run` and `gannet chat` share.
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/commands.h"
 #include "engine/stop_strings.h"
+#include "grammar/json_schema.h"
 
 namespace gannet::cli {
+namespace {
+
+// A file of at most 1 MiB (the grammar parser's own limit on its text), for `flag`'s message.
+Result<std::string> ReadSmallFile(const std::string& path, const char* flag) {
+  constexpr size_t kMaxFile = size_t{1} << 20;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound(std::string(flag) + ": cannot open " + path);
+  std::string text(kMaxFile + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxFile) {
+    return Status::InvalidArgument(std::string(flag) + ": " + path + " is over 1 MiB");
+  }
+  return text;
+}
+
+Result<std::shared_ptr<const grammar::Grammar>> CompileSchemaFile(const std::string& path) {
+  std::string text;
+  GANNET_ASSIGN_OR_RETURN(text, ReadSmallFile(path, "--json-schema"));
+  nlohmann::ordered_json schema;
+  try {
+    schema = nlohmann::ordered_json::parse(text);  // ordered: properties keep their order
+  } catch (const nlohmann::json::exception& e) {
+    return Status::InvalidArgument("--json-schema: " + path + " is not JSON: " + e.what());
+  }
+  Result<std::shared_ptr<const grammar::Grammar>> g = grammar::CompileJsonSchema(schema);
+  if (!g.ok()) return Status::InvalidArgument("--json-schema: " + g.status().message());
+  return g;
+}
+
+}  // namespace
 
 void AddGenerationFlags(CLI::App* sub, GenerationFlags* f) {
   SamplingParams& s = f->sampling;
@@ -24,8 +57,12 @@ void AddGenerationFlags(CLI::App* sub, GenerationFlags* f) {
   sub->add_option("-s,--seed", f->seed, "Random seed (default: random)");
   sub->add_option("--stop", f->stop, "Stop string: the text ends before it (repeatable)")
       ->allow_extra_args(false);
-  sub->add_option("--grammar-file", f->grammar_file,
-                  "GBNF grammar the output must follow (llama.cpp's format)");
+  CLI::Option* grammar =
+      sub->add_option("--grammar-file", f->grammar_file,
+                      "GBNF grammar the output must follow (llama.cpp's format)");
+  sub->add_option("--json-schema", f->json_schema_file,
+                  "JSON Schema file: the output is JSON valid against it")
+      ->excludes(grammar);
 }
 
 Status GenerationFlags::Check() {
@@ -34,18 +71,17 @@ Status GenerationFlags::Check() {
   Result<std::shared_ptr<const engine::StopStrings>> s = engine::StopStrings::Compile(stop);
   if (!s.ok()) return Status::InvalidArgument("--stop: " + s.status().message());
   if (!grammar_file.empty()) {
-    constexpr size_t kMaxGrammarFile = size_t{1} << 20;  // the parser's own limit on its text
-    std::ifstream in(grammar_file, std::ios::binary);
-    if (!in) return Status::NotFound("--grammar-file: cannot open " + grammar_file);
-    std::string text(kMaxGrammarFile + 1, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<size_t>(in.gcount()));
-    if (text.size() > kMaxGrammarFile) {
-      return Status::InvalidArgument("--grammar-file: " + grammar_file + " is over 1 MiB");
-    }
+    std::string text;
+    GANNET_ASSIGN_OR_RETURN(text, ReadSmallFile(grammar_file, "--grammar-file"));
     Result<std::shared_ptr<const grammar::Grammar>> g = grammar::Grammar::Compile(text);
     if (!g.ok()) return Status::InvalidArgument("--grammar-file: " + g.status().message());
     grammar = std::move(g).value();
+  }
+  if (!json_schema_file.empty()) {
+    if (grammar != nullptr) {
+      return Status::InvalidArgument("--json-schema and --grammar-file cannot be used together");
+    }
+    GANNET_ASSIGN_OR_RETURN(grammar, CompileSchemaFile(json_schema_file));
   }
   return Status::Ok();
 }

@@ -4,6 +4,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "grammar/json_schema.h"
+
 namespace gannet::server {
 namespace {
 
@@ -275,12 +277,6 @@ std::optional<ApiError> RejectUnsupported(const Json& j, Endpoint endpoint) {
   if (const Json* fc = Field(j, "functions"); fc != nullptr) {
     return Unsupported("functions", "Function calling is not supported yet.");
   }
-  if (const Json* rf = Field(j, "response_format"); rf != nullptr) {
-    if (!rf->is_object() || !rf->contains("type") || (*rf)["type"] != "text") {
-      return Unsupported("response_format",
-                         "Only response_format {\"type\": \"text\"} is supported.");
-    }
-  }
   if (endpoint == Endpoint::kCompletion) {
     if (const Json* echo = Field(j, "echo"); echo != nullptr && *echo != false) {
       return Unsupported("echo", "'echo' is not supported yet.");
@@ -292,6 +288,67 @@ std::optional<ApiError> RejectUnsupported(const Json& j, Endpoint endpoint) {
   if (const Json* best = Field(j, "best_of"); best != nullptr && *best != 1) {
     return Unsupported("best_of", "'best_of' other than 1 is not supported.");
   }
+  return std::nullopt;
+}
+
+// response_format: "text" (nothing), "json_object" (any JSON object) or "json_schema" (its
+// json_schema.schema compiled to a grammar here, so an unsupported keyword is a 400 naming it).
+// REQUIRES: the `grammar` field was read (the two cannot be combined).
+std::optional<ApiError> ReadResponseFormat(const Json& j, CompletionRequest* out) {
+  const Json* rf = Field(j, "response_format");
+  if (rf == nullptr) return std::nullopt;
+  if (!rf->is_object()) {
+    return Invalid("response_format", WrongType("response_format", "an object", *rf));
+  }
+  const Json* type = Field(*rf, "type");
+  if (type == nullptr || !type->is_string()) {
+    return Invalid("response_format", "Missing required parameter: 'response_format.type'.");
+  }
+  const std::string t = type->get<std::string>();
+  if (t == "text") return std::nullopt;
+  if (t != "json_object" && t != "json_schema") {
+    return Invalid("response_format", "Invalid value for 'response_format.type': '" + t +
+                                          "'. Supported values are: 'text', 'json_object' and "
+                                          "'json_schema'.");
+  }
+  if (out->grammar != nullptr) {
+    return Invalid("response_format",
+                   "'grammar' and a JSON 'response_format' cannot be used together.");
+  }
+  Result<std::shared_ptr<const grammar::Grammar>> g = Status::Internal("unset");
+  if (t == "json_object") {
+    g = grammar::Grammar::Compile(grammar::JsonObjectGbnf());
+  } else {
+    const Json* js = Field(*rf, "json_schema");
+    if (js == nullptr || !js->is_object()) {
+      return Invalid("response_format",
+                     "Missing required parameter: 'response_format.json_schema'.");
+    }
+    if (const Json* name = Field(*js, "name"); name != nullptr && !name->is_string()) {
+      return Invalid("response_format",
+                     WrongType("response_format.json_schema.name", "a string", *name));
+    }
+    if (const Json* strict = Field(*js, "strict"); strict != nullptr && !strict->is_boolean()) {
+      return Invalid("response_format",
+                     WrongType("response_format.json_schema.strict", "a boolean", *strict));
+    }
+    const Json* schema = Field(*js, "schema");
+    if (schema == nullptr) {
+      return Invalid("response_format",
+                     "Missing required parameter: 'response_format.json_schema.schema'.");
+    }
+    if (!schema->is_object() && !schema->is_boolean()) {
+      return Invalid("response_format",
+                     WrongType("response_format.json_schema.schema", "an object", *schema));
+    }
+    // The converter bounds its own work (depth, properties, repetitions, grammar size).
+    g = grammar::CompileJsonSchema(*schema);
+  }
+  if (!g.ok()) {
+    return Invalid("response_format",
+                   "Invalid 'response_format.json_schema.schema': " + g.status().message());
+  }
+  out->grammar = std::move(g).value();
   return std::nullopt;
 }
 
@@ -462,6 +519,7 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
     if (!g.ok()) return Invalid("grammar", "Invalid 'grammar': " + g.status().message());
     out->grammar = std::move(g).value();
   }
+  if (auto e = ReadResponseFormat(j, out)) return e;
 
   if (Status s = out->sampling.Validate(limits.n_vocab); !s.ok()) return Invalid("", s.message());
   return std::nullopt;

@@ -4,7 +4,7 @@
 // touches the engine: every field's type and range is checked and a failure names the field in
 // OpenAI's error shape ({"error": {"message", "type", "param", "code"}}), so a client sees the same
 // 400 it would see from OpenAI. Unknown fields are ignored, as OpenAI does; fields OpenAI knows but
-// gannet does not implement (tools, echo, suffix, best_of, non-text response_format, ...) are
+// gannet does not implement (tools, echo, suffix, best_of, ...) are
 // refused with a 400 naming them rather than silently ignored. Sampling defaults are OpenAI's
 // (temperature 1, top_p 1, no top_k / min_p / penalties), not llama.cpp's.
 //
@@ -68,7 +68,9 @@ struct CompletionRequest {
   bool ignore_eos = false;  // extension (vLLM, llama.cpp): the model's end-of-generation tokens do
                             // not end a choice
   // Extension (llama.cpp's server): `grammar`, GBNF text every choice must follow; compiled here,
-  // so a bad grammar is a 400 naming the line and column. Null: none.
+  // so a bad grammar is a 400 naming the line and column. Also set by `response_format`
+  // json_object / json_schema (grammar/json_schema.h; an unsupported schema keyword is a 400
+  // naming it). Null: none.
   std::shared_ptr<const grammar::Grammar> grammar;
 };
 

@@ -341,3 +341,38 @@ def test_bench_bytes_per_token_of_a_tied_sliding_window_model(gannet_bin, fixtur
     mean_ctx = sum(24 + i + 1 for i in range(8)) / 8
     assert j["bytes_per_token_kv"] == round((6 * 8 + 1 * mean_ctx) * 32 * 2 * 2)
     assert j["membw_samples"] == 2 and j["membw_gbps"] > 0
+
+
+def test_run_json_schema(gannet_bin, fixtures, tmp_path):
+    # The output follows the schema (checked with Python's jsonschema where it ends by itself).
+    import jsonschema
+    model = fixtures / "tiny" / "tiny-llama-f32.gguf"
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"},
+                                               "n": {"type": "integer", "minimum": 0, "maximum": 9}},
+              "required": ["ok", "n"], "additionalProperties": False}
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(schema))
+    stops = 0
+    for seed in ("1", "2", "3", "4"):
+        r = run(gannet_bin, "run", "-m", model, "-p", "hello", "-n", "64", "--temp", "1.0", "--seed", seed,
+                "--json-schema", path, "--json")
+        assert r.returncode == 0, r.stderr
+        j = json.loads(r.stdout.decode().splitlines()[-1])
+        if j["finish_reason"] == "stop":
+            stops += 1
+            jsonschema.validate(json.loads(j["text"]), schema)
+        else:
+            assert j["text"].startswith("{"), j["text"]
+    assert stops >= 1
+    unsupported = tmp_path / "unsupported.json"
+    unsupported.write_text('{"type": "array", "contains": {"type": "integer"}}')
+    assert_one_error_line(run(gannet_bin, "run", "-m", model, "-p", "hi", "--json-schema", unsupported),
+                          "json-schema", "'contains'")
+    not_json = tmp_path / "bad.json"
+    not_json.write_text("{")
+    assert_one_error_line(run(gannet_bin, "run", "-m", model, "-p", "hi", "--json-schema", not_json),
+                          "json-schema", "not JSON")
+    grammar = tmp_path / "g.gbnf"
+    grammar.write_text('root ::= "a"\n')
+    r = run(gannet_bin, "run", "-m", model, "-p", "hi", "--json-schema", path, "--grammar-file", grammar)
+    assert r.returncode != 0 and b"grammar-file" in r.stderr, r.stderr

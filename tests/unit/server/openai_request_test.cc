@@ -169,7 +169,6 @@ TEST(OpenAiRequestTest, OutOfRangeNamesTheField) {
 
 TEST(OpenAiRequestTest, UnsupportedFieldsAreRefusedNotIgnored) {
   ExpectChatError(R"("tools":[{"type":"function","function":{"name":"f"}}])", "tools");
-  ExpectChatError(R"("response_format":{"type":"json_object"})", "response_format");
   CompletionRequest req;
   EXPECT_FALSE(ParseChat(R"("tools":[],"response_format":{"type":"text"})", &req).has_value());
   auto err = ParseText(R"("echo":true)", &req);
@@ -178,6 +177,36 @@ TEST(OpenAiRequestTest, UnsupportedFieldsAreRefusedNotIgnored) {
   err = ParseText(R"("suffix":"x")", &req);
   ASSERT_TRUE(err);
   EXPECT_EQ(err->param, "suffix");
+}
+
+TEST(OpenAiRequestTest, ResponseFormatJsonCompilesToAGrammar) {
+  CompletionRequest req;
+  ASSERT_FALSE(ParseChat(R"("response_format":{"type":"text"})", &req).has_value());
+  EXPECT_EQ(req.grammar, nullptr);
+  ASSERT_FALSE(ParseChat(R"("response_format":{"type":"json_object"})", &req).has_value());
+  EXPECT_NE(req.grammar, nullptr);
+  req = {};
+  ASSERT_FALSE(ParseChat(R"("response_format":{"type":"json_schema","json_schema":{"name":"p",
+      "strict":true,"schema":{"type":"object","properties":{"a":{"type":"integer"}},
+      "required":["a"],"additionalProperties":false}}})",
+                         &req)
+                   .has_value());
+  EXPECT_NE(req.grammar, nullptr);
+  ExpectChatError(R"("response_format":{"type":"json"})", "response_format");
+  ExpectChatError(R"("response_format":"json_object")", "response_format");
+  ExpectChatError(R"("response_format":{"type":"json_schema"})", "response_format");
+  ExpectChatError(R"("response_format":{"type":"json_schema","json_schema":{"name":"x"}})",
+                  "response_format");
+  ExpectChatError(R"("grammar":"root ::= \"a\"","response_format":{"type":"json_object"})",
+                  "response_format");
+  auto err = ParseChat(
+      R"("response_format":{"type":"json_schema","json_schema":{"name":"x","schema":
+      {"type":"object","properties":{"n":{"type":"number","multipleOf":3}}}}})",
+      &req);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->param, "response_format");
+  EXPECT_NE(err->message.find("'multipleOf'"), std::string::npos) << err->message;
+  EXPECT_NE(err->message.find("#/properties/n"), std::string::npos) << err->message;
 }
 
 TEST(OpenAiRequestTest, MessagesAreValidated) {
