@@ -20,9 +20,9 @@ constexpr size_t kMaxErrorChars = 200;
 // it reallocates, because the pair's const key makes its move constructor throwing.
 struct Frame {
   bool is_object = false;
-  std::vector<Json> elements;                            // arrays
-  std::vector<std::pair<std::string, Json>> members;     // objects, in order, duplicates kept
-  std::string key;                                       // objects: the key of the next value
+  std::vector<Json> elements;                         // arrays
+  std::vector<std::pair<std::string, Json>> members;  // objects, in order, duplicates kept
+  std::string key;                                    // objects: the key of the next value
 };
 
 // nlohmann's SAX interface (json_sax concept); every callback returns false to stop the parse.
@@ -191,10 +191,9 @@ Status CheckNumberLengths(std::string_view text, int32_t max_chars) {
         (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
     run = number_char ? run + 1 : 0;
     if (run > max_chars) {
-      return Status::ResourceExhausted("a number literal is longer than " +
-                                     std::to_string(max_chars) +
-                                     " characters (limit of this server; at byte " +
-                                     std::to_string(i) + ")");
+      return Status::ResourceExhausted(
+          "a number literal is longer than " + std::to_string(max_chars) +
+          " characters (limit of this server; at byte " + std::to_string(i) + ")");
     }
     in_string = c == '"';
   }

@@ -31,12 +31,12 @@ namespace gannet::server {
 // longer than any context, thousands of messages, logit_bias over a thousand tokens) and keep a
 // hostile body of any shape to a parse in tens of milliseconds per MiB.
 struct JsonLimits {
-  int32_t max_depth = 64;               // nested arrays / objects; the body's object is depth 1
-  int32_t max_object_keys = 4096;       // members of one object (logit_bias, tool schemas)
+  int32_t max_depth = 64;                // nested arrays / objects; the body's object is depth 1
+  int32_t max_object_keys = 4096;        // members of one object (logit_bias, tool schemas)
   int32_t max_array_elements = 1 << 18;  // elements of one array (a prompt of token ids)
-  int64_t max_string_bytes = 4 << 20;   // one string or key, in bytes once unescaped
-  int64_t max_values = 1 << 20;         // every value of the document, containers included
-  int32_t max_number_chars = 64;        // one number literal (a long one is costly to convert)
+  int64_t max_string_bytes = 4 << 20;    // one string or key, in bytes once unescaped
+  int64_t max_values = 1 << 20;          // every value of the document, containers included
+  int32_t max_number_chars = 64;         // one number literal (a long one is costly to convert)
 };
 
 // Parses `text` as one JSON value within `limits`. A syntax error is InvalidArgument with

@@ -59,8 +59,7 @@ std::string Chat(const std::string& messages, const std::string& extra = "") {
 
 TEST(OpenAiRequestLimitsTest, MillionDeepExtraMessageField) {
   // The body of the report: 2 MB, nested a million deep inside an extra message field.
-  const std::string body =
-      Chat(R"([{"role":"user","content":"hi","x":)" + Nested(1000000) + "}]");
+  const std::string body = Chat(R"([{"role":"user","content":"hi","x":)" + Nested(1000000) + "}]");
   ExpectRefused(body, "deeper than 64 levels");
   Outcome o = Parse(body);
   ASSERT_TRUE(o.error.has_value());
@@ -119,22 +118,26 @@ TEST(OpenAiRequestLimitsTest, HugeStrings) {
 
 TEST(OpenAiRequestLimitsTest, ManyMessages) {
   std::string msgs = "[";
-  for (int i = 0; i < 200000; ++i) msgs += std::string(i ? "," : "") + R"({"role":"user","content":""})";
+  for (int i = 0; i < 200000; ++i)
+    msgs += std::string(i ? "," : "") + R"({"role":"user","content":""})";
   ExpectRefused(Chat(msgs + "]"), "maximum length 2048", "messages");
   std::string ok = "[";
-  for (int i = 0; i < 2048; ++i) ok += std::string(i ? "," : "") + R"({"role":"user","content":"x"})";
+  for (int i = 0; i < 2048; ++i)
+    ok += std::string(i ? "," : "") + R"({"role":"user","content":"x"})";
   Outcome o = Parse(Chat(ok + "]"));
   EXPECT_FALSE(o.error.has_value());
 }
 
 TEST(OpenAiRequestLimitsTest, HugeLogitBias) {
   std::string bias;
-  for (int i = 0; i < 500000; ++i) bias += std::string(i ? "," : "") + "\"" + std::to_string(i) + "\":1";
+  for (int i = 0; i < 500000; ++i)
+    bias += std::string(i ? "," : "") + "\"" + std::to_string(i) + "\":1";
   ExpectRefused(Chat(R"([{"role":"user","content":"hi"}])", "\"logit_bias\":{" + bias + "}"),
                 "more than 4096 keys");
   // 4096 distinct tokens are accepted, in linear time.
   std::string ok;
-  for (int i = 0; i < 4096; ++i) ok += std::string(i ? "," : "") + "\"" + std::to_string(i) + "\":-1";
+  for (int i = 0; i < 4096; ++i)
+    ok += std::string(i ? "," : "") + "\"" + std::to_string(i) + "\":-1";
   Outcome o = Parse(Chat(R"([{"role":"user","content":"hi"}])", "\"logit_bias\":{" + ok + "}"));
   EXPECT_FALSE(o.error.has_value()) << o.error->message;
   EXPECT_LT(o.ms, 200 * kSlowdown);
@@ -155,8 +158,8 @@ TEST(OpenAiRequestLimitsTest, EightMebibytesOfNumbers) {
   std::string ids = "[";
   while (ids.size() < (8u << 20)) ids += "1,";
   ExpectRefused(R"({"model":"m","prompt":)" + ids + "1]}", "elements", "", Endpoint::kCompletion);
-  ExpectRefused(R"({"model":"m","prompt":)" + std::string(8 << 20, '9') + "}",
-                "number literal", "", Endpoint::kCompletion);
+  ExpectRefused(R"({"model":"m","prompt":)" + std::string(8 << 20, '9') + "}", "number literal", "",
+                Endpoint::kCompletion);
 }
 
 TEST(OpenAiRequestLimitsTest, LimitsComeFromRequestLimits) {
