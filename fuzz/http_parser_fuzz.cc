@@ -22,8 +22,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // First byte: the piece size (1..64; 0 means everything at once).
   const size_t piece = data[0] % 65;
   std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
-  gannet::http::HttpParser parser(gannet::http::HttpParserLimits{
-      .max_request_line = 256, .max_header_bytes = 1024, .max_headers = 16, .max_body_bytes = 4096});
+  gannet::http::HttpParser parser(gannet::http::HttpParserLimits{.max_request_line = 256,
+                                                                 .max_header_bytes = 1024,
+                                                                 .max_headers = 16,
+                                                                 .max_body_bytes = 4096});
   size_t pos = 0;
   int requests = 0;
   while (pos < in.size() && requests < 64) {

@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using gannet::server::Endpoint;
   const Endpoint endpoint = (data[0] & 1) ? Endpoint::kCompletion : Endpoint::kChat;
   std::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);
-  gannet::server::RequestLimits limits{.n_vocab = 1000, .max_messages = 32, .max_message_fields = 8};
+  gannet::server::RequestLimits limits{
+      .n_vocab = 1000, .max_messages = 32, .max_message_fields = 8};
   limits.json = gannet::server::JsonLimits{.max_depth = 16,
                                            .max_object_keys = 64,
                                            .max_array_elements = 256,
@@ -41,7 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(req.n >= 1 && req.n <= limits.n_vocab);
   }
 
-  gannet::Result<nlohmann::ordered_json> bounded = gannet::server::ParseBoundedJson(body, limits.json);
+  gannet::Result<nlohmann::ordered_json> bounded =
+      gannet::server::ParseBoundedJson(body, limits.json);
   if (bounded.ok()) {
     nlohmann::ordered_json reference = nlohmann::ordered_json::parse(body, nullptr, false);
     Check(!reference.is_discarded());
