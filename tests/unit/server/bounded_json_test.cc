@@ -17,9 +17,10 @@ double MsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Sanitizer builds run several times slower; the bounds below are for optimised builds.
+// The bounds below are for optimised builds; sanitizer builds run about 20 times slower, where
+// the bounds still catch a super-linear cost (100k keys through ordered_json take 14 s optimised).
 #if defined(__SANITIZE_ADDRESS__)
-constexpr double kSlowdown = 8;
+constexpr double kSlowdown = 25;
 #else
 constexpr double kSlowdown = 1;
 #endif
