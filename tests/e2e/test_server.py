@@ -522,7 +522,7 @@ def test_hostile_json_is_400_and_server_stays_up(gannet_bin):
                 err = r.json()["error"]
                 assert set(err) >= {"message", "type", "param", "code"}, (name, err)
                 assert err["type"] == "invalid_request_error", (name, err)
-                assert elapsed < 2, (name, elapsed)  # body transfer included
+                assert elapsed < 5, (name, elapsed)  # 8 MiB of transfer included; parse: tens of ms
                 assert http.get("/health").status_code == 200, name
         r = s.client().chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "Hi"}],
                                                max_tokens=3)
