@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks that every C++ file under src/, tests/ and bench/ is formatted by .clang-format
+# Checks that every C++ file under src/, tests/, bench/ and fuzz/ is formatted by .clang-format
 # (clang-format 14 from Debian; scripts/install_deps.sh installs it). Exits non-zero and names the
 # files that are not. --fix rewrites them in place instead.
 set -euo pipefail
@@ -9,7 +9,7 @@ if ! command -v "$CLANG_FORMAT" >/dev/null; then
   echo "check_format: $CLANG_FORMAT not found (scripts/install_deps.sh installs it)" >&2
   exit 2
 fi
-mapfile -t files < <(git ls-files -- 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'bench/*.cc' 'bench/*.h')
+mapfile -t files < <(git ls-files -- 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'bench/*.cc' 'bench/*.h' 'fuzz/*.cc')
 if [ "${1:-}" = "--fix" ]; then
   "$CLANG_FORMAT" -i --style=file "${files[@]}"
   exit 0

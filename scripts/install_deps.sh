@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake pkg-config git python3 python3-venv python3-pip
               nlohmann-json3-dev libpcre2-dev libcli11-dev libgtest-dev libgmock-dev libreadline-dev
-              clang-format-14)
+              clang-format-14
+              clang-14 libclang-rt-14-dev)  # scripts/fuzz.sh: clang, libFuzzer and the sanitizers' runtimes
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

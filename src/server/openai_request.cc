@@ -102,18 +102,31 @@ std::optional<ApiError> ReadString(const Json& j, const char* name, std::string*
   return std::nullopt;
 }
 
-std::optional<ApiError> ReadMessages(const Json& j, CompletionRequest* out) {
+std::optional<ApiError> ReadMessages(const Json& j, const RequestLimits& limits,
+                                     CompletionRequest* out) {
   const Json* v = Field(j, "messages");
   if (v == nullptr) return Invalid("messages", "Missing required parameter: 'messages'.");
   if (!v->is_array()) return Invalid("messages", WrongType("messages", "an array", *v));
   if (v->empty())
     return Invalid("messages",
                    "Invalid 'messages': empty array. Expected an array with minimum length 1.");
+  if (static_cast<int64_t>(v->size()) > limits.max_messages) {
+    return Invalid("messages",
+                   "Invalid 'messages': array too long. Expected an array with maximum "
+                   "length " +
+                       std::to_string(limits.max_messages) + ", but got an array with length " +
+                       std::to_string(v->size()) + " instead.");
+  }
   for (size_t i = 0; i < v->size(); ++i) {
     const Json& m = (*v)[i];
     const std::string at = "messages[" + std::to_string(i) + "]";
     if (!m.is_object())
       return Invalid(at, "Invalid '" + at + "': expected an object, but got " + TypeName(m) + ".");
+    // A message's fields are looked up and copied one by one (linear each): bounded here.
+    if (static_cast<int64_t>(m.size()) > limits.max_message_fields) {
+      return Invalid(at, "Invalid '" + at + "': more than " +
+                             std::to_string(limits.max_message_fields) + " fields.");
+    }
     auto role = m.find("role");
     if (role == m.end())
       return Invalid(at + ".role", "Missing required parameter: '" + at + ".role'.");
@@ -471,18 +484,29 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
   out->sampling.min_p = 0.0f;
   out->sampling.repeat_penalty = 1.0f;
 
-  Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    return ApiError{
-        .message =
-            "We could not parse the JSON body of your request. The body must be valid JSON."};
+  // Bounded while parsing (depth, sizes, counts): nothing below recurses or loops further than
+  // the limits allow, whatever the client sent.
+  Result<Json> parsed = ParseBoundedJson(body, limits.json);
+  if (!parsed.ok()) {
+    if (parsed.status().code() == StatusCode::kResourceExhausted) {
+      return ApiError{.message =
+                          "The JSON body of your request is too large or too deeply "
+                          "nested: " +
+                          parsed.status().message() + ".",
+                      .code = "json_limit_exceeded"};
+    }
+    return ApiError{.message =
+                        "We could not parse the JSON body of your request. The body must "
+                        "be valid JSON: " +
+                        parsed.status().message() + "."};
   }
+  const Json& j = parsed.value();
   if (!j.is_object()) return ApiError{.message = "The request body must be a JSON object."};
 
   if (auto e = ReadString(j, "model", &out->model)) return e;
   if (auto e = RejectUnsupported(j, endpoint)) return e;
   if (endpoint == Endpoint::kChat) {
-    if (auto e = ReadMessages(j, out)) return e;
+    if (auto e = ReadMessages(j, limits, out)) return e;
   } else {
     if (auto e = ReadPrompt(j, limits, out)) return e;
   }

@@ -21,6 +21,7 @@
 #include "chat/template.h"
 #include "grammar/grammar.h"
 #include "sampling/sampling_params.h"
+#include "server/bounded_json.h"
 
 namespace gannet::server {
 
@@ -44,6 +45,9 @@ struct RequestLimits {
   int32_t max_n = 16;      // choices per request
   int32_t max_stops = 16;  // stop strings (OpenAI allows 4; more are harmless)
   int32_t max_top_logprobs = 20;
+  int32_t max_messages = 2048;      // chat messages (OpenAI's own limit)
+  int32_t max_message_fields = 64;  // keys of one message (role, content, tool_calls, extras)
+  JsonLimits json;                  // the body's shape, enforced while it is parsed
 };
 
 struct CompletionRequest {

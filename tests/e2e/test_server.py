@@ -772,3 +772,51 @@ def test_response_format_errors(client):
                                        response_format={"type": "json_object"},
                                        extra_body={"grammar": 'root ::= "a"'})
     assert error_of(e)["param"] == "response_format"
+
+
+# --- hostile JSON ------------------------------------------------------------------------------
+
+def hostile_bodies():
+    """Worst bodies of up to 8 MiB (the default --max-body): (name, endpoint, body)."""
+    deep = "[" * 1000000 + "]" * 1000000
+    msg = '{"role":"user","content":"hi"}'
+    chat = lambda extra: '{"model":"m","messages":[' + msg + "]," + extra + "}"
+    yield "million-deep extra field", "chat", \
+        '{"messages":[{"role":"user","content":"hi","x":' + deep + "}]}"
+    yield "million-deep objects", "chat", '{"a":' * 1000000
+    yield "deep tool_calls", "chat", (
+        '{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function",'
+        '"function":{"name":"f","arguments":' + deep + "}}]}]}")
+    yield "100k keys", "chat", chat(",".join(f'"k{i}":1' for i in range(100000)))
+    yield "huge string", "chat", '{"messages":[{"role":"user","content":"' + "a" * (6 << 20) + '"}]}'
+    yield "many messages", "chat", '{"messages":[' + ",".join([msg] * 200000) + "]}"
+    yield "huge logit_bias", "chat", chat('"logit_bias":{' + ",".join(f'"{i}":1' for i in range(500000)) + "}")
+    yield "many stop strings", "chat", chat('"stop":[' + ",".join(['"s"'] * 1000000) + "]")
+    yield "8 MiB of digits", "completions", '{"prompt":' + "9" * ((8 << 20) - 16) + "}"
+    yield "8 MiB of empty arrays", "completions", '{"prompt":[' + "[]," * ((8 << 20) // 3 - 10) + "[]]}"
+
+
+def test_hostile_json_is_400_and_server_stays_up(gannet_bin):
+    # The default server (no API key, 8 MiB bodies): each body is a fast 400 in OpenAI's shape, and
+    # the server answers /health and a normal chat request afterwards.
+    s = Server(gannet_bin)
+    try:
+        with httpx.Client(base_url=s.url, timeout=60) as http:
+            for name, endpoint, body in hostile_bodies():
+                t0 = time.monotonic()
+                r = http.post(f"/v1/{endpoint}" if endpoint == "completions" else "/v1/chat/completions",
+                              content=body.encode(), headers={"Content-Type": "application/json"})
+                elapsed = time.monotonic() - t0
+                assert r.status_code == 400, (name, r.status_code, r.text[:300])
+                err = r.json()["error"]
+                assert set(err) >= {"message", "type", "param", "code"}, (name, err)
+                assert err["type"] == "invalid_request_error", (name, err)
+                assert elapsed < 5, (name, elapsed)  # 8 MiB of transfer included; parse: tens of ms
+                assert http.get("/health").status_code == 200, name
+        r = s.client().chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "Hi"}],
+                                               max_tokens=3)
+        assert r.choices[0].finish_reason in ("stop", "length")
+        assert s.proc.poll() is None
+    finally:
+        s.stop()
+    assert s.proc.returncode == 0, s.stderr_lines[-20:]
