@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "chat/prompt.h"
-#include "server/tokenize_api.h"
 #include "http/sse.h"
 #include "server/openai_format.h"
+#include "server/tokenize_api.h"
 #include "tokenizer/tokenizer.h"
 
 namespace gannet::server {
@@ -355,17 +355,19 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<ResponseWriter> 
 
 void OpenAiService::SendNotAllowed(const HttpRequest& request, ResponseWriter& writer,
                                    const char* allow) {
-  HttpResponse resp{.status = 405,
-                    .headers = {{"Content-Type", kJson}, {"Allow", allow}},
-                    .body = ApiErrorJson({.http_status = 405,
-                                          .message = "Method " + request.method +
-                                                     " is not allowed for " + request.path +
-                                                     "; use " + allow + "."})};
+  HttpResponse resp{
+      .status = 405,
+      .headers = {{"Content-Type", kJson}, {"Allow", allow}},
+      .body = ApiErrorJson({.http_status = 405,
+                            .message = "Method " + request.method + " is not allowed for " +
+                                       request.path + "; use " + allow + "."})};
   (void)writer.Send(std::move(resp));
 }
 
 namespace {
-bool IsGet(const HttpRequest& request) { return request.method == "GET" || request.method == "HEAD"; }
+bool IsGet(const HttpRequest& request) {
+  return request.method == "GET" || request.method == "HEAD";
+}
 }  // namespace
 
 void OpenAiService::HandleHealth(const HttpRequest& request, ResponseWriter& writer) {
@@ -382,9 +384,8 @@ void OpenAiService::HandleMetrics(const HttpRequest& request, ResponseWriter& wr
   if (!IsGet(request)) return SendNotAllowed(request, writer, "GET");
   if (!options_.metrics_no_auth && !Authorized(request)) return SendUnauthorized(request, writer);
   engine::Engine* serving = serving_.load();
-  (void)writer.Send(
-      200, "text/plain; version=0.0.4; charset=utf-8",
-      metrics_.Render(serving != nullptr ? serving->stats() : engine::EngineStats{}));
+  (void)writer.Send(200, "text/plain; version=0.0.4; charset=utf-8",
+                    metrics_.Render(serving != nullptr ? serving->stats() : engine::EngineStats{}));
 }
 
 void OpenAiService::HandleModels(const HttpRequest& request, ResponseWriter& writer) {
@@ -433,9 +434,9 @@ void OpenAiService::HandleUtility(const HttpRequest& request, ResponseWriter& wr
                       .build = options_.system_fingerprint},
                      tok);
   } else if (request.path == "/tokenize") {
-    err = TokenizeJson(request.body, tok, JsonLimits{}, &body);
+    err = TokenizeJson(request.body, tok, options_.limits.json, &body);
   } else {
-    err = DetokenizeJson(request.body, tok, JsonLimits{}, &body);
+    err = DetokenizeJson(request.body, tok, options_.limits.json, &body);
   }
   if (err) return SendError(writer, *err);
   (void)writer.Send(200, kJson, std::move(body));

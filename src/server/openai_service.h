@@ -56,10 +56,10 @@ struct OpenAiServiceOptions {
   // any. A request that carries an Origin is refused with 403 unless the origin is listed or is
   // the server's own (http(s)://<Host>); requests without Origin (non-browser clients) pass.
   std::vector<std::string> allowed_origins;
-  int retry_after_seconds = 1;  // the Retry-After of a 429
-  int32_t total_slots = 0;            // /props: sequences decoded together (--parallel)
-  std::string speculative = "none";   // /props: the speculative decoding method
-  RequestLimits limits;         // n_vocab is filled in by Attach
+  int retry_after_seconds = 1;       // the Retry-After of a 429
+  int32_t total_slots = 0;           // /props: sequences decoded together (--parallel)
+  std::string speculative = "none";  // /props: the speculative decoding method
+  RequestLimits limits;              // n_vocab is filled in by Attach
   std::string system_fingerprint = "gannet-0.1.0";
 };
 

@@ -14,11 +14,10 @@ ApiError Invalid(std::string param, std::string message) {
 std::optional<ApiError> ParseObject(std::string_view body, const JsonLimits& limits, Json* out) {
   Result<Json> j = ParseBoundedJson(body, limits);
   if (!j.ok()) {
-    return ApiError{.http_status = 400,
-                    .message = "The request body is not valid JSON: " + j.status().message(),
-                    .code = j.status().code() == StatusCode::kResourceExhausted
-                                ? "json_limit_exceeded"
-                                : ""};
+    return ApiError{
+        .http_status = 400,
+        .message = "The request body is not valid JSON: " + j.status().message(),
+        .code = j.status().code() == StatusCode::kResourceExhausted ? "json_limit_exceeded" : ""};
   }
   if (!j->is_object()) return Invalid("", "The request body must be a JSON object.");
   *out = std::move(j).value();
@@ -90,8 +89,9 @@ std::optional<ApiError> DetokenizeJson(std::string_view body, const Tokenizer& t
       return Invalid(at, "Invalid type for '" + at + "': expected an integer token id.");
     if (v.is_number_unsigned() ? v.get<uint64_t>() >= static_cast<uint64_t>(tok.n_vocab())
                                : (v.get<int64_t>() < 0 || v.get<int64_t>() >= tok.n_vocab())) {
-      return Invalid(at, "Invalid '" + at + "': " + v.dump() + " is not a token id of this model (" +
-                             std::to_string(tok.n_vocab()) + " tokens).");
+      return Invalid(at, "Invalid '" + at + "': " + v.dump() +
+                             " is not a token id of this model (" + std::to_string(tok.n_vocab()) +
+                             " tokens).");
     }
     ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
   }

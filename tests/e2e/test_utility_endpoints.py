@@ -28,7 +28,9 @@ def test_tokenize_matches_the_cli_and_round_trips(server, gannet_bin):
     r = post(server, "/tokenize", {"content": TEXT, "add_special": True})
     assert r.status_code == 200, r.text
     ids = r.json()["tokens"]
-    assert ids == tokenize(gannet_bin, TEXT)
+    assert ids == tokenize(gannet_bin, TEXT, "--special")
+    spelled = post(server, "/tokenize", {"content": TEXT, "add_special": True, "parse_special": False})
+    assert spelled.json()["tokens"] == tokenize(gannet_bin, TEXT)
     plain = post(server, "/tokenize", {"content": TEXT}).json()["tokens"]
     assert plain == ids[1:]  # add_special defaults to false: no BOS
     no_special = post(server, "/tokenize", {"content": TEXT, "parse_special": False}).json()["tokens"]
@@ -52,7 +54,7 @@ def test_props(server):
     assert p["n_ctx"] == 1024
     assert p["n_vocab"] == 262144
     assert p["total_slots"] == 4
-    assert "<start_of_turn>" in p["chat_template"]
+    assert "messages" in p["chat_template"]
     assert p["bos_token"] == "<bos>"
     assert p["speculative"] == "none"
     assert p["build_info"]

@@ -16,7 +16,9 @@ void ExpectWellFormed(const Draft& d, int32_t max_nodes) {
     EXPECT_LT(d.parents[i], static_cast<int32_t>(i));
     // Siblings differ: a token appears once among the children of a node.
     for (size_t j = 0; j < i; ++j) {
-      if (d.parents[j] == d.parents[i]) EXPECT_NE(d.tokens[j], d.tokens[i]);
+      if (d.parents[j] == d.parents[i]) {
+        EXPECT_NE(d.tokens[j], d.tokens[i]);
+      }
     }
   }
 }
