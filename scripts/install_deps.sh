@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Installs what gannet needs to build and test, where it is missing: Debian packages (as root, or
-# through sudo) and a Python virtual environment in .venv with the tools' packages.
+# Installs what gannet needs, where it is missing: Debian packages (as root, or through sudo) and a
+# Python virtual environment in .venv.
+#   scripts/install_deps.sh        what building and running gannet needs (scripts/setup.sh)
+#   scripts/install_deps.sh --dev  also what the tests, benchmarks and checks need: the tools'
+#                                  Python packages, clang-format, clang with libFuzzer, and
+#                                  llama.cpp's Python binding built from source (scripts/test.sh)
 # Safe to run again: it only installs what is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
 
 APT_PACKAGES=(build-essential cmake pkg-config git python3 python3-venv python3-pip
-              nlohmann-json3-dev libpcre2-dev libcli11-dev libgtest-dev libgmock-dev libreadline-dev
-              clang-format-14
-              clang-14 libclang-rt-14-dev)  # scripts/fuzz.sh: clang, libFuzzer and the sanitizers' runtimes
+              nlohmann-json3-dev libpcre2-dev libcli11-dev libgtest-dev libgmock-dev libreadline-dev)
+if [ "$dev" = 1 ]; then
+  APT_PACKAGES+=(clang-format-14
+                 clang-14 libclang-rt-14-dev)  # scripts/fuzz.sh: clang, libFuzzer, sanitizer runtimes
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -28,7 +36,9 @@ if [ ! -x .venv/bin/python ]; then
   echo "creating .venv"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import numpy, gguf, pytest, jinja2, openai, httpx" 2>/dev/null; then
+# The model fetch (tools/fetch_model.py) needs only the standard library and pip.
+[ "$dev" = 1 ] || exit 0
+if ! .venv/bin/python -c "import numpy, gguf, pytest, jinja2, openai, httpx, jsonschema, rfc3339_validator" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 fi
 # llama.cpp through its Python binding: the independent implementation the benchmarks compare

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
-scripts/build.sh build
+GANNET_BUILD_TARGET=gannet scripts/build.sh build
 model=$(.venv/bin/python tools/fetch_model.py | tail -n 1)
 echo
 echo "== build/bin/gannet run -m $model -p \"Why is the sky blue?\" -n 64"

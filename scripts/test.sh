@@ -7,7 +7,7 @@
 #      seeds; docs/reliability.md has the long runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install_deps.sh
+scripts/install_deps.sh --dev
 jobs=$(nproc)
 
 scripts/build.sh build
