@@ -3,8 +3,9 @@
 
 For each variant (the first is the baseline A; by default `--spec none` and `--spec ngram`) a server
 is started, the prompt sets are sent through /v1/completions (raw text: the default model is a base
-model; --chat sends them as one user turn to /v1/chat/completions instead) with 1 client (one request after the other) and with C concurrent clients, greedy (temperature 0) with a
-fixed --max-tokens, and the server is stopped. Variants alternate within each of --rounds rounds
+model; --chat sends them as one user turn to /v1/chat/completions instead) with 1 client (one
+request after the other) and with C concurrent clients, greedy (temperature 0) with a fixed
+--max-tokens, and the server is stopped. Variants alternate within each of --rounds rounds
 (A, B, A, B, ...), so both see the same changes of a shared machine; the medians over rounds are
 compared (B / A).
 
@@ -347,7 +348,8 @@ def main() -> int:
         ap.error("--acceptance runs raw prompts through gannet run; it does not go with --chat")
     sets = load_sets(a.prompts, [x for x in a.sets.split(",") if x], a.num_prompts)
 
-    report = {"command": shlex.join([sys.executable, *sys.argv]), "model": a.model, "threads": a.threads,
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
+    report = {"command": shlex.join([python, *sys.argv]), "model": a.model, "threads": a.threads,
               "max_tokens": a.max_tokens, "rounds": a.rounds, "variants": [v["name"] for v in variants],
               "sets": {k: len(v) for k, v in sets.items()}, "concurrency": concs, "runs": []}
     load = [os.getloadavg()[0]]
