@@ -16,7 +16,7 @@ Prompt sets (bench/data/speculative/prompts.json, built from the committed files
   free       free-form prompts (stories, open questions): little for a prompt-lookup drafter to find
 
 Speculation never changes the output, so the greedy texts of every variant must equal the baseline's
-in the same round; mismatches are printed. With --acceptance, each spec variant also runs every
+in the same round; mismatches are printed (and the exit status is 1, as for failed requests). With --acceptance, each spec variant also runs every
 prompt once through `gannet run --json` (same prompt, same max tokens) for its draft counts:
 acceptance rate (accepted / drafted) and tokens per engine step. The server's /metrics is read
 before and after each run; counters whose names contain "spec" are reported when it has any.
@@ -370,7 +370,8 @@ def main() -> int:
         print(json.dumps(report))
     else:
         print_report(report)
-    return 0
+    # A speculative variant whose output differs from the baseline's is a bug, not a figure.
+    return 0 if report["identical"] and not any(r["failed"] for r in report["comparison"]) else 1
 
 
 if __name__ == "__main__":
