@@ -267,7 +267,8 @@ void Engine::Loop() {
             decode_rows += static_cast<int32_t>(s.tokens.size());
           }
         }
-        spec_threshold_ = spec_cost_.Threshold(decodes, out.num_tokens);
+        spec_threshold_ =
+            options_.spec_adaptive ? spec_cost_.Threshold(decodes, out.num_tokens) : 0.0;
         Sample(out, *logits);
         const Status st = scheduler_.Update(EmitOutputs(out));
         GANNET_CHECK(st.ok());

@@ -81,6 +81,9 @@ struct EngineOptions {
   double itl_factor = 2.0;
   SpecMethod spec = SpecMethod::kNone;
   int32_t spec_max_tokens = 8;  // draft tokens per sequence per step (1..kMaxDraftTokens)
+  // Off: draft whatever the measured step costs say (spec_control.h's threshold is 0), so the
+  // schedule depends only on the tokens (tests).
+  bool spec_adaptive = true;
 };
 
 struct GenerationRequest {

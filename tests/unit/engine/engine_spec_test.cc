@@ -110,20 +110,36 @@ TEST_P(EngineSpecTest, GreedyOutputIsIdenticalWithAndWithoutSpeculation) {
   EngineOptions base{.block_size = 4,
                      .kv_memory_bytes = 40 * PagedKvStore::BytesPerBlock((*runner)->config(), 4),
                      .max_batch_tokens = 40,
-                     .max_seqs = 6};
+                     .max_seqs = 6,
+                     // No timing in the schedule: chunks from the token budget alone, drafts
+                     // whatever the measured costs.
+                     .itl_factor = 0};
   EngineStats plain_stats, spec_stats;
   const std::vector<Outcome> plain = RunAll(runner->get(), base, reqs, &plain_stats);
   EngineOptions spec = base;
   spec.spec = SpecMethod::kNgram;
   spec.spec_max_tokens = 8;
+  spec.spec_adaptive = false;
   const std::vector<Outcome> fast = RunAll(runner->get(), spec, reqs, &spec_stats);
   for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(plain[i], fast[i]) << "request " << i;
   EXPECT_EQ(plain_stats.spec_draft_tokens, 0);
   EXPECT_GT(spec_stats.spec_steps, 0);
   EXPECT_GT(spec_stats.spec_accepted_tokens, 0);
   EXPECT_LE(spec_stats.spec_accepted_tokens, spec_stats.spec_draft_tokens);
-  // Accepted drafts save steps.
-  EXPECT_LT(spec_stats.steps, plain_stats.steps);
+  // Drafts take only leftover budget and never preempt: they add no steps here.
+  EXPECT_LE(spec_stats.steps, plain_stats.steps);
+  // Each request alone: accepted drafts save steps.
+  int64_t steps_plain = 0, steps_spec = 0;
+  for (const GenerationRequest& r : reqs) {
+    EngineStats lone_plain, lone_spec;
+    const std::vector<Outcome> a = RunAll(runner->get(), base, {r}, &lone_plain);
+    const std::vector<Outcome> b = RunAll(runner->get(), spec, {r}, &lone_spec);
+    EXPECT_EQ(a[0], b[0]);
+    EXPECT_LE(lone_spec.steps, lone_plain.steps);
+    steps_plain += lone_plain.steps;
+    steps_spec += lone_spec.steps;
+  }
+  EXPECT_LT(steps_spec, steps_plain);
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, EngineSpecTest,
@@ -142,6 +158,7 @@ class EngineSpecControl : public ::testing::Test {
     EngineOptions base{.block_size = 4, .max_batch_tokens = 64, .max_seqs = 16};
     EngineOptions spec = base;
     spec.spec = SpecMethod::kNgram;
+    spec.spec_adaptive = false;
     EngineStats a, b;
     const std::vector<Outcome> plain = RunAll(runner_.get(), base, reqs, &a);
     const std::vector<Outcome> fast = RunAll(runner_.get(), spec, reqs, &b);
