@@ -194,7 +194,7 @@ Result<RequestId> Engine::Submit(GenerationRequest request, GenerationCallbacks 
     Result<grammar::Matcher> m = grammar::Matcher::Create(request.grammar);
     if (!m.ok()) return Status::InvalidArgument("grammar: " + m.status().message());
     matcher.emplace(std::move(m).value());
-    masks = std::make_shared<const grammar::MaskCache>(std::move(vocab), request.grammar);
+    masks = MasksFor(std::move(vocab), request.grammar);
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (!accepting_) return Status::Unavailable("the server is shutting down");
@@ -505,6 +505,21 @@ bool Engine::ApplyGrammar(Active& a, size_t sample, std::span<float> logits) {
     any |= allowed;
   }
   return any;
+}
+
+std::shared_ptr<const grammar::MaskCache> Engine::MasksFor(
+    std::shared_ptr<const grammar::TokenVocabulary> vocab,
+    const std::shared_ptr<const grammar::Grammar>& grammar) {
+  std::lock_guard<std::mutex> lock(vocab_mu_);
+  for (auto it = mask_caches_.begin(); it != mask_caches_.end(); ++it) {
+    if ((*it)->grammar() == grammar.get()) {
+      mask_caches_.splice(mask_caches_.begin(), mask_caches_, it);
+      return mask_caches_.front();
+    }
+  }
+  mask_caches_.push_front(std::make_shared<const grammar::MaskCache>(std::move(vocab), grammar));
+  if (mask_caches_.size() > kMaxMaskCaches) mask_caches_.pop_back();
+  return mask_caches_.front();
 }
 
 Result<std::shared_ptr<const grammar::TokenVocabulary>> Engine::GrammarVocabulary() {

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -219,6 +220,13 @@ class Engine {
   // The model's vocabulary as the grammar module sees it (token bytes, end-of-generation ids),
   // built on first use.
   Result<std::shared_ptr<const grammar::TokenVocabulary>> GrammarVocabulary();
+  // The mask cache of `grammar`: the one recent requests with the same Grammar object used
+  // (grammar/grammar_cache.h gives requests with the same text the same object), else a new one.
+  // At most kMaxMaskCaches are kept (each at most MaskCacheOptions::max_bytes of entries).
+  std::shared_ptr<const grammar::MaskCache> MasksFor(
+      std::shared_ptr<const grammar::TokenVocabulary> vocab,
+      const std::shared_ptr<const grammar::Grammar>& grammar);
+  static constexpr size_t kMaxMaskCaches = 8;
   // Masks out what the sample's grammar does not allow next; false when nothing is allowed.
   static bool ApplyGrammar(Active& a, size_t sample, std::span<float> logits);
   // One sampling job: the entry's row(s), its draft tree followed while it matches, the next draft.
@@ -242,8 +250,9 @@ class Engine {
   bool stop_ = false;
   std::chrono::steady_clock::time_point drain_deadline_{};
   RequestId next_id_ = 1;
-  std::mutex vocab_mu_;  // guards vocab_ (built by the first Submit with a grammar)
+  std::mutex vocab_mu_;  // guards vocab_ (built by the first Submit with a grammar), mask_caches_
   std::shared_ptr<const grammar::TokenVocabulary> vocab_;
+  std::list<std::shared_ptr<const grammar::MaskCache>> mask_caches_;  // most recent first
   // The requests of the forward pass in flight that are not cancelled yet. When the last one is
   // cancelled, abort_step_ stops the pass at its next node: clients that all went away free their
   // KV blocks without waiting for a whole step.

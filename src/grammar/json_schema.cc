@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "grammar/grammar_cache.h"
 #include "grammar/json_schema_converter.h"
 #include "grammar/json_schema_number.h"
 #include "grammar/json_schema_regex.h"
@@ -582,7 +583,7 @@ Result<std::shared_ptr<const Grammar>> CompileJsonSchema(const nlohmann::ordered
                                                          const JsonSchemaLimits& limits) {
   std::string text;
   GANNET_ASSIGN_OR_RETURN(text, JsonSchemaToGbnf(schema, limits));
-  Result<std::shared_ptr<const Grammar>> g = Grammar::Compile(text);
+  Result<std::shared_ptr<const Grammar>> g = CompileShared(text);
   if (!g.ok()) {
     return Status(g.status().code(),
                   "json schema: the grammar does not compile (a '$ref' that recurses before any "

@@ -63,6 +63,7 @@ class MaskCache {
   void FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const;
 
   const TokenVocabulary& vocab() const { return *vocab_; }
+  const Grammar* grammar() const { return grammar_.get(); }
 
   struct Stats {
     size_t entries = 0;  // (K, L) entries

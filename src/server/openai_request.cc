@@ -4,6 +4,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "grammar/grammar_cache.h"
 #include "grammar/json_schema.h"
 
 namespace gannet::server {
@@ -330,7 +331,7 @@ std::optional<ApiError> ReadResponseFormat(const Json& j, CompletionRequest* out
   }
   Result<std::shared_ptr<const grammar::Grammar>> g = Status::Internal("unset");
   if (t == "json_object") {
-    g = grammar::Grammar::Compile(grammar::JsonObjectGbnf());
+    g = grammar::CompileShared(grammar::JsonObjectGbnf());
   } else {
     const Json* js = Field(*rf, "json_schema");
     if (js == nullptr || !js->is_object()) {
@@ -539,7 +540,7 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
   if (auto e = ReadString(j, "grammar", &grammar)) return e;
   if (!grammar.empty()) {
     // The parser bounds its own work (text size, rules, nesting, repetition).
-    Result<std::shared_ptr<const grammar::Grammar>> g = grammar::Grammar::Compile(grammar);
+    Result<std::shared_ptr<const grammar::Grammar>> g = grammar::CompileShared(grammar);
     if (!g.ok()) return Invalid("grammar", "Invalid 'grammar': " + g.status().message());
     out->grammar = std::move(g).value();
   }

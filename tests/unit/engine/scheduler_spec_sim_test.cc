@@ -96,7 +96,8 @@ void Simulate(uint64_t seed, const SchedulerOptions& o) {
           sr.samples.push_back({.token = sim.Uniform(3, 9), .stop = sim.Chance(0.01)});
       }
       for (size_t k = 0; k < sr.samples.size(); ++k) {
-        const int32_t index = e.speculative() ? e.sample_index : e.sample_index + static_cast<int32_t>(k);
+        const int32_t index =
+            e.speculative() ? e.sample_index : e.sample_index + static_cast<int32_t>(k);
         expected[{e.request_id, index}].push_back(sr.samples[k].token);
       }
       sr.draft = sim.RandomDraft();
@@ -127,11 +128,12 @@ void Simulate(uint64_t seed, const SchedulerOptions& o) {
   EXPECT_GT(spec_entries, 100);
   const SchedulerStats st = s.stats();
   EXPECT_GT(st.num_accepted_tokens, 0);
-  std::printf("[spec sim seed %llu] steps=%lld spec_entries=%lld drafted=%lld accepted=%lld preemptions=%lld\n",
-              static_cast<unsigned long long>(seed), static_cast<long long>(st.num_steps),
-              static_cast<long long>(spec_entries), static_cast<long long>(st.num_draft_tokens),
-              static_cast<long long>(st.num_accepted_tokens),
-              static_cast<long long>(st.num_preemptions));
+  std::printf(
+      "[spec sim seed %llu] steps=%lld spec_entries=%lld drafted=%lld accepted=%lld "
+      "preemptions=%lld\n",
+      static_cast<unsigned long long>(seed), static_cast<long long>(st.num_steps),
+      static_cast<long long>(spec_entries), static_cast<long long>(st.num_draft_tokens),
+      static_cast<long long>(st.num_accepted_tokens), static_cast<long long>(st.num_preemptions));
 }
 
 TEST(SchedulerSpecSimTest, SmallPoolWithPreemption) {
@@ -140,15 +142,18 @@ TEST(SchedulerSpecSimTest, SmallPoolWithPreemption) {
 
 TEST(SchedulerSpecSimTest, TinyPoolHeavyPreemption) {
   for (uint64_t seed = 10; seed < 14; ++seed)
-    Simulate(seed, {.max_num_batched_tokens = 32, .max_num_seqs = 8, .num_blocks = 20, .block_size = 4});
+    Simulate(seed,
+             {.max_num_batched_tokens = 32, .max_num_seqs = 8, .num_blocks = 20, .block_size = 4});
 }
 
 TEST(SchedulerSpecSimTest, RoomyPool) {
-  Simulate(2, {.max_num_batched_tokens = 128, .max_num_seqs = 16, .num_blocks = 400, .block_size = 16});
+  Simulate(
+      2, {.max_num_batched_tokens = 128, .max_num_seqs = 16, .num_blocks = 400, .block_size = 16});
 }
 
 TEST(SchedulerSpecSimTest, BlockSizeOne) {
-  Simulate(3, {.max_num_batched_tokens = 24, .max_num_seqs = 4, .num_blocks = 120, .block_size = 1});
+  Simulate(3,
+           {.max_num_batched_tokens = 24, .max_num_seqs = 4, .num_blocks = 120, .block_size = 1});
 }
 
 }  // namespace
