@@ -30,8 +30,6 @@ import json
 import os
 import re
 import shlex
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +37,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from serving import Server  # bench/serving.py: `gannet serve` on a free loopback port
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data" / "speculative"
@@ -88,43 +88,6 @@ def parse_variant(text: str) -> dict:
         raise ValueError(text)
     args = ["--spec", method] + (["--spec-max-tokens", n] if n else [])
     return {"name": text, "method": method, "server_args": args}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A `gannet serve` process on a free loopback port."""
-
-    def __init__(self, gannet: str, model: str, threads: int, extra: list[str]):
-        self.port = free_port()
-        self.cmd = [gannet, "serve", "-m", model, "--port", str(self.port), "-t", str(threads)] + extra
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"speculative.py: the server exited ({self.proc.returncode}): {shlex.join(self.cmd)}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise SystemExit("speculative.py: the server did not become healthy within 120 s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def spec_counters(url: str) -> dict[str, float]:
