@@ -26,7 +26,8 @@ inline std::vector<Isa> Isas() {
   return std::vector<Isa>(isas, isas + n);
 }
 
-inline std::vector<float> RandomVector(std::mt19937& rng, int64_t n, float lo = -1.0f, float hi = 1.0f) {
+inline std::vector<float> RandomVector(std::mt19937& rng, int64_t n, float lo = -1.0f,
+                                       float hi = 1.0f) {
   std::uniform_real_distribution<float> dist(lo, hi);
   std::vector<float> v(n);
   for (float& x : v) x = dist(rng);

@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "conformance_util.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/ref.h"
-#include "conformance_util.h"
 #include "tensor/dtype.h"
 #include "tensor/fp16.h"
 #include "tensor/quant/quant.h"
