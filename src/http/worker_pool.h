@@ -15,7 +15,6 @@
 
 namespace gannet::http {
 
-
 class HttpServer::WorkerPool {
  public:
   WorkerPool(int n, HttpHandler handler) : state_(std::make_shared<State>()) {
