@@ -1,7 +1,7 @@
 // libFuzzer target: the bodies of POST /tokenize and POST /detokenize (server/tokenize_api.h) on
-// arbitrary bytes, with the tiny Gemma 3 fixture's tokenizer (an SPM with Gemma's special tokens). The
-// first input byte picks the endpoint; the rest is the body. Checks: a refusal is a 400 naming a
-// reason; an answer is JSON of the documented shape, and detokenize's ids were all in range.
+// arbitrary bytes, with the tiny Gemma 3 fixture's tokenizer (an SPM with Gemma's special tokens).
+// The first input byte picks the endpoint; the rest is the body. Checks: a refusal is a 400 naming
+// a reason; an answer is JSON of the documented shape, and detokenize's ids were all in range.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
