@@ -7,6 +7,9 @@
 // bandwidth, measured right before and right after every tg phase with the same thread count:
 // their product with tg speed says how close decoding comes to the memory roofline, a figure that
 // stays meaningful when a shared host's bandwidth changes between runs.
+//
+// With --spec METHOD it instead compares greedy generation through the engine with and without
+// speculative decoding (bench_spec.h).
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -22,6 +25,7 @@
 
 #include "base/memory_bandwidth.h"
 #include "base/thread_pool.h"
+#include "cli/bench_spec.h"
 #include "cli/commands.h"
 #include "engine/model_runner.h"
 
@@ -242,6 +246,8 @@ Runner AddBenchCommand(CLI::App& app) {
     int64_t n_prompt = 512, n_gen = 128;
     int threads = 0, reps = 5;
     bool json = false, profile = false, no_fuse = false;
+    SpecFlags spec;
+    std::string prompt_file;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub =
@@ -263,15 +269,24 @@ Runner AddBenchCommand(CLI::App& app) {
                 "shape), over the measured repetitions (--json: pp_profile and tg_profile arrays)");
   sub->add_flag("--no-fuse", o->no_fuse,
                 "Run the model's graph unfused (to measure what the fusion passes gain)");
+  AddSpecFlags(sub, &o->spec);
+  sub->add_option("-f,--file", o->prompt_file,
+                  "With --spec: the prompt's text (default: -p pseudo-random tokens)");
   return [o] {
+    const bool spec = o->spec.method != "none";
     if (o->n_prompt < 1 || o->n_gen < 0 || o->reps < 1 || o->threads < 0) {
       return ReportError("bench needs -p >= 1, -n >= 0, -r >= 1 and -t >= 0");
     }
-    const int64_t n_ctx = o->n_prompt + o->n_gen;
+    if (!o->prompt_file.empty() && !spec) return ReportError("-f needs --spec");
+    if (engine::EngineOptions checked; spec) {
+      if (Status s = o->spec.Apply(&checked); !s.ok()) return ReportError(s);
+    }
+    // --spec with a prompt file: the default context (the prompt's length is not known yet).
+    const int64_t n_ctx = spec && !o->prompt_file.empty() ? 0 : o->n_prompt + o->n_gen;
     Result<std::unique_ptr<engine::ModelRunner>> loaded =
         engine::ModelRunner::Load(o->model, {.n_threads = o->threads,
                                              .n_ctx = n_ctx,
-                                             .n_batch = o->n_prompt,
+                                             .n_batch = spec ? 512 : o->n_prompt,
                                              .fuse_graph = !o->no_fuse});
     if (!loaded.ok()) return ReportError(loaded.status());
     engine::ModelRunner& eng = **loaded;
@@ -289,6 +304,16 @@ Runner AddBenchCommand(CLI::App& app) {
     if (tok.bos() >= 0) prompt[0] = tok.bos();
     for (int64_t i = tok.bos() >= 0 ? 1 : 0; i < o->n_prompt; ++i) prompt[i] = draw();
     for (int32_t& t : gen) t = draw();
+    if (spec) {
+      if (o->n_gen < 2 || o->n_gen > INT32_MAX) return ReportError("--spec needs -n >= 2");
+      return RunSpecBench(loaded->get(), {.model = o->model,
+                                          .spec = o->spec,
+                                          .prompt = prompt,
+                                          .prompt_file = o->prompt_file,
+                                          .n_gen = static_cast<int32_t>(o->n_gen),
+                                          .reps = o->reps,
+                                          .json = o->json});
+    }
 
     // The probe runs on its own pool of the engine's size; the engine's workers sleep meanwhile.
     ThreadPool probe_pool(eng.n_threads());

@@ -284,6 +284,31 @@ def test_bench_prints_well_formed_results(gannet_bin, fixtures):
     assert_one_error_line(run(gannet_bin, "bench", "-m", model, "-p", "0"), "-p")
 
 
+def test_bench_spec_compares_with_and_without_speculation(gannet_bin, fixtures, tmp_path):
+    model = fixtures / "tiny" / "tiny-llama-q.gguf"
+    r = run(gannet_bin, "bench", "-m", model, "--spec", "ngram", "--spec-max-tokens", "4",
+            "-p", "16", "-n", "24", "-r", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    assert j["spec"] == "ngram" and j["spec_max_tokens"] == 4 and j["n_prompt"] == 16
+    assert j["identical"] is True  # speculation never changes greedy output
+    assert j["tg_tps_base"] > 0 and j["tg_tps_spec"] > 0
+    assert j["speedup"] == pytest.approx(j["tg_tps_spec"] / j["tg_tps_base"], rel=1e-9)
+    assert 0 <= j["accepted_tokens"] <= j["draft_tokens"]
+    assert j["tokens_per_step"] >= 1
+    # The prompt from a text file; the table names the method and the acceptance.
+    text = tmp_path / "prompt.txt"
+    text.write_text("one two three four five six seven eight. " * 3)
+    table = run(gannet_bin, "bench", "-m", model, "--spec", "ngram", "-f", text, "-n", "16", "-r", "1")
+    assert table.returncode == 0, table.stderr
+    out = table.stdout.decode()
+    assert "ngram (max 8)" in out and "accepted / drafted" in out and "outputs identical" in out
+    assert_one_error_line(run(gannet_bin, "bench", "-m", model, "-f", text), "-f needs --spec")
+    assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--spec", "bogus"), "--spec")
+    assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--spec", "ngram", "-f",
+                              tmp_path / "missing.txt"), "prompt file")
+
+
 def test_bench_profile_accounts_for_every_node(gannet_bin, fixtures):
     # tiny-llama-q: 2 layers; every node of a decode step is timed once per token.
     model = fixtures / "tiny" / "tiny-llama-q.gguf"
