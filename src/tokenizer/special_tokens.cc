@@ -186,6 +186,18 @@ void Tokenizer::AdjustAttributes(const std::string& model_name) {
       if (const auto id = FindToken(t)) attrs_[*id] &= ~TokenAttr::kRstrip;
     }
   }
+
+  std::vector<SpecialPartitioner::Special> specials;
+  specials.reserve(special_tokens_.size());
+  for (const int32_t id : special_tokens_) {
+    const uint32_t attr = attrs_[id];
+    specials.push_back({.id = id,
+                        .text = tokens_[id],
+                        .parse_only = (attr & (TokenAttr::kControl | TokenAttr::kUnknown)) != 0,
+                        .lstrip = (attr & TokenAttr::kLstrip) != 0,
+                        .rstrip = (attr & TokenAttr::kRstrip) != 0});
+  }
+  partitioner_ = std::make_unique<const SpecialPartitioner>(std::move(specials));
 }
 
 }  // namespace gannet

@@ -103,8 +103,6 @@ void CleanSpaces(std::string* s) {
   text.resize(total);
 }
 
-bool IsAsciiSpace(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }
-
 }  // namespace
 
 Result<std::unique_ptr<Tokenizer>> Tokenizer::FromVocab(VocabSpec spec) {
@@ -270,48 +268,7 @@ std::string Tokenizer::Decode(std::span<const int32_t> ids, const DecodeOptions&
 
 std::vector<Tokenizer::Fragment> Tokenizer::PartitionSpecial(std::string_view text,
                                                              bool parse_special) const {
-  std::vector<Fragment> fragments;
-  if (text.empty()) return fragments;
-  fragments.push_back({-1, 0, text.size()});
-  std::vector<Fragment> next;
-  for (const int32_t special : special_tokens_) {
-    const uint32_t attr = attrs_[special];
-    // Control and unknown token texts are plain text unless parse_special; user-defined ones never
-    // are.
-    if (!parse_special && (attr & (TokenAttr::kControl | TokenAttr::kUnknown))) continue;
-    const std::string& st = tokens_[special];
-    next.clear();
-    for (const Fragment& f : fragments) {
-      if (f.token >= 0) {
-        next.push_back(f);
-        continue;
-      }
-      size_t offset = f.offset, length = f.length;
-      while (length > 0) {
-        const size_t match = text.substr(0, offset + length).find(st, offset);
-        if (match == std::string_view::npos) break;
-        size_t left_len = match - offset;
-        if (attr & TokenAttr::kLstrip) {
-          while (left_len > 0 && IsAsciiSpace(text[offset + left_len - 1])) --left_len;
-        }
-        if (left_len > 0) next.push_back({-1, offset, left_len});
-        next.push_back({special, 0, 0});
-        size_t right = match + st.size();
-        size_t right_len = offset + length - right;
-        if (attr & TokenAttr::kRstrip) {
-          while (right_len > 0 && IsAsciiSpace(text[right])) {
-            ++right;
-            --right_len;
-          }
-        }
-        offset = right;
-        length = right_len;
-      }
-      if (length > 0) next.push_back({-1, offset, length});
-    }
-    fragments.swap(next);
-  }
-  return fragments;
+  return partitioner_->Partition(text, parse_special);
 }
 
 std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special,

@@ -20,6 +20,7 @@
 
 #include "base/status.h"
 #include "tokenizer/pre_tokenizer.h"
+#include "tokenizer/special_partition.h"
 #include "tokenizer/vocab_index.h"
 
 namespace gannet {
@@ -135,11 +136,7 @@ class Tokenizer {
   Tokenizer() = default;
   Status Init(VocabSpec spec);
   void AdjustAttributes(const std::string& model_name);
-  struct Fragment {
-    int32_t token;  // -1 for raw text
-    size_t offset;
-    size_t length;
-  };
+  using Fragment = SpecialPartitioner::Fragment;
   std::vector<Fragment> PartitionSpecial(std::string_view text, bool parse_special) const;
   std::string PieceFor(int32_t id) const;  // uncached, render_special = true
 
@@ -152,10 +149,11 @@ class Tokenizer {
   std::vector<uint32_t> attrs_;
   TokenMap token_to_id_;
   BpeRanks ranks_;
-  std::array<int32_t, 256> byte_tokens_{};  // SPM byte fallback ids
-  std::vector<int32_t> special_tokens_;     // partition order: longest text first
-  std::vector<std::string> pieces_;         // TokenToPiece(id, render_special = true)
-  std::vector<int32_t> eog_ids_;            // sorted
+  std::array<int32_t, 256> byte_tokens_{};                 // SPM byte fallback ids
+  std::vector<int32_t> special_tokens_;                    // partition order: longest text first
+  std::unique_ptr<const SpecialPartitioner> partitioner_;  // over special_tokens_
+  std::vector<std::string> pieces_;  // TokenToPiece(id, render_special = true)
+  std::vector<int32_t> eog_ids_;     // sorted
   int32_t bos_ = -1, eos_ = -1, eot_ = -1, eom_ = -1, unk_ = -1, pad_ = -1;
   int32_t fim_pre_ = -1, fim_suf_ = -1, fim_mid_ = -1, fim_pad_ = -1, fim_rep_ = -1, fim_sep_ = -1;
   bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false, clean_spaces_ = false;
