@@ -95,7 +95,7 @@ Result<List> Split(const std::string& s, const Value* sep, const Value* maxsplit
   while (true) {
     const size_t p = (maxsplit >= 0 && static_cast<int64_t>(out.size()) >= maxsplit)
                          ? std::string::npos
-                         : s.find(d, start);
+                         : FindText(s, d, start);
     if (p == std::string::npos) {
       out.push_back(Value::Str(s.substr(start)));
       return out;
@@ -105,8 +105,9 @@ Result<List> Split(const std::string& s, const Value* sep, const Value* maxsplit
   }
 }
 
+// Stops once the result passes max_bytes (the caller reports it as too long).
 std::string Replace(const std::string& s, const std::string& from, const std::string& to,
-                    int64_t count) {
+                    int64_t count, size_t max_bytes) {
   std::string out;
   size_t start = 0;
   int64_t done = 0;
@@ -118,14 +119,16 @@ std::string Replace(const std::string& s, const std::string& from, const std::st
         ++done;
       }
       if (i < cps.size()) out += EncodeUtf8(std::u32string_view(cps).substr(i, 1));
+      if (out.size() > max_bytes) break;
     }
     return out;
   }
   while (count < 0 || done < count) {
-    const size_t p = s.find(from, start);
+    const size_t p = FindText(s, from, start);
     if (p == std::string::npos) break;
     out.append(s, start, p - start);
     out += to;
+    if (out.size() > max_bytes) return out;
     start = p + from.size();
     ++done;
   }
@@ -204,7 +207,8 @@ Result<Value> StrMethod(Budget& budget, const std::string& s, const std::string&
     if (!from || !to || !from->is_string() || !to->is_string())
       return Error("replace() expects two strings");
     const std::string r =
-        Replace(s, from->str(), to->str(), count && count->is_int() ? count->int_value() : -1);
+        Replace(s, from->str(), to->str(), count && count->is_int() ? count->int_value() : -1,
+                budget.limits().max_string_bytes);
     GANNET_RETURN_IF_ERROR(budget.String(r.size()));
     return Value::Str(r);
   }
@@ -214,10 +218,12 @@ Result<Value> StrMethod(Budget& budget, const std::string& s, const std::string&
     if (name == "count") {
       if (sub.empty()) return Value::Int(static_cast<int64_t>(CodePointCount(s) + 1));
       int64_t n = 0;
-      for (size_t p = s.find(sub); p != std::string::npos; p = s.find(sub, p + sub.size())) ++n;
+      for (size_t p = FindText(s, sub); p != std::string::npos;
+           p = FindText(s, sub, p + sub.size()))
+        ++n;
       return Value::Int(n);
     }
-    const size_t p = name == "rfind" ? s.rfind(sub) : s.find(sub);
+    const size_t p = name == "rfind" ? RFindText(s, sub) : FindText(s, sub);
     if (p == std::string::npos) {
       if (name == "index") return Error("substring not found");
       return Value::Int(-1);
@@ -281,12 +287,14 @@ Result<Value> DictMethod(const Dict& d, const std::string& name, CallArgs& a) {
   return Value::MakeList(std::move(out));
 }
 
-Result<Value> ListMethod(const List& l, const std::string& name, CallArgs& a) {
+Result<Value> ListMethod(const List& l, const std::string& name, CallArgs& a, WorkMeter* meter) {
   const Value* x = a.Get(0, "value");
   if (!x) return Error(name + "() takes exactly one argument");
   int64_t n = 0;
   for (size_t i = 0; i < l.size(); ++i) {
-    if (!Equals(l[i], *x)) continue;
+    const bool eq = Equals(l[i], *x, meter);
+    if (meter->exhausted()) return WorkExhausted();
+    if (!eq) continue;
     if (name == "index") return Value::Int(static_cast<int64_t>(i));
     ++n;
   }
@@ -360,8 +368,8 @@ Value GetAttr(Budget& budget, const Value& obj, const std::string& name) {
       break;
     case Value::Kind::kList:
       if (name == "index" || name == "count") {
-        return bind([](Budget&, const Value& o, const std::string& n, CallArgs& a) {
-          return ListMethod(o.list(), n, a);
+        return bind([](Budget& b, const Value& o, const std::string& n, CallArgs& a) {
+          return ListMethod(o.list(), n, a, b.meter());
         });
       }
       break;
@@ -443,15 +451,17 @@ Result<Value> GetSlice(Budget& budget, const Value& obj, const Value* start_v, c
   return Value::MakeList(std::move(out), obj.is_tuple());
 }
 
-Result<bool> Contains(const Value& container, const Value& item) {
+Result<bool> Contains(const Value& container, const Value& item, WorkMeter* meter) {
   switch (container.kind()) {
     case Value::Kind::kString:
       if (!item.is_string())
         return Error("'in <string>' requires string as left operand, not " + item.TypeName());
-      return container.str().find(item.str()) != std::string::npos;
+      if (!meter->Charge(1 + container.str().size())) return WorkExhausted();
+      return FindText(container.str(), item.str()) != std::string::npos;
     case Value::Kind::kList:
       for (const Value& v : container.list()) {
-        if (Equals(v, item)) return true;
+        if (Equals(v, item, meter)) return true;
+        if (meter->exhausted()) return WorkExhausted();
       }
       return false;
     case Value::Kind::kDict:

@@ -127,7 +127,7 @@ Result<Value> SelectOrReject(Budget& b, const Value& v, CallArgs& a, bool by_att
     const Value x = by_attr ? AttrPath(b, item, attr) : item;
     bool r = x.Truthy();
     if (!test.empty()) {
-      GANNET_ASSIGN_OR_RETURN(r, ApplyTest(test, x, test_args));
+      GANNET_ASSIGN_OR_RETURN(r, ApplyTest(test, x, test_args, b.meter()));
     }
     if (r == select) out.push_back(item);
   }
@@ -164,11 +164,12 @@ Result<Value> Join(Budget& b, const Value& v, CallArgs& a) {
   GANNET_ASSIGN_OR_RETURN(const List items, Iterate(v));
   const Value* sep = a.Get(0, "d");
   const Value* attr = a.Get(1, "attribute");
-  const std::string d = sep ? ToStr(*sep) : "";
+  const std::string d = sep ? ToStr(*sep, b.meter()) : "";
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) {
     if (i) out += d;
-    out += ToStr(attr && attr->is_string() ? AttrPath(b, items[i], attr->str()) : items[i]);
+    out +=
+        ToStr(attr && attr->is_string() ? AttrPath(b, items[i], attr->str()) : items[i], b.meter());
     GANNET_RETURN_IF_ERROR(b.String(out.size()));
   }
   return Value::Str(std::move(out));
@@ -180,26 +181,37 @@ Result<Value> Sort(Budget& b, const Value& v, CallArgs& a, bool unique) {
   const Value* case_sensitive = a.Get(unique ? 0 : 1, "case_sensitive");
   const Value* attr = a.Get(unique ? 1 : 2, "attribute");
   const bool cs = case_sensitive && case_sensitive->Truthy();
-  auto key = [&](const Value& x) {
+  // Each item's key once (lower-casing a string is charged by its length).
+  List keys;
+  keys.reserve(items.size());
+  for (const Value& x : items) {
     Value k = attr && attr->is_string() ? AttrPath(b, x, attr->str()) : x;
-    if (!cs && k.is_string()) k = Value::Str(AsciiCase(k.str(), false));
-    return k;
-  };
+    if (!cs && k.is_string()) {
+      GANNET_RETURN_IF_ERROR(b.Work(k.str().size()));
+      k = Value::Str(AsciiCase(k.str(), false));
+    }
+    keys.push_back(std::move(k));
+  }
   if (unique) {
     List out;
     List seen;
-    for (const Value& x : items) {
-      const Value k = key(x);
-      if (std::none_of(seen.begin(), seen.end(), [&](const Value& s) { return Equals(s, k); })) {
-        seen.push_back(k);
-        out.push_back(x);
+    for (size_t i = 0; i < items.size(); ++i) {
+      const bool is_new = std::none_of(
+          seen.begin(), seen.end(), [&](const Value& s) { return Equals(s, keys[i], b.meter()); });
+      GANNET_RETURN_IF_ERROR(b.Work(0));
+      if (is_new) {
+        seen.push_back(keys[i]);
+        out.push_back(items[i]);
       }
     }
     return Value::MakeList(std::move(out));
   }
+  std::vector<size_t> order(items.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   Status st;
-  std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
-    Result<bool> lt = Less(key(x), key(y));
+  std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
+    if (!st.ok()) return false;  // failed: finish the sort without more work
+    Result<bool> lt = Less(keys[x], keys[y], b.meter());
     if (!lt.ok()) {
       st = lt.status();
       return false;
@@ -207,14 +219,34 @@ Result<Value> Sort(Budget& b, const Value& v, CallArgs& a, bool unique) {
     return *lt;
   });
   GANNET_RETURN_IF_ERROR(st);
+  List sorted;
+  sorted.reserve(items.size());
+  for (const size_t i : order) sorted.push_back(items[i]);
+  items = std::move(sorted);
   if (reverse && reverse->Truthy()) std::reverse(items.begin(), items.end());
   return Value::MakeList(std::move(items));
 }
 
 }  // namespace
 
+// The filters that work on the value's text (str(v) for a value that is not a string).
+bool IsTextFilter(std::string_view name) {
+  static constexpr std::string_view kNames[] = {"trim",        "upper",     "lower",   "capitalize",
+                                                "title",       "string",    "e",       "escape",
+                                                "forceescape", "wordcount", "replace", "indent"};
+  return std::find(std::begin(kNames), std::end(kNames), name) != std::end(kNames);
+}
+
 Result<Value> ApplyFilter(Budget& b, std::string_view name, const Value& v, CallArgs& a) {
-  const std::string s = (v.is_string() ? v.str() : ToStr(v));
+  // Only the text filters pay for str(v), metered: a list of a million references to one long
+  // string is cheap to hold and to take the length of, not to print.
+  std::string s;
+  if (v.is_string()) {
+    s = v.str();
+  } else if (IsTextFilter(name)) {
+    s = ToStr(v, b.meter());
+    GANNET_RETURN_IF_ERROR(b.String(s.size()));
+  }
   if (name == "trim") {
     CallArgs m;
     if (const Value* chars = a.Get(0, "chars")) m.args.push_back(*chars);
@@ -269,6 +301,7 @@ Result<Value> ApplyFilter(Budget& b, std::string_view name, const Value& v, Call
     if (const Value* sep = a.Get(2, "separators"); sep && !sep->is_none()) {
       return Error("tojson: separators is not supported");
     }
+    o.meter = b.meter();
     GANNET_ASSIGN_OR_RETURN(std::string json, ToJson(v, o));
     GANNET_RETURN_IF_ERROR(b.String(json.size()));
     return Value::Str(std::move(json));
@@ -366,7 +399,7 @@ Result<Value> ApplyFilter(Budget& b, std::string_view name, const Value& v, Call
     if (items.empty()) return Value::Undefined("No aggregated item, sequence was empty.");
     Value best = items[0];
     for (const Value& x : items) {
-      GANNET_ASSIGN_OR_RETURN(const bool lt, Less(x, best));
+      GANNET_ASSIGN_OR_RETURN(const bool lt, Less(x, best, b.meter()));
       if (lt == (name == "min")) best = x;
     }
     return best;
@@ -403,7 +436,7 @@ Result<Value> ApplyFilter(Budget& b, std::string_view name, const Value& v, Call
   return Error("no filter named '" + std::string(name) + "'");
 }
 
-Result<bool> ApplyTest(std::string_view name, const Value& v, CallArgs& a) {
+Result<bool> ApplyTest(std::string_view name, const Value& v, CallArgs& a, WorkMeter* meter) {
   const Value* arg = a.Get(0, "other");
   auto need_arg = [&]() -> Status {
     return arg ? Status::Ok() : Error("test '" + std::string(name) + "' needs an argument");
@@ -440,25 +473,29 @@ Result<bool> ApplyTest(std::string_view name, const Value& v, CallArgs& a) {
   }
   if (name == "eq" || name == "equalto" || name == "==" || name == "sameas") {
     GANNET_RETURN_IF_ERROR(need_arg());
-    return Equals(v, *arg);
+    const bool eq = Equals(v, *arg, meter);
+    if (meter != nullptr && meter->exhausted()) return WorkExhausted();
+    return eq;
   }
   if (name == "ne" || name == "!=") {
     GANNET_RETURN_IF_ERROR(need_arg());
-    return !Equals(v, *arg);
+    const bool eq = Equals(v, *arg, meter);
+    if (meter != nullptr && meter->exhausted()) return WorkExhausted();
+    return !eq;
   }
   if (name == "lt" || name == "lessthan" || name == "<" || name == "ge" || name == ">=") {
     GANNET_RETURN_IF_ERROR(need_arg());
-    GANNET_ASSIGN_OR_RETURN(const bool lt, Less(v, *arg));
+    GANNET_ASSIGN_OR_RETURN(const bool lt, Less(v, *arg, meter));
     return (name == "lt" || name == "lessthan" || name == "<") ? lt : !lt;
   }
   if (name == "gt" || name == "greaterthan" || name == ">" || name == "le" || name == "<=") {
     GANNET_RETURN_IF_ERROR(need_arg());
-    GANNET_ASSIGN_OR_RETURN(const bool gt, Less(*arg, v));
+    GANNET_ASSIGN_OR_RETURN(const bool gt, Less(*arg, v, meter));
     return (name == "gt" || name == "greaterthan" || name == ">") ? gt : !gt;
   }
   if (name == "in") {
     GANNET_RETURN_IF_ERROR(need_arg());
-    return Contains(*arg, v);
+    return Contains(*arg, v, meter);
   }
   return Error("no test named '" + std::string(name) + "'");
 }

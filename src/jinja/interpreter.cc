@@ -8,9 +8,10 @@
 
 namespace gannet::jinja {
 
+Status WorkExhausted() { return Status::ResourceExhausted("template exceeded its work limit"); }
+
 Status Budget::Work(uint64_t n) {
-  work_ += n;
-  if (work_ > limits_.max_work) {
+  if (!meter_.Charge(n)) {
     return Status::ResourceExhausted(
         "template exceeded its work limit (max_work = " + std::to_string(limits_.max_work) + ")");
   }
@@ -223,7 +224,8 @@ class Interpreter {
         return Flow::kNormal;
       case StmtKind::kOutput: {
         GANNET_ASSIGN_OR_RETURN(const Value v, Eval(*s.expr));
-        const std::string text = ToStr(v);
+        const std::string text = ToStr(v, budget_.meter());
+        GANNET_RETURN_IF_ERROR(Fail(*s.expr, budget_.Work(0)));
         GANNET_RETURN_IF_ERROR(Fail(*s.expr, Emit(text)));
         return Flow::kNormal;
       }
@@ -494,7 +496,7 @@ class Interpreter {
       case ExprKind::kTest: {
         GANNET_ASSIGN_OR_RETURN(const Value v, Eval(*e.args[0]));
         GANNET_ASSIGN_OR_RETURN(CallArgs a, EvalArgs(e, 1));
-        Result<bool> r = ApplyTest(e.name, v, a);
+        Result<bool> r = ApplyTest(e.name, v, a, budget_.meter());
         if (!r.ok()) return Fail(e, r.status());
         return Value::Bool(*r != e.negated);
       }
@@ -533,8 +535,8 @@ class Interpreter {
     if (e.name == "or") return a.Truthy() ? a : Eval(*e.args[1]);
     GANNET_ASSIGN_OR_RETURN(const Value b, Eval(*e.args[1]));
     if (e.name == "~") {
-      std::string s = ToStr(a);
-      const std::string t = ToStr(b);
+      std::string s = ToStr(a, budget_.meter());
+      const std::string t = ToStr(b, budget_.meter());
       GANNET_RETURN_IF_ERROR(Fail(e, budget_.String(s.size() + t.size())));
       return Value::Str(s + t);
     }
@@ -547,6 +549,10 @@ class Interpreter {
 
   Result<Value> Repeat(const Value& seq, int64_t times) {
     const size_t n = times < 0 ? 0 : static_cast<size_t>(times);
+    // Nothing to repeat or no repeats: the empty result, however large the other operand.
+    if (n == 0 || (seq.is_string() ? seq.str().empty() : seq.list().empty())) {
+      return seq.is_string() ? Value::Str("") : Value::MakeList({}, seq.is_tuple());
+    }
     if (seq.is_string()) {
       const size_t len = seq.str().size();
       if (n != 0 && len > budget_.limits().max_string_bytes / n + 1) {
@@ -644,15 +650,17 @@ class Interpreter {
       const std::string& op = e.ops[i];
       bool r = false;
       if (op == "==" || op == "!=") {
-        r = Equals(left, right) == (op == "==");
+        r = Equals(left, right, budget_.meter()) == (op == "==");
+        GANNET_RETURN_IF_ERROR(Fail(e, budget_.Work(0)));
       } else if (op == "in" || op == "notin") {
-        Result<bool> c = Contains(right, left);
+        Result<bool> c = Contains(right, left, budget_.meter());
         if (!c.ok()) return Fail(e, c.status());
         r = *c == (op == "in");
       } else {
         if (left.is_undefined()) return Fail(e, UndefinedError(left));
         if (right.is_undefined()) return Fail(e, UndefinedError(right));
-        Result<bool> lt = op == "<" || op == ">=" ? Less(left, right) : Less(right, left);
+        Result<bool> lt = op == "<" || op == ">=" ? Less(left, right, budget_.meter())
+                                                  : Less(right, left, budget_.meter());
         if (!lt.ok())
           return Fail(e, Status::InvalidArgument("'" + op + "'" + lt.status().message().substr(3)));
         const bool strict = op == "<" || op == ">";

@@ -34,10 +34,14 @@ struct RenderLimits {
 // Accounting shared by the evaluator and the built-in filters of one render.
 class Budget {
  public:
-  explicit Budget(const RenderLimits& limits) : limits_(limits) {}
+  explicit Budget(const RenderLimits& limits)
+      : limits_(limits), meter_(limits.max_work, limits.max_string_bytes) {}
   const RenderLimits& limits() const { return limits_; }
-  // Charges `n` units of work (bytes or elements produced).
+  // Charges `n` units of work (bytes or elements produced); an error once the work limit is
+  // spent, here or by a deep operation on values through meter(). Work(0) checks.
   Status Work(uint64_t n);
+  // The meter of the deep operations (value.h) that counts against the same limit.
+  WorkMeter* meter() { return &meter_; }
   // A string of `bytes` is about to be produced.
   Status String(size_t bytes);
   // A list of `n` elements is about to be produced.
@@ -46,7 +50,7 @@ class Budget {
 
  private:
   RenderLimits limits_;
-  uint64_t work_ = 0;
+  WorkMeter meter_;
   uint64_t iterations_ = 0;
 };
 
@@ -62,7 +66,7 @@ Result<std::string> Render(const Template& tmpl, const Dict& globals, const Rend
 Result<Value> ApplyFilter(Budget& budget, std::string_view name, const Value& value,
                           CallArgs& args);
 // `value is name(args)`.
-Result<bool> ApplyTest(std::string_view name, const Value& value, CallArgs& args);
+Result<bool> ApplyTest(std::string_view name, const Value& value, CallArgs& args, WorkMeter* meter);
 // obj.name as Jinja resolves it (methods of str/dict/list as bound callables, dict keys,
 // namespace attributes); Undefined when absent. REQUIRES: !obj.is_undefined().
 Value GetAttr(Budget& budget, const Value& obj, const std::string& name);
@@ -72,7 +76,9 @@ Value GetItem(Budget& budget, const Value& obj, const Value& key);
 Result<Value> GetSlice(Budget& budget, const Value& obj, const Value* start, const Value* stop,
                        const Value* step);
 // `item in container`.
-Result<bool> Contains(const Value& container, const Value& item);
+Result<bool> Contains(const Value& container, const Value& item, WorkMeter* meter);
+// The error of a render whose work limit a deep operation (WorkMeter) ran out.
+Status WorkExhausted();
 // Elements of an iterable as a for loop sees them (dict: keys, string: characters, undefined:
 // none).
 Result<List> Iterate(const Value& v);

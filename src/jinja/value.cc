@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "base/utf8.h"
 
@@ -275,6 +276,15 @@ void JsonString(const std::string& s, std::string* out) {
 
 Status JsonValue(const Value& v, const JsonOptions& o, int level, std::string* out) {
   if (level > 256) return Status::OutOfRange("tojson: value nested too deeply");
+  if (o.meter != nullptr) {
+    if (!o.meter->Charge(1 + (v.is_string() ? v.str().size() : 0))) {
+      return Status::ResourceExhausted("tojson: the template exceeded its work limit");
+    }
+    if (out->size() > o.meter->max_bytes()) {
+      return Status::ResourceExhausted("tojson: output longer than " +
+                                       std::to_string(o.meter->max_bytes()) + " bytes");
+    }
+  }
   auto newline = [&](int lvl) {
     if (o.indent >= 0) {
       *out += '\n';
@@ -354,9 +364,14 @@ Status JsonValue(const Value& v, const JsonOptions& o, int level, std::string* o
   }
 }
 
-void ReprInto(const Value& v, int level, std::string* out) {
+// Stops early when the meter runs out or the text passes its max_bytes.
+void ReprInto(const Value& v, int level, std::string* out, WorkMeter* meter) {
   if (level > 256) {
     *out += "...";
+    return;
+  }
+  if (meter != nullptr && (!meter->Charge(1 + (v.is_string() ? v.str().size() : 0)) ||
+                           out->size() > meter->max_bytes())) {
     return;
   }
   switch (v.kind()) {
@@ -369,7 +384,7 @@ void ReprInto(const Value& v, int level, std::string* out) {
       for (const Value& e : v.list()) {
         if (!first) *out += ", ";
         first = false;
-        ReprInto(e, level + 1, out);
+        ReprInto(e, level + 1, out, meter);
       }
       if (v.is_tuple() && v.list().size() == 1) *out += ',';
       *out += v.is_tuple() ? ')' : ']';
@@ -383,7 +398,7 @@ void ReprInto(const Value& v, int level, std::string* out) {
         first = false;
         *out += StrRepr(k);
         *out += ": ";
-        ReprInto(e, level + 1, out);
+        ReprInto(e, level + 1, out, meter);
       }
       *out += '}';
       return;
@@ -397,7 +412,7 @@ void ReprInto(const Value& v, int level, std::string* out) {
 
 }  // namespace
 
-std::string ToStr(const Value& v) {
+std::string ToStr(const Value& v, WorkMeter* meter) {
   switch (v.kind()) {
     case Value::Kind::kUndefined:
       return "";
@@ -417,15 +432,15 @@ std::string ToStr(const Value& v) {
       return "<function " + v.callable().name + ">";
     default: {
       std::string out;
-      ReprInto(v, 0, &out);
+      ReprInto(v, 0, &out, meter);
       return out;
     }
   }
 }
 
-std::string Repr(const Value& v) {
+std::string Repr(const Value& v, WorkMeter* meter) {
   std::string out;
-  ReprInto(v, 0, &out);
+  ReprInto(v, 0, &out, meter);
   return out;
 }
 
@@ -435,7 +450,12 @@ Result<std::string> ToJson(const Value& v, const JsonOptions& options) {
   return out;
 }
 
-bool Equals(const Value& a, const Value& b) {
+bool Equals(const Value& a, const Value& b, WorkMeter* meter) {
+  if (meter != nullptr &&
+      !meter->Charge(
+          1 + (a.is_string() && b.is_string() ? std::min(a.str().size(), b.str().size()) : 0))) {
+    return false;
+  }
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.AsDouble() == b.AsDouble();
     return a.int_value() == b.int_value();
@@ -450,7 +470,7 @@ bool Equals(const Value& a, const Value& b) {
     case Value::Kind::kList: {
       if (a.is_tuple() != b.is_tuple() || a.list().size() != b.list().size()) return false;
       for (size_t i = 0; i < a.list().size(); ++i) {
-        if (!Equals(a.list()[i], b.list()[i])) return false;
+        if (!Equals(a.list()[i], b.list()[i], meter)) return false;
       }
       return true;
     }
@@ -458,7 +478,7 @@ bool Equals(const Value& a, const Value& b) {
       if (a.dict().items.size() != b.dict().items.size()) return false;
       for (const auto& [k, v] : a.dict().items) {
         const Value* other = b.dict().Find(k);
-        if (other == nullptr || !Equals(v, *other)) return false;
+        if (other == nullptr || !Equals(v, *other, meter)) return false;
       }
       return true;
     }
@@ -471,7 +491,12 @@ bool Equals(const Value& a, const Value& b) {
   }
 }
 
-Result<bool> Less(const Value& a, const Value& b) {
+Result<bool> Less(const Value& a, const Value& b, WorkMeter* meter) {
+  if (meter != nullptr &&
+      !meter->Charge(
+          1 + (a.is_string() && b.is_string() ? std::min(a.str().size(), b.str().size()) : 0))) {
+    return Status::ResourceExhausted("the template exceeded its work limit");
+  }
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.AsDouble() < b.AsDouble();
     return a.int_value() < b.int_value();
@@ -481,13 +506,34 @@ Result<bool> Less(const Value& a, const Value& b) {
     const List& x = a.list();
     const List& y = b.list();
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-      if (Equals(x[i], y[i])) continue;
-      return Less(x[i], y[i]);
+      if (Equals(x[i], y[i], meter)) continue;
+      if (meter != nullptr && meter->exhausted()) {
+        return Status::ResourceExhausted("the template exceeded its work limit");
+      }
+      return Less(x[i], y[i], meter);
     }
     return x.size() < y.size();
   }
   return Status::InvalidArgument("'<' not supported between instances of '" + a.TypeName() +
                                  "' and '" + b.TypeName() + "'");
+}
+
+size_t FindText(std::string_view hay, std::string_view needle, size_t from) {
+  if (from > hay.size()) return std::string_view::npos;
+  if (needle.empty()) return from;
+  // glibc's memmem is the two-way algorithm: linear time, constant space.
+  const void* p = memmem(hay.data() + from, hay.size() - from, needle.data(), needle.size());
+  return p == nullptr ? std::string_view::npos
+                      : static_cast<size_t>(static_cast<const char*>(p) - hay.data());
+}
+
+size_t RFindText(std::string_view hay, std::string_view needle) {
+  if (needle.size() > hay.size()) return std::string_view::npos;
+  if (needle.empty()) return hay.size();
+  // The last occurrence is the first one in the reversed strings.
+  const std::string rh(hay.rbegin(), hay.rend()), rn(needle.rbegin(), needle.rend());
+  const size_t p = FindText(rh, rn);
+  return p == std::string_view::npos ? p : hay.size() - p - needle.size();
 }
 
 }  // namespace gannet::jinja

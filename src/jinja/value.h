@@ -129,26 +129,62 @@ struct CallArgs {
   const Value* Get(size_t pos, std::string_view name) const;
 };
 
+// Meters the deep operations on values: ToStr / Repr / ToJson of containers, Equals and Less.
+// Values share structure (a list of a million references to one 4 MB string costs a template
+// little), so their cost is not bounded by their memory. Each element visited and each byte
+// produced or compared is one unit; once `units` are spent the operation stops early (its result
+// is then meaningless) and exhausted() is set. A produced text also stops growing past
+// `max_bytes` (the caller sees it is too long). jinja::Budget owns one per render and fails the
+// render when it is exhausted. A null meter means unmetered (trusted, small values).
+class WorkMeter {
+ public:
+  WorkMeter(uint64_t units, size_t max_bytes) : left_(units), max_bytes_(max_bytes) {}
+  // Spends n units; false (and exhausted from then on) when fewer were left.
+  bool Charge(uint64_t n) {
+    if (exhausted_ || n > left_) {
+      exhausted_ = true;
+      left_ = 0;
+      return false;
+    }
+    left_ -= n;
+    return true;
+  }
+  bool exhausted() const { return exhausted_; }
+  size_t max_bytes() const { return max_bytes_; }
+
+ private:
+  uint64_t left_;
+  size_t max_bytes_;
+  bool exhausted_ = false;
+};
+
 // str(v) as Python prints it inside a template ({{ v }}): None -> "None", True -> "True",
 // 1.0 -> "1.0", lists and dicts as their repr; undefined -> "".
-std::string ToStr(const Value& v);
+std::string ToStr(const Value& v, WorkMeter* meter = nullptr);
 // repr(v): strings quoted the way Python picks quotes.
-std::string Repr(const Value& v);
+std::string Repr(const Value& v, WorkMeter* meter = nullptr);
 // Python's repr of a float ("1.0", "1e+20", "0.0001", "inf").
 std::string FloatRepr(double d);
 
 struct JsonOptions {
   int indent = -1;  // < 0: one line with ", " and ": " separators
   bool sort_keys = false;
+  WorkMeter* meter = nullptr;  // charged per element and byte; exhausted: an error
 };
 // json.dumps(v, ensure_ascii=False, ...) as Hugging Face's tojson filter calls it. Undefined,
 // namespaces and callables are not serialisable (an error).
 Result<std::string> ToJson(const Value& v, const JsonOptions& options);
 
 // Python ==: deep for lists and dicts, 1 == 1.0 == True.
-bool Equals(const Value& a, const Value& b);
+bool Equals(const Value& a, const Value& b, WorkMeter* meter = nullptr);
 // Python <: numbers with numbers, strings with strings, lists element-wise; otherwise an error.
-Result<bool> Less(const Value& a, const Value& b);
+Result<bool> Less(const Value& a, const Value& b, WorkMeter* meter = nullptr);
+
+// The first (last) occurrence of `needle` in `hay` at or after `from` (ending at or before
+// hay.size()); npos if none. Linear in hay.size() + needle.size() (two-way search), unlike
+// std::string::find, whose worst case is their product.
+size_t FindText(std::string_view hay, std::string_view needle, size_t from = 0);
+size_t RFindText(std::string_view hay, std::string_view needle);
 
 // UTF-8 <-> code points (invalid bytes decode to U+FFFD one byte at a time).
 std::u32string DecodeUtf8(std::string_view s);

@@ -211,6 +211,42 @@ TEST(Jinja, ErrorsNameLineAndColumn) {
   EXPECT_NE(inc.message().find("cannot load other templates"), std::string::npos) << inc.message();
 }
 
+// Work a render can be made to do without producing much: empty operands repeated, one big string
+// shared by 200k list entries (a list of references costs the template little), and
+// quadratic substring searches. Each is either answered cheaply or stopped by a limit.
+TEST(Jinja, CheapValuesCannotBuyUnboundedWork) {
+  const auto exhausted = [](std::string_view src) {
+    const Status s = Err(src);
+    return s.code() == StatusCode::kResourceExhausted ? "exhausted"
+                                                      : "not exhausted: " + s.ToString();
+  };
+  // Zero-length operands: nothing to build, whatever the count.
+  EXPECT_EQ(R("{{ ('' * 10**18) | length }}|{{ ([] * 10**18) | length }}|{{ 10**18 * '' }}"),
+            "0|0|");
+  const std::string big = "{% set s = 'a' * 4000000 %}{% set l = [s] * 200000 %}";
+  // Filters that do not need the value's text do not build it.
+  EXPECT_EQ(R(big + "{{ l | length }} {{ l | first | length }} {{ l | last == s }}"),
+            "200000 4000000 True");
+  EXPECT_EQ(exhausted(big + "{{ l }}"), "exhausted");
+  EXPECT_EQ(exhausted(big + "{{ l ~ '' }}"), "exhausted");
+  EXPECT_EQ(exhausted(big + "{{ l | string }}"), "exhausted");
+  EXPECT_EQ(exhausted(big + "{{ l | upper }}"), "exhausted");
+  EXPECT_EQ(exhausted(big + "{{ l | tojson }}"), "exhausted");
+  EXPECT_EQ(exhausted(big + "{{ l | join }}"), "exhausted");
+  EXPECT_EQ(exhausted(big + "{{ l == l }}"), "exhausted");
+  EXPECT_EQ(exhausted(big + "{{ l is eq(l) }}"), "exhausted");
+  EXPECT_EQ(exhausted(big + "{% set t = 'a' * 3999999 ~ 'b' %}{{ t in l }}"), "exhausted");
+  EXPECT_EQ(exhausted(big + "{% set t = 'a' * 3999999 ~ 'b' %}{{ l.count(t) }}"), "exhausted");
+  EXPECT_EQ(exhausted(big + "{{ l | unique | length }}"), "exhausted");
+  EXPECT_EQ(exhausted(big + "{{ l | sort | length }}"), "exhausted");
+  EXPECT_EQ(exhausted(big + "{{ [l, l] | sort | length }}"), "exhausted");
+  // Substring search is linear: a needle of 2 MB that almost matches everywhere in 4 MB.
+  const std::string hay = "{% set h = 'a' * 4000000 %}{% set n = 'a' * 2000000 ~ 'b' %}";
+  EXPECT_EQ(R(hay + "{{ n in h }} {{ h.find(n) }} {{ h.rfind(n) }} {{ h.count(n) }} "
+                    "{{ h.replace(n, 'x') | length }} {{ h.split(n) | length }}"),
+            "False -1 -1 0 4000000 1");
+}
+
 TEST(Jinja, Limits) {
   jinja::RenderLimits small;
   small.max_string_bytes = 1000;
