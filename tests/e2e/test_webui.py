@@ -1,0 +1,283 @@
+"""The web chat page that `gannet serve` serves at / (src/server/webui/), driven in headless
+Chromium through selenium on the default model: the page's headers, an answer that streams (its
+text grows while it arrives), the stop button, the conversation after a reload, regenerate and
+edit, the narrow-screen layout, model output that tries to inject HTML, and the API-key prompt.
+
+Screenshots go to $GANNET_SCREENSHOT_DIR (default: a pytest temporary directory); their paths
+are printed."""
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from test_server import MODEL, MODEL_ID, Server
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+if not CHROMIUM or not CHROMEDRIVER:
+    pytest.skip("chromium and chromedriver are not installed (scripts/install_deps.sh --dev installs "
+                "Debian's chromium and chromium-driver)", allow_module_level=True)
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed "
+                                "(tools/requirements.txt)")
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+
+STATS = re.compile(r"\d+ tokens · [\d.]+ tok/s · context \d+ / 1024")
+
+
+def wait_until(predicate, timeout=30.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def server(gannet_bin):
+    if not MODEL.is_file():
+        pytest.fail(f"default model missing: {MODEL}")
+    s = Server(gannet_bin)
+    yield s
+    s.stop()
+    assert s.proc.returncode == 0, s.stderr_lines[-20:]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1200,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    path = os.environ.get("GANNET_SCREENSHOT_DIR")
+    directory = Path(path) if path else tmp_path_factory.mktemp("webui-screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def screenshot(driver, shots, name, capsys):
+    path = shots / f"{name}.png"
+    assert driver.save_screenshot(str(path)), path
+    with capsys.disabled():
+        print(f"\nscreenshot: {path}")
+
+
+def open_page(driver, url):
+    driver.get(url + "/")
+    wait_until(lambda: "context 1024" in driver.find_element(By.ID, "model-info").text, 30,
+               "the page to read /props")
+
+
+def by_id(driver, element_id):
+    return driver.find_element(By.ID, element_id)
+
+
+def set_max_tokens(driver, n):
+    by_id(driver, "toggle-settings").click()
+    box = by_id(driver, "max-tokens")
+    box.clear()
+    box.send_keys(str(n) if n else "", Keys.TAB)
+    by_id(driver, "close-settings").click()
+
+
+def answers(driver):
+    return driver.find_elements(By.CSS_SELECTOR, ".message.assistant .content")
+
+
+def generating(driver):
+    return by_id(driver, "stop").is_enabled()
+
+
+def send(driver, text):
+    box = by_id(driver, "prompt")
+    box.send_keys(text)
+    box.send_keys(Keys.ENTER)  # Enter sends
+    wait_until(lambda: generating(driver) or driver.find_elements(By.CSS_SELECTOR, ".stats"), 10,
+               "the request to start")
+
+
+def watch_stream(driver, timeout=60):
+    """The last answer's text length, sampled while it streams, until generation ends."""
+    lengths = []
+    deadline = time.time() + timeout
+    while generating(driver) and time.time() < deadline:
+        found = answers(driver)
+        if found:
+            lengths.append(len(found[-1].text))
+        time.sleep(0.03)
+    assert not generating(driver), "the answer did not finish"
+    return lengths
+
+
+def test_page_headers(server):
+    page = httpx.get(server.url + "/", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "default-src 'none'" in csp and "unsafe" not in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    for asset in re.findall(r'(?:src|href)="(/webui/[^"]+)"', page.text):
+        r = httpx.get(server.url + asset, timeout=10)
+        assert r.status_code == 200, asset
+        assert r.headers["content-type"].split(";")[0] in (
+            "text/javascript", "text/css", "image/svg+xml"), asset
+    head = httpx.head(server.url + "/webui/app.js", timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) > 1000
+    again = httpx.get(server.url + "/webui/app.js", headers={"If-None-Match": head.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    assert httpx.post(server.url + "/", timeout=10).status_code == 405
+    assert httpx.get(server.url + "/webui/missing.js", timeout=10).status_code == 404
+
+
+def test_stream_stop_reload_regenerate_edit(server, browser, shots, capsys):
+    open_page(browser, server.url)
+    set_max_tokens(browser, 48)
+    send(browser, "Tell me about the sea in three sentences.")
+    lengths = [n for n in watch_stream(browser) if n > 0]
+    assert len(set(lengths)) >= 3 and lengths[-1] > lengths[0], f"no streaming seen: {lengths}"
+    first_answer = answers(browser)[-1].text
+    assert first_answer
+    stats = browser.find_elements(By.CSS_SELECTOR, ".message.assistant .stats")[-1].text
+    assert STATS.search(stats), stats
+    screenshot(browser, shots, "answer", capsys)
+
+    # A long answer (no token limit) stopped with the stop button: the text stops growing.
+    set_max_tokens(browser, None)
+    send(browser, "Count from 1 to 500, one number per line.")
+    wait_until(lambda: len(answers(browser)[-1].text) > 20, 30, "the long answer to start")
+    by_id(browser, "stop").click()
+    wait_until(lambda: not generating(browser), 5, "the stop button to end the generation")
+    stopped = answers(browser)[-1].text
+    time.sleep(1.0)
+    assert answers(browser)[-1].text == stopped
+    assert "stopped" in browser.find_elements(By.CSS_SELECTOR, ".message.assistant")[-1].text
+    screenshot(browser, shots, "stopped", capsys)
+
+    # Reload: the conversation is still there, whole.
+    browser.refresh()
+    open_page(browser, server.url)
+    titles = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#conversation-list .conversation")]
+    assert titles == ["Tell me about the sea in three sentences."]
+    kept = [a.text for a in answers(browser)]
+    assert kept == [first_answer, stopped]
+    users = browser.find_elements(By.CSS_SELECTOR, ".message.user .content")
+    assert [u.text for u in users] == ["Tell me about the sea in three sentences.",
+                                       "Count from 1 to 500, one number per line."]
+
+    # Regenerate the stopped answer; Escape stops it from the keyboard.
+    browser.find_element(By.XPATH, "//button[text()='Regenerate']").click()
+    wait_until(lambda: generating(browser) and len(answers(browser)[-1].text) > 5, 30,
+               "the regenerated answer to start")
+    by_id(browser, "prompt").send_keys(Keys.ESCAPE)
+    wait_until(lambda: not generating(browser), 5, "Escape to stop the generation")
+    assert len(answers(browser)) == 2
+
+    # Edit the first message: the conversation is cut there and answered again.
+    set_max_tokens(browser, 16)
+    browser.find_elements(By.XPATH, "//button[text()='Edit']")[0].click()
+    editor = browser.switch_to.active_element
+    assert editor.get_attribute("aria-label") == "Edit message"
+    editor.send_keys(Keys.CONTROL, "a")
+    editor.send_keys("Name one colour.", Keys.ENTER)
+    wait_until(lambda: not generating(browser) and len(answers(browser)) == 1, 60,
+               "the edited conversation's answer")
+    users = browser.find_elements(By.CSS_SELECTOR, ".message.user .content")
+    assert [u.text for u in users] == ["Name one colour."]
+    assert answers(browser)[0].text
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+def test_narrow_screen(server, browser, shots, capsys):
+    browser.set_window_size(390, 844)
+    try:
+        open_page(browser, server.url)
+        toggle = by_id(browser, "toggle-sidebar")
+        assert toggle.is_displayed()
+        assert not by_id(browser, "sidebar").is_displayed()
+        assert by_id(browser, "prompt").is_displayed() and by_id(browser, "send").is_displayed()
+        screenshot(browser, shots, "narrow", capsys)
+        toggle.click()
+        assert by_id(browser, "sidebar").is_displayed()
+        assert browser.switch_to.active_element == by_id(browser, "new-chat")
+        screenshot(browser, shots, "narrow-conversations", capsys)
+        browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+        assert not by_id(browser, "sidebar").is_displayed()
+        assert browser.switch_to.active_element == toggle
+    finally:
+        browser.set_window_size(1200, 900)
+
+
+XSS = ('<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>\n\n'
+       '**bold <b>tag</b>** [click](javascript:window.__xss=3) [ok](https://example.org/a_b)\n\n'
+       '```html\n<script>window.__xss=4</script>\n```\n'
+       '- item `<i>code</i>`\n- [x](data:text/html,<script>alert(1)</script>)')
+
+
+def test_model_output_cannot_inject_html(server, browser, shots, capsys):
+    open_page(browser, server.url)
+    conversation = {"id": "xss", "title": "<img src=x onerror=alert(1)>", "updated": 1,
+                    "messages": [{"role": "user", "content": "<b>hi</b>"},
+                                 {"role": "assistant", "content": XSS}]}
+    browser.execute_script(
+        "localStorage.setItem('gannet.conversations', arguments[0]);"
+        "localStorage.setItem('gannet.current', 'xss');", json.dumps([conversation]))
+    browser.refresh()
+    open_page(browser, server.url)
+    log = by_id(browser, "messages")
+    answer = answers(browser)[-1]
+    assert log.find_elements(By.CSS_SELECTOR, "img, script, b, i, iframe") == []
+    assert browser.execute_script("return window.__xss") is None
+    assert "<img src=x onerror=\"window.__xss=1\"><script>window.__xss=2</script>" in answer.text
+    assert answer.find_element(By.TAG_NAME, "strong").text == "bold <b>tag</b>"
+    links = answer.find_elements(By.TAG_NAME, "a")
+    assert [a.get_attribute("href") for a in links] == ["https://example.org/a_b"]
+    assert "[click](javascript:window.__xss=3)" in answer.text
+    assert "<script>window.__xss=4</script>" in answer.find_element(By.TAG_NAME, "pre").text
+    assert answer.find_element(By.CSS_SELECTOR, "li code").text == "<i>code</i>"
+    assert browser.find_element(By.CSS_SELECTOR, ".message.user .content").text == "<b>hi</b>"
+    assert "<img" in browser.find_element(By.CSS_SELECTOR, "#conversation-list .conversation").text
+    screenshot(browser, shots, "markdown-escaped", capsys)
+
+
+@pytest.fixture(scope="module")
+def keyed_server(gannet_bin):
+    s = Server(gannet_bin, "--api-key", "s3cret")
+    yield s
+    s.stop()
+
+
+def test_api_key_prompt(keyed_server, browser, shots, capsys):
+    assert httpx.get(keyed_server.url + "/", timeout=10).status_code == 200  # the page needs no key
+    assert httpx.get(keyed_server.url + "/props", timeout=10).status_code == 401
+    browser.get(keyed_server.url + "/")
+    dialog = by_id(browser, "key-dialog")
+    wait_until(lambda: dialog.get_attribute("open") is not None, 10, "the key prompt")
+    screenshot(browser, shots, "api-key", capsys)
+    by_id(browser, "key-input").send_keys("wrong", Keys.ENTER)
+    wait_until(lambda: "refused" in by_id(browser, "key-reason").text, 10, "the refusal")
+    by_id(browser, "key-input").send_keys("s3cret", Keys.ENTER)
+    wait_until(lambda: MODEL_ID in by_id(browser, "model-info").text, 10, "/props with the key")
+    assert browser.execute_script("return localStorage.getItem('gannet.apiKey')") == "s3cret"
+    set_max_tokens(browser, 8)
+    send(browser, "Hi")
+    watch_stream(browser)
+    assert answers(browser)[-1].text
