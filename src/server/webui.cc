@@ -70,16 +70,16 @@ http::HeaderList SecurityHeaders() {
 }
 
 HttpResponse JsonError(int status, std::string message) {
-  return HttpResponse{
-      .status = status,
-      .headers = {{"Content-Type", "application/json"}},
-      .body = ApiErrorJson({.http_status = status, .message = std::move(message)})};
+  return HttpResponse{.status = status,
+                      .headers = {{"Content-Type", "application/json"}},
+                      .body = ApiErrorJson({.http_status = status, .message = std::move(message)})};
 }
 
 }  // namespace
 
 bool IsWebUiPath(std::string_view path) {
-  return path == "/" || path == "/index.html" || path.substr(0, kAssetPrefix.size()) == kAssetPrefix;
+  return path == "/" || path == "/index.html" ||
+         path.substr(0, kAssetPrefix.size()) == kAssetPrefix;
 }
 
 std::optional<HttpResponse> WebUiResponse(const HttpRequest& request) {
@@ -91,9 +91,9 @@ std::optional<HttpResponse> WebUiResponse(const HttpRequest& request) {
     resp.headers.emplace_back("Allow", "GET, HEAD");
     return resp;
   }
-  const std::string_view name =
-      path.substr(0, kAssetPrefix.size()) == kAssetPrefix ? path.substr(kAssetPrefix.size())
-                                                          : std::string_view("index.html");
+  const std::string_view name = path.substr(0, kAssetPrefix.size()) == kAssetPrefix
+                                    ? path.substr(kAssetPrefix.size())
+                                    : std::string_view("index.html");
   const internal::EmbeddedFile* file = FindFile(name);
   if (file == nullptr) return JsonError(404, "The web page has no file " + request.path + ".");
   const std::string etag = std::string("\"") + file->hash + "\"";
