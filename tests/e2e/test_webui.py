@@ -89,16 +89,32 @@ def by_id(driver, element_id):
     return driver.find_element(By.ID, element_id)
 
 
-def set_max_tokens(driver, n):
+def set_setting(driver, field, value):
     by_id(driver, "toggle-settings").click()
-    box = by_id(driver, "max-tokens")
+    box = by_id(driver, field)
     box.clear()
-    box.send_keys(str(n) if n else "", Keys.TAB)
+    box.send_keys("" if value is None else str(value), Keys.TAB)
     by_id(driver, "close-settings").click()
+
+
+def set_max_tokens(driver, n):
+    set_setting(driver, "max-tokens", n)
 
 
 def answers(driver):
     return driver.find_elements(By.CSS_SELECTOR, ".message.assistant .content")
+
+
+def answer_texts(driver):
+    """Every answer's text, read in one step (the page re-renders answers while they stream)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('.message.assistant .content')]"
+        ".map((a) => a.innerText);")
+
+
+def last_answer(driver):
+    texts = answer_texts(driver)
+    return texts[-1] if texts else ""
 
 
 def generating(driver):
@@ -106,11 +122,12 @@ def generating(driver):
 
 
 def send(driver, text):
+    users = len(driver.find_elements(By.CSS_SELECTOR, ".message.user"))
     box = by_id(driver, "prompt")
     box.send_keys(text)
     box.send_keys(Keys.ENTER)  # Enter sends
-    wait_until(lambda: generating(driver) or driver.find_elements(By.CSS_SELECTOR, ".stats"), 10,
-               "the request to start")
+    wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".message.user")) > users, 10,
+               "the message to be sent")
 
 
 def watch_stream(driver, timeout=60):
@@ -118,9 +135,7 @@ def watch_stream(driver, timeout=60):
     lengths = []
     deadline = time.time() + timeout
     while generating(driver) and time.time() < deadline:
-        found = answers(driver)
-        if found:
-            lengths.append(len(found[-1].text))
+        lengths.append(len(last_answer(driver)))
         time.sleep(0.03)
     assert not generating(driver), "the answer did not finish"
     return lengths
@@ -149,11 +164,12 @@ def test_page_headers(server):
 
 def test_stream_stop_reload_regenerate_edit(server, browser, shots, capsys):
     open_page(browser, server.url)
+    set_setting(browser, "temperature", 0)  # greedy: the same answers on every run
     set_max_tokens(browser, 48)
     send(browser, "Tell me about the sea in three sentences.")
     lengths = [n for n in watch_stream(browser) if n > 0]
     assert len(set(lengths)) >= 3 and lengths[-1] > lengths[0], f"no streaming seen: {lengths}"
-    first_answer = answers(browser)[-1].text
+    first_answer = last_answer(browser)
     assert first_answer
     stats = browser.find_elements(By.CSS_SELECTOR, ".message.assistant .stats")[-1].text
     assert STATS.search(stats), stats
@@ -162,12 +178,12 @@ def test_stream_stop_reload_regenerate_edit(server, browser, shots, capsys):
     # A long answer (no token limit) stopped with the stop button: the text stops growing.
     set_max_tokens(browser, None)
     send(browser, "Count from 1 to 500, one number per line.")
-    wait_until(lambda: len(answers(browser)[-1].text) > 20, 30, "the long answer to start")
+    wait_until(lambda: len(last_answer(browser)) > 20, 30, "the long answer to start")
     by_id(browser, "stop").click()
     wait_until(lambda: not generating(browser), 5, "the stop button to end the generation")
-    stopped = answers(browser)[-1].text
+    stopped = last_answer(browser)
     time.sleep(1.0)
-    assert answers(browser)[-1].text == stopped
+    assert last_answer(browser) == stopped
     assert "stopped" in browser.find_elements(By.CSS_SELECTOR, ".message.assistant")[-1].text
     screenshot(browser, shots, "stopped", capsys)
 
@@ -176,7 +192,7 @@ def test_stream_stop_reload_regenerate_edit(server, browser, shots, capsys):
     open_page(browser, server.url)
     titles = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#conversation-list .conversation")]
     assert titles == ["Tell me about the sea in three sentences."]
-    kept = [a.text for a in answers(browser)]
+    kept = answer_texts(browser)
     assert kept == [first_answer, stopped]
     users = browser.find_elements(By.CSS_SELECTOR, ".message.user .content")
     assert [u.text for u in users] == ["Tell me about the sea in three sentences.",
@@ -184,7 +200,7 @@ def test_stream_stop_reload_regenerate_edit(server, browser, shots, capsys):
 
     # Regenerate the stopped answer; Escape stops it from the keyboard.
     browser.find_element(By.XPATH, "//button[text()='Regenerate']").click()
-    wait_until(lambda: generating(browser) and len(answers(browser)[-1].text) > 5, 30,
+    wait_until(lambda: generating(browser) and len(last_answer(browser)) > 5, 30,
                "the regenerated answer to start")
     by_id(browser, "prompt").send_keys(Keys.ESCAPE)
     wait_until(lambda: not generating(browser), 5, "Escape to stop the generation")
@@ -280,4 +296,52 @@ def test_api_key_prompt(keyed_server, browser, shots, capsys):
     set_max_tokens(browser, 8)
     send(browser, "Hi")
     watch_stream(browser)
-    assert answers(browser)[-1].text
+    assert last_answer(browser)
+
+
+# The page's markdown renderer (webui/markdown.js) on each construct it knows, as the browser runs it.
+MARKDOWN = [
+    ("**a** and *b* and `c` ~~d~~", "<p><strong>a</strong> and <em>b</em> and <code>c</code> <del>d</del></p>"),
+    ("snake_case_name and 2 * 3 * 4", "<p>snake_case_name and 2 * 3 * 4</p>"),
+    ("a\nb\n\nc", "<p>a<br>b</p><p>c</p>"),
+    ("# Title\ntext", "<h1>Title</h1><p>text</p>"),
+    ("- a\n- b\n  - c\n\n3. three\n4. four",
+     '<ul><li>a</li><li>b<ul><li>c</li></ul></li></ul><ol start="3"><li>three</li><li>four</li></ol>'),
+    ("```js\nlet a = 1 < 2;\n```\nafter",
+     '<div class="code-block"><span class="code-lang">js</span><pre><code>let a = 1 &lt; 2;'
+     '</code></pre></div><p>after</p>'),
+    ("```\nstill streaming", "<div class=\"code-block\"><pre><code>still streaming</code></pre></div>"),
+    ("> quoted *text*", "<blockquote><p>quoted <em>text</em></p></blockquote>"),
+    ("---", "<hr>"),
+    ("see https://x.org/a_b.", '<p>see <a href="https://x.org/a_b" rel="noopener noreferrer nofollow" '
+     'target="_blank">https://x.org/a_b</a>.</p>'),
+    ('[x](https://a.org/?q="1"&r=2)', '<p><a href="https://a.org/?q=&quot;1&quot;&amp;r=2" '
+     'rel="noopener noreferrer nofollow" target="_blank">x</a></p>'),
+    ("[x](javascript:alert(1)) [y](//evil.org) [z](data:text/html,hi)",
+     "<p>[x](javascript:alert(1)) [y](//evil.org) [z](data:text/html,hi)</p>"),
+    ("`<b>` \u0001 0\u0002", "<p><code>&lt;b&gt;</code>  0</p>"),
+    ('<a href="x" onclick=\'y\'>&amp;', "<p>&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;amp;</p>"),
+]
+
+
+def test_markdown_renderer(server, browser):
+    open_page(browser, server.url)
+    rendered = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "import('/webui/markdown.js').then((m) => done(arguments[0].map(m.renderMarkdown)),"
+        " (e) => done(String(e)));", [source for source, _ in MARKDOWN])
+    assert isinstance(rendered, list), rendered
+    for (source, expected), got in zip(MARKDOWN, rendered):
+        assert got == expected, source
+
+
+def test_server_error_shown(server, browser):
+    open_page(browser, server.url)
+    by_id(browser, "new-chat").click()
+    set_max_tokens(browser, 5000)  # more than the 1024-token context: the server answers 400
+    send(browser, "Hello")
+    error = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".message.error .content"), 10,
+                       "the error in the conversation")
+    assert error[0].text.startswith("400: ") and "1024" in error[0].text, error[0].text
+    assert not generating(browser)
+    assert answers(browser) == []

@@ -117,9 +117,12 @@ function list(lines, i) {
   }
   const start = ordered ? parseInt(first[2], 10) : 1;
   const open = ordered ? (start !== 1 ? `<ol start="${start}">` : '<ol>') : '<ul>';
+  // An item's first lines (up to a blank line or a block) are its text; the rest are blocks.
   const body = items.map((item) => {
-    const nested = item.slice(1).some((l) => isBlockStart(l) || l === '');
-    return `<li>${nested ? renderBlocks(item) : renderInline(item.join('\n')).replace(/\n/g, '<br>')}</li>`;
+    let k = 1;
+    while (k < item.length && item[k] !== '' && !isBlockStart(item[k])) k++;
+    const text = renderInline(item.slice(0, k).join('\n')).replace(/\n/g, '<br>');
+    return `<li>${text}${renderBlocks(item.slice(k))}</li>`;
   });
   return [`${open}${body.join('')}${ordered ? '</ol>' : '</ul>'}`, j];
 }
