@@ -217,6 +217,8 @@ def test_stream_stop_reload_regenerate_edit(server, browser, shots, capsys):
                "the edited conversation's answer")
     users = browser.find_elements(By.CSS_SELECTOR, ".message.user .content")
     assert [u.text for u in users] == ["Name one colour."]
+    assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#conversation-list .conversation")] \
+        == ["Name one colour."]
     assert answers(browser)[0].text
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors

@@ -287,6 +287,10 @@ function stop() {
   if (state.busy) state.busy.controller.abort();
 }
 
+function titleOf(text) {
+  return text.trim().replace(/\s+/g, ' ').slice(0, 48);
+}
+
 function send(text) {
   if (state.busy || !text.trim()) return;
   let conv = current();
@@ -295,7 +299,7 @@ function send(text) {
     state.conversations.push(conv);
     state.currentId = conv.id;
   }
-  if (!conv.title) conv.title = text.trim().replace(/\s+/g, ' ').slice(0, 48);
+  if (!conv.title) conv.title = titleOf(text);
   conv.messages.push({role: 'user', content: text});
   ui.prompt.value = '';
   save();
@@ -318,6 +322,7 @@ function finishEdit(index, text) {
   if (!conv || state.busy || !text.trim()) return render();
   conv.messages[index].content = text;
   conv.messages.length = index + 1;
+  if (conv.messages.findIndex((m) => m.role === 'user') === index) conv.title = titleOf(text);
   save();
   generate(conv);
 }
@@ -427,6 +432,8 @@ function render() {
   ui.send.disabled = !!state.busy;
   ui.stop.disabled = !state.busy;
   ui.app.classList.toggle('busy', !!state.busy);
+  // Screen readers announce the answer once it is whole, not at every streamed token.
+  ui.messages.setAttribute('aria-busy', String(!!state.busy));
   document.title = conv && conv.title ? `${conv.title} · gannet` : 'gannet';
 }
 
