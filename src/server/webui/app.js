@@ -15,6 +15,7 @@ const KEYS = {
 };
 const DEFAULT_SETTINGS = {system: '', temperature: 0.8, top_p: 0.95, max_tokens: null};
 const SAVE_EVERY_MS = 1000;  // while an answer streams
+const PROPS_RETRY_MS = 2000;  // while the server loads its model
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -175,6 +176,7 @@ async function loadProps() {
     const resp = await apiFetch('/props');
     if (!resp.ok) {
       ui.modelInfo.textContent = await errorMessage(resp);
+      if (resp.status === 503) setTimeout(loadProps, PROPS_RETRY_MS);  // the model is loading
       return;
     }
     const props = await resp.json();
