@@ -270,6 +270,9 @@ def test_model_output_cannot_inject_html(server, browser, shots, capsys):
     assert [a.get_attribute("href") for a in links] == ["https://example.org/a_b"]
     assert "[click](javascript:window.__xss=3)" in answer.text
     assert "<script>window.__xss=4</script>" in answer.find_element(By.TAG_NAME, "pre").text
+    copy = answer.find_element(By.CSS_SELECTOR, ".code-block button.copy")
+    copy.click()
+    wait_until(lambda: copy.text in ("Copied", "Selected"), 5, "the code to be copied")
     assert answer.find_element(By.CSS_SELECTOR, "li code").text == "<i>code</i>"
     assert browser.find_element(By.CSS_SELECTOR, ".message.user .content").text == "<b>hi</b>"
     assert "<img" in browser.find_element(By.CSS_SELECTOR, "#conversation-list .conversation").text

@@ -375,6 +375,30 @@ function editor(index, msg) {
                el('button', {type: 'button', text: 'Cancel', onclick: cancel})));
 }
 
+// A Copy button on each code block of a finished answer; where the clipboard is out of reach
+// (a page not served over https or from localhost) the code is selected instead.
+function addCopyButtons(content) {
+  for (const block of content.querySelectorAll('.code-block')) {
+    const code = block.querySelector('pre');
+    const button = el('button', {type: 'button', className: 'copy', text: 'Copy',
+                                 'aria-label': 'Copy this code'});
+    button.addEventListener('click', async () => {
+      try {
+        await navigator.clipboard.writeText(code.innerText);
+        button.textContent = 'Copied';
+      } catch {
+        const range = document.createRange();
+        range.selectNodeContents(code);
+        getSelection().removeAllRanges();
+        getSelection().addRange(range);
+        button.textContent = 'Selected';
+      }
+      setTimeout(() => { button.textContent = 'Copy'; }, 1500);
+    });
+    block.prepend(button);
+  }
+}
+
 function messageView(msg, index, conv) {
   const names = {user: 'You', assistant: 'Assistant', error: 'Error'};
   const view = el('article', {className: `message ${msg.role}`, 'aria-label': names[msg.role]});
@@ -392,6 +416,7 @@ function messageView(msg, index, conv) {
     view.classList.add('streaming');
     return view;
   }
+  addCopyButtons(content);
   const footer = el('div', {className: 'actions'});
   if (msg.stats) {
     const text = statsText(msg.stats) + (msg.stopped ? ' · stopped' : '');
