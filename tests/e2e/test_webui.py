@@ -1,7 +1,8 @@
 """The web chat page that `gannet serve` serves at / (src/server/webui/), driven in headless
 Chromium through selenium on the default model: the page's headers, an answer that streams (its
 text grows while it arrives), the stop button, the conversation after a reload, regenerate and
-edit, the narrow-screen layout, model output that tries to inject HTML, and the API-key prompt.
+edit, the narrow-screen layout, model output that tries to inject HTML, the markdown renderer,
+server errors in the conversation, the settings in the request, and the API-key prompt.
 
 Screenshots go to $GANNET_SCREENSHOT_DIR (default: a pytest temporary directory); their paths
 are printed."""
@@ -350,3 +351,33 @@ def test_server_error_shown(server, browser):
     assert error[0].text.startswith("400: ") and "1024" in error[0].text, error[0].text
     assert not generating(browser)
     assert answers(browser) == []
+
+
+def test_settings_reach_the_request(server, browser):
+    open_page(browser, server.url)
+    by_id(browser, "new-chat").click()
+    set_setting(browser, "system-prompt", "Answer in French.")
+    set_setting(browser, "temperature", 0)  # greedy: the same answer on every run
+    set_setting(browser, "top-p", 0.9)
+    set_max_tokens(browser, 4)
+    browser.execute_script(  # records what the page sends
+        "window.__sent = []; const fetch0 = window.fetch;"
+        "window.fetch = (url, opts) => { window.__sent.push([url, opts && opts.body]);"
+        " return fetch0(url, opts); };")
+    send(browser, "Hello")
+    watch_stream(browser)
+    sent = [(url, json.loads(body)) for url, body in browser.execute_script("return window.__sent")
+            if url == "/v1/chat/completions"]
+    assert len(sent) == 1
+    body = sent[0][1]
+    assert body["messages"] == [{"role": "system", "content": "Answer in French."},
+                                {"role": "user", "content": "Hello"}]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0, 0.9, 4)
+    stats = browser.find_elements(By.CSS_SELECTOR, ".message.assistant .stats")[-1].text
+    assert re.search(r"\b4 tokens\b", stats) and "token limit" in stats, stats
+    # Settings survive a reload.
+    browser.refresh()
+    open_page(browser, server.url)
+    assert by_id(browser, "system-prompt").get_attribute("value") == "Answer in French."
+    assert by_id(browser, "max-tokens").get_attribute("value") == "4"
