@@ -51,10 +51,20 @@ function loadConversations() {
   }));
 }
 
+function loadSettings() {
+  const raw = readJson(KEYS.settings, {});
+  const s = {...DEFAULT_SETTINGS};
+  if (raw && typeof raw.system === 'string') s.system = raw.system;
+  for (const k of ['temperature', 'top_p', 'max_tokens']) {
+    if (raw && (raw[k] === null || Number.isFinite(raw[k]))) s[k] = raw[k];
+  }
+  return s;
+}
+
 const state = {
   conversations: loadConversations(),
   currentId: localStorage.getItem(KEYS.current),
-  settings: {...DEFAULT_SETTINGS, ...readJson(KEYS.settings, {})},
+  settings: loadSettings(),
   nCtx: null,
   busy: null,  // the answer being generated: {conv, msg, controller, element}
   editing: null,  // index of the user message being edited
