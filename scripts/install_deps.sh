@@ -15,7 +15,8 @@ APT_PACKAGES=(build-essential cmake pkg-config git python3 python3-venv python3-
               nlohmann-json3-dev libpcre2-dev libcli11-dev libgtest-dev libgmock-dev libreadline-dev)
 if [ "$dev" = 1 ]; then
   APT_PACKAGES+=(clang-format-14
-                 clang-14 libclang-rt-14-dev)  # scripts/fuzz.sh: clang, libFuzzer, sanitizer runtimes
+                 clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: clang, libFuzzer, sanitizer runtimes
+                 chromium chromium-driver)    # tests/e2e/test_webui.py: the web page, headless
 fi
 
 missing=()
@@ -38,7 +39,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # The model fetch (tools/fetch_model.py) needs only the standard library and pip.
 [ "$dev" = 1 ] || exit 0
-if ! .venv/bin/python -c "import numpy, gguf, pytest, jinja2, openai, httpx, jsonschema, rfc3339_validator" 2>/dev/null; then
+if ! .venv/bin/python -c "import numpy, gguf, pytest, jinja2, openai, httpx, jsonschema, rfc3339_validator, selenium" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 fi
 # llama.cpp through its Python binding: the independent implementation the benchmarks compare

@@ -149,6 +149,7 @@ Runner AddServeCommand(CLI::App& app) {
     SpecFlags spec;
     std::string allowed_origins;
     bool metrics_no_auth = false;
+    bool no_webui = false;
     HttpLimitFlags http;
   };
   auto o = std::make_shared<Opts>();
@@ -165,6 +166,7 @@ Runner AddServeCommand(CLI::App& app) {
                   "Require 'Authorization: Bearer KEY' on /v1/* and /metrics");
   sub->add_flag("--metrics-no-auth", o->metrics_no_auth,
                 "Serve /metrics without the API key (for a scraper that cannot send one)");
+  sub->add_flag("--no-webui", o->no_webui, "Do not serve the web chat page at /");
   sub->add_option("--allowed-origins", o->allowed_origins,
                   "Comma-separated origins (scheme://host[:port]) whose web pages may call the "
                   "API, or '*' for any; other cross-site browser requests get 403");
@@ -225,6 +227,7 @@ Runner AddServeCommand(CLI::App& app) {
                                    .metrics_no_auth = o->metrics_no_auth,
                                    .loopback_host_only = server::IsLoopbackBindAddress(o->host),
                                    .allowed_origins = server::ParseOriginList(o->allowed_origins),
+                                   .webui = !o->no_webui,
                                    .total_slots = o->parallel,
                                    .speculative = o->spec.method});
     http::HttpServerOptions http_opts = *std::move(limits);

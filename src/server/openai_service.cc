@@ -14,6 +14,7 @@
 #include "http/sse.h"
 #include "server/openai_format.h"
 #include "server/tokenize_api.h"
+#include "server/webui.h"
 #include "tokenizer/tokenizer.h"
 
 namespace gannet::server {
@@ -334,6 +335,11 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<ResponseWriter> 
   const std::string& path = request.path;
   if (path == "/health") return HandleHealth(request, *writer);
   if (path == "/metrics") return HandleMetrics(request, *writer);
+  // The page itself needs no key: it asks for one when an API call answers 401.
+  if (options_.webui && IsWebUiPath(path)) {
+    (void)writer->Send(*WebUiResponse(request));
+    return;
+  }
   const bool chat = path == "/v1/chat/completions";
   const bool completion = path == "/v1/completions";
   const bool models = path == "/v1/models" || path.rfind("/v1/models/", 0) == 0;

@@ -5,6 +5,7 @@
 //   GET  /health                                      200 {"status":"ok"}; 503 while loading /
 //                                                     draining
 //   GET  /metrics                                     Prometheus text (server/metrics.h)
+//   GET  /, /webui/<file>                             the web chat page (server/webui.h); no key
 //   OPTIONS (any path)                                CORS preflight, or the allowed methods
 //
 // Before routing, every request passes the browser checks: a loopback-bound server refuses a
@@ -56,6 +57,8 @@ struct OpenAiServiceOptions {
   // any. A request that carries an Origin is refused with 403 unless the origin is listed or is
   // the server's own (http(s)://<Host>); requests without Origin (non-browser clients) pass.
   std::vector<std::string> allowed_origins;
+  // Serve the web chat page at "/" (server/webui.h).
+  bool webui = true;
   int retry_after_seconds = 1;       // the Retry-After of a 429
   int32_t total_slots = 0;           // /props: sequences decoded together (--parallel)
   std::string speculative = "none";  // /props: the speculative decoding method

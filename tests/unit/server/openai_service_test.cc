@@ -170,5 +170,24 @@ TEST(OpenAiServiceTest, ApiKeyCoversMetricsUnlessOpened) {
   EXPECT_EQ(opened.Ask("GET", "/v1/models").status, 401);
 }
 
+TEST(OpenAiServiceTest, WebPageNeedsNoKeyAndCanBeTurnedOff) {
+  ServiceFront keyed({.api_key = "sekret"});
+  ClientResponse r = keyed.Ask("GET", "/");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.Header("content-type"), "text/html; charset=utf-8");
+  EXPECT_NE(r.Header("content-security-policy").find("script-src 'self'"), std::string::npos);
+  EXPECT_EQ(keyed.Ask("HEAD", "/webui/app.js").status, 200);
+  // A page on a foreign origin may not load it through a script either, nor from a rebound name.
+  EXPECT_EQ(keyed.Ask("GET", "/", "Origin: https://evil.example\r\n").status, 403);
+  ServiceFront local({.loopback_host_only = true});
+  EXPECT_EQ(local.Ask("GET", "/", "Host: attacker.example\r\n").status, 403);
+
+  ServiceFront off({.webui = false});
+  r = off.Ask("GET", "/");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(ErrorCode(r), "unknown_url");
+  EXPECT_EQ(off.Ask("GET", "/webui/app.js").status, 404);
+}
+
 }  // namespace
 }  // namespace gannet::server
