@@ -64,9 +64,11 @@ TEST(WebUiTest, ServesTheCommittedFiles) {
     EXPECT_EQ(r.status, 200) << name;
     EXPECT_EQ(r.body, SourceFile(name)) << name;
     const std::string type = Header(r, "Content-Type");
-    if (name.ends_with(".js")) EXPECT_EQ(type, "text/javascript; charset=utf-8");
-    if (name.ends_with(".css")) EXPECT_EQ(type, "text/css; charset=utf-8");
-    if (name.ends_with(".svg")) EXPECT_EQ(type, "image/svg+xml");
+    const std::string want = name.ends_with(".js")    ? "text/javascript; charset=utf-8"
+                             : name.ends_with(".css") ? "text/css; charset=utf-8"
+                             : name.ends_with(".svg") ? "image/svg+xml"
+                                                      : type;
+    EXPECT_EQ(type, want) << name;
   }
   EXPECT_EQ(found, 4);  // icon, style, app.js, markdown.js
 }
