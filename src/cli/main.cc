@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   add(gannet::cli::AddQuantizeCommand);
   add(gannet::cli::AddServeCommand);
   add(gannet::cli::AddChatCommand);
+  add(gannet::cli::AddPerplexityCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
