@@ -25,6 +25,8 @@ Runner AddBenchCommand(CLI::App& app);
 Runner AddQuantizeCommand(CLI::App& app);
 Runner AddServeCommand(CLI::App& app);
 Runner AddChatCommand(CLI::App& app);
+Runner AddPerplexityCommand(CLI::App& app);
+Runner AddDoctorCommand(CLI::App& app);
 
 // The sampling and stop-string options of `run` and `chat` (llama.cpp's names).
 struct GenerationFlags {

@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
   add(gannet::cli::AddQuantizeCommand);
   add(gannet::cli::AddServeCommand);
   add(gannet::cli::AddChatCommand);
+  add(gannet::cli::AddPerplexityCommand);
+  add(gannet::cli::AddDoctorCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Perplexity of gannet against llama.cpp on the same GGUF file and text, and the KL divergence
+between the two engines' next-token distributions.
+
+llama.cpp side (llama-cpp-python, logits_all): the text is tokenized by llama.cpp (BOS/EOS as the
+model's metadata asks), cut into consecutive windows of -c tokens, each window evaluated from an
+empty cache with its first token replaced by BOS where the model adds one, and the second half
+scored, exactly as llama-perplexity does. Its distributions at the scored positions are written in
+gannet's base-file format (src/cli/kld_file.h: the windows' tokens and, per position, the top-k
+log-probabilities, the rest's mass and the log-probability of the token that followed).
+
+gannet side: `gannet perplexity -f TEXT --kl-divergence BASE` evaluates the same windows (it checks
+that its own tokenization of the text gives the tokens in the file) and reports its PPL beside
+llama.cpp's, their ratio, and KL(llama.cpp || gannet) over the top-k tokens plus the rest, top-1
+agreement and delta-p.
+
+Usage:
+  .venv/bin/python bench/compare_perplexity.py -m models/gemma-3-270m-q4_k_m.gguf \\
+      -f bench/data/eval/python_topics.txt -c 512 --chunks 20 -t 2
+"""
+import argparse
+import math
+import os
+import re
+import shlex
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_MODEL = os.path.join("models", "gemma-3-270m-q4_k_m.gguf")
+DEFAULT_TEXT = os.path.join("bench", "data", "eval", "python_topics.txt")
+MAGIC = b"GNTKLD01"
+VERSION = 1
+ROWS_PER_BLOCK = 32  # log-softmax in float64 over this many rows at a time
+
+
+def llamacpp_windows(llm, text, ctx, chunks):
+    """The windows llama-perplexity evaluates: [n_chunks * ctx] token ids."""
+    import llama_cpp as L
+
+    ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+    available = len(ids) // ctx
+    if available < 1:
+        raise SystemExit(f"the text has {len(ids)} tokens, fewer than one window of {ctx}")
+    n_chunks = min(chunks, available) if chunks > 0 else available
+    windows = np.array(ids[: n_chunks * ctx], dtype=np.int32)
+    vocab = L.llama_model_get_vocab(llm.model)
+    if L.llama_vocab_get_add_bos(vocab):
+        windows[::ctx] = L.llama_vocab_bos(vocab)
+    return windows
+
+
+def score_rows(logits, targets, top_k):
+    """Per row: log p(target), log of the mass outside the top_k, top_k ids and log-probs."""
+    x = logits.astype(np.float64)
+    m = x.max(axis=1, keepdims=True)
+    e = np.exp(x - m)
+    s = e.sum(axis=1, keepdims=True)
+    logp = x - m - np.log(s)
+    target_lp = logp[np.arange(len(targets)), targets]
+    top = np.argpartition(-x, top_k - 1, axis=1)[:, :top_k]
+    top_lp = np.take_along_axis(logp, top, axis=1)
+    order = np.lexsort((top, -top_lp), axis=1)  # most probable first, then the lower id
+    top = np.take_along_axis(top, order, axis=1)
+    top_lp = np.take_along_axis(top_lp, order, axis=1)
+    rest = 1.0 - np.exp(top_lp).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        rest_lp = np.where(rest > 0, np.log(np.maximum(rest, 1e-300)), -np.inf)
+    return target_lp, rest_lp, top.astype(np.int32), top_lp.astype(np.float32)
+
+
+def llamacpp_perplexity(model, text_path, ctx, chunks, threads, base_out, top_k=64, batch=512):
+    """Runs llama.cpp over the windows, writes the base file; returns (ppl, error, n_scored)."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=model, n_ctx=ctx, n_batch=min(batch, ctx), n_threads=threads,
+                          n_threads_batch=threads, logits_all=True, verbose=False)
+    with open(text_path, encoding="utf-8") as f:
+        windows = llamacpp_windows(llm, f.read(), ctx, chunks)
+    n_chunks = len(windows) // ctx
+    n_vocab = llm.n_vocab()
+    first = ctx // 2
+    nll = []
+    with open(base_out, "wb") as out:
+        out.write(MAGIC + struct.pack("<IIqqq", VERSION, top_k, n_vocab, ctx, n_chunks))
+        out.write(windows.astype("<i4").tobytes())
+        for c in range(n_chunks):
+            window = windows[c * ctx:(c + 1) * ctx]
+            llm.reset()
+            llm.eval(window[:ctx - 1].tolist())
+            for b in range(first, ctx - 1, ROWS_PER_BLOCK):
+                e = min(b + ROWS_PER_BLOCK, ctx - 1)
+                tlp, rlp, ids, lps = score_rows(llm.scores[b:e], window[b + 1:e + 1], top_k)
+                nll.extend((-tlp).tolist())
+                for i in range(e - b):
+                    out.write(struct.pack("<ff", tlp[i], rlp[i]))
+                    out.write(ids[i].astype("<i4").tobytes() + lps[i].astype("<f4").tobytes())
+            print(f"[{c + 1}]{math.exp(float(np.mean(nll))):.4f}", file=sys.stderr, flush=True)
+    a = np.array(nll)
+    ppl = math.exp(a.mean())
+    err = ppl * math.sqrt(max(np.mean(a * a) - a.mean() ** 2, 0.0) / (len(a) - 1)) if len(a) > 1 else 0.0
+    return ppl, err, len(a)
+
+
+def gannet_against_base(gannet_bin, model, text_path, base, threads):
+    """Runs gannet perplexity against the base file; returns (its stdout, parsed figures)."""
+    cmd = [gannet_bin, "perplexity", "-m", model, "-f", text_path, "--kl-divergence", base, "-q"]
+    if threads > 0:
+        cmd += ["-t", str(threads)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"gannet perplexity failed: {r.stderr.strip()}")
+    figures = {}
+    for key, pattern in {"ppl": r"Final estimate: PPL = ([\d.]+) \+/- ([\d.]+)",
+                         "kld": r"Mean KLD\s*:\s*([\d.eE+-]+) \+/- ([\d.eE+-]+)",
+                         "top1": r"Top-1 agreement\s*:\s*([\d.]+) \+/- ([\d.]+)",
+                         "ratio": r"PPL\(this\)/PPL\(base\)\s*:\s*([\d.]+) \+/- ([\d.]+)"}.items():
+        m = re.search(pattern, r.stdout)
+        if not m:
+            raise SystemExit(f"no {key} in gannet's output:\n{r.stdout}")
+        figures[key] = (float(m.group(1)), float(m.group(2)))
+    return r.stdout, figures
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-m", "--model", default=DEFAULT_MODEL)
+    ap.add_argument("-f", "--file", default=DEFAULT_TEXT)
+    ap.add_argument("-c", "--ctx", type=int, default=512)
+    ap.add_argument("--chunks", type=int, default=-1, help="first N windows only (default: all)")
+    ap.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--top-k", type=int, default=64)
+    ap.add_argument("--gannet", default=os.environ.get("GANNET_BIN", os.path.join(REPO_ROOT, "build", "bin", "gannet")))
+    ap.add_argument("--keep-base", help="also keep llama.cpp's base file at this path")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = args.keep_base or os.path.join(tmp, "llamacpp.kld")
+        t0 = time.time()
+        ppl, err, n = llamacpp_perplexity(args.model, args.file, args.ctx, args.chunks, args.threads,
+                                          base, args.top_k)
+        t1 = time.time()
+        out, g = gannet_against_base(args.gannet, args.model, args.file, base, args.threads)
+        t2 = time.time()
+    print(out, end="")
+    print(f"\n| engine | PPL | time |\n|---|---|---|")
+    print(f"| llama.cpp (llama-cpp-python) | {ppl:.4f} +/- {err:.4f} | {t1 - t0:.0f} s |")
+    print(f"| gannet | {g['ppl'][0]:.4f} +/- {g['ppl'][1]:.4f} | {t2 - t1:.0f} s |")
+    print(f"PPL gannet/llama.cpp: {g['ppl'][0] / ppl:.5f} (per-token ratio {g['ratio'][0]:.5f} +/- {g['ratio'][1]:.5f})")
+    print(f"KL(llama.cpp || gannet): {g['kld'][0]:.6f} +/- {g['kld'][1]:.6f} over {n} positions "
+          f"(top-{args.top_k} + rest); top-1 agreement {g['top1'][0]:.2f}%")
+    print("command: " + " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/compare_perplexity.py"] + sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
