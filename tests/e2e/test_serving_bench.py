@@ -1,4 +1,4 @@
-"""bench/serving.py end to end on the default model: it starts `gannet serve`, runs every workload
+"""bench/serving.py (and bench/structured.py) end to end on the default model: it starts `gannet serve`, runs every workload
 briefly and prints a well-formed report. No timing assertions (machines are noisy)."""
 import json
 import os
@@ -56,3 +56,19 @@ def test_bad_arguments():
     assert r.returncode != 0 and "comma-separated" in r.stderr
     r = run()
     assert r.returncode != 0 and "-m MODEL or --url" in r.stderr
+
+
+def test_structured_bench_report_is_well_formed():
+    # bench/structured.py: constrained vs free on the same prompts, and the large-schema TTFT.
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "structured.py"), "-m", MODEL, "--gannet", GANNET,
+                        "-t", "2", "--rounds", "1", "--concurrency", "1,2", "--max-tokens", "48",
+                        "--schema", str(ROOT / "bench" / "data" / "schema_record.json"), "--json"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = json.loads(r.stdout)
+    assert [row["clients"] for row in rep["rows"]] == [1, 2]
+    for row in rep["rows"]:
+        assert row["output_tps_free"] > 0 and row["output_tps_schema"] > 0
+        assert row["output_ratio"] == row["output_tps_schema"] / row["output_tps_free"]
+    assert rep["invalid"] == [] and rep["failed"] == 0
+    assert rep["large_schema"]["ttft_schema_ms"] > 0 and rep["large_schema"]["errors"] == []
