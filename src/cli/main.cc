@@ -48,6 +48,9 @@ int main(int argc, char** argv) {
   add(gannet::cli::AddQuantizeCommand);
   add(gannet::cli::AddServeCommand);
   add(gannet::cli::AddChatCommand);
+  add(gannet::cli::AddPullCommand);
+  add(gannet::cli::AddListCommand);
+  add(gannet::cli::AddRmCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
