@@ -1,5 +1,7 @@
 // gannet pull REF, gannet list, gannet rm NAME: the local model store (hub/), and the resolution
 // of `-m NAME` for the commands that load a model. The environment is read here, never in hub/.
+#include "hub/pull.h"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,7 +12,6 @@
 #include "cli/commands.h"
 #include "formats/gguf.h"
 #include "hub/progress.h"
-#include "hub/pull.h"
 #include "hub/store.h"
 
 namespace gannet::cli {
@@ -76,9 +77,9 @@ int RunPull(const PullOpts& o) {
   Result<hub::ModelStore> store = OpenStore();
   if (!store.ok()) return ReportError(store.status());
   hub::PullOptions po;
-  po.hub_url = !o.hub_url.empty() ? o.hub_url
+  po.hub_url = !o.hub_url.empty()               ? o.hub_url
                : !Env("GANNET_HUB_URL").empty() ? Env("GANNET_HUB_URL")
-                                                 : std::string(hub::kDefaultHubUrl);
+                                                : std::string(hub::kDefaultHubUrl);
   po.http = {.token = Env("HF_TOKEN"),
              .connect_timeout_s = std::min(o.timeout_s, 30),
              .stall_timeout_s = o.timeout_s};
@@ -111,8 +112,11 @@ int RunList(bool json) {
   if (json) {
     nlohmann::json out = nlohmann::json::array();
     for (const hub::StoredModel& m : *all) {
-      out.push_back({{"name", hub::DisplayName(m, *all)}, {"quant", m.quant}, {"size", m.size()},
-                     {"path", m.main_path().string()}, {"files", m.files.size()},
+      out.push_back({{"name", hub::DisplayName(m, *all)},
+                     {"quant", m.quant},
+                     {"size", m.size()},
+                     {"path", m.main_path().string()},
+                     {"files", m.files.size()},
                      {"complete", m.complete()}});
     }
     std::printf("%s\n", out.dump().c_str());

@@ -1,6 +1,8 @@
 #include "hub/http_get.h"
 
 #include <curl/curl.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -66,7 +68,8 @@ size_t OnHeader(char* p, size_t size, size_t n, void* ud) {
   std::string_view line(p, len);
   if (line.substr(0, 5) == "HTTP/") {
     size_t sp = line.find(' ');
-    t->status = sp == std::string_view::npos ? 0 : std::atol(std::string(line.substr(sp + 1, 3)).c_str());
+    t->status =
+        sp == std::string_view::npos ? 0 : std::atol(std::string(line.substr(sp + 1, 3)).c_str());
     t->content_range.clear();
     t->etag.clear();
     t->content_length = -1;
@@ -124,7 +127,8 @@ size_t OnFileBody(char* p, size_t size, size_t n, void* ud) {
     if (!t->error.ok()) return 0;
   }
   if (t->status != 200 && t->status != 206) {
-    t->error_body.append(p, std::min(len, kMaxErrorBody - std::min(kMaxErrorBody, t->error_body.size())));
+    t->error_body.append(
+        p, std::min(len, kMaxErrorBody - std::min(kMaxErrorBody, t->error_body.size())));
     return len;
   }
   if (t->limit >= 0 && t->offset + t->received + static_cast<int64_t>(len) > t->limit) {
@@ -204,7 +208,8 @@ std::unique_ptr<CURL, CurlDeleter> NewHandle(const std::string& url, const HttpO
   // A custom Authorization header goes to the first host only: libcurl drops it on a redirect
   // to another host (CURLOPT_UNRESTRICTED_AUTH stays off).
   if (!o.token.empty()) {
-    headers.reset(curl_slist_append(headers.release(), ("Authorization: Bearer " + o.token).c_str()));
+    headers.reset(
+        curl_slist_append(headers.release(), ("Authorization: Bearer " + o.token).c_str()));
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
   }
   return c;
@@ -220,7 +225,8 @@ Status TransferError(CURLcode rc, const Transfer& t, const std::string& url) {
 
 std::string Digest(std::string etag) {
   if (etag.rfind("W/", 0) == 0) etag = etag.substr(2);
-  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') etag = etag.substr(1, etag.size() - 2);
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"')
+    etag = etag.substr(1, etag.size() - 2);
   for (char& c : etag) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return IsSha256Hex(etag) ? etag : "";
 }
@@ -237,7 +243,8 @@ void HttpGlobalInit() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-Result<HttpText> HttpGetText(const std::string& url, const HttpOptions& options, int64_t max_bytes) {
+Result<HttpText> HttpGetText(const std::string& url, const HttpOptions& options,
+                             int64_t max_bytes) {
   HttpGlobalInit();
   HttpText out;
   Transfer t{.text = &out.body, .text_max = max_bytes, .label = url};
@@ -258,7 +265,7 @@ Result<HttpText> HttpGetText(const std::string& url, const HttpOptions& options,
 namespace {
 
 struct Attempt {
-  Status status;          // of the transfer itself
+  Status status;  // of the transfer itself
   bool retry_from_zero = false;
   Transfer t;
 };
@@ -324,16 +331,39 @@ Status HttpStatusError(const Transfer& t, const DownloadSpec& spec) {
   return Status::IoError(code + " from " + spec.url + FirstLine(t.error_body));
 }
 
+// An exclusive lock on the partial file for the whole download: a second pull of the same file
+// (another terminal) fails at once instead of writing into the same bytes.
+class PartLock {
+ public:
+  ~PartLock() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Status Acquire(const DownloadSpec& spec) {
+    fd_ = open(spec.part.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) return Status::IoError("cannot create '" + spec.part.string() + "'");
+    if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      return Status::Unavailable("another gannet pull is downloading '" + spec.label + "' (" +
+                                 spec.part.string() + ")");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace
 
 Result<DownloadResult> Download(const DownloadSpec& spec, const HttpOptions& options,
                                 const ProgressFn& progress) {
   HttpGlobalInit();
+  PartLock lock;
+  GANNET_RETURN_IF_ERROR(lock.Acquire(spec));
   for (int round = 0; round < 2; ++round) {
     std::error_code ec;
-    int64_t have = fs::exists(spec.part, ec) ? static_cast<int64_t>(fs::file_size(spec.part, ec)) : 0;
+    int64_t have = static_cast<int64_t>(fs::file_size(spec.part, ec));
     if (ec || (spec.size >= 0 && have > spec.size)) {
-      fs::remove(spec.part, ec);
+      fs::resize_file(spec.part, 0, ec);  // (the locked file stays the same file)
       have = 0;
     }
     Sha256 sha;
@@ -344,7 +374,7 @@ Result<DownloadResult> Download(const DownloadSpec& spec, const HttpOptions& opt
     }
     const Transfer& t = a.t;
     if (a.retry_from_zero && round == 0) {
-      fs::remove(spec.part, ec);
+      fs::resize_file(spec.part, 0, ec);
       continue;
     }
     if (!a.status.ok() || (t.status != 0 && t.status != 200 && t.status != 206)) {
@@ -354,7 +384,8 @@ Result<DownloadResult> Download(const DownloadSpec& spec, const HttpOptions& opt
       }
     }
     if (!a.status.ok()) {
-      const int64_t kept = fs::exists(spec.part, ec) ? static_cast<int64_t>(fs::file_size(spec.part, ec)) : 0;
+      const int64_t kept =
+          fs::exists(spec.part, ec) ? static_cast<int64_t>(fs::file_size(spec.part, ec)) : 0;
       if (a.status.code() == StatusCode::kIoError && kept > 0) {
         return Status::IoError("download of '" + spec.label + "' interrupted at " +
                                std::to_string(kept) + " of " + std::to_string(spec.size) +

@@ -44,8 +44,8 @@ struct DownloadSpec {
 };
 
 struct DownloadResult {
-  std::string sha256;    // of the whole file
-  bool verified = false; // an expected digest was known and matched
+  std::string sha256;        // of the whole file
+  bool verified = false;     // an expected digest was known and matched
   int64_t resumed_from = 0;  // bytes already there that the server's partial answer continued
 };
 

@@ -37,7 +37,8 @@ std::string ProgressLine(const std::string& label, int64_t done, int64_t total, 
                          bool with_bar) {
   std::string line = label + " ";
   if (total > 0) {
-    const double frac = std::clamp(static_cast<double>(done) / static_cast<double>(total), 0.0, 1.0);
+    const double frac =
+        std::clamp(static_cast<double>(done) / static_cast<double>(total), 0.0, 1.0);
     char pct[8];
     std::snprintf(pct, sizeof pct, "%3d%%", static_cast<int>(frac * 100));
     line += pct;
@@ -96,7 +97,8 @@ void ProgressBar::EndLine() {
 void ProgressBar::Finish(int64_t done) {
   if (out_ == nullptr) return;
   const double s = std::chrono::duration<double>(Clock::now() - t0_).count();
-  std::string line = label_ + " " + FormatBytes(done) + " in " + FormatDuration(static_cast<int64_t>(s));
+  std::string line =
+      label_ + " " + FormatBytes(done) + " in " + FormatDuration(static_cast<int64_t>(s));
   const double rate = Rate(done);
   if (rate > 0) line += " (" + FormatBytes(static_cast<int64_t>(rate)) + "/s)";
   std::fprintf(out_, tty_ ? "\r%s\x1b[K\n" : "%s\n", line.c_str());

@@ -11,8 +11,7 @@ namespace {
 Result<std::vector<HubFile>> ListRepo(const ModelRef& ref, const std::string& base,
                                       const PullOptions& options) {
   const std::string url = base + "/api/models/" + ref.repo_id() + "/tree/main?recursive=true";
-  GANNET_ASSIGN_OR_RETURN(HttpText answer,
-                          HttpGetText(url, options.http, options.max_list_bytes));
+  GANNET_ASSIGN_OR_RETURN(HttpText answer, HttpGetText(url, options.http, options.max_list_bytes));
   const std::string code = "HTTP " + std::to_string(answer.status);
   if (answer.status == 404) {
     return Status::NotFound("the hub " + base + " has no repository '" + ref.repo_id() + "' (" +
@@ -53,9 +52,9 @@ Status CheckSpace(const fs::path& dir, const std::vector<HubFile>& files) {
   std::error_code ec;
   fs::space_info s = fs::space(dir, ec);
   if (!ec && static_cast<int64_t>(s.available) < need) {
-    return Status::ResourceExhausted("the model needs " + std::to_string(need) + " more bytes and " +
-                                     dir.string() + " has " + std::to_string(s.available) +
-                                     " free");
+    return Status::ResourceExhausted("the model needs " + std::to_string(need) +
+                                     " more bytes and " + dir.string() + " has " +
+                                     std::to_string(s.available) + " free");
   }
   return Status::Ok();
 }
@@ -64,8 +63,7 @@ Result<StoredFile> FetchFile(const ModelRef& ref, const HubFile& f, const std::s
                              const fs::path& dir, const PullOptions& options,
                              const PullObserver& observer) {
   const fs::path final_path = dir / f.path;
-  const std::string url =
-      base + "/" + ref.repo_id() + "/resolve/main/" + EscapePath(f.path);
+  const std::string url = base + "/" + ref.repo_id() + "/resolve/main/" + EscapePath(f.path);
   StoredFile out{.path = f.path, .size = f.size, .sha256 = f.sha256, .url = url};
   if (AlreadyThere(final_path, f)) {
     if (observer.note) observer.note(f.path + ": already in the store");
@@ -82,7 +80,8 @@ Result<StoredFile> FetchFile(const ModelRef& ref, const HubFile& f, const std::s
                     .size = f.size,
                     .sha256 = f.sha256,
                     .label = f.path};
-  const int64_t have = fs::exists(spec.part, ec) ? static_cast<int64_t>(fs::file_size(spec.part, ec)) : 0;
+  const int64_t have =
+      fs::exists(spec.part, ec) ? static_cast<int64_t>(fs::file_size(spec.part, ec)) : 0;
   if (observer.file_start) observer.file_start(f.path, f.size, have);
   ProgressFn progress = observer.file_progress;
   GANNET_ASSIGN_OR_RETURN(DownloadResult r, Download(spec, options.http, progress));
@@ -124,7 +123,9 @@ Result<StoredModel> Pull(const ModelRef& ref, const PullOptions& options, const 
     Status s = CheckRepoPath(f.path);
     if (!s.ok()) return Status::Corrupt("the hub lists an unsafe file path: " + s.message());
   }
-  StoredModel model{.owner = ref.owner, .repo = ref.repo, .quant = QuantOf(files.front().path),
+  StoredModel model{.owner = ref.owner,
+                    .repo = ref.repo,
+                    .quant = QuantOf(files.front().path),
                     .dir = store.RepoDir(ref.owner, ref.repo)};
   std::error_code ec;
   fs::create_directories(model.dir, ec);

@@ -31,7 +31,9 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-bool EndsWithGguf(std::string_view s) { return s.size() > 5 && Lower(s.substr(s.size() - 5)) == ".gguf"; }
+bool EndsWithGguf(std::string_view s) {
+  return s.size() > 5 && Lower(s.substr(s.size() - 5)) == ".gguf";
+}
 
 // The tokens of a path's quantization-bearing part: the name without ".gguf" and split suffix,
 // and the folder names, split at '-', '.' and '/'.
@@ -201,10 +203,13 @@ Result<std::vector<HubFile>> ParseTree(std::string_view json) {
     if (e.contains("size") && e["size"].is_number_integer()) f.size = e["size"].get<int64_t>();
     if (e.contains("lfs") && e["lfs"].is_object()) {
       const nlohmann::json& lfs = e["lfs"];
-      if (lfs.contains("oid") && lfs["oid"].is_string()) f.sha256 = Lower(lfs["oid"].get<std::string>());
-      if (lfs.contains("size") && lfs["size"].is_number_integer()) f.size = lfs["size"].get<int64_t>();
+      if (lfs.contains("oid") && lfs["oid"].is_string())
+        f.sha256 = Lower(lfs["oid"].get<std::string>());
+      if (lfs.contains("size") && lfs["size"].is_number_integer())
+        f.size = lfs["size"].get<int64_t>();
     }
-    if (f.size < 0) return Status::Corrupt("the hub's file list gives no size for '" + f.path + "'");
+    if (f.size < 0)
+      return Status::Corrupt("the hub's file list gives no size for '" + f.path + "'");
     if (!f.sha256.empty() && f.sha256.size() != 64) {
       return Status::Corrupt("the hub's sha256 for '" + f.path + "' is not 64 hex digits");
     }
@@ -218,7 +223,8 @@ std::optional<SplitName> ParseSplitName(std::string_view path) {
   if (path.size() < 21 || !EndsWithGguf(path)) return std::nullopt;
   std::string_view tail = path.substr(path.size() - 20, 15);  // "-00001-of-00003"
   auto digits = [](std::string_view d) {
-    return d.size() == 5 && std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
+    return d.size() == 5 &&
+           std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
   };
   if (tail[0] != '-' || tail.substr(6, 4) != "-of-" || !digits(tail.substr(1, 5)) ||
       !digits(tail.substr(10, 5))) {
@@ -273,7 +279,8 @@ Result<std::vector<HubFile>> SelectFiles(const std::vector<HubFile>& files, cons
   if (hits.size() == 1) return Complete(hits[0]);
   const std::string pick = " (name one: " + ref.repo_id() + ":QUANT or " + ref.repo_id() + "/FILE)";
   if (hits.empty() && ref.quant.empty()) {
-    return Status::InvalidArgument("the repository '" + ref.repo_id() + "' has several models and none is " +
+    return Status::InvalidArgument("the repository '" + ref.repo_id() +
+                                   "' has several models and none is " +
                                    std::string(kDefaultQuant) + ": " + ListGroups(groups) + pick);
   }
   if (hits.empty()) {

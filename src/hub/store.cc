@@ -117,7 +117,8 @@ Status ModelStore::Save(const StoredModel& model) const {
   const fs::path tmp = dest.string() + ".tmp";
   std::error_code ec;
   fs::create_directories(dest.parent_path(), ec);
-  if (ec) return Status::IoError("cannot create '" + dest.parent_path().string() + "': " + ec.message());
+  if (ec)
+    return Status::IoError("cannot create '" + dest.parent_path().string() + "': " + ec.message());
   {
     std::ofstream out(tmp, std::ios::trunc);
     out << j.dump(2) << "\n";

@@ -37,13 +37,16 @@ struct StoredModel {
 
   int64_t size() const;
   std::filesystem::path main_path() const { return dir / files.front().path; }
-  std::filesystem::path manifest_path() const { return dir / (files.front().path + ".manifest.json"); }
+  std::filesystem::path manifest_path() const {
+    return dir / (files.front().path + ".manifest.json");
+  }
   // Every file is present with its size.
   bool complete() const;
 };
 
 // Where the store is, from the environment's values (passed in; the library reads no variables):
-// $GANNET_MODELS, else $XDG_CACHE_HOME/gannet/models (when absolute), else $HOME/.cache/gannet/models.
+// $GANNET_MODELS, else $XDG_CACHE_HOME/gannet/models (when absolute), else
+// $HOME/.cache/gannet/models.
 struct StoreEnv {
   std::string gannet_models;
   std::string xdg_cache_home;

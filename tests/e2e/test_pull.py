@@ -48,6 +48,7 @@ class Hub:
         self.interrupt_once = set()  # paths whose first transfer stops half way
         self.corrupt = set()  # paths served with a flipped byte (the tree lists the true sha)
         self.ignore_range = False
+        self.hold = {}  # path -> threading.Event: half the file, then wait for the event
         self.port = 0
         self.lock = threading.Lock()
 
@@ -133,6 +134,12 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if key in hub.hold:
+            half = start + (len(data) - start) // 2
+            self.wfile.write(data[start:half])
+            self.wfile.flush()
+            hub.hold[key].wait(30)
+            start = half
         self.wfile.write(data[start:])
 
 
@@ -315,6 +322,29 @@ def test_interrupted_transfer_resumes(gannet_bin, fixtures, hub, store, ignore_r
     assert not part.exists()
 
 
+def test_second_pull_of_the_same_file_waits_its_turn(gannet_bin, fixtures, hub, store):
+    key = "test/tiny-llama-GGUF/tiny-llama-F32.gguf"
+    release = threading.Event()
+    hub.hold[key] = release
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN",)}
+    env.update(GANNET_MODELS=str(store), GANNET_HUB_URL=f"http://127.0.0.1:{hub.port}")
+    first = subprocess.Popen([str(gannet_bin), "pull", "test/tiny-llama-GGUF:F32"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        part = store / "test" / "tiny-llama-GGUF" / "tiny-llama-F32.gguf.part"
+        deadline = time.monotonic() + 30
+        while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        line = error_line(gannet(gannet_bin, store, "pull", "test/tiny-llama-GGUF:F32", hub=hub))
+        assert "another gannet pull is downloading" in line, line
+    finally:
+        release.set()
+    _, err = first.communicate(timeout=TIMEOUT)
+    assert first.returncode == 0, err
+    final = store / "test" / "tiny-llama-GGUF" / "tiny-llama-F32.gguf"
+    assert sha256(final) == sha256(fixtures / "tiny" / "tiny-llama-f32.gguf")
+
+
 def test_corrupt_file_rejected(gannet_bin, hub, store):
     hub.corrupt.add("test/tiny-llama-GGUF/tiny-llama-Q4_K_M.gguf")
     line = error_line(gannet(gannet_bin, store, "pull", "test/tiny-llama-GGUF:Q4_K_M", hub=hub))
@@ -359,6 +389,11 @@ def test_missing_repo_and_bad_input(gannet_bin, hub, store):
         assert "gannet: error:" in error_line(gannet(gannet_bin, store, "pull", bad, hub=hub))
     line = error_line(gannet(gannet_bin, store, "pull", "a/b", "--hub-url", "ftp://x"))
     assert "http://" in line
+    # A file that is no GGUF (an HTML page with a matching digest) does not stay in the store.
+    hub.repos["test/html"] = {"page-Q8_0.gguf": b"<html><body>rate limited</body></html>"}
+    line = error_line(gannet(gannet_bin, store, "pull", "test/html", hub=hub))
+    assert "not a usable GGUF file" in line and "removed" in line, line
+    assert store_files(store) == []
     line = error_line(gannet(gannet_bin, store, "rm", "test/none"))
     assert "no model 'test/none'" in line
     # Nothing listening.

@@ -7,7 +7,8 @@ namespace {
 
 TEST(HubUrlTest, Normalized) {
   EXPECT_EQ(NormalizeHubUrl("https://huggingface.co/").value(), "https://huggingface.co");
-  EXPECT_EQ(NormalizeHubUrl("http://127.0.0.1:8080/mirror").value(), "http://127.0.0.1:8080/mirror");
+  EXPECT_EQ(NormalizeHubUrl("http://127.0.0.1:8080/mirror").value(),
+            "http://127.0.0.1:8080/mirror");
   for (const char* bad : {"", "huggingface.co", "ftp://x", "file:///etc", "https://"}) {
     EXPECT_EQ(NormalizeHubUrl(bad).status().code(), StatusCode::kInvalidArgument) << bad;
   }

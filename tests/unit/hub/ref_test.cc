@@ -116,7 +116,8 @@ TEST(SelectFilesTest, SplitSetsComeWhole) {
   EXPECT_EQ(Paths(SelectFiles(files, ref)).size(), 2u);
   // A missing part is an error, not half a model.
   files.erase(files.begin());
-  Result<std::vector<HubFile>> r = SelectFiles(files, {.owner = "o", .repo = "r", .quant = "Q4_K_M"});
+  Result<std::vector<HubFile>> r =
+      SelectFiles(files, {.owner = "o", .repo = "r", .quant = "Q4_K_M"});
   ASSERT_EQ(r.status().code(), StatusCode::kCorrupt);
   EXPECT_NE(r.status().message().find("lists 1"), std::string::npos);
 }
@@ -125,7 +126,8 @@ TEST(SelectFilesTest, ByFile) {
   std::vector<HubFile> files = Files({"a.gguf", "b.gguf"});
   EXPECT_EQ(Paths(SelectFiles(files, {.owner = "o", .repo = "r", .file = "b.gguf"})),
             std::vector<std::string>{"b.gguf"});
-  Result<std::vector<HubFile>> r = SelectFiles(files, {.owner = "o", .repo = "r", .file = "c.gguf"});
+  Result<std::vector<HubFile>> r =
+      SelectFiles(files, {.owner = "o", .repo = "r", .file = "c.gguf"});
   EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
   EXPECT_EQ(SelectFiles({}, {.owner = "o", .repo = "r"}).status().code(), StatusCode::kNotFound);
 }
@@ -148,9 +150,10 @@ TEST(ParseTreeTest, TakesGgufFilesWithSizesAndDigests) {
 }
 
 TEST(ParseTreeTest, MalformedAnswers) {
-  for (const char* bad : {"", "{}", "<html>", R"([{"type": "file", "size": 1}])",
-                          R"([{"type": "file", "path": "a.gguf"}])",
-                          R"([{"type": "file", "path": "a.gguf", "size": 1, "lfs": {"oid": "12"}}])"}) {
+  for (const char* bad :
+       {"", "{}", "<html>", R"([{"type": "file", "size": 1}])",
+        R"([{"type": "file", "path": "a.gguf"}])",
+        R"([{"type": "file", "path": "a.gguf", "size": 1, "lfs": {"oid": "12"}}])"}) {
     EXPECT_EQ(ParseTree(bad).status().code(), StatusCode::kCorrupt) << bad;
   }
 }

@@ -12,8 +12,9 @@ namespace fs = std::filesystem;
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() / ("gannet_store_test_" + std::to_string(getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    root_ = fs::temp_directory_path() /
+            ("gannet_store_test_" + std::to_string(getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(root_);
   }
   void TearDown() override { fs::remove_all(root_); }
@@ -22,13 +23,17 @@ class StoreTest : public ::testing::Test {
   StoredModel Put(const std::string& owner, const std::string& repo,
                   std::vector<std::string> paths) {
     ModelStore store(root_);
-    StoredModel m{.owner = owner, .repo = repo, .quant = QuantOf(paths[0]),
+    StoredModel m{.owner = owner,
+                  .repo = repo,
+                  .quant = QuantOf(paths[0]),
                   .dir = store.RepoDir(owner, repo)};
     for (const std::string& p : paths) {
       fs::create_directories((m.dir / p).parent_path());
       std::ofstream(m.dir / p) << "GGUF" << p;
-      m.files.push_back({.path = p, .size = static_cast<int64_t>(4 + p.size()),
-                         .sha256 = std::string(64, '0'), .url = "http://hub/" + p});
+      m.files.push_back({.path = p,
+                         .size = static_cast<int64_t>(4 + p.size()),
+                         .sha256 = std::string(64, '0'),
+                         .url = "http://hub/" + p});
     }
     EXPECT_TRUE(store.Save(m).ok());
     return m;
@@ -40,7 +45,8 @@ class StoreTest : public ::testing::Test {
 TEST(StoreRootTest, EnvironmentOrder) {
   EXPECT_EQ(StoreRoot({.gannet_models = "/m", .xdg_cache_home = "/x", .home = "/h"}).value(),
             fs::path("/m"));
-  EXPECT_EQ(StoreRoot({.xdg_cache_home = "/x", .home = "/h"}).value(), fs::path("/x/gannet/models"));
+  EXPECT_EQ(StoreRoot({.xdg_cache_home = "/x", .home = "/h"}).value(),
+            fs::path("/x/gannet/models"));
   // XDG paths must be absolute; a relative one is ignored.
   EXPECT_EQ(StoreRoot({.xdg_cache_home = "rel", .home = "/h"}).value(),
             fs::path("/h/.cache/gannet/models"));
