@@ -130,12 +130,17 @@ Result<StoredModel> Pull(const ModelRef& ref, const PullOptions& options, const 
   std::error_code ec;
   fs::create_directories(model.dir, ec);
   if (ec) return Status::IoError("cannot create '" + model.dir.string() + "': " + ec.message());
-  GANNET_RETURN_IF_ERROR(CheckSpace(model.dir, files));
-  for (const HubFile& f : files) {
-    GANNET_ASSIGN_OR_RETURN(StoredFile sf, FetchFile(ref, f, base, model.dir, options, observer));
-    model.files.push_back(std::move(sf));
+  Status s = CheckSpace(model.dir, files);
+  for (size_t i = 0; i < files.size() && s.ok(); ++i) {
+    Result<StoredFile> sf = FetchFile(ref, files[i], base, model.dir, options, observer);
+    if (sf.ok()) model.files.push_back(std::move(sf).value());
+    s = sf.status();
   }
-  GANNET_RETURN_IF_ERROR(store.Save(model));
+  if (s.ok()) s = store.Save(model);
+  if (!s.ok()) {  // folders made for nothing go again (a kept partial file keeps its own)
+    for (const HubFile& f : files) store.PruneEmpty((model.dir / f.path).parent_path());
+    return s;
+  }
   return model;
 }
 

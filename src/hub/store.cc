@@ -208,16 +208,18 @@ Status ModelStore::Remove(const StoredModel& model) const {
     fs::remove(p, ec);
     if (ec) return Status::IoError("cannot remove '" + p.string() + "': " + ec.message());
   }
-  // Empty folders up to (not including) the root.
-  const fs::path root = root_.lexically_normal();
-  for (const StoredFile& f : model.files) {
-    for (fs::path d = (model.dir / f.path).parent_path().lexically_normal();
-         d != root && d.string().size() > root.string().size(); d = d.parent_path()) {
-      if (!fs::is_directory(d, ec) || !fs::is_empty(d, ec)) break;
-      fs::remove(d, ec);
-    }
-  }
+  for (const StoredFile& f : model.files) PruneEmpty((model.dir / f.path).parent_path());
   return Status::Ok();
+}
+
+void ModelStore::PruneEmpty(const fs::path& dir) const {
+  const fs::path root = root_.lexically_normal();
+  std::error_code ec;
+  for (fs::path d = dir.lexically_normal(); d != root && d.string().size() > root.string().size();
+       d = d.parent_path()) {
+    if (!fs::is_directory(d, ec) || !fs::is_empty(d, ec)) break;
+    fs::remove(d, ec);
+  }
 }
 
 std::string DisplayName(const StoredModel& model, const std::vector<StoredModel>& all) {

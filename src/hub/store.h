@@ -77,6 +77,9 @@ class ModelStore {
   // Deletes the model's files and manifest, then the folders left empty (never the root).
   Status Remove(const StoredModel& model) const;
 
+  // Removes `dir` and its parents while they are empty, up to (never including) the root.
+  void PruneEmpty(const std::filesystem::path& dir) const;
+
  private:
   std::filesystem::path root_;
 };
