@@ -36,7 +36,7 @@ struct Transfer {
   // The latest answer's headers (X-Linked-Etag is kept across redirects: the hub sends it on the
   // redirect, not on the CDN's answer).
   long status = 0;
-  std::string content_range, etag, linked_etag;
+  std::string content_range, etag, linked_etag, link;
   int64_t content_length = -1;
   int64_t header_bytes = 0;
   // Progress.
@@ -72,6 +72,7 @@ size_t OnHeader(char* p, size_t size, size_t n, void* ud) {
         sp == std::string_view::npos ? 0 : std::atol(std::string(line.substr(sp + 1, 3)).c_str());
     t->content_range.clear();
     t->etag.clear();
+    t->link.clear();
     t->content_length = -1;
     return len;
   }
@@ -84,6 +85,7 @@ size_t OnHeader(char* p, size_t size, size_t n, void* ud) {
   if (name == "etag") t->etag = value;
   if (name == "x-linked-etag") t->linked_etag = value;
   if (name == "content-length") t->content_length = std::atoll(value.c_str());
+  if (name == "link") t->link = value;
   return len;
 }
 
@@ -259,7 +261,26 @@ Result<HttpText> HttpGetText(const std::string& url, const HttpOptions& options,
     return TransferError(rc, t, url);
   }
   curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &out.status);
+  out.next = NextLink(t.link);
   return out;
+}
+
+std::string NextLink(std::string_view link_header) {
+  // <url1>; rel="next", <url2>; rel="last"
+  size_t pos = 0;
+  while (pos < link_header.size()) {
+    const size_t open = link_header.find('<', pos);
+    const size_t close = link_header.find('>', open);
+    if (open == std::string_view::npos || close == std::string_view::npos) break;
+    const size_t end = std::min(link_header.find('<', close), link_header.size());
+    const std::string_view params = link_header.substr(close + 1, end - close - 1);
+    if (params.find("rel=\"next\"") != std::string_view::npos ||
+        params.find("rel=next") != std::string_view::npos) {
+      return std::string(link_header.substr(open + 1, close - open - 1));
+    }
+    pos = end;
+  }
+  return "";
 }
 
 namespace {

@@ -29,7 +29,11 @@ void HttpGlobalInit();
 struct HttpText {
   long status = 0;  // the final answer's HTTP status
   std::string body;
+  std::string next;  // the URL of a `Link: <URL>; rel="next"` header (a paginated list)
 };
+
+// The URL of the rel="next" entry of a Link header value; empty when there is none.
+std::string NextLink(std::string_view link_header);
 
 // GET `url`; any HTTP status is a result (the caller words the error). IoError when the transfer
 // fails; ResourceExhausted when the body passes max_bytes.

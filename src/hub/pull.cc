@@ -8,10 +8,16 @@ namespace gannet::hub {
 namespace fs = std::filesystem;
 namespace {
 
-Result<std::vector<HubFile>> ListRepo(const ModelRef& ref, const std::string& base,
-                                      const PullOptions& options) {
-  const std::string url = base + "/api/models/" + ref.repo_id() + "/tree/main?recursive=true";
+// One page of the repository's file list; `next` gets the following page's URL (empty at the end).
+Result<std::vector<HubFile>> ListPage(const ModelRef& ref, const std::string& base,
+                                      const std::string& url, const PullOptions& options,
+                                      std::string* next) {
   GANNET_ASSIGN_OR_RETURN(HttpText answer, HttpGetText(url, options.http, options.max_list_bytes));
+  *next = answer.next;
+  // The token goes with every page: a next page elsewhere than the hub is not followed.
+  if (!next->empty() && next->rfind(base + "/", 0) != 0) {
+    return Status::Corrupt("the hub's file list continues on another server (" + *next + ")");
+  }
   const std::string code = "HTTP " + std::to_string(answer.status);
   if (answer.status == 404) {
     return Status::NotFound("the hub " + base + " has no repository '" + ref.repo_id() + "' (" +
@@ -28,6 +34,25 @@ Result<std::vector<HubFile>> ListRepo(const ModelRef& ref, const std::string& ba
   Result<std::vector<HubFile>> files = ParseTree(answer.body);
   if (!files.ok()) return files.status().WithContext(url);
   return files;
+}
+
+// The whole file list, following the hub's pagination (a Link header per page).
+Result<std::vector<HubFile>> ListRepo(const ModelRef& ref, const std::string& base,
+                                      const PullOptions& options) {
+  constexpr int kMaxPages = 100;
+  std::string url = base + "/api/models/" + ref.repo_id() + "/tree/main?recursive=true";
+  std::vector<HubFile> all;
+  for (int page = 0; page < kMaxPages && !url.empty(); ++page) {
+    std::string next;
+    GANNET_ASSIGN_OR_RETURN(std::vector<HubFile> files, ListPage(ref, base, url, options, &next));
+    all.insert(all.end(), files.begin(), files.end());
+    url = next;
+  }
+  if (!url.empty()) {
+    return Status::ResourceExhausted("the hub's file list of '" + ref.repo_id() +
+                                     "' has more than " + std::to_string(kMaxPages) + " pages");
+  }
+  return all;
 }
 
 // True when `path` already holds the file (right size and digest): a repeated pull is a no-op.

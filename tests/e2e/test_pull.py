@@ -88,7 +88,15 @@ class Handler(BaseHTTPRequestHandler):
             repo_id = "/".join(parts[2:4])
             if repo_id not in hub.repos:
                 return self.send_body(404, b'{"error":"Repository not found"}')
-            return self.send_body(200, json.dumps(hub.tree(repo_id)).encode())
+            # Pages of 2 entries linked by a Link header, as the hub paginates long lists.
+            entries = hub.tree(repo_id)
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            start = int(query.get("cursor", ["0"])[0])
+            extra = []
+            if start + 2 < len(entries):
+                nxt = f"http://127.0.0.1:{hub.port}{path}?recursive=true&cursor={start + 2}"
+                extra.append(("Link", f'<{nxt}>; rel="next"'))
+            return self.send_body(200, json.dumps(entries[start:start + 2]).encode(), extra=extra)
         if len(parts) >= 5 and parts[2:4] == ["resolve", "main"]:
             repo_id, file = "/".join(parts[:2]), "/".join(parts[4:])
             data = hub.repos.get(repo_id, {}).get(file)
@@ -215,6 +223,7 @@ def test_pull_by_quant_list_run_rm(gannet_bin, fixtures, hub, store):
     # The hub's redirect was followed; the progress went to stderr as plain lines (not a tty).
     paths = [p for p, _ in hub.requests]
     assert any(p.startswith("/api/models/test/tiny-llama-GGUF/tree/main") for p in paths)
+    assert any("cursor=2" in p for p in paths)  # the list's second page was followed
     assert "/cdn/test/tiny-llama-GGUF/tiny-llama-Q4_K_M.gguf" in paths
     assert "\r" not in r.stderr.decode() and "tiny-llama-Q4_K_M.gguf" in r.stderr.decode()
 

@@ -15,5 +15,12 @@ TEST(HubUrlTest, Normalized) {
   EXPECT_EQ(EscapePath("Q4_K_M/a b+c.gguf"), "Q4_K_M/a%20b%2Bc.gguf");
 }
 
+TEST(HubUrlTest, NextLink) {
+  EXPECT_EQ(NextLink(R"(<https://h/api/x?cursor=abc>; rel="next")"), "https://h/api/x?cursor=abc");
+  EXPECT_EQ(NextLink(R"(<https://h/p1>; rel="prev", <https://h/p3>; rel="next")"), "https://h/p3");
+  EXPECT_EQ(NextLink(R"(<https://h/p1>; rel="last")"), "");
+  EXPECT_EQ(NextLink("garbage <"), "");
+}
+
 }  // namespace
 }  // namespace gannet::hub
