@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -411,3 +412,27 @@ def test_missing_repo_and_bad_input(gannet_bin, hub, store):
         port = s.getsockname()[1]
     line = error_line(gannet(gannet_bin, store, "pull", "--hub-url", f"http://127.0.0.1:{port}", "a/b"))
     assert f"127.0.0.1:{port}" in line
+
+
+def test_serve_chat_bench_take_store_names(gannet_bin, hub, store):
+    assert gannet(gannet_bin, store, "pull", "test/tiny-llama-GGUF:Q4_K_M", hub=hub).returncode == 0
+    path = str(store / "test" / "tiny-llama-GGUF" / "tiny-llama-Q4_K_M.gguf")
+    r = gannet(gannet_bin, store, "bench", "-m", "test/tiny-llama-GGUF:Q4_K_M", "-p", "8", "-n", "4",
+               "-r", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.decode().splitlines()[-1])["model"] == path
+    r = gannet(gannet_bin, store, "chat", "-m", "tiny-llama-Q4_K_M.gguf", "-n", "4")  # stdin: EOF
+    assert r.returncode == 0 and path in r.stdout.decode() + r.stderr.decode(), r.stderr
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env["GANNET_MODELS"] = str(store)
+    server = subprocess.Popen([str(gannet_bin), "serve", "-m", "test/tiny-llama-GGUF", "--port", "0",
+                               "-c", "256"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = server.stdout.readline().decode()
+        assert "serving on http://" in line, server.stderr.read1().decode() if server.poll() else line
+        url = line.split("serving on ")[1].strip()
+        models = json.loads(urllib.request.urlopen(url + "/v1/models", timeout=10).read())
+        assert models["data"][0]["id"] == "tiny-llama-Q4_K_M"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
