@@ -193,6 +193,7 @@ def gannet(gannet_bin, store, *args, hub=None, env=None, timeout=TIMEOUT):
 
 def error_line(r):
     assert r.returncode not in (0,) and r.returncode < 128, (r.returncode, r.stderr)
+    assert b"Sanitizer" not in r.stderr, r.stderr.decode()  # the sanitizer build runs this too
     lines = [l for l in r.stderr.decode().splitlines() if l.startswith("gannet: error: ")]
     assert len(lines) == 1, r.stderr.decode()
     return lines[0]
