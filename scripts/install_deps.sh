@@ -12,7 +12,8 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 APT_PACKAGES=(build-essential cmake pkg-config git python3 python3-venv python3-pip
-              nlohmann-json3-dev libpcre2-dev libcli11-dev libgtest-dev libgmock-dev libreadline-dev)
+              nlohmann-json3-dev libpcre2-dev libcli11-dev libgtest-dev libgmock-dev libreadline-dev
+              libcurl4-openssl-dev)
 if [ "$dev" = 1 ]; then
   APT_PACKAGES+=(clang-format-14
                  clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: clang, libFuzzer, sanitizer runtimes

@@ -214,7 +214,8 @@ Runner AddBenchCommand(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   CLI::App* sub =
       app.add_subcommand("bench", "Measure prompt processing (pp) and token generation (tg) speed");
-  sub->add_option("-m,--model", o->model, "GGUF model file")->required();
+  sub->add_option("-m,--model", o->model, "GGUF model file, or a model in the store (gannet list)")
+      ->required();
   sub->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens, evaluated as one batch")
       ->capture_default_str();
   sub->add_option("-n,--n-gen", o->n_gen, "Tokens generated one at a time after the prompt")
@@ -239,6 +240,7 @@ Runner AddBenchCommand(CLI::App& app) {
     if (o->n_prompt < 1 || o->n_gen < 0 || o->reps < 1 || o->threads < 0) {
       return ReportError("bench needs -p >= 1, -n >= 0, -r >= 1 and -t >= 0");
     }
+    if (Status s = ResolveModelFlag(&o->model); !s.ok()) return ReportError(s);
     if (!o->prompt_file.empty() && !spec) return ReportError("-f needs --spec");
     if (engine::EngineOptions checked; spec) {
       if (Status s = o->spec.Apply(&checked); !s.ok()) return ReportError(s);

@@ -91,7 +91,8 @@ Runner AddChatCommand(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand(
       "chat", "Chat with a model in the terminal (its chat template, streaming)");
-  sub->add_option("-m,--model", o->model, "GGUF model file")->required();
+  sub->add_option("-m,--model", o->model, "GGUF model file, or a model in the store (gannet list)")
+      ->required();
   sub->add_option("--chat-template", o->chat_template,
                   "Jinja chat template file (default: the model's own)");
   sub->add_option("--system", o->system, "System prompt");
@@ -105,6 +106,7 @@ Runner AddChatCommand(CLI::App& app) {
     if (o->max_tokens < 1) return ReportError("-n must be at least 1");
     if (o->threads < 0) return ReportError("--threads must not be negative");
     if (Status s = o->gen.Check(); !s.ok()) return ReportError(s);
+    if (Status s = ResolveModelFlag(&o->model); !s.ok()) return ReportError(s);
     // SIGINT must interrupt this thread's read, so no other thread may take it: block it before
     // the engine starts its threads (they inherit the mask) and unblock it here afterwards.
     sigset_t sigint_set;

@@ -27,6 +27,15 @@ Runner AddServeCommand(CLI::App& app);
 Runner AddChatCommand(CLI::App& app);
 Runner AddPerplexityCommand(CLI::App& app);
 Runner AddDoctorCommand(CLI::App& app);
+Runner AddPullCommand(CLI::App& app);
+Runner AddListCommand(CLI::App& app);
+Runner AddRmCommand(CLI::App& app);
+
+// The -m of the commands that load a model: an existing path stays as it is; otherwise a name in
+// the model store (owner/repo[:QUANT], owner/repo/FILE.gguf, or a file name only one stored model
+// has) is replaced by its file's path. An ambiguous name, or owner/repo[:QUANT] that is not in the
+// store, is an error that says so; any other name is left for the loader to report.
+Status ResolveModelFlag(std::string* model);
 
 // The sampling and stop-string options of `run` and `chat` (llama.cpp's names).
 struct GenerationFlags {

@@ -295,7 +295,14 @@ Runner AddDoctorCommand(CLI::App& app) {
       bandwidth = CheckBandwidth(report, pool);
       CheckKernels(report, pool);
     }
-    if (!o->model.empty()) CheckModel(report, o->model, threads, bandwidth);
+    if (!o->model.empty()) {
+      std::string model = o->model;
+      if (Status s = ResolveModelFlag(&model); !s.ok()) {
+        report.Add("model-load", Verdict::kFail, s.message());
+      } else {
+        CheckModel(report, model, threads, bandwidth);
+      }
+    }
     report.PrintSummary();
     return report.failed() ? 1 : 0;
   };

@@ -50,6 +50,9 @@ int main(int argc, char** argv) {
   add(gannet::cli::AddChatCommand);
   add(gannet::cli::AddPerplexityCommand);
   add(gannet::cli::AddDoctorCommand);
+  add(gannet::cli::AddPullCommand);
+  add(gannet::cli::AddListCommand);
+  add(gannet::cli::AddRmCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

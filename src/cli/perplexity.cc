@@ -272,7 +272,8 @@ Result<std::vector<int32_t>> Windows(const PerplexityOpts& o, const engine::Mode
   return windows;
 }
 
-Status RunPerplexity(const PerplexityOpts& o) {
+Status RunPerplexity(PerplexityOpts o) {
+  GANNET_RETURN_IF_ERROR(ResolveModelFlag(&o.model));
   GANNET_RETURN_IF_ERROR(CheckOpts(o));
   int64_t ctx = 0;
   GANNET_ASSIGN_OR_RETURN(std::optional<KldReader> base, OpenBase(o, &ctx));

@@ -74,6 +74,7 @@ int Run(RunOptions& o) {
   if (o.n_predict < -1) return ReportError("-n must be -1 or more");
   if (o.threads < 0) return ReportError("--threads must not be negative");
   if (Status s = o.gen.Check(); !s.ok()) return ReportError(s);
+  if (Status s = ResolveModelFlag(&o.model); !s.ok()) return ReportError(s);
   std::string prompt_text;
   if (o.prompt) {
     prompt_text = *o.prompt;
@@ -179,7 +180,8 @@ int Run(RunOptions& o) {
 Runner AddRunCommand(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* sub = app.add_subcommand("run", "Complete a prompt with a model (raw text completion)");
-  sub->add_option("-m,--model", o->model, "GGUF model file")->required();
+  sub->add_option("-m,--model", o->model, "GGUF model file, or a model in the store (gannet list)")
+      ->required();
   sub->add_option("-p,--prompt", o->prompt, "Prompt text (default: standard input)");
   sub->add_option("-n,--n-predict", o->n_predict,
                   "Tokens to generate (-1: until end of generation)")

@@ -154,7 +154,8 @@ Runner AddServeCommand(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
-  sub->add_option("-m,--model", o->model, "GGUF model file")->required();
+  sub->add_option("-m,--model", o->model, "GGUF model file, or a model in the store (gannet list)")
+      ->required();
   sub->add_option("--chat-template", o->chat_template,
                   "Jinja chat template file (default: the model's own)");
   sub->add_option("--host", o->host,
@@ -209,6 +210,7 @@ Runner AddServeCommand(CLI::App& app) {
     if (o->ctx < 0) return ReportError("--ctx-size must not be negative");
     if (!(o->grace >= 0)) return ReportError("--grace must not be negative");
     if (o->http_threads < 1) return ReportError("--http-threads must be at least 1");
+    if (Status s = ResolveModelFlag(&o->model); !s.ok()) return ReportError(s);
     Result<http::HttpServerOptions> limits = HttpLimits(o->http);
     if (!limits.ok()) return ReportError(limits.status());
     size_t kv_bytes = 0;

@@ -10,6 +10,17 @@ std::vector<std::string> SupportedArchitectures() {
 }
 
 Result<std::unique_ptr<Model>> LoadModel(std::shared_ptr<const GgufFile> file) {
+  // A split model (llama.cpp's gguf-split: the tensors spread over name-0000K-of-0000N.gguf) is
+  // refused by name here rather than as a "missing tensor" later: its parts must be merged.
+  GANNET_ASSIGN_OR_RETURN(int64_t split_count, file->GetIntOr("split.count", 1));
+  if (split_count > 1) {
+    GANNET_ASSIGN_OR_RETURN(int64_t split_no, file->GetIntOr("split.no", 0));
+    return Status::Unsupported(
+        "this file is part " + std::to_string(split_no + 1) + " of a split model (" +
+        std::to_string(split_count) +
+        " parts); gannet loads single-file models only: merge the parts with "
+        "llama-gguf-split --merge FIRST-PART OUT.gguf");
+  }
   GANNET_ASSIGN_OR_RETURN(std::string arch, file->GetString("general.architecture"));
   Result<std::unique_ptr<Model>> m = Status::Unsupported("");
   if (arch == "gemma3") {
