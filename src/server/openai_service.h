@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "chat/template.h"
+#include "chat/tool_calls.h"
 #include "engine/engine.h"
 #include "http/http_parser.h"
 #include "http/response_writer.h"
@@ -102,7 +103,10 @@ class OpenAiService {
   // A completion request: parse, prompt ids, context check, then Submit.
   void HandleCompletion(Endpoint endpoint, const http::HttpRequest& request,
                         std::shared_ptr<http::ResponseWriter> writer);
-  // The prompt as token ids (chat: rendered by the template); an error answer was sent when empty.
+  // With tools whose output is constrained: their grammar into req.grammar (chat/tool_calls.h).
+  std::optional<ApiError> ToolGrammar(CompletionRequest& req) const;
+  // The prompt as token ids (chat: rendered by the template, with the tools as the model's
+  // format wants them); an error answer was sent when empty.
   std::optional<std::vector<int32_t>> PromptIds(Endpoint endpoint, CompletionRequest& req,
                                                 const Tokenizer& tok, http::ResponseWriter& writer);
   // Submits the generation and answers it from the engine's callbacks (whole or streamed).
@@ -120,7 +124,8 @@ class OpenAiService {
   std::atomic<ServiceHealth> health_{ServiceHealth::kLoading};
   std::atomic<engine::Engine*> serving_{nullptr};
   const ChatTemplate* chat_template_ = nullptr;  // set by Attach before serving_ is published
-  int64_t created_ = 0;                          // Unix time of start, /v1/models' "created"
+  ToolCallFormat tool_format_ = ToolCallFormat::kGeneric;  // of chat_template_, set by Attach
+  int64_t created_ = 0;  // Unix time of start, /v1/models' "created"
   ServerMetrics metrics_;
 };
 
