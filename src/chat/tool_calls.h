@@ -83,7 +83,7 @@ void PrepareToolPrompt(ToolCallFormat format, const ToolSpec* spec, ChatRenderIn
 
 // History from clients carries function.arguments as JSON text (OpenAI's shape); templates print
 // it with `tojson` or iterate it as a mapping, so text that parses as a JSON object becomes that
-// object (as vLLM and llama.cpp do). Other text is left as it is.
+// object (llama.cpp does the same for templates that need objects). Other text is left as it is.
 void NormalizeToolCallHistory(std::vector<ChatMessage>* messages);
 
 // A new call id: "call_" + 24 alphanumerics; Mistral's templates require exactly 9 alphanumerics.

@@ -34,8 +34,9 @@ std::optional<ApiError> ReadTool(const Json& t, size_t i, ToolDefinition* out) {
   if (!t.is_object()) return Invalid(at, "Invalid '" + at + "': expected an object.");
   const Json* type = Field(t, "type");
   if (type == nullptr || !type->is_string() || *type != "function") {
-    return Invalid(at + ".type", "Invalid '" + at + ".type': expected 'function' (the only tool "
-                                 "type supported).");
+    return Invalid(at + ".type", "Invalid '" + at +
+                                     ".type': expected 'function' (the only tool "
+                                     "type supported).");
   }
   const Json* fn = Field(t, "function");
   if (fn == nullptr || !fn->is_object())
@@ -57,8 +58,9 @@ std::optional<ApiError> ReadTool(const Json& t, size_t i, ToolDefinition* out) {
     out->description = d->get<std::string>();
   }
   if (const Json* s = Field(*fn, "strict"); s != nullptr && !s->is_boolean())
-    return Invalid(at + ".function.strict", "Invalid '" + at + ".function.strict': expected a "
-                                            "boolean.");
+    return Invalid(at + ".function.strict", "Invalid '" + at +
+                                                ".function.strict': expected a "
+                                                "boolean.");
   out->parameters = Json{{"type", "object"}, {"properties", Json::object()}};
   if (const Json* p = Field(*fn, "parameters"); p != nullptr) {
     if (!p->is_object())
@@ -80,9 +82,12 @@ std::optional<ApiError> ReadToolChoice(const Json* v, ToolSpec* spec) {
   if (v == nullptr) return std::nullopt;
   if (v->is_string()) {
     const std::string s = v->get<std::string>();
-    if (s == "none") spec->choice = ToolChoiceMode::kNone;
-    else if (s == "auto") spec->choice = ToolChoiceMode::kAuto;
-    else if (s == "required") spec->choice = ToolChoiceMode::kRequired;
+    if (s == "none")
+      spec->choice = ToolChoiceMode::kNone;
+    else if (s == "auto")
+      spec->choice = ToolChoiceMode::kAuto;
+    else if (s == "required")
+      spec->choice = ToolChoiceMode::kRequired;
     else
       return Invalid("tool_choice", "Invalid value for 'tool_choice': '" + s +
                                         "'. Supported values are: 'none', 'auto', 'required' "
@@ -156,8 +161,9 @@ std::optional<ApiError> ReadToolFields(const Json& j, CompletionRequest* out) {
     return Invalid("parallel_tool_calls", "Invalid 'parallel_tool_calls': expected a boolean.");
   if (tools == nullptr || (tools->is_array() && tools->empty())) {
     if (choice != nullptr)
-      return Invalid("tool_choice", "Invalid value for 'tool_choice': 'tool_choice' is only "
-                                    "allowed when 'tools' are specified.");
+      return Invalid("tool_choice",
+                     "Invalid value for 'tool_choice': 'tool_choice' is only "
+                     "allowed when 'tools' are specified.");
     return std::nullopt;
   }
   if (!tools->is_array()) return Invalid("tools", "Invalid 'tools': expected an array.");
@@ -170,8 +176,8 @@ std::optional<ApiError> ReadToolFields(const Json& j, CompletionRequest* out) {
     if (auto e = ReadTool((*tools)[i], i, &t)) return e;
     if (!names.insert(t.name).second) {
       const std::string at = "tools[" + std::to_string(i) + "].function.name";
-      return Invalid(at, "Invalid '" + at + "': the function name '" + t.name +
-                             "' is used by two tools.");
+      return Invalid(
+          at, "Invalid '" + at + "': the function name '" + t.name + "' is used by two tools.");
     }
     spec.tools.push_back(std::move(t));
   }

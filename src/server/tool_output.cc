@@ -12,8 +12,7 @@ const std::string& ChoiceToolOutput::IdOf(int32_t call) {
   return ids_[static_cast<size_t>(call)];
 }
 
-std::vector<ChunkDelta> ChoiceToolOutput::Stream(int32_t index, std::string_view text,
-                                                 bool last) {
+std::vector<ChunkDelta> ChoiceToolOutput::Stream(int32_t index, std::string_view text, bool last) {
   std::vector<ToolCallDelta> deltas;
   if (!text.empty()) parser_.Feed(text, &deltas);
   if (last) parser_.Finish(&deltas);

@@ -50,8 +50,7 @@ TEST(OpenAiToolsTest, AcceptedShapes) {
   EXPECT_FALSE(req.tools->parallel);
   for (const auto& [word, mode] : {std::pair{"none", ToolChoiceMode::kNone},
                                    std::pair{"required", ToolChoiceMode::kRequired}}) {
-    ASSERT_FALSE(
-        ParseChat(R"("tools":[)" + kWeather + R"(],"tool_choice":")" + word + "\"", &req));
+    ASSERT_FALSE(ParseChat(R"("tools":[)" + kWeather + R"(],"tool_choice":")" + word + "\"", &req));
     EXPECT_EQ(req.tools->choice, mode);
   }
   // No parameters: a function without arguments.
@@ -61,8 +60,8 @@ TEST(OpenAiToolsTest, AcceptedShapes) {
   ASSERT_FALSE(ParseChat(R"("tools":[])", &req));
   EXPECT_FALSE(req.tools.has_value());
   // tool_choice none with logprobs: plain text, allowed.
-  EXPECT_FALSE(ParseChat(R"("tools":[)" + kWeather + R"(],"tool_choice":"none","logprobs":true)",
-                         &req));
+  EXPECT_FALSE(
+      ParseChat(R"("tools":[)" + kWeather + R"(],"tool_choice":"none","logprobs":true)", &req));
 }
 
 TEST(OpenAiToolsTest, MistakesNameTheField) {
