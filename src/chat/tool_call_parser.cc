@@ -172,7 +172,7 @@ void ToolCallParser::Run() {
     }
     if (!progressed) break;
   }
-  if (mode_ == Mode::kRegion) StreamPending();
+  if (mode_ == Mode::kRegion) StreamPending(pos_);
 }
 
 void ToolCallParser::Emit(ToolCallDelta d) {
@@ -349,6 +349,8 @@ void ToolCallParser::OnGenericTop(const JsonScanner::Event& e) {
     if (e.key == "response" && e.first == '"') {
       in_response_ = saw_response_ = true;
       response_sent_ = e.offset + 1;
+      // From here the answer streams: the region is kept whatever follows (as a started call is).
+      if (options_.stream_arguments) region_sent_ = true;
     } else if (e.key != "tool_calls" || e.first != '[') {
       region_bad_ = true;
     }
@@ -433,23 +435,27 @@ void ToolCallParser::EndCall(Call& call) {
     Emit({.kind = ToolCallDelta::Kind::kArguments, .index = call.index, .text = std::move(args)});
 }
 
-void ToolCallParser::StreamPending() {
+void ToolCallParser::StreamPending(size_t limit) {
   if (in_response_) {
     std::string decoded;
     response_sent_ += DecodeJsonStringPrefix(
-        std::string_view(text_).substr(response_sent_, pos_ - response_sent_), false, &decoded);
+        std::string_view(text_).substr(response_sent_, limit - response_sent_), false, &decoded);
     EmitContent(decoded);
   }
   if (calls_.empty()) return;
   Call& call = calls_.back();
-  if (!call.started || call.args_done || pos_ <= call.args_sent) return;
+  const size_t end = call.args_done ? call.args_end : limit;
+  if (!call.started || end <= call.args_sent) return;
   Emit({.kind = ToolCallDelta::Kind::kArguments,
         .index = call.index,
-        .text = text_.substr(call.args_sent, pos_ - call.args_sent)});
-  call.args_sent = pos_;
+        .text = text_.substr(call.args_sent, end - call.args_sent)});
+  call.args_sent = end;
 }
 
 void ToolCallParser::EndRegion(size_t resume) {
+  // What streamed so far is the same whatever the split: send the rest up to where the region
+  // ended, as a split just before that byte would have.
+  if (region_sent_) StreamPending(resume);
   const bool any = !calls_.empty() || saw_response_;
   const bool keep = (!region_bad_ && any) || region_sent_;
   mode_ = Mode::kContent;

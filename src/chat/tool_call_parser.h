@@ -86,7 +86,7 @@ class ToolCallParser {
   void OnGenericTop(const JsonScanner::Event& e);
   void OnCallEvent(const JsonScanner::Event& e, Call& call);
   void EndCall(Call& call);
-  void StreamPending();
+  void StreamPending(size_t limit);
   void EndRegion(size_t resume);
   void Emit(ToolCallDelta d);
   void EmitContent(std::string_view text);

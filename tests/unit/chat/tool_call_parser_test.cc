@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <random>
 
 namespace gannet {
 namespace {
@@ -208,6 +209,58 @@ TEST(ToolCallParser, DecodeJsonStringPrefixHoldsPartialEscapes) {
   EXPECT_EQ(DecodeJsonStringPrefix("\\ud83d", false, &out), 0u);
   EXPECT_EQ(DecodeJsonStringPrefix("\\ud83d", true, &out), 6u);
   EXPECT_EQ(out, "\xEF\xBF\xBD");
+}
+
+// Random texts made of call markup, JSON pieces and prose, split at random places: every split
+// gives the whole text's answer, content never shows an opening marker of a taken call, and every
+// call's arguments are a JSON object whenever the text was not cut short.
+TEST(ToolCallParser, RandomSplitsGiveTheWholeAnswer) {
+  const std::vector<std::string> pieces = {
+      "<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "[ARGS]", "{", "}", "[", "]",
+      "\"name\"", "\"arguments\"", "\"parameters\"", "\"tool_calls\"", "\"response\"", ":", ",",
+      " ", "\n", "\"f\"", "\"a\\\"b\"", "1", "-2.5e3", "true", "null", "hi", "<", "\\u00e9",
+      "\"\\ud83d\\ude80\"", ";", "get_weather",
+      // Whole and partial calls of every format.
+      "{\"name\": \"f\", \"arguments\": {\"a\": [1, {\"b\": \"}\"}]}}",
+      "{\"name\": \"g\", \"parameters\": {}}", "[{\"name\": \"f\", \"arguments\": {}}]",
+      "{\"tool_calls\": [{\"name\": \"f\", \"arguments\": {\"x\": \"]\"}}]}",
+      "{\"response\": \"ok \\\"q\\\"\\n\"}", "{\"name\": \"f\", \"arguments\": {\"a\": "};
+  std::mt19937 rng(1234);
+  int with_calls = 0;
+  for (int iter = 0; iter < 4000; ++iter) {
+    std::string text;
+    const int n = 1 + static_cast<int>(rng() % 40);
+    for (int i = 0; i < n; ++i) text += pieces[rng() % pieces.size()];
+    for (ToolCallFormat f : {ToolCallFormat::kHermes, ToolCallFormat::kLlama3,
+                             ToolCallFormat::kMistral, ToolCallFormat::kGeneric}) {
+      for (bool stream : {false, true}) {
+        const ToolCallParserOptions o{.stream_arguments = stream};
+        const ParsedToolOutput whole = ParseToolOutput(f, text, o);
+        ToolCallParser p(f, o);
+        std::vector<ToolCallDelta> deltas;
+        for (size_t at = 0; at < text.size();) {
+          const size_t len = 1 + rng() % 7;
+          p.Feed(std::string_view(text).substr(at, len), &deltas);
+          at += len;
+        }
+        p.Finish(&deltas);
+        ParsedToolOutput split;
+        ApplyToolCallDeltas(deltas, &split);
+        with_calls += !whole.calls.empty();
+        ASSERT_EQ(split.content, whole.content) << text;
+        ASSERT_EQ(split.calls.size(), whole.calls.size()) << text;
+        for (size_t i = 0; i < whole.calls.size(); ++i) {
+          ASSERT_EQ(split.calls[i].name, whole.calls[i].name) << text;
+          ASSERT_EQ(split.calls[i].arguments, whole.calls[i].arguments) << text;
+          if (!stream) {
+            ASSERT_TRUE(nlohmann::json::parse(whole.calls[i].arguments, nullptr, false).is_object())
+                << text;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(with_calls, 1000);  // of 32000 parses: the texts do hold calls
 }
 
 }  // namespace
