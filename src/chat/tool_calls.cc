@@ -49,6 +49,12 @@ Json CallObjectSchema(ToolCallFormat format, const ToolSpec& spec, Json* defs) {
   for (size_t i : AllowedTools(spec)) {
     const std::string def = "tool_" + std::to_string(i);
     Json params = spec.tools[i].parameters;
+    // Arguments are an object: a schema that says nothing of the type (e.g. {}) means any object.
+    const bool typed = params.contains("type") || params.contains("$ref") ||
+                       params.contains("anyOf") || params.contains("oneOf") ||
+                       params.contains("allOf") || params.contains("const") ||
+                       params.contains("enum");
+    if (params.is_object() && !typed) params["type"] = "object";
     RebaseRefs(&params, "#/$defs/" + def);
     (*defs)[def] = std::move(params);
     Json props = Json::object();

@@ -19,7 +19,8 @@
 // holds back what may be a stop string). A client that disconnects cancels its request at once, so
 // its KV blocks are freed at the next engine step. With `tools`, the prompt gets them in the
 // template's tool-call format (chat/tool_calls.h), a required or named call is grammar-constrained,
-// and each choice's text is read back as content and calls (server/tool_output.h) before it is sent.
+// and each choice's text is read back as content and calls (server/tool_output.h) before it is
+// sent.
 //
 // Thread-safety: Handle runs on the HTTP workers, concurrently; Attach and set_health may be
 // called from any thread. The Engine and ChatTemplate given to Attach must outlive every

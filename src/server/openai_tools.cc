@@ -66,6 +66,12 @@ std::optional<ApiError> ReadTool(const Json& t, size_t i, ToolDefinition* out) {
     if (!p->is_object())
       return Invalid(at + ".function.parameters",
                      "Invalid '" + at + ".function.parameters': expected a JSON Schema object.");
+    if (const Json* type = Field(*p, "type"); type != nullptr && *type != "object") {
+      return Invalid(at + ".function.parameters",
+                     "Invalid '" + at +
+                         ".function.parameters': the arguments are an object; "
+                         "'type' must be \"object\".");
+    }
     // The converter bounds its own work; its message names the keyword and where it is.
     Result<std::string> gbnf = grammar::JsonSchemaToGbnf(*p);
     if (!gbnf.ok()) {

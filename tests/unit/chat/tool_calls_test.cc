@@ -163,6 +163,16 @@ TEST(ToolCalls, GenericAutoIsCallOrResponse) {
   EXPECT_FALSE(Accepts(g, "{\"response\": 3}"));
 }
 
+TEST(ToolCalls, UntypedParametersAreAnyObject) {
+  ToolSpec spec;
+  spec.tools.push_back(Tool("f", Json::object()));
+  spec.choice = ToolChoiceMode::kRequired;
+  auto g = GrammarOf(ToolCallFormat::kHermes, spec);
+  EXPECT_TRUE(
+      Accepts(g, "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": [1]}}\n</tool_call>"));
+  EXPECT_FALSE(Accepts(g, "<tool_call>\n{\"name\": \"f\", \"arguments\": 3}\n</tool_call>"));
+}
+
 TEST(ToolCalls, BadSchemaNamesTheKeyword) {
   ToolSpec spec;
   spec.tools.push_back(Tool("f", Json::parse(R"({"type": "object",

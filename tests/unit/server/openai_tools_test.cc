@@ -81,6 +81,9 @@ TEST(OpenAiToolsTest, MistakesNameTheField) {
   ExpectError(R"("tools":[{"type":"function","function":{"name":"f","parameters":{"type":)"
               R"("object","properties":{"s":{"type":"string","not":{}}}}}}])",
               "tools[0].function.parameters", "'not'");
+  ExpectError(R"("tools":[{"type":"function","function":{"name":"f","parameters":{"type":)"
+              R"("string"}}}])",
+              "tools[0].function.parameters", "object");
   ExpectError(R"("tools":[)" + kWeather + R"(],"tool_choice":"maybe")", "tool_choice");
   ExpectError(R"("tools":[)" + kWeather +
                   R"(],"tool_choice":{"type":"function","function":{"name":"other"}})",

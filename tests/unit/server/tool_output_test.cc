@@ -42,8 +42,8 @@ TEST(ToolOutputTest, StreamedChunksEqualTheWholeMessage) {
           } else {
             ASSERT_LT(index, calls.size());
             EXPECT_FALSE(t["function"].contains("name"));
-            calls[index]["arguments"] =
-                calls[index]["arguments"].get<std::string>() + t["function"]["arguments"].get<std::string>();
+            calls[index]["arguments"] = calls[index]["arguments"].get<std::string>() +
+                                        t["function"]["arguments"].get<std::string>();
           }
         }
       }
