@@ -79,7 +79,11 @@ Result<std::string> ToolCallGbnf(ToolCallFormat format, const ToolSpec& spec);
 // describing the tools and the JSON answer expected is put first (merged into a leading system
 // message), earlier assistant tool calls are written as the JSON the model answers with, and tool
 // results become user messages naming their call. Also NormalizeToolCallHistory.
-void PrepareToolPrompt(ToolCallFormat format, const ToolSpec* spec, ChatRenderInput* input);
+// `placement` kFirstUserMessage puts the generic description at the start of the first user
+// message instead, for templates that refuse a system role (Gemma 2 raises on one).
+enum class ToolPromptPlacement { kSystemMessage, kFirstUserMessage };
+void PrepareToolPrompt(ToolCallFormat format, const ToolSpec* spec, ChatRenderInput* input,
+                       ToolPromptPlacement placement = ToolPromptPlacement::kSystemMessage);
 
 // History from clients carries function.arguments as JSON text (OpenAI's shape); templates print
 // it with `tojson` or iterate it as a mapping, so text that parses as a JSON object becomes that

@@ -20,6 +20,12 @@ void ArgumentsToObject(Json* call) {
   if (parsed.is_object()) *args = std::move(parsed);
 }
 
+std::string TextOf(const ChatMessage& m) {
+  std::string text = m.content;
+  for (const ChatContentPart& p : m.parts) text += p.text;
+  return text;
+}
+
 std::string ToolsDescription(const ToolSpec& spec) {
   Json list = Json::array();
   for (const ToolDefinition& t : spec.tools) {
@@ -78,10 +84,8 @@ void RewriteGenericHistory(std::vector<ChatMessage>* messages) {
         if (it != names.end()) head += " to '" + it->second + "'";
         head += " (id " + *m.tool_call_id + ")";
       }
-      std::string body = m.content;
-      for (const ChatContentPart& p : m.parts) body += p.text;
       m.role = "user";
-      m.content = head + ":\n" + body;
+      m.content = head + ":\n" + TextOf(m);
       m.parts.clear();
       m.tool_call_id.reset();
     }
@@ -97,7 +101,8 @@ void NormalizeToolCallHistory(std::vector<ChatMessage>* messages) {
   }
 }
 
-void PrepareToolPrompt(ToolCallFormat format, const ToolSpec* spec, ChatRenderInput* input) {
+void PrepareToolPrompt(ToolCallFormat format, const ToolSpec* spec, ChatRenderInput* input,
+                       ToolPromptPlacement placement) {
   NormalizeToolCallHistory(&input->messages);
   if (format != ToolCallFormat::kGeneric) {
     if (spec != nullptr && spec->choice != ToolChoiceMode::kNone) {
@@ -111,10 +116,18 @@ void PrepareToolPrompt(ToolCallFormat format, const ToolSpec* spec, ChatRenderIn
   if (spec == nullptr || spec->choice == ToolChoiceMode::kNone) return;
   const std::string description = ToolsDescription(*spec);
   std::vector<ChatMessage>& ms = input->messages;
+  if (placement == ToolPromptPlacement::kFirstUserMessage) {
+    for (ChatMessage& m : ms) {
+      if (m.role != "user") continue;
+      m.content = description + "\n\n" + TextOf(m);
+      m.parts.clear();
+      return;
+    }
+    ms.insert(ms.begin(), ChatMessage{.role = "user", .content = description});
+    return;
+  }
   if (!ms.empty() && (ms[0].role == "system" || ms[0].role == "developer")) {
-    std::string text = ms[0].content;
-    for (const ChatContentPart& p : ms[0].parts) text += p.text;
-    ms[0].content = text + "\n\n" + description;
+    ms[0].content = TextOf(ms[0]) + "\n\n" + description;
     ms[0].parts.clear();
     ms[0].content_is_null = false;
   } else {

@@ -210,7 +210,8 @@ struct OpenAiService::Generation {
       } else {
         choice.text = s.text + tail;
       }
-      finishes += (finishes.empty() ? "" : ",") + std::string(reason);
+      if (!finishes.empty()) finishes += ',';
+      finishes += reason;
       if (stream) {
         if (!tail.empty())
           WriteEvent(ChunkJson(meta, {.index = static_cast<int32_t>(i), .text = std::move(tail)}));
@@ -523,9 +524,20 @@ std::optional<std::vector<int32_t>> OpenAiService::PromptIds(Endpoint endpoint,
     ChatRenderInput input{.messages = std::move(req.messages),
                           .add_generation_prompt = true,
                           .now = std::time(nullptr)};
-    PrepareToolPrompt(tool_format_, req.tools ? &*req.tools : nullptr, &input);
+    const ToolSpec* tools = req.tools ? &*req.tools : nullptr;
+    // The generic tool description goes into a system message; a template that refuses one gets
+    // it in the first user message instead.
+    std::optional<ChatRenderInput> retry;
+    if (tools != nullptr && tool_format_ == ToolCallFormat::kGeneric) retry = input;
+    PrepareToolPrompt(tool_format_, tools, &input);
     Result<std::vector<int32_t>> rendered =
         RenderChatPrompt(*chat_template_, tok, std::move(input));
+    if (!rendered.ok() && retry) {
+      PrepareToolPrompt(tool_format_, tools, &*retry, ToolPromptPlacement::kFirstUserMessage);
+      Result<std::vector<int32_t>> again =
+          RenderChatPrompt(*chat_template_, tok, std::move(*retry));
+      if (again.ok()) rendered = std::move(again);
+    }
     if (!rendered.ok()) {
       SendError(writer, {.message = "The chat template rejected the conversation: " +
                                     rendered.status().message(),

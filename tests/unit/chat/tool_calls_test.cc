@@ -225,6 +225,26 @@ TEST(ToolCalls, PromptForNativeAndGenericFormats) {
   EXPECT_TRUE(t->Render(generic).ok());
 }
 
+TEST(ToolCalls, GenericDescriptionInTheFirstUserMessage) {
+  // A template that refuses a system role, as Gemma 2's does.
+  Result<ChatTemplate> t = ChatTemplate::Parse(
+      "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not "
+      "supported') }}{% endif %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}");
+  ASSERT_TRUE(t.ok());
+  const ToolSpec spec = WeatherAndTime(ToolChoiceMode::kRequired);
+  ChatRenderInput system{.messages = {{.role = "user", .content = "Weather?"}}};
+  ChatRenderInput user = system;
+  PrepareToolPrompt(ToolCallFormat::kGeneric, &spec, &system);
+  EXPECT_FALSE(t->Render(system).ok());
+  PrepareToolPrompt(ToolCallFormat::kGeneric, &spec, &user, ToolPromptPlacement::kFirstUserMessage);
+  ASSERT_EQ(user.messages.size(), 1u);
+  Result<std::string> out = t->Render(user);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(out->rfind("<user>You can call the following tools.", 0), 0u) << *out;
+  EXPECT_NE(out->find("at least one tool"), std::string::npos);
+  EXPECT_NE(out->find("\n\nWeather?"), std::string::npos);
+}
+
 TEST(ToolCalls, CallIds) {
   const std::string id = NewToolCallId(ToolCallFormat::kHermes);
   EXPECT_EQ(id.rfind("call_", 0), 0u);
