@@ -104,6 +104,7 @@ void JsonScanner::BeginValue(char c, size_t at, std::vector<Event>* events) {
   if (!opens) return Fail();
   events->push_back(MakeEvent(true, at, c));
   if (c == '{' || c == '[') {
+    if (frames_.size() >= kMaxDepth) return Fail();
     frames_.push_back(
         Frame{.kind = c, .expect = c == '{' ? Expect::kKeyOrEnd : Expect::kValueOrEnd});
   } else if (c == '"') {

@@ -7,7 +7,8 @@
 // as JSON writes them, true / false / null, blanks between tokens. The first byte that cannot
 // continue a JSON text puts the scanner in kError; the end of the top-level value puts it in
 // kDone (a top-level number ends only at the byte after it). Keys are kept as written, escapes
-// included. Memory: one frame per open container.
+// included. Memory: one frame per open container; containers nested deeper than kMaxDepth are an
+// error.
 //
 // Thread-safety: none; one per text.
 #pragma once
@@ -22,6 +23,7 @@ namespace gannet {
 class JsonScanner {
  public:
   enum class State { kRunning, kDone, kError };
+  static constexpr size_t kMaxDepth = 512;
 
   struct Event {
     bool start = true;  // true: a value starts at `offset` (its first byte); false: ends before it

@@ -193,6 +193,15 @@ TEST(ToolCallParser, GenericCallsAndResponse) {
   EXPECT_EQ(out.content, "{\"other\": 1}");
 }
 
+TEST(ToolCallParser, DeepNestingIsText) {
+  const std::string deep =
+      "<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": " + std::string(100000, '[') +
+      "}}</tool_call>";
+  ParsedToolOutput out = ParseToolOutput(ToolCallFormat::kHermes, deep);
+  EXPECT_TRUE(out.calls.empty());
+  EXPECT_EQ(out.content, deep);
+}
+
 TEST(ToolCallParser, ArgumentsAsJsonText) {
   ParsedToolOutput out = Parse(ToolCallFormat::kHermes,
                                "<tool_call>{\"name\": \"f\", \"arguments\": \"{\\\"a\\\": 1}\"}"
