@@ -259,7 +259,8 @@ OpenAiService::OpenAiService(OpenAiServiceOptions options)
 
 void OpenAiService::Attach(engine::Engine* serving, const ChatTemplate* chat_template) {
   chat_template_ = chat_template;
-  tool_format_ = DetectToolCallFormat(*chat_template);
+  tool_format_ =
+      chat_template != nullptr ? DetectToolCallFormat(*chat_template) : ToolCallFormat::kGeneric;
   options_.limits.n_vocab = serving->tokenizer().n_vocab();
   serving_.store(serving);
   health_.store(ServiceHealth::kReady);
