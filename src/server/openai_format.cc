@@ -85,7 +85,19 @@ std::string CompletionResponseJson(const ResponseMeta& meta,
   for (const ChoiceResult& c : choices) {
     Json choice = Json{{"index", c.index}};
     if (chat) {
-      choice["message"] = Json{{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
+      Json message = Json{{"role", "assistant"},
+                          {"content", c.content_null ? Json(nullptr) : Json(c.text)},
+                          {"refusal", nullptr}};
+      if (!c.tool_calls.empty()) {
+        Json calls = Json::array();
+        for (const ToolCallResult& t : c.tool_calls) {
+          calls.push_back(Json{{"id", t.id},
+                               {"type", "function"},
+                               {"function", Json{{"name", t.name}, {"arguments", t.arguments}}}});
+        }
+        message["tool_calls"] = std::move(calls);
+      }
+      choice["message"] = std::move(message);
     } else {
       choice["text"] = c.text;
     }
@@ -108,6 +120,21 @@ std::string ChunkJson(const ResponseMeta& meta, const ChunkDelta& d) {
     Json delta = Json::object();
     if (d.role) delta["role"] = "assistant";
     if (d.text) delta["content"] = *d.text;
+    if (!d.tool_calls.empty()) {
+      Json calls = Json::array();
+      for (const ToolCallChunk& t : d.tool_calls) {
+        Json call = Json{{"index", t.index}};
+        Json fn = Json{{"arguments", t.arguments}};
+        if (!t.id.empty()) {
+          call["id"] = t.id;
+          call["type"] = "function";
+          fn = Json{{"name", t.name}, {"arguments", t.arguments}};
+        }
+        call["function"] = std::move(fn);
+        calls.push_back(std::move(call));
+      }
+      delta["tool_calls"] = std::move(calls);
+    }
     choice["delta"] = std::move(delta);
   } else {
     choice["text"] = d.text.value_or("");

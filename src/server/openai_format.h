@@ -41,11 +41,28 @@ struct Usage {
   int64_t cached_tokens = 0;
 };
 
+// A tool call of a whole response: {"id", "type": "function", "function": {"name", "arguments"}}.
+struct ToolCallResult {
+  std::string id;
+  std::string name;
+  std::string arguments;  // JSON text
+};
+
+// A piece of a streamed tool call: the first piece of a call carries its id and name.
+struct ToolCallChunk {
+  int32_t index = 0;
+  std::string id;    // first piece only
+  std::string name;  // first piece only
+  std::string arguments;
+};
+
 // One choice of a whole (non-streamed) response.
 struct ChoiceResult {
   int32_t index = 0;
   std::string text;
-  std::string finish_reason;  // "stop", "length"
+  bool content_null = false;  // chat: "content": null (a message of tool calls only)
+  std::vector<ToolCallResult> tool_calls;
+  std::string finish_reason;  // "stop", "length", "tool_calls"
   bool has_logprobs = false;  // false: "logprobs": null
   std::vector<LogprobEntry> logprobs;
 };
@@ -53,8 +70,9 @@ struct ChoiceResult {
 // One streamed chunk of one choice.
 struct ChunkDelta {
   int32_t index = 0;
-  bool role = false;                // chat: the first chunk carries delta.role
-  std::optional<std::string> text;  // delta.content / text
+  bool role = false;                      // chat: the first chunk carries delta.role
+  std::optional<std::string> text;        // delta.content / text
+  std::vector<ToolCallChunk> tool_calls;  // chat: delta.tool_calls
   bool has_logprobs = false;
   std::vector<LogprobEntry> logprobs;
   std::optional<std::string> finish_reason;  // the last chunk of the choice

@@ -6,6 +6,7 @@
 
 #include "grammar/grammar_cache.h"
 #include "grammar/json_schema.h"
+#include "server/openai_tools.h"
 
 namespace gannet::server {
 namespace {
@@ -284,14 +285,13 @@ std::optional<ApiError> ReadLogitBias(const Json& j, const RequestLimits& limits
 
 // Fields OpenAI has that gannet refuses rather than ignores (ignoring them would change meaning).
 std::optional<ApiError> RejectUnsupported(const Json& j, Endpoint endpoint) {
-  if (const Json* tools = Field(j, "tools");
-      tools != nullptr && !(tools->is_array() && tools->empty())) {
-    return Unsupported("tools", "Tool calling is not supported yet.");
-  }
-  if (const Json* fc = Field(j, "functions"); fc != nullptr) {
-    return Unsupported("functions", "Function calling is not supported yet.");
-  }
   if (endpoint == Endpoint::kCompletion) {
+    if (const Json* tools = Field(j, "tools"); tools != nullptr) {
+      return Unsupported("tools", "'tools' is for /v1/chat/completions.");
+    }
+    if (const Json* fc = Field(j, "functions"); fc != nullptr) {
+      return Unsupported("functions", "'functions' is not supported.");
+    }
     if (const Json* echo = Field(j, "echo"); echo != nullptr && *echo != false) {
       return Unsupported("echo", "'echo' is not supported yet.");
     }
@@ -545,6 +545,20 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
     out->grammar = std::move(g).value();
   }
   if (auto e = ReadResponseFormat(j, out)) return e;
+  if (endpoint == Endpoint::kChat) {
+    if (auto e = ReadToolFields(j, out)) return e;
+    if (out->tools && out->tools->choice != ToolChoiceMode::kNone) {
+      if (out->grammar != nullptr) {
+        return Invalid(Field(j, "grammar") != nullptr ? "grammar" : "response_format",
+                       "'tools' cannot be combined with 'grammar' or a JSON 'response_format' "
+                       "(the calls have their own grammar); use tool_choice 'none' or leave "
+                       "them out.");
+      }
+      if (out->logprobs) {
+        return Unsupported("logprobs", "'logprobs' is not supported together with 'tools'.");
+      }
+    }
+  }
 
   if (Status s = out->sampling.Validate(limits.n_vocab); !s.ok()) return Invalid("", s.message());
   return std::nullopt;

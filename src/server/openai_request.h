@@ -4,8 +4,9 @@
 // touches the engine: every field's type and range is checked and a failure names the field in
 // OpenAI's error shape ({"error": {"message", "type", "param", "code"}}), so a client sees the same
 // 400 it would see from OpenAI. Unknown fields are ignored, as OpenAI does; fields OpenAI knows but
-// gannet does not implement (tools, echo, suffix, best_of, ...) are
-// refused with a 400 naming them rather than silently ignored. Sampling defaults are OpenAI's
+// gannet does not implement (functions, echo, suffix, best_of, ...) are
+// refused with a 400 naming them rather than silently ignored. The tool fields are read by
+// server/openai_tools.h. Sampling defaults are OpenAI's
 // (temperature 1, top_p 1, no top_k / min_p / penalties), not llama.cpp's.
 //
 // Pure functions; thread-safe.
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "chat/template.h"
+#include "chat/tool_calls.h"
 #include "grammar/grammar.h"
 #include "sampling/sampling_params.h"
 #include "server/bounded_json.h"
@@ -76,6 +78,9 @@ struct CompletionRequest {
   // json_object / json_schema (grammar/json_schema.h; an unsupported schema keyword is a 400
   // naming it). Null: none.
   std::shared_ptr<const grammar::Grammar> grammar;
+  // Chat: `tools` with `tool_choice` and `parallel_tool_calls` (server/openai_tools.h). Unset: no
+  // tools. The grammar of the calls depends on the model's format and is set by the service.
+  std::optional<ToolSpec> tools;
 };
 
 // Parses and validates a request body for `endpoint`. On failure returns the 400 to send (or 415

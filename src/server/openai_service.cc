@@ -11,9 +11,11 @@
 #include <vector>
 
 #include "chat/prompt.h"
+#include "grammar/grammar_cache.h"
 #include "http/sse.h"
 #include "server/openai_format.h"
 #include "server/tokenize_api.h"
+#include "server/tool_output.h"
 #include "server/webui.h"
 #include "tokenizer/tokenizer.h"
 
@@ -130,6 +132,8 @@ struct OpenAiService::Generation {
   // inline from Submit.
   std::recursive_mutex mu;
   std::vector<Sample> samples;
+  // With tools (tool_choice other than none): per sample, its text read as content and calls.
+  std::vector<std::unique_ptr<ChoiceToolOutput>> tool_outputs;
 
   LogprobEntry MakeLogprob(const engine::TokenEvent& ev, int64_t text_offset) const {
     LogprobEntry e{.token = tok->TokenToPiece(ev.token, /*render_special=*/true),
@@ -160,7 +164,12 @@ struct OpenAiService::Generation {
       service->metrics_.ObserveInterTokenLatency(Seconds(now - s.last_token));
     s.last_token = now;
     if (writer->IsClosed()) return;  // the client left; Cancel is on its way
-    if (stream) {
+    if (stream && !tool_outputs.empty()) {
+      for (const ChunkDelta& d : tool_outputs[ev.sample_index]->Stream(ev.sample_index, ev.text,
+                                                                       /*last=*/false)) {
+        WriteEvent(ChunkJson(meta, d));
+      }
+    } else if (stream) {
       ChunkDelta d{.index = ev.sample_index, .has_logprobs = logprobs};
       if (logprobs) d.logprobs.push_back(MakeLogprob(ev, ev.text_offset));
       if (!ev.text.empty() || logprobs) {
@@ -188,7 +197,22 @@ struct OpenAiService::Generation {
       std::string tail = known ? result.samples[i].tail : std::string();
       const char* reason =
           FinishReasonWord(known ? result.samples[i].finish : engine::FinishReason::kCancelled);
-      finishes += (finishes.empty() ? "" : ",") + std::string(reason);
+      ChoiceResult choice{.index = static_cast<int32_t>(i)};
+      if (!tool_outputs.empty()) {
+        ChoiceToolOutput& out = *tool_outputs[i];
+        if (stream) {
+          for (const ChunkDelta& d : out.Stream(static_cast<int32_t>(i), tail, /*last=*/true))
+            WriteEvent(ChunkJson(meta, d));
+          tail.clear();
+        } else {
+          out.Whole(s.text + tail, &choice);
+        }
+        reason = ToolFinishReason(reason, out.called());
+      } else {
+        choice.text = s.text + tail;
+      }
+      if (!finishes.empty()) finishes += ',';
+      finishes += reason;
       if (stream) {
         if (!tail.empty())
           WriteEvent(ChunkJson(meta, {.index = static_cast<int32_t>(i), .text = std::move(tail)}));
@@ -196,11 +220,10 @@ struct OpenAiService::Generation {
             meta,
             {.index = static_cast<int32_t>(i), .has_logprobs = false, .finish_reason = reason}));
       } else {
-        choices.push_back(ChoiceResult{.index = static_cast<int32_t>(i),
-                                       .text = s.text + tail,
-                                       .finish_reason = reason,
-                                       .has_logprobs = logprobs,
-                                       .logprobs = std::move(s.logprobs)});
+        choice.finish_reason = reason;
+        choice.has_logprobs = logprobs;
+        choice.logprobs = std::move(s.logprobs);
+        choices.push_back(std::move(choice));
       }
     }
     int status = result.status.ok() ? 200 : 500;
@@ -237,6 +260,8 @@ OpenAiService::OpenAiService(OpenAiServiceOptions options)
 
 void OpenAiService::Attach(engine::Engine* serving, const ChatTemplate* chat_template) {
   chat_template_ = chat_template;
+  tool_format_ =
+      chat_template != nullptr ? DetectToolCallFormat(*chat_template) : ToolCallFormat::kGeneric;
   options_.limits.n_vocab = serving->tokenizer().n_vocab();
   serving_.store(serving);
   health_.store(ServiceHealth::kReady);
@@ -464,6 +489,10 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
     SendError(*writer, *err);
     return;
   }
+  if (auto err = ToolGrammar(req)) {
+    SendError(*writer, *err);
+    return;
+  }
   std::optional<std::vector<int32_t>> prompt =
       PromptIds(endpoint, req, serving->tokenizer(), *writer);
   if (!prompt) return;
@@ -477,16 +506,45 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
   StartGeneration(*serving, endpoint, std::move(req), std::move(*prompt), std::move(writer));
 }
 
+std::optional<ApiError> OpenAiService::ToolGrammar(CompletionRequest& req) const {
+  if (!req.tools || req.tools->choice == ToolChoiceMode::kNone) return std::nullopt;
+  Result<std::string> gbnf = ToolCallGbnf(tool_format_, *req.tools);
+  if (gbnf.ok() && gbnf->empty()) return std::nullopt;  // free output, parsed afterwards
+  Result<std::shared_ptr<const grammar::Grammar>> g =
+      gbnf.ok() ? grammar::CompileShared(*gbnf)
+                : Result<std::shared_ptr<const grammar::Grammar>>(gbnf.status());
+  if (!g.ok()) {
+    return ApiError{.message = "Invalid 'tools': the grammar of the calls cannot be built: " +
+                               g.status().message(),
+                    .param = "tools"};
+  }
+  req.grammar = std::move(g).value();
+  return std::nullopt;
+}
+
 std::optional<std::vector<int32_t>> OpenAiService::PromptIds(Endpoint endpoint,
                                                              CompletionRequest& req,
                                                              const Tokenizer& tok,
                                                              ResponseWriter& writer) {
   std::vector<int32_t> prompt;
   if (endpoint == Endpoint::kChat) {
-    Result<std::vector<int32_t>> rendered = RenderChatPrompt(*chat_template_, tok,
-                                                             {.messages = std::move(req.messages),
-                                                              .add_generation_prompt = true,
-                                                              .now = std::time(nullptr)});
+    ChatRenderInput input{.messages = std::move(req.messages),
+                          .add_generation_prompt = true,
+                          .now = std::time(nullptr)};
+    const ToolSpec* tools = req.tools ? &*req.tools : nullptr;
+    // The generic tool description goes into a system message; a template that refuses one gets
+    // it in the first user message instead.
+    std::optional<ChatRenderInput> retry;
+    if (tools != nullptr && tool_format_ == ToolCallFormat::kGeneric) retry = input;
+    PrepareToolPrompt(tool_format_, tools, &input);
+    Result<std::vector<int32_t>> rendered =
+        RenderChatPrompt(*chat_template_, tok, std::move(input));
+    if (!rendered.ok() && retry) {
+      PrepareToolPrompt(tool_format_, tools, &*retry, ToolPromptPlacement::kFirstUserMessage);
+      Result<std::vector<int32_t>> again =
+          RenderChatPrompt(*chat_template_, tok, std::move(*retry));
+      if (again.ok()) rendered = std::move(again);
+    }
     if (!rendered.ok()) {
       SendError(writer, {.message = "The chat template rejected the conversation: " +
                                     rendered.status().message(),
@@ -525,6 +583,11 @@ void OpenAiService::StartGeneration(engine::Engine& engine, Endpoint endpoint,
   gen->logprobs = req.logprobs;
   gen->prompt_tokens = n_prompt;
   gen->samples.resize(static_cast<size_t>(req.n));
+  if (req.tools && req.tools->choice != ToolChoiceMode::kNone) {
+    const bool constrained = ToolOutputConstrained(tool_format_, *req.tools);
+    for (int32_t i = 0; i < req.n; ++i)
+      gen->tool_outputs.push_back(std::make_unique<ChoiceToolOutput>(tool_format_, constrained));
+  }
 
   engine::GenerationRequest sreq{.prompt = std::move(prompt),
                                  .max_tokens = static_cast<int32_t>(

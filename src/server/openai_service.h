@@ -18,7 +18,10 @@
 // Engine. The handler returns at once; the engine's step thread then writes the answer through
 // the ResponseWriter as text deltas arrive (the engine's output processor keeps UTF-8 whole and
 // holds back what may be a stop string). A client that disconnects cancels its request at once, so
-// its KV blocks are freed at the next engine step.
+// its KV blocks are freed at the next engine step. With `tools`, the prompt gets them in the
+// template's tool-call format (chat/tool_calls.h), a required or named call is grammar-constrained,
+// and each choice's text is read back as content and calls (server/tool_output.h) before it is
+// sent.
 //
 // Thread-safety: Handle runs on the HTTP workers, concurrently; Attach and set_health may be
 // called from any thread. The Engine and ChatTemplate given to Attach must outlive every
@@ -35,6 +38,7 @@
 #include <vector>
 
 #include "chat/template.h"
+#include "chat/tool_calls.h"
 #include "engine/engine.h"
 #include "http/http_parser.h"
 #include "http/response_writer.h"
@@ -105,7 +109,10 @@ class OpenAiService {
   // A completion request: parse, prompt ids, context check, then Submit.
   void HandleCompletion(Endpoint endpoint, const http::HttpRequest& request,
                         std::shared_ptr<http::ResponseWriter> writer);
-  // The prompt as token ids (chat: rendered by the template); an error answer was sent when empty.
+  // With tools whose output is constrained: their grammar into req.grammar (chat/tool_calls.h).
+  std::optional<ApiError> ToolGrammar(CompletionRequest& req) const;
+  // The prompt as token ids (chat: rendered by the template, with the tools as the model's
+  // format wants them); an error answer was sent when empty.
   std::optional<std::vector<int32_t>> PromptIds(Endpoint endpoint, CompletionRequest& req,
                                                 const Tokenizer& tok, http::ResponseWriter& writer);
   // Submits the generation and answers it from the engine's callbacks (whole or streamed).
@@ -123,7 +130,8 @@ class OpenAiService {
   std::atomic<ServiceHealth> health_{ServiceHealth::kLoading};
   std::atomic<engine::Engine*> serving_{nullptr};
   const ChatTemplate* chat_template_ = nullptr;  // set by Attach before serving_ is published
-  int64_t created_ = 0;                          // Unix time of start, /v1/models' "created"
+  ToolCallFormat tool_format_ = ToolCallFormat::kGeneric;  // of chat_template_, set by Attach
+  int64_t created_ = 0;  // Unix time of start, /v1/models' "created"
   ServerMetrics metrics_;
 };
 

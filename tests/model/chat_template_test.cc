@@ -12,6 +12,7 @@
 #include <string>
 
 #include "chat/template.h"
+#include "chat/tool_calls.h"
 
 namespace gannet {
 namespace {
@@ -87,6 +88,64 @@ TEST(ChatTemplateGolden, EveryTemplateAndConversationMatchesJinja2) {
 }
 
 // Random edits of every real template: each must parse and render, or fail with a Status.
+// What the server does with a client's tool conversation: arguments arrive as JSON text (OpenAI's
+// shape) and are made objects again (NormalizeToolCallHistory); the tools reach the template as
+// the request sent them (PrepareToolPrompt). The text must be jinja2's for the same conversation
+// written with objects.
+TEST(ChatTemplateGolden, ClientToolConversationsMatchJinja2) {
+  const std::string root = GANNET_SOURCE_DIR;
+  const nlohmann::ordered_json golden =
+      nlohmann::ordered_json::parse(ReadFile(root + "/tests/fixtures/chat_templates/golden.json"));
+  const nlohmann::ordered_json conversations = nlohmann::ordered_json::parse(
+      ReadFile(root + "/tests/fixtures/chat_templates/conversations.json"));
+  std::map<std::string, nlohmann::ordered_json> by_name;
+  for (const auto& c : conversations) by_name[c["name"].get<std::string>()] = c;
+  int checked = 0;
+  for (const auto& t : golden["templates"]) {
+    Result<ChatTemplate> tmpl =
+        ChatTemplate::Parse(ReadFile(root + "/" + t["file"].get<std::string>()));
+    ASSERT_TRUE(tmpl.ok()) << tmpl.status().ToString();
+    const ToolCallFormat format = DetectToolCallFormat(*tmpl);
+    for (const auto& r : t["results"]) {
+      const std::string conv_name = r["conversation"];
+      if ((conv_name != "tool_call" && conv_name != "tools_offered") || !r.contains("output"))
+        continue;
+      if (format == ToolCallFormat::kGeneric) continue;  // the generic format rewrites history
+      nlohmann::ordered_json conv = by_name.at(conv_name);
+      ChatRenderInput in;
+      for (auto m : conv["messages"]) {
+        if (m.contains("tool_calls")) {
+          nlohmann::ordered_json calls = m["tool_calls"];
+          for (auto& call : calls)
+            call["function"]["arguments"] = call["function"]["arguments"].dump();
+          m["tool_calls"] = calls;
+        }
+        Result<ChatMessage> msg = ChatMessageFromJson(m);
+        ASSERT_TRUE(msg.ok()) << msg.status().ToString();
+        in.messages.push_back(std::move(msg).value());
+      }
+      in.add_generation_prompt = conv["add_generation_prompt"];
+      in.bos_token = t["bos_token"];
+      in.eos_token = t["eos_token"];
+      in.now = golden["now"].get<std::time_t>();
+      ToolSpec spec;
+      for (const auto& tool : conv.value("tools", nlohmann::ordered_json::array())) {
+        spec.tools.push_back({.name = tool["function"]["name"],
+                              .parameters = tool["function"]["parameters"],
+                              .raw = tool});
+      }
+      PrepareToolPrompt(format, spec.tools.empty() ? nullptr : &spec, &in);
+      const Result<std::string> out = tmpl->Render(in);
+      const std::string label = t["name"].get<std::string>() + " x " + conv_name;
+      ASSERT_TRUE(out.ok()) << label << ": " << out.status().ToString();
+      EXPECT_EQ(*out, r["output"].get<std::string>()) << label;
+      ++checked;
+    }
+  }
+  std::printf("client tool conversations: %d checked\n", checked);
+  EXPECT_GE(checked, 8);  // Qwen 2.5 / 3 / QwQ, Llama 3.1 / 3.2 / 3.3, Mistral Nemo / Small
+}
+
 TEST(ChatTemplateGolden, MutatedRealTemplatesNeverCrash) {
   const std::string root = GANNET_SOURCE_DIR;
   const nlohmann::ordered_json golden =

@@ -168,8 +168,12 @@ TEST(OpenAiRequestTest, OutOfRangeNamesTheField) {
 }
 
 TEST(OpenAiRequestTest, UnsupportedFieldsAreRefusedNotIgnored) {
-  ExpectChatError(R"("tools":[{"type":"function","function":{"name":"f"}}])", "tools");
+  ExpectChatError(R"("functions":[{"name":"f"}])", "functions");
+  ExpectChatError(R"("function_call":"auto")", "function_call");
   CompletionRequest req;
+  auto text_tools = ParseText(R"("tools":[{"type":"function","function":{"name":"f"}}])", &req);
+  ASSERT_TRUE(text_tools);
+  EXPECT_EQ(text_tools->param, "tools");
   EXPECT_FALSE(ParseChat(R"("tools":[],"response_format":{"type":"text"})", &req).has_value());
   auto err = ParseText(R"("echo":true)", &req);
   ASSERT_TRUE(err);
