@@ -144,6 +144,7 @@ Runner AddServeCommand(CLI::App& app) {
     double grace = 30;
     int http_threads = 4;
     size_t max_body = 8 << 20;
+    size_t max_response = size_t{64} << 20;
     bool no_prefix_cache = false;
     double itl_factor = 2.0;
     SpecFlags spec;
@@ -189,6 +190,10 @@ Runner AddServeCommand(CLI::App& app) {
   sub->add_option("--http-threads", o->http_threads, "HTTP handler threads")->capture_default_str();
   sub->add_option("--max-body", o->max_body, "Largest request body in bytes (413 past it)")
       ->capture_default_str();
+  sub->add_option("--max-response", o->max_response,
+                  "Largest response that is not streamed, in bytes (past it: 400 "
+                  "response_too_large; streamed responses have no limit)")
+      ->capture_default_str();
   AddSpecFlags(sub, &o->spec);
   AddHttpLimitFlags(sub, &o->http);
   sub->add_option("--itl-factor", o->itl_factor,
@@ -231,7 +236,8 @@ Runner AddServeCommand(CLI::App& app) {
                                    .allowed_origins = server::ParseOriginList(o->allowed_origins),
                                    .webui = !o->no_webui,
                                    .total_slots = o->parallel,
-                                   .speculative = o->spec.method});
+                                   .speculative = o->spec.method,
+                                   .max_response_bytes = o->max_response});
     http::HttpServerOptions http_opts = *std::move(limits);
     http_opts.host = o->host;
     http_opts.port = static_cast<uint16_t>(o->port);

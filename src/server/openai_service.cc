@@ -132,6 +132,12 @@ struct OpenAiService::Generation {
   // inline from Submit.
   std::recursive_mutex mu;
   std::vector<Sample> samples;
+  // A response held until the end (not streamed): its bytes so far, and whether it passed
+  // options.max_response_bytes (then its generation is cancelled and it is answered with a 400).
+  size_t held_bytes = 0;
+  bool too_large = false;
+  engine::Engine* engine = nullptr;
+  engine::RequestId request_id = 0;
   // With tools (tool_choice other than none): per sample, its text read as content and calls.
   std::vector<std::unique_ptr<ChoiceToolOutput>> tool_outputs;
 
@@ -176,9 +182,21 @@ struct OpenAiService::Generation {
         d.text = ev.text;
         WriteEvent(ChunkJson(meta, d));
       }
-    } else {
+    } else if (!too_large) {
       s.text += ev.text;
-      if (logprobs) s.logprobs.push_back(MakeLogprob(ev, ev.text_offset));
+      held_bytes += ev.text.size();
+      if (logprobs) {
+        s.logprobs.push_back(MakeLogprob(ev, ev.text_offset));
+        const LogprobEntry& e = s.logprobs.back();
+        // As JSON: the token, its bytes (a number each) and a few fields, for it and each top one.
+        held_bytes += 64 + 5 * e.token.size();
+        for (const auto& t : e.top) held_bytes += 48 + 5 * t.token.size();
+      }
+      if (held_bytes > service->options_.max_response_bytes) {
+        too_large = true;
+        samples.assign(samples.size(), Sample{});  // the held text is not sent
+        engine->Cancel(request_id);
+      }
     }
   }
 
@@ -226,6 +244,7 @@ struct OpenAiService::Generation {
         choices.push_back(std::move(choice));
       }
     }
+    if (too_large) return SendTooLarge();
     int status = result.status.ok() ? 200 : 500;
     if (writer->IsClosed()) status = 499;  // the client left first (nginx's code for it)
     service->metrics_.CountRequest(status);
@@ -252,6 +271,16 @@ struct OpenAiService::Generation {
       if (!writer->IsClosed()) writer->Write(SseDone());
       (void)writer->End();
     }
+  }
+
+  void SendTooLarge() {
+    service->SendError(
+        *writer,
+        {.message = "The response would be larger than " +
+                    std::to_string(service->options_.max_response_bytes >> 20) +
+                    " MiB; request it with stream: true, or with fewer samples (n), tokens "
+                    "(max_tokens) or logprobs (top_logprobs).",
+         .code = "response_too_large"});
   }
 };
 
@@ -626,6 +655,8 @@ void OpenAiService::StartGeneration(engine::Engine& engine, Endpoint endpoint,
       }
     }
   }
+  gen->engine = &engine;
+  gen->request_id = *id;
   // A client that leaves stops its generation at once (the KV blocks go back at the next step).
   writer->SetOnClose([engine_ptr = &engine, rid = *id] { engine_ptr->Cancel(rid); });
 }

@@ -67,6 +67,11 @@ struct OpenAiServiceOptions {
   int32_t total_slots = 0;           // /props: sequences decoded together (--parallel)
   std::string speculative = "none";  // /props: the speculative decoding method
   RequestLimits limits;              // n_vocab is filled in by Attach
+  // A response that is not streamed is held until the generation ends: past this many bytes of
+  // text and logprobs (n = 16 samples with top_logprobs = 20 can reach hundreds of MB), its
+  // generation is cancelled and the answer is a 400 (code response_too_large) that asks for
+  // stream: true or fewer samples, tokens or logprobs.
+  size_t max_response_bytes = size_t{64} << 20;
   std::string system_fingerprint = "gannet-0.1.0";
 };
 

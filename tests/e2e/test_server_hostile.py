@@ -132,6 +132,34 @@ def test_strict_framing_and_connection_limits(gannet_bin):
     assert s.proc.returncode == 0, s.stderr_lines[-20:]
 
 
+def test_non_streamed_responses_are_capped(gannet_bin):
+    # 16 samples with 20 top logprobs each are held until the end; past --max-response the request
+    # is cancelled and answered with a 400 that says to stream, and the server carries on.
+    s = Server(gannet_bin, "--max-response", "200000")
+    body = {"model": MODEL_ID, "prompt": "Once upon a time", "max_tokens": 64, "n": 16,
+            "logprobs": 20, "temperature": 1.0, "seed": 3, "ignore_eos": True}
+    try:
+        t0 = time.time()
+        r = httpx.post(s.url + "/v1/completions", json=body, timeout=120)
+        assert r.status_code == 400, r.text[:300]
+        err = r.json()["error"]
+        assert err["code"] == "response_too_large" and "stream" in err["message"]
+        assert time.time() - t0 < 60
+        # The same request streamed is not held, so it is not capped.
+        with httpx.stream("POST", s.url + "/v1/completions", json=dict(body, stream=True), timeout=120) as st:
+            assert st.status_code == 200
+            chunks = [line for line in st.iter_lines() if line.startswith("data: {")]
+        assert sum(1 for c in chunks if json.loads(c[6:])["choices"][0].get("finish_reason")) == 16
+        # A small one still fits, and the server's slots were given back.
+        ok = httpx.post(s.url + "/v1/completions", json=dict(body, n=1, logprobs=None, max_tokens=8), timeout=60)
+        assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 8
+        metrics = httpx.get(s.url + "/metrics").text
+        assert re.search(r"^gannet_requests_running 0(\.0)?$", metrics, re.M), metrics[:2000]
+    finally:
+        s.stop()
+    assert s.proc.returncode == 0, s.stderr_lines[-20:]
+
+
 def test_browser_guards(gannet_bin):
     s = Server(gannet_bin, "--api-key", "k", "--allowed-origins", "https://app.example, http://tool.example:3000")
     key = {"Authorization": "Bearer k"}
