@@ -193,7 +193,11 @@ Result<std::vector<HubFile>> ParseTree(std::string_view json) {
   }
   std::vector<HubFile> out;
   for (const nlohmann::json& e : j) {
-    if (!e.is_object() || e.value("type", "") != "file") continue;
+    if (!e.is_object()) continue;
+    // value("type", "") would throw on a type that is not a string: a hostile list must not.
+    const auto type = e.find("type");
+    if (type == e.end() || !type->is_string() || type->get_ref<const std::string&>() != "file")
+      continue;
     const nlohmann::json* path = e.contains("path") ? &e["path"] : nullptr;
     if (path == nullptr || !path->is_string()) {
       return Status::Corrupt("the hub's file list has an entry without a path");

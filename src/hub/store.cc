@@ -34,19 +34,25 @@ Result<StoredModel> ReadManifest(const fs::path& root, const fs::path& manifest)
       j["files"].empty()) {
     return Status::Corrupt("not a manifest");
   }
+  // json::value throws when a field has another type: a damaged manifest must not.
+  const auto text = [](const nlohmann::json& o, const char* key) {
+    const auto it = o.find(key);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
   StoredModel m;
-  m.owner = j.value("owner", "");
-  m.repo = j.value("repo", "");
+  m.owner = text(j, "owner");
+  m.repo = text(j, "repo");
   if (m.owner.empty() || m.repo.empty()) return Status::Corrupt("manifest without a repository");
   m.dir = root / m.owner / m.repo;
   for (const nlohmann::json& f : j["files"]) {
     if (!f.is_object() || !f.contains("path") || !f["path"].is_string()) {
       return Status::Corrupt("manifest file entry without a path");
     }
+    const auto size = f.find("size");
     StoredFile sf{.path = f["path"].get<std::string>(),
-                  .size = f.value("size", int64_t{-1}),
-                  .sha256 = f.value("sha256", ""),
-                  .url = f.value("url", "")};
+                  .size = size != f.end() && size->is_number_integer() ? size->get<int64_t>() : -1,
+                  .sha256 = text(f, "sha256"),
+                  .url = text(f, "url")};
     if (!CheckRepoPath(sf.path).ok()) return Status::Corrupt("manifest path leaves the store");
     m.files.push_back(std::move(sf));
   }

@@ -156,6 +156,15 @@ TEST(ParseTreeTest, MalformedAnswers) {
         R"([{"type": "file", "path": "a.gguf", "size": 1, "lfs": {"oid": "12"}}])"}) {
     EXPECT_EQ(ParseTree(bad).status().code(), StatusCode::kCorrupt) << bad;
   }
+  // Fields of other types than the hub's are skipped or refused, never thrown on (found by
+  // fuzz/hub_fuzz.cc: a "type" that is a number ended the process).
+  Result<std::vector<HubFile>> odd = ParseTree(
+      R"([{"type": 10, "path": "a.gguf", "size": 1}, {"type": ["file"]}, {"type": null},
+          {"type": "file", "path": "b.gguf", "size": "big"}])");
+  EXPECT_EQ(odd.status().code(), StatusCode::kCorrupt);  // b.gguf has no usable size
+  Result<std::vector<HubFile>> skipped = ParseTree(R"([{"type": 10, "path": "a.gguf"}])");
+  ASSERT_TRUE(skipped.ok());
+  EXPECT_TRUE(skipped->empty());
 }
 
 TEST(CheckRepoPathTest, NothingLeavesTheFolder) {

@@ -130,6 +130,10 @@ TEST_F(StoreTest, BadManifestsAreSkippedAndMissingFilesShow) {
   fs::create_directories(root_ / "x" / "y");
   std::ofstream(root_ / "x" / "y" / "e.gguf.manifest.json")
       << R"({"owner": "x", "repo": "y", "files": [{"path": "../../o/r/a-Q8_0.gguf", "size": 1}]})";
+  // Fields of the wrong type are a bad manifest, not an exception.
+  fs::create_directories(root_ / "p" / "q");
+  std::ofstream(root_ / "p" / "q" / "f.gguf.manifest.json")
+      << R"({"owner": 1, "repo": ["q"], "files": [{"path": "f.gguf", "size": "x", "sha256": 2}]})";
   ModelStore store(root_);
   ASSERT_EQ(store.List()->size(), 1u);
   EXPECT_TRUE(store.List()->front().complete());
