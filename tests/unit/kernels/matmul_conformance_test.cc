@@ -569,15 +569,24 @@ double TermBound(DType t, const uint8_t* w, const BlockQ8_K* x, int64_t nb) {
   return bound;
 }
 
-TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
+bool HasIsa(Isa isa) {
   Isa isas[3];
   const int n_isas = AvailableIsas(isas);
-  bool have_avx2 = false;
-  for (int k = 0; k < n_isas; ++k) have_avx2 |= isas[k] == Isa::kAvx2;
-  if (!have_avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  for (int k = 0; k < n_isas; ++k) {
+    if (isas[k] == isa) return true;
+  }
+  return false;
+}
+
+// The K-quant tile kernel of a SIMD target.
+MatMulTileFn KQuantTile(Isa isa, DType t) {
+  return isa == Isa::kAvx512 ? avx512::MatMulTileKernel(t) : avx2::MatMulTileKernel(t);
+}
+
+void CheckExtremeKQuantTiles(Isa isa) {
   std::mt19937 rng(11);
   for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
-    const MatMulTileFn simd = avx2::MatMulTileKernel(t);
+    const MatMulTileFn simd = KQuantTile(isa, t);
     const MatMulTileFn ref = matmul_ref::TileKernel(t);
     ASSERT_NE(simd, nullptr);
     for (int64_t n_in : {int64_t{256}, int64_t{256 * 33}}) {
@@ -623,6 +632,61 @@ TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
                       << " index " << i;
                 }
               }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
+  if (!HasIsa(Isa::kAvx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+  for (const Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (!HasIsa(isa)) continue;
+    SCOPED_TRACE(IsaName(isa));
+    CheckExtremeKQuantTiles(isa);
+  }
+}
+
+// The AVX-512 K-quant kernels (vpdpbusd, int32 without the int16 stage) compute the same
+// exact integer super-block sums as the AVX2 ones and follow the same f32 recipe: the same bits,
+// on the extremes above, random blocks, every row range of 1..9 rows and 1..4 tokens, 1 and 33
+// super-blocks (slices of 32 in the prefill tiles).
+TEST(MatMulKQuantTiles, Avx512BitsEqualAvx2) {
+  if (!HasIsa(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(12);
+  for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    const MatMulTileFn a = avx2::MatMulTileKernel(t), b = avx512::MatMulTileKernel(t);
+    ASSERT_NE(b, nullptr) << DTypeName(t);
+    for (int64_t n_in : {int64_t{256}, int64_t{256 * 33}}) {
+      const int64_t nb = n_in / 256;
+      const size_t w_row_bytes = static_cast<size_t>(*RowBytes(t, n_in));
+      for (Fill wf : {Fill::kMax, Fill::kRandom}) {
+        for (ActFill af : {ActFill::kMinus128, ActFill::kAlternating, ActFill::kRandom}) {
+          const int64_t n_rows = 9;
+          std::vector<uint8_t> w(w_row_bytes * n_rows);
+          FillWeights(t, wf, rng, w.data(), w.size());
+          std::vector<BlockQ8_K> x(nb * kMatMulTileTokens);
+          FillActivations(af, rng, x.data(), nb * kMatMulTileTokens);
+          for (int nt = 1; nt <= kMatMulTileTokens; ++nt) {
+            for (int64_t r0 = 0; r0 < n_rows; ++r0) {
+              MatMulTile tile;
+              tile.w = w.data();
+              tile.w_row_bytes = w_row_bytes;
+              tile.xq = reinterpret_cast<const uint8_t*>(x.data());
+              tile.xq_stride = nb * sizeof(BlockQ8_K);
+              tile.nt = nt;
+              tile.n_in = n_in;
+              tile.y_stride = n_rows;
+              std::vector<float> ya(kMatMulTileTokens * n_rows, -7.0f), yb = ya;
+              tile.y = ya.data();
+              a(tile, r0, n_rows);
+              tile.y = yb.data();
+              b(tile, r0, n_rows);
+              ASSERT_EQ(std::memcmp(ya.data(), yb.data(), ya.size() * sizeof(float)), 0)
+                  << DTypeName(t) << " n_in " << n_in << " fill " << static_cast<int>(wf) << "/"
+                  << static_cast<int>(af) << " nt " << nt << " rows " << r0 << "..9";
             }
           }
         }
