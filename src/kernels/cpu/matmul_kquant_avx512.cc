@@ -177,7 +177,8 @@ static inline void ArrangeQ6K(const int8_t* qs, __m512i a[4]) {
 struct CtrlQ6K {
   __m512i s01, s23, off0, off1;
   CtrlQ6K()
-      : s01(WordCtrl<true>([](int l, int w) { return (l >= 2 ? 8 : 0) + (l & 1) + (w >= 4 ? 2 : 0); })),
+      : s01(WordCtrl<true>(
+            [](int l, int w) { return (l >= 2 ? 8 : 0) + (l & 1) + (w >= 4 ? 2 : 0); })),
         s23(WordCtrl<true>(
             [](int l, int w) { return 4 + (l >= 2 ? 8 : 0) + (l & 1) + (w >= 4 ? 2 : 0); })),
         off0(WordCtrl<true>([](int l, int w) { return 2 * l + (w & 1); })),
@@ -234,15 +235,15 @@ static inline __m128i MinSums4(const uint64_t mn[kDecodeRows], const BlockQ8_K& 
   const __m256i bs = Load256(xb.bsums);
   const __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
   const __m512i pairs = _mm512_broadcast_i32x4(pair);
-  const __m512i mins = _mm512_cvtepu8_epi16(_mm256_setr_epi64x(
-      static_cast<long long>(mn[0]), static_cast<long long>(mn[1]), static_cast<long long>(mn[2]),
-      static_cast<long long>(mn[3])));
+  const __m512i mins = _mm512_cvtepu8_epi16(
+      _mm256_setr_epi64x(static_cast<long long>(mn[0]), static_cast<long long>(mn[1]),
+                         static_cast<long long>(mn[2]), static_cast<long long>(mn[3])));
   // Lane k: row k's 4 partial sums, then their total in every dword of the lane.
   __m512i m = _mm512_madd_epi16(mins, pairs);
   m = _mm512_add_epi32(m, _mm512_shuffle_epi32(m, _MM_PERM_CDAB));
   m = _mm512_add_epi32(m, _mm512_shuffle_epi32(m, _MM_PERM_BADC));
-  return _mm512_castsi512_si128(
-      _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), m));
+  return _mm512_castsi512_si128(_mm512_permutexvar_epi32(
+      _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), m));
 }
 
 // 4 rows' integer sums [row 0..3] of 16 partial sums each.
@@ -274,8 +275,8 @@ void DecodeQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
         const __m512i scb = _mm512_set1_epi64(static_cast<long long>(sc_bits));
         __m512i c[4];
         UnpackQ45K<Block, kHighBit>(wb, c);
-        isum[k] = DotQ45K(c, a, _mm512_shuffle_epi8(scb, ctrl.s01),
-                          _mm512_shuffle_epi8(scb, ctrl.s23));
+        isum[k] =
+            DotQ45K(c, a, _mm512_shuffle_epi8(scb, ctrl.s01), _mm512_shuffle_epi8(scb, ctrl.s23));
         std::memcpy(&dd[k], &wb.d, 4);
       }
       // [d0, dmin0, d1, dmin1 | d2, dmin2, d3, dmin3] -> [d0..d3], [dmin0..dmin3].
@@ -374,8 +375,7 @@ struct Slice {
 // Q4_K/Q5_K: bs[b][0] lane l = every token's 32-value sums of sub-blocks 2l, 2l + 1 (int16).
 // Q6_K: bs[b][0] / [1] lane l = every token's bsums 2l, 2l + 1 / 8 + 2l, 9 + 2l.
 template <bool kQ6>
-static void PrepareSlice(const BlockQ8_K* const x[kTileTokens], int64_t s0, int64_t s1,
-                         Slice* s) {
+static void PrepareSlice(const BlockQ8_K* const x[kTileTokens], int64_t s0, int64_t s1, Slice* s) {
   for (int64_t b = s0; b < s1; ++b) {
     const int64_t i = b - s0;
     __m128i lo[kTileTokens], hi[kTileTokens];
