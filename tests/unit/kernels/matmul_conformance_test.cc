@@ -167,6 +167,15 @@ ThreadPool& Pool(int n_threads) {
   return *pools[n_threads];
 }
 
+bool HasIsa(Isa isa) {
+  Isa isas[3];
+  const int n_isas = AvailableIsas(isas);
+  for (int k = 0; k < n_isas; ++k) {
+    if (isas[k] == isa) return true;
+  }
+  return false;
+}
+
 class MatMulConformance : public testing::TestWithParam<DType> {};
 
 TEST_P(MatMulConformance, EveryIsaMatchesScalarTwin) {
@@ -245,6 +254,25 @@ TEST_P(MatMulConformance, ResultsDoNotDependOnTheBatch) {
           }
         }
       }
+    }
+  }
+}
+
+// The AVX-512 target's kernels (vpdpbusd, no int16 stage) form the same exact integer block sums
+// as the AVX2 ones and follow the same f32 steps, and the types without an AVX-512 kernel run the
+// AVX2 one: every type gives the AVX2 bits, on every shape and thread count.
+TEST_P(MatMulConformance, Avx512BitsEqualAvx2) {
+  if (!HasIsa(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  const DType wtype = GetParam();
+  uint32_t seed = 300;
+  for (const Shape& s : ShapesFor(wtype)) {
+    const Problem p = MakeProblem(wtype, s, seed++);
+    for (ThreadPool* pool : {&Pool(1), &Pool(3)}) {
+      const std::vector<float> a = RunMatMul(p, *pool, Isa::kAvx2);
+      const std::vector<float> b = RunMatMul(p, *pool, Isa::kAvx512);
+      ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+          << DTypeName(wtype) << " threads " << pool->size() << " shape " << s.n_out << "x"
+          << s.n_in << "x" << s.n_tokens;
     }
   }
 }
@@ -334,12 +362,20 @@ TEST(MatMulRowBlocks, EveryIsaMatchesScalarTwinOnTileEdges) {
 // partial sums (or a saturated maddubs) shows as a wrong integer. A fourth pattern of random
 // bytes checks that every code (nibble and 5th bit) meets its own activation. One token takes the
 // decode loop (whole groups of four rows; the ninth row the 4-row tile's partial group).
+// The AVX-512 target runs its own Q8_0 kernel (offset codes, exact for -128 activations too) and
+// the AVX2 kernels of the other row-block types.
+void CheckExtremeRowBlocks(Isa isa);
+
 TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
-  Isa isas[3];
-  const int n_isas = AvailableIsas(isas);
-  bool have_avx2 = false;
-  for (int k = 0; k < n_isas; ++k) have_avx2 |= isas[k] == Isa::kAvx2;
-  if (!have_avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  if (!HasIsa(Isa::kAvx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+  for (const Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (!HasIsa(isa)) continue;
+    SCOPED_TRACE(IsaName(isa));
+    CheckExtremeRowBlocks(isa);
+  }
+}
+
+void CheckExtremeRowBlocks(Isa isa) {
   constexpr int64_t kNOut = 9, kNIn = 96, kNb = kNIn / 32;
   constexpr uint16_t kOne = 0x3C00;  // f16 1.0
   constexpr uint16_t kMin = 0xC000;  // f16 -2.0, the block min of Q4_1 / Q5_1
@@ -396,11 +432,12 @@ TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
       }
     }
     // Activations: all +127, all -127, alternating, random. The quantizers never produce -128,
-    // and the kernels that use the sign trick (Q8_0) rely on that; the unsigned-code kernels
-    // (Q4_0, Q4_1, Q5_0, Q5_1) multiply -128 as it is, so their extremes take -128. Q8_1 blocks
+    // and the kernels that use the sign trick (AVX2 Q8_0) rely on that; the unsigned-code kernels
+    // (Q4_0, Q4_1, Q5_0, Q5_1, and AVX-512 Q8_0, whose codes are offset to unsigned) multiply
+    // -128 as it is, so their extremes take -128. Q8_1 blocks
     // (the partner of Q4_1 / Q5_1) carry s = d * sum(codes), an integer here: the min terms m s
     // are exact too.
-    const int x_min = wtype == DType::kQ8_0 ? -127 : -128;
+    const int x_min = wtype == DType::kQ8_0 && isa == Isa::kAvx2 ? -127 : -128;
     const DType partner = DotPartner(wtype);
     for (const int nt : {1, 2, 3, 4, 5, 16}) {
       const size_t x_bytes = static_cast<size_t>(*RowBytes(partner, kNIn));
@@ -439,8 +476,13 @@ TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
       tile.n_in = kNIn;
       tile.y = y.data();
       tile.y_stride = kNOut;
-      ASSERT_EQ(avx2::MatMulTileTokens(wtype), kMatMulWideTileTokens) << DTypeName(wtype);
-      const MatMulTileFn fn = avx2::MatMulTileKernel(wtype);
+      MatMulTileFn fn = avx2::MatMulTileKernel(wtype);
+      int tile_tokens = avx2::MatMulTileTokens(wtype);
+      if (isa == Isa::kAvx512 && avx512::MatMulTileKernel(wtype) != nullptr) {
+        fn = avx512::MatMulTileKernel(wtype);
+        tile_tokens = avx512::MatMulTileTokens(wtype);
+      }
+      ASSERT_EQ(tile_tokens, kMatMulWideTileTokens) << DTypeName(wtype);
       ASSERT_NE(fn, nullptr) << DTypeName(wtype);
       fn(tile, 0, kNOut);
       for (int j = 0; j < nt; ++j) {
@@ -567,15 +609,6 @@ double TermBound(DType t, const uint8_t* w, const BlockQ8_K* x, int64_t nb) {
     }
   }
   return bound;
-}
-
-bool HasIsa(Isa isa) {
-  Isa isas[3];
-  const int n_isas = AvailableIsas(isas);
-  for (int k = 0; k < n_isas; ++k) {
-    if (isas[k] == isa) return true;
-  }
-  return false;
 }
 
 // The K-quant tile kernel of a SIMD target.
