@@ -191,7 +191,16 @@ MatMulTileFn MatMulTileKernel(DType wtype) {
 }
 
 int MatMulTileTokens(DType wtype) {
-  return wtype == DType::kQ8_0 ? kMatMulWideTileTokens : kMatMulTileTokens;
+  switch (wtype) {
+    case DType::kQ8_0:
+      return kMatMulWideTileTokens;
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      return kMatMulKQuantTileTokens;
+    default:
+      return kMatMulTileTokens;
+  }
 }
 
 }  // namespace gannet::cpu::avx512

@@ -63,7 +63,9 @@ namespace avx512 {
 MatMulTileFn MatMulTileKernel(DType wtype);
 // The most tokens MatMulTileKernel(wtype) takes per tile.
 int MatMulTileTokens(DType wtype);
-// The K-quant part (matmul_kquant_avx512.cc): Q4_K, Q5_K, Q6_K.
+// The K-quant part (matmul_kquant_avx512.cc): Q4_K, Q5_K, Q6_K, up to kMatMulKQuantTileTokens
+// tokens per tile.
+inline constexpr int kMatMulKQuantTileTokens = 8;
 MatMulTileFn MatMulTileKernelK(DType wtype);
 }  // namespace avx512
 

@@ -335,81 +335,101 @@ void DecodeQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
-// ---- Prefill: 4 tokens per tile, tokens in the lanes of the f32 recipe ------------------------
-// The tile lays out its tokens' activations (ArrangeQ45K / ArrangeQ6K) and bsums once for up to
-// kSliceBlocks super-blocks; every row of the tile then unpacks each weight super-block once and
-// meets the 4 tokens with it. Wider rows are walked in slices, later slices adding to y (the f32
-// chain goes on unbroken).
-constexpr int kSliceBlocks = 32;
-constexpr int kTileTokens = 4;
+// ---- Prefill: tiles of 4 or 8 tokens, tokens in the lanes of the f32 recipe -----------------
+// The tile lays out its tokens' activations (ArrangeQ45K / ArrangeQ6K) and bsums once for a
+// slice of super-blocks; every row of the tile then unpacks each weight super-block once and
+// meets every token with it. Wider rows are walked in slices, later slices adding to y (the f32
+// chain goes on unbroken: y holds it exactly). 1..4 tokens take the 4-token tile and 5..8 the
+// 8-token one (the lanes' arithmetic is the same, so the bits are too).
+// Slice bytes: N tokens x 4 zmm x 64 B per super-block: 32 KiB.
+template <int N>
+constexpr int kSliceBlocks = 128 / N;
 
 // The tile's token activation pointers; tokens past nt repeat token 0 (their sums are dropped).
-static inline void TileTokens4(const MatMulTile& t, const BlockQ8_K* x[kTileTokens]) {
-  for (int j = 0; j < kTileTokens; ++j) {
+template <int N>
+static inline void TileTokens(const MatMulTile& t, const BlockQ8_K* x[N]) {
+  for (int j = 0; j < N; ++j) {
     x[j] = reinterpret_cast<const BlockQ8_K*>(t.xq + (j < t.nt ? j : 0) * t.xq_stride);
   }
 }
 
-static inline __m128 LoadTokens4(const MatMulTile& t, int64_t r, bool first) {
-  alignas(16) float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+static inline __m256 LoadTokens(const MatMulTile& t, int64_t r, bool first) {
+  alignas(32) float s[8] = {};
   if (!first) {
     for (int j = 0; j < t.nt; ++j) s[j] = t.y[j * t.y_stride + r];
   }
-  return _mm_load_ps(s);
+  return _mm256_load_ps(s);
 }
 
-static inline void StoreTokens4(const MatMulTile& t, int64_t r, __m128 acc) {
-  alignas(16) float s[4];
-  _mm_store_ps(s, acc);
+static inline void StoreTokens(const MatMulTile& t, int64_t r, __m256 acc) {
+  alignas(32) float s[8];
+  _mm256_store_ps(s, acc);
   for (int j = 0; j < t.nt; ++j) t.y[j * t.y_stride + r] = s[j];
 }
 
 // A tile slice's per-token data: activations as the row kernels meet them, the tokens' scales,
-// and bsums transposed so that lane l holds every token's dword l (token j in dword j).
+// and, per group of 4 tokens, bsums transposed so that lane l holds every token's dword l (token
+// 4g + j in dword j).
+template <int N>
 struct Slice {
-  alignas(64) __m512i act[kSliceBlocks][kTileTokens][4];
-  alignas(64) __m512i bs[kSliceBlocks][2];
-  alignas(16) __m128 xd[kSliceBlocks];
+  alignas(64) __m512i act[kSliceBlocks<N>][N][4];
+  alignas(64) __m512i bs[kSliceBlocks<N>][N / 4][2];
+  alignas(32) __m256 xd[kSliceBlocks<N>];
 };
 
-// Q4_K/Q5_K: bs[b][0] lane l = every token's 32-value sums of sub-blocks 2l, 2l + 1 (int16).
-// Q6_K: bs[b][0] / [1] lane l = every token's bsums 2l, 2l + 1 / 8 + 2l, 9 + 2l.
-template <bool kQ6>
-static void PrepareSlice(const BlockQ8_K* const x[kTileTokens], int64_t s0, int64_t s1, Slice* s) {
+// Q4_K/Q5_K: bs[b][g][0] lane l = the group's 32-value sums of sub-blocks 2l, 2l + 1 (int16).
+// Q6_K: bs[b][g][0] / [1] lane l = the group's bsums 2l, 2l + 1 / 8 + 2l, 9 + 2l.
+template <bool kQ6, int N>
+static void PrepareSlice(const BlockQ8_K* const x[N], int64_t s0, int64_t s1, Slice<N>* s) {
   for (int64_t b = s0; b < s1; ++b) {
     const int64_t i = b - s0;
-    __m128i lo[kTileTokens], hi[kTileTokens];
-    for (int j = 0; j < kTileTokens; ++j) {
-      const BlockQ8_K& xb = x[j][b];
-      const __m256i bsums = Load256(xb.bsums);
-      lo[j] = _mm256_castsi256_si128(bsums);
-      hi[j] = _mm256_extracti128_si256(bsums, 1);
-      if constexpr (kQ6) {
-        ArrangeQ6K(xb.qs, s->act[i][j]);
-      } else {
-        ArrangeQ45K(xb.qs, s->act[i][j]);
-        lo[j] = _mm_hadd_epi16(lo[j], hi[j]);
+    alignas(32) float xd[8] = {};
+    for (int g = 0; g < N / 4; ++g) {
+      __m128i lo[4], hi[4];
+      for (int j = 0; j < 4; ++j) {
+        const BlockQ8_K& xb = x[4 * g + j][b];
+        xd[4 * g + j] = xb.d;
+        const __m256i bsums = Load256(xb.bsums);
+        lo[j] = _mm256_castsi256_si128(bsums);
+        hi[j] = _mm256_extracti128_si256(bsums, 1);
+        if constexpr (kQ6) {
+          ArrangeQ6K(xb.qs, s->act[i][4 * g + j]);
+        } else {
+          ArrangeQ45K(xb.qs, s->act[i][4 * g + j]);
+          lo[j] = _mm_hadd_epi16(lo[j], hi[j]);
+        }
       }
+      s->bs[i][g][0] = Transpose4(lo[0], lo[1], lo[2], lo[3]);
+      if constexpr (kQ6) s->bs[i][g][1] = Transpose4(hi[0], hi[1], hi[2], hi[3]);
     }
-    s->bs[i][0] = Transpose4(lo[0], lo[1], lo[2], lo[3]);
-    if constexpr (kQ6) s->bs[i][1] = Transpose4(hi[0], hi[1], hi[2], hi[3]);
-    s->xd[i] = _mm_setr_ps(x[0][b].d, x[1][b].d, x[2][b].d, x[3][b].d);
+    s->xd[i] = _mm256_load_ps(xd);
   }
 }
 
-template <class Block, bool kHighBit>
-void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
+// The lane sums of one zmm per group of 4 tokens: [tokens 0..N-1] (lanes past N zero).
+template <int N>
+static inline __m256i TokenSums(const __m512i p[N / 4]) {
+  if constexpr (N == 4) {
+    return _mm256_zextsi128_si256(AddLanes4(p[0]));
+  } else {
+    return _mm256_set_m128i(AddLanes4(p[1]), AddLanes4(p[0]));
+  }
+}
+
+template <class Block, bool kHighBit, int N>
+void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
+  constexpr int kSlice = kSliceBlocks<N>;
   const CtrlQ45K ctrl;
-  const BlockQ8_K* x[kTileTokens];
-  TileTokens4(t, x);
+  const BlockQ8_K* x[N];
+  TileTokens<N>(t, x);
   const int64_t nb = t.n_in / 256;
-  Slice s;
-  for (int64_t s0 = 0; s0 < nb; s0 += kSliceBlocks) {
-    const int64_t s1 = std::min<int64_t>(nb, s0 + kSliceBlocks);
-    PrepareSlice<false>(x, s0, s1, &s);
+  Slice<N> s;
+  for (int64_t s0 = 0; s0 < nb; s0 += kSlice) {
+    const int64_t s1 = std::min<int64_t>(nb, s0 + kSlice);
+    PrepareSlice<false, N>(x, s0, s1, &s);
     for (int64_t r = r0; r < r1; ++r) {
       const Block* w = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
-      __m128 acc = LoadTokens4(t, r, s0 == 0);
+      __m256 acc = LoadTokens(t, r, s0 == 0);
       for (int64_t b = s0; b < s1; ++b) {
         const Block& wb = w[b];
         const int64_t i = b - s0;
@@ -422,53 +442,62 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
             _mm512_shuffle_epi8(_mm512_set1_epi64(static_cast<long long>(mn_bits)), ctrl.mins);
         __m512i c[4];
         UnpackQ45K<Block, kHighBit>(wb, c);
-        __m512i v[kTileTokens];
-        for (int j = 0; j < kTileTokens; ++j) v[j] = DotQ45K(c, s.act[i][j], s01, s23);
-        const __m128 xd = s.xd[i];
-        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.d)), xd),
-                           _mm_cvtepi32_ps(SumRows4(v)), acc);
-        acc = _mm_fnmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.dmin)), xd),
-                            _mm_cvtepi32_ps(AddLanes4(_mm512_madd_epi16(mins, s.bs[i][0]))), acc);
+        __m512i p[N / 4], m[N / 4];
+        for (int g = 0; g < N / 4; ++g) {
+          __m512i v[4];
+          for (int j = 0; j < 4; ++j) v[j] = DotQ45K(c, s.act[i][4 * g + j], s01, s23);
+          p[g] = Interleave4(v[0], v[1], v[2], v[3]);
+          m[g] = _mm512_madd_epi16(mins, s.bs[i][g][0]);
+        }
+        const __m256 xd = s.xd[i];
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.d)), xd),
+                              _mm256_cvtepi32_ps(TokenSums<N>(p)), acc);
+        acc = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.dmin)), xd),
+                               _mm256_cvtepi32_ps(TokenSums<N>(m)), acc);
       }
-      StoreTokens4(t, r, acc);
+      StoreTokens(t, r, acc);
     }
   }
 }
 
-void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
+template <int N>
+void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
+  constexpr int kSlice = kSliceBlocks<N>;
   const CtrlQ6K ctrl;
-  const BlockQ8_K* x[kTileTokens];
-  TileTokens4(t, x);
+  const BlockQ8_K* x[N];
+  TileTokens<N>(t, x);
   const int64_t nb = t.n_in / 256;
-  Slice s;
-  for (int64_t s0 = 0; s0 < nb; s0 += kSliceBlocks) {
-    const int64_t s1 = std::min<int64_t>(nb, s0 + kSliceBlocks);
-    PrepareSlice<true>(x, s0, s1, &s);
+  Slice<N> s;
+  for (int64_t s0 = 0; s0 < nb; s0 += kSlice) {
+    const int64_t s1 = std::min<int64_t>(nb, s0 + kSlice);
+    PrepareSlice<true, N>(x, s0, s1, &s);
     for (int64_t r = r0; r < r1; ++r) {
       const BlockQ6_K* w =
           reinterpret_cast<const BlockQ6_K*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
-      __m128 acc = LoadTokens4(t, r, s0 == 0);
+      __m256 acc = LoadTokens(t, r, s0 == 0);
       for (int64_t b = s0; b < s1; ++b) {
         const BlockQ6_K& wb = w[b];
         const int64_t i = b - s0;
         const __m512i sb =
             _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
         const __m512i s01 = SignedWords(sb, ctrl.s01), s23 = SignedWords(sb, ctrl.s23);
-        // Lane l, dword j: token j's part of sum_k scale_k bsums_k.
-        const __m512i off =
-            _mm512_add_epi32(_mm512_madd_epi16(SignedWords(sb, ctrl.off0), s.bs[i][0]),
-                             _mm512_madd_epi16(SignedWords(sb, ctrl.off1), s.bs[i][1]));
+        const __m512i off0 = SignedWords(sb, ctrl.off0), off1 = SignedWords(sb, ctrl.off1);
         __m512i q[4];
         UnpackQ6K(wb, q);
         const __m512i z = _mm512_setzero_si512();
-        __m512i v[kTileTokens];
-        for (int j = 0; j < kTileTokens; ++j) v[j] = DotQ6K(q, s.act[i][j], s01, s23, z);
-        const __m512i lanes =
-            _mm512_sub_epi32(Interleave4(v[0], v[1], v[2], v[3]), _mm512_slli_epi32(off, 5));
-        const __m128 dxd = _mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.d)), s.xd[i]);
-        acc = _mm_fmadd_ps(dxd, _mm_cvtepi32_ps(AddLanes4(lanes)), acc);
+        __m512i p[N / 4];
+        for (int g = 0; g < N / 4; ++g) {
+          __m512i v[4];
+          for (int j = 0; j < 4; ++j) v[j] = DotQ6K(q, s.act[i][4 * g + j], s01, s23, z);
+          // Lane l, dword j: token 4g + j's part of sum_k scale_k bsums_k, times 32 off.
+          const __m512i off = _mm512_add_epi32(_mm512_madd_epi16(off0, s.bs[i][g][0]),
+                                               _mm512_madd_epi16(off1, s.bs[i][g][1]));
+          p[g] = _mm512_sub_epi32(Interleave4(v[0], v[1], v[2], v[3]), _mm512_slli_epi32(off, 5));
+        }
+        const __m256 dxd = _mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.d)), s.xd[i]);
+        acc = _mm256_fmadd_ps(dxd, _mm256_cvtepi32_ps(TokenSums<N>(p)), acc);
       }
-      StoreTokens4(t, r, acc);
+      StoreTokens(t, r, acc);
     }
   }
 }
@@ -476,15 +505,15 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
 template <class Block, bool kHighBit>
 void TileQ45KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   if (t.nt == 1) return DecodeQ45K<Block, kHighBit>(t, r0, r1);
-  TileQ45K4<Block, kHighBit>(t, r0, r1);
+  if (t.nt <= 4) return TileQ45K<Block, kHighBit, 4>(t, r0, r1);
+  TileQ45K<Block, kHighBit, 8>(t, r0, r1);
 }
 
 void TileQ6KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   if (t.nt == 1) return DecodeQ6K(t, r0, r1);
-  TileQ6K4(t, r0, r1);
+  if (t.nt <= 4) return TileQ6K<4>(t, r0, r1);
+  TileQ6K<8>(t, r0, r1);
 }
-
-static_assert(kTileTokens == kMatMulTileTokens);
 
 }  // namespace
 

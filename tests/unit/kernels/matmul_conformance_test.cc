@@ -532,7 +532,7 @@ TEST(MatMulQuantizers, SimdBytesEqualReference) {
 // Raw K-quant blocks at the extremes the SIMD tiles' int16 bounds are derived for (every code
 // at its maximum, scales and mins at 63, activations at +127 / -128), and fully random bytes,
 // through the tile kernels directly (the Q8_K quantizer never emits -128, so MatMul could not
-// reach it): rows [0 or 3, 1..9), 1..kMatMulTileTokens tokens, 1 and 33 super-blocks.
+// reach it): rows [0 or 3, 1..9), 1..4 tokens (1..8 on AVX-512), 1 and 33 super-blocks.
 enum class Fill { kMax, kRandom };
 enum class ActFill { kPlus127, kMinus128, kAlternating, kRandom };
 
@@ -616,11 +616,27 @@ MatMulTileFn KQuantTile(Isa isa, DType t) {
   return isa == Isa::kAvx512 ? avx512::MatMulTileKernel(t) : avx2::MatMulTileKernel(t);
 }
 
+// The AVX-512 K-quant tiles take up to 8 tokens; AVX2's and the scalar twin's up to 4.
+constexpr int kMaxKTokens = 8;
+
+// A tile of any token count through a kernel that takes at most `most` tokens per call.
+void InPieces(MatMulTileFn fn, int most, const MatMulTile& t, int64_t r0, int64_t r1) {
+  for (int j0 = 0; j0 < t.nt; j0 += most) {
+    MatMulTile s = t;
+    s.nt = std::min(most, t.nt - j0);
+    s.xq = t.xq + j0 * t.xq_stride;
+    s.y = t.y + j0 * t.y_stride;
+    fn(s, r0, r1);
+  }
+}
+
 void CheckExtremeKQuantTiles(Isa isa) {
   std::mt19937 rng(11);
   for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     const MatMulTileFn simd = KQuantTile(isa, t);
     const MatMulTileFn ref = matmul_ref::TileKernel(t);
+    const int max_tokens =
+        isa == Isa::kAvx512 ? avx512::MatMulTileTokens(t) : avx2::MatMulTileTokens(t);
     ASSERT_NE(simd, nullptr);
     for (int64_t n_in : {int64_t{256}, int64_t{256 * 33}}) {
       const int64_t nb = n_in / 256;
@@ -632,9 +648,9 @@ void CheckExtremeKQuantTiles(Isa isa) {
           const int64_t n_rows = 9;
           std::vector<uint8_t> w(w_row_bytes * n_rows);
           FillWeights(t, wf, rng, w.data(), w.size());
-          std::vector<BlockQ8_K> x(nb * kMatMulTileTokens);
-          FillActivations(af, rng, x.data(), nb * kMatMulTileTokens);
-          for (int nt = 1; nt <= kMatMulTileTokens; ++nt) {
+          std::vector<BlockQ8_K> x(nb * kMaxKTokens);
+          FillActivations(af, rng, x.data(), nb * kMaxKTokens);
+          for (int nt = 1; nt <= max_tokens; ++nt) {
             for (int64_t r0 : {int64_t{0}, int64_t{3}}) {
               for (int64_t r1 = r0 + 1; r1 <= n_rows; ++r1) {
                 MatMulTile tile;
@@ -645,11 +661,11 @@ void CheckExtremeKQuantTiles(Isa isa) {
                 tile.nt = nt;
                 tile.n_in = n_in;
                 tile.y_stride = n_rows + 1;
-                std::vector<float> y_simd(kMatMulTileTokens * tile.y_stride, -7.0f), y_ref = y_simd;
+                std::vector<float> y_simd(kMaxKTokens * tile.y_stride, -7.0f), y_ref = y_simd;
                 tile.y = y_simd.data();
                 simd(tile, r0, r1);
                 tile.y = y_ref.data();
-                ref(tile, r0, r1);
+                InPieces(ref, kMatMulTileTokens, tile, r0, r1);
                 for (size_t i = 0; i < y_ref.size(); ++i) {
                   // Exact integer sums on both sides; the f32 conversions, scalings and summation
                   // order differ: a few roundings of 2^-24 each, relative to the terms' magnitude.
@@ -684,14 +700,15 @@ TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
 
 // The AVX-512 K-quant kernels (vpdpbusd, int32 without the int16 stage) compute the same
 // exact integer super-block sums as the AVX2 ones and follow the same f32 recipe: the same bits,
-// on the extremes above, random blocks, every row range of 1..9 rows and 1..4 tokens, 1 and 33
-// super-blocks (slices of 32 in the prefill tiles).
+// on the extremes above, random blocks, every row range of 1..9 rows and 1..8 tokens (AVX2 takes
+// them 4 at a time), 1 and 33 super-blocks (slices of 32 or 16 in the prefill tiles).
 TEST(MatMulKQuantTiles, Avx512BitsEqualAvx2) {
   if (!HasIsa(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
   std::mt19937 rng(12);
   for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     const MatMulTileFn a = avx2::MatMulTileKernel(t), b = avx512::MatMulTileKernel(t);
     ASSERT_NE(b, nullptr) << DTypeName(t);
+    ASSERT_EQ(avx512::MatMulTileTokens(t), kMaxKTokens) << DTypeName(t);
     for (int64_t n_in : {int64_t{256}, int64_t{256 * 33}}) {
       const int64_t nb = n_in / 256;
       const size_t w_row_bytes = static_cast<size_t>(*RowBytes(t, n_in));
@@ -700,9 +717,9 @@ TEST(MatMulKQuantTiles, Avx512BitsEqualAvx2) {
           const int64_t n_rows = 9;
           std::vector<uint8_t> w(w_row_bytes * n_rows);
           FillWeights(t, wf, rng, w.data(), w.size());
-          std::vector<BlockQ8_K> x(nb * kMatMulTileTokens);
-          FillActivations(af, rng, x.data(), nb * kMatMulTileTokens);
-          for (int nt = 1; nt <= kMatMulTileTokens; ++nt) {
+          std::vector<BlockQ8_K> x(nb * kMaxKTokens);
+          FillActivations(af, rng, x.data(), nb * kMaxKTokens);
+          for (int nt = 1; nt <= kMaxKTokens; ++nt) {
             for (int64_t r0 = 0; r0 < n_rows; ++r0) {
               MatMulTile tile;
               tile.w = w.data();
@@ -712,9 +729,9 @@ TEST(MatMulKQuantTiles, Avx512BitsEqualAvx2) {
               tile.nt = nt;
               tile.n_in = n_in;
               tile.y_stride = n_rows;
-              std::vector<float> ya(kMatMulTileTokens * n_rows, -7.0f), yb = ya;
+              std::vector<float> ya(kMaxKTokens * n_rows, -7.0f), yb = ya;
               tile.y = ya.data();
-              a(tile, r0, n_rows);
+              InPieces(a, kMatMulTileTokens, tile, r0, n_rows);
               tile.y = yb.data();
               b(tile, r0, n_rows);
               ASSERT_EQ(std::memcmp(ya.data(), yb.data(), ya.size() * sizeof(float)), 0)
