@@ -8,6 +8,10 @@ medians, and the command that reproduces the table.
   bench/ab_gannet.py -m models/gemma-3-270m-q4_k_m.gguf --b-args=--no-fuse --rounds 5
   bench/ab_gannet.py -m MODEL --a-bin old/bin/gannet --b-bin build/bin/gannet
   bench/ab_gannet.py -m MODEL --a-bin old/bin/gannet --b-bin build/bin/gannet --command run
+  bench/ab_gannet.py -m MODEL --a-env GANNET_ISA=avx2 --b-env GANNET_ISA=avx512
+
+--a-env / --b-env NAME=VALUE (repeatable) set environment variables of one variant, e.g. the
+kernel target (GANNET_ISA: scalar, avx2, avx512) to compare two targets of one build.
 
 --command run times `gannet run --temp 0 --json` instead (a prompt of about -p tokens, -n tokens
 generated): the tokens/s it reports, the wall-clock seconds of the whole command, and whether
@@ -26,12 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bench(binary, model, args, extra):
+def bench(binary, model, args, extra, env):
     cmd = [binary, "bench", "-m", model, "-p", str(args.n_prompt), "-n", str(args.n_gen), "-r", "1", "--json"]
     if args.threads:
         cmd += ["-t", str(args.threads)]
     cmd += extra
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         sys.exit(f"ab_gannet: {' '.join(map(shlex.quote, cmd))} failed:\n{r.stderr.strip()}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -41,14 +45,14 @@ def bench(binary, model, args, extra):
 PROMPT_SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank. "
 
 
-def run(binary, model, args, extra):
+def run(binary, model, args, extra, env):
     prompt = PROMPT_SENTENCE * max(1, args.n_prompt // 12)
     cmd = [binary, "run", "-m", model, "-p", prompt, "-n", str(args.n_gen), "--temp", "0", "--json"]
     if args.threads:
         cmd += ["-t", str(args.threads)]
     cmd += extra
     t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.monotonic() - t0
     if r.returncode != 0:
         sys.exit(f"ab_gannet: {binary} run failed:\n{r.stderr.strip()}")
@@ -78,6 +82,10 @@ def main():
     ap.add_argument("--b-bin", default=None, help="gannet binary of variant B (default: A's)")
     ap.add_argument("--a-args", default="", help="extra `gannet bench` flags of variant A (one string)")
     ap.add_argument("--b-args", default="", help="extra `gannet bench` flags of variant B (one string)")
+    ap.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable of variant A (repeatable), e.g. GANNET_ISA=avx2")
+    ap.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable of variant B (repeatable)")
     ap.add_argument("--command", choices=("bench", "run"), default="bench",
                     help="time `gannet bench` (default) or `gannet run --temp 0 --json`")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
@@ -85,19 +93,28 @@ def main():
     if args.rounds < 1 or args.n_prompt < 1 or args.n_gen < 1:
         sys.exit("ab_gannet: --rounds, -p and -n must be at least 1")
     b_bin = args.b_bin or args.a_bin
-    variants = {"A": (args.a_bin, shlex.split(args.a_args)), "B": (b_bin, shlex.split(args.b_args))}
+    envs = {}
+    for name, pairs in (("A", args.a_env), ("B", args.b_env)):
+        envs[name] = dict(os.environ)
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                sys.exit(f"ab_gannet: --{name.lower()}-env wants NAME=VALUE, got {pair!r}")
+            envs[name][key] = value
+    variants = {"A": (args.a_bin, shlex.split(args.a_args), args.a_env),
+                "B": (b_bin, shlex.split(args.b_args), args.b_env)}
     if variants["A"] == variants["B"]:
-        sys.exit("ab_gannet: A and B are the same (give --b-bin or --a-args/--b-args)")
+        sys.exit("ab_gannet: A and B are the same (give --b-bin, --a-args/--b-args or --a-env/--b-env)")
 
     report = {"n_prompt": args.n_prompt, "n_gen": args.n_gen, "threads": args.threads, "rounds": args.rounds,
-              "variants": {k: {"binary": shown(b), "args": a} for k, (b, a) in variants.items()},
+              "variants": {k: {"binary": shown(b), "args": a, "env": e} for k, (b, a, e) in variants.items()},
               "command": " ".join(shlex.quote(x) for x in ["python3", *sys.argv]), "models": []}
     for model in args.model:
         runs = {"A": [], "B": []}
         for rnd in range(args.rounds):
             for name in ("A", "B") if rnd % 2 == 0 else ("B", "A"):  # alternate who goes first
-                binary, extra = variants[name]
-                runs[name].append((run if args.command == "run" else bench)(binary, model, args, extra))
+                binary, extra, _ = variants[name]
+                runs[name].append((run if args.command == "run" else bench)(binary, model, args, extra, envs[name]))
             print(f"  {Path(model).name} round {rnd + 1}/{args.rounds}: "
                   f"pp A {runs['A'][-1]['pp_tps']:.1f} B {runs['B'][-1]['pp_tps']:.1f} | "
                   f"tg A {runs['A'][-1]['tg_tps']:.2f} B {runs['B'][-1]['tg_tps']:.2f} t/s", file=sys.stderr)
@@ -114,8 +131,8 @@ def main():
         print(json.dumps(report))
         return
     print(f"# gannet A/B ({args.rounds} interleaved rounds, medians [min-max])\n")
-    for name, (binary, extra) in variants.items():
-        print(f"- {name}: `{' '.join([shown(binary), args.command, *extra])}`")
+    for name, (binary, extra, env) in variants.items():
+        print(f"- {name}: `{' '.join([*env, shown(binary), args.command, *extra])}`")
     for m in report["models"]:
         print(f"\n## {m['model']}\n\n| test | A t/s | B t/s | B/A |\n|---|---|---|---|")
         tests = [("pp_tps", f"pp{args.n_prompt}"), ("tg_tps", f"tg{args.n_gen}")]

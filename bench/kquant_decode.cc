@@ -3,7 +3,9 @@
 // process on the shapes of Gemma 3 270M and Llama 3.2 1B. Weights are read from a pool of
 // copies larger than the L3 cache, as in decoding, where every matrix comes from memory; the
 // "hot" figures repeat the first rows of one matrix, up to 192 KiB of them (L2: compute only).
-// Prints multiply-adds per ns, the ratio new / old, and checks that both give the same bits.
+// Prints multiply-adds per ns, the ratio new / old, and checks that both give the same bits. On a
+// CPU with AVX-512 VNNI the AVX-512 target's kernel is timed too (its ratio is against "new", the
+// AVX2 kernel) and must give the same bits as well.
 //
 //   taskset -c 1 build/bin/kquant_decode [rounds]
 #include <immintrin.h>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/ops.h"
 #include "tensor/quant/quant.h"
 
 namespace gannet::cpu {
@@ -209,8 +212,14 @@ void Run(const Case& c, int rounds) {
   std::vector<BlockQ8_K> xq(c.n_in / 256);
   QuantizeRowQ8_K(f.data(), xq.data(), c.n_in);
 
-  const MatMulTileFn fns[2] = {baseline::Kernel(c.type), avx2::MatMulTileKernelK(c.type)};
-  std::vector<float> y[2] = {std::vector<float>(c.n_out), std::vector<float>(c.n_out)};
+  // The previous one-row kernel, the AVX2 kernel and, on a CPU with AVX-512 VNNI, that target's.
+  Isa isas[3];
+  const bool avx512 = AvailableIsas(isas) == 3 && isas[2] == Isa::kAvx512;
+  const int n_fns = avx512 ? 3 : 2;
+  const MatMulTileFn fns[3] = {baseline::Kernel(c.type), avx2::MatMulTileKernelK(c.type),
+                               avx512 ? avx512::MatMulTileKernelK(c.type) : nullptr};
+  std::vector<float> y[3] = {std::vector<float>(c.n_out), std::vector<float>(c.n_out),
+                             std::vector<float>(c.n_out)};
   // Hot: the first rows of copy 0, at most 192 KiB of them (they stay in L2), a multiple of 4.
   const int64_t fit_rows = (int64_t{192} << 10) / static_cast<int64_t>(rb) / 4 * 4;
   const int64_t hot_rows = std::min<int64_t>(c.n_out, std::max<int64_t>(4, fit_rows));
@@ -226,10 +235,10 @@ void Run(const Case& c, int rounds) {
     t.y_stride = c.n_out;
     fns[k](t, 0, n_rows);
   };
-  std::vector<double> cold[2], hot[2];
+  std::vector<double> cold[3], hot[3];
   size_t next = 0;
   for (int round = 0; round < rounds; ++round) {
-    for (int k = 0; k < 2; ++k) {
+    for (int k = 0; k < n_fns; ++k) {
       // Cold: each call takes the next copy of the pool (read from memory).
       const int calls = 8;
       auto t0 = std::chrono::steady_clock::now();
@@ -243,19 +252,25 @@ void Run(const Case& c, int rounds) {
       hot[k].push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / (4 * calls));
     }
   }
-  tile(0, 0, c.n_out);
-  tile(1, 0, c.n_out);
-  const bool same = std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(float)) == 0;
+  bool same = true;
+  for (int k = 0; k < n_fns; ++k) tile(k, 0, c.n_out);
+  for (int k = 1; k < n_fns; ++k)
+    same &= std::memcmp(y[0].data(), y[k].data(), y[0].size() * sizeof(float)) == 0;
   const double macs = static_cast<double>(c.n_out) * static_cast<double>(c.n_in);
   const double hot_macs = static_cast<double>(hot_rows) * static_cast<double>(c.n_in);
   const double co = Median(cold[0]), cn = Median(cold[1]), ho = Median(hot[0]), hn = Median(hot[1]);
   std::printf(
       "%-28s %-5s %6lldx%-6lld cold: old %6.2f new %6.2f MAC/ns x%.2f (new %5.1f GB/s)"
-      " | hot: old %6.2f new %6.2f x%.2f | bits %s\n",
+      " | hot: old %6.2f new %6.2f x%.2f",
       c.what, std::string(DTypeName(c.type)).c_str(), static_cast<long long>(c.n_out),
       static_cast<long long>(c.n_in), macs / co, macs / cn, co / cn,
-      static_cast<double>(matrix) / cn, hot_macs / ho, hot_macs / hn, ho / hn,
-      same ? "same" : "DIFFER");
+      static_cast<double>(matrix) / cn, hot_macs / ho, hot_macs / hn, ho / hn);
+  if (avx512) {
+    const double cv = Median(cold[2]), hv = Median(hot[2]);
+    std::printf(" | avx512 cold %6.2f x%.2f hot %6.2f x%.2f (vs new)", macs / cv, cn / cv,
+                hot_macs / hv, hn / hv);
+  }
+  std::printf(" | bits %s\n", same ? "same" : "DIFFER");
 }
 
 }  // namespace

@@ -102,3 +102,19 @@ def test_ab_of_two_flag_sets_is_well_formed(gannet_bin, tiny):
     same = subprocess.run([sys.executable, str(AB), "--a-bin", str(gannet_bin), "-m", str(tiny)],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert same.returncode != 0 and "the same" in same.stderr
+
+
+def test_ab_of_two_environments(gannet_bin, tiny):
+    # The kernel target chosen per variant through the environment (scalar exists on every CPU;
+    # an unavailable name is ignored by gannet, so the run works on any machine).
+    r = subprocess.run([sys.executable, str(AB), "--a-bin", str(gannet_bin), "-m", str(tiny), "-p", "8", "-n", "2",
+                        "--rounds", "1", "--a-env", "GANNET_ISA=scalar", "--b-env", "GANNET_ISA=avx2", "--json"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["variants"]["A"]["env"] == ["GANNET_ISA=scalar"] and rep["variants"]["B"]["env"] == ["GANNET_ISA=avx2"]
+    (m,) = rep["models"]
+    assert m["A"]["tg_tps"]["median"] > 0 and m["B"]["tg_tps"]["median"] > 0
+    bad = subprocess.run([sys.executable, str(AB), "--a-bin", str(gannet_bin), "-m", str(tiny), "--a-env", "GANNET_ISA"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert bad.returncode != 0 and "NAME=VALUE" in bad.stderr

@@ -1,6 +1,9 @@
 // CPU feature probing (once) and the choice of kernel target.
 #include <cpuid.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/cpu/ops.h"
 
 namespace gannet::cpu {
@@ -31,6 +34,7 @@ CpuFeatures Probe() {
   f.avx512f = zmm_os && ((b >> 16) & 1);
   f.avx512bw = zmm_os && ((b >> 30) & 1);
   f.avx512vl = zmm_os && ((b >> 31) & 1);
+  f.avx512dq = zmm_os && ((b >> 17) & 1);
   f.avx512vnni = zmm_os && ((c >> 11) & 1);
   unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
   __cpuid_count(7, 1, a1, b1, c1, d1);
@@ -61,15 +65,22 @@ int AvailableIsas(Isa out[3]) {
   const CpuFeatures& f = DetectCpuFeatures();
   int n = 0;
   out[n++] = Isa::kScalar;
-  if (f.avx2 && f.fma && f.f16c) out[n++] = Isa::kAvx2;
-  // The AVX-512 target is added here once kernels exist for it.
+  if (!(f.avx2 && f.fma && f.f16c)) return n;
+  out[n++] = Isa::kAvx2;
+  // The AVX-512 files are compiled with F, BW, VL, DQ and VNNI (and call AVX2 code).
+  if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni) out[n++] = Isa::kAvx512;
   return n;
 }
 
 Isa BestIsa() {
   static const Isa best = [] {
     Isa isas[3];
-    int n = AvailableIsas(isas);
+    const int n = AvailableIsas(isas);
+    if (const char* want = std::getenv("GANNET_ISA")) {
+      for (int k = 0; k < n; ++k) {
+        if (std::strcmp(want, IsaName(isas[k])) == 0) return isas[k];
+      }
+    }
     return isas[n - 1];
   }();
   return best;

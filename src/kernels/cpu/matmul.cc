@@ -57,9 +57,15 @@ Kernel PickKernel(DType wtype, Isa isa) {
   GANNET_CHECK(tr.can_load);
   Kernel k;
   k.partner = DotPartner(wtype);
-  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) {  // AVX-512 has no matmul kernels of its own yet
-    k.tile = avx2::MatMulTileKernel(wtype);
-    if (k.tile != nullptr) k.tile_tokens = avx2::MatMulTileTokens(wtype);
+  if (isa == Isa::kAvx512) {
+    k.tile = avx512::MatMulTileKernel(wtype);
+    if (k.tile != nullptr) k.tile_tokens = avx512::MatMulTileTokens(wtype);
+  }
+  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) {  // types without an AVX-512 kernel: AVX2's
+    if (k.tile == nullptr) {
+      k.tile = avx2::MatMulTileKernel(wtype);
+      if (k.tile != nullptr) k.tile_tokens = avx2::MatMulTileTokens(wtype);
+    }
     k.quant = avx2::MatMulQuantizer(k.partner);
   }
   if (k.tile == nullptr) k.tile = matmul_ref::TileKernel(wtype);

@@ -1,5 +1,6 @@
 // Internal to kernels/cpu: the per-ISA pieces behind MatMul (matmul.cc). Plain declarations
-// only, so files compiled for a wider ISA (*_avx2.cc) share no inline code with baseline files.
+// only, so files compiled for a wider ISA (*_avx2.cc, *_avx512.cc) share no inline code with
+// baseline files.
 #pragma once
 
 #include <cstddef>
@@ -53,5 +54,19 @@ QuantizeActFn MatMulQuantizer(DType partner);
 // The K-quant part of MatMulTileKernel (matmul_kquant_avx2.cc): Q4_K, Q5_K, Q6_K.
 MatMulTileFn MatMulTileKernelK(DType wtype);
 }  // namespace avx2
+
+namespace avx512 {
+// REQUIRES (all): AvailableIsas reports Isa::kAvx512 (AVX-512 F/BW/VL/DQ and VNNI, plus the AVX2
+// target's features). nullptr where this target has no kernel of its own: the caller then runs
+// the AVX2 kernel. Results have the bits of the AVX2 kernels (same exact integer sums, same f32
+// recipe).
+MatMulTileFn MatMulTileKernel(DType wtype);
+// The most tokens MatMulTileKernel(wtype) takes per tile.
+int MatMulTileTokens(DType wtype);
+// The K-quant part (matmul_kquant_avx512.cc): Q4_K, Q5_K, Q6_K, up to kMatMulKQuantTileTokens
+// tokens per tile.
+inline constexpr int kMatMulKQuantTileTokens = 8;
+MatMulTileFn MatMulTileKernelK(DType wtype);
+}  // namespace avx512
 
 }  // namespace gannet::cpu

@@ -26,11 +26,14 @@ const char* IsaName(Isa isa);
 
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
-  bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
+  bool avx512vnni = false, avx512bf16 = false;
 };
 const CpuFeatures& DetectCpuFeatures();  // probed once
 
-// The best ISA this build has a target for and this CPU supports.
+// The best ISA this build has a target for and this CPU supports, or the one the environment
+// variable GANNET_ISA names ("scalar", "avx2", "avx512") when that one is available here (for
+// comparing targets in one build; an unknown or unavailable name is ignored). Read once.
 Isa BestIsa();
 // Targets compiled into this binary and runnable here (for the conformance test and `--isa`).
 int AvailableIsas(Isa out[3]);

@@ -167,6 +167,15 @@ ThreadPool& Pool(int n_threads) {
   return *pools[n_threads];
 }
 
+bool HasIsa(Isa isa) {
+  Isa isas[3];
+  const int n_isas = AvailableIsas(isas);
+  for (int k = 0; k < n_isas; ++k) {
+    if (isas[k] == isa) return true;
+  }
+  return false;
+}
+
 class MatMulConformance : public testing::TestWithParam<DType> {};
 
 TEST_P(MatMulConformance, EveryIsaMatchesScalarTwin) {
@@ -245,6 +254,25 @@ TEST_P(MatMulConformance, ResultsDoNotDependOnTheBatch) {
           }
         }
       }
+    }
+  }
+}
+
+// The AVX-512 target's kernels (vpdpbusd, no int16 stage) form the same exact integer block sums
+// as the AVX2 ones and follow the same f32 steps, and the types without an AVX-512 kernel run the
+// AVX2 one: every type gives the AVX2 bits, on every shape and thread count.
+TEST_P(MatMulConformance, Avx512BitsEqualAvx2) {
+  if (!HasIsa(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  const DType wtype = GetParam();
+  uint32_t seed = 300;
+  for (const Shape& s : ShapesFor(wtype)) {
+    const Problem p = MakeProblem(wtype, s, seed++);
+    for (ThreadPool* pool : {&Pool(1), &Pool(3)}) {
+      const std::vector<float> a = RunMatMul(p, *pool, Isa::kAvx2);
+      const std::vector<float> b = RunMatMul(p, *pool, Isa::kAvx512);
+      ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+          << DTypeName(wtype) << " threads " << pool->size() << " shape " << s.n_out << "x"
+          << s.n_in << "x" << s.n_tokens;
     }
   }
 }
@@ -334,12 +362,20 @@ TEST(MatMulRowBlocks, EveryIsaMatchesScalarTwinOnTileEdges) {
 // partial sums (or a saturated maddubs) shows as a wrong integer. A fourth pattern of random
 // bytes checks that every code (nibble and 5th bit) meets its own activation. One token takes the
 // decode loop (whole groups of four rows; the ninth row the 4-row tile's partial group).
+// The AVX-512 target runs its own Q8_0 kernel (offset codes, exact for -128 activations too) and
+// the AVX2 kernels of the other row-block types.
+void CheckExtremeRowBlocks(Isa isa);
+
 TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
-  Isa isas[3];
-  const int n_isas = AvailableIsas(isas);
-  bool have_avx2 = false;
-  for (int k = 0; k < n_isas; ++k) have_avx2 |= isas[k] == Isa::kAvx2;
-  if (!have_avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  if (!HasIsa(Isa::kAvx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+  for (const Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (!HasIsa(isa)) continue;
+    SCOPED_TRACE(IsaName(isa));
+    CheckExtremeRowBlocks(isa);
+  }
+}
+
+void CheckExtremeRowBlocks(Isa isa) {
   constexpr int64_t kNOut = 9, kNIn = 96, kNb = kNIn / 32;
   constexpr uint16_t kOne = 0x3C00;  // f16 1.0
   constexpr uint16_t kMin = 0xC000;  // f16 -2.0, the block min of Q4_1 / Q5_1
@@ -396,11 +432,12 @@ TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
       }
     }
     // Activations: all +127, all -127, alternating, random. The quantizers never produce -128,
-    // and the kernels that use the sign trick (Q8_0) rely on that; the unsigned-code kernels
-    // (Q4_0, Q4_1, Q5_0, Q5_1) multiply -128 as it is, so their extremes take -128. Q8_1 blocks
+    // and the kernels that use the sign trick (AVX2 Q8_0) rely on that; the unsigned-code kernels
+    // (Q4_0, Q4_1, Q5_0, Q5_1, and AVX-512 Q8_0, whose codes are offset to unsigned) multiply
+    // -128 as it is, so their extremes take -128. Q8_1 blocks
     // (the partner of Q4_1 / Q5_1) carry s = d * sum(codes), an integer here: the min terms m s
     // are exact too.
-    const int x_min = wtype == DType::kQ8_0 ? -127 : -128;
+    const int x_min = wtype == DType::kQ8_0 && isa == Isa::kAvx2 ? -127 : -128;
     const DType partner = DotPartner(wtype);
     for (const int nt : {1, 2, 3, 4, 5, 16}) {
       const size_t x_bytes = static_cast<size_t>(*RowBytes(partner, kNIn));
@@ -439,8 +476,13 @@ TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
       tile.n_in = kNIn;
       tile.y = y.data();
       tile.y_stride = kNOut;
-      ASSERT_EQ(avx2::MatMulTileTokens(wtype), kMatMulWideTileTokens) << DTypeName(wtype);
-      const MatMulTileFn fn = avx2::MatMulTileKernel(wtype);
+      MatMulTileFn fn = avx2::MatMulTileKernel(wtype);
+      int tile_tokens = avx2::MatMulTileTokens(wtype);
+      if (isa == Isa::kAvx512 && avx512::MatMulTileKernel(wtype) != nullptr) {
+        fn = avx512::MatMulTileKernel(wtype);
+        tile_tokens = avx512::MatMulTileTokens(wtype);
+      }
+      ASSERT_EQ(tile_tokens, kMatMulWideTileTokens) << DTypeName(wtype);
       ASSERT_NE(fn, nullptr) << DTypeName(wtype);
       fn(tile, 0, kNOut);
       for (int j = 0; j < nt; ++j) {
@@ -490,7 +532,7 @@ TEST(MatMulQuantizers, SimdBytesEqualReference) {
 // Raw K-quant blocks at the extremes the SIMD tiles' int16 bounds are derived for (every code
 // at its maximum, scales and mins at 63, activations at +127 / -128), and fully random bytes,
 // through the tile kernels directly (the Q8_K quantizer never emits -128, so MatMul could not
-// reach it): rows [0 or 3, 1..9), 1..kMatMulTileTokens tokens, 1 and 33 super-blocks.
+// reach it): rows [0 or 3, 1..9), 1..4 tokens (1..8 on AVX-512), 1 and 33 super-blocks.
 enum class Fill { kMax, kRandom };
 enum class ActFill { kPlus127, kMinus128, kAlternating, kRandom };
 
@@ -569,16 +611,32 @@ double TermBound(DType t, const uint8_t* w, const BlockQ8_K* x, int64_t nb) {
   return bound;
 }
 
-TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
-  Isa isas[3];
-  const int n_isas = AvailableIsas(isas);
-  bool have_avx2 = false;
-  for (int k = 0; k < n_isas; ++k) have_avx2 |= isas[k] == Isa::kAvx2;
-  if (!have_avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+// The K-quant tile kernel of a SIMD target.
+MatMulTileFn KQuantTile(Isa isa, DType t) {
+  return isa == Isa::kAvx512 ? avx512::MatMulTileKernel(t) : avx2::MatMulTileKernel(t);
+}
+
+// The AVX-512 K-quant tiles take up to 8 tokens; AVX2's and the scalar twin's up to 4.
+constexpr int kMaxKTokens = 8;
+
+// A tile of any token count through a kernel that takes at most `most` tokens per call.
+void InPieces(MatMulTileFn fn, int most, const MatMulTile& t, int64_t r0, int64_t r1) {
+  for (int j0 = 0; j0 < t.nt; j0 += most) {
+    MatMulTile s = t;
+    s.nt = std::min(most, t.nt - j0);
+    s.xq = t.xq + j0 * t.xq_stride;
+    s.y = t.y + j0 * t.y_stride;
+    fn(s, r0, r1);
+  }
+}
+
+void CheckExtremeKQuantTiles(Isa isa) {
   std::mt19937 rng(11);
   for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
-    const MatMulTileFn simd = avx2::MatMulTileKernel(t);
+    const MatMulTileFn simd = KQuantTile(isa, t);
     const MatMulTileFn ref = matmul_ref::TileKernel(t);
+    const int max_tokens =
+        isa == Isa::kAvx512 ? avx512::MatMulTileTokens(t) : avx2::MatMulTileTokens(t);
     ASSERT_NE(simd, nullptr);
     for (int64_t n_in : {int64_t{256}, int64_t{256 * 33}}) {
       const int64_t nb = n_in / 256;
@@ -590,9 +648,9 @@ TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
           const int64_t n_rows = 9;
           std::vector<uint8_t> w(w_row_bytes * n_rows);
           FillWeights(t, wf, rng, w.data(), w.size());
-          std::vector<BlockQ8_K> x(nb * kMatMulTileTokens);
-          FillActivations(af, rng, x.data(), nb * kMatMulTileTokens);
-          for (int nt = 1; nt <= kMatMulTileTokens; ++nt) {
+          std::vector<BlockQ8_K> x(nb * kMaxKTokens);
+          FillActivations(af, rng, x.data(), nb * kMaxKTokens);
+          for (int nt = 1; nt <= max_tokens; ++nt) {
             for (int64_t r0 : {int64_t{0}, int64_t{3}}) {
               for (int64_t r1 = r0 + 1; r1 <= n_rows; ++r1) {
                 MatMulTile tile;
@@ -603,11 +661,11 @@ TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
                 tile.nt = nt;
                 tile.n_in = n_in;
                 tile.y_stride = n_rows + 1;
-                std::vector<float> y_simd(kMatMulTileTokens * tile.y_stride, -7.0f), y_ref = y_simd;
+                std::vector<float> y_simd(kMaxKTokens * tile.y_stride, -7.0f), y_ref = y_simd;
                 tile.y = y_simd.data();
                 simd(tile, r0, r1);
                 tile.y = y_ref.data();
-                ref(tile, r0, r1);
+                InPieces(ref, kMatMulTileTokens, tile, r0, r1);
                 for (size_t i = 0; i < y_ref.size(); ++i) {
                   // Exact integer sums on both sides; the f32 conversions, scalings and summation
                   // order differ: a few roundings of 2^-24 each, relative to the terms' magnitude.
@@ -623,6 +681,62 @@ TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
                       << " index " << i;
                 }
               }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
+  if (!HasIsa(Isa::kAvx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+  for (const Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (!HasIsa(isa)) continue;
+    SCOPED_TRACE(IsaName(isa));
+    CheckExtremeKQuantTiles(isa);
+  }
+}
+
+// The AVX-512 K-quant kernels (vpdpbusd, int32 without the int16 stage) compute the same
+// exact integer super-block sums as the AVX2 ones and follow the same f32 recipe: the same bits,
+// on the extremes above, random blocks, every row range of 1..9 rows and 1..8 tokens (AVX2 takes
+// them 4 at a time), 1 and 33 super-blocks (slices of 32 or 16 in the prefill tiles).
+TEST(MatMulKQuantTiles, Avx512BitsEqualAvx2) {
+  if (!HasIsa(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(12);
+  for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    const MatMulTileFn a = avx2::MatMulTileKernel(t), b = avx512::MatMulTileKernel(t);
+    ASSERT_NE(b, nullptr) << DTypeName(t);
+    ASSERT_EQ(avx512::MatMulTileTokens(t), kMaxKTokens) << DTypeName(t);
+    for (int64_t n_in : {int64_t{256}, int64_t{256 * 33}}) {
+      const int64_t nb = n_in / 256;
+      const size_t w_row_bytes = static_cast<size_t>(*RowBytes(t, n_in));
+      for (Fill wf : {Fill::kMax, Fill::kRandom}) {
+        for (ActFill af : {ActFill::kMinus128, ActFill::kAlternating, ActFill::kRandom}) {
+          const int64_t n_rows = 9;
+          std::vector<uint8_t> w(w_row_bytes * n_rows);
+          FillWeights(t, wf, rng, w.data(), w.size());
+          std::vector<BlockQ8_K> x(nb * kMaxKTokens);
+          FillActivations(af, rng, x.data(), nb * kMaxKTokens);
+          for (int nt = 1; nt <= kMaxKTokens; ++nt) {
+            for (int64_t r0 = 0; r0 < n_rows; ++r0) {
+              MatMulTile tile;
+              tile.w = w.data();
+              tile.w_row_bytes = w_row_bytes;
+              tile.xq = reinterpret_cast<const uint8_t*>(x.data());
+              tile.xq_stride = nb * sizeof(BlockQ8_K);
+              tile.nt = nt;
+              tile.n_in = n_in;
+              tile.y_stride = n_rows;
+              std::vector<float> ya(kMaxKTokens * n_rows, -7.0f), yb = ya;
+              tile.y = ya.data();
+              InPieces(a, kMatMulTileTokens, tile, r0, n_rows);
+              tile.y = yb.data();
+              b(tile, r0, n_rows);
+              ASSERT_EQ(std::memcmp(ya.data(), yb.data(), ya.size() * sizeof(float)), 0)
+                  << DTypeName(t) << " n_in " << n_in << " fill " << static_cast<int>(wf) << "/"
+                  << static_cast<int>(af) << " nt " << nt << " rows " << r0 << "..9";
             }
           }
         }
