@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/utf8.h"
+
 namespace gannet {
 namespace {
 
@@ -68,24 +70,6 @@ int Hex4(std::string_view s) {
   return v;
 }
 
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
 char SimpleEscape(char e) {
   switch (e) {
     case 'b':
@@ -134,7 +118,7 @@ size_t DecodeJsonStringPrefix(std::string_view raw, bool final, std::string* out
     } else if (cp < 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) {
       cp = 0xFFFD;
     }
-    AppendUtf8(static_cast<uint32_t>(cp), out);
+    unicode::AppendUtf8(static_cast<uint32_t>(cp), out);
     i += used;
   }
   return i;
