@@ -13,10 +13,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 namespace gannet::cli {
 namespace {
@@ -138,11 +136,10 @@ int RunSpecBench(engine::ModelRunner* runner, const SpecBenchOptions& o) {
   without.spec = engine::SpecMethod::kNone;
   std::vector<int32_t> prompt = o.prompt;
   if (!o.prompt_file.empty()) {
-    std::ifstream in(o.prompt_file, std::ios::binary);
-    if (!in) return ReportError("cannot read the prompt file " + o.prompt_file);
-    std::stringstream text;
-    text << in.rdbuf();
-    prompt = runner->tokenizer().Encode(text.str(), /*add_special=*/true, /*parse_special=*/false);
+    // The prompt and -n must fit the context, so more than 64 MiB of text never could.
+    Result<std::string> text = ReadTextFile(o.prompt_file, "prompt file", size_t{64} << 20);
+    if (!text.ok()) return ReportError(text.status());
+    prompt = runner->tokenizer().Encode(*text, /*add_special=*/true, /*parse_special=*/false);
   }
   if (prompt.empty()) return ReportError("the prompt is empty");
   if (const int64_t need = static_cast<int64_t>(prompt.size()) + o.n_gen; need > runner->n_ctx()) {

@@ -67,5 +67,9 @@ int ReportError(const std::string& message);
 
 // Reads all of standard input (for prompts given on stdin).
 Result<std::string> ReadStdin();
+// Reads a whole file given on the command line; `what` names it in errors ("cannot open <what>
+// <path>", NotFound); a file over max_bytes is InvalidArgument (read up to there only).
+Result<std::string> ReadTextFile(const std::string& path, const std::string& what,
+                                 size_t max_bytes);
 
 }  // namespace gannet::cli

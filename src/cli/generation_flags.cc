@@ -1,7 +1,5 @@
 // The sampling and stop-string options `gannet run` and `gannet chat` share.
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "engine/stop_strings.h"
@@ -10,23 +8,12 @@
 namespace gannet::cli {
 namespace {
 
-// A file of at most 1 MiB (the grammar parser's own limit on its text), for `flag`'s message.
-Result<std::string> ReadSmallFile(const std::string& path, const char* flag) {
-  constexpr size_t kMaxFile = size_t{1} << 20;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound(std::string(flag) + ": cannot open " + path);
-  std::string text(kMaxFile + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > kMaxFile) {
-    return Status::InvalidArgument(std::string(flag) + ": " + path + " is over 1 MiB");
-  }
-  return text;
-}
+// Grammar and schema files: at most 1 MiB (the grammar parser's own limit on its text).
+constexpr size_t kMaxGrammarFile = size_t{1} << 20;
 
 Result<std::shared_ptr<const grammar::Grammar>> CompileSchemaFile(const std::string& path) {
   std::string text;
-  GANNET_ASSIGN_OR_RETURN(text, ReadSmallFile(path, "--json-schema"));
+  GANNET_ASSIGN_OR_RETURN(text, ReadTextFile(path, "--json-schema file", kMaxGrammarFile));
   nlohmann::ordered_json schema;
   try {
     schema = nlohmann::ordered_json::parse(text);  // ordered: properties keep their order
@@ -72,7 +59,7 @@ Status GenerationFlags::Check() {
   if (!s.ok()) return Status::InvalidArgument("--stop: " + s.status().message());
   if (!grammar_file.empty()) {
     std::string text;
-    GANNET_ASSIGN_OR_RETURN(text, ReadSmallFile(grammar_file, "--grammar-file"));
+    GANNET_ASSIGN_OR_RETURN(text, ReadTextFile(grammar_file, "--grammar-file", kMaxGrammarFile));
     Result<std::shared_ptr<const grammar::Grammar>> g = grammar::Grammar::Compile(text);
     if (!g.ok()) return Status::InvalidArgument("--grammar-file: " + g.status().message());
     grammar = std::move(g).value();

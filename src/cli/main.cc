@@ -1,6 +1,7 @@
 // gannet: run open LLMs fast on CPUs and serve them. Entry point: dispatches to subcommands.
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <map>
 
 #include "cli/commands.h"
@@ -21,6 +22,23 @@ Result<std::string> ReadStdin() {
   size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) text.append(buf, n);
   if (std::ferror(stdin)) return Status::IoError("cannot read standard input");
+  return text;
+}
+
+Result<std::string> ReadTextFile(const std::string& path, const std::string& what,
+                                 size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot open " + what + " " + path);
+  std::string text;
+  char buf[65536];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<size_t>(in.gcount()));
+    if (text.size() > max_bytes) {
+      return Status::InvalidArgument(what + " " + path + " is over " +
+                                     std::to_string(max_bytes >> 20) + " MiB");
+    }
+  }
+  if (in.bad()) return Status::IoError("cannot read " + what + " " + path);
   return text;
 }
 

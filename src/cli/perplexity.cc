@@ -15,9 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/kld_file.h"
@@ -40,19 +38,14 @@ struct PerplexityOpts {
 // Logits rows a scoring pass may hold (about 256 MiB of f32 at Gemma 3's 262k vocabulary).
 constexpr int64_t kMaxLogitFloats = int64_t{64} << 20;
 
-Result<std::string> ReadTextFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound("cannot open text file " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return Status::IoError("cannot read text file " + path);
-  return ss.str();
-}
+// Evaluation texts: at most 1 GiB (the token windows of a longer one would not fit a run anyway).
+constexpr size_t kMaxTextFile = size_t{1} << 30;
 
 // The windows: n_chunks * ctx tokens, each window's first token BOS where the model adds one.
 Result<std::vector<int32_t>> TextWindows(const PerplexityOpts& o, const Tokenizer& tok, int64_t ctx,
                                          int64_t want_chunks) {
-  GANNET_ASSIGN_OR_RETURN(const std::string text, ReadTextFile(o.text_file));
+  GANNET_ASSIGN_OR_RETURN(const std::string text,
+                          ReadTextFile(o.text_file, "text file", kMaxTextFile));
   const std::vector<int32_t> ids = tok.Encode(text, /*add_special=*/true, false);
   const int64_t available = static_cast<int64_t>(ids.size()) / ctx;
   if (available < 1)
