@@ -197,7 +197,7 @@ std::unique_ptr<CURL, CurlDeleter> NewHandle(const std::string& url, const HttpO
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, static_cast<long>(o.connect_timeout_s));
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, kMinBytesPerSecond);
   curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>(o.stall_timeout_s));
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "gannet/0.1");
@@ -220,7 +220,8 @@ std::unique_ptr<CURL, CurlDeleter> NewHandle(const std::string& url, const HttpO
 Status TransferError(CURLcode rc, const Transfer& t, const std::string& url) {
   std::string why = t.error.ok() ? curl_easy_strerror(rc) : t.error.message();
   if (rc == CURLE_OPERATION_TIMEDOUT && t.error.ok()) {
-    why = "no answer within the timeout (" + std::to_string(t.stall_s) + " s)";
+    why = "no answer within the timeout (" + std::to_string(t.stall_s) + " s), or under " +
+          std::to_string(kMinBytesPerSecond) + " bytes/s for that long";
   }
   return Status::IoError(url + ": " + why);
 }

@@ -3,9 +3,10 @@
 //
 // Every transfer follows redirects (the hub sends large files to a CDN; http and https only, at
 // most 10 hops; a bearer token is never sent to another host), gives up when connecting takes
-// longer than connect_timeout_s or when no byte arrives for stall_timeout_s, and never takes more
-// bytes than it expects. Thread-safety: each call is independent; HttpGlobalInit() must have run
-// once before any thread calls these.
+// longer than connect_timeout_s or when fewer than kMinBytesPerSecond arrive on average over
+// stall_timeout_s (a server that drips a byte a second is cut off like a silent one), and never
+// takes more bytes than it expects. Thread-safety: each call is independent; HttpGlobalInit() must
+// have run once before any thread calls these.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,9 @@
 #include "base/status.h"
 
 namespace gannet::hub {
+
+// The slowest a transfer may run, on average over stall_timeout_s, before it is given up.
+inline constexpr long kMinBytesPerSecond = 1024;
 
 struct HttpOptions {
   std::string token;  // sent as "Authorization: Bearer ..." when set

@@ -391,6 +391,37 @@ def test_silent_server_times_out(gannet_bin, store):
     listener.close()
 
 
+def test_dripping_server_is_cut_off(gannet_bin, store):
+    # A hub that answers, then sends its body a byte at a time, is as stuck as a silent one.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n[")
+        while not stop.is_set():
+            try:
+                conn.sendall(b" ")
+            except OSError:
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=drip, daemon=True).start()
+    t0 = time.monotonic()
+    r = gannet(gannet_bin, store, "pull", "--hub-url", f"http://127.0.0.1:{port}", "--timeout", "2",
+               "a/b", timeout=30)
+    elapsed = time.monotonic() - t0
+    stop.set()
+    line = error_line(r)
+    assert "bytes/s" in line and f"127.0.0.1:{port}" in line, line
+    assert elapsed < 15
+    listener.close()
+
+
 def test_missing_repo_and_bad_input(gannet_bin, hub, store):
     line = error_line(gannet(gannet_bin, store, "pull", "nobody/nothing", hub=hub))
     assert "no repository 'nobody/nothing'" in line and "404" in line
