@@ -56,6 +56,15 @@ Result<SpecMethod> ParseSpecMethod(std::string_view name) {
                                  "' (choices: none, ngram)");
 }
 
+// `where`: "at the start of the output" or "partway through the output".
+Status GrammarTooCostly(const char* where) {
+  return Status::InvalidArgument(
+      std::string("grammar: the set of tokens allowed ") + where + " needs more than " +
+      std::to_string(grammar::MatcherOptions().max_mask_work) +
+      " matching steps; the grammar is too ambiguous (too many alternatives stay open at once) "
+      "to constrain generation at token speed: simplify it");
+}
+
 struct Engine::Active {
   RequestId id = 0;
   GenerationRequest request;
@@ -67,6 +76,7 @@ struct Engine::Active {
   std::shared_ptr<const grammar::MaskCache> masks;
   std::vector<grammar::Matcher> matchers;
   std::vector<std::vector<uint32_t>> mask_words;
+  std::vector<Status> failures;  // per sample: a mask past its work budget ended it
   // Speculative decoding: per sample, the index its drafts come from and its draft control.
   std::vector<NgramDrafter> drafters;
   std::vector<SpecController> spec;
@@ -195,6 +205,11 @@ Result<RequestId> Engine::Submit(GenerationRequest request, GenerationCallbacks 
     if (!m.ok()) return Status::InvalidArgument("grammar: " + m.status().message());
     matcher.emplace(std::move(m).value());
     masks = MasksFor(std::move(vocab), request.grammar);
+    // The first mask, here on the caller's thread: a grammar too ambiguous to mask the start of
+    // the output is refused before it takes a slot (later states are checked as they come).
+    std::vector<uint32_t> first(masks->vocab().mask_words());
+    if (!masks->FillNextTokenMask(*matcher, first))
+      return GrammarTooCostly("at the start of the output");
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (!accepting_) return Status::Unavailable("the server is shutting down");
@@ -322,6 +337,7 @@ void Engine::Admit(std::deque<Pending>& incoming) {
       a->matchers.assign(static_cast<size_t>(p.request.n), *p.matcher);
       a->mask_words.assign(static_cast<size_t>(p.request.n),
                            std::vector<uint32_t>((static_cast<size_t>(n_vocab) + 31) / 32));
+      a->failures.assign(static_cast<size_t>(p.request.n), Status::Ok());
     }
     SchedulerRequest sr{.id = p.id,
                         .prompt = p.request.prompt,
@@ -448,8 +464,13 @@ void Engine::RunSampleJob(SampleJob& job, std::span<const float> logits,
     SampleJob::Token t;
     const std::span<const float> lg = logits.subspan((job.row + node) * n_vocab, n_vocab);
     std::copy(lg.begin(), lg.end(), w.begin());
-    if (a.masks != nullptr && !ApplyGrammar(a, i, w)) {
-      // The grammar allows nothing here (a dead end): the sample ends without a token.
+    const GrammarMask gm = a.masks != nullptr ? ApplyGrammar(a, i, w) : GrammarMask::kSome;
+    if (gm != GrammarMask::kSome) {
+      // The grammar allows nothing here (a dead end), or the mask cost more than its budget (the
+      // request then fails): the sample ends without a token.
+      if (gm == GrammarMask::kTooCostly) {
+        a.failures[i] = GrammarTooCostly("partway through the output");
+      }
       t.output = TokenOutput{.emitted = false, .finished = true};
     } else {
       t.token = a.samplers[i].Sample(w);
@@ -495,16 +516,16 @@ void Engine::ProposeDraft(SampleJob& job) const {
   if (m > 0) job.draft = a.drafters[i].Propose(m, m);
 }
 
-bool Engine::ApplyGrammar(Active& a, size_t sample, std::span<float> logits) {
+Engine::GrammarMask Engine::ApplyGrammar(Active& a, size_t sample, std::span<float> logits) {
   std::vector<uint32_t>& mask = a.mask_words[sample];
-  a.masks->FillNextTokenMask(a.matchers[sample], mask);
+  if (!a.masks->FillNextTokenMask(a.matchers[sample], mask)) return GrammarMask::kTooCostly;
   bool any = false;
   for (size_t t = 0; t < logits.size(); ++t) {
     const bool allowed = t / 32 < mask.size() && ((mask[t / 32] >> (t % 32)) & 1u) != 0;
     if (!allowed) logits[t] = -std::numeric_limits<float>::infinity();
     any |= allowed;
   }
-  return any;
+  return any ? GrammarMask::kSome : GrammarMask::kNone;
 }
 
 std::shared_ptr<const grammar::MaskCache> Engine::MasksFor(
@@ -592,14 +613,18 @@ void Engine::FinishRequest(RequestId id, const Status& status,
   auto it = active_.find(id);
   if (it == active_.end()) return;
   Active& a = *it->second;
-  GenerationResult r{.status = status,
+  Status final_status = status;
+  for (const Status& f : a.failures) {  // empty without a grammar
+    if (final_status.ok() && !f.ok()) final_status = f;
+  }
+  GenerationResult r{.status = final_status,
                      .prompt_tokens = static_cast<int64_t>(a.request.prompt.size()),
                      .completion_tokens = a.completion_tokens,
                      .cached_prompt_tokens = a.cached_prompt_tokens};
   for (size_t i = 0; i < a.outputs.size(); ++i) {
     FinishReason f = FinishReason::kError;
     if (samples != nullptr && i < samples->size()) f = (*samples)[i].reason;
-    r.samples.push_back({.finish = status.ok() ? f : FinishReason::kError,
+    r.samples.push_back({.finish = final_status.ok() ? f : FinishReason::kError,
                          .tail = a.tails[i] + a.outputs[i].Finish()});
   }
   if (a.scheduled_once) {

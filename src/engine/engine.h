@@ -227,8 +227,10 @@ class Engine {
       std::shared_ptr<const grammar::TokenVocabulary> vocab,
       const std::shared_ptr<const grammar::Grammar>& grammar);
   static constexpr size_t kMaxMaskCaches = 8;
-  // Masks out what the sample's grammar does not allow next; false when nothing is allowed.
-  static bool ApplyGrammar(Active& a, size_t sample, std::span<float> logits);
+  // Masks out what the sample's grammar does not allow next: kNone when nothing is allowed,
+  // kTooCostly when the mask ran past its work budget (grammar::MatcherOptions::max_mask_work).
+  enum class GrammarMask { kSome, kNone, kTooCostly };
+  static GrammarMask ApplyGrammar(Active& a, size_t sample, std::span<float> logits);
   // One sampling job: the entry's row(s), its draft tree followed while it matches, the next draft.
   void RunSampleJob(SampleJob& job, std::span<const float> logits, std::vector<float>& work) const;
   void ProposeDraft(SampleJob& job) const;

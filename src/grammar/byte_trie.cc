@@ -47,9 +47,11 @@ ByteTrie ByteTrie::Build(std::vector<std::pair<std::string_view, int32_t>> entri
   return trie;
 }
 
-void ByteTrie::OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask) const {
-  if (nodes_[0].num_edges == 0) return;
+bool ByteTrie::OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask,
+                          uint64_t max_work) const {
+  if (nodes_[0].num_edges == 0) return true;
   Matcher work = matcher;  // scratch: the walk adds stack nodes and rolls them back
+  const uint64_t work_end = matcher.work() + max_work;
   std::vector<Matcher::State> states(max_depth_ + 1);
   states[0] = matcher.state();
   struct Frame {
@@ -71,7 +73,9 @@ void ByteTrie::OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask) c
     uint32_t edge = node.first_edge + f.next_edge++;
     size_t depth = frames.size();
     size_t mark = work.Mark();
-    if (!work.StepByte(states[depth - 1], edge_bytes_[edge], &states[depth])) {
+    const bool stepped = work.StepByte(states[depth - 1], edge_bytes_[edge], &states[depth]);
+    if (work.work() > work_end) return false;
+    if (!stepped) {
       work.Rollback(mark);
       continue;
     }
@@ -87,6 +91,7 @@ void ByteTrie::OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask) c
       work.Rollback(mark);
     }
   }
+  return true;
 }
 
 }  // namespace gannet::grammar

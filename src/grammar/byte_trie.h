@@ -24,8 +24,11 @@ class ByteTrie {
   // (exactly Matcher::AcceptBytes, limits included). The walk goes depth first stepping a scratch
   // copy of the state one byte per edge, every live stack at once, and prunes a subtree at its
   // first rejected byte; stack nodes made in a subtree are rolled back as the walk leaves it.
+  // False when the walk would do more than `max_work` (Matcher::work() units): the bits set so
+  // far are then a subset of the answer.
   // REQUIRES: every id < 32 * bitmask.size().
-  void OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask) const;
+  [[nodiscard]] bool OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask,
+                                uint64_t max_work) const;
 
   size_t num_nodes() const { return nodes_.size(); }
   // Heap bytes held, for cache budgets.

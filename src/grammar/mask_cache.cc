@@ -119,20 +119,20 @@ std::shared_ptr<const MaskCache::LoopEntry> MaskCache::GetLoopEntry(
   return it->second;
 }
 
-void MaskCache::Exact(const Matcher& matcher, std::span<uint32_t> bitmask) const {
+bool MaskCache::Exact(const Matcher& matcher, std::span<uint32_t> bitmask) const {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.exact;
   }
-  vocab_->trie_.OrAccepted(matcher, bitmask);
+  return vocab_->trie_.OrAccepted(matcher, bitmask, matcher.options().max_mask_work);
 }
 
-void MaskCache::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const {
+bool MaskCache::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const {
   std::fill(bitmask.begin(), bitmask.begin() + static_cast<ptrdiff_t>(vocab_->mask_words()), 0u);
   if (matcher.IsComplete()) {
     for (int32_t id : vocab_->eog_ids_) bitmask[id >> 5] |= 1u << (id & 31);
   }
-  if (!matcher.CanContinue()) return;
+  if (!matcher.CanContinue()) return true;
   const Matcher::State& s = matcher.state();
   if (&matcher.grammar() != grammar_.get() || s.partial.remaining != 0) {
     return Exact(matcher, bitmask);
@@ -165,6 +165,9 @@ void MaskCache::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bi
     if (ok && in->partial.remaining == 0 && in->tops == s.tops) loops.push_back(sig);
     work.Rollback(mark);
   }
+  const uint64_t spent = work.work() - matcher.work();
+  const uint64_t budget = matcher.options().max_mask_work;
+  if (spent > budget) return false;
   if (loops.empty()) return Exact(matcher, bitmask);
   std::shared_ptr<const LoopEntry> entry = GetLoopEntry(k, loops);
   if (entry == nullptr) return Exact(matcher, bitmask);
@@ -173,7 +176,7 @@ void MaskCache::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bi
     ++stats_.fast;
   }
   for (size_t w = 0; w < entry->accepted.size(); ++w) bitmask[w] |= entry->accepted[w];
-  entry->rests.OrAccepted(matcher, bitmask);
+  return entry->rests.OrAccepted(matcher, bitmask, budget - spent);
 }
 
 MaskCache::Stats MaskCache::stats() const {

@@ -58,9 +58,10 @@ class MaskCache {
   MaskCache(std::shared_ptr<const TokenVocabulary> vocab, std::shared_ptr<const Grammar> grammar,
             const MaskCacheOptions& options = {});
 
-  // Exactly TokenVocabulary::FillNextTokenMask (bit for bit). A matcher of another grammar gets
-  // the exact walk. REQUIRES: bitmask.size() >= vocab.mask_words().
-  void FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const;
+  // Exactly TokenVocabulary::FillNextTokenMask (bit for bit), false past the same work budget
+  // (the fast path's work counts against it too). A matcher of another grammar gets the exact
+  // walk. REQUIRES: bitmask.size() >= vocab.mask_words().
+  [[nodiscard]] bool FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const;
 
   const TokenVocabulary& vocab() const { return *vocab_; }
   const Grammar* grammar() const { return grammar_.get(); }
@@ -89,7 +90,7 @@ class MaskCache {
   std::shared_ptr<const LoopEntry> GetLoopEntry(const Classes& k,
                                                 const std::vector<uint32_t>& loops) const;
   uint32_t Signature(const Classes& k, uint32_t cp) const;
-  void Exact(const Matcher& matcher, std::span<uint32_t> bitmask) const;
+  bool Exact(const Matcher& matcher, std::span<uint32_t> bitmask) const;
 
   std::shared_ptr<const TokenVocabulary> vocab_;
   std::shared_ptr<const Grammar> grammar_;

@@ -56,6 +56,7 @@ bool Matcher::Expand(uint32_t pos, int32_t parent, std::vector<int32_t>* out) {
   while (!work_.empty()) {
     auto [p, par] = work_.back();
     work_.pop_back();
+    ++work_done_;
     if (++steps_ > options_.max_expansion_steps) {
       limit_exceeded_ = true;
       return false;
@@ -111,6 +112,7 @@ bool Matcher::StepCodepoint(const std::vector<int32_t>& tops, uint32_t cp,
                             std::vector<int32_t>* out) {
   out->clear();
   steps_ = 0;
+  work_done_ += tops.size();
   for (int32_t top : tops) {
     if (top == kEmptyStack) continue;
     const Node node = nodes_[top];  // a copy: Expand may grow nodes_
@@ -121,7 +123,8 @@ bool Matcher::StepCodepoint(const std::vector<int32_t>& tops, uint32_t cp,
   return Finish(out) && !out->empty();
 }
 
-bool Matcher::AnyTopIntersects(const std::vector<int32_t>& tops, uint32_t lo, uint32_t hi) const {
+bool Matcher::AnyTopIntersects(const std::vector<int32_t>& tops, uint32_t lo, uint32_t hi) {
+  work_done_ += tops.size();
   for (int32_t top : tops) {
     if (top == kEmptyStack) continue;
     if (grammar_->ClassIntersects(grammar_->item(nodes_[top].pos).arg, lo, hi)) return true;

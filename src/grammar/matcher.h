@@ -41,6 +41,12 @@ struct MatcherOptions {
   size_t max_stacks = 1024;              // live stacks after any code point
   size_t max_stack_depth = 1 << 16;      // positions on one stack
   size_t max_expansion_steps = 1 << 16;  // rule expansions while accepting one code point
+  // Work of one token mask (grammar/token_mask.h): stacks examined plus rule expansions, summed
+  // over every byte the mask's trie walk steps. A JSON-schema grammar's exact walk over a 262k
+  // vocabulary inside a string costs a few million; an ambiguous grammar keeping hundreds of
+  // stacks alive would cost billions (seconds per token while the engine waits), so past this
+  // the mask fails instead (about half a second on one core).
+  uint64_t max_mask_work = uint64_t{1} << 26;
 };
 
 class Matcher {
@@ -64,6 +70,10 @@ class Matcher {
   bool CanContinue() const;
   // True when the last rejected input was rejected for a limit rather than by the grammar.
   bool limit_exceeded() const { return limit_exceeded_; }
+  // Work done by this matcher so far (stacks examined plus rule expansions; see max_mask_work);
+  // copies carry it on.
+  uint64_t work() const { return work_done_; }
+  const MatcherOptions& options() const { return options_; }
   size_t num_stacks() const { return state_.tops.size(); }
   const Grammar& grammar() const { return *grammar_; }
 
@@ -105,7 +115,7 @@ class Matcher {
   // Expands the unsettled stack "pos on parent" into settled tops appended to *out.
   bool Expand(uint32_t pos, int32_t parent, std::vector<int32_t>* out);
   bool StepCodepoint(const std::vector<int32_t>& tops, uint32_t cp, std::vector<int32_t>* out);
-  bool AnyTopIntersects(const std::vector<int32_t>& tops, uint32_t lo, uint32_t hi) const;
+  bool AnyTopIntersects(const std::vector<int32_t>& tops, uint32_t lo, uint32_t hi);
   bool Finish(std::vector<int32_t>* tops);
   void CompactIfLarge();
 
@@ -118,6 +128,7 @@ class Matcher {
   bool limit_exceeded_ = false;
   std::vector<std::pair<uint32_t, int32_t>> work_;  // scratch of Expand
   size_t steps_ = 0;                                // expansion steps of the current code point
+  uint64_t work_done_ = 0;                          // see work()
 };
 
 }  // namespace gannet::grammar

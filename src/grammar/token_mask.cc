@@ -44,14 +44,13 @@ Result<std::shared_ptr<const TokenVocabulary>> TokenVocabulary::Create(
   return std::shared_ptr<const TokenVocabulary>(std::move(v));
 }
 
-void TokenVocabulary::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const {
+bool TokenVocabulary::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const {
   std::fill(bitmask.begin(), bitmask.begin() + static_cast<ptrdiff_t>(mask_words()), 0u);
   if (matcher.IsComplete()) {
     for (int32_t id : eog_ids_) bitmask[id >> 5] |= 1u << (id & 31);
   }
-  if (!matcher.CanContinue()) return;
-
-  trie_.OrAccepted(matcher, bitmask);
+  if (!matcher.CanContinue()) return true;
+  return trie_.OrAccepted(matcher, bitmask, matcher.options().max_mask_work);
 }
 
 bool TokenVocabulary::AcceptToken(Matcher* matcher, int32_t id) const {

@@ -15,6 +15,9 @@
 // Inside a JSON string, where nearly every byte is allowed, the walk visits most of the trie;
 // MaskCache (grammar/mask_cache.h) gives the same masks fast there.
 //
+// Work: each mask is bounded by MatcherOptions::max_mask_work (stacks examined plus rule
+// expansions over the walk); past it the mask fails rather than hold a sequence for seconds.
+//
 // Rules: an end-of-generation token is allowed exactly when the matcher IsComplete(); a token with
 // no bytes that is not end-of-generation (a control token) is never allowed.
 //
@@ -46,9 +49,11 @@ class TokenVocabulary {
   bool is_eog(int32_t id) const { return is_eog_[id]; }
   const std::string& token(int32_t id) const { return tokens_[id]; }
 
-  // Sets bit i of `bitmask` when token i may come next and clears every other bit.
+  // Sets bit i of `bitmask` when token i may come next and clears every other bit. False when
+  // that would take more than the matcher's MatcherOptions::max_mask_work (the mask is then
+  // unusable: the grammar is too ambiguous to constrain this vocabulary at token speed).
   // REQUIRES: bitmask.size() >= mask_words().
-  void FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const;
+  [[nodiscard]] bool FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const;
 
   // Advances the matcher by token `id`; false (matcher unchanged) when it is not allowed. An
   // end-of-generation token is accepted when the matcher IsComplete() and leaves it unchanged.

@@ -245,7 +245,10 @@ struct OpenAiService::Generation {
       }
     }
     if (too_large) return SendTooLarge();
-    int status = result.status.ok() ? 200 : 500;
+    // A request the engine found invalid only while running it (a grammar too ambiguous to
+    // mask at token speed) is the client's error; anything else is the server's.
+    const bool client_error = result.status.code() == StatusCode::kInvalidArgument;
+    int status = result.status.ok() ? 200 : client_error ? 400 : 500;
     if (writer->IsClosed()) status = 499;  // the client left first (nginx's code for it)
     service->metrics_.CountRequest(status);
     // Before the last bytes go out: the access-log record is written when the response completes.
@@ -254,9 +257,9 @@ struct OpenAiService::Generation {
                        " cached=" + std::to_string(usage.cached_tokens) +
                        " finish=" + (result.status.ok() ? finishes : "error"));
     if (!result.status.ok()) {
-      ApiError err{.http_status = 500,
+      ApiError err{.http_status = status == 499 ? (client_error ? 400 : 500) : status,
                    .message = "generation failed: " + result.status.message(),
-                   .type = "server_error"};
+                   .type = client_error ? "invalid_request_error" : "server_error"};
       if (stream) {
         WriteEvent(ApiErrorJson(err));
       } else {

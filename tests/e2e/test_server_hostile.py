@@ -292,3 +292,49 @@ def test_hostile_json_is_400_and_server_stays_up(gannet_bin):
     finally:
         s.stop()
     assert s.proc.returncode == 0, s.stderr_lines[-20:]
+
+
+def ambiguous_gbnf(prefix, alternatives=500):
+    """A grammar whose alternatives all stay open together after `prefix`: each loops on every
+    character but its own, so masking a 262k-token vocabulary would step 1000 stacks per trie
+    node (seconds per token, while every other request waits)."""
+    names = " | ".join(f"r{i}" for i in range(alternatives))
+    rules = "\n".join(f'r{i} ::= [^{chr(0x100 + i)}]* "{chr(0x100 + i)}"' for i in range(alternatives))
+    return f"root ::= {prefix} ({names})\n{rules}\n"
+
+
+def test_ambiguous_grammar_is_refused_not_run(gannet_bin):
+    # A grammar too costly to mask is a 400 at once when its start already is, and fails the
+    # request partway (a 400, or an error event when streamed) when it becomes so later; either
+    # way within about a second per mask, with the server's other requests and slots intact.
+    s = Server(gannet_bin)
+    body = {"model": MODEL_ID, "prompt": "Say something", "max_tokens": 8, "temperature": 0}
+    try:
+        with httpx.Client(base_url=s.url, timeout=60) as http:
+            t0 = time.monotonic()
+            r = http.post("/v1/completions", json=dict(body, grammar=ambiguous_gbnf('""')))
+            assert r.status_code == 400, r.text[:300]
+            assert "too ambiguous" in r.json()["error"]["message"]
+            assert time.monotonic() - t0 < 10
+            # "q" then "Ā" are cheap to mask; the state after them is not.
+            later = dict(body, grammar=ambiguous_gbnf('"q" "\u0100"'))
+            t0 = time.monotonic()
+            r = http.post("/v1/completions", json=later)
+            assert r.status_code == 400, r.text[:300]
+            err = r.json()["error"]
+            assert err["type"] == "invalid_request_error" and "partway" in err["message"], err
+            assert time.monotonic() - t0 < 20
+            with http.stream("POST", "/v1/completions", json=dict(later, stream=True)) as st:
+                assert st.status_code == 200
+                events = [json.loads(l[6:]) for l in st.iter_lines() if l.startswith("data: {")]
+            assert "too ambiguous" in events[-1]["error"]["message"], events[-3:]
+            assert http.get("/health").status_code == 200
+            ok = http.post("/v1/completions", json=dict(body, grammar='root ::= "yes" | "no"'))
+            assert ok.status_code == 200 and ok.json()["choices"][0]["text"] in ("yes", "no")
+            metrics = http.get("/metrics").text
+            assert re.search(r"^gannet_requests_running 0(\.0)?$", metrics, re.M), metrics[:2000]
+            assert re.search(r"^gannet_kv_blocks_used 0(\.0)?$", metrics, re.M), metrics[:2000]
+        assert s.proc.poll() is None
+    finally:
+        s.stop()
+    assert s.proc.returncode == 0, s.stderr_lines[-20:]

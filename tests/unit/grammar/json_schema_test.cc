@@ -342,7 +342,7 @@ TEST(JsonSchemaTest, FiftyPropertySchemaCompilesAndMasksFast) {
     auto m = Matcher::Create(*g);
     ASSERT_TRUE(m.ok());
     std::vector<uint32_t> mask((*vocab)->mask_words());
-    cache.FillNextTokenMask(*m, mask);
+    ASSERT_TRUE(cache.FillNextTokenMask(*m, mask));
     auto masked = std::chrono::steady_clock::now();
     double compile_ms = std::chrono::duration<double, std::milli>(compiled - start).count();
     double mask_ms = std::chrono::duration<double, std::milli>(masked - compiled).count();

@@ -121,7 +121,7 @@ TEST(TokenMaskTest, MaskEqualsBruteForceOnRandomWalks) {
       ASSERT_TRUE(created.ok());
       Matcher m = std::move(created).value();
       for (int step = 0; step < 60; ++step, ++steps) {
-        v.FillNextTokenMask(m, mask);
+        ASSERT_TRUE(v.FillNextTokenMask(m, mask));
         std::vector<bool> expected = BruteForce(v, m);
         std::vector<int32_t> allowed;
         for (size_t i = 0; i < v.size(); ++i) {
@@ -180,7 +180,7 @@ TEST(TokenMaskTest, CachedMaskEqualsBruteForceOnRandomWalks) {
         ASSERT_TRUE(created.ok());
         Matcher m = std::move(created).value();
         for (int step = 0; step < 40; ++step, ++checks) {
-          cache.FillNextTokenMask(m, mask);
+          ASSERT_TRUE(cache.FillNextTokenMask(m, mask));
           std::vector<bool> expected = BruteForce(v, m);
           std::vector<int32_t> allowed;
           for (size_t i = 0; i < v.size(); ++i) {
@@ -226,8 +226,8 @@ TEST(TokenMaskTest, FullCacheFallsBackToTheExactWalk) {
   ASSERT_TRUE(m.ok());
   ASSERT_TRUE(m->AcceptBytes("{\"ab"));
   std::vector<uint32_t> cached((*vocab)->mask_words()), exact((*vocab)->mask_words());
-  cache.FillNextTokenMask(*m, cached);
-  (*vocab)->FillNextTokenMask(*m, exact);
+  ASSERT_TRUE(cache.FillNextTokenMask(*m, cached));
+  ASSERT_TRUE((*vocab)->FillNextTokenMask(*m, exact));
   EXPECT_EQ(cached, exact);
   EXPECT_EQ(cache.stats().fast, 0u);
   EXPECT_EQ(cache.stats().entries, 0u);
@@ -256,8 +256,8 @@ TEST(TokenMaskTest, CacheSharedAcrossThreads) {
           auto m = Matcher::Create(*g);
           if (!m.ok()) return;
           for (int step = 0; step < 30; ++step) {
-            cache.FillNextTokenMask(*m, cached);
-            v.FillNextTokenMask(*m, exact);
+            ASSERT_TRUE(cache.FillNextTokenMask(*m, cached));
+            ASSERT_TRUE(v.FillNextTokenMask(*m, exact));
             ++masks;
             if (cached != exact) ++mismatches;
             std::vector<int32_t> allowed;
@@ -289,10 +289,10 @@ TEST(TokenMaskTest, EogOnlyAtCompletionAndEmptyTokensNever) {
   auto m = Matcher::Create(*g);
   ASSERT_TRUE(m.ok());
   std::vector<uint32_t> mask(1);
-  (*vocab)->FillNextTokenMask(*m, mask);
+  ASSERT_TRUE((*vocab)->FillNextTokenMask(*m, mask));
   EXPECT_EQ(mask[0], 0b0110001u);  // a, ab, abc
   ASSERT_TRUE((*vocab)->AcceptToken(&*m, 4));
-  (*vocab)->FillNextTokenMask(*m, mask);
+  ASSERT_TRUE((*vocab)->FillNextTokenMask(*m, mask));
   EXPECT_EQ(mask[0], 0b1000100u);  // c, <eos>
   EXPECT_FALSE((*vocab)->AcceptToken(&*m, 3));
   EXPECT_FALSE((*vocab)->AcceptToken(&*m, 99));
@@ -300,6 +300,58 @@ TEST(TokenMaskTest, EogOnlyAtCompletionAndEmptyTokensNever) {
 
 TEST(TokenMaskTest, BadEogIdIsAnError) {
   EXPECT_FALSE(TokenVocabulary::Create({"a"}, std::vector<int32_t>{1}).ok());
+}
+
+// An ambiguous grammar keeps one stack per alternative alive; a mask then costs (trie nodes x
+// stacks). Past MatcherOptions::max_mask_work both mask paths give up (false) instead of running
+// on; with room they agree with the brute force, and the work they report grows with the stacks.
+TEST(TokenMaskTest, MaskWorkIsBoundedByTheBudget) {
+  std::string gbnf = "root ::= \"q\" (";
+  std::string rules;
+  const int kAlternatives = 40;
+  for (int i = 0; i < kAlternatives; ++i) {
+    gbnf += (i > 0 ? " | r" : "r") + std::to_string(i);
+    // Each alternative loops on every letter but its own and ends on it: all stay open together.
+    const char c = static_cast<char>('a' + i % 26);
+    rules +=
+        "r" + std::to_string(i) + " ::= [^" + c + "]* \"" + c + std::string(i / 26 + 1, c) + "\"\n";
+  }
+  gbnf += ")\n" + rules;
+  auto g = Grammar::Compile(gbnf);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  std::mt19937 rng(3);
+  int32_t eog = -1;
+  std::vector<std::string> tokens = RandomVocabulary(&rng, &eog, 6, 400);
+  auto vocab = TokenVocabulary::Create(tokens, std::vector<int32_t>{eog});
+  ASSERT_TRUE(vocab.ok());
+  const auto mask_work = [&](uint64_t budget, bool* complete, bool cached) {
+    auto m = Matcher::Create(*g, {.max_mask_work = budget});
+    EXPECT_TRUE(m.ok());
+    EXPECT_TRUE(m->AcceptBytes("q"));  // the start state is one stack; after "q", 80
+    std::vector<uint32_t> mask((*vocab)->mask_words());
+    MaskCache cache(*vocab, *g);
+    *complete = cached ? cache.FillNextTokenMask(*m, mask) : (*vocab)->FillNextTokenMask(*m, mask);
+    if (*complete) {
+      for (size_t t = 0; t < tokens.size(); ++t) {
+        Matcher copy = *m;
+        const bool bit = (mask[t / 32] >> (t % 32)) & 1u;
+        EXPECT_EQ(bit, (*vocab)->AcceptToken(&copy, static_cast<int32_t>(t))) << t;
+      }
+    }
+    return mask;
+  };
+  for (bool cached : {false, true}) {
+    bool complete = false;
+    mask_work(uint64_t{1} << 40, &complete, cached);
+    EXPECT_TRUE(complete);
+    mask_work(500, &complete, cached);
+    EXPECT_FALSE(complete) << "cached " << cached;
+  }
+  // The start state (one stack) fits a budget the state after "q" does not.
+  auto m = Matcher::Create(*g, {.max_mask_work = 500});
+  ASSERT_TRUE(m.ok());
+  std::vector<uint32_t> mask((*vocab)->mask_words());
+  EXPECT_TRUE((*vocab)->FillNextTokenMask(*m, mask));
 }
 
 }  // namespace
