@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets (fuzz/, clang with ASan + UBSan, in build-fuzz/) and runs each for
 # SECONDS (default 60) from its committed seeds.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: http_parser openai_request jinja gguf tokenizer
-#                                             utility_api hub
+#                                             utility_api hub grammar tool_calls kld_file
 # New inputs go to build-fuzz/fuzz-corpus/<target>/ (kept between runs, never into fuzz/corpus/);
 # a crash, a leak, a sanitizer report or an input slower than 10 s stops that target, leaves the
 # input in build-fuzz/fuzz-artifacts/ and makes the script fail. docs/reliability.md has the long
@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(http_parser openai_request jinja gguf tokenizer utility_api hub)
+[ ${#targets[@]} -eq 0 ] && targets=(http_parser openai_request jinja gguf tokenizer utility_api hub grammar
+  tool_calls kld_file)
 
 CC=${FUZZ_CC:-clang} CXX=${FUZZ_CXX:-clang++} cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DGANNET_FUZZ=ON -DGANNET_BUILD_TESTS=OFF >/dev/null

@@ -414,6 +414,9 @@ void ToolCallParser::EndCall(Call& call) {
     call.index = n_calls_++;
     Emit({.kind = ToolCallDelta::Kind::kCallStart, .index = call.index, .text = call.name});
   }
+  // The call is over: nothing of it streams again (a call without an arguments member has
+  // args_end 0, and StreamPending would otherwise send the text from there).
+  call.args_done = true;
   call.args_sent = call.args_end;
   if (!args.empty())
     Emit({.kind = ToolCallDelta::Kind::kArguments, .index = call.index, .text = std::move(args)});

@@ -272,5 +272,13 @@ TEST(ToolCallParser, RandomSplitsGiveTheWholeAnswer) {
   EXPECT_GT(with_calls, 1000);  // of 32000 parses: the texts do hold calls
 }
 
+// Found by fuzz/tool_calls_fuzz.cc: a Mistral call whose object has a key that only starts like
+// "arguments" and then the name's value repeated under a key that is not "name".
+TEST(ToolCallParser, MistralLookalikeKeysSplitAnyWay) {
+  const std::string text =
+      "fy[TOOL_CALLS][{\"name\": \"add\", \"argumentsme\": \"sub\", \"arGuments\": {}}]";
+  for (bool stream : {false, true}) Parse(ToolCallFormat::kMistral, text, stream);
+}
+
 }  // namespace
 }  // namespace gannet
