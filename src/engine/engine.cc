@@ -123,8 +123,14 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
   if (options.kv_memory_bytes > 0) {
     n_blocks = static_cast<int64_t>(options.kv_memory_bytes / per_block);
   } else {
+    // Speculation: a draft gets slots only while every running sequence keeps a free block, so
+    // each sequence gets room for a full draft beside a full context.
+    const int64_t draft_blocks =
+        options.spec == SpecMethod::kNone
+            ? 0
+            : (options.spec_max_tokens + options.block_size - 1) / options.block_size + 2;
     n_blocks = static_cast<int64_t>(AvailableMemoryBytes() / 4 / per_block);
-    n_blocks = std::min<int64_t>(n_blocks, blocks_per_ctx * options.max_seqs);
+    n_blocks = std::min<int64_t>(n_blocks, (blocks_per_ctx + draft_blocks) * options.max_seqs);
   }
   if (n_blocks < blocks_per_ctx) {
     if (options.kv_memory_bytes > 0) {
