@@ -66,12 +66,11 @@ Result<std::unique_ptr<ModelDrafter>> ModelDrafter::Create(ModelRunner* draft,
     return Status::InvalidArgument(
         "draft model options must be positive (blocks, block size, batch tokens, width)");
   }
-  GANNET_ASSIGN_OR_RETURN(PagedKvStore store, PagedKvStore::Create(draft->config(),
-                                                                   options.n_blocks,
-                                                                   options.block_size));
-  GANNET_ASSIGN_OR_RETURN(BlockPool pool,
-                          BlockPool::Create({.num_blocks = options.n_blocks,
-                                             .block_size = options.block_size}));
+  GANNET_ASSIGN_OR_RETURN(
+      PagedKvStore store,
+      PagedKvStore::Create(draft->config(), options.n_blocks, options.block_size));
+  GANNET_ASSIGN_OR_RETURN(BlockPool pool, BlockPool::Create({.num_blocks = options.n_blocks,
+                                                             .block_size = options.block_size}));
   return std::unique_ptr<ModelDrafter>(
       new ModelDrafter(draft, options, std::move(store), KvCacheManager(std::move(pool))));
 }
@@ -168,12 +167,11 @@ Status ModelDrafter::CatchUp(std::vector<Work>& work) {
   for (size_t i = 0; i < work.size(); ++i) {
     const Work& w = work[i];
     store_.Assign(kv_.BlockTable(w.request->seq), &views_[i]);
-    batch_.push_back(
-        BatchSeq{.tokens = w.request->tokens.subspan(static_cast<size_t>(w.keep),
-                                                     static_cast<size_t>(w.n_run)),
-                 .n_past = w.keep,
-                 .kv = views_[i].layers,
-                 .logits = w.drafts});
+    batch_.push_back(BatchSeq{.tokens = w.request->tokens.subspan(static_cast<size_t>(w.keep),
+                                                                  static_cast<size_t>(w.n_run)),
+                              .n_past = w.keep,
+                              .kv = views_[i].layers,
+                              .logits = w.drafts});
   }
   GANNET_ASSIGN_OR_RETURN(std::span<const float> logits, runner_->Execute(batch_));
   const size_t n_vocab = static_cast<size_t>(runner_->config().n_vocab);

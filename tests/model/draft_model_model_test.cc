@@ -106,8 +106,9 @@ TEST(DraftModelOnRealModels, QuantizedTwinAsDraftKeepsTheOutput) {
   auto other = LoadDraftModel(DefaultModel(), **target);
   ASSERT_FALSE(other.ok());
   EXPECT_NE(other.status().message().find("llama-3.2-1b-shape-q4_k_m.gguf"), std::string::npos);
-  EXPECT_NE(other.status().message().find(std::filesystem::path(DefaultModel()).filename().string()),
-            std::string::npos)
+  EXPECT_NE(
+      other.status().message().find(std::filesystem::path(DefaultModel()).filename().string()),
+      std::string::npos)
       << other.status().ToString();
 }
 

@@ -112,8 +112,8 @@ TEST(DraftModel, ShapeSpendsAQuarterOfTheBudgetOnAlternatives) {
   EXPECT_EQ((*d)->ShapeFor(8).depth, 6);
   EXPECT_EQ((*d)->ShapeFor(8).branch_levels, 2);
   EXPECT_EQ((*d)->ShapeFor(63).depth, 61);
-  auto chain = ModelDrafter::Create(runner.get(),
-                                    {.n_blocks = 8, .block_size = 16, .branch_width = 1});
+  auto chain =
+      ModelDrafter::Create(runner.get(), {.n_blocks = 8, .block_size = 16, .branch_width = 1});
   ASSERT_TRUE(chain.ok());
   EXPECT_EQ((*chain)->ShapeFor(8).depth, 8);
   EXPECT_FALSE(ModelDrafter::Create(runner.get(), {.n_blocks = 0}).ok());
@@ -251,7 +251,8 @@ INSTANTIATE_TEST_SUITE_P(Tiny, DraftModelPairs,
                                            Pair{"tiny-llama-q", "tiny-llama-q"}),
                          [](const auto& info) {
                            std::string n = info.param.target + "_by_" + info.param.draft;
-                           for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           for (char& c : n)
+                             c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return n;
                          });
 
@@ -325,9 +326,9 @@ TEST(DraftModel, AnotherVocabularyIsRefusedNamingBothFiles) {
   // The engine checks too; and a draft method without a draft model is refused.
   auto other = ModelRunner::Load(kDir + "tiny-gemma3-f32.gguf", {.n_threads = 1, .n_ctx = 128});
   ASSERT_TRUE(other.ok());
-  EXPECT_FALSE(Engine::Create(target.get(),
-                              {.spec = SpecMethod::kDraftModel, .draft_model = other->get()})
-                   .ok());
+  EXPECT_FALSE(
+      Engine::Create(target.get(), {.spec = SpecMethod::kDraftModel, .draft_model = other->get()})
+          .ok());
   EXPECT_FALSE(Engine::Create(target.get(), {.spec = SpecMethod::kDraftModel}).ok());
   EXPECT_FALSE(LoadDraftModel(kDir + "missing.gguf", *target).ok());
 }
