@@ -199,6 +199,63 @@ TEST(DraftModel, SelfDraftAcceptsTheWholeChain) {
   EXPECT_EQ(b.spec_draft_tokens, 9 * 4 + 3);
 }
 
+// Several sequences drafting in the same step share the draft's passes: with the target as its
+// own draft every chain token of every sequence is still accepted (a draft cut to fit the step
+// keeps its chain's start, so at least 3 of each 4 draft tokens are accepted).
+TEST(DraftModel, BatchedSelfDraftsAreAcceptedForEverySequence) {
+  auto target = Load("tiny-gemma3-f32");
+  ASSERT_NE(target, nullptr);
+  auto draft = LoadDraft("tiny-gemma3-f32", *target);
+  ASSERT_NE(draft, nullptr);
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 4; ++i) {
+    reqs.push_back({.prompt = Prompt(i, 6 + 5 * i, target->config().n_vocab),
+                    .max_tokens = 30,
+                    .sampling = {.temperature = 0.0f},
+                    .stop_at_eog = false});
+  }
+  EngineOptions base{.block_size = 4, .max_batch_tokens = 64, .max_seqs = 4};
+  EngineOptions spec = base;
+  spec.spec = SpecMethod::kDraftModel;
+  spec.spec_max_tokens = 4;
+  spec.spec_adaptive = false;
+  spec.draft_model = draft.get();
+  EngineStats a, b;
+  const std::vector<Outcome> plain = RunAll(target.get(), base, reqs, &a);
+  const std::vector<Outcome> fast = RunAll(target.get(), spec, reqs, &b);
+  ASSERT_EQ(fast.size(), reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(plain[i], fast[i]) << "request " << i;
+  EXPECT_GT(b.spec_steps, 20);
+  EXPECT_GE(4 * b.spec_accepted_tokens, 3 * b.spec_draft_tokens);
+}
+
+// A catch-up longer than a step's batch budget is spread over steps without a draft.
+TEST(DraftModel, LongCatchUpIsChunked) {
+  auto target = Load("tiny-llama-f32");
+  ASSERT_NE(target, nullptr);
+  auto draft = LoadDraft("tiny-llama-f32", *target);
+  ASSERT_NE(draft, nullptr);
+  auto drafter =
+      ModelDrafter::Create(draft.get(), {.n_blocks = 16, .block_size = 4, .max_batch_tokens = 8});
+  ASSERT_TRUE(drafter.ok());
+  const std::vector<int32_t> seq = Prompt(5, 20, target->config().n_vocab);
+  Draft d;
+  const DraftRequest req{.seq = 1, .tokens = seq, .max_nodes = 2, .draft = &d};
+  for (int step = 0; step < 2; ++step) {  // 8 + 8 of the 20 tokens: no draft yet
+    ASSERT_TRUE((*drafter)->Propose({&req, 1}).ok());
+    EXPECT_TRUE(d.empty()) << "step " << step;
+  }
+  ASSERT_TRUE((*drafter)->Propose({&req, 1}).ok());  // the last 4, then the chain
+  ASSERT_EQ(d.tokens.size(), 2u);
+  auto lg = draft->Evaluate(seq, 0, false);
+  ASSERT_TRUE(lg.ok());
+  int32_t best = 0;
+  for (size_t t = 1; t < lg->size(); ++t) {
+    if ((*lg)[t] > (*lg)[static_cast<size_t>(best)]) best = static_cast<int32_t>(t);
+  }
+  EXPECT_EQ(d.tokens[0], best);
+}
+
 struct Pair {
   std::string target, draft;
 };
