@@ -152,7 +152,9 @@ TEST(DraftModel, ProposesTheGreedyChainAndAlternatives) {
     for (int j = 0; j < 6; ++j) {
       const int32_t next = argmax(*lg, -1);
       EXPECT_EQ(d.tokens[static_cast<size_t>(j)], next) << "round " << round << " level " << j;
-      if (j == 0) EXPECT_EQ(d.tokens[6], argmax(first, next));
+      if (j == 0) {
+        EXPECT_EQ(d.tokens[6], argmax(first, next));  // the runner-up of level 0
+      }
       ref.push_back(next);
       lg = draft->Evaluate({&ref.back(), 1}, static_cast<int64_t>(ref.size()) - 1, false);
       ASSERT_TRUE(lg.ok());
