@@ -242,9 +242,7 @@ Runner AddBenchCommand(CLI::App& app) {
     }
     if (Status s = ResolveModelFlag(&o->model); !s.ok()) return ReportError(s);
     if (!o->prompt_file.empty() && !spec) return ReportError("-f needs --spec");
-    if (engine::EngineOptions checked; spec) {
-      if (Status s = o->spec.Apply(&checked); !s.ok()) return ReportError(s);
-    }
+    if (Status s = o->spec.Check(); spec && !s.ok()) return ReportError(s);
     // --spec with a prompt file: the default context (the prompt's length is not known yet).
     const int64_t n_ctx = spec && !o->prompt_file.empty() ? 0 : o->n_prompt + o->n_gen;
     Result<std::unique_ptr<engine::ModelRunner>> loaded =

@@ -99,7 +99,7 @@ void PrintTable(const SpecBenchOptions& o, const engine::ModelRunner& runner, in
                         {"n_prompt", n_prompt},
                         {"n_gen", o.n_gen},
                         {"repetitions", o.reps},
-                        {"spec", o.spec.method},
+                        {"spec", o.spec.Name()},
                         {"spec_max_tokens", o.spec.max_tokens},
                         {"tg_tps_base", base},
                         {"tg_tps_spec", spec},
@@ -120,7 +120,7 @@ void PrintTable(const SpecBenchOptions& o, const engine::ModelRunner& runner, in
               o.n_gen, static_cast<long long>(n_prompt), base);
   std::printf("| %s | %d | tg%d after %lld | %s (max %d) | %.2f | %.2f | %lld / %lld (%.0f%%) |\n",
               name, runner.n_threads(), o.n_gen, static_cast<long long>(n_prompt),
-              o.spec.method.c_str(), o.spec.max_tokens, spec, per_step,
+              o.spec.Name().c_str(), o.spec.max_tokens, spec, per_step,
               static_cast<long long>(t.accepted), static_cast<long long>(t.drafted),
               100 * acceptance);
   std::printf("speedup %.2fx over %d repetitions; outputs %s\n", base > 0 ? spec / base : 0.0,
@@ -131,7 +131,8 @@ void PrintTable(const SpecBenchOptions& o, const engine::ModelRunner& runner, in
 
 int RunSpecBench(engine::ModelRunner* runner, const SpecBenchOptions& o) {
   engine::EngineOptions with_spec{.max_seqs = 1, .max_queue = 1};
-  if (Status s = o.spec.Apply(&with_spec); !s.ok()) return ReportError(s);
+  SpecFlags flags = o.spec;
+  if (Status s = flags.Apply(*runner, &with_spec); !s.ok()) return ReportError(s);
   engine::EngineOptions without = with_spec;
   without.spec = engine::SpecMethod::kNone;
   std::vector<int32_t> prompt = o.prompt;

@@ -51,13 +51,20 @@ struct GenerationFlags {
 };
 void AddGenerationFlags(CLI::App* sub, GenerationFlags* flags);
 
-// --spec and --spec-max-tokens (run, chat, serve).
+// --spec and --spec-max-tokens (run, chat, serve, bench).
 struct SpecFlags {
   std::string method = "none";
   int32_t max_tokens = 8;
-  // Sets the engine's speculative decoding options; InvalidArgument for an unknown method or a
-  // count out of range.
-  Status Apply(engine::EngineOptions* options) const;
+  // draft:FILE: the draft model, loaded by the first Apply and shared by copies of these flags
+  // (it must outlive every Engine made with the options Apply set).
+  std::shared_ptr<engine::ModelRunner> draft;
+  // InvalidArgument for an unknown method or a count out of range (nothing is loaded).
+  Status Check() const;
+  // Check(), then sets the engine's speculative decoding options for `target`; draft:FILE loads
+  // the draft model (an unreadable file or a vocabulary unlike the target's is an error).
+  Status Apply(const engine::ModelRunner& target, engine::EngineOptions* options);
+  // The method as reported (/props, bench): draft:FILE shows the file's name without folders.
+  std::string Name() const;
 };
 void AddSpecFlags(CLI::App* sub, SpecFlags* flags);
 

@@ -236,7 +236,7 @@ Runner AddServeCommand(CLI::App& app) {
                                    .allowed_origins = server::ParseOriginList(o->allowed_origins),
                                    .webui = !o->no_webui,
                                    .total_slots = o->parallel,
-                                   .speculative = o->spec.method,
+                                   .speculative = o->spec.Name(),
                                    .max_response_bytes = o->max_response});
     http::HttpServerOptions http_opts = *std::move(limits);
     http_opts.host = o->host;
@@ -272,7 +272,7 @@ Runner AddServeCommand(CLI::App& app) {
                              .max_queue = o->max_queue,
                              .prefix_caching = !o->no_prefix_cache,
                              .itl_factor = o->itl_factor};
-    if (Status s = o->spec.Apply(&eo); !s.ok()) {
+    if (Status s = o->spec.Apply(**loaded, &eo); !s.ok()) {
       http.Shutdown(std::chrono::milliseconds(0));
       return ReportError(s);
     }

@@ -1,14 +1,17 @@
-// The speculative decoding options of `run`, `chat` and `serve`.
+// The speculative decoding options of `run`, `chat`, `serve` and `bench`.
+#include <filesystem>
 #include <string>
 
 #include "cli/commands.h"
+#include "engine/draft_model.h"
 
 namespace gannet::cli {
 
 void AddSpecFlags(CLI::App* sub, SpecFlags* f) {
   sub->add_option("--spec", f->method,
-                  "Speculative decoding: none, or ngram (drafts from the text's own earlier "
-                  "tokens, verified as a token tree; the output is unchanged)")
+                  "Speculative decoding: none; ngram (drafts from the text's own earlier "
+                  "tokens); or draft:FILE (drafts from a smaller GGUF model with the same "
+                  "vocabulary). Drafts are verified as a token tree; the output is unchanged")
       ->capture_default_str();
   sub->add_option("--spec-max-tokens", f->max_tokens,
                   "Most draft tokens per sequence per step (1-" +
@@ -16,7 +19,7 @@ void AddSpecFlags(CLI::App* sub, SpecFlags* f) {
       ->capture_default_str();
 }
 
-Status SpecFlags::Apply(engine::EngineOptions* options) const {
+Status SpecFlags::Check() const {
   Result<engine::SpecMethod> m = engine::ParseSpecMethod(method);
   if (!m.ok()) return Status::InvalidArgument("--spec: " + m.status().message());
   if (max_tokens < 1 || max_tokens > engine::kMaxDraftTokens) {
@@ -24,9 +27,31 @@ Status SpecFlags::Apply(engine::EngineOptions* options) const {
                                    std::to_string(engine::kMaxDraftTokens) + "], got " +
                                    std::to_string(max_tokens));
   }
-  options->spec = *m;
-  options->spec_max_tokens = max_tokens;
   return Status::Ok();
+}
+
+Status SpecFlags::Apply(const engine::ModelRunner& target, engine::EngineOptions* options) {
+  GANNET_RETURN_IF_ERROR(Check());
+  std::string path;
+  const engine::SpecMethod m = *engine::ParseSpecMethod(method, &path);
+  if (m == engine::SpecMethod::kDraftModel && draft == nullptr) {
+    Result<std::unique_ptr<engine::ModelRunner>> loaded = engine::LoadDraftModel(path, target);
+    if (!loaded.ok()) return Status::InvalidArgument("--spec: " + loaded.status().message());
+    draft = std::move(loaded).value();
+  }
+  options->spec = m;
+  options->spec_max_tokens = max_tokens;
+  options->draft_model = m == engine::SpecMethod::kDraftModel ? draft.get() : nullptr;
+  return Status::Ok();
+}
+
+std::string SpecFlags::Name() const {
+  std::string path;
+  Result<engine::SpecMethod> m = engine::ParseSpecMethod(method, &path);
+  if (m.ok() && *m == engine::SpecMethod::kDraftModel) {
+    return "draft:" + std::filesystem::path(path).filename().string();
+  }
+  return method;
 }
 
 }  // namespace gannet::cli

@@ -45,15 +45,22 @@ const char* SpecMethodName(SpecMethod m) {
       return "none";
     case SpecMethod::kNgram:
       return "ngram";
+    case SpecMethod::kDraftModel:
+      return "draft";
   }
   return "none";
 }
 
-Result<SpecMethod> ParseSpecMethod(std::string_view name) {
+Result<SpecMethod> ParseSpecMethod(std::string_view name, std::string* draft_path) {
   if (name == "none") return SpecMethod::kNone;
   if (name == "ngram") return SpecMethod::kNgram;
+  constexpr std::string_view kDraft = "draft:";
+  if (name.size() > kDraft.size() && name.substr(0, kDraft.size()) == kDraft) {
+    if (draft_path != nullptr) *draft_path = std::string(name.substr(kDraft.size()));
+    return SpecMethod::kDraftModel;
+  }
   return Status::InvalidArgument("unknown speculative decoding method '" + std::string(name) +
-                                 "' (choices: none, ngram)");
+                                 "' (choices: none, ngram, draft:FILE)");
 }
 
 // `where`: "at the start of the output" or "partway through the output".
@@ -80,6 +87,8 @@ struct Engine::Active {
   // Speculative decoding: per sample, the index its drafts come from and its draft control.
   std::vector<NgramDrafter> drafters;
   std::vector<SpecController> spec;
+  // With a draft model instead: per sample, its tokens (prompt and emitted output).
+  std::vector<std::vector<int32_t>> history;
   int64_t completion_tokens = 0;
   int64_t cached_prompt_tokens = 0;  // positions its first step found in the prefix cache
   bool scheduled_once = false;
@@ -101,6 +110,7 @@ struct Engine::SampleJob {
   std::vector<Token> tokens;  // sampled, in order: several when draft tokens were accepted
   std::vector<std::pair<int64_t, int64_t>> moves;  // K/V slots of accepted draft tokens to move
   Draft draft;                                     // for the sequence's next step
+  int32_t draft_budget = 0;  // draft tokens the draft model is to propose (DraftWithModel)
 };
 
 Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const EngineOptions& options) {
@@ -123,8 +133,14 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
   if (options.kv_memory_bytes > 0) {
     n_blocks = static_cast<int64_t>(options.kv_memory_bytes / per_block);
   } else {
+    // Speculation: a draft gets slots only while every running sequence keeps a free block, so
+    // each sequence gets room for a full draft beside a full context.
+    const int64_t draft_blocks =
+        options.spec == SpecMethod::kNone
+            ? 0
+            : (options.spec_max_tokens + options.block_size - 1) / options.block_size + 2;
     n_blocks = static_cast<int64_t>(AvailableMemoryBytes() / 4 / per_block);
-    n_blocks = std::min<int64_t>(n_blocks, blocks_per_ctx * options.max_seqs);
+    n_blocks = std::min<int64_t>(n_blocks, (blocks_per_ctx + draft_blocks) * options.max_seqs);
   }
   if (n_blocks < blocks_per_ctx) {
     if (options.kv_memory_bytes > 0) {
@@ -136,6 +152,21 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
     n_blocks = blocks_per_ctx;
   }
   if (n_blocks > INT32_MAX / 2) n_blocks = INT32_MAX / 2;
+  std::unique_ptr<ModelDrafter> drafter;
+  if (options.spec == SpecMethod::kDraftModel) {
+    if (options.draft_model == nullptr) return Status::InvalidArgument("no draft model loaded");
+    GANNET_RETURN_IF_ERROR(CheckDraftVocabulary(*runner, *options.draft_model));
+    // The draft holds at most what the target holds, plus each running sequence's draft chain.
+    const int64_t chain_blocks =
+        (options.spec_max_tokens + options.block_size - 1) / options.block_size + 1;
+    GANNET_ASSIGN_OR_RETURN(
+        drafter,
+        ModelDrafter::Create(options.draft_model,
+                             {.n_blocks = static_cast<int32_t>(std::min<int64_t>(
+                                  n_blocks + chain_blocks * options.max_seqs, INT32_MAX / 2)),
+                              .block_size = options.block_size,
+                              .max_batch_tokens = options.max_batch_tokens}));
+  }
   GANNET_ASSIGN_OR_RETURN(PagedKvStore store,
                           PagedKvStore::Create(config, n_blocks, options.block_size));
   GANNET_ASSIGN_OR_RETURN(
@@ -145,20 +176,25 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
                                          .num_blocks = static_cast<int32_t>(n_blocks),
                                          .block_size = options.block_size,
                                          .enable_prefix_caching = options.prefix_caching}));
-  std::unique_ptr<Engine> e(new Engine(runner, options, std::move(scheduler), std::move(store)));
+  std::unique_ptr<Engine> e(
+      new Engine(runner, options, std::move(scheduler), std::move(store), std::move(drafter)));
   e->stats_.kv_blocks_total = static_cast<int32_t>(n_blocks);
+  if (e->model_drafter_ != nullptr) {
+    e->stats_.draft_kv_blocks_total = e->model_drafter_->kv().pool().num_blocks();
+  }
   e->thread_ = std::thread([p = e.get()] { p->Loop(); });
   return e;
 }
 
 Engine::Engine(ModelRunner* runner, const EngineOptions& options, Scheduler scheduler,
-               PagedKvStore store)
+               PagedKvStore store, std::unique_ptr<ModelDrafter> model_drafter)
     : runner_(runner),
       options_(options),
       scheduler_(std::move(scheduler)),
       store_(std::move(store)),
       pacer_(options.itl_factor, kMinPromptChunk,
              std::max(kMinPromptChunk, options.max_batch_tokens)),
+      model_drafter_(std::move(model_drafter)),
       work_(static_cast<size_t>(std::max(1, runner->n_threads())),
             std::vector<float>(static_cast<size_t>(runner->config().n_vocab))) {}
 
@@ -285,14 +321,24 @@ void Engine::Loop() {
         spec_threshold_ =
             options_.spec_adaptive ? spec_cost_.Threshold(decodes, out.num_tokens) : 0.0;
         Sample(out, *logits);
+        // The draft model's passes are timed apart: the pacer and the cost model's a and b
+        // describe the target's passes; the draft's cost is charged to its draft rows.
+        const Clock::time_point draft_start = Clock::now();
+        if (model_drafter_ != nullptr) DraftWithModel();
+        const Clock::duration draft_time = Clock::now() - draft_start;
         const Status st = scheduler_.Update(EmitOutputs(out));
         GANNET_CHECK(st.ok());
-        const double seconds = Seconds(Clock::now() - step_start);
+        const double seconds = Seconds(Clock::now() - step_start - draft_time);
         pacer_.Observe(seconds, decodes, out.num_tokens - decode_rows);
         if (decode_rows == out.num_tokens) spec_cost_.Observe(out.num_tokens, seconds);
       }
     }
     FinishRequests();
+    if (model_drafter_ != nullptr && model_drafter_->num_seqs() > 0) {
+      // The draft's K/V goes with its sequence: finished, cancelled or preempted.
+      model_drafter_->ReleaseIf(
+          [this](SeqId id) { return scheduler_.state(id) != SeqState::kRunning; });
+    }
     if (PublishStats(inbox.stopping)) break;
   }
 }
@@ -326,10 +372,14 @@ void Engine::Admit(std::deque<Pending>& incoming) {
       a->outputs.emplace_back(tok, p.request.stop_at_eog, p.stops);
     }
     a->tails.resize(static_cast<size_t>(p.request.n));
-    if (options_.spec != SpecMethod::kNone) {
+    if (options_.spec == SpecMethod::kNgram) {
       NgramDrafter d;
       d.Append(p.request.prompt);
       a->drafters.assign(static_cast<size_t>(p.request.n), d);
+    } else if (options_.spec == SpecMethod::kDraftModel) {
+      a->history.assign(static_cast<size_t>(p.request.n), p.request.prompt);
+    }
+    if (options_.spec != SpecMethod::kNone) {
       a->spec.assign(static_cast<size_t>(p.request.n), SpecController(options_.spec_max_tokens));
     }
     if (p.masks != nullptr) {
@@ -498,14 +548,19 @@ void Engine::RunSampleJob(SampleJob& job, std::span<const float> logits,
     if (e.start + child != to) job.moves.emplace_back(e.start + child, to);
     node = child;
   }
-  if (!a.drafters.empty()) ProposeDraft(job);
+  if (!a.spec.empty()) ProposeDraft(job);
 }
 
 void Engine::ProposeDraft(SampleJob& job) const {
   Active& a = *job.active;
   const size_t i = static_cast<size_t>(job.index);
   for (const SampleJob::Token& t : job.tokens) {
-    if (t.output.emitted) a.drafters[i].Append(std::span<const int32_t>(&t.token, 1));
+    if (!t.output.emitted) continue;
+    if (!a.drafters.empty()) {
+      a.drafters[i].Append(std::span<const int32_t>(&t.token, 1));
+    } else {
+      a.history[i].push_back(t.token);
+    }
   }
   if (job.entry->speculative()) {
     a.spec[i].Observe(static_cast<int32_t>(job.entry->tokens.size()) - 1,
@@ -513,7 +568,37 @@ void Engine::ProposeDraft(SampleJob& job) const {
   }
   if (job.tokens.back().output.finished || job.entry->num_samples != 1) return;
   const int32_t m = a.spec[i].NextBudget(spec_threshold_);
-  if (m > 0) job.draft = a.drafters[i].Propose(m, m);
+  if (m <= 0) return;
+  if (!a.drafters.empty()) {
+    job.draft = a.drafters[i].Propose(m, m);
+    return;
+  }
+  // The draft model runs after every job (DraftWithModel), for no more tokens than the sample
+  // may still generate after the next one.
+  const int64_t generated =
+      static_cast<int64_t>(a.history[i].size()) - static_cast<int64_t>(a.request.prompt.size());
+  job.draft_budget =
+      static_cast<int32_t>(std::min<int64_t>(m, a.request.max_tokens - generated - 1));
+}
+
+void Engine::DraftWithModel() {
+  draft_requests_.clear();
+  int32_t wanted = 0;
+  for (SampleJob& job : jobs_) {
+    if (job.active == nullptr || job.draft_budget <= 0) continue;
+    draft_requests_.push_back(
+        DraftRequest{.seq = job.entry->seq_id,
+                     .tokens = job.active->history[static_cast<size_t>(job.index)],
+                     .max_nodes = job.draft_budget,
+                     .draft = &job.draft});
+    wanted += job.draft_budget;
+  }
+  if (draft_requests_.empty()) return;
+  const Clock::time_point start = Clock::now();
+  // A failed draft pass only costs this step's drafts (the sequences start afresh next time):
+  // the target's output never depends on them.
+  (void)model_drafter_->Propose(draft_requests_);
+  spec_cost_.ObserveDraft(wanted, Seconds(Clock::now() - start));
 }
 
 Engine::GrammarMask Engine::ApplyGrammar(Active& a, size_t sample, std::span<float> logits) {
@@ -655,6 +740,7 @@ void Engine::PublishSchedulerStats() {
   stats_.spec_steps = ss.num_spec_steps;
   stats_.spec_draft_tokens = ss.num_draft_tokens;
   stats_.spec_accepted_tokens = ss.num_accepted_tokens;
+  if (model_drafter_ != nullptr) stats_.draft_kv_blocks_used = model_drafter_->blocks_used();
 }
 
 bool Engine::PublishStats(bool stopping) {

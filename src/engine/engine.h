@@ -7,7 +7,9 @@
 //   (callbacks) -> update the scheduler -> finish requests
 //
 // Speculative decoding (EngineOptions::spec): with each sampled token the engine may propose a
-// draft tree for the sequence (engine/ngram_drafter.h); the next step computes the tree beside the
+// draft tree for the sequence (engine/ngram_drafter.h, or a second, smaller model with the same
+// vocabulary: engine/draft_model.h, whose passes run after sampling, batched over the sequences
+// that draft); the next step computes the tree beside the
 // sequence's newest token in one tree-masked pass, and the tokens are sampled row by row down the
 // tree exactly as without speculation (the same sampler, grammar and output processing, the same
 // random numbers), following a draft node while it matches what was sampled. So the output is the
@@ -42,6 +44,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "engine/draft_model.h"
 #include "engine/finish_reason.h"
 #include "engine/model_runner.h"
 #include "engine/ngram_drafter.h"
@@ -61,12 +64,14 @@ namespace gannet::engine {
 
 // How drafts for speculative decoding are made.
 enum class SpecMethod {
-  kNone,   // no speculation
-  kNgram,  // prompt lookup over the sequence's own tokens (engine/ngram_drafter.h)
+  kNone,        // no speculation
+  kNgram,       // prompt lookup over the sequence's own tokens (engine/ngram_drafter.h)
+  kDraftModel,  // a smaller model with the same vocabulary (engine/draft_model.h)
 };
 const char* SpecMethodName(SpecMethod m);
-// "none" or "ngram"; anything else is InvalidArgument naming the choices.
-Result<SpecMethod> ParseSpecMethod(std::string_view name);
+// "none", "ngram" or "draft:FILE" (then *draft_path = FILE, when draft_path is given); anything
+// else, "draft:" without a file included, is InvalidArgument naming the choices.
+Result<SpecMethod> ParseSpecMethod(std::string_view name, std::string* draft_path = nullptr);
 
 struct EngineOptions {
   int32_t block_size = 16;         // tokens per KV block
@@ -85,6 +90,10 @@ struct EngineOptions {
   // Off: draft whatever the measured step costs say (spec_control.h's threshold is 0), so the
   // schedule depends only on the tokens (tests).
   bool spec_adaptive = true;
+  // SpecMethod::kDraftModel: the draft model (LoadDraftModel; its vocabulary is checked again by
+  // Create). Must outlive the Engine and be used by nothing else meanwhile. Its KV pool gets as
+  // many blocks as the target's, plus room for every sequence's draft chain.
+  ModelRunner* draft_model = nullptr;
 };
 
 struct GenerationRequest {
@@ -151,6 +160,8 @@ struct EngineStats {
   // Speculative decoding: steps of a sequence that verified a draft, the draft tokens verified,
   // and how many of them were accepted.
   int64_t spec_steps = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
+  // SpecMethod::kDraftModel: the draft model's KV blocks in use and its pool's size.
+  int32_t draft_kv_blocks_used = 0, draft_kv_blocks_total = 0;
 };
 
 class Engine {
@@ -199,8 +210,8 @@ class Engine {
   };
   struct SampleJob;
 
-  Engine(ModelRunner* runner, const EngineOptions& options, Scheduler scheduler,
-         PagedKvStore store);
+  Engine(ModelRunner* runner, const EngineOptions& options, Scheduler scheduler, PagedKvStore store,
+         std::unique_ptr<ModelDrafter> model_drafter);
 
   // The step loop and its stages, in order (all on the step thread).
   void Loop();
@@ -210,6 +221,8 @@ class Engine {
   Result<std::span<const float>> Execute(const SchedulerOutput& out, bool* aborted);
   void FailStep(const SchedulerOutput& out, const Status& status, bool aborted);
   void Sample(const SchedulerOutput& out, std::span<const float> logits);
+  // The draft model's proposals for the sample jobs that asked for one, in one batch of passes.
+  void DraftWithModel();
   StepResult EmitOutputs(const SchedulerOutput& out);
   // Reports job.tokens[k] (on_token, or the sample's tail) and what the scheduler takes of it.
   SampledToken EmitToken(SampleJob& job, size_t k, std::chrono::steady_clock::time_point now);
@@ -242,7 +255,8 @@ class Engine {
   PagedKvStore store_;
   PrefillPacer pacer_;
   SpecCostModel spec_cost_;
-  double spec_threshold_ = 0;  // this step's (SpecCostModel::Threshold)
+  std::unique_ptr<ModelDrafter> model_drafter_;  // with SpecMethod::kDraftModel
+  double spec_threshold_ = 0;                    // this step's (SpecCostModel::Threshold)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -268,6 +282,7 @@ class Engine {
   std::vector<BatchSeq> batch_;
   std::vector<std::vector<float>> work_;  // one logits buffer per pool thread
   std::vector<SampleJob> jobs_;
+  std::vector<DraftRequest> draft_requests_;
   int64_t step_prompt_tokens_ = 0, step_generated_tokens_ = 0;
   std::thread thread_;
 };

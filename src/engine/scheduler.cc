@@ -450,6 +450,11 @@ SchedulerStats Scheduler::stats() const {
           .num_spec_steps = num_spec_steps_};
 }
 
+SeqState Scheduler::state(SeqId id) const {
+  const auto it = seqs_.find(id);
+  return it == seqs_.end() ? SeqState::kFinished : it->second->state;
+}
+
 std::vector<SeqSnapshot> Scheduler::Sequences(RequestId id) const {
   std::vector<SeqSnapshot> out;
   const auto it = requests_.find(id);

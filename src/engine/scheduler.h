@@ -201,6 +201,8 @@ class Scheduler {
   const SchedulerOptions& options() const { return options_; }
   // Live sequences of a request (empty when unknown or finished).
   std::vector<SeqSnapshot> Sequences(RequestId id) const;
+  // A sequence's state; kFinished for one that finished, was cancelled or never existed.
+  SeqState state(SeqId id) const;
 
   // KV invariants plus: running sequences hold exactly their computed (and in-flight) slots,
   // waiting ones hold none, queues and request records agree.

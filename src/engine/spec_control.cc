@@ -40,10 +40,20 @@ double SpecCostModel::fixed_seconds() const {
   return std::max(0.0, sy_ / w_ - per_row_seconds() * sx_ / w_);
 }
 
+void SpecCostModel::ObserveDraft(int32_t tokens, double seconds) {
+  if (tokens <= 0 || !(seconds >= 0) || !std::isfinite(seconds)) return;
+  draft_tokens_ = kDecay * draft_tokens_ + tokens;
+  draft_seconds_ = kDecay * draft_seconds_ + seconds;
+}
+
+double SpecCostModel::draft_seconds_per_token() const {
+  return draft_tokens_ > 0 ? draft_seconds_ / draft_tokens_ : 0;
+}
+
 double SpecCostModel::Threshold(int32_t seqs, int32_t rows) const {
   const double b = per_row_seconds(), a = fixed_seconds();
   if (w_ <= 0 || a + b * rows <= 0) return 0.25;
-  return b * std::max(seqs, 1) / (a + b * std::max(rows, 1));
+  return (b + draft_seconds_per_token()) * std::max(seqs, 1) / (a + b * std::max(rows, 1));
 }
 
 SpecController::SpecController(int32_t max_nodes)

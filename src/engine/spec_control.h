@@ -26,15 +26,21 @@ class SpecCostModel {
  public:
   // A step that only decoded: `rows` tokens computed in `seconds`.
   void Observe(int32_t rows, double seconds);
+  // Drafts from a second model (engine/draft_model.h): `tokens` draft tokens took `seconds` of
+  // draft-model passes. Each draft row is then charged this cost too.
+  void ObserveDraft(int32_t tokens, double seconds);
   // Accepted tokens per draft row below which drafting lowers throughput, in a step that decodes
-  // `seqs` sequences with `rows` rows in all. Before any observation: a cautious default.
+  // `seqs` sequences with `rows` rows in all: (b + d) * seqs / (a + b * rows), d the draft model's
+  // seconds per draft token (0 without one). Before any observation: a cautious default.
   double Threshold(int32_t seqs, int32_t rows) const;
-  double fixed_seconds() const;    // a
-  double per_row_seconds() const;  // b
+  double fixed_seconds() const;            // a
+  double per_row_seconds() const;          // b
+  double draft_seconds_per_token() const;  // d
 
  private:
   // Exponentially weighted sums of 1, x, y, x^2, x*y.
   double w_ = 0, sx_ = 0, sy_ = 0, sxx_ = 0, sxy_ = 0;
+  double draft_tokens_ = 0, draft_seconds_ = 0;  // exponentially weighted
 };
 
 class SpecController {

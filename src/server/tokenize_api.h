@@ -36,7 +36,7 @@ struct PropsInfo {
   int64_t context_length = 0;
   int32_t total_slots = 0;  // sequences decoded together
   std::string chat_template;
-  std::string speculative;  // the drafting method ("none", "ngram")
+  std::string speculative;  // the drafting method ("none", "ngram", "draft:FILE_NAME")
   std::string build;
 };
 

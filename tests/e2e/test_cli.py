@@ -309,6 +309,35 @@ def test_bench_spec_compares_with_and_without_speculation(gannet_bin, fixtures, 
                               tmp_path / "missing.txt"), "prompt file")
 
 
+
+def test_bench_spec_with_a_draft_model(gannet_bin, fixtures):
+    model = fixtures / "tiny" / "tiny-llama-f32.gguf"
+    # The model as its own draft: its greedy chain is always the model's next tokens.
+    r = run(gannet_bin, "bench", "-m", model, "--spec", f"draft:{model}", "--spec-max-tokens", "4",
+            "-p", "16", "-n", "24", "-r", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    assert j["spec"] == "draft:tiny-llama-f32.gguf" and j["spec_max_tokens"] == 4
+    assert j["identical"] is True
+    assert j["draft_tokens"] > 0 and 0 < j["accepted_tokens"] <= j["draft_tokens"]
+    assert j["tokens_per_step"] > 1
+    # Another model with the same vocabulary (random weights): the output is still the model's.
+    draft = fixtures / "tiny" / "tiny-llama-q.gguf"
+    table = run(gannet_bin, "bench", "-m", model, "--spec", f"draft:{draft}", "-p", "16", "-n", "16",
+                "-r", "1")
+    assert table.returncode == 0, table.stderr
+    out = table.stdout.decode()
+    assert "draft:tiny-llama-q.gguf (max 8)" in out and "outputs identical" in out
+    # Another vocabulary, a missing file, no file: one error line each, naming what is wrong.
+    gemma = fixtures / "tiny" / "tiny-gemma3-f32.gguf"
+    bad = run(gannet_bin, "bench", "-m", model, "--spec", f"draft:{gemma}", "-p", "8", "-n", "4")
+    assert_one_error_line(bad, "does not share the vocabulary")
+    assert "tiny-gemma3-f32.gguf" in bad.stderr.decode() and "tiny-llama-f32.gguf" in bad.stderr.decode()
+    assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--spec", "draft:/nonexistent.gguf", "-p", "8",
+                              "-n", "4"), "draft model")
+    assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--spec", "draft:"), "--spec")
+
+
 def test_bench_profile_accounts_for_every_node(gannet_bin, fixtures):
     # tiny-llama-q: 2 layers; every node of a decode step is timed once per token.
     model = fixtures / "tiny" / "tiny-llama-q.gguf"

@@ -1,11 +1,13 @@
-"""Speculative decoding end to end on the default model: `gannet run --spec ngram` and a server
-started with it give exactly the tokens they give without speculation (greedy, sampled with a
-seed, streamed, concurrent), drafts are accepted on input-grounded text, and bad flags are refused."""
+"""Speculative decoding end to end on the default model: `gannet run --spec ngram` (or
+`--spec draft:FILE`, the model as its own draft) and a server started with either give exactly the
+tokens they give without speculation (greedy, sampled with a seed, streamed, concurrent), drafts are
+accepted, and bad flags are refused."""
 import concurrent.futures
 import json
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from test_server import MODEL, MODEL_ID, Server
@@ -41,8 +43,20 @@ def test_run_greedy_and_seeded_outputs_are_unchanged(gannet_bin):
     assert spec["accepted_tokens"] <= spec["draft_tokens"]
 
 
+def test_run_with_a_draft_model_is_unchanged(gannet_bin):
+    for flags in (["--temp", "0"], ["--temp", "0.8", "--top-p", "0.9", "--seed", "5"]):
+        plain = run_json(gannet_bin, *flags, "--spec", "none", prompt="Write a haiku about the sea.")
+        fast = run_json(gannet_bin, *flags, "--spec", f"draft:{MODEL}", "--spec-max-tokens", "4",
+                        prompt="Write a haiku about the sea.")
+        assert fast["gen_ids"] == plain["gen_ids"]
+        assert fast["text"] == plain["text"]
+        spec = fast["speculative"]
+        assert 0 < spec["accepted_tokens"] <= spec["draft_tokens"], spec
+
+
 def test_run_refuses_bad_spec_flags(gannet_bin):
-    for flags, message in ((["--spec", "draft:x.gguf"], "unknown speculative decoding method"),
+    for flags, message in ((["--spec", "bogus"], "unknown speculative decoding method"),
+                           (["--spec", "draft:x.gguf"], "draft model"),
                            (["--spec", "ngram", "--spec-max-tokens", "0"], "--spec-max-tokens"),
                            (["--spec", "ngram", "--spec-max-tokens", "64"], "--spec-max-tokens")):
         r = subprocess.run([str(gannet_bin), "run", "-m", str(MODEL), "-p", "hi", "-n", "2", *flags],
@@ -61,7 +75,7 @@ def test_server_outputs_are_unchanged_concurrent_and_streamed(gannet_bin):
                "List the numbers from 1 to 30, separated by commas."]
     kinds = [dict(temperature=0), dict(temperature=0.7, seed=3)]
     answers = {}
-    for spec in ("none", "ngram"):
+    for spec in ("none", "ngram", f"draft:{MODEL}"):
         s = Server(gannet_bin, "--spec", spec, "--parallel", "8")
         try:
             client = s.client()
@@ -75,7 +89,9 @@ def test_server_outputs_are_unchanged_concurrent_and_streamed(gannet_bin):
             streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
             assert streamed == answers[spec][0][0]
             m = s.metrics()
-            if spec == "ngram":
+            props = httpx.get(s.url + "/props", timeout=30).json()
+            assert props["speculative"] == (f"draft:{MODEL.name}" if spec.startswith("draft:") else spec)
+            if spec != "none":
                 assert m["gannet_spec_accepted_tokens_total"] > 0
                 assert m["gannet_spec_draft_tokens_total"] >= m["gannet_spec_accepted_tokens_total"]
             else:
@@ -84,3 +100,4 @@ def test_server_outputs_are_unchanged_concurrent_and_streamed(gannet_bin):
             s.stop()
         assert s.proc.returncode == 0, s.stderr_lines[-20:]
     assert answers["ngram"] == answers["none"]
+    assert answers[f"draft:{MODEL}"] == answers["none"]

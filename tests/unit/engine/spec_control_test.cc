@@ -33,6 +33,22 @@ TEST(SpecCostModelTest, RowsThatNeverVaryUseThePriorShare) {
   EXPECT_NEAR(m.per_row_seconds() / m.fixed_seconds(), 0.1, 1e-9);
 }
 
+TEST(SpecCostModelTest, ChargesTheDraftModelsTimeToEachDraftRow) {
+  SpecCostModel m;
+  for (int k = 0; k < 200; ++k) {
+    const int rows = 1 + k % 9;
+    m.Observe(rows, 0.010 + 0.002 * rows);
+  }
+  EXPECT_EQ(m.draft_seconds_per_token(), 0.0);
+  // A draft model that takes 8 ms for 8 draft tokens: 1 ms per draft row on top of its 2 ms.
+  for (int k = 0; k < 50; ++k) m.ObserveDraft(8, 0.008);
+  EXPECT_NEAR(m.draft_seconds_per_token(), 0.001, 1e-9);
+  EXPECT_NEAR(m.Threshold(1, 1), (0.002 + 0.001) / 0.012, 1e-6);
+  m.ObserveDraft(0, 1.0);  // garbage is ignored
+  m.ObserveDraft(4, -1.0);
+  EXPECT_NEAR(m.draft_seconds_per_token(), 0.001, 1e-9);
+}
+
 TEST(SpecControllerTest, GrowsWhileAcceptedAndPausesWhenNot) {
   SpecController c(16);
   int32_t b = c.NextBudget(0.1);
