@@ -67,6 +67,11 @@ struct Engine::Active {
   std::shared_ptr<const grammar::MaskCache> masks;
   std::vector<grammar::Matcher> matchers;
   std::vector<std::vector<uint32_t>> mask_words;
+  // Lazy grammar: per sample, the watch for its first trigger (empty: the grammar always applies).
+  std::vector<grammar::TriggerWatch> watches;
+  bool Constrained(size_t sample) const {
+    return masks != nullptr && (watches.empty() || watches[sample].fired());
+  }
   // Speculative decoding: per sample, the index its drafts come from and its draft control.
   std::vector<NgramDrafter> drafters;
   std::vector<SpecController> spec;
@@ -184,6 +189,17 @@ Result<RequestId> Engine::Submit(GenerationRequest request, GenerationCallbacks 
     }
   }
   GANNET_RETURN_IF_ERROR(request.sampling.Validate(n_vocab));
+  for (const std::vector<int32_t>* ids :
+       {&request.render_tokens, &request.grammar_triggers.tokens}) {
+    for (int32_t t : *ids) {
+      if (t < 0 || t >= n_vocab) {
+        return Status::InvalidArgument(
+            std::string(ids == &request.render_tokens ? "render_tokens"
+                                                      : "grammar trigger tokens") +
+            ": token id " + std::to_string(t) + " is outside the vocabulary");
+      }
+    }
+  }
   GANNET_ASSIGN_OR_RETURN(std::shared_ptr<const StopStrings> stops,
                           StopStrings::Compile(request.stop));
   std::shared_ptr<const grammar::MaskCache> masks;
@@ -308,7 +324,7 @@ void Engine::Admit(std::deque<Pending>& incoming) {
       Sampler s(sp, n_vocab);
       for (int32_t t : p.request.prompt) s.Accept(t);
       a->samplers.push_back(std::move(s));
-      a->outputs.emplace_back(tok, p.request.stop_at_eog, p.stops);
+      a->outputs.emplace_back(tok, p.request.stop_at_eog, p.stops, p.request.render_tokens);
     }
     a->tails.resize(static_cast<size_t>(p.request.n));
     if (options_.spec != SpecMethod::kNone) {
@@ -322,6 +338,11 @@ void Engine::Admit(std::deque<Pending>& incoming) {
       a->matchers.assign(static_cast<size_t>(p.request.n), *p.matcher);
       a->mask_words.assign(static_cast<size_t>(p.request.n),
                            std::vector<uint32_t>((static_cast<size_t>(n_vocab) + 31) / 32));
+      if (!p.request.grammar_triggers.empty()) {
+        a->watches.assign(static_cast<size_t>(p.request.n),
+                          grammar::TriggerWatch(std::make_shared<const grammar::GrammarTriggers>(
+                              p.request.grammar_triggers)));
+      }
     }
     SchedulerRequest sr{.id = p.id,
                         .prompt = p.request.prompt,
@@ -448,20 +469,27 @@ void Engine::RunSampleJob(SampleJob& job, std::span<const float> logits,
     SampleJob::Token t;
     const std::span<const float> lg = logits.subspan((job.row + node) * n_vocab, n_vocab);
     std::copy(lg.begin(), lg.end(), w.begin());
-    if (a.masks != nullptr && !ApplyGrammar(a, i, w)) {
+    const bool constrained = a.Constrained(i);
+    if (constrained && !ApplyGrammar(a, i, w)) {
       // The grammar allows nothing here (a dead end): the sample ends without a token.
       t.output = TokenOutput{.emitted = false, .finished = true};
     } else {
       t.token = a.samplers[i].Sample(w);
-      if (a.masks != nullptr) {
+      if (constrained) {
         const bool accepted = a.masks->vocab().AcceptToken(&a.matchers[i], t.token);
         GANNET_CHECK(accepted);  // the mask allowed it
+      } else if (a.masks != nullptr) {
+        t.token = WatchTrigger(a, i, t.token, lg, w);
       }
-      if (a.request.top_logprobs >= 0) {
-        TopLogprobs(w, t.token, a.request.top_logprobs, t.top, &t.logprob);
+      if (t.token < 0) {  // the lazy grammar's dead end: as above
+        t = SampleJob::Token{.output = TokenOutput{.emitted = false, .finished = true}};
+      } else {
+        if (a.request.top_logprobs >= 0) {
+          TopLogprobs(w, t.token, a.request.top_logprobs, t.top, &t.logprob);
+        }
+        t.output = a.outputs[i].Process(t.token);
+        if (t.output.emitted) a.samplers[i].Accept(t.token);
       }
-      t.output = a.outputs[i].Process(t.token);
-      if (t.output.emitted) a.samplers[i].Accept(t.token);
     }
     job.tokens.push_back(std::move(t));
     const SampleJob::Token& last = job.tokens.back();
@@ -505,6 +533,25 @@ bool Engine::ApplyGrammar(Active& a, size_t sample, std::span<float> logits) {
     any |= allowed;
   }
   return any;
+}
+
+int32_t Engine::WatchTrigger(Active& a, size_t sample, int32_t token, std::span<const float> logits,
+                             std::span<float> work) {
+  const grammar::TokenVocabulary& vocab = a.masks->vocab();
+  grammar::TriggerWatch& watch = a.watches[sample];
+  if (watch.Observe(vocab, token, &a.matchers[sample])) return token;
+  // The token completed a trigger with bytes after it that the grammar refuses (rare: a marker
+  // is usually a token of its own). Sample again from the row without every such token.
+  std::vector<uint32_t>& refused = a.mask_words[sample];
+  std::fill(refused.begin(), refused.end(), 0u);
+  watch.OrRefused(vocab, a.matchers[sample], refused);
+  std::copy(logits.begin(), logits.end(), work.begin());
+  for (size_t t = 0; t < work.size() && t / 32 < refused.size(); ++t) {
+    if ((refused[t / 32] >> (t % 32)) & 1u) work[t] = -std::numeric_limits<float>::infinity();
+  }
+  token = a.samplers[sample].Sample(work);
+  // Refused only when every allowed logit was -inf (the sampler then answers 0): a dead end.
+  return watch.Observe(vocab, token, &a.matchers[sample]) ? token : -1;
 }
 
 std::shared_ptr<const grammar::MaskCache> Engine::MasksFor(
