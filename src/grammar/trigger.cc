@@ -16,8 +16,7 @@ TriggerWatch::TriggerWatch(std::shared_ptr<const GrammarTriggers> triggers)
   start_open_ = !triggers_->start_words.empty();
 }
 
-std::optional<TriggerWatch::Fire> TriggerWatch::Check(int32_t token,
-                                                      std::string_view bytes) const {
+std::optional<TriggerWatch::Fire> TriggerWatch::Check(int32_t token, std::string_view bytes) const {
   if (fired_) return std::nullopt;
   const std::vector<int32_t>& ids = triggers_->tokens;
   if (std::find(ids.begin(), ids.end(), token) != ids.end()) return Fire{.by_token = true};

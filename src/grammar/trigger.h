@@ -71,10 +71,10 @@ class TriggerWatch {
                Matcher* matcher) const;
 
   std::shared_ptr<const GrammarTriggers> triggers_;
-  size_t keep_ = 0;           // bytes of the text kept: the longest word's length - 1
-  std::string tail_;          // the text's last keep_ bytes
-  bool start_open_ = true;    // the text so far (blanks dropped) may still begin a start word
-  std::string start_;         // the text so far without its leading blanks, while start_open_
+  size_t keep_ = 0;         // bytes of the text kept: the longest word's length - 1
+  std::string tail_;        // the text's last keep_ bytes
+  bool start_open_ = true;  // the text so far (blanks dropped) may still begin a start word
+  std::string start_;       // the text so far without its leading blanks, while start_open_
   bool fired_ = false;
 };
 
