@@ -78,6 +78,10 @@ struct DecodeOptions {
   bool clean_spaces = false;
 };
 
+// The vocabulary of a GGUF file (tokenizer.ggml.*) as data, before any tokenizer is built from it
+// (Tokenizer::FromGguf reads it so); errors name the key.
+Result<VocabSpec> ReadVocabSpec(const GgufFile& file);
+
 class Tokenizer {
  public:
   // Reads tokenizer.ggml.* from a model or vocab-only GGUF file. Unsupported tokenizer model or
