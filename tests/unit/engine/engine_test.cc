@@ -534,6 +534,17 @@ TEST_F(EngineControl, RejectsBadRequestsAndOverload) {
   GenerationRequest bad_temp{.prompt = {1}, .max_tokens = 1};
   bad_temp.sampling.temperature = -1;
   EXPECT_FALSE((*s)->Submit(bad_temp, x.Callbacks(1)).ok());
+  // Rendered tokens and trigger tokens must be in the vocabulary.
+  Result<RequestId> bad_render = (*s)->Submit(
+      {.prompt = {1}, .max_tokens = 1, .render_tokens = {static_cast<int32_t>(n_vocab_)}},
+      x.Callbacks(1));
+  ASSERT_FALSE(bad_render.ok());
+  EXPECT_EQ(bad_render.status().message(),
+            "render_tokens: token id " + std::to_string(n_vocab_) + " is outside the vocabulary");
+  GenerationRequest bad_trigger{.prompt = {1}, .max_tokens = 1};
+  bad_trigger.grammar_triggers.tokens = {-1};
+  EXPECT_EQ((*s)->Submit(bad_trigger, x.Callbacks(1)).status().code(),
+            StatusCode::kInvalidArgument);
 
   // One runs, two wait; the next is refused until the queue drains.
   std::vector<Collected> c(8);
