@@ -68,7 +68,8 @@ TEST(ToolMarkersModel, PythonTagIsRenderedAndParsed) {
   ParsedToolOutput parsed = ParseToolOutput(ToolCallFormat::kLlama3, text);
   ASSERT_EQ(parsed.calls.size(), 1u);
   EXPECT_EQ(parsed.calls[0].name, "get_weather");
-  EXPECT_EQ(nlohmann::json::parse(parsed.calls[0].arguments), nlohmann::json::parse(R"({"city": "Oslo"})"));
+  EXPECT_EQ(nlohmann::json::parse(parsed.calls[0].arguments),
+            nlohmann::json::parse(R"({"city": "Oslo"})"));
   EXPECT_EQ(parsed.content, "Let me look.");
   // Without rendering the call after text is lost in the content.
   const std::string plain = run({});
@@ -113,8 +114,8 @@ TEST(ToolMarkersModel, CallGrammarAllowsTheMarkerTokenNotItsText) {
   }
   EXPECT_GT(n_allowed, 0);
   ASSERT_TRUE((*vocab)->AcceptToken(&*m, kPythonTag));
-  for (int32_t id : tok->Encode(R"({"name": "get_weather", "parameters": {"city": "Oslo"}})",
-                                false, false)) {
+  for (int32_t id :
+       tok->Encode(R"({"name": "get_weather", "parameters": {"city": "Oslo"}})", false, false)) {
     ASSERT_TRUE((*vocab)->AcceptToken(&*m, id)) << tok->TokenToPiece(id, false);
   }
   EXPECT_TRUE(m->IsComplete());
