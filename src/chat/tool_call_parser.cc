@@ -13,6 +13,7 @@ constexpr std::string_view kHermesClose = "</tool_call>";
 constexpr std::string_view kPythonTag = "<|python_tag|>";
 constexpr std::string_view kMistralCalls = "[TOOL_CALLS]";
 constexpr std::string_view kMistralArgs = "[ARGS]";
+constexpr std::string_view kMistralCallId = "[CALL_ID]";
 
 bool IsBlank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 bool IsNameChar(char c) {
@@ -239,14 +240,29 @@ bool ToolCallParser::MistralNameStep() {
   if (rest.substr(0, kMistralArgs.size()) == kMistralArgs) {
     pos_ += kMistralArgs.size();
     mode_ = Mode::kAfterMarker;
+    skipping_call_id_ = false;
     return true;
   }
-  if (MayBecome(rest, kMistralArgs)) return false;
+  // [TOOL_CALLS]name[CALL_ID]id[ARGS]{...} (Mistral Small 3.2): the model's id is not kept (the
+  // answer's calls get ids of their own).
+  if (!skipping_call_id_ && !preset_name_.empty() &&
+      rest.substr(0, kMistralCallId.size()) == kMistralCallId) {
+    pos_ += kMistralCallId.size();
+    skipping_call_id_ = true;
+    return true;
+  }
+  if (MayBecome(rest, kMistralArgs) || (!skipping_call_id_ && MayBecome(rest, kMistralCallId)))
+    return false;
   if (IsNameChar(rest[0])) {
-    preset_name_.push_back(rest[0]);
+    if (!skipping_call_id_) preset_name_.push_back(rest[0]);
     ++pos_;
     return true;
   }
+  return NotACall();
+}
+
+bool ToolCallParser::NotACall() {
+  skipping_call_id_ = false;
   mode_ = Mode::kContent;
   preset_name_.clear();
   EmitContent(std::string_view(text_).substr(region_start_, pos_ - region_start_));
@@ -478,6 +494,7 @@ void ToolCallParser::Finish(std::vector<ToolCallDelta>* out) {
     case Mode::kAfterMarker:
     case Mode::kMistralName:
       mode_ = Mode::kContent;
+      skipping_call_id_ = false;
       EmitContent(std::string_view(text_).substr(region_start_));
       break;
     case Mode::kContent:

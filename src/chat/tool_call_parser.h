@@ -79,6 +79,7 @@ class ToolCallParser {
   bool ContentStep();
   bool AfterMarkerStep();
   bool MistralNameStep();
+  bool NotACall();  // the marker and what followed it are content after all
   bool AfterCallStep();
   void RegionStep();
   void StartRegion();
@@ -110,8 +111,9 @@ class ToolCallParser {
   int32_t region_first_index_ = 0;
   std::vector<ToolCallDelta> region_held_;  // without stream_arguments: released at its end
   std::vector<Call> calls_;
-  std::string preset_name_;   // [TOOL_CALLS]name[ARGS]{...}: the region is the arguments
-  size_t response_sent_ = 0;  // generic {"response": "..."}: the next byte to decode
+  std::string preset_name_;        // [TOOL_CALLS]name[ARGS]{...}: the region is the arguments
+  bool skipping_call_id_ = false;  // inside [CALL_ID]id, before [ARGS]
+  size_t response_sent_ = 0;       // generic {"response": "..."}: the next byte to decode
   bool in_response_ = false, saw_response_ = false;
 };
 

@@ -95,6 +95,18 @@ Result<std::string> GenericGbnf(const ToolSpec& spec) {
                     std::move(defs));
 }
 
+// A marker in GBNF: the token reference of a control token, else the literal text.
+std::string MarkerGbnf(const ToolMarkerTokens& markers, std::string_view text) {
+  const int32_t id = markers.Find(text);
+  if (id >= 0) return "<[" + std::to_string(id) + "]>";
+  std::string lit = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\' || c == '[' || c == ']') lit.push_back('\\');
+    lit.push_back(c);
+  }
+  return lit + "\"";
+}
+
 // The converter's grammar with its start rule renamed, so a wrapper rule can use it. The
 // converter writes the start rule first as "root ::= ..." and names no other rule "root".
 std::string RenameRoot(const std::string& gbnf, const std::string& name) {
@@ -131,6 +143,49 @@ ToolCallFormat DetectToolCallFormat(const ChatTemplate& tmpl) {
   return DetectToolCallFormat(tmpl.source());
 }
 
+std::vector<std::string_view> ToolCallMarkers(ToolCallFormat format) {
+  switch (format) {
+    case ToolCallFormat::kHermes:
+      return {"<tool_call>", "</tool_call>"};
+    case ToolCallFormat::kLlama3:
+      return {"<|python_tag|>"};
+    case ToolCallFormat::kMistral:
+      return {"[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"};
+    case ToolCallFormat::kGeneric:
+      break;
+  }
+  return {};
+}
+
+int32_t ToolMarkerTokens::Find(std::string_view marker) const {
+  for (const auto& [text, id] : tokens) {
+    if (text == marker) return id;
+  }
+  return -1;
+}
+
+std::vector<int32_t> ToolMarkerTokens::ids() const {
+  std::vector<int32_t> out;
+  for (const auto& t : tokens) out.push_back(t.second);
+  return out;
+}
+
+ToolMarkerTokens FindToolMarkerTokens(ToolCallFormat format, const Tokenizer& tok) {
+  ToolMarkerTokens out;
+  for (std::string_view marker : ToolCallMarkers(format)) {
+    const std::optional<int32_t> id = tok.FindToken(marker);
+    if (!id || tok.IsEndOfGeneration(*id)) continue;
+    // Only what the detokenizer drops: a user-defined marker (Qwen's <tool_call>) is text already.
+    if (!tok.TokenToPiece(*id, /*render_special=*/false).empty()) continue;
+    out.tokens.emplace_back(std::string(marker), *id);
+  }
+  return out;
+}
+
+bool ToolOutputLazy(ToolCallFormat format, const ToolSpec& spec) {
+  return spec.choice == ToolChoiceMode::kAuto && format != ToolCallFormat::kGeneric;
+}
+
 bool ToolOutputConstrained(ToolCallFormat format, const ToolSpec& spec) {
   switch (spec.choice) {
     case ToolChoiceMode::kNone:
@@ -144,7 +199,8 @@ bool ToolOutputConstrained(ToolCallFormat format, const ToolSpec& spec) {
   return false;
 }
 
-Result<std::string> ToolCallGbnf(ToolCallFormat format, const ToolSpec& spec) {
+Result<std::string> ToolCallGbnf(ToolCallFormat format, const ToolSpec& spec,
+                                 const ToolMarkerTokens& markers) {
   if (!ToolOutputConstrained(format, spec)) return std::string();
   if (format == ToolCallFormat::kGeneric) return GenericGbnf(spec);
   Json defs = Json::object();
@@ -157,18 +213,60 @@ Result<std::string> ToolCallGbnf(ToolCallFormat format, const ToolSpec& spec) {
     case ToolCallFormat::kHermes:
       root = "root ::= tool-call-block" +
              std::string(parallel ? " ( \"\\n\" tool-call-block )*" : "") +
-             "\ntool-call-block ::= \"<tool_call>\\n\" tool-call-json \"\\n</tool_call>\"\n";
+             "\ntool-call-block ::= " + MarkerGbnf(markers, "<tool_call>") +
+             " \"\\n\" tool-call-json \"\\n\" " + MarkerGbnf(markers, "</tool_call>") + "\n";
       break;
     case ToolCallFormat::kMistral:
-      // [TOOL_CALLS] is a control token, which no grammar text can produce: the array alone.
-      root = "root ::= \"[\" tool-call-json" +
+      root = "root ::= " + MarkerGbnf(markers, "[TOOL_CALLS]") + " \"[\" tool-call-json" +
              std::string(parallel ? " ( \", \" tool-call-json )*" : "") + " \"]\"\n";
+      break;
+    case ToolCallFormat::kLlama3:
+      // <|python_tag|> may open the call where the vocabulary has it as a control token.
+      root = "root ::= " +
+             (markers.Find("<|python_tag|>") >= 0
+                  ? "( " + MarkerGbnf(markers, "<|python_tag|>") + " )? "
+                  : std::string()) +
+             "tool-call-json\n";
       break;
     default:
       root = "root ::= tool-call-json\n";
       break;
   }
   return root + RenameRoot(json, "tool-call-json");
+}
+
+Result<std::string> ToolCallLazyGbnf(ToolCallFormat format, const ToolSpec& spec,
+                                     const ToolMarkerTokens& markers) {
+  if (!ToolOutputLazy(format, spec)) return std::string();
+  ToolSpec calls = spec;
+  calls.choice = ToolChoiceMode::kRequired;
+  return ToolCallGbnf(format, calls, markers);
+}
+
+grammar::GrammarTriggers ToolCallTriggers(ToolCallFormat format, const ToolMarkerTokens& markers) {
+  grammar::GrammarTriggers t;
+  std::string_view marker;
+  switch (format) {
+    case ToolCallFormat::kHermes:
+      marker = "<tool_call>";
+      break;
+    case ToolCallFormat::kMistral:
+      marker = "[TOOL_CALLS]";
+      break;
+    case ToolCallFormat::kLlama3:
+      // A custom tool's call is the JSON alone; <|python_tag|> only where it is a control token.
+      t.start_words.push_back("{\"name\"");
+      if (markers.Find("<|python_tag|>") >= 0) t.tokens.push_back(markers.Find("<|python_tag|>"));
+      return t;
+    case ToolCallFormat::kGeneric:
+      return t;
+  }
+  if (const int32_t id = markers.Find(marker); id >= 0) {
+    t.tokens.push_back(id);
+  } else {
+    t.words.emplace_back(marker);
+  }
+  return t;
 }
 
 }  // namespace gannet

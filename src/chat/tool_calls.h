@@ -15,8 +15,17 @@
 //   kGeneric  every other template (and the ChatML fallback): the tools are described in a system
 //             message and the output is constrained to one JSON object, {"tool_calls": [{"name":
 //             ..., "arguments": {...}}]} or {"response": "..."}.
-// Markers that are control tokens ([TOOL_CALLS], <|python_tag|>) are not in the detokenized text;
-// the parser also takes a call at the very start of the output without them.
+// Markers that are control tokens of the model's vocabulary ([TOOL_CALLS], [ARGS], [CALL_ID],
+// <|python_tag|>; ToolMarkerTokens) are dropped by the detokenizer unless asked for: the server
+// asks the engine to render them (GenerationRequest::render_tokens), so the parser sees them, and
+// the grammars name them by id (<[id]>, grammar/gbnf.h), so a constrained call carries the marker
+// token itself, never its text spelled out. The parser also takes a call at the very start of the
+// output without a marker.
+//
+// tool_choice auto in a native format is a lazy grammar (grammar/trigger.h): the model writes
+// freely until it starts a call (the format's marker, or for Llama 3 a JSON object beginning
+// {"name" at the start of the output); from there the grammar of the calls (the one `required`
+// uses) holds the rest, so the arguments follow the schema.
 //
 // Thread-safety: pure functions of their arguments.
 #pragma once
@@ -29,6 +38,8 @@
 
 #include "base/status.h"
 #include "chat/template.h"
+#include "grammar/trigger.h"
+#include "tokenizer/tokenizer.h"
 
 namespace gannet {
 
@@ -63,16 +74,42 @@ struct ToolSpec {
   bool parallel = true;  // parallel_tool_calls: more than one call per answer
 };
 
+// The texts of a format's call markers: Hermes <tool_call> </tool_call>; Llama 3 <|python_tag|>;
+// Mistral [TOOL_CALLS] [ARGS] [CALL_ID]; generic none.
+std::vector<std::string_view> ToolCallMarkers(ToolCallFormat format);
+
+// The markers of a format that are control tokens of a vocabulary (a token with the marker's text
+// that the detokenizer drops; end-of-generation tokens never count).
+struct ToolMarkerTokens {
+  std::vector<std::pair<std::string, int32_t>> tokens;  // marker text -> token id
+  int32_t Find(std::string_view marker) const;          // -1: the marker is text (or absent)
+  std::vector<int32_t> ids() const;
+};
+ToolMarkerTokens FindToolMarkerTokens(ToolCallFormat format, const Tokenizer& tok);
+
 // Whether the output of `spec` in `format` is grammar-constrained: required and named calls
 // always, auto only in the generic format (there the answer is JSON either way).
 bool ToolOutputConstrained(ToolCallFormat format, const ToolSpec& spec);
 
+// Whether the output is free until a call starts, then constrained (auto in a native format).
+bool ToolOutputLazy(ToolCallFormat format, const ToolSpec& spec);
+
 // The GBNF grammar of the outputs `spec` allows in `format`, or "" when the output is free
-// (tool_choice none; auto in a native format, parsed after the fact). Arguments follow each
+// (tool_choice none; auto in a native format: see ToolCallLazyGbnf). Arguments follow each
 // function's JSON Schema (grammar/json_schema.h), names are exactly the tools' names; with
-// `parallel` false exactly one call. Errors: a schema the converter refuses (naming the keyword)
-// or a grammar over the converter's limits.
-Result<std::string> ToolCallGbnf(ToolCallFormat format, const ToolSpec& spec);
+// `parallel` false exactly one call. Markers in `markers` are written as token references, others
+// as text: Hermes <tool_call>\n{...}\n</tool_call>; Llama 3 {...}, after an optional
+// <|python_tag|> where that is a control token; Mistral [TOOL_CALLS][{...}, ...]. Errors: a
+// schema the converter refuses (naming the keyword) or a grammar over the converter's limits.
+Result<std::string> ToolCallGbnf(ToolCallFormat format, const ToolSpec& spec,
+                                 const ToolMarkerTokens& markers = {});
+
+// A lazy output (ToolOutputLazy): the grammar that holds from the trigger on (the calls as
+// `required` writes them), and the triggers: the call marker (as a token when it is a control
+// token, else as a word) and, for Llama 3, {"name" at the start of the output.
+Result<std::string> ToolCallLazyGbnf(ToolCallFormat format, const ToolSpec& spec,
+                                     const ToolMarkerTokens& markers);
+grammar::GrammarTriggers ToolCallTriggers(ToolCallFormat format, const ToolMarkerTokens& markers);
 
 // Sets up the template input for `spec` in `format`. Native formats: `tools` = the tools as the
 // request sent them (tool_choice none: not given). Generic: no `tools` variable; a system message

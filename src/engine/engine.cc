@@ -84,6 +84,11 @@ struct Engine::Active {
   std::vector<grammar::Matcher> matchers;
   std::vector<std::vector<uint32_t>> mask_words;
   std::vector<Status> failures;  // per sample: a mask past its work budget ended it
+  // Lazy grammar: per sample, the watch for its first trigger (empty: the grammar always applies).
+  std::vector<grammar::TriggerWatch> watches;
+  bool Constrained(size_t sample) const {
+    return masks != nullptr && (watches.empty() || watches[sample].fired());
+  }
   // Speculative decoding: per sample, the index its drafts come from and its draft control.
   std::vector<NgramDrafter> drafters;
   std::vector<SpecController> spec;
@@ -230,6 +235,17 @@ Result<RequestId> Engine::Submit(GenerationRequest request, GenerationCallbacks 
     }
   }
   GANNET_RETURN_IF_ERROR(request.sampling.Validate(n_vocab));
+  for (const std::vector<int32_t>* ids :
+       {&request.render_tokens, &request.grammar_triggers.tokens}) {
+    for (int32_t t : *ids) {
+      if (t < 0 || t >= n_vocab) {
+        return Status::InvalidArgument(
+            std::string(ids == &request.render_tokens ? "render_tokens"
+                                                      : "grammar trigger tokens") +
+            ": token id " + std::to_string(t) + " is outside the vocabulary");
+      }
+    }
+  }
   GANNET_ASSIGN_OR_RETURN(std::shared_ptr<const StopStrings> stops,
                           StopStrings::Compile(request.stop));
   std::shared_ptr<const grammar::MaskCache> masks;
@@ -369,7 +385,7 @@ void Engine::Admit(std::deque<Pending>& incoming) {
       Sampler s(sp, n_vocab);
       for (int32_t t : p.request.prompt) s.Accept(t);
       a->samplers.push_back(std::move(s));
-      a->outputs.emplace_back(tok, p.request.stop_at_eog, p.stops);
+      a->outputs.emplace_back(tok, p.request.stop_at_eog, p.stops, p.request.render_tokens);
     }
     a->tails.resize(static_cast<size_t>(p.request.n));
     if (options_.spec == SpecMethod::kNgram) {
@@ -388,6 +404,11 @@ void Engine::Admit(std::deque<Pending>& incoming) {
       a->mask_words.assign(static_cast<size_t>(p.request.n),
                            std::vector<uint32_t>((static_cast<size_t>(n_vocab) + 31) / 32));
       a->failures.assign(static_cast<size_t>(p.request.n), Status::Ok());
+      if (!p.request.grammar_triggers.empty()) {
+        a->watches.assign(static_cast<size_t>(p.request.n),
+                          grammar::TriggerWatch(std::make_shared<const grammar::GrammarTriggers>(
+                              p.request.grammar_triggers)));
+      }
     }
     SchedulerRequest sr{.id = p.id,
                         .prompt = p.request.prompt,
@@ -514,7 +535,8 @@ void Engine::RunSampleJob(SampleJob& job, std::span<const float> logits,
     SampleJob::Token t;
     const std::span<const float> lg = logits.subspan((job.row + node) * n_vocab, n_vocab);
     std::copy(lg.begin(), lg.end(), w.begin());
-    const GrammarMask gm = a.masks != nullptr ? ApplyGrammar(a, i, w) : GrammarMask::kSome;
+    const bool constrained = a.Constrained(i);
+    const GrammarMask gm = constrained ? ApplyGrammar(a, i, w) : GrammarMask::kSome;
     if (gm != GrammarMask::kSome) {
       // The grammar allows nothing here (a dead end), or the mask cost more than its budget (the
       // request then fails): the sample ends without a token.
@@ -524,15 +546,21 @@ void Engine::RunSampleJob(SampleJob& job, std::span<const float> logits,
       t.output = TokenOutput{.emitted = false, .finished = true};
     } else {
       t.token = a.samplers[i].Sample(w);
-      if (a.masks != nullptr) {
+      if (constrained) {
         const bool accepted = a.masks->vocab().AcceptToken(&a.matchers[i], t.token);
         GANNET_CHECK(accepted);  // the mask allowed it
+      } else if (a.masks != nullptr) {
+        t.token = WatchTrigger(a, i, t.token, lg, w);
       }
-      if (a.request.top_logprobs >= 0) {
-        TopLogprobs(w, t.token, a.request.top_logprobs, t.top, &t.logprob);
+      if (t.token < 0) {  // the lazy grammar's dead end: as above
+        t = SampleJob::Token{.output = TokenOutput{.emitted = false, .finished = true}};
+      } else {
+        if (a.request.top_logprobs >= 0) {
+          TopLogprobs(w, t.token, a.request.top_logprobs, t.top, &t.logprob);
+        }
+        t.output = a.outputs[i].Process(t.token);
+        if (t.output.emitted) a.samplers[i].Accept(t.token);
       }
-      t.output = a.outputs[i].Process(t.token);
-      if (t.output.emitted) a.samplers[i].Accept(t.token);
     }
     job.tokens.push_back(std::move(t));
     const SampleJob::Token& last = job.tokens.back();
@@ -611,6 +639,25 @@ Engine::GrammarMask Engine::ApplyGrammar(Active& a, size_t sample, std::span<flo
     any |= allowed;
   }
   return any ? GrammarMask::kSome : GrammarMask::kNone;
+}
+
+int32_t Engine::WatchTrigger(Active& a, size_t sample, int32_t token, std::span<const float> logits,
+                             std::span<float> work) {
+  const grammar::TokenVocabulary& vocab = a.masks->vocab();
+  grammar::TriggerWatch& watch = a.watches[sample];
+  if (watch.Observe(vocab, token, &a.matchers[sample])) return token;
+  // The token completed a trigger with bytes after it that the grammar refuses (rare: a marker
+  // is usually a token of its own). Sample again from the row without every such token.
+  std::vector<uint32_t>& refused = a.mask_words[sample];
+  std::fill(refused.begin(), refused.end(), 0u);
+  watch.OrRefused(vocab, a.matchers[sample], refused);
+  std::copy(logits.begin(), logits.end(), work.begin());
+  for (size_t t = 0; t < work.size() && t / 32 < refused.size(); ++t) {
+    if ((refused[t / 32] >> (t % 32)) & 1u) work[t] = -std::numeric_limits<float>::infinity();
+  }
+  token = a.samplers[sample].Sample(work);
+  // Refused only when every allowed logit was -inf (the sampler then answers 0): a dead end.
+  return watch.Observe(vocab, token, &a.matchers[sample]) ? token : -1;
 }
 
 std::shared_ptr<const grammar::MaskCache> Engine::MasksFor(

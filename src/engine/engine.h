@@ -57,6 +57,7 @@
 #include "grammar/mask_cache.h"
 #include "grammar/matcher.h"
 #include "grammar/token_mask.h"
+#include "grammar/trigger.h"
 #include "sampling/logprobs.h"
 #include "sampling/sampler.h"
 
@@ -109,6 +110,13 @@ struct GenerationRequest {
   // language (tokens it does not allow are masked out before sampling; end-of-generation tokens
   // are allowed only where the grammar may end). Null: unconstrained.
   std::shared_ptr<const grammar::Grammar> grammar;
+  // Lazy constrained decoding (grammar/trigger.h): with triggers, each sample is unconstrained
+  // until its output fires one, and the grammar (which reads the trigger first) constrains the
+  // rest. Empty: the grammar applies from the first token. Token ids must be in the vocabulary.
+  grammar::GrammarTriggers grammar_triggers;
+  // Control tokens whose text is part of the output (a model's tool-call markers, e.g.
+  // [TOOL_CALLS]); every other control token gives no text. Ids must be in the vocabulary.
+  std::vector<int32_t> render_tokens;
 };
 
 // One generated token of one sample.
@@ -244,6 +252,11 @@ class Engine {
   // kTooCostly when the mask ran past its work budget (grammar::MatcherOptions::max_mask_work).
   enum class GrammarMask { kSome, kNone, kTooCostly };
   static GrammarMask ApplyGrammar(Active& a, size_t sample, std::span<float> logits);
+  // A lazy grammar (request.grammar_triggers) that has not started: watches the unconstrained
+  // token sampled from `logits` (the row, unmasked); when it fires a trigger whose part the grammar
+  // refuses, samples again without such tokens. Returns the token taken, -1 for none (a dead end).
+  static int32_t WatchTrigger(Active& a, size_t sample, int32_t token,
+                              std::span<const float> logits, std::span<float> work);
   // One sampling job: the entry's row(s), its draft tree followed while it matches, the next draft.
   void RunSampleJob(SampleJob& job, std::span<const float> logits, std::vector<float>& work) const;
   void ProposeDraft(SampleJob& job) const;

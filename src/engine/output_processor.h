@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/stop_strings.h"
 #include "tokenizer/tokenizer.h"
@@ -30,10 +31,13 @@ struct TokenOutput {
 class OutputProcessor {
  public:
   // stop_at_eog: the tokenizer's end-of-generation ids end the sample. `stops` may be null.
+  // render_tokens: control tokens whose text is part of the output (tool-call markers such as
+  // [TOOL_CALLS]); every other control token is dropped from the text. An end-of-generation token
+  // that ends the sample is never text.
   OutputProcessor(const Tokenizer& tokenizer, bool stop_at_eog,
-                  std::shared_ptr<const StopStrings> stops)
+                  std::shared_ptr<const StopStrings> stops, std::vector<int32_t> render_tokens = {})
       : tokenizer_(&tokenizer),
-        decoder_(tokenizer),
+        decoder_(tokenizer, /*render_special=*/false, std::move(render_tokens)),
         stop_(std::move(stops)),
         stop_at_eog_(stop_at_eog) {}
 

@@ -115,6 +115,8 @@ class Lexer {
         return LexString(tok);
       case '[':
         return LexClass(tok);
+      case '<':
+        return LexTokenRef(tok);
       default:
         return Error(std::string("unexpected character '") + c + "'");
     }
@@ -287,6 +289,32 @@ class Lexer {
       tok->cls.ranges.push_back({lo, hi});
     }
     Normalize(&tok->cls.ranges);
+    return Status::Ok();
+  }
+
+  // <[ID]>: one token, as a class holding its symbol.
+  Status LexTokenRef(Token* tok) {
+    if (text_.substr(pos_, 2) != "<[") return Error("expected '<[' (a token reference <[ID]>)");
+    Advance(), Advance();
+    uint64_t id = 0;
+    size_t digits = 0;
+    while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
+      id = id * 10 + static_cast<uint64_t>(text_[pos_] - '0');
+      if (id > kMaxTokenSymbolId) {
+        return ErrorAt(
+            tok->line, tok->column,
+            "token reference: the id is larger than " + std::to_string(kMaxTokenSymbolId));
+      }
+      Advance();
+      ++digits;
+    }
+    if (digits == 0 || text_.substr(pos_, 2) != "]>") {
+      return ErrorAt(tok->line, tok->column, "token reference: expected <[ID]> with a decimal ID");
+    }
+    Advance(), Advance();
+    tok->kind = Tok::kClass;
+    const uint32_t cp = kTokenSymbolBase + static_cast<uint32_t>(id);
+    tok->cls.ranges.push_back({cp, cp});
     return Status::Ok();
   }
 
@@ -605,7 +633,7 @@ bool CharClass::Contains(uint32_t cp) const {
   auto it = std::upper_bound(ranges.begin(), ranges.end(), cp,
                              [](uint32_t v, const CharRange& r) { return v < r.lo; });
   bool in = it != ranges.begin() && cp <= std::prev(it)->hi;
-  return in != negated;
+  return negated ? !in && cp <= kMaxCodepoint : in;
 }
 
 bool CharClass::Intersects(uint32_t lo, uint32_t hi) const {
@@ -616,6 +644,8 @@ bool CharClass::Intersects(uint32_t lo, uint32_t hi) const {
     return false;
   }
   // Ranges are merged, so [lo, hi] is inside their union only when inside a single one.
+  if (lo > kMaxCodepoint) return false;
+  hi = std::min(hi, kMaxCodepoint);
   for (const CharRange& r : ranges) {
     if (r.lo <= lo && hi <= r.hi) return false;
   }

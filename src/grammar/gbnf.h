@@ -3,10 +3,12 @@
 // Syntax (llama.cpp's grammars/README.md): `name ::= alternatives`, `|`, sequences, string
 // literals "..." with escapes \n \t \r \\ \" \' \[ \] \xHH \uHHHH \UHHHHHHHH, character classes
 // [a-z0-9_] and negated [^"\\], `.` (any code point), grouping ( ), postfix * + ? {m} {m,} {m,n},
-// comments from # to the end of the line, `root` as the start rule. Newlines are whitespace
-// everywhere: a rule ends where the next `name ::=` begins, so a rule may continue on a line that
-// starts with `|`. Identifiers are [A-Za-z0-9_-]+. The text is UTF-8 and characters are code
-// points.
+// comments from # to the end of the line, `root` as the start rule; and `<[ID]>`, the token with id
+// ID (decimal) itself, as llama.cpp's grammars write it: a control token (a tool-call marker
+// such as Mistral's [TOOL_CALLS]) has no text for a literal to match, so a grammar names it by id.
+// Newlines are whitespace everywhere: a rule ends where the next `name ::=` begins, so a rule may
+// continue on a line that starts with `|`. Identifiers are [A-Za-z0-9_-]+. The text is UTF-8 and
+// characters are code points.
 //
 // Groups and repetitions are lowered to generated rules here, so the result is plain BNF:
 //   X*      R ::= X R | ""            (right recursive: the matcher's stacks do not grow with it)
@@ -30,6 +32,12 @@
 
 namespace gannet::grammar {
 
+// A token reference `<[ID]>` is the code point kTokenSymbolBase + ID, outside Unicode: no text
+// can spell it and no negated class or `.` contains it; the token vocabulary (grammar/token_mask.h)
+// maps a token without bytes to its symbol.
+inline constexpr uint32_t kTokenSymbolBase = 0x110000;
+inline constexpr uint32_t kMaxTokenSymbolId = 0xFFFFFF;  // the largest ID a grammar may name
+
 struct GbnfLimits {
   size_t max_text_bytes = 1 << 20;  // the grammar text
   size_t max_rules = 1 << 16;       // user and generated rules together
@@ -46,7 +54,8 @@ struct CharRange {
 };
 
 // A set of code points: `ranges` sorted, merged (no two overlap or touch); negated means the
-// complement of their union. `.` is the negated empty class.
+// complement of their union within Unicode (0..U+10FFFF: token symbols are never in a negated
+// class). `.` is the negated empty class.
 struct CharClass {
   bool negated = false;
   std::vector<CharRange> ranges;

@@ -55,6 +55,7 @@ class Grammar {
   bool ClassIntersects(uint32_t cls, uint32_t lo, uint32_t hi) const {
     return classes_[cls].Intersects(lo, hi);
   }
+  const CharClass& char_class(uint32_t cls) const { return classes_[cls]; }
 
  private:
   Grammar() = default;

@@ -133,6 +133,7 @@ bool MaskCache::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bi
     for (int32_t id : vocab_->eog_ids_) bitmask[id >> 5] |= 1u << (id & 31);
   }
   if (!matcher.CanContinue()) return true;
+  vocab_->OrSymbols(matcher, bitmask);
   const Matcher::State& s = matcher.state();
   if (&matcher.grammar() != grammar_.get() || s.partial.remaining != 0) {
     return Exact(matcher, bitmask);

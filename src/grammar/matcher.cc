@@ -183,6 +183,20 @@ bool Matcher::AcceptBytes(std::string_view bytes) {
   return true;
 }
 
+bool Matcher::AcceptCodepoint(uint32_t cp) {
+  limit_exceeded_ = false;
+  if (state_.partial.remaining != 0) return false;
+  const size_t mark = Mark();
+  State next;
+  if (!StepCodepoint(state_.tops, cp, &next.tops)) {
+    Rollback(mark);
+    return false;
+  }
+  state_ = std::move(next);
+  CompactIfLarge();
+  return true;
+}
+
 bool Matcher::IsComplete() const {
   return state_.partial.remaining == 0 && !state_.tops.empty() &&
          state_.tops.front() == kEmptyStack;

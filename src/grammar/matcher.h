@@ -63,6 +63,9 @@ class Matcher {
   // Feeds bytes. All or nothing: returns false and leaves the state unchanged when some byte is
   // not allowed (or a limit would be exceeded). Empty input returns true.
   bool AcceptBytes(std::string_view bytes);
+  // Feeds one code point as a whole, e.g. a token symbol (kTokenSymbolBase + id, grammar/gbnf.h)
+  // that no bytes spell. All or nothing, as AcceptBytes; false while a code point is half read.
+  bool AcceptCodepoint(uint32_t cp);
 
   // True when the root can end here: some stack is empty and no code point is half read.
   bool IsComplete() const;

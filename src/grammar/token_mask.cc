@@ -50,13 +50,44 @@ bool TokenVocabulary::FillNextTokenMask(const Matcher& matcher, std::span<uint32
     for (int32_t id : eog_ids_) bitmask[id >> 5] |= 1u << (id & 31);
   }
   if (!matcher.CanContinue()) return true;
-  return trie_.OrAccepted(matcher, bitmask, matcher.options().max_mask_work);
+  if (!trie_.OrAccepted(matcher, bitmask, matcher.options().max_mask_work)) return false;
+  OrSymbols(matcher, bitmask);
+  return true;
+}
+
+void TokenVocabulary::OrSymbols(const Matcher& matcher, std::span<uint32_t> bitmask) const {
+  const Matcher::State& s = matcher.state();
+  if (s.partial.remaining != 0) return;
+  const Grammar& g = matcher.grammar();
+  std::vector<int32_t> candidates;
+  for (int32_t top : s.tops) {
+    if (top == Matcher::kEmptyStack) continue;
+    const CharClass& cls = g.char_class(g.item(matcher.position(top)).arg);
+    if (cls.negated) continue;  // never holds a symbol
+    for (const CharRange& r : cls.ranges) {
+      if (r.hi < kTokenSymbolBase) continue;
+      const uint64_t lo = std::max(r.lo, kTokenSymbolBase) - kTokenSymbolBase;
+      const uint64_t hi = std::min<uint64_t>(r.hi - kTokenSymbolBase, tokens_.size() - 1);
+      for (uint64_t id = lo; id <= hi && id < tokens_.size(); ++id) {
+        if (is_symbol(static_cast<int32_t>(id))) candidates.push_back(static_cast<int32_t>(id));
+      }
+    }
+  }
+  if (candidates.empty()) return;
+  std::sort(candidates.begin(), candidates.end());
+  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  for (int32_t id : candidates) {
+    Matcher trial = matcher;  // rare (only where a grammar names a token): a copy per candidate
+    if (trial.AcceptCodepoint(kTokenSymbolBase + static_cast<uint32_t>(id)))
+      bitmask[id >> 5] |= 1u << (id & 31);
+  }
 }
 
 bool TokenVocabulary::AcceptToken(Matcher* matcher, int32_t id) const {
   if (id < 0 || static_cast<size_t>(id) >= tokens_.size()) return false;
   if (is_eog_[id]) return matcher->IsComplete();
-  if (tokens_[id].empty()) return false;
+  if (tokens_[id].empty())
+    return matcher->AcceptCodepoint(kTokenSymbolBase + static_cast<uint32_t>(id));
   return matcher->AcceptBytes(tokens_[id]);
 }
 

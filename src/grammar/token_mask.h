@@ -19,7 +19,9 @@
 // expansions over the walk); past it the mask fails rather than hold a sequence for seconds.
 //
 // Rules: an end-of-generation token is allowed exactly when the matcher IsComplete(); a token with
-// no bytes that is not end-of-generation (a control token) is never allowed.
+// no bytes that is not end-of-generation (a control token, e.g. a tool-call marker) is the one
+// symbol kTokenSymbolBase + id (grammar/gbnf.h): allowed exactly where the grammar names it as
+// `<[id]>`, never by text (so a grammar that names no token never allows one).
 //
 // Thread-safety: a TokenVocabulary is immutable; FillNextTokenMask and AcceptToken may run
 // concurrently on different matchers. FillNextTokenMask allocates its scratch per call.
@@ -58,6 +60,12 @@ class TokenVocabulary {
   // Advances the matcher by token `id`; false (matcher unchanged) when it is not allowed. An
   // end-of-generation token is accepted when the matcher IsComplete() and leaves it unchanged.
   bool AcceptToken(Matcher* matcher, int32_t id) const;
+
+  // Sets the bits of the tokens without bytes whose symbol the matcher accepts next (part of
+  // FillNextTokenMask; MaskCache calls it too). Costs nothing unless a stack top's class names
+  // token symbols.
+  void OrSymbols(const Matcher& matcher, std::span<uint32_t> bitmask) const;
+  bool is_symbol(int32_t id) const { return tokens_[id].empty() && !is_eog_[id]; }
 
  private:
   friend class MaskCache;  // reads tokens_, eog_ids_ and trie_

@@ -79,8 +79,10 @@ struct CompletionRequest {
   // naming it). Null: none.
   std::shared_ptr<const grammar::Grammar> grammar;
   // Chat: `tools` with `tool_choice` and `parallel_tool_calls` (server/openai_tools.h). Unset: no
-  // tools. The grammar of the calls depends on the model's format and is set by the service.
+  // tools. The grammar of the calls depends on the model's format and is set by the service
+  // (with tool_choice auto in a native format a lazy one: grammar_triggers).
   std::optional<ToolSpec> tools;
+  grammar::GrammarTriggers grammar_triggers;
 };
 
 // Parses and validates a request body for `endpoint`. On failure returns the 400 to send (or 415

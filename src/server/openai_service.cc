@@ -294,6 +294,7 @@ void OpenAiService::Attach(engine::Engine* serving, const ChatTemplate* chat_tem
   chat_template_ = chat_template;
   tool_format_ =
       chat_template != nullptr ? DetectToolCallFormat(*chat_template) : ToolCallFormat::kGeneric;
+  tool_markers_ = FindToolMarkerTokens(tool_format_, serving->tokenizer());
   options_.limits.n_vocab = serving->tokenizer().n_vocab();
   serving_.store(serving);
   health_.store(ServiceHealth::kReady);
@@ -540,7 +541,9 @@ void OpenAiService::HandleCompletion(Endpoint endpoint, const HttpRequest& reque
 
 std::optional<ApiError> OpenAiService::ToolGrammar(CompletionRequest& req) const {
   if (!req.tools || req.tools->choice == ToolChoiceMode::kNone) return std::nullopt;
-  Result<std::string> gbnf = ToolCallGbnf(tool_format_, *req.tools);
+  const bool lazy = ToolOutputLazy(tool_format_, *req.tools);
+  Result<std::string> gbnf = lazy ? ToolCallLazyGbnf(tool_format_, *req.tools, tool_markers_)
+                                  : ToolCallGbnf(tool_format_, *req.tools, tool_markers_);
   if (gbnf.ok() && gbnf->empty()) return std::nullopt;  // free output, parsed afterwards
   Result<std::shared_ptr<const grammar::Grammar>> g =
       gbnf.ok() ? grammar::CompileShared(*gbnf)
@@ -551,6 +554,7 @@ std::optional<ApiError> OpenAiService::ToolGrammar(CompletionRequest& req) const
                     .param = "tools"};
   }
   req.grammar = std::move(g).value();
+  if (lazy) req.grammar_triggers = ToolCallTriggers(tool_format_, tool_markers_);
   return std::nullopt;
 }
 
@@ -629,7 +633,11 @@ void OpenAiService::StartGeneration(engine::Engine& engine, Endpoint endpoint,
                                  .stop_at_eog = !req.ignore_eos,
                                  .stop = std::move(req.stop),
                                  .top_logprobs = req.logprobs ? req.top_logprobs : -1,
-                                 .grammar = std::move(req.grammar)};
+                                 .grammar = std::move(req.grammar),
+                                 .grammar_triggers = std::move(req.grammar_triggers)};
+  // The markers of the model's calls are text the tool-call parser reads.
+  if (req.tools && req.tools->choice != ToolChoiceMode::kNone)
+    sreq.render_tokens = tool_markers_.ids();
   engine::GenerationCallbacks callbacks{
       .on_token = [gen](const engine::TokenEvent& ev) { gen->OnToken(ev); },
       .on_done = [gen](const engine::GenerationResult& r) { gen->OnDone(r); }};

@@ -114,7 +114,8 @@ class OpenAiService {
   // A completion request: parse, prompt ids, context check, then Submit.
   void HandleCompletion(Endpoint endpoint, const http::HttpRequest& request,
                         std::shared_ptr<http::ResponseWriter> writer);
-  // With tools whose output is constrained: their grammar into req.grammar (chat/tool_calls.h).
+  // With tools whose output is constrained: their grammar into req.grammar (chat/tool_calls.h);
+  // auto in a native format: the lazy grammar of the calls and its triggers.
   std::optional<ApiError> ToolGrammar(CompletionRequest& req) const;
   // The prompt as token ids (chat: rendered by the template, with the tools as the model's
   // format wants them); an error answer was sent when empty.
@@ -136,6 +137,9 @@ class OpenAiService {
   std::atomic<engine::Engine*> serving_{nullptr};
   const ChatTemplate* chat_template_ = nullptr;  // set by Attach before serving_ is published
   ToolCallFormat tool_format_ = ToolCallFormat::kGeneric;  // of chat_template_, set by Attach
+  // The format's markers that are control tokens of the model's vocabulary, set by Attach: a
+  // request with tools has them rendered in its output, and its grammars name them by id.
+  ToolMarkerTokens tool_markers_;
   int64_t created_ = 0;  // Unix time of start, /v1/models' "created"
   ServerMetrics metrics_;
 };

@@ -85,6 +85,8 @@ Result<VocabSpec> ReadSpec(const GgufFile& f) {
 
 }  // namespace
 
+Result<VocabSpec> ReadVocabSpec(const GgufFile& file) { return ReadSpec(file); }
+
 Result<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& file) {
   Result<VocabSpec> spec = ReadSpec(file);
   if (!spec.ok()) return spec.status().WithContext("reading the tokenizer of " + file.path());

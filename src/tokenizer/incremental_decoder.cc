@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 
@@ -7,8 +9,16 @@ namespace {
 constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
 }  // namespace
 
+IncrementalDecoder::IncrementalDecoder(const Tokenizer& tokenizer, bool render_special,
+                                       std::vector<int32_t> render_ids)
+    : tokenizer_(tokenizer), render_special_(render_special), render_ids_(std::move(render_ids)) {
+  std::sort(render_ids_.begin(), render_ids_.end());
+}
+
 std::string IncrementalDecoder::Feed(int32_t id) {
-  std::string piece = tokenizer_.TokenToPiece(id, render_special_);
+  const bool render =
+      render_special_ || std::binary_search(render_ids_.begin(), render_ids_.end(), id);
+  std::string piece = tokenizer_.TokenToPiece(id, render);
   // Decode's first-token rule: one leading space goes where the vocabulary adds a space prefix.
   if (first_ && tokenizer_.add_space_prefix() && !piece.empty() && piece[0] == ' ')
     piece.erase(0, 1);

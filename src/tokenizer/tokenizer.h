@@ -78,6 +78,10 @@ struct DecodeOptions {
   bool clean_spaces = false;
 };
 
+// The vocabulary of a GGUF file (tokenizer.ggml.*) as data, before any tokenizer is built from it
+// (Tokenizer::FromGguf reads it so); errors name the key.
+Result<VocabSpec> ReadVocabSpec(const GgufFile& file);
+
 class Tokenizer {
  public:
   // Reads tokenizer.ggml.* from a model or vocab-only GGUF file. Unsupported tokenizer model or
@@ -165,9 +169,11 @@ class Tokenizer {
 // U+FFFD. Joined, the outputs equal Decode(ids) wherever Decode's output is valid UTF-8.
 class IncrementalDecoder {
  public:
-  // `tokenizer` must outlive the decoder.
-  explicit IncrementalDecoder(const Tokenizer& tokenizer, bool render_special = false)
-      : tokenizer_(tokenizer), render_special_(render_special) {}
+  // `tokenizer` must outlive the decoder. render_special: every control token renders its text;
+  // else only those in `render_ids` do (e.g. a model's tool-call markers, which the reader of the
+  // text must see), every other control token giving nothing.
+  explicit IncrementalDecoder(const Tokenizer& tokenizer, bool render_special = false,
+                              std::vector<int32_t> render_ids = {});
 
   // Text completed by this token (possibly empty).
   std::string Feed(int32_t id);
@@ -180,6 +186,7 @@ class IncrementalDecoder {
 
   const Tokenizer& tokenizer_;
   bool render_special_;
+  std::vector<int32_t> render_ids_;  // sorted
   bool first_ = true;
   std::string pending_;
 };

@@ -1,14 +1,16 @@
 """Tool calling through the official openai client on the default model (no chat template of its
 own: the ChatML fallback and the generic JSON format): required and named calls, whole and
 streamed, arguments that validate against each tool's schema, streamed deltas that put together
-give the whole message, a full round trip, and the 400s of bad tool requests."""
+give the whole message, a full round trip, and the 400s of bad tool requests. With a Hermes-format
+template (--chat-template), tool_choice auto is a lazy grammar: calls the model starts follow the
+schema."""
 import json
 
 import jsonschema
 import openai
 import pytest
 
-from test_server import MODEL_ID, client, error_of, server  # noqa: F401 (fixtures)
+from test_server import MODEL_ID, Server, client, error_of, server  # noqa: F401 (fixtures)
 
 WEATHER = {
     "type": "function",
@@ -213,3 +215,61 @@ def test_bad_tool_requests_are_400(client):
     err = bad(client, messages=[{"role": "assistant", "content": None, "tool_calls": [{"id": "x", "type": "function",
                                                                                       "function": {"arguments": "{}"}}]}])
     assert err["param"] == "messages[0].tool_calls[0].function.name"
+
+
+# A Hermes-format template (it writes <tool_call>) for the default model: tool_choice auto is then
+# a lazy grammar, free text until the model writes <tool_call>, the calls' grammar after it.
+HERMES_TEMPLATE = """{{ bos_token }}{%- for m in messages %}<start_of_turn>{{ 'model' if m.role == 'assistant' else 'user' }}
+{% if loop.first and tools %}You can call these tools: {{ tools | tojson }}
+To call one, write <tool_call>
+{"name": "...", "arguments": {...}}
+</tool_call>
+{% endif %}{{ m.content }}<end_of_turn>
+{% endfor %}{%- if add_generation_prompt %}<start_of_turn>model
+{% endif %}"""
+# The model is asked to copy a call whose arguments break the schema ("town" for "city").
+COPY_A_CALL = [{"role": "user", "content": 'Copy this text exactly: <tool_call>\n{"name": "get_weather", '
+                                           '"arguments": {"town": "Paris"}}\n</tool_call>'}]
+
+
+@pytest.fixture(scope="module")
+def hermes_client(gannet_bin, tmp_path_factory):
+    path = tmp_path_factory.mktemp("hermes") / "hermes.jinja"
+    path.write_text(HERMES_TEMPLATE)
+    s = Server(gannet_bin, "--chat-template", path)
+    yield s.client()
+    s.stop()
+    assert s.proc.returncode == 0, s.stderr_lines[-20:]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_auto_native_format_calls_follow_the_schema(hermes_client, stream):
+    """Whatever the model writes after <tool_call> is a call whose arguments validate: no
+    malformed call comes back as content (unless max_tokens cut it)."""
+    called = 0
+    for seed in range(1, 5):
+        kw = dict(model=MODEL_ID, messages=COPY_A_CALL, tools=TOOLS, tool_choice="auto", parallel_tool_calls=False,
+                  max_tokens=120, temperature=0.8, n=3, seed=seed)
+        if stream:
+            chunks = list(hermes_client.chat.completions.create(stream=True, **kw))
+            outcomes = []
+            for i in range(3):
+                content, calls, finish = assemble([c for c in chunks if c.choices and c.choices[0].index == i])
+                outcomes.append((content, [(c["name"], c["arguments"]) for c in calls], finish))
+        else:
+            r = hermes_client.chat.completions.create(**kw)
+            outcomes = [(ch.message.content or "", [(t.function.name, t.function.arguments)
+                                                    for t in ch.message.tool_calls or []], ch.finish_reason)
+                        for ch in r.choices]
+        for content, calls, finish in outcomes:
+            for name, arguments in calls:
+                jsonschema.validate(json.loads(arguments), SCHEMAS[name])
+            if finish != "length":
+                assert "<tool_call>" not in content, content
+            if calls:
+                called += 1
+                assert finish == "tool_calls"
+                assert len(calls) == 1
+        if called >= 2:
+            break
+    assert called >= 2, "the lazy grammar never took a call"

@@ -172,6 +172,41 @@ TEST(ToolCallParser, Mistral) {
   EXPECT_EQ(out.content, "[1, 2]");
 }
 
+// The engine renders the marker tokens (GenerationRequest::render_tokens), so a call after text
+// is found by its marker; without the marker the same call would be content.
+TEST(ToolCallParser, MarkersAfterText) {
+  ParsedToolOutput out = Parse(ToolCallFormat::kMistral,
+                               "Let me check.[TOOL_CALLS][{\"name\": \"get_weather\", "
+                               "\"arguments\": {\"city\": \"Rome\"}}]");
+  ASSERT_EQ(out.calls.size(), 1u);
+  ExpectCall(out.calls[0], "get_weather", "{\"city\": \"Rome\"}");
+  EXPECT_EQ(out.content, "Let me check.");
+  out = Parse(ToolCallFormat::kMistral,
+              "Let me check.[{\"name\": \"get_weather\", \"arguments\": {}}]");
+  EXPECT_TRUE(out.calls.empty());
+  out = Parse(ToolCallFormat::kLlama3,
+              "Searching.\n<|python_tag|>{\"name\": \"search\", \"parameters\": {\"q\": \"x\"}}",
+              /*stream_arguments=*/true);
+  ASSERT_EQ(out.calls.size(), 1u);
+  ExpectCall(out.calls[0], "search", "{\"q\": \"x\"}");
+  EXPECT_EQ(out.content, "Searching.");
+  // Mistral Small 3.2 writes one [TOOL_CALLS] per call and a call id, which is not kept.
+  out = Parse(ToolCallFormat::kMistral,
+              "On it.[TOOL_CALLS]get_weather[CALL_ID]abc123def[ARGS]{\"city\": \"Rome\"}"
+              "[TOOL_CALLS]get_time[ARGS]{\"zone\": \"CET\"}");
+  ASSERT_EQ(out.calls.size(), 2u);
+  ExpectCall(out.calls[0], "get_weather", "{\"city\": \"Rome\"}");
+  ExpectCall(out.calls[1], "get_time", "{\"zone\": \"CET\"}");
+  EXPECT_EQ(out.content, "On it.");
+  // A marker not followed by a call is text.
+  out = Parse(ToolCallFormat::kMistral, "[TOOL_CALLS]get weather");
+  EXPECT_TRUE(out.calls.empty());
+  EXPECT_EQ(out.content, "[TOOL_CALLS]get weather");
+  out = Parse(ToolCallFormat::kMistral, "[TOOL_CALLS]f[CALL_ID]x y");
+  EXPECT_TRUE(out.calls.empty());
+  EXPECT_EQ(out.content, "[TOOL_CALLS]f[CALL_ID]x y");
+}
+
 TEST(ToolCallParser, GenericCallsAndResponse) {
   for (bool stream : {false, true}) {
     ParsedToolOutput out =
@@ -225,10 +260,10 @@ TEST(ToolCallParser, DecodeJsonStringPrefixHoldsPartialEscapes) {
 // call's arguments are a JSON object whenever the text was not cut short.
 TEST(ToolCallParser, RandomSplitsGiveTheWholeAnswer) {
   const std::vector<std::string> pieces = {
-      "<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "[ARGS]", "{", "}", "[", "]",
-      "\"name\"", "\"arguments\"", "\"parameters\"", "\"tool_calls\"", "\"response\"", ":", ",",
-      " ", "\n", "\"f\"", "\"a\\\"b\"", "1", "-2.5e3", "true", "null", "hi", "<", "\\u00e9",
-      "\"\\ud83d\\ude80\"", ";", "get_weather",
+      "<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "[ARGS]", "[CALL_ID]",
+      "abc123def", "{", "}", "[", "]", "\"name\"", "\"arguments\"", "\"parameters\"",
+      "\"tool_calls\"", "\"response\"", ":", ",", " ", "\n", "\"f\"", "\"a\\\"b\"", "1", "-2.5e3",
+      "true", "null", "hi", "<", "\\u00e9", "\"\\ud83d\\ude80\"", ";", "get_weather",
       // Whole and partial calls of every format.
       "{\"name\": \"f\", \"arguments\": {\"a\": [1, {\"b\": \"}\"}]}}",
       "{\"name\": \"g\", \"parameters\": {}}", "[{\"name\": \"f\", \"arguments\": {}}]",

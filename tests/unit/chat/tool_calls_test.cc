@@ -137,8 +137,11 @@ TEST(ToolCalls, NamedFunctionGrammarPerFormat) {
   EXPECT_FALSE(Accepts(llama, "{\"name\": \"get_time\", \"arguments\": " + args + "}"));
   EXPECT_EQ(ParseToolOutput(ToolCallFormat::kLlama3, llama_call).calls.at(0).arguments, args);
   auto mistral = GrammarOf(ToolCallFormat::kMistral, spec);
-  EXPECT_TRUE(Accepts(mistral, "[{\"name\": \"get_time\", \"arguments\": " + args + "}]"));
-  EXPECT_FALSE(Accepts(mistral, "[{\"name\": \"get_time\", \"arguments\": " + args +
+  // Without a vocabulary whose [TOOL_CALLS] is a control token, the marker is text.
+  EXPECT_TRUE(
+      Accepts(mistral, "[TOOL_CALLS][{\"name\": \"get_time\", \"arguments\": " + args + "}]"));
+  EXPECT_FALSE(Accepts(mistral, "[{\"name\": \"get_time\", \"arguments\": " + args + "}]"));
+  EXPECT_FALSE(Accepts(mistral, "[TOOL_CALLS][{\"name\": \"get_time\", \"arguments\": " + args +
                                     "}, {\"name\": \"get_time\", \"arguments\": " + args + "}]"));
   auto generic = GrammarOf(ToolCallFormat::kGeneric, spec);
   EXPECT_TRUE(Accepts(generic,
@@ -161,6 +164,135 @@ TEST(ToolCalls, GenericAutoIsCallOrResponse) {
                       "{\"zone\": \"UTC\"}}]}"));
   EXPECT_FALSE(Accepts(g, "{\"tool_calls\": []}"));
   EXPECT_FALSE(Accepts(g, "{\"response\": 3}"));
+}
+
+// A Mistral-like vocabulary: <unk> <s> </s>, the markers as control tokens, <tool_call> as a
+// user-defined token (Qwen's kind: text already), then a few text pieces.
+std::unique_ptr<Tokenizer> MarkerVocabulary() {
+  VocabSpec s;
+  auto add = [&](const std::string& text, TokenType type) {
+    s.tokens.push_back(text);
+    s.types.push_back(type);
+  };
+  add("<unk>", TokenType::kUnknown);            // 0
+  add("<s>", TokenType::kControl);              // 1
+  add("</s>", TokenType::kControl);             // 2
+  add("[TOOL_CALLS]", TokenType::kControl);     // 3
+  add("[ARGS]", TokenType::kControl);           // 4
+  add("<|python_tag|>", TokenType::kControl);   // 5
+  add("<tool_call>", TokenType::kUserDefined);  // 6
+  for (const char* t : {"[", "]", "{", "}", "\"", ":", " ", ",", "TOOL", "_", "CALLS", "name",
+                        "arguments", "get_time", "zone", "UTC", "a", "b", "c"})
+    add(t, TokenType::kNormal);
+  s.bos = 1;
+  s.eos = 2;
+  s.unk = 0;
+  s.add_space_prefix = false;
+  Result<std::unique_ptr<Tokenizer>> t = Tokenizer::FromVocab(std::move(s));
+  EXPECT_TRUE(t.ok()) << t.status().ToString();
+  return std::move(t).value();
+}
+
+// The grammar module's view of a vocabulary, as the engine builds it: control tokens have no
+// bytes (they are symbols a grammar names as <[id]>).
+std::shared_ptr<const grammar::TokenVocabulary> GrammarVocabulary(const Tokenizer& tok) {
+  std::vector<std::string> pieces;
+  for (int32_t id = 0; id < tok.n_vocab(); ++id) pieces.push_back(tok.TokenToPiece(id, false));
+  auto v = grammar::TokenVocabulary::Create(std::move(pieces), tok.end_of_generation_ids());
+  EXPECT_TRUE(v.ok());
+  return *v;
+}
+
+TEST(ToolCalls, MarkerTokensOfAVocabulary) {
+  auto tok = MarkerVocabulary();
+  ToolMarkerTokens m = FindToolMarkerTokens(ToolCallFormat::kMistral, *tok);
+  EXPECT_EQ(m.Find("[TOOL_CALLS]"), 3);
+  EXPECT_EQ(m.Find("[ARGS]"), 4);
+  EXPECT_EQ(m.Find("[CALL_ID]"), -1);  // not in this vocabulary
+  EXPECT_EQ(m.ids(), (std::vector<int32_t>{3, 4}));
+  EXPECT_EQ(FindToolMarkerTokens(ToolCallFormat::kLlama3, *tok).ids(), std::vector<int32_t>{5});
+  // A user-defined <tool_call> is text already; the generic format has no markers.
+  EXPECT_TRUE(FindToolMarkerTokens(ToolCallFormat::kHermes, *tok).ids().empty());
+  EXPECT_TRUE(FindToolMarkerTokens(ToolCallFormat::kGeneric, *tok).ids().empty());
+}
+
+// A constrained Mistral call starts with the [TOOL_CALLS] token itself: the first mask allows it
+// and nothing else (no byte-by-byte "[TOOL_CALLS]").
+TEST(ToolCalls, ConstrainedCallStartsWithTheMarkerToken) {
+  auto tok = MarkerVocabulary();
+  const ToolMarkerTokens markers = FindToolMarkerTokens(ToolCallFormat::kMistral, *tok);
+  ToolSpec spec = WeatherAndTime(ToolChoiceMode::kNamed);
+  spec.named = "get_time";
+  Result<std::string> gbnf = ToolCallGbnf(ToolCallFormat::kMistral, spec, markers);
+  ASSERT_TRUE(gbnf.ok()) << gbnf.status().ToString();
+  EXPECT_NE(gbnf->find("root ::= <[3]> \"[\""), std::string::npos) << *gbnf;
+  auto g = grammar::Grammar::Compile(*gbnf);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  auto vocab = GrammarVocabulary(*tok);
+  auto m = grammar::Matcher::Create(*g);
+  ASSERT_TRUE(m.ok());
+  std::vector<uint32_t> mask(vocab->mask_words());
+  ASSERT_TRUE(vocab->FillNextTokenMask(*m, mask));
+  EXPECT_EQ(mask[0], 1u << 3);
+  for (size_t w = 1; w < mask.size(); ++w) EXPECT_EQ(mask[w], 0u);
+  ASSERT_TRUE(vocab->AcceptToken(&*m, 3));
+  EXPECT_TRUE(m->AcceptBytes("[{\"name\": \"get_time\", \"arguments\": {\"zone\": \"UTC\"}}]"));
+  EXPECT_TRUE(m->IsComplete());
+  // Llama 3: an optional <|python_tag|> token before the JSON.
+  const ToolMarkerTokens llama = FindToolMarkerTokens(ToolCallFormat::kLlama3, *tok);
+  Result<std::string> lg = ToolCallGbnf(ToolCallFormat::kLlama3, spec, llama);
+  ASSERT_TRUE(lg.ok());
+  auto g3 = grammar::Grammar::Compile(*lg);
+  ASSERT_TRUE(g3.ok()) << g3.status().ToString();
+  auto m3 = grammar::Matcher::Create(*g3);
+  ASSERT_TRUE(vocab->FillNextTokenMask(*m3, mask));
+  EXPECT_EQ(mask[0] & ((1u << 7) - 1), 1u << 5);  // of the first seven, only <|python_tag|>
+  EXPECT_TRUE((mask[0] >> 9) & 1u);               // and "{"
+}
+
+// auto in a native format: a lazy grammar (the calls' grammar) with the format's triggers.
+TEST(ToolCalls, AutoInANativeFormatIsLazy) {
+  const ToolSpec spec = WeatherAndTime(ToolChoiceMode::kAuto);
+  EXPECT_TRUE(ToolOutputLazy(ToolCallFormat::kHermes, spec));
+  EXPECT_FALSE(ToolOutputLazy(ToolCallFormat::kGeneric, spec));
+  EXPECT_FALSE(ToolOutputLazy(ToolCallFormat::kHermes, WeatherAndTime(ToolChoiceMode::kRequired)));
+  auto tok = MarkerVocabulary();
+  // Hermes with a text marker: a word trigger; the grammar reads from "<tool_call>" on.
+  grammar::GrammarTriggers t = ToolCallTriggers(ToolCallFormat::kHermes, {});
+  EXPECT_EQ(t.words, std::vector<std::string>{"<tool_call>"});
+  EXPECT_TRUE(t.tokens.empty());
+  Result<std::string> hermes = ToolCallLazyGbnf(ToolCallFormat::kHermes, spec, {});
+  ASSERT_TRUE(hermes.ok());
+  auto gh = grammar::Grammar::Compile(*hermes);
+  ASSERT_TRUE(gh.ok());
+  EXPECT_TRUE(Accepts(*gh,
+                      "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"zone\": "
+                      "\"UTC\"}}\n</tool_call>"));
+  EXPECT_FALSE(Accepts(*gh,
+                       "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"zone\": "
+                       "\"PST\"}}\n</tool_call>"));
+  // Mistral with a control-token marker: a token trigger.
+  const ToolMarkerTokens mistral = FindToolMarkerTokens(ToolCallFormat::kMistral, *tok);
+  t = ToolCallTriggers(ToolCallFormat::kMistral, mistral);
+  EXPECT_EQ(t.tokens, std::vector<int32_t>{3});
+  EXPECT_TRUE(t.words.empty());
+  // Llama 3: the <|python_tag|> token, and {"name" at the start, which the grammar reads.
+  const ToolMarkerTokens llama = FindToolMarkerTokens(ToolCallFormat::kLlama3, *tok);
+  t = ToolCallTriggers(ToolCallFormat::kLlama3, llama);
+  EXPECT_EQ(t.tokens, std::vector<int32_t>{5});
+  EXPECT_EQ(t.start_words, std::vector<std::string>{"{\"name\""});
+  Result<std::string> lg = ToolCallLazyGbnf(ToolCallFormat::kLlama3, spec, llama);
+  ASSERT_TRUE(lg.ok());
+  auto gl = grammar::Grammar::Compile(*lg);
+  ASSERT_TRUE(gl.ok());
+  auto m = grammar::Matcher::Create(*gl);
+  ASSERT_TRUE(m->AcceptBytes("{\"name\""));
+  EXPECT_TRUE(m->AcceptBytes(": \"get_time\", \"parameters\": {\"zone\": \"CET\"}}"));
+  EXPECT_TRUE(m->IsComplete());
+  // tool_choice none or a generic format: nothing lazy.
+  Result<std::string> none = ToolCallLazyGbnf(ToolCallFormat::kGeneric, spec, {});
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, "");
 }
 
 TEST(ToolCalls, UntypedParametersAreAnyObject) {

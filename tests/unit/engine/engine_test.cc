@@ -383,6 +383,113 @@ TEST_F(EngineControl, GrammarConstrainsEverySample) {
   EXPECT_EQ((*s)->stats().kv_blocks_used, 0);
 }
 
+// Byte tokens (3..258) out of the way, so every sampled token is whole text.
+std::vector<std::pair<int32_t, float>> NoByteTokens() {
+  std::vector<std::pair<int32_t, float>> bias;
+  for (int32_t t = 3; t <= 258; ++t) bias.push_back({t, -100.0f});
+  return bias;
+}
+
+// Lazy grammar, word trigger: each sample runs free (the same tokens as without the grammar)
+// until its text contains the word, then the grammar holds the rest from the word's first byte.
+// Tokens that carry the word with bytes the grammar refuses are sampled again.
+TEST_F(EngineControl, LazyGrammarStartsAtTheWordTrigger) {
+  auto s = Engine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 32, .max_seqs = 8});
+  ASSERT_TRUE(s.ok());
+  Result<std::shared_ptr<const grammar::Grammar>> g =
+      grammar::Grammar::Compile("root ::= \"e\" [a-c]* \"!\"");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::regex rest("e[a-c]*!?");
+  int fired = 0, free_only = 0;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    SamplingParams sp{.temperature = 1.5f,
+                      .top_k = 0,
+                      .top_p = 1.0f,
+                      .min_p = 0.0f,
+                      .seed = seed,
+                      .logit_bias = NoByteTokens()};
+    Collected free, lazy;
+    GenerationRequest req{.prompt = Prompt(static_cast<int>(seed), 5, n_vocab_),
+                          .max_tokens = 12,
+                          .n = 3,
+                          .sampling = sp};
+    ASSERT_TRUE((*s)->Submit(req, free.Callbacks(3)).ok());
+    req.grammar = *g;
+    req.grammar_triggers.words = {"e"};
+    ASSERT_TRUE((*s)->Submit(req, lazy.Callbacks(3)).ok());
+    ASSERT_TRUE(free.Wait() && lazy.Wait());
+    ASSERT_TRUE(lazy.result.status.ok()) << lazy.result.status.ToString();
+    for (size_t i = 0; i < 3; ++i) {
+      const std::string& f = free.text[i];
+      const std::string& l = lazy.text[i];
+      const size_t pf = f.find('e'), pl = l.find('e');
+      if (pf == std::string::npos) {  // never fired: exactly the free sample
+        EXPECT_EQ(l, f);
+        ++free_only;
+        continue;
+      }
+      const size_t common = std::min(pf, pl);
+      EXPECT_EQ(l.substr(0, common), f.substr(0, common)) << l << " vs " << f;
+      if (pl == std::string::npos) continue;  // the only firing tokens were refused
+      ++fired;
+      EXPECT_TRUE(std::regex_match(l.substr(pl), rest)) << l;
+    }
+  }
+  EXPECT_GT(fired, 0);
+  WaitForIdle(**s);
+  EXPECT_EQ((*s)->stats().kv_blocks_used, 0);
+}
+
+// Lazy grammar, token trigger: a control token fires it, the grammar reads it as <[id]> and the
+// output renders it (render_tokens); speculation gives the same tokens.
+TEST_F(EngineControl, LazyGrammarTokenTriggerWithRenderedMarkerAndSpeculation) {
+  Result<std::shared_ptr<const grammar::Grammar>> g =
+      grammar::Grammar::Compile("root ::= <[1]> [a-c ]* \"!\"");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const std::regex rest("<s>[a-c ]*!?");
+  std::vector<std::vector<std::string>> texts;
+  for (SpecMethod spec : {SpecMethod::kNone, SpecMethod::kNgram}) {
+    auto s = Engine::Create(eng_.get(), {.block_size = 4,
+                                         .max_batch_tokens = 32,
+                                         .max_seqs = 8,
+                                         .spec = spec,
+                                         .spec_max_tokens = 4,
+                                         .spec_adaptive = false});
+    ASSERT_TRUE(s.ok());
+    std::vector<std::string>& out = texts.emplace_back();
+    int fired = 0;
+    for (uint64_t seed = 1; seed <= 6; ++seed) {
+      SamplingParams sp{.temperature = 1.0f,
+                        .top_k = 0,
+                        .top_p = 1.0f,
+                        .min_p = 0.0f,
+                        .seed = seed,
+                        .logit_bias = NoByteTokens()};
+      sp.logit_bias.push_back({1, 2.0f});  // <s> now and then
+      Collected c;
+      GenerationRequest req{.prompt = Prompt(static_cast<int>(seed), 5, n_vocab_),
+                            .max_tokens = 16,
+                            .sampling = sp,
+                            .grammar = *g,
+                            .render_tokens = {1}};
+      req.grammar_triggers.tokens = {1};
+      ASSERT_TRUE((*s)->Submit(req, c.Callbacks(1)).ok());
+      ASSERT_TRUE(c.Wait());
+      ASSERT_TRUE(c.result.status.ok()) << c.result.status.ToString();
+      const std::string& t = c.text[0];
+      out.push_back(t);
+      const size_t p = t.find("<s>");
+      if (p == std::string::npos) continue;
+      ++fired;
+      EXPECT_TRUE(std::regex_match(t.substr(p), rest)) << t;
+    }
+    EXPECT_GT(fired, 0);
+    WaitForIdle(**s);
+    EXPECT_EQ((*s)->stats().kv_blocks_used, 0);
+  }
+  EXPECT_EQ(texts[0], texts[1]);
+}
+
 TEST_F(EngineControl, PrefixCachingCanBeTurnedOff) {
   for (bool caching : {true, false}) {
     auto s = Engine::Create(
@@ -427,6 +534,17 @@ TEST_F(EngineControl, RejectsBadRequestsAndOverload) {
   GenerationRequest bad_temp{.prompt = {1}, .max_tokens = 1};
   bad_temp.sampling.temperature = -1;
   EXPECT_FALSE((*s)->Submit(bad_temp, x.Callbacks(1)).ok());
+  // Rendered tokens and trigger tokens must be in the vocabulary.
+  Result<RequestId> bad_render = (*s)->Submit(
+      {.prompt = {1}, .max_tokens = 1, .render_tokens = {static_cast<int32_t>(n_vocab_)}},
+      x.Callbacks(1));
+  ASSERT_FALSE(bad_render.ok());
+  EXPECT_EQ(bad_render.status().message(),
+            "render_tokens: token id " + std::to_string(n_vocab_) + " is outside the vocabulary");
+  GenerationRequest bad_trigger{.prompt = {1}, .max_tokens = 1};
+  bad_trigger.grammar_triggers.tokens = {-1};
+  EXPECT_EQ((*s)->Submit(bad_trigger, x.Callbacks(1)).status().code(),
+            StatusCode::kInvalidArgument);
 
   // One runs, two wait; the next is refused until the queue drains.
   std::vector<Collected> c(8);

@@ -20,10 +20,11 @@ std::unique_ptr<Tokenizer> MakeTokenizer() {
   static const char kHex[] = "0123456789ABCDEF";
   for (int b = 0; b < 256; ++b)
     add(std::string("<0x") + kHex[b >> 4] + kHex[b & 15] + ">", TokenType::kByte);
-  add("ab", TokenType::kNormal);   // 259
-  add("cd", TokenType::kNormal);   // 260
-  add("S", TokenType::kNormal);    // 261
-  add("TOP", TokenType::kNormal);  // 262
+  add("ab", TokenType::kNormal);             // 259
+  add("cd", TokenType::kNormal);             // 260
+  add("S", TokenType::kNormal);              // 261
+  add("TOP", TokenType::kNormal);            // 262
+  add("[TOOL_CALLS]", TokenType::kControl);  // 263
   s.bos = 1;
   s.eos = 2;
   s.unk = 0;
@@ -33,7 +34,7 @@ std::unique_ptr<Tokenizer> MakeTokenizer() {
   return std::move(t).value();
 }
 
-constexpr int32_t kEos = 2, kAb = 259, kCd = 260, kS = 261, kTop = 262;
+constexpr int32_t kEos = 2, kAb = 259, kCd = 260, kS = 261, kTop = 262, kToolCalls = 263;
 int32_t Byte(unsigned char b) { return 3 + b; }
 
 std::shared_ptr<const StopStrings> Stops(const std::vector<std::string>& s) {
@@ -55,6 +56,29 @@ TEST(OutputProcessorTest, ReleasesWholeCharactersWithOffsets) {
   EXPECT_EQ(c.text_offset, 2);
   EXPECT_EQ(p.Process(kCd).text_offset, 4);
   EXPECT_EQ(p.Finish(), "");
+}
+
+// Chosen control tokens (tool-call markers) are text; other control tokens stay out of it.
+TEST(OutputProcessorTest, RendersOnlyTheChosenControlTokens) {
+  auto tok = MakeTokenizer();
+  OutputProcessor p(*tok, true, nullptr, {kToolCalls});
+  EXPECT_EQ(p.Process(kAb).text, "ab");
+  EXPECT_EQ(p.Process(1).text, "");  // <s>: a control token not chosen
+  TokenOutput m = p.Process(kToolCalls);
+  EXPECT_EQ(m.text, "[TOOL_CALLS]");
+  EXPECT_EQ(m.text_offset, 2);
+  EXPECT_EQ(p.Process(kCd).text_offset, 14);
+  TokenOutput end = p.Process(kEos);  // the end of generation is never text
+  EXPECT_FALSE(end.emitted);
+  EXPECT_EQ(end.text, "");
+  OutputProcessor plain(*tok, true, nullptr);
+  EXPECT_EQ(plain.Process(kToolCalls).text, "");
+  // A stop string may end on a rendered marker.
+  OutputProcessor q(*tok, true, Stops({"b[TOOL"}), {kToolCalls});
+  EXPECT_EQ(q.Process(kAb).text, "a");  // "b" may begin the stop string
+  TokenOutput stop = q.Process(kToolCalls);
+  EXPECT_TRUE(stop.finished);
+  EXPECT_EQ(stop.text, "");
 }
 
 TEST(OutputProcessorTest, EndOfGenerationEndsTheSampleAndFlushes) {

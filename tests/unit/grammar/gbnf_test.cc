@@ -43,6 +43,32 @@ TEST(GbnfTest, CharClasses) {
   EXPECT_FALSE((CharClass{true, {{0, 0x10FFFF}}}).Intersects(5, 9));
 }
 
+TEST(GbnfTest, TokenReferencesAreSymbolsNoTextOrNegatedClassHolds) {
+  auto p = ParseGbnf(R"(root ::= <[5]> [^a] . <[0]>)");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  const auto& alt = p->rules[p->root].alternatives[0];
+  const CharClass& tok5 = p->classes[alt[0].index];
+  EXPECT_TRUE(tok5.Contains(kTokenSymbolBase + 5));
+  EXPECT_FALSE(tok5.Contains(kTokenSymbolBase + 4));
+  EXPECT_FALSE(tok5.Contains('5'));
+  for (size_t i : {1, 2}) {
+    const CharClass& neg = p->classes[alt[i].index];
+    EXPECT_TRUE(neg.Contains(0x10FFFF));
+    EXPECT_FALSE(neg.Contains(kTokenSymbolBase + 5));
+    EXPECT_FALSE(neg.Intersects(kTokenSymbolBase, kTokenSymbolBase + 100));
+    EXPECT_TRUE(neg.Intersects(0x10FFFF, kTokenSymbolBase + 100));
+  }
+  EXPECT_TRUE(p->classes[alt[3].index].Contains(kTokenSymbolBase));
+  EXPECT_EQ(ErrorOf("root ::= <[x]>"),
+            "grammar: line 1, column 10: token reference: expected <[ID]> with a decimal ID");
+  EXPECT_EQ(ErrorOf("root ::= <[12"),
+            "grammar: line 1, column 10: token reference: expected <[ID]> with a decimal ID");
+  EXPECT_EQ(ErrorOf("root ::= <[99999999999]>"),
+            "grammar: line 1, column 10: token reference: the id is larger than 16777215");
+  EXPECT_EQ(ErrorOf("root ::= <a>"),
+            "grammar: line 1, column 10: expected '<[' (a token reference <[ID]>)");
+}
+
 TEST(GbnfTest, ErrorsNameLineAndColumn) {
   EXPECT_EQ(ErrorOf("root ::= a\n"), "grammar: line 1, column 10: undefined rule 'a'");
   EXPECT_EQ(ErrorOf("x ::= \"a\""),

@@ -298,6 +298,42 @@ TEST(TokenMaskTest, EogOnlyAtCompletionAndEmptyTokensNever) {
   EXPECT_FALSE((*vocab)->AcceptToken(&*m, 99));
 }
 
+// A control token (no bytes) is allowed exactly where the grammar names it as <[id]>, and its
+// text is no substitute: "[T]" spelled in bytes is not the token.
+TEST(TokenMaskTest, TokenReferencesAllowOnlyThatControlToken) {
+  auto g = Grammar::Compile(R"g(root ::= <[4]> "[" [^\]]* "]" <[5]>?)g");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  //                                   0    1    2     3       4   5   6
+  auto vocab =
+      TokenVocabulary::Create({"[", "]", "ab", "[T]", "", "", "<eos>"}, std::vector<int32_t>{6});
+  ASSERT_TRUE(vocab.ok());
+  MaskCache cache(*vocab, *g);
+  auto m = Matcher::Create(*g);
+  ASSERT_TRUE(m.ok());
+  std::vector<uint32_t> mask(1), cached(1);
+  auto check = [&](uint32_t want) {
+    ASSERT_TRUE((*vocab)->FillNextTokenMask(*m, mask));
+    ASSERT_TRUE(cache.FillNextTokenMask(*m, cached));
+    EXPECT_EQ(mask[0], want);
+    EXPECT_EQ(cached[0], want);
+    const std::vector<bool> brute = BruteForce(**vocab, *m);
+    for (size_t i = 0; i < brute.size(); ++i) EXPECT_EQ(brute[i], ((want >> i) & 1) != 0) << i;
+  };
+  check(0b0010000u);  // only the token 4
+  EXPECT_FALSE((*vocab)->AcceptToken(&*m, 3));
+  EXPECT_FALSE((*vocab)->AcceptToken(&*m, 5));
+  ASSERT_TRUE((*vocab)->AcceptToken(&*m, 4));
+  check(0b0001001u);  // "[", "[T]"
+  ASSERT_TRUE((*vocab)->AcceptToken(&*m, 0));
+  check(0b0001111u);  // every text token; never a symbol inside [^\]]*
+  ASSERT_TRUE((*vocab)->AcceptToken(&*m, 2));
+  check(0b0001111u);
+  ASSERT_TRUE((*vocab)->AcceptToken(&*m, 1));
+  check(0b1100000u);  // the token 5 or the end
+  ASSERT_TRUE((*vocab)->AcceptToken(&*m, 5));
+  check(0b1000000u);
+}
+
 TEST(TokenMaskTest, BadEogIdIsAnError) {
   EXPECT_FALSE(TokenVocabulary::Create({"a"}, std::vector<int32_t>{1}).ok());
 }
