@@ -1,4 +1,6 @@
-// The speculative decoding options of `run`, `chat` and `serve`.
+// The engine options `run`, `chat` and `serve` share: speculative decoding's flags, and the
+// settings read from the environment.
+#include <cstdlib>
 #include <string>
 
 #include "cli/commands.h"
@@ -27,6 +29,12 @@ Status SpecFlags::Apply(engine::EngineOptions* options) const {
   options->spec = *m;
   options->spec_max_tokens = max_tokens;
   return Status::Ok();
+}
+
+void ApplyEngineEnvironment(engine::EngineOptions* options) {
+  if (const char* v = std::getenv("GANNET_GRAMMAR_OVERLAP"); v != nullptr) {
+    options->grammar_overlap = std::string(v) != "0";
+  }
 }
 
 }  // namespace gannet::cli

@@ -67,6 +67,7 @@ struct Engine::Active {
   std::shared_ptr<const grammar::MaskCache> masks;
   std::vector<grammar::Matcher> matchers;
   std::vector<std::vector<uint32_t>> mask_words;
+  std::vector<int32_t> prefetched;  // per sample: its MaskPrefetcher task this step, or -1
   // Speculative decoding: per sample, the index its drafts come from and its draft control.
   std::vector<NgramDrafter> drafters;
   std::vector<SpecController> spec;
@@ -150,7 +151,8 @@ Engine::Engine(ModelRunner* runner, const EngineOptions& options, Scheduler sche
       pacer_(options.itl_factor, kMinPromptChunk,
              std::max(kMinPromptChunk, options.max_batch_tokens)),
       work_(static_cast<size_t>(std::max(1, runner->n_threads())),
-            std::vector<float>(static_cast<size_t>(runner->config().n_vocab))) {}
+            std::vector<float>(static_cast<size_t>(runner->config().n_vocab))),
+      prefetch_(std::make_unique<MaskPrefetcher>(options.grammar_overlap)) {}
 
 Engine::~Engine() { Shutdown(std::chrono::milliseconds(0)); }
 
@@ -256,8 +258,10 @@ void Engine::Loop() {
     if (!out.empty()) {
       const Clock::time_point step_start = Clock::now();
       bool aborted = false;
+      StartMasks(out);
       Result<std::span<const float>> logits = Execute(out, &aborted);
       if (!logits.ok()) {
+        FinishMasks();
         FailStep(out, logits.status(), aborted);
       } else {
         int32_t decodes = 0, decode_rows = 0;
@@ -270,6 +274,7 @@ void Engine::Loop() {
         spec_threshold_ =
             options_.spec_adaptive ? spec_cost_.Threshold(decodes, out.num_tokens) : 0.0;
         Sample(out, *logits);
+        FinishMasks();
         const Status st = scheduler_.Update(EmitOutputs(out));
         GANNET_CHECK(st.ok());
         const double seconds = Seconds(Clock::now() - step_start);
@@ -322,6 +327,7 @@ void Engine::Admit(std::deque<Pending>& incoming) {
       a->matchers.assign(static_cast<size_t>(p.request.n), *p.matcher);
       a->mask_words.assign(static_cast<size_t>(p.request.n),
                            std::vector<uint32_t>((static_cast<size_t>(n_vocab) + 31) / 32));
+      a->prefetched.assign(static_cast<size_t>(p.request.n), -1);
     }
     SchedulerRequest sr{.id = p.id,
                         .prompt = p.request.prompt,
@@ -448,7 +454,7 @@ void Engine::RunSampleJob(SampleJob& job, std::span<const float> logits,
     SampleJob::Token t;
     const std::span<const float> lg = logits.subspan((job.row + node) * n_vocab, n_vocab);
     std::copy(lg.begin(), lg.end(), w.begin());
-    if (a.masks != nullptr && !ApplyGrammar(a, i, w)) {
+    if (a.masks != nullptr && !ApplyGrammar(a, i, w, node == 0 && TakePrefetchedMask(a, i))) {
       // The grammar allows nothing here (a dead end): the sample ends without a token.
       t.output = TokenOutput{.emitted = false, .finished = true};
     } else {
@@ -495,9 +501,44 @@ void Engine::ProposeDraft(SampleJob& job) const {
   if (m > 0) job.draft = a.drafters[i].Propose(m, m);
 }
 
-bool Engine::ApplyGrammar(Active& a, size_t sample, std::span<float> logits) {
+void Engine::StartMasks(const SchedulerOutput& out) {
+  // The matcher state each of these masks depends on is final now: only the sampling of this
+  // step's logits advances it. (A draft tree's later rows depend on what is sampled: not here.)
+  prefetch_tasks_.clear();
+  prefetch_owners_.clear();
+  for (const ScheduledSeq& s : out.seqs) {
+    if (!s.needs_logits) continue;
+    auto it = active_.find(s.request_id);
+    if (it == active_.end() || it->second->masks == nullptr) continue;
+    Active& a = *it->second;
+    for (int32_t k = 0; k < s.num_samples; ++k) {
+      const size_t i = static_cast<size_t>(s.sample_index + k);
+      a.prefetched[i] = static_cast<int32_t>(prefetch_tasks_.size());
+      prefetch_tasks_.push_back(
+          {.cache = a.masks.get(), .matcher = &a.matchers[i], .mask = a.mask_words[i]});
+      prefetch_owners_.emplace_back(&a, i);
+    }
+  }
+  prefetch_->Start(prefetch_tasks_);
+}
+
+void Engine::FinishMasks() {
+  prefetch_->Finish();
+  for (const auto& [a, i] : prefetch_owners_) a->prefetched[i] = -1;
+  prefetch_owners_.clear();
+}
+
+bool Engine::TakePrefetchedMask(Active& a, size_t sample) const {
+  const int32_t task = a.prefetched[sample];
+  if (task < 0) return false;
+  a.prefetched[sample] = -1;
+  prefetch_->Ensure(static_cast<size_t>(task));
+  return true;
+}
+
+bool Engine::ApplyGrammar(Active& a, size_t sample, std::span<float> logits, bool filled) {
   std::vector<uint32_t>& mask = a.mask_words[sample];
-  a.masks->FillNextTokenMask(a.matchers[sample], mask);
+  if (!filled) a.masks->FillNextTokenMask(a.matchers[sample], mask);
   bool any = false;
   for (size_t t = 0; t < logits.size(); ++t) {
     const bool allowed = t / 32 < mask.size() && ((mask[t / 32] >> (t % 32)) & 1u) != 0;

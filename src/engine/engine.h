@@ -43,6 +43,7 @@
 
 #include "base/status.h"
 #include "engine/finish_reason.h"
+#include "engine/grammar_masks.h"
 #include "engine/model_runner.h"
 #include "engine/ngram_drafter.h"
 #include "engine/paged_kv.h"
@@ -85,6 +86,9 @@ struct EngineOptions {
   // Off: draft whatever the measured step costs say (spec_control.h's threshold is 0), so the
   // schedule depends only on the tokens (tests).
   bool spec_adaptive = true;
+  // Constrained decoding: compute each step's grammar masks on a worker thread while the forward
+  // pass runs (engine/grammar_masks.h) rather than after it. The outputs are the same either way.
+  bool grammar_overlap = true;
 };
 
 struct GenerationRequest {
@@ -228,7 +232,14 @@ class Engine {
       const std::shared_ptr<const grammar::Grammar>& grammar);
   static constexpr size_t kMaxMaskCaches = 8;
   // Masks out what the sample's grammar does not allow next; false when nothing is allowed.
-  static bool ApplyGrammar(Active& a, size_t sample, std::span<float> logits);
+  // `filled`: the sample's mask is already computed (TakePrefetchedMask).
+  static bool ApplyGrammar(Active& a, size_t sample, std::span<float> logits, bool filled);
+  // Hands the step's constrained samples' masks to prefetch_ before the forward pass; FinishMasks
+  // takes them back (before anything may destroy an Active). TakePrefetchedMask: true when the
+  // sample's mask was prefetched this step, once it is in place (a sampling job, once per sample).
+  void StartMasks(const SchedulerOutput& out);
+  void FinishMasks();
+  bool TakePrefetchedMask(Active& a, size_t sample) const;
   // One sampling job: the entry's row(s), its draft tree followed while it matches, the next draft.
   void RunSampleJob(SampleJob& job, std::span<const float> logits, std::vector<float>& work) const;
   void ProposeDraft(SampleJob& job) const;
@@ -266,6 +277,9 @@ class Engine {
   std::vector<BatchSeq> batch_;
   std::vector<std::vector<float>> work_;  // one logits buffer per pool thread
   std::vector<SampleJob> jobs_;
+  std::unique_ptr<MaskPrefetcher> prefetch_;
+  std::vector<MaskPrefetcher::Task> prefetch_tasks_;
+  std::vector<std::pair<Active*, size_t>> prefetch_owners_;  // per task: its sample
   int64_t step_prompt_tokens_ = 0, step_generated_tokens_ = 0;
   std::thread thread_;
 };
