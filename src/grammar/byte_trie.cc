@@ -47,8 +47,9 @@ ByteTrie ByteTrie::Build(std::vector<std::pair<std::string_view, int32_t>> entri
   return trie;
 }
 
-void ByteTrie::OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask) const {
-  if (nodes_[0].num_edges == 0) return;
+size_t ByteTrie::OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask) const {
+  if (nodes_[0].num_edges == 0) return 0;
+  size_t steps = 0;
   Matcher work = matcher;  // scratch: the walk adds stack nodes and rolls them back
   std::vector<Matcher::State> states(max_depth_ + 1);
   states[0] = matcher.state();
@@ -71,6 +72,7 @@ void ByteTrie::OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask) c
     uint32_t edge = node.first_edge + f.next_edge++;
     size_t depth = frames.size();
     size_t mark = work.Mark();
+    ++steps;
     if (!work.StepByte(states[depth - 1], edge_bytes_[edge], &states[depth])) {
       work.Rollback(mark);
       continue;
@@ -87,6 +89,7 @@ void ByteTrie::OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask) c
       work.Rollback(mark);
     }
   }
+  return steps;
 }
 
 }  // namespace gannet::grammar

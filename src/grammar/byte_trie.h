@@ -24,8 +24,9 @@ class ByteTrie {
   // (exactly Matcher::AcceptBytes, limits included). The walk goes depth first stepping a scratch
   // copy of the state one byte per edge, every live stack at once, and prunes a subtree at its
   // first rejected byte; stack nodes made in a subtree are rolled back as the walk leaves it.
-  // REQUIRES: every id < 32 * bitmask.size().
-  void OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask) const;
+  // Returns the number of byte steps taken (the walk's cost). REQUIRES: every id < 32 *
+  // bitmask.size().
+  size_t OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask) const;
 
   size_t num_nodes() const { return nodes_.size(); }
   // Heap bytes held, for cache budgets.

@@ -119,24 +119,88 @@ std::shared_ptr<const MaskCache::LoopEntry> MaskCache::GetLoopEntry(
   return it->second;
 }
 
-void MaskCache::Exact(const Matcher& matcher, std::span<uint32_t> bitmask) const {
+size_t MaskCache::Exact(const Matcher& matcher, std::span<uint32_t> bitmask) const {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.exact;
   }
-  vocab_->trie_.OrAccepted(matcher, bitmask);
+  return vocab_->trie_.OrAccepted(matcher, bitmask);
+}
+
+bool MaskCache::StateKey(const Matcher& matcher, std::string* key) {
+  const Matcher::State& s = matcher.state();
+  const MatcherOptions& o = matcher.options();
+  std::vector<std::vector<uint32_t>> stacks;
+  size_t positions = 0;
+  for (int32_t top : s.tops) {
+    std::vector<uint32_t>& stack = stacks.emplace_back();
+    for (int32_t n = top; n != Matcher::kEmptyStack; n = matcher.parent(n)) {
+      if (++positions > kMaxStateKey) return false;
+      stack.push_back(matcher.position(n));
+    }
+  }
+  std::sort(stacks.begin(), stacks.end());  // arena ids order the tops; content must not depend
+  std::vector<uint32_t> words = {
+      s.partial.bits,
+      s.partial.remaining | uint32_t{s.partial.next_lo} << 8 | uint32_t{s.partial.next_hi} << 16,
+      static_cast<uint32_t>(std::min<size_t>(o.max_stacks, UINT32_MAX)),
+      static_cast<uint32_t>(std::min<size_t>(o.max_stack_depth, UINT32_MAX)),
+      static_cast<uint32_t>(std::min<size_t>(o.max_expansion_steps, UINT32_MAX))};
+  for (const std::vector<uint32_t>& stack : stacks) {
+    words.push_back(static_cast<uint32_t>(stack.size()));
+    words.insert(words.end(), stack.begin(), stack.end());
+  }
+  key->assign(reinterpret_cast<const char*>(words.data()), words.size() * sizeof(uint32_t));
+  return true;
 }
 
 void MaskCache::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const {
-  std::fill(bitmask.begin(), bitmask.begin() + static_cast<ptrdiff_t>(vocab_->mask_words()), 0u);
+  const size_t words = vocab_->mask_words();
+  std::fill(bitmask.begin(), bitmask.begin() + static_cast<ptrdiff_t>(words), 0u);
   if (matcher.IsComplete()) {
     for (int32_t id : vocab_->eog_ids_) bitmask[id >> 5] |= 1u << (id & 31);
   }
   if (!matcher.CanContinue()) return;
-  const Matcher::State& s = matcher.state();
-  if (&matcher.grammar() != grammar_.get() || s.partial.remaining != 0) {
-    return Exact(matcher, bitmask);
+  if (&matcher.grammar() != grammar_.get()) {
+    Exact(matcher, bitmask);
+    return;
   }
+  std::string key;
+  const bool keyed = StateKey(matcher, &key);
+  if (keyed) {
+    std::shared_ptr<const std::vector<uint32_t>> whole;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = states_.find(key);
+      if (it != states_.end()) {
+        whole = it->second;
+        ++stats_.whole;
+      }
+    }
+    if (whole != nullptr) {
+      std::copy(whole->begin(), whole->end(), bitmask.begin());
+      return;
+    }
+  }
+  const size_t steps = FillUncached(matcher, bitmask);
+  if (!keyed || steps <= options_.min_state_steps) return;
+  auto whole = std::make_shared<const std::vector<uint32_t>>(
+      bitmask.begin(), bitmask.begin() + static_cast<ptrdiff_t>(words));
+  const size_t bytes = words * sizeof(uint32_t) + key.size();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (full_ || bytes_ + bytes > options_.max_bytes) {
+    full_ = true;
+    return;
+  }
+  if (states_.try_emplace(std::move(key), std::move(whole)).second) {
+    bytes_ += bytes;
+    ++stats_.states;
+  }
+}
+
+size_t MaskCache::FillUncached(const Matcher& matcher, std::span<uint32_t> bitmask) const {
+  const Matcher::State& s = matcher.state();
+  if (s.partial.remaining != 0) return Exact(matcher, bitmask);
   Classes k;
   for (int32_t top : s.tops) {
     if (top != Matcher::kEmptyStack) k.push_back(grammar_->item(matcher.position(top)).arg);
@@ -174,6 +238,7 @@ void MaskCache::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bi
   }
   for (size_t w = 0; w < entry->accepted.size(); ++w) bitmask[w] |= entry->accepted[w];
   entry->rests.OrAccepted(matcher, bitmask);
+  return 0;
 }
 
 MaskCache::Stats MaskCache::stats() const {
