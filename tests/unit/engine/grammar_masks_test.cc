@@ -124,8 +124,8 @@ TEST_P(MaskPrefetcherTest, EmptyBatchesAndDestructionMidBatch) {
   auto prefetch = std::make_unique<MaskPrefetcher>(GetParam());
   prefetch->Start({});
   prefetch->Finish();
-  std::vector<std::vector<uint32_t>> masks(
-      matchers_.size(), std::vector<uint32_t>(cache_->vocab().mask_words()));
+  std::vector<std::vector<uint32_t>> masks(matchers_.size(),
+                                           std::vector<uint32_t>(cache_->vocab().mask_words()));
   std::vector<MaskPrefetcher::Task> tasks;
   for (size_t k = 0; k < matchers_.size(); ++k) {
     tasks.push_back({.cache = cache_.get(), .matcher = &matchers_[k], .mask = masks[k]});
