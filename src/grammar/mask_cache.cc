@@ -188,12 +188,14 @@ void MaskCache::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bi
       bitmask.begin(), bitmask.begin() + static_cast<ptrdiff_t>(words));
   const size_t bytes = words * sizeof(uint32_t) + key.size();
   std::lock_guard<std::mutex> lock(mu_);
-  if (full_ || bytes_ + bytes > options_.max_bytes) {
-    full_ = true;
+  // At most half the budget, so that whole masks never crowd out the self-loop entries.
+  if (full_ || state_bytes_ + bytes > options_.max_bytes / 2 ||
+      bytes_ + bytes > options_.max_bytes) {
     return;
   }
   if (states_.try_emplace(std::move(key), std::move(whole)).second) {
     bytes_ += bytes;
+    state_bytes_ += bytes;
     ++stats_.states;
   }
 }

@@ -29,7 +29,8 @@
 // matcher's limits. The walk depends on nothing else (the limits are checked on stack depths and
 // counts, which the positions fix), so any matcher of this grammar in that state gets the same
 // mask: the states of a schema's repeated items, and of every request with the same schema, are
-// walked once. Stacks with more than kMaxStateKey positions in all are not kept.
+// walked once. Stacks with more than kMaxStateKey positions in all are not kept, and whole masks
+// take at most half of MaskCacheOptions::max_bytes.
 //
 // Memory: entries are built lazily on first use and never evicted; their heap (a bitset of
 // n_vocab bits and a trie of token suffixes, at most the vocabulary trie, per (K, L); a list of
@@ -124,6 +125,7 @@ class MaskCache {
       loop_entries_;
   mutable std::unordered_map<std::string, std::shared_ptr<const std::vector<uint32_t>>> states_;
   mutable size_t bytes_ = 0;
+  mutable size_t state_bytes_ = 0;  // of states_, at most half of max_bytes
   mutable bool full_ = false;
   mutable Stats stats_;
 };
