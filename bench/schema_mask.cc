@@ -12,11 +12,10 @@
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/model_runner.h"
 #include "grammar/json_schema.h"
@@ -102,14 +101,14 @@ int main(int argc, char** argv) {
   const TokenVocabulary& v = **vocab;
   Times exact, cold, warm, cold_no_states;
   MaskCache cache(*vocab, *grammar);
-  MaskCache no_states(*vocab, *grammar,
-                      {.min_state_steps = std::numeric_limits<size_t>::max()});
+  MaskCache no_states(*vocab, *grammar, {.min_state_steps = std::numeric_limits<size_t>::max()});
   auto fill_with = [](const MaskCache& c) {
     return [&c](const Matcher& m, std::span<uint32_t> mask) { c.FillNextTokenMask(m, mask); };
   };
-  if (!Walk(*grammar, v, tokens,
-            [&](const Matcher& m, std::span<uint32_t> mask) { v.FillNextTokenMask(m, mask); },
-            &exact) ||
+  if (!Walk(
+          *grammar, v, tokens,
+          [&](const Matcher& m, std::span<uint32_t> mask) { v.FillNextTokenMask(m, mask); },
+          &exact) ||
       !Walk(*grammar, v, tokens, fill_with(cache), &cold) ||
       !Walk(*grammar, v, tokens, fill_with(cache), &warm) ||
       !Walk(*grammar, v, tokens, fill_with(no_states), &cold_no_states)) {
