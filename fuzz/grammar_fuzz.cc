@@ -8,11 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "grammar/grammar.h"
 #include "grammar/json_schema.h"
@@ -34,13 +33,12 @@ void Check(bool ok) {
 // empty control token and an end-of-generation token (the last).
 const TokenVocabulary& Vocabulary() {
   static const std::shared_ptr<const TokenVocabulary> vocab = [] {
-    std::vector<std::string> t = {"{",    "}",     "[",   "]",    ":",    ",",      "\"",   "\\",
-                                  " ",    "\n",    "  ",  "\": ", "\",",  "{\"",    "a",    "b",
-                                  "x",    "ab",    "abc", "name", "true", "false",  "null", "0",
-                                  "1",    "12",    "-",   ".",    "e",    "é",      "\xC3", "\xA9",
-                                  "中",   "\xE4",  "\xB8\xAD", "😀", "\\n", "\\u00", "aé",   "}\n",
-                                  "\"}",  "1.5",   "+",   "*",    "(",    ")",      "|",    "",
-                                  "<eos>"};
+    std::vector<std::string> t = {
+        "{",    "}",     "[",    "]",    ":",        ",",  "\"",  "\\",    " ",    "\n",
+        "  ",   "\": ",  "\",",  "{\"",  "a",        "b",  "x",   "ab",    "abc",  "name",
+        "true", "false", "null", "0",    "1",        "12", "-",   ".",     "e",    "é",
+        "\xC3", "\xA9",  "中",   "\xE4", "\xB8\xAD", "😀",  "\\n", "\\u00", "aé",   "}\n",
+        "\"}",  "1.5",   "+",    "*",    "(",        ")",  "|",   "",      "<eos>"};
     const int32_t eog = static_cast<int32_t>(t.size()) - 1;
     auto v = TokenVocabulary::Create(std::move(t), std::vector<int32_t>{eog});
     Check(v.ok());

@@ -8,14 +8,13 @@
 // what is not UTF-8).
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "chat/tool_call_parser.h"
 #include "base/utf8.h"
+#include "chat/tool_call_parser.h"
 #include "chat/tool_calls.h"
 
 namespace {

@@ -120,6 +120,7 @@ Runner AddChatCommand(CLI::App& app) {
     Result<ChatTemplate> tmpl = LoadChatTemplate(o->chat_template, (*loaded)->file());
     if (!tmpl.ok()) return ReportError("chat template: " + tmpl.status().message());
     engine::EngineOptions eo{.max_seqs = 1, .max_queue = 1};
+    ApplyEngineEnvironment(&eo);
     if (Status s = o->spec.Apply(**loaded, &eo); !s.ok()) return ReportError(s);
     Result<std::unique_ptr<engine::Engine>> created = engine::Engine::Create(loaded->get(), eo);
     if (!created.ok()) return ReportError(created.status());

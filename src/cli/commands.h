@@ -67,6 +67,10 @@ struct SpecFlags {
   std::string Name() const;
 };
 void AddSpecFlags(CLI::App* sub, SpecFlags* flags);
+// Engine settings from the environment (run, chat, serve): GANNET_GRAMMAR_OVERLAP=0 computes
+// grammar masks after the forward pass rather than during it (EngineOptions::grammar_overlap; the
+// output is the same, for timing one against the other).
+void ApplyEngineEnvironment(engine::EngineOptions* options);
 
 // Prints "gannet: error: <status message>" to stderr and returns 1.
 int ReportError(const Status& status);

@@ -89,6 +89,7 @@ int Run(RunOptions& o) {
   if (o.batch < 1 || o.batch > INT32_MAX) return ReportError("--batch-size must be positive");
   engine::EngineOptions eo{
       .max_batch_tokens = static_cast<int32_t>(o.batch), .max_seqs = 1, .max_queue = 1};
+  ApplyEngineEnvironment(&eo);
   if (Status s = o.spec.Apply(**runner, &eo); !s.ok()) return ReportError(s);
   Result<std::unique_ptr<engine::Engine>> created = engine::Engine::Create(runner->get(), eo);
   if (!created.ok()) return ReportError(created.status());

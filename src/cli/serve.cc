@@ -272,6 +272,7 @@ Runner AddServeCommand(CLI::App& app) {
                              .max_queue = o->max_queue,
                              .prefix_caching = !o->no_prefix_cache,
                              .itl_factor = o->itl_factor};
+    ApplyEngineEnvironment(&eo);
     if (Status s = o->spec.Apply(**loaded, &eo); !s.ok()) {
       http.Shutdown(std::chrono::milliseconds(0));
       return ReportError(s);

@@ -1,4 +1,6 @@
-// The speculative decoding options of `run`, `chat`, `serve` and `bench`.
+// The engine options `run`, `chat` and `serve` share: speculative decoding's flags, and the
+// settings read from the environment.
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -52,6 +54,12 @@ std::string SpecFlags::Name() const {
     return "draft:" + std::filesystem::path(path).filename().string();
   }
   return method;
+}
+
+void ApplyEngineEnvironment(engine::EngineOptions* options) {
+  if (const char* v = std::getenv("GANNET_GRAMMAR_OVERLAP"); v != nullptr) {
+    options->grammar_overlap = std::string(v) != "0";
+  }
 }
 
 }  // namespace gannet::cli

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "engine/engine_internal.h"
 #include "engine/output_processor.h"
 
 namespace gannet::engine {
@@ -62,61 +63,6 @@ Result<SpecMethod> ParseSpecMethod(std::string_view name, std::string* draft_pat
   return Status::InvalidArgument("unknown speculative decoding method '" + std::string(name) +
                                  "' (choices: none, ngram, draft:FILE)");
 }
-
-// `where`: "at the start of the output" or "partway through the output".
-Status GrammarTooCostly(const char* where) {
-  return Status::InvalidArgument(
-      std::string("grammar: the set of tokens allowed ") + where + " needs more than " +
-      std::to_string(grammar::MatcherOptions().max_mask_work) +
-      " matching steps; the grammar is too ambiguous (too many alternatives stay open at once) "
-      "to constrain generation at token speed: simplify it");
-}
-
-struct Engine::Active {
-  RequestId id = 0;
-  GenerationRequest request;
-  GenerationCallbacks callbacks;
-  std::vector<Sampler> samplers;         // one per sample
-  std::vector<OutputProcessor> outputs;  // one per sample
-  std::vector<std::string> tails;        // text released after a sample's last on_token
-  // Constrained decoding (request.grammar): the shared mask cache, one matcher and mask per sample.
-  std::shared_ptr<const grammar::MaskCache> masks;
-  std::vector<grammar::Matcher> matchers;
-  std::vector<std::vector<uint32_t>> mask_words;
-  std::vector<Status> failures;  // per sample: a mask past its work budget ended it
-  // Lazy grammar: per sample, the watch for its first trigger (empty: the grammar always applies).
-  std::vector<grammar::TriggerWatch> watches;
-  bool Constrained(size_t sample) const {
-    return masks != nullptr && (watches.empty() || watches[sample].fired());
-  }
-  // Speculative decoding: per sample, the index its drafts come from and its draft control.
-  std::vector<NgramDrafter> drafters;
-  std::vector<SpecController> spec;
-  // With a draft model instead: per sample, its tokens (prompt and emitted output).
-  std::vector<std::vector<int32_t>> history;
-  int64_t completion_tokens = 0;
-  int64_t cached_prompt_tokens = 0;  // positions its first step found in the prefix cache
-  bool scheduled_once = false;
-  Clock::time_point submitted, first_scheduled, first_token, last_token;
-};
-
-// One (sequence, sample) of a step that produced logits.
-struct Engine::SampleJob {
-  struct Token {
-    int32_t token = 0;
-    float logprob = 0.0f;
-    std::vector<TokenLogprob> top;
-    TokenOutput output;
-  };
-  size_t row = 0;  // the entry's first logits row
-  const ScheduledSeq* entry = nullptr;
-  Active* active = nullptr;   // nullptr: the request was cancelled since Schedule()
-  int32_t index = 0;          // sample index within the request
-  std::vector<Token> tokens;  // sampled, in order: several when draft tokens were accepted
-  std::vector<std::pair<int64_t, int64_t>> moves;  // K/V slots of accepted draft tokens to move
-  Draft draft;                                     // for the sequence's next step
-  int32_t draft_budget = 0;  // draft tokens the draft model is to propose (DraftWithModel)
-};
 
 Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const EngineOptions& options) {
   if (runner == nullptr) return Status::InvalidArgument("no model runner");
@@ -201,7 +147,8 @@ Engine::Engine(ModelRunner* runner, const EngineOptions& options, Scheduler sche
              std::max(kMinPromptChunk, options.max_batch_tokens)),
       model_drafter_(std::move(model_drafter)),
       work_(static_cast<size_t>(std::max(1, runner->n_threads())),
-            std::vector<float>(static_cast<size_t>(runner->config().n_vocab))) {}
+            std::vector<float>(static_cast<size_t>(runner->config().n_vocab))),
+      prefetch_(std::make_unique<MaskPrefetcher>(options.grammar_overlap)) {}
 
 Engine::~Engine() { Shutdown(std::chrono::milliseconds(0)); }
 
@@ -323,8 +270,10 @@ void Engine::Loop() {
     if (!out.empty()) {
       const Clock::time_point step_start = Clock::now();
       bool aborted = false;
+      StartMasks(out);
       Result<std::span<const float>> logits = Execute(out, &aborted);
       if (!logits.ok()) {
+        FinishMasks();
         FailStep(out, logits.status(), aborted);
       } else {
         int32_t decodes = 0, decode_rows = 0;
@@ -337,6 +286,7 @@ void Engine::Loop() {
         spec_threshold_ =
             options_.spec_adaptive ? spec_cost_.Threshold(decodes, out.num_tokens) : 0.0;
         Sample(out, *logits);
+        FinishMasks();
         // The draft model's passes are timed apart: the pacer and the cost model's a and b
         // describe the target's passes; the draft's cost is charged to its draft rows.
         const Clock::time_point draft_start = Clock::now();
@@ -409,6 +359,7 @@ void Engine::Admit(std::deque<Pending>& incoming) {
                           grammar::TriggerWatch(std::make_shared<const grammar::GrammarTriggers>(
                               p.request.grammar_triggers)));
       }
+      a->prefetched.assign(static_cast<size_t>(p.request.n), -1);
     }
     SchedulerRequest sr{.id = p.id,
                         .prompt = p.request.prompt,
@@ -536,7 +487,9 @@ void Engine::RunSampleJob(SampleJob& job, std::span<const float> logits,
     const std::span<const float> lg = logits.subspan((job.row + node) * n_vocab, n_vocab);
     std::copy(lg.begin(), lg.end(), w.begin());
     const bool constrained = a.Constrained(i);
-    const GrammarMask gm = constrained ? ApplyGrammar(a, i, w) : GrammarMask::kSome;
+    const GrammarMask gm =
+        constrained ? ApplyGrammar(a, i, w, node == 0 ? TakePrefetchedMask(a, i) : Prefetched::kNo)
+                    : GrammarMask::kSome;
     if (gm != GrammarMask::kSome) {
       // The grammar allows nothing here (a dead end), or the mask cost more than its budget (the
       // request then fails): the sample ends without a token.
@@ -627,66 +580,6 @@ void Engine::DraftWithModel() {
   // the target's output never depends on them.
   (void)model_drafter_->Propose(draft_requests_);
   spec_cost_.ObserveDraft(wanted, Seconds(Clock::now() - start));
-}
-
-Engine::GrammarMask Engine::ApplyGrammar(Active& a, size_t sample, std::span<float> logits) {
-  std::vector<uint32_t>& mask = a.mask_words[sample];
-  if (!a.masks->FillNextTokenMask(a.matchers[sample], mask)) return GrammarMask::kTooCostly;
-  bool any = false;
-  for (size_t t = 0; t < logits.size(); ++t) {
-    const bool allowed = t / 32 < mask.size() && ((mask[t / 32] >> (t % 32)) & 1u) != 0;
-    if (!allowed) logits[t] = -std::numeric_limits<float>::infinity();
-    any |= allowed;
-  }
-  return any ? GrammarMask::kSome : GrammarMask::kNone;
-}
-
-int32_t Engine::WatchTrigger(Active& a, size_t sample, int32_t token, std::span<const float> logits,
-                             std::span<float> work) {
-  const grammar::TokenVocabulary& vocab = a.masks->vocab();
-  grammar::TriggerWatch& watch = a.watches[sample];
-  if (watch.Observe(vocab, token, &a.matchers[sample])) return token;
-  // The token completed a trigger with bytes after it that the grammar refuses (rare: a marker
-  // is usually a token of its own). Sample again from the row without every such token.
-  std::vector<uint32_t>& refused = a.mask_words[sample];
-  std::fill(refused.begin(), refused.end(), 0u);
-  watch.OrRefused(vocab, a.matchers[sample], refused);
-  std::copy(logits.begin(), logits.end(), work.begin());
-  for (size_t t = 0; t < work.size() && t / 32 < refused.size(); ++t) {
-    if ((refused[t / 32] >> (t % 32)) & 1u) work[t] = -std::numeric_limits<float>::infinity();
-  }
-  token = a.samplers[sample].Sample(work);
-  // Refused only when every allowed logit was -inf (the sampler then answers 0): a dead end.
-  return watch.Observe(vocab, token, &a.matchers[sample]) ? token : -1;
-}
-
-std::shared_ptr<const grammar::MaskCache> Engine::MasksFor(
-    std::shared_ptr<const grammar::TokenVocabulary> vocab,
-    const std::shared_ptr<const grammar::Grammar>& grammar) {
-  std::lock_guard<std::mutex> lock(vocab_mu_);
-  for (auto it = mask_caches_.begin(); it != mask_caches_.end(); ++it) {
-    if ((*it)->grammar() == grammar.get()) {
-      mask_caches_.splice(mask_caches_.begin(), mask_caches_, it);
-      return mask_caches_.front();
-    }
-  }
-  mask_caches_.push_front(std::make_shared<const grammar::MaskCache>(std::move(vocab), grammar));
-  if (mask_caches_.size() > kMaxMaskCaches) mask_caches_.pop_back();
-  return mask_caches_.front();
-}
-
-Result<std::shared_ptr<const grammar::TokenVocabulary>> Engine::GrammarVocabulary() {
-  std::lock_guard<std::mutex> lock(vocab_mu_);
-  if (vocab_ != nullptr) return vocab_;
-  // One entry per logits row: ids past the tokenizer's vocabulary have no bytes (never allowed).
-  const Tokenizer& tok = runner_->tokenizer();
-  std::vector<std::string> pieces(static_cast<size_t>(runner_->config().n_vocab));
-  for (int32_t id = 0; id < tok.n_vocab(); ++id) {
-    pieces[static_cast<size_t>(id)] = tok.TokenToPiece(id, /*render_special=*/false);
-  }
-  GANNET_ASSIGN_OR_RETURN(
-      vocab_, grammar::TokenVocabulary::Create(std::move(pieces), tok.end_of_generation_ids()));
-  return vocab_;
 }
 
 StepResult Engine::EmitOutputs(const SchedulerOutput& out) {

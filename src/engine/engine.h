@@ -46,6 +46,7 @@
 #include "base/status.h"
 #include "engine/draft_model.h"
 #include "engine/finish_reason.h"
+#include "engine/grammar_masks.h"
 #include "engine/model_runner.h"
 #include "engine/ngram_drafter.h"
 #include "engine/paged_kv.h"
@@ -95,6 +96,9 @@ struct EngineOptions {
   // Create). Must outlive the Engine and be used by nothing else meanwhile. Its KV pool gets as
   // many blocks as the target's, plus room for every sequence's draft chain.
   ModelRunner* draft_model = nullptr;
+  // Constrained decoding: compute each step's grammar masks on a worker thread while the forward
+  // pass runs (engine/grammar_masks.h) rather than after it. The outputs are the same either way.
+  bool grammar_overlap = true;
 };
 
 struct GenerationRequest {
@@ -250,13 +254,23 @@ class Engine {
   static constexpr size_t kMaxMaskCaches = 8;
   // Masks out what the sample's grammar does not allow next: kNone when nothing is allowed,
   // kTooCostly when the mask ran past its work budget (grammar::MatcherOptions::max_mask_work).
+  // `prefetched`: whether the sample's mask is already computed (TakePrefetchedMask).
   enum class GrammarMask { kSome, kNone, kTooCostly };
-  static GrammarMask ApplyGrammar(Active& a, size_t sample, std::span<float> logits);
+  enum class Prefetched { kNo, kFilled, kTooCostly };
+  static GrammarMask ApplyGrammar(Active& a, size_t sample, std::span<float> logits,
+                                  Prefetched prefetched);
   // A lazy grammar (request.grammar_triggers) that has not started: watches the unconstrained
   // token sampled from `logits` (the row, unmasked); when it fires a trigger whose part the grammar
   // refuses, samples again without such tokens. Returns the token taken, -1 for none (a dead end).
   static int32_t WatchTrigger(Active& a, size_t sample, int32_t token,
                               std::span<const float> logits, std::span<float> work);
+  // Hands the step's constrained samples' masks to prefetch_ before the forward pass; FinishMasks
+  // takes them back (before anything may destroy an Active). TakePrefetchedMask: whether the
+  // sample's mask was prefetched this step (and within budget), once it is in place (a sampling
+  // job, once per sample).
+  void StartMasks(const SchedulerOutput& out);
+  void FinishMasks();
+  Prefetched TakePrefetchedMask(Active& a, size_t sample) const;
   // One sampling job: the entry's row(s), its draft tree followed while it matches, the next draft.
   void RunSampleJob(SampleJob& job, std::span<const float> logits, std::vector<float>& work) const;
   void ProposeDraft(SampleJob& job) const;
@@ -296,6 +310,9 @@ class Engine {
   std::vector<std::vector<float>> work_;  // one logits buffer per pool thread
   std::vector<SampleJob> jobs_;
   std::vector<DraftRequest> draft_requests_;
+  std::unique_ptr<MaskPrefetcher> prefetch_;
+  std::vector<MaskPrefetcher::Task> prefetch_tasks_;
+  std::vector<std::pair<Active*, size_t>> prefetch_owners_;  // per task: its sample
   int64_t step_prompt_tokens_ = 0, step_generated_tokens_ = 0;
   std::thread thread_;
 };

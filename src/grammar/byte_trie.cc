@@ -47,8 +47,10 @@ ByteTrie ByteTrie::Build(std::vector<std::pair<std::string_view, int32_t>> entri
   return trie;
 }
 
-bool ByteTrie::OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask,
-                          uint64_t max_work) const {
+bool ByteTrie::OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask, uint64_t max_work,
+                          size_t* byte_steps) const {
+  size_t steps = 0;
+  if (byte_steps != nullptr) *byte_steps = 0;
   if (nodes_[0].num_edges == 0) return true;
   Matcher work = matcher;  // scratch: the walk adds stack nodes and rolls them back
   const uint64_t work_end = matcher.work() + max_work;
@@ -73,6 +75,7 @@ bool ByteTrie::OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask,
     uint32_t edge = node.first_edge + f.next_edge++;
     size_t depth = frames.size();
     size_t mark = work.Mark();
+    ++steps;
     const bool stepped = work.StepByte(states[depth - 1], edge_bytes_[edge], &states[depth]);
     if (work.work() > work_end) return false;
     if (!stepped) {
@@ -91,6 +94,7 @@ bool ByteTrie::OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask,
       work.Rollback(mark);
     }
   }
+  if (byte_steps != nullptr) *byte_steps = steps;
   return true;
 }
 

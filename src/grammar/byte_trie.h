@@ -25,10 +25,10 @@ class ByteTrie {
   // copy of the state one byte per edge, every live stack at once, and prunes a subtree at its
   // first rejected byte; stack nodes made in a subtree are rolled back as the walk leaves it.
   // False when the walk would do more than `max_work` (Matcher::work() units): the bits set so
-  // far are then a subset of the answer.
-  // REQUIRES: every id < 32 * bitmask.size().
+  // far are then a subset of the answer. `byte_steps` (optional) gets the number of byte steps
+  // taken, the walk's cost. REQUIRES: every id < 32 * bitmask.size().
   [[nodiscard]] bool OrAccepted(const Matcher& matcher, std::span<uint32_t> bitmask,
-                                uint64_t max_work) const;
+                                uint64_t max_work, size_t* byte_steps = nullptr) const;
 
   size_t num_nodes() const { return nodes_.size(); }
   // Heap bytes held, for cache budgets.

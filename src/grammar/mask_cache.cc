@@ -119,34 +119,101 @@ std::shared_ptr<const MaskCache::LoopEntry> MaskCache::GetLoopEntry(
   return it->second;
 }
 
-bool MaskCache::Exact(const Matcher& matcher, std::span<uint32_t> bitmask) const {
+bool MaskCache::Exact(const Matcher& matcher, std::span<uint32_t> bitmask, size_t* steps) const {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.exact;
   }
-  return vocab_->trie_.OrAccepted(matcher, bitmask, matcher.options().max_mask_work);
+  return vocab_->trie_.OrAccepted(matcher, bitmask, matcher.options().max_mask_work, steps);
+}
+
+bool MaskCache::StateKey(const Matcher& matcher, std::string* key) {
+  const Matcher::State& s = matcher.state();
+  const MatcherOptions& o = matcher.options();
+  std::vector<std::vector<uint32_t>> stacks;
+  size_t positions = 0;
+  for (int32_t top : s.tops) {
+    std::vector<uint32_t>& stack = stacks.emplace_back();
+    for (int32_t n = top; n != Matcher::kEmptyStack; n = matcher.parent(n)) {
+      if (++positions > kMaxStateKey) return false;
+      stack.push_back(matcher.position(n));
+    }
+  }
+  std::sort(stacks.begin(), stacks.end());  // arena ids order the tops; content must not depend
+  std::vector<uint32_t> words = {
+      s.partial.bits,
+      s.partial.remaining | uint32_t{s.partial.next_lo} << 8 | uint32_t{s.partial.next_hi} << 16,
+      static_cast<uint32_t>(std::min<size_t>(o.max_stacks, UINT32_MAX)),
+      static_cast<uint32_t>(std::min<size_t>(o.max_stack_depth, UINT32_MAX)),
+      static_cast<uint32_t>(std::min<size_t>(o.max_expansion_steps, UINT32_MAX))};
+  for (const std::vector<uint32_t>& stack : stacks) {
+    words.push_back(static_cast<uint32_t>(stack.size()));
+    words.insert(words.end(), stack.begin(), stack.end());
+  }
+  key->assign(reinterpret_cast<const char*>(words.data()), words.size() * sizeof(uint32_t));
+  return true;
 }
 
 bool MaskCache::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bitmask) const {
-  std::fill(bitmask.begin(), bitmask.begin() + static_cast<ptrdiff_t>(vocab_->mask_words()), 0u);
+  const size_t words = vocab_->mask_words();
+  std::fill(bitmask.begin(), bitmask.begin() + static_cast<ptrdiff_t>(words), 0u);
   if (matcher.IsComplete()) {
     for (int32_t id : vocab_->eog_ids_) bitmask[id >> 5] |= 1u << (id & 31);
   }
   if (!matcher.CanContinue()) return true;
   vocab_->OrSymbols(matcher, bitmask);
-  const Matcher::State& s = matcher.state();
-  if (&matcher.grammar() != grammar_.get() || s.partial.remaining != 0) {
-    return Exact(matcher, bitmask);
+  size_t steps = 0;
+  if (&matcher.grammar() != grammar_.get()) return Exact(matcher, bitmask, &steps);
+  std::string key;
+  const bool keyed = StateKey(matcher, &key);
+  if (keyed) {
+    std::shared_ptr<const std::vector<uint32_t>> whole;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = states_.find(key);
+      if (it != states_.end()) {
+        whole = it->second;
+        ++stats_.whole;
+      }
+    }
+    if (whole != nullptr) {
+      std::copy(whole->begin(), whole->end(), bitmask.begin());
+      return true;
+    }
   }
+  if (!FillUncached(matcher, bitmask, &steps)) return false;
+  if (!keyed || steps <= options_.min_state_steps) return true;
+  auto whole = std::make_shared<const std::vector<uint32_t>>(
+      bitmask.begin(), bitmask.begin() + static_cast<ptrdiff_t>(words));
+  const size_t bytes = words * sizeof(uint32_t) + key.size();
+  std::lock_guard<std::mutex> lock(mu_);
+  // At most half the budget, so that whole masks never crowd out the self-loop entries.
+  if (full_ || state_bytes_ + bytes > options_.max_bytes / 2 ||
+      bytes_ + bytes > options_.max_bytes) {
+    return true;
+  }
+  if (states_.try_emplace(std::move(key), std::move(whole)).second) {
+    bytes_ += bytes;
+    state_bytes_ += bytes;
+    ++stats_.states;
+  }
+  return true;
+}
+
+bool MaskCache::FillUncached(const Matcher& matcher, std::span<uint32_t> bitmask,
+                             size_t* steps) const {
+  *steps = 0;
+  const Matcher::State& s = matcher.state();
+  if (s.partial.remaining != 0) return Exact(matcher, bitmask, steps);
   Classes k;
   for (int32_t top : s.tops) {
     if (top != Matcher::kEmptyStack) k.push_back(grammar_->item(matcher.position(top)).arg);
   }
   std::sort(k.begin(), k.end());
   k.erase(std::unique(k.begin(), k.end()), k.end());
-  if (k.size() > options_.max_classes) return Exact(matcher, bitmask);
+  if (k.size() > options_.max_classes) return Exact(matcher, bitmask, steps);
   std::shared_ptr<const ClassEntry> class_entry = GetClassEntry(k);
-  if (class_entry == nullptr) return Exact(matcher, bitmask);
+  if (class_entry == nullptr) return Exact(matcher, bitmask, steps);
 
   // L: the signatures whose step gives S back, stack for stack. Stepping depends only on the
   // signature, so one representative code point decides for all that share it.
@@ -169,9 +236,9 @@ bool MaskCache::FillNextTokenMask(const Matcher& matcher, std::span<uint32_t> bi
   const uint64_t spent = work.work() - matcher.work();
   const uint64_t budget = matcher.options().max_mask_work;
   if (spent > budget) return false;
-  if (loops.empty()) return Exact(matcher, bitmask);
+  if (loops.empty()) return Exact(matcher, bitmask, steps);
   std::shared_ptr<const LoopEntry> entry = GetLoopEntry(k, loops);
-  if (entry == nullptr) return Exact(matcher, bitmask);
+  if (entry == nullptr) return Exact(matcher, bitmask, steps);
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.fast;

@@ -21,6 +21,17 @@
 // the exact walk. States that are not self-loops, have more than max_classes classes at their tops
 // or are inside a split UTF-8 character take the exact walk over the whole vocabulary.
 //
+// Whole masks per state: a state whose mask took the exact walk and cost more than
+// MaskCacheOptions::min_state_steps byte steps (one that admits many bytes without being a
+// self-loop, such as a bounded repetition `[^"]{0,12}`, whose positions all differ) has its whole
+// mask kept, keyed by the state's content: every stack's grammar positions from top to bottom (not
+// the matcher's arena ids, which differ between matchers), the partial UTF-8 character and the
+// matcher's limits. The walk depends on nothing else (the limits are checked on stack depths and
+// counts, which the positions fix), so any matcher of this grammar in that state gets the same
+// mask: the states of a schema's repeated items, and of every request with the same schema, are
+// walked once. Stacks with more than kMaxStateKey positions in all are not kept, and whole masks
+// take at most half of MaskCacheOptions::max_bytes.
+//
 // Memory: entries are built lazily on first use and never evicted; their heap (a bitset of
 // n_vocab bits and a trie of token suffixes, at most the vocabulary trie, per (K, L); a list of
 // code points per K) is counted, and once it reaches MaskCacheOptions::max_bytes no entry is
@@ -38,6 +49,8 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -51,6 +64,9 @@ namespace gannet::grammar {
 struct MaskCacheOptions {
   size_t max_bytes = size_t{64} << 20;  // heap of the entries; past it nothing more is cached
   size_t max_classes = 16;              // distinct classes at the stack tops (at most 32)
+  // A state whose exact walk takes more byte steps than this keeps its whole mask (n_vocab / 8
+  // bytes); cheaper states are walked each time.
+  size_t min_state_steps = 4096;
 };
 
 class MaskCache {
@@ -71,6 +87,8 @@ class MaskCache {
     size_t bytes = 0;    // counted heap of all entries
     size_t fast = 0;     // masks filled by the self-loop path
     size_t exact = 0;    // masks filled by the exact walk
+    size_t states = 0;   // whole masks kept per state
+    size_t whole = 0;    // masks copied from a kept state
   };
   Stats stats() const;
 
@@ -90,7 +108,14 @@ class MaskCache {
   std::shared_ptr<const LoopEntry> GetLoopEntry(const Classes& k,
                                                 const std::vector<uint32_t>& loops) const;
   uint32_t Signature(const Classes& k, uint32_t cp) const;
-  bool Exact(const Matcher& matcher, std::span<uint32_t> bitmask) const;
+  // The fill without the per-state masks; false past the work budget (`*steps` is then
+  // unspecified), else `*steps` gets the exact walk's byte steps (0 when the self-loop path filled
+  // it). REQUIRES: the mask cleared, the matcher of this grammar.
+  bool FillUncached(const Matcher& matcher, std::span<uint32_t> bitmask, size_t* steps) const;
+  bool Exact(const Matcher& matcher, std::span<uint32_t> bitmask, size_t* steps) const;
+  // The state's content (see above) as bytes; false when it has over kMaxStateKey positions.
+  static bool StateKey(const Matcher& matcher, std::string* key);
+  static constexpr size_t kMaxStateKey = 4096;
 
   std::shared_ptr<const TokenVocabulary> vocab_;
   std::shared_ptr<const Grammar> grammar_;
@@ -100,7 +125,9 @@ class MaskCache {
   mutable std::map<Classes, std::shared_ptr<const ClassEntry>> class_entries_;
   mutable std::map<std::pair<Classes, std::vector<uint32_t>>, std::shared_ptr<const LoopEntry>>
       loop_entries_;
+  mutable std::unordered_map<std::string, std::shared_ptr<const std::vector<uint32_t>>> states_;
   mutable size_t bytes_ = 0;
+  mutable size_t state_bytes_ = 0;  // of states_, at most half of max_bytes
   mutable bool full_ = false;
   mutable Stats stats_;
 };

@@ -98,6 +98,8 @@ class Matcher {
   // The grammar position (a kChars item) at stack node `node`. REQUIRES: a node of state().tops
   // other than kEmptyStack.
   uint32_t position(int32_t node) const { return nodes_[node].pos; }
+  // The node below `node` on its stack (kEmptyStack at the bottom). REQUIRES: as position().
+  int32_t parent(int32_t node) const { return nodes_[node].parent; }
   // Arena bookkeeping for the mask walk: nodes made after Mark() are dropped by Rollback().
   size_t Mark() const { return nodes_.size(); }
   void Rollback(size_t mark);

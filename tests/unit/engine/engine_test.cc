@@ -490,6 +490,117 @@ TEST_F(EngineControl, LazyGrammarTokenTriggerWithRenderedMarkerAndSpeculation) {
   EXPECT_EQ(texts[0], texts[1]);
 }
 
+// Grammar masks computed during the forward pass (EngineOptions::grammar_overlap) or after it,
+// with or without speculative decoding: the same tokens, log-probabilities, texts and finish
+// reasons, for greedy and seeded requests with n > 1 beside an unconstrained one, batched.
+TEST_F(EngineControl, GrammarMasksDuringTheForwardPassChangeNoOutput) {
+  Result<std::shared_ptr<const grammar::Grammar>> g =
+      grammar::Grammar::Compile("root ::= (\"<\" [a-d]{1,3} \">\" [^<>!]* \" \")+ \"!\"");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 6; ++i) {
+    SamplingParams sp{.temperature = 0.0f};
+    if (i % 2 == 1) {
+      sp = {.temperature = 1.3f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = 40u + i};
+    }
+    reqs.push_back({.prompt = Prompt(i, 4 + i, n_vocab_),
+                    .max_tokens = 24,
+                    .n = 1 + i % 3,
+                    .sampling = sp,
+                    .top_logprobs = 1,
+                    .grammar = i == 4 ? nullptr : *g});
+  }
+  struct Outcome {
+    std::vector<std::vector<int32_t>> tokens;
+    std::vector<std::string> text;
+    std::vector<FinishReason> finish;
+    bool operator==(const Outcome&) const = default;
+  };
+  auto run = [&](bool overlap, bool spec) {
+    EngineOptions options{.block_size = 4, .max_batch_tokens = 64, .max_seqs = 16};
+    options.grammar_overlap = overlap;
+    if (spec) {
+      options.spec = SpecMethod::kNgram;
+      options.spec_adaptive = false;
+    }
+    auto s = Engine::Create(eng_.get(), options);
+    EXPECT_TRUE(s.ok());
+    std::vector<Collected> col(reqs.size());
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      EXPECT_TRUE((*s)->Submit(reqs[i], col[i].Callbacks(reqs[i].n)).ok());
+    }
+    std::vector<Outcome> outs;
+    for (Collected& c : col) {
+      EXPECT_TRUE(c.Wait());
+      EXPECT_TRUE(c.result.status.ok()) << c.result.status.ToString();
+      Outcome o{.tokens = c.tokens, .text = c.text};
+      for (const SampleResult& r : c.result.samples) o.finish.push_back(r.finish);
+      outs.push_back(std::move(o));
+    }
+    (*s)->Shutdown(std::chrono::milliseconds(0));
+    EXPECT_EQ((*s)->stats().kv_blocks_used, 0);
+    return outs;
+  };
+  const std::vector<Outcome> after = run(false, false);
+  const std::regex prefix("(<[a-d]{1,3}>[^<>!]* )*(<[a-d]{0,3}(>[^<>!]*)?)?!?");
+  size_t constrained_tokens = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    if (reqs[i].grammar == nullptr) continue;
+    for (size_t k = 0; k < after[i].text.size(); ++k) {
+      EXPECT_TRUE(std::regex_match(after[i].text[k], prefix)) << after[i].text[k];
+      constrained_tokens += after[i].tokens[k].size();
+    }
+  }
+  EXPECT_GT(constrained_tokens, 100u);  // the grammar was followed for many tokens
+  for (bool spec : {false, true}) {
+    const std::vector<Outcome> during = run(true, spec), plain = run(false, spec);
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      EXPECT_EQ(during[i], after[i]) << "request " << i << (spec ? " with speculation" : "");
+      EXPECT_EQ(plain[i], after[i]) << "request " << i << (spec ? " with speculation" : "");
+    }
+  }
+}
+
+// Requests cancelled from another thread at any moment, masks possibly being computed for them
+// (an all-cancelled step aborts its forward pass): each ends once, as cancelled or finished, and
+// every KV block is freed.
+TEST_F(EngineControl, CancellingConstrainedRequestsMidStepIsSafe) {
+  Result<std::shared_ptr<const grammar::Grammar>> g =
+      grammar::Grammar::Compile("root ::= \"\\\"\" [^\"]{0,40} \"\\\"\"");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  auto s = Engine::Create(eng_.get(), {.block_size = 4, .max_batch_tokens = 64, .max_seqs = 16});
+  ASSERT_TRUE(s.ok());
+  for (int round = 0; round < 20; ++round) {
+    std::vector<Collected> col(8);
+    std::vector<RequestId> ids;
+    for (int i = 0; i < 8; ++i) {
+      SamplingParams sp{.temperature = 1.0f,
+                        .top_k = 0,
+                        .top_p = 1.0f,
+                        .min_p = 0.0f,
+                        .seed = static_cast<uint64_t>(round * 8 + i)};
+      Result<RequestId> id = (*s)->Submit({.prompt = Prompt(i, 6, n_vocab_),
+                                           .max_tokens = 40,
+                                           .n = 1 + i % 2,
+                                           .sampling = sp,
+                                           .grammar = *g},
+                                          col[i].Callbacks(1 + i % 2));
+      ASSERT_TRUE(id.ok());
+      ids.push_back(*id);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(50 * round));
+    for (RequestId id : ids) (*s)->Cancel(id);
+    for (Collected& c : col) {
+      ASSERT_TRUE(c.Wait());
+      for (const SampleResult& r : c.result.samples) {
+        EXPECT_NE(r.finish, FinishReason::kError) << c.result.status.ToString();
+      }
+    }
+  }
+  WaitForIdle(**s);
+  EXPECT_EQ((*s)->stats().kv_blocks_used, 0);
+}
+
 TEST_F(EngineControl, PrefixCachingCanBeTurnedOff) {
   for (bool caching : {true, false}) {
     auto s = Engine::Create(

@@ -151,8 +151,11 @@ TEST(TokenMaskTest, MaskEqualsBruteForceOnRandomWalks) {
 }
 
 // One MaskCache per grammar, shared by every walk (many matchers), each walk run twice: the second
-// pass finds the cache warm. Every mask must equal the brute force, bit for bit.
-TEST(TokenMaskTest, CachedMaskEqualsBruteForceOnRandomWalks) {
+// pass finds the cache warm. Every mask must equal the brute force, bit for bit; once with the
+// default options, once keeping the whole mask of every state the exact walk fills.
+class CachedMaskTest : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(CachedMaskTest, CachedMaskEqualsBruteForceOnRandomWalks) {
   std::mt19937 rng(4321);
   int32_t eog;
   std::vector<std::string> tokens = RandomVocabulary(&rng, &eog, /*max_bytes=*/8, /*size=*/400);
@@ -164,7 +167,7 @@ TEST(TokenMaskTest, CachedMaskEqualsBruteForceOnRandomWalks) {
     const char* text;
     MatcherOptions options;
   };
-  size_t fast = 0, exact = 0, checks = 0, limited = 0;
+  size_t fast = 0, exact = 0, checks = 0, limited = 0, whole = 0;
   for (const Setup& setup :
        {Setup{kJson, {}}, Setup{kArithmetic, {}}, Setup{kUnicode, {}}, Setup{kAmbiguous, {}},
         Setup{kAmbiguous, {.max_stacks = 8}}, Setup{kContexts, {}},
@@ -172,7 +175,7 @@ TEST(TokenMaskTest, CachedMaskEqualsBruteForceOnRandomWalks) {
     // The capped setups make the cap refuse some tokens (the stacks of three strings at once).
     auto g = Grammar::Compile(setup.text);
     ASSERT_TRUE(g.ok()) << g.status().ToString();
-    MaskCache cache(*vocab, *g);
+    MaskCache cache(*vocab, *g, {.min_state_steps = GetParam()});
     for (int pass = 0; pass < 2; ++pass) {
       std::mt19937 walk_rng(99);  // the same walks in both passes
       for (int walk = 0; walk < 20; ++walk) {
@@ -205,11 +208,46 @@ TEST(TokenMaskTest, CachedMaskEqualsBruteForceOnRandomWalks) {
     MaskCache::Stats st = cache.stats();
     fast += st.fast;
     exact += st.exact;
+    whole += st.whole;
   }
   EXPECT_GT(checks, 1500u);
   EXPECT_GT(fast, 300u);   // the cached path is exercised ...
   EXPECT_GT(exact, 100u);  // ... and so is the fallback
   EXPECT_GT(limited, 0u);  // and tokens refused for a stack cap, not by the grammar
+  if (GetParam() == 0) {
+    EXPECT_GT(whole, 300u);  // and whole masks kept per state
+  } else {
+    EXPECT_EQ(whole, 0u);  // no walk over this small vocabulary is long enough to keep
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(MinStateSteps, CachedMaskTest, ::testing::Values(size_t{4096}, 0));
+
+// A state's kept mask is found by another matcher in the same state reached another way (other
+// arena ids), and only in that state.
+TEST(TokenMaskTest, StateMasksAreKeyedByContent) {
+  auto g = Grammar::Compile(kJson);
+  ASSERT_TRUE(g.ok());
+  std::mt19937 rng(9);
+  int32_t eog;
+  std::vector<std::string> tokens = RandomVocabulary(&rng, &eog, 8, 400);
+  auto vocab = TokenVocabulary::Create(tokens, std::vector<int32_t>{eog});
+  ASSERT_TRUE(vocab.ok());
+  MaskCache cache(*vocab, *g, {.min_state_steps = 0});
+  std::vector<uint32_t> mask((*vocab)->mask_words()), exact((*vocab)->mask_words());
+  // Inside an array after a comma, whatever came before and under another key: one state.
+  const std::pair<const char*, size_t> texts[] = {
+      {"{\"a\":[1,", 0}, {"{\"a\":[1,22,{},[3,[]],", 1}, {"{\"a\":[", 1}, {"{\"b\":[7,", 2}};
+  for (const auto& [text, hits] : texts) {
+    auto m = Matcher::Create(*g);
+    ASSERT_TRUE(m.ok());
+    ASSERT_TRUE(m->AcceptBytes(text)) << text;
+    ASSERT_TRUE(cache.FillNextTokenMask(*m, mask));
+    ASSERT_TRUE((*vocab)->FillNextTokenMask(*m, exact));
+    EXPECT_EQ(mask, exact) << text;
+    EXPECT_EQ(cache.stats().whole, hits) << text;
+  }
+  EXPECT_GT(cache.stats().states, 0u);
 }
 
 // A cache with no room takes the exact walk every time, and still agrees.
