@@ -49,6 +49,9 @@ struct MatMulArgs {
   DType wtype = DType::kF32;
   const void* w = nullptr;
   int64_t n_out = 0, n_in = 0;
+  // w holds the rows interleaved in groups (RepackRows, repack.h) instead of the file layout.
+  // REQUIRES (true): CanRepack(wtype, isa).
+  bool w_interleaved = false;
   const float* x = nullptr;
   int64_t x_stride = 0;
   int64_t n_tokens = 0;
@@ -70,6 +73,7 @@ struct MatMulOutput {
   DType wtype = DType::kF32;
   const void* w = nullptr;
   int64_t n_out = 0;
+  bool w_interleaved = false;  // as MatMulArgs::w_interleaved
   float* y = nullptr;  // [n_tokens, n_out], stride y_stride; unused for the up half of a GLU pair
   int64_t y_stride = 0;
 };
