@@ -35,6 +35,10 @@ const CpuFeatures& DetectCpuFeatures();  // probed once
 // variable GANNET_ISA names ("scalar", "avx2", "avx512") when that one is available here (for
 // comparing targets in one build; an unknown or unavailable name is ignored). Read once.
 Isa BestIsa();
+// Whether the engine repacks weights at load for the ISA's kernels (repack.h): true unless the
+// environment variable GANNET_REPACK is "0" (so that one build can be timed both ways, as
+// GANNET_ISA does for targets). Read once.
+bool RepackWeightsByDefault();
 // Targets compiled into this binary and runnable here (for the conformance test and `--isa`).
 int AvailableIsas(Isa out[3]);
 

@@ -3,6 +3,8 @@
 // on every row range of awkward row counts, and MatMul / a GLU MatMulGroup on interleaved weights
 // against the file layout (memcmp) and against the scalar twin (its tolerance), on every SIMD
 // target and several thread counts.
+#include "kernels/cpu/repack.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,9 +14,9 @@
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/ops.h"
-#include "kernels/cpu/repack.h"
 #include "tensor/fp16.h"
 #include "tensor/quant/quant.h"
 
@@ -135,8 +137,8 @@ TEST(RepackTiles, InterleavedBitsEqualFileLayout) {
   std::mt19937 rng(7);
   for (Isa isa : SimdIsas()) {
     for (DType t : kTypes) {
-      const MatMulTileFn file = isa == Isa::kAvx512 ? avx512::MatMulTileKernelK(t)
-                                                    : avx2::MatMulTileKernelK(t);
+      const MatMulTileFn file =
+          isa == Isa::kAvx512 ? avx512::MatMulTileKernelK(t) : avx2::MatMulTileKernelK(t);
       const MatMulTileFn inter = isa == Isa::kAvx512 ? avx512::MatMulTileKernelKInterleaved(t)
                                                      : avx2::MatMulTileKernelKInterleaved(t);
       ASSERT_NE(inter, nullptr);
@@ -167,8 +169,8 @@ TEST(RepackTiles, InterleavedBitsEqualFileLayout) {
                   tile.y = yb.data();
                   inter(tile, r0, r1);
                   ASSERT_EQ(std::memcmp(ya.data(), yb.data(), ya.size() * sizeof(float)), 0)
-                      << IsaName(isa) << " " << DTypeName(t) << " n_in " << n_in << " fill "
-                      << fill << " nt " << nt << " rows " << r0 << ".." << r1 << " of " << rows;
+                      << IsaName(isa) << " " << DTypeName(t) << " n_in " << n_in << " fill " << fill
+                      << " nt " << nt << " rows " << r0 << ".." << r1 << " of " << rows;
                 }
               }
             }
@@ -282,17 +284,16 @@ TEST(RepackMatMul, GluPairBitsEqualFileLayout) {
         std::vector<float> ys[3];
         for (int mode = 0; mode < 3; ++mode) {
           const bool gi = mode >= 1, ui = mode == 2;
-          const MatMulOutput outs[2] = {
-              {.wtype = t,
-               .w = gi ? gate.inter.data() : gate.file.data(),
-               .n_out = n_out,
-               .w_interleaved = gi,
-               .y = nullptr,
-               .y_stride = n_out},
-              {.wtype = DType::kQ4_K,
-               .w = ui ? up.inter.data() : up.file.data(),
-               .n_out = n_out,
-               .w_interleaved = ui}};
+          const MatMulOutput outs[2] = {{.wtype = t,
+                                         .w = gi ? gate.inter.data() : gate.file.data(),
+                                         .n_out = n_out,
+                                         .w_interleaved = gi,
+                                         .y = nullptr,
+                                         .y_stride = n_out},
+                                        {.wtype = DType::kQ4_K,
+                                         .w = ui ? up.inter.data() : up.file.data(),
+                                         .n_out = n_out,
+                                         .w_interleaved = ui}};
           ys[mode].assign(nt * n_out, -1.0f);
           MatMulGroupArgs a{.x = x.data(),
                             .x_stride = n_in,
@@ -316,6 +317,82 @@ TEST(RepackMatMul, GluPairBitsEqualFileLayout) {
       }
     }
   }
+}
+
+// CpuBackend::PrepareMatMulWeights: the K-quant matrices are copied (not Q8_0, nothing on the
+// scalar target or with repacking off), every byte of a copied original is released exactly
+// once, in order, and MatMul through the backend gives the bits of a backend without copies.
+TEST(RepackBackend, CopiesKQuantsReleasesTheOriginalsAndKeepsTheBits) {
+  if (!HasIsa(Isa::kAvx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(41);
+  const int64_t n_in = 512;
+  // 21003 Q6_K rows of 420 bytes (8.8 MB): two release slices of at most 8 MiB, and a last
+  // group of 3 rows.
+  const int64_t rows[3] = {21003, 37, 7};
+  const DType types[3] = {DType::kQ6_K, DType::kQ4_K, DType::kQ8_0};
+  std::vector<uint8_t> w[3];
+  std::vector<kernels::Weight> weights;
+  for (int i = 0; i < 3; ++i) {
+    w[i] = i == 2 ? std::vector<uint8_t>(static_cast<size_t>(*RowBytes(types[i], n_in)) * rows[i])
+                  : QuantizedWeights(types[i], rows[i], n_in, rng).file;
+    if (i == 2) {  // valid Q8_0 blocks: scale 1/64, codes as they come
+      std::normal_distribution<float> nd(0.0f, 0.05f);
+      std::vector<float> row(n_in);
+      for (int64_t r = 0; r < rows[i]; ++r) {
+        for (float& v : row) v = nd(rng);
+        ASSERT_TRUE(
+            QuantizeRow(types[i], row.data(), w[i].data() + r * (w[i].size() / rows[i]), n_in));
+      }
+    }
+    weights.push_back({.type = types[i], .data = w[i].data(), .rows = rows[i], .cols = n_in});
+  }
+  for (Isa isa : SimdIsas()) {
+    CpuBackend plain(Pool(2), isa, /*repack_weights=*/false), packed(Pool(2), isa);
+    std::vector<std::span<const uint8_t>> released;
+    const auto release = [&](std::span<const uint8_t> part) { released.push_back(part); };
+    EXPECT_EQ(plain.PrepareMatMulWeights(weights, release), std::vector<bool>(3, false));
+    EXPECT_TRUE(released.empty());
+    EXPECT_EQ(packed.PrepareMatMulWeights(weights, release),
+              (std::vector<bool>{true, true, false}));
+    EXPECT_EQ(packed.prepared_weight_bytes(),
+              RepackedBytes(types[0], rows[0], n_in) + RepackedBytes(types[1], rows[1], n_in));
+    // The originals' bytes, in order, each once: the Q6_K matrix in two or more slices.
+    size_t i = 0;
+    for (int k = 0; k < 2; ++k) {
+      const uint8_t* at = w[k].data();
+      while (i < released.size() && released[i].data() >= w[k].data() &&
+             released[i].data() < w[k].data() + w[k].size()) {
+        EXPECT_EQ(released[i].data(), at);
+        at += released[i].size();
+        ++i;
+      }
+      EXPECT_EQ(at, w[k].data() + w[k].size()) << DTypeName(types[k]);
+    }
+    EXPECT_EQ(i, released.size());
+    EXPECT_GT(released.size(), 2u);
+    for (int64_t nt : {1, 6}) {
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      std::vector<float> x(nt * n_in);
+      for (float& v : x) v = nd(rng);
+      for (int k = 0; k < 3; ++k) {
+        std::vector<float> y[2];
+        CpuBackend* backends[2] = {&plain, &packed};
+        for (int b = 0; b < 2; ++b) {
+          y[b].assign(nt * rows[k], -1.0f);
+          const kernels::MatMulOutput out{.w = weights[k], .y = y[b].data(), .y_stride = rows[k]};
+          kernels::MatMulArgs a{
+              .x = x.data(), .x_stride = n_in, .n_in = n_in, .n_tokens = nt, .outputs = {&out, 1}};
+          std::vector<uint8_t> scratch(backends[b]->MatMulScratchBytes(a) + 64);
+          a.scratch = scratch.data();
+          backends[b]->MatMul(a);
+        }
+        ASSERT_EQ(std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(float)), 0)
+            << IsaName(isa) << " " << DTypeName(types[k]) << " nt " << nt;
+      }
+    }
+  }
+  CpuBackend scalar(Pool(1), Isa::kScalar);
+  EXPECT_EQ(scalar.PrepareMatMulWeights(weights, {}), std::vector<bool>(3, false));
 }
 
 }  // namespace
