@@ -330,7 +330,8 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
 // fewer than 4 rows repeats its last row in the missing lanes.
 // The 4 rows are 4 interleaved streams, which the hardware prefetcher follows poorly: each step
 // prefetches the same super-block kDecodePrefetchGroups row groups ahead (a prefetch past the
-// end of the weights is a hint that cannot fault).
+// end of the weights is a hint that cannot fault). Rows repacked at load (G = kRepackRows) are
+// one contiguous stream: a step prefetches it kStreamPrefetchBlocks super-blocks ahead.
 constexpr int kDecodeRows = 4;
 constexpr int kDecodePrefetchGroups = 1;
 constexpr int64_t kStreamPrefetchBlocks = 8;

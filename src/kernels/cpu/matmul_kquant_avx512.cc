@@ -211,6 +211,8 @@ static inline __m512i DotQ6K(const __m512i q[4], const __m512i a[4], __m512i s01
 }
 
 // ---- One token (decode): 4 rows per step, as the AVX2 kernels --------------------------------
+// (and their prefetch: the same super-block of the next row group in the file layout, the one
+// stream kStreamPrefetchBlocks super-blocks ahead in the repacked layout)
 constexpr int kDecodeRows = 4;
 constexpr int kDecodePrefetchGroups = 1;
 constexpr int64_t kStreamPrefetchBlocks = 8;
