@@ -2,7 +2,10 @@
 // and thread count: seeded normal weights (std 0.02) quantized by the library's quantizer, unit
 // normal activations. Best of REPS calls after one warm-up; prints one line. With the
 // matrix in L2 (e.g. 2048 x 2048 Q8_0 rows are chunked to 128 KiB) it is the kernel's compute
-// rate; compare builds of two commits by running each build's binary.
+// rate; compare builds of two commits by running each build's binary. A matrix far beyond the
+// last-level cache (e.g. 65536 x 2048 Q4_K, 75 MB) streams its weights from memory.
+// K-quant weights are repacked (kernels/cpu/repack.h) as the engine does at load, on the ISA
+// MatMul runs (GANNET_ISA); GANNET_REPACK=0 keeps the file layout, for an A/B of one build.
 //
 //   build/bin/matmul_rate q8_0 2048 2048 64 1      # type n_out n_in tokens threads [reps]
 #include <algorithm>
@@ -16,6 +19,7 @@
 
 #include "base/thread_pool.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/repack.h"
 #include "tensor/quant/quant.h"
 
 namespace {
@@ -73,10 +77,20 @@ int main(int argc, char** argv) {
   for (float& v : x) v = unit(rng);
   std::vector<uint8_t> scratch(cpu::MatMulScratchBytes(wtype, n_in, n_tokens) + 64);
   ThreadPool pool(threads);
+  const char* repack_env = std::getenv("GANNET_REPACK");
+  const bool repack = cpu::CanRepack(wtype, cpu::BestIsa()) &&
+                      !(repack_env != nullptr && std::strcmp(repack_env, "0") == 0);
+  std::vector<uint8_t> w_repacked;
+  if (repack) {
+    w_repacked.resize(cpu::RepackedBytes(wtype, n_out, n_in));
+    cpu::RepackRows(pool, wtype, w.data(), n_out, n_in, w_repacked.data());
+    std::vector<uint8_t>().swap(w);
+  }
   const cpu::MatMulArgs a{.wtype = wtype,
-                          .w = w.data(),
+                          .w = repack ? w_repacked.data() : w.data(),
                           .n_out = n_out,
                           .n_in = n_in,
+                          .w_interleaved = repack,
                           .x = x.data(),
                           .x_stride = n_in,
                           .n_tokens = n_tokens,
@@ -91,9 +105,11 @@ int main(int argc, char** argv) {
     if (i > 0) best = std::min(best, s);
   }
   std::printf(
-      "%s %lldx%lld x %lld tokens, %d threads: %.2f G multiply-adds/s (best of %d, %.3f ms)\n",
+      "%s %lldx%lld x %lld tokens, %d threads, %s, %s: %.2f G multiply-adds/s (best of %d, %.3f "
+      "ms)\n",
       argv[1], static_cast<long long>(n_out), static_cast<long long>(n_in),
-      static_cast<long long>(n_tokens), threads,
+      static_cast<long long>(n_tokens), threads, cpu::IsaName(cpu::BestIsa()),
+      repack ? "repacked" : "file layout",
       static_cast<double>(n_out * n_in * n_tokens) / best / 1e9, reps, best * 1e3);
   return 0;
 }

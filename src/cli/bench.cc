@@ -339,6 +339,8 @@ Runner AddBenchCommand(CLI::App& app) {
                           {"tg_tps_stddev", g.stddev},
                           {"peak_rss_bytes", rss},
                           {"weight_bytes", eng.model().weight_bytes()},
+                          {"repacked_bytes", eng.repacked_bytes()},
+                          {"repack_s", eng.repack_seconds()},
                           {"bytes_per_token", static_cast<int64_t>(std::llround(bytes.total()))},
                           {"bytes_per_token_weights", bytes.weights},
                           {"bytes_per_token_kv", static_cast<int64_t>(std::llround(bytes.kv))},
@@ -373,8 +375,11 @@ Runner AddBenchCommand(CLI::App& app) {
           "before and after each tg)\n",
           bw.mean, bw_min, bw_max, membw.size(), probe_options.buffer_bytes >> 20,
           probe_pool.size());
-      std::printf("peak RSS: %.1f MiB (weights %.1f MiB, mapped)\n", rss / 1048576.0,
-                  eng.model().weight_bytes() / 1048576.0);
+      std::printf(
+          "peak RSS: %.1f MiB (weights %.1f MiB: %.1f MiB repacked at load in %.2f s, the rest "
+          "mapped)\n",
+          rss / 1048576.0, eng.model().weight_bytes() / 1048576.0, eng.repacked_bytes() / 1048576.0,
+          eng.repack_seconds());
       if (o->profile) pp_profile.Print("pp", o->n_prompt * o->reps, o->reps);
       if (o->profile && o->n_gen > 0)
         tg_profile.Print("tg", o->n_gen * o->reps, o->n_gen * o->reps);

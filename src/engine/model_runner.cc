@@ -1,8 +1,10 @@
 #include "engine/model_runner.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <unordered_set>
 
 #include "kernels/cpu/cpu_backend.h"
 
@@ -62,14 +64,40 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& model_
   }
   int n_threads = options.n_threads > 0 ? options.n_threads : ThreadPool::HardwareThreads();
   std::unique_ptr<ModelRunner> e(new ModelRunner(n_threads));
-  e->backend_ = std::make_unique<cpu::CpuBackend>(e->pool_);
+  e->backend_ = std::make_unique<cpu::CpuBackend>(
+      e->pool_, cpu::BestIsa(), options.repack_weights && cpu::RepackWeightsByDefault());
   e->n_ctx_ = n_ctx;
   e->file_ = std::move(file);
   e->model_ = std::move(model);
   e->tokenizer_ = std::move(tok).value();
   e->n_batch_ = options.n_batch;
   e->fuse_graph_ = options.fuse_graph;
+  GANNET_RETURN_IF_ERROR(e->PrepareWeights());
   return e;
+}
+
+Status ModelRunner::PrepareWeights() {
+  // The unfused one-token graph names every matrix a matmul of any plan reads.
+  GANNET_ASSIGN_OR_RETURN(graph::Graph g, model_->BuildGraph(1, 1));
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<kernels::Weight> weights;
+  std::unordered_set<const void*> seen;
+  for (const graph::Node& node : g.nodes) {
+    if (node.op != graph::OpKind::kMatMul && node.op != graph::OpKind::kMatMulGlu) continue;
+    for (const graph::WeightRef* w : {&node.weight, &node.weight2}) {
+      if (!w->valid() || !seen.insert(w->data).second) continue;
+      weights.push_back({.type = w->type, .data = w->data, .rows = w->rows, .cols = w->cols});
+    }
+  }
+  // A copied part of the file is not read by the matmuls again: its pages go as the copy grows
+  // (an embedding table that is also the output matrix pages its few looked-up rows back in).
+  const GgufFile& file = *file_;
+  backend_->PrepareMatMulWeights(weights,
+                                 [&file](std::span<const uint8_t> part) { file.DropPages(part); });
+  if (backend_->prepared_weight_bytes() > 0) {
+    repack_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return Status::Ok();
 }
 
 Result<const graph::Plan*> ModelRunner::GetPlan(int64_t n_tokens, int64_t n_outputs) {

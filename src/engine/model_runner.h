@@ -34,6 +34,10 @@ struct ModelRunnerOptions {
   // Compile forward passes with the graph fusion passes (graph/fuse.h). Off: every node of the
   // model's graph runs as written and an observer sees every intermediate tensor.
   bool fuse_graph = true;
+  // Copy the matrices the backend's matmul kernels stream faster in a layout of their own (the
+  // CPU: K-quants interleaved for AVX2 / AVX-512, kernels/cpu/repack.h) and drop their file pages.
+  // Same results either way. Off here or with GANNET_REPACK=0: the mapped file rows are read.
+  bool repack_weights = true;
 };
 
 // One sequence's part of a batched forward pass (ModelRunner::Execute).
@@ -72,6 +76,10 @@ class ModelRunner {
   // drives them (e.g. sampling many sequences). Not while a forward pass runs.
   ThreadPool& pool() { return pool_; }
   int64_t n_ctx() const { return n_ctx_; }
+  // The weights the backend copied at load (ModelRunnerOptions::repack_weights): their bytes and
+  // the seconds the copy took (0 when nothing was copied).
+  size_t repacked_bytes() const { return backend_->prepared_weight_bytes(); }
+  double repack_seconds() const { return repack_seconds_; }
 
   // Runs the new tokens of several sequences in ONE forward pass (their rows concatenated in
   // order; attention stays within each sequence's own cache views). Returns [n, n_vocab] logits,
@@ -99,6 +107,10 @@ class ModelRunner {
   // Appends one sequence's rows, positions, output rows and slice to the batch being built.
   Status AddBatchSeq(const BatchSeq& s);
   void EnsureArena(size_t arena_bytes, size_t scratch_bytes);
+  // Offers every matrix the model's matmuls read to the backend (PrepareMatMulWeights), dropping
+  // the file pages of what it copied as it goes: peak memory stays near the copies' size instead
+  // of copies plus file.
+  Status PrepareWeights();
 
   std::shared_ptr<const GgufFile> file_;
   std::unique_ptr<models::Model> model_;
@@ -108,6 +120,7 @@ class ModelRunner {
   int64_t n_ctx_ = 0;
   int64_t n_batch_ = 512;
   bool fuse_graph_ = true;
+  double repack_seconds_ = 0;
   std::map<std::pair<int64_t, int64_t>, graph::Plan> plans_;  // by (n_tokens, n_outputs)
   struct FreeDeleter {
     void operator()(void* p) const;

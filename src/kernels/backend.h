@@ -5,7 +5,8 @@
 //
 // Memory: every activation pointer (x, out, q, ...) points into the plan's arena, and `scratch`
 // into the caller's scratch block, both memory the backend addresses directly (host memory for the
-// CPU backend). Weights are borrowed views into the model file (kernels::Weight). No op allocates.
+// CPU backend). Weights are borrowed views into the model file (kernels::Weight), or a copy the
+// backend made at load (PrepareMatMulWeights) in a layout of its own. No op allocates.
 // Activations are row-major f32 [rows, cols], contiguous unless a stride is given (in elements).
 // The fused ops (MatMul with several outputs, pre_norm or glu; AddRmsNorm) give exactly the bits of
 // the same backend's separate ops: fusion is decided without knowing the device, and fused and
@@ -15,7 +16,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
+#include <vector>
 
 #include "kernels/types.h"
 
@@ -101,6 +104,22 @@ class Backend {
   virtual ~Backend() = default;
 
   virtual const char* name() const = 0;
+
+  // Once, after loading and before any op (not concurrently with ops): the backend may copy
+  // weights its MatMul reads into a layout its kernels stream faster. From then on a MatMul output
+  // whose w.data is a copied weight's data reads the copy, with the same result bits; Embed keeps
+  // reading the given rows. `release` (may be empty) receives each part of a copied weight's
+  // original once it has been copied, in pieces of a few MiB, so the caller can let that memory
+  // go (drop the file pages) while the copy proceeds: peak memory stays near the copies' size.
+  // Returns, per weight, whether it was copied. Default: nothing is copied.
+  using ReleaseFn = std::function<void(std::span<const uint8_t> original)>;
+  virtual std::vector<bool> PrepareMatMulWeights(std::span<const Weight> weights,
+                                                 const ReleaseFn& release) {
+    (void)release;
+    return std::vector<bool>(weights.size(), false);
+  }
+  // Bytes of the copies PrepareMatMulWeights made.
+  virtual size_t prepared_weight_bytes() const { return 0; }
 
   // out [n, table.cols] = table rows tokens[i] as f32, times scale.
   // REQUIRES: 0 <= tokens[i] < table.rows.

@@ -1,21 +1,78 @@
 #include "kernels/cpu/cpu_backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "base/status.h"
+#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/repack.h"
 
 namespace gannet::cpu {
+
 namespace {
+
+// Source bytes repacked between two release calls.
+constexpr size_t kRepackSliceBytes = size_t{8} << 20;
+
+}  // namespace
+
+std::unique_ptr<uint8_t, CpuBackend::FreeDeleter> CpuBackend::Repack(const kernels::Weight& w,
+                                                                     const ReleaseFn& release) {
+  const size_t bytes = RepackedBytes(w.type, w.rows, w.cols);
+  std::unique_ptr<uint8_t, FreeDeleter> copy(
+      static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+  if (copy == nullptr) return copy;
+  const size_t row_bytes = static_cast<size_t>(*RowBytes(w.type, w.cols));
+  // Slices of whole groups: a group's place in the copy does not depend on the slice.
+  const int64_t slice_rows = std::max<int64_t>(
+      kRepackRows, static_cast<int64_t>(kRepackSliceBytes / row_bytes) / kRepackRows * kRepackRows);
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  for (int64_t r0 = 0; r0 < w.rows; r0 += slice_rows) {
+    const int64_t n = std::min(slice_rows, w.rows - r0);
+    const size_t at = static_cast<size_t>(r0) * row_bytes;
+    RepackRows(pool_, w.type, src + at, n, w.cols, copy.get() + at);
+    if (release) release({src + at, static_cast<size_t>(n) * row_bytes});
+  }
+  prepared_bytes_ += bytes;
+  return copy;
+}
+
+std::vector<bool> CpuBackend::PrepareMatMulWeights(std::span<const kernels::Weight> weights,
+                                                   const ReleaseFn& release) {
+  std::vector<bool> copied(weights.size(), false);
+  if (!repack_weights_) return copied;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const kernels::Weight& w = weights[i];
+    if (!CanRepack(w.type, isa_) || w.data == nullptr || w.rows <= 0 ||
+        w.cols % Traits(w.type).block_size != 0) {
+      continue;
+    }
+    if (copies_.count(w.data) != 0) {  // the same matrix named twice
+      copied[i] = true;
+      continue;
+    }
+    std::unique_ptr<uint8_t, FreeDeleter> copy = Repack(w, release);
+    if (copy == nullptr) continue;  // no memory for it: this weight keeps the file layout
+    copies_.emplace(w.data, std::move(copy));
+    copied[i] = true;
+  }
+  return copied;
+}
 
 // The ops.h form of a MatMul: outputs copied into `outs` (kMaxMatMulGroup entries, on the caller's
 // stack; no allocation).
-MatMulGroupArgs GroupArgs(const kernels::MatMulArgs& a, MatMulOutput* outs) {
+MatMulGroupArgs CpuBackend::GroupArgs(const kernels::MatMulArgs& a, MatMulOutput* outs) const {
   const int n = static_cast<int>(a.outputs.size());
   for (int i = 0; i < n; ++i) {
     const kernels::MatMulOutput& o = a.outputs[i];
     outs[i] = MatMulOutput{
         .wtype = o.w.type, .w = o.w.data, .n_out = o.w.rows, .y = o.y, .y_stride = o.y_stride};
+    if (copies_.empty()) continue;
+    if (auto it = copies_.find(o.w.data); it != copies_.end()) {
+      outs[i].w = it->second.get();
+      outs[i].w_interleaved = true;
+    }
   }
   return MatMulGroupArgs{.x = a.x,
                          .x_stride = a.x_stride,
@@ -30,8 +87,6 @@ MatMulGroupArgs GroupArgs(const kernels::MatMulArgs& a, MatMulOutput* outs) {
                          .act = a.act,
                          .scratch = a.scratch};
 }
-
-}  // namespace
 
 void CpuBackend::Embed(const kernels::Weight& table, std::span<const int32_t> tokens, float scale,
                        float* out) {

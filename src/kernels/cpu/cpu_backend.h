@@ -3,8 +3,15 @@
 // Each op is the ops.h kernel (or composition of kernels) the plan ran before the Backend seam
 // existed, with the same arguments, so results are bit for bit those of the kernels' own tests.
 // The ISA is chosen once, at construction (BestIsa() unless given).
+// Weights (PrepareMatMulWeights): with repacking on, the K-quant matrices the ISA has interleaved
+// kernels for (repack.h) are copied interleaved; MatMul finds a weight's copy by its data pointer.
 // Thread-safety: as Backend; the pool must not run other work while an op runs.
 #pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <unordered_map>
 
 #include "base/thread_pool.h"
 #include "kernels/backend.h"
@@ -15,12 +22,17 @@ namespace gannet::cpu {
 class CpuBackend final : public kernels::Backend {
  public:
   // REQUIRES: `pool` outlives the backend.
-  explicit CpuBackend(ThreadPool& pool, Isa isa = BestIsa()) : pool_(pool), isa_(isa) {}
+  // repack_weights: whether PrepareMatMulWeights copies weights (off: the file layout only).
+  explicit CpuBackend(ThreadPool& pool, Isa isa = BestIsa(), bool repack_weights = true)
+      : pool_(pool), isa_(isa), repack_weights_(repack_weights) {}
 
   const char* name() const override { return "cpu"; }
   ThreadPool& pool() { return pool_; }
   Isa isa() const { return isa_; }
 
+  std::vector<bool> PrepareMatMulWeights(std::span<const kernels::Weight> weights,
+                                         const ReleaseFn& release) override;
+  size_t prepared_weight_bytes() const override { return prepared_bytes_; }
   void Embed(const kernels::Weight& table, std::span<const int32_t> tokens, float scale,
              float* out) override;
   size_t MatMulScratchBytes(const kernels::MatMulArgs& a) const override;
@@ -40,8 +52,20 @@ class CpuBackend final : public kernels::Backend {
   void GatherRows(const float* x, int64_t cols, std::span<const int32_t> rows, float* out) override;
 
  private:
+  struct FreeDeleter {
+    void operator()(void* p) const { std::free(p); }
+  };
+  // The interleaved copy of w (repack.h), or null when there is no memory for it.
+  std::unique_ptr<uint8_t, FreeDeleter> Repack(const kernels::Weight& w, const ReleaseFn& release);
+  // The ops.h form of a MatMul, each output on its weight's copy where there is one.
+  MatMulGroupArgs GroupArgs(const kernels::MatMulArgs& a, MatMulOutput* outs) const;
+
   ThreadPool& pool_;
   Isa isa_;
+  bool repack_weights_ = true;
+  // Interleaved copies (repack.h), by the data pointer of the weight they replace.
+  std::unordered_map<const void*, std::unique_ptr<uint8_t, FreeDeleter>> copies_;
+  size_t prepared_bytes_ = 0;
 };
 
 }  // namespace gannet::cpu

@@ -86,4 +86,12 @@ Isa BestIsa() {
   return best;
 }
 
+bool RepackWeightsByDefault() {
+  static const bool repack = [] {
+    const char* v = std::getenv("GANNET_REPACK");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return repack;
+}
+
 }  // namespace gannet::cpu

@@ -52,11 +52,21 @@ struct Kernel {
   int tile_tokens = kMatMulTileTokens;
 };
 
-Kernel PickKernel(DType wtype, Isa isa) {
+Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
   const DTypeTraits& tr = Traits(wtype);
   GANNET_CHECK(tr.can_load);
   Kernel k;
   k.partner = DotPartner(wtype);
+  if (interleaved) {  // the kernels of the file layout on the interleaved rows (same bits)
+    GANNET_CHECK(isa == Isa::kAvx2 || isa == Isa::kAvx512);
+    k.tile = isa == Isa::kAvx512 ? avx512::MatMulTileKernelKInterleaved(wtype)
+                                 : avx2::MatMulTileKernelKInterleaved(wtype);
+    GANNET_CHECK(k.tile != nullptr);
+    k.tile_tokens =
+        isa == Isa::kAvx512 ? avx512::MatMulTileTokens(wtype) : avx2::MatMulTileTokens(wtype);
+    k.quant = avx2::MatMulQuantizer(k.partner);
+    return k;
+  }
   if (isa == Isa::kAvx512) {
     k.tile = avx512::MatMulTileKernel(wtype);
     if (k.tile != nullptr) k.tile_tokens = avx512::MatMulTileTokens(wtype);
@@ -154,14 +164,17 @@ MatMulTile BaseTile(const MatMulGroupArgs& a, const MatMulOutput& o, const Kerne
 // Rows per chunk: enough chunks for balance (8 per thread), small enough for L2 reuse in prefill,
 // and a multiple of 4 where that leaves at least one group: the row-block kernels take rows in
 // groups of four and compute a chunk's last partial group as a whole one (a Q8_0 GLU chunk of
-// 30 rows cost 32 rows' work).
-int64_t ChunkRows(int64_t n_out, size_t row_bytes, int64_t n_tokens, int n_threads) {
+// 30 rows cost 32 rows' work). Interleaved weights take chunks of whole groups, so that a chunk
+// (and a GLU chunk's weights, addressed from its first row) starts at a group.
+int64_t ChunkRows(int64_t n_out, size_t row_bytes, int64_t n_tokens, int n_threads,
+                  bool interleaved) {
   int64_t rows = (n_out + 8 * n_threads - 1) / (8 * n_threads);
   if (n_tokens > kMatMulTileTokens) {
     rows = std::min<int64_t>(
         rows, std::max<int64_t>(1, static_cast<int64_t>(kChunkWeightBytes / row_bytes)));
   }
   if (rows > 4) rows = (rows + 2) / 4 * 4;  // the nearest multiple of 4
+  if (interleaved) rows = (rows + kRepackRows - 1) / kRepackRows * kRepackRows;
   return std::max<int64_t>(rows, 1);
 }
 
@@ -219,7 +232,7 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
   Kernel kernels[kMaxMatMulGroup];
   int64_t macs = 0;
   for (int i = 0; i < a.n_outputs; ++i) {
-    kernels[i] = PickKernel(a.outputs[i].wtype, isa);
+    kernels[i] = PickKernel(a.outputs[i].wtype, a.outputs[i].w_interleaved, isa);
     macs += a.outputs[i].n_out * a.n_in * a.n_tokens;
   }
   const int n_threads = pool.size();
@@ -273,13 +286,16 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
     w.y_stride = o.y_stride;
     w.tile_tokens = kernels[i].tile_tokens;
     size_t row_bytes = w.base[0].w_row_bytes;
+    bool interleaved = o.w_interleaved;
     if (a.glu) {
+      interleaved = interleaved || a.outputs[1].w_interleaved;
       w.k[1] = kernels[1];
       w.base[1] = BaseTile(a, a.outputs[1], kernels[1], layout, scratch);
       w.tile_tokens = std::min(kernels[0].tile_tokens, kernels[1].tile_tokens);
       row_bytes += w.base[1].w_row_bytes;
     }
-    w.rows = ChunkRows(o.n_out, row_bytes, a.n_tokens, n_threads);
+    w.rows = ChunkRows(o.n_out, row_bytes, a.n_tokens, n_threads, interleaved);
+    // (A multiple of kRepackRows: 4096 / 4, 8 or 16.)
     if (a.glu) w.rows = std::min<int64_t>(w.rows, kGluTileFloats / w.tile_tokens);
     w.first_chunk = n_chunks;
     w.n_chunks = (o.n_out + w.rows - 1) / w.rows;
@@ -306,8 +322,12 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
 }
 
 void MatMul(ThreadPool& pool, const MatMulArgs& a, Isa isa) {
-  const MatMulOutput out{
-      .wtype = a.wtype, .w = a.w, .n_out = a.n_out, .y = a.y, .y_stride = a.y_stride};
+  const MatMulOutput out{.wtype = a.wtype,
+                         .w = a.w,
+                         .n_out = a.n_out,
+                         .w_interleaved = a.w_interleaved,
+                         .y = a.y,
+                         .y_stride = a.y_stride};
   MatMulGroup(pool,
               MatMulGroupArgs{.x = a.x,
                               .x_stride = a.x_stride,

@@ -17,6 +17,9 @@ inline constexpr int kMatMulTileTokens = 4;
 // (avx2::MatMulTileTokens says which),
 // for all of a tile's tokens.
 inline constexpr int kMatMulWideTileTokens = 16;
+// Rows per group of an interleaved (repacked) weight: super-block b of row r sits at slot
+// b * kRepackRows + r % kRepackRows of group r / kRepackRows (repack.h).
+inline constexpr int kRepackRows = 4;
 
 // One tile of y = W x: y[t * y_stride + o] for t < nt and o in [r0, r1).
 // w: n_out weight rows of w_row_bytes. xq: token t's activation row at xq + t * xq_stride
@@ -53,6 +56,10 @@ int MatMulTileTokens(DType wtype);
 QuantizeActFn MatMulQuantizer(DType partner);
 // The K-quant part of MatMulTileKernel (matmul_kquant_avx2.cc): Q4_K, Q5_K, Q6_K.
 MatMulTileFn MatMulTileKernelK(DType wtype);
+// The same kernels (same bits) on weights interleaved in groups of kRepackRows rows (RepackRows,
+// repack.h): Q4_K, Q5_K, Q6_K; nullptr for other types. w points at the first group, w_row_bytes
+// is still one row's bytes.
+MatMulTileFn MatMulTileKernelKInterleaved(DType wtype);
 }  // namespace avx2
 
 namespace avx512 {
@@ -67,6 +74,10 @@ int MatMulTileTokens(DType wtype);
 // tokens per tile.
 inline constexpr int kMatMulKQuantTileTokens = 8;
 MatMulTileFn MatMulTileKernelK(DType wtype);
+// The same kernels (same bits) on weights interleaved in groups of kRepackRows rows (RepackRows,
+// repack.h): Q4_K, Q5_K, Q6_K; nullptr for other types. w points at the first group, w_row_bytes
+// is still one row's bytes.
+MatMulTileFn MatMulTileKernelKInterleaved(DType wtype);
 }  // namespace avx512
 
 }  // namespace gannet::cpu

@@ -28,6 +28,16 @@
 namespace gannet::cpu::avx2 {
 namespace {
 
+// Row r's super-blocks. G == 1: the file layout, row r at r * w_row_bytes, its blocks in order.
+// G == kRepackRows (repack.h): the rows are interleaved in groups of G, super-block b of row r
+// at slot b * G + r % G of group r / G (the group's G rows take G * w_row_bytes). Either way
+// super-block b of the row is [b * G] from the returned pointer.
+template <int G, class Block>
+static inline const Block* RowBlocks(const MatMulTile& t, int64_t r) {
+  const uint8_t* group = t.w + static_cast<size_t>(r / G) * G * t.w_row_bytes;
+  return reinterpret_cast<const Block*>(group) + r % G;
+}
+
 // The one f32 recipe every path follows per (row, token), so that a result does not depend on
 // the batch it was computed in: for each super-block in order, acc = fma(d * xd, isum, acc)
 // and, for Q4_K/Q5_K, acc = fnmadd(dmin * xd, msum, acc), isum and msum being the exact
@@ -142,7 +152,7 @@ static inline void StoreTokens4(const MatMulTile& t, int64_t r, __m128 acc) {
 }
 
 // Q4_K / Q5_K, 4 tokens.
-template <class Block, bool kHighBit>
+template <class Block, bool kHighBit, int G>
 void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
   const BlockQ8_K* x[4];
   TileTokens4(t, x);
@@ -188,10 +198,10 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
       xd[b - s0] = TokenScales4(x, b);
     }
     for (int64_t r = r0; r < r1; ++r) {
-      const Block* w = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
+      const Block* w = RowBlocks<G, Block>(t, r);
       __m128 acc = LoadTokens4(t, r, s0 == 0);
       for (int64_t b = s0; b < s1; ++b) {
-        const Block& wb = w[b];
+        const Block& wb = w[b * G];
         uint64_t sc_bits, mn_bits;
         DecodeScalesK4Packed(wb.scales, &sc_bits, &mn_bits);
         const __m256i scb = _mm256_set1_epi64x(static_cast<long long>(sc_bits));
@@ -233,6 +243,7 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
 }
 
 // Q6_K, 4 tokens as two pairs: codes up to 63 leave room for one tree level only.
+template <int G>
 void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
   const BlockQ8_K* x[4];
   TileTokens4(t, x);
@@ -255,11 +266,10 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
       xd[b - s0] = TokenScales4(x, b);
     }
     for (int64_t r = r0; r < r1; ++r) {
-      const BlockQ6_K* w =
-          reinterpret_cast<const BlockQ6_K*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
+      const BlockQ6_K* w = RowBlocks<G, BlockQ6_K>(t, r);
       __m128 acc = LoadTokens4(t, r, s0 == 0);
       for (int64_t b = s0; b < s1; ++b) {
-        const BlockQ6_K& wb = w[b];
+        const BlockQ6_K& wb = w[b * G];
         // [s0..s7 | s8..s15] int16.
         const __m256i sc16 =
             _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
@@ -320,9 +330,11 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
 // fewer than 4 rows repeats its last row in the missing lanes.
 // The 4 rows are 4 interleaved streams, which the hardware prefetcher follows poorly: each step
 // prefetches the same super-block kDecodePrefetchGroups row groups ahead (a prefetch past the
-// end of the weights is a hint that cannot fault).
+// end of the weights is a hint that cannot fault). Rows repacked at load (G = kRepackRows) are
+// one contiguous stream: a step prefetches it kStreamPrefetchBlocks super-blocks ahead.
 constexpr int kDecodeRows = 4;
 constexpr int kDecodePrefetchGroups = 1;
+constexpr int64_t kStreamPrefetchBlocks = 8;
 
 // int32 lanes of v0..v3 summed: [sum v0, sum v1, sum v2, sum v3].
 static inline __m128i SumRows4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
@@ -338,23 +350,30 @@ static inline __m256i Merge64(__m256i a, __m256i b) {
 }
 
 // The rows of group [r, r + 4) within [r, r1): rows past r1 - 1 repeat it.
-template <class Block>
+template <int G, class Block>
 static inline void GroupRows(const MatMulTile& t, int64_t r, int64_t r1,
                              const Block* w[kDecodeRows]) {
   for (int k = 0; k < kDecodeRows; ++k) {
     const int64_t rk = std::min<int64_t>(r + k, r1 - 1);
-    w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(rk) * t.w_row_bytes);
+    w[k] = RowBlocks<G, Block>(t, rk);
   }
 }
 
 // Every cache line of the super-block b of the rows kDecodePrefetchGroups groups ahead.
-template <class Block>
+template <int G, class Block>
 static inline void PrefetchAhead(const MatMulTile& t, const Block* const w[kDecodeRows],
                                  int64_t b) {
-  const size_t ahead = kDecodePrefetchGroups * kDecodeRows * t.w_row_bytes;
-  for (int k = 0; k < kDecodeRows; ++k) {
-    const char* p = reinterpret_cast<const char*>(w[k] + b) + ahead;
-    for (size_t o = 0; o < sizeof(Block); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+  if constexpr (G == 1) {
+    const size_t ahead = kDecodePrefetchGroups * kDecodeRows * t.w_row_bytes;
+    for (int k = 0; k < kDecodeRows; ++k) {
+      const char* p = reinterpret_cast<const char*>(w[k] + b) + ahead;
+      for (size_t o = 0; o < sizeof(Block); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+    }
+  } else {
+    // One stream: the group's super-blocks kStreamPrefetchBlocks ahead (past the row's end: the
+    // next group's first ones).
+    const char* p = reinterpret_cast<const char*>(w[0] + (b + kStreamPrefetchBlocks) * G);
+    for (size_t o = 0; o < G * sizeof(Block); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
   }
 }
 
@@ -434,23 +453,23 @@ static inline __m128i MinSums4(const uint64_t mn[kDecodeRows], const BlockQ8_K& 
   return _mm_blend_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1), 0b1010);
 }
 
-template <class Block, bool kHighBit>
+template <class Block, bool kHighBit, int G>
 void DecodeQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
   const int64_t nb = t.n_in / 256;
   const BlockQ8_K* x = reinterpret_cast<const BlockQ8_K*>(t.xq);
   for (int64_t r = r0; r < r1; r += kDecodeRows) {
     const Block* w[kDecodeRows];
-    GroupRows(t, r, r1, w);
+    GroupRows<G>(t, r, r1, w);
     __m128 acc = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      PrefetchAhead(t, w, b);
+      PrefetchAhead<G>(t, w, b);
       const BlockQ8_K& xb = x[b];
       __m256i isum[kDecodeRows];
       uint64_t mn[kDecodeRows];
       uint32_t dd[kDecodeRows];  // each row's (d, dmin) halves
       for (int k = 0; k < kDecodeRows; ++k) {
-        isum[k] = RowSumQ45K<Block, kHighBit>(w[k][b], xb, &mn[k]);
-        std::memcpy(&dd[k], &w[k][b].d, 4);
+        isum[k] = RowSumQ45K<Block, kHighBit>(w[k][b * G], xb, &mn[k]);
+        std::memcpy(&dd[k], &w[k][b * G].d, 4);
       }
       // [d0, dmin0, d1, dmin1 | d2, dmin2, d3, dmin3] -> [d0..d3], [dmin0..dmin3].
       const __m256 dm =
@@ -515,22 +534,23 @@ static inline __m256i RowSumQ6K(const BlockQ6_K& wb, const BlockQ8_K& xb, __m256
   return acc;
 }
 
+template <int G>
 void DecodeQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   const int64_t nb = t.n_in / 256;
   const BlockQ8_K* x = reinterpret_cast<const BlockQ8_K*>(t.xq);
   for (int64_t r = r0; r < r1; r += kDecodeRows) {
     const BlockQ6_K* w[kDecodeRows];
-    GroupRows(t, r, r1, w);
+    GroupRows<G>(t, r, r1, w);
     __m128 acc = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      PrefetchAhead(t, w, b);
+      PrefetchAhead<G>(t, w, b);
       const BlockQ8_K& xb = x[b];
       const __m256i bs_eo = BsumsEvenOdd(xb);
       __m256i isum[kDecodeRows];
-      for (int k = 0; k < kDecodeRows; ++k) isum[k] = RowSumQ6K(w[k][b], xb, bs_eo);
+      for (int k = 0; k < kDecodeRows; ++k) isum[k] = RowSumQ6K(w[k][b * G], xb, bs_eo);
       const __m128i d16 = _mm_setr_epi16(
-          static_cast<int16_t>(w[0][b].d), static_cast<int16_t>(w[1][b].d),
-          static_cast<int16_t>(w[2][b].d), static_cast<int16_t>(w[3][b].d), 0, 0, 0, 0);
+          static_cast<int16_t>(w[0][b * G].d), static_cast<int16_t>(w[1][b * G].d),
+          static_cast<int16_t>(w[2][b * G].d), static_cast<int16_t>(w[3][b * G].d), 0, 0, 0, 0);
       const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(d16), _mm_set1_ps(xb.d));
       acc = _mm_fmadd_ps(d4, _mm_cvtepi32_ps(SumRows4(isum[0], isum[1], isum[2], isum[3])), acc);
     }
@@ -538,38 +558,44 @@ void DecodeQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
-template <class Block, bool kHighBit>
+template <class Block, bool kHighBit, int G>
 void TileQ45KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   switch (t.nt) {
     case 1:
-      return DecodeQ45K<Block, kHighBit>(t, r0, r1);
+      return DecodeQ45K<Block, kHighBit, G>(t, r0, r1);
     default:
-      return TileQ45K4<Block, kHighBit>(t, r0, r1);
+      return TileQ45K4<Block, kHighBit, G>(t, r0, r1);
   }
 }
 
+template <int G>
 void TileQ6KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   switch (t.nt) {
     case 1:
-      return DecodeQ6K(t, r0, r1);
+      return DecodeQ6K<G>(t, r0, r1);
     default:
-      return TileQ6K4(t, r0, r1);
+      return TileQ6K4<G>(t, r0, r1);
+  }
+}
+
+template <int G>
+MatMulTileFn KQuantKernel(DType wtype) {
+  switch (wtype) {
+    case DType::kQ4_K:
+      return &TileQ45KAny<BlockQ4_K, false, G>;
+    case DType::kQ5_K:
+      return &TileQ45KAny<BlockQ5_K, true, G>;
+    case DType::kQ6_K:
+      return &TileQ6KAny<G>;
+    default:
+      return nullptr;
   }
 }
 
 }  // namespace
 
-MatMulTileFn MatMulTileKernelK(DType wtype) {
-  switch (wtype) {
-    case DType::kQ4_K:
-      return &TileQ45KAny<BlockQ4_K, false>;
-    case DType::kQ5_K:
-      return &TileQ45KAny<BlockQ5_K, true>;
-    case DType::kQ6_K:
-      return &TileQ6KAny;
-    default:
-      return nullptr;
-  }
-}
+MatMulTileFn MatMulTileKernelK(DType wtype) { return KQuantKernel<1>(wtype); }
+
+MatMulTileFn MatMulTileKernelKInterleaved(DType wtype) { return KQuantKernel<kRepackRows>(wtype); }
 
 }  // namespace gannet::cpu::avx2

@@ -38,6 +38,16 @@
 namespace gannet::cpu::avx512 {
 namespace {
 
+// Row r's super-blocks. G == 1: the file layout, row r at r * w_row_bytes, its blocks in order.
+// G == kRepackRows (repack.h): the rows are interleaved in groups of G, super-block b of row r
+// at slot b * G + r % G of group r / G (the group's G rows take G * w_row_bytes). Either way
+// super-block b of the row is [b * G] from the returned pointer.
+template <int G, class Block>
+static inline const Block* RowBlocks(const MatMulTile& t, int64_t r) {
+  const uint8_t* group = t.w + static_cast<size_t>(r / G) * G * t.w_row_bytes;
+  return reinterpret_cast<const Block*>(group) + r % G;
+}
+
 static inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
 static inline __m256i Load256(const void* p) {
   return _mm256_loadu_si256(static_cast<const __m256i*>(p));
@@ -201,26 +211,36 @@ static inline __m512i DotQ6K(const __m512i q[4], const __m512i a[4], __m512i s01
 }
 
 // ---- One token (decode): 4 rows per step, as the AVX2 kernels --------------------------------
+// (and their prefetch: the same super-block of the next row group in the file layout, the one
+// stream kStreamPrefetchBlocks super-blocks ahead in the repacked layout)
 constexpr int kDecodeRows = 4;
 constexpr int kDecodePrefetchGroups = 1;
+constexpr int64_t kStreamPrefetchBlocks = 8;
 
-template <class Block>
+template <int G, class Block>
 static inline void GroupRows(const MatMulTile& t, int64_t r, int64_t r1,
                              const Block* w[kDecodeRows]) {
   for (int k = 0; k < kDecodeRows; ++k) {
     const int64_t rk = std::min<int64_t>(r + k, r1 - 1);
-    w[k] = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(rk) * t.w_row_bytes);
+    w[k] = RowBlocks<G, Block>(t, rk);
   }
 }
 
 // Every cache line of super-block b of the rows one group ahead (a hint; cannot fault).
-template <class Block>
+template <int G, class Block>
 static inline void PrefetchAhead(const MatMulTile& t, const Block* const w[kDecodeRows],
                                  int64_t b) {
-  const size_t ahead = kDecodePrefetchGroups * kDecodeRows * t.w_row_bytes;
-  for (int k = 0; k < kDecodeRows; ++k) {
-    const char* p = reinterpret_cast<const char*>(w[k] + b) + ahead;
-    for (size_t o = 0; o < sizeof(Block); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+  if constexpr (G == 1) {
+    const size_t ahead = kDecodePrefetchGroups * kDecodeRows * t.w_row_bytes;
+    for (int k = 0; k < kDecodeRows; ++k) {
+      const char* p = reinterpret_cast<const char*>(w[k] + b) + ahead;
+      for (size_t o = 0; o < sizeof(Block); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+    }
+  } else {
+    // One stream: the group's super-blocks kStreamPrefetchBlocks ahead (past the row's end: the
+    // next group's first ones).
+    const char* p = reinterpret_cast<const char*>(w[0] + (b + kStreamPrefetchBlocks) * G);
+    for (size_t o = 0; o < G * sizeof(Block); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
   }
 }
 
@@ -251,17 +271,17 @@ static inline __m128i SumRows4(const __m512i v[kDecodeRows]) {
   return AddLanes4(Interleave4(v[0], v[1], v[2], v[3]));
 }
 
-template <class Block, bool kHighBit>
+template <class Block, bool kHighBit, int G>
 void DecodeQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
   const CtrlQ45K ctrl;
   const int64_t nb = t.n_in / 256;
   const BlockQ8_K* x = reinterpret_cast<const BlockQ8_K*>(t.xq);
   for (int64_t r = r0; r < r1; r += kDecodeRows) {
     const Block* w[kDecodeRows];
-    GroupRows(t, r, r1, w);
+    GroupRows<G>(t, r, r1, w);
     __m128 acc = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      PrefetchAhead(t, w, b);
+      PrefetchAhead<G>(t, w, b);
       const BlockQ8_K& xb = x[b];
       __m512i a[4];
       ArrangeQ45K(xb.qs, a);
@@ -269,7 +289,7 @@ void DecodeQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
       uint64_t mn[kDecodeRows];
       uint32_t dd[kDecodeRows];  // each row's (d, dmin) halves
       for (int k = 0; k < kDecodeRows; ++k) {
-        const Block& wb = w[k][b];
+        const Block& wb = w[k][b * G];
         uint64_t sc_bits;
         DecodeScalesK4Packed(wb.scales, &sc_bits, &mn[k]);
         const __m512i scb = _mm512_set1_epi64(static_cast<long long>(sc_bits));
@@ -301,23 +321,24 @@ static inline __m512i OffsetInitQ6K(__m128i scales8, __m256i bsums) {
                           _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
 }
 
+template <int G>
 void DecodeQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   const CtrlQ6K ctrl;
   const int64_t nb = t.n_in / 256;
   const BlockQ8_K* x = reinterpret_cast<const BlockQ8_K*>(t.xq);
   for (int64_t r = r0; r < r1; r += kDecodeRows) {
     const BlockQ6_K* w[kDecodeRows];
-    GroupRows(t, r, r1, w);
+    GroupRows<G>(t, r, r1, w);
     __m128 acc = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      PrefetchAhead(t, w, b);
+      PrefetchAhead<G>(t, w, b);
       const BlockQ8_K& xb = x[b];
       __m512i a[4];
       ArrangeQ6K(xb.qs, a);
       const __m256i bs = Load256(xb.bsums);
       __m512i isum[kDecodeRows];
       for (int k = 0; k < kDecodeRows; ++k) {
-        const BlockQ6_K& wb = w[k][b];
+        const BlockQ6_K& wb = w[k][b * G];
         const __m128i s8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales));
         const __m512i sb = _mm512_broadcast_i32x4(s8);
         __m512i q[4];
@@ -326,8 +347,8 @@ void DecodeQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
                          OffsetInitQ6K(s8, bs));
       }
       const __m128i d16 = _mm_setr_epi16(
-          static_cast<int16_t>(w[0][b].d), static_cast<int16_t>(w[1][b].d),
-          static_cast<int16_t>(w[2][b].d), static_cast<int16_t>(w[3][b].d), 0, 0, 0, 0);
+          static_cast<int16_t>(w[0][b * G].d), static_cast<int16_t>(w[1][b * G].d),
+          static_cast<int16_t>(w[2][b * G].d), static_cast<int16_t>(w[3][b * G].d), 0, 0, 0, 0);
       const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(d16), _mm_set1_ps(xb.d));
       acc = _mm_fmadd_ps(d4, _mm_cvtepi32_ps(SumRows4(isum)), acc);
     }
@@ -416,7 +437,7 @@ static inline __m256i TokenSums(const __m512i p[N / 4]) {
   }
 }
 
-template <class Block, bool kHighBit, int N>
+template <class Block, bool kHighBit, int N, int G>
 void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
   constexpr int kSlice = kSliceBlocks<N>;
   const CtrlQ45K ctrl;
@@ -428,10 +449,10 @@ void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
     const int64_t s1 = std::min<int64_t>(nb, s0 + kSlice);
     PrepareSlice<false, N>(x, s0, s1, &s);
     for (int64_t r = r0; r < r1; ++r) {
-      const Block* w = reinterpret_cast<const Block*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
+      const Block* w = RowBlocks<G, Block>(t, r);
       __m256 acc = LoadTokens(t, r, s0 == 0);
       for (int64_t b = s0; b < s1; ++b) {
-        const Block& wb = w[b];
+        const Block& wb = w[b * G];
         const int64_t i = b - s0;
         uint64_t sc_bits, mn_bits;
         DecodeScalesK4Packed(wb.scales, &sc_bits, &mn_bits);
@@ -460,7 +481,7 @@ void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
-template <int N>
+template <int N, int G>
 void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   constexpr int kSlice = kSliceBlocks<N>;
   const CtrlQ6K ctrl;
@@ -472,11 +493,10 @@ void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
     const int64_t s1 = std::min<int64_t>(nb, s0 + kSlice);
     PrepareSlice<true, N>(x, s0, s1, &s);
     for (int64_t r = r0; r < r1; ++r) {
-      const BlockQ6_K* w =
-          reinterpret_cast<const BlockQ6_K*>(t.w + static_cast<size_t>(r) * t.w_row_bytes);
+      const BlockQ6_K* w = RowBlocks<G, BlockQ6_K>(t, r);
       __m256 acc = LoadTokens(t, r, s0 == 0);
       for (int64_t b = s0; b < s1; ++b) {
-        const BlockQ6_K& wb = w[b];
+        const BlockQ6_K& wb = w[b * G];
         const int64_t i = b - s0;
         const __m512i sb =
             _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
@@ -502,32 +522,38 @@ void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
-template <class Block, bool kHighBit>
+template <class Block, bool kHighBit, int G>
 void TileQ45KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
-  if (t.nt == 1) return DecodeQ45K<Block, kHighBit>(t, r0, r1);
-  if (t.nt <= 4) return TileQ45K<Block, kHighBit, 4>(t, r0, r1);
-  TileQ45K<Block, kHighBit, 8>(t, r0, r1);
+  if (t.nt == 1) return DecodeQ45K<Block, kHighBit, G>(t, r0, r1);
+  if (t.nt <= 4) return TileQ45K<Block, kHighBit, 4, G>(t, r0, r1);
+  TileQ45K<Block, kHighBit, 8, G>(t, r0, r1);
 }
 
+template <int G>
 void TileQ6KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
-  if (t.nt == 1) return DecodeQ6K(t, r0, r1);
-  if (t.nt <= 4) return TileQ6K<4>(t, r0, r1);
-  TileQ6K<8>(t, r0, r1);
+  if (t.nt == 1) return DecodeQ6K<G>(t, r0, r1);
+  if (t.nt <= 4) return TileQ6K<4, G>(t, r0, r1);
+  TileQ6K<8, G>(t, r0, r1);
 }
 
-}  // namespace
-
-MatMulTileFn MatMulTileKernelK(DType wtype) {
+template <int G>
+MatMulTileFn KQuantKernel(DType wtype) {
   switch (wtype) {
     case DType::kQ4_K:
-      return &TileQ45KAny<BlockQ4_K, false>;
+      return &TileQ45KAny<BlockQ4_K, false, G>;
     case DType::kQ5_K:
-      return &TileQ45KAny<BlockQ5_K, true>;
+      return &TileQ45KAny<BlockQ5_K, true, G>;
     case DType::kQ6_K:
-      return &TileQ6KAny;
+      return &TileQ6KAny<G>;
     default:
       return nullptr;
   }
 }
+
+}  // namespace
+
+MatMulTileFn MatMulTileKernelK(DType wtype) { return KQuantKernel<1>(wtype); }
+
+MatMulTileFn MatMulTileKernelKInterleaved(DType wtype) { return KQuantKernel<kRepackRows>(wtype); }
 
 }  // namespace gannet::cpu::avx512

@@ -35,6 +35,10 @@ const CpuFeatures& DetectCpuFeatures();  // probed once
 // variable GANNET_ISA names ("scalar", "avx2", "avx512") when that one is available here (for
 // comparing targets in one build; an unknown or unavailable name is ignored). Read once.
 Isa BestIsa();
+// Whether the engine repacks weights at load for the ISA's kernels (repack.h): true unless the
+// environment variable GANNET_REPACK is "0" (so that one build can be timed both ways, as
+// GANNET_ISA does for targets). Read once.
+bool RepackWeightsByDefault();
 // Targets compiled into this binary and runnable here (for the conformance test and `--isa`).
 int AvailableIsas(Isa out[3]);
 
@@ -49,6 +53,9 @@ struct MatMulArgs {
   DType wtype = DType::kF32;
   const void* w = nullptr;
   int64_t n_out = 0, n_in = 0;
+  // w holds the rows interleaved in groups (RepackRows, repack.h) instead of the file layout.
+  // REQUIRES (true): CanRepack(wtype, isa).
+  bool w_interleaved = false;
   const float* x = nullptr;
   int64_t x_stride = 0;
   int64_t n_tokens = 0;
@@ -70,6 +77,7 @@ struct MatMulOutput {
   DType wtype = DType::kF32;
   const void* w = nullptr;
   int64_t n_out = 0;
+  bool w_interleaved = false;  // as MatMulArgs::w_interleaved
   float* y = nullptr;  // [n_tokens, n_out], stride y_stride; unused for the up half of a GLU pair
   int64_t y_stride = 0;
 };
