@@ -132,6 +132,21 @@ def test_strict_framing_and_connection_limits(gannet_bin):
     assert s.proc.returncode == 0, s.stderr_lines[-20:]
 
 
+def assert_idle(http, within=5.0):
+    """Asserts that /metrics comes to show no running request and no KV block in use. The engine
+    publishes its gauges at the end of a step, just after it answers the step's finished requests,
+    so a client can read them a moment before they settle."""
+    deadline = time.monotonic() + within
+    while True:
+        metrics = http.get("/metrics").text
+        idle = (re.search(r"^gannet_requests_running 0(\.0)?$", metrics, re.M)
+                and re.search(r"^gannet_kv_blocks_used 0(\.0)?$", metrics, re.M))
+        if idle:
+            return
+        assert time.monotonic() < deadline, metrics[:2000]
+        time.sleep(0.05)
+
+
 def test_non_streamed_responses_are_capped(gannet_bin):
     # 16 samples with 20 top logprobs each are held until the end; past --max-response the request
     # is cancelled and answered with a 400 that says to stream, and the server carries on.
@@ -153,8 +168,7 @@ def test_non_streamed_responses_are_capped(gannet_bin):
         # A small one still fits, and the server's slots were given back.
         ok = httpx.post(s.url + "/v1/completions", json=dict(body, n=1, logprobs=None, max_tokens=8), timeout=60)
         assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 8
-        metrics = httpx.get(s.url + "/metrics").text
-        assert re.search(r"^gannet_requests_running 0(\.0)?$", metrics, re.M), metrics[:2000]
+        assert_idle(httpx.Client(base_url=s.url, timeout=10))
     finally:
         s.stop()
     assert s.proc.returncode == 0, s.stderr_lines[-20:]
@@ -331,9 +345,7 @@ def test_ambiguous_grammar_is_refused_not_run(gannet_bin):
             assert http.get("/health").status_code == 200
             ok = http.post("/v1/completions", json=dict(body, grammar='root ::= "yes" | "no"'))
             assert ok.status_code == 200 and ok.json()["choices"][0]["text"] in ("yes", "no")
-            metrics = http.get("/metrics").text
-            assert re.search(r"^gannet_requests_running 0(\.0)?$", metrics, re.M), metrics[:2000]
-            assert re.search(r"^gannet_kv_blocks_used 0(\.0)?$", metrics, re.M), metrics[:2000]
+            assert_idle(http)
         assert s.proc.poll() is None
     finally:
         s.stop()
