@@ -45,8 +45,10 @@ bool TriggerWatch::Accepts(const TokenVocabulary& vocab, int32_t token, const Fi
 }
 
 bool TriggerWatch::Observe(const TokenVocabulary& vocab, int32_t token, Matcher* matcher) {
-  const std::string_view bytes =
-      token >= 0 && static_cast<size_t>(token) < vocab.size() ? vocab.token(token) : "";
+  // Not `cond ? vocab.token(token) : ""`: its type is std::string, a temporary the view would
+  // outlive (AddressSanitizer: stack-use-after-scope).
+  std::string_view bytes;
+  if (token >= 0 && static_cast<size_t>(token) < vocab.size()) bytes = vocab.token(token);
   if (std::optional<Fire> fire = Check(token, bytes)) {
     if (!Accepts(vocab, token, *fire, matcher)) return false;
     fired_ = true;
