@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
-"""Write a Llama-3.2-1B-shaped model with random weights, for benchmarks at a realistic size.
+"""Write a Llama-3.2-1B-shaped (or SmolLM2-135M-shaped) model with random weights, for benchmarks.
 
 Shape of Llama 3.2 1B: arch llama, n_embd 2048, 16 layers, 32 heads / 8 KV heads, head_dim 64,
 FFN 8192, vocab 128256, tied embeddings (no output.weight), rope theta 500000, rms eps 1e-5,
 context 8192 (the llama3 rope-scaling factors are left out: they change no work per token). The
 tokenizer (tokenizer.* keys) is copied from models/vocab/ggml-vocab-llama-bpe.gguf (128256 tokens).
+
+--shape smollm2-135m writes a small, deep model instead (the shape where per-op overhead, not
+bandwidth, decides decode speed): SmolLM2-135M's n_embd 576, 30 layers, 9 heads / 3 KV heads,
+head_dim 64, FFN 1536, tied embeddings, rope theta 100000, context 8192; its vocabulary is
+models/vocab/ggml-vocab-smollm.gguf (gpt-2's 50257 tokens with the smollm pre-tokenizer: 2% more
+output rows than SmolLM2's own 49152), and it is quantized to Q8_0 and Q4_0 (the issue's formats)
+instead of Q8_0 and Q4_K_M. Files: smollm2-135m-shape-{f16,q8_0,q4_0}.gguf.
 
 Weights: normal with std 0.02 (norm weights 1.0), from numpy's PCG64 seeded per tensor, so every
 run writes the same bytes. With that scale each projection keeps unit-variance inputs near unit
@@ -24,7 +31,8 @@ own quantizer (llama_model_quantize through llama-cpp-python; its Q4_K_M mix of 
 load, decode four tokens).
 
 Usage:
-  .venv/bin/python tools/make_llama1b_model.py [--out models] [--gannet build/bin/gannet]
+  .venv/bin/python tools/make_llama1b_model.py [--shape llama-3.2-1b|smollm2-135m] [--out models]
+      [--gannet build/bin/gannet]
       [--quantizer gannet|llamacpp] [--q8-only] [--check] [--force]
 """
 from __future__ import annotations
@@ -41,12 +49,29 @@ from gguf import GGMLQuantizationType as QT
 from gguf import GGUFValueType as VT
 
 ROOT = Path(__file__).resolve().parent.parent
-VOCAB = ROOT / "models" / "vocab" / "ggml-vocab-llama-bpe.gguf"
-STEM = "llama-3.2-1b-shape"
 SEED = 20241023
+# name: (vocabulary, n_embd, layers, heads, KV heads, head_dim, FFN, vocab, context, rope theta,
+#        display name, quantized types besides Q8_0)
+SHAPES = {
+    "llama-3.2-1b": ("ggml-vocab-llama-bpe.gguf", 2048, 16, 32, 8, 64, 8192, 128256, 8192, 500000.0,
+                     "Llama-3.2-1B-shaped", "q4_k_m"),
+    "smollm2-135m": ("ggml-vocab-smollm.gguf", 576, 30, 9, 3, 64, 1536, 50257, 8192, 100000.0,
+                     "SmolLM2-135M-shaped", "q4_0"),
+}
+RMS_EPS, STD = 1e-5, 0.02
 
-N_EMBD, N_LAYER, N_HEAD, N_HEAD_KV, HEAD_DIM, N_FF, N_VOCAB, N_CTX = 2048, 16, 32, 8, 64, 8192, 128256, 8192
-ROPE_THETA, RMS_EPS, STD = 500000.0, 1e-5, 0.02
+
+def use_shape(name: str) -> None:
+    """Sets the module's shape constants (read by tensor_plan and write_f16)."""
+    global VOCAB, STEM, N_EMBD, N_LAYER, N_HEAD, N_HEAD_KV, HEAD_DIM, N_FF, N_VOCAB, N_CTX, ROPE_THETA
+    global DISPLAY, LOW_TYPE
+    (vocab, N_EMBD, N_LAYER, N_HEAD, N_HEAD_KV, HEAD_DIM, N_FF, N_VOCAB, N_CTX, ROPE_THETA, DISPLAY,
+     LOW_TYPE) = SHAPES[name]
+    VOCAB = ROOT / "models" / "vocab" / vocab
+    STEM = name + "-shape"
+
+
+use_shape("llama-3.2-1b")
 
 
 def tensor_plan() -> list[tuple[str, tuple[int, ...], str]]:
@@ -96,7 +121,7 @@ def write_f16(path: Path) -> None:
     if n_tokens != N_VOCAB:
         raise SystemExit("%s has %d tokens, expected %d" % (VOCAB, n_tokens, N_VOCAB))
     w = gguf.GGUFWriter(str(path), "llama")
-    w.add_name("Llama-3.2-1B-shaped (random weights)")
+    w.add_name(DISPLAY + " (random weights)")
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     w.add_context_length(N_CTX)
     w.add_embedding_length(N_EMBD)
@@ -174,7 +199,8 @@ def quantize_llamacpp(src: Path, dst: Path, typ: str) -> None:
     code = (
         "import sys, llama_cpp as L\n"
         "p = L.llama_model_quantize_default_params()\n"
-        "p.ftype = {'q8_0': L.LLAMA_FTYPE_MOSTLY_Q8_0, 'q4_k_m': L.LLAMA_FTYPE_MOSTLY_Q4_K_M}[sys.argv[3]]\n"
+        "p.ftype = {'q8_0': L.LLAMA_FTYPE_MOSTLY_Q8_0, 'q4_k_m': L.LLAMA_FTYPE_MOSTLY_Q4_K_M,\n"
+        "           'q4_0': L.LLAMA_FTYPE_MOSTLY_Q4_0}[sys.argv[3]]\n"
         "rc = L.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p)\n"
         "sys.exit('llama_model_quantize returned %d' % rc if rc else 0)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(src), str(dst), typ], capture_output=True, text=True)
@@ -193,7 +219,7 @@ def check_llamacpp(path: Path) -> None:
         "assert m, 'llama.cpp cannot load ' + sys.argv[1]\n"
         "p = L.llama_context_default_params(); p.n_ctx = 64; p.n_batch = 64\n"
         "c = L.llama_init_from_model(m, p); assert c, 'no context'\n"
-        "toks = (L.llama_token * 4)(128000, 15339, 1917, 0)\n"
+        "toks = (L.llama_token * 4)(1, 15339 % L.llama_vocab_n_tokens(L.llama_model_get_vocab(m)), 1917, 0)\n"
         "assert L.llama_decode(c, L.llama_batch_get_one(toks, 4)) == 0, 'decode failed'\n"
         "print('llama.cpp: loaded and decoded 4 tokens,', L.llama_model_n_params(m), 'parameters')\n")
     run([sys.executable, "-c", code, str(path)], label="llama.cpp: load %s, decode 4 tokens" % path.name)
@@ -201,6 +227,8 @@ def check_llamacpp(path: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="llama-3.2-1b",
+                    help="the model's shape (default llama-3.2-1b)")
     ap.add_argument("--out", default=str(ROOT / "models"), help="output folder (default models/)")
     ap.add_argument("--gannet", default=str(ROOT / "build" / "bin" / "gannet"), help="gannet binary")
     ap.add_argument("--quantizer", choices=("gannet", "llamacpp"), default="gannet",
@@ -210,11 +238,12 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="load every file in gannet and llama.cpp")
     ap.add_argument("--force", action="store_true", help="rewrite files that exist")
     args = ap.parse_args()
+    use_shape(args.shape)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     f16 = out / (STEM + "-f16.gguf")
     q8 = out / (STEM + "-q8_0.gguf")
-    q4 = out / (STEM + "-q4_k_m.gguf")
+    q4 = out / (STEM + "-" + LOW_TYPE + ".gguf")
 
     if args.force or not f16.exists():
         print("writing " + str(f16), flush=True)
@@ -230,7 +259,7 @@ def main() -> int:
             os.replace(tmp, q8)
         files.append(q8)
     else:
-        for dst, typ in ((q8, "q8_0"), (q4, "q4_k_m")):
+        for dst, typ in ((q8, "q8_0"), (q4, LOW_TYPE)):
             if args.force or not dst.exists():
                 tmp = dst.with_suffix(".tmp")
                 if args.quantizer == "gannet":
