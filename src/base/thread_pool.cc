@@ -21,6 +21,8 @@ int ThreadPool::HardwareThreads() {
 
 ThreadPool::ThreadPool(int n_threads) {
   n_threads_ = n_threads > 0 ? n_threads : HardwareThreads();
+  claimed_ = std::make_unique<std::atomic<uint64_t>[]>(static_cast<size_t>(n_threads_));
+  for (int i = 0; i < n_threads_; ++i) claimed_[i].store(0, std::memory_order_relaxed);
   workers_.reserve(n_threads_ - 1);
   // Each worker starts from the generation current now, not when its thread first runs: a Run()
   // issued before a worker is scheduled must still be seen as new work by it.
@@ -47,13 +49,22 @@ void ThreadPool::RunImpl(JobFn fn, void* ctx) {
   job_fn_ = fn;
   job_ctx_ = ctx;
   remaining_.store(n_threads_ - 1, std::memory_order_relaxed);
+  uint64_t g;
   {
     // The generation bump publishes job_fn_/job_ctx_ (release) to workers that acquire it.
     std::lock_guard<std::mutex> lock(mu_);
-    generation_.fetch_add(1, std::memory_order_acq_rel);
+    g = generation_.fetch_add(1, std::memory_order_acq_rel) + 1;
   }
   if (sleepers_.load(std::memory_order_acquire) > 0) cv_.notify_all();
   fn(ctx, 0, n_threads_);
+  // Indexes no worker has started yet are run here: a descheduled or sleeping worker then costs
+  // nothing (jobs that split work dynamically find nothing left; static splits get done here).
+  for (int i = 1; i < n_threads_; ++i) {
+    if (Claim(i, g)) {
+      fn(ctx, i, n_threads_);
+      remaining_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
   // Spin briefly (the usual case: workers finish within microseconds of the caller), then
   // yield so an oversubscribed machine can run the workers we are waiting for.
   for (int spins = 0; remaining_.load(std::memory_order_acquire) != 0; ++spins) {
@@ -86,9 +97,21 @@ void ThreadPool::WorkerLoop(int index, uint64_t seen) {
     }
     seen = g;
     if (stop_.load(std::memory_order_acquire)) return;
+    // A failed claim: the caller ran this index (this worker came late); the job may already be
+    // over and job_fn_ another one's, so it is read only after a successful claim, which means
+    // the caller is still waiting for this index and job_fn_ is generation g's.
+    if (!Claim(index, g)) continue;
     job_fn_(job_ctx_, index, n_threads_);
     remaining_.fetch_sub(1, std::memory_order_acq_rel);
   }
+}
+
+bool ThreadPool::Claim(int index, uint64_t g) {
+  uint64_t prev = claimed_[index].load(std::memory_order_acquire);
+  while (prev < g) {
+    if (claimed_[index].compare_exchange_weak(prev, g, std::memory_order_acq_rel)) return true;
+  }
+  return false;
 }
 
 }  // namespace gannet

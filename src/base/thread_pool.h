@@ -1,15 +1,23 @@
 // A persistent pool of worker threads for data-parallel kernels.
 //
-// Run(fn) calls fn(thread_index, n_threads) once on every thread, the caller included as
-// index 0, and returns when all have finished. Workers spin briefly between jobs and then
-// sleep, so back-to-back kernel launches on the token path cost a few hundred nanoseconds and
-// an idle process costs nothing. No allocation per Run.
+// Run(fn) calls fn(thread_index, n_threads) once for every index in [0, n_threads) and returns
+// when all have finished. Index 0 runs on the caller; index i on worker i, unless worker i has
+// not started it by the time the caller finished its own: then the caller runs it too (each
+// index is claimed exactly once, per Run). So the partition a job makes of its work by index is
+// the same either way (same results, bit for bit), and a worker the OS has not scheduled (a busy
+// machine, more threads than free cores, a worker still waking up) never holds the caller up:
+// fork-join per kernel would otherwise wait a scheduler time slice for it, hundreds of times per
+// decode step. A job must therefore not wait for another index of the same Run (no barrier
+// inside fn); per-index scratch stays private to the index, as only one thread runs it.
+// Workers spin briefly between jobs and then sleep, so back-to-back kernel launches on the token
+// path cost a few hundred nanoseconds and an idle process costs nothing. No allocation per Run.
 // Thread-safety: Run may be called from one thread at a time (the engine's step thread).
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -52,6 +60,9 @@ class ThreadPool {
   }
   void RunImpl(JobFn fn, void* ctx);
   void WorkerLoop(int index, uint64_t seen);
+  // Takes index `index` of generation g's job for the calling thread; false when another thread
+  // took it (the worker, or the caller on the worker's behalf).
+  bool Claim(int index, uint64_t g);
 
   int n_threads_ = 1;
   std::vector<std::thread> workers_;
@@ -63,6 +74,8 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<int> sleepers_{0};
+  // [n_threads]: the last generation whose index i was claimed (index 0 is always the caller's).
+  std::unique_ptr<std::atomic<uint64_t>[]> claimed_;
 };
 
 }  // namespace gannet

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 namespace gannet {
@@ -20,6 +23,30 @@ TEST(ThreadPoolTest, RunCallsEveryThreadOnce) {
       });
     }
     for (int i = 0; i < n; ++i) EXPECT_EQ(hits[i].load(), 200) << "thread " << i;
+  }
+}
+
+// More threads than cores: workers are often not running when a job starts, and the caller runs
+// their indexes instead. Each index must still run exactly once per Run, whoever runs it, and
+// the results of every index be visible when Run returns.
+TEST(ThreadPoolTest, EachIndexRunsOncePerRunWhenOversubscribed) {
+  const int n = 4 * ThreadPool::HardwareThreads() + 3;
+  ThreadPool pool(n);
+  std::vector<int> runs(n);
+  std::vector<int64_t> out(n);
+  for (int64_t round = 0; round < 3000; ++round) {
+    std::fill(runs.begin(), runs.end(), 0);
+    pool.Run([&](int ti, int nt) {
+      ASSERT_EQ(nt, n);
+      ++runs[ti];  // only one thread runs index ti in this Run
+      out[ti] = round * n + ti;
+    });
+    for (int i = 0; i < n; ++i) {
+      ASSERT_EQ(runs[i], 1) << "round " << round << " index " << i;
+      ASSERT_EQ(out[i], round * n + i) << "round " << round << " index " << i;
+    }
+    // Now and then let the workers fall asleep, so that some Runs start with them sleeping.
+    if (round % 500 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
 
