@@ -27,6 +27,7 @@ Status CheckDraftVocabulary(const ModelRunner& target, const ModelRunner& draft)
                             " does not share the vocabulary of " + target.file().path() + ": ";
   const Tokenizer& t = target.tokenizer();
   const Tokenizer& d = draft.tokenizer();
+  if (&t == &d) return Status::Ok();  // a restricted runner over the target (self_draft.h)
   if (draft.config().n_vocab != target.config().n_vocab || d.n_vocab() != t.n_vocab()) {
     return Status::InvalidArgument(which + std::to_string(d.n_vocab()) + " tokens (" +
                                    std::to_string(draft.config().n_vocab) + " logits) against " +
@@ -156,6 +157,11 @@ void ModelDrafter::TakeLevel(std::span<const float> row, Work* w) const {
   const int32_t k = level < w->shape.branch_levels ? options_.branch_width : 1;
   std::vector<int32_t> top;
   TopK(row, k, &top);
+  // A restricted head's columns are a subset of the vocabulary (self_draft.h).
+  const std::span<const int32_t> ids = runner_->logit_tokens();
+  if (!ids.empty()) {
+    for (int32_t& t : top) t = ids[static_cast<size_t>(t)];
+  }
   w->chain.push_back(top[0]);
   if (top.size() > 1) w->alternatives.emplace_back(top.begin() + 1, top.end());
 }
@@ -174,7 +180,7 @@ Status ModelDrafter::CatchUp(std::vector<Work>& work) {
                               .logits = w.drafts});
   }
   GANNET_ASSIGN_OR_RETURN(std::span<const float> logits, runner_->Execute(batch_));
-  const size_t n_vocab = static_cast<size_t>(runner_->config().n_vocab);
+  const size_t n_vocab = static_cast<size_t>(runner_->n_logits());
   size_t row = 0;
   for (Work& w : work) {
     // Every token run so far is the target's: full blocks of them serve later prefixes.
@@ -201,7 +207,7 @@ Status ModelDrafter::DecodeLevel(std::vector<Work>& work, int32_t level) {
   }
   if (batch_.empty()) return Status::Ok();
   GANNET_ASSIGN_OR_RETURN(std::span<const float> logits, runner_->Execute(batch_));
-  const size_t n_vocab = static_cast<size_t>(runner_->config().n_vocab);
+  const size_t n_vocab = static_cast<size_t>(runner_->n_logits());
   for (size_t i = 0; i < in_batch_.size(); ++i) {
     Work& w = *in_batch_[i];
     w.state->tokens.push_back(w.chain[static_cast<size_t>(level - 1)]);

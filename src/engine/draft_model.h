@@ -1,6 +1,9 @@
 // ModelDrafter: speculative drafts from a second, smaller model with the target's vocabulary
-// (`--spec draft:FILE`). It proposes a token tree in the layout engine/scheduler.h's Draft expects,
-// which the target verifies like any other draft (engine.h), so the output never depends on it.
+// (`--spec draft:FILE`), or from the target itself through a restricted output head
+// (`--spec self`, self_draft.h: the runner's logits columns are a subset of the vocabulary,
+// ModelRunner::logit_tokens, mapped back to token ids here). It proposes a token tree in the layout
+// engine/scheduler.h's Draft expects, which the target verifies like any other draft (engine.h), so
+// the output never depends on it.
 //
 // Per sequence that speculates, the draft model keeps its own paged K/V (its own PagedKvStore and
 // KvCacheManager, sized by the engine like the target's) of a prefix of the sequence's tokens. To
