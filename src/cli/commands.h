@@ -55,7 +55,7 @@ void AddGenerationFlags(CLI::App* sub, GenerationFlags* flags);
 struct SpecFlags {
   std::string method = "none";
   int32_t max_tokens = 8;
-  int32_t self_tokens = 16384;  // self: the restricted head's tokens
+  int32_t self_tokens = 32768;  // self: the restricted head's tokens
   int32_t self_layers = 0;      // self: layers the draft runs (0: all)
   // draft:FILE: the draft model, loaded by the first Apply and shared by copies of these flags
   // (it must outlive every Engine made with the options Apply set).
@@ -66,7 +66,7 @@ struct SpecFlags {
   // the draft model (an unreadable file or a vocabulary unlike the target's is an error).
   Status Apply(const engine::ModelRunner& target, engine::EngineOptions* options);
   // The method as reported (/props, bench): draft:FILE shows the file's name without folders;
-  // self shows its head's tokens and its layers when not all, e.g. "self:16384" or "self:8192:12".
+  // self shows its head's tokens and its layers when not all, e.g. "self:32768" or "self:8192:12".
   std::string Name() const;
 };
 void AddSpecFlags(CLI::App* sub, SpecFlags* flags);

@@ -101,7 +101,7 @@ struct EngineOptions {
   ModelRunner* draft_model = nullptr;
   // SpecMethod::kSelf: the engine makes the draft runner over the target (LoadSelfDraft): an output
   // head of this many of the most frequent tokens, after this many layers (0: all).
-  int32_t spec_self_tokens = 16384;
+  int32_t spec_self_tokens = 32768;
   int32_t spec_self_layers = 0;
   // Constrained decoding: compute each step's grammar masks on a worker thread while the forward
   // pass runs (engine/grammar_masks.h) rather than after it. The outputs are the same either way.

@@ -29,8 +29,9 @@
 namespace gannet::engine {
 
 struct SelfDraftOptions {
-  // Tokens of the restricted head (all sampleable tokens when the vocabulary has fewer).
-  int32_t n_tokens = 16384;
+  // Tokens of the restricted head (all sampleable tokens when the vocabulary has fewer). Gemma 3
+  // 270M: 32768 rows of Q8_0 are 22 MB against the layers' 68 MB and the full head's 178 MB.
+  int32_t n_tokens = 32768;
   int64_t n_layers = 0;  // layers the draft runs; 0: all
 };
 

@@ -82,7 +82,7 @@ TEST(DraftModelOnRealModels, DefaultModelAsItsOwnDraft) {
   EXPECT_EQ(b.spec_draft_tokens, 7 * 4 + 3);  // the last draft holds only what may still come
 }
 
-// Self-speculation (engine/self_draft.h) on the default model: a head of the 16384 most frequent
+// Self-speculation (engine/self_draft.h) on the default model: a head of the 32768 most frequent
 // tokens after every layer agrees with the model's greedy token most of the time (only a token
 // outside the head is missed); an early exit after 12 of 18 layers agrees less. Both leave the
 // output unchanged.
