@@ -87,6 +87,15 @@ ModelDrafter::Shape ModelDrafter::ShapeFor(int32_t max_nodes) const {
   return s;
 }
 
+Status ModelDrafter::CopyKvFrom(const PagedKvStore* target) {
+  if (target != nullptr &&
+      (target->block_size() != store_.block_size() || target->n_layers() < store_.n_layers())) {
+    return Status::InvalidArgument("the draft's K/V cannot be copied from the target's store");
+  }
+  target_kv_ = target;
+  return Status::Ok();
+}
+
 void ModelDrafter::Release(SeqId seq) {
   kv_.Free(seq);
   seqs_.erase(seq);
@@ -132,6 +141,13 @@ bool ModelDrafter::Plan(const DraftRequest& r, int32_t* budget, Work* w) {
   }
   w->request = &r;
   w->state = &s;
+  w->copy_from = keep;
+  if (target_kv_ != nullptr && r.target_kv > keep) {
+    // The target's K/V of these positions are this draft's: copied, not run (the newest token
+    // always runs, for its logits).
+    keep = std::min(r.target_kv, n - 1);
+    keep = std::max(keep, w->copy_from);
+  }
   w->keep = keep;
   w->n_run = std::min(n - keep, *budget);
   w->drafts = w->n_run == n - keep;
@@ -168,6 +184,12 @@ void ModelDrafter::TakeLevel(std::span<const float> row, Work* w) const {
 
 Status ModelDrafter::CatchUp(std::vector<Work>& work) {
   for (const BlockCopy& c : kv_.TakeCopies()) store_.CopyBlock(c.src, c.dst);
+  for (const Work& w : work) {
+    if (w.keep > w.copy_from) {
+      store_.CopyPositionsFrom(*target_kv_, w.request->target_blocks,
+                               kv_.BlockTable(w.request->seq), w.copy_from, w.keep);
+    }
+  }
   if (views_.size() < work.size()) views_.resize(work.size());
   batch_.clear();
   for (size_t i = 0; i < work.size(); ++i) {

@@ -126,8 +126,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
                                  n_blocks + chain_blocks * options.max_seqs, INT32_MAX / 2)),
                              .block_size = options.block_size,
                              .max_batch_tokens = options.max_batch_tokens,
-                             // Every layer: the head's argmax is the target's whenever the
-                             // target's is among its tokens, and an alternative never is.
+                             // Every layer: the head's argmax is the target's whenever that
+                             // is among its tokens; an alternative never matches a greedy miss.
                              .branch_width =
                                  self_draft != nullptr && options.spec_self_layers == 0 ? 1 : 2}));
   }
@@ -143,6 +143,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
   std::unique_ptr<Engine> e(new Engine(runner, options, std::move(scheduler), std::move(store),
                                        std::move(self_draft), std::move(drafter)));
   e->stats_.kv_blocks_total = static_cast<int32_t>(n_blocks);
+  // The self draft runs the target's first layers: their K/V are copied, not recomputed.
+  if (e->self_draft_ != nullptr) GANNET_RETURN_IF_ERROR(e->model_drafter_->CopyKvFrom(&e->store_));
   if (e->model_drafter_ != nullptr) {
     e->stats_.draft_kv_blocks_total = e->model_drafter_->kv().pool().num_blocks();
   }
@@ -582,11 +584,18 @@ void Engine::DraftWithModel() {
   int32_t wanted = 0;
   for (SampleJob& job : jobs_) {
     if (job.active == nullptr || job.draft_budget <= 0) continue;
+    // The target's K/V this step leaves at their positions: everything before the step's rows,
+    // and its rows unless they were a tree (whose accepted path is compacted after drafting).
+    const ScheduledSeq& e = *job.entry;
+    const int32_t target_kv =
+        e.start + (e.speculative() ? 1 : static_cast<int32_t>(e.tokens.size()));
     draft_requests_.push_back(
-        DraftRequest{.seq = job.entry->seq_id,
+        DraftRequest{.seq = e.seq_id,
                      .tokens = job.active->history[static_cast<size_t>(job.index)],
                      .max_nodes = job.draft_budget,
-                     .draft = &job.draft});
+                     .draft = &job.draft,
+                     .target_blocks = e.block_table,
+                     .target_kv = target_kv});
     wanted += job.draft_budget;
   }
   if (draft_requests_.empty()) return;

@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "engine/draft_model.h"
 #include "engine/engine.h"
+#include "engine/paged_kv.h"
 
 namespace gannet::engine {
 namespace {
@@ -295,7 +297,9 @@ TEST_P(SelfDraftOutputs, AreIdenticalToNoSpeculation) {
   EXPECT_GT(a.preemptions, 0);  // the pool is small enough to preempt
   EXPECT_GT(b.spec_steps, 0);
   // Random weights: an early exit may agree with the whole model on nothing.
-  if (GetParam().layers == 0) EXPECT_GT(b.spec_accepted_tokens, 0);
+  if (GetParam().layers == 0) {
+    EXPECT_GT(b.spec_accepted_tokens, 0);
+  }
   EXPECT_LE(b.spec_accepted_tokens, b.spec_draft_tokens);
   EXPECT_GT(b.draft_kv_blocks_total, 0);
 }
@@ -314,6 +318,52 @@ INSTANTIATE_TEST_SUITE_P(Tiny, SelfDraftOutputs,
                              c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return n;
                          });
+
+// The draft's catch-up copies the target's K/V of the positions a request names instead of running
+// them: with the target's K/V of the same tokens, the draft is the one the draft makes by
+// running them itself (every layer, and an early exit that copies the first 2 of 7 layers); with
+// the K/V of other tokens in their place, it differs (so they were read, not recomputed).
+TEST(SelfDraft, CopiedTargetKvGivesTheDraftOfRecomputing) {
+  auto target = Load("tiny-gemma3-q");
+  ASSERT_NE(target, nullptr);
+  const int64_t n_vocab = target->config().n_vocab;
+  const std::vector<int32_t> seq = Prompt(3, 21, n_vocab), other = Prompt(8, 21, n_vocab);
+  auto fill = [&](const std::vector<int32_t>& tokens) {
+    auto store = PagedKvStore::Create(target->config(), 8, 4);
+    EXPECT_TRUE(store.ok());
+    SeqKvViews views;
+    const std::vector<int32_t> table = {7, 2, 5, 0, 1, 3, 4, 6};
+    store->Assign(table, &views);
+    const BatchSeq b{.tokens = std::span<const int32_t>(tokens).first(20), .kv = views.layers};
+    EXPECT_TRUE(target->Execute({&b, 1}).ok());
+    return std::move(*store);
+  };
+  const PagedKvStore same = fill(seq), wrong = fill(other);
+  const std::vector<int32_t> table = {7, 2, 5, 0, 1, 3, 4, 6};
+  for (const int64_t layers : {0, 2}) {
+    auto head = LoadSelfDraft(*target, {.n_tokens = 100000, .n_layers = layers});
+    ASSERT_TRUE(head.ok()) << head.status().ToString();
+    auto propose = [&](const PagedKvStore* source) {
+      auto d =
+          ModelDrafter::Create(head->get(), {.n_blocks = 16, .block_size = 4, .branch_width = 1});
+      EXPECT_TRUE(d.ok());
+      EXPECT_TRUE((*d)->CopyKvFrom(source).ok());
+      Draft draft;
+      const DraftRequest r{.seq = 1,
+                           .tokens = seq,
+                           .max_nodes = 6,
+                           .draft = &draft,
+                           .target_blocks = table,
+                           .target_kv = 20};
+      EXPECT_TRUE((*d)->Propose({&r, 1}).ok());
+      EXPECT_EQ(draft.tokens.size(), 6u);
+      return draft.tokens;
+    };
+    const std::vector<int32_t> recomputed = propose(nullptr);
+    EXPECT_EQ(propose(&same), recomputed) << "layers " << layers;
+    EXPECT_NE(propose(&wrong), recomputed) << "layers " << layers;
+  }
+}
 
 TEST(SelfDraft, ParsesTheMethod) {
   auto m = ParseSpecMethod("self");
