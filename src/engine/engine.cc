@@ -300,8 +300,13 @@ void Engine::Loop() {
             decode_rows += static_cast<int32_t>(s.tokens.size());
           }
         }
+        // Against the step without its draft rows: a draft row pays when it yields more tokens
+        // per second than the sequences' own rows do (with the draft rows counted in, a step
+        // full of drafts lowered its own bar).
         spec_threshold_ =
-            options_.spec_adaptive ? spec_cost_.Threshold(decodes, out.num_tokens) : 0.0;
+            options_.spec_adaptive
+                ? spec_cost_.Threshold(decodes, out.num_tokens - (decode_rows - decodes))
+                : 0.0;
         Sample(out, *logits);
         FinishMasks();
         // The draft model's passes are timed apart: the pacer and the cost model's a and b
