@@ -23,6 +23,7 @@ before and after each run; counters whose names contain "spec" are reported when
 
   .venv/bin/python bench/speculative.py -m models/gemma-3-270m-q4_k_m.gguf -t 2 --rounds 3
   .venv/bin/python bench/speculative.py -m models/gemma-3-270m-q4_k_m.gguf --variants none,ngram:4,ngram:8
+  .venv/bin/python bench/speculative.py -m models/gemma-3-270m-q4_k_m.gguf --variants none,self,self:4:t8192
 """
 import argparse
 import asyncio
@@ -82,11 +83,23 @@ def load_sets(path: Path, names: list[str], limit: int) -> dict[str, list[dict]]
 
 
 def parse_variant(text: str) -> dict:
-    """'none', 'ngram' or 'ngram:N' (N: --spec-max-tokens)."""
-    method, _, n = text.partition(":")
-    if not method or (n and not n.isdigit()):
+    """'none', 'ngram', 'self' or 'draft=FILE', then ':N' (--spec-max-tokens), and for self
+    ':tN' (--spec-self-tokens) and ':lL' (--spec-self-layers), e.g. 'self:6:t16384:l12'."""
+    method, *opts = text.split(":")
+    if method.startswith("draft="):
+        method = "draft:" + method[len("draft="):]
+    if not method:
         raise ValueError(text)
-    args = ["--spec", method] + (["--spec-max-tokens", n] if n else [])
+    args = ["--spec", method]
+    for o in opts:
+        if o.isdigit():
+            args += ["--spec-max-tokens", o]
+        elif o[:1] == "t" and o[1:].isdigit() and method == "self":
+            args += ["--spec-self-tokens", o[1:]]
+        elif o[:1] == "l" and o[1:].isdigit() and method == "self":
+            args += ["--spec-self-layers", o[1:]]
+        else:
+            raise ValueError(text)
     return {"name": text, "method": method, "server_args": args}
 
 
@@ -284,7 +297,8 @@ def main() -> int:
     ap.add_argument("--gannet", default=str(ROOT / "build" / "bin" / "gannet"))
     ap.add_argument("-t", "--threads", type=int, default=os.cpu_count())
     ap.add_argument("--variants", default="none,ngram",
-                    help="comma-separated: none, ngram or ngram:N (N draft tokens at most); the first is A")
+                    help="comma-separated: none, ngram, self or draft=FILE, each optionally :N (N draft tokens at "
+                         "most); self also :tN (head tokens) and :lL (layers); the first is A")
     ap.add_argument("--sets", default="grounded,free", help="comma-separated prompt sets")
     ap.add_argument("--prompts", type=Path, default=DATA / "prompts.json")
     ap.add_argument("--num-prompts", type=int, default=0, help="first N prompts of each set (0: all)")

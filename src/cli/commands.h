@@ -51,10 +51,12 @@ struct GenerationFlags {
 };
 void AddGenerationFlags(CLI::App* sub, GenerationFlags* flags);
 
-// --spec and --spec-max-tokens (run, chat, serve, bench).
+// --spec, --spec-max-tokens, --spec-self-tokens and --spec-self-layers (run, chat, serve, bench).
 struct SpecFlags {
   std::string method = "none";
   int32_t max_tokens = 8;
+  int32_t self_tokens = 32768;  // self: the restricted head's tokens
+  int32_t self_layers = 0;      // self: layers the draft runs (0: all)
   // draft:FILE: the draft model, loaded by the first Apply and shared by copies of these flags
   // (it must outlive every Engine made with the options Apply set).
   std::shared_ptr<engine::ModelRunner> draft;
@@ -63,7 +65,8 @@ struct SpecFlags {
   // Check(), then sets the engine's speculative decoding options for `target`; draft:FILE loads
   // the draft model (an unreadable file or a vocabulary unlike the target's is an error).
   Status Apply(const engine::ModelRunner& target, engine::EngineOptions* options);
-  // The method as reported (/props, bench): draft:FILE shows the file's name without folders.
+  // The method as reported (/props, bench): draft:FILE shows the file's name without folders;
+  // self shows its head's tokens and its layers when not all, e.g. "self:32768" or "self:8192:12".
   std::string Name() const;
 };
 void AddSpecFlags(CLI::App* sub, SpecFlags* flags);

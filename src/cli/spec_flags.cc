@@ -12,8 +12,15 @@ namespace gannet::cli {
 void AddSpecFlags(CLI::App* sub, SpecFlags* f) {
   sub->add_option("--spec", f->method,
                   "Speculative decoding: none; ngram (drafts from the text's own earlier "
-                  "tokens); or draft:FILE (drafts from a smaller GGUF model with the same "
+                  "tokens); self (drafts from the model itself with an output head of its most "
+                  "frequent tokens); or draft:FILE (drafts from a smaller GGUF model with the same "
                   "vocabulary). Drafts are verified as a token tree; the output is unchanged")
+      ->capture_default_str();
+  sub->add_option("--spec-self-tokens", f->self_tokens,
+                  "--spec self: tokens of the draft's output head (the most frequent ones)")
+      ->capture_default_str();
+  sub->add_option("--spec-self-layers", f->self_layers,
+                  "--spec self: layers the draft runs before its head (0: all)")
       ->capture_default_str();
   sub->add_option("--spec-max-tokens", f->max_tokens,
                   "Most draft tokens per sequence per step (1-" +
@@ -29,6 +36,14 @@ Status SpecFlags::Check() const {
                                    std::to_string(engine::kMaxDraftTokens) + "], got " +
                                    std::to_string(max_tokens));
   }
+  if (self_tokens < 1) {
+    return Status::InvalidArgument("--spec-self-tokens must be positive, got " +
+                                   std::to_string(self_tokens));
+  }
+  if (self_layers < 0) {
+    return Status::InvalidArgument("--spec-self-layers must not be negative, got " +
+                                   std::to_string(self_layers));
+  }
   return Status::Ok();
 }
 
@@ -43,6 +58,8 @@ Status SpecFlags::Apply(const engine::ModelRunner& target, engine::EngineOptions
   }
   options->spec = m;
   options->spec_max_tokens = max_tokens;
+  options->spec_self_tokens = self_tokens;
+  options->spec_self_layers = self_layers;
   options->draft_model = m == engine::SpecMethod::kDraftModel ? draft.get() : nullptr;
   return Status::Ok();
 }
@@ -52,6 +69,10 @@ std::string SpecFlags::Name() const {
   Result<engine::SpecMethod> m = engine::ParseSpecMethod(method, &path);
   if (m.ok() && *m == engine::SpecMethod::kDraftModel) {
     return "draft:" + std::filesystem::path(path).filename().string();
+  }
+  if (m.ok() && *m == engine::SpecMethod::kSelf) {
+    return "self:" + std::to_string(self_tokens) +
+           (self_layers > 0 ? ":" + std::to_string(self_layers) : "");
   }
   return method;
 }

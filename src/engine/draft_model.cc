@@ -27,6 +27,7 @@ Status CheckDraftVocabulary(const ModelRunner& target, const ModelRunner& draft)
                             " does not share the vocabulary of " + target.file().path() + ": ";
   const Tokenizer& t = target.tokenizer();
   const Tokenizer& d = draft.tokenizer();
+  if (&t == &d) return Status::Ok();  // a restricted runner over the target (self_draft.h)
   if (draft.config().n_vocab != target.config().n_vocab || d.n_vocab() != t.n_vocab()) {
     return Status::InvalidArgument(which + std::to_string(d.n_vocab()) + " tokens (" +
                                    std::to_string(draft.config().n_vocab) + " logits) against " +
@@ -86,6 +87,15 @@ ModelDrafter::Shape ModelDrafter::ShapeFor(int32_t max_nodes) const {
   return s;
 }
 
+Status ModelDrafter::CopyKvFrom(const PagedKvStore* target) {
+  if (target != nullptr &&
+      (target->block_size() != store_.block_size() || target->n_layers() < store_.n_layers())) {
+    return Status::InvalidArgument("the draft's K/V cannot be copied from the target's store");
+  }
+  target_kv_ = target;
+  return Status::Ok();
+}
+
 void ModelDrafter::Release(SeqId seq) {
   kv_.Free(seq);
   seqs_.erase(seq);
@@ -131,6 +141,13 @@ bool ModelDrafter::Plan(const DraftRequest& r, int32_t* budget, Work* w) {
   }
   w->request = &r;
   w->state = &s;
+  w->copy_from = keep;
+  if (target_kv_ != nullptr && r.target_kv > keep) {
+    // The target's K/V of these positions are this draft's: copied, not run (the newest token
+    // always runs, for its logits).
+    keep = std::min(r.target_kv, n - 1);
+    keep = std::max(keep, w->copy_from);
+  }
   w->keep = keep;
   w->n_run = std::min(n - keep, *budget);
   w->drafts = w->n_run == n - keep;
@@ -156,12 +173,23 @@ void ModelDrafter::TakeLevel(std::span<const float> row, Work* w) const {
   const int32_t k = level < w->shape.branch_levels ? options_.branch_width : 1;
   std::vector<int32_t> top;
   TopK(row, k, &top);
+  // A restricted head's columns are a subset of the vocabulary (self_draft.h).
+  const std::span<const int32_t> ids = runner_->logit_tokens();
+  if (!ids.empty()) {
+    for (int32_t& t : top) t = ids[static_cast<size_t>(t)];
+  }
   w->chain.push_back(top[0]);
   if (top.size() > 1) w->alternatives.emplace_back(top.begin() + 1, top.end());
 }
 
 Status ModelDrafter::CatchUp(std::vector<Work>& work) {
   for (const BlockCopy& c : kv_.TakeCopies()) store_.CopyBlock(c.src, c.dst);
+  for (const Work& w : work) {
+    if (w.keep > w.copy_from) {
+      store_.CopyPositionsFrom(*target_kv_, w.request->target_blocks,
+                               kv_.BlockTable(w.request->seq), w.copy_from, w.keep);
+    }
+  }
   if (views_.size() < work.size()) views_.resize(work.size());
   batch_.clear();
   for (size_t i = 0; i < work.size(); ++i) {
@@ -174,7 +202,7 @@ Status ModelDrafter::CatchUp(std::vector<Work>& work) {
                               .logits = w.drafts});
   }
   GANNET_ASSIGN_OR_RETURN(std::span<const float> logits, runner_->Execute(batch_));
-  const size_t n_vocab = static_cast<size_t>(runner_->config().n_vocab);
+  const size_t n_vocab = static_cast<size_t>(runner_->n_logits());
   size_t row = 0;
   for (Work& w : work) {
     // Every token run so far is the target's: full blocks of them serve later prefixes.
@@ -201,7 +229,7 @@ Status ModelDrafter::DecodeLevel(std::vector<Work>& work, int32_t level) {
   }
   if (batch_.empty()) return Status::Ok();
   GANNET_ASSIGN_OR_RETURN(std::span<const float> logits, runner_->Execute(batch_));
-  const size_t n_vocab = static_cast<size_t>(runner_->config().n_vocab);
+  const size_t n_vocab = static_cast<size_t>(runner_->n_logits());
   for (size_t i = 0; i < in_batch_.size(); ++i) {
     Work& w = *in_batch_[i];
     w.state->tokens.push_back(w.chain[static_cast<size_t>(level - 1)]);

@@ -1,6 +1,9 @@
 // ModelDrafter: speculative drafts from a second, smaller model with the target's vocabulary
-// (`--spec draft:FILE`). It proposes a token tree in the layout engine/scheduler.h's Draft expects,
-// which the target verifies like any other draft (engine.h), so the output never depends on it.
+// (`--spec draft:FILE`), or from the target itself through a restricted output head
+// (`--spec self`, self_draft.h: the runner's logits columns are a subset of the vocabulary,
+// ModelRunner::logit_tokens, mapped back to token ids here). It proposes a token tree in the layout
+// engine/scheduler.h's Draft expects, which the target verifies like any other draft (engine.h), so
+// the output never depends on it.
 //
 // Per sequence that speculates, the draft model keeps its own paged K/V (its own PagedKvStore and
 // KvCacheManager, sized by the engine like the target's) of a prefix of the sequence's tokens. To
@@ -66,6 +69,10 @@ struct DraftRequest {
   std::span<const int32_t> tokens;  // the sequence's tokens, prompt and output, newest last
   int32_t max_nodes = 0;            // draft tokens at most (1..kMaxDraftTokens)
   Draft* draft = nullptr;           // receives the draft (left empty when none can be made)
+  // With a target K/V source (ModelDrafter::CopyKvFrom): the sequence's block table in the
+  // target's store and how many of its first positions hold the target's K/V at their positions.
+  std::span<const int32_t> target_blocks;
+  int32_t target_kv = 0;
 };
 
 class ModelDrafter {
@@ -79,6 +86,12 @@ class ModelDrafter {
   // An error from a forward pass releases the sequences of that pass and is returned (the caller
   // may go on without drafts).
   Status Propose(std::span<const DraftRequest> requests);
+
+  // A draft that runs the target's own first layers (engine/self_draft.h) computes exactly the
+  // K/V the target holds for them: catch-up copies the positions a request names in `target`
+  // (DraftRequest::target_kv) instead of running them, so only the newest tokens run. Null: off.
+  // REQUIRES: `target` outlives the drafter; its first layers are this draft's layers.
+  Status CopyKvFrom(const PagedKvStore* target);
 
   // Frees a sequence's draft K/V (no-op when unknown).
   void Release(SeqId seq);
@@ -104,9 +117,10 @@ class ModelDrafter {
   struct Work {
     const DraftRequest* request = nullptr;
     SeqState* state = nullptr;
-    int32_t keep = 0;     // positions whose K/V are reused
-    int32_t n_run = 0;    // catch-up tokens this step
-    bool drafts = false;  // caught up fully: proposes this step
+    int32_t keep = 0;       // positions whose K/V are reused or copied from the target
+    int32_t copy_from = 0;  // positions [copy_from, keep) are copied from the target first
+    int32_t n_run = 0;      // catch-up tokens this step
+    bool drafts = false;    // caught up fully: proposes this step
     Shape shape;
     std::vector<int32_t> chain;                      // level -> top-1 token
     std::vector<std::vector<int32_t>> alternatives;  // level -> next likeliest tokens
@@ -130,6 +144,7 @@ class ModelDrafter {
 
   ModelRunner* runner_;
   DraftModelOptions options_;
+  const PagedKvStore* target_kv_ = nullptr;
   PagedKvStore store_;
   KvCacheManager kv_;
   std::unordered_map<SeqId, SeqState> seqs_;

@@ -48,6 +48,8 @@ const char* SpecMethodName(SpecMethod m) {
       return "ngram";
     case SpecMethod::kDraftModel:
       return "draft";
+    case SpecMethod::kSelf:
+      return "self";
   }
   return "none";
 }
@@ -55,13 +57,14 @@ const char* SpecMethodName(SpecMethod m) {
 Result<SpecMethod> ParseSpecMethod(std::string_view name, std::string* draft_path) {
   if (name == "none") return SpecMethod::kNone;
   if (name == "ngram") return SpecMethod::kNgram;
+  if (name == "self") return SpecMethod::kSelf;
   constexpr std::string_view kDraft = "draft:";
   if (name.size() > kDraft.size() && name.substr(0, kDraft.size()) == kDraft) {
     if (draft_path != nullptr) *draft_path = std::string(name.substr(kDraft.size()));
     return SpecMethod::kDraftModel;
   }
   return Status::InvalidArgument("unknown speculative decoding method '" + std::string(name) +
-                                 "' (choices: none, ngram, draft:FILE)");
+                                 "' (choices: none, ngram, self, draft:FILE)");
 }
 
 Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const EngineOptions& options) {
@@ -103,20 +106,30 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
     n_blocks = blocks_per_ctx;
   }
   if (n_blocks > INT32_MAX / 2) n_blocks = INT32_MAX / 2;
+  std::unique_ptr<ModelRunner> self_draft;
+  if (options.spec == SpecMethod::kSelf) {
+    GANNET_ASSIGN_OR_RETURN(self_draft,
+                            LoadSelfDraft(*runner, {.n_tokens = options.spec_self_tokens,
+                                                    .n_layers = options.spec_self_layers}));
+  }
   std::unique_ptr<ModelDrafter> drafter;
-  if (options.spec == SpecMethod::kDraftModel) {
-    if (options.draft_model == nullptr) return Status::InvalidArgument("no draft model loaded");
-    GANNET_RETURN_IF_ERROR(CheckDraftVocabulary(*runner, *options.draft_model));
+  if (options.spec == SpecMethod::kDraftModel || options.spec == SpecMethod::kSelf) {
+    ModelRunner* draft = self_draft != nullptr ? self_draft.get() : options.draft_model;
+    if (draft == nullptr) return Status::InvalidArgument("no draft model loaded");
+    GANNET_RETURN_IF_ERROR(CheckDraftVocabulary(*runner, *draft));
     // The draft holds at most what the target holds, plus each running sequence's draft chain.
     const int64_t chain_blocks =
         (options.spec_max_tokens + options.block_size - 1) / options.block_size + 1;
     GANNET_ASSIGN_OR_RETURN(
-        drafter,
-        ModelDrafter::Create(options.draft_model,
-                             {.n_blocks = static_cast<int32_t>(std::min<int64_t>(
-                                  n_blocks + chain_blocks * options.max_seqs, INT32_MAX / 2)),
-                              .block_size = options.block_size,
-                              .max_batch_tokens = options.max_batch_tokens}));
+        drafter, ModelDrafter::Create(
+                     draft, {.n_blocks = static_cast<int32_t>(std::min<int64_t>(
+                                 n_blocks + chain_blocks * options.max_seqs, INT32_MAX / 2)),
+                             .block_size = options.block_size,
+                             .max_batch_tokens = options.max_batch_tokens,
+                             // Every layer: the head's argmax is the target's whenever that
+                             // is among its tokens; an alternative never matches a greedy miss.
+                             .branch_width =
+                                 self_draft != nullptr && options.spec_self_layers == 0 ? 1 : 2}));
   }
   GANNET_ASSIGN_OR_RETURN(PagedKvStore store,
                           PagedKvStore::Create(config, n_blocks, options.block_size));
@@ -127,9 +140,11 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
                                          .num_blocks = static_cast<int32_t>(n_blocks),
                                          .block_size = options.block_size,
                                          .enable_prefix_caching = options.prefix_caching}));
-  std::unique_ptr<Engine> e(
-      new Engine(runner, options, std::move(scheduler), std::move(store), std::move(drafter)));
+  std::unique_ptr<Engine> e(new Engine(runner, options, std::move(scheduler), std::move(store),
+                                       std::move(self_draft), std::move(drafter)));
   e->stats_.kv_blocks_total = static_cast<int32_t>(n_blocks);
+  // The self draft runs the target's first layers: their K/V are copied, not recomputed.
+  if (e->self_draft_ != nullptr) GANNET_RETURN_IF_ERROR(e->model_drafter_->CopyKvFrom(&e->store_));
   if (e->model_drafter_ != nullptr) {
     e->stats_.draft_kv_blocks_total = e->model_drafter_->kv().pool().num_blocks();
   }
@@ -138,13 +153,15 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
 }
 
 Engine::Engine(ModelRunner* runner, const EngineOptions& options, Scheduler scheduler,
-               PagedKvStore store, std::unique_ptr<ModelDrafter> model_drafter)
+               PagedKvStore store, std::unique_ptr<ModelRunner> self_draft,
+               std::unique_ptr<ModelDrafter> model_drafter)
     : runner_(runner),
       options_(options),
       scheduler_(std::move(scheduler)),
       store_(std::move(store)),
       pacer_(options.itl_factor, kMinPromptChunk,
              std::max(kMinPromptChunk, options.max_batch_tokens)),
+      self_draft_(std::move(self_draft)),
       model_drafter_(std::move(model_drafter)),
       work_(static_cast<size_t>(std::max(1, runner->n_threads())),
             std::vector<float>(static_cast<size_t>(runner->config().n_vocab))),
@@ -283,8 +300,13 @@ void Engine::Loop() {
             decode_rows += static_cast<int32_t>(s.tokens.size());
           }
         }
+        // Against the step without its draft rows: a draft row pays when it yields more tokens
+        // per second than the sequences' own rows do (with the draft rows counted in, a step
+        // full of drafts lowered its own bar).
         spec_threshold_ =
-            options_.spec_adaptive ? spec_cost_.Threshold(decodes, out.num_tokens) : 0.0;
+            options_.spec_adaptive
+                ? spec_cost_.Threshold(decodes, out.num_tokens - (decode_rows - decodes))
+                : 0.0;
         Sample(out, *logits);
         FinishMasks();
         // The draft model's passes are timed apart: the pacer and the cost model's a and b
@@ -342,7 +364,7 @@ void Engine::Admit(std::deque<Pending>& incoming) {
       NgramDrafter d;
       d.Append(p.request.prompt);
       a->drafters.assign(static_cast<size_t>(p.request.n), d);
-    } else if (options_.spec == SpecMethod::kDraftModel) {
+    } else if (model_drafter_ != nullptr) {
       a->history.assign(static_cast<size_t>(p.request.n), p.request.prompt);
     }
     if (options_.spec != SpecMethod::kNone) {
@@ -567,11 +589,18 @@ void Engine::DraftWithModel() {
   int32_t wanted = 0;
   for (SampleJob& job : jobs_) {
     if (job.active == nullptr || job.draft_budget <= 0) continue;
+    // The target's K/V this step leaves at their positions: everything before the step's rows,
+    // and its rows unless they were a tree (whose accepted path is compacted after drafting).
+    const ScheduledSeq& e = *job.entry;
+    const int32_t target_kv =
+        e.start + (e.speculative() ? 1 : static_cast<int32_t>(e.tokens.size()));
     draft_requests_.push_back(
-        DraftRequest{.seq = job.entry->seq_id,
+        DraftRequest{.seq = e.seq_id,
                      .tokens = job.active->history[static_cast<size_t>(job.index)],
                      .max_nodes = job.draft_budget,
-                     .draft = &job.draft});
+                     .draft = &job.draft,
+                     .target_blocks = e.block_table,
+                     .target_kv = target_kv});
     wanted += job.draft_budget;
   }
   if (draft_requests_.empty()) return;

@@ -9,12 +9,13 @@
 // Speculative decoding (EngineOptions::spec): with each sampled token the engine may propose a
 // draft tree for the sequence (engine/ngram_drafter.h, or a second, smaller model with the same
 // vocabulary: engine/draft_model.h, whose passes run after sampling, batched over the sequences
-// that draft); the next step computes the tree beside the
-// sequence's newest token in one tree-masked pass, and the tokens are sampled row by row down the
-// tree exactly as without speculation (the same sampler, grammar and output processing, the same
-// random numbers), following a draft node while it matches what was sampled. So the output is the
-// same token for token, with or without speculation, greedy or not; only the steps it takes differ.
-// engine/spec_control.h decides per sequence whether and how much to draft.
+// that draft; or the target itself with a restricted output head: engine/self_draft.h); the next
+// step computes the tree beside the sequence's newest token in one tree-masked pass, and the tokens
+// are sampled row by row down the tree exactly as without speculation (the same sampler, grammar
+// and output processing, the same random numbers), following a draft node while it matches what was
+// sampled. So the output is the same token for token, with or without speculation, greedy or not;
+// only the steps it takes differ. engine/spec_control.h decides per sequence whether and how much
+// to draft.
 //
 // The output side is the engine's: each sampled token is detokenized (whole UTF-8 only), checked
 // against the end-of-generation ids and the request's stop strings (engine/output_processor.h),
@@ -52,6 +53,7 @@
 #include "engine/paged_kv.h"
 #include "engine/prefill_pacer.h"
 #include "engine/scheduler.h"
+#include "engine/self_draft.h"
 #include "engine/spec_control.h"
 #include "engine/stop_strings.h"
 #include "grammar/grammar.h"
@@ -69,10 +71,11 @@ enum class SpecMethod {
   kNone,        // no speculation
   kNgram,       // prompt lookup over the sequence's own tokens (engine/ngram_drafter.h)
   kDraftModel,  // a smaller model with the same vocabulary (engine/draft_model.h)
+  kSelf,        // the target itself with a restricted output head (engine/self_draft.h)
 };
 const char* SpecMethodName(SpecMethod m);
-// "none", "ngram" or "draft:FILE" (then *draft_path = FILE, when draft_path is given); anything
-// else, "draft:" without a file included, is InvalidArgument naming the choices.
+// "none", "ngram", "self" or "draft:FILE" (then *draft_path = FILE, when draft_path is given);
+// anything else, "draft:" without a file included, is InvalidArgument naming the choices.
 Result<SpecMethod> ParseSpecMethod(std::string_view name, std::string* draft_path = nullptr);
 
 struct EngineOptions {
@@ -96,6 +99,10 @@ struct EngineOptions {
   // Create). Must outlive the Engine and be used by nothing else meanwhile. Its KV pool gets as
   // many blocks as the target's, plus room for every sequence's draft chain.
   ModelRunner* draft_model = nullptr;
+  // SpecMethod::kSelf: the engine makes the draft runner over the target (LoadSelfDraft): an output
+  // head of this many of the most frequent tokens, after this many layers (0: all).
+  int32_t spec_self_tokens = 32768;
+  int32_t spec_self_layers = 0;
   // Constrained decoding: compute each step's grammar masks on a worker thread while the forward
   // pass runs (engine/grammar_masks.h) rather than after it. The outputs are the same either way.
   bool grammar_overlap = true;
@@ -172,7 +179,7 @@ struct EngineStats {
   // Speculative decoding: steps of a sequence that verified a draft, the draft tokens verified,
   // and how many of them were accepted.
   int64_t spec_steps = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
-  // SpecMethod::kDraftModel: the draft model's KV blocks in use and its pool's size.
+  // SpecMethod::kDraftModel and kSelf: the draft's KV blocks in use and its pool's size.
   int32_t draft_kv_blocks_used = 0, draft_kv_blocks_total = 0;
 };
 
@@ -223,7 +230,7 @@ class Engine {
   struct SampleJob;
 
   Engine(ModelRunner* runner, const EngineOptions& options, Scheduler scheduler, PagedKvStore store,
-         std::unique_ptr<ModelDrafter> model_drafter);
+         std::unique_ptr<ModelRunner> self_draft, std::unique_ptr<ModelDrafter> model_drafter);
 
   // The step loop and its stages, in order (all on the step thread).
   void Loop();
@@ -282,7 +289,8 @@ class Engine {
   PagedKvStore store_;
   PrefillPacer pacer_;
   SpecCostModel spec_cost_;
-  std::unique_ptr<ModelDrafter> model_drafter_;  // with SpecMethod::kDraftModel
+  std::unique_ptr<ModelRunner> self_draft_;      // with SpecMethod::kSelf (before its drafter)
+  std::unique_ptr<ModelDrafter> model_drafter_;  // with SpecMethod::kDraftModel or kSelf
   double spec_threshold_ = 0;                    // this step's (SpecCostModel::Threshold)
 
   mutable std::mutex mu_;

@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "tensor/dtype.h"
 
 namespace gannet::engine {
 namespace {
@@ -63,10 +64,14 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& model_
                               std::to_string(c.n_ctx_train));
   }
   int n_threads = options.n_threads > 0 ? options.n_threads : ThreadPool::HardwareThreads();
-  std::unique_ptr<ModelRunner> e(new ModelRunner(n_threads));
+  std::unique_ptr<ModelRunner> e(new ModelRunner());
+  e->own_pool_ = std::make_unique<ThreadPool>(n_threads);
+  e->pool_ = e->own_pool_.get();
   e->backend_ = std::make_unique<cpu::CpuBackend>(
-      e->pool_, cpu::BestIsa(), options.repack_weights && cpu::RepackWeightsByDefault());
+      *e->pool_, cpu::BestIsa(), options.repack_weights && cpu::RepackWeightsByDefault());
   e->n_ctx_ = n_ctx;
+  e->n_logits_ = c.n_vocab;
+  e->config_ = c;
   e->file_ = std::move(file);
   e->model_ = std::move(model);
   e->tokenizer_ = std::move(tok).value();
@@ -76,9 +81,69 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& model_
   return e;
 }
 
+Result<std::unique_ptr<ModelRunner>> ModelRunner::LoadRestricted(
+    ModelRunner& target, const RestrictedHeadOptions& options) {
+  const models::ModelConfig& c = target.model_->config();
+  const graph::WeightRef& out = target.model_->output_weight();
+  if (options.tokens.empty()) return Status::InvalidArgument("a restricted head needs tokens");
+  if (options.n_layers < 0 || options.n_layers > c.n_layer) {
+    return Status::InvalidArgument("a restricted runner's layers must be in [0, " +
+                                   std::to_string(c.n_layer) + "], got " +
+                                   std::to_string(options.n_layers));
+  }
+  if (!target.logit_tokens_.empty() || target.graph_options_.n_layers != 0) {
+    return Status::InvalidArgument("a restricted runner's target must be a full one");
+  }
+  std::vector<bool> seen(static_cast<size_t>(out.rows), false);
+  for (const int32_t t : options.tokens) {
+    if (t < 0 || t >= out.rows || seen[static_cast<size_t>(t)]) {
+      return Status::InvalidArgument("restricted head: token " + std::to_string(t) +
+                                     " is out of range or named twice");
+    }
+    seen[static_cast<size_t>(t)] = true;
+  }
+  const std::optional<int64_t> row_bytes = RowBytes(out.type, out.cols);
+  if (!row_bytes) return Status::Unsupported("restricted head: the output matrix's type");
+  std::unique_ptr<ModelRunner> r(new ModelRunner());
+  r->pool_ = target.pool_;
+  r->backend_ = target.backend_->NewSharingWeights();
+  if (r->backend_ == nullptr) {
+    r->backend_ = std::make_unique<cpu::CpuBackend>(*r->pool_, cpu::BestIsa(), false);
+  }
+  r->file_ = target.file_;
+  r->model_ = target.model_;
+  r->tokenizer_ = target.tokenizer_;
+  r->config_ = c;
+  if (options.n_layers > 0) r->config_.n_layer = options.n_layers;
+  r->n_ctx_ = target.n_ctx_;
+  r->n_batch_ = target.n_batch_;
+  r->fuse_graph_ = target.fuse_graph_;
+  r->logit_tokens_ = options.tokens;
+  r->n_logits_ = static_cast<int64_t>(options.tokens.size());
+  // Rows of a matrix are contiguous and whole blocks: the subset is a copy of each row's bytes,
+  // and its products are the full matrix's for those rows, bit for bit.
+  const size_t rb = static_cast<size_t>(*row_bytes);
+  r->head_bytes_ = rb * options.tokens.size();
+  r->head_.reset(std::aligned_alloc(64, (r->head_bytes_ + 63) / 64 * 64));
+  if (r->head_ == nullptr) return Status::ResourceExhausted("no memory for a restricted head");
+  auto* dst = static_cast<uint8_t*>(r->head_.get());
+  const auto* src = static_cast<const uint8_t*>(out.data);
+  for (size_t j = 0; j < options.tokens.size(); ++j) {
+    std::memcpy(dst + j * rb, src + static_cast<size_t>(options.tokens[j]) * rb, rb);
+  }
+  r->graph_options_ = models::GraphOptions{.n_layers = options.n_layers,
+                                           .output = graph::WeightRef{.type = out.type,
+                                                                      .data = r->head_.get(),
+                                                                      .rows = r->n_logits_,
+                                                                      .cols = out.cols,
+                                                                      .name = "restricted_output"}};
+  GANNET_RETURN_IF_ERROR(r->PrepareWeights());
+  return r;
+}
+
 Status ModelRunner::PrepareWeights() {
   // The unfused one-token graph names every matrix a matmul of any plan reads.
-  GANNET_ASSIGN_OR_RETURN(graph::Graph g, model_->BuildGraph(1, 1));
+  GANNET_ASSIGN_OR_RETURN(graph::Graph g, model_->BuildGraph(1, 1, graph_options_));
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<kernels::Weight> weights;
   std::unordered_set<const void*> seen;
@@ -91,6 +156,7 @@ Status ModelRunner::PrepareWeights() {
   }
   // A copied part of the file is not read by the matmuls again: its pages go as the copy grows
   // (an embedding table that is also the output matrix pages its few looked-up rows back in).
+  // DropPages ignores what is not in the file (a restricted head's gathered rows).
   const GgufFile& file = *file_;
   backend_->PrepareMatMulWeights(weights,
                                  [&file](std::span<const uint8_t> part) { file.DropPages(part); });
@@ -104,7 +170,7 @@ Result<const graph::Plan*> ModelRunner::GetPlan(int64_t n_tokens, int64_t n_outp
   auto key = std::make_pair(n_tokens, n_outputs);
   auto it = plans_.find(key);
   if (it != plans_.end()) return &it->second;
-  GANNET_ASSIGN_OR_RETURN(graph::Graph g, model_->BuildGraph(n_tokens, n_outputs));
+  GANNET_ASSIGN_OR_RETURN(graph::Graph g, model_->BuildGraph(n_tokens, n_outputs, graph_options_));
   GANNET_ASSIGN_OR_RETURN(graph::Plan plan,
                           graph::Plan::Compile(std::move(g), {.fuse = fuse_graph_}));
   if (plans_.size() >= kMaxCachedPlans) {
@@ -150,7 +216,7 @@ Result<std::span<const float>> ModelRunner::Evaluate(std::span<const int32_t> to
     const int32_t table[1] = {0};
     single_->Assign(table, &single_views_);
   }
-  const int64_t n_vocab = config().n_vocab;
+  const int64_t n_vocab = n_logits_;
   if (all_logits && n > n_batch_) logits_.resize(static_cast<size_t>(n * n_vocab));
   std::span<const float> out;
   for (int64_t start = 0; start < n; start += n_batch_) {
@@ -221,7 +287,7 @@ Status ModelRunner::AddBatchSeq(const BatchSeq& s) {
 
 Result<std::span<const float>> ModelRunner::Execute(std::span<const BatchSeq> seqs,
                                                     const std::atomic<bool>* abort) {
-  const int64_t n_vocab = config().n_vocab;
+  const int64_t n_vocab = n_logits_;
   batch_tokens_.clear();
   positions_.clear();
   output_rows_.clear();

@@ -40,6 +40,15 @@ struct ModelRunnerOptions {
   bool repack_weights = true;
 };
 
+// A runner over another runner's model with a restricted output head (self-speculation's draft,
+// engine/self_draft.h; ModelRunner::LoadRestricted).
+struct RestrictedHeadOptions {
+  // The logits columns: column j is token tokens[j]. Distinct ids in [0, n_vocab), at least one.
+  std::vector<int32_t> tokens;
+  // Run only the first n_layers layers (early exit); 0: all.
+  int64_t n_layers = 0;
+};
+
 // One sequence's part of a batched forward pass (ModelRunner::Execute).
 //
 // Token tree (tree_parents not empty; speculative decoding's verification): the new tokens are
@@ -67,22 +76,40 @@ class ModelRunner {
   static Result<std::unique_ptr<ModelRunner>> Load(const std::string& model_path,
                                                    const ModelRunnerOptions& options);
 
-  const models::ModelConfig& config() const { return model_->config(); }
+  // A second runner over `target`'s model that computes only the logits of options.tokens (the
+  // output matrix's rows of those tokens, gathered into a copy: a decode step then streams the
+  // layers and N rows instead of the whole vocabulary's) after the first options.n_layers layers.
+  // Logits rows have tokens.size() columns (logit_tokens() maps them back); with every layer run,
+  // column j has the exact bits of the target's logit of token tokens[j]. It shares the target's
+  // file mapping, model, weights and the backend's prepared copies of them, tokenizer, threads and
+  // context; it has its own plans and activation arena. config() is the target's with n_layer =
+  // the layers run (its KV caches have that many layers).
+  // REQUIRES: target outlives it; the two never run at the same time (one driving thread).
+  static Result<std::unique_ptr<ModelRunner>> LoadRestricted(ModelRunner& target,
+                                                             const RestrictedHeadOptions& options);
+
+  const models::ModelConfig& config() const { return config_; }
   const models::Model& model() const { return *model_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const GgufFile& file() const { return *file_; }
-  int n_threads() const { return pool_.size(); }
+  int n_threads() const { return pool_->size(); }
   // The compute threads, for work the caller does between forward passes on the thread that
   // drives them (e.g. sampling many sequences). Not while a forward pass runs.
-  ThreadPool& pool() { return pool_; }
+  ThreadPool& pool() { return *pool_; }
   int64_t n_ctx() const { return n_ctx_; }
+  // Columns of a logits row: n_vocab, or the restricted head's token count.
+  int64_t n_logits() const { return n_logits_; }
+  // Column -> token id of a restricted head (LoadRestricted); empty: column j is token j.
+  std::span<const int32_t> logit_tokens() const { return logit_tokens_; }
   // The weights the backend copied at load (ModelRunnerOptions::repack_weights): their bytes and
-  // the seconds the copy took (0 when nothing was copied).
+  // the seconds the copy took (0 when nothing was copied). A restricted runner counts its own
+  // copies only, plus its gathered head (head_bytes).
   size_t repacked_bytes() const { return backend_->prepared_weight_bytes(); }
   double repack_seconds() const { return repack_seconds_; }
+  size_t head_bytes() const { return head_bytes_; }
 
   // Runs the new tokens of several sequences in ONE forward pass (their rows concatenated in
-  // order; attention stays within each sequence's own cache views). Returns [n, n_vocab] logits,
+  // order; attention stays within each sequence's own cache views). Returns [n, n_logits] logits,
   // in sequence order: every new token's row for a sequence with all_logits or a tree, else one
   // row (its last token's) for a sequence with `logits` set. The span is valid until the next
   // call. A token id outside the vocabulary, or a malformed tree, is InvalidArgument (nothing is
@@ -95,14 +122,14 @@ class ModelRunner {
 
   // One private sequence of up to n_ctx positions (its KV memory is reserved on first use): runs
   // `tokens` at positions [n_past, n_past + n), in chunks of n_batch. Returns logits [n_vocab] of
-  // the last token, or [n, n_vocab] of every token when all_logits. Valid until the next call.
-  // REQUIRES: positions before n_past were evaluated by earlier calls.
+  // the last token, or [n, n_vocab] of every token when all_logits (n_logits columns). Valid until
+  // the next call. REQUIRES: positions before n_past were evaluated by earlier calls.
   Result<std::span<const float>> Evaluate(std::span<const int32_t> tokens, int64_t n_past,
                                           bool all_logits,
                                           const graph::NodeObserver* observer = nullptr);
 
  private:
-  explicit ModelRunner(int n_threads) : pool_(n_threads) {}
+  ModelRunner() = default;
   Result<const graph::Plan*> GetPlan(int64_t n_tokens, int64_t n_outputs);
   // Appends one sequence's rows, positions, output rows and slice to the batch being built.
   Status AddBatchSeq(const BatchSeq& s);
@@ -113,10 +140,16 @@ class ModelRunner {
   Status PrepareWeights();
 
   std::shared_ptr<const GgufFile> file_;
-  std::unique_ptr<models::Model> model_;
-  std::unique_ptr<Tokenizer> tokenizer_;
-  ThreadPool pool_;
+  std::shared_ptr<const models::Model> model_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  models::ModelConfig config_;
+  std::unique_ptr<ThreadPool> own_pool_;  // null when borrowed (LoadRestricted)
+  ThreadPool* pool_ = nullptr;
   std::unique_ptr<kernels::Backend> backend_;  // runs the plans on pool_
+  // The forward pass's variant (LoadRestricted): layers run and the gathered output rows.
+  models::GraphOptions graph_options_;
+  std::vector<int32_t> logit_tokens_;
+  int64_t n_logits_ = 0;
   int64_t n_ctx_ = 0;
   int64_t n_batch_ = 512;
   bool fuse_graph_ = true;
@@ -125,6 +158,8 @@ class ModelRunner {
   struct FreeDeleter {
     void operator()(void* p) const;
   };
+  std::unique_ptr<void, FreeDeleter> head_;  // the gathered output rows (LoadRestricted)
+  size_t head_bytes_ = 0;
   std::unique_ptr<void, FreeDeleter> arena_;
   size_t arena_capacity_ = 0;
   std::unique_ptr<void, FreeDeleter> scratch_;

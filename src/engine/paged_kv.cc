@@ -1,5 +1,6 @@
 #include "engine/paged_kv.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -66,6 +67,31 @@ void PagedKvStore::CopyBlock(int32_t src, int32_t dst) {
       uint16_t* base = buffers_[2 * l + kv].get();
       std::memcpy(base + static_cast<size_t>(dst) * block_elems,
                   base + static_cast<size_t>(src) * block_elems, block_elems * sizeof(uint16_t));
+    }
+  }
+}
+
+void PagedKvStore::CopyPositionsFrom(const PagedKvStore& src, std::span<const int32_t> src_table,
+                                     std::span<const int32_t> dst_table, int64_t begin,
+                                     int64_t end) {
+  GANNET_CHECK(src.block_size_ == block_size_ && src.widths_.size() >= widths_.size());
+  GANNET_CHECK(begin >= 0 && end <= static_cast<int64_t>(src_table.size()) * block_size_ &&
+               end <= static_cast<int64_t>(dst_table.size()) * block_size_);
+  for (size_t l = 0; l < widths_.size(); ++l) {
+    GANNET_CHECK(src.widths_[l] == widths_[l]);
+    const size_t w = static_cast<size_t>(widths_[l]);
+    for (int kv = 0; kv < 2; ++kv) {
+      const uint16_t* from = src.buffers_[2 * l + kv].get();
+      uint16_t* to = buffers_[2 * l + kv].get();
+      // Runs of positions within one block of each table: one copy per block.
+      for (int64_t p = begin; p < end;) {
+        const int64_t in_block = p % block_size_;
+        const int64_t n = std::min(end - p, block_size_ - in_block);
+        const size_t s = static_cast<size_t>(src_table[p / block_size_]) * block_size_ + in_block;
+        const size_t d = static_cast<size_t>(dst_table[p / block_size_]) * block_size_ + in_block;
+        std::memcpy(to + d * w, from + s * w, static_cast<size_t>(n) * w * sizeof(uint16_t));
+        p += n;
+      }
     }
   }
 }

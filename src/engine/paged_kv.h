@@ -49,6 +49,15 @@ class PagedKvStore {
   // Copies block src's K/V (all layers) into block dst (copy-on-write of a shared block).
   void CopyBlock(int32_t src, int32_t dst);
 
+  // Copies the K/V of positions [begin, end) of every layer of this store from the same layers of
+  // `src` (a store with at least these layers, the same widths and block size: the target's, for
+  // a draft that runs its first layers, engine/self_draft.h): src's sequence has block table
+  // src_table, this store's dst_table.
+  // REQUIRES: both tables cover `end` positions; src is not this store.
+  void CopyPositionsFrom(const PagedKvStore& src, std::span<const int32_t> src_table,
+                         std::span<const int32_t> dst_table, int64_t begin, int64_t end);
+  int64_t n_layers() const { return static_cast<int64_t>(widths_.size()); }
+
   // For a sequence with block table `table` (slot s in block table[s / block_size], row
   // s % block_size), copies the K and V of every layer at slot `from` to slot `to` for each
   // (from, to) of `moves`, in order: after a token tree's verification, the accepted path's K/V

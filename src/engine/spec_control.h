@@ -30,8 +30,10 @@ class SpecCostModel {
   // draft-model passes. Each draft row is then charged this cost too.
   void ObserveDraft(int32_t tokens, double seconds);
   // Accepted tokens per draft row below which drafting lowers throughput, in a step that decodes
-  // `seqs` sequences with `rows` rows in all: (b + d) * seqs / (a + b * rows), d the draft model's
-  // seconds per draft token (0 without one). Before any observation: a cautious default.
+  // `seqs` sequences with `rows` rows besides the draft rows (prompt chunks included): (b + d) *
+  // seqs / (a + b * rows), d the draft model's seconds per draft token (0 without one): a draft
+  // row costs b + d and must yield more than the step's own rows do per second. Before any
+  // observation: a cautious default.
   double Threshold(int32_t seqs, int32_t rows) const;
   double fixed_seconds() const;            // a
   double per_row_seconds() const;          // b

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -120,6 +121,12 @@ class Backend {
   }
   // Bytes of the copies PrepareMatMulWeights made.
   virtual size_t prepared_weight_bytes() const { return 0; }
+  // A backend for a second model over the same weights (self-speculation's draft,
+  // engine/self_draft.h): on this backend's device and threads, reading the copies this one
+  // prepared; its own PrepareMatMulWeights copies only weights this one has not copied. Null when
+  // the backend cannot share (the caller makes a fresh one). REQUIRES: this backend outlives it,
+  // and the two never run ops at the same time.
+  virtual std::unique_ptr<Backend> NewSharingWeights() const { return nullptr; }
 
   // out [n, table.cols] = table rows tokens[i] as f32, times scale.
   // REQUIRES: 0 <= tokens[i] < table.rows.

@@ -8,6 +8,7 @@
 //  - GeGLU (tanh GELU) feed-forward; query scale 1/sqrt(head_dim) (1/sqrt(n_embd/n_head) at 27B).
 #include "models/gemma3.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "graph/builder.h"
@@ -63,12 +64,14 @@ Result<std::unique_ptr<Model>> Gemma3Model::Load(std::shared_ptr<const GgufFile>
   return std::unique_ptr<Model>(std::move(m));
 }
 
-Result<graph::Graph> Gemma3Model::BuildGraph(int64_t n_tokens, int64_t n_outputs) const {
+Result<graph::Graph> Gemma3Model::BuildGraph(int64_t n_tokens, int64_t n_outputs,
+                                             const GraphOptions& options) const {
   const ModelConfig& c = config_;
   GraphBuilder b(n_tokens, n_outputs);
   const int64_t hd = c.head_dim_k;
   Value x = b.Embed(tok_embd_, c.embed_scale, "inp_scaled");
-  for (int64_t l = 0; l < c.n_layer; ++l) {
+  const int64_t n_layers = options.n_layers > 0 ? std::min(options.n_layers, c.n_layer) : c.n_layer;
+  for (int64_t l = 0; l < n_layers; ++l) {
     const Layer& L = layers_[l];
     const bool swa = c.layer_is_swa[l];
     b.SetLayer(static_cast<int32_t>(l));
@@ -114,7 +117,7 @@ Result<graph::Graph> Gemma3Model::BuildGraph(int64_t n_tokens, int64_t n_outputs
   b.SetLayer(-1);
   x = b.SelectOutputRows(x, "out_rows");
   x = b.RmsNorm(x, output_norm_, c.rms_eps, c.n_embd, "result_norm");
-  Value logits = b.MatMul(x, output_, "result_output");
+  Value logits = b.MatMul(x, options.output.valid() ? options.output : output_, "result_output");
   if (c.final_logit_softcap > 0)
     logits = b.Softcap(logits, c.final_logit_softcap, "result_softcap");
   b.SetOutput(logits);

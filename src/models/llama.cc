@@ -4,6 +4,7 @@
 //   x += Wdown(silu(Wgate h) * Wup h),          h = RMSNorm(x)
 #include "models/llama.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "graph/builder.h"
@@ -52,12 +53,14 @@ Result<std::unique_ptr<Model>> LlamaModel::Load(std::shared_ptr<const GgufFile> 
   return std::unique_ptr<Model>(std::move(m));
 }
 
-Result<graph::Graph> LlamaModel::BuildGraph(int64_t n_tokens, int64_t n_outputs) const {
+Result<graph::Graph> LlamaModel::BuildGraph(int64_t n_tokens, int64_t n_outputs,
+                                            const GraphOptions& options) const {
   const ModelConfig& c = config_;
   GraphBuilder b(n_tokens, n_outputs);
   const int64_t hd = c.head_dim_k;
   Value x = b.Embed(tok_embd_, 1.0f, "inp_embd");
-  for (int64_t l = 0; l < c.n_layer; ++l) {
+  const int64_t n_layers = options.n_layers > 0 ? std::min(options.n_layers, c.n_layer) : c.n_layer;
+  for (int64_t l = 0; l < n_layers; ++l) {
     const Layer& L = layers_[l];
     b.SetLayer(static_cast<int32_t>(l));
     Value h = b.RmsNorm(x, L.attn_norm, c.rms_eps, c.n_embd, "attn_norm");
@@ -107,7 +110,7 @@ Result<graph::Graph> LlamaModel::BuildGraph(int64_t n_tokens, int64_t n_outputs)
   b.SetLayer(-1);
   x = b.SelectOutputRows(x, "out_rows");
   x = b.RmsNorm(x, output_norm_, c.rms_eps, c.n_embd, "result_norm");
-  Value logits = b.MatMul(x, output_, "result_output");
+  Value logits = b.MatMul(x, options.output.valid() ? options.output : output_, "result_output");
   if (c.final_logit_softcap > 0)
     logits = b.Softcap(logits, c.final_logit_softcap, "result_softcap");
   b.SetOutput(logits);

@@ -38,6 +38,15 @@ struct ModelConfig {
   int64_t max_kv_width() const;
 };
 
+// A variant of the forward pass over the same weights (self-speculation's draft,
+// engine/self_draft.h): fewer layers (early exit) and/or another output matrix.
+struct GraphOptions {
+  int64_t n_layers = 0;  // run layers [0, n_layers) only; 0: all
+  // The output projection [n_out, n_embd] (e.g. a gathered subset of the output matrix's rows,
+  // giving n_out logits per row); invalid: the model's own.
+  graph::WeightRef output;
+};
+
 class Model {
  public:
   virtual ~Model() = default;
@@ -48,7 +57,13 @@ class Model {
   const GgufFile& file() const { return *file_; }
 
   // The forward pass for a batch of n_tokens tokens producing n_outputs rows of logits.
-  virtual Result<graph::Graph> BuildGraph(int64_t n_tokens, int64_t n_outputs) const = 0;
+  // REQUIRES: options.n_layers <= config().n_layer; options.output, when valid, has
+  // n_embd columns.
+  virtual Result<graph::Graph> BuildGraph(int64_t n_tokens, int64_t n_outputs,
+                                          const GraphOptions& options) const = 0;
+
+  // The output projection [n_vocab, n_embd] (the token embedding when tied).
+  const graph::WeightRef& output_weight() const { return output_; }
 
   // Bytes of all weights the forward pass reads (for reporting).
   int64_t weight_bytes() const { return weight_bytes_; }
@@ -58,6 +73,7 @@ class Model {
       : file_(std::move(file)), config_(std::move(config)) {}
   std::shared_ptr<const GgufFile> file_;  // keeps the mapping the weights point into alive
   ModelConfig config_;
+  graph::WeightRef output_;
   int64_t weight_bytes_ = 0;
 };
 

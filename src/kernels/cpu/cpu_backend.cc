@@ -48,7 +48,7 @@ std::vector<bool> CpuBackend::PrepareMatMulWeights(std::span<const kernels::Weig
         w.cols % Traits(w.type).block_size != 0) {
       continue;
     }
-    if (copies_.count(w.data) != 0) {  // the same matrix named twice
+    if (CopyOf(w.data) != nullptr) {  // the same matrix named twice, or the shared backend's
       copied[i] = true;
       continue;
     }
@@ -60,6 +60,15 @@ std::vector<bool> CpuBackend::PrepareMatMulWeights(std::span<const kernels::Weig
   return copied;
 }
 
+std::unique_ptr<kernels::Backend> CpuBackend::NewSharingWeights() const {
+  return std::make_unique<CpuBackend>(pool_, isa_, repack_weights_, this);
+}
+
+const uint8_t* CpuBackend::CopyOf(const void* data) const {
+  if (auto it = copies_.find(data); it != copies_.end()) return it->second.get();
+  return shared_ != nullptr ? shared_->CopyOf(data) : nullptr;
+}
+
 // The ops.h form of a MatMul: outputs copied into `outs` (kMaxMatMulGroup entries, on the caller's
 // stack; no allocation).
 MatMulGroupArgs CpuBackend::GroupArgs(const kernels::MatMulArgs& a, MatMulOutput* outs) const {
@@ -68,9 +77,9 @@ MatMulGroupArgs CpuBackend::GroupArgs(const kernels::MatMulArgs& a, MatMulOutput
     const kernels::MatMulOutput& o = a.outputs[i];
     outs[i] = MatMulOutput{
         .wtype = o.w.type, .w = o.w.data, .n_out = o.w.rows, .y = o.y, .y_stride = o.y_stride};
-    if (copies_.empty()) continue;
-    if (auto it = copies_.find(o.w.data); it != copies_.end()) {
-      outs[i].w = it->second.get();
+    if (copies_.empty() && shared_ == nullptr) continue;
+    if (const uint8_t* copy = CopyOf(o.w.data); copy != nullptr) {
+      outs[i].w = copy;
       outs[i].w_interleaved = true;
     }
   }

@@ -23,8 +23,11 @@ class CpuBackend final : public kernels::Backend {
  public:
   // REQUIRES: `pool` outlives the backend.
   // repack_weights: whether PrepareMatMulWeights copies weights (off: the file layout only).
-  explicit CpuBackend(ThreadPool& pool, Isa isa = BestIsa(), bool repack_weights = true)
-      : pool_(pool), isa_(isa), repack_weights_(repack_weights) {}
+  // shared (optional): a backend whose copies this one reads too (NewSharingWeights); it must
+  // outlive this one.
+  explicit CpuBackend(ThreadPool& pool, Isa isa = BestIsa(), bool repack_weights = true,
+                      const CpuBackend* shared = nullptr)
+      : pool_(pool), isa_(isa), repack_weights_(repack_weights), shared_(shared) {}
 
   const char* name() const override { return "cpu"; }
   ThreadPool& pool() { return pool_; }
@@ -33,6 +36,7 @@ class CpuBackend final : public kernels::Backend {
   std::vector<bool> PrepareMatMulWeights(std::span<const kernels::Weight> weights,
                                          const ReleaseFn& release) override;
   size_t prepared_weight_bytes() const override { return prepared_bytes_; }
+  std::unique_ptr<kernels::Backend> NewSharingWeights() const override;
   void Embed(const kernels::Weight& table, std::span<const int32_t> tokens, float scale,
              float* out) override;
   size_t MatMulScratchBytes(const kernels::MatMulArgs& a) const override;
@@ -57,12 +61,15 @@ class CpuBackend final : public kernels::Backend {
   };
   // The interleaved copy of w (repack.h), or null when there is no memory for it.
   std::unique_ptr<uint8_t, FreeDeleter> Repack(const kernels::Weight& w, const ReleaseFn& release);
+  // The copy of the weight whose data is `data` (this backend's or the shared one's), or null.
+  const uint8_t* CopyOf(const void* data) const;
   // The ops.h form of a MatMul, each output on its weight's copy where there is one.
   MatMulGroupArgs GroupArgs(const kernels::MatMulArgs& a, MatMulOutput* outs) const;
 
   ThreadPool& pool_;
   Isa isa_;
   bool repack_weights_ = true;
+  const CpuBackend* shared_ = nullptr;
   // Interleaved copies (repack.h), by the data pointer of the weight they replace.
   std::unordered_map<const void*, std::unique_ptr<uint8_t, FreeDeleter>> copies_;
   size_t prepared_bytes_ = 0;
