@@ -373,6 +373,7 @@ void ToolCallParser::OnCallEvent(const JsonScanner::Event& e, Call& call) {
       call.name_start = e.offset;
       if (e.first != '"') call.bad = true;
     } else if (args_key) {
+      if (call.args_members++ > 0) return;
       call.args_first = e.first;
       call.args_start = e.offset;
       StartCall(call);
@@ -386,7 +387,7 @@ void ToolCallParser::OnCallEvent(const JsonScanner::Event& e, Call& call) {
     DecodeJsonStringPrefix(raw, /*final=*/true, &call.name);
     call.has_name = !call.name.empty();
     StartCall(call);
-  } else if (args_key) {
+  } else if (args_key && call.args_members == 1) {
     call.args_end = e.offset;
     call.args_done = true;
   }

@@ -72,6 +72,10 @@ class ToolCallParser {
     char args_first = 0;  // 0: no arguments seen
     size_t args_start = 0, args_end = 0, args_sent = 0;
     bool args_done = false;
+    // "arguments"/"parameters" members seen: the first one is the call's arguments; a repeated
+    // one is ignored (what streamed of the first cannot be taken back, and a split must not
+    // change the answer).
+    int32_t args_members = 0;
     int32_t index = -1;
   };
 

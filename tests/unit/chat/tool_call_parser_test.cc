@@ -315,5 +315,24 @@ TEST(ToolCallParser, MistralLookalikeKeysSplitAnyWay) {
   for (bool stream : {false, true}) Parse(ToolCallFormat::kMistral, text, stream);
 }
 
+// Found by the tool_calls fuzz target: a repeated "arguments" member streamed the text between
+// the two members as arguments, so the streamed answer depended on the split. The first member
+// counts, whatever follows.
+TEST(ToolCallParser, RepeatedArgumentsMemberKeepsTheFirst) {
+  for (bool stream : {false, true}) {
+    ParsedToolOutput out =
+        Parse(ToolCallFormat::kLlama3, "{\"name\":\"b\",\"arguments\":{\"x\":1},\"arguments\":{}}",
+              stream);
+    ASSERT_EQ(out.calls.size(), 1u) << stream;
+    ExpectCall(out.calls[0], "b", "{\"x\":1}");
+    out = Parse(ToolCallFormat::kHermes,
+                "<tool_call>{\"name\":\"b\",\"parameters\":{},\"arguments\":{\"y\":2},"
+                "\"arguments\":{}}</tool_call>",
+                stream);
+    ASSERT_EQ(out.calls.size(), 1u) << stream;
+    ExpectCall(out.calls[0], "b", "{}");
+  }
+}
+
 }  // namespace
 }  // namespace gannet
