@@ -311,10 +311,11 @@ void Engine::Loop() {
         FinishMasks();
         // The draft model's passes are timed apart: the pacer and the cost model's a and b
         // describe the target's passes; the draft's cost is charged to its draft rows.
+        DeliverTokens();
         const Clock::time_point draft_start = Clock::now();
         if (model_drafter_ != nullptr) DraftWithModel();
         const Clock::duration draft_time = Clock::now() - draft_start;
-        const Status st = scheduler_.Update(EmitOutputs(out));
+        const Status st = scheduler_.Update(CollectOutputs(out));
         GANNET_CHECK(st.ok());
         const double seconds = Seconds(Clock::now() - step_start - draft_time);
         pacer_.Observe(seconds, decodes, out.num_tokens - decode_rows);
@@ -470,7 +471,7 @@ void Engine::FailStep(const SchedulerOutput& out, const Status& status, bool abo
 void Engine::Sample(const SchedulerOutput& out, std::span<const float> logits) {
   // One job per (sequence, sample) on the runner's pool: each job has its own Sampler and
   // OutputProcessor, so jobs are independent (with 16+ sequences and a large vocabulary this is a
-  // real share of the step). EmitOutputs then reports them in order on this thread.
+  // real share of the step). DeliverTokens then reports them in order on this thread.
   jobs_.clear();
   size_t row = 0;
   for (const ScheduledSeq& s : out.seqs) {
@@ -611,9 +612,17 @@ void Engine::DraftWithModel() {
   spec_cost_.ObserveDraft(wanted, Seconds(Clock::now() - start));
 }
 
-StepResult Engine::EmitOutputs(const SchedulerOutput& out) {
-  StepResult result{.step = out.step};
+void Engine::DeliverTokens() {
   const Clock::time_point now = Clock::now();
+  for (SampleJob& job : jobs_) {
+    job.emitted.clear();
+    if (job.active == nullptr) continue;
+    for (size_t t = 0; t < job.tokens.size(); ++t) job.emitted.push_back(EmitToken(job, t, now));
+  }
+}
+
+StepResult Engine::CollectOutputs(const SchedulerOutput& out) {
+  StepResult result{.step = out.step};
   size_t next_job = 0;
   for (const ScheduledSeq& s : out.seqs) {
     if (!s.needs_logits) continue;
@@ -625,7 +634,7 @@ StepResult Engine::EmitOutputs(const SchedulerOutput& out) {
         continue;
       }
       if (!job.moves.empty()) store_.CopySlots(s.block_table, job.moves);
-      for (size_t t = 0; t < job.tokens.size(); ++t) sr.samples.push_back(EmitToken(job, t, now));
+      sr.samples.insert(sr.samples.end(), job.emitted.begin(), job.emitted.end());
       sr.draft = std::move(job.draft);
     }
     result.seqs.push_back(std::move(sr));

@@ -242,9 +242,14 @@ class Engine {
   void Sample(const SchedulerOutput& out, std::span<const float> logits);
   // The draft model's proposals for the sample jobs that asked for one, in one batch of passes.
   void DraftWithModel();
-  StepResult EmitOutputs(const SchedulerOutput& out);
+  // Reports every job's tokens to its request (before DraftWithModel, so that a draft model's
+  // passes never delay a token the client could already have).
+  void DeliverTokens();
   // Reports job.tokens[k] (on_token, or the sample's tail) and what the scheduler takes of it.
   SampledToken EmitToken(SampleJob& job, size_t k, std::chrono::steady_clock::time_point now);
+  // The step's result for the scheduler (after DraftWithModel: the drafts go with it); moves the
+  // K/V of accepted tree paths to their positions.
+  StepResult CollectOutputs(const SchedulerOutput& out);
   void FinishRequests();
   bool PublishStats(bool stopping);  // true: drained, the loop ends
 

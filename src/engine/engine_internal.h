@@ -64,7 +64,8 @@ struct Engine::SampleJob {
   std::vector<Token> tokens;  // sampled, in order: several when draft tokens were accepted
   std::vector<std::pair<int64_t, int64_t>> moves;  // K/V slots of accepted draft tokens to move
   Draft draft;                                     // for the sequence's next step
-  int32_t draft_budget = 0;  // draft tokens the draft model is to propose (DraftWithModel)
+  int32_t draft_budget = 0;           // draft tokens the draft model is to propose (DraftWithModel)
+  std::vector<SampledToken> emitted;  // DeliverTokens' results, for CollectOutputs
 };
 
 // The request error for a grammar whose token mask ran past its work budget. `where`: "at the
