@@ -151,6 +151,33 @@ static inline void StoreTokens4(const MatMulTile& t, int64_t r, __m128 acc) {
   for (int j = 0; j < t.nt; ++j) t.y[j * t.y_stride + r] = s[j];
 }
 
+// The rows [r0, r1) of a tile over slice [s0, s1): step(block, super-block index, acc) -> acc
+// runs one row's f32 chain over one super-block. Interleaved weights (G > 1) take the rows of a
+// whole group together, super-block by super-block, so the tile reads the group's one contiguous
+// stream (row by row, a row's super-blocks are G blocks apart and each cache line brought in
+// serves one row); each row keeps its own chain, so the bits are the same either way.
+template <int G, class Block, class Step>
+static inline void TileRows4(const MatMulTile& t, int64_t r0, int64_t r1, int64_t s0, int64_t s1,
+                             const Step& step) {
+  for (int64_t r = r0; r < r1;) {
+    const Block* w = RowBlocks<G, Block>(t, r);
+    if (G > 1 && r % G == 0 && r + G <= r1) {
+      __m128 acc[G];
+      for (int k = 0; k < G; ++k) acc[k] = LoadTokens4(t, r + k, s0 == 0);
+      for (int64_t b = s0; b < s1; ++b) {
+        for (int k = 0; k < G; ++k) acc[k] = step(w[b * G + k], b, acc[k]);
+      }
+      for (int k = 0; k < G; ++k) StoreTokens4(t, r + k, acc[k]);
+      r += G;
+    } else {
+      __m128 acc = LoadTokens4(t, r, s0 == 0);
+      for (int64_t b = s0; b < s1; ++b) acc = step(w[b * G], b, acc);
+      StoreTokens4(t, r, acc);
+      ++r;
+    }
+  }
+}
+
 // Q4_K / Q5_K, 4 tokens.
 template <class Block, bool kHighBit, int G>
 void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
@@ -197,11 +224,7 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
           _mm256_set_m128i(_mm_unpackhi_epi64(t2, t3), _mm_unpacklo_epi64(t2, t3));
       xd[b - s0] = TokenScales4(x, b);
     }
-    for (int64_t r = r0; r < r1; ++r) {
-      const Block* w = RowBlocks<G, Block>(t, r);
-      __m128 acc = LoadTokens4(t, r, s0 == 0);
-      for (int64_t b = s0; b < s1; ++b) {
-        const Block& wb = w[b * G];
+    const auto step = [&](const Block& wb, int64_t b, __m128 acc) {
         uint64_t sc_bits, mn_bits;
         DecodeScalesK4Packed(wb.scales, &sc_bits, &mn_bits);
         const __m256i scb = _mm256_set1_epi64x(static_cast<long long>(sc_bits));
@@ -234,11 +257,10 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
         const __m128 xdb = xd[b - s0];
         acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.d)), xdb),
                            _mm_cvtepi32_ps(AddLanes(sumi)), acc);
-        acc = _mm_fnmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.dmin)), xdb),
-                            _mm_cvtepi32_ps(AddLanes(msum)), acc);
-      }
-      StoreTokens4(t, r, acc);
-    }
+        return _mm_fnmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.dmin)), xdb),
+                             _mm_cvtepi32_ps(AddLanes(msum)), acc);
+    };
+    TileRows4<G, Block>(t, r0, r1, s0, s1, step);
   }
 }
 
@@ -265,11 +287,7 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
       }
       xd[b - s0] = TokenScales4(x, b);
     }
-    for (int64_t r = r0; r < r1; ++r) {
-      const BlockQ6_K* w = RowBlocks<G, BlockQ6_K>(t, r);
-      __m128 acc = LoadTokens4(t, r, s0 == 0);
-      for (int64_t b = s0; b < s1; ++b) {
-        const BlockQ6_K& wb = w[b * G];
+    const auto step = [&](const BlockQ6_K& wb, int64_t b, __m128 acc) {
         // [s0..s7 | s8..s15] int16.
         const __m256i sc16 =
             _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
@@ -307,10 +325,9 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
           }
         }
         const __m128 dxd = _mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.d)), xd[b - s0]);
-        acc = _mm_fmadd_ps(dxd, _mm_cvtepi32_ps(AddLanes(Merge64I32(sumi01, sumi23))), acc);
-      }
-      StoreTokens4(t, r, acc);
-    }
+        return _mm_fmadd_ps(dxd, _mm_cvtepi32_ps(AddLanes(Merge64I32(sumi01, sumi23))), acc);
+    };
+    TileRows4<G, BlockQ6_K>(t, r0, r1, s0, s1, step);
   }
 }
 
