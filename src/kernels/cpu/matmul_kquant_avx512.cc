@@ -146,7 +146,17 @@ struct CtrlQ45K {
       : s01(WordCtrl<false>([](int l, int w) { return (l >= 2 ? 2 : 0) + (w >= 4 ? 1 : 0); })),
         s23(WordCtrl<false>([](int l, int w) { return 4 + (l >= 2 ? 2 : 0) + (w >= 4 ? 1 : 0); })),
         // Lane l: the mins of sub-blocks 2l, 2l + 1 as int16 pairs (for the prefill tiles).
-        mins(WordCtrl<false>([](int l, int w) { return 2 * l + (w & 1); })) {}
+        mins(WordCtrl<false>([](int l, int w) { return 2 * l + (w & 1); })),
+        // pair[k]: every word of lane l the scale of c[k]'s sub-block there (PairSum): c[0]
+        // holds sub-blocks 0 (lanes 0, 1) and 2 (lanes 2, 3), c[1] 1 and 3, c[2] 4 and 6, c[3]
+        // 5 and 7.
+        pair{PairCtrl(0), PairCtrl(1), PairCtrl(4), PairCtrl(5)} {}
+  __m512i pair[4];
+
+ private:
+  static __m512i PairCtrl(int base) {
+    return WordCtrl<false>([base](int l, int) { return base + (l >= 2 ? 2 : 0); });
+  }
 };
 
 // One row's sum of scale x code x activation over a super-block (16 int32 partial sums).
@@ -180,34 +190,25 @@ static inline void ArrangeQ6K(const int8_t* qs, __m512i a[4]) {
   for (int k = 0; k < 4; ++k) a[k] = Join256(qs + 32 * k, qs + 128 + 32 * k);
 }
 
-// dpbusd(q[k]) has 16-value scale 2k in lane 0, 2k + 1 in lane 1, 8 + 2k and 9 + 2k in lanes
-// 2, 3; packed in pairs (q[0], q[1]) and (q[2], q[3]), lane l takes words 0..3 from the first
-// and 4..7 from the second. s01 / s23: those scales as int16 (from the 16 scale bytes broadcast
-// to every lane). off0 / off1: lane l the scales 2l, 2l + 1 / 8 + 2l, 9 + 2l as int16 pairs.
+// (Prefill.) q[k] has 16-value scale 2k in lane 0, 2k + 1 in lane 1, 8 + 2k and 9 + 2k in lanes
+// 2, 3 (from the 16 scale bytes broadcast to every lane, as int16). pair[k]: every word of lane
+// l that scale (PairSum). off0 / off1: lane l the scales 2l, 2l + 1 / 8 + 2l, 9 + 2l as int16
+// pairs, for the -32 offset against the bsums.
 struct CtrlQ6K {
-  __m512i s01, s23, off0, off1;
+  __m512i off0, off1, pair[4];
   CtrlQ6K()
-      : s01(WordCtrl<true>(
-            [](int l, int w) { return (l >= 2 ? 8 : 0) + (l & 1) + (w >= 4 ? 2 : 0); })),
-        s23(WordCtrl<true>(
-            [](int l, int w) { return 4 + (l >= 2 ? 8 : 0) + (l & 1) + (w >= 4 ? 2 : 0); })),
-        off0(WordCtrl<true>([](int l, int w) { return 2 * l + (w & 1); })),
-        off1(WordCtrl<true>([](int l, int w) { return 8 + 2 * l + (w & 1); })) {}
+      : off0(WordCtrl<true>([](int l, int w) { return 2 * l + (w & 1); })),
+        off1(WordCtrl<true>([](int l, int w) { return 8 + 2 * l + (w & 1); })),
+        pair{PairCtrl(0), PairCtrl(1), PairCtrl(2), PairCtrl(3)} {}
+
+ private:
+  static __m512i PairCtrl(int k) {
+    return WordCtrl<true>([k](int l, int) { return l < 2 ? 2 * k + l : 8 + 2 * k + l - 2; });
+  }
 };
 
 static inline __m512i SignedWords(__m512i bytes16, __m512i ctrl) {
   return _mm512_srai_epi16(_mm512_shuffle_epi8(bytes16, ctrl), 8);
-}
-
-// One row's integer sum of scale x code x activation over a super-block, before the -32 offset.
-static inline __m512i DotQ6K(const __m512i q[4], const __m512i a[4], __m512i s01, __m512i s23,
-                             __m512i init) {
-  const __m512i z = _mm512_setzero_si512();
-  const __m512i p01 =
-      _mm512_packs_epi32(_mm512_dpbusd_epi32(z, q[0], a[0]), _mm512_dpbusd_epi32(z, q[1], a[1]));
-  const __m512i p23 =
-      _mm512_packs_epi32(_mm512_dpbusd_epi32(z, q[2], a[2]), _mm512_dpbusd_epi32(z, q[3], a[3]));
-  return _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(init, p01, s01), p23, s23);
 }
 
 // ---- One token (decode): 4 rows per step, as the AVX2 kernels --------------------------------
@@ -254,7 +255,9 @@ static inline void StoreRows4(const MatMulTile& t, int64_t r, int64_t r1, __m128
 // in Q4_K and Q5_K), row k in 128-bit lane k.
 template <class Block>
 static inline __m512i LoadHeads4(const Block* const wb[kDecodeRows]) {
-  const auto head = [](const Block* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
+  const auto head = [](const Block* p) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  };
   const __m512i h = _mm512_castsi128_si512(head(wb[0]));
   return _mm512_inserti32x4(
       _mm512_inserti32x4(_mm512_inserti32x4(h, head(wb[1]), 1), head(wb[2]), 2), head(wb[3]), 3);
@@ -278,8 +281,8 @@ static inline __m512i UnpackScales4(__m512i heads) {
   const __m512i low = _mm512_or_si512(_mm512_and_si512(a, lo_mask),
                                       _mm512_and_si512(_mm512_srli_epi16(a, 4), nib_mask));
   // (byte & 0xC0) >> 2 via a 16-bit shift: bits 4-5 come from the byte's own bits 6-7.
-  const __m512i top = _mm512_and_si512(
-      _mm512_srli_epi16(_mm512_shuffle_epi8(heads, hi_src), 2), _mm512_set1_epi8(0x30));
+  const __m512i top = _mm512_and_si512(_mm512_srli_epi16(_mm512_shuffle_epi8(heads, hi_src), 2),
+                                       _mm512_set1_epi8(0x30));
   return _mm512_or_si512(low, top);
 }
 
@@ -510,6 +513,34 @@ static inline __m256i TokenSums(const __m512i p[N / 4]) {
   }
 }
 
+// Prefill multiplies one row's code vector with the tokens two at a time: the dpbusd sums of
+// tokens A and B pack into one int16 vector (lane l: words 0..3 A's, 4..7 B's; exact, at most
+// 4 x 63 x 128 = 32256), and one madd / dpwssd with the scale of the vector's lane applies it
+// to both, so the 4 code vectors of a super-block leave [A, A, B, B] partial sums per lane.
+static inline __m512i PairDot(__m512i c, __m512i a, __m512i b) {
+  const __m512i z = _mm512_setzero_si512();
+  return _mm512_packs_epi32(_mm512_dpbusd_epi32(z, c, a), _mm512_dpbusd_epi32(z, c, b));
+}
+static inline __m512i PairSum(const __m512i c[4], const __m512i a[4], const __m512i b[4],
+                              const __m512i sc[4]) {
+  __m512i s = _mm512_madd_epi16(PairDot(c[0], a[0], b[0]), sc[0]);
+  for (int k = 1; k < 4; ++k) s = _mm512_dpwssd_epi32(s, PairDot(c[k], a[k], b[k]), sc[k]);
+  return s;
+}
+// Per 128-bit lane, [A, A, B, B] and [C, C, D, D] partial sums -> [A, B, C, D].
+static inline __m512i MergePairs(__m512i ab, __m512i cd) {
+  const __m512 x = _mm512_castsi512_ps(ab), y = _mm512_castsi512_ps(cd);
+  return _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(x, y, _MM_SHUFFLE(2, 0, 2, 0))),
+                          _mm512_castps_si512(_mm512_shuffle_ps(x, y, _MM_SHUFFLE(3, 1, 3, 1))));
+}
+// The 4 tokens 4g..4g+3 of a slice position: [t0, t1, t2, t3] partial sums per lane.
+template <int N>
+static inline __m512i QuadSum(const __m512i c[4], const __m512i (&act)[N][4], int g,
+                              const __m512i sc[4]) {
+  return MergePairs(PairSum(c, act[4 * g], act[4 * g + 1], sc),
+                    PairSum(c, act[4 * g + 2], act[4 * g + 3], sc));
+}
+
 // The rows [r0, r1) of a tile over slice [s0, s1): step(block, slice position, acc) -> acc runs
 // one row's f32 chain over one super-block. Interleaved weights (G > 1) take the rows of a whole
 // group together, super-block by super-block, so the tile reads the group's one contiguous
@@ -546,21 +577,19 @@ void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
   const int64_t nb = t.n_in / 256;
   Slice<N> s;
   // One row's f32 chain over super-block wb (slice position i): [tokens] in the lanes.
-  const auto step = [&](const Block& wb, int64_t i, __m256 acc) {
+  const auto step = [&](const Block& wb, int64_t i, __m256 acc) __attribute__((always_inline)) {
     uint64_t sc_bits, mn_bits;
     DecodeScalesK4Packed(wb.scales, &sc_bits, &mn_bits);
     const __m512i scb = _mm512_set1_epi64(static_cast<long long>(sc_bits));
-    const __m512i s01 = _mm512_shuffle_epi8(scb, ctrl.s01);
-    const __m512i s23 = _mm512_shuffle_epi8(scb, ctrl.s23);
+    __m512i sc[4];
+    for (int k = 0; k < 4; ++k) sc[k] = _mm512_shuffle_epi8(scb, ctrl.pair[k]);
     const __m512i mins =
         _mm512_shuffle_epi8(_mm512_set1_epi64(static_cast<long long>(mn_bits)), ctrl.mins);
     __m512i c[4];
     UnpackQ45K<Block, kHighBit>(wb, c);
     __m512i p[N / 4], m[N / 4];
     for (int g = 0; g < N / 4; ++g) {
-      __m512i v[4];
-      for (int j = 0; j < 4; ++j) v[j] = DotQ45K(c, s.act[i][4 * g + j], s01, s23);
-      p[g] = Interleave4(v[0], v[1], v[2], v[3]);
+      p[g] = QuadSum<N>(c, s.act[i], g, sc);
       m[g] = _mm512_madd_epi16(mins, s.bs[i][g][0]);
     }
     const __m256 xd = s.xd[i];
@@ -584,22 +613,20 @@ void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   TileTokens<N>(t, x);
   const int64_t nb = t.n_in / 256;
   Slice<N> s;
-  const auto step = [&](const BlockQ6_K& wb, int64_t i, __m256 acc) {
+  const auto step = [&](const BlockQ6_K& wb, int64_t i, __m256 acc) __attribute__((always_inline)) {
     const __m512i sb =
         _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
-    const __m512i s01 = SignedWords(sb, ctrl.s01), s23 = SignedWords(sb, ctrl.s23);
+    __m512i sc[4];
+    for (int k = 0; k < 4; ++k) sc[k] = SignedWords(sb, ctrl.pair[k]);
     const __m512i off0 = SignedWords(sb, ctrl.off0), off1 = SignedWords(sb, ctrl.off1);
     __m512i q[4];
     UnpackQ6K(wb, q);
-    const __m512i z = _mm512_setzero_si512();
     __m512i p[N / 4];
     for (int g = 0; g < N / 4; ++g) {
-      __m512i v[4];
-      for (int j = 0; j < 4; ++j) v[j] = DotQ6K(q, s.act[i][4 * g + j], s01, s23, z);
       // Lane l, dword j: token 4g + j's part of sum_k scale_k bsums_k, times 32 off.
       const __m512i off = _mm512_add_epi32(_mm512_madd_epi16(off0, s.bs[i][g][0]),
                                            _mm512_madd_epi16(off1, s.bs[i][g][1]));
-      p[g] = _mm512_sub_epi32(Interleave4(v[0], v[1], v[2], v[3]), _mm512_slli_epi32(off, 5));
+      p[g] = _mm512_sub_epi32(QuadSum<N>(q, s.act[i], g, sc), _mm512_slli_epi32(off, 5));
     }
     const __m256 dxd = _mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.d)), s.xd[i]);
     return _mm256_fmadd_ps(dxd, _mm256_cvtepi32_ps(TokenSums<N>(p)), acc);
