@@ -65,7 +65,9 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& model_
   int n_threads = options.n_threads > 0 ? options.n_threads : ThreadPool::HardwareThreads();
   std::unique_ptr<ModelRunner> e(new ModelRunner(n_threads));
   e->backend_ = std::make_unique<cpu::CpuBackend>(
-      e->pool_, cpu::BestIsa(), options.repack_weights && cpu::RepackWeightsByDefault());
+      e->pool_, cpu::IsaByName(options.isa).value_or(cpu::BestIsa()), options.repack_weights);
+  e->isa_option_ = options.isa;
+  e->repack_option_ = options.repack_weights;
   e->n_ctx_ = n_ctx;
   e->file_ = std::move(file);
   e->model_ = std::move(model);
