@@ -77,9 +77,12 @@ int main(int argc, char** argv) {
   for (float& v : x) v = unit(rng);
   std::vector<uint8_t> scratch(cpu::MatMulScratchBytes(wtype, n_in, n_tokens) + 64);
   ThreadPool pool(threads);
+  // The kernel target GANNET_ISA names (when available here), else the best one.
+  const char* isa_env = std::getenv("GANNET_ISA");
+  const cpu::Isa isa = cpu::IsaByName(isa_env ? isa_env : "").value_or(cpu::BestIsa());
   const char* repack_env = std::getenv("GANNET_REPACK");
-  const bool repack = cpu::CanRepack(wtype, cpu::BestIsa()) &&
-                      !(repack_env != nullptr && std::strcmp(repack_env, "0") == 0);
+  const bool repack =
+      cpu::CanRepack(wtype, isa) && !(repack_env != nullptr && std::strcmp(repack_env, "0") == 0);
   std::vector<uint8_t> w_repacked;
   if (repack) {
     w_repacked.resize(cpu::RepackedBytes(wtype, n_out, n_in));
@@ -100,7 +103,7 @@ int main(int argc, char** argv) {
   double best = 1e30;
   for (int i = 0; i <= reps; ++i) {  // the first call warms caches and the pool
     const auto t0 = std::chrono::steady_clock::now();
-    cpu::MatMul(pool, a);
+    cpu::MatMul(pool, a, isa);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (i > 0) best = std::min(best, s);
   }
@@ -108,7 +111,7 @@ int main(int argc, char** argv) {
       "%s %lldx%lld x %lld tokens, %d threads, %s, %s: %.2f G multiply-adds/s (best of %d, %.3f "
       "ms)\n",
       argv[1], static_cast<long long>(n_out), static_cast<long long>(n_in),
-      static_cast<long long>(n_tokens), threads, cpu::IsaName(cpu::BestIsa()),
+      static_cast<long long>(n_tokens), threads, cpu::IsaName(isa),
       repack ? "repacked" : "file layout",
       static_cast<double>(n_out * n_in * n_tokens) / best / 1e9, reps, best * 1e3);
   return 0;

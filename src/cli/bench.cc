@@ -246,10 +246,10 @@ Runner AddBenchCommand(CLI::App& app) {
     // --spec with a prompt file: the default context (the prompt's length is not known yet).
     const int64_t n_ctx = spec && !o->prompt_file.empty() ? 0 : o->n_prompt + o->n_gen;
     Result<std::unique_ptr<engine::ModelRunner>> loaded =
-        engine::ModelRunner::Load(o->model, {.n_threads = o->threads,
-                                             .n_ctx = n_ctx,
-                                             .n_batch = spec ? 512 : o->n_prompt,
-                                             .fuse_graph = !o->no_fuse});
+        engine::ModelRunner::Load(o->model, WithKernelEnv({.n_threads = o->threads,
+                                                           .n_ctx = n_ctx,
+                                                           .n_batch = spec ? 512 : o->n_prompt,
+                                                           .fuse_graph = !o->no_fuse}));
     if (!loaded.ok()) return ReportError(loaded.status());
     engine::ModelRunner& eng = **loaded;
     const Tokenizer& tok = eng.tokenizer();

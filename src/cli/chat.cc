@@ -113,8 +113,8 @@ Runner AddChatCommand(CLI::App& app) {
     sigemptyset(&sigint_set);
     sigaddset(&sigint_set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigint_set, nullptr);
-    Result<std::unique_ptr<engine::ModelRunner>> loaded =
-        engine::ModelRunner::Load(o->model, {.n_threads = o->threads, .n_ctx = o->ctx});
+    Result<std::unique_ptr<engine::ModelRunner>> loaded = engine::ModelRunner::Load(
+        o->model, WithKernelEnv({.n_threads = o->threads, .n_ctx = o->ctx}));
     if (!loaded.ok()) return ReportError(loaded.status());
     const Tokenizer& tok = (*loaded)->tokenizer();
     Result<ChatTemplate> tmpl = LoadChatTemplate(o->chat_template, (*loaded)->file());

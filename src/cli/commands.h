@@ -77,6 +77,11 @@ void ApplyEngineEnvironment(engine::EngineOptions* options);
 
 // Prints "gannet: error: <status message>" to stderr and returns 1.
 int ReportError(const Status& status);
+// `o` with the kernel options the environment asks for, so that one build can be timed several
+// ways (bench/ab_gannet.py --a-env / --b-env): GANNET_ISA names the CPU kernel target
+// (ModelRunnerOptions::isa) and GANNET_REPACK=0 keeps the weights' file layout
+// (ModelRunnerOptions::repack_weights).
+engine::ModelRunnerOptions WithKernelEnv(engine::ModelRunnerOptions o);
 int ReportError(const std::string& message);
 
 // Reads all of standard input (for prompts given on stdin).

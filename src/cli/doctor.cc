@@ -137,7 +137,7 @@ void CheckCpu(Report& report) {
   for (const auto& [name, has] : named) {
     if (has) features += std::string(features.empty() ? "" : " ") + name;
   }
-  const cpu::Isa isa = cpu::BestIsa();
+  const cpu::Isa isa = cpu::IsaByName(WithKernelEnv({}).isa).value_or(cpu::BestIsa());
   const std::string detail = CpuModelName() + "; " + (features.empty() ? "no SIMD" : features) +
                              "; kernel target " + cpu::IsaName(isa);
   if (isa == cpu::Isa::kScalar) {
@@ -249,7 +249,7 @@ void CheckModelSpeed(Report& report, engine::ModelRunner& eng, double bandwidth_
 void CheckModel(Report& report, const std::string& path, int threads, double bandwidth_gbps) {
   const auto start = std::chrono::steady_clock::now();
   Result<std::unique_ptr<engine::ModelRunner>> loaded =
-      engine::ModelRunner::Load(path, {.n_threads = threads});
+      engine::ModelRunner::Load(path, WithKernelEnv({.n_threads = threads}));
   if (!loaded.ok()) {
     report.Add("model-load", Verdict::kFail, loaded.status().message());
     return;

@@ -31,8 +31,8 @@ Runner AddDumpCommand(CLI::App& app) {
     std::filesystem::create_directories(o->out_dir, ec);
     if (ec) return ReportError("cannot create '" + o->out_dir + "': " + ec.message());
     // Unfused, so that every tensor the model's graph names exists.
-    Result<std::unique_ptr<engine::ModelRunner>> loaded =
-        engine::ModelRunner::Load(o->model, {.n_threads = o->threads, .fuse_graph = false});
+    Result<std::unique_ptr<engine::ModelRunner>> loaded = engine::ModelRunner::Load(
+        o->model, WithKernelEnv({.n_threads = o->threads, .fuse_graph = false}));
     if (!loaded.ok()) return ReportError(loaded.status());
     engine::ModelRunner& eng = **loaded;
     std::vector<int32_t> ids = eng.tokenizer().Encode(o->prompt, true, true);

@@ -1,6 +1,8 @@
 // gannet: run open LLMs fast on CPUs and serve them. Entry point: dispatches to subcommands.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 
@@ -15,6 +17,14 @@ int ReportError(const std::string& message) {
 }
 
 int ReportError(const Status& status) { return ReportError(status.message()); }
+
+engine::ModelRunnerOptions WithKernelEnv(engine::ModelRunnerOptions o) {
+  if (const char* isa = std::getenv("GANNET_ISA")) o.isa = isa;
+  if (const char* repack = std::getenv("GANNET_REPACK")) {
+    if (std::strcmp(repack, "0") == 0) o.repack_weights = false;
+  }
+  return o;
+}
 
 Result<std::string> ReadStdin() {
   std::string text;

@@ -273,7 +273,8 @@ Status RunPerplexity(PerplexityOpts o) {
   GANNET_ASSIGN_OR_RETURN(
       std::unique_ptr<engine::ModelRunner> eng,
       engine::ModelRunner::Load(
-          o.model, {.n_threads = o.threads, .n_ctx = ctx, .n_batch = std::min(o.batch, ctx)}));
+          o.model, WithKernelEnv(
+                       {.n_threads = o.threads, .n_ctx = ctx, .n_batch = std::min(o.batch, ctx)})));
   GANNET_ASSIGN_OR_RETURN(std::vector<int32_t> windows,
                           Windows(o, *eng, base ? &*base : nullptr, ctx));
   std::optional<KldWriter> out;

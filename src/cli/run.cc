@@ -84,7 +84,7 @@ int Run(RunOptions& o) {
     prompt_text = std::move(in).value();
   }
   Result<std::unique_ptr<engine::ModelRunner>> runner =
-      engine::ModelRunner::Load(o.model, {.n_threads = o.threads, .n_ctx = o.ctx});
+      engine::ModelRunner::Load(o.model, WithKernelEnv({.n_threads = o.threads, .n_ctx = o.ctx}));
   if (!runner.ok()) return ReportError(runner.status());
   if (o.batch < 1 || o.batch > INT32_MAX) return ReportError("--batch-size must be positive");
   engine::EngineOptions eo{

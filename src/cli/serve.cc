@@ -255,8 +255,8 @@ Runner AddServeCommand(CLI::App& app) {
     // Listening first: /health answers 503 "loading" while the model loads.
     if (Status s = http.Start(); !s.ok()) return ReportError(s);
 
-    Result<std::unique_ptr<engine::ModelRunner>> loaded =
-        engine::ModelRunner::Load(o->model, {.n_threads = o->threads, .n_ctx = o->ctx});
+    Result<std::unique_ptr<engine::ModelRunner>> loaded = engine::ModelRunner::Load(
+        o->model, WithKernelEnv({.n_threads = o->threads, .n_ctx = o->ctx}));
     if (!loaded.ok()) {
       http.Shutdown(std::chrono::milliseconds(0));
       return ReportError(loaded.status());

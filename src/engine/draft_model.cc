@@ -47,7 +47,10 @@ Status CheckDraftVocabulary(const ModelRunner& target, const ModelRunner& draft)
 
 Result<std::unique_ptr<ModelRunner>> LoadDraftModel(const std::string& path,
                                                     const ModelRunner& target) {
-  ModelRunnerOptions options{.n_threads = target.n_threads(), .n_ctx = target.n_ctx()};
+  ModelRunnerOptions options{.n_threads = target.n_threads(),
+                             .n_ctx = target.n_ctx(),
+                             .repack_weights = target.repack_option(),
+                             .isa = target.isa_option()};
   Result<std::unique_ptr<ModelRunner>> draft = ModelRunner::Load(path, options);
   if (!draft.ok() && draft.status().code() == StatusCode::kOutOfRange) {
     // A draft trained on a shorter context than the target's: drafts stop where it ends.

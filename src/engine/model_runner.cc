@@ -68,7 +68,9 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& model_
   e->own_pool_ = std::make_unique<ThreadPool>(n_threads);
   e->pool_ = e->own_pool_.get();
   e->backend_ = std::make_unique<cpu::CpuBackend>(
-      *e->pool_, cpu::BestIsa(), options.repack_weights && cpu::RepackWeightsByDefault());
+      *e->pool_, cpu::IsaByName(options.isa).value_or(cpu::BestIsa()), options.repack_weights);
+  e->isa_option_ = options.isa;
+  e->repack_option_ = options.repack_weights;
   e->n_ctx_ = n_ctx;
   e->n_logits_ = c.n_vocab;
   e->config_ = c;
@@ -108,8 +110,11 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::LoadRestricted(
   r->pool_ = target.pool_;
   r->backend_ = target.backend_->NewSharingWeights();
   if (r->backend_ == nullptr) {
-    r->backend_ = std::make_unique<cpu::CpuBackend>(*r->pool_, cpu::BestIsa(), false);
+    r->backend_ = std::make_unique<cpu::CpuBackend>(
+        *r->pool_, cpu::IsaByName(target.isa_option_).value_or(cpu::BestIsa()), false);
   }
+  r->isa_option_ = target.isa_option_;
+  r->repack_option_ = target.repack_option_;
   r->file_ = target.file_;
   r->model_ = target.model_;
   r->tokenizer_ = target.tokenizer_;

@@ -36,8 +36,13 @@ struct ModelRunnerOptions {
   bool fuse_graph = true;
   // Copy the matrices the backend's matmul kernels stream faster in a layout of their own (the
   // CPU: K-quants interleaved for AVX2 / AVX-512, kernels/cpu/repack.h) and drop their file pages.
-  // Same results either way. Off here or with GANNET_REPACK=0: the mapped file rows are read.
+  // Same results either way. Off: the mapped file rows are read (the CLI turns it off for
+  // GANNET_REPACK=0, so that one build can be timed both ways).
   bool repack_weights = true;
+  // The CPU kernel target by name ("scalar", "avx2", "avx512"); empty, unknown or unavailable
+  // here: the best one (cpu::BestIsa). For comparing targets in one build (the CLI takes it from
+  // GANNET_ISA).
+  std::string isa;
 };
 
 // A runner over another runner's model with a restricted output head (self-speculation's draft,
@@ -107,6 +112,10 @@ class ModelRunner {
   size_t repacked_bytes() const { return backend_->prepared_weight_bytes(); }
   double repack_seconds() const { return repack_seconds_; }
   size_t head_bytes() const { return head_bytes_; }
+  // The kernel options it was loaded with (ModelRunnerOptions::repack_weights and ::isa), for a
+  // model loaded beside it (a draft) to run on the same terms.
+  bool repack_option() const { return repack_option_; }
+  const std::string& isa_option() const { return isa_option_; }
 
   // Runs the new tokens of several sequences in ONE forward pass (their rows concatenated in
   // order; attention stays within each sequence's own cache views). Returns [n, n_logits] logits,
@@ -153,6 +162,8 @@ class ModelRunner {
   int64_t n_ctx_ = 0;
   int64_t n_batch_ = 512;
   bool fuse_graph_ = true;
+  bool repack_option_ = true;
+  std::string isa_option_;
   double repack_seconds_ = 0;
   std::map<std::pair<int64_t, int64_t>, graph::Plan> plans_;  // by (n_tokens, n_outputs)
   struct FreeDeleter {

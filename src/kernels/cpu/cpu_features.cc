@@ -1,9 +1,6 @@
 // CPU feature probing (once) and the choice of kernel target.
 #include <cpuid.h>
 
-#include <cstdlib>
-#include <cstring>
-
 #include "kernels/cpu/ops.h"
 
 namespace gannet::cpu {
@@ -75,23 +72,18 @@ int AvailableIsas(Isa out[3]) {
 Isa BestIsa() {
   static const Isa best = [] {
     Isa isas[3];
-    const int n = AvailableIsas(isas);
-    if (const char* want = std::getenv("GANNET_ISA")) {
-      for (int k = 0; k < n; ++k) {
-        if (std::strcmp(want, IsaName(isas[k])) == 0) return isas[k];
-      }
-    }
-    return isas[n - 1];
+    return isas[AvailableIsas(isas) - 1];
   }();
   return best;
 }
 
-bool RepackWeightsByDefault() {
-  static const bool repack = [] {
-    const char* v = std::getenv("GANNET_REPACK");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
-  return repack;
+std::optional<Isa> IsaByName(std::string_view name) {
+  Isa isas[3];
+  const int n = AvailableIsas(isas);
+  for (int k = 0; k < n; ++k) {
+    if (name == IsaName(isas[k])) return isas[k];
+  }
+  return std::nullopt;
 }
 
 }  // namespace gannet::cpu

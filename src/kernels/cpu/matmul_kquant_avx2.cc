@@ -151,6 +151,33 @@ static inline void StoreTokens4(const MatMulTile& t, int64_t r, __m128 acc) {
   for (int j = 0; j < t.nt; ++j) t.y[j * t.y_stride + r] = s[j];
 }
 
+// The rows [r0, r1) of a tile over slice [s0, s1): step(block, super-block index, acc) -> acc
+// runs one row's f32 chain over one super-block. Interleaved weights (G > 1) take the rows of a
+// whole group together, super-block by super-block, so the tile reads the group's one contiguous
+// stream (row by row, a row's super-blocks are G blocks apart and each cache line brought in
+// serves one row); each row keeps its own chain, so the bits are the same either way.
+template <int G, class Block, class Step>
+static inline void TileRows4(const MatMulTile& t, int64_t r0, int64_t r1, int64_t s0, int64_t s1,
+                             const Step& step) {
+  for (int64_t r = r0; r < r1;) {
+    const Block* w = RowBlocks<G, Block>(t, r);
+    if (G > 1 && r % G == 0 && r + G <= r1) {
+      __m128 acc[G];
+      for (int k = 0; k < G; ++k) acc[k] = LoadTokens4(t, r + k, s0 == 0);
+      for (int64_t b = s0; b < s1; ++b) {
+        for (int k = 0; k < G; ++k) acc[k] = step(w[b * G + k], b, acc[k]);
+      }
+      for (int k = 0; k < G; ++k) StoreTokens4(t, r + k, acc[k]);
+      r += G;
+    } else {
+      __m128 acc = LoadTokens4(t, r, s0 == 0);
+      for (int64_t b = s0; b < s1; ++b) acc = step(w[b * G], b, acc);
+      StoreTokens4(t, r, acc);
+      ++r;
+    }
+  }
+}
+
 // Q4_K / Q5_K, 4 tokens.
 template <class Block, bool kHighBit, int G>
 void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
@@ -197,48 +224,43 @@ void TileQ45K4(const MatMulTile& t, int64_t r0, int64_t r1) {
           _mm256_set_m128i(_mm_unpackhi_epi64(t2, t3), _mm_unpacklo_epi64(t2, t3));
       xd[b - s0] = TokenScales4(x, b);
     }
-    for (int64_t r = r0; r < r1; ++r) {
-      const Block* w = RowBlocks<G, Block>(t, r);
-      __m128 acc = LoadTokens4(t, r, s0 == 0);
-      for (int64_t b = s0; b < s1; ++b) {
-        const Block& wb = w[b * G];
-        uint64_t sc_bits, mn_bits;
-        DecodeScalesK4Packed(wb.scales, &sc_bits, &mn_bits);
-        const __m256i scb = _mm256_set1_epi64x(static_cast<long long>(sc_bits));
-        const __m256i mnb = _mm256_set1_epi64x(static_cast<long long>(mn_bits));
-        const __m256i msum = _mm256_add_epi32(
-            _mm256_madd_epi16(_mm256_shuffle_epi8(mnb, min_lo_ctrl), bs[2 * (b - s0)]),
-            _mm256_madd_epi16(_mm256_shuffle_epi8(mnb, min_hi_ctrl), bs[2 * (b - s0) + 1]));
-        const __m256i* ab = act + 32 * (b - s0);
-        __m256i sumi = _mm256_setzero_si256();
-        __m256i hbits = _mm256_setzero_si256();
-        if constexpr (kHighBit) hbits = LoadU256(wb.qh);
-        for (int c = 0; c < 4; ++c) {
-          __m256i lo, hi;
-          UnpackQ45K<kHighBit>(wb.qs + 32 * c, &hbits, &lo, &hi);
-          const __m256i* a_lo = ab + 8 * c;
-          const __m256i* a_hi = a_lo + 4;
-          __m256i p_lo = _mm256_maddubs_epi16(_mm256_shuffle_epi8(lo, dup_ctrl[0]), a_lo[0]);
-          __m256i p_hi = _mm256_maddubs_epi16(_mm256_shuffle_epi8(hi, dup_ctrl[0]), a_hi[0]);
-          for (int k = 1; k < 4; ++k) {
-            p_lo = _mm256_add_epi16(
-                p_lo, _mm256_maddubs_epi16(_mm256_shuffle_epi8(lo, dup_ctrl[k]), a_lo[k]));
-            p_hi = _mm256_add_epi16(
-                p_hi, _mm256_maddubs_epi16(_mm256_shuffle_epi8(hi, dup_ctrl[k]), a_hi[k]));
-          }
-          sumi = _mm256_add_epi32(
-              sumi, _mm256_add_epi32(
-                        _mm256_madd_epi16(p_lo, _mm256_shuffle_epi8(scb, scale_ctrl[2 * c])),
-                        _mm256_madd_epi16(p_hi, _mm256_shuffle_epi8(scb, scale_ctrl[2 * c + 1]))));
+    const auto step = [&](const Block& wb, int64_t b, __m128 acc) __attribute__((always_inline)) {
+      uint64_t sc_bits, mn_bits;
+      DecodeScalesK4Packed(wb.scales, &sc_bits, &mn_bits);
+      const __m256i scb = _mm256_set1_epi64x(static_cast<long long>(sc_bits));
+      const __m256i mnb = _mm256_set1_epi64x(static_cast<long long>(mn_bits));
+      const __m256i msum = _mm256_add_epi32(
+          _mm256_madd_epi16(_mm256_shuffle_epi8(mnb, min_lo_ctrl), bs[2 * (b - s0)]),
+          _mm256_madd_epi16(_mm256_shuffle_epi8(mnb, min_hi_ctrl), bs[2 * (b - s0) + 1]));
+      const __m256i* ab = act + 32 * (b - s0);
+      __m256i sumi = _mm256_setzero_si256();
+      __m256i hbits = _mm256_setzero_si256();
+      if constexpr (kHighBit) hbits = LoadU256(wb.qh);
+      for (int c = 0; c < 4; ++c) {
+        __m256i lo, hi;
+        UnpackQ45K<kHighBit>(wb.qs + 32 * c, &hbits, &lo, &hi);
+        const __m256i* a_lo = ab + 8 * c;
+        const __m256i* a_hi = a_lo + 4;
+        __m256i p_lo = _mm256_maddubs_epi16(_mm256_shuffle_epi8(lo, dup_ctrl[0]), a_lo[0]);
+        __m256i p_hi = _mm256_maddubs_epi16(_mm256_shuffle_epi8(hi, dup_ctrl[0]), a_hi[0]);
+        for (int k = 1; k < 4; ++k) {
+          p_lo = _mm256_add_epi16(
+              p_lo, _mm256_maddubs_epi16(_mm256_shuffle_epi8(lo, dup_ctrl[k]), a_lo[k]));
+          p_hi = _mm256_add_epi16(
+              p_hi, _mm256_maddubs_epi16(_mm256_shuffle_epi8(hi, dup_ctrl[k]), a_hi[k]));
         }
-        const __m128 xdb = xd[b - s0];
-        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.d)), xdb),
-                           _mm_cvtepi32_ps(AddLanes(sumi)), acc);
-        acc = _mm_fnmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.dmin)), xdb),
-                            _mm_cvtepi32_ps(AddLanes(msum)), acc);
+        sumi = _mm256_add_epi32(
+            sumi, _mm256_add_epi32(
+                      _mm256_madd_epi16(p_lo, _mm256_shuffle_epi8(scb, scale_ctrl[2 * c])),
+                      _mm256_madd_epi16(p_hi, _mm256_shuffle_epi8(scb, scale_ctrl[2 * c + 1]))));
       }
-      StoreTokens4(t, r, acc);
-    }
+      const __m128 xdb = xd[b - s0];
+      acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.d)), xdb),
+                         _mm_cvtepi32_ps(AddLanes(sumi)), acc);
+      return _mm_fnmadd_ps(_mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.dmin)), xdb),
+                           _mm_cvtepi32_ps(AddLanes(msum)), acc);
+    };
+    TileRows4<G, Block>(t, r0, r1, s0, s1, step);
   }
 }
 
@@ -265,52 +287,48 @@ void TileQ6K4(const MatMulTile& t, int64_t r0, int64_t r1) {
       }
       xd[b - s0] = TokenScales4(x, b);
     }
-    for (int64_t r = r0; r < r1; ++r) {
-      const BlockQ6_K* w = RowBlocks<G, BlockQ6_K>(t, r);
-      __m128 acc = LoadTokens4(t, r, s0 == 0);
-      for (int64_t b = s0; b < s1; ++b) {
-        const BlockQ6_K& wb = w[b * G];
-        // [s0..s7 | s8..s15] int16.
-        const __m256i sc16 =
-            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
-        const __m256i sc_lo = _mm256_unpacklo_epi32(sc16, sc16),
-                      sc_hi = _mm256_unpackhi_epi32(sc16, sc16);
-        const __m256i* bsb = bs + 4 * (b - s0);
-        // code - 32: the -32 part is -32 * sum_k scale_k * bsums_k.
-        __m256i sumi01 =
-            _mm256_sub_epi32(_mm256_setzero_si256(),
-                             _mm256_slli_epi32(_mm256_add_epi32(_mm256_madd_epi16(sc_lo, bsb[0]),
-                                                                _mm256_madd_epi16(sc_hi, bsb[1])),
-                                               5));
-        __m256i sumi23 =
-            _mm256_sub_epi32(_mm256_setzero_si256(),
-                             _mm256_slli_epi32(_mm256_add_epi32(_mm256_madd_epi16(sc_lo, bsb[2]),
-                                                                _mm256_madd_epi16(sc_hi, bsb[3])),
-                                               5));
-        for (int n = 0; n < 2; ++n) {
-          __m256i q[4];
-          UnpackQ6K(wb, n, q);
-          // Scales 8n..8n+7 as int16 in lane 0 and shifted down one in lane 1, so that word 2k of
-          // lane 0 / 1 is the scale of the first / second 16 values of q[k].
-          const __m128i s8 =
-              n == 0 ? _mm256_castsi256_si128(sc16) : _mm256_extracti128_si256(sc16, 1);
-          const __m256i sn = _mm256_set_m128i(_mm_srli_si128(s8, 2), s8);
-          for (int k = 0; k < 4; ++k) {
-            const __m256i scale = _mm256_shuffle_epi8(sn, scale_ctrl[k]);
-            const int64_t off = 128 * n + 32 * k;
-            const __m256i p0 = _mm256_maddubs_epi16(q[k], LoadU256(x[0][b].qs + off));
-            const __m256i p1 = _mm256_maddubs_epi16(q[k], LoadU256(x[1][b].qs + off));
-            const __m256i p2 = _mm256_maddubs_epi16(q[k], LoadU256(x[2][b].qs + off));
-            const __m256i p3 = _mm256_maddubs_epi16(q[k], LoadU256(x[3][b].qs + off));
-            sumi01 = _mm256_add_epi32(sumi01, _mm256_madd_epi16(Merge32(p0, p1), scale));
-            sumi23 = _mm256_add_epi32(sumi23, _mm256_madd_epi16(Merge32(p2, p3), scale));
-          }
+    const auto step = [&](const BlockQ6_K& wb, int64_t b, __m128 acc)
+        __attribute__((always_inline)) {
+      // [s0..s7 | s8..s15] int16.
+      const __m256i sc16 =
+          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
+      const __m256i sc_lo = _mm256_unpacklo_epi32(sc16, sc16),
+                    sc_hi = _mm256_unpackhi_epi32(sc16, sc16);
+      const __m256i* bsb = bs + 4 * (b - s0);
+      // code - 32: the -32 part is -32 * sum_k scale_k * bsums_k.
+      __m256i sumi01 = _mm256_sub_epi32(
+          _mm256_setzero_si256(),
+          _mm256_slli_epi32(
+              _mm256_add_epi32(_mm256_madd_epi16(sc_lo, bsb[0]), _mm256_madd_epi16(sc_hi, bsb[1])),
+              5));
+      __m256i sumi23 = _mm256_sub_epi32(
+          _mm256_setzero_si256(),
+          _mm256_slli_epi32(
+              _mm256_add_epi32(_mm256_madd_epi16(sc_lo, bsb[2]), _mm256_madd_epi16(sc_hi, bsb[3])),
+              5));
+      for (int n = 0; n < 2; ++n) {
+        __m256i q[4];
+        UnpackQ6K(wb, n, q);
+        // Scales 8n..8n+7 as int16 in lane 0 and shifted down one in lane 1, so that word 2k of
+        // lane 0 / 1 is the scale of the first / second 16 values of q[k].
+        const __m128i s8 =
+            n == 0 ? _mm256_castsi256_si128(sc16) : _mm256_extracti128_si256(sc16, 1);
+        const __m256i sn = _mm256_set_m128i(_mm_srli_si128(s8, 2), s8);
+        for (int k = 0; k < 4; ++k) {
+          const __m256i scale = _mm256_shuffle_epi8(sn, scale_ctrl[k]);
+          const int64_t off = 128 * n + 32 * k;
+          const __m256i p0 = _mm256_maddubs_epi16(q[k], LoadU256(x[0][b].qs + off));
+          const __m256i p1 = _mm256_maddubs_epi16(q[k], LoadU256(x[1][b].qs + off));
+          const __m256i p2 = _mm256_maddubs_epi16(q[k], LoadU256(x[2][b].qs + off));
+          const __m256i p3 = _mm256_maddubs_epi16(q[k], LoadU256(x[3][b].qs + off));
+          sumi01 = _mm256_add_epi32(sumi01, _mm256_madd_epi16(Merge32(p0, p1), scale));
+          sumi23 = _mm256_add_epi32(sumi23, _mm256_madd_epi16(Merge32(p2, p3), scale));
         }
-        const __m128 dxd = _mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.d)), xd[b - s0]);
-        acc = _mm_fmadd_ps(dxd, _mm_cvtepi32_ps(AddLanes(Merge64I32(sumi01, sumi23))), acc);
       }
-      StoreTokens4(t, r, acc);
-    }
+      const __m128 dxd = _mm_mul_ps(_mm_set1_ps(HalfToFloat(wb.d)), xd[b - s0]);
+      return _mm_fmadd_ps(dxd, _mm_cvtepi32_ps(AddLanes(Merge64I32(sumi01, sumi23))), acc);
+    };
+    TileRows4<G, BlockQ6_K>(t, r0, r1, s0, s1, step);
   }
 }
 

@@ -146,7 +146,17 @@ struct CtrlQ45K {
       : s01(WordCtrl<false>([](int l, int w) { return (l >= 2 ? 2 : 0) + (w >= 4 ? 1 : 0); })),
         s23(WordCtrl<false>([](int l, int w) { return 4 + (l >= 2 ? 2 : 0) + (w >= 4 ? 1 : 0); })),
         // Lane l: the mins of sub-blocks 2l, 2l + 1 as int16 pairs (for the prefill tiles).
-        mins(WordCtrl<false>([](int l, int w) { return 2 * l + (w & 1); })) {}
+        mins(WordCtrl<false>([](int l, int w) { return 2 * l + (w & 1); })),
+        // pair[k]: every word of lane l the scale of c[k]'s sub-block there (PairSum): c[0]
+        // holds sub-blocks 0 (lanes 0, 1) and 2 (lanes 2, 3), c[1] 1 and 3, c[2] 4 and 6, c[3]
+        // 5 and 7.
+        pair{PairCtrl(0), PairCtrl(1), PairCtrl(4), PairCtrl(5)} {}
+  __m512i pair[4];
+
+ private:
+  static __m512i PairCtrl(int base) {
+    return WordCtrl<false>([base](int l, int) { return base + (l >= 2 ? 2 : 0); });
+  }
 };
 
 // One row's sum of scale x code x activation over a super-block (16 int32 partial sums).
@@ -180,34 +190,25 @@ static inline void ArrangeQ6K(const int8_t* qs, __m512i a[4]) {
   for (int k = 0; k < 4; ++k) a[k] = Join256(qs + 32 * k, qs + 128 + 32 * k);
 }
 
-// dpbusd(q[k]) has 16-value scale 2k in lane 0, 2k + 1 in lane 1, 8 + 2k and 9 + 2k in lanes
-// 2, 3; packed in pairs (q[0], q[1]) and (q[2], q[3]), lane l takes words 0..3 from the first
-// and 4..7 from the second. s01 / s23: those scales as int16 (from the 16 scale bytes broadcast
-// to every lane). off0 / off1: lane l the scales 2l, 2l + 1 / 8 + 2l, 9 + 2l as int16 pairs.
+// (Prefill.) q[k] has 16-value scale 2k in lane 0, 2k + 1 in lane 1, 8 + 2k and 9 + 2k in lanes
+// 2, 3 (from the 16 scale bytes broadcast to every lane, as int16). pair[k]: every word of lane
+// l that scale (PairSum). off0 / off1: lane l the scales 2l, 2l + 1 / 8 + 2l, 9 + 2l as int16
+// pairs, for the -32 offset against the bsums.
 struct CtrlQ6K {
-  __m512i s01, s23, off0, off1;
+  __m512i off0, off1, pair[4];
   CtrlQ6K()
-      : s01(WordCtrl<true>(
-            [](int l, int w) { return (l >= 2 ? 8 : 0) + (l & 1) + (w >= 4 ? 2 : 0); })),
-        s23(WordCtrl<true>(
-            [](int l, int w) { return 4 + (l >= 2 ? 8 : 0) + (l & 1) + (w >= 4 ? 2 : 0); })),
-        off0(WordCtrl<true>([](int l, int w) { return 2 * l + (w & 1); })),
-        off1(WordCtrl<true>([](int l, int w) { return 8 + 2 * l + (w & 1); })) {}
+      : off0(WordCtrl<true>([](int l, int w) { return 2 * l + (w & 1); })),
+        off1(WordCtrl<true>([](int l, int w) { return 8 + 2 * l + (w & 1); })),
+        pair{PairCtrl(0), PairCtrl(1), PairCtrl(2), PairCtrl(3)} {}
+
+ private:
+  static __m512i PairCtrl(int k) {
+    return WordCtrl<true>([k](int l, int) { return l < 2 ? 2 * k + l : 8 + 2 * k + l - 2; });
+  }
 };
 
 static inline __m512i SignedWords(__m512i bytes16, __m512i ctrl) {
   return _mm512_srai_epi16(_mm512_shuffle_epi8(bytes16, ctrl), 8);
-}
-
-// One row's integer sum of scale x code x activation over a super-block, before the -32 offset.
-static inline __m512i DotQ6K(const __m512i q[4], const __m512i a[4], __m512i s01, __m512i s23,
-                             __m512i init) {
-  const __m512i z = _mm512_setzero_si512();
-  const __m512i p01 =
-      _mm512_packs_epi32(_mm512_dpbusd_epi32(z, q[0], a[0]), _mm512_dpbusd_epi32(z, q[1], a[1]));
-  const __m512i p23 =
-      _mm512_packs_epi32(_mm512_dpbusd_epi32(z, q[2], a[2]), _mm512_dpbusd_epi32(z, q[3], a[3]));
-  return _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(init, p01, s01), p23, s23);
 }
 
 // ---- One token (decode): 4 rows per step, as the AVX2 kernels --------------------------------
@@ -250,14 +251,49 @@ static inline void StoreRows4(const MatMulTile& t, int64_t r, int64_t r1, __m128
   for (int k = 0; k < kDecodeRows && r + k < r1; ++k) t.y[r + k] = s[k];
 }
 
-// sum_j mn_k[j] * (bsums[2j] + bsums[2j + 1]) for the 4 rows' mins mn_k: [row 0..3].
-static inline __m128i MinSums4(const uint64_t mn[kDecodeRows], const BlockQ8_K& xb) {
+// The 16-byte heads of the 4 rows' super-blocks (d, dmin, the 12 packed scale bytes; the same
+// in Q4_K and Q5_K), row k in 128-bit lane k.
+template <class Block>
+static inline __m512i LoadHeads4(const Block* const wb[kDecodeRows]) {
+  const auto head = [](const Block* p) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  };
+  const __m512i h = _mm512_castsi128_si512(head(wb[0]));
+  return _mm512_inserti32x4(
+      _mm512_inserti32x4(_mm512_inserti32x4(h, head(wb[1]), 1), head(wb[2]), 2), head(wb[3]), 3);
+}
+
+// The 6-bit scales and mins of LoadHeads4's 4 rows, unpacked in every lane at once: lane k =
+// [row k's scales 0..7 | its mins 0..7] as bytes (DecodeScalesK4Packed's bytes, per lane).
+// With q the packed bytes (head bytes 4..15): sc[j] = q[j] & 63 and mn[j] = q[j + 4] & 63 for
+// j < 4; sc[j] = (q[j + 4] & 15) | (q[j - 4] >> 6) << 4 and mn[j] = (q[j + 4] >> 4) | (q[j] >> 6)
+// << 4 for j >= 4.
+static inline __m512i UnpackScales4(__m512i heads) {
+  const __m512i lo_src = _mm512_broadcast_i32x4(
+      _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
+  const __m512i hi_src = _mm512_broadcast_i32x4(
+      _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
+  const __m512i lo_mask = _mm512_broadcast_i32x4(
+      _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+  const __m512i nib_mask =
+      _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+  const __m512i a = _mm512_shuffle_epi8(heads, lo_src);
+  const __m512i low = _mm512_or_si512(_mm512_and_si512(a, lo_mask),
+                                      _mm512_and_si512(_mm512_srli_epi16(a, 4), nib_mask));
+  // (byte & 0xC0) >> 2 via a 16-bit shift: bits 4-5 come from the byte's own bits 6-7.
+  const __m512i top = _mm512_and_si512(_mm512_srli_epi16(_mm512_shuffle_epi8(heads, hi_src), 2),
+                                       _mm512_set1_epi8(0x30));
+  return _mm512_or_si512(low, top);
+}
+
+// sum_j mn_k[j] * (bsums[2j] + bsums[2j + 1]) for the 4 rows' mins (the high qword of each lane
+// of UnpackScales4): [row 0..3].
+static inline __m128i MinSums4(__m512i scales, const BlockQ8_K& xb) {
   const __m256i bs = Load256(xb.bsums);
   const __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
   const __m512i pairs = _mm512_broadcast_i32x4(pair);
-  const __m512i mins = _mm512_cvtepu8_epi16(
-      _mm256_setr_epi64x(static_cast<long long>(mn[0]), static_cast<long long>(mn[1]),
-                         static_cast<long long>(mn[2]), static_cast<long long>(mn[3])));
+  const __m512i mins = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(
+      _mm512_permutexvar_epi64(_mm512_setr_epi64(1, 3, 5, 7, 1, 3, 5, 7), scales)));
   // Lane k: row k's 4 partial sums, then their total in every dword of the lane.
   __m512i m = _mm512_madd_epi16(mins, pairs);
   m = _mm512_add_epi32(m, _mm512_shuffle_epi32(m, _MM_PERM_CDAB));
@@ -269,6 +305,12 @@ static inline __m128i MinSums4(const uint64_t mn[kDecodeRows], const BlockQ8_K& 
 // 4 rows' integer sums [row 0..3] of 16 partial sums each.
 static inline __m128i SumRows4(const __m512i v[kDecodeRows]) {
   return AddLanes4(Interleave4(v[0], v[1], v[2], v[3]));
+}
+
+// Lane l of every 128-bit lane of v: a broadcast of v's lane l.
+template <int L>
+static inline __m512i BroadcastLane(__m512i v) {
+  return _mm512_shuffle_i32x4(v, v, L * 0x55);
 }
 
 template <class Block, bool kHighBit, int G>
@@ -285,45 +327,75 @@ void DecodeQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
       const BlockQ8_K& xb = x[b];
       __m512i a[4];
       ArrangeQ45K(xb.qs, a);
+      const Block* wb[kDecodeRows];
+      for (int k = 0; k < kDecodeRows; ++k) wb[k] = &w[k][b * G];
+      const __m512i heads = LoadHeads4(wb);
+      const __m512i scales = UnpackScales4(heads);
       __m512i isum[kDecodeRows];
-      uint64_t mn[kDecodeRows];
-      uint32_t dd[kDecodeRows];  // each row's (d, dmin) halves
-      for (int k = 0; k < kDecodeRows; ++k) {
-        const Block& wb = w[k][b * G];
-        uint64_t sc_bits;
-        DecodeScalesK4Packed(wb.scales, &sc_bits, &mn[k]);
-        const __m512i scb = _mm512_set1_epi64(static_cast<long long>(sc_bits));
+      const auto row = [&](int k, __m512i scb) {
         __m512i c[4];
-        UnpackQ45K<Block, kHighBit>(wb, c);
+        UnpackQ45K<Block, kHighBit>(*wb[k], c);
         isum[k] =
             DotQ45K(c, a, _mm512_shuffle_epi8(scb, ctrl.s01), _mm512_shuffle_epi8(scb, ctrl.s23));
-        std::memcpy(&dd[k], &wb.d, 4);
-      }
+      };
+      row(0, BroadcastLane<0>(scales));
+      row(1, BroadcastLane<1>(scales));
+      row(2, BroadcastLane<2>(scales));
+      row(3, BroadcastLane<3>(scales));
       // [d0, dmin0, d1, dmin1 | d2, dmin2, d3, dmin3] -> [d0..d3], [dmin0..dmin3].
-      const __m256 dm =
-          _mm256_cvtph_ps(_mm_setr_epi32(static_cast<int>(dd[0]), static_cast<int>(dd[1]),
-                                         static_cast<int>(dd[2]), static_cast<int>(dd[3])));
+      const __m256 dm = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(
+          _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), heads)));
       const __m128 dm_lo = _mm256_castps256_ps128(dm), dm_hi = _mm256_extractf128_ps(dm, 1);
       const __m128 xd = _mm_set1_ps(xb.d);
       const __m128 d4 = _mm_mul_ps(_mm_shuffle_ps(dm_lo, dm_hi, _MM_SHUFFLE(2, 0, 2, 0)), xd);
       const __m128 dmin4 = _mm_mul_ps(_mm_shuffle_ps(dm_lo, dm_hi, _MM_SHUFFLE(3, 1, 3, 1)), xd);
       acc = _mm_fmadd_ps(d4, _mm_cvtepi32_ps(SumRows4(isum)), acc);
-      acc = _mm_fnmadd_ps(dmin4, _mm_cvtepi32_ps(MinSums4(mn, xb)), acc);
+      acc = _mm_fnmadd_ps(dmin4, _mm_cvtepi32_ps(MinSums4(scales, xb)), acc);
     }
     StoreRows4(t, r, r1, acc);
   }
 }
 
-// A row's -32 offset term folded into its dpwssd accumulator: -32 sum_k scale_k bsums_k.
-static inline __m512i OffsetInitQ6K(__m128i scales8, __m256i bsums) {
-  const __m256i off = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales8), bsums);
-  return _mm512_sub_epi32(_mm512_setzero_si512(),
-                          _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
+// Decode reads a Q6_K super-block's codes in value order: c[k] = values 64k..64k+63, so that the
+// activations meet them as they are stored (a[k] = x[64k..64k+63], no per-super-block layout) and
+// 128-bit lane l of c[k] is exactly the 16 values of scale 4k + l. ql[0..63] holds values 0..63
+// (low nibbles) and 64..127 (high), ql[64..127] values 128..255; the two high bits of value v
+// (of half n = v / 128, at l = v % 32) are bit pair (v % 128) / 32 of qh[32n + l], brought to bits
+// 4-5 by one variable 16-bit shift per vector (left 4 or 2, right 0 or 2 by 256-bit half; the
+// mask drops what crosses from the neighbouring byte).
+static inline void UnpackQ6KOrdered(const BlockQ6_K& wb, __m512i c[4]) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i bits45 = _mm512_set1_epi8(0x30);
+  const __m512i left = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+  const __m512i right = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  const __m512i l0 = Load512(wb.ql), l1 = Load512(wb.ql + 64);
+  const __m512i qa = _mm512_broadcast_i64x4(Load256(wb.qh));
+  const __m512i qb = _mm512_broadcast_i64x4(Load256(wb.qh + 32));
+  c[0] = _mm512_or_si512(_mm512_and_si512(l0, low4),
+                         _mm512_and_si512(_mm512_sllv_epi16(qa, left), bits45));
+  c[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), low4),
+                         _mm512_and_si512(_mm512_srlv_epi16(qa, right), bits45));
+  c[2] = _mm512_or_si512(_mm512_and_si512(l1, low4),
+                         _mm512_and_si512(_mm512_sllv_epi16(qb, left), bits45));
+  c[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), low4),
+                         _mm512_and_si512(_mm512_srlv_epi16(qb, right), bits45));
+}
+
+// The -32 offset, once per super-block for every row: off[k] = -32 x (each dpbusd lane's 4
+// activations summed), the accumulator each row's dpbusd starts from, so that its lanes hold
+// sum (code - 32) x exactly (at most 4 x 32 x 128 = 16384: the int16 packs stay exact).
+static inline void OffsetQ6K(const __m512i a[4], __m512i off[4]) {
+  const __m512i k32 = _mm512_set1_epi8(32);
+  const __m512i z = _mm512_setzero_si512();
+  for (int k = 0; k < 4; ++k) off[k] = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, k32, a[k]));
 }
 
 template <int G>
 void DecodeQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
-  const CtrlQ6K ctrl;
+  // Packed pairs (c[0], c[1]) and (c[2], c[3]): lane l takes words 0..3 from the first (scale
+  // 4k + l) and 4..7 from the second; the scales as int16 from the 16 scale bytes in every lane.
+  const __m512i s01_ctrl = WordCtrl<true>([](int l, int w) { return (w >= 4 ? 4 : 0) + l; });
+  const __m512i s23_ctrl = WordCtrl<true>([](int l, int w) { return 8 + (w >= 4 ? 4 : 0) + l; });
   const int64_t nb = t.n_in / 256;
   const BlockQ8_K* x = reinterpret_cast<const BlockQ8_K*>(t.xq);
   for (int64_t r = r0; r < r1; r += kDecodeRows) {
@@ -333,18 +405,22 @@ void DecodeQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
     for (int64_t b = 0; b < nb; ++b) {
       PrefetchAhead<G>(t, w, b);
       const BlockQ8_K& xb = x[b];
-      __m512i a[4];
-      ArrangeQ6K(xb.qs, a);
-      const __m256i bs = Load256(xb.bsums);
+      __m512i a[4], off[4];
+      for (int k = 0; k < 4; ++k) a[k] = Load512(xb.qs + 64 * k);
+      OffsetQ6K(a, off);
       __m512i isum[kDecodeRows];
       for (int k = 0; k < kDecodeRows; ++k) {
         const BlockQ6_K& wb = w[k][b * G];
-        const __m128i s8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales));
-        const __m512i sb = _mm512_broadcast_i32x4(s8);
-        __m512i q[4];
-        UnpackQ6K(wb, q);
-        isum[k] = DotQ6K(q, a, SignedWords(sb, ctrl.s01), SignedWords(sb, ctrl.s23),
-                         OffsetInitQ6K(s8, bs));
+        const __m512i sb =
+            _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
+        __m512i c[4];
+        UnpackQ6KOrdered(wb, c);
+        const __m512i p01 = _mm512_packs_epi32(_mm512_dpbusd_epi32(off[0], c[0], a[0]),
+                                               _mm512_dpbusd_epi32(off[1], c[1], a[1]));
+        const __m512i p23 = _mm512_packs_epi32(_mm512_dpbusd_epi32(off[2], c[2], a[2]),
+                                               _mm512_dpbusd_epi32(off[3], c[3], a[3]));
+        isum[k] = _mm512_dpwssd_epi32(_mm512_madd_epi16(p01, SignedWords(sb, s01_ctrl)), p23,
+                                      SignedWords(sb, s23_ctrl));
       }
       const __m128i d16 = _mm_setr_epi16(
           static_cast<int16_t>(w[0][b * G].d), static_cast<int16_t>(w[1][b * G].d),
@@ -437,6 +513,61 @@ static inline __m256i TokenSums(const __m512i p[N / 4]) {
   }
 }
 
+// Prefill multiplies one row's code vector with the tokens two at a time: the dpbusd sums of
+// tokens A and B pack into one int16 vector (lane l: words 0..3 A's, 4..7 B's; exact, at most
+// 4 x 63 x 128 = 32256), and one madd / dpwssd with the scale of the vector's lane applies it
+// to both, so the 4 code vectors of a super-block leave [A, A, B, B] partial sums per lane.
+static inline __m512i PairDot(__m512i c, __m512i a, __m512i b) {
+  const __m512i z = _mm512_setzero_si512();
+  return _mm512_packs_epi32(_mm512_dpbusd_epi32(z, c, a), _mm512_dpbusd_epi32(z, c, b));
+}
+static inline __m512i PairSum(const __m512i c[4], const __m512i a[4], const __m512i b[4],
+                              const __m512i sc[4]) {
+  __m512i s = _mm512_madd_epi16(PairDot(c[0], a[0], b[0]), sc[0]);
+  for (int k = 1; k < 4; ++k) s = _mm512_dpwssd_epi32(s, PairDot(c[k], a[k], b[k]), sc[k]);
+  return s;
+}
+// Per 128-bit lane, [A, A, B, B] and [C, C, D, D] partial sums -> [A, B, C, D].
+static inline __m512i MergePairs(__m512i ab, __m512i cd) {
+  const __m512 x = _mm512_castsi512_ps(ab), y = _mm512_castsi512_ps(cd);
+  return _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(x, y, _MM_SHUFFLE(2, 0, 2, 0))),
+                          _mm512_castps_si512(_mm512_shuffle_ps(x, y, _MM_SHUFFLE(3, 1, 3, 1))));
+}
+// The 4 tokens 4g..4g+3 of a slice position: [t0, t1, t2, t3] partial sums per lane.
+template <int N>
+static inline __m512i QuadSum(const __m512i c[4], const __m512i (&act)[N][4], int g,
+                              const __m512i sc[4]) {
+  return MergePairs(PairSum(c, act[4 * g], act[4 * g + 1], sc),
+                    PairSum(c, act[4 * g + 2], act[4 * g + 3], sc));
+}
+
+// The rows [r0, r1) of a tile over slice [s0, s1): step(block, slice position, acc) -> acc runs
+// one row's f32 chain over one super-block. Interleaved weights (G > 1) take the rows of a whole
+// group together, super-block by super-block, so the tile reads the group's one contiguous
+// stream (row by row, a row's super-blocks are G blocks apart and each cache line brought in
+// serves one row); each row keeps its own chain, so the bits are the same either way.
+template <int G, class Block, class Step>
+static inline void TileRows(const MatMulTile& t, int64_t r0, int64_t r1, int64_t s0, int64_t s1,
+                            const Step& step) {
+  for (int64_t r = r0; r < r1;) {
+    const Block* w = RowBlocks<G, Block>(t, r);
+    if (G > 1 && r % G == 0 && r + G <= r1) {
+      __m256 acc[G];
+      for (int k = 0; k < G; ++k) acc[k] = LoadTokens(t, r + k, s0 == 0);
+      for (int64_t b = s0; b < s1; ++b) {
+        for (int k = 0; k < G; ++k) acc[k] = step(w[b * G + k], b - s0, acc[k]);
+      }
+      for (int k = 0; k < G; ++k) StoreTokens(t, r + k, acc[k]);
+      r += G;
+    } else {
+      __m256 acc = LoadTokens(t, r, s0 == 0);
+      for (int64_t b = s0; b < s1; ++b) acc = step(w[b * G], b - s0, acc);
+      StoreTokens(t, r, acc);
+      ++r;
+    }
+  }
+}
+
 template <class Block, bool kHighBit, int N, int G>
 void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
   constexpr int kSlice = kSliceBlocks<N>;
@@ -445,39 +576,32 @@ void TileQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
   TileTokens<N>(t, x);
   const int64_t nb = t.n_in / 256;
   Slice<N> s;
+  // One row's f32 chain over super-block wb (slice position i): [tokens] in the lanes.
+  const auto step = [&](const Block& wb, int64_t i, __m256 acc) __attribute__((always_inline)) {
+    uint64_t sc_bits, mn_bits;
+    DecodeScalesK4Packed(wb.scales, &sc_bits, &mn_bits);
+    const __m512i scb = _mm512_set1_epi64(static_cast<long long>(sc_bits));
+    __m512i sc[4];
+    for (int k = 0; k < 4; ++k) sc[k] = _mm512_shuffle_epi8(scb, ctrl.pair[k]);
+    const __m512i mins =
+        _mm512_shuffle_epi8(_mm512_set1_epi64(static_cast<long long>(mn_bits)), ctrl.mins);
+    __m512i c[4];
+    UnpackQ45K<Block, kHighBit>(wb, c);
+    __m512i p[N / 4], m[N / 4];
+    for (int g = 0; g < N / 4; ++g) {
+      p[g] = QuadSum<N>(c, s.act[i], g, sc);
+      m[g] = _mm512_madd_epi16(mins, s.bs[i][g][0]);
+    }
+    const __m256 xd = s.xd[i];
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.d)), xd),
+                          _mm256_cvtepi32_ps(TokenSums<N>(p)), acc);
+    return _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.dmin)), xd),
+                            _mm256_cvtepi32_ps(TokenSums<N>(m)), acc);
+  };
   for (int64_t s0 = 0; s0 < nb; s0 += kSlice) {
     const int64_t s1 = std::min<int64_t>(nb, s0 + kSlice);
     PrepareSlice<false, N>(x, s0, s1, &s);
-    for (int64_t r = r0; r < r1; ++r) {
-      const Block* w = RowBlocks<G, Block>(t, r);
-      __m256 acc = LoadTokens(t, r, s0 == 0);
-      for (int64_t b = s0; b < s1; ++b) {
-        const Block& wb = w[b * G];
-        const int64_t i = b - s0;
-        uint64_t sc_bits, mn_bits;
-        DecodeScalesK4Packed(wb.scales, &sc_bits, &mn_bits);
-        const __m512i scb = _mm512_set1_epi64(static_cast<long long>(sc_bits));
-        const __m512i s01 = _mm512_shuffle_epi8(scb, ctrl.s01);
-        const __m512i s23 = _mm512_shuffle_epi8(scb, ctrl.s23);
-        const __m512i mins =
-            _mm512_shuffle_epi8(_mm512_set1_epi64(static_cast<long long>(mn_bits)), ctrl.mins);
-        __m512i c[4];
-        UnpackQ45K<Block, kHighBit>(wb, c);
-        __m512i p[N / 4], m[N / 4];
-        for (int g = 0; g < N / 4; ++g) {
-          __m512i v[4];
-          for (int j = 0; j < 4; ++j) v[j] = DotQ45K(c, s.act[i][4 * g + j], s01, s23);
-          p[g] = Interleave4(v[0], v[1], v[2], v[3]);
-          m[g] = _mm512_madd_epi16(mins, s.bs[i][g][0]);
-        }
-        const __m256 xd = s.xd[i];
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.d)), xd),
-                              _mm256_cvtepi32_ps(TokenSums<N>(p)), acc);
-        acc = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.dmin)), xd),
-                               _mm256_cvtepi32_ps(TokenSums<N>(m)), acc);
-      }
-      StoreTokens(t, r, acc);
-    }
+    TileRows<G, Block>(t, r0, r1, s0, s1, step);
   }
 }
 
@@ -489,36 +613,28 @@ void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   TileTokens<N>(t, x);
   const int64_t nb = t.n_in / 256;
   Slice<N> s;
+  const auto step = [&](const BlockQ6_K& wb, int64_t i, __m256 acc) __attribute__((always_inline)) {
+    const __m512i sb =
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
+    __m512i sc[4];
+    for (int k = 0; k < 4; ++k) sc[k] = SignedWords(sb, ctrl.pair[k]);
+    const __m512i off0 = SignedWords(sb, ctrl.off0), off1 = SignedWords(sb, ctrl.off1);
+    __m512i q[4];
+    UnpackQ6K(wb, q);
+    __m512i p[N / 4];
+    for (int g = 0; g < N / 4; ++g) {
+      // Lane l, dword j: token 4g + j's part of sum_k scale_k bsums_k, times 32 off.
+      const __m512i off = _mm512_add_epi32(_mm512_madd_epi16(off0, s.bs[i][g][0]),
+                                           _mm512_madd_epi16(off1, s.bs[i][g][1]));
+      p[g] = _mm512_sub_epi32(QuadSum<N>(q, s.act[i], g, sc), _mm512_slli_epi32(off, 5));
+    }
+    const __m256 dxd = _mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.d)), s.xd[i]);
+    return _mm256_fmadd_ps(dxd, _mm256_cvtepi32_ps(TokenSums<N>(p)), acc);
+  };
   for (int64_t s0 = 0; s0 < nb; s0 += kSlice) {
     const int64_t s1 = std::min<int64_t>(nb, s0 + kSlice);
     PrepareSlice<true, N>(x, s0, s1, &s);
-    for (int64_t r = r0; r < r1; ++r) {
-      const BlockQ6_K* w = RowBlocks<G, BlockQ6_K>(t, r);
-      __m256 acc = LoadTokens(t, r, s0 == 0);
-      for (int64_t b = s0; b < s1; ++b) {
-        const BlockQ6_K& wb = w[b * G];
-        const int64_t i = b - s0;
-        const __m512i sb =
-            _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
-        const __m512i s01 = SignedWords(sb, ctrl.s01), s23 = SignedWords(sb, ctrl.s23);
-        const __m512i off0 = SignedWords(sb, ctrl.off0), off1 = SignedWords(sb, ctrl.off1);
-        __m512i q[4];
-        UnpackQ6K(wb, q);
-        const __m512i z = _mm512_setzero_si512();
-        __m512i p[N / 4];
-        for (int g = 0; g < N / 4; ++g) {
-          __m512i v[4];
-          for (int j = 0; j < 4; ++j) v[j] = DotQ6K(q, s.act[i][4 * g + j], s01, s23, z);
-          // Lane l, dword j: token 4g + j's part of sum_k scale_k bsums_k, times 32 off.
-          const __m512i off = _mm512_add_epi32(_mm512_madd_epi16(off0, s.bs[i][g][0]),
-                                               _mm512_madd_epi16(off1, s.bs[i][g][1]));
-          p[g] = _mm512_sub_epi32(Interleave4(v[0], v[1], v[2], v[3]), _mm512_slli_epi32(off, 5));
-        }
-        const __m256 dxd = _mm256_mul_ps(_mm256_set1_ps(HalfToFloat(wb.d)), s.xd[i]);
-        acc = _mm256_fmadd_ps(dxd, _mm256_cvtepi32_ps(TokenSums<N>(p)), acc);
-      }
-      StoreTokens(t, r, acc);
-    }
+    TileRows<G, BlockQ6_K>(t, r0, r1, s0, s1, step);
   }
 }
 

@@ -8,6 +8,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string_view>
 
 #include "base/thread_pool.h"
 #include "kernels/types.h"
@@ -31,14 +33,12 @@ struct CpuFeatures {
 };
 const CpuFeatures& DetectCpuFeatures();  // probed once
 
-// The best ISA this build has a target for and this CPU supports, or the one the environment
-// variable GANNET_ISA names ("scalar", "avx2", "avx512") when that one is available here (for
-// comparing targets in one build; an unknown or unavailable name is ignored). Read once.
+// The best ISA this build has a target for and this CPU supports (probed once).
 Isa BestIsa();
-// Whether the engine repacks weights at load for the ISA's kernels (repack.h): true unless the
-// environment variable GANNET_REPACK is "0" (so that one build can be timed both ways, as
-// GANNET_ISA does for targets). Read once.
-bool RepackWeightsByDefault();
+// The target named `name` ("scalar", "avx2", "avx512", as IsaName writes them) when it is
+// available here, else nullopt (for comparing targets in one build:
+// engine::ModelRunnerOptions::isa, which the CLI takes from GANNET_ISA).
+std::optional<Isa> IsaByName(std::string_view name);
 // Targets compiled into this binary and runnable here (for the conformance test and `--isa`).
 int AvailableIsas(Isa out[3]);
 
