@@ -609,7 +609,9 @@ void Engine::DraftWithModel() {
   // A failed draft pass only costs this step's drafts (the sequences start afresh next time):
   // the target's output never depends on them.
   (void)model_drafter_->Propose(draft_requests_);
-  spec_cost_.ObserveDraft(wanted, Seconds(Clock::now() - start));
+  const double seconds = Seconds(Clock::now() - start);
+  spec_cost_.ObserveDraft(wanted, seconds);
+  spec_draft_seconds_ += seconds;
 }
 
 void Engine::DeliverTokens() {
@@ -719,6 +721,11 @@ void Engine::PublishSchedulerStats() {
   stats_.spec_draft_tokens = ss.num_draft_tokens;
   stats_.spec_accepted_tokens = ss.num_accepted_tokens;
   if (model_drafter_ != nullptr) stats_.draft_kv_blocks_used = model_drafter_->blocks_used();
+  stats_.spec_fixed_seconds = spec_cost_.fixed_seconds();
+  stats_.spec_row_seconds = spec_cost_.per_row_seconds();
+  stats_.spec_draft_token_seconds = spec_cost_.draft_seconds_per_token();
+  stats_.spec_threshold = spec_threshold_;
+  stats_.spec_draft_seconds_total = spec_draft_seconds_;
 }
 
 bool Engine::PublishStats(bool stopping) {

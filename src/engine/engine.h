@@ -181,6 +181,11 @@ struct EngineStats {
   int64_t spec_steps = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
   // SpecMethod::kDraftModel and kSelf: the draft's KV blocks in use and its pool's size.
   int32_t draft_kv_blocks_used = 0, draft_kv_blocks_total = 0;
+  // The adaptive control's step cost model (spec_control.h): a, b and the draft's seconds per
+  // draft token; the latest decode step's threshold (accepted tokens a draft row must yield); the
+  // seconds spent in draft-model passes in all.
+  double spec_fixed_seconds = 0, spec_row_seconds = 0, spec_draft_token_seconds = 0;
+  double spec_threshold = 0, spec_draft_seconds_total = 0;
 };
 
 class Engine {
@@ -297,6 +302,7 @@ class Engine {
   std::unique_ptr<ModelRunner> self_draft_;      // with SpecMethod::kSelf (before its drafter)
   std::unique_ptr<ModelDrafter> model_drafter_;  // with SpecMethod::kDraftModel or kSelf
   double spec_threshold_ = 0;                    // this step's (SpecCostModel::Threshold)
+  double spec_draft_seconds_ = 0;                // in DraftWithModel's passes, in all
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -12,12 +12,15 @@ constexpr double kMargin = 1.25;        // a draft must beat the threshold by th
 constexpr double kYieldRate = 0.3;      // weight of the newest verification in the yield average
 constexpr int32_t kMaxPause = 64;
 constexpr int32_t kProbeNodes = 2;
+// Decode-only steps observed before a batch of several sequences may draft.
+constexpr int64_t kWarmSteps = 3;
 
 }  // namespace
 
 void SpecCostModel::Observe(int32_t rows, double seconds) {
   if (rows <= 0 || !(seconds > 0) || !std::isfinite(seconds)) return;
   const double x = rows, y = seconds;
+  ++n_observed_;
   w_ = kDecay * w_ + 1;
   sx_ = kDecay * sx_ + x;
   sy_ = kDecay * sy_ + y;
@@ -51,8 +54,15 @@ double SpecCostModel::draft_seconds_per_token() const {
 }
 
 double SpecCostModel::Threshold(int32_t seqs, int32_t rows) const {
+  if (n_observed_ < kWarmSteps) {
+    // Nothing measured yet (a burst of requests runs steps with prompt chunks for a while, which
+    // are not observed). A lone sequence's step streams the weights, so a few rows more cost
+    // little; a batch's may be compute-bound, where drafts would slow every step down until the
+    // first measurement: it waits for its own steps to tell.
+    return seqs <= 1 ? 0.25 : 1.0;
+  }
   const double b = per_row_seconds(), a = fixed_seconds();
-  if (w_ <= 0 || a + b * rows <= 0) return 0.25;
+  if (a + b * rows <= 0) return 0.25;
   return (b + draft_seconds_per_token()) * std::max(seqs, 1) / (a + b * std::max(rows, 1));
 }
 
@@ -61,6 +71,12 @@ SpecController::SpecController(int32_t max_nodes)
 
 int32_t SpecController::NextBudget(double threshold) {
   if (max_nodes_ == 0) return 0;
+  // A draft row yields one token at most: past this bar no acceptance pays (a large batch is
+  // compute-bound), so neither a draft nor a probe. A probe would pass, since it is judged by
+  // acceptance alone, and reset the backoff: a sequence whose drafts are always accepted then
+  // drafted every third step of a 16-sequence batch, 0.75x of no speculation. The yield and pause
+  // stay as they are for when the batch shrinks.
+  if (threshold * kMargin >= 1.0) return 0;
   if (pause_ > 0) {
     if (--pause_ == 0) {
       // Probe: a small draft, judged on its own.

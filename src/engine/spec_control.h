@@ -32,8 +32,9 @@ class SpecCostModel {
   // Accepted tokens per draft row below which drafting lowers throughput, in a step that decodes
   // `seqs` sequences with `rows` rows besides the draft rows (prompt chunks included): (b + d) *
   // seqs / (a + b * rows), d the draft model's seconds per draft token (0 without one): a draft
-  // row costs b + d and must yield more than the step's own rows do per second. Before any
-  // observation: a cautious default.
+  // row costs b + d and must yield more than the step's own rows do per second. Before a few
+  // decode-only steps are observed: 0.25 for one sequence, 1 (no draft can pay) for a batch. A
+  // draft row yields one token at most, so a threshold of 1 or more means drafting cannot pay.
   double Threshold(int32_t seqs, int32_t rows) const;
   double fixed_seconds() const;            // a
   double per_row_seconds() const;          // b
@@ -42,6 +43,7 @@ class SpecCostModel {
  private:
   // Exponentially weighted sums of 1, x, y, x^2, x*y.
   double w_ = 0, sx_ = 0, sy_ = 0, sxx_ = 0, sxy_ = 0;
+  int64_t n_observed_ = 0;                       // steps observed, not weighted
   double draft_tokens_ = 0, draft_seconds_ = 0;  // exponentially weighted
 };
 

@@ -16,6 +16,12 @@ void Gauge(const char* name, const char* help, const char* type, int64_t value, 
           name + " " + std::to_string(value) + "\n";
 }
 
+void GaugeReal(const char* name, const char* help, const char* type, double value,
+               std::string* out) {
+  *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+          name + " " + FormatDouble(value) + "\n";
+}
+
 std::vector<double> LatencyBounds() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1,  0.15, 0.2,  0.3,
           0.5,   0.75,   1.0,   2.5,  5.0,   7.5,  10.0,  20.0, 40.0, 80.0, 160.0};
@@ -84,6 +90,23 @@ std::string ServerMetrics::Render(const engine::EngineStats& s) const {
   Gauge("gannet_spec_accepted_tokens_total",
         "Speculative decoding: draft tokens accepted (each one a forward pass saved).", "counter",
         s.spec_accepted_tokens, &out);
+  GaugeReal("gannet_spec_step_fixed_seconds",
+            "Speculative decoding's cost model: a decode step's seconds besides its rows.", "gauge",
+            s.spec_fixed_seconds, &out);
+  GaugeReal("gannet_spec_step_row_seconds",
+            "Speculative decoding's cost model: a decode step's seconds per row computed.", "gauge",
+            s.spec_row_seconds, &out);
+  GaugeReal("gannet_spec_draft_token_seconds",
+            "Speculative decoding's cost model: draft-model seconds per draft token.", "gauge",
+            s.spec_draft_token_seconds, &out);
+  GaugeReal(
+      "gannet_spec_threshold",
+      "Speculative decoding: accepted tokens per draft row below which the latest decode step "
+      "stopped drafting.",
+      "gauge", s.spec_threshold, &out);
+  GaugeReal("gannet_spec_draft_seconds_total",
+            "Speculative decoding: seconds of draft-model passes.", "counter",
+            s.spec_draft_seconds_total, &out);
   ttft_.Render("gannet_time_to_first_token_seconds",
                "Time from request to its first generated token.", &out);
   itl_.Render("gannet_inter_token_latency_seconds", "Time between consecutive tokens of a sample.",

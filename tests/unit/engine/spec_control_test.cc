@@ -9,7 +9,16 @@ namespace {
 
 TEST(SpecCostModelTest, FitsFixedAndPerRowTime) {
   SpecCostModel m;
-  EXPECT_GT(m.Threshold(1, 1), 0.0);  // a default before anything is observed
+  // Defaults before anything is observed: one sequence drafts, a batch waits for measurements.
+  EXPECT_GT(m.Threshold(1, 1), 0.0);
+  EXPECT_LT(m.Threshold(1, 1), 0.5);
+  EXPECT_GE(m.Threshold(16, 16), 1.0);
+  SpecCostModel warming;
+  warming.Observe(16, 0.05);
+  warming.Observe(16, 0.05);
+  EXPECT_GE(warming.Threshold(16, 16), 1.0);
+  warming.Observe(16, 0.05);
+  EXPECT_LT(warming.Threshold(16, 16), 1.0);  // the prior share, now that steps were measured
   for (int k = 0; k < 200; ++k) {
     const int rows = 1 + k % 9;
     m.Observe(rows, 0.010 + 0.002 * rows);
@@ -94,6 +103,23 @@ TEST(SpecControllerTest, RecoversWhenDraftsStartPayingAgain) {
     }
   }
   EXPECT_GT(drafted, 150);  // after a probe succeeds, every step drafts again
+}
+
+TEST(SpecControllerTest, NoProbeWhileNoAcceptanceCouldPay) {
+  SpecController c(8);
+  // A compute-bound batch: a draft row costs more than the one token it can yield. Drafts that
+  // would all be accepted are still never made, probes included.
+  int drafted = 0;
+  for (int step = 0; step < 300; ++step) {
+    const int32_t n = c.NextBudget(0.9);
+    if (n > 0) {
+      c.Observe(n, n);
+      ++drafted;
+    }
+  }
+  EXPECT_EQ(drafted, 0);
+  // The batch shrinks: drafting starts at once.
+  EXPECT_EQ(c.NextBudget(0.2), 4);
 }
 
 }  // namespace
