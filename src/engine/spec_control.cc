@@ -8,8 +8,11 @@ namespace {
 
 constexpr double kDecay = 0.97;         // per observed step: about the last 30 steps count
 constexpr double kPriorRowShare = 0.1;  // before rows vary: a row costs 10% of a one-row step
-constexpr double kMargin = 1.25;        // a draft must beat the threshold by this factor
-constexpr double kYieldRate = 0.3;      // weight of the newest verification in the yield average
+// A draft is made only when its expected tokens per unit of step time beat not drafting by this
+// factor (the estimates are noisy; a draft that barely pays on paper may not).
+constexpr double kMinGain = 1.05;
+// Per verification: the weight of what earlier verifications saw of the acceptance.
+constexpr double kAcceptDecay = 0.7;
 constexpr int32_t kMaxPause = 64;
 constexpr int32_t kProbeNodes = 2;
 // Decode-only steps observed before a batch of several sequences may draft.
@@ -66,41 +69,55 @@ double SpecCostModel::Threshold(int32_t seqs, int32_t rows) const {
   return (b + draft_seconds_per_token()) * std::max(seqs, 1) / (a + b * std::max(rows, 1));
 }
 
-SpecController::SpecController(int32_t max_nodes)
-    : max_nodes_(std::max(max_nodes, 0)), budget_(std::min(std::max(max_nodes, 0), 4)) {}
+SpecController::SpecController(int32_t max_nodes) : max_nodes_(std::max(max_nodes, 0)) {}
+
+int32_t SpecController::BestLength(double p, double threshold, int32_t max_nodes) {
+  // f(k) = (1 + p + ... + p^k) / (1 + threshold * k), f(0) = 1.
+  double best = kMinGain;
+  int32_t best_k = 0;
+  double expected = 1.0, pk = 1.0;
+  for (int32_t k = 1; k <= max_nodes; ++k) {
+    pk *= p;
+    expected += pk;
+    const double f = expected / (1.0 + threshold * k);
+    if (f > best) {
+      best = f;
+      best_k = k;
+    }
+  }
+  return best_k;
+}
 
 int32_t SpecController::NextBudget(double threshold) {
   if (max_nodes_ == 0) return 0;
-  // A draft row yields one token at most: past this bar no acceptance pays (a large batch is
-  // compute-bound), so neither a draft nor a probe. A probe would pass, since it is judged by
-  // acceptance alone, and reset the backoff: a sequence whose drafts are always accepted then
-  // drafted every third step of a 16-sequence batch, 0.75x of no speculation. The yield and pause
-  // stay as they are for when the batch shrinks.
-  if (threshold * kMargin >= 1.0) return 0;
+  if (!(threshold > 0)) return max_nodes_;
+  // Where not even drafts that are always accepted would pay (a large batch is compute-bound, a
+  // draft row costs about what a sequence's own row does), neither a draft nor a probe: a probe
+  // judged by acceptance alone would pass. The estimate and pause stay for when the batch
+  // shrinks.
+  if (BestLength(1.0, threshold, max_nodes_) == 0) return 0;
   if (pause_ > 0) {
-    if (--pause_ == 0) {
-      // Probe: a small draft, judged on its own.
-      yield_ = std::max(yield_, threshold * kMargin * 1.01);
-      budget_ = std::min(kProbeNodes, max_nodes_);
-    }
+    if (--pause_ == 0) probe_ = true;
     return 0;
   }
-  if (yield_ < threshold * kMargin) {
+  if (probe_) return std::min(kProbeNodes, max_nodes_);
+  const int32_t k = BestLength(acceptance(), threshold, max_nodes_);
+  if (k == 0) {
     pause_ = backoff_;
     backoff_ = std::min(backoff_ * 2, kMaxPause);
-    return 0;
   }
-  return budget_;
+  return k;
 }
 
 void SpecController::Observe(int32_t drafted, int32_t accepted) {
   if (drafted <= 0) return;
-  yield_ += kYieldRate * (static_cast<double>(accepted) / drafted - yield_);
-  if (2 * accepted >= drafted) {
-    budget_ = std::min(budget_ * 2, max_nodes_);
-    backoff_ = 1;
-  } else if (4 * accepted < drafted) {
-    budget_ = std::max(budget_ / 2, std::min(kProbeNodes, max_nodes_));
+  accepted = std::clamp(accepted, 0, drafted);
+  successes_ = kAcceptDecay * successes_ + accepted;
+  trials_ = kAcceptDecay * trials_ + accepted + (accepted < drafted ? 1 : 0);
+  if (probe_) {
+    probe_ = false;
+    // A probe that is all accepted ends the backoff; NextBudget decides whether drafting pays.
+    if (accepted == drafted) backoff_ = 1;
   }
 }
 

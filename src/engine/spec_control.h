@@ -9,10 +9,14 @@
 //   exponentially weighted least squares over the steps that only decode (prompt chunks run in
 //   another regime and are left out). From it, Threshold(): how many accepted tokens a draft row
 //   must yield for speculation to raise the step's tokens per second, b * seqs / (a + b * rows).
-// - SpecController (one per sample) keeps an average of the tokens its draft rows yield (accepted /
-//   drafted), sizes the next draft by it (grows while most of the draft is accepted, shrinks when
-//   little is), and stops drafting when the yield falls below the threshold (free-form text),
-//   probing again with a small draft after an exponentially growing pause.
+// - SpecController (one per sample) estimates how likely its drafts' tokens are accepted, p (each
+//   token in turn, as a chain: a verification that accepted j of m tokens saw j successes and, when
+//   j < m, one failure), and sizes the next draft to the length k that maximizes the sequence's
+//   tokens per unit of step time, (1 + p + p^2 + ... + p^k) / (1 + threshold * k): the threshold is
+//   a draft row's cost in units of the sequence's share of the step. Cheap rows and high acceptance
+//   give long drafts; costly rows (a compute-bound batch, an expensive draft model) or low
+//   acceptance give short ones or none (free-form text). When none pays, drafting pauses, probing
+//   again with a small draft after an exponentially growing pause.
 //
 // Thread-safety: none. The cost model lives on the engine's step thread; each controller is used
 // by one sampling job at a time.
@@ -51,19 +55,26 @@ class SpecController {
  public:
   explicit SpecController(int32_t max_nodes);
 
-  // Draft tokens for the next step (0: no draft this step) given the cost model's threshold.
+  // Draft tokens for the next step (0: no draft this step) given the cost model's threshold (0:
+  // no cost, the control is off: always max_nodes).
   int32_t NextBudget(double threshold);
   // After a verification: draft tokens verified and how many of them were accepted.
   void Observe(int32_t drafted, int32_t accepted);
 
-  double yield() const { return yield_; }
+  // The estimated chance that a draft token is accepted, given its parent was.
+  double acceptance() const { return successes_ / trials_; }
+  // The draft length that maximizes expected tokens per unit of step time at acceptance p and a
+  // draft row cost of `threshold` (as above), in [0, max_nodes]; 0 when no length gains at least
+  // kMinGain over not drafting.
+  static int32_t BestLength(double p, double threshold, int32_t max_nodes);
 
  private:
   int32_t max_nodes_;
-  int32_t budget_;
-  double yield_ = 0.5;  // accepted tokens per draft row, moving average
-  int32_t pause_ = 0;   // steps left without drafting
+  // Exponentially weighted successes and trials of draft tokens (a prior of 0.6 to start).
+  double successes_ = 1.2, trials_ = 2.0;
+  int32_t pause_ = 0;  // steps left without drafting
   int32_t backoff_ = 1;
+  bool probe_ = false;  // the next draft is a probe
 };
 
 }  // namespace gannet::engine
