@@ -174,8 +174,10 @@ Runner AddServeCommand(CLI::App& app) {
                   "API, or '*' for any; other cross-site browser requests get 403");
   sub->add_option("--max-queue", o->max_queue, "Requests waiting before new ones get 429")
       ->capture_default_str();
-  sub->add_option("--kv-memory", o->kv_memory,
-                  "KV cache pool size, e.g. 512M, 2G (default: from free memory)");
+  sub->add_option(
+      "--kv-memory", o->kv_memory,
+      "KV cache pool size, e.g. 512M, 2G, the draft model's K/V included (default: from "
+      "free memory)");
   sub->add_option("--parallel", o->parallel, "Most sequences in one forward pass")
       ->capture_default_str();
   sub->add_option("--batch-tokens", o->batch_tokens, "Most tokens in one forward pass")

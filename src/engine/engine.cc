@@ -81,11 +81,34 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
                                    std::to_string(options.spec_max_tokens));
   }
   const models::ModelConfig& config = runner->config();
+  std::unique_ptr<ModelRunner> self_draft;
+  if (options.spec == SpecMethod::kSelf) {
+    GANNET_ASSIGN_OR_RETURN(self_draft,
+                            LoadSelfDraft(*runner, {.n_tokens = options.spec_self_tokens,
+                                                    .n_layers = options.spec_self_layers}));
+  }
+  ModelRunner* draft = nullptr;
+  if (options.spec == SpecMethod::kDraftModel || options.spec == SpecMethod::kSelf) {
+    draft = self_draft != nullptr ? self_draft.get() : options.draft_model;
+    if (draft == nullptr) return Status::InvalidArgument("no draft model loaded");
+    GANNET_RETURN_IF_ERROR(CheckDraftVocabulary(*runner, *draft));
+  }
+  // A draft model holds K/V of what the target holds, plus each running sequence's draft chain:
+  // its blocks come out of the same memory (n target blocks take n draft blocks with them).
+  const int64_t chain_blocks =
+      (options.spec_max_tokens + options.block_size - 1) / options.block_size + 1;
   const size_t per_block = PagedKvStore::BytesPerBlock(config, options.block_size);
+  const size_t per_draft_block =
+      draft != nullptr ? PagedKvStore::BytesPerBlock(draft->config(), options.block_size) : 0;
+  const size_t draft_chain_bytes =
+      per_draft_block * static_cast<size_t>(chain_blocks) * static_cast<size_t>(options.max_seqs);
   const int64_t blocks_per_ctx = (runner->n_ctx() + options.block_size - 1) / options.block_size;
   int64_t n_blocks = 0;
   if (options.kv_memory_bytes > 0) {
-    n_blocks = static_cast<int64_t>(options.kv_memory_bytes / per_block);
+    n_blocks = options.kv_memory_bytes > draft_chain_bytes
+                   ? static_cast<int64_t>((options.kv_memory_bytes - draft_chain_bytes) /
+                                          (per_block + per_draft_block))
+                   : 0;
   } else {
     // Speculation: a draft gets slots only while every running sequence keeps a free block, so
     // each sequence gets room for a full draft beside a full context.
@@ -93,33 +116,23 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
         options.spec == SpecMethod::kNone
             ? 0
             : (options.spec_max_tokens + options.block_size - 1) / options.block_size + 2;
-    n_blocks = static_cast<int64_t>(AvailableMemoryBytes() / 4 / per_block);
+    n_blocks = static_cast<int64_t>(AvailableMemoryBytes() / 4 / (per_block + per_draft_block));
     n_blocks = std::min<int64_t>(n_blocks, (blocks_per_ctx + draft_blocks) * options.max_seqs);
   }
   if (n_blocks < blocks_per_ctx) {
     if (options.kv_memory_bytes > 0) {
       return Status::InvalidArgument(
           "KV memory of " + std::to_string(options.kv_memory_bytes >> 20) + " MiB holds " +
-          std::to_string(n_blocks * options.block_size) + " tokens, less than one full context (" +
-          std::to_string(runner->n_ctx()) + "); give more memory or a smaller context");
+          std::to_string(n_blocks * options.block_size) + " tokens" +
+          (draft != nullptr ? " (beside the draft model's K/V)" : "") +
+          ", less than one full context (" + std::to_string(runner->n_ctx()) +
+          "); give more memory or a smaller context");
     }
     n_blocks = blocks_per_ctx;
   }
   if (n_blocks > INT32_MAX / 2) n_blocks = INT32_MAX / 2;
-  std::unique_ptr<ModelRunner> self_draft;
-  if (options.spec == SpecMethod::kSelf) {
-    GANNET_ASSIGN_OR_RETURN(self_draft,
-                            LoadSelfDraft(*runner, {.n_tokens = options.spec_self_tokens,
-                                                    .n_layers = options.spec_self_layers}));
-  }
   std::unique_ptr<ModelDrafter> drafter;
-  if (options.spec == SpecMethod::kDraftModel || options.spec == SpecMethod::kSelf) {
-    ModelRunner* draft = self_draft != nullptr ? self_draft.get() : options.draft_model;
-    if (draft == nullptr) return Status::InvalidArgument("no draft model loaded");
-    GANNET_RETURN_IF_ERROR(CheckDraftVocabulary(*runner, *draft));
-    // The draft holds at most what the target holds, plus each running sequence's draft chain.
-    const int64_t chain_blocks =
-        (options.spec_max_tokens + options.block_size - 1) / options.block_size + 1;
+  if (draft != nullptr) {
     GANNET_ASSIGN_OR_RETURN(
         drafter, ModelDrafter::Create(
                      draft, {.n_blocks = static_cast<int32_t>(std::min<int64_t>(

@@ -79,9 +79,11 @@ const char* SpecMethodName(SpecMethod m);
 Result<SpecMethod> ParseSpecMethod(std::string_view name, std::string* draft_path = nullptr);
 
 struct EngineOptions {
-  int32_t block_size = 16;         // tokens per KV block
-  size_t kv_memory_bytes = 0;      // KV pool size; 0: a quarter of the machine's available memory,
-                                   // at most what max_seqs full contexts need
+  int32_t block_size = 16;  // tokens per KV block
+  // KV pool size, a draft model's K/V included (SpecMethod::kSelf, kDraftModel: each target block
+  // takes a draft block with it, and each sequence's draft chain its blocks); 0: a quarter of the
+  // machine's available memory, at most what max_seqs full contexts need.
+  size_t kv_memory_bytes = 0;
   int32_t max_batch_tokens = 512;  // tokens in one forward pass (chunked prefill budget)
   int32_t max_seqs = 64;           // sequences in one forward pass
   int32_t max_queue = 256;         // requests waiting (not yet running) before Submit refuses

@@ -239,6 +239,10 @@ TEST_P(DraftModelPairs, OutputIsIdenticalToNoSpeculation) {
   spec.spec_max_tokens = 6;
   spec.spec_adaptive = false;
   spec.draft_model = draft.get();
+  // The draft's K/V shares the KV memory: give it its part, so that the target keeps 36 blocks.
+  const size_t per_draft_block = PagedKvStore::BytesPerBlock(draft->config(), 4);
+  const size_t chain_blocks = (6 + 3) / 4 + 1;
+  spec.kv_memory_bytes += 36 * per_draft_block + chain_blocks * 6 * per_draft_block;
   EngineStats a, b;
   const std::vector<Outcome> plain = RunAll(target.get(), base, reqs, &a);
   const std::vector<Outcome> fast = RunAll(target.get(), spec, reqs, &b);
@@ -247,7 +251,9 @@ TEST_P(DraftModelPairs, OutputIsIdenticalToNoSpeculation) {
   EXPECT_GT(a.preemptions, 0);  // the pool is small enough to preempt
   EXPECT_GT(b.spec_steps, 0);
   EXPECT_LE(b.spec_accepted_tokens, b.spec_draft_tokens);
-  EXPECT_GT(b.draft_kv_blocks_total, 0);
+  EXPECT_EQ(a.kv_blocks_total, 36);
+  EXPECT_EQ(b.kv_blocks_total, 36);
+  EXPECT_EQ(b.draft_kv_blocks_total, 36 + 3 * 6);
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, DraftModelPairs,

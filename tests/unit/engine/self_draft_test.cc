@@ -234,6 +234,12 @@ TEST_P(SelfDraftOutputs, AreIdenticalToNoSpeculation) {
   spec.spec_adaptive = false;
   spec.spec_self_tokens = GetParam().tokens;
   spec.spec_self_layers = GetParam().layers;
+  // The draft's K/V shares the KV memory: give it its part, so that the target keeps 36 blocks.
+  models::ModelConfig draft_config = target->config();
+  if (GetParam().layers > 0) draft_config.n_layer = GetParam().layers;
+  const size_t per_draft_block = PagedKvStore::BytesPerBlock(draft_config, 4);
+  const size_t chain_blocks = (6 + 3) / 4 + 1;
+  spec.kv_memory_bytes += 36 * per_draft_block + chain_blocks * 6 * per_draft_block;
   EngineStats a, b;
   const std::vector<Outcome> plain = RunAll(target.get(), base, reqs, &a);
   const std::vector<Outcome> fast = RunAll(target.get(), spec, reqs, &b);
@@ -246,7 +252,9 @@ TEST_P(SelfDraftOutputs, AreIdenticalToNoSpeculation) {
     EXPECT_GT(b.spec_accepted_tokens, 0);
   }
   EXPECT_LE(b.spec_accepted_tokens, b.spec_draft_tokens);
-  EXPECT_GT(b.draft_kv_blocks_total, 0);
+  EXPECT_EQ(a.kv_blocks_total, 36);
+  EXPECT_EQ(b.kv_blocks_total, 36);
+  EXPECT_EQ(b.draft_kv_blocks_total, 36 + 3 * 6);
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, SelfDraftOutputs,
