@@ -4,7 +4,8 @@
 For each variant (the first is the baseline A; by default `--spec none` and `--spec ngram`) a server
 is started, the prompt sets are sent through /v1/completions (raw text: the default model is a base
 model; --chat sends them as one user turn to /v1/chat/completions instead) with 1 client (one
-request after the other) and with C concurrent clients, greedy (temperature 0) with a fixed
+request after the other) and with C concurrent clients, greedy (temperature 0; --temperature T
+samples, seeded per prompt) with a fixed
 --max-tokens, and the server is stopped. Variants alternate within each of --rounds rounds
 (A, B, A, B, ...), so both see the same changes of a shared machine; the medians over rounds are
 compared (B / A).
@@ -35,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import httpx
@@ -117,10 +119,19 @@ def spec_counters(url: str) -> dict[str, float]:
     return out
 
 
+# Greedy unless --temperature: then each request also carries a seed from its prompt's text, so that
+# every variant samples the same output for it (speculation never changes a seeded output).
+TEMPERATURE = 0.0
+SEED = 0
+
+
 async def complete(client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int, chat: bool) -> dict:
-    """One streamed greedy completion (raw text, or one user turn through the chat template): its
-    text, token count and timings (seconds)."""
-    body = {"max_tokens": max_tokens, "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    """One streamed completion (raw text, or one user turn through the chat template), greedy or
+    seeded: its text, token count and timings (seconds)."""
+    body = {"max_tokens": max_tokens, "temperature": TEMPERATURE, "stream": True,
+            "stream_options": {"include_usage": True}}
+    if TEMPERATURE > 0:
+        body["seed"] = (SEED + zlib.crc32(prompt.encode())) % (1 << 31)
     if chat:
         body["messages"] = [{"role": "user", "content": prompt}]
     else:
@@ -305,6 +316,10 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,16", help="comma-separated client counts")
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--temperature", type=float, default=0.0,
+                    help="sample at this temperature, seeded per prompt (default 0: greedy); the "
+                         "free-form case where drafts rarely match")
+    ap.add_argument("--seed", type=int, default=0, help="added to each prompt's seed (--temperature)")
     ap.add_argument("--chat", action="store_true",
                     help="send each prompt as one user turn to /v1/chat/completions (an instruction model with a "
                          "chat template) instead of as raw text to /v1/completions")
@@ -314,6 +329,8 @@ def main() -> int:
     ap.add_argument("--outputs", action="store_true", help="keep every output text in the --json report")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args()
+    global TEMPERATURE, SEED
+    TEMPERATURE, SEED = a.temperature, a.seed
     try:
         variants = [parse_variant(x) for x in a.variants.split(",") if x]
         concs = [int(x) for x in a.concurrency.split(",") if x]
