@@ -10,17 +10,21 @@
 namespace gannet::cli {
 
 void AddSpecFlags(CLI::App* sub, SpecFlags* f) {
-  sub->add_option("--spec", f->method,
-                  "Speculative decoding: none; ngram (drafts from the text's own earlier "
-                  "tokens); self (drafts from the model itself with an output head of its most "
-                  "frequent tokens); or draft:FILE (drafts from a smaller GGUF model with the same "
-                  "vocabulary). Drafts are verified as a token tree; the output is unchanged")
+  sub->add_option(
+         "--spec", f->method,
+         "Speculative decoding: none; ngram (drafts from the text's own earlier "
+         "tokens); self (drafts from the model itself with an output head of its most "
+         "frequent tokens); ngram+self (ngram where the text has a match, self where it has "
+         "none); or draft:FILE (drafts from a smaller GGUF model with the same "
+         "vocabulary). Drafts are verified as a token tree; the output is unchanged")
       ->capture_default_str();
-  sub->add_option("--spec-self-tokens", f->self_tokens,
-                  "--spec self: tokens of the draft's output head (the most frequent ones)")
+  sub->add_option(
+         "--spec-self-tokens", f->self_tokens,
+         "--spec self and ngram+self: tokens of the draft's output head (the most frequent "
+         "ones)")
       ->capture_default_str();
   sub->add_option("--spec-self-layers", f->self_layers,
-                  "--spec self: layers the draft runs before its head (0: all)")
+                  "--spec self and ngram+self: layers the draft runs before its head (0: all)")
       ->capture_default_str();
   sub->add_option("--spec-max-tokens", f->max_tokens,
                   "Most draft tokens per sequence per step (1-" +
@@ -70,8 +74,8 @@ std::string SpecFlags::Name() const {
   if (m.ok() && *m == engine::SpecMethod::kDraftModel) {
     return "draft:" + std::filesystem::path(path).filename().string();
   }
-  if (m.ok() && *m == engine::SpecMethod::kSelf) {
-    return "self:" + std::to_string(self_tokens) +
+  if (m.ok() && (*m == engine::SpecMethod::kSelf || *m == engine::SpecMethod::kNgramSelf)) {
+    return method + ":" + std::to_string(self_tokens) +
            (self_layers > 0 ? ":" + std::to_string(self_layers) : "");
   }
   return method;

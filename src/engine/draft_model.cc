@@ -261,8 +261,10 @@ Status ModelDrafter::Propose(std::span<const DraftRequest> requests) {
   std::vector<Work> work(requests.size());
   int32_t budget = options_.max_batch_tokens;
   size_t n = 0;
+  model_tokens_ = 0;
   for (const DraftRequest& r : requests) {
     if (r.draft != nullptr) *r.draft = {};
+    model_tokens_ += std::max(r.max_nodes, 0);
     if (Plan(r, &budget, &work[n])) ++n;
   }
   work.resize(n);

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "engine/drafter.h"
 #include "engine/kv_cache_manager.h"
 #include "engine/model_runner.h"
 #include "engine/paged_kv.h"
@@ -63,19 +64,7 @@ struct DraftModelOptions {
   int32_t branch_width = 2;        // tokens at those levels (1: a chain)
 };
 
-// One sequence's request for a draft in one step.
-struct DraftRequest {
-  SeqId seq = 0;
-  std::span<const int32_t> tokens;  // the sequence's tokens, prompt and output, newest last
-  int32_t max_nodes = 0;            // draft tokens at most (1..kMaxDraftTokens)
-  Draft* draft = nullptr;           // receives the draft (left empty when none can be made)
-  // With a target K/V source (ModelDrafter::CopyKvFrom): the sequence's block table in the
-  // target's store and how many of its first positions hold the target's K/V at their positions.
-  std::span<const int32_t> target_blocks;
-  int32_t target_kv = 0;
-};
-
-class ModelDrafter {
+class ModelDrafter final : public Drafter {
  public:
   // REQUIRES: `draft` outlives the ModelDrafter and is used by nobody else meanwhile.
   static Result<std::unique_ptr<ModelDrafter>> Create(ModelRunner* draft,
@@ -85,7 +74,9 @@ class ModelDrafter {
   // does not fit in this step's max_batch_tokens runs part of it and gets no draft this time.
   // An error from a forward pass releases the sequences of that pass and is returned (the caller
   // may go on without drafts).
-  Status Propose(std::span<const DraftRequest> requests);
+  Status Propose(std::span<const DraftRequest> requests) override;
+  // The budgets of the last Propose's requests.
+  int32_t last_model_tokens() const override { return model_tokens_; }
 
   // A draft that runs the target's own first layers (engine/self_draft.h) computes exactly the
   // K/V the target holds for them: catch-up copies the positions a request names in `target`
@@ -96,9 +87,9 @@ class ModelDrafter {
   // Frees a sequence's draft K/V (no-op when unknown).
   void Release(SeqId seq);
   // Releases every sequence for which `gone` is true.
-  void ReleaseIf(const std::function<bool(SeqId)>& gone);
+  void ReleaseIf(const std::function<bool(SeqId)>& gone) override;
 
-  int32_t num_seqs() const { return static_cast<int32_t>(seqs_.size()); }
+  int32_t num_seqs() const override { return static_cast<int32_t>(seqs_.size()); }
   int32_t blocks_used() const { return kv_.pool().num_used(); }
   const KvCacheManager& kv() const { return kv_; }
 
@@ -151,6 +142,7 @@ class ModelDrafter {
   std::vector<SeqKvViews> views_;
   std::vector<BatchSeq> batch_;
   std::vector<Work*> in_batch_;
+  int32_t model_tokens_ = 0;
 };
 
 }  // namespace gannet::engine

@@ -50,6 +50,8 @@ const char* SpecMethodName(SpecMethod m) {
       return "draft";
     case SpecMethod::kSelf:
       return "self";
+    case SpecMethod::kNgramSelf:
+      return "ngram+self";
   }
   return "none";
 }
@@ -58,13 +60,14 @@ Result<SpecMethod> ParseSpecMethod(std::string_view name, std::string* draft_pat
   if (name == "none") return SpecMethod::kNone;
   if (name == "ngram") return SpecMethod::kNgram;
   if (name == "self") return SpecMethod::kSelf;
+  if (name == "ngram+self") return SpecMethod::kNgramSelf;
   constexpr std::string_view kDraft = "draft:";
   if (name.size() > kDraft.size() && name.substr(0, kDraft.size()) == kDraft) {
     if (draft_path != nullptr) *draft_path = std::string(name.substr(kDraft.size()));
     return SpecMethod::kDraftModel;
   }
   return Status::InvalidArgument("unknown speculative decoding method '" + std::string(name) +
-                                 "' (choices: none, ngram, self, draft:FILE)");
+                                 "' (choices: none, ngram, self, ngram+self, draft:FILE)");
 }
 
 Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const EngineOptions& options) {
@@ -81,14 +84,15 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
                                    std::to_string(options.spec_max_tokens));
   }
   const models::ModelConfig& config = runner->config();
+  const bool self = options.spec == SpecMethod::kSelf || options.spec == SpecMethod::kNgramSelf;
   std::unique_ptr<ModelRunner> self_draft;
-  if (options.spec == SpecMethod::kSelf) {
+  if (self) {
     GANNET_ASSIGN_OR_RETURN(self_draft,
                             LoadSelfDraft(*runner, {.n_tokens = options.spec_self_tokens,
                                                     .n_layers = options.spec_self_layers}));
   }
   ModelRunner* draft = nullptr;
-  if (options.spec == SpecMethod::kDraftModel || options.spec == SpecMethod::kSelf) {
+  if (options.spec == SpecMethod::kDraftModel || self) {
     draft = self_draft != nullptr ? self_draft.get() : options.draft_model;
     if (draft == nullptr) return Status::InvalidArgument("no draft model loaded");
     GANNET_RETURN_IF_ERROR(CheckDraftVocabulary(*runner, *draft));
@@ -161,6 +165,15 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelRunner* runner, const Engine
   if (e->model_drafter_ != nullptr) {
     e->stats_.draft_kv_blocks_total = e->model_drafter_->kv().pool().num_blocks();
   }
+  if (options.spec == SpecMethod::kNgram || options.spec == SpecMethod::kNgramSelf) {
+    e->ngram_drafter_ = MakeNgramDrafter();
+  }
+  if (options.spec == SpecMethod::kNgramSelf) {
+    e->chained_drafter_ = MakeChainedDrafter(e->ngram_drafter_.get(), e->model_drafter_.get());
+  }
+  e->drafter_ = e->chained_drafter_ != nullptr ? e->chained_drafter_.get()
+                : e->model_drafter_ != nullptr ? static_cast<Drafter*>(e->model_drafter_.get())
+                                               : e->ngram_drafter_.get();
   e->thread_ = std::thread([p = e.get()] { p->Loop(); });
   return e;
 }
@@ -326,7 +339,7 @@ void Engine::Loop() {
         // describe the target's passes; the draft's cost is charged to its draft rows.
         DeliverTokens();
         const Clock::time_point draft_start = Clock::now();
-        if (model_drafter_ != nullptr) DraftWithModel();
+        if (drafter_ != nullptr) ProposeDrafts();
         const Clock::duration draft_time = Clock::now() - draft_start;
         const Status st = scheduler_.Update(CollectOutputs(out));
         GANNET_CHECK(st.ok());
@@ -336,10 +349,9 @@ void Engine::Loop() {
       }
     }
     FinishRequests();
-    if (model_drafter_ != nullptr && model_drafter_->num_seqs() > 0) {
-      // The draft's K/V goes with its sequence: finished, cancelled or preempted.
-      model_drafter_->ReleaseIf(
-          [this](SeqId id) { return scheduler_.state(id) != SeqState::kRunning; });
+    if (drafter_ != nullptr && drafter_->num_seqs() > 0) {
+      // The draft's K/V and indexes go with their sequence: finished, cancelled or preempted.
+      drafter_->ReleaseIf([this](SeqId id) { return scheduler_.state(id) != SeqState::kRunning; });
     }
     if (PublishStats(inbox.stopping)) break;
   }
@@ -374,14 +386,8 @@ void Engine::Admit(std::deque<Pending>& incoming) {
       a->outputs.emplace_back(tok, p.request.stop_at_eog, p.stops, p.request.render_tokens);
     }
     a->tails.resize(static_cast<size_t>(p.request.n));
-    if (options_.spec == SpecMethod::kNgram) {
-      NgramDrafter d;
-      d.Append(p.request.prompt);
-      a->drafters.assign(static_cast<size_t>(p.request.n), d);
-    } else if (model_drafter_ != nullptr) {
-      a->history.assign(static_cast<size_t>(p.request.n), p.request.prompt);
-    }
     if (options_.spec != SpecMethod::kNone) {
+      a->history.assign(static_cast<size_t>(p.request.n), p.request.prompt);
       a->spec.assign(static_cast<size_t>(p.request.n), SpecController(options_.spec_max_tokens));
     }
     if (p.masks != nullptr) {
@@ -572,12 +578,7 @@ void Engine::ProposeDraft(SampleJob& job) const {
   Active& a = *job.active;
   const size_t i = static_cast<size_t>(job.index);
   for (const SampleJob::Token& t : job.tokens) {
-    if (!t.output.emitted) continue;
-    if (!a.drafters.empty()) {
-      a.drafters[i].Append(std::span<const int32_t>(&t.token, 1));
-    } else {
-      a.history[i].push_back(t.token);
-    }
+    if (t.output.emitted) a.history[i].push_back(t.token);
   }
   if (job.entry->speculative()) {
     a.spec[i].Observe(static_cast<int32_t>(job.entry->tokens.size()) - 1,
@@ -586,21 +587,16 @@ void Engine::ProposeDraft(SampleJob& job) const {
   if (job.tokens.back().output.finished || job.entry->num_samples != 1) return;
   const int32_t m = a.spec[i].NextBudget(spec_threshold_);
   if (m <= 0) return;
-  if (!a.drafters.empty()) {
-    job.draft = a.drafters[i].Propose(m, m);
-    return;
-  }
-  // The draft model runs after every job (DraftWithModel), for no more tokens than the sample
-  // may still generate after the next one.
+  // The drafter runs after every job (ProposeDrafts), for no more tokens than the sample may still
+  // generate after the next one.
   const int64_t generated =
       static_cast<int64_t>(a.history[i].size()) - static_cast<int64_t>(a.request.prompt.size());
   job.draft_budget =
       static_cast<int32_t>(std::min<int64_t>(m, a.request.max_tokens - generated - 1));
 }
 
-void Engine::DraftWithModel() {
+void Engine::ProposeDrafts() {
   draft_requests_.clear();
-  int32_t wanted = 0;
   for (SampleJob& job : jobs_) {
     if (job.active == nullptr || job.draft_budget <= 0) continue;
     // The target's K/V this step leaves at their positions: everything before the step's rows,
@@ -615,16 +611,18 @@ void Engine::DraftWithModel() {
                      .draft = &job.draft,
                      .target_blocks = e.block_table,
                      .target_kv = target_kv});
-    wanted += job.draft_budget;
   }
   if (draft_requests_.empty()) return;
   const Clock::time_point start = Clock::now();
   // A failed draft pass only costs this step's drafts (the sequences start afresh next time):
   // the target's output never depends on them.
-  (void)model_drafter_->Propose(draft_requests_);
-  const double seconds = Seconds(Clock::now() - start);
-  spec_cost_.ObserveDraft(wanted, seconds);
-  spec_draft_seconds_ += seconds;
+  (void)drafter_->Propose(draft_requests_);
+  const int32_t model_tokens = drafter_->last_model_tokens();
+  if (model_tokens > 0) {
+    const double seconds = Seconds(Clock::now() - start);
+    spec_cost_.ObserveDraft(model_tokens, seconds);
+    spec_draft_seconds_ += seconds;
+  }
 }
 
 void Engine::DeliverTokens() {

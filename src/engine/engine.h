@@ -46,10 +46,10 @@
 
 #include "base/status.h"
 #include "engine/draft_model.h"
+#include "engine/drafter.h"
 #include "engine/finish_reason.h"
 #include "engine/grammar_masks.h"
 #include "engine/model_runner.h"
-#include "engine/ngram_drafter.h"
 #include "engine/paged_kv.h"
 #include "engine/prefill_pacer.h"
 #include "engine/scheduler.h"
@@ -72,10 +72,12 @@ enum class SpecMethod {
   kNgram,       // prompt lookup over the sequence's own tokens (engine/ngram_drafter.h)
   kDraftModel,  // a smaller model with the same vocabulary (engine/draft_model.h)
   kSelf,        // the target itself with a restricted output head (engine/self_draft.h)
+  kNgramSelf,   // ngram where the text has a match, self where it has none (engine/drafter.h)
 };
 const char* SpecMethodName(SpecMethod m);
-// "none", "ngram", "self" or "draft:FILE" (then *draft_path = FILE, when draft_path is given);
-// anything else, "draft:" without a file included, is InvalidArgument naming the choices.
+// "none", "ngram", "self", "ngram+self" or "draft:FILE" (then *draft_path = FILE, when draft_path
+// is given); anything else, "draft:" without a file included, is InvalidArgument naming the
+// choices.
 Result<SpecMethod> ParseSpecMethod(std::string_view name, std::string* draft_path = nullptr);
 
 struct EngineOptions {
@@ -101,7 +103,8 @@ struct EngineOptions {
   // Create). Must outlive the Engine and be used by nothing else meanwhile. Its KV pool gets as
   // many blocks as the target's, plus room for every sequence's draft chain.
   ModelRunner* draft_model = nullptr;
-  // SpecMethod::kSelf: the engine makes the draft runner over the target (LoadSelfDraft): an output
+  // SpecMethod::kSelf and kNgramSelf: the engine makes the draft runner over the target
+  // (LoadSelfDraft): an output
   // head of this many of the most frequent tokens, after this many layers (0: all).
   int32_t spec_self_tokens = 32768;
   int32_t spec_self_layers = 0;
@@ -247,14 +250,15 @@ class Engine {
   Result<std::span<const float>> Execute(const SchedulerOutput& out, bool* aborted);
   void FailStep(const SchedulerOutput& out, const Status& status, bool aborted);
   void Sample(const SchedulerOutput& out, std::span<const float> logits);
-  // The draft model's proposals for the sample jobs that asked for one, in one batch of passes.
-  void DraftWithModel();
-  // Reports every job's tokens to its request (before DraftWithModel, so that a draft model's
+  // The drafter's proposals for the sample jobs that asked for one, in one batch (of passes, for
+  // a draft model).
+  void ProposeDrafts();
+  // Reports every job's tokens to its request (before ProposeDrafts, so that a draft model's
   // passes never delay a token the client could already have).
   void DeliverTokens();
   // Reports job.tokens[k] (on_token, or the sample's tail) and what the scheduler takes of it.
   SampledToken EmitToken(SampleJob& job, size_t k, std::chrono::steady_clock::time_point now);
-  // The step's result for the scheduler (after DraftWithModel: the drafts go with it); moves the
+  // The step's result for the scheduler (after ProposeDrafts: the drafts go with it); moves the
   // K/V of accepted tree paths to their positions.
   StepResult CollectOutputs(const SchedulerOutput& out);
   void FinishRequests();
@@ -301,10 +305,13 @@ class Engine {
   PagedKvStore store_;
   PrefillPacer pacer_;
   SpecCostModel spec_cost_;
-  std::unique_ptr<ModelRunner> self_draft_;      // with SpecMethod::kSelf (before its drafter)
-  std::unique_ptr<ModelDrafter> model_drafter_;  // with SpecMethod::kDraftModel or kSelf
+  std::unique_ptr<ModelRunner> self_draft_;      // kSelf, kNgramSelf (before its drafter)
+  std::unique_ptr<ModelDrafter> model_drafter_;  // kDraftModel, kSelf, kNgramSelf
+  std::unique_ptr<Drafter> ngram_drafter_;       // kNgram, kNgramSelf
+  std::unique_ptr<Drafter> chained_drafter_;     // kNgramSelf: ngram, then the model
+  Drafter* drafter_ = nullptr;                   // the one asked for drafts; null: kNone
   double spec_threshold_ = 0;                    // this step's (SpecCostModel::Threshold)
-  double spec_draft_seconds_ = 0;                // in DraftWithModel's passes, in all
+  double spec_draft_seconds_ = 0;                // in a draft model's passes, in all
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -5,7 +5,7 @@
 //
 // Thread-safety: an Active belongs to the engine's step thread, except that during Sample each
 // sampling job touches only its own sample's entries (samplers[i], outputs[i], matchers[i],
-// mask_words[i], failures[i], watches[i], drafters[i], spec[i]).
+// mask_words[i], failures[i], watches[i], spec[i], history[i]).
 #pragma once
 
 #include <chrono>
@@ -38,10 +38,9 @@ struct Engine::Active {
     return masks != nullptr && (watches.empty() || watches[sample].fired());
   }
   std::vector<int32_t> prefetched;  // per sample: its MaskPrefetcher task this step, or -1
-  // Speculative decoding: per sample, the index its drafts come from and its draft control.
-  std::vector<NgramDrafter> drafters;
+  // Speculative decoding: per sample, its draft control and its tokens (prompt and emitted
+  // output), which its drafts continue.
   std::vector<SpecController> spec;
-  // With a draft model instead: per sample, its tokens (prompt and emitted output).
   std::vector<std::vector<int32_t>> history;
   int64_t completion_tokens = 0;
   int64_t cached_prompt_tokens = 0;  // positions its first step found in the prefix cache
@@ -64,7 +63,7 @@ struct Engine::SampleJob {
   std::vector<Token> tokens;  // sampled, in order: several when draft tokens were accepted
   std::vector<std::pair<int64_t, int64_t>> moves;  // K/V slots of accepted draft tokens to move
   Draft draft;                                     // for the sequence's next step
-  int32_t draft_budget = 0;           // draft tokens the draft model is to propose (DraftWithModel)
+  int32_t draft_budget = 0;           // draft tokens the drafter is to propose (ProposeDrafts)
   std::vector<SampledToken> emitted;  // DeliverTokens' results, for CollectOutputs
 };
 

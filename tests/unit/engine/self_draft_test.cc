@@ -202,6 +202,7 @@ TEST(SelfDraft, FullHeadAcceptsTheChain) {
 struct Case {
   std::string model;
   int32_t tokens = 0, layers = 0;
+  SpecMethod method = SpecMethod::kSelf;
 };
 class SelfDraftOutputs : public ::testing::TestWithParam<Case> {};
 
@@ -229,7 +230,7 @@ TEST_P(SelfDraftOutputs, AreIdenticalToNoSpeculation) {
                      .max_seqs = 6,
                      .itl_factor = 0};
   EngineOptions spec = base;
-  spec.spec = SpecMethod::kSelf;
+  spec.spec = GetParam().method;
   spec.spec_max_tokens = 6;
   spec.spec_adaptive = false;
   spec.spec_self_tokens = GetParam().tokens;
@@ -257,20 +258,20 @@ TEST_P(SelfDraftOutputs, AreIdenticalToNoSpeculation) {
   EXPECT_EQ(b.draft_kv_blocks_total, 36 + 3 * 6);
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, SelfDraftOutputs,
-                         ::testing::Values(Case{"tiny-llama-f32", 120, 0},
-                                           Case{"tiny-llama-q", 200, 1},
-                                           Case{"tiny-gemma3-f32", 150, 0},
-                                           Case{"tiny-gemma3-q", 100000, 4},
-                                           Case{"tiny-qwen2-f32", 60, 1}),
-                         [](const auto& info) {
-                           std::string n = info.param.model + "_" +
-                                           std::to_string(info.param.tokens) + "_" +
-                                           std::to_string(info.param.layers);
-                           for (char& c : n)
-                             c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Tiny, SelfDraftOutputs,
+    ::testing::Values(Case{"tiny-llama-f32", 120, 0}, Case{"tiny-llama-q", 200, 1},
+                      Case{"tiny-gemma3-f32", 150, 0}, Case{"tiny-gemma3-q", 100000, 4},
+                      Case{"tiny-qwen2-f32", 60, 1},
+                      // ngram first, the model where it has no match
+                      Case{"tiny-llama-q", 200, 0, SpecMethod::kNgramSelf},
+                      Case{"tiny-gemma3-f32", 150, 2, SpecMethod::kNgramSelf}),
+    [](const auto& info) {
+      std::string n = info.param.model + "_" + std::to_string(info.param.tokens) + "_" +
+                      std::to_string(info.param.layers) + "_" + SpecMethodName(info.param.method);
+      for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      return n;
+    });
 
 // The draft's catch-up copies the target's K/V of the positions a request names instead of running
 // them: with the target's K/V of the same tokens, the draft is the one the draft makes by
@@ -324,6 +325,11 @@ TEST(SelfDraft, ParsesTheMethod) {
   EXPECT_EQ(*m, SpecMethod::kSelf);
   EXPECT_STREQ(SpecMethodName(SpecMethod::kSelf), "self");
   EXPECT_FALSE(ParseSpecMethod("self:").ok());
+  m = ParseSpecMethod("ngram+self");
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(*m, SpecMethod::kNgramSelf);
+  EXPECT_STREQ(SpecMethodName(SpecMethod::kNgramSelf), "ngram+self");
+  EXPECT_FALSE(ParseSpecMethod("self+ngram").ok());
 }
 
 }  // namespace
