@@ -60,7 +60,7 @@ TEST(DrafterTest, ChainedGivesTheRestWhatTheFirstLeavesEmpty) {
   FakeModelDrafter model;
   std::unique_ptr<Drafter> d = MakeChainedDrafter(ngram.get(), &model);
   const std::vector<int32_t> repeats = {1, 2, 3, 1, 2, 3, 1, 2};  // ngram: 3, 1, 2, ...
-  const std::vector<int32_t> fresh = {10, 11, 12, 13};             // no earlier match
+  const std::vector<int32_t> fresh = {10, 11, 12, 13};            // no earlier match
   Draft a, b;
   const DraftRequest rs[] = {{.seq = 1, .tokens = repeats, .max_nodes = 3, .draft = &a},
                              {.seq = 2, .tokens = fresh, .max_nodes = 5, .draft = &b}};

@@ -30,8 +30,18 @@ TEST(OpenAiMetricsTest, GaugesCountersAndHistograms) {
                          .steps = 41,
                          .spec_steps = 9,
                          .spec_draft_tokens = 30,
-                         .spec_accepted_tokens = 21};
+                         .spec_accepted_tokens = 21,
+                         .spec_fixed_seconds = 0.008,
+                         .spec_row_seconds = 0.0025,
+                         .spec_draft_token_seconds = 0.00125,
+                         .spec_threshold = 0.75,
+                         .spec_draft_seconds_total = 1.5};
   const std::string text = m.Render(st);
+  EXPECT_TRUE(Has(text, "gannet_spec_step_fixed_seconds 0.008"));
+  EXPECT_TRUE(Has(text, "gannet_spec_step_row_seconds 0.0025"));
+  EXPECT_TRUE(Has(text, "gannet_spec_draft_token_seconds 0.00125"));
+  EXPECT_TRUE(Has(text, "gannet_spec_threshold 0.75"));
+  EXPECT_TRUE(Has(text, "gannet_spec_draft_seconds_total 1.5"));
   EXPECT_TRUE(Has(text, "gannet_engine_steps_total 41"));
   EXPECT_TRUE(Has(text, "gannet_spec_verify_steps_total 9"));
   EXPECT_TRUE(Has(text, "gannet_spec_draft_tokens_total 30"));
