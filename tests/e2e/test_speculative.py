@@ -1,5 +1,5 @@
 """Speculative decoding end to end on the default model: `gannet run --spec ngram` (or
-`--spec draft:FILE`, the model as its own draft) and a server started with either give exactly the
+`--spec draft:FILE`, the model as its own draft, or `--spec ngram+self`) and a server started with either give exactly the
 tokens they give without speculation (greedy, sampled with a seed, streamed, concurrent), drafts are
 accepted, and bad flags are refused."""
 import concurrent.futures
@@ -48,6 +48,17 @@ def test_run_with_a_draft_model_is_unchanged(gannet_bin):
         plain = run_json(gannet_bin, *flags, "--spec", "none", prompt="Write a haiku about the sea.")
         fast = run_json(gannet_bin, *flags, "--spec", f"draft:{MODEL}", "--spec-max-tokens", "4",
                         prompt="Write a haiku about the sea.")
+        assert fast["gen_ids"] == plain["gen_ids"]
+        assert fast["text"] == plain["text"]
+        spec = fast["speculative"]
+        assert 0 < spec["accepted_tokens"] <= spec["draft_tokens"], spec
+
+
+def test_run_with_ngram_and_self_is_unchanged(gannet_bin):
+    # The grounded prompt has n-gram matches for most steps and none for some: both drafters run.
+    for flags in (["--temp", "0"], ["--temp", "0.8", "--top-p", "0.9", "--seed", "5"]):
+        plain = run_json(gannet_bin, *flags, "--spec", "none")
+        fast = run_json(gannet_bin, *flags, "--spec", "ngram+self", "--spec-max-tokens", "6")
         assert fast["gen_ids"] == plain["gen_ids"]
         assert fast["text"] == plain["text"]
         spec = fast["speculative"]
