@@ -4,8 +4,9 @@
 // matrix in L2 (e.g. 2048 x 2048 Q8_0 rows are chunked to 128 KiB) it is the kernel's compute
 // rate; compare builds of two commits by running each build's binary. A matrix far beyond the
 // last-level cache (e.g. 65536 x 2048 Q4_K, 75 MB) streams its weights from memory.
-// K-quant weights are repacked (kernels/cpu/repack.h) as the engine does at load, on the ISA
-// MatMul runs (GANNET_ISA); GANNET_REPACK=0 keeps the file layout, for an A/B of one build.
+// Weights the ISA has interleaved kernels for (K-quants; Q8_0 on AVX-512) are repacked
+// (kernels/cpu/repack.h) as the engine does at load, on the ISA MatMul runs (GANNET_ISA);
+// GANNET_REPACK=0 keeps the file layout, for an A/B of one build.
 //
 //   build/bin/matmul_rate q8_0 2048 2048 64 1      # type n_out n_in tokens threads [reps]
 #include <algorithm>
@@ -81,8 +82,8 @@ int main(int argc, char** argv) {
   const char* isa_env = std::getenv("GANNET_ISA");
   const cpu::Isa isa = cpu::IsaByName(isa_env ? isa_env : "").value_or(cpu::BestIsa());
   const char* repack_env = std::getenv("GANNET_REPACK");
-  const bool repack =
-      cpu::CanRepack(wtype, isa) && !(repack_env != nullptr && std::strcmp(repack_env, "0") == 0);
+  const bool repack = cpu::CanRepackMatrix(wtype, isa, n_in) &&
+                      !(repack_env != nullptr && std::strcmp(repack_env, "0") == 0);
   std::vector<uint8_t> w_repacked;
   if (repack) {
     w_repacked.resize(cpu::RepackedBytes(wtype, n_out, n_in));

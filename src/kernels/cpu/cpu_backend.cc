@@ -5,7 +5,6 @@
 #include <cstring>
 
 #include "base/status.h"
-#include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/repack.h"
 
 namespace gannet::cpu {
@@ -25,8 +24,9 @@ std::unique_ptr<uint8_t, CpuBackend::FreeDeleter> CpuBackend::Repack(const kerne
   if (copy == nullptr) return copy;
   const size_t row_bytes = static_cast<size_t>(*RowBytes(w.type, w.cols));
   // Slices of whole groups: a group's place in the copy does not depend on the slice.
-  const int64_t slice_rows = std::max<int64_t>(
-      kRepackRows, static_cast<int64_t>(kRepackSliceBytes / row_bytes) / kRepackRows * kRepackRows);
+  const int64_t group = RepackGroupRows(w.type);
+  const int64_t slice_rows =
+      std::max<int64_t>(group, static_cast<int64_t>(kRepackSliceBytes / row_bytes) / group * group);
   const auto* src = static_cast<const uint8_t*>(w.data);
   for (int64_t r0 = 0; r0 < w.rows; r0 += slice_rows) {
     const int64_t n = std::min(slice_rows, w.rows - r0);
@@ -44,8 +44,7 @@ std::vector<bool> CpuBackend::PrepareMatMulWeights(std::span<const kernels::Weig
   if (!repack_weights_) return copied;
   for (size_t i = 0; i < weights.size(); ++i) {
     const kernels::Weight& w = weights[i];
-    if (!CanRepack(w.type, isa_) || w.data == nullptr || w.rows <= 0 ||
-        w.cols % Traits(w.type).block_size != 0) {
+    if (!CanRepackMatrix(w.type, isa_, w.cols) || w.data == nullptr || w.rows <= 0) {
       continue;
     }
     if (CopyOf(w.data) != nullptr) {  // the same matrix named twice, or the shared backend's

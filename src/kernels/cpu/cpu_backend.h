@@ -3,8 +3,9 @@
 // Each op is the ops.h kernel (or composition of kernels) the plan ran before the Backend seam
 // existed, with the same arguments, so results are bit for bit those of the kernels' own tests.
 // The ISA is chosen once, at construction (BestIsa() unless given).
-// Weights (PrepareMatMulWeights): with repacking on, the K-quant matrices the ISA has interleaved
-// kernels for (repack.h) are copied interleaved; MatMul finds a weight's copy by its data pointer.
+// Weights (PrepareMatMulWeights): with repacking on, the matrices the ISA has interleaved kernels
+// for (repack.h: K-quants, and Q8_0 on AVX-512) are copied interleaved; MatMul finds a weight's
+// copy by its data pointer. Embed reads the original (file) rows.
 // Thread-safety: as Backend; the pool must not run other work while an op runs.
 #pragma once
 

@@ -20,6 +20,7 @@
 #include "base/status.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/repack.h"
 #include "tensor/quant/quant.h"
 
 namespace gannet::cpu {
@@ -57,10 +58,14 @@ Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
   GANNET_CHECK(tr.can_load);
   Kernel k;
   k.partner = DotPartner(wtype);
-  if (interleaved) {  // the kernels of the file layout on the interleaved rows (same bits)
-    GANNET_CHECK(isa == Isa::kAvx2 || isa == Isa::kAvx512);
-    k.tile = isa == Isa::kAvx512 ? avx512::MatMulTileKernelKInterleaved(wtype)
-                                 : avx2::MatMulTileKernelKInterleaved(wtype);
+  if (interleaved) {  // kernels on the interleaved rows with the file layout's bits
+    GANNET_CHECK(CanRepack(wtype, isa));
+    if (wtype == DType::kQ8_0) {
+      k.tile = avx512::MatMulTileKernelQ8_0Interleaved();
+    } else {
+      k.tile = isa == Isa::kAvx512 ? avx512::MatMulTileKernelKInterleaved(wtype)
+                                   : avx2::MatMulTileKernelKInterleaved(wtype);
+    }
     GANNET_CHECK(k.tile != nullptr);
     k.tile_tokens =
         isa == Isa::kAvx512 ? avx512::MatMulTileTokens(wtype) : avx2::MatMulTileTokens(wtype);
@@ -165,16 +170,16 @@ MatMulTile BaseTile(const MatMulGroupArgs& a, const MatMulOutput& o, const Kerne
 // and a multiple of 4 where that leaves at least one group: the row-block kernels take rows in
 // groups of four and compute a chunk's last partial group as a whole one (a Q8_0 GLU chunk of
 // 30 rows cost 32 rows' work). Interleaved weights take chunks of whole groups, so that a chunk
-// (and a GLU chunk's weights, addressed from its first row) starts at a group.
-int64_t ChunkRows(int64_t n_out, size_t row_bytes, int64_t n_tokens, int n_threads,
-                  bool interleaved) {
+// (and a GLU chunk's weights, addressed from its first row) starts at a group: `group` is the
+// rows per group of the interleaved weights (1: none).
+int64_t ChunkRows(int64_t n_out, size_t row_bytes, int64_t n_tokens, int n_threads, int64_t group) {
   int64_t rows = (n_out + 8 * n_threads - 1) / (8 * n_threads);
   if (n_tokens > kMatMulTileTokens) {
     rows = std::min<int64_t>(
         rows, std::max<int64_t>(1, static_cast<int64_t>(kChunkWeightBytes / row_bytes)));
   }
   if (rows > 4) rows = (rows + 2) / 4 * 4;  // the nearest multiple of 4
-  if (interleaved) rows = (rows + kRepackRows - 1) / kRepackRows * kRepackRows;
+  rows = (rows + group - 1) / group * group;
   return std::max<int64_t>(rows, 1);
 }
 
@@ -286,16 +291,19 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
     w.y_stride = o.y_stride;
     w.tile_tokens = kernels[i].tile_tokens;
     size_t row_bytes = w.base[0].w_row_bytes;
-    bool interleaved = o.w_interleaved;
+    // Groups of 4 and of 16 rows: a multiple of the larger is one of both.
+    int64_t group = o.w_interleaved ? RepackGroupRows(o.wtype) : 1;
     if (a.glu) {
-      interleaved = interleaved || a.outputs[1].w_interleaved;
+      if (a.outputs[1].w_interleaved)
+        group = std::max<int64_t>(group, RepackGroupRows(a.outputs[1].wtype));
       w.k[1] = kernels[1];
       w.base[1] = BaseTile(a, a.outputs[1], kernels[1], layout, scratch);
       w.tile_tokens = std::min(kernels[0].tile_tokens, kernels[1].tile_tokens);
       row_bytes += w.base[1].w_row_bytes;
     }
-    w.rows = ChunkRows(o.n_out, row_bytes, a.n_tokens, n_threads, interleaved);
-    // (A multiple of kRepackRows: 4096 / 4, 8 or 16.)
+    w.rows = ChunkRows(o.n_out, row_bytes, a.n_tokens, n_threads, group);
+    // (Still a multiple of the group: 4096 / 4, 8 or 16 is one of 16.)
+    static_assert(kGluTileFloats / kMatMulWideTileTokens % kRepackRowsQ8_0 == 0);
     if (a.glu) w.rows = std::min<int64_t>(w.rows, kGluTileFloats / w.tile_tokens);
     w.first_chunk = n_chunks;
     w.n_chunks = (o.n_out + w.rows - 1) / w.rows;
