@@ -76,7 +76,6 @@ int main(int argc, char** argv) {
   std::vector<float> x(n_in * n_tokens), y(n_out * n_tokens);
   std::normal_distribution<float> unit(0.0f, 1.0f);
   for (float& v : x) v = unit(rng);
-  std::vector<uint8_t> scratch(cpu::MatMulScratchBytes(wtype, n_in, n_tokens) + 64);
   ThreadPool pool(threads);
   // The kernel target GANNET_ISA names (when available here), else the best one.
   const char* isa_env = std::getenv("GANNET_ISA");
@@ -90,6 +89,7 @@ int main(int argc, char** argv) {
     cpu::RepackRows(pool, wtype, w.data(), n_out, n_in, w_repacked.data());
     std::vector<uint8_t>().swap(w);
   }
+  std::vector<uint8_t> scratch(cpu::MatMulScratchBytes(wtype, n_in, n_tokens, repack) + 64);
   const cpu::MatMulArgs a{.wtype = wtype,
                           .w = repack ? w_repacked.data() : w.data(),
                           .n_out = n_out,

@@ -37,6 +37,10 @@ struct MatMulTile {
   int64_t n_in = 0;
   float* y = nullptr;
   int64_t y_stride = 0;
+  // Token t's activation table at xtab + t * xtab_stride when the kernel reads one (interleaved
+  // Q8_0: avx512::Q8_0ActTableBytes), filled once per MatMul; null: the kernel fills its own.
+  const uint8_t* xtab = nullptr;
+  size_t xtab_stride = 0;
 };
 using MatMulTileFn = void (*)(const MatMulTile& tile, int64_t r0, int64_t r1);
 // Quantizes n activations to a dot-partner type (n a multiple of its block size).
@@ -87,6 +91,11 @@ MatMulTileFn MatMulTileKernelKInterleaved(DType wtype);
 // file, so a copy's rows from a group's first row on start at that row's offset).
 // REQUIRES: n_in <= kMaxRepackColsQ8_0 (repack.h).
 MatMulTileFn MatMulTileKernelQ8_0Interleaved();
+// Bytes of one token's table for that kernel (MatMulTile::xtab): per block the start of each half
+// block's int32 sum and the activation scale.
+size_t Q8_0ActTableBytes(int64_t n_in);
+// dst (Q8_0ActTableBytes) = the table of one token's Q8_0 row xq of n_in values.
+void FillQ8_0ActTable(const uint8_t* xq, int64_t n_in, uint8_t* dst);
 }  // namespace avx512
 
 }  // namespace gannet::cpu

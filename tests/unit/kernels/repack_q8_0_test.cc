@@ -203,7 +203,7 @@ Weights QuantizedWeights(DType t, int64_t rows, int64_t cols, std::mt19937& rng)
 std::vector<float> RunMatMul(const void* w, bool interleaved, int64_t n_out, int64_t n_in,
                              const std::vector<float>& x, int64_t nt, ThreadPool& pool) {
   std::vector<float> y(nt * n_out, -1.0f);
-  std::vector<uint8_t> scratch(MatMulScratchBytes(DType::kQ8_0, n_in, nt) + 1);
+  std::vector<uint8_t> scratch(MatMulScratchBytes(DType::kQ8_0, n_in, nt, interleaved) + 1);
   MatMul(pool,
          MatMulArgs{.wtype = DType::kQ8_0,
                     .w = w,
