@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <random>
 #include <vector>
 
@@ -263,6 +264,38 @@ TEST(RepackQ8_0MatMul, BitsEqualFileLayoutAndMatchScalarTwin) {
                 << "shape " << n_out << "x" << n_in << "x" << nt << " index " << i;
           }
         }
+      }
+    }
+  }
+}
+
+// A restricted output head (the file rows of some tokens gathered into a copy, as
+// engine::ModelRunner::LoadRestricted does) repacked on its own: each row has the bits of the same
+// row of the whole repacked matrix, wherever it sits in its group of 16.
+TEST(RepackQ8_0MatMul, GatheredRowsKeepTheWholeMatrixBits) {
+  if (!HasAvx512()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(23);
+  const int64_t n_out = 300, n_in = 640;
+  const Weights full = QuantizedWeights(DType::kQ8_0, n_out, n_in, rng);
+  const int32_t ids[] = {299, 0, 17, 16, 150, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 200, 42};
+  const int64_t n_ids = std::size(ids);
+  const size_t rb = RowBytesQ8(n_in);
+  std::vector<uint8_t> head(rb * n_ids);
+  for (int64_t j = 0; j < n_ids; ++j) {
+    std::memcpy(head.data() + j * rb, full.file.data() + static_cast<size_t>(ids[j]) * rb, rb);
+  }
+  std::vector<uint8_t> head_inter(RepackedBytes(DType::kQ8_0, n_ids, n_in));
+  RepackRows(Pool(2), DType::kQ8_0, head.data(), n_ids, n_in, head_inter.data());
+  for (int64_t nt : {1, 7, 16}) {
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x(nt * n_in);
+    for (float& v : x) v = nd(rng);
+    const auto y_full = RunMatMul(full.inter.data(), true, n_out, n_in, x, nt, Pool(3));
+    const auto y_head = RunMatMul(head_inter.data(), true, n_ids, n_in, x, nt, Pool(3));
+    for (int64_t t = 0; t < nt; ++t) {
+      for (int64_t j = 0; j < n_ids; ++j) {
+        const float a = y_full[t * n_out + ids[j]], b = y_head[t * n_ids + j];
+        ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << "token " << t << " row " << ids[j];
       }
     }
   }
