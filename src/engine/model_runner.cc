@@ -160,7 +160,7 @@ Status ModelRunner::PrepareWeights() {
     }
   }
   // A copied part of the file is not read by the matmuls again: its pages go as the copy grows
-  // (an embedding table that is also the output matrix pages its few looked-up rows back in).
+  // (an embedding table that is also the output matrix is read from the copy too).
   // DropPages ignores what is not in the file (a restricted head's gathered rows).
   const GgufFile& file = *file_;
   backend_->PrepareMatMulWeights(weights,

@@ -108,8 +108,8 @@ class Backend {
 
   // Once, after loading and before any op (not concurrently with ops): the backend may copy
   // weights its MatMul reads into a layout its kernels stream faster. From then on a MatMul output
-  // whose w.data is a copied weight's data reads the copy, with the same result bits; Embed keeps
-  // reading the given rows. `release` (may be empty) receives each part of a copied weight's
+  // whose w.data is a copied weight's data reads the copy, with the same result bits, and so may
+  // Embed (the same values). `release` (may be empty) receives each part of a copied weight's
   // original once it has been copied, in pieces of a few MiB, so the caller can let that memory
   // go (drop the file pages) while the copy proceeds: peak memory stays near the copies' size.
   // Returns, per weight, whether it was copied. Default: nothing is copied.

@@ -5,7 +5,8 @@
 // The ISA is chosen once, at construction (BestIsa() unless given).
 // Weights (PrepareMatMulWeights): with repacking on, the matrices the ISA has interleaved kernels
 // for (repack.h: K-quants, and Q8_0 on AVX-512) are copied interleaved; MatMul finds a weight's
-// copy by its data pointer. Embed reads the original (file) rows.
+// copy by its data pointer, and so does Embed (a tied embedding table: the same row bytes,
+// unpacked).
 // Thread-safety: as Backend; the pool must not run other work while an op runs.
 #pragma once
 

@@ -98,4 +98,36 @@ void RepackRows(ThreadPool& pool, DType type, const void* src, int64_t rows, int
   });
 }
 
+void UnpackRow(DType type, const void* copy, int64_t row, int64_t cols, void* dst) {
+  const DTypeTraits& tr = Traits(type);
+  GANNET_CHECK(cols % tr.block_size == 0 && row >= 0);
+  const size_t row_bytes = static_cast<size_t>(*RowBytes(type, cols));
+  const int64_t nb = cols / tr.block_size;
+  const int64_t g_rows = RepackGroupRows(type);
+  const int64_t k = row % g_rows;
+  const auto* group = static_cast<const uint8_t*>(copy) +
+                      static_cast<size_t>(row / g_rows) * static_cast<size_t>(g_rows) * row_bytes;
+  auto* out = static_cast<uint8_t*>(dst);
+  if (type != DType::kQ8_0) {
+    const size_t block_bytes = row_bytes / static_cast<size_t>(nb);
+    for (int64_t b = 0; b < nb; ++b) {
+      std::memcpy(out + b * block_bytes, group + static_cast<size_t>(b * g_rows + k) * block_bytes,
+                  block_bytes);
+    }
+    return;
+  }
+  const auto* scales = group + static_cast<size_t>(nb) * 32 * kRepackRowsQ8_0;
+  auto* blocks = reinterpret_cast<BlockQ8_0*>(out);
+  for (int64_t b = 0; b < nb; ++b) {
+    std::memcpy(&blocks[b].d, scales + (b * kRepackRowsQ8_0 + k) * 2, 2);
+    const uint8_t* codes = group + static_cast<size_t>(b) * 32 * kRepackRowsQ8_0;
+    for (int v = 0; v < 8; ++v) {
+      uint32_t q4;
+      std::memcpy(&q4, codes + (v * kRepackRowsQ8_0 + k) * 4, 4);
+      q4 ^= 0x80808080u;
+      std::memcpy(blocks[b].qs + 4 * v, &q4, 4);
+    }
+  }
+}
+
 }  // namespace gannet::cpu

@@ -54,4 +54,9 @@ size_t RepackedBytes(DType type, int64_t rows, int64_t cols);
 void RepackRows(ThreadPool& pool, DType type, const void* src, int64_t rows, int64_t cols,
                 void* dst);
 
+// dst (RowBytes(type, cols) bytes) = row `row` of the matrix whose interleaved copy is `copy`,
+// in the file layout: the bytes RepackRows read for it. REQUIRES: as RepackedBytes; row is one
+// of the copy's rows.
+void UnpackRow(DType type, const void* copy, int64_t row, int64_t cols, void* dst);
+
 }  // namespace gannet::cpu

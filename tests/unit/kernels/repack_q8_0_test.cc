@@ -3,7 +3,7 @@
 // raw blocks with -128 codes and activations, every token count of a tile, partial groups and
 // every row range, widths that take several table passes; MatMul and a GLU pair on interleaved
 // weights against the file layout (memcmp) and the scalar twin (its tolerance); and the backend
-// copying Q8_0 on AVX-512 only.
+// copying Q8_0 on AVX-512 only, its embedding lookups reading the copy.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -92,6 +92,25 @@ TEST(RepackQ8_0, LayoutSplitsBlocksIntoFourCodeLanesPerRow) {
         const uint8_t want = r < rows ? static_cast<uint8_t>(src->qs[i]) ^ 0x80 : 0x80;
         ASSERT_EQ(got, want) << "row " << r << " block " << b << " code " << i;
       }
+    }
+  }
+}
+
+// UnpackRow gives back every row's file bytes, from the Q8_0 layout and the K-quants' (the
+// embedding lookup of a tied table reads its rows from the copy).
+TEST(RepackQ8_0, UnpackRowGivesTheFileRowBack) {
+  std::mt19937 rng(5);
+  for (DType t : {DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
+    const int64_t rows = 21, cols = 512;
+    const size_t rb = static_cast<size_t>(*RowBytes(t, cols));
+    std::vector<uint8_t> w(rb * rows);
+    for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
+    std::vector<uint8_t> p(RepackedBytes(t, rows, cols));
+    RepackRows(Pool(2), t, w.data(), rows, cols, p.data());
+    std::vector<uint8_t> row(rb);
+    for (int64_t r = 0; r < rows; ++r) {
+      UnpackRow(t, p.data(), r, cols, row.data());
+      ASSERT_EQ(std::memcmp(row.data(), w.data() + r * rb, rb), 0) << DTypeName(t) << " " << r;
     }
   }
 }
@@ -388,7 +407,7 @@ TEST(RepackQ8_0Backend, CopiesOnAvx512OnlyAndKeepsTheBits) {
     }
     ASSERT_EQ(std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(float)), 0) << nt;
   }
-  // The embedding lookup of a repacked (tied) matrix reads the file rows.
+  // The embedding lookup of a repacked (tied) matrix: the file rows' values, read from the copy.
   const int32_t ids[3] = {0, 17, 36};
   std::vector<float> e_plain(3 * n_in), e_packed(3 * n_in);
   plain.Embed(weights[0], ids, 1.0f, e_plain.data());
