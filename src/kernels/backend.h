@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <span>
@@ -127,6 +128,18 @@ class Backend {
   // the backend cannot share (the caller makes a fresh one). REQUIRES: this backend outlives it,
   // and the two never run ops at the same time.
   virtual std::unique_ptr<Backend> NewSharingWeights() const { return nullptr; }
+
+  // dst = rows `rows` of w in its original layout (RowBytes(w.type, w.cols) bytes each, one after
+  // another), the same bytes whether or not PrepareMatMulWeights copied w: read from the copy
+  // when there is one (the original's pages may have been released). Default: from w.data.
+  // REQUIRES: 0 <= rows[i] < w.rows; w.type has a row layout (RowBytes).
+  virtual void ReadWeightRows(const Weight& w, std::span<const int32_t> rows, void* dst) const {
+    const size_t rb = static_cast<size_t>(*RowBytes(w.type, w.cols));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::memcpy(static_cast<uint8_t*>(dst) + i * rb,
+                  static_cast<const uint8_t*>(w.data) + static_cast<size_t>(rows[i]) * rb, rb);
+    }
+  }
 
   // out [n, table.cols] = table rows tokens[i] as f32, times scale.
   // REQUIRES: 0 <= tokens[i] < table.rows.

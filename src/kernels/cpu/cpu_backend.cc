@@ -98,6 +98,16 @@ MatMulGroupArgs CpuBackend::GroupArgs(const kernels::MatMulArgs& a, MatMulOutput
                          .scratch = a.scratch};
 }
 
+void CpuBackend::ReadWeightRows(const kernels::Weight& w, std::span<const int32_t> rows,
+                                void* dst) const {
+  const uint8_t* copy = copies_.empty() && shared_ == nullptr ? nullptr : CopyOf(w.data);
+  if (copy == nullptr) return Backend::ReadWeightRows(w, rows, dst);
+  const size_t rb = static_cast<size_t>(*RowBytes(w.type, w.cols));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    UnpackRow(w.type, copy, rows[i], w.cols, static_cast<uint8_t*>(dst) + i * rb);
+  }
+}
+
 void CpuBackend::Embed(const kernels::Weight& table, std::span<const int32_t> tokens, float scale,
                        float* out) {
   const int64_t n = static_cast<int64_t>(tokens.size());

@@ -39,6 +39,8 @@ class CpuBackend final : public kernels::Backend {
                                          const ReleaseFn& release) override;
   size_t prepared_weight_bytes() const override { return prepared_bytes_; }
   std::unique_ptr<kernels::Backend> NewSharingWeights() const override;
+  void ReadWeightRows(const kernels::Weight& w, std::span<const int32_t> rows,
+                      void* dst) const override;
   void Embed(const kernels::Weight& table, std::span<const int32_t> tokens, float scale,
              float* out) override;
   size_t MatMulScratchBytes(const kernels::MatMulArgs& a) const override;

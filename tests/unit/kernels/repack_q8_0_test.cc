@@ -407,7 +407,17 @@ TEST(RepackQ8_0Backend, CopiesOnAvx512OnlyAndKeepsTheBits) {
     }
     ASSERT_EQ(std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(float)), 0) << nt;
   }
-  // The embedding lookup of a repacked (tied) matrix: the file rows' values, read from the copy.
+  // Raw rows (a restricted head's gather) and the embedding lookup of a repacked (tied) matrix:
+  // the file rows' bytes and values, read from the copy.
+  const int32_t rows_read[4] = {36, 0, 17, 16};
+  std::vector<uint8_t> raw(4 * RowBytesQ8(n_in));
+  packed.ReadWeightRows(weights[0], rows_read, raw.data());
+  for (int j = 0; j < 4; ++j) {
+    EXPECT_EQ(std::memcmp(raw.data() + j * RowBytesQ8(n_in),
+                          w.file.data() + rows_read[j] * RowBytesQ8(n_in), RowBytesQ8(n_in)),
+              0)
+        << rows_read[j];
+  }
   const int32_t ids[3] = {0, 17, 36};
   std::vector<float> e_plain(3 * n_in), e_packed(3 * n_in);
   plain.Embed(weights[0], ids, 1.0f, e_plain.data());
