@@ -4,8 +4,9 @@
 // matrix in L2 (e.g. 2048 x 2048 Q8_0 rows are chunked to 128 KiB) it is the kernel's compute
 // rate; compare builds of two commits by running each build's binary. A matrix far beyond the
 // last-level cache (e.g. 65536 x 2048 Q4_K, 75 MB) streams its weights from memory.
-// K-quant weights are repacked (kernels/cpu/repack.h) as the engine does at load, on the ISA
-// MatMul runs (GANNET_ISA); GANNET_REPACK=0 keeps the file layout, for an A/B of one build.
+// Weights the ISA has interleaved kernels for (K-quants; Q8_0 on AVX-512) are repacked
+// (kernels/cpu/repack.h) as the engine does at load, on the ISA MatMul runs (GANNET_ISA);
+// GANNET_REPACK=0 keeps the file layout, for an A/B of one build.
 //
 //   build/bin/matmul_rate q8_0 2048 2048 64 1      # type n_out n_in tokens threads [reps]
 #include <algorithm>
@@ -75,20 +76,20 @@ int main(int argc, char** argv) {
   std::vector<float> x(n_in * n_tokens), y(n_out * n_tokens);
   std::normal_distribution<float> unit(0.0f, 1.0f);
   for (float& v : x) v = unit(rng);
-  std::vector<uint8_t> scratch(cpu::MatMulScratchBytes(wtype, n_in, n_tokens) + 64);
   ThreadPool pool(threads);
   // The kernel target GANNET_ISA names (when available here), else the best one.
   const char* isa_env = std::getenv("GANNET_ISA");
   const cpu::Isa isa = cpu::IsaByName(isa_env ? isa_env : "").value_or(cpu::BestIsa());
   const char* repack_env = std::getenv("GANNET_REPACK");
-  const bool repack =
-      cpu::CanRepack(wtype, isa) && !(repack_env != nullptr && std::strcmp(repack_env, "0") == 0);
+  const bool repack = cpu::CanRepackMatrix(wtype, isa, n_in) &&
+                      !(repack_env != nullptr && std::strcmp(repack_env, "0") == 0);
   std::vector<uint8_t> w_repacked;
   if (repack) {
     w_repacked.resize(cpu::RepackedBytes(wtype, n_out, n_in));
     cpu::RepackRows(pool, wtype, w.data(), n_out, n_in, w_repacked.data());
     std::vector<uint8_t>().swap(w);
   }
+  std::vector<uint8_t> scratch(cpu::MatMulScratchBytes(wtype, n_in, n_tokens, repack) + 64);
   const cpu::MatMulArgs a{.wtype = wtype,
                           .w = repack ? w_repacked.data() : w.data(),
                           .n_out = n_out,

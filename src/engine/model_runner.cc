@@ -131,11 +131,11 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::LoadRestricted(
   r->head_bytes_ = rb * options.tokens.size();
   r->head_.reset(std::aligned_alloc(64, (r->head_bytes_ + 63) / 64 * 64));
   if (r->head_ == nullptr) return Status::ResourceExhausted("no memory for a restricted head");
-  auto* dst = static_cast<uint8_t*>(r->head_.get());
-  const auto* src = static_cast<const uint8_t*>(out.data);
-  for (size_t j = 0; j < options.tokens.size(); ++j) {
-    std::memcpy(dst + j * rb, src + static_cast<size_t>(options.tokens[j]) * rb, rb);
-  }
+  // From the target backend's copy when it made one: the file pages of a repacked matrix were
+  // dropped at load, and gathering 32768 rows from them paged much of it back in.
+  target.backend_->ReadWeightRows(
+      {.type = out.type, .data = out.data, .rows = out.rows, .cols = out.cols}, options.tokens,
+      r->head_.get());
   r->graph_options_ = models::GraphOptions{.n_layers = options.n_layers,
                                            .output = graph::WeightRef{.type = out.type,
                                                                       .data = r->head_.get(),
@@ -160,7 +160,7 @@ Status ModelRunner::PrepareWeights() {
     }
   }
   // A copied part of the file is not read by the matmuls again: its pages go as the copy grows
-  // (an embedding table that is also the output matrix pages its few looked-up rows back in).
+  // (an embedding table that is also the output matrix is read from the copy too).
   // DropPages ignores what is not in the file (a restricted head's gathered rows).
   const GgufFile& file = *file_;
   backend_->PrepareMatMulWeights(weights,

@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <span>
@@ -108,8 +109,8 @@ class Backend {
 
   // Once, after loading and before any op (not concurrently with ops): the backend may copy
   // weights its MatMul reads into a layout its kernels stream faster. From then on a MatMul output
-  // whose w.data is a copied weight's data reads the copy, with the same result bits; Embed keeps
-  // reading the given rows. `release` (may be empty) receives each part of a copied weight's
+  // whose w.data is a copied weight's data reads the copy, with the same result bits, and so may
+  // Embed (the same values). `release` (may be empty) receives each part of a copied weight's
   // original once it has been copied, in pieces of a few MiB, so the caller can let that memory
   // go (drop the file pages) while the copy proceeds: peak memory stays near the copies' size.
   // Returns, per weight, whether it was copied. Default: nothing is copied.
@@ -127,6 +128,18 @@ class Backend {
   // the backend cannot share (the caller makes a fresh one). REQUIRES: this backend outlives it,
   // and the two never run ops at the same time.
   virtual std::unique_ptr<Backend> NewSharingWeights() const { return nullptr; }
+
+  // dst = rows `rows` of w in its original layout (RowBytes(w.type, w.cols) bytes each, one after
+  // another), the same bytes whether or not PrepareMatMulWeights copied w: read from the copy
+  // when there is one (the original's pages may have been released). Default: from w.data.
+  // REQUIRES: 0 <= rows[i] < w.rows; w.type has a row layout (RowBytes).
+  virtual void ReadWeightRows(const Weight& w, std::span<const int32_t> rows, void* dst) const {
+    const size_t rb = static_cast<size_t>(*RowBytes(w.type, w.cols));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::memcpy(static_cast<uint8_t*>(dst) + i * rb,
+                  static_cast<const uint8_t*>(w.data) + static_cast<size_t>(rows[i]) * rb, rb);
+    }
+  }
 
   // out [n, table.cols] = table rows tokens[i] as f32, times scale.
   // REQUIRES: 0 <= tokens[i] < table.rows.

@@ -5,7 +5,6 @@
 #include <cstring>
 
 #include "base/status.h"
-#include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/repack.h"
 
 namespace gannet::cpu {
@@ -14,6 +13,8 @@ namespace {
 
 // Source bytes repacked between two release calls.
 constexpr size_t kRepackSliceBytes = size_t{8} << 20;
+// The widest row Embed unpacks from a copy (on the stack); wider rows read the original.
+constexpr size_t kEmbedRowBytes = 32 * 1024;
 
 }  // namespace
 
@@ -25,8 +26,9 @@ std::unique_ptr<uint8_t, CpuBackend::FreeDeleter> CpuBackend::Repack(const kerne
   if (copy == nullptr) return copy;
   const size_t row_bytes = static_cast<size_t>(*RowBytes(w.type, w.cols));
   // Slices of whole groups: a group's place in the copy does not depend on the slice.
-  const int64_t slice_rows = std::max<int64_t>(
-      kRepackRows, static_cast<int64_t>(kRepackSliceBytes / row_bytes) / kRepackRows * kRepackRows);
+  const int64_t group = RepackGroupRows(w.type);
+  const int64_t slice_rows =
+      std::max<int64_t>(group, static_cast<int64_t>(kRepackSliceBytes / row_bytes) / group * group);
   const auto* src = static_cast<const uint8_t*>(w.data);
   for (int64_t r0 = 0; r0 < w.rows; r0 += slice_rows) {
     const int64_t n = std::min(slice_rows, w.rows - r0);
@@ -44,8 +46,7 @@ std::vector<bool> CpuBackend::PrepareMatMulWeights(std::span<const kernels::Weig
   if (!repack_weights_) return copied;
   for (size_t i = 0; i < weights.size(); ++i) {
     const kernels::Weight& w = weights[i];
-    if (!CanRepack(w.type, isa_) || w.data == nullptr || w.rows <= 0 ||
-        w.cols % Traits(w.type).block_size != 0) {
+    if (!CanRepackMatrix(w.type, isa_, w.cols) || w.data == nullptr || w.rows <= 0) {
       continue;
     }
     if (CopyOf(w.data) != nullptr) {  // the same matrix named twice, or the shared backend's
@@ -97,10 +98,34 @@ MatMulGroupArgs CpuBackend::GroupArgs(const kernels::MatMulArgs& a, MatMulOutput
                          .scratch = a.scratch};
 }
 
+void CpuBackend::ReadWeightRows(const kernels::Weight& w, std::span<const int32_t> rows,
+                                void* dst) const {
+  const uint8_t* copy = copies_.empty() && shared_ == nullptr ? nullptr : CopyOf(w.data);
+  if (copy == nullptr) return Backend::ReadWeightRows(w, rows, dst);
+  const size_t rb = static_cast<size_t>(*RowBytes(w.type, w.cols));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    UnpackRow(w.type, copy, rows[i], w.cols, static_cast<uint8_t*>(dst) + i * rb);
+  }
+}
+
 void CpuBackend::Embed(const kernels::Weight& table, std::span<const int32_t> tokens, float scale,
                        float* out) {
   const int64_t n = static_cast<int64_t>(tokens.size());
-  GetRows(table.type, table.data, table.cols, tokens.data(), n, out, table.cols);
+  const uint8_t* copy = copies_.empty() && shared_ == nullptr ? nullptr : CopyOf(table.data);
+  const size_t row_bytes = static_cast<size_t>(*RowBytes(table.type, table.cols));
+  if (copy != nullptr && row_bytes <= kEmbedRowBytes) {
+    // A tied table whose copy the matmuls read: its rows come from the copy (the same bytes), so
+    // its file pages, dropped at load, are not paged back in (each looked-up row mapped a page
+    // or more with it: 32 MiB more resident after a 512-token prompt).
+    alignas(64) uint8_t row[kEmbedRowBytes];
+    const int32_t first[1] = {0};
+    for (int64_t i = 0; i < n; ++i) {
+      UnpackRow(table.type, copy, tokens[i], table.cols, row);
+      GetRows(table.type, row, table.cols, first, 1, out + i * table.cols, table.cols);
+    }
+  } else {
+    GetRows(table.type, table.data, table.cols, tokens.data(), n, out, table.cols);
+  }
   if (scale != 1.0f) cpu::Scale(out, n * table.cols, scale);
 }
 

@@ -3,8 +3,10 @@
 // Each op is the ops.h kernel (or composition of kernels) the plan ran before the Backend seam
 // existed, with the same arguments, so results are bit for bit those of the kernels' own tests.
 // The ISA is chosen once, at construction (BestIsa() unless given).
-// Weights (PrepareMatMulWeights): with repacking on, the K-quant matrices the ISA has interleaved
-// kernels for (repack.h) are copied interleaved; MatMul finds a weight's copy by its data pointer.
+// Weights (PrepareMatMulWeights): with repacking on, the matrices the ISA has interleaved kernels
+// for (repack.h: K-quants, and Q8_0 on AVX-512) are copied interleaved; MatMul finds a weight's
+// copy by its data pointer, and so does Embed (a tied embedding table: the same row bytes,
+// unpacked).
 // Thread-safety: as Backend; the pool must not run other work while an op runs.
 #pragma once
 
@@ -37,6 +39,8 @@ class CpuBackend final : public kernels::Backend {
                                          const ReleaseFn& release) override;
   size_t prepared_weight_bytes() const override { return prepared_bytes_; }
   std::unique_ptr<kernels::Backend> NewSharingWeights() const override;
+  void ReadWeightRows(const kernels::Weight& w, std::span<const int32_t> rows,
+                      void* dst) const override;
   void Embed(const kernels::Weight& table, std::span<const int32_t> tokens, float scale,
              float* out) override;
   size_t MatMulScratchBytes(const kernels::MatMulArgs& a) const override;

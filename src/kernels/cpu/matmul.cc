@@ -20,6 +20,7 @@
 #include "base/status.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/repack.h"
 #include "tensor/quant/quant.h"
 
 namespace gannet::cpu {
@@ -50,6 +51,7 @@ struct Kernel {
   MatMulTileFn tile = nullptr;
   QuantizeActFn quant = nullptr;
   int tile_tokens = kMatMulTileTokens;
+  bool q8_table = false;  // reads the per-token Q8_0 activation tables (MatMulTile::xtab)
 };
 
 Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
@@ -57,10 +59,15 @@ Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
   GANNET_CHECK(tr.can_load);
   Kernel k;
   k.partner = DotPartner(wtype);
-  if (interleaved) {  // the kernels of the file layout on the interleaved rows (same bits)
-    GANNET_CHECK(isa == Isa::kAvx2 || isa == Isa::kAvx512);
-    k.tile = isa == Isa::kAvx512 ? avx512::MatMulTileKernelKInterleaved(wtype)
-                                 : avx2::MatMulTileKernelKInterleaved(wtype);
+  if (interleaved) {  // kernels on the interleaved rows with the file layout's bits
+    GANNET_CHECK(CanRepack(wtype, isa));
+    if (wtype == DType::kQ8_0) {
+      k.tile = avx512::MatMulTileKernelQ8_0Interleaved();
+      k.q8_table = true;
+    } else {
+      k.tile = isa == Isa::kAvx512 ? avx512::MatMulTileKernelKInterleaved(wtype)
+                                   : avx2::MatMulTileKernelKInterleaved(wtype);
+    }
     GANNET_CHECK(k.tile != nullptr);
     k.tile_tokens =
         isa == Isa::kAvx512 ? avx512::MatMulTileTokens(wtype) : avx2::MatMulTileTokens(wtype);
@@ -85,10 +92,14 @@ Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
 }
 
 // Where a group's activations live in the scratch: the normalised f32 rows (when they cannot stay
-// on the stack) and one area of quantized rows per distinct partner type, in order of first use.
+// on the stack), one area of quantized rows per distinct partner type, in order of first use, and
+// the per-token tables of the interleaved Q8_0 kernel (once for all its outputs, instead of once
+// per chunk and tile: a 16-row chunk of 8192 inputs spent a third of its time refilling it).
 struct ScratchLayout {
   bool norm_rows = false;
   size_t norm_offset = 0;
+  bool q8_tables = false;
+  size_t q8_table_offset = 0, q8_table_stride = 0;
   int n_partners = 0;
   DType partners[kMaxMatMulGroup] = {};
   size_t offsets[kMaxMatMulGroup] = {};
@@ -109,6 +120,7 @@ ScratchLayout Layout(const MatMulGroupArgs& a) {
   bool f32_partner = false;
   for (int i = 0; i < a.n_outputs; ++i) {
     const DType partner = DotPartner(a.outputs[i].wtype);
+    if (a.outputs[i].wtype == DType::kQ8_0 && a.outputs[i].w_interleaved) l.q8_tables = true;
     if (partner == DType::kF32) {
       f32_partner = true;
     } else if (l.Find(partner) < 0) {
@@ -124,6 +136,12 @@ ScratchLayout Layout(const MatMulGroupArgs& a) {
   }
   // A single output's quantized rows start the scratch: MatMulScratchBytes stays exact for MatMul.
   l.total = l.n_partners == 1 && !a.pre_norm ? l.strides[0] * static_cast<size_t>(a.n_tokens) : at;
+  if (l.q8_tables) {  // (only on the AVX-512 target: CanRepack)
+    l.q8_table_offset = at;
+    l.q8_table_stride = avx512::Q8_0ActTableBytes(a.n_in);
+    at = AlignUp(at + l.q8_table_stride * static_cast<size_t>(a.n_tokens));
+    l.total = at;
+  }
   l.norm_rows = a.pre_norm && (f32_partner || a.n_in > kStackRowFloats);
   if (l.norm_rows) {
     l.norm_offset = at;
@@ -158,6 +176,10 @@ MatMulTile BaseTile(const MatMulGroupArgs& a, const MatMulOutput& o, const Kerne
     t.xq = scratch + l.offsets[p];
     t.xq_stride = l.strides[p];
   }
+  if (k.q8_table) {
+    t.xtab = scratch + l.q8_table_offset;
+    t.xtab_stride = l.q8_table_stride;
+  }
   return t;
 }
 
@@ -165,16 +187,16 @@ MatMulTile BaseTile(const MatMulGroupArgs& a, const MatMulOutput& o, const Kerne
 // and a multiple of 4 where that leaves at least one group: the row-block kernels take rows in
 // groups of four and compute a chunk's last partial group as a whole one (a Q8_0 GLU chunk of
 // 30 rows cost 32 rows' work). Interleaved weights take chunks of whole groups, so that a chunk
-// (and a GLU chunk's weights, addressed from its first row) starts at a group.
-int64_t ChunkRows(int64_t n_out, size_t row_bytes, int64_t n_tokens, int n_threads,
-                  bool interleaved) {
+// (and a GLU chunk's weights, addressed from its first row) starts at a group: `group` is the
+// rows per group of the interleaved weights (1: none).
+int64_t ChunkRows(int64_t n_out, size_t row_bytes, int64_t n_tokens, int n_threads, int64_t group) {
   int64_t rows = (n_out + 8 * n_threads - 1) / (8 * n_threads);
   if (n_tokens > kMatMulTileTokens) {
     rows = std::min<int64_t>(
         rows, std::max<int64_t>(1, static_cast<int64_t>(kChunkWeightBytes / row_bytes)));
   }
   if (rows > 4) rows = (rows + 2) / 4 * 4;  // the nearest multiple of 4
-  if (interleaved) rows = (rows + kRepackRows - 1) / kRepackRows * kRepackRows;
+  rows = (rows + group - 1) / group * group;
   return std::max<int64_t>(rows, 1);
 }
 
@@ -186,6 +208,7 @@ void RunChunk(const Work& w, int64_t c, int64_t n_tokens, GluAct act, Isa isa) {
       MatMulTile tile = w.base[0];
       tile.nt = static_cast<int>(std::min<int64_t>(w.tile_tokens, n_tokens - t0));
       tile.xq = w.base[0].xq + static_cast<size_t>(t0) * w.base[0].xq_stride;
+      if (tile.xtab != nullptr) tile.xtab += static_cast<size_t>(t0) * tile.xtab_stride;
       tile.y = w.y + t0 * w.y_stride;
       w.k[0].tile(tile, r0, r1);
     }
@@ -203,6 +226,7 @@ void RunChunk(const Work& w, int64_t c, int64_t n_tokens, GluAct act, Isa isa) {
       tile.w = w.base[h].w + static_cast<size_t>(r0) * w.base[h].w_row_bytes;
       tile.nt = nt;
       tile.xq = w.base[h].xq + static_cast<size_t>(t0) * w.base[h].xq_stride;
+      if (tile.xtab != nullptr) tile.xtab += static_cast<size_t>(t0) * tile.xtab_stride;
       tile.y = dst[h];
       tile.y_stride = n;
       w.k[h].tile(tile, 0, n);
@@ -214,8 +238,11 @@ void RunChunk(const Work& w, int64_t c, int64_t n_tokens, GluAct act, Isa isa) {
 
 }  // namespace
 
-size_t MatMulScratchBytes(DType wtype, int64_t n_in, int64_t n_tokens) {
-  return ActivationRowBytes(DotPartner(wtype), n_in) * static_cast<size_t>(n_tokens);
+size_t MatMulScratchBytes(DType wtype, int64_t n_in, int64_t n_tokens, bool w_interleaved) {
+  const MatMulOutput out{.wtype = wtype, .w_interleaved = w_interleaved};
+  return Layout(
+             MatMulGroupArgs{.n_in = n_in, .n_tokens = n_tokens, .outputs = &out, .n_outputs = 1})
+      .total;
 }
 
 size_t MatMulGroupScratchBytes(const MatMulGroupArgs& a) { return Layout(a).total; }
@@ -262,6 +289,12 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
           quant[p](row, scratch + layout.offsets[p] + static_cast<size_t>(t) * layout.strides[p],
                    a.n_in);
         }
+        if (layout.q8_tables) {
+          const int p = layout.Find(DType::kQ8_0);
+          avx512::FillQ8_0ActTable(
+              scratch + layout.offsets[p] + static_cast<size_t>(t) * layout.strides[p], a.n_in,
+              scratch + layout.q8_table_offset + static_cast<size_t>(t) * layout.q8_table_stride);
+        }
       }
     };
     if (single || a.n_tokens == 1) {
@@ -286,16 +319,19 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
     w.y_stride = o.y_stride;
     w.tile_tokens = kernels[i].tile_tokens;
     size_t row_bytes = w.base[0].w_row_bytes;
-    bool interleaved = o.w_interleaved;
+    // Groups of 4 and of 16 rows: a multiple of the larger is one of both.
+    int64_t group = o.w_interleaved ? RepackGroupRows(o.wtype) : 1;
     if (a.glu) {
-      interleaved = interleaved || a.outputs[1].w_interleaved;
+      if (a.outputs[1].w_interleaved)
+        group = std::max<int64_t>(group, RepackGroupRows(a.outputs[1].wtype));
       w.k[1] = kernels[1];
       w.base[1] = BaseTile(a, a.outputs[1], kernels[1], layout, scratch);
       w.tile_tokens = std::min(kernels[0].tile_tokens, kernels[1].tile_tokens);
       row_bytes += w.base[1].w_row_bytes;
     }
-    w.rows = ChunkRows(o.n_out, row_bytes, a.n_tokens, n_threads, interleaved);
-    // (A multiple of kRepackRows: 4096 / 4, 8 or 16.)
+    w.rows = ChunkRows(o.n_out, row_bytes, a.n_tokens, n_threads, group);
+    // (Still a multiple of the group: 4096 / 4, 8 or 16 is one of 16.)
+    static_assert(kGluTileFloats / kMatMulWideTileTokens % kRepackRowsQ8_0 == 0);
     if (a.glu) w.rows = std::min<int64_t>(w.rows, kGluTileFloats / w.tile_tokens);
     w.first_chunk = n_chunks;
     w.n_chunks = (o.n_out + w.rows - 1) / w.rows;

@@ -61,10 +61,11 @@ struct MatMulArgs {
   int64_t n_tokens = 0;
   float* y = nullptr;
   int64_t y_stride = 0;
-  // Caller-provided memory for the quantized activations, at least MatMulScratchBytes().
+  // Caller-provided memory for the quantized activations (and the tables some interleaved kernels
+  // read), at least MatMulScratchBytes(wtype, n_in, n_tokens, w_interleaved).
   void* scratch = nullptr;
 };
-size_t MatMulScratchBytes(DType wtype, int64_t n_in, int64_t n_tokens);
+size_t MatMulScratchBytes(DType wtype, int64_t n_in, int64_t n_tokens, bool w_interleaved = false);
 // REQUIRES: n_in is a multiple of wtype's block size; wtype can_load.
 void MatMul(ThreadPool& pool, const MatMulArgs& a, Isa isa = BestIsa());
 

@@ -202,7 +202,7 @@ Weights QuantizedWeights(DType t, int64_t rows, int64_t cols, std::mt19937& rng)
 std::vector<float> RunMatMul(DType t, const void* w, bool interleaved, int64_t n_out, int64_t n_in,
                              const std::vector<float>& x, int64_t nt, ThreadPool& pool, Isa isa) {
   std::vector<float> y(nt * n_out, -1.0f);
-  std::vector<uint8_t> scratch(MatMulScratchBytes(t, n_in, nt) + 1);
+  std::vector<uint8_t> scratch(MatMulScratchBytes(t, n_in, nt, interleaved) + 1);
   MatMul(pool,
          MatMulArgs{.wtype = t,
                     .w = w,
@@ -319,9 +319,10 @@ TEST(RepackMatMul, GluPairBitsEqualFileLayout) {
   }
 }
 
-// CpuBackend::PrepareMatMulWeights: the K-quant matrices are copied (not Q8_0, nothing on the
-// scalar target or with repacking off), every byte of a copied original is released exactly
-// once, in order, and MatMul through the backend gives the bits of a backend without copies.
+// CpuBackend::PrepareMatMulWeights: the K-quant matrices are copied (Q8_0 on AVX-512 only,
+// nothing on the scalar target or with repacking off), every byte of a copied original is
+// released exactly once, in order, and MatMul through the backend gives the bits of a backend
+// without copies.
 TEST(RepackBackend, CopiesKQuantsReleasesTheOriginalsAndKeepsTheBits) {
   if (!HasIsa(Isa::kAvx2)) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(41);
@@ -352,13 +353,14 @@ TEST(RepackBackend, CopiesKQuantsReleasesTheOriginalsAndKeepsTheBits) {
     const auto release = [&](std::span<const uint8_t> part) { released.push_back(part); };
     EXPECT_EQ(plain.PrepareMatMulWeights(weights, release), std::vector<bool>(3, false));
     EXPECT_TRUE(released.empty());
-    EXPECT_EQ(packed.PrepareMatMulWeights(weights, release),
-              (std::vector<bool>{true, true, false}));
+    const bool q8 = isa == Isa::kAvx512;
+    EXPECT_EQ(packed.PrepareMatMulWeights(weights, release), (std::vector<bool>{true, true, q8}));
     EXPECT_EQ(packed.prepared_weight_bytes(),
-              RepackedBytes(types[0], rows[0], n_in) + RepackedBytes(types[1], rows[1], n_in));
+              RepackedBytes(types[0], rows[0], n_in) + RepackedBytes(types[1], rows[1], n_in) +
+                  (q8 ? RepackedBytes(types[2], rows[2], n_in) : 0));
     // The originals' bytes, in order, each once: the Q6_K matrix in two or more slices.
     size_t i = 0;
-    for (int k = 0; k < 2; ++k) {
+    for (int k = 0; k < (q8 ? 3 : 2); ++k) {
       const uint8_t* at = w[k].data();
       while (i < released.size() && released[i].data() >= w[k].data() &&
              released[i].data() < w[k].data() + w[k].size()) {
