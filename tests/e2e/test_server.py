@@ -433,20 +433,23 @@ async def read_response(reader):
 
 
 def test_soak_512_streams_and_queue_limit(gannet_bin):
-    # 512 streams at once against 64 running + 400 waiting: most stream to the end, the rest get 429.
-    s = Server(gannet_bin, "--max-queue", "400", "--parallel", "64")
+    # 512 streams at once against a queue of 200 (requests not yet running) and 64 running: at
+    # least 200 stream to the end, the rest get 429 unless streams end as fast as new ones arrive
+    # (a queue of 400 left a margin of 48 requests, which a fast machine's steps sometimes closed).
+    s = Server(gannet_bin, "--max-queue", "200", "--parallel", "64")
     try:
         results = []
 
+        # 16 tokens each: every stream runs for several steps while the requests arrive.
         async def main():
-            await asyncio.gather(*(soak_one(s.port, 4, results) for _ in range(512)))
+            await asyncio.gather(*(soak_one(s.port, 16, results) for _ in range(512)))
 
         asyncio.run(main())
         assert len(results) == 512
         statuses = [r[0] for r in results]
         assert set(statuses) <= {200, 429}, set(statuses)
         print(f"soak: {statuses.count(200)} streamed, {statuses.count(429)} refused with 429")
-        assert statuses.count(200) >= 256 and statuses.count(429) > 0, statuses.count(200)
+        assert statuses.count(200) >= 200 and statuses.count(429) > 0, statuses.count(200)
         for status, head, body in results:
             if status == 200:
                 assert body.rstrip().endswith(b"data: [DONE]"), body[-200:]
