@@ -70,6 +70,9 @@ namespace avx512 {
 MatMulTileFn MatMulTileKernel(DType wtype);
 // The most tokens MatMulTileKernel(wtype) takes per tile.
 int MatMulTileTokens(DType wtype);
+// The 32-value row-block types with unsigned codes (matmul_q4_avx512.cc): Q4_0, Q4_1, Q5_0,
+// Q5_1, up to kMatMulWideTileTokens tokens per tile; nullptr for other types.
+MatMulTileFn MatMulTileKernel32(DType wtype);
 // The K-quant part (matmul_kquant_avx512.cc): Q4_K, Q5_K, Q6_K, up to kMatMulKQuantTileTokens
 // tokens per tile.
 inline constexpr int kMatMulKQuantTileTokens = 8;
