@@ -430,6 +430,8 @@ MatMulTileFn MatMulTileKernel32(DType wtype) {
   switch (wtype) {
     case DType::kQ4_0:
       return &Tile32<Q4_0Rows>;
+    case DType::kQ4_1:
+      return &Tile32<Q4_1Rows>;
     default:
       return nullptr;
   }
