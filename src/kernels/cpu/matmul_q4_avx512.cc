@@ -407,6 +407,9 @@ void RunPass(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1) {
 template <class T>
 void Tile32(const MatMulTile& t, int64_t r0, int64_t r1) {
   const size_t nb = static_cast<size_t>(t.n_in / 32);
+  // Past the AVX2 row-block kernel's width its bits are those of other kernels: run them.
+  if (static_cast<int64_t>(nb) > avx2::RowBlockMaxBlocks(T::kType))
+    return avx2::MatMulTileKernel(T::kType)(t, r0, r1);
   if (t.nt == 1 && nb * sizeof(DecodeX) <= kTableBytes) {
     DecodeX buf[kTableBytes / sizeof(DecodeX)];
     return Rows4Decode<T>(t, FillDecodeTable<T>(t, buf), r0, r1);
