@@ -16,6 +16,12 @@
 // 0 for Q4_1: s_lo and 16 s_hi are the exact half-block sums of the 8 rows. Per (8 rows, token,
 // block) that is 8 vpdpbusd, where AVX2 spends 8 maddubs and a 20-op int16 tree.
 //
+// Measured alternatives (Zen 4): 512-bit vectors bought nothing (every zmm shuffle costs a full
+// cycle, and 4-rows-per-zmm layouts need a cross-lane reduction per token); 4 rows with both
+// halves in one ymm ([r0..r3 | 16 r0..16 r3], the activations pre-arranged per block) was ~10%
+// faster for one token in cache, but its 224-byte-per-block activation table crowded L1 while
+// the weights streamed from memory (2/3 of AVX2's rate on a matrix beyond the caches).
+//
 // Bits. The int32 sums are exact whatever the order. The high half's sum arrives times 16, and its
 // scale is dw * (dx / 16): dx / 16 is exact (an f16 value times 2^-4 stays a normal f32), so is
 // the f32 product dw * dx / 16 = fl(dw * dx) / 16 (|dw dx| >= 2^-48 or 0: no f32 underflow), and
@@ -53,6 +59,32 @@ static inline int32_t LoadI32(const void* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return v;
+}
+
+// Weights stream from memory in decode (and in a chunk's first prefill tile). The 8 rows of a
+// step are one contiguous span read as 8 interleaved streams, which the hardware prefetchers
+// follow poorly: each block step also fetches 8 blocks' bytes of the span kPrefetchRows ahead
+// into L1 and of the span kPrefetchRowsL2 ahead into L2, so that both are fetched in order. One
+// step ahead into L1 measured best (a 65536 x 2048 matrix, one token: 12 or 16 rows ahead were
+// 10-25% slower, L1 crowded; without prefetching the kernel ran at two thirds of AVX2's rate);
+// the L2 prefetch, further ahead, covers the DRAM latency where rows are short (decode of
+// SmolLM2-shaped Q4_0, 576 and 1536 inputs: ~10% faster per token with it, 3 steps ahead
+// better than 2 or 5).
+constexpr int64_t kPrefetchRows = kRows;
+constexpr int64_t kPrefetchRowsL2 = 3 * kRows;
+
+template <class Block>
+static inline void PrefetchAhead(const uint8_t* w0, size_t stride, int64_t b) {
+  static_assert(8 * sizeof(Block) <= 3 * 64);
+  const size_t at = static_cast<size_t>(b) * 8 * sizeof(Block);
+  const char* p = reinterpret_cast<const char*>(w0 + kPrefetchRows * stride + at);
+  _mm_prefetch(p, _MM_HINT_T0);
+  _mm_prefetch(p + 64, _MM_HINT_T0);
+  _mm_prefetch(p + 128, _MM_HINT_T0);
+  const char* q = reinterpret_cast<const char*>(w0 + kPrefetchRowsL2 * stride + at);
+  _mm_prefetch(q, _MM_HINT_T1);
+  _mm_prefetch(q + 64, _MM_HINT_T1);
+  _mm_prefetch(q + 128, _MM_HINT_T1);
 }
 
 // Per-type layout. kOffsetShift: log2 of the code offset (Q4_0's 8); kMin: an additive block
@@ -212,6 +244,7 @@ void Rows8Tokens(const MatMulTile& t, const ActTable& tab, int64_t r, int n_rows
   for (int j = 0; j < NT; ++j) x[j] = reinterpret_cast<const Act*>(t.xq + (j0 + j) * t.xq_stride);
   for (int64_t b = 0; b < tab.nb; ++b) {
     const uint8_t* blk = w0 + static_cast<size_t>(b) * sizeof(Block);
+    PrefetchAhead<Block>(w0, stride, b);
     const RowsBlock<T> rb([&](int k) { return blk + (kFull ? k : std::min(k, last)) * stride; });
     const ActScalars* s = tab.e + b * tab.pt + j0;
 #pragma GCC unroll 8
@@ -242,155 +275,6 @@ void RowsTokens(const MatMulTile& t, const ActTable& tab, int64_t r, int n_rows,
   }
 }
 
-// ---- One token (decode): 4 rows per step, rows and halves in the lanes of one ymm ----------
-// With one token the 8-row kernel's transposes are shared by nothing, and they cost more than
-// the products. Here a step takes 4 rows, and the activation (shared by every row) is laid out
-// instead: per block,
-//   V_j = [T_j & 0x0F | T_j & 0xF0] with T_j = dword j of rows 0..3 (one vpermt2d from the rows'
-//         [q0 | q1] and [q2 | q3]),
-//   X_j = [x dword j | x dword 4 + j], each broadcast to its 4 lanes (a table, once per call),
-//   s = dpbusd(dpbusd(start, V_0, X_0), V_1, X_1) + dpbusd(dpbusd(0, V_2, X_2), V_3, X_3),
-// so that s = [r0 r1 r2 r3 | 16 r0 .. 16 r3] of the exact half-block sums, the layout of the AVX2
-// kernel's accumulator (and of its final sum, lanes k and 4 + k). Per (4 rows, block): 2 inserts,
-// 4 permutes, 4 ands and 4 vpdpbusd. Measured ~10% faster than the 8-row kernel for one token,
-// ~25% faster than AVX2; the 8-row kernel is ~35% faster for 4..16 tokens. Per row the f32 steps
-// are the same as there (and AVX2's), so a row has the same bits on both paths.
-struct alignas(64) DecodeX {
-  int8_t x[4][32];  // X_0..X_3
-  int32_t start[8];
-  float dx8[8];  // [dx x 4 | dx / 16 x 4]
-  float sx8[8];  // Q4_1
-};
-struct DecodeTable {
-  const DecodeX* e = nullptr;  // [nb]
-  int64_t nb = 0;
-};
-
-template <class T>
-DecodeTable FillDecodeTable(const MatMulTile& t, DecodeX* buf) {
-  using Act = typename T::Act;
-  DecodeTable tab;
-  tab.nb = t.n_in / 32;
-  const Act* x = reinterpret_cast<const Act*>(t.xq);
-  const __m256 sixteenth = _mm256_setr_ps(1, 1, 1, 1, 0.0625f, 0.0625f, 0.0625f, 0.0625f);
-  for (int64_t b = 0; b < tab.nb; ++b) {
-    DecodeX& e = buf[b];
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
-    for (int i = 0; i < 4; ++i) {
-      const __m256i idx = _mm256_setr_epi32(i, i, i, i, 4 + i, 4 + i, 4 + i, 4 + i);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(e.x[i]), _mm256_permutevar8x32_epi32(q, idx));
-    }
-    _mm256_store_ps(e.dx8, _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(x[b].d)), sixteenth));
-    if constexpr (T::kMin) {
-      _mm256_store_ps(e.sx8, _mm256_set1_ps(_cvtsh_ss(x[b].s)));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(e.start), _mm256_setzero_si256());
-    } else {
-      __m256i v = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), q);
-      v = _mm256_add_epi32(v, _mm256_shuffle_epi32(v, 0x4E));  // within each 128-bit half
-      v = _mm256_add_epi32(v, _mm256_shuffle_epi32(v, 0xB1));
-      const int sh = T::kOffsetShift;
-      v = _mm256_sllv_epi32(v, _mm256_setr_epi32(sh, sh, sh, sh, sh + 4, sh + 4, sh + 4, sh + 4));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(e.start),
-                         _mm256_sub_epi32(_mm256_setzero_si256(), v));
-    }
-  }
-  tab.e = buf;
-  return tab;
-}
-
-// [d0 d1 d2 d3 | d0 d1 d2 d3] as f32 from the f16 at p + k * s.
-static inline __m256 Halves4x2(const uint8_t* p, size_t s) {
-  const uint64_t packed =
-      LoadU16(p) | LoadU16(p + s) << 16 | LoadU16(p + 2 * s) << 32 | LoadU16(p + 3 * s) << 48;
-  const __m128 f = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(packed)));
-  return _mm256_set_m128(f, f);
-}
-
-// acc += the block at blk (4 rows, s apart) times table entry e.
-template <class T>
-[[gnu::always_inline]] inline __m256 DecodeBlock(const uint8_t* blk, size_t s, const DecodeX& e,
-                                                 __m256 acc) {
-  using Block = typename T::Block;
-  const uint8_t* qs = blk + offsetof(Block, qs);
-  const __m256i a =
-      _mm256_inserti128_si256(_mm256_castsi128_si256(Load128(qs)), Load128(qs + s), 1);
-  const __m256i b =
-      _mm256_inserti128_si256(_mm256_castsi128_si256(Load128(qs + 2 * s)), Load128(qs + 3 * s), 1);
-  const __m256i m = _mm256_set_m128i(_mm_set1_epi8(static_cast<char>(0xF0)), _mm_set1_epi8(0x0F));
-  __m256i v[4];
-#pragma GCC unroll 4
-  for (int j = 0; j < 4; ++j) {
-    const __m256i idx = _mm256_setr_epi32(j, 4 + j, 8 + j, 12 + j, j, 4 + j, 8 + j, 12 + j);
-    v[j] = _mm256_and_si256(_mm256_permutex2var_epi32(a, idx, b), m);
-  }
-  const auto xj = [&](int j) {
-    return _mm256_load_si256(reinterpret_cast<const __m256i*>(e.x[j]));
-  };
-  __m256i p = _mm256_load_si256(reinterpret_cast<const __m256i*>(e.start));
-  p = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(p, v[0], xj(0)), v[1], xj(1));
-  const __m256i q =
-      _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), v[2], xj(2)), v[3], xj(3));
-  p = _mm256_add_epi32(p, q);
-  const __m256 dw = Halves4x2(blk + offsetof(Block, d), s);
-  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, _mm256_load_ps(e.dx8)), acc);
-  if constexpr (T::kMin) {
-    const __m256 mw =
-        _mm256_blend_ps(Halves4x2(blk + offsetof(Block, m), s), _mm256_setzero_ps(), 0xF0);
-    acc = _mm256_fmadd_ps(mw, _mm256_load_ps(e.sx8), acc);
-  }
-  return acc;
-}
-
-// Row k's result: lane k plus lane 4 + k.
-static inline void StoreRows4(__m256 acc, float* y, int n_rows) {
-  const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  if (n_rows == 4) {
-    _mm_storeu_ps(y, sum);
-  } else {
-    alignas(16) float lanes[4];
-    _mm_store_ps(lanes, sum);
-    for (int k = 0; k < n_rows; ++k) y[k] = lanes[k];
-  }
-}
-
-// Rows [r0, r1) for t's one token, two groups of 4 rows per step (independent chains for the
-// out-of-order window; ~2% faster than one). A last group of fewer than 4 rows repeats its last
-// row in the missing lanes and stores only its own rows.
-template <class T>
-void Rows4Decode(const MatMulTile& t, const DecodeTable& tab, int64_t r0, int64_t r1) {
-  using Block = typename T::Block;
-  const size_t stride = t.w_row_bytes;
-  int64_t r = r0;
-  for (; r + 8 <= r1; r += 8) {
-    const uint8_t* w0 = t.w + static_cast<size_t>(r) * stride;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (int64_t b = 0; b < tab.nb; ++b) {
-      const uint8_t* blk = w0 + static_cast<size_t>(b) * sizeof(Block);
-      acc0 = DecodeBlock<T>(blk, stride, tab.e[b], acc0);
-      acc1 = DecodeBlock<T>(blk + 4 * stride, stride, tab.e[b], acc1);
-    }
-    StoreRows4(acc0, t.y + r, 4);
-    StoreRows4(acc1, t.y + r + 4, 4);
-  }
-  for (; r < r1; r += 4) {
-    const int n_rows = static_cast<int>(std::min<int64_t>(4, r1 - r));
-    const uint8_t* w0 = t.w + static_cast<size_t>(r) * stride;
-    __m256 acc = _mm256_setzero_ps();
-    alignas(64) Block part[4];  // a partial group's block, its last row repeated
-    for (int64_t b = 0; b < tab.nb; ++b) {
-      const uint8_t* blk = w0 + static_cast<size_t>(b) * sizeof(Block);
-      if (n_rows < 4) {
-        for (int k = 0; k < 4; ++k)
-          std::memcpy(&part[k], blk + std::min(k, n_rows - 1) * stride, sizeof(Block));
-        acc = DecodeBlock<T>(reinterpret_cast<const uint8_t*>(part), sizeof(Block), tab.e[b], acc);
-      } else {
-        acc = DecodeBlock<T>(blk, stride, tab.e[b], acc);
-      }
-    }
-    StoreRows4(acc, t.y + r, n_rows);
-  }
-}
-
 // Rows [r0, r1) for the pass's tokens: groups of 8 rows, each for the tokens kSubTileTokens at a
 // time (the group's weights, 8 rows x n_in / 2 bytes, stay in L1 between the sub-tiles).
 template <class T>
@@ -410,10 +294,6 @@ void Tile32(const MatMulTile& t, int64_t r0, int64_t r1) {
   // Past the AVX2 row-block kernel's width its bits are those of other kernels: run them.
   if (static_cast<int64_t>(nb) > avx2::RowBlockMaxBlocks(T::kType))
     return avx2::MatMulTileKernel(T::kType)(t, r0, r1);
-  if (t.nt == 1 && nb * sizeof(DecodeX) <= kTableBytes) {
-    DecodeX buf[kTableBytes / sizeof(DecodeX)];
-    return Rows4Decode<T>(t, FillDecodeTable<T>(t, buf), r0, r1);
-  }
   const size_t token_bytes = nb * sizeof(ActScalars);
   if (token_bytes > kTableBytes) return avx2::MatMulTileKernel(T::kType)(t, r0, r1);
   ActScalars buf[kTableBytes / sizeof(ActScalars)];
