@@ -74,7 +74,7 @@ constexpr int64_t kPrefetchRows = kRows;
 constexpr int64_t kPrefetchRowsL2 = 3 * kRows;
 
 template <class Block>
-static inline void PrefetchAhead(const uint8_t* w0, size_t stride, int64_t b) {
+[[gnu::always_inline]] inline void PrefetchAhead(const uint8_t* w0, size_t stride, int64_t b) {
   static_assert(8 * sizeof(Block) <= 3 * 64);
   const size_t at = static_cast<size_t>(b) * 8 * sizeof(Block);
   const char* p = reinterpret_cast<const char*>(w0 + kPrefetchRows * stride + at);
@@ -86,6 +86,9 @@ static inline void PrefetchAhead(const uint8_t* w0, size_t stride, int64_t b) {
   _mm_prefetch(q + 64, _MM_HINT_T1);
   _mm_prefetch(q + 128, _MM_HINT_T1);
 }
+
+// (The kernels' helpers are forced inline: GCC 12 left Accumulate out of line once the loop
+// grew, at half the speed.)
 
 // Per-type layout. kOffsetShift: log2 of the code offset (Q4_0's 8); kMin: an additive block
 // min (m * the activation block's s) instead of an offset.
@@ -163,7 +166,7 @@ struct RowsBlock {
   __m256 mw;  // row k's m in lane k (Q4_1)
 
   template <class RowFn>
-  explicit RowsBlock(RowFn row) {
+  [[gnu::always_inline]] explicit RowsBlock(RowFn row) {
     using Block = typename T::Block;
     __m256i a[4];  // [row 2g | row 2g + 1] packed nibbles
     for (int g = 0; g < 4; ++g) {
@@ -193,7 +196,7 @@ struct RowsBlock {
   // Eight f16 (row k's at row(k) + off) as f32. Scalar loads and shifts into two u64: an array
   // of narrow stores read back wide would miss store forwarding (measured 3x slower).
   template <class RowFn>
-  static __m256 Halves8(RowFn row, size_t off) {
+  [[gnu::always_inline]] static __m256 Halves8(RowFn row, size_t off) {
     const auto four = [&](int k0) {
       return LoadU16(row(k0) + off) | LoadU16(row(k0 + 1) + off) << 16 |
              LoadU16(row(k0 + 2) + off) << 32 | LoadU16(row(k0 + 3) + off) << 48;
@@ -204,8 +207,8 @@ struct RowsBlock {
   }
 
   // acc_lo / acc_hi += this block's products with one token (activation block x, its scalars s).
-  void Accumulate(const typename T::Act& x, const ActScalars& s, __m256* acc_lo,
-                  __m256* acc_hi) const {
+  [[gnu::always_inline]] void Accumulate(const typename T::Act& x, const ActScalars& s,
+                                         __m256* acc_lo, __m256* acc_hi) const {
     // Two chains of two per half (integer sums: exact in any order), for a shorter latency.
     __m256i p_lo = _mm256_set1_epi32(s.start_lo), p_hi = _mm256_set1_epi32(s.start_hi);
     if constexpr (T::kMin) p_lo = p_hi = _mm256_setzero_si256();
