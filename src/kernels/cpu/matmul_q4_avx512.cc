@@ -1,5 +1,5 @@
-// AVX-512 (VL) + VNNI matmul tiles for the 32-value row-block types with 4-bit unsigned codes,
-// Q4_0 (against Q8_0 activations) and Q4_1 (against Q8_1), file layout.
+// AVX-512 (VL, BW) + VNNI matmul tiles for the 32-value row-block types with unsigned codes,
+// Q4_0 and Q5_0 (against Q8_0 activations), Q4_1 and Q5_1 (against Q8_1), file layout.
 //
 // The AVX2 kernels (matmul_avx2.cc, Rows4Tile) take 4 weight rows per step and reduce the four
 // rows' products with a token's block so that row k's two half-block sums land in lanes k and
@@ -13,8 +13,10 @@
 //         (vpdpbusd: unsigned codes times signed activations, 4 products into an int32 lane; the
 //         broadcast comes from memory for free),
 // where start = -(8 * the half block's activation sum) for Q4_0 (times 16 for the high half) and
-// 0 for Q4_1: s_lo and 16 s_hi are the exact half-block sums of the 8 rows. Per (8 rows, token,
-// block) that is 8 vpdpbusd, where AVX2 spends 8 maddubs and a 20-op int16 tree.
+// 0 for Q4_1: s_lo and 16 s_hi are the exact half-block sums of the 8 rows. Q5_0 / Q5_1 add
+// each code's 5th bit (a byte test of the spread qh bytes and a masked add of 16) and take the
+// high nibbles shifted down (16 * 31 does not fit a byte), so their s_hi comes unscaled. Per (8
+// rows, token, block) that is 8 vpdpbusd, where AVX2 spends 8 maddubs and a 20-op int16 tree.
 //
 // Measured alternatives (Zen 4): 512-bit vectors bought nothing (every zmm shuffle costs a full
 // cycle, and 4-rows-per-zmm layouts need a cross-lane reduction per token); 4 rows with both
@@ -90,14 +92,17 @@ template <class Block>
 // (The kernels' helpers are forced inline: GCC 12 left Accumulate out of line once the loop
 // grew, at half the speed.)
 
-// Per-type layout. kOffsetShift: log2 of the code offset (Q4_0's 8); kMin: an additive block
-// min (m * the activation block's s) instead of an offset.
+// Per-type layout. kOffsetShift: log2 of the code offset (Q4_0's 8, Q5_0's 16); kMin: an
+// additive block min (m * the activation block's s) instead of an offset; kFifthBit: Q5's qh
+// bits, which leave no room to keep the high nibbles in place (16 * 31 > 255): Q5 shifts them
+// down, its high half comes unscaled and takes dx as it is.
 struct Q4_0Rows {
   static constexpr DType kType = DType::kQ4_0;
   using Block = BlockQ4_0;
   using Act = BlockQ8_0;
   static constexpr bool kMin = false;
   static constexpr int kOffsetShift = 3;
+  static constexpr bool kFifthBit = false;
 };
 struct Q4_1Rows {
   static constexpr DType kType = DType::kQ4_1;
@@ -105,6 +110,23 @@ struct Q4_1Rows {
   using Act = BlockQ8_1;
   static constexpr bool kMin = true;
   static constexpr int kOffsetShift = 0;
+  static constexpr bool kFifthBit = false;
+};
+struct Q5_0Rows {
+  static constexpr DType kType = DType::kQ5_0;
+  using Block = BlockQ5_0;
+  using Act = BlockQ8_0;
+  static constexpr bool kMin = false;
+  static constexpr int kOffsetShift = 4;
+  static constexpr bool kFifthBit = true;
+};
+struct Q5_1Rows {
+  static constexpr DType kType = DType::kQ5_1;
+  using Block = BlockQ5_1;
+  using Act = BlockQ8_1;
+  static constexpr bool kMin = true;
+  static constexpr int kOffsetShift = 0;
+  static constexpr bool kFifthBit = true;
 };
 
 // Per (token, block) of one pass: the dpbusd chains' starts and the scales' activation factors.
@@ -112,7 +134,7 @@ struct Q4_1Rows {
 // call cost 10% of a one-token call.)
 struct ActScalars {
   int32_t start_lo, start_hi;  // see the top of the file (Q4_0)
-  float dx, dx16;              // the activation block's d, and d / 16
+  float dx, dx16;              // the activation block's d, and d / 16 (Q5: d)
   float sx;                    // its s (Q4_1)
 };
 struct ActTable {
@@ -136,7 +158,7 @@ ActTable FillActTable(const MatMulTile& t, ActScalars* buf) {
     for (int64_t b = 0; b < tab.nb; ++b) {
       ActScalars& s = buf[b * t.nt + j];
       s.dx = _cvtsh_ss(x[b].d);
-      s.dx16 = s.dx * 0.0625f;
+      s.dx16 = T::kFifthBit ? s.dx : s.dx * 0.0625f;
       if constexpr (T::kMin) {
         s.sx = _cvtsh_ss(x[b].s);
         s.start_lo = s.start_hi = 0;
@@ -149,7 +171,7 @@ ActTable FillActTable(const MatMulTile& t, ActScalars* buf) {
         const int32_t sum_lo = _mm256_cvtsi256_si32(v);
         const int32_t sum_hi = _mm_cvtsi128_si32(_mm256_extracti128_si256(v, 1));
         s.start_lo = -(sum_lo << T::kOffsetShift);
-        s.start_hi = -(sum_hi << (T::kOffsetShift + 4));
+        s.start_hi = -(sum_hi << (T::kOffsetShift + (T::kFifthBit ? 0 : 4)));
       }
     }
   }
@@ -187,10 +209,44 @@ struct RowsBlock {
     const __m256i m_lo = _mm256_set1_epi8(0x0F), m_hi = _mm256_set1_epi8(static_cast<char>(0xF0));
     for (int j = 0; j < 4; ++j) {
       lo[j] = _mm256_and_si256(tr[j], m_lo);
-      hi[j] = _mm256_and_si256(tr[j], m_hi);
+      hi[j] = T::kFifthBit ? _mm256_and_si256(_mm256_srli_epi16(tr[j], 4), m_lo)
+                           : _mm256_and_si256(tr[j], m_hi);
+    }
+    if constexpr (T::kFifthBit) {
+      // Byte i of lane k of lo_j is value 4j + i of row k: its 5th bit is bit 4 (j % 2) + i of
+      // qh byte j / 2 (hi_j: of qh byte 2 + j / 2). Each of the 4 qh bytes is spread over its
+      // lane's bytes, tested against [1 2 4 8] or [16 32 64 128], and adds 16 where set.
+      const __m256i qh = Qh8(row, offsetof(Block, qh));
+      const __m256i bits_even = _mm256_set1_epi32(0x08040201);
+      const __m256i bits_odd = _mm256_set1_epi32(static_cast<int>(0x80402010u));
+      const __m256i sixteen = _mm256_set1_epi8(16);
+      // pshufb control: every byte of dword p of a 128-bit lane reads byte 4p + m.
+      const __m256i dword_base = _mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0C0C0C0C, 0,
+                                                   0x04040404, 0x08080808, 0x0C0C0C0C);
+      for (int m = 0; m < 4; ++m) {
+        const __m256i spread = _mm256_shuffle_epi8(
+            qh, _mm256_add_epi8(dword_base, _mm256_set1_epi8(static_cast<char>(m))));
+        __m256i* v = m < 2 ? lo : hi;
+        const int j0 = 2 * (m % 2);
+        v[j0] =
+            _mm256_mask_add_epi8(v[j0], _mm256_test_epi8_mask(spread, bits_even), v[j0], sixteen);
+        v[j0 + 1] = _mm256_mask_add_epi8(v[j0 + 1], _mm256_test_epi8_mask(spread, bits_odd),
+                                         v[j0 + 1], sixteen);
+      }
     }
     dw = Halves8(row, offsetof(Block, d));
     if constexpr (T::kMin) mw = Halves8(row, offsetof(Block, m));
+  }
+
+  // Eight u32 (row k's at row(k) + off), row k's in lane k.
+  template <class RowFn>
+  [[gnu::always_inline]] static __m256i Qh8(RowFn row, size_t off) {
+    const auto two = [&](int k) {
+      return static_cast<long long>(static_cast<uint32_t>(LoadI32(row(k) + off)) |
+                                    uint64_t{static_cast<uint32_t>(LoadI32(row(k + 1) + off))}
+                                        << 32);
+    };
+    return _mm256_setr_epi64x(two(0), two(2), two(4), two(6));
   }
 
   // Eight f16 (row k's at row(k) + off) as f32. Scalar loads and shifts into two u64: an array
@@ -318,6 +374,10 @@ MatMulTileFn MatMulTileKernel32(DType wtype) {
       return &Tile32<Q4_0Rows>;
     case DType::kQ4_1:
       return &Tile32<Q4_1Rows>;
+    case DType::kQ5_0:
+      return &Tile32<Q5_0Rows>;
+    case DType::kQ5_1:
+      return &Tile32<Q5_1Rows>;
     default:
       return nullptr;
   }

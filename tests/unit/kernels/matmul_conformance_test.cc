@@ -392,7 +392,7 @@ TEST(MatMulRowBlocks, Avx512BitsEqualAvx2OnTileEdges) {
 // bytes checks that every code (nibble and 5th bit) meets its own activation. One token takes the
 // decode loop (whole groups of four rows; the ninth row the 4-row tile's partial group).
 // The AVX-512 target runs its own Q8_0 kernel (offset codes, exact for -128 activations too), its
-// own Q4_0 / Q4_1 kernels (stored codes, like AVX2's) and the AVX2 kernels of the other types.
+// own Q4_0 / Q4_1 / Q5_0 / Q5_1 kernels (stored codes, like AVX2's).
 void CheckExtremeRowBlocks(Isa isa);
 
 TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
