@@ -142,9 +142,9 @@ struct ActTable {
   int64_t nb = 0;
   int pt = 0;
 };
-// The table lives on the stack of the calling thread; a width whose one-token table does not
-// fit (past 64k inputs, where the AVX2 target also leaves its row-block kernel) runs the AVX2
-// kernel (the same bits).
+// The table lives on the stack of the calling thread (20 bytes per token and block: 2048
+// blocks, 64k inputs, per token). Wider rows run the AVX2 kernel (the same bits); Q4_0 / Q5_0
+// leave the row-block kernel earlier, where AVX2 does (58k inputs, avx2::RowBlockMaxBlocks).
 constexpr size_t kTableBytes = 40 * 1024;
 
 template <class T>
