@@ -607,6 +607,26 @@ MatMulTileFn MatMulTileKernel(DType wtype) {
   }
 }
 
+int64_t RowBlockMaxBlocks(DType wtype) {
+  const auto max_blocks = [](size_t per_block) {
+    return static_cast<int64_t>(kActTableBytes / per_block);
+  };
+  switch (wtype) {
+    case DType::kQ4_0:
+      return max_blocks(ActTableBytesPerBlock<Q4_0Codes>());
+    case DType::kQ4_1:
+      return max_blocks(ActTableBytesPerBlock<Q4_1Codes>());
+    case DType::kQ5_0:
+      return max_blocks(ActTableBytesPerBlock<Q5_0Codes>());
+    case DType::kQ5_1:
+      return max_blocks(ActTableBytesPerBlock<Q5_1Codes>());
+    case DType::kQ8_0:
+      return max_blocks(ActTableBytesPerBlock<Q8_0Codes>());
+    default:
+      return 0;
+  }
+}
+
 int MatMulTileTokens(DType wtype) {
   switch (wtype) {
     case DType::kQ4_0:

@@ -187,6 +187,7 @@ void TileQ8_0(const MatMulTile& t, int64_t r0, int64_t r1) {
 
 MatMulTileFn MatMulTileKernel(DType wtype) {
   if (wtype == DType::kQ8_0) return &TileQ8_0;
+  if (const MatMulTileFn f = MatMulTileKernel32(wtype)) return f;
   return MatMulTileKernelK(wtype);
 }
 
@@ -194,6 +195,11 @@ int MatMulTileTokens(DType wtype) {
   switch (wtype) {
     case DType::kQ8_0:
       return kMatMulWideTileTokens;
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+      return MatMulTileKernel32(wtype) != nullptr ? kMatMulWideTileTokens : kMatMulTileTokens;
     case DType::kQ4_K:
     case DType::kQ5_K:
     case DType::kQ6_K:

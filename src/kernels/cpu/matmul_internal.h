@@ -59,6 +59,11 @@ MatMulTileFn MatMulTileKernel(DType wtype);
 // The most tokens MatMulTileKernel(wtype) takes per tile: kMatMulWideTileTokens or
 // kMatMulTileTokens.
 int MatMulTileTokens(DType wtype);
+// The widest row, in 32-value blocks, that the 4-row kernel of a 32-value block type takes
+// (its per-pass activation table must hold one token); wider rows take the 1-row tiles, whose
+// f32 sums run in another order. Kernels of other targets that promise these kernels' bits
+// follow the same split. 0 for other types.
+int64_t RowBlockMaxBlocks(DType wtype);
 // Produces exactly the bytes of the reference quantizers (assumes the default MXCSR rounding).
 QuantizeActFn MatMulQuantizer(DType partner);
 // The K-quant part of MatMulTileKernel (matmul_kquant_avx2.cc): Q4_K, Q5_K, Q6_K.
@@ -77,6 +82,9 @@ namespace avx512 {
 MatMulTileFn MatMulTileKernel(DType wtype);
 // The most tokens MatMulTileKernel(wtype) takes per tile.
 int MatMulTileTokens(DType wtype);
+// The 32-value row-block types with unsigned codes (matmul_q4_avx512.cc): Q4_0, Q4_1, Q5_0,
+// Q5_1, up to kMatMulWideTileTokens tokens per tile; nullptr for other types.
+MatMulTileFn MatMulTileKernel32(DType wtype);
 // The K-quant part (matmul_kquant_avx512.cc): Q4_K, Q5_K, Q6_K, up to kMatMulKQuantTileTokens
 // tokens per tile.
 inline constexpr int kMatMulKQuantTileTokens = 8;

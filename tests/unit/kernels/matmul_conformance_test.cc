@@ -325,6 +325,30 @@ void ExpectRowBlockMatch(const Problem& p, const std::vector<float>& y, const ch
   }
 }
 
+std::vector<Shape> TileEdgeShapes() {
+  std::vector<Shape> shapes;
+  // Row counts around the AVX2 kernels' groups of 4 and the AVX-512 kernels' groups of 8.
+  for (const int64_t n_out : {1, 3, 4, 5, 7, 8, 9, 13, 15, 16, 17, 255}) {
+    for (int64_t nt = 1; nt <= kMatMulWideTileTokens + 1; ++nt) shapes.push_back({n_out, 32, nt});
+    for (const int64_t nt : {2, 4, 5, 16, 33}) shapes.push_back({n_out, 352, nt});
+  }
+  // AVX2: Q4_0 / Q5_0 tables hold 36 bytes per (token, block): 200 blocks take two passes of 16
+  // tokens; 2000 blocks fit no pass and take the 1-row tiles. Q4_1 / Q5_1 tables hold 8 bytes
+  // (640 blocks: two passes; 8448: none) and Q8_0's 4 (1280 blocks: two passes; 16896: none).
+  // AVX-512 Q4_0 / Q4_1: one token's 4-row table holds up to 182 blocks (180: that kernel; 200:
+  // the 8-row one), the 8-row kernel's 2048 blocks per pass (640: 3 tokens; 2000: 1 for Q4_1,
+  // while Q4_0 follows AVX2 to the 1-row tiles; 8448: the AVX2 kernel).
+  shapes.push_back({9, 5760, 1});
+  shapes.push_back({9, 6400, 1});
+  shapes.push_back({9, 6400, 17});
+  shapes.push_back({6, 64000, 3});
+  shapes.push_back({5, 20480, 17});
+  shapes.push_back({3, 270336, 2});
+  shapes.push_back({5, 40960, 17});
+  shapes.push_back({2, 540672, 2});
+  return shapes;
+}
+
 TEST(MatMulRowBlocks, EveryIsaMatchesScalarTwinOnTileEdges) {
   Isa isas[3];
   const int n_isas = AvailableIsas(isas);
@@ -332,21 +356,7 @@ TEST(MatMulRowBlocks, EveryIsaMatchesScalarTwinOnTileEdges) {
   ThreadPool& pool3 = Pool(3);
   uint32_t seed = 5000;
   for (const DType wtype : kRowBlockTypes) {
-    std::vector<Shape> shapes;
-    for (const int64_t n_out : {1, 3, 4, 5, 7, 8, 9, 13, 255}) {
-      for (int64_t nt = 1; nt <= kMatMulWideTileTokens + 1; ++nt) shapes.push_back({n_out, 32, nt});
-      for (const int64_t nt : {2, 4, 5, 16, 33}) shapes.push_back({n_out, 352, nt});
-    }
-    // Q4_0 / Q5_0 tables hold 36 bytes per (token, block): 200 blocks take two passes of 16
-    // tokens; 2000 blocks fit no pass and take the 1-row tiles. Q4_1 / Q5_1 tables hold 8 bytes
-    // (640 blocks: two passes; 8448: none) and Q8_0's 4 (1280 blocks: two passes; 16896: none).
-    shapes.push_back({9, 6400, 17});
-    shapes.push_back({6, 64000, 3});
-    shapes.push_back({5, 20480, 17});
-    shapes.push_back({3, 270336, 2});
-    shapes.push_back({5, 40960, 17});
-    shapes.push_back({2, 540672, 2});
-    for (const Shape& s : shapes) {
+    for (const Shape& s : TileEdgeShapes()) {
       const Problem p = MakeProblem(wtype, s, seed++);
       for (int k = 0; k < n_isas; ++k) {
         for (ThreadPool* pool : {&pool1, &pool3}) {
@@ -357,13 +367,32 @@ TEST(MatMulRowBlocks, EveryIsaMatchesScalarTwinOnTileEdges) {
   }
 }
 
+// The AVX-512 row-block kernels (their own row groups, lane layouts and table passes) against
+// the AVX2 ones, bit for bit, on the same edges.
+TEST(MatMulRowBlocks, Avx512BitsEqualAvx2OnTileEdges) {
+  if (!HasIsa(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  uint32_t seed = 9000;
+  for (const DType wtype : kRowBlockTypes) {
+    for (const Shape& s : TileEdgeShapes()) {
+      const Problem p = MakeProblem(wtype, s, seed++);
+      for (ThreadPool* pool : {&Pool(1), &Pool(3)}) {
+        const std::vector<float> a = RunMatMul(p, *pool, Isa::kAvx2);
+        const std::vector<float> b = RunMatMul(p, *pool, Isa::kAvx512);
+        ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+            << DTypeName(wtype) << " threads " << pool->size() << " shape " << s.n_out << "x"
+            << s.n_in << "x" << s.n_tokens;
+      }
+    }
+  }
+}
+
 // Hand-made blocks at the ends of the code and activation ranges with unit scales: every sum is
 // an integer far below 2^24, so any order gives the exact value and an overflow of the int16
 // partial sums (or a saturated maddubs) shows as a wrong integer. A fourth pattern of random
 // bytes checks that every code (nibble and 5th bit) meets its own activation. One token takes the
 // decode loop (whole groups of four rows; the ninth row the 4-row tile's partial group).
-// The AVX-512 target runs its own Q8_0 kernel (offset codes, exact for -128 activations too) and
-// the AVX2 kernels of the other row-block types.
+// The AVX-512 target runs its own Q8_0 kernel (offset codes, exact for -128 activations too), its
+// own Q4_0 / Q4_1 / Q5_0 / Q5_1 kernels (stored codes, like AVX2's).
 void CheckExtremeRowBlocks(Isa isa);
 
 TEST(MatMulRowBlocks, ExtremeCodesAndActivationsAreExact) {
