@@ -22,8 +22,12 @@
 namespace gannet::engine {
 namespace {
 
+using spec_test::MixedRequests;
 using spec_test::Outcome;
+using spec_test::Prompt;
 using spec_test::RunAll;
+using spec_test::SmallPoolOptions;
+using spec_test::WithDrafts;
 
 const std::string kDir = std::string(GANNET_FIXTURES_DIR) + "/tiny/";
 
@@ -31,12 +35,6 @@ std::unique_ptr<ModelRunner> Load(const std::string& name) {
   auto r = ModelRunner::Load(kDir + name + ".gguf", {.n_threads = 2, .n_ctx = 128});
   EXPECT_TRUE(r.ok()) << r.status().ToString();
   return r.ok() ? std::move(*r) : nullptr;
-}
-
-std::vector<int32_t> Prompt(int i, int len, int64_t n_vocab) {
-  std::vector<int32_t> p;
-  for (int k = 0; k < len; ++k) p.push_back(static_cast<int32_t>((37 * i + 13 * k + 3) % n_vocab));
-  return p;
 }
 
 class Restricted : public ::testing::TestWithParam<std::string> {};
@@ -213,34 +211,13 @@ TEST_P(SelfDraftOutputs, AreIdenticalToNoSpeculation) {
   auto target = Load(GetParam().model);
   ASSERT_NE(target, nullptr);
   const int64_t n_vocab = target->config().n_vocab;
-  std::vector<GenerationRequest> reqs;
-  for (int i = 0; i < 6; ++i) {
-    GenerationRequest r{.prompt = Prompt(i, 9 + 4 * i, n_vocab),
-                        .max_tokens = 18 + 5 * (i % 3),
-                        .n = 1 + i % 2,
-                        .sampling = {.temperature = 0.0f},
-                        .stop_at_eog = false,
-                        .top_logprobs = 2};
-    if (i % 3 == 2) r.sampling = {.temperature = 0.8f, .top_p = 0.95f, .seed = 40u + i};
-    reqs.push_back(r);
-  }
-  EngineOptions base{.block_size = 4,
-                     .kv_memory_bytes = 36 * PagedKvStore::BytesPerBlock(target->config(), 4),
-                     .max_batch_tokens = 40,
-                     .max_seqs = 6,
-                     .itl_factor = 0};
-  EngineOptions spec = base;
-  spec.spec = GetParam().method;
-  spec.spec_max_tokens = 6;
-  spec.spec_adaptive = false;
-  spec.spec_self_tokens = GetParam().tokens;
-  spec.spec_self_layers = GetParam().layers;
-  // The draft's K/V shares the KV memory: give it its part, so that the target keeps 36 blocks.
+  const std::vector<GenerationRequest> reqs = MixedRequests(n_vocab);
+  const EngineOptions base = SmallPoolOptions(target->config());
   models::ModelConfig draft_config = target->config();
   if (GetParam().layers > 0) draft_config.n_layer = GetParam().layers;
-  const size_t per_draft_block = PagedKvStore::BytesPerBlock(draft_config, 4);
-  const size_t chain_blocks = (6 + 3) / 4 + 1;
-  spec.kv_memory_bytes += 36 * per_draft_block + chain_blocks * 6 * per_draft_block;
+  EngineOptions spec = WithDrafts(base, GetParam().method, draft_config);
+  spec.spec_self_tokens = GetParam().tokens;
+  spec.spec_self_layers = GetParam().layers;
   EngineStats a, b;
   const std::vector<Outcome> plain = RunAll(target.get(), base, reqs, &a);
   const std::vector<Outcome> fast = RunAll(target.get(), spec, reqs, &b);

@@ -1,7 +1,8 @@
 // Speculative decoding's engine tests (draft_model_test, self_draft_test): run requests through an
 // Engine and collect each sample's tokens, logprobs and finish reasons, to compare runs with and
 // without speculation. Checks on the way (EXPECT): every request succeeds, and no KV block of the
-// target or of a draft model is left in use once the engine shuts down.
+// target or of a draft model is left in use once the engine shuts down. Also the requests and
+// pool of their outputs-identical tests.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/paged_kv.h"
 
 namespace gannet::engine::spec_test {
 
@@ -73,6 +75,52 @@ inline std::vector<Outcome> RunAll(ModelRunner* runner, const EngineOptions& opt
   EXPECT_EQ(stats->kv_blocks_used, 0);
   EXPECT_EQ(stats->draft_kv_blocks_used, 0);  // the draft's K/V went with its sequences
   return outs;
+}
+
+// Deterministic prompt tokens (the i-th prompt of length len).
+inline std::vector<int32_t> Prompt(int i, int len, int64_t n_vocab) {
+  std::vector<int32_t> p;
+  for (int k = 0; k < len; ++k) p.push_back(static_cast<int32_t>((37 * i + 13 * k + 3) % n_vocab));
+  return p;
+}
+
+// Six concurrent requests: greedy and seeded, n of 1 and 2, logprobs.
+inline std::vector<GenerationRequest> MixedRequests(int64_t n_vocab) {
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 6; ++i) {
+    GenerationRequest r{.prompt = Prompt(i, 9 + 4 * i, n_vocab),
+                        .max_tokens = 18 + 5 * (i % 3),
+                        .n = 1 + i % 2,
+                        .sampling = {.temperature = 0.0f},
+                        .stop_at_eog = false,
+                        .top_logprobs = 2};
+    if (i % 3 == 2) r.sampling = {.temperature = 0.8f, .top_p = 0.95f, .seed = 40u + i};
+    reqs.push_back(r);
+  }
+  return reqs;
+}
+
+// Six sequences over a pool of kSmallPoolBlocks blocks of 4 positions: small enough to preempt.
+inline constexpr int32_t kSmallPoolBlocks = 36;
+inline EngineOptions SmallPoolOptions(const models::ModelConfig& target) {
+  return EngineOptions{.block_size = 4,
+                       .kv_memory_bytes = kSmallPoolBlocks * PagedKvStore::BytesPerBlock(target, 4),
+                       .max_batch_tokens = 40,
+                       .max_seqs = 6,
+                       .itl_factor = 0};
+}
+
+// `base` with drafts of up to 6 tokens, the control off, and the KV memory a draft model of
+// `draft`'s shape takes besides the target's blocks (one draft block per target block, and 3
+// chain blocks per sequence), so that the target keeps kSmallPoolBlocks blocks.
+inline EngineOptions WithDrafts(EngineOptions base, SpecMethod method,
+                                const models::ModelConfig& draft) {
+  base.spec = method;
+  base.spec_max_tokens = 6;
+  base.spec_adaptive = false;
+  const size_t per_draft_block = PagedKvStore::BytesPerBlock(draft, 4);
+  base.kv_memory_bytes += (kSmallPoolBlocks + 3 * 6) * per_draft_block;
+  return base;
 }
 
 }  // namespace gannet::engine::spec_test

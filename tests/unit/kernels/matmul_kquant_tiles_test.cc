@@ -14,9 +14,9 @@
 #include "base/thread_pool.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/ops.h"
+#include "matmul_problem.h"
 #include "tensor/fp16.h"
 #include "tensor/quant/quant.h"
-#include "matmul_problem.h"
 
 namespace gannet::cpu {
 namespace {
