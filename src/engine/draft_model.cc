@@ -125,7 +125,7 @@ bool ModelDrafter::ResizeSlots(SeqId seq, int32_t slots) {
 
 bool ModelDrafter::Plan(const DraftRequest& r, int32_t* budget, Work* w) {
   const int32_t n = static_cast<int32_t>(r.tokens.size());
-  if (n == 0 || r.max_nodes < 1 || *budget <= 0) return false;
+  if (n == 0 || ModelNodes(r) < 1 || *budget <= 0) return false;
   if (n > runner_->n_ctx()) {  // past the draft model's context: no more drafts
     Release(r.seq);
     return false;
@@ -154,7 +154,7 @@ bool ModelDrafter::Plan(const DraftRequest& r, int32_t* budget, Work* w) {
   w->keep = keep;
   w->n_run = std::min(n - keep, *budget);
   w->drafts = w->n_run == n - keep;
-  w->shape = ShapeFor(std::min(r.max_nodes, kMaxDraftTokens));
+  w->shape = ShapeFor(std::min(ModelNodes(r), kMaxDraftTokens));
   // Chain tokens 0..depth-2 run at positions n..n+depth-2, inside the draft's context.
   w->shape.depth =
       static_cast<int32_t>(std::min<int64_t>(w->shape.depth, runner_->n_ctx() - n + 1));
@@ -264,7 +264,7 @@ Status ModelDrafter::Propose(std::span<const DraftRequest> requests) {
   model_tokens_ = 0;
   for (const DraftRequest& r : requests) {
     if (r.draft != nullptr) *r.draft = {};
-    model_tokens_ += std::max(r.max_nodes, 0);
+    model_tokens_ += std::max(ModelNodes(r), 0);
     if (Plan(r, &budget, &work[n])) ++n;
   }
   work.resize(n);

@@ -28,12 +28,22 @@ struct DraftRequest {
   SeqId seq = 0;
   std::span<const int32_t> tokens;  // the sequence's tokens, prompt and output, newest last
   int32_t max_nodes = 0;            // draft tokens at most (1..kMaxDraftTokens)
-  Draft* draft = nullptr;           // receives the draft (left empty when none can be made)
+  // Draft tokens at most where a model's forward passes make them (their cost counted in), or -1
+  // for max_nodes. A drafter that costs nothing (the n-gram lookup) may draft max_nodes where a
+  // model may draft fewer or none.
+  int32_t model_nodes = -1;
+  Draft* draft = nullptr;  // receives the draft (left empty when none can be made)
   // With a target K/V source (ModelDrafter::CopyKvFrom): the sequence's block table in the
   // target's store and how many of its first positions hold the target's K/V at their positions.
   std::span<const int32_t> target_blocks;
   int32_t target_kv = 0;
 };
+
+// The draft tokens a model's passes may make for `r`: model_nodes, at most max_nodes.
+inline int32_t ModelNodes(const DraftRequest& r) {
+  return r.model_nodes < 0 ? r.max_nodes
+                           : (r.model_nodes < r.max_nodes ? r.model_nodes : r.max_nodes);
+}
 
 class Drafter {
  public:

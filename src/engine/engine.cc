@@ -329,10 +329,15 @@ void Engine::Loop() {
         // Against the step without its draft rows: a draft row pays when it yields more tokens
         // per second than the sequences' own rows do (with the draft rows counted in, a step
         // full of drafts lowered its own bar).
-        spec_threshold_ =
-            options_.spec_adaptive
-                ? spec_cost_.Threshold(decodes, out.num_tokens - (decode_rows - decodes))
-                : 0.0;
+        // ngram+self: n-gram draft rows cost no draft-model pass, so their bar leaves d out; the
+        // self draft's rows get the bar with it (ProposeDraft).
+        const int32_t own_rows = out.num_tokens - (decode_rows - decodes);
+        const bool chained = options_.spec == SpecMethod::kNgramSelf;
+        spec_model_threshold_ =
+            options_.spec_adaptive ? spec_cost_.Threshold(decodes, own_rows) : 0.0;
+        spec_threshold_ = options_.spec_adaptive && chained
+                              ? spec_cost_.Threshold(decodes, own_rows, /*charge_draft=*/false)
+                              : spec_model_threshold_;
         Sample(out, *logits);
         FinishMasks();
         // The draft model's passes are timed apart: the pacer and the cost model's a and b
@@ -593,6 +598,12 @@ void Engine::ProposeDraft(SampleJob& job) const {
       static_cast<int64_t>(a.history[i].size()) - static_cast<int64_t>(a.request.prompt.size());
   job.draft_budget =
       static_cast<int32_t>(std::min<int64_t>(m, a.request.max_tokens - generated - 1));
+  if (options_.spec == SpecMethod::kNgramSelf && spec_model_threshold_ > 0) {
+    // The budget above is what n-gram drafts (free) pay for; where the lookup finds nothing, the
+    // self draft's passes must pay for their tokens too.
+    job.draft_model_budget =
+        SpecController::BestLength(a.spec[i].acceptance(), spec_model_threshold_, job.draft_budget);
+  }
 }
 
 void Engine::ProposeDrafts() {
@@ -608,6 +619,7 @@ void Engine::ProposeDrafts() {
         DraftRequest{.seq = e.seq_id,
                      .tokens = job.active->history[static_cast<size_t>(job.index)],
                      .max_nodes = job.draft_budget,
+                     .model_nodes = job.draft_model_budget,
                      .draft = &job.draft,
                      .target_blocks = e.block_table,
                      .target_kv = target_kv});

@@ -310,8 +310,11 @@ class Engine {
   std::unique_ptr<Drafter> ngram_drafter_;       // kNgram, kNgramSelf
   std::unique_ptr<Drafter> chained_drafter_;     // kNgramSelf: ngram, then the model
   Drafter* drafter_ = nullptr;                   // the one asked for drafts; null: kNone
-  double spec_threshold_ = 0;                    // this step's (SpecCostModel::Threshold)
-  double spec_draft_seconds_ = 0;                // in a draft model's passes, in all
+  // This step's SpecCostModel::Threshold for the method's drafts (ngram+self: for the n-gram
+  // lookup's, which cost no pass), and for drafts of a model's passes (ngram+self only).
+  double spec_threshold_ = 0;
+  double spec_model_threshold_ = 0;
+  double spec_draft_seconds_ = 0;  // in a draft model's passes, in all
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

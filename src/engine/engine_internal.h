@@ -64,6 +64,7 @@ struct Engine::SampleJob {
   std::vector<std::pair<int64_t, int64_t>> moves;  // K/V slots of accepted draft tokens to move
   Draft draft;                                     // for the sequence's next step
   int32_t draft_budget = 0;           // draft tokens the drafter is to propose (ProposeDrafts)
+  int32_t draft_model_budget = -1;    // of which a model's passes may make (DraftRequest)
   std::vector<SampledToken> emitted;  // DeliverTokens' results, for CollectOutputs
 };
 

@@ -56,7 +56,7 @@ double SpecCostModel::draft_seconds_per_token() const {
   return draft_tokens_ > 0 ? draft_seconds_ / draft_tokens_ : 0;
 }
 
-double SpecCostModel::Threshold(int32_t seqs, int32_t rows) const {
+double SpecCostModel::Threshold(int32_t seqs, int32_t rows, bool charge_draft) const {
   if (n_observed_ < kWarmSteps) {
     // Nothing measured yet (a burst of requests runs steps with prompt chunks for a while, which
     // are not observed). A lone sequence's step streams the weights, so a few rows more cost
@@ -66,7 +66,8 @@ double SpecCostModel::Threshold(int32_t seqs, int32_t rows) const {
   }
   const double b = per_row_seconds(), a = fixed_seconds();
   if (a + b * rows <= 0) return 0.25;
-  return (b + draft_seconds_per_token()) * std::max(seqs, 1) / (a + b * std::max(rows, 1));
+  const double d = charge_draft ? draft_seconds_per_token() : 0.0;
+  return (b + d) * std::max(seqs, 1) / (a + b * std::max(rows, 1));
 }
 
 SpecController::SpecController(int32_t max_nodes) : max_nodes_(std::max(max_nodes, 0)) {}

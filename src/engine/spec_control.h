@@ -39,7 +39,9 @@ class SpecCostModel {
   // row costs b + d and must yield more than the step's own rows do per second. Before a few
   // decode-only steps are observed: 0.25 for one sequence, 1 (no draft can pay) for a batch. A
   // draft row yields one token at most, so a threshold of 1 or more means drafting cannot pay.
-  double Threshold(int32_t seqs, int32_t rows) const;
+  // With `charge_draft` false, d is left out: the bar for draft rows that cost no model pass (the
+  // n-gram lookup's).
+  double Threshold(int32_t seqs, int32_t rows, bool charge_draft = true) const;
   double fixed_seconds() const;            // a
   double per_row_seconds() const;          // b
   double draft_seconds_per_token() const;  // d

@@ -115,6 +115,27 @@ TEST(DraftModel, ProposesTheGreedyChainAndAlternatives) {
   EXPECT_TRUE((*drafter)->kv().CheckInvariants().ok());
 }
 
+// DraftRequest::model_nodes bounds what the model's passes make (ngram+self's bar for them).
+TEST(DraftModel, ModelNodesBoundTheDraft) {
+  auto target = Load("tiny-llama-f32");
+  ASSERT_NE(target, nullptr);
+  auto draft = LoadDraft("tiny-llama-q", *target);
+  ASSERT_NE(draft, nullptr);
+  auto drafter = ModelDrafter::Create(draft.get(), {.n_blocks = 32, .block_size = 4});
+  ASSERT_TRUE(drafter.ok());
+  const std::vector<int32_t> seq = Prompt(1, 11, target->config().n_vocab);
+  Draft d;
+  const DraftRequest three{.seq = 7, .tokens = seq, .max_nodes = 8, .model_nodes = 3, .draft = &d};
+  ASSERT_TRUE((*drafter)->Propose({&three, 1}).ok());
+  EXPECT_EQ(d.tokens.size(), 3u);
+  EXPECT_EQ((*drafter)->last_model_tokens(), 3);
+  const DraftRequest none{.seq = 8, .tokens = seq, .max_nodes = 8, .model_nodes = 0, .draft = &d};
+  ASSERT_TRUE((*drafter)->Propose({&none, 1}).ok());
+  EXPECT_TRUE(d.empty());
+  EXPECT_EQ((*drafter)->last_model_tokens(), 0);
+  EXPECT_EQ((*drafter)->num_seqs(), 1);  // nothing kept for a sequence it made no draft for
+}
+
 // The target as its own draft: every greedy chain token is accepted, so a step yields depth + 1
 // tokens, and the output is that of no speculation.
 TEST(DraftModel, SelfDraftAcceptsTheWholeChain) {

@@ -16,9 +16,11 @@ class FakeModelDrafter : public Drafter {
     model_tokens_ = 0;
     for (const DraftRequest& r : requests) {
       seen.push_back(r.seq);
-      model_tokens_ += r.max_nodes;
-      *r.draft = Draft{.tokens = {static_cast<int32_t>(r.seq), static_cast<int32_t>(r.seq)},
-                       .parents = {-1, 0}};
+      model_tokens_ += ModelNodes(r);
+      *r.draft = ModelNodes(r) > 0
+                     ? Draft{.tokens = {static_cast<int32_t>(r.seq), static_cast<int32_t>(r.seq)},
+                             .parents = {-1, 0}}
+                     : Draft{};
     }
     return Status::Ok();
   }
@@ -77,6 +79,27 @@ TEST(DrafterTest, ChainedGivesTheRestWhatTheFirstLeavesEmpty) {
   ASSERT_TRUE(d->Propose({&rs[0], 1}).ok());
   EXPECT_EQ(d->last_model_tokens(), 0);
   EXPECT_TRUE(model.seen.empty());
+}
+
+TEST(DrafterTest, ModelNodesBoundOnlyTheModelsDrafts) {
+  // ngram+self: the n-gram lookup costs no pass and drafts max_nodes; the model may draft fewer.
+  std::unique_ptr<Drafter> ngram = MakeNgramDrafter();
+  FakeModelDrafter model;
+  std::unique_ptr<Drafter> d = MakeChainedDrafter(ngram.get(), &model);
+  const std::vector<int32_t> repeats = {1, 2, 3, 4, 1, 2, 3, 4, 1};  // ngram: 2, 3, 4, ...
+  const std::vector<int32_t> fresh = {10, 11, 12, 13};
+  Draft a, b, c;
+  const DraftRequest rs[] = {
+      {.seq = 1, .tokens = repeats, .max_nodes = 3, .model_nodes = 0, .draft = &a},
+      {.seq = 2, .tokens = fresh, .max_nodes = 5, .model_nodes = 0, .draft = &b},
+      {.seq = 3, .tokens = fresh, .max_nodes = 5, .model_nodes = 2, .draft = &c}};
+  ASSERT_TRUE(d->Propose(rs).ok());
+  EXPECT_EQ(a.tokens, (std::vector<int32_t>{2, 3, 4}));
+  EXPECT_TRUE(b.empty());  // the model may make none
+  EXPECT_EQ(c.tokens, (std::vector<int32_t>{3, 3}));
+  EXPECT_EQ(d->last_model_tokens(), 2);                    // what the model may make, not max_nodes
+  EXPECT_EQ(ModelNodes(DraftRequest{.max_nodes = 4}), 4);  // -1: max_nodes
+  EXPECT_EQ(ModelNodes(DraftRequest{.max_nodes = 4, .model_nodes = 9}), 4);
 }
 
 }  // namespace

@@ -53,6 +53,8 @@ TEST(SpecCostModelTest, ChargesTheDraftModelsTimeToEachDraftRow) {
   for (int k = 0; k < 50; ++k) m.ObserveDraft(8, 0.008);
   EXPECT_NEAR(m.draft_seconds_per_token(), 0.001, 1e-9);
   EXPECT_NEAR(m.Threshold(1, 1), (0.002 + 0.001) / 0.012, 1e-6);
+  // Draft rows that cost no model pass (n-gram drafts beside a model's) are not charged its time.
+  EXPECT_NEAR(m.Threshold(1, 1, /*charge_draft=*/false), 0.002 / 0.012, 1e-6);
   m.ObserveDraft(0, 1.0);  // garbage is ignored
   m.ObserveDraft(4, -1.0);
   EXPECT_NEAR(m.draft_seconds_per_token(), 0.001, 1e-9);
@@ -105,7 +107,9 @@ TEST(SpecControllerTest, GrowsWhileAcceptedAndPausesWhenNot) {
   for (size_t i = 0; i < budgets.size(); ++i) {
     drafted += budgets[i] > 0 ? 1 : 0;
     tokens += budgets[i];
-    if (i > 0 && budgets[i] > 0 && budgets[i - 1] > 0) EXPECT_LE(budgets[i], budgets[i - 1]);
+    if (i > 0 && budgets[i] > 0 && budgets[i - 1] > 0) {
+      EXPECT_LE(budgets[i], budgets[i - 1]);
+    }
   }
   EXPECT_LT(drafted, 24);
   EXPECT_LT(tokens, 120);
