@@ -20,7 +20,9 @@ Speculation never changes the output, so the greedy texts of every variant must 
 in the same round; mismatches are printed (and the exit status is 1, as for failed requests). With --acceptance, each spec variant also runs every
 prompt once through `gannet run --json` (same prompt, same max tokens) for its draft counts:
 acceptance rate (accepted / drafted) and tokens per engine step. The server's /metrics is read
-before and after each run; counters whose names contain "spec" are reported when it has any.
+before and after each run; the samples whose names contain "spec" are reported when it has any
+(counters, `_total`, as summed over the runs; gauges, the cost model's, as the median of what each run
+left).
 
   .venv/bin/python bench/speculative.py -m models/gemma-3-270m-q4_k_m.gguf -t 2 --rounds 3
   .venv/bin/python bench/speculative.py -m models/gemma-3-270m-q4_k_m.gguf --variants none,ngram:4,ngram:8
@@ -103,6 +105,11 @@ def parse_variant(text: str) -> dict:
         else:
             raise ValueError(text)
     return {"name": text, "method": method, "server_args": args}
+
+
+def is_counter(sample: str) -> bool:
+    """Whether a /metrics sample is a counter (summed over runs) rather than a gauge (read as is)."""
+    return sample.split("{")[0].endswith("_total")
 
 
 def spec_counters(url: str) -> dict[str, float]:
@@ -227,7 +234,9 @@ def one_round(a, variants, sets, concs, rnd, report) -> None:
                     before = spec_counters(server.url)
                     res = asyncio.run(run_set(server.url, prompts, c, a.max_tokens, a.chat))
                     after = spec_counters(server.url)
-                    res["spec_counters"] = {k: after[k] - before.get(k, 0) for k in after}
+                    # Counters (_total) over the run; gauges (the cost model's) as the run left them.
+                    res["spec_counters"] = {k: after[k] - before.get(k, 0) if is_counter(k) else after[k]
+                                            for k in after}
                     report["runs"].append({"round": rnd, "variant": v["name"], "set": name, "concurrency": c, **res})
                     print(f"round {rnd} {v['name']:>10} {name:>8} c={c:<3} {res['output_tps']:7.2f} tok/s "
                           f"({res['output_tokens']} tokens, {res['wall_s']:.1f} s, {res['failed']} failed)",
@@ -265,7 +274,8 @@ def compare(report: dict, variants: list[dict], sets: dict, concs: list[int]) ->
                              "compared_outputs": sum(len(r["outputs"]) for r in mine) if v["name"] != base else 0,
                              "mismatches": mismatches,
                              "failed": sum(r["failed"] for r in mine),
-                             "spec_counters": {k: sum(r["spec_counters"].get(k, 0) for r in mine)
+                             "spec_counters": {k: (sum if is_counter(k) else statistics.median)(
+                                                   [r["spec_counters"][k] for r in mine if k in r["spec_counters"]])
                                                for r in mine for k in r["spec_counters"]}})
     return rows
 

@@ -590,7 +590,13 @@ void Engine::ProposeDraft(SampleJob& job) const {
                       static_cast<int32_t>(job.tokens.size()) - 1);
   }
   if (job.tokens.back().output.finished || job.entry->num_samples != 1) return;
-  const int32_t m = a.spec[i].NextBudget(spec_threshold_);
+  // An n-gram draft costs nothing to make: it is made whenever a draft could pay, and cut to what
+  // its class's acceptance pays for once its class is known (ProposeDrafts). A model's draft is
+  // sized before its passes run.
+  const bool free_first =
+      options_.spec == SpecMethod::kNgram || options_.spec == SpecMethod::kNgramSelf;
+  const int32_t m =
+      free_first ? a.spec[i].FreeBudget(spec_threshold_) : a.spec[i].NextBudget(spec_threshold_);
   if (m <= 0) return;
   // The drafter runs after every job (ProposeDrafts), for no more tokens than the sample may still
   // generate after the next one.
@@ -599,10 +605,9 @@ void Engine::ProposeDraft(SampleJob& job) const {
   job.draft_budget =
       static_cast<int32_t>(std::min<int64_t>(m, a.request.max_tokens - generated - 1));
   if (options_.spec == SpecMethod::kNgramSelf && spec_model_threshold_ > 0) {
-    // The budget above is what n-gram drafts (free) pay for; where the lookup finds nothing, the
-    // self draft's passes must pay for their tokens too.
+    // Where the lookup finds nothing, the self draft's passes must pay for their tokens too.
     job.draft_model_budget =
-        SpecController::BestLength(a.spec[i].acceptance(), spec_model_threshold_, job.draft_budget);
+        std::min(a.spec[i].NextBudget(spec_model_threshold_), job.draft_budget);
   }
 }
 
@@ -629,6 +634,16 @@ void Engine::ProposeDrafts() {
   // A failed draft pass only costs this step's drafts (the sequences start afresh next time):
   // the target's output never depends on them.
   (void)drafter_->Propose(draft_requests_);
+  for (SampleJob& job : jobs_) {
+    if (job.active == nullptr || job.draft_budget <= 0 || job.draft.match <= 0) continue;
+    // An n-gram draft: verify as much of it as its class pays for. Its nodes are in depth-first
+    // order, heaviest chain first, so a prefix is a tree and keeps the likeliest chain.
+    Draft& d = job.draft;
+    const int32_t keep = job.active->spec[static_cast<size_t>(job.index)].Keep(
+        d.match, spec_threshold_, static_cast<int32_t>(d.tokens.size()));
+    d.tokens.resize(static_cast<size_t>(keep));
+    d.parents.resize(static_cast<size_t>(keep));
+  }
   const int32_t model_tokens = drafter_->last_model_tokens();
   if (model_tokens > 0) {
     const double seconds = Seconds(Clock::now() - start);

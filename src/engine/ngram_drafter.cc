@@ -63,6 +63,7 @@ Draft NgramDrafter::Propose(int32_t max_nodes, int32_t max_depth) const {
   std::vector<Candidate> cands;
   Candidates(&cands);
   if (cands.empty()) return draft;
+  draft.match = cands.front().weight;  // the longest n-gram comes first
   // The trie of the candidates' continuations; node 0 is the root (the sequence's last token).
   struct Node {
     int32_t token = -1, parent = -1, depth = 0, weight = 0;

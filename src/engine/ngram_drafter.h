@@ -42,7 +42,8 @@ class NgramDrafter {
   const std::vector<int32_t>& tokens() const { return tokens_; }
 
   // A draft of at most max_nodes tokens continuing tokens() (empty when no n-gram of its end
-  // occurred before, or max_nodes <= 0). At most max_depth levels deep.
+  // occurred before, or max_nodes <= 0). At most max_depth levels deep. Its `match` is the length
+  // of the longest n-gram of the end that occurred before.
   Draft Propose(int32_t max_nodes, int32_t max_depth) const;
 
  private:

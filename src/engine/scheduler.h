@@ -104,6 +104,9 @@ struct SampledToken {
 struct Draft {
   std::vector<int32_t> tokens;
   std::vector<int32_t> parents;
+  // The drafter's evidence: for an n-gram draft, the length of the longest earlier match of the
+  // sequence's end (1..); 0 for a model's draft (spec_control.h's draft classes).
+  int32_t match = 0;
   bool empty() const { return tokens.empty(); }
 };
 

@@ -89,36 +89,62 @@ int32_t SpecController::BestLength(double p, double threshold, int32_t max_nodes
   return best_k;
 }
 
-int32_t SpecController::NextBudget(double threshold) {
-  if (max_nodes_ == 0) return 0;
-  if (!(threshold > 0)) return max_nodes_;
+double SpecController::acceptance(int32_t cls) const {
+  const Estimate& e = est_[std::clamp(cls, 0, kClasses - 1)];
+  return e.successes / e.trials;
+}
+
+int32_t SpecController::Budget(int32_t cls, double threshold, int32_t max_nodes) {
+  if (max_nodes <= 0) return 0;
+  if (!(threshold > 0)) return max_nodes;
   // Where not even drafts that are always accepted would pay (a large batch is compute-bound, a
   // draft row costs about what a sequence's own row does), neither a draft nor a probe: a probe
   // judged by acceptance alone would pass. The estimate and pause stay for when the batch
   // shrinks.
-  if (BestLength(1.0, threshold, max_nodes_) == 0) return 0;
-  if (pause_ > 0) {
-    if (--pause_ == 0) probe_ = true;
+  if (BestLength(1.0, threshold, max_nodes) == 0) return 0;
+  Estimate& e = est_[cls];
+  if (e.pause > 0) {
+    if (--e.pause == 0) e.probe = true;
     return 0;
   }
-  if (probe_) return std::min(kProbeNodes, max_nodes_);
-  const int32_t k = BestLength(acceptance(), threshold, max_nodes_);
+  if (e.probe) return std::min(kProbeNodes, max_nodes);
+  const int32_t k = BestLength(e.successes / e.trials, threshold, max_nodes);
   if (k == 0) {
-    pause_ = backoff_;
-    backoff_ = std::min(backoff_ * 2, kMaxPause);
+    e.pause = e.backoff;
+    e.backoff = std::min(e.backoff * 2, kMaxPause);
   }
+  return k;
+}
+
+int32_t SpecController::NextBudget(double threshold) {
+  pending_ = 0;
+  return Budget(0, threshold, max_nodes_);
+}
+
+int32_t SpecController::FreeBudget(double threshold) const {
+  if (max_nodes_ == 0) return 0;
+  if (!(threshold > 0)) return max_nodes_;
+  return BestLength(1.0, threshold, max_nodes_) > 0 ? max_nodes_ : 0;
+}
+
+int32_t SpecController::Keep(int32_t cls, double threshold, int32_t proposed) {
+  cls = std::clamp(cls, 1, kClasses - 1);
+  const int32_t k = Budget(cls, threshold, std::min(proposed, max_nodes_));
+  if (k > 0) pending_ = cls;
   return k;
 }
 
 void SpecController::Observe(int32_t drafted, int32_t accepted) {
   if (drafted <= 0) return;
+  Estimate& e = est_[pending_];
   accepted = std::clamp(accepted, 0, drafted);
-  successes_ = kAcceptDecay * successes_ + accepted;
-  trials_ = kAcceptDecay * trials_ + accepted + (accepted < drafted ? 1 : 0);
-  if (probe_) {
-    probe_ = false;
-    // A probe that is all accepted ends the backoff; NextBudget decides whether drafting pays.
-    if (accepted == drafted) backoff_ = 1;
+  e.successes = kAcceptDecay * e.successes + accepted;
+  e.trials = kAcceptDecay * e.trials + accepted + (accepted < drafted ? 1 : 0);
+  if (e.probe) {
+    e.probe = false;
+    // A probe that is all accepted ends the backoff; the next budget decides whether drafting
+    // pays.
+    if (accepted == drafted) e.backoff = 1;
   }
 }
 

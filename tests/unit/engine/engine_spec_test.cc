@@ -126,9 +126,11 @@ TEST_P(EngineSpecTest, GreedyOutputIsIdenticalWithAndWithoutSpeculation) {
   EXPECT_GT(spec_stats.spec_steps, 0);
   EXPECT_GT(spec_stats.spec_accepted_tokens, 0);
   EXPECT_LE(spec_stats.spec_accepted_tokens, spec_stats.spec_draft_tokens);
-  // Drafts take only leftover budget and never preempt: they add no steps here.
-  EXPECT_LE(spec_stats.steps, plain_stats.steps);
-  // Each request alone: accepted drafts save steps.
+  // Steps are compared per request alone below: with all eight at once, how many the engine's
+  // first steps admit depends on how far the submitting thread got (a step may start after the
+  // first Submit), so the two runs' schedules, and step counts, may differ by a step or two.
+  // Each request alone: accepted drafts save steps, and drafts, taking only leftover budget,
+  // never add one.
   int64_t steps_plain = 0, steps_spec = 0;
   for (const GenerationRequest& r : reqs) {
     EngineStats lone_plain, lone_spec;

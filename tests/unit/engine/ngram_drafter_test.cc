@@ -31,6 +31,15 @@ TEST(NgramDrafterTest, ProposesWhatFollowedTheLongestEarlierMatch) {
   // "1 2 3" was followed by 4 5 6 7: a chain.
   EXPECT_EQ(draft.tokens, (std::vector<int32_t>{4, 5, 6, 7}));
   EXPECT_EQ(draft.parents, (std::vector<int32_t>{-1, 0, 1, 2}));
+  EXPECT_EQ(draft.match, 3);  // "1 2 3" matched; "9 1 2 3" never occurred before
+  // Only the last token recurs: a one-token match.
+  NgramDrafter one;
+  one.Append(std::vector<int32_t>{5, 8, 6, 7, 5});
+  EXPECT_EQ(one.Propose(4, 16).match, 1);
+  // Longer matches than max_ngram count as max_ngram.
+  NgramDrafter many;
+  many.Append(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 5});
+  EXPECT_EQ(many.Propose(4, 16).match, 4);
 }
 
 TEST(NgramDrafterTest, SeveralContinuationsMakeATreeWithTheHeaviestChainFirst) {

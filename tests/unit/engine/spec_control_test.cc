@@ -174,5 +174,36 @@ TEST(SpecControllerTest, NoProbeWhileNoAcceptanceCouldPay) {
   EXPECT_GT(c.NextBudget(0.2), 0);
 }
 
+TEST(SpecControllerTest, FreeDraftsAreMadeWheneverADraftCouldPay) {
+  SpecController c(16);
+  EXPECT_EQ(c.FreeBudget(0.2), 16);
+  EXPECT_EQ(c.FreeBudget(0.0), 16);  // the control is off
+  EXPECT_EQ(c.FreeBudget(0.97), 0);  // a draft row costs more than the token it may yield
+  EXPECT_EQ(SpecController(0).FreeBudget(0.2), 0);
+}
+
+TEST(SpecControllerTest, EachClassOfDraftKeepsItsOwnAcceptance) {
+  // N-gram drafts behind a 4-token match are always accepted; those behind a 1-token match never
+  // are. Each class's drafts are cut to what its own acceptance pays for.
+  SpecController c(16);
+  int32_t long_kept = 0, short_kept = 0;
+  for (int step = 0; step < 60; ++step) {
+    const bool strong = step % 2 == 0;
+    const int32_t k = c.Keep(strong ? 4 : 1, 0.2, 16);
+    if (k > 0) c.Observe(k, strong ? k : 0);
+    if (step >= 40) (strong ? long_kept : short_kept) += k;
+  }
+  EXPECT_GT(c.acceptance(4), 0.95);
+  EXPECT_LT(c.acceptance(1), 0.2);
+  EXPECT_GE(long_kept, 10 * 8);             // near the whole proposal, every time
+  EXPECT_LE(short_kept, 2 * 2);             // at most a probe or two
+  EXPECT_NEAR(c.acceptance(0), 0.6, 1e-9);  // model drafts' estimate untouched (the prior)
+  // A proposal shorter than the budget is kept whole at most.
+  EXPECT_LE(c.Keep(4, 0.2, 3), 3);
+  // Classes past the last count as the last; the control off keeps everything.
+  SpecController off(8);
+  EXPECT_EQ(off.Keep(9, 0.0, 5), 5);
+}
+
 }  // namespace
 }  // namespace gannet::engine
