@@ -15,6 +15,8 @@ constexpr double kMinGain = 1.05;
 constexpr double kAcceptDecay = 0.7;
 constexpr int32_t kMaxPause = 64;
 constexpr int32_t kProbeNodes = 2;
+// The acceptance an estimate starts from (SpecController::Estimate's prior).
+constexpr double kPrior = 0.6;
 // Decode-only steps observed before a batch of several sequences may draft.
 constexpr int64_t kWarmSteps = 3;
 
@@ -107,7 +109,14 @@ int32_t SpecController::Budget(int32_t cls, double threshold, int32_t max_nodes)
     if (--e.pause == 0) e.probe = true;
     return 0;
   }
-  if (e.probe) return std::min(kProbeNodes, max_nodes);
+  if (e.probe) {
+    // A probe tests whether the class's drafts are accepted again, and costs rows either way:
+    // only where drafts of an unknown class (the prior) would be made. In a batch whose draft
+    // rows cost nearly what its own do, a class drafts only on what it showed while the batch was
+    // smaller.
+    if (BestLength(kPrior, threshold, max_nodes) == 0) return 0;
+    return std::min(kProbeNodes, max_nodes);
+  }
   const int32_t k = BestLength(e.successes / e.trials, threshold, max_nodes);
   if (k == 0) {
     e.pause = e.backoff;

@@ -17,7 +17,9 @@
 //   a draft row's cost in units of the sequence's share of the step. Cheap rows and high acceptance
 //   give long drafts; costly rows (a compute-bound batch, an expensive draft model) or low
 //   acceptance give short ones or none (free-form text). When none pays, drafting pauses, probing
-//   again with a small draft after an exponentially growing pause.
+//   again with a small draft after an exponentially growing pause, where a draft of unknown
+//   acceptance (the prior's) would be made: in a large batch a probe's rows cost nearly what
+//   its sequences' own rows do.
 //
 // Thread-safety: none. The cost model lives on the engine's step thread; each controller is used
 // by one sampling job at a time.
@@ -86,7 +88,8 @@ class SpecController {
 
  private:
   struct Estimate {
-    // Exponentially weighted successes and trials of draft tokens (a prior of 0.6 to start).
+    // Exponentially weighted successes and trials of draft tokens (a prior of 0.6 to start,
+    // kPrior in spec_control.cc).
     double successes = 1.2, trials = 2.0;
     int32_t pause = 0;  // drafts left out before a probe
     int32_t backoff = 1;

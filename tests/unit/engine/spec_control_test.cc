@@ -174,6 +174,36 @@ TEST(SpecControllerTest, NoProbeWhileNoAcceptanceCouldPay) {
   EXPECT_GT(c.NextBudget(0.2), 0);
 }
 
+TEST(SpecControllerTest, NoProbeWhereADraftOfUnknownAcceptanceWouldNotPay) {
+  SpecController c(8);
+  // While the batch is small, this class's drafts are all rejected.
+  for (int step = 0; step < 20; ++step) {
+    const int32_t k = c.Keep(2, 0.2, 8);
+    if (k > 0) c.Observe(k, 0);
+  }
+  // The batch grows: a draft row costs 0.7 of a sequence's share. Drafts that are always accepted
+  // would still pay, but one of the prior's acceptance would not, so neither would a probe.
+  int probes = 0;
+  for (int step = 0; step < 300; ++step) {
+    const int32_t k = c.Keep(2, 0.7, 8);
+    if (k > 0) {
+      ++probes;
+      c.Observe(k, 0);
+    }
+  }
+  EXPECT_EQ(probes, 0);
+  // Small again: probes go on, after growing pauses.
+  for (int step = 0; step < 300; ++step) {
+    const int32_t k = c.Keep(2, 0.2, 8);
+    if (k > 0) {
+      ++probes;
+      c.Observe(k, 0);
+    }
+  }
+  EXPECT_GT(probes, 0);
+  EXPECT_LT(probes, 10);
+}
+
 TEST(SpecControllerTest, FreeDraftsAreMadeWheneverADraftCouldPay) {
   SpecController c(16);
   EXPECT_EQ(c.FreeBudget(0.2), 16);
