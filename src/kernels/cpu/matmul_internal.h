@@ -87,8 +87,12 @@ int MatMulTileTokens(DType wtype);
 MatMulTileFn MatMulTileKernel32(DType wtype);
 // The K-quant part (matmul_kquant_avx512.cc): Q4_K, Q5_K, Q6_K, up to kMatMulKQuantTileTokens
 // tokens per tile.
-inline constexpr int kMatMulKQuantTileTokens = 8;
+inline constexpr int kMatMulKQuantTileTokens = kMatMulWideTileTokens;
 MatMulTileFn MatMulTileKernelK(DType wtype);
+// The K-quant tiles with the tokens in the lanes (matmul_kquant_wide_avx512.cc), which
+// MatMulTileKernelK and MatMulTileKernelKInterleaved run for 9..16 tokens: Q4_K, Q5_K, Q6_K on
+// the file layout or (interleaved) the kRepackRows groups; nullptr for other types. Same bits.
+MatMulTileFn MatMulTileKernelKWide(DType wtype, bool interleaved);
 // The same kernels (same bits) on weights interleaved in groups of kRepackRows rows (RepackRows,
 // repack.h): Q4_K, Q5_K, Q6_K; nullptr for other types. w points at the first group, w_row_bytes
 // is still one row's bytes.

@@ -117,8 +117,8 @@ MatMulTileFn KQuantTile(Isa isa, DType t) {
   return isa == Isa::kAvx512 ? avx512::MatMulTileKernel(t) : avx2::MatMulTileKernel(t);
 }
 
-// The AVX-512 K-quant tiles take up to 8 tokens; AVX2's and the scalar twin's up to 4.
-constexpr int kMaxKTokens = 8;
+// The AVX-512 K-quant tiles take up to 16 tokens; AVX2's and the scalar twin's up to 4.
+constexpr int kMaxKTokens = 16;
 
 // A tile of any token count through a kernel that takes at most `most` tokens per call.
 void InPieces(MatMulTileFn fn, int most, const MatMulTile& t, int64_t r0, int64_t r1) {
@@ -201,8 +201,9 @@ TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
 
 // The AVX-512 K-quant kernels (vpdpbusd, int32 without the int16 stage) compute the same
 // exact integer super-block sums as the AVX2 ones and follow the same f32 recipe: the same bits,
-// on the extremes above, random blocks, every row range of 1..9 rows and 1..8 tokens (AVX2 takes
-// them 4 at a time), 1 and 33 super-blocks (slices of 32 or 16 in the prefill tiles).
+// on the extremes above, random blocks, every row range of 1..9 rows and 1..16 tokens (AVX2 takes
+// them 4 at a time; 9..16 are the tokens-in-lanes tiles), 1 and 33 super-blocks (slices of 32 or
+// 16 in the 4- and 8-token tiles, of 8 in the 16-token ones: a partial last slice each).
 TEST(MatMulKQuantTiles, Avx512BitsEqualAvx2) {
   if (!HasIsa(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
   std::mt19937 rng(12);
