@@ -43,15 +43,17 @@ static_assert(kRows == kRepackRows, "a step reads one interleaved group");
 // from L1 and L2; each is read once per 4 rows.
 constexpr int kSliceBlocks = 8;
 
-// A slice's activations: x[i][p] lane t = dword p (values 4p..4p+3) of token t's codes in
-// super-block i of the slice. bs[i][k] lane t: Q4_K/Q5_K (k < 4) the int16 pair of the 32-value
-// sums of sub-blocks 2k, 2k + 1; Q6_K (k < 8) bsums 2k, 2k + 1 (an int16 pair). xd[i]: the
-// tokens' scales.
-struct WideSlice {
-  __m512i x[kSliceBlocks][64];
-  __m512i bs[kSliceBlocks][8];
-  __m512 xd[kSliceBlocks];
+// One super-block of a tile's activations: x[p] lane t = dword p (values 4p..4p+3) of token t's
+// codes; bs[k] lane t = token t's bsums 2k, 2k + 1 (an int16 pair); xd lane t its scale. 16 x 292
+// bytes: a tile's table takes the bytes of its 16 Q8_K rows (KQuantActTableBytes). Read and written
+// with unaligned loads and stores (byte arrays, so that the compiler assumes no alignment): a
+// caller's scratch need not be 64-byte aligned.
+struct WideBlock {
+  int8_t x[64][64];
+  int16_t bs[8][32];
+  float xd[kTokens];
 };
+static_assert(sizeof(WideBlock) == kTokens * sizeof(BlockQ8_K));
 
 // r[t] = 16 dwords of token t -> r[d] = dword d of the 16 tokens (lane t).
 static inline void Transpose16(__m512i r[16]) {
@@ -80,34 +82,55 @@ static inline void Transpose16(__m512i r[16]) {
   }
 }
 
-// Super-blocks [s0, s1) of the tile's tokens (tokens past nt repeat token 0; their lanes are
-// dropped at the store).
-template <bool kQ6>
-static void PrepareSlice(const BlockQ8_K* const x[kTokens], int64_t s0, int64_t s1, WideSlice* s) {
+// dst[b - s0] = super-block b of the tile's tokens, for b in [s0, s1) (tokens past nt repeat
+// token 0; their lanes are never stored).
+static void FillBlocks(const BlockQ8_K* const x[kTokens], int64_t s0, int64_t s1, WideBlock* dst) {
   for (int64_t b = s0; b < s1; ++b) {
-    const int64_t i = b - s0;
+    WideBlock& o = dst[b - s0];
     for (int m = 0; m < 4; ++m) {
       __m512i r[kTokens];
       for (int j = 0; j < kTokens; ++j) r[j] = Load512(x[j][b].qs + 64 * m);
       Transpose16(r);
-      for (int d = 0; d < 16; ++d) s->x[i][16 * m + d] = r[d];
+      for (int d = 0; d < 16; ++d) _mm512_storeu_si512(o.x[16 * m + d], r[d]);
     }
-    alignas(64) int16_t bs[8][kTokens][2];
-    alignas(64) float xd[kTokens];
-    for (int j = 0; j < kTokens; ++j) {
-      const BlockQ8_K& xb = x[j][b];
-      xd[j] = xb.d;
-      for (int k = 0; k < (kQ6 ? 8 : 4); ++k) {
-        for (int h = 0; h < 2; ++h) {
-          const int q = kQ6 ? 2 * k + h : 4 * k + 2 * h;  // bsums of 16 values; sub-block: 2
-          bs[k][j][h] = static_cast<int16_t>(kQ6 ? xb.bsums[q] : xb.bsums[q] + xb.bsums[q + 1]);
-        }
-      }
-    }
-    for (int k = 0; k < (kQ6 ? 8 : 4); ++k) s->bs[i][k] = _mm512_load_si512(bs[k]);
-    s->xd[i] = _mm512_load_ps(xd);
+    // The bsums: 8 dwords a token, the same transpose on 8 of the 16 dwords.
+    __m512i r[kTokens];
+    for (int j = 0; j < kTokens; ++j) r[j] = _mm512_castsi256_si512(Load256(x[j][b].bsums));
+    Transpose16(r);
+    for (int k = 0; k < 8; ++k) _mm512_storeu_si512(o.bs[k], r[k]);
+    for (int j = 0; j < kTokens; ++j) o.xd[j] = x[j][b].d;
   }
 }
+
+// The tile's tokens' rows; tokens past nt repeat token 0.
+static inline void TileTokens(const uint8_t* xq, size_t xq_stride, int nt,
+                              const BlockQ8_K* x[kTokens]) {
+  for (int j = 0; j < kTokens; ++j)
+    x[j] = reinterpret_cast<const BlockQ8_K*>(xq + (j < nt ? j : 0) * xq_stride);
+}
+
+// The tile's activations, super-blocks [s0, s1): the table MatMul filled (t.xtab), or filled here
+// into buf, a slice at a time (kernels called without a table, as the tests do).
+class Activations {
+ public:
+  explicit Activations(const MatMulTile& t) : t_(t), nb_(t.n_in / 256) {
+    TileTokens(t.xq, t.xq_stride, t.nt, x_);
+  }
+  // With a table, a row group runs its whole row (the table from L2): on 2048 x 8192 Q6_K that
+  // measured 121 against 112 G multiply-adds/s for 8-super-block slices that reload y.
+  int64_t SliceBlocks() const { return t_.xtab != nullptr ? nb_ : kSliceBlocks; }
+  const WideBlock* Slice(int64_t s0, int64_t s1) {
+    if (t_.xtab != nullptr) return reinterpret_cast<const WideBlock*>(t_.xtab) + s0;
+    FillBlocks(x_, s0, s1, buf_);
+    return buf_;
+  }
+
+ private:
+  const MatMulTile& t_;
+  const int64_t nb_;
+  const BlockQ8_K* x_[kTokens];
+  alignas(64) WideBlock buf_[kSliceBlocks];
+};
 
 // The 4 rows of a step; a last group of fewer repeats its last row (not stored).
 template <int G, class Block>
@@ -183,14 +206,14 @@ static inline __m512i Broadcast4(const uint8_t* p) {
 // time: 8 independent vpdpbusd chains for the 4 rows.
 template <int kGroupDwords>
 static inline void DotRows(const Codes& codes, const int32_t (*sc)[64 / kGroupDwords],
-                           const __m512i* x, __m512i tot[kRows]) {
+                           const int8_t (*x)[64], __m512i tot[kRows]) {
   constexpr int kGroups = 64 / kGroupDwords;
   for (int g = 0; g < kGroups; g += 2) {
     __m512i a[kRows][2];
     for (int k = 0; k < kRows; ++k) a[k][0] = a[k][1] = _mm512_setzero_si512();
     for (int q = 0; q < kGroupDwords; ++q) {
       const int p0 = g * kGroupDwords + q, p1 = p0 + kGroupDwords;
-      const __m512i x0 = x[p0], x1 = x[p1];
+      const __m512i x0 = _mm512_loadu_si512(x[p0]), x1 = _mm512_loadu_si512(x[p1]);
       for (int k = 0; k < kRows; ++k) {
         a[k][0] = _mm512_dpbusd_epi32(a[k][0], Broadcast4(codes[k] + 4 * p0), x0);
         a[k][1] = _mm512_dpbusd_epi32(a[k][1], Broadcast4(codes[k] + 4 * p1), x1);
@@ -206,25 +229,23 @@ static inline void DotRows(const Codes& codes, const int32_t (*sc)[64 / kGroupDw
 
 // sum_k pairs[k] . bs[k] for one row (int16 pairs per dword): lane t = token t's sum.
 template <int kPairs>
-static inline __m512i PairSums(const int32_t* pairs, const __m512i* bs) {
-  __m512i m = _mm512_madd_epi16(bs[0], _mm512_set1_epi32(pairs[0]));
-  for (int k = 1; k < kPairs; ++k) m = _mm512_dpwssd_epi32(m, bs[k], _mm512_set1_epi32(pairs[k]));
+static inline __m512i PairSums(const int32_t* pairs, const int16_t (*bs)[32]) {
+  __m512i m = _mm512_madd_epi16(_mm512_loadu_si512(bs[0]), _mm512_set1_epi32(pairs[0]));
+  for (int k = 1; k < kPairs; ++k)
+    m = _mm512_dpwssd_epi32(m, _mm512_loadu_si512(bs[k]), _mm512_set1_epi32(pairs[k]));
   return m;
 }
 
 template <class Block, bool kHighBit, int G>
 void WideQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
-  const BlockQ8_K* x[kTokens];
-  for (int j = 0; j < kTokens; ++j)
-    x[j] = reinterpret_cast<const BlockQ8_K*>(t.xq + (j < t.nt ? j : 0) * t.xq_stride);
   const int64_t nb = t.n_in / 256;
-  WideSlice s;
+  Activations act(t);
   alignas(64) Codes codes;
   alignas(64) int32_t sc[kRows][8];
-  alignas(64) int32_t mn[kRows][4];  // (mins 2k, 2k + 1) int16 pairs
-  for (int64_t s0 = 0; s0 < nb; s0 += kSliceBlocks) {
-    const int64_t s1 = std::min<int64_t>(nb, s0 + kSliceBlocks);
-    PrepareSlice<false>(x, s0, s1, &s);
+  alignas(64) int32_t mn[kRows][8];  // (min k, min k) int16 pairs against bsums 2k, 2k + 1
+  for (int64_t s0 = 0; s0 < nb; s0 += act.SliceBlocks()) {
+    const int64_t s1 = std::min<int64_t>(nb, s0 + act.SliceBlocks());
+    const WideBlock* xs = act.Slice(s0, s1);
     for (int64_t r = r0; r < r1; r += kRows) {
       const Block* w[kRows];
       StepRows<G>(t, r, r1, w);
@@ -252,13 +273,16 @@ void WideQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
             _mm512_permutexvar_epi64(_mm512_setr_epi64(1, 3, 5, 7, 0, 0, 0, 0), scales));
         _mm512_store_si512(sc[0], _mm512_cvtepu8_epi32(_mm256_castsi256_si128(sc_bytes)));
         _mm512_store_si512(sc[2], _mm512_cvtepu8_epi32(_mm256_extracti128_si256(sc_bytes, 1)));
-        _mm512_store_si512(mn[0], _mm512_cvtepu8_epi16(mn_bytes));
+        for (int h = 0; h < 2; ++h) {  // rows 2h, 2h + 1
+          const __m512i m = _mm512_cvtepu8_epi32(_mm256_extracti128_si256(mn_bytes, h));
+          _mm512_store_si512(mn[2 * h], _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
+        }
         __m512i tot[kRows];
         for (int k = 0; k < kRows; ++k) tot[k] = _mm512_setzero_si512();
-        DotRows<8>(codes, sc, s.x[i], tot);
-        const __m512 xd = s.xd[i];
+        DotRows<8>(codes, sc, xs[i].x, tot);
+        const __m512 xd = _mm512_loadu_ps(xs[i].xd);
         for (int k = 0; k < kRows; ++k) {
-          const __m512i msum = PairSums<4>(mn[k], s.bs[i]);
+          const __m512i msum = PairSums<8>(mn[k], xs[i].bs);
           acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(HalfToFloat(wb[k]->d)), xd),
                                    _mm512_cvtepi32_ps(tot[k]), acc[k]);
           acc[k] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_set1_ps(HalfToFloat(wb[k]->dmin)), xd),
@@ -272,17 +296,14 @@ void WideQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
 
 template <int G>
 void WideQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
-  const BlockQ8_K* x[kTokens];
-  for (int j = 0; j < kTokens; ++j)
-    x[j] = reinterpret_cast<const BlockQ8_K*>(t.xq + (j < t.nt ? j : 0) * t.xq_stride);
   const int64_t nb = t.n_in / 256;
-  WideSlice s;
+  Activations act(t);
   alignas(64) Codes codes;
   alignas(64) int32_t sc[kRows][16];
   alignas(64) int32_t pairs[kRows][8];  // (scales 2k, 2k + 1) int16 pairs, for the offset
-  for (int64_t s0 = 0; s0 < nb; s0 += kSliceBlocks) {
-    const int64_t s1 = std::min<int64_t>(nb, s0 + kSliceBlocks);
-    PrepareSlice<true>(x, s0, s1, &s);
+  for (int64_t s0 = 0; s0 < nb; s0 += act.SliceBlocks()) {
+    const int64_t s1 = std::min<int64_t>(nb, s0 + act.SliceBlocks());
+    const WideBlock* xs = act.Slice(s0, s1);
     for (int64_t r = r0; r < r1; r += kRows) {
       const BlockQ6_K* w[kRows];
       StepRows<G>(t, r, r1, w);
@@ -303,11 +324,11 @@ void WideQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
         }
         __m512i tot[kRows];
         for (int k = 0; k < kRows; ++k) tot[k] = _mm512_setzero_si512();
-        DotRows<4>(codes, sc, s.x[i], tot);
-        const __m512 xd = s.xd[i];
+        DotRows<4>(codes, sc, xs[i].x, tot);
+        const __m512 xd = _mm512_loadu_ps(xs[i].xd);
         for (int k = 0; k < kRows; ++k) {
           // The codes are 0..63 for values code - 32: less 32 x sum_g scale_g x bsums_g.
-          const __m512i off = PairSums<8>(pairs[k], s.bs[i]);
+          const __m512i off = PairSums<8>(pairs[k], xs[i].bs);
           const __m512i isum = _mm512_sub_epi32(tot[k], _mm512_slli_epi32(off, 5));
           acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(HalfToFloat(wb[k]->d)), xd),
                                    _mm512_cvtepi32_ps(isum), acc[k]);
@@ -319,6 +340,16 @@ void WideQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
 }
 
 }  // namespace
+
+size_t KQuantActTableBytes(int64_t n_in) {
+  return static_cast<size_t>(n_in / 256) * sizeof(BlockQ8_K);
+}
+
+void FillKQuantActTable(const uint8_t* xq, size_t xq_stride, int nt, int64_t n_in, uint8_t* dst) {
+  const BlockQ8_K* x[kTokens];
+  TileTokens(xq, xq_stride, nt, x);
+  FillBlocks(x, 0, n_in / 256, reinterpret_cast<WideBlock*>(dst));
+}
 
 MatMulTileFn MatMulTileKernelKWide(DType wtype, bool interleaved) {
   switch (wtype) {

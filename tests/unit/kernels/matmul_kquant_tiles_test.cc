@@ -247,6 +247,53 @@ TEST(MatMulKQuantTiles, Avx512BitsEqualAvx2) {
   }
 }
 
+// The 9..16-token tiles read their activations transposed, from the table MatMul fills once per
+// call (xtab) or, called without one, from slices they transpose themselves: the same bits either
+// way, on both weight layouts' kernels (the interleaved kernel on the file layout's bytes of one
+// group is the same code with another stride; here the file layout), 1 and 33 super-blocks.
+TEST(MatMulKQuantTiles, WideTilesReadTheTableAsTheirOwnSlices) {
+  if (!HasIsa(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(13);
+  for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    const MatMulTileFn fn = avx512::MatMulTileKernelKWide(t, false);
+    ASSERT_NE(fn, nullptr) << DTypeName(t);
+    for (int64_t n_in : {int64_t{256}, int64_t{256 * 33}}) {
+      const int64_t nb = n_in / 256;
+      const size_t w_row_bytes = static_cast<size_t>(*RowBytes(t, n_in));
+      const int64_t n_rows = 7;
+      std::vector<uint8_t> w(w_row_bytes * n_rows);
+      FillWeights(t, Fill::kRandom, rng, w.data(), w.size());
+      std::vector<BlockQ8_K> x(nb * kMaxKTokens);
+      FillActivations(ActFill::kRandom, rng, x.data(), nb * kMaxKTokens);
+      const size_t stride = avx512::KQuantActTableBytes(n_in);
+      ASSERT_EQ(stride, nb * sizeof(BlockQ8_K));
+      // One byte past 64-byte alignment: the kernels must not assume an aligned scratch.
+      std::vector<uint8_t> table(stride * kMaxKTokens + 65);
+      uint8_t* tab = table.data() + (64 - reinterpret_cast<uintptr_t>(table.data()) % 64) + 1;
+      for (int nt = 9; nt <= kMaxKTokens; ++nt) {
+        MatMulTile tile;
+        tile.w = w.data();
+        tile.w_row_bytes = w_row_bytes;
+        tile.xq = reinterpret_cast<const uint8_t*>(x.data());
+        tile.xq_stride = nb * sizeof(BlockQ8_K);
+        tile.nt = nt;
+        tile.n_in = n_in;
+        tile.y_stride = n_rows;
+        std::vector<float> ya(kMaxKTokens * n_rows, -7.0f), yb = ya;
+        tile.y = ya.data();
+        fn(tile, 1, n_rows);
+        avx512::FillKQuantActTable(tile.xq, tile.xq_stride, nt, n_in, tab);
+        tile.xtab = tab;
+        tile.xtab_stride = stride;
+        tile.y = yb.data();
+        fn(tile, 1, n_rows);
+        ASSERT_EQ(std::memcmp(ya.data(), yb.data(), ya.size() * sizeof(float)), 0)
+            << DTypeName(t) << " n_in " << n_in << " nt " << nt;
+      }
+    }
+  }
+}
+
 // The one-token K-quant kernels take 4 rows per step (a last group repeats its last row): every
 // row count around that, one token and the multi-token tiles beside it, one and three
 // super-blocks, through MatMul on every ISA and thread count against the scalar twin (the
