@@ -1,6 +1,7 @@
 // AVX-512 (F/BW/VL) + VNNI matmul tiles for the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K
-// activations. Compiled with the AVX-512 flags; reached only when AvailableIsas reports
-// Isa::kAvx512 (matmul.cc picks it).
+// activations: one token (decode) and tiles of 2..8 tokens here; 9..16 tokens go to the
+// tokens-in-lanes tiles of matmul_kquant_wide_avx512.cc (same bits). Compiled with the AVX-512
+// flags; reached only when AvailableIsas reports Isa::kAvx512 (matmul.cc picks it).
 //
 // vpdpbusd multiplies 4 unsigned bytes by 4 signed bytes and adds the 4 products to an int32
 // lane in one instruction (no int16 stage to saturate), which is what AVX2 does with maddubs +
@@ -536,7 +537,9 @@ void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
-// 9..16 tokens: the tokens-in-lanes tiles (matmul_kquant_wide_avx512.cc), same bits.
+// 9..16 tokens: the tokens-in-lanes tiles (matmul_kquant_wide_avx512.cc), same bits. Below 9
+// their idle lanes cost more than they save: at 8 tokens (2048 x 2048, one core) they ran Q4_K
+// at 73 and Q6_K at 66 G multiply-adds/s against the 8-token tiles' 94 and 86.
 constexpr int kWideFromTokens = 9;
 
 template <class Block, bool kHighBit, int G>
