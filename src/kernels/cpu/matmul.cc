@@ -52,7 +52,10 @@ struct Kernel {
   QuantizeActFn quant = nullptr;
   int tile_tokens = kMatMulTileTokens;
   bool q8_table = false;  // reads the per-token Q8_0 activation tables (MatMulTile::xtab)
+  bool k_table = false;   // reads the transposed Q8_K tables of 16-token tiles (MatMulTile::xtab)
 };
+
+bool IsKQuant(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K; }
 
 Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
   const DTypeTraits& tr = Traits(wtype);
@@ -72,11 +75,13 @@ Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
     k.tile_tokens =
         isa == Isa::kAvx512 ? avx512::MatMulTileTokens(wtype) : avx2::MatMulTileTokens(wtype);
     k.quant = avx2::MatMulQuantizer(k.partner);
+    k.k_table = isa == Isa::kAvx512 && IsKQuant(wtype);
     return k;
   }
   if (isa == Isa::kAvx512) {
     k.tile = avx512::MatMulTileKernel(wtype);
     if (k.tile != nullptr) k.tile_tokens = avx512::MatMulTileTokens(wtype);
+    k.k_table = k.tile != nullptr && IsKQuant(wtype);
   }
   if (isa == Isa::kAvx2 || isa == Isa::kAvx512) {  // types without an AVX-512 kernel: AVX2's
     if (k.tile == nullptr) {
@@ -94,12 +99,16 @@ Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
 // Where a group's activations live in the scratch: the normalised f32 rows (when they cannot stay
 // on the stack), one area of quantized rows per distinct partner type, in order of first use, and
 // the per-token tables of the interleaved Q8_0 kernel (once for all its outputs, instead of once
-// per chunk and tile: a 16-row chunk of 8192 inputs spent a third of its time refilling it).
+// per chunk and tile: a 16-row chunk of 8192 inputs spent a third of its time refilling it), and
+// likewise the AVX-512 K-quant kernels' transposed activations of every 16-token tile (a GLU
+// chunk of 56 rows transposed its tile's activations for each of its two weights).
 struct ScratchLayout {
   bool norm_rows = false;
   size_t norm_offset = 0;
   bool q8_tables = false;
   size_t q8_table_offset = 0, q8_table_stride = 0;
+  bool k_tables = false;
+  size_t k_table_offset = 0, k_table_stride = 0;
   int n_partners = 0;
   DType partners[kMaxMatMulGroup] = {};
   size_t offsets[kMaxMatMulGroup] = {};
@@ -121,6 +130,9 @@ ScratchLayout Layout(const MatMulGroupArgs& a) {
   for (int i = 0; i < a.n_outputs; ++i) {
     const DType partner = DotPartner(a.outputs[i].wtype);
     if (a.outputs[i].wtype == DType::kQ8_0 && a.outputs[i].w_interleaved) l.q8_tables = true;
+    // (Reserved on every target, filled and read on AVX-512: the size cannot depend on the ISA.)
+    if (IsKQuant(a.outputs[i].wtype) && a.n_tokens > avx512::kMatMulKQuantTileTokens / 2)
+      l.k_tables = true;
     if (partner == DType::kF32) {
       f32_partner = true;
     } else if (l.Find(partner) < 0) {
@@ -140,6 +152,14 @@ ScratchLayout Layout(const MatMulGroupArgs& a) {
     l.q8_table_offset = at;
     l.q8_table_stride = avx512::Q8_0ActTableBytes(a.n_in);
     at = AlignUp(at + l.q8_table_stride * static_cast<size_t>(a.n_tokens));
+    l.total = at;
+  }
+  if (l.k_tables) {  // whole tiles: a last partial tile's table is a full one
+    const int64_t tile = avx512::kMatMulKQuantTileTokens;
+    l.k_table_offset = at;
+    l.k_table_stride = avx512::KQuantActTableBytes(a.n_in);
+    at =
+        AlignUp(at + l.k_table_stride * static_cast<size_t>((a.n_tokens + tile - 1) / tile * tile));
     l.total = at;
   }
   l.norm_rows = a.pre_norm && (f32_partner || a.n_in > kStackRowFloats);
@@ -179,6 +199,10 @@ MatMulTile BaseTile(const MatMulGroupArgs& a, const MatMulOutput& o, const Kerne
   if (k.q8_table) {
     t.xtab = scratch + l.q8_table_offset;
     t.xtab_stride = l.q8_table_stride;
+  }
+  if (k.k_table && l.k_tables) {
+    t.xtab = scratch + l.k_table_offset;
+    t.xtab_stride = l.k_table_stride;
   }
   return t;
 }
@@ -309,6 +333,27 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
       pool.ParallelFor(a.n_tokens, prepare);
     }
   }
+  // The K-quant tables, from the quantized rows of every token of a tile.
+  if (layout.k_tables && isa == Isa::kAvx512) {
+    const int tile = avx512::kMatMulKQuantTileTokens;
+    const int p = layout.Find(DType::kQ8_K);
+    GANNET_CHECK(p >= 0);
+    auto fill = [&](int64_t i0, int64_t i1, int) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t t0 = i * tile;
+        avx512::FillKQuantActTable(
+            scratch + layout.offsets[p] + static_cast<size_t>(t0) * layout.strides[p],
+            layout.strides[p], static_cast<int>(std::min<int64_t>(tile, a.n_tokens - t0)), a.n_in,
+            scratch + layout.k_table_offset + static_cast<size_t>(t0) * layout.k_table_stride);
+      }
+    };
+    const int64_t n_tiles = (a.n_tokens + tile - 1) / tile;
+    if (single || n_tiles == 1) {
+      fill(0, n_tiles, 0);
+    } else {
+      pool.ParallelFor(n_tiles, fill);
+    }
+  }
 
   // The work list: every output's chunks (a GLU pair's as one), claimed in order.
   Work work[kMaxMatMulGroup];
@@ -334,6 +379,12 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
       w.base[1] = BaseTile(a, a.outputs[1], kernels[1], layout, scratch);
       w.tile_tokens = std::min(kernels[0].tile_tokens, kernels[1].tile_tokens);
       row_bytes += w.base[1].w_row_bytes;
+    }
+    // A tile reads its K-quant table only if it starts at a multiple of 16 tokens (a GLU pair
+    // with a narrower partner takes narrower tiles).
+    for (int h = 0; h < 2; ++h) {
+      if (w.k[h].k_table && w.tile_tokens != avx512::kMatMulKQuantTileTokens)
+        w.base[h].xtab = nullptr;
     }
     w.rows = ChunkRows(o.n_out, row_bytes, a.n_tokens, n_threads, group);
     // (Still a multiple of the group: 4096 / 4, 8 or 16 is one of 16.)

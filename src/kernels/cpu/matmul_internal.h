@@ -87,8 +87,20 @@ int MatMulTileTokens(DType wtype);
 MatMulTileFn MatMulTileKernel32(DType wtype);
 // The K-quant part (matmul_kquant_avx512.cc): Q4_K, Q5_K, Q6_K, up to kMatMulKQuantTileTokens
 // tokens per tile.
-inline constexpr int kMatMulKQuantTileTokens = 8;
+inline constexpr int kMatMulKQuantTileTokens = kMatMulWideTileTokens;
 MatMulTileFn MatMulTileKernelK(DType wtype);
+// The K-quant tiles with the tokens in the lanes (matmul_kquant_wide_avx512.cc), which
+// MatMulTileKernelK and MatMulTileKernelKInterleaved run for 9..16 tokens: Q4_K, Q5_K, Q6_K on
+// the file layout or (interleaved) the kRepackRows groups; nullptr for other types. Same bits.
+MatMulTileFn MatMulTileKernelKWide(DType wtype, bool interleaved);
+// Those tiles read their tokens' activations transposed (token t in lane t). MatMul fills that
+// table once per call for every 16-token tile (MatMulTile::xtab, the tile's table at its first
+// token: xtab + t0 * KQuantActTableBytes(n_in), t0 a multiple of 16); a tile without one
+// (xtab null) transposes its own a slice at a time. Bytes per token: those of its Q8_K row.
+size_t KQuantActTableBytes(int64_t n_in);
+// dst (16 x KQuantActTableBytes, 64-byte aligned) = the table of the nt <= 16 tokens whose Q8_K
+// rows of n_in values are at xq + j * xq_stride (the lanes past nt repeat token 0).
+void FillKQuantActTable(const uint8_t* xq, size_t xq_stride, int nt, int64_t n_in, uint8_t* dst);
 // The same kernels (same bits) on weights interleaved in groups of kRepackRows rows (RepackRows,
 // repack.h): Q4_K, Q5_K, Q6_K; nullptr for other types. w points at the first group, w_row_bytes
 // is still one row's bytes.

@@ -1,6 +1,7 @@
 // AVX-512 (F/BW/VL) + VNNI matmul tiles for the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K
-// activations. Compiled with the AVX-512 flags; reached only when AvailableIsas reports
-// Isa::kAvx512 (matmul.cc picks it).
+// activations: one token (decode) and tiles of 2..8 tokens here; 9..16 tokens go to the
+// tokens-in-lanes tiles of matmul_kquant_wide_avx512.cc (same bits). Compiled with the AVX-512
+// flags; reached only when AvailableIsas reports Isa::kAvx512 (matmul.cc picks it).
 //
 // vpdpbusd multiplies 4 unsigned bytes by 4 signed bytes and adds the 4 products to an int32
 // lane in one instruction (no int16 stage to saturate), which is what AVX2 does with maddubs +
@@ -33,30 +34,11 @@
 #include <cstring>
 
 #include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/matmul_kquant_avx512_inl.h"
 #include "tensor/quant/quant.h"
 
 namespace gannet::cpu::avx512 {
 namespace {
-
-// Row r's super-blocks. G == 1: the file layout, row r at r * w_row_bytes, its blocks in order.
-// G == kRepackRows (repack.h): the rows are interleaved in groups of G, super-block b of row r
-// at slot b * G + r % G of group r / G (the group's G rows take G * w_row_bytes). Either way
-// super-block b of the row is [b * G] from the returned pointer.
-template <int G, class Block>
-static inline const Block* RowBlocks(const MatMulTile& t, int64_t r) {
-  const uint8_t* group = t.w + static_cast<size_t>(r / G) * G * t.w_row_bytes;
-  return reinterpret_cast<const Block*>(group) + r % G;
-}
-
-static inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
-static inline __m256i Load256(const void* p) {
-  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
-}
-static inline __m512i Load512(const void* p) { return _mm512_loadu_si512(p); }
-// [lo[0..31] | hi[0..31]].
-static inline __m512i Join256(const void* lo, const void* hi) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(Load256(lo)), Load256(hi), 1);
-}
 
 // pshufb control: word w of 128-bit lane l takes byte idx(l, w) of that lane, as its low byte
 // with the high byte zero (zero-extension), or, for kHigh, as its high byte with the low byte
@@ -113,29 +95,6 @@ static inline void ArrangeQ45K(const int8_t* qs, __m512i a[4]) {
   a[1] = Join256(qs + 32, qs + 96);
   a[2] = Join256(qs + 128, qs + 192);
   a[3] = Join256(qs + 160, qs + 224);
-}
-
-template <class Block, bool kHighBit>
-static inline void UnpackQ45K(const Block& wb, __m512i c[4]) {
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  const __m512i q0 = Load512(wb.qs), q1 = Load512(wb.qs + 64);
-  c[0] = _mm512_and_si512(q0, low4);
-  c[1] = _mm512_and_si512(_mm512_srli_epi16(q0, 4), low4);
-  c[2] = _mm512_and_si512(q1, low4);
-  c[3] = _mm512_and_si512(_mm512_srli_epi16(q1, 4), low4);
-  if constexpr (kHighBit) {
-    // Bit 2C of qh[l] is the 5th bit of chunk C's low-nibble value l, bit 2C + 1 of its high
-    // one; chunk C sits in 256-bit half C % 2 of c[C / 2 * 2] and c[C / 2 * 2 + 1]. h holds qh in
-    // its low half and qh >> 2 in its high half, so bits 0, 1, 4, 5 of h serve all of them (the
-    // 16-bit shifts' carries between bytes are masked off).
-    const __m256i qh = Load256(wb.qh);
-    const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
-    const __m512i bit4 = _mm512_set1_epi8(0x10);
-    c[0] = _mm512_or_si512(c[0], _mm512_and_si512(_mm512_slli_epi16(h, 4), bit4));
-    c[1] = _mm512_or_si512(c[1], _mm512_and_si512(_mm512_slli_epi16(h, 3), bit4));
-    c[2] = _mm512_or_si512(c[2], _mm512_and_si512(h, bit4));
-    c[3] = _mm512_or_si512(c[3], _mm512_and_si512(_mm512_srli_epi16(h, 1), bit4));
-  }
 }
 
 // Scale controls: s01 gives lanes 0, 1 of the packed dpbusd pair (c[0], c[1]) the scales of
@@ -251,41 +210,6 @@ static inline void StoreRows4(const MatMulTile& t, int64_t r, int64_t r1, __m128
   for (int k = 0; k < kDecodeRows && r + k < r1; ++k) t.y[r + k] = s[k];
 }
 
-// The 16-byte heads of the 4 rows' super-blocks (d, dmin, the 12 packed scale bytes; the same
-// in Q4_K and Q5_K), row k in 128-bit lane k.
-template <class Block>
-static inline __m512i LoadHeads4(const Block* const wb[kDecodeRows]) {
-  const auto head = [](const Block* p) {
-    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  };
-  const __m512i h = _mm512_castsi128_si512(head(wb[0]));
-  return _mm512_inserti32x4(
-      _mm512_inserti32x4(_mm512_inserti32x4(h, head(wb[1]), 1), head(wb[2]), 2), head(wb[3]), 3);
-}
-
-// The 6-bit scales and mins of LoadHeads4's 4 rows, unpacked in every lane at once: lane k =
-// [row k's scales 0..7 | its mins 0..7] as bytes (DecodeScalesK4Packed's bytes, per lane).
-// With q the packed bytes (head bytes 4..15): sc[j] = q[j] & 63 and mn[j] = q[j + 4] & 63 for
-// j < 4; sc[j] = (q[j + 4] & 15) | (q[j - 4] >> 6) << 4 and mn[j] = (q[j + 4] >> 4) | (q[j] >> 6)
-// << 4 for j >= 4.
-static inline __m512i UnpackScales4(__m512i heads) {
-  const __m512i lo_src = _mm512_broadcast_i32x4(
-      _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
-  const __m512i hi_src = _mm512_broadcast_i32x4(
-      _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
-  const __m512i lo_mask = _mm512_broadcast_i32x4(
-      _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
-  const __m512i nib_mask =
-      _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
-  const __m512i a = _mm512_shuffle_epi8(heads, lo_src);
-  const __m512i low = _mm512_or_si512(_mm512_and_si512(a, lo_mask),
-                                      _mm512_and_si512(_mm512_srli_epi16(a, 4), nib_mask));
-  // (byte & 0xC0) >> 2 via a 16-bit shift: bits 4-5 come from the byte's own bits 6-7.
-  const __m512i top = _mm512_and_si512(_mm512_srli_epi16(_mm512_shuffle_epi8(heads, hi_src), 2),
-                                       _mm512_set1_epi8(0x30));
-  return _mm512_or_si512(low, top);
-}
-
 // sum_j mn_k[j] * (bsums[2j] + bsums[2j + 1]) for the 4 rows' mins (the high qword of each lane
 // of UnpackScales4): [row 0..3].
 static inline __m128i MinSums4(__m512i scales, const BlockQ8_K& xb) {
@@ -354,31 +278,6 @@ void DecodeQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
     }
     StoreRows4(t, r, r1, acc);
   }
-}
-
-// Decode reads a Q6_K super-block's codes in value order: c[k] = values 64k..64k+63, so that the
-// activations meet them as they are stored (a[k] = x[64k..64k+63], no per-super-block layout) and
-// 128-bit lane l of c[k] is exactly the 16 values of scale 4k + l. ql[0..63] holds values 0..63
-// (low nibbles) and 64..127 (high), ql[64..127] values 128..255; the two high bits of value v
-// (of half n = v / 128, at l = v % 32) are bit pair (v % 128) / 32 of qh[32n + l], brought to bits
-// 4-5 by one variable 16-bit shift per vector (left 4 or 2, right 0 or 2 by 256-bit half; the
-// mask drops what crosses from the neighbouring byte).
-static inline void UnpackQ6KOrdered(const BlockQ6_K& wb, __m512i c[4]) {
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  const __m512i bits45 = _mm512_set1_epi8(0x30);
-  const __m512i left = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-  const __m512i right = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-  const __m512i l0 = Load512(wb.ql), l1 = Load512(wb.ql + 64);
-  const __m512i qa = _mm512_broadcast_i64x4(Load256(wb.qh));
-  const __m512i qb = _mm512_broadcast_i64x4(Load256(wb.qh + 32));
-  c[0] = _mm512_or_si512(_mm512_and_si512(l0, low4),
-                         _mm512_and_si512(_mm512_sllv_epi16(qa, left), bits45));
-  c[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), low4),
-                         _mm512_and_si512(_mm512_srlv_epi16(qa, right), bits45));
-  c[2] = _mm512_or_si512(_mm512_and_si512(l1, low4),
-                         _mm512_and_si512(_mm512_sllv_epi16(qb, left), bits45));
-  c[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), low4),
-                         _mm512_and_si512(_mm512_srlv_epi16(qb, right), bits45));
 }
 
 // The -32 offset, once per super-block for every row: off[k] = -32 x (each dpbusd lane's 4
@@ -638,18 +537,25 @@ void TileQ6K(const MatMulTile& t, int64_t r0, int64_t r1) {
   }
 }
 
+// 9..16 tokens: the tokens-in-lanes tiles (matmul_kquant_wide_avx512.cc), same bits. Below 9
+// their idle lanes cost more than they save: at 8 tokens (2048 x 2048, one core) they ran Q4_K
+// at 73 and Q6_K at 66 G multiply-adds/s against the 8-token tiles' 94 and 86.
+constexpr int kWideFromTokens = 9;
+
 template <class Block, bool kHighBit, int G>
 void TileQ45KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   if (t.nt == 1) return DecodeQ45K<Block, kHighBit, G>(t, r0, r1);
   if (t.nt <= 4) return TileQ45K<Block, kHighBit, 4, G>(t, r0, r1);
-  TileQ45K<Block, kHighBit, 8, G>(t, r0, r1);
+  if (t.nt < kWideFromTokens) return TileQ45K<Block, kHighBit, 8, G>(t, r0, r1);
+  MatMulTileKernelKWide(kHighBit ? DType::kQ5_K : DType::kQ4_K, G > 1)(t, r0, r1);
 }
 
 template <int G>
 void TileQ6KAny(const MatMulTile& t, int64_t r0, int64_t r1) {
   if (t.nt == 1) return DecodeQ6K<G>(t, r0, r1);
   if (t.nt <= 4) return TileQ6K<4, G>(t, r0, r1);
-  TileQ6K<8, G>(t, r0, r1);
+  if (t.nt < kWideFromTokens) return TileQ6K<8, G>(t, r0, r1);
+  MatMulTileKernelKWide(DType::kQ6_K, G > 1)(t, r0, r1);
 }
 
 template <int G>

@@ -117,8 +117,8 @@ MatMulTileFn KQuantTile(Isa isa, DType t) {
   return isa == Isa::kAvx512 ? avx512::MatMulTileKernel(t) : avx2::MatMulTileKernel(t);
 }
 
-// The AVX-512 K-quant tiles take up to 8 tokens; AVX2's and the scalar twin's up to 4.
-constexpr int kMaxKTokens = 8;
+// The AVX-512 K-quant tiles take up to 16 tokens; AVX2's and the scalar twin's up to 4.
+constexpr int kMaxKTokens = 16;
 
 // A tile of any token count through a kernel that takes at most `most` tokens per call.
 void InPieces(MatMulTileFn fn, int most, const MatMulTile& t, int64_t r0, int64_t r1) {
@@ -201,8 +201,9 @@ TEST(MatMulKQuantTiles, ExtremeCodesMatchScalarTwin) {
 
 // The AVX-512 K-quant kernels (vpdpbusd, int32 without the int16 stage) compute the same
 // exact integer super-block sums as the AVX2 ones and follow the same f32 recipe: the same bits,
-// on the extremes above, random blocks, every row range of 1..9 rows and 1..8 tokens (AVX2 takes
-// them 4 at a time), 1 and 33 super-blocks (slices of 32 or 16 in the prefill tiles).
+// on the extremes above, random blocks, every row range of 1..9 rows and 1..16 tokens (AVX2 takes
+// them 4 at a time; 9..16 are the tokens-in-lanes tiles), 1 and 33 super-blocks (slices of 32 or
+// 16 in the 4- and 8-token tiles, of 8 in the 16-token ones: a partial last slice each).
 TEST(MatMulKQuantTiles, Avx512BitsEqualAvx2) {
   if (!HasIsa(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
   std::mt19937 rng(12);
@@ -241,6 +242,53 @@ TEST(MatMulKQuantTiles, Avx512BitsEqualAvx2) {
             }
           }
         }
+      }
+    }
+  }
+}
+
+// The 9..16-token tiles read their activations transposed, from the table MatMul fills once per
+// call (xtab) or, called without one, from slices they transpose themselves: the same bits either
+// way, on both weight layouts' kernels (the interleaved kernel on the file layout's bytes of one
+// group is the same code with another stride; here the file layout), 1 and 33 super-blocks.
+TEST(MatMulKQuantTiles, WideTilesReadTheTableAsTheirOwnSlices) {
+  if (!HasIsa(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(13);
+  for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    const MatMulTileFn fn = avx512::MatMulTileKernelKWide(t, false);
+    ASSERT_NE(fn, nullptr) << DTypeName(t);
+    for (int64_t n_in : {int64_t{256}, int64_t{256 * 33}}) {
+      const int64_t nb = n_in / 256;
+      const size_t w_row_bytes = static_cast<size_t>(*RowBytes(t, n_in));
+      const int64_t n_rows = 7;
+      std::vector<uint8_t> w(w_row_bytes * n_rows);
+      FillWeights(t, Fill::kRandom, rng, w.data(), w.size());
+      std::vector<BlockQ8_K> x(nb * kMaxKTokens);
+      FillActivations(ActFill::kRandom, rng, x.data(), nb * kMaxKTokens);
+      const size_t stride = avx512::KQuantActTableBytes(n_in);
+      ASSERT_EQ(stride, nb * sizeof(BlockQ8_K));
+      // One byte past 64-byte alignment: the kernels must not assume an aligned scratch.
+      std::vector<uint8_t> table(stride * kMaxKTokens + 65);
+      uint8_t* tab = table.data() + (64 - reinterpret_cast<uintptr_t>(table.data()) % 64) + 1;
+      for (int nt = 9; nt <= kMaxKTokens; ++nt) {
+        MatMulTile tile;
+        tile.w = w.data();
+        tile.w_row_bytes = w_row_bytes;
+        tile.xq = reinterpret_cast<const uint8_t*>(x.data());
+        tile.xq_stride = nb * sizeof(BlockQ8_K);
+        tile.nt = nt;
+        tile.n_in = n_in;
+        tile.y_stride = n_rows;
+        std::vector<float> ya(kMaxKTokens * n_rows, -7.0f), yb = ya;
+        tile.y = ya.data();
+        fn(tile, 1, n_rows);
+        avx512::FillKQuantActTable(tile.xq, tile.xq_stride, nt, n_in, tab);
+        tile.xtab = tab;
+        tile.xtab_stride = stride;
+        tile.y = yb.data();
+        fn(tile, 1, n_rows);
+        ASSERT_EQ(std::memcmp(ya.data(), yb.data(), ya.size() * sizeof(float)), 0)
+            << DTypeName(t) << " n_in " << n_in << " nt " << nt;
       }
     }
   }
