@@ -327,16 +327,18 @@ void Engine::Loop() {
           }
         }
         // Against the step without its draft rows: a draft row pays when it yields more tokens
-        // per second than the sequences' own rows do (with the draft rows counted in, a step
-        // full of drafts lowered its own bar).
+        // per second than the step's own rows do (with the draft rows counted in, a step full of
+        // drafts lowered its own bar). A prompt chunk's rows count as much as a decoding
+        // sequence's: while a burst of prompts prefills, a draft row takes the place of a prompt
+        // row, and a rejected one delays every sequence behind it.
         // ngram+self: n-gram draft rows cost no draft-model pass, so their bar leaves d out; the
         // self draft's rows get the bar with it (ProposeDraft).
         const int32_t own_rows = out.num_tokens - (decode_rows - decodes);
         const bool chained = options_.spec == SpecMethod::kNgramSelf;
         spec_model_threshold_ =
-            options_.spec_adaptive ? spec_cost_.Threshold(decodes, own_rows) : 0.0;
+            options_.spec_adaptive ? spec_cost_.Threshold(own_rows, own_rows) : 0.0;
         spec_threshold_ = options_.spec_adaptive && chained
-                              ? spec_cost_.Threshold(decodes, own_rows, /*charge_draft=*/false)
+                              ? spec_cost_.Threshold(own_rows, own_rows, /*charge_draft=*/false)
                               : spec_model_threshold_;
         Sample(out, *logits);
         FinishMasks();

@@ -36,11 +36,12 @@ class SpecCostModel {
   // Drafts from a second model (engine/draft_model.h): `tokens` draft tokens took `seconds` of
   // draft-model passes. Each draft row is then charged this cost too.
   void ObserveDraft(int32_t tokens, double seconds);
-  // Accepted tokens per draft row below which drafting lowers throughput, in a step that decodes
-  // `seqs` sequences with `rows` rows besides the draft rows (prompt chunks included): (b + d) *
-  // seqs / (a + b * rows), d the draft model's seconds per draft token (0 without one): a draft
-  // row costs b + d and must yield more than the step's own rows do per second. Before a few
-  // decode-only steps are observed: 0.25 for one sequence, 1 (no draft can pay) for a batch. A
+  // Accepted tokens per draft row below which drafting lowers throughput, in a step whose rows
+  // besides the draft rows are `rows`, `seqs` of them yielding work (a decoding sequence's token;
+  // the engine counts a prompt chunk's rows too): (b + d) * seqs / (a + b * rows), d the draft
+  // model's seconds per draft token (0 without one): a draft row costs b + d and must yield more
+  // than the step's own rows do per second. Before a few decode-only steps are observed: 0.25
+  // for one sequence, 1 (no draft can pay) for a batch. A
   // draft row yields one token at most, so a threshold of 1 or more means drafting cannot pay.
   // With `charge_draft` false, d is left out: the bar for draft rows that cost no model pass (the
   // n-gram lookup's).
