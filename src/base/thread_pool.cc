@@ -15,8 +15,6 @@ namespace {
 // between two kernels of one forward pass, far shorter than the gap between requests.
 constexpr int kSpinIterations = 20000;
 constexpr size_t kLineBytes = 64;
-// Lines a worker prefetches between two looks for a new job (4 KiB).
-constexpr uintptr_t kPrefetchPieceLines = 64;
 
 void PrefetchLines(const void* data, size_t bytes) {
   const auto* p = static_cast<const char*>(data);
@@ -60,7 +58,7 @@ void ThreadPool::PrefetchAfterNextRun(std::span<const MemoryRange> ranges) {
   }
 }
 
-void ThreadPool::PrefetchPart(const PrefetchList& list, int index, uint64_t g) const {
+void ThreadPool::PrefetchPart(const PrefetchList& list, int index) const {
   for (int k = 0; k < list.n; ++k) {
     const auto begin = reinterpret_cast<uintptr_t>(list.ranges[k].data) / kLineBytes;
     const auto end =
@@ -69,11 +67,8 @@ void ThreadPool::PrefetchPart(const PrefetchList& list, int index, uint64_t g) c
     const uintptr_t lines = end - begin;
     const uintptr_t per = (lines + n_threads_ - 1) / n_threads_;
     const uintptr_t b = std::min(lines, per * index), e = std::min(lines, b + per);
-    // A worker gives up as soon as the next job is out: new work comes before a hint.
-    for (uintptr_t at = b; at < e; at += kPrefetchPieceLines) {
-      if (g != 0 && generation_.load(std::memory_order_relaxed) != g) return;
-      prefetch_fn_(reinterpret_cast<const void*>((begin + at) * kLineBytes),
-                   std::min<uintptr_t>(kPrefetchPieceLines, e - at) * kLineBytes);
+    if (b < e) {
+      prefetch_fn_(reinterpret_cast<const void*>((begin + b) * kLineBytes), (e - b) * kLineBytes);
     }
   }
 }
@@ -84,7 +79,7 @@ void ThreadPool::RunImpl(JobFn fn, void* ctx) {
   next_prefetch_.n = 0;
   if (n_threads_ == 1) {
     fn(ctx, 0, 1);
-    if (job_prefetch_.n > 0) PrefetchPart(job_prefetch_, 0, 0);
+    if (job_prefetch_.n > 0) PrefetchPart(job_prefetch_, 0);
     return;
   }
   job_fn_ = fn;
@@ -109,9 +104,9 @@ void ThreadPool::RunImpl(JobFn fn, void* ctx) {
     }
   }
   if (job_prefetch_.n > 0) {
-    PrefetchPart(job_prefetch_, 0, 0);
+    PrefetchPart(job_prefetch_, 0);
     for (int i = 1; i < n_threads_ && i < 64; ++i) {
-      if (ran[i]) PrefetchPart(job_prefetch_, i, 0);
+      if (ran[i]) PrefetchPart(job_prefetch_, i);
     }
   }
   // Spin briefly (the usual case: workers finish within microseconds of the caller), then
@@ -155,7 +150,7 @@ void ThreadPool::WorkerLoop(int index, uint64_t seen) {
     PrefetchList prefetch;
     if (job_prefetch_.n > 0) prefetch = job_prefetch_;
     remaining_.fetch_sub(1, std::memory_order_acq_rel);
-    if (prefetch.n > 0) PrefetchPart(prefetch, index, g);
+    if (prefetch.n > 0) PrefetchPart(prefetch, index);
   }
 }
 

@@ -17,8 +17,7 @@
 // software-prefetched by the thread that ran that index as soon as it is done, while the
 // other threads finish theirs and the cheap ops between two matmuls run, so the next job does not
 // start cold from DRAM. A worker prefetches after it has reported its index done: the caller's
-// wait never includes a worker's prefetch; and it stops when the next job comes out, so that a
-// prefetch never makes it late for that job.
+// wait never includes a worker's prefetch.
 // Thread-safety: Run and PrefetchAfterNextRun may be called from one thread at a time (the
 // engine's step thread).
 #pragma once
@@ -93,9 +92,8 @@ class ThreadPool {
   // Takes index `index` of generation g's job for the calling thread; false when another thread
   // took it (the worker, or the caller on the worker's behalf).
   bool Claim(int index, uint64_t g);
-  // Prefetches index `index`'s parts of `list`; with g != 0 (a worker, after generation g's job)
-  // it stops once a newer job is out.
-  void PrefetchPart(const PrefetchList& list, int index, uint64_t g) const;
+  // Prefetches index `index`'s parts of `list`.
+  void PrefetchPart(const PrefetchList& list, int index) const;
 
   int n_threads_ = 1;
   std::vector<std::thread> workers_;
