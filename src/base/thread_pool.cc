@@ -1,7 +1,5 @@
 #include "base/thread_pool.h"
 
-#include <algorithm>
-
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define GANNET_PAUSE() _mm_pause()
@@ -14,13 +12,6 @@ namespace {
 // How long a worker spins for the next job before sleeping: about 50-100 us, longer than the gap
 // between two kernels of one forward pass, far shorter than the gap between requests.
 constexpr int kSpinIterations = 20000;
-constexpr size_t kLineBytes = 64;
-
-void PrefetchLines(const void* data, size_t bytes) {
-  const auto* p = static_cast<const char*>(data);
-  // Into L2 and below (locality 2): the lines are for the next job, L1 is for the current one.
-  for (size_t off = 0; off < bytes; off += kLineBytes) __builtin_prefetch(p + off, 0, 2);
-}
 }  // namespace
 
 int ThreadPool::HardwareThreads() {
@@ -28,7 +19,7 @@ int ThreadPool::HardwareThreads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-ThreadPool::ThreadPool(int n_threads) : prefetch_fn_(&PrefetchLines) {
+ThreadPool::ThreadPool(int n_threads) {
   n_threads_ = n_threads > 0 ? n_threads : HardwareThreads();
   claimed_ = std::make_unique<std::atomic<uint64_t>[]>(static_cast<size_t>(n_threads_));
   for (int i = 0; i < n_threads_; ++i) claimed_[i].store(0, std::memory_order_relaxed);
@@ -50,36 +41,9 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::PrefetchAfterNextRun(std::span<const MemoryRange> ranges) {
-  next_prefetch_.n = 0;
-  for (const MemoryRange& r : ranges) {
-    if (next_prefetch_.n == kMaxPrefetchRanges) break;
-    if (r.data != nullptr && r.bytes > 0) next_prefetch_.ranges[next_prefetch_.n++] = r;
-  }
-}
-
-void ThreadPool::PrefetchPart(const PrefetchList& list, int index) const {
-  for (int k = 0; k < list.n; ++k) {
-    const auto begin = reinterpret_cast<uintptr_t>(list.ranges[k].data) / kLineBytes;
-    const auto end =
-        (reinterpret_cast<uintptr_t>(list.ranges[k].data) + list.ranges[k].bytes + kLineBytes - 1) /
-        kLineBytes;
-    const uintptr_t lines = end - begin;
-    const uintptr_t per = (lines + n_threads_ - 1) / n_threads_;
-    const uintptr_t b = std::min(lines, per * index), e = std::min(lines, b + per);
-    if (b < e) {
-      prefetch_fn_(reinterpret_cast<const void*>((begin + b) * kLineBytes), (e - b) * kLineBytes);
-    }
-  }
-}
-
 void ThreadPool::RunImpl(JobFn fn, void* ctx) {
-  // This Run's prefetch list; the next Run has none unless asked again.
-  job_prefetch_ = next_prefetch_;
-  next_prefetch_.n = 0;
   if (n_threads_ == 1) {
     fn(ctx, 0, 1);
-    if (job_prefetch_.n > 0) PrefetchPart(job_prefetch_, 0);
     return;
   }
   job_fn_ = fn;
@@ -95,18 +59,10 @@ void ThreadPool::RunImpl(JobFn fn, void* ctx) {
   fn(ctx, 0, n_threads_);
   // Indexes no worker has started yet are run here: a descheduled or sleeping worker then costs
   // nothing (jobs that split work dynamically find nothing left; static splits get done here).
-  bool ran[64] = {};  // indexes (below 64) the caller ran for late workers: it prefetches theirs
   for (int i = 1; i < n_threads_; ++i) {
     if (Claim(i, g)) {
       fn(ctx, i, n_threads_);
       remaining_.fetch_sub(1, std::memory_order_acq_rel);
-      if (i < 64) ran[i] = true;
-    }
-  }
-  if (job_prefetch_.n > 0) {
-    PrefetchPart(job_prefetch_, 0);
-    for (int i = 1; i < n_threads_ && i < 64; ++i) {
-      if (ran[i]) PrefetchPart(job_prefetch_, i);
     }
   }
   // Spin briefly (the usual case: workers finish within microseconds of the caller), then
@@ -146,11 +102,7 @@ void ThreadPool::WorkerLoop(int index, uint64_t seen) {
     // the caller is still waiting for this index and job_fn_ is generation g's.
     if (!Claim(index, g)) continue;
     job_fn_(job_ctx_, index, n_threads_);
-    // Read before reporting done: then the caller may return and start the next Run.
-    PrefetchList prefetch;
-    if (job_prefetch_.n > 0) prefetch = job_prefetch_;
     remaining_.fetch_sub(1, std::memory_order_acq_rel);
-    if (prefetch.n > 0) PrefetchPart(prefetch, index);
   }
 }
 

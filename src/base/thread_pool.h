@@ -11,24 +11,14 @@
 // inside fn); per-index scratch stays private to the index, as only one thread runs it.
 // Workers spin briefly between jobs and then sleep, so back-to-back kernel launches on the token
 // path cost a few hundred nanoseconds and an idle process costs nothing. No allocation per Run.
-//
-// Prefetch after a Run (PrefetchAfterNextRun): memory the job after the next Run reads first (the
-// next matmul's first weight rows) is split by thread index, and each index's part is
-// software-prefetched by the thread that ran that index as soon as it is done, while the
-// other threads finish theirs and the cheap ops between two matmuls run, so the next job does not
-// start cold from DRAM. A worker prefetches after it has reported its index done: the caller's
-// wait never includes a worker's prefetch.
-// Thread-safety: Run and PrefetchAfterNextRun may be called from one thread at a time (the
-// engine's step thread).
+// Thread-safety: Run may be called from one thread at a time (the engine's step thread).
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
-#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <span>
 #include <thread>
 #include <vector>
 
@@ -62,26 +52,7 @@ class ThreadPool {
 
   static int HardwareThreads();
 
-  struct MemoryRange {
-    const void* data = nullptr;
-    size_t bytes = 0;
-  };
-  static constexpr int kMaxPrefetchRanges = 8;
-  // The next Run (only that one) prefetches `ranges` (at most kMaxPrefetchRanges; more are
-  // ignored) after its job: index i of n_threads takes the i-th of n_threads equal, cache-line
-  // aligned parts of each range. Replaces a hint no Run has taken yet; an empty span clears it.
-  // Prefetching never faults, so a range may be memory that is gone by then (a wasted hint).
-  void PrefetchAfterNextRun(std::span<const MemoryRange> ranges);
-  // What prefetches one part (default: a software prefetch per cache line). For tests, which
-  // record the parts instead. REQUIRES: no Run in flight.
-  using PrefetchFn = void (*)(const void* data, size_t bytes);
-  void set_prefetch_fn(PrefetchFn fn) { prefetch_fn_ = fn; }
-
  private:
-  struct PrefetchList {
-    MemoryRange ranges[kMaxPrefetchRanges];
-    int n = 0;
-  };
   using JobFn = void (*)(void* ctx, int thread_index, int n_threads);
   template <typename F>
   static void Trampoline(void* ctx, int ti, int nt) {
@@ -92,8 +63,6 @@ class ThreadPool {
   // Takes index `index` of generation g's job for the calling thread; false when another thread
   // took it (the worker, or the caller on the worker's behalf).
   bool Claim(int index, uint64_t g);
-  // Prefetches index `index`'s parts of `list`.
-  void PrefetchPart(const PrefetchList& list, int index) const;
 
   int n_threads_ = 1;
   std::vector<std::thread> workers_;
@@ -107,9 +76,6 @@ class ThreadPool {
   std::atomic<int> sleepers_{0};
   // [n_threads]: the last generation whose index i was claimed (index 0 is always the caller's).
   std::unique_ptr<std::atomic<uint64_t>[]> claimed_;
-  PrefetchList next_prefetch_;  // for the next Run (caller's thread only)
-  PrefetchList job_prefetch_;   // the running job's, published with its generation
-  PrefetchFn prefetch_fn_;
 };
 
 }  // namespace gannet

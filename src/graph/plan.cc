@@ -117,21 +117,6 @@ Result<Plan> Plan::Compile(Graph graph, const PlanOptions& options) {
     placed.push_back({offset, sizes[i], first[i], last_use[i]});
     plan.arena_bytes_ = std::max(plan.arena_bytes_, offset + sizes[i]);
   }
-  plan.next_matmul_.assign(n, -1);
-  if (options.hint_next_matmul) {
-    auto leader = [&](int32_t i) {
-      const Node& node = graph.nodes[i];
-      return (node.op == OpKind::kMatMul && node.computed_by < 0) || node.op == OpKind::kMatMulGlu;
-    };
-    int32_t first_leader = -1, prev = -1;
-    for (int32_t i = 0; i < n; ++i) {
-      if (!leader(i)) continue;
-      if (prev >= 0) plan.next_matmul_[prev] = i;
-      if (first_leader < 0) first_leader = i;
-      prev = i;
-    }
-    if (prev >= 0 && prev != first_leader) plan.next_matmul_[prev] = first_leader;
-  }
   plan.graph_ = std::move(graph);
   return plan;
 }
@@ -210,13 +195,6 @@ Result<std::span<const float>> Plan::Execute(kernels::Backend& backend, const Ba
         kernels::MatMulArgs args = GroupArgs(node, outs, n_outs);
         args.x = buf(node.inputs[0]);
         args.scratch = scratch;
-        if (const int32_t next = next_matmul_[i]; next >= 0) {
-          kernels::MatMulOutput next_outs[kernels::kMaxMatMulGroup];
-          kernels::Weight next_w[kernels::kMaxMatMulGroup];
-          const int n_next = GroupOutputs(graph_, next, next_outs);
-          for (int k = 0; k < n_next; ++k) next_w[k] = next_outs[k].w;
-          backend.HintNextMatMul(std::span<const kernels::Weight>(next_w, n_next));
-        }
         backend.MatMul(args);
         break;
       }

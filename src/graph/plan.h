@@ -56,10 +56,6 @@ struct PlanOptions {
   // Run the fusion passes (fuse.h) first. Off: every node of the model's graph is executed as
   // written, so an observer sees every intermediate tensor (for dumps and comparisons).
   bool fuse = true;
-  // Before each matmul, tell the backend which weights the matmul after it reads
-  // (Backend::HintNextMatMul; the last one names the first, for the next step), so that it can
-  // have them on their way while this one finishes. Results do not change.
-  bool hint_next_matmul = true;
 };
 
 class Plan {
@@ -89,8 +85,6 @@ class Plan {
   Graph graph_;
   FuseStats fuse_stats_;
   std::vector<size_t> offsets_;  // per node, into the arena (SIZE_MAX: no buffer)
-  // Per matmul leader, the next matmul leader (wrapping around); -1 elsewhere or with hints off.
-  std::vector<int32_t> next_matmul_;
   size_t arena_bytes_ = 0;
   size_t unplanned_bytes_ = 0;
 };

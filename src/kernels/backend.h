@@ -150,11 +150,6 @@ class Backend {
   virtual size_t MatMulScratchBytes(const MatMulArgs& a) const = 0;
   // REQUIRES: n_in is a multiple of every weight type's block size; the backend loads the types.
   virtual void MatMul(const MatMulArgs& a) = 0;
-  // A hint for the next op only: the op after it is a MatMul of `next` (its weights, as that
-  // MatMul's outputs will name them). A backend may use the end of the next op to bring the start
-  // of those weights closer to its compute units, so that a chain of small matmuls (a deep model's
-  // decode step) does not start each one cold. Never changes a result. Default: ignored.
-  virtual void HintNextMatMul(std::span<const Weight> next) { (void)next; }
 
   // out [rows, cols] = x + bias (a row vector of cols values, broadcast over rows).
   virtual void AddBias(const float* x, const float* bias, int64_t rows, int64_t cols,

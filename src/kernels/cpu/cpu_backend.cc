@@ -21,9 +21,6 @@ constexpr size_t kEmbedRowBytes = 32 * 1024;
 constexpr size_t kCopyPieceBytes = size_t{256} << 10;
 // Where copies start in their block: a cache line, as the kernels' loads want.
 constexpr size_t kCopyAlign = 64;
-// The most bytes HintNextMatMul has the threads prefetch: a part of each core's L2 (1 MiB on
-// Zen 4, 2 MiB on recent Xeons), which the op running meanwhile also needs.
-constexpr size_t kMaxPrefetchBytes = size_t{256} << 10;
 
 }  // namespace
 
@@ -187,32 +184,7 @@ size_t CpuBackend::MatMulScratchBytes(const kernels::MatMulArgs& a) const {
 void CpuBackend::MatMul(const kernels::MatMulArgs& a) {
   GANNET_CHECK(!a.outputs.empty() && a.outputs.size() <= static_cast<size_t>(kMaxMatMulGroup));
   MatMulOutput outs[kMaxMatMulGroup];
-  WithHint([&] { MatMulGroup(pool_, GroupArgs(a, outs), isa_); });
-}
-
-void CpuBackend::HintNextMatMul(std::span<const kernels::Weight> next) {
-  n_hint_ = 0;
-  size_t budget = kMaxPrefetchBytes;
-  for (const kernels::Weight& w : next) {
-    const std::optional<int64_t> row_bytes = RowBytes(w.type, w.cols);
-    if (n_hint_ == ThreadPool::kMaxPrefetchRanges || w.data == nullptr || !row_bytes) break;
-    const Copy copy = copies_.empty() && shared_ == nullptr ? Copy{} : CopyOf(w.data);
-    // The first rows are the first bytes in both layouts (an interleaved group keeps its rows'
-    // bytes together, groups in row order).
-    const size_t bytes =
-        std::min(budget, static_cast<size_t>(w.rows) * static_cast<size_t>(*row_bytes) / 8);
-    hint_[n_hint_++] = {.data = copy.data != nullptr ? copy.data : w.data, .bytes = bytes};
-    budget -= bytes;
-  }
-}
-
-template <typename Op>
-void CpuBackend::WithHint(Op&& op) {
-  if (n_hint_ == 0) return op();
-  pool_.PrefetchAfterNextRun(std::span<const ThreadPool::MemoryRange>(hint_, n_hint_));
-  n_hint_ = 0;
-  op();
-  pool_.PrefetchAfterNextRun({});
+  MatMulGroup(pool_, GroupArgs(a, outs), isa_);
 }
 
 void CpuBackend::AddBias(const float* x, const float* bias, int64_t rows, int64_t cols,

@@ -64,10 +64,6 @@ class CpuBackend final : public kernels::Backend {
              float* out) override;
   size_t MatMulScratchBytes(const kernels::MatMulArgs& a) const override;
   void MatMul(const kernels::MatMulArgs& a) override;
-  // The next op's threads each prefetch their part of the first 1/8 of every weight named (the
-  // first chunk each thread takes, as MatMul makes 8 chunks per thread), at most
-  // kMaxPrefetchBytes in all, after their share of that op (ThreadPool::PrefetchAfterNextRun).
-  void HintNextMatMul(std::span<const kernels::Weight> next) override;
   void AddBias(const float* x, const float* bias, int64_t rows, int64_t cols, float* out) override;
   void RmsNorm(const float* x, const float* w, float eps, int64_t rows, int64_t cols,
                float* out) override;
@@ -95,11 +91,6 @@ class CpuBackend final : public kernels::Backend {
   // The ops.h form of a MatMul, each output on its weight's copy where there is one.
   MatMulGroupArgs GroupArgs(const kernels::MatMulArgs& a, MatMulOutput* outs) const;
 
-  // Runs `op` with the pending hint (HintNextMatMul) on the pool's next Run, then clears it, so
-  // an op without a Run does not pass it on to a later op.
-  template <typename Op>
-  void WithHint(Op&& op);
-
   ThreadPool& pool_;
   Isa isa_;
   CpuBackendOptions options_;
@@ -109,9 +100,6 @@ class CpuBackend final : public kernels::Backend {
   std::unordered_map<const void*, Copy> copies_;
   std::vector<PageMemory> blocks_;
   size_t prepared_bytes_ = 0;
-  // HintNextMatMul's ranges for the next op.
-  ThreadPool::MemoryRange hint_[ThreadPool::kMaxPrefetchRanges];
-  int n_hint_ = 0;
 };
 
 }  // namespace gannet::cpu

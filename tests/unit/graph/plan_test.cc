@@ -158,20 +158,8 @@ class CountingBackend final : public kernels::Backend {
   }
   void MatMul(const kernels::MatMulArgs& a) override {
     ++calls;
-    hints.push_back(std::move(pending_hint_));
-    pending_hint_.clear();
-    matmuls.emplace_back();
-    for (const kernels::MatMulOutput& o : a.outputs) matmuls.back().push_back(o.w.data);
     inner_.MatMul(a);
   }
-  // Not a node: recorded, and handed to the next MatMul.
-  void HintNextMatMul(std::span<const kernels::Weight> next) override {
-    pending_hint_.clear();
-    for (const kernels::Weight& w : next) pending_hint_.push_back(w.data);
-    inner_.HintNextMatMul(next);
-  }
-  // Per MatMul call: the weights the hint before it named (empty: none), and its own weights.
-  std::vector<std::vector<const void*>> hints, matmuls;
   void AddBias(const float* x, const float* b, int64_t r, int64_t c, float* out) override {
     ++calls;
     inner_.AddBias(x, b, r, c, out);
@@ -218,7 +206,6 @@ class CountingBackend final : public kernels::Backend {
 
  private:
   kernels::Backend& inner_;
-  std::vector<const void*> pending_hint_;
 };
 
 TEST(PlanTest, ExecutesThroughTheBackendOneCallPerNode) {
@@ -247,41 +234,6 @@ TEST(PlanTest, ExecutesThroughTheBackendOneCallPerNode) {
     Result<std::span<const float>> direct = p->Execute(cpu_backend, in, arena.data(), b.data());
     ASSERT_TRUE(direct.ok());
     EXPECT_TRUE(std::equal(got.begin(), got.end(), direct->begin(), direct->end()));
-  }
-}
-
-// Before each matmul the plan names the weights of the matmul after it (the last names the first:
-// the next step's), fused or not, and names nothing with the hints off; results are the same.
-TEST(PlanTest, HintsEachMatMulWithTheNextOnesWeights) {
-  Mlp m;
-  ThreadPool pool(2);
-  cpu::CpuBackend cpu_backend(pool);
-  std::vector<int32_t> toks = {3}, pos = {0}, rows = {0};
-  const BatchInputs in{.tokens = toks, .positions = pos, .output_rows = rows};
-  for (bool fuse : {false, true}) {
-    std::vector<float> results[2];
-    for (bool hint : {false, true}) {
-      Result<Graph> g = m.Build(1);
-      ASSERT_TRUE(g.ok());
-      Result<Plan> p = Plan::Compile(*g, {.fuse = fuse, .hint_next_matmul = hint});
-      ASSERT_TRUE(p.ok());
-      CountingBackend counting(cpu_backend);
-      std::vector<float> arena(p->arena_bytes() / sizeof(float) + 16);
-      std::vector<float> scratch(p->scratch_bytes(cpu_backend) / sizeof(float) + 16);
-      Result<std::span<const float>> out = p->Execute(counting, in, arena.data(), scratch.data());
-      ASSERT_TRUE(out.ok()) << out.status().ToString();
-      results[hint].assign(out->begin(), out->end());
-      const size_t n = counting.matmuls.size();
-      ASSERT_EQ(n, fuse ? 7u : 10u);  // 3 layers of gate+up (grouped when fused) and down; head
-      for (size_t k = 0; k < n; ++k) {
-        if (hint) {
-          EXPECT_EQ(counting.hints[k], counting.matmuls[(k + 1) % n]) << "matmul " << k;
-        } else {
-          EXPECT_TRUE(counting.hints[k].empty()) << "matmul " << k;
-        }
-      }
-    }
-    EXPECT_EQ(results[0], results[1]);
   }
 }
 
