@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
+#include <unordered_set>
 
 #include "base/status.h"
 #include "kernels/cpu/repack.h"
@@ -15,59 +17,95 @@ namespace {
 constexpr size_t kRepackSliceBytes = size_t{8} << 20;
 // The widest row Embed unpacks from a copy (on the stack); wider rows read the original.
 constexpr size_t kEmbedRowBytes = 32 * 1024;
+// Bytes of a plain copy one thread copies at a time.
+constexpr size_t kCopyPieceBytes = size_t{256} << 10;
+// Where copies start in their block: a cache line, as the kernels' loads want.
+constexpr size_t kCopyAlign = 64;
 
 }  // namespace
 
-std::unique_ptr<uint8_t, CpuBackend::FreeDeleter> CpuBackend::Repack(const kernels::Weight& w,
-                                                                     const ReleaseFn& release) {
-  const size_t bytes = RepackedBytes(w.type, w.rows, w.cols);
-  std::unique_ptr<uint8_t, FreeDeleter> copy(
-      static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
-  if (copy == nullptr) return copy;
+void CpuBackend::CopyWeight(const kernels::Weight& w, bool interleave, uint8_t* dst,
+                            const ReleaseFn& release) {
   const size_t row_bytes = static_cast<size_t>(*RowBytes(w.type, w.cols));
   // Slices of whole groups: a group's place in the copy does not depend on the slice.
-  const int64_t group = RepackGroupRows(w.type);
+  const int64_t group = interleave ? RepackGroupRows(w.type) : 1;
   const int64_t slice_rows =
       std::max<int64_t>(group, static_cast<int64_t>(kRepackSliceBytes / row_bytes) / group * group);
   const auto* src = static_cast<const uint8_t*>(w.data);
   for (int64_t r0 = 0; r0 < w.rows; r0 += slice_rows) {
     const int64_t n = std::min(slice_rows, w.rows - r0);
     const size_t at = static_cast<size_t>(r0) * row_bytes;
-    RepackRows(pool_, w.type, src + at, n, w.cols, copy.get() + at);
-    if (release) release({src + at, static_cast<size_t>(n) * row_bytes});
+    const size_t bytes = static_cast<size_t>(n) * row_bytes;
+    if (interleave) {
+      RepackRows(pool_, w.type, src + at, n, w.cols, dst + at);
+    } else {
+      // Split over the threads: the first write to each page of the copy also faults it in
+      // (zeroing a 2 MiB page), which is most of the time a copy takes.
+      const int64_t pieces = static_cast<int64_t>((bytes + kCopyPieceBytes - 1) / kCopyPieceBytes);
+      pool_.ParallelFor(pieces, [&](int64_t p0, int64_t p1, int) {
+        const size_t b = static_cast<size_t>(p0) * kCopyPieceBytes;
+        const size_t e = std::min(bytes, static_cast<size_t>(p1) * kCopyPieceBytes);
+        std::memcpy(dst + at + b, src + at + b, e - b);
+      });
+    }
+    if (release) release({src + at, bytes});
   }
-  prepared_bytes_ += bytes;
-  return copy;
 }
 
 std::vector<bool> CpuBackend::PrepareMatMulWeights(std::span<const kernels::Weight> weights,
                                                    const ReleaseFn& release) {
   std::vector<bool> copied(weights.size(), false);
-  if (!repack_weights_) return copied;
+  if (!options_.repack_weights) return copied;
+  // Where each copy goes in one block: in the order offered, so that the copies a forward pass
+  // reads one after another are neighbours in memory.
+  struct Planned {
+    size_t index, offset;
+    bool interleave;
+  };
+  std::vector<Planned> plan;
+  std::unordered_set<const void*> planned;  // data pointers of this call's copies
+  size_t total = 0, copy_bytes = 0;
   for (size_t i = 0; i < weights.size(); ++i) {
     const kernels::Weight& w = weights[i];
-    if (!CanRepackMatrix(w.type, isa_, w.cols) || w.data == nullptr || w.rows <= 0) {
-      continue;
-    }
-    if (CopyOf(w.data) != nullptr) {  // the same matrix named twice, or the shared backend's
+    if (w.data == nullptr || w.rows <= 0) continue;
+    // The same matrix named twice, or the shared backend's.
+    if (CopyOf(w.data).data != nullptr || planned.contains(w.data)) {
       copied[i] = true;
       continue;
     }
-    std::unique_ptr<uint8_t, FreeDeleter> copy = Repack(w, release);
-    if (copy == nullptr) continue;  // no memory for it: this weight keeps the file layout
-    copies_.emplace(w.data, std::move(copy));
-    copied[i] = true;
+    const bool interleave = CanRepackMatrix(w.type, isa_, w.cols);
+    const std::optional<int64_t> row_bytes = RowBytes(w.type, w.cols);
+    if (!interleave && !(options_.copy_other_weights && row_bytes.has_value())) continue;
+    total = (total + kCopyAlign - 1) / kCopyAlign * kCopyAlign;
+    plan.push_back({i, total, interleave});
+    planned.insert(w.data);
+    const size_t bytes = interleave ? RepackedBytes(w.type, w.rows, w.cols)
+                                    : static_cast<size_t>(w.rows) * static_cast<size_t>(*row_bytes);
+    total += bytes;
+    copy_bytes += bytes;
   }
+  if (plan.empty()) return copied;
+  Result<PageMemory> block = PageMemory::Allocate(total, options_.huge_pages);
+  if (!block.ok()) return copied;  // no memory for it: every weight keeps the file layout
+  for (const Planned& p : plan) {
+    const kernels::Weight& w = weights[p.index];
+    uint8_t* dst = block.value().data() + p.offset;
+    CopyWeight(w, p.interleave, dst, release);
+    copies_.emplace(w.data, Copy{.data = dst, .interleaved = p.interleave});
+    copied[p.index] = true;
+  }
+  prepared_bytes_ += copy_bytes;
+  blocks_.push_back(std::move(block).value());
   return copied;
 }
 
 std::unique_ptr<kernels::Backend> CpuBackend::NewSharingWeights() const {
-  return std::make_unique<CpuBackend>(pool_, isa_, repack_weights_, this);
+  return std::make_unique<CpuBackend>(pool_, isa_, options_, this);
 }
 
-const uint8_t* CpuBackend::CopyOf(const void* data) const {
-  if (auto it = copies_.find(data); it != copies_.end()) return it->second.get();
-  return shared_ != nullptr ? shared_->CopyOf(data) : nullptr;
+CpuBackend::Copy CpuBackend::CopyOf(const void* data) const {
+  if (auto it = copies_.find(data); it != copies_.end()) return it->second;
+  return shared_ != nullptr ? shared_->CopyOf(data) : Copy{};
 }
 
 // The ops.h form of a MatMul: outputs copied into `outs` (kMaxMatMulGroup entries, on the caller's
@@ -79,9 +117,9 @@ MatMulGroupArgs CpuBackend::GroupArgs(const kernels::MatMulArgs& a, MatMulOutput
     outs[i] = MatMulOutput{
         .wtype = o.w.type, .w = o.w.data, .n_out = o.w.rows, .y = o.y, .y_stride = o.y_stride};
     if (copies_.empty() && shared_ == nullptr) continue;
-    if (const uint8_t* copy = CopyOf(o.w.data); copy != nullptr) {
-      outs[i].w = copy;
-      outs[i].w_interleaved = true;
+    if (const Copy copy = CopyOf(o.w.data); copy.data != nullptr) {
+      outs[i].w = copy.data;
+      outs[i].w_interleaved = copy.interleaved;
     }
   }
   return MatMulGroupArgs{.x = a.x,
@@ -100,27 +138,35 @@ MatMulGroupArgs CpuBackend::GroupArgs(const kernels::MatMulArgs& a, MatMulOutput
 
 void CpuBackend::ReadWeightRows(const kernels::Weight& w, std::span<const int32_t> rows,
                                 void* dst) const {
-  const uint8_t* copy = copies_.empty() && shared_ == nullptr ? nullptr : CopyOf(w.data);
-  if (copy == nullptr) return Backend::ReadWeightRows(w, rows, dst);
+  const Copy copy = copies_.empty() && shared_ == nullptr ? Copy{} : CopyOf(w.data);
+  if (copy.data == nullptr) return Backend::ReadWeightRows(w, rows, dst);
+  if (!copy.interleaved) {
+    return Backend::ReadWeightRows(
+        kernels::Weight{.type = w.type, .data = copy.data, .rows = w.rows, .cols = w.cols}, rows,
+        dst);
+  }
   const size_t rb = static_cast<size_t>(*RowBytes(w.type, w.cols));
   for (size_t i = 0; i < rows.size(); ++i) {
-    UnpackRow(w.type, copy, rows[i], w.cols, static_cast<uint8_t*>(dst) + i * rb);
+    UnpackRow(w.type, copy.data, rows[i], w.cols, static_cast<uint8_t*>(dst) + i * rb);
   }
 }
 
 void CpuBackend::Embed(const kernels::Weight& table, std::span<const int32_t> tokens, float scale,
                        float* out) {
   const int64_t n = static_cast<int64_t>(tokens.size());
-  const uint8_t* copy = copies_.empty() && shared_ == nullptr ? nullptr : CopyOf(table.data);
+  const Copy copy = copies_.empty() && shared_ == nullptr ? Copy{} : CopyOf(table.data);
   const size_t row_bytes = static_cast<size_t>(*RowBytes(table.type, table.cols));
-  if (copy != nullptr && row_bytes <= kEmbedRowBytes) {
+  if (copy.data != nullptr && !copy.interleaved) {
+    // A tied table copied unchanged: its rows from the copy, for the same reason as below.
+    GetRows(table.type, copy.data, table.cols, tokens.data(), n, out, table.cols);
+  } else if (copy.data != nullptr && row_bytes <= kEmbedRowBytes) {
     // A tied table whose copy the matmuls read: its rows come from the copy (the same bytes), so
     // its file pages, dropped at load, are not paged back in (each looked-up row mapped a page
     // or more with it: 32 MiB more resident after a 512-token prompt).
     alignas(64) uint8_t row[kEmbedRowBytes];
     const int32_t first[1] = {0};
     for (int64_t i = 0; i < n; ++i) {
-      UnpackRow(table.type, copy, tokens[i], table.cols, row);
+      UnpackRow(table.type, copy.data, tokens[i], table.cols, row);
       GetRows(table.type, row, table.cols, first, 1, out + i * table.cols, table.cols);
     }
   } else {

@@ -4,22 +4,37 @@
 // existed, with the same arguments, so results are bit for bit those of the kernels' own tests.
 // The ISA is chosen once, at construction (BestIsa() unless given).
 // Weights (PrepareMatMulWeights): with repacking on, the matrices the ISA has interleaved kernels
-// for (repack.h: K-quants, and Q8_0 on AVX-512) are copied interleaved; MatMul finds a weight's
+// for (repack.h: K-quants, and Q8_0 on AVX-512) are copied interleaved, and (copy_other_weights)
+// the others byte for byte, all into one block of anonymous memory on huge pages, one after
+// another in the order offered (the order a forward pass reads them). MatMul finds a weight's
 // copy by its data pointer, and so does Embed (a tied embedding table: the same row bytes,
 // unpacked).
 // Thread-safety: as Backend; the pool must not run other work while an op runs.
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
+#include "base/page_memory.h"
 #include "base/thread_pool.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/ops.h"
 
 namespace gannet::cpu {
+
+struct CpuBackendOptions {
+  // Whether PrepareMatMulWeights copies weights at all (off: every matmul reads the file layout).
+  // Matrices with interleaved kernels on the ISA are copied interleaved (repack.h).
+  bool repack_weights = true;
+  // Also copy the matrices without an interleaved layout (e.g. Q4_0), unchanged. A decode step
+  // then streams anonymous memory on huge pages, all weights in one block in reading order, instead
+  // of the file's 4 KiB page-cache pages: no TLB miss and no prefetcher restart per 4 KiB.
+  bool copy_other_weights = true;
+  // Back the copies with transparent huge pages (PageMemory); off: small pages.
+  bool huge_pages = true;
+};
 
 class CpuBackend final : public kernels::Backend {
  public:
@@ -29,11 +44,15 @@ class CpuBackend final : public kernels::Backend {
   // outlive this one.
   explicit CpuBackend(ThreadPool& pool, Isa isa = BestIsa(), bool repack_weights = true,
                       const CpuBackend* shared = nullptr)
-      : pool_(pool), isa_(isa), repack_weights_(repack_weights), shared_(shared) {}
+      : CpuBackend(pool, isa, CpuBackendOptions{.repack_weights = repack_weights}, shared) {}
+  CpuBackend(ThreadPool& pool, Isa isa, const CpuBackendOptions& options,
+             const CpuBackend* shared = nullptr)
+      : pool_(pool), isa_(isa), options_(options), shared_(shared) {}
 
   const char* name() const override { return "cpu"; }
   ThreadPool& pool() { return pool_; }
   Isa isa() const { return isa_; }
+  const CpuBackendOptions& options() const { return options_; }
 
   std::vector<bool> PrepareMatMulWeights(std::span<const kernels::Weight> weights,
                                          const ReleaseFn& release) override;
@@ -60,22 +79,26 @@ class CpuBackend final : public kernels::Backend {
   void GatherRows(const float* x, int64_t cols, std::span<const int32_t> rows, float* out) override;
 
  private:
-  struct FreeDeleter {
-    void operator()(void* p) const { std::free(p); }
+  struct Copy {
+    const uint8_t* data = nullptr;  // null: no copy
+    bool interleaved = false;       // repack.h's layout; else the file's
   };
-  // The interleaved copy of w (repack.h), or null when there is no memory for it.
-  std::unique_ptr<uint8_t, FreeDeleter> Repack(const kernels::Weight& w, const ReleaseFn& release);
-  // The copy of the weight whose data is `data` (this backend's or the shared one's), or null.
-  const uint8_t* CopyOf(const void* data) const;
+  // Writes the copy of w into dst (interleaved or not), releasing the original in slices.
+  void CopyWeight(const kernels::Weight& w, bool interleave, uint8_t* dst,
+                  const ReleaseFn& release);
+  // The copy of the weight whose data is `data` (this backend's or the shared one's).
+  Copy CopyOf(const void* data) const;
   // The ops.h form of a MatMul, each output on its weight's copy where there is one.
   MatMulGroupArgs GroupArgs(const kernels::MatMulArgs& a, MatMulOutput* outs) const;
 
   ThreadPool& pool_;
   Isa isa_;
-  bool repack_weights_ = true;
+  CpuBackendOptions options_;
   const CpuBackend* shared_ = nullptr;
-  // Interleaved copies (repack.h), by the data pointer of the weight they replace.
-  std::unordered_map<const void*, std::unique_ptr<uint8_t, FreeDeleter>> copies_;
+  // The copies, by the data pointer of the weight they replace; they live in blocks_ (one block
+  // per PrepareMatMulWeights call).
+  std::unordered_map<const void*, Copy> copies_;
+  std::vector<PageMemory> blocks_;
   size_t prepared_bytes_ = 0;
 };
 

@@ -380,8 +380,10 @@ TEST(RepackQ8_0Backend, CopiesOnAvx512OnlyAndKeepsTheBits) {
       {.type = DType::kQ8_0, .data = wide.data(), .rows = 2, .cols = kMaxRepackColsQ8_0 + 32}};
   std::vector<std::span<const uint8_t>> released;
   const auto release = [&](std::span<const uint8_t> part) { released.push_back(part); };
-  CpuBackend avx2(Pool(2), Isa::kAvx2), plain(Pool(2), Isa::kAvx512, false),
-      packed(Pool(2), Isa::kAvx512);
+  // Interleaved copies only (the plain copies of the rest: weight_copy_test.cc).
+  const CpuBackendOptions interleaved_only{.copy_other_weights = false};
+  CpuBackend avx2(Pool(2), Isa::kAvx2, interleaved_only), plain(Pool(2), Isa::kAvx512, false),
+      packed(Pool(2), Isa::kAvx512, interleaved_only);
   EXPECT_EQ(avx2.PrepareMatMulWeights(weights, release), std::vector<bool>(2, false));
   EXPECT_EQ(plain.PrepareMatMulWeights(weights, release), std::vector<bool>(2, false));
   EXPECT_TRUE(released.empty());

@@ -319,8 +319,9 @@ TEST(RepackMatMul, GluPairBitsEqualFileLayout) {
   }
 }
 
-// CpuBackend::PrepareMatMulWeights: the K-quant matrices are copied (Q8_0 on AVX-512 only,
-// nothing on the scalar target or with repacking off), every byte of a copied original is
+// CpuBackend::PrepareMatMulWeights without copies of the other matrices (weight_copy_test.cc):
+// the K-quant matrices are copied (Q8_0 on AVX-512 only, nothing on the scalar target or with
+// repacking off), every byte of a copied original is
 // released exactly once, in order, and MatMul through the backend gives the bits of a backend
 // without copies.
 TEST(RepackBackend, CopiesKQuantsReleasesTheOriginalsAndKeepsTheBits) {
@@ -348,7 +349,8 @@ TEST(RepackBackend, CopiesKQuantsReleasesTheOriginalsAndKeepsTheBits) {
     weights.push_back({.type = types[i], .data = w[i].data(), .rows = rows[i], .cols = n_in});
   }
   for (Isa isa : SimdIsas()) {
-    CpuBackend plain(Pool(2), isa, /*repack_weights=*/false), packed(Pool(2), isa);
+    CpuBackend plain(Pool(2), isa, /*repack_weights=*/false);
+    CpuBackend packed(Pool(2), isa, CpuBackendOptions{.copy_other_weights = false});
     std::vector<std::span<const uint8_t>> released;
     const auto release = [&](std::span<const uint8_t> part) { released.push_back(part); };
     EXPECT_EQ(plain.PrepareMatMulWeights(weights, release), std::vector<bool>(3, false));
@@ -393,7 +395,7 @@ TEST(RepackBackend, CopiesKQuantsReleasesTheOriginalsAndKeepsTheBits) {
       }
     }
   }
-  CpuBackend scalar(Pool(1), Isa::kScalar);
+  CpuBackend scalar(Pool(1), Isa::kScalar, CpuBackendOptions{.copy_other_weights = false});
   EXPECT_EQ(scalar.PrepareMatMulWeights(weights, {}), std::vector<bool>(3, false));
 }
 
