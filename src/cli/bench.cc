@@ -376,8 +376,8 @@ Runner AddBenchCommand(CLI::App& app) {
           bw.mean, bw_min, bw_max, membw.size(), probe_options.buffer_bytes >> 20,
           probe_pool.size());
       std::printf(
-          "peak RSS: %.1f MiB (weights %.1f MiB: %.1f MiB repacked at load in %.2f s, the rest "
-          "mapped)\n",
+          "peak RSS: %.1f MiB (weights %.1f MiB: %.1f MiB copied at load, interleaved where a "
+          "kernel reads them so, in %.2f s; the rest mapped)\n",
           rss / 1048576.0, eng.model().weight_bytes() / 1048576.0, eng.repacked_bytes() / 1048576.0,
           eng.repack_seconds());
       if (o->profile) pp_profile.Print("pp", o->n_prompt * o->reps, o->reps);

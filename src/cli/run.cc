@@ -167,7 +167,7 @@ int Run(RunOptions& o) {
       static_cast<long long>(n_gen), t.decode > 0 ? (n_gen - 1) / t.decode : 0.0,
       runner->get()->n_threads());
   if (const size_t repacked = runner->get()->repacked_bytes(); repacked > 0) {
-    std::fprintf(stderr, "load: %.1f MiB of weights repacked for the matmul kernels in %.2f s\n",
+    std::fprintf(stderr, "load: %.1f MiB of weights copied for the matmul kernels in %.2f s\n",
                  repacked / 1048576.0, runner->get()->repack_seconds());
   }
   if (const engine::EngineStats& st = out->stats; st.spec_draft_tokens > 0) {

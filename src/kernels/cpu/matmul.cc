@@ -405,11 +405,28 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
     for (int64_t c = 0; c < n_chunks; ++c) run(c);
     return;
   }
-  std::atomic<int64_t> next{0};
-  pool.Run([&](int, int) {
-    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < n_chunks;
-         c = next.fetch_add(1, std::memory_order_relaxed)) {
-      run(c);
+  // Each thread takes the chunks of its own contiguous share in order, so that it reads one
+  // sequential stream of weights, which the hardware prefetchers follow from chunk to chunk (with
+  // the chunks dealt out in turn, each thread's stream had a gap at every chunk); then it takes
+  // what is left of the others' shares, so a thread the OS has not scheduled holds no one up.
+  struct alignas(64) Share {
+    std::atomic<int64_t> next;
+    int64_t end;
+  };
+  constexpr int kMaxShares = 64;
+  Share shares[kMaxShares];
+  const int n_shares = std::min(n_threads, kMaxShares);
+  for (int t = 0; t < n_shares; ++t) {
+    shares[t].next.store(n_chunks * t / n_shares, std::memory_order_relaxed);
+    shares[t].end = n_chunks * (t + 1) / n_shares;
+  }
+  pool.Run([&](int ti, int) {
+    for (int k = 0; k < n_shares; ++k) {
+      Share& sh = shares[(ti + k) % n_shares];
+      for (int64_t c = sh.next.fetch_add(1, std::memory_order_relaxed); c < sh.end;
+           c = sh.next.fetch_add(1, std::memory_order_relaxed)) {
+        run(c);
+      }
     }
   });
 }
