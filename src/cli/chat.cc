@@ -84,7 +84,9 @@ Runner AddChatCommand(CLI::App& app) {
     std::string system;
     int32_t max_tokens = 1024;
     GenerationFlags gen;
-    SpecFlags spec;
+    // On by default: n-gram drafts cost no pass, and the adaptive control drafts only where they
+    // pay (never in a batch whose rows cost what a sequence's do).
+    SpecFlags spec{.method = "ngram"};
     int threads = 0;
     int64_t ctx = 0;
   };

@@ -53,7 +53,7 @@ void AddGenerationFlags(CLI::App* sub, GenerationFlags* flags);
 
 // --spec, --spec-max-tokens, --spec-self-tokens and --spec-self-layers (run, chat, serve, bench).
 struct SpecFlags {
-  std::string method = "none";
+  std::string method = "none";  // run, chat and serve: "ngram"
   int32_t max_tokens = 8;
   int32_t self_tokens = 32768;  // self: the restricted head's tokens
   int32_t self_layers = 0;      // self: layers the draft runs (0: all)

@@ -17,7 +17,9 @@ struct RunOptions {
   std::optional<std::string> prompt;
   int32_t n_predict = 128;
   GenerationFlags gen;
-  SpecFlags spec;
+  // On by default: n-gram drafts cost no pass, and the adaptive control drafts only where they
+  // pay (never in a batch whose rows cost what a sequence's do).
+  SpecFlags spec{.method = "ngram"};
   int threads = 0;
   int64_t ctx = 0;
   int64_t batch = 512;

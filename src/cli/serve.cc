@@ -147,7 +147,9 @@ Runner AddServeCommand(CLI::App& app) {
     size_t max_response = size_t{64} << 20;
     bool no_prefix_cache = false;
     double itl_factor = 2.0;
-    SpecFlags spec;
+    // On by default: n-gram drafts cost no pass, and the adaptive control drafts only where they
+    // pay (never in a batch whose rows cost what a sequence's do).
+    SpecFlags spec{.method = "ngram"};
     std::string allowed_origins;
     bool metrics_no_auth = false;
     bool no_webui = false;

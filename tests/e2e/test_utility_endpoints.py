@@ -56,7 +56,7 @@ def test_props(server):
     assert p["total_slots"] == 4
     assert "messages" in p["chat_template"]
     assert p["bos_token"] == "<bos>"
-    assert p["speculative"] == "none"
+    assert p["speculative"] == "ngram"  # the default: n-gram drafts where they pay
     assert p["build_info"]
 
 
