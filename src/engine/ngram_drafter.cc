@@ -10,6 +10,7 @@ NgramDrafter::NgramDrafter(const NgramDrafterOptions& options) : options_(option
   options_.max_ngram = std::max(options_.max_ngram, options_.min_ngram);
   options_.max_matches = std::max(options_.max_matches, 1);
   options_.max_depth = std::max(options_.max_depth, 1);
+  options_.max_indexed = std::max(options_.max_indexed, 2 * options_.max_ngram + 2);
   index_.resize(static_cast<size_t>(options_.max_ngram));
 }
 
@@ -23,16 +24,27 @@ uint64_t NgramDrafter::Hash(size_t end, int32_t n) const {
   return h;
 }
 
+void NgramDrafter::Index(size_t at) {
+  // The new token continues every n-gram (inside the indexed span) that ends just before it.
+  for (int32_t n = 1; n <= options_.max_ngram && static_cast<size_t>(n) <= at - index_start_; ++n) {
+    std::vector<int32_t>& where = index_[static_cast<size_t>(n - 1)][Hash(at, n)];
+    if (where.size() == 2 * kMaxPositions)
+      where.erase(where.begin(), where.begin() + kMaxPositions);
+    where.push_back(static_cast<int32_t>(at));
+  }
+}
+
 void NgramDrafter::Append(std::span<const int32_t> tokens) {
   for (const int32_t t : tokens) {
     tokens_.push_back(t);
-    // The new token continues every n-gram that ends just before it.
-    const size_t at = tokens_.size() - 1;
-    for (int32_t n = 1; n <= options_.max_ngram && static_cast<size_t>(n) <= at; ++n) {
-      std::vector<int32_t>& where = index_[static_cast<size_t>(n - 1)][Hash(at, n)];
-      if (where.size() == 2 * kMaxPositions)
-        where.erase(where.begin(), where.begin() + kMaxPositions);
-      where.push_back(static_cast<int32_t>(at));
+    const size_t len = tokens_.size();
+    if (len - index_start_ > static_cast<size_t>(options_.max_indexed)) {
+      // Rebuilt over the newest half: each token is indexed at most twice in all.
+      index_start_ = len - static_cast<size_t>(options_.max_indexed) / 2;
+      for (auto& m : index_) m.clear();
+      for (size_t at = index_start_ + 1; at < len; ++at) Index(at);
+    } else {
+      Index(len - 1);
     }
   }
 }

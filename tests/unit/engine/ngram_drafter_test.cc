@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -58,6 +60,23 @@ TEST(NgramDrafterTest, SeveralContinuationsMakeATreeWithTheHeaviestChainFirst) {
     if (draft.tokens[i] == 3 && draft.parents[i] == -1) branch = true;
   }
   EXPECT_TRUE(branch);
+}
+
+TEST(NgramDrafterTest, TheIndexCoversAtMostMaxIndexedOfTheNewestTokens) {
+  NgramDrafter d({.max_indexed = 64});
+  // An early pattern, then 5000 distinct tokens, then the start of a recent pattern repeated.
+  d.Append(std::vector<int32_t>{900001, 900002, 900003, 900004, 900005});
+  std::vector<int32_t> filler(5000);
+  std::iota(filler.begin(), filler.end(), 1000);
+  for (size_t i = 0; i < filler.size(); i += 7) {
+    d.Append(std::span<const int32_t>(filler).subspan(i, std::min<size_t>(7, filler.size() - i)));
+    EXPECT_LE(d.indexed_tokens(), 64u);
+  }
+  d.Append(std::vector<int32_t>{7, 8, 9, 10, 11, 7, 8});
+  EXPECT_EQ(d.Propose(3, 16).tokens, (std::vector<int32_t>{9, 10, 11}));  // recent: found
+  d.Append(std::vector<int32_t>{900001, 900002});
+  EXPECT_TRUE(d.Propose(3, 16).empty());  // 5000 tokens back: out of the index
+  EXPECT_EQ(d.tokens().size(), 5014u);
 }
 
 TEST(NgramDrafterTest, NothingToProposeWithoutAnEarlierOccurrence) {
