@@ -44,6 +44,23 @@ std::unique_ptr<ModelRunner> LoadDraft(const std::string& name, const ModelRunne
   return r.ok() ? std::move(*r) : nullptr;
 }
 
+// tiny-llama-f32 as the target, tiny-llama-q as its draft, and a drafter over a 32-block pool.
+struct DraftPair {
+  std::unique_ptr<ModelRunner> target, draft;
+  std::unique_ptr<ModelDrafter> drafter;
+};
+DraftPair LoadPair() {
+  DraftPair p;
+  p.target = Load("tiny-llama-f32");
+  if (p.target == nullptr) return p;
+  p.draft = LoadDraft("tiny-llama-q", *p.target);
+  if (p.draft == nullptr) return p;
+  auto d = ModelDrafter::Create(p.draft.get(), {.n_blocks = 32, .block_size = 4});
+  EXPECT_TRUE(d.ok()) << d.status().ToString();
+  if (d.ok()) p.drafter = std::move(*d);
+  return p;
+}
+
 TEST(DraftModel, ShapeSpendsAQuarterOfTheBudgetOnAlternatives) {
   auto runner = Load("tiny-llama-f32");
   ASSERT_NE(runner, nullptr);
@@ -66,12 +83,11 @@ TEST(DraftModel, ShapeSpendsAQuarterOfTheBudgetOnAlternatives) {
 // The chain is the draft model's greedy continuation (as Evaluate computes it token by token), the
 // alternatives are the next likeliest tokens of their level, and the tree is well formed.
 TEST(DraftModel, ProposesTheGreedyChainAndAlternatives) {
-  auto target = Load("tiny-llama-f32");
-  ASSERT_NE(target, nullptr);
-  auto draft = LoadDraft("tiny-llama-q", *target);
-  ASSERT_NE(draft, nullptr);
-  auto drafter = ModelDrafter::Create(draft.get(), {.n_blocks = 32, .block_size = 4});
-  ASSERT_TRUE(drafter.ok());
+  DraftPair pair = LoadPair();
+  ASSERT_NE(pair.drafter, nullptr);
+  ModelRunner* target = pair.target.get();
+  ModelRunner* draft = pair.draft.get();
+  ModelDrafter* drafter = pair.drafter.get();
   std::vector<int32_t> seq = Prompt(1, 11, target->config().n_vocab);
   const size_t n_vocab = static_cast<size_t>(draft->config().n_vocab);
   auto argmax = [&](std::span<const float> row, int32_t skip) {
@@ -85,7 +101,7 @@ TEST(DraftModel, ProposesTheGreedyChainAndAlternatives) {
   for (int round = 0; round < 3; ++round) {
     Draft d;
     const DraftRequest req{.seq = 7, .tokens = seq, .max_nodes = 8, .draft = &d};
-    ASSERT_TRUE((*drafter)->Propose({&req, 1}).ok());
+    ASSERT_TRUE(drafter->Propose({&req, 1}).ok());
     ASSERT_EQ(d.tokens.size(), 8u);  // depth 6 and one alternative at levels 0 and 1
     EXPECT_EQ(d.parents, (std::vector<int32_t>{-1, 0, 1, 2, 3, 4, -1, 0}));
     // The reference: the draft model run as one private sequence.
@@ -108,32 +124,29 @@ TEST(DraftModel, ProposesTheGreedyChainAndAlternatives) {
     seq.push_back(d.tokens[1]);
     seq.push_back(d.tokens[7]);
   }
-  EXPECT_EQ((*drafter)->num_seqs(), 1);
-  EXPECT_GT((*drafter)->blocks_used(), 0);
-  (*drafter)->Release(7);
-  EXPECT_EQ((*drafter)->blocks_used(), 0);
-  EXPECT_TRUE((*drafter)->kv().CheckInvariants().ok());
+  EXPECT_EQ(drafter->num_seqs(), 1);
+  EXPECT_GT(drafter->blocks_used(), 0);
+  drafter->Release(7);
+  EXPECT_EQ(drafter->blocks_used(), 0);
+  EXPECT_TRUE(drafter->kv().CheckInvariants().ok());
 }
 
 // DraftRequest::model_nodes bounds what the model's passes make (ngram+self's bar for them).
 TEST(DraftModel, ModelNodesBoundTheDraft) {
-  auto target = Load("tiny-llama-f32");
-  ASSERT_NE(target, nullptr);
-  auto draft = LoadDraft("tiny-llama-q", *target);
-  ASSERT_NE(draft, nullptr);
-  auto drafter = ModelDrafter::Create(draft.get(), {.n_blocks = 32, .block_size = 4});
-  ASSERT_TRUE(drafter.ok());
-  const std::vector<int32_t> seq = Prompt(1, 11, target->config().n_vocab);
+  DraftPair pair = LoadPair();
+  ASSERT_NE(pair.drafter, nullptr);
+  ModelDrafter* drafter = pair.drafter.get();
+  const std::vector<int32_t> seq = Prompt(1, 11, pair.target->config().n_vocab);
   Draft d;
   const DraftRequest three{.seq = 7, .tokens = seq, .max_nodes = 8, .model_nodes = 3, .draft = &d};
-  ASSERT_TRUE((*drafter)->Propose({&three, 1}).ok());
+  ASSERT_TRUE(drafter->Propose({&three, 1}).ok());
   EXPECT_EQ(d.tokens.size(), 3u);
-  EXPECT_EQ((*drafter)->last_model_tokens(), 3);
+  EXPECT_EQ(drafter->last_model_tokens(), 3);
   const DraftRequest none{.seq = 8, .tokens = seq, .max_nodes = 8, .model_nodes = 0, .draft = &d};
-  ASSERT_TRUE((*drafter)->Propose({&none, 1}).ok());
+  ASSERT_TRUE(drafter->Propose({&none, 1}).ok());
   EXPECT_TRUE(d.empty());
-  EXPECT_EQ((*drafter)->last_model_tokens(), 0);
-  EXPECT_EQ((*drafter)->num_seqs(), 1);  // nothing kept for a sequence it made no draft for
+  EXPECT_EQ(drafter->last_model_tokens(), 0);
+  EXPECT_EQ(drafter->num_seqs(), 1);  // nothing kept for a sequence it made no draft for
 }
 
 // The target as its own draft: every greedy chain token is accepted, so a step yields depth + 1

@@ -181,25 +181,23 @@ TEST(SpecControllerTest, NoProbeWhereADraftOfUnknownAcceptanceWouldNotPay) {
     const int32_t k = c.Keep(2, 0.2, 8);
     if (k > 0) c.Observe(k, 0);
   }
+  // Drafts (all rejected) over 300 steps at a row cost of `threshold`.
+  auto drafts = [&c](double threshold) {
+    int n = 0;
+    for (int step = 0; step < 300; ++step) {
+      const int32_t k = c.Keep(2, threshold, 8);
+      if (k > 0) {
+        ++n;
+        c.Observe(k, 0);
+      }
+    }
+    return n;
+  };
   // The batch grows: a draft row costs 0.7 of a sequence's share. Drafts that are always accepted
   // would still pay, but one of the prior's acceptance would not, so neither would a probe.
-  int probes = 0;
-  for (int step = 0; step < 300; ++step) {
-    const int32_t k = c.Keep(2, 0.7, 8);
-    if (k > 0) {
-      ++probes;
-      c.Observe(k, 0);
-    }
-  }
-  EXPECT_EQ(probes, 0);
+  EXPECT_EQ(drafts(0.7), 0);
   // Small again: probes go on, after growing pauses.
-  for (int step = 0; step < 300; ++step) {
-    const int32_t k = c.Keep(2, 0.2, 8);
-    if (k > 0) {
-      ++probes;
-      c.Observe(k, 0);
-    }
-  }
+  const int probes = drafts(0.2);
   EXPECT_GT(probes, 0);
   EXPECT_LT(probes, 10);
 }
