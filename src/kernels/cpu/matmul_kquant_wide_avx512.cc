@@ -24,9 +24,11 @@
 // Q4_K/Q5_K, acc = fnmadd(dmin * xd, msum, acc). So the results have the bits of the other tiles
 // and of the AVX2 kernels for every token count (MatMulKQuantTiles.Avx512BitsEqualAvx2).
 // GCC 12's AVX-512 intrinsic headers initialise their "undefined" vectors from themselves, which
-// -Wmaybe-uninitialized reports at every inlined use (a false positive, gone in later GCC).
+// -Wmaybe-uninitialized (and, in the sanitizer build, -Wuninitialized) reports at every inlined use
+// (a false positive, gone in later GCC).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
 
@@ -50,14 +52,15 @@ constexpr int kSliceBlocks = 8;
 // One super-block of a tile's activations: x[p] lane t = dword p (values 4p..4p+3) of token t's
 // codes; bs[k] lane t = token t's bsums 2k, 2k + 1 (an int16 pair); xd lane t its scale. 16 x 292
 // bytes: a tile's table takes the bytes of its 16 Q8_K rows (KQuantActTableBytes). Read and written
-// with unaligned loads and stores (byte arrays, so that the compiler assumes no alignment): a
-// caller's scratch need not be 64-byte aligned.
+// with unaligned loads and stores, and every member a byte array (alignment 1, so that a block may
+// sit at any address without undefined behaviour): a caller's scratch need not be aligned.
 struct WideBlock {
   int8_t x[64][64];
-  int16_t bs[8][32];
-  float xd[kTokens];
+  uint8_t bs[8][64];                    // int16 pairs
+  uint8_t xd[kTokens * sizeof(float)];  // floats
 };
 static_assert(sizeof(WideBlock) == kTokens * sizeof(BlockQ8_K));
+static_assert(alignof(WideBlock) == 1);
 
 // r[t] = 16 dwords of token t -> r[d] = dword d of the 16 tokens (lane t).
 static inline void Transpose16(__m512i r[16]) {
@@ -102,7 +105,8 @@ static void FillBlocks(const BlockQ8_K* const x[kTokens], int64_t s0, int64_t s1
     for (int j = 0; j < kTokens; ++j) r[j] = _mm512_castsi256_si512(Load256(x[j][b].bsums));
     Transpose16(r);
     for (int k = 0; k < 8; ++k) _mm512_storeu_si512(o.bs[k], r[k]);
-    for (int j = 0; j < kTokens; ++j) o.xd[j] = x[j][b].d;
+    for (int j = 0; j < kTokens; ++j)
+      std::memcpy(o.xd + j * sizeof(float), &x[j][b].d, sizeof(float));
   }
 }
 
@@ -233,7 +237,7 @@ static inline void DotRows(const Codes& codes, const int32_t (*sc)[64 / kGroupDw
 
 // sum_k pairs[k] . bs[k] for one row (int16 pairs per dword): lane t = token t's sum.
 template <int kPairs>
-static inline __m512i PairSums(const int32_t* pairs, const int16_t (*bs)[32]) {
+static inline __m512i PairSums(const int32_t* pairs, const uint8_t (*bs)[64]) {
   __m512i m = _mm512_madd_epi16(_mm512_loadu_si512(bs[0]), _mm512_set1_epi32(pairs[0]));
   for (int k = 1; k < kPairs; ++k)
     m = _mm512_dpwssd_epi32(m, _mm512_loadu_si512(bs[k]), _mm512_set1_epi32(pairs[k]));
