@@ -281,8 +281,11 @@ void WideQ45K(const MatMulTile& t, int64_t r0, int64_t r1) {
             _mm512_permutexvar_epi64(_mm512_setr_epi64(1, 3, 5, 7, 0, 0, 0, 0), scales));
         _mm512_store_si512(sc[0], _mm512_cvtepu8_epi32(_mm256_castsi256_si128(sc_bytes)));
         _mm512_store_si512(sc[2], _mm512_cvtepu8_epi32(_mm256_extracti128_si256(sc_bytes, 1)));
-        for (int h = 0; h < 2; ++h) {  // rows 2h, 2h + 1
-          const __m512i m = _mm512_cvtepu8_epi32(_mm256_extracti128_si256(mn_bytes, h));
+        // Rows 2h, 2h + 1 (the half's index spelled as a constant: clang requires one).
+        const __m128i mn_half[2] = {_mm256_castsi256_si128(mn_bytes),
+                                    _mm256_extracti128_si256(mn_bytes, 1)};
+        for (int h = 0; h < 2; ++h) {
+          const __m512i m = _mm512_cvtepu8_epi32(mn_half[h]);
           _mm512_store_si512(mn[2 * h], _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
         }
         __m512i tot[kRows];
