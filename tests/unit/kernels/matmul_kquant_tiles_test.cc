@@ -30,6 +30,21 @@ using matmul_testing::RunMatMul;
 using matmul_testing::Shape;
 using matmul_testing::ShapesFor;
 
+// A tile over file-layout K-quant rows `w` and Q8_K activations `x` (nt tokens of n_in values),
+// its output rows y_stride apart (the caller sets y).
+MatMulTile KTile(const std::vector<uint8_t>& w, size_t w_row_bytes, const std::vector<BlockQ8_K>& x,
+                 int nt, int64_t n_in, int64_t y_stride) {
+  MatMulTile tile;
+  tile.w = w.data();
+  tile.w_row_bytes = w_row_bytes;
+  tile.xq = reinterpret_cast<const uint8_t*>(x.data());
+  tile.xq_stride = static_cast<size_t>(n_in / 256) * sizeof(BlockQ8_K);
+  tile.nt = nt;
+  tile.n_in = n_in;
+  tile.y_stride = y_stride;
+  return tile;
+}
+
 // Raw K-quant blocks at the extremes the SIMD tiles' int16 bounds are derived for (every code
 // at its maximum, scales and mins at 63, activations at +127 / -128), and fully random bytes,
 // through the tile kernels directly (the Q8_K quantizer never emits -128, so MatMul could not
@@ -154,14 +169,7 @@ void CheckExtremeKQuantTiles(Isa isa) {
           for (int nt = 1; nt <= max_tokens; ++nt) {
             for (int64_t r0 : {int64_t{0}, int64_t{3}}) {
               for (int64_t r1 = r0 + 1; r1 <= n_rows; ++r1) {
-                MatMulTile tile;
-                tile.w = w.data();
-                tile.w_row_bytes = w_row_bytes;
-                tile.xq = reinterpret_cast<const uint8_t*>(x.data());
-                tile.xq_stride = nb * sizeof(BlockQ8_K);
-                tile.nt = nt;
-                tile.n_in = n_in;
-                tile.y_stride = n_rows + 1;
+                MatMulTile tile = KTile(w, w_row_bytes, x, nt, n_in, n_rows + 1);
                 std::vector<float> y_simd(kMaxKTokens * tile.y_stride, -7.0f), y_ref = y_simd;
                 tile.y = y_simd.data();
                 simd(tile, r0, r1);
@@ -223,14 +231,7 @@ TEST(MatMulKQuantTiles, Avx512BitsEqualAvx2) {
           FillActivations(af, rng, x.data(), nb * kMaxKTokens);
           for (int nt = 1; nt <= kMaxKTokens; ++nt) {
             for (int64_t r0 = 0; r0 < n_rows; ++r0) {
-              MatMulTile tile;
-              tile.w = w.data();
-              tile.w_row_bytes = w_row_bytes;
-              tile.xq = reinterpret_cast<const uint8_t*>(x.data());
-              tile.xq_stride = nb * sizeof(BlockQ8_K);
-              tile.nt = nt;
-              tile.n_in = n_in;
-              tile.y_stride = n_rows;
+              MatMulTile tile = KTile(w, w_row_bytes, x, nt, n_in, n_rows);
               std::vector<float> ya(kMaxKTokens * n_rows, -7.0f), yb = ya;
               tile.y = ya.data();
               InPieces(a, kMatMulTileTokens, tile, r0, n_rows);
@@ -271,14 +272,7 @@ TEST(MatMulKQuantTiles, WideTilesReadTheTableAsTheirOwnSlices) {
       std::vector<uint8_t> table(stride * kMaxKTokens + 65);
       uint8_t* tab = table.data() + (64 - reinterpret_cast<uintptr_t>(table.data()) % 64) + 1;
       for (int nt = 9; nt <= kMaxKTokens; ++nt) {
-        MatMulTile tile;
-        tile.w = w.data();
-        tile.w_row_bytes = w_row_bytes;
-        tile.xq = reinterpret_cast<const uint8_t*>(x.data());
-        tile.xq_stride = nb * sizeof(BlockQ8_K);
-        tile.nt = nt;
-        tile.n_in = n_in;
-        tile.y_stride = n_rows;
+        MatMulTile tile = KTile(w, w_row_bytes, x, nt, n_in, n_rows);
         std::vector<float> ya(kMaxKTokens * n_rows, -7.0f), yb = ya;
         tile.y = ya.data();
         fn(tile, 1, n_rows);
