@@ -5,6 +5,7 @@ accepted, and bad flags are refused."""
 import concurrent.futures
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -112,3 +113,18 @@ def test_server_outputs_are_unchanged_concurrent_and_streamed(gannet_bin):
         assert s.proc.returncode == 0, s.stderr_lines[-20:]
     assert answers["ngram"] == answers["none"]
     assert answers[f"draft:{MODEL}"] == answers["none"]
+
+
+def test_ngram_matches_bench_reports_every_match_length(gannet_bin):
+    """bench/ngram_matches.py (the evidence for the draft classes) runs and reports a table per set."""
+    script = Path(__file__).resolve().parents[2] / "bench" / "ngram_matches.py"
+    r = subprocess.run([sys.executable, str(script), "-m", str(MODEL),
+                        "--gannet", str(gannet_bin), "--sets", "grounded", "--max-tokens", "24"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "## grounded (12 prompts, 24 tokens" in r.stdout
+    rows = [l for l in r.stdout.splitlines() if l.startswith("| ") and l[2].isdigit()]
+    assert rows, r.stdout
+    for row in rows:
+        n, drafts, rejected, mean = [c.strip() for c in row.strip("|").split("|")]
+        assert 1 <= int(n) <= 4 and int(drafts) > 0 and rejected.endswith("%") and float(mean) >= 0
