@@ -1,8 +1,10 @@
 """`gannet perplexity` end to end on the default model and the committed evaluation text.
 
-- On a slice (-c 128, 2 windows) its PPL is within 1% of llama.cpp's on the same file, windows and
+- On a slice (-c 128, 8 windows) its PPL is within 1% of llama.cpp's on the same file, windows and
   scored positions (bench/compare_perplexity.py's llama.cpp side), and its distributions are close to
-  llama.cpp's (KL divergence through the base file that script writes).
+  llama.cpp's (KL divergence through the base file that script writes). Two windows (126 scored
+  tokens) were too few: the PPL ratio's standard error there is 1.2%, and gannet's own scalar
+  reference kernels were 2.4% from llama.cpp on them.
 - --kl-divergence-base / --kl-divergence round trip: a file against itself gives KLD 0, top-1 100%
   and the same PPL on both sides; the file has the size its format says.
 - Bad input (a missing model or text, a text shorter than one window, a base file of another model,
@@ -22,10 +24,12 @@ MODEL = Path(os.environ.get("GANNET_TEST_MODEL", ROOT / "models" / "gemma-3-270m
 TEXT = ROOT / "bench" / "data" / "eval" / "python_topics.txt"
 TINY = ROOT / "tests" / "fixtures" / "tiny" / "tiny-llama-f32.gguf"
 SLICE = ["-c", "128", "--chunks", "2", "-t", "2"]
+COMPARE_CHUNKS = 8  # windows of 128 for the comparison with llama.cpp
 TIMEOUT = 600
 HEADER_BYTES = 40
-# Measured on the slice: gannet/llama.cpp PPL 0.9906, KL(llama.cpp || gannet) 0.0047, top-1 98.4%
-# (llama.cpp rounds activations to 8 bits before its quantized matmuls; gannet's kernels differ there).
+# Measured on the comparison's 8 windows: gannet/llama.cpp PPL 0.9981, KL(llama.cpp || gannet) 0.0055
+# (llama.cpp rounds activations to 8 bits before its quantized matmuls, and queries to f16 in its
+# attention; gannet's kernels differ there).
 MAX_KLD_VS_LLAMACPP = 0.02
 MIN_TOP1_VS_LLAMACPP = 90.0
 
@@ -74,19 +78,20 @@ def test_running_and_final_output(base_file):
     assert 1 < final_ppl(out) < 100  # a trained model on English prose with code
 
 
-def test_ppl_within_one_percent_of_llamacpp(gannet_bin, base_file, tmp_path):
+def test_ppl_within_one_percent_of_llamacpp(gannet_bin, tmp_path):
     pytest.importorskip("llama_cpp")
     import compare_perplexity
 
     llama_base = tmp_path / "llamacpp.kld"
-    ppl, _, n = compare_perplexity.llamacpp_perplexity(str(MODEL), str(TEXT), 128, 2, 2, str(llama_base))
-    assert n == 126
-    ours = final_ppl(base_file[1])
-    assert abs(ours / ppl - 1) < 0.01, (ours, ppl)
-    # gannet against llama.cpp's distributions: the same tokens, close distributions.
+    ppl, _, n = compare_perplexity.llamacpp_perplexity(str(MODEL), str(TEXT), 128, COMPARE_CHUNKS, 2,
+                                                       str(llama_base))
+    assert n == 63 * COMPARE_CHUNKS
+    # gannet over the same windows (read from llama.cpp's base file), against its distributions.
     r = perplexity(gannet_bin, "-f", TEXT, "-t", "2", "--kl-divergence", llama_base)
     assert r.returncode == 0, r.stderr
     assert figure(r.stdout, "PPL(base)") == pytest.approx(ppl, rel=1e-5)
+    ours = figure(r.stdout, "PPL(this)")
+    assert abs(ours / ppl - 1) < 0.01, (ours, ppl)
     assert figure(r.stdout, "Mean KLD") < MAX_KLD_VS_LLAMACPP
     assert figure(r.stdout, "Top-1 agreement") > MIN_TOP1_VS_LLAMACPP
 

@@ -142,15 +142,29 @@ void Attention(ThreadPool& pool, const AttentionArgs& a, Isa isa) {
   const int64_t group = a.n_head / a.n_kv_head;
   const int64_t n_pairs = a.n_tokens * a.n_kv_head;
   const int n_threads = pool.size();
-  // Heads per work item: a whole GQA group (each K/V row loaded once per token), split further
-  // only when there are fewer (token, kv head) pairs than threads, as in decode with one kv
-  // head, so that every thread has a share.
-  int64_t per_item = group;
-  if (n_pairs < n_threads) {
-    const int64_t splits = std::min<int64_t>(group, (n_threads + n_pairs - 1) / n_pairs);
-    per_item = (group + splits - 1) / splits;
+  if (n_pairs < 4 * n_threads) {
+    // Few (token, kv head) pairs, as in decode: whole groups as items would leave threads idle
+    // (three kv heads on two threads: one thread does two groups, the other one). Each thread
+    // takes a contiguous share of the (token, query head) pairs instead, cut into items at group
+    // boundaries, so the shares differ by at most one head. A K/V row is then read once per item
+    // rather than once per group, and the bits are the same: a head's output does not depend on
+    // the other heads of its item.
+    const int64_t units = a.n_tokens * a.n_head;
+    pool.Run([&](int ti, int nt) {
+      int64_t u = units * ti / nt;
+      const int64_t end = units * (ti + 1) / nt;
+      while (u < end) {
+        const int64_t t = u / a.n_head, h = u % a.n_head;
+        const int64_t kvh = h / group;
+        const int64_t nh = std::min<int64_t>({end - u, (kvh + 1) * group - h, kAttentionMaxHeads});
+        item_fn(a, t, kvh, h, static_cast<int>(nh));
+        u += nh;
+      }
+    });
+    return;
   }
-  per_item = std::min<int64_t>(per_item, kAttentionMaxHeads);
+  // Heads per work item: a whole GQA group, each K/V row loaded once per token.
+  const int64_t per_item = std::min<int64_t>(group, kAttentionMaxHeads);
   const int64_t subs = (group + per_item - 1) / per_item;
   const int64_t n_items = n_pairs * subs;
   // Items are dealt round-robin: with causal masking later tokens cost more, so contiguous

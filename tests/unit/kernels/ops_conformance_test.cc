@@ -171,6 +171,66 @@ TEST(Attention, GemmaDecodeShape) {
   CheckAttention({256, 4, 1, 2000, 512, 1, 2003, 1.0f / 16.0f}, 10);
 }
 
+// Batch invariance: a query row's output must not depend on the other rows of the call or on
+// the thread count, bit for bit (serving batches unrelated requests; speculative decoding checks
+// a draft in one pass and must reproduce what one-token steps would have given). A chunk of rows
+// at 1, 2 and 3 threads against each row alone on one thread, on shapes whose work is split by
+// head (few rows) and by (row, group) (many), with tails in the head dim and the key tiles.
+TEST(Attention, EveryRowHasTheBitsOfItsOwnDecodeStep) {
+  struct Shape {
+    int64_t head_dim, n_head, n_kv_head, n_kv, n_tokens, window;
+  };
+  uint32_t seed = 40;
+  for (Shape c :
+       {Shape{64, 9, 3, 577, 1, 0}, Shape{64, 9, 3, 300, 3, 0}, Shape{64, 9, 3, 70, 12, 0},
+        Shape{256, 4, 1, 130, 2, 0}, Shape{256, 4, 1, 90, 9, 40}, Shape{80, 12, 1, 45, 5, 0},
+        Shape{20, 3, 1, 33, 6, 0}, Shape{36, 6, 2, 41, 4, 7}}) {
+    SCOPED_TRACE("head_dim=" + std::to_string(c.head_dim) + " heads=" + std::to_string(c.n_head) +
+                 "/" + std::to_string(c.n_kv_head) + " n_kv=" + std::to_string(c.n_kv) +
+                 " tokens=" + std::to_string(c.n_tokens));
+    std::mt19937 rng(seed++);
+    const int64_t row = c.n_kv_head * c.head_dim, width = c.n_head * c.head_dim;
+    TestCache cache(c.n_kv, row, 16, rng);
+    FillCache(cache, c.n_kv, rng);
+    std::vector<float> q = RandomVector(rng, c.n_tokens * width, -2.0f, 2.0f);
+    std::vector<int32_t> pos(c.n_tokens);
+    for (int64_t t = 0; t < c.n_tokens; ++t) pos[t] = static_cast<int32_t>(c.n_kv - c.n_tokens + t);
+    const AttentionArgs base{.q = q.data(),
+                             .q_stride = width,
+                             .n_tokens = c.n_tokens,
+                             .n_head = c.n_head,
+                             .n_kv_head = c.n_kv_head,
+                             .head_dim = c.head_dim,
+                             .q_pos = pos.data(),
+                             .kv = cache.View(),
+                             .n_kv = c.n_kv,
+                             .window = c.window,
+                             .scale = 0.3f,
+                             .out = nullptr,
+                             .out_stride = width};
+    for (Isa isa : Isas()) {
+      SCOPED_TRACE(IsaName(isa));
+      std::vector<float> alone(c.n_tokens * width);
+      for (int64_t t = 0; t < c.n_tokens; ++t) {
+        AttentionArgs one = base;
+        one.q = q.data() + t * width;
+        one.n_tokens = 1;
+        one.q_pos = pos.data() + t;
+        one.out = alone.data() + t * width;
+        Attention(Pool(1), one, isa);
+      }
+      for (int threads : {1, 2, 3}) {
+        std::vector<float> together(c.n_tokens * width);
+        AttentionArgs all = base;
+        all.out = together.data();
+        Attention(Pool(threads), all, isa);
+        ASSERT_EQ(0, std::memcmp(together.data(), alone.data(), together.size() * sizeof(float)))
+            << "threads=" << threads;
+      }
+    }
+  }
+}
+
 TEST(Attention, QueryThatSeesNoKeyGivesZeros) {
   std::mt19937 rng(3);
   TestCache cache(32, 64, 16, rng);
