@@ -7,12 +7,21 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/ops_internal.h"
 #include "tensor/fp16.h"
 
 namespace gannet::cpu {
+
+int64_t AttentionPartialFloats(const AttentionArgs& a) { return a.n_head * (a.head_dim + 2); }
+
+int64_t AttentionTiles(const AttentionArgs& a, int64_t t) {
+  AttentionKeys keys;
+  AttentionKeysOf(a, t, &keys);
+  return (keys.n_run + keys.n_tree + kAttentionTile - 1) / kAttentionTile;
+}
 
 void AttentionKeysOf(const AttentionArgs& a, int64_t t, AttentionKeys* keys) {
   const int64_t pos = a.q_pos[t];
@@ -135,6 +144,54 @@ void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_beg
 
 }  // namespace scalar
 
+namespace {
+
+// The most floats of tile partials a split by tiles may hold (16 MiB); past that, the items.
+constexpr int64_t kMaxPartialFloats = int64_t{4} << 20;
+
+// Few query rows over many keys (decode): the rows' key tiles are shared out, each thread a
+// contiguous run of them, and their partials for every query head computed apart
+// (avx2::AttentionTilePartials), then folded per (row, head) in tile order. A thread then reads
+// whole cache rows in order, and every thread has a share whatever the number of heads. Same
+// bits as the items (ops_internal.h). False where it does not apply.
+bool SplitByTiles(ThreadPool& pool, const AttentionArgs& a) {
+  if (a.head_dim % 8 != 0 || a.head_dim > kAttentionMaxHeadDim) return false;
+  // The calling thread's buffers (the pool's threads reach them through these references: a
+  // thread_local named inside the lambdas would be each thread's own).
+  thread_local std::vector<int64_t> first_buffer;
+  thread_local std::vector<float> part_buffer;
+  std::vector<int64_t>& first = first_buffer;  // row t's first tile in the flattened sequence
+  std::vector<float>& part = part_buffer;
+  first.resize(static_cast<size_t>(a.n_tokens) + 1);
+  first[0] = 0;
+  for (int64_t t = 0; t < a.n_tokens; ++t) first[t + 1] = first[t] + AttentionTiles(a, t);
+  const int64_t total = first[a.n_tokens];
+  const int64_t stride = AttentionPartialFloats(a);
+  if (total < 2 * pool.size() || total * stride > kMaxPartialFloats) return false;
+  if (static_cast<int64_t>(part.size()) < total * stride) part.resize(total * stride);
+  pool.Run([&](int ti, int nt) {
+    const int64_t u0 = total * ti / nt, u1 = total * (ti + 1) / nt;
+    // The rows whose tiles overlap [u0, u1), each for its part of the run.
+    for (int64_t t = 0; t < a.n_tokens; ++t) {
+      const int64_t b = std::max(u0, first[t]), e = std::min(u1, first[t + 1]);
+      if (b < e) {
+        avx2::AttentionTilePartials(a, t, b - first[t], e - first[t], part.data() + b * stride);
+      }
+    }
+  });
+  const int64_t units = a.n_tokens * a.n_head;
+  pool.Run([&](int ti, int nt) {
+    for (int64_t u = units * ti / nt; u < units * (ti + 1) / nt; ++u) {
+      const int64_t t = u / a.n_head;
+      avx2::AttentionFold(a, t, u % a.n_head, first[t + 1] - first[t],
+                          part.data() + first[t] * stride);
+    }
+  });
+  return true;
+}
+
+}  // namespace
+
 void Attention(ThreadPool& pool, const AttentionArgs& a, Isa isa) {
   if (a.n_tokens <= 0 || a.n_head <= 0) return;
   const AttentionItemFn item_fn =
@@ -142,6 +199,7 @@ void Attention(ThreadPool& pool, const AttentionArgs& a, Isa isa) {
   const int64_t group = a.n_head / a.n_kv_head;
   const int64_t n_pairs = a.n_tokens * a.n_kv_head;
   const int n_threads = pool.size();
+  if (n_pairs < 4 * n_threads && isa != Isa::kScalar && SplitByTiles(pool, a)) return;
   if (n_pairs < 4 * n_threads) {
     // Few (token, kv head) pairs, as in decode: whole groups as items would leave threads idle
     // (three kv heads on two threads: one thread does two groups, the other one). Each thread

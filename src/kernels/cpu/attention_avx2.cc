@@ -14,7 +14,7 @@
 namespace gannet::cpu::avx2 {
 namespace {
 
-constexpr int64_t kTile = 32;
+constexpr int64_t kTile = kAttentionTile;
 
 inline float HSum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -37,7 +37,7 @@ inline void Prefetch(const void* p, int64_t bytes) {
 
 // The widest head this kernel takes (its f32 tiles live on the stack); wider heads take the
 // scalar kernel.
-constexpr int64_t kMaxHeadDim = 512;
+constexpr int64_t kMaxHeadDim = kAttentionMaxHeadDim;
 // Keys whose scores are summed together (one accumulator each, reduced by one tree of hadds).
 constexpr int64_t kKeyBlock = 8;
 
@@ -51,13 +51,12 @@ inline __m256 Sum8x8(const __m256 a[8]) {
   return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-// out[0, 8 NC) = out * cv + sum over i < n of w[i] * v[i * dp + (0, 8 NC)], the keys in order;
-// NC accumulators in registers (a count known at compile time).
+// out[0, 8 NC) = sum over i < n of w[i] * v[i * dp + (0, 8 NC)], the keys in order; NC
+// accumulators in registers (a count known at compile time).
 template <int NC>
-inline void AccumulateVChunks(float* out, const float* v, int64_t dp, const float* w, int64_t n,
-                              __m256 cv) {
+inline void AccumulateVChunks(float* out, const float* v, int64_t dp, const float* w, int64_t n) {
   __m256 acc[NC];
-  for (int c = 0; c < NC; ++c) acc[c] = _mm256_mul_ps(_mm256_loadu_ps(out + 8 * c), cv);
+  for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
   for (int64_t i = 0; i < n; ++i) {
     const __m256 wi = _mm256_broadcast_ss(w + i);
     const float* vr = v + i * dp;
@@ -68,170 +67,200 @@ inline void AccumulateVChunks(float* out, const float* v, int64_t dp, const floa
 
 // AccumulateVChunks for 1 <= nc <= 8 chunks.
 inline void AccumulateV(int64_t nc, float* out, const float* v, int64_t dp, const float* w,
-                        int64_t n, __m256 cv) {
+                        int64_t n) {
   switch (nc) {
     case 1:
-      return AccumulateVChunks<1>(out, v, dp, w, n, cv);
+      return AccumulateVChunks<1>(out, v, dp, w, n);
     case 2:
-      return AccumulateVChunks<2>(out, v, dp, w, n, cv);
+      return AccumulateVChunks<2>(out, v, dp, w, n);
     case 3:
-      return AccumulateVChunks<3>(out, v, dp, w, n, cv);
+      return AccumulateVChunks<3>(out, v, dp, w, n);
     case 4:
-      return AccumulateVChunks<4>(out, v, dp, w, n, cv);
+      return AccumulateVChunks<4>(out, v, dp, w, n);
     case 5:
-      return AccumulateVChunks<5>(out, v, dp, w, n, cv);
+      return AccumulateVChunks<5>(out, v, dp, w, n);
     case 6:
-      return AccumulateVChunks<6>(out, v, dp, w, n, cv);
+      return AccumulateVChunks<6>(out, v, dp, w, n);
     case 7:
-      return AccumulateVChunks<7>(out, v, dp, w, n, cv);
+      return AccumulateVChunks<7>(out, v, dp, w, n);
     default:
-      return AccumulateVChunks<8>(out, v, dp, w, n, cv);
+      return AccumulateVChunks<8>(out, v, dp, w, n);
   }
 }
 
-// The item's heads in turn over each tile of keys; the tile's K and V rows are converted to f32
-// once, into zero-padded tiles on the stack that every head of the item reads (d rounded up to
-// 8 lanes, dp).
+// A tile's contribution to n_heads query heads of one kv head, on its own: per head j, the
+// tile's largest score m[j], the weights w_i = exp(s_i - m[j]) and their sum l[j], and
+// os[j * dp + (0, d)] = sum_i w_i V_i. q[j]: head j's query, dp floats (zeros past d when
+// d < dp). The tile's K and V rows are converted to f32 once, into tiles on the stack that every
+// head reads (d rounded up to 8 lanes, dp; zeros past d).
 //
 // Scores: per head, a block of 8 keys has one accumulator each over the head's 8-lane chunks of
-// dims, reduced by Sum8x8; the padding adds zeros. Softmax over the tile: its maximum (exact in
-// any order), the weights, their sum as a fixed tree over four 8-lane vectors (weights past the
-// tile's last key are zero). Output: per head and 8-lane chunk, o * correction, then each key's
-// weighted V row added in key order. None of this depends on how many heads the item holds or
-// which other tokens are in the call, so a token gets the same bits in a decode step, in a prefill
-// chunk and as a node of a token tree.
+// dims, reduced by Sum8x8. The maximum (exact in any order); the weights' sum as a fixed tree
+// over four 8-lane vectors (weights past the tile's last key are zero); each 8-lane chunk of os
+// sums the weighted V rows in key order. A head's results do not depend on the other heads of
+// the call.
+void TilePartials(const float* const* q, int n_heads, int64_t d, int64_t dp,
+                  const uint16_t* const* k_rows, const uint16_t* const* v_rows, int64_t n,
+                  float scale, float* m, float* l, float* os) {
+  const int64_t d8 = d & ~int64_t{7};
+  // Rows of dp floats, packed (a fixed stride of kMaxHeadDim would put the rows of a tile in the
+  // same few cache sets).
+  alignas(32) float kf[kKeyBlock * kMaxHeadDim];
+  alignas(32) float vf[kTile * kMaxHeadDim];
+  alignas(32) float w[kAttentionMaxHeads][kTile];
+  const __m256 sv = _mm256_set1_ps(scale);
+  // Scores q_j . K_i, 8 keys at a time (a partial block's missing keys are zero rows).
+  for (int64_t i0 = 0; i0 < n; i0 += kKeyBlock) {
+    for (int64_t i = 0; i < kKeyBlock; ++i) {
+      float* row = kf + i * dp;
+      if (i0 + i >= n) {
+        for (int64_t e = 0; e < dp; e += 8) _mm256_store_ps(row + e, _mm256_setzero_ps());
+        continue;
+      }
+      const uint16_t* kr = k_rows[i0 + i];
+      int64_t e = 0;
+      for (; e < d8; e += 8) _mm256_store_ps(row + e, LoadF16(kr + e));
+      for (; e < dp; ++e) row[e] = e < d ? F16One(kr[e]) : 0.0f;
+    }
+    for (int j = 0; j < n_heads; ++j) {
+      __m256 acc[kKeyBlock];
+      for (int i = 0; i < kKeyBlock; ++i) acc[i] = _mm256_setzero_ps();
+      for (int64_t e = 0; e < dp; e += 8) {
+        const __m256 qv = _mm256_loadu_ps(q[j] + e);
+        for (int i = 0; i < kKeyBlock; ++i)
+          acc[i] = _mm256_fmadd_ps(qv, _mm256_load_ps(kf + i * dp + e), acc[i]);
+      }
+      _mm256_store_ps(&w[j][i0], _mm256_mul_ps(Sum8x8(acc), sv));
+    }
+  }
+  // V rows of the tile, converted once for all heads.
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t* vr = v_rows[i];
+    float* row = vf + i * dp;
+    int64_t e = 0;
+    for (; e < d8; e += 8) _mm256_store_ps(row + e, LoadF16(vr + e));
+    for (; e < d; ++e) row[e] = F16One(vr[e]);
+  }
+  // Weights past the tile's last key: -inf for the maximum, zero after the exponential.
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256 valid[kTile / 8];
+  for (int64_t c = 0; c < kTile / 8; ++c) {
+    valid[c] = _mm256_castsi256_ps(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - 8 * c)), lane));
+  }
+  const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+  for (int j = 0; j < n_heads; ++j) {
+    __m256 mx = neg_inf;
+    for (int64_t c = 0; c < kTile / 8; ++c)
+      mx = _mm256_max_ps(mx, _mm256_blendv_ps(neg_inf, _mm256_load_ps(&w[j][8 * c]), valid[c]));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    m[j] = _mm_cvtss_f32(m4);
+    const __m256 mv = _mm256_set1_ps(m[j]);
+    __m256 e4[kTile / 8];
+    for (int64_t c = 0; c < kTile / 8; ++c) {
+      e4[c] = _mm256_and_ps(Exp(_mm256_sub_ps(_mm256_load_ps(&w[j][8 * c]), mv)), valid[c]);
+      _mm256_store_ps(&w[j][8 * c], e4[c]);
+    }
+    l[j] = HSum(_mm256_add_ps(_mm256_add_ps(e4[0], e4[1]), _mm256_add_ps(e4[2], e4[3])));
+    float* o = os + j * dp;
+    for (int64_t e0 = 0; e0 < d8; e0 += 64) {
+      AccumulateV((d8 - e0 < 64 ? d8 - e0 : 64) / 8, o + e0, vf + e0, dp, w[j], n);
+    }
+    for (int64_t e = d8; e < d; ++e) {
+      float acc = 0.0f;
+      for (int64_t i = 0; i < n; ++i) acc = __builtin_fmaf(w[j][i], vf[i * dp + e], acc);
+      o[e] = acc;
+    }
+  }
+}
+
+// The running state (max M, weight sum L, weighted V sum O[0, d)) of one query head, extended by
+// a tile's partial (m, l, os): both rescaled to the larger maximum. The first tile (M = -inf,
+// L = 0, O = 0) gives exactly (m, l, os).
+inline void Fold(float* M, float* L, float* O, float m, float l, const float* os, int64_t d) {
+  const int64_t d8 = d & ~int64_t{7};
+  const float mn = *M > m ? *M : m;
+  const float a = __builtin_expf(*M - mn), b = __builtin_expf(m - mn);
+  *M = mn;
+  *L = __builtin_fmaf(l, b, *L * a);
+  const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
+  int64_t e = 0;
+  for (; e < d8; e += 8) {
+    _mm256_storeu_ps(O + e, _mm256_fmadd_ps(_mm256_loadu_ps(os + e), bv,
+                                            _mm256_mul_ps(_mm256_loadu_ps(O + e), av)));
+  }
+  for (; e < d; ++e) O[e] = __builtin_fmaf(os[e], b, O[e] * a);
+}
+
+// O[0, d) *= 1 / L (a query that saw no key keeps its zeros).
+inline void Normalize(float L, float* O, int64_t d) {
+  if (L == 0.0f) return;
+  const float inv = 1.0f / L;
+  const __m256 iv = _mm256_set1_ps(inv);
+  const int64_t d8 = d & ~int64_t{7};
+  int64_t e = 0;
+  for (; e < d8; e += 8) _mm256_storeu_ps(O + e, _mm256_mul_ps(_mm256_loadu_ps(O + e), iv));
+  for (; e < d; ++e) O[e] *= inv;
+}
+
+// Requests the rows of the n keys of `keys` from k0 on, each `bytes` long from its kv head's part
+// at head_off.
+void PrefetchTile(const AttentionArgs& a, const AttentionKeys& keys, int64_t k0, int64_t n,
+                  int64_t head_off, int64_t bytes) {
+  const uint16_t* k_rows[kTile];
+  const uint16_t* v_rows[kTile];
+  AttentionTileRows(a, keys, k0, n, head_off, k_rows, v_rows);
+  for (int64_t i = 0; i < n; ++i) {
+    Prefetch(k_rows[i], bytes);
+    Prefetch(v_rows[i], bytes);
+  }
+}
+
+// One work item: each tile's partials, folded into the running state in tile order. Tiles are
+// cut from the row's key sequence (AttentionKeysOf), not from slot numbers: a tree row skips its
+// masked-out siblings and still forms the tiles of its path as a chain. So a token gets the same
+// bits in a decode step, in a prefill chunk and as a node of a token tree, and the same as
+// AttentionTilePartials + AttentionFold give it.
 void ItemImpl(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, int n_heads) {
   const int64_t d = a.head_dim;
-  const int64_t d8 = d & ~int64_t{7};
   const int64_t dp = (d + 7) & ~int64_t{7};
   AttentionKeys keys;
   AttentionKeysOf(a, t, &keys);
   const int64_t n_keys = keys.n_run + keys.n_tree;
 
-  // Rows of dp floats, packed (a fixed stride of kMaxHeadDim would put the rows of a tile in the
-  // same few cache sets).
   alignas(32) float qf[kAttentionMaxHeads * kMaxHeadDim];
-  alignas(32) float kf[kKeyBlock * kMaxHeadDim];
-  alignas(32) float vf[kTile * kMaxHeadDim];
-  alignas(32) float w[kAttentionMaxHeads][kTile];
+  alignas(32) float os[kAttentionMaxHeads * kMaxHeadDim];
+  const float* q[kAttentionMaxHeads];
   float* o[kAttentionMaxHeads];
-  float m[kAttentionMaxHeads], l[kAttentionMaxHeads];
+  float M[kAttentionMaxHeads], L[kAttentionMaxHeads], m[kAttentionMaxHeads], l[kAttentionMaxHeads];
   for (int j = 0; j < n_heads; ++j) {
-    const float* q = a.q + t * a.q_stride + (h_begin + j) * d;
-    for (int64_t e = 0; e < dp; ++e) qf[j * dp + e] = e < d ? q[e] : 0.0f;
+    const float* qr = a.q + t * a.q_stride + (h_begin + j) * d;
+    for (int64_t e = 0; e < dp; ++e) qf[j * dp + e] = e < d ? qr[e] : 0.0f;
+    q[j] = qf + j * dp;
     o[j] = a.out + t * a.out_stride + (h_begin + j) * d;
     for (int64_t e = 0; e < d; ++e) o[j][e] = 0.0f;
-    m[j] = -__builtin_inff();
-    l[j] = 0.0f;
+    M[j] = -__builtin_inff();
+    L[j] = 0.0f;
   }
-  const __m256 scale = _mm256_set1_ps(a.scale);
-  // Row pointers of this tile and the next, in two buffers used in turn.
-  const uint16_t* rows[2][2][kTile];
   const int64_t row_bytes = d * static_cast<int64_t>(sizeof(uint16_t));
-  if (n_keys > 0) {
-    AttentionTileRows(a, keys, 0, n_keys < kTile ? n_keys : kTile, kvh * d, rows[0][0], rows[0][1]);
-  }
-  // Tiles are cut from the row's key sequence (AttentionKeysOf), not from slot numbers: a tree
-  // row skips its masked-out siblings and still forms the tiles of its path as a chain.
-  for (int64_t k0 = 0, cur = 0; k0 < n_keys; k0 += kTile, cur ^= 1) {
+  const uint16_t* k_rows[kTile];
+  const uint16_t* v_rows[kTile];
+  for (int64_t k0 = 0; k0 < n_keys; k0 += kTile) {
     const int64_t n = n_keys - k0 < kTile ? n_keys - k0 : kTile;
-    const uint16_t* const* k_rows = rows[cur][0];
-    const uint16_t* const* v_rows = rows[cur][1];
     // An item reads one kv head's part of each cache row: short runs, strided, in blocks
-    // scattered over memory, which the hardware prefetchers follow badly (without this, decode
-    // read the cache at a few GB/s, waiting on one row after another). The next tile's rows are
-    // requested while this one is computed.
+    // scattered over memory, which the hardware prefetchers follow badly. The next tile's rows
+    // are requested while this one is computed.
     if (k0 + kTile < n_keys) {
       const int64_t n_next = n_keys - k0 - kTile < kTile ? n_keys - k0 - kTile : kTile;
-      const uint16_t** next_k = rows[cur ^ 1][0];
-      const uint16_t** next_v = rows[cur ^ 1][1];
-      AttentionTileRows(a, keys, k0 + kTile, n_next, kvh * d, next_k, next_v);
-      for (int64_t i = 0; i < n_next; ++i) {
-        Prefetch(next_k[i], row_bytes);
-        Prefetch(next_v[i], row_bytes);
-      }
+      PrefetchTile(a, keys, k0 + kTile, n_next, kvh * d, row_bytes);
     }
-    // Scores q_j . K_i, 8 keys at a time (a partial block's missing keys are zero rows).
-    for (int64_t i0 = 0; i0 < n; i0 += kKeyBlock) {
-      for (int64_t i = 0; i < kKeyBlock; ++i) {
-        float* row = kf + i * dp;
-        if (i0 + i >= n) {
-          for (int64_t e = 0; e < dp; e += 8) _mm256_store_ps(row + e, _mm256_setzero_ps());
-          continue;
-        }
-        const uint16_t* kr = k_rows[i0 + i];
-        int64_t e = 0;
-        for (; e < d8; e += 8) _mm256_store_ps(row + e, LoadF16(kr + e));
-        for (; e < dp; ++e) row[e] = e < d ? F16One(kr[e]) : 0.0f;
-      }
-      for (int j = 0; j < n_heads; ++j) {
-        __m256 acc[kKeyBlock];
-        for (int i = 0; i < kKeyBlock; ++i) acc[i] = _mm256_setzero_ps();
-        for (int64_t e = 0; e < dp; e += 8) {
-          const __m256 qv = _mm256_load_ps(qf + j * dp + e);
-          for (int i = 0; i < kKeyBlock; ++i)
-            acc[i] = _mm256_fmadd_ps(qv, _mm256_load_ps(kf + i * dp + e), acc[i]);
-        }
-        _mm256_store_ps(&w[j][i0], _mm256_mul_ps(Sum8x8(acc), scale));
-      }
-    }
-    // V rows of the tile, converted once for all heads.
-    for (int64_t i = 0; i < n; ++i) {
-      const uint16_t* vr = v_rows[i];
-      float* row = vf + i * dp;
-      int64_t e = 0;
-      for (; e < d8; e += 8) _mm256_store_ps(row + e, LoadF16(vr + e));
-      for (; e < d; ++e) row[e] = F16One(vr[e]);
-    }
-    // Weights past the tile's last key: -inf for the maximum, zero after the exponential.
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256 valid[kTile / 8];
-    for (int64_t c = 0; c < kTile / 8; ++c) {
-      valid[c] = _mm256_castsi256_ps(
-          _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - 8 * c)), lane));
-    }
-    const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
-    for (int j = 0; j < n_heads; ++j) {
-      __m256 mx = neg_inf;
-      for (int64_t c = 0; c < kTile / 8; ++c)
-        mx = _mm256_max_ps(mx, _mm256_blendv_ps(neg_inf, _mm256_load_ps(&w[j][8 * c]), valid[c]));
-      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-      m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-      const float tile_max = _mm_cvtss_f32(m4);
-      const float m_new = m[j] > tile_max ? m[j] : tile_max;
-      const float corr = __builtin_expf(m[j] - m_new);
-      const __m256 mv = _mm256_set1_ps(m_new);
-      __m256 e4[kTile / 8];
-      for (int64_t c = 0; c < kTile / 8; ++c) {
-        e4[c] = _mm256_and_ps(Exp(_mm256_sub_ps(_mm256_load_ps(&w[j][8 * c]), mv)), valid[c]);
-        _mm256_store_ps(&w[j][8 * c], e4[c]);
-      }
-      const float sum =
-          HSum(_mm256_add_ps(_mm256_add_ps(e4[0], e4[1]), _mm256_add_ps(e4[2], e4[3])));
-      l[j] = l[j] * corr + sum;
-      m[j] = m_new;
-      // o_j = o_j * corr + sum_i w_j[i] V_i, in key order, up to 8 chunks of 8 dims at a time.
-      const __m256 cv = _mm256_set1_ps(corr);
-      for (int64_t e0 = 0; e0 < d8; e0 += 64) {
-        const int64_t nc = (d8 - e0 < 64 ? d8 - e0 : 64) / 8;
-        AccumulateV(nc, o[j] + e0, vf + e0, dp, w[j], n, cv);
-      }
-      for (int64_t e = d8; e < d; ++e) {
-        float acc = o[j][e] * corr;
-        for (int64_t i = 0; i < n; ++i) acc += w[j][i] * vf[i * dp + e];
-        o[j][e] = acc;
-      }
-    }
+    AttentionTileRows(a, keys, k0, n, kvh * d, k_rows, v_rows);
+    TilePartials(q, n_heads, d, dp, k_rows, v_rows, n, a.scale, m, l, os);
+    for (int j = 0; j < n_heads; ++j) Fold(&M[j], &L[j], o[j], m[j], l[j], os + j * dp, d);
   }
-  for (int j = 0; j < n_heads; ++j) {
-    if (l[j] == 0.0f) continue;  // no visible key: the row stays zero
-    const float inv = 1.0f / l[j];
-    const __m256 iv = _mm256_set1_ps(inv);
-    int64_t e = 0;
-    for (; e < d8; e += 8) _mm256_storeu_ps(o[j] + e, _mm256_mul_ps(_mm256_loadu_ps(o[j] + e), iv));
-    for (; e < d; ++e) o[j][e] *= inv;
-  }
+  for (int j = 0; j < n_heads; ++j) Normalize(L[j], o[j], d);
 }
 
 }  // namespace
@@ -239,6 +268,61 @@ void ItemImpl(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, i
 void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, int n_heads) {
   if (a.head_dim > kMaxHeadDim) return scalar::AttentionItem(a, t, kvh, h_begin, n_heads);
   ItemImpl(a, t, kvh, h_begin, n_heads);
+}
+
+void AttentionTilePartials(const AttentionArgs& a, int64_t t, int64_t tile_begin, int64_t tile_end,
+                           float* part) {
+  const int64_t d = a.head_dim, group = a.n_head / a.n_kv_head;
+  const int64_t stride = AttentionPartialFloats(a);
+  AttentionKeys keys;
+  AttentionKeysOf(a, t, &keys);
+  const int64_t n_keys = keys.n_run + keys.n_tree;
+  const float* q[kAttentionMaxHeads];
+  float m[kAttentionMaxHeads], l[kAttentionMaxHeads];
+  alignas(32) float os[kAttentionMaxHeads * kMaxHeadDim];
+  const uint16_t* k_rows[kTile];
+  const uint16_t* v_rows[kTile];
+  // Whole cache rows (every kv head's part), read in order: the hardware prefetchers follow
+  // them, and the next tile's are requested ahead as well.
+  const int64_t all_bytes = a.n_kv_head * d * static_cast<int64_t>(sizeof(uint16_t));
+  for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+    const int64_t k0 = tile * kTile;
+    const int64_t n = n_keys - k0 < kTile ? n_keys - k0 : kTile;
+    if (k0 + kTile < n_keys) {
+      const int64_t n_next = n_keys - k0 - kTile < kTile ? n_keys - k0 - kTile : kTile;
+      PrefetchTile(a, keys, k0 + kTile, n_next, 0, all_bytes);
+    }
+    float* out = part + (tile - tile_begin) * stride;
+    for (int64_t kvh = 0; kvh < a.n_kv_head; ++kvh) {
+      AttentionTileRows(a, keys, k0, n, kvh * d, k_rows, v_rows);
+      for (int64_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += kAttentionMaxHeads) {
+        const int64_t left = (kvh + 1) * group - h0;
+        const int nh = static_cast<int>(left < kAttentionMaxHeads ? left : kAttentionMaxHeads);
+        for (int j = 0; j < nh; ++j) q[j] = a.q + t * a.q_stride + (h0 + j) * d;
+        TilePartials(q, nh, d, d, k_rows, v_rows, n, a.scale, m, l, os);
+        for (int j = 0; j < nh; ++j) {
+          float* p = out + (h0 + j) * (d + 2);
+          p[0] = m[j];
+          p[1] = l[j];
+          __builtin_memcpy(p + 2, os + j * d, static_cast<size_t>(d) * sizeof(float));
+        }
+      }
+    }
+  }
+}
+
+void AttentionFold(const AttentionArgs& a, int64_t t, int64_t h, int64_t n_tiles,
+                   const float* part) {
+  const int64_t d = a.head_dim;
+  const int64_t stride = AttentionPartialFloats(a);
+  float* o = a.out + t * a.out_stride + h * d;
+  for (int64_t e = 0; e < d; ++e) o[e] = 0.0f;
+  float M = -__builtin_inff(), L = 0.0f;
+  for (int64_t tile = 0; tile < n_tiles; ++tile) {
+    const float* p = part + tile * stride + h * (d + 2);
+    Fold(&M, &L, o, p[0], p[1], p + 2, d);
+  }
+  Normalize(L, o, d);
 }
 
 }  // namespace gannet::cpu::avx2

@@ -36,6 +36,19 @@ void AttentionKeysOf(const AttentionArgs& a, int64_t t, AttentionKeys* keys);
 void AttentionTileRows(const AttentionArgs& a, const AttentionKeys& keys, int64_t k0, int64_t n,
                        int64_t head_off, const uint16_t** k_rows, const uint16_t** v_rows);
 
+// Split by key tiles (decode: few query rows, many keys). Every query row's keys (AttentionKeysOf)
+// fall in tiles of kAttentionTile; a tile's partial (its largest score, its weights' sum and
+// their V sum, per query head) can be computed apart, and the partials folded in tile order give
+// exactly what an item (AttentionItem) computes for that row: an item does the same, a tile at a
+// time. The kernels that split so: the AVX2 target's, for head dims that are a multiple of 8 and
+// at most kAttentionMaxHeadDim.
+inline constexpr int64_t kAttentionTile = 32;
+inline constexpr int64_t kAttentionMaxHeadDim = 512;
+// Floats of one tile's partials for all query heads: n_head * (head_dim + 2).
+int64_t AttentionPartialFloats(const AttentionArgs& a);
+// Tiles of row t's keys.
+int64_t AttentionTiles(const AttentionArgs& a, int64_t t);
+
 namespace scalar {
 void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, int n_heads);
 }  // namespace scalar
@@ -43,6 +56,15 @@ void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_beg
 namespace avx2 {
 // REQUIRES (all): the CPU has AVX2, FMA and F16C.
 void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, int n_heads);
+// The partials of row t's tiles [tile_begin, tile_end) for every query head, tile i's at
+// part + (i - tile_begin) * AttentionPartialFloats(a), head h's at h * (head_dim + 2) in it:
+// max, sum, then head_dim floats of V sums. REQUIRES: head_dim % 8 == 0, <= kAttentionMaxHeadDim.
+void AttentionTilePartials(const AttentionArgs& a, int64_t t, int64_t tile_begin, int64_t tile_end,
+                           float* part);
+// Row t's output for query head h from its n_tiles partials at part (laid out as above, from
+// tile 0).
+void AttentionFold(const AttentionArgs& a, int64_t t, int64_t h, int64_t n_tiles,
+                   const float* part);
 void RmsNorm(const float* x, int64_t x_stride, const float* w, float eps, int64_t n_rows,
              int64_t n_cols, float* out, int64_t out_stride);
 void Glu(GluAct act, const float* gate, const float* up, int64_t n, float* out);
