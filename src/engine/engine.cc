@@ -395,7 +395,9 @@ void Engine::Admit(std::deque<Pending>& incoming) {
     a->tails.resize(static_cast<size_t>(p.request.n));
     if (options_.spec != SpecMethod::kNone) {
       a->history.assign(static_cast<size_t>(p.request.n), p.request.prompt);
-      a->spec.assign(static_cast<size_t>(p.request.n), SpecController(options_.spec_max_tokens));
+      SpecController spec(options_.spec_max_tokens);
+      spec.SeedFrom(spec_shared_);
+      a->spec.assign(static_cast<size_t>(p.request.n), spec);
     }
     if (p.masks != nullptr) {
       a->masks = std::move(p.masks);
@@ -588,8 +590,10 @@ void Engine::ProposeDraft(SampleJob& job) const {
     if (t.output.emitted) a.history[i].push_back(t.token);
   }
   if (job.entry->speculative()) {
-    a.spec[i].Observe(static_cast<int32_t>(job.entry->tokens.size()) - 1,
-                      static_cast<int32_t>(job.tokens.size()) - 1);
+    job.verified_class = a.spec[i].pending_class();
+    job.verified_drafted = static_cast<int32_t>(job.entry->tokens.size()) - 1;
+    job.verified_accepted = static_cast<int32_t>(job.tokens.size()) - 1;
+    a.spec[i].Observe(job.verified_drafted, job.verified_accepted);
   }
   if (job.tokens.back().output.finished || job.entry->num_samples != 1) return;
   // An n-gram draft costs nothing to make: it is made whenever a draft could pay, and cut to what
@@ -614,6 +618,13 @@ void Engine::ProposeDraft(SampleJob& job) const {
 }
 
 void Engine::ProposeDrafts() {
+  // The sampling jobs ran in parallel; their verifications reach the shared estimates here, in
+  // job order.
+  for (const SampleJob& job : jobs_) {
+    if (job.verified_class >= 0) {
+      spec_shared_.ObserveClass(job.verified_class, job.verified_drafted, job.verified_accepted);
+    }
+  }
   draft_requests_.clear();
   for (SampleJob& job : jobs_) {
     if (job.active == nullptr || job.draft_budget <= 0) continue;

@@ -305,6 +305,9 @@ class Engine {
   PagedKvStore store_;
   PrefillPacer pacer_;
   SpecCostModel spec_cost_;
+  // Every sequence's verifications, by class of draft: where new sequences' estimates start
+  // (SpecController::SeedFrom). Step thread only.
+  SpecController spec_shared_{0};
   std::unique_ptr<ModelRunner> self_draft_;      // kSelf, kNgramSelf (before its drafter)
   std::unique_ptr<ModelDrafter> model_drafter_;  // kDraftModel, kSelf, kNgramSelf
   std::unique_ptr<Drafter> ngram_drafter_;       // kNgram, kNgramSelf

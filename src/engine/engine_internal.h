@@ -63,8 +63,11 @@ struct Engine::SampleJob {
   std::vector<Token> tokens;  // sampled, in order: several when draft tokens were accepted
   std::vector<std::pair<int64_t, int64_t>> moves;  // K/V slots of accepted draft tokens to move
   Draft draft;                                     // for the sequence's next step
-  int32_t draft_budget = 0;           // draft tokens the drafter is to propose (ProposeDrafts)
-  int32_t draft_model_budget = -1;    // of which a model's passes may make (DraftRequest)
+  int32_t draft_budget = 0;         // draft tokens the drafter is to propose (ProposeDrafts)
+  int32_t draft_model_budget = -1;  // of which a model's passes may make (DraftRequest)
+  // This step's verification of the sequence's draft, for the engine's shared estimates
+  // (SpecController::ObserveClass): the draft's class, tokens and accepted tokens (class -1: none).
+  int32_t verified_class = -1, verified_drafted = 0, verified_accepted = 0;
   std::vector<SampledToken> emitted;  // DeliverTokens' results, for CollectOutputs
 };
 

@@ -15,8 +15,10 @@ constexpr double kMinGain = 1.05;
 constexpr double kAcceptDecay = 0.7;
 constexpr int32_t kMaxPause = 64;
 constexpr int32_t kProbeNodes = 2;
-// The acceptance an estimate starts from (SpecController::Estimate's prior).
+// The acceptance an estimate starts from (SpecController::Estimate's prior), and its weight in
+// draft tokens.
 constexpr double kPrior = 0.6;
+constexpr double kPriorTrials = 2.0;
 // Decode-only steps observed before a batch of several sequences may draft.
 constexpr int64_t kWarmSteps = 3;
 
@@ -143,17 +145,32 @@ int32_t SpecController::Keep(int32_t cls, double threshold, int32_t proposed) {
   return k;
 }
 
-void SpecController::Observe(int32_t drafted, int32_t accepted) {
+void SpecController::ObserveClass(int32_t cls, int32_t drafted, int32_t accepted) {
   if (drafted <= 0) return;
-  Estimate& e = est_[pending_];
+  Estimate& e = est_[std::clamp(cls, 0, kClasses - 1)];
   accepted = std::clamp(accepted, 0, drafted);
   e.successes = kAcceptDecay * e.successes + accepted;
   e.trials = kAcceptDecay * e.trials + accepted + (accepted < drafted ? 1 : 0);
+}
+
+void SpecController::Observe(int32_t drafted, int32_t accepted) {
+  if (drafted <= 0) return;
+  ObserveClass(pending_, drafted, accepted);
+  Estimate& e = est_[pending_];
   if (e.probe) {
     e.probe = false;
     // A probe that is all accepted ends the backoff; the next budget decides whether drafting
     // pays.
     if (accepted == drafted) e.backoff = 1;
+  }
+}
+
+void SpecController::SeedFrom(const SpecController& shared) {
+  for (int32_t c = 0; c < kClasses; ++c) {
+    // The shared acceptance with the prior's weight (kPriorTrials draft tokens); the pause and
+    // backoff stay this sequence's own.
+    est_[c].successes = kPriorTrials * shared.acceptance(c);
+    est_[c].trials = kPriorTrials;
   }
 }
 

@@ -233,5 +233,41 @@ TEST(SpecControllerTest, EachClassOfDraftKeepsItsOwnAcceptance) {
   EXPECT_EQ(off.Keep(9, 0.0, 5), 5);
 }
 
+TEST(SpecControllerTest, NewSequencesStartFromTheSharedAcceptance) {
+  // The engine's shared controller has seen long-match drafts always accepted and short-match
+  // ones never.
+  SpecController shared(0);
+  for (int i = 0; i < 20; ++i) {
+    shared.ObserveClass(4, 8, 8);
+    shared.ObserveClass(1, 4, 0);
+  }
+  EXPECT_GT(shared.acceptance(4), 0.95);
+  EXPECT_LT(shared.acceptance(1), 0.05);
+  EXPECT_NEAR(shared.acceptance(0), 0.6, 1e-9);  // no model drafts seen: the prior
+  SpecController fresh(16), seeded(16);
+  seeded.SeedFrom(shared);
+  // A new sequence's first long-match draft: the prior's 0.6 pays for a few tokens, the shared
+  // acceptance for many more; its first short-match draft is not made at all.
+  const int32_t unseeded_long = fresh.Keep(4, 0.1, 16);
+  const int32_t seeded_long = seeded.Keep(4, 0.1, 16);
+  EXPECT_LE(unseeded_long, 4);
+  EXPECT_GE(seeded_long, 2 * unseeded_long);
+  EXPECT_GT(fresh.Keep(1, 0.1, 16), 0);
+  EXPECT_EQ(seeded.Keep(1, 0.1, 16), 0);
+  // The seed weighs as much as the prior: the sequence's own verifications soon outweigh it.
+  seeded.Observe(0, 0);  // nothing verified: no change
+  for (int i = 0; i < 4; ++i) {
+    seeded.Keep(4, 0.1, 16);
+    seeded.Observe(8, 0);
+  }
+  EXPECT_LT(seeded.acceptance(4), 0.2);
+  // The pending class is the class of the draft last budgeted.
+  SpecController c(8);
+  c.Keep(3, 0.1, 8);
+  EXPECT_EQ(c.pending_class(), 3);
+  c.NextBudget(0.1);
+  EXPECT_EQ(c.pending_class(), 0);
+}
+
 }  // namespace
 }  // namespace gannet::engine
