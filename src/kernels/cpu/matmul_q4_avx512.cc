@@ -353,6 +353,8 @@ void Tile32(const MatMulTile& t, int64_t r0, int64_t r1) {
   // Past the AVX2 row-block kernel's width its bits are those of other kernels: run them.
   if (static_cast<int64_t>(nb) > avx2::RowBlockMaxBlocks(T::kType))
     return avx2::MatMulTileKernel(T::kType)(t, r0, r1);
+  // 9..16 tokens: the tiles with the tokens in the lanes (matmul_q4_wide_avx512.cc).
+  if (Tile32WideTakes(t)) return MatMulTileKernel32Wide(T::kType)(t, r0, r1);
   const size_t token_bytes = nb * sizeof(ActScalars);
   if (token_bytes > kTableBytes) return avx2::MatMulTileKernel(T::kType)(t, r0, r1);
   ActScalars buf[kTableBytes / sizeof(ActScalars)];
