@@ -51,8 +51,8 @@ struct Kernel {
   MatMulTileFn tile = nullptr;
   QuantizeActFn quant = nullptr;
   int tile_tokens = kMatMulTileTokens;
-  bool q8_table = false;  // reads the per-token Q8_0 activation tables (MatMulTile::xtab)
-  bool k_table = false;   // reads the transposed Q8_K tables of 16-token tiles (MatMulTile::xtab)
+  bool q8_table = false;   // reads the per-token Q8_0 activation tables (MatMulTile::xtab)
+  bool k_table = false;    // reads the transposed Q8_K tables of 16-token tiles (MatMulTile::xtab)
   bool q32_table = false;  // reads the transposed Q8_0 / Q8_1 tables of 16-token tiles (xtab)
 };
 
@@ -180,8 +180,8 @@ ScratchLayout Layout(const MatMulGroupArgs& a) {
     const int64_t tile = kMatMulWideTileTokens;
     l.q32_table_offset[i] = at;
     l.q32_table_stride = avx512::Q32ActTableBytes(a.n_in);
-    at = AlignUp(at + l.q32_table_stride *
-                          static_cast<size_t>((a.n_tokens + tile - 1) / tile * tile));
+    at = AlignUp(at +
+                 l.q32_table_stride * static_cast<size_t>((a.n_tokens + tile - 1) / tile * tile));
     l.total = at;
   }
   l.norm_rows = a.pre_norm && (f32_partner || a.n_in > kStackRowFloats);

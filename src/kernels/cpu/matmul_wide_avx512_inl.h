@@ -70,7 +70,8 @@ static inline void LoadAcc(const MatMulTile& t, int64_t r, int64_t r1, bool firs
     for (int k = 0; k < kWideRows; ++k) acc[k] = _mm512_setzero_ps();
     return;
   }
-  alignas(64) float s[kWideRows][kWideTokens / 4][kWideRows] = {};  // [m][L][k]: token 4L + m, row r + k
+  alignas(64) float s[kWideRows][kWideTokens / 4][kWideRows] =
+      {};  // [m][L][k]: token 4L + m, row r + k
   for (int j = 0; j < t.nt; ++j) {
     const float* src = t.y + j * t.y_stride + r;
     if (r + kWideRows <= r1) {
@@ -83,7 +84,8 @@ static inline void LoadAcc(const MatMulTile& t, int64_t r, int64_t r1, bool firs
   TransposeLanes4(acc);
 }
 
-static inline void StoreAcc(const MatMulTile& t, int64_t r, int64_t r1, const __m512 acc[kWideRows]) {
+static inline void StoreAcc(const MatMulTile& t, int64_t r, int64_t r1,
+                            const __m512 acc[kWideRows]) {
   __m512 v[kWideRows] = {acc[0], acc[1], acc[2], acc[3]};
   TransposeLanes4(v);
   alignas(64) float s[kWideRows][kWideTokens / 4][kWideRows];
