@@ -110,8 +110,8 @@ void FillBlocks32(const uint8_t* xq, size_t xq_stride, int nt, int64_t nb, WideB
   }
 }
 
-// Per-type layout, as in matmul_q4_avx512.cc. kOffsetShift: log2 of the code offset (8, 16; 0
-// with a block min); kMin: an additive block min m (times the activation block's s).
+// Per-type layout, as in matmul_q4_avx512.cc. kOffsetShift: log2 of the code offset (8, 16);
+// kMin: an additive block min m (times the activation block's s) instead of an offset.
 struct Q4_0Wide {
   using Block = BlockQ4_0;
   using Act = BlockQ8_0;
@@ -122,7 +122,6 @@ struct Q4_1Wide {
   using Block = BlockQ4_1;
   using Act = BlockQ8_1;
   static constexpr bool kMin = true, kFifthBit = false;
-  static constexpr int kOffsetShift = 0;
 };
 struct Q5_0Wide {
   using Block = BlockQ5_0;
@@ -134,7 +133,6 @@ struct Q5_1Wide {
   using Block = BlockQ5_1;
   using Act = BlockQ8_1;
   static constexpr bool kMin = true, kFifthBit = true;
-  static constexpr int kOffsetShift = 0;
 };
 
 // Lane groups. R == 1: lane t is token t (16 tokens), a step takes 4 rows, one per vector.
