@@ -51,11 +51,18 @@ struct Kernel {
   MatMulTileFn tile = nullptr;
   QuantizeActFn quant = nullptr;
   int tile_tokens = kMatMulTileTokens;
-  bool q8_table = false;  // reads the per-token Q8_0 activation tables (MatMulTile::xtab)
-  bool k_table = false;   // reads the transposed Q8_K tables of 16-token tiles (MatMulTile::xtab)
+  bool q8_table = false;   // reads the per-token Q8_0 activation tables (MatMulTile::xtab)
+  bool k_table = false;    // reads the transposed Q8_K tables of 16-token tiles (MatMulTile::xtab)
+  bool q32_table = false;  // reads the transposed Q8_0 / Q8_1 tables of 16-token tiles (xtab)
 };
 
 bool IsKQuant(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K; }
+// The 32-value types whose AVX-512 tiles of 9..16 tokens read a transposed table.
+bool IsQ32Wide(DType t) {
+  return t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ5_0 || t == DType::kQ5_1;
+}
+// Their tables, one per partner type: Q8_0 (Q4_0, Q5_0) and Q8_1 (Q4_1, Q5_1).
+int Q32TableIndex(DType partner) { return partner == DType::kQ8_1 ? 1 : 0; }
 
 Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
   const DTypeTraits& tr = Traits(wtype);
@@ -82,6 +89,7 @@ Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
     k.tile = avx512::MatMulTileKernel(wtype);
     if (k.tile != nullptr) k.tile_tokens = avx512::MatMulTileTokens(wtype);
     k.k_table = k.tile != nullptr && IsKQuant(wtype);
+    k.q32_table = k.tile != nullptr && IsQ32Wide(wtype);
   }
   if (isa == Isa::kAvx2 || isa == Isa::kAvx512) {  // types without an AVX-512 kernel: AVX2's
     if (k.tile == nullptr) {
@@ -100,8 +108,9 @@ Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
 // on the stack), one area of quantized rows per distinct partner type, in order of first use, and
 // the per-token tables of the interleaved Q8_0 kernel (once for all its outputs, instead of once
 // per chunk and tile: a 16-row chunk of 8192 inputs spent a third of its time refilling it), and
-// likewise the AVX-512 K-quant kernels' transposed activations of every 16-token tile (a GLU
-// chunk of 56 rows transposed its tile's activations for each of its two weights).
+// likewise the AVX-512 K-quant and Q4_0 / Q4_1 / Q5_0 / Q5_1 kernels' transposed activations of
+// every 16-token tile (a GLU chunk of 56 rows transposed its tile's activations for each of its
+// two weights).
 struct ScratchLayout {
   bool norm_rows = false;
   size_t norm_offset = 0;
@@ -109,6 +118,8 @@ struct ScratchLayout {
   size_t q8_table_offset = 0, q8_table_stride = 0;
   bool k_tables = false;
   size_t k_table_offset = 0, k_table_stride = 0;
+  bool q32_tables[2] = {};  // by Q32TableIndex
+  size_t q32_table_offset[2] = {}, q32_table_stride = 0;
   int n_partners = 0;
   DType partners[kMaxMatMulGroup] = {};
   size_t offsets[kMaxMatMulGroup] = {};
@@ -133,6 +144,8 @@ ScratchLayout Layout(const MatMulGroupArgs& a) {
     // (Reserved on every target, filled and read on AVX-512: the size cannot depend on the ISA.)
     if (IsKQuant(a.outputs[i].wtype) && a.n_tokens > avx512::kMatMulKQuantTileTokens / 2)
       l.k_tables = true;
+    if (IsQ32Wide(a.outputs[i].wtype) && a.n_tokens > kMatMulWideTileTokens / 2)
+      l.q32_tables[Q32TableIndex(partner)] = true;
     if (partner == DType::kF32) {
       f32_partner = true;
     } else if (l.Find(partner) < 0) {
@@ -160,6 +173,15 @@ ScratchLayout Layout(const MatMulGroupArgs& a) {
     l.k_table_stride = avx512::KQuantActTableBytes(a.n_in);
     at =
         AlignUp(at + l.k_table_stride * static_cast<size_t>((a.n_tokens + tile - 1) / tile * tile));
+    l.total = at;
+  }
+  for (int i = 0; i < 2; ++i) {  // whole tiles, as the K-quant tables
+    if (!l.q32_tables[i]) continue;
+    const int64_t tile = kMatMulWideTileTokens;
+    l.q32_table_offset[i] = at;
+    l.q32_table_stride = avx512::Q32ActTableBytes(a.n_in);
+    at = AlignUp(at +
+                 l.q32_table_stride * static_cast<size_t>((a.n_tokens + tile - 1) / tile * tile));
     l.total = at;
   }
   l.norm_rows = a.pre_norm && (f32_partner || a.n_in > kStackRowFloats);
@@ -203,6 +225,10 @@ MatMulTile BaseTile(const MatMulGroupArgs& a, const MatMulOutput& o, const Kerne
   if (k.k_table && l.k_tables) {
     t.xtab = scratch + l.k_table_offset;
     t.xtab_stride = l.k_table_stride;
+  }
+  if (k.q32_table && l.q32_tables[Q32TableIndex(k.partner)]) {
+    t.xtab = scratch + l.q32_table_offset[Q32TableIndex(k.partner)];
+    t.xtab_stride = l.q32_table_stride;
   }
   return t;
 }
@@ -333,19 +359,13 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
       pool.ParallelFor(a.n_tokens, prepare);
     }
   }
-  // The K-quant tables, from the quantized rows of every token of a tile.
-  if (layout.k_tables && isa == Isa::kAvx512) {
-    const int tile = avx512::kMatMulKQuantTileTokens;
-    const int p = layout.Find(DType::kQ8_K);
-    GANNET_CHECK(p >= 0);
+  // The transposed tables of the 16-token tiles (K-quant, and Q4_0 / Q4_1 / Q5_0 / Q5_1 by
+  // partner), from the quantized rows of every token of a tile: fill_tile(t0, nt) per tile.
+  const auto fill_tables = [&](auto fill_tile) {
+    const int tile = kMatMulWideTileTokens;
     auto fill = [&](int64_t i0, int64_t i1, int) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t t0 = i * tile;
-        avx512::FillKQuantActTable(
-            scratch + layout.offsets[p] + static_cast<size_t>(t0) * layout.strides[p],
-            layout.strides[p], static_cast<int>(std::min<int64_t>(tile, a.n_tokens - t0)), a.n_in,
-            scratch + layout.k_table_offset + static_cast<size_t>(t0) * layout.k_table_stride);
-      }
+      for (int64_t i = i0; i < i1; ++i)
+        fill_tile(i * tile, static_cast<int>(std::min<int64_t>(tile, a.n_tokens - i * tile)));
     };
     const int64_t n_tiles = (a.n_tokens + tile - 1) / tile;
     if (single || n_tiles == 1) {
@@ -353,6 +373,30 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
     } else {
       pool.ParallelFor(n_tiles, fill);
     }
+  };
+  static_assert(avx512::kMatMulKQuantTileTokens == kMatMulWideTileTokens);
+  if (layout.k_tables && isa == Isa::kAvx512) {
+    const int p = layout.Find(DType::kQ8_K);
+    GANNET_CHECK(p >= 0);
+    fill_tables([&](int64_t t0, int nt) {
+      avx512::FillKQuantActTable(
+          scratch + layout.offsets[p] + static_cast<size_t>(t0) * layout.strides[p],
+          layout.strides[p], nt, a.n_in,
+          scratch + layout.k_table_offset + static_cast<size_t>(t0) * layout.k_table_stride);
+    });
+  }
+  for (int ti = 0; ti < 2; ++ti) {
+    if (!layout.q32_tables[ti] || isa != Isa::kAvx512) continue;
+    const DType partner = ti == 1 ? DType::kQ8_1 : DType::kQ8_0;
+    const int p = layout.Find(partner);
+    GANNET_CHECK(p >= 0);
+    fill_tables([&](int64_t t0, int nt) {
+      avx512::FillQ32ActTable(
+          partner, scratch + layout.offsets[p] + static_cast<size_t>(t0) * layout.strides[p],
+          layout.strides[p], nt, a.n_in,
+          scratch + layout.q32_table_offset[ti] +
+              static_cast<size_t>(t0) * layout.q32_table_stride);
+    });
   }
 
   // The work list: every output's chunks (a GLU pair's as one), claimed in order.
@@ -383,7 +427,7 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
     // A tile reads its K-quant table only if it starts at a multiple of 16 tokens (a GLU pair
     // with a narrower partner takes narrower tiles).
     for (int h = 0; h < 2; ++h) {
-      if (w.k[h].k_table && w.tile_tokens != avx512::kMatMulKQuantTileTokens)
+      if ((w.k[h].k_table || w.k[h].q32_table) && w.tile_tokens != kMatMulWideTileTokens)
         w.base[h].xtab = nullptr;
     }
     w.rows = ChunkRows(o.n_out, row_bytes, a.n_tokens, n_threads, group);

@@ -85,6 +85,21 @@ int MatMulTileTokens(DType wtype);
 // The 32-value row-block types with unsigned codes (matmul_q4_avx512.cc): Q4_0, Q4_1, Q5_0,
 // Q5_1, up to kMatMulWideTileTokens tokens per tile; nullptr for other types.
 MatMulTileFn MatMulTileKernel32(DType wtype);
+// The tiles of those types with the tokens in the lanes (matmul_q4_wide_avx512.cc), which
+// MatMulTileKernel32 runs for the first Tile32WideTokens(tile) tokens of a tile (0: none; the rest
+// take the 8-row kernel): Q4_0, Q4_1, Q5_0, Q5_1; nullptr for other types. Same bits. They read
+// their tokens' activations transposed (token t in lane t): MatMul fills that table once per call
+// for every 16-token tile (MatMulTile::xtab, the tile's table at its first token: xtab + t0 *
+// Q32ActTableBytes(n_in), t0 a multiple of 16); a tile without one (xtab null) transposes its own,
+// up to 2048 inputs.
+MatMulTileFn MatMulTileKernel32Wide(DType wtype);
+int Tile32WideTokens(const MatMulTile& tile);
+// Bytes per token of that table (its Q8_0 / Q8_1 codes, per-half sums and scales).
+size_t Q32ActTableBytes(int64_t n_in);
+// dst (16 x Q32ActTableBytes) = the table of the nt <= 16 tokens whose partner rows (Q8_0 or
+// Q8_1) of n_in values are at xq + j * xq_stride (the lanes past nt repeat token 0).
+void FillQ32ActTable(DType partner, const uint8_t* xq, size_t xq_stride, int nt, int64_t n_in,
+                     uint8_t* dst);
 // The K-quant part (matmul_kquant_avx512.cc): Q4_K, Q5_K, Q6_K, up to kMatMulKQuantTileTokens
 // tokens per tile.
 inline constexpr int kMatMulKQuantTileTokens = kMatMulWideTileTokens;

@@ -346,13 +346,39 @@ void RunPass(const MatMulTile& t, const ActTable& tab, int64_t r0, int64_t r1) {
   }
 }
 
-// Any t.nt <= kMatMulWideTileTokens, in passes whose table fits kTableBytes.
+template <class T>
+void Tile32Rows(const MatMulTile& t, int64_t r0, int64_t r1);
+
+// Any t.nt <= kMatMulWideTileTokens.
 template <class T>
 void Tile32(const MatMulTile& t, int64_t r0, int64_t r1) {
   const size_t nb = static_cast<size_t>(t.n_in / 32);
   // Past the AVX2 row-block kernel's width its bits are those of other kernels: run them.
   if (static_cast<int64_t>(nb) > avx2::RowBlockMaxBlocks(T::kType))
     return avx2::MatMulTileKernel(T::kType)(t, r0, r1);
+  // Tokens in the lanes (matmul_q4_wide_avx512.cc) for the tile's first tokens (all, or 8 of
+  // 9..12), this file's kernel for the rest.
+  const int n_wide = Tile32WideTokens(t);
+  if (n_wide > 0) {
+    MatMulTile w = t;
+    w.nt = n_wide;
+    MatMulTileKernel32Wide(T::kType)(w, r0, r1);
+    if (n_wide == t.nt) return;
+    MatMulTile rest = t;
+    rest.nt = t.nt - n_wide;
+    rest.xq = t.xq + n_wide * t.xq_stride;
+    rest.y = t.y + n_wide * t.y_stride;
+    rest.xtab = nullptr;
+    return Tile32Rows<T>(rest, r0, r1);
+  }
+  return Tile32Rows<T>(t, r0, r1);
+}
+
+// Any t.nt <= kMatMulWideTileTokens through this file's kernel, in passes whose table fits
+// kTableBytes.
+template <class T>
+void Tile32Rows(const MatMulTile& t, int64_t r0, int64_t r1) {
+  const size_t nb = static_cast<size_t>(t.n_in / 32);
   const size_t token_bytes = nb * sizeof(ActScalars);
   if (token_bytes > kTableBytes) return avx2::MatMulTileKernel(T::kType)(t, r0, r1);
   ActScalars buf[kTableBytes / sizeof(ActScalars)];
