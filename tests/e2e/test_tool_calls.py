@@ -83,12 +83,19 @@ def test_required(client, parallel):
     r = client.chat.completions.create(model=MODEL_ID, messages=ASK, tools=TOOLS, tool_choice="required",
                                        parallel_tool_calls=parallel, max_tokens=200, temperature=0)
     c = r.choices[0]
-    check_calls(c.message.tool_calls)
+    calls = c.message.tool_calls
+    if c.finish_reason == "length":
+        # Cut off by max_tokens (the small model may call again and again): the last call may be
+        # incomplete, as OpenAI's API returns it too; every call before it completed.
+        assert parallel and calls
+        assert calls[-1].function.name in SCHEMAS
+        calls = calls[:-1]
+    check_calls(calls)
     if not parallel:
         assert len(c.message.tool_calls) == 1
         assert c.finish_reason == "tool_calls"
         assert c.message.content is None
-    else:  # the small model may call again and again; each call that completed is valid
+    else:
         assert c.finish_reason in ("tool_calls", "length")
 
 

@@ -92,8 +92,9 @@ template <class Block>
 // (The kernels' helpers are forced inline: GCC 12 left Accumulate out of line once the loop
 // grew, at half the speed.)
 
-// Per-type layout. kOffsetShift: log2 of the code offset (Q4_0's 8, Q5_0's 16); kMin: an
-// additive block min (m * the activation block's s) instead of an offset; kFifthBit: Q5's qh
+// Per-type layout. kOffsetShift: log2 of the code offset (Q4_0's 8, Q5_0's 16; the types with a
+// block min have none); kMin: an additive block min (m * the activation block's s) instead of an
+// offset; kFifthBit: Q5's qh
 // bits, which leave no room to keep the high nibbles in place (16 * 31 > 255): Q5 shifts them
 // down, its high half comes unscaled and takes dx as it is.
 struct Q4_0Rows {
@@ -109,7 +110,6 @@ struct Q4_1Rows {
   using Block = BlockQ4_1;
   using Act = BlockQ8_1;
   static constexpr bool kMin = true;
-  static constexpr int kOffsetShift = 0;
   static constexpr bool kFifthBit = false;
 };
 struct Q5_0Rows {
@@ -125,7 +125,6 @@ struct Q5_1Rows {
   using Block = BlockQ5_1;
   using Act = BlockQ8_1;
   static constexpr bool kMin = true;
-  static constexpr int kOffsetShift = 0;
   static constexpr bool kFifthBit = true;
 };
 
