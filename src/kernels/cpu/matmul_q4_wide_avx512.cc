@@ -49,12 +49,16 @@ constexpr int kSliceBlocks = 4;
 // A tile without MatMul's table transposes its activations into a stack buffer when they fit
 // (2048 inputs); wider ones run the 8-row kernel (the same bits).
 constexpr int64_t kOwnTableBlocks = 64;
-// Which tiles take which token counts, from single-core rates on 2048 x 640 (Zen 4, G multiply-
-// adds/s, Q4_0 / Q5_0): 6 tokens run as fast in the 8-row kernel as in 8-token steps here (92 / 75
-// there, 91 / 76 here), 7 faster here (105 / 88 against 91 / 75); 9..11 tokens run 8 here and the
-// rest there (99 / 79 at 9, against 72 / 69 for one 16-lane tile and 83 / 64 in the 8-row
-// kernel), and from 12 on one 16-lane tile (Q5_0 at 12: 90 against 84 for 8 + 4).
-constexpr int kMinWideTokens = 7;
+// Which tiles take which token counts. Single-core rates of one matmul on 2048 x 640 (Zen 4, G
+// multiply-adds/s, Q4_0 / Q5_0) favoured 8-token steps (two rows per lane pair) from 7 tokens on
+// (105 / 88 at 7, against 91 / 75 in the 8-row kernel) and 8 of them plus the rest in the 8-row
+// kernel at 9..11 (99 / 79 at 9, against 83 / 64). In the model they did not: Gemma 3's fused
+// gate/up pair (2 x 2048 x 640 Q5_0, 2 threads, `gannet bench -p N --profile`) ran at 84 G/s at
+// 8 tokens and 91 at 9 this way, against 122 and 116 in the 8-row kernel (below 9 tokens MatMul
+// fills no table, so every chunk of rows transposes its tokens again; at 9 the rest's pass reads
+// the weights a second time). So only 12 tokens and more take these tiles, one 16-lane tile
+// (there 121 -> 144 at 16 tokens, 121 -> 114 at 12); the 8-token steps stay, tested, for a
+// caller that fills the table.
 constexpr int kMinOneTileTokens = 12;
 
 // One block of a tile's activations: x[q] lane t = dword q (values 4q..4q+3) of token t's codes;
@@ -379,9 +383,7 @@ void FillQ32ActTable(DType partner, const uint8_t* xq, size_t xq_stride, int nt,
 
 int Tile32WideTokens(const MatMulTile& t) {
   if (t.xtab == nullptr && t.n_in / 32 > kOwnTableBlocks) return 0;
-  if (t.nt >= kMinOneTileTokens) return t.nt;          // R == 1
-  if (t.nt > kWideTokens / 2) return kWideTokens / 2;  // R == 2, the rest in the 8-row kernel
-  return t.nt >= kMinWideTokens ? t.nt : 0;            // R == 2
+  return t.nt >= kMinOneTileTokens ? t.nt : 0;
 }
 
 MatMulTileFn MatMulTileKernel32Wide(DType wtype) {
