@@ -144,7 +144,7 @@ ScratchLayout Layout(const MatMulGroupArgs& a) {
     // (Reserved on every target, filled and read on AVX-512: the size cannot depend on the ISA.)
     if (IsKQuant(a.outputs[i].wtype) && a.n_tokens > avx512::kMatMulKQuantTileTokens / 2)
       l.k_tables = true;
-    if (IsQ32Wide(a.outputs[i].wtype) && a.n_tokens > kMatMulWideTileTokens / 2)
+    if (IsQ32Wide(a.outputs[i].wtype) && a.n_tokens >= avx512::kQ32WideMinTokens)
       l.q32_tables[Q32TableIndex(partner)] = true;
     if (partner == DType::kF32) {
       f32_partner = true;

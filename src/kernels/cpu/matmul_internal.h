@@ -94,6 +94,8 @@ MatMulTileFn MatMulTileKernel32(DType wtype);
 // up to 2048 inputs.
 MatMulTileFn MatMulTileKernel32Wide(DType wtype);
 int Tile32WideTokens(const MatMulTile& tile);
+// The fewest tokens those tiles take (MatMul fills their table only for calls of as many).
+inline constexpr int kQ32WideMinTokens = 12;
 // Bytes per token of that table (its Q8_0 / Q8_1 codes, per-half sums and scales).
 size_t Q32ActTableBytes(int64_t n_in);
 // dst (16 x Q32ActTableBytes) = the table of the nt <= 16 tokens whose partner rows (Q8_0 or

@@ -59,7 +59,7 @@ constexpr int64_t kOwnTableBlocks = 64;
 // the weights a second time). So only 12 tokens and more take these tiles, one 16-lane tile
 // (there 121 -> 144 at 16 tokens, 121 -> 114 at 12); the 8-token steps stay, tested, for a
 // caller that fills the table.
-constexpr int kMinOneTileTokens = 12;
+constexpr int kMinOneTileTokens = kQ32WideMinTokens;
 
 // One block of a tile's activations: x[q] lane t = dword q (values 4q..4q+3) of token t's codes;
 // nsum[h] lane t = minus token t's sum of codes over half h (values 16h..16h+15; int32); dx lane t
