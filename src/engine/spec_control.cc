@@ -155,6 +155,7 @@ void SpecController::ObserveClass(int32_t cls, int32_t drafted, int32_t accepted
 
 void SpecController::Observe(int32_t drafted, int32_t accepted) {
   if (drafted <= 0) return;
+  accepted = std::clamp(accepted, 0, drafted);
   ObserveClass(pending_, drafted, accepted);
   Estimate& e = est_[pending_];
   if (e.probe) {
