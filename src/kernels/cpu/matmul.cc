@@ -71,8 +71,8 @@ Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
   k.partner = DotPartner(wtype);
   if (interleaved) {  // kernels on the interleaved rows with the file layout's bits
     GANNET_CHECK(CanRepack(wtype, isa));
-    if (wtype == DType::kQ8_0) {
-      k.tile = avx512::MatMulTileKernelQ8_0Interleaved();
+    if (RepackGroupRows(wtype) == kRepackRows16) {  // Q8_0, Q4_0, Q5_0 (AVX-512 only)
+      k.tile = avx512::MatMulTileKernelRows16(wtype);
       k.q8_table = true;
     } else {
       k.tile = isa == Isa::kAvx512 ? avx512::MatMulTileKernelKInterleaved(wtype)
@@ -106,7 +106,7 @@ Kernel PickKernel(DType wtype, bool interleaved, Isa isa) {
 
 // Where a group's activations live in the scratch: the normalised f32 rows (when they cannot stay
 // on the stack), one area of quantized rows per distinct partner type, in order of first use, and
-// the per-token tables of the interleaved Q8_0 kernel (once for all its outputs, instead of once
+// the per-token tables of the 16-row interleaved kernels (once for all its outputs, instead of once
 // per chunk and tile: a 16-row chunk of 8192 inputs spent a third of its time refilling it), and
 // likewise the AVX-512 K-quant and Q4_0 / Q4_1 / Q5_0 / Q5_1 kernels' transposed activations of
 // every 16-token tile (a GLU chunk of 56 rows transposed its tile's activations for each of its
@@ -140,11 +140,13 @@ ScratchLayout Layout(const MatMulGroupArgs& a) {
   bool f32_partner = false;
   for (int i = 0; i < a.n_outputs; ++i) {
     const DType partner = DotPartner(a.outputs[i].wtype);
-    if (a.outputs[i].wtype == DType::kQ8_0 && a.outputs[i].w_interleaved) l.q8_tables = true;
+    const bool rows16 =
+        a.outputs[i].w_interleaved && RepackGroupRows(a.outputs[i].wtype) == kRepackRows16;
+    if (rows16) l.q8_tables = true;
     // (Reserved on every target, filled and read on AVX-512: the size cannot depend on the ISA.)
     if (IsKQuant(a.outputs[i].wtype) && a.n_tokens > avx512::kMatMulKQuantTileTokens / 2)
       l.k_tables = true;
-    if (IsQ32Wide(a.outputs[i].wtype) && a.n_tokens >= avx512::kQ32WideMinTokens)
+    if (IsQ32Wide(a.outputs[i].wtype) && !rows16 && a.n_tokens >= avx512::kQ32WideMinTokens)
       l.q32_tables[Q32TableIndex(partner)] = true;
     if (partner == DType::kF32) {
       f32_partner = true;
@@ -432,7 +434,7 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
     }
     w.rows = ChunkRows(o.n_out, row_bytes, a.n_tokens, n_threads, group);
     // (Still a multiple of the group: 4096 / 4, 8 or 16 is one of 16.)
-    static_assert(kGluTileFloats / kMatMulWideTileTokens % kRepackRowsQ8_0 == 0);
+    static_assert(kGluTileFloats / kMatMulWideTileTokens % kRepackRows16 == 0);
     if (a.glu) w.rows = std::min<int64_t>(w.rows, kGluTileFloats / w.tile_tokens);
     w.first_chunk = n_chunks;
     w.n_chunks = (o.n_out + w.rows - 1) / w.rows;

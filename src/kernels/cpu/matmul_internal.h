@@ -20,9 +20,9 @@ inline constexpr int kMatMulWideTileTokens = 16;
 // Rows per group of an interleaved (repacked) weight: super-block b of row r sits at slot
 // b * kRepackRows + r % kRepackRows of group r / kRepackRows (repack.h).
 inline constexpr int kRepackRows = 4;
-// Rows per group of an interleaved Q8_0 weight (its own layout, repack.h): one 512-bit vector
-// holds 4 codes of each of 16 rows.
-inline constexpr int kRepackRowsQ8_0 = 16;
+// Rows per group of an interleaved Q8_0, Q4_0 or Q5_0 weight (their 16-row layouts, repack.h):
+// one 512-bit vector holds 4 codes of each of 16 rows.
+inline constexpr int kRepackRows16 = 16;
 
 // One tile of y = W x: y[t * y_stride + o] for t < nt and o in [r0, r1).
 // w: n_out weight rows of w_row_bytes. xq: token t's activation row at xq + t * xq_stride
@@ -37,8 +37,9 @@ struct MatMulTile {
   int64_t n_in = 0;
   float* y = nullptr;
   int64_t y_stride = 0;
-  // Token t's activation table at xtab + t * xtab_stride when the kernel reads one (interleaved
-  // Q8_0: avx512::Q8_0ActTableBytes), filled once per MatMul; null: the kernel fills its own.
+  // Token t's activation table at xtab + t * xtab_stride when the kernel reads one (16-row
+  // interleaved Q8_0 / Q4_0 / Q5_0: avx512::Q8_0ActTableBytes), filled once per MatMul; null: the
+  // kernel fills its own.
   const uint8_t* xtab = nullptr;
   size_t xtab_stride = 0;
 };
@@ -122,14 +123,14 @@ void FillKQuantActTable(const uint8_t* xq, size_t xq_stride, int nt, int64_t n_i
 // repack.h): Q4_K, Q5_K, Q6_K; nullptr for other types. w points at the first group, w_row_bytes
 // is still one row's bytes.
 MatMulTileFn MatMulTileKernelKInterleaved(DType wtype);
-// Q8_0 on weights in the interleaved Q8_0 layout (repack.h; matmul_q8_0_interleaved_avx512.cc),
-// up to kMatMulWideTileTokens tokens per tile, with the bits of MatMulTileKernel(kQ8_0). Any row
-// range [r0, r1); w points at the first group (rows of a group start a row's bytes apart as in the
-// file, so a copy's rows from a group's first row on start at that row's offset).
-// REQUIRES: n_in <= kMaxRepackColsQ8_0 (repack.h).
-MatMulTileFn MatMulTileKernelQ8_0Interleaved();
-// Bytes of one token's table for that kernel (MatMulTile::xtab): per block the start of each half
-// block's int32 sum and the activation scale.
+// Q8_0, Q4_0 and Q5_0 on weights in their 16-row layouts (repack.h; matmul_rows16_avx512.cc),
+// up to kMatMulWideTileTokens tokens per tile, with the bits of MatMulTileKernel(wtype); nullptr
+// for other types. Any row range [r0, r1); w points at the first group (rows of a group start a
+// row's bytes apart as in the file, so a copy's rows from a group's first row on start at that
+// row's offset). REQUIRES: CanRepackMatrix(wtype, Isa::kAvx512, n_in) (repack.h).
+MatMulTileFn MatMulTileKernelRows16(DType wtype);
+// Bytes of one token's table for those kernels (MatMulTile::xtab): per block -128 times each
+// half block's activation sum and the activation scale.
 size_t Q8_0ActTableBytes(int64_t n_in);
 // dst (Q8_0ActTableBytes) = the table of one token's Q8_0 row xq of n_in values.
 void FillQ8_0ActTable(const uint8_t* xq, int64_t n_in, uint8_t* dst);

@@ -142,7 +142,7 @@ TEST(RepackQ8_0Tiles, InterleavedBitsEqualFileLayout) {
   if (!HasAvx512()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
   std::mt19937 rng(11);
   const MatMulTileFn file = avx512::MatMulTileKernel(DType::kQ8_0);
-  const MatMulTileFn inter = avx512::MatMulTileKernelQ8_0Interleaved();
+  const MatMulTileFn inter = avx512::MatMulTileKernelRows16(DType::kQ8_0);
   ASSERT_NE(inter, nullptr);
   const TileCase cases[] = {{1, 32, true},
                             {15, 32, true},

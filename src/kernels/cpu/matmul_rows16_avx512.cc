@@ -1,16 +1,27 @@
-// Q8_0 on the AVX-512 VNNI target, on weights repacked at load into groups of 16 rows (the Q8_0
-// layout of repack.h): one 512-bit vpdpbusd multiplies 4 (sign-flipped, so unsigned) codes of
-// each of the group's 16 rows with 4 of a token's activation codes broadcast from memory, and
-// each row's sum grows in its own lane. Four such steps are a half block's exact int32 sum for
-// 16 rows at once; the file-layout kernel (matmul_avx512.cc) needs 4 vpdpbusd and 3 vphaddd for
-// 4 rows.
+// Q8_0, Q4_0 and Q5_0 on the AVX-512 VNNI target, on weights repacked at load into groups of 16
+// rows (the 16-row layouts of repack.h): one 512-bit vpdpbusd multiplies 4 unsigned codes of each
+// of the group's 16 rows with 4 of a token's activation codes broadcast from memory, and each
+// row's sum grows in its own lane. Four such steps are a half block's exact int32 sum for 16 rows
+// at once; the file-layout kernels need a transpose (Q4_0 / Q5_0, matmul_q4_avx512.cc) or 3
+// vphaddd (Q8_0, matmul_avx512.cc) per 4 or 8 rows.
 //
-// Bits: each half-block sum starts at -128 * sum(x) of the half (the surplus of the flipped
-// codes, from a per-pass table) and adds the exact products, so it is the exact signed sum, as in
-// the file-layout kernels; then per (row, half block) the same f32 steps: convert, scale
-// dw * dx, FMA into the half's accumulator (blocks in order), and lo + hi at the end. A row gets
-// the bits of the file-layout AVX-512 and AVX2 kernels, whatever the batch, group or tile.
-// Padded lanes (rows past the matrix, or outside [r0, r1)) are computed and never stored.
+// The codes, per block of a group (8 vectors of 16 rows x 4 codes: vector 4 * half + quad holds
+// codes 16 * half + 4 * quad .. + 3 of each row):
+//   Q8_0: stored as they are used, sign bit flipped (w + 128 as u8);
+//   Q4_0: 4 vectors of the file's packed bytes; the low nibbles are the first half's vectors and
+//         the high nibbles (shifted down) the second half's: 3 ops per two code vectors;
+//   Q5_0: as Q4_0, then each vector's 5th bits from a 64-bit mask (one bit per byte), added as 16
+//         by a masked byte add: 2 ops per vector.
+// Each row's codes are then its values plus an offset (128, 8 or 16), and each half block's sum
+// starts at -offset * sum(x) of the half (the per-pass table holds -128 * sum(x); the 4-bit
+// types shift it down, exactly, as it is a multiple of 128).
+//
+// Bits: the int32 sums are exact, as in the file-layout kernels; then per (row, half block) the
+// same f32 steps: convert, scale dw * dx, FMA into the half's accumulator (blocks in order), and
+// lo + hi at the end. A row gets the bits of the file-layout AVX-512 and AVX2 kernels, whatever
+// the batch, group or tile (within the widths repack.h allows: past them the AVX2 kernels sum in
+// another order). Padded lanes (rows past the matrix, or outside [r0, r1)) are computed and never
+// stored.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 intrinsics: see the K-quant file
 #endif
@@ -29,10 +40,47 @@
 namespace gannet::cpu::avx512 {
 namespace {
 
-constexpr int kG = kRepackRowsQ8_0;
+constexpr int kG = kRepackRows16;
 static_assert(kG == 16, "one 512-bit vector holds 4 codes of each row of a group");
-// Bytes of one block's codes for a group: 8 vectors (4 per half) of 16 rows x 4 codes.
-constexpr size_t kBlockCodeBytes = 32 * kG;
+
+// Per-type pieces of a group's block: kCodeBytes of codes per block (the scales follow all the
+// group's codes, repack.h), the start's shift (-128 * sum(x) >> kStartShift = -offset * sum(x)),
+// and Codes, which makes the block's 8 code vectors.
+struct Q8_0Group {
+  static constexpr size_t kCodeBytes = 32 * kG;
+  static constexpr int kStartShift = 0;
+  [[gnu::always_inline]] static void Codes(const uint8_t* wb, __m512i w[8]) {
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) w[v] = _mm512_loadu_si512(wb + 64 * v);
+  }
+};
+struct Q4_0Group {
+  static constexpr size_t kCodeBytes = 16 * kG;
+  static constexpr int kStartShift = 4;  // offset 8
+  [[gnu::always_inline]] static void Codes(const uint8_t* wb, __m512i w[8]) {
+    const __m512i m = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      const __m512i p = _mm512_loadu_si512(wb + 64 * q);
+      w[q] = _mm512_and_si512(p, m);
+      w[4 + q] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m);
+    }
+  }
+};
+struct Q5_0Group {
+  static constexpr size_t kCodeBytes = 20 * kG;
+  static constexpr int kStartShift = 3;  // offset 16
+  [[gnu::always_inline]] static void Codes(const uint8_t* wb, __m512i w[8]) {
+    Q4_0Group::Codes(wb, w);
+    const __m512i sixteen = _mm512_set1_epi8(16);
+    const auto* masks = reinterpret_cast<const __mmask64*>(wb + 16 * kG);
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) {
+      w[v] = _mm512_mask_add_epi8(w[v], _load_mask64(const_cast<__mmask64*>(masks + v)), w[v],
+                                  sixteen);
+    }
+  }
+};
 
 // Per (token, block) of a pass: the start of each half block's int32 sum (-128 times the sum of
 // the half's activation codes) and the activation scale.
@@ -94,24 +142,26 @@ static inline __m512i DotBroadcast4(__m512i acc, __m512i w, const int8_t* p) {
 // y[u * y_stride + lane] (lanes in `mask`) = the group's 16 rows times tokens u < U, whose
 // blocks are at xq + u * xq_stride and table entries at tab + u * nb. kPrefetch: fetch the
 // stream ahead (the group's first token tile; the others find its weights in cache).
-template <int U, bool kPrefetch>
+template <class T, int U, bool kPrefetch>
 void GroupTokens(const uint8_t* codes, const uint16_t* scales, int64_t nb, const uint8_t* xq,
                  size_t xq_stride, const ActEntry* tab, float* y, int64_t y_stride,
                  __mmask16 mask) {
+  // The stream's bytes per block (codes and scales) and the lines that cover them from any
+  // 32-byte-aligned start.
+  constexpr size_t kStreamBytes = T::kCodeBytes + 2 * kG;
+  constexpr int kLines = static_cast<int>((kStreamBytes + 32 + 63) / 64);
   __m512 acc_lo[U], acc_hi[U];
 #pragma GCC unroll 16
   for (int u = 0; u < U; ++u) acc_lo[u] = acc_hi[u] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* wb = codes + static_cast<size_t>(b) * kBlockCodeBytes;
-    if constexpr (kPrefetch) {  // 544 bytes per block: 9 lines (a hint; cannot fault)
-      const char* pf =
-          reinterpret_cast<const char*>(codes) + b * (kBlockCodeBytes + 2 * kG) + kPrefetchBytes;
+    const uint8_t* wb = codes + static_cast<size_t>(b) * T::kCodeBytes;
+    if constexpr (kPrefetch) {  // a hint; cannot fault
+      const char* pf = reinterpret_cast<const char*>(codes) + b * kStreamBytes + kPrefetchBytes;
 #pragma GCC unroll 16
-      for (int l = 0; l < 9; ++l) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+      for (int l = 0; l < kLines; ++l) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
     }
     __m512i w[8];
-#pragma GCC unroll 16
-    for (int v = 0; v < 8; ++v) w[v] = _mm512_loadu_si512(wb + 64 * v);
+    T::Codes(wb, w);
     const __m512 dw =
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + b * kG)));
 #pragma GCC unroll 16
@@ -119,6 +169,10 @@ void GroupTokens(const uint8_t* codes, const uint16_t* scales, int64_t nb, const
       const int8_t* x = reinterpret_cast<const BlockQ8_0*>(xq + u * xq_stride)[b].qs;
       const ActEntry& e = tab[u * nb + b];
       __m512i lo = _mm512_set1_epi32(e.neg_lo), hi = _mm512_set1_epi32(e.neg_hi);
+      if constexpr (T::kStartShift != 0) {
+        lo = _mm512_srai_epi32(lo, T::kStartShift);
+        hi = _mm512_srai_epi32(hi, T::kStartShift);
+      }
 #pragma GCC unroll 16
       for (int q = 0; q < 4; ++q) {
         lo = DotBroadcast4(lo, w[q], x + 4 * q);
@@ -137,20 +191,24 @@ void GroupTokens(const uint8_t* codes, const uint16_t* scales, int64_t nb, const
 
 using GroupFn = void (*)(const uint8_t*, const uint16_t*, int64_t, const uint8_t*, size_t,
                          const ActEntry*, float*, int64_t, __mmask16);
-template <bool kPrefetch, int... U>
+template <class T, bool kPrefetch, int... U>
 constexpr std::array<GroupFn, sizeof...(U) + 1> GroupFns(std::integer_sequence<int, U...>) {
-  return {nullptr, &GroupTokens<U + 1, kPrefetch>...};
+  return {nullptr, &GroupTokens<T, U + 1, kPrefetch>...};
 }
-// kGroupFns[p][u]: GroupTokens<u, p> for 1 <= u <= kMaxRegTokens.
-constexpr std::array<GroupFn, kMaxRegTokens + 1> kGroupFns[2] = {
-    GroupFns<false>(std::make_integer_sequence<int, kMaxRegTokens>()),
-    GroupFns<true>(std::make_integer_sequence<int, kMaxRegTokens>())};
+// Fns<T>::k[p][u]: GroupTokens<T, u, p> for 1 <= u <= kMaxRegTokens.
+template <class T>
+struct Fns {
+  static constexpr std::array<GroupFn, kMaxRegTokens + 1> k[2] = {
+      GroupFns<T, false>(std::make_integer_sequence<int, kMaxRegTokens>()),
+      GroupFns<T, true>(std::make_integer_sequence<int, kMaxRegTokens>())};
+};
 
 // Rows [r0, r1) (any range; groups of kG from row 0 of w) for t.nt <= kMatMulWideTileTokens
 // tokens, in passes whose table fits kActTableBytes; within a pass each group takes its tokens
-// in register tiles of at most kMaxRegTokens, sized evenly (16 tokens: 8 + 8; 13: 7 + 6).
+// in register tiles of at most kMaxRegTokens, sized evenly (16 tokens: 6 + 5 + 5; 9: 5 + 4).
 // With the caller's tables (t.xtab) the tile is one pass.
-void TileQ8_0Interleaved(const MatMulTile& t, int64_t r0, int64_t r1) {
+template <class T>
+void TileInterleaved(const MatMulTile& t, int64_t r0, int64_t r1) {
   const int64_t nb = t.n_in / 32;
   GANNET_CHECK(nb >= 1 && nb <= kActTableEntries);
   GANNET_CHECK(t.xtab == nullptr || t.xtab_stride == nb * sizeof(ActEntry));
@@ -173,10 +231,10 @@ void TileQ8_0Interleaved(const MatMulTile& t, int64_t r0, int64_t r1) {
       const int lane1 = static_cast<int>(std::min<int64_t>(r1, row0 + kG) - row0);
       const auto mask = static_cast<__mmask16>(((1u << lane1) - 1) & ~((1u << lane0) - 1));
       const uint8_t* codes = t.w + static_cast<size_t>(g) * group_bytes;
-      const auto* scales = reinterpret_cast<const uint16_t*>(codes + nb * kBlockCodeBytes);
+      const auto* scales = reinterpret_cast<const uint16_t*>(codes + nb * T::kCodeBytes);
       for (int k = 0, u0 = 0; k < n_reg; ++k) {
         const int u = np / n_reg + (k < np % n_reg ? 1 : 0);
-        kGroupFns[k == 0][u](codes, scales, nb, xq + u0 * t.xq_stride, t.xq_stride, tab + u0 * nb,
+        Fns<T>::k[k == 0][u](codes, scales, nb, xq + u0 * t.xq_stride, t.xq_stride, tab + u0 * nb,
                              t.y + (j0 + u0) * t.y_stride + row0, t.y_stride, mask);
         u0 += u;
       }
@@ -186,7 +244,18 @@ void TileQ8_0Interleaved(const MatMulTile& t, int64_t r0, int64_t r1) {
 
 }  // namespace
 
-MatMulTileFn MatMulTileKernelQ8_0Interleaved() { return &TileQ8_0Interleaved; }
+MatMulTileFn MatMulTileKernelRows16(DType wtype) {
+  switch (wtype) {
+    case DType::kQ8_0:
+      return &TileInterleaved<Q8_0Group>;
+    case DType::kQ4_0:
+      return &TileInterleaved<Q4_0Group>;
+    case DType::kQ5_0:
+      return &TileInterleaved<Q5_0Group>;
+    default:
+      return nullptr;
+  }
+}
 
 size_t Q8_0ActTableBytes(int64_t n_in) { return static_cast<size_t>(n_in / 32) * sizeof(ActEntry); }
 
