@@ -148,38 +148,102 @@ namespace {
 
 // The most floats of tile partials a split by tiles may hold (16 MiB); past that, the items.
 constexpr int64_t kMaxPartialFloats = int64_t{4} << 20;
+// The most rows a split by tiles takes when they are not few (a token tree's, a short chunk's):
+// then only where some rows share tiles.
+constexpr int64_t kMaxSharingRows = kMaxTreeTokens;
 
-// Few query rows over many keys (decode): the rows' key tiles are shared out, each thread a
-// contiguous run of them, and their partials for every query head computed apart
-// (avx2::AttentionTilePartials), then folded per (row, head) in tile order. A thread then reads
-// whole cache rows in order, and every thread has a share whatever the number of heads. Same
-// bits as the items (ops_internal.h). False where it does not apply.
-bool SplitByTiles(ThreadPool& pool, const AttentionArgs& a) {
+// Few query rows over many keys (decode), or rows that share key tiles (the nodes of a token
+// tree, a short chunk: the same first key, and tiles inside each one's run): the key tiles are
+// shared out, each thread a contiguous run of them weighed by the rows that read them, and their
+// partials for every query head computed apart (avx2::AttentionTilePartials: a shared tile's K and
+// V rows converted once for all its rows), then folded per (row, head) in tile order. A thread
+// then reads whole cache rows in order, and every thread has a share whatever the number of heads.
+// Same bits as the items (ops_internal.h). False where it does not apply.
+bool SplitByTiles(ThreadPool& pool, const AttentionArgs& a, bool few) {
   if (a.head_dim % 8 != 0 || a.head_dim > kAttentionMaxHeadDim) return false;
+  // (Few rows are fewer than 4 per thread: always within kMaxSharingRows.)
+  if (a.n_tokens > kMaxSharingRows) return false;
+  const int64_t n_rows = a.n_tokens;
   // The calling thread's buffers (the pool's threads reach them through these references: a
   // thread_local named inside the lambdas would be each thread's own).
   thread_local std::vector<int64_t> first_buffer;
   thread_local std::vector<float> part_buffer;
   std::vector<int64_t>& first = first_buffer;  // row t's first tile in the flattened sequence
   std::vector<float>& part = part_buffer;
-  first.resize(static_cast<size_t>(a.n_tokens) + 1);
+  first.resize(static_cast<size_t>(n_rows) + 1);
   first[0] = 0;
-  for (int64_t t = 0; t < a.n_tokens; ++t) first[t + 1] = first[t] + AttentionTiles(a, t);
-  const int64_t total = first[a.n_tokens];
+  // Groups of rows with the same first key, in order of their first row: tiles [0, shared) lie in
+  // the run of each of them (a group of one shares nothing).
+  struct Group {
+    int64_t key_first = 0, shared = 0;
+    int n = 0;
+    int64_t rows[kMaxSharingRows];
+  };
+  thread_local std::vector<Group> group_buffer;
+  std::vector<Group>& groups = group_buffer;
+  groups.clear();
+  int64_t row_shared[kMaxSharingRows] = {};  // tiles row t reads in its group's shared units
+  bool any_shared = false;
+  for (int64_t t = 0; t < n_rows; ++t) {
+    AttentionKeys keys;
+    AttentionKeysOf(a, t, &keys);
+    first[t + 1] = first[t] + (keys.n_run + keys.n_tree + kAttentionTile - 1) / kAttentionTile;
+    const int64_t run_tiles = keys.n_run / kAttentionTile;
+    Group* g = nullptr;
+    for (Group& h : groups) {
+      if (h.key_first == keys.first) g = &h;
+    }
+    if (g == nullptr) {
+      g = &groups.emplace_back();
+      g->key_first = keys.first;
+      g->shared = run_tiles;
+    }
+    g->rows[g->n++] = t;
+    g->shared = std::min(g->shared, run_tiles);
+  }
+  for (Group& g : groups) {
+    if (g.n < 2) g.shared = 0;
+    for (int r = 0; r < g.n; ++r) row_shared[g.rows[r]] = g.shared;
+    any_shared = any_shared || g.shared > 0;
+  }
+  if (!few && !any_shared) return false;
+  const int64_t total = first[n_rows];
   const int64_t stride = AttentionPartialFloats(a);
   if (total < 2 * pool.size() || total * stride > kMaxPartialFloats) return false;
   if (static_cast<int64_t>(part.size()) < total * stride) part.resize(total * stride);
+  // The work in units of one row's tile: the groups' shared tiles (each weighs its group's rows),
+  // then each row's own tiles.
+  int64_t cost = 0;
+  for (const Group& g : groups) cost += g.shared * g.n;
+  for (int64_t t = 0; t < n_rows; ++t) cost += first[t + 1] - first[t] - row_shared[t];
   pool.Run([&](int ti, int nt) {
-    const int64_t u0 = total * ti / nt, u1 = total * (ti + 1) / nt;
-    // The rows whose tiles overlap [u0, u1), each for its part of the run.
-    for (int64_t t = 0; t < a.n_tokens; ++t) {
-      const int64_t b = std::max(u0, first[t]), e = std::min(u1, first[t + 1]);
-      if (b < e) {
-        avx2::AttentionTilePartials(a, t, b - first[t], e - first[t], part.data() + b * stride);
+    const int64_t u0 = cost * ti / nt, u1 = cost * (ti + 1) / nt;
+    int64_t at = 0;  // cost before the current run of units
+    float* parts[kMaxSharingRows];
+    // Shared tiles [k0, k1) of a group whose first tile starts at `at`: the ones whose start lies
+    // in [u0, u1).
+    for (const Group& g : groups) {
+      if (g.shared == 0) continue;
+      const int64_t k0 = std::clamp<int64_t>((u0 - at + g.n - 1) / g.n, 0, g.shared);
+      const int64_t k1 = std::clamp<int64_t>((u1 - at + g.n - 1) / g.n, 0, g.shared);
+      if (k0 < k1) {
+        for (int r = 0; r < g.n; ++r) parts[r] = part.data() + (first[g.rows[r]] + k0) * stride;
+        avx2::AttentionTilePartials(a, g.rows, g.n, k0, k1, parts);
       }
+      at += g.shared * g.n;
+    }
+    for (int64_t t = 0; t < n_rows; ++t) {
+      const int64_t own = first[t + 1] - first[t] - row_shared[t];
+      const int64_t b = std::max(u0, at), e = std::min(u1, at + own);
+      if (b < e) {
+        const int64_t k0 = row_shared[t] + (b - at), k1 = row_shared[t] + (e - at);
+        parts[0] = part.data() + (first[t] + k0) * stride;
+        avx2::AttentionTilePartials(a, &t, 1, k0, k1, parts);
+      }
+      at += own;
     }
   });
-  const int64_t units = a.n_tokens * a.n_head;
+  const int64_t units = n_rows * a.n_head;
   pool.Run([&](int ti, int nt) {
     for (int64_t u = units * ti / nt; u < units * (ti + 1) / nt; ++u) {
       const int64_t t = u / a.n_head;
@@ -199,7 +263,7 @@ void Attention(ThreadPool& pool, const AttentionArgs& a, Isa isa) {
   const int64_t group = a.n_head / a.n_kv_head;
   const int64_t n_pairs = a.n_tokens * a.n_kv_head;
   const int n_threads = pool.size();
-  if (n_pairs < 4 * n_threads && isa != Isa::kScalar && SplitByTiles(pool, a)) return;
+  if (isa != Isa::kScalar && SplitByTiles(pool, a, n_pairs < 4 * n_threads)) return;
   if (n_pairs < 4 * n_threads) {
     // Few (token, kv head) pairs, as in decode: whole groups as items would leave threads idle
     // (three kv heads on two threads: one thread does two groups, the other one). Each thread

@@ -56,11 +56,15 @@ void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_beg
 namespace avx2 {
 // REQUIRES (all): the CPU has AVX2, FMA and F16C.
 void AttentionItem(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, int n_heads);
-// The partials of row t's tiles [tile_begin, tile_end) for every query head, tile i's at
-// part + (i - tile_begin) * AttentionPartialFloats(a), head h's at h * (head_dim + 2) in it:
-// max, sum, then head_dim floats of V sums. REQUIRES: head_dim % 8 == 0, <= kAttentionMaxHeadDim.
-void AttentionTilePartials(const AttentionArgs& a, int64_t t, int64_t tile_begin, int64_t tile_end,
-                           float* part);
+// The partials of tiles [tile_begin, tile_end) of rows[0 .. n_rows) for every query head: row
+// r's tile i at parts[r] + (i - tile_begin) * AttentionPartialFloats(a), head h's at
+// h * (head_dim + 2) in it: max, sum, then head_dim floats of V sums. Rows that share tiles (the
+// same keys in them: the same first key, and the tiles inside every row's run) take one call, so
+// that each tile's K and V rows are converted once for all of them; each row's partials are
+// those of a call for it alone. REQUIRES: head_dim % 8 == 0, <= kAttentionMaxHeadDim; the rows
+// share the tiles (or n_rows == 1).
+void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_rows,
+                           int64_t tile_begin, int64_t tile_end, float* const* parts);
 // Row t's output for query head h from its n_tiles partials at part (laid out as above, from
 // tile 0).
 void AttentionFold(const AttentionArgs& a, int64_t t, int64_t h, int64_t n_tiles,
