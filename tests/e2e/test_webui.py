@@ -137,7 +137,7 @@ def watch_stream(driver, timeout=60):
     deadline = time.time() + timeout
     while generating(driver) and time.time() < deadline:
         lengths.append(len(last_answer(driver)))
-        time.sleep(0.03)
+        time.sleep(0.01)
     assert not generating(driver), "the answer did not finish"
     return lengths
 
@@ -168,8 +168,10 @@ def test_stream_stop_reload_regenerate_edit(server, browser, shots, capsys):
     set_setting(browser, "temperature", 0)  # greedy: the same answers on every run
     set_max_tokens(browser, 48)
     send(browser, "Tell me about the sea in three sentences.")
+    # Streaming: a part of the answer was on the page before the whole of it. (With speculative
+    # decoding a step adds several tokens, and the answer may take only a few polls.)
     lengths = [n for n in watch_stream(browser) if n > 0]
-    assert len(set(lengths)) >= 3 and lengths[-1] > lengths[0], f"no streaming seen: {lengths}"
+    assert len(set(lengths)) >= 2 and lengths[-1] > lengths[0], f"no streaming seen: {lengths}"
     first_answer = last_answer(browser)
     assert first_answer
     stats = browser.find_elements(By.CSS_SELECTOR, ".message.assistant .stats")[-1].text
