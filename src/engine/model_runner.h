@@ -35,8 +35,8 @@ struct ModelRunnerOptions {
   // model's graph runs as written and an observer sees every intermediate tensor.
   bool fuse_graph = true;
   // Copy the matrices the backend's matmul kernels stream faster in a layout of their own (the
-  // CPU: K-quants interleaved for AVX2 / AVX-512, Q8_0 for AVX-512, kernels/cpu/repack.h) and drop
-  // their file pages.
+  // CPU: K-quants interleaved for AVX2 / AVX-512, Q8_0 / Q4_0 / Q5_0 for AVX-512,
+  // kernels/cpu/repack.h) and drop their file pages.
   // Same results either way. Off: the mapped file rows are read (the CLI turns it off for
   // GANNET_REPACK=0, so that one build can be timed both ways).
   bool repack_weights = true;

@@ -4,8 +4,8 @@
 // existed, with the same arguments, so results are bit for bit those of the kernels' own tests.
 // The ISA is chosen once, at construction (BestIsa() unless given).
 // Weights (PrepareMatMulWeights): with repacking on, the matrices the ISA has interleaved kernels
-// for (repack.h: K-quants, and Q8_0 on AVX-512) are copied interleaved, and (copy_other_weights)
-// the others byte for byte, all into one block of anonymous memory on huge pages, one after
+// for (repack.h: K-quants, and Q8_0, Q4_0, Q5_0 on AVX-512) are copied interleaved, and
+// (copy_other_weights) the others byte for byte, all into one block of anonymous memory on huge pages, one after
 // another in the order offered (the order a forward pass reads them). MatMul finds a weight's
 // copy by its data pointer, and so does Embed (a tied embedding table: the same row bytes,
 // unpacked).
@@ -28,7 +28,7 @@ struct CpuBackendOptions {
   // Whether PrepareMatMulWeights copies weights at all (off: every matmul reads the file layout).
   // Matrices with interleaved kernels on the ISA are copied interleaved (repack.h).
   bool repack_weights = true;
-  // Also copy the matrices without an interleaved layout (e.g. Q4_0), unchanged. A decode step
+  // Also copy the matrices without an interleaved layout (e.g. Q4_1), unchanged. A decode step
   // then streams anonymous memory on huge pages, all weights in one block in reading order, instead
   // of the file's 4 KiB page-cache pages: no TLB miss and no prefetcher restart per 4 KiB.
   bool copy_other_weights = true;
