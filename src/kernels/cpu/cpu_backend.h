@@ -5,11 +5,10 @@
 // The ISA is chosen once, at construction (BestIsa() unless given).
 // Weights (PrepareMatMulWeights): with repacking on, the matrices the ISA has interleaved kernels
 // for (repack.h: K-quants, and Q8_0, Q4_0, Q5_0 on AVX-512) are copied interleaved, and
-// (copy_other_weights) the others byte for byte, all into one block of anonymous memory on huge pages, one after
-// another in the order offered (the order a forward pass reads them). MatMul finds a weight's
-// copy by its data pointer, and so does Embed (a tied embedding table: the same row bytes,
-// unpacked).
-// Thread-safety: as Backend; the pool must not run other work while an op runs.
+// (copy_other_weights) the others byte for byte, all into one block of anonymous memory on huge
+// pages, one after another in the order offered (the order a forward pass reads them). MatMul finds
+// a weight's copy by its data pointer, and so does Embed (a tied embedding table: the same row
+// bytes, unpacked). Thread-safety: as Backend; the pool must not run other work while an op runs.
 #pragma once
 
 #include <cstdint>
