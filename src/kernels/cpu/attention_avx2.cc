@@ -7,6 +7,8 @@
 // compiler builtin, never an inline function from a shared header (see ops_internal.h).
 #include <immintrin.h>
 
+#include <memory>
+
 #include "kernels/cpu/avx2_common.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/ops_internal.h"
@@ -88,30 +90,26 @@ inline void AccumulateV(int64_t nc, float* out, const float* v, int64_t dp, cons
   }
 }
 
-// The most queries one TilePartials call takes.
-constexpr int kTileQueries = 64;
-
-// A tile's contribution to n_q queries on the tile's kv head (query heads of its group, of one
-// row or, where rows share the tile, of several), on its own: per query j, the tile's largest
-// score m[j], the weights w_i = exp(s_i - m[j]) and their sum l[j], and os[j][0, d) =
-// sum_i w_i V_i. q[j]: query j, dp floats (zeros past d when d < dp). The tile's K and V rows are
-// converted to f32 once, into tiles on the stack that every query reads (d rounded up to 8
-// lanes, dp; zeros past d).
+// A tile's contribution to n_heads query heads of one kv head, on its own: per head j, the
+// tile's largest score m[j], the weights w_i = exp(s_i - m[j]) and their sum l[j], and
+// os[j * dp + (0, d)] = sum_i w_i V_i. q[j]: head j's query, dp floats (zeros past d when
+// d < dp). The tile's K and V rows are converted to f32 once, into tiles on the stack that every
+// head reads (d rounded up to 8 lanes, dp; zeros past d).
 //
-// Scores: per query, a block of 8 keys has one accumulator each over the query's 8-lane chunks
-// of dims, reduced by Sum8x8. The maximum (exact in any order); the weights' sum as a fixed tree
+// Scores: per head, a block of 8 keys has one accumulator each over the head's 8-lane chunks of
+// dims, reduced by Sum8x8. The maximum (exact in any order); the weights' sum as a fixed tree
 // over four 8-lane vectors (weights past the tile's last key are zero); each 8-lane chunk of os
-// sums the weighted V rows in key order. A query's results do not depend on the other queries of
-// the call. REQUIRES: 1 <= n_q <= kTileQueries.
-void TilePartials(const float* const* q, int n_q, int64_t d, int64_t dp,
+// sums the weighted V rows in key order. A head's results do not depend on the other heads of
+// the call.
+void TilePartials(const float* const* q, int n_heads, int64_t d, int64_t dp,
                   const uint16_t* const* k_rows, const uint16_t* const* v_rows, int64_t n,
-                  float scale, float* m, float* l, float* const* os) {
+                  float scale, float* m, float* l, float* os) {
   const int64_t d8 = d & ~int64_t{7};
   // Rows of dp floats, packed (a fixed stride of kMaxHeadDim would put the rows of a tile in the
   // same few cache sets).
   alignas(32) float kf[kKeyBlock * kMaxHeadDim];
   alignas(32) float vf[kTile * kMaxHeadDim];
-  alignas(32) float w[kTileQueries][kTile];
+  alignas(32) float w[kAttentionMaxHeads][kTile];
   const __m256 sv = _mm256_set1_ps(scale);
   // Scores q_j . K_i, 8 keys at a time (a partial block's missing keys are zero rows).
   for (int64_t i0 = 0; i0 < n; i0 += kKeyBlock) {
@@ -126,7 +124,7 @@ void TilePartials(const float* const* q, int n_q, int64_t d, int64_t dp,
       for (; e < d8; e += 8) _mm256_store_ps(row + e, LoadF16(kr + e));
       for (; e < dp; ++e) row[e] = e < d ? F16One(kr[e]) : 0.0f;
     }
-    for (int j = 0; j < n_q; ++j) {
+    for (int j = 0; j < n_heads; ++j) {
       __m256 acc[kKeyBlock];
       for (int i = 0; i < kKeyBlock; ++i) acc[i] = _mm256_setzero_ps();
       for (int64_t e = 0; e < dp; e += 8) {
@@ -153,6 +151,101 @@ void TilePartials(const float* const* q, int n_q, int64_t d, int64_t dp,
         _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - 8 * c)), lane));
   }
   const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+  for (int j = 0; j < n_heads; ++j) {
+    __m256 mx = neg_inf;
+    for (int64_t c = 0; c < kTile / 8; ++c)
+      mx = _mm256_max_ps(mx, _mm256_blendv_ps(neg_inf, _mm256_load_ps(&w[j][8 * c]), valid[c]));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    m[j] = _mm_cvtss_f32(m4);
+    const __m256 mv = _mm256_set1_ps(m[j]);
+    __m256 e4[kTile / 8];
+    for (int64_t c = 0; c < kTile / 8; ++c) {
+      e4[c] = _mm256_and_ps(Exp(_mm256_sub_ps(_mm256_load_ps(&w[j][8 * c]), mv)), valid[c]);
+      _mm256_store_ps(&w[j][8 * c], e4[c]);
+    }
+    l[j] = HSum(_mm256_add_ps(_mm256_add_ps(e4[0], e4[1]), _mm256_add_ps(e4[2], e4[3])));
+    float* o = os + j * dp;
+    for (int64_t e0 = 0; e0 < d8; e0 += 64) {
+      AccumulateV((d8 - e0 < 64 ? d8 - e0 : 64) / 8, o + e0, vf + e0, dp, w[j], n);
+    }
+    for (int64_t e = d8; e < d; ++e) {
+      float acc = 0.0f;
+      for (int64_t i = 0; i < n; ++i) acc = __builtin_fmaf(w[j][i], vf[i * dp + e], acc);
+      o[e] = acc;
+    }
+  }
+}
+
+// Rows that share a tile (AttentionTilePartials with several rows) take it converted once, K
+// and V whole, then TilePartials' arithmetic per query over any number of queries, each writing
+// its V sums where its partial goes. (TilePartials itself keeps its own conversion, 8 keys at a
+// time, and its stack outputs: the item kernel measured 5-20% slower in prefill when it took this
+// form.)
+constexpr int kSharedQueries = 64;
+
+// The n f16 rows (d values each) as f32 rows of dp floats at dst, zeros past d; rows n .. n_pad
+// (n_pad >= n) all zeros.
+void ConvertRows(const uint16_t* const* rows, int64_t n, int64_t n_pad, int64_t d, int64_t dp,
+                 float* dst) {
+  const int64_t d8 = d & ~int64_t{7};
+  for (int64_t i = 0; i < n_pad; ++i) {
+    float* row = dst + i * dp;
+    if (i >= n) {
+      for (int64_t e = 0; e < dp; e += 8) _mm256_store_ps(row + e, _mm256_setzero_ps());
+      continue;
+    }
+    const uint16_t* r = rows[i];
+    int64_t e = 0;
+    for (; e < d8; e += 8) _mm256_store_ps(row + e, LoadF16(r + e));
+    for (; e < dp; ++e) row[e] = e < d ? F16One(r[e]) : 0.0f;
+  }
+}
+
+// One tile's K and V rows as f32 (rows of dp floats, packed; K in whole blocks of kKeyBlock rows,
+// zeros past the tile's last key).
+struct TileF32 {
+  alignas(32) float k[kTile * kMaxHeadDim];
+  alignas(32) float v[kTile * kMaxHeadDim];
+  int64_t n;
+
+  void Convert(const uint16_t* const* k_rows, const uint16_t* const* v_rows, int64_t n_keys,
+               int64_t d, int64_t dp) {
+    n = n_keys;
+    ConvertRows(k_rows, n, (n + kKeyBlock - 1) / kKeyBlock * kKeyBlock, d, dp, k);
+    ConvertRows(v_rows, n, n, d, dp, v);
+  }
+};
+
+// TilePartials' results for n_q <= kSharedQueries queries from a converted tile, query j's V sums
+// into os[j][0, d); the same operations in the same order per query, so the same bits.
+void SharedTilePartials(const float* const* q, int n_q, int64_t d, int64_t dp, const TileF32& tf,
+                        float scale, float* m, float* l, float* const* os) {
+  const int64_t d8 = d & ~int64_t{7};
+  const int64_t n = tf.n;
+  alignas(32) float w[kSharedQueries][kTile];
+  const __m256 sv = _mm256_set1_ps(scale);
+  for (int64_t i0 = 0; i0 < n; i0 += kKeyBlock) {
+    const float* kf = tf.k + i0 * dp;
+    for (int j = 0; j < n_q; ++j) {
+      __m256 acc[kKeyBlock];
+      for (int i = 0; i < kKeyBlock; ++i) acc[i] = _mm256_setzero_ps();
+      for (int64_t e = 0; e < dp; e += 8) {
+        const __m256 qv = _mm256_loadu_ps(q[j] + e);
+        for (int i = 0; i < kKeyBlock; ++i)
+          acc[i] = _mm256_fmadd_ps(qv, _mm256_load_ps(kf + i * dp + e), acc[i]);
+      }
+      _mm256_store_ps(&w[j][i0], _mm256_mul_ps(Sum8x8(acc), sv));
+    }
+  }
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256 valid[kTile / 8];
+  for (int64_t c = 0; c < kTile / 8; ++c) {
+    valid[c] = _mm256_castsi256_ps(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - 8 * c)), lane));
+  }
+  const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
   for (int j = 0; j < n_q; ++j) {
     __m256 mx = neg_inf;
     for (int64_t c = 0; c < kTile / 8; ++c)
@@ -170,11 +263,11 @@ void TilePartials(const float* const* q, int n_q, int64_t d, int64_t dp,
     l[j] = HSum(_mm256_add_ps(_mm256_add_ps(e4[0], e4[1]), _mm256_add_ps(e4[2], e4[3])));
     float* o = os[j];
     for (int64_t e0 = 0; e0 < d8; e0 += 64) {
-      AccumulateV((d8 - e0 < 64 ? d8 - e0 : 64) / 8, o + e0, vf + e0, dp, w[j], n);
+      AccumulateV((d8 - e0 < 64 ? d8 - e0 : 64) / 8, o + e0, tf.v + e0, dp, w[j], n);
     }
     for (int64_t e = d8; e < d; ++e) {
       float acc = 0.0f;
-      for (int64_t i = 0; i < n; ++i) acc = __builtin_fmaf(w[j][i], vf[i * dp + e], acc);
+      for (int64_t i = 0; i < n; ++i) acc = __builtin_fmaf(w[j][i], tf.v[i * dp + e], acc);
       o[e] = acc;
     }
   }
@@ -238,7 +331,6 @@ void ItemImpl(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, i
   alignas(32) float os[kAttentionMaxHeads * kMaxHeadDim];
   const float* q[kAttentionMaxHeads];
   float* o[kAttentionMaxHeads];
-  float* osp[kAttentionMaxHeads];
   float M[kAttentionMaxHeads], L[kAttentionMaxHeads], m[kAttentionMaxHeads], l[kAttentionMaxHeads];
   for (int j = 0; j < n_heads; ++j) {
     const float* qr = a.q + t * a.q_stride + (h_begin + j) * d;
@@ -248,7 +340,6 @@ void ItemImpl(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, i
     for (int64_t e = 0; e < d; ++e) o[j][e] = 0.0f;
     M[j] = -__builtin_inff();
     L[j] = 0.0f;
-    osp[j] = os + j * dp;
   }
   const int64_t row_bytes = d * static_cast<int64_t>(sizeof(uint16_t));
   const uint16_t* k_rows[kTile];
@@ -263,10 +354,40 @@ void ItemImpl(const AttentionArgs& a, int64_t t, int64_t kvh, int64_t h_begin, i
       PrefetchTile(a, keys, k0 + kTile, n_next, kvh * d, row_bytes);
     }
     AttentionTileRows(a, keys, k0, n, kvh * d, k_rows, v_rows);
-    TilePartials(q, n_heads, d, dp, k_rows, v_rows, n, a.scale, m, l, osp);
+    TilePartials(q, n_heads, d, dp, k_rows, v_rows, n, a.scale, m, l, os);
     for (int j = 0; j < n_heads; ++j) Fold(&M[j], &L[j], o[j], m[j], l[j], os + j * dp, d);
   }
   for (int j = 0; j < n_heads; ++j) Normalize(L[j], o[j], d);
+}
+
+// The partials of one tile of kv head kvh (rows k_rows / v_rows, n keys) for every (row, head)
+// query of rows[0 .. n_rows), which share the tile: converted once into tf, then SharedTilePartials
+// kSharedQueries queries at a time, each writing into its row's partial at parts[r] + tile_off.
+void SharedTile(const AttentionArgs& a, const int64_t* rows, int n_rows, int64_t kvh,
+                const uint16_t* const* k_rows, const uint16_t* const* v_rows, int64_t n,
+                float* const* parts, int64_t tile_off, TileF32& tf) {
+  const int64_t d = a.head_dim, group = a.n_head / a.n_kv_head;
+  tf.Convert(k_rows, v_rows, n, d, d);
+  const float* q[kSharedQueries];
+  float* os[kSharedQueries];
+  float m[kSharedQueries], l[kSharedQueries];
+  float* p[kSharedQueries];  // query j's partial
+  const int64_t n_queries = n_rows * group;
+  for (int64_t u0 = 0; u0 < n_queries; u0 += kSharedQueries) {
+    const int nq =
+        static_cast<int>(n_queries - u0 < kSharedQueries ? n_queries - u0 : kSharedQueries);
+    for (int j = 0; j < nq; ++j) {
+      const int64_t r = (u0 + j) / group, h = kvh * group + (u0 + j) % group;
+      q[j] = a.q + rows[r] * a.q_stride + h * d;
+      p[j] = parts[r] + tile_off + h * (d + 2);
+      os[j] = p[j] + 2;
+    }
+    SharedTilePartials(q, nq, d, d, tf, a.scale, m, l, os);
+    for (int j = 0; j < nq; ++j) {
+      p[j][0] = m[j];
+      p[j][1] = l[j];
+    }
+  }
 }
 
 }  // namespace
@@ -283,17 +404,20 @@ void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_ro
   AttentionKeys keys;  // the first row's: the tiles are the same for every row
   AttentionKeysOf(a, rows[0], &keys);
   const int64_t n_keys = keys.n_run + keys.n_tree;
-  const float* q[kTileQueries];
-  float* os[kTileQueries];
-  float m[kTileQueries], l[kTileQueries];
-  int64_t part_at[kTileQueries];  // query j's partial: parts[row] + tile offset + part_at[j]
-  int q_row[kTileQueries];
   const uint16_t* k_rows[kTile];
   const uint16_t* v_rows[kTile];
+  // One row: TilePartials per group of heads. Several: each tile converted once (TileF32), every
+  // (row, head) query of a kv head from it, kSharedQueries at a time.
+  const float* q[kAttentionMaxHeads];
+  float m[kAttentionMaxHeads], l[kAttentionMaxHeads];
+  alignas(32) float os_one[kAttentionMaxHeads * kMaxHeadDim];
+  // The converted tile of shared rows: 128 KiB per thread, allocated once (on the stack of a
+  // function of its own it measured slower).
+  thread_local std::unique_ptr<TileF32> tf;
+  if (n_rows > 1 && tf == nullptr) tf.reset(new TileF32);
   // Whole cache rows (every kv head's part), read in order: the hardware prefetchers follow
   // them, and the next tile's are requested ahead as well.
   const int64_t all_bytes = a.n_kv_head * d * static_cast<int64_t>(sizeof(uint16_t));
-  const int64_t n_queries = n_rows * group;
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     const int64_t k0 = tile * kTile;
     const int64_t n = n_keys - k0 < kTile ? n_keys - k0 : kTile;
@@ -304,26 +428,22 @@ void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_ro
     const int64_t tile_off = (tile - tile_begin) * stride;
     for (int64_t kvh = 0; kvh < a.n_kv_head; ++kvh) {
       AttentionTileRows(a, keys, k0, n, kvh * d, k_rows, v_rows);
-      // The (row, head) queries of this kv head, kTileQueries at a time; each writes its V sums
-      // straight into its partial.
-      for (int64_t u0 = 0; u0 < n_queries; u0 += kTileQueries) {
-        const int nq =
-            static_cast<int>(n_queries - u0 < kTileQueries ? n_queries - u0 : kTileQueries);
-        for (int j = 0; j < nq; ++j) {
-          const int r = static_cast<int>((u0 + j) / group);
-          const int64_t h = kvh * group + (u0 + j) % group;
-          q[j] = a.q + rows[r] * a.q_stride + h * d;
-          q_row[j] = r;
-          part_at[j] = tile_off + h * (d + 2);
-          os[j] = parts[r] + part_at[j] + 2;
+      if (n_rows == 1) {
+        for (int64_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += kAttentionMaxHeads) {
+          const int64_t left = (kvh + 1) * group - h0;
+          const int nh = static_cast<int>(left < kAttentionMaxHeads ? left : kAttentionMaxHeads);
+          for (int j = 0; j < nh; ++j) q[j] = a.q + rows[0] * a.q_stride + (h0 + j) * d;
+          TilePartials(q, nh, d, d, k_rows, v_rows, n, a.scale, m, l, os_one);
+          for (int j = 0; j < nh; ++j) {
+            float* p = parts[0] + tile_off + (h0 + j) * (d + 2);
+            p[0] = m[j];
+            p[1] = l[j];
+            __builtin_memcpy(p + 2, os_one + j * d, static_cast<size_t>(d) * sizeof(float));
+          }
         }
-        TilePartials(q, nq, d, d, k_rows, v_rows, n, a.scale, m, l, os);
-        for (int j = 0; j < nq; ++j) {
-          float* p = parts[q_row[j]] + part_at[j];
-          p[0] = m[j];
-          p[1] = l[j];
-        }
+        continue;
       }
+      SharedTile(a, rows, n_rows, kvh, k_rows, v_rows, n, parts, tile_off, *tf);
     }
   }
 }
