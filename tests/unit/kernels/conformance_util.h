@@ -1,6 +1,6 @@
 // Shared pieces of the CPU kernel conformance tests (ops_conformance_test.cc,
-// tree_attention_conformance_test.cc): the ISA targets this machine runs, random data, thread
-// pools, and a K/V cache in shuffled blocks whose unwritten slots are NaN.
+// tree_attention_conformance_test.cc, repack_rows16_test.cc): the ISA targets this machine runs,
+// random data, thread pools, and a K/V cache in shuffled blocks whose unwritten slots are NaN.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -24,6 +24,13 @@ inline std::vector<Isa> Isas() {
   Isa isas[3];
   const int n = AvailableIsas(isas);
   return std::vector<Isa>(isas, isas + n);
+}
+
+inline bool HasIsa(Isa isa) {
+  for (Isa i : Isas()) {
+    if (i == isa) return true;
+  }
+  return false;
 }
 
 inline std::vector<float> RandomVector(std::mt19937& rng, int64_t n, float lo = -1.0f,

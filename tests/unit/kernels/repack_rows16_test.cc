@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "conformance_util.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/ops.h"
@@ -28,26 +29,15 @@ namespace {
 
 constexpr DType kTypes[] = {DType::kQ4_0, DType::kQ5_0};
 
-bool HasAvx512() {
-  Isa isas[3];
-  const int n = AvailableIsas(isas);
-  for (int k = 0; k < n; ++k) {
-    if (isas[k] == Isa::kAvx512) return true;
-  }
-  return false;
-}
+using conformance::Pool;
 
-ThreadPool& Pool(int n_threads) {
-  static ThreadPool* pools[4] = {};
-  if (pools[n_threads] == nullptr) pools[n_threads] = new ThreadPool(n_threads);
-  return *pools[n_threads];
-}
+bool HasAvx512() { return conformance::HasIsa(Isa::kAvx512); }
 
 size_t RowBytesOf(DType t, int64_t cols) { return static_cast<size_t>(*RowBytes(t, cols)); }
 
 std::vector<uint8_t> Repacked(DType t, const std::vector<uint8_t>& w, int64_t rows, int64_t cols) {
   std::vector<uint8_t> out(RepackedBytes(t, rows, cols), 0xAB);
-  RepackRows(Pool(2), t, w.data(), rows, cols, out.data());
+  RepackRows(Pool(3), t, w.data(), rows, cols, out.data());
   return out;
 }
 
@@ -229,7 +219,7 @@ Weights QuantizedWeights(DType t, int64_t rows, int64_t cols, std::mt19937& rng)
     EXPECT_TRUE(QuantizeRow(t, row.data(), w.file.data() + r * rb, cols));
   }
   w.inter.resize(RepackedBytes(t, rows, cols));
-  RepackRows(Pool(2), t, w.file.data(), rows, cols, w.inter.data());
+  RepackRows(Pool(3), t, w.file.data(), rows, cols, w.inter.data());
   return w;
 }
 
@@ -383,8 +373,8 @@ TEST(RepackRows16Backend, CopiesOnAvx512OnlyAndKeepsTheBits) {
         {.type = t, .data = w.file.data(), .rows = rows, .cols = n_in},
         {.type = t, .data = wide.data(), .rows = 2, .cols = too_wide}};
     const CpuBackendOptions interleaved_only{.copy_other_weights = false};
-    CpuBackend avx2(Pool(2), Isa::kAvx2, interleaved_only), plain(Pool(2), Isa::kAvx512, false),
-        packed(Pool(2), Isa::kAvx512, interleaved_only);
+    CpuBackend avx2(Pool(3), Isa::kAvx2, interleaved_only), plain(Pool(3), Isa::kAvx512, false),
+        packed(Pool(3), Isa::kAvx512, interleaved_only);
     EXPECT_EQ(avx2.PrepareMatMulWeights(weights, {}), std::vector<bool>(2, false));
     EXPECT_EQ(plain.PrepareMatMulWeights(weights, {}), std::vector<bool>(2, false));
     EXPECT_EQ(packed.PrepareMatMulWeights(weights, {}), (std::vector<bool>{true, false}));
