@@ -161,7 +161,7 @@ constexpr int64_t kMaxSharingRows = kMaxTreeTokens;
 // Same bits as the items (ops_internal.h). False where it does not apply.
 bool SplitByTiles(ThreadPool& pool, const AttentionArgs& a, bool few) {
   if (a.head_dim % 8 != 0 || a.head_dim > kAttentionMaxHeadDim) return false;
-  // (Few rows are fewer than 4 per thread: always within kMaxSharingRows.)
+  // (Past kMaxSharingRows even few rows, as on a many-core machine, take the head split.)
   if (a.n_tokens > kMaxSharingRows) return false;
   const int64_t n_rows = a.n_tokens;
   // The calling thread's buffers (the pool's threads reach them through these references: a
