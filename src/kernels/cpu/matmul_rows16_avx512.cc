@@ -94,8 +94,11 @@ static_assert(kActTableEntries >= kMaxRepackColsQ8_0 / 32,
               "the widest repacked row must fit one token's table");
 
 // Tokens whose accumulators stay in registers through a group's blocks: 2 per token, beside the
-// block's 8 code vectors and its scales (32 vector registers).
-constexpr int kMaxRegTokens = 6;
+// block's 8 code vectors and its scales (32 vector registers). 8 rather than 6: with 6, 7 tokens
+// ran as 4 + 3 and the output head (262144 x 640, 2 threads) took 7.6 ms against 6.0 in one pass;
+// one core, Q5_0 2048 x 640 at 7 and 8 tokens 128 / 133 -> 142 / 145 G multiply-adds/s, nothing
+// slower.
+constexpr int kMaxRegTokens = 8;
 // How far ahead of its reads a group's first token tile fetches the weight stream into L2 (the
 // copy is one contiguous stream: a group's codes, its scales, the next group). Without it a
 // matrix streamed from memory decoded a third slower than the file-layout kernel, whose four row
@@ -205,7 +208,7 @@ struct Fns {
 
 // Rows [r0, r1) (any range; groups of kG from row 0 of w) for t.nt <= kMatMulWideTileTokens
 // tokens, in passes whose table fits kActTableBytes; within a pass each group takes its tokens
-// in register tiles of at most kMaxRegTokens, sized evenly (16 tokens: 6 + 5 + 5; 9: 5 + 4).
+// in register tiles of at most kMaxRegTokens, sized evenly (16 tokens: 8 + 8; 9: 5 + 4).
 // With the caller's tables (t.xtab) the tile is one pass.
 template <class T>
 void TileInterleaved(const MatMulTile& t, int64_t r0, int64_t r1) {
