@@ -19,6 +19,7 @@
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/repack.h"
+#include "repack_util.h"
 #include "tensor/fp16.h"
 #include "tensor/quant/quant.h"
 
@@ -166,15 +167,8 @@ TEST(RepackQ8_0Tiles, InterleavedBitsEqualFileLayout) {
           for (int8_t& q : b.qs) q = std::max<int8_t>(q, -127);
         }
       }
-      std::vector<std::pair<int64_t, int64_t>> ranges;
-      for (int64_t r0 = 0; r0 < c.rows; ++r0) {
-        for (int64_t r1 = r0 + 1; r1 <= c.rows; ++r1) {
-          if (c.all_ranges || (r0 == 0 && r1 == c.rows) || (r0 == 1 && r1 == c.rows - 1) ||
-              (r0 == 16 && r1 == c.rows) || (r0 == 3 && r1 == 5)) {
-            ranges.push_back({r0, r1});
-          }
-        }
-      }
+      const std::vector<std::pair<int64_t, int64_t>> ranges =
+          repack_test::RowRanges(c.rows, c.all_ranges);
       for (int nt = 1; nt <= max_tokens; ++nt) {
         if (c.n_in >= 32 * 1000 && nt == 3) nt = kMatMulWideTileTokens;  // 1, 2 and 16 tokens
         for (const auto& [r0, r1] : ranges) {
@@ -201,23 +195,11 @@ TEST(RepackQ8_0Tiles, InterleavedBitsEqualFileLayout) {
   }
 }
 
-struct Weights {
-  std::vector<uint8_t> file, inter;
-};
+using repack_test::ScalarTwinOf;
+using repack_test::Weights;
 
 Weights QuantizedWeights(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
-  std::normal_distribution<float> nd(0.0f, 0.05f);
-  const size_t row_bytes = static_cast<size_t>(*RowBytes(t, cols));
-  Weights w;
-  w.file.resize(row_bytes * rows);
-  std::vector<float> row(cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (float& v : row) v = nd(rng);
-    EXPECT_TRUE(QuantizeRow(t, row.data(), w.file.data() + r * row_bytes, cols));
-  }
-  w.inter.resize(RepackedBytes(t, rows, cols));
-  RepackRows(Pool(2), t, w.file.data(), rows, cols, w.inter.data());
-  return w;
+  return repack_test::QuantizedWeights(t, rows, cols, rng, Pool(2));
 }
 
 std::vector<float> RunMatMul(const void* w, bool interleaved, int64_t n_out, int64_t n_in,
@@ -252,26 +234,13 @@ TEST(RepackQ8_0MatMul, BitsEqualFileLayoutAndMatchScalarTwin) {
     for (int64_t n_in : {32, 640, 2048}) {
       if (n_out == 259 && n_in == 2048) continue;
       const Weights w = QuantizedWeights(DType::kQ8_0, n_out, n_in, rng);
-      const size_t row_bytes = RowBytesQ8(n_in);
       for (int64_t nt : {1, 2, 5, 8, 13, 16, 17}) {
         std::normal_distribution<float> nd(0.0f, 1.0f);
         std::vector<float> x(nt * n_in);
         for (float& v : x) v = nd(rng);
-        std::vector<float> ref(nt * n_out), abs_ref(nt * n_out);
-        std::vector<uint8_t> xq(RowBytesQ8(n_in));
-        std::vector<float> xd(n_in), wd(n_in);
-        for (int64_t j = 0; j < nt; ++j) {
-          matmul_ref::Quantizer(DType::kQ8_0)(x.data() + j * n_in, xq.data(), n_in);
-          DequantizeRow(DType::kQ8_0, xq.data(), xd.data(), n_in);
-          for (int64_t o = 0; o < n_out; ++o) {
-            ref[j * n_out + o] =
-                VecDotRef(DType::kQ8_0, w.file.data() + o * row_bytes, xq.data(), n_in);
-            DequantizeRow(DType::kQ8_0, w.file.data() + o * row_bytes, wd.data(), n_in);
-            double a = 0;
-            for (int64_t i = 0; i < n_in; ++i) a += std::fabs(double{wd[i]} * xd[i]);
-            abs_ref[j * n_out + o] = static_cast<float>(a);
-          }
-        }
+        const repack_test::ScalarTwin twin = ScalarTwinOf(DType::kQ8_0, w.file, n_out, n_in, x, nt);
+        const std::vector<float>& ref = twin.ref;
+        const std::vector<float>& abs_ref = twin.abs_ref;
         for (int threads : {1, 3}) {
           const auto ya = RunMatMul(w.file.data(), false, n_out, n_in, x, nt, Pool(threads));
           const auto yb = RunMatMul(w.inter.data(), true, n_out, n_in, x, nt, Pool(threads));

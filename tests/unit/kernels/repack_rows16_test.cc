@@ -21,6 +21,7 @@
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/repack.h"
+#include "repack_util.h"
 #include "tensor/fp16.h"
 #include "tensor/quant/quant.h"
 
@@ -162,15 +163,8 @@ TEST(RepackRows16Tiles, BitsEqualFileLayout) {
           avx512::FillQ8_0ActTable(reinterpret_cast<const uint8_t*>(x.data() + j * nb), c.n_in,
                                    tab.data() + j * avx512::Q8_0ActTableBytes(c.n_in));
         }
-        std::vector<std::pair<int64_t, int64_t>> ranges;
-        for (int64_t r0 = 0; r0 < c.rows; ++r0) {
-          for (int64_t r1 = r0 + 1; r1 <= c.rows; ++r1) {
-            if (c.all_ranges || (r0 == 0 && r1 == c.rows) || (r0 == 1 && r1 == c.rows - 1) ||
-                (r0 == 16 && r1 == c.rows) || (r0 == 3 && r1 == 5)) {
-              ranges.push_back({r0, r1});
-            }
-          }
-        }
+        const std::vector<std::pair<int64_t, int64_t>> ranges =
+            repack_test::RowRanges(c.rows, c.all_ranges);
         for (int nt = 1; nt <= kMatMulWideTileTokens; ++nt) {
           if (c.n_in == widest && nt == 3) nt = kMatMulWideTileTokens;  // 1, 2 and 16 tokens
           for (const auto& [r0, r1] : ranges) {
@@ -204,24 +198,9 @@ TEST(RepackRows16Tiles, BitsEqualFileLayout) {
   }
 }
 
-struct Weights {
-  std::vector<uint8_t> file, inter;
-};
-
-Weights QuantizedWeights(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
-  std::normal_distribution<float> nd(0.0f, 0.05f);
-  const size_t rb = RowBytesOf(t, cols);
-  Weights w;
-  w.file.resize(rb * rows);
-  std::vector<float> row(cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (float& v : row) v = nd(rng);
-    EXPECT_TRUE(QuantizeRow(t, row.data(), w.file.data() + r * rb, cols));
-  }
-  w.inter.resize(RepackedBytes(t, rows, cols));
-  RepackRows(Pool(3), t, w.file.data(), rows, cols, w.inter.data());
-  return w;
-}
+using repack_test::QuantizedWeights;
+using repack_test::ScalarTwinOf;
+using repack_test::Weights;
 
 std::vector<float> RandomRows(int64_t n, std::mt19937& rng) {
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -242,24 +221,12 @@ TEST(RepackRows16MatMul, BitsEqualFileLayoutAndMatchScalarTwin) {
     for (int64_t n_out : {1, 17, 31, 259}) {
       for (int64_t n_in : {32, 640, 2048}) {
         if (n_out == 259 && n_in == 2048) continue;
-        const Weights w = QuantizedWeights(t, n_out, n_in, rng);
-        const size_t rb = RowBytesOf(t, n_in);
+        const Weights w = QuantizedWeights(t, n_out, n_in, rng, Pool(3));
         for (int64_t nt : {1, 2, 5, 9, 13, 16, 17}) {
           const std::vector<float> x = RandomRows(nt * n_in, rng);
-          std::vector<float> ref(nt * n_out), abs_ref(nt * n_out);
-          std::vector<uint8_t> xq(RowBytesOf(DType::kQ8_0, n_in));
-          std::vector<float> xd(n_in), wd(n_in);
-          for (int64_t j = 0; j < nt; ++j) {
-            matmul_ref::Quantizer(DType::kQ8_0)(x.data() + j * n_in, xq.data(), n_in);
-            DequantizeRow(DType::kQ8_0, xq.data(), xd.data(), n_in);
-            for (int64_t o = 0; o < n_out; ++o) {
-              ref[j * n_out + o] = VecDotRef(t, w.file.data() + o * rb, xq.data(), n_in);
-              DequantizeRow(t, w.file.data() + o * rb, wd.data(), n_in);
-              double a = 0;
-              for (int64_t i = 0; i < n_in; ++i) a += std::fabs(double{wd[i]} * xd[i]);
-              abs_ref[j * n_out + o] = static_cast<float>(a);
-            }
-          }
+          const repack_test::ScalarTwin twin = ScalarTwinOf(t, w.file, n_out, n_in, x, nt);
+          const std::vector<float>& ref = twin.ref;
+          const std::vector<float>& abs_ref = twin.abs_ref;
           for (int threads : {1, 3}) {
             std::vector<float> y[2];
             for (int inter = 0; inter < 2; ++inter) {
@@ -305,8 +272,8 @@ TEST(RepackRows16MatMul, GluPairAndMixedGroupBitsEqualFileLayout) {
   const DType types[3] = {DType::kQ5_0, DType::kQ4_0, DType::kQ8_0};
   const int64_t n_outs[3] = {203, 64, 48};
   Weights ws[3];
-  for (int i = 0; i < 3; ++i) ws[i] = QuantizedWeights(types[i], n_outs[i], n_in, rng);
-  const Weights up = QuantizedWeights(DType::kQ4_0, n_outs[0], n_in, rng);
+  for (int i = 0; i < 3; ++i) ws[i] = QuantizedWeights(types[i], n_outs[i], n_in, rng, Pool(3));
+  const Weights up = QuantizedWeights(DType::kQ4_0, n_outs[0], n_in, rng, Pool(3));
   std::vector<float> norm_w(n_in);
   for (float& v : norm_w) v = 1.0f + 0.01f * static_cast<float>(rng() % 100);
   for (bool glu : {true, false}) {
@@ -366,7 +333,7 @@ TEST(RepackRows16Backend, CopiesOnAvx512OnlyAndKeepsTheBits) {
   std::mt19937 rng(41);
   for (DType t : kTypes) {
     const int64_t rows = 37, n_in = 320;
-    const Weights w = QuantizedWeights(t, rows, n_in, rng);
+    const Weights w = QuantizedWeights(t, rows, n_in, rng, Pool(3));
     const int64_t too_wide = 32 * (avx2::RowBlockMaxBlocks(t) + 1);
     const std::vector<uint8_t> wide(RowBytesOf(t, too_wide) * 2);
     const kernels::Weight weights[2] = {

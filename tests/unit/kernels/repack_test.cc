@@ -17,6 +17,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/ops.h"
+#include "repack_util.h"
 #include "tensor/fp16.h"
 #include "tensor/quant/quant.h"
 
@@ -181,22 +182,11 @@ TEST(RepackTiles, InterleavedBitsEqualFileLayout) {
   }
 }
 
-struct Weights {
-  std::vector<uint8_t> file, inter;
-};
+using repack_test::ScalarTwinOf;
+using repack_test::Weights;
 
 Weights QuantizedWeights(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
-  std::normal_distribution<float> nd(0.0f, 0.05f);
-  const size_t row_bytes = static_cast<size_t>(*RowBytes(t, cols));
-  Weights w;
-  w.file.resize(row_bytes * rows);
-  std::vector<float> row(cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (float& v : row) v = nd(rng);
-    EXPECT_TRUE(QuantizeRow(t, row.data(), w.file.data() + r * row_bytes, cols));
-  }
-  w.inter = Repacked(t, w.file, rows, cols);
-  return w;
+  return repack_test::QuantizedWeights(t, rows, cols, rng, Pool(2));
 }
 
 std::vector<float> RunMatMul(DType t, const void* w, bool interleaved, int64_t n_out, int64_t n_in,
@@ -233,21 +223,9 @@ TEST(RepackMatMul, BitsEqualFileLayoutAndMatchScalarTwin) {
         std::normal_distribution<float> nd(0.0f, 1.0f);
         std::vector<float> x(nt * n_in);
         for (float& v : x) v = nd(rng);
-        std::vector<float> ref(nt * n_out), abs_ref(nt * n_out);
-        std::vector<uint8_t> xq(static_cast<size_t>(*RowBytes(DType::kQ8_K, n_in)));
-        std::vector<float> xd(n_in), wd(n_in);
-        const size_t row_bytes = w.file.size() / n_out;
-        for (int64_t j = 0; j < nt; ++j) {
-          matmul_ref::Quantizer(DType::kQ8_K)(x.data() + j * n_in, xq.data(), n_in);
-          DequantizeRow(DType::kQ8_K, xq.data(), xd.data(), n_in);
-          for (int64_t o = 0; o < n_out; ++o) {
-            ref[j * n_out + o] = VecDotRef(t, w.file.data() + o * row_bytes, xq.data(), n_in);
-            DequantizeRow(t, w.file.data() + o * row_bytes, wd.data(), n_in);
-            double a = 0;
-            for (int64_t i = 0; i < n_in; ++i) a += std::fabs(double{wd[i]} * xd[i]);
-            abs_ref[j * n_out + o] = static_cast<float>(a);
-          }
-        }
+        const repack_test::ScalarTwin twin = ScalarTwinOf(t, w.file, n_out, n_in, x, nt);
+        const std::vector<float>& ref = twin.ref;
+        const std::vector<float>& abs_ref = twin.abs_ref;
         for (Isa isa : SimdIsas()) {
           for (int threads : {1, 3}) {
             ThreadPool& pool = Pool(threads);
