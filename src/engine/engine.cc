@@ -536,8 +536,13 @@ void Engine::RunSampleJob(SampleJob& job, std::span<const float> logits,
   for (;;) {
     SampleJob::Token t;
     const std::span<const float> lg = logits.subspan((job.row + node) * n_vocab, n_vocab);
-    std::copy(lg.begin(), lg.end(), w.begin());
     const bool constrained = a.Constrained(i);
+    // The sample reads a copy where something changes the logits (a grammar's mask, logit_bias,
+    // penalties) and the row itself otherwise: a vocabulary-sized copy per sample saved (1 MiB
+    // for 262144 tokens, per sequence per step).
+    const bool copy = constrained || a.masks != nullptr || a.samplers[i].ChangesLogits();
+    if (copy) std::copy(lg.begin(), lg.end(), w.begin());
+    const std::span<const float> seen = copy ? std::span<const float>(w) : lg;
     const GrammarMask gm =
         constrained ? ApplyGrammar(a, i, w, node == 0 ? TakePrefetchedMask(a, i) : Prefetched::kNo)
                     : GrammarMask::kSome;
@@ -549,7 +554,7 @@ void Engine::RunSampleJob(SampleJob& job, std::span<const float> logits,
       }
       t.output = TokenOutput{.emitted = false, .finished = true};
     } else {
-      t.token = a.samplers[i].Sample(w);
+      t.token = copy ? a.samplers[i].Sample(w) : a.samplers[i].SampleUnchanged(lg);
       if (constrained) {
         const bool accepted = a.masks->vocab().AcceptToken(&a.matchers[i], t.token);
         GANNET_CHECK(accepted);  // the mask allowed it
@@ -560,7 +565,7 @@ void Engine::RunSampleJob(SampleJob& job, std::span<const float> logits,
         t = SampleJob::Token{.output = TokenOutput{.emitted = false, .finished = true}};
       } else {
         if (a.request.top_logprobs >= 0) {
-          TopLogprobs(w, t.token, a.request.top_logprobs, t.top, &t.logprob);
+          TopLogprobs(seen, t.token, a.request.top_logprobs, t.top, &t.logprob);
         }
         t.output = a.outputs[i].Process(t.token);
         if (t.output.emitted) a.samplers[i].Accept(t.token);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -15,12 +16,54 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 inline bool Usable(float l) { return l > kNegInf; }
 
 // First index of the largest usable logit, or 0 when there is none.
+//
+// On the token path for every greedy sample: 262144 logits per row, 16+ rows per serving step.
+// A scalar loop carries its running best from one logit to the next (~1 logit per cycle), so the
+// row is split into 8 interleaved lanes (two 4-float vectors), each keeping its own best and the
+// first index that reached it, and the lanes are merged at the end. Same answer as the plain loop:
+// within a lane a strict > keeps the lowest index, across lanes equal maxima go to the lowest
+// index, and NaN fails every comparison. GCC/Clang vector types, not an ISA's intrinsics: the
+// baseline target (SSE2) runs it, and memory bounds it anyway.
 int32_t Argmax(std::span<const float> logits) {
+  using F32x4 = float __attribute__((vector_size(16)));
+  using I32x4 = int32_t __attribute__((vector_size(16)));
+  constexpr int kVecs = 2;  // more spills the baseline target's 16 registers
+  constexpr size_t kStep = 4 * kVecs;
+  const float* x = logits.data();
+  const size_t n = logits.size();
+  const size_t body = n - n % kStep;
+  F32x4 best_v[kVecs];
+  I32x4 best_at[kVecs], at[kVecs];
+  for (int v = 0; v < kVecs; ++v) {
+    best_v[v] = F32x4{} + kNegInf;
+    best_at[v] = I32x4{};
+    at[v] = I32x4{0, 1, 2, 3} + 4 * v;
+  }
+  for (size_t i = 0; i < body; i += kStep) {
+    for (int v = 0; v < kVecs; ++v) {
+      F32x4 l;
+      std::memcpy(&l, x + i + 4 * v, sizeof(l));
+      const I32x4 greater = l > best_v[v];
+      best_v[v] = greater ? l : best_v[v];
+      best_at[v] = greater ? at[v] : best_at[v];
+      at[v] += static_cast<int32_t>(kStep);
+    }
+  }
   int32_t best = 0;
   float best_logit = kNegInf;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    if (logits[i] > best_logit) {  // strict: ties keep the lowest id
-      best_logit = logits[i];
+  for (int v = 0; v < kVecs; ++v) {
+    for (int lane = 0; lane < 4; ++lane) {
+      const float l = best_v[v][lane];
+      const int32_t id = best_at[v][lane];
+      if (l > best_logit || (l == best_logit && id < best)) {
+        best_logit = l;
+        best = id;
+      }
+    }
+  }
+  for (size_t i = body; i < n; ++i) {  // the tail: after every lane's ids, so strict > suffices
+    if (x[i] > best_logit) {
+      best_logit = x[i];
       best = static_cast<int32_t>(i);
     }
   }
@@ -115,6 +158,12 @@ int32_t Sampler::Sample(std::span<float> logits) {
   const int32_t token = Choose(logits);
   RestorePenalized(logits);
   return token;
+}
+
+int32_t Sampler::SampleUnchanged(std::span<const float> logits) {
+  GANNET_CHECK(logits.size() == static_cast<size_t>(n_vocab_));
+  GANNET_CHECK(!ChangesLogits());
+  return Choose(logits);
 }
 
 void Sampler::ApplyBiasAndPenalties(std::span<float> logits) {

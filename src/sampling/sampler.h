@@ -61,6 +61,14 @@ class Sampler {
   // REQUIRES: logits.size() == n_vocab.
   int32_t Sample(std::span<float> logits);
 
+  // False when Sample() leaves its logits as they are: no logit_bias and no penalties. The caller
+  // may then sample from logits it must keep (SampleUnchanged) instead of from a copy.
+  bool ChangesLogits() const { return !params_.logit_bias.empty() || penalties_on_; }
+
+  // Sample() for logits that stay as they are, with the same draw.
+  // REQUIRES: !ChangesLogits() and logits.size() == n_vocab.
+  int32_t SampleUnchanged(std::span<const float> logits);
+
   // Applies logit_bias and the penalties in place and leaves them there: the logits that top_k
   // and the stages after it see. For tests and for dumping logits to diff against llama.cpp's
   // chain stage by stage. Uses no randomness. REQUIRES: logits.size() == n_vocab.

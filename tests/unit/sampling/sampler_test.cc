@@ -123,6 +123,52 @@ TEST(SamplerTest, GreedyPicksArgmaxLowestIdOnTies) {
   for (int i = 0; i < 50; ++i) EXPECT_EQ(top1.Sample(logits), 1);
 }
 
+// The greedy pick runs in interleaved lanes; the plain loop is its reference: first index of the
+// largest logit that is neither NaN nor -inf, 0 when there is none.
+int32_t PlainArgmax(const std::vector<float>& logits) {
+  int32_t best = 0;
+  float best_logit = -kInf;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (logits[i] > best_logit) {
+      best_logit = logits[i];
+      best = static_cast<int32_t>(i);
+    }
+  }
+  return best;
+}
+
+TEST(SamplerTest, GreedyLanesMatchThePlainLoopOnAwkwardRows) {
+  std::mt19937_64 rng(3);
+  for (int n : {1, 2, 7, 8, 9, 15, 16, 17, 255, 4097, 262144}) {
+    SCOPED_TRACE(n);
+    Sampler sampler(SamplingParams{.temperature = 0.0f, .seed = 1}, n);
+    std::uniform_int_distribution<int> pos(0, n - 1);
+    for (int trial = 0; trial < 24; ++trial) {
+      // Few distinct values, so ties land in different lanes and in the tail; NaN, -inf and
+      // signed zeros among them.
+      std::vector<float> logits(static_cast<size_t>(n));
+      std::uniform_int_distribution<int> kind(0, trial % 4 == 0 ? 3 : 9);
+      for (float& l : logits) {
+        switch (kind(rng)) {
+          case 0: l = std::nanf(""); break;
+          case 1: l = -kInf; break;
+          case 2: l = 0.0f; break;
+          case 3: l = -0.0f; break;
+          default: l = static_cast<float>(kind(rng)) * 0.25f - 2.0f;
+        }
+      }
+      if (trial % 3 == 1) logits[static_cast<size_t>(pos(rng))] = 7.0f;  // one clear winner
+      if (trial % 3 == 2) {  // the winner twice: the lower id must win
+        logits[static_cast<size_t>(pos(rng))] = 7.0f;
+        logits[static_cast<size_t>(pos(rng))] = 7.0f;
+      }
+      if (trial == 5) logits.back() = kInf;  // the tail's last logit
+      if (trial == 6) std::fill(logits.begin(), logits.end(), std::nanf(""));
+      EXPECT_EQ(sampler.Sample(logits), PlainArgmax(logits)) << "trial " << trial;
+    }
+  }
+}
+
 TEST(SamplerTest, TemperatureMatchesSoftmax) {
   const std::vector<float> logits = {1.0f, 2.0f, 0.5f, -1.0f};
   double argmax_freq_cold = 0.0;
