@@ -150,11 +150,20 @@ TEST(SamplerTest, GreedyLanesMatchThePlainLoopOnAwkwardRows) {
       std::uniform_int_distribution<int> kind(0, trial % 4 == 0 ? 3 : 9);
       for (float& l : logits) {
         switch (kind(rng)) {
-          case 0: l = std::nanf(""); break;
-          case 1: l = -kInf; break;
-          case 2: l = 0.0f; break;
-          case 3: l = -0.0f; break;
-          default: l = static_cast<float>(kind(rng)) * 0.25f - 2.0f;
+          case 0:
+            l = std::nanf("");
+            break;
+          case 1:
+            l = -kInf;
+            break;
+          case 2:
+            l = 0.0f;
+            break;
+          case 3:
+            l = -0.0f;
+            break;
+          default:
+            l = static_cast<float>(kind(rng)) * 0.25f - 2.0f;
         }
       }
       if (trial % 3 == 1) logits[static_cast<size_t>(pos(rng))] = 7.0f;  // one clear winner
