@@ -340,6 +340,7 @@ void Engine::Loop() {
         spec_threshold_ = options_.spec_adaptive && chained
                               ? spec_cost_.Threshold(own_rows, own_rows, /*charge_draft=*/false)
                               : spec_model_threshold_;
+        spec_lone_ = own_rows <= 1;
         Sample(out, *logits);
         FinishMasks();
         // The draft model's passes are timed apart: the pacer and the cost model's a and b
@@ -606,8 +607,8 @@ void Engine::ProposeDraft(SampleJob& job) const {
   // sized before its passes run.
   const bool free_first =
       options_.spec == SpecMethod::kNgram || options_.spec == SpecMethod::kNgramSelf;
-  const int32_t m =
-      free_first ? a.spec[i].FreeBudget(spec_threshold_) : a.spec[i].NextBudget(spec_threshold_);
+  const int32_t m = free_first ? a.spec[i].FreeBudget(spec_threshold_)
+                               : a.spec[i].NextBudget(spec_threshold_, spec_lone_);
   if (m <= 0) return;
   // The drafter runs after every job (ProposeDrafts), for no more tokens than the sample may still
   // generate after the next one.
@@ -618,7 +619,7 @@ void Engine::ProposeDraft(SampleJob& job) const {
   if (options_.spec == SpecMethod::kNgramSelf && spec_model_threshold_ > 0) {
     // Where the lookup finds nothing, the self draft's passes must pay for their tokens too.
     job.draft_model_budget =
-        std::min(a.spec[i].NextBudget(spec_model_threshold_), job.draft_budget);
+        std::min(a.spec[i].NextBudget(spec_model_threshold_, spec_lone_), job.draft_budget);
   }
 }
 
@@ -658,7 +659,7 @@ void Engine::ProposeDrafts() {
     // order, heaviest chain first, so a prefix is a tree and keeps the likeliest chain.
     Draft& d = job.draft;
     const int32_t keep = job.active->spec[static_cast<size_t>(job.index)].Keep(
-        d.match, spec_threshold_, static_cast<int32_t>(d.tokens.size()));
+        d.match, spec_threshold_, static_cast<int32_t>(d.tokens.size()), spec_lone_);
     d.tokens.resize(static_cast<size_t>(keep));
     d.parents.resize(static_cast<size_t>(keep));
   }

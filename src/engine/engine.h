@@ -317,6 +317,7 @@ class Engine {
   // lookup's, which cost no pass), and for drafts of a model's passes (ngram+self only).
   double spec_threshold_ = 0;
   double spec_model_threshold_ = 0;
+  bool spec_lone_ = false;  // the last step had one sequence's row: probes need no prior (Budget)
   double spec_draft_seconds_ = 0;  // in a draft model's passes, in all
 
   mutable std::mutex mu_;

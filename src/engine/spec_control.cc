@@ -105,7 +105,7 @@ double SpecController::acceptance(int32_t cls) const {
   return e.successes / e.trials;
 }
 
-int32_t SpecController::Budget(int32_t cls, double threshold, int32_t max_nodes) {
+int32_t SpecController::Budget(int32_t cls, double threshold, int32_t max_nodes, bool lone) {
   if (max_nodes <= 0) return 0;
   if (!(threshold > 0)) return max_nodes;
   // Where not even drafts that are always accepted would pay (a large batch is compute-bound, a
@@ -119,11 +119,15 @@ int32_t SpecController::Budget(int32_t cls, double threshold, int32_t max_nodes)
     return 0;
   }
   if (e.probe) {
-    // A probe tests whether the class's drafts are accepted again, and costs rows either way:
-    // only where drafts of an unknown class (the prior) would be made. In a batch whose draft
+    // A probe tests whether the class's drafts are accepted again, and costs rows either way.
+    // In a batch, only where drafts of an unknown class (the prior) would be made: where its draft
     // rows cost nearly what its own do, a class drafts only on what it showed while the batch was
-    // smaller.
-    if (BestLength(kPrior, threshold, max_nodes) == 0) return 0;
+    // smaller. A lone sequence probes wherever drafts could pay at all: a costly drafter (the
+    // self draft, whose token costs ~0.4 of a step, so drafting pays only above ~0.9 acceptance)
+    // would otherwise never be tried again once its drafts were judged poor, not even on text it
+    // then drafts right 9 times in 10. The backoff bounds what that costs: 2 draft tokens per
+    // pause of up to kMaxPause steps.
+    if (!lone && BestLength(kPrior, threshold, max_nodes) == 0) return 0;
     return std::min(kProbeNodes, max_nodes);
   }
   const int32_t k = BestLength(e.successes / e.trials, threshold, max_nodes);
@@ -134,9 +138,9 @@ int32_t SpecController::Budget(int32_t cls, double threshold, int32_t max_nodes)
   return k;
 }
 
-int32_t SpecController::NextBudget(double threshold) {
+int32_t SpecController::NextBudget(double threshold, bool lone) {
   pending_ = 0;
-  return Budget(0, threshold, max_nodes_);
+  return Budget(0, threshold, max_nodes_, lone);
 }
 
 int32_t SpecController::FreeBudget(double threshold) const {
@@ -145,9 +149,9 @@ int32_t SpecController::FreeBudget(double threshold) const {
   return BestLength(1.0, threshold, max_nodes_) > 0 ? max_nodes_ : 0;
 }
 
-int32_t SpecController::Keep(int32_t cls, double threshold, int32_t proposed) {
+int32_t SpecController::Keep(int32_t cls, double threshold, int32_t proposed, bool lone) {
   cls = std::clamp(cls, 1, kClasses - 1);
-  const int32_t k = Budget(cls, threshold, std::min(proposed, max_nodes_));
+  const int32_t k = Budget(cls, threshold, std::min(proposed, max_nodes_), lone);
   if (k > 0) pending_ = cls;
   return k;
 }
@@ -167,9 +171,11 @@ void SpecController::Observe(int32_t drafted, int32_t accepted) {
   Estimate& e = est_[pending_];
   if (e.probe) {
     e.probe = false;
-    // A probe that is all accepted ends the backoff; the next budget decides whether drafting
-    // pays.
-    if (accepted == drafted) e.backoff = 1;
+    // A probe that is all accepted ends the backoff, once the estimate is back at the prior's
+    // acceptance at least; the next budget decides whether drafting pays. Below it, a lucky probe
+    // of text the drafts fit badly (2 tokens accepted 9 times in 100 at 0.3) would restart the
+    // pauses at 1 step, and their probes (each a lone sequence's draft pass or two) with them.
+    if (accepted == drafted && e.successes >= kPrior * e.trials) e.backoff = 1;
   }
 }
 

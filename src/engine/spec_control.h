@@ -70,12 +70,14 @@ class SpecController {
 
   // A model's draft (class 0): how many tokens to draft for the next step (0: no draft this step)
   // given the cost model's threshold (0: no cost, the control is off: always max_nodes).
-  int32_t NextBudget(double threshold);
+  // `lone`: the sequence is the step's only one. Its probes are then made wherever a draft that is
+  // always accepted would pay, not only where one of the prior's acceptance would (see Budget).
+  int32_t NextBudget(double threshold, bool lone = false);
   // A draft that costs nothing to make (the n-gram lookup's): the most tokens it should propose,
   // max_nodes, or 0 where no acceptance could pay (threshold as above); then, once it is made, how
   // many of its first `proposed` tokens to verify given its class (0: drop it).
   int32_t FreeBudget(double threshold) const;
-  int32_t Keep(int32_t cls, double threshold, int32_t proposed);
+  int32_t Keep(int32_t cls, double threshold, int32_t proposed, bool lone = false);
   // After a verification of the draft last budgeted (NextBudget or a Keep that kept tokens): draft
   // tokens verified and how many of them were accepted.
   void Observe(int32_t drafted, int32_t accepted);
@@ -108,7 +110,7 @@ class SpecController {
   };
   // Draft tokens for a draft of class `cls` of at most `max_nodes` tokens (the pause and probe
   // logic of NextBudget and Keep).
-  int32_t Budget(int32_t cls, double threshold, int32_t max_nodes);
+  int32_t Budget(int32_t cls, double threshold, int32_t max_nodes, bool lone);
 
   int32_t max_nodes_;
   Estimate est_[kClasses];

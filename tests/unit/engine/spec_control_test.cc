@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+#include <utility>
 #include <vector>
 
 namespace gannet::engine {
@@ -202,6 +204,59 @@ TEST(SpecControllerTest, NoProbeWhereADraftOfUnknownAcceptanceWouldNotPay) {
   const int probes = drafts(0.2);
   EXPECT_GT(probes, 0);
   EXPECT_LT(probes, 10);
+}
+
+TEST(SpecControllerTest, ALoneSequenceProbesACostlyDrafterAgain) {
+  // A draft row costs 0.7 of a step (a self draft's pass plus its row): drafting pays only above
+  // ~0.93 acceptance, and a draft of the prior's acceptance never would.
+  constexpr double kThreshold = 0.7;
+  // Drafts of `p` acceptance per token (a chain: each token accepted with chance p given its
+  // parent was) over 300 steps; returns the draft tokens made and accepted.
+  auto run = [](SpecController& c, double p, bool lone, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::bernoulli_distribution accept(p);
+    std::pair<int, int> made{0, 0};
+    for (int step = 0; step < 300; ++step) {
+      const int32_t k = c.NextBudget(kThreshold, lone);
+      if (k <= 0) continue;
+      int32_t j = 0;
+      while (j < k && accept(rng)) ++j;
+      c.Observe(k, j);
+      made.first += k;
+      made.second += j;
+    }
+    return made;
+  };
+  // Its drafts were judged poor once (text it drafted badly).
+  auto judged_poor = [] {
+    SpecController c(8);
+    for (int step = 0; step < 20; ++step) {
+      const int32_t k = c.NextBudget(0.1);
+      if (k > 0) c.Observe(k, 0);
+    }
+    return c;
+  };
+  // Now the text is one it drafts right 97 times in 100. In a batch no probe is made (a probe
+  // there costs a row of every sequence's worth); alone it probes, sees the drafts accepted and
+  // drafts in full again.
+  SpecController batch = judged_poor();
+  EXPECT_EQ(run(batch, 0.97, /*lone=*/false, 1).first, 0);
+  SpecController lone = judged_poor();
+  const auto [made, accepted] = run(lone, 0.97, /*lone=*/true, 1);
+  EXPECT_GT(made, 1200);               // most of the 300 steps draft 8 tokens
+  EXPECT_GT(accepted, made * 8 / 10);  // 0.97 per token: 7 of a chain of 8
+  // Text it drafts badly: the probes back off (pauses of 1, 2, 4, ... 64 steps), 6 probes of 2
+  // tokens in 300 steps. A lucky probe (both tokens accepted, 9 times in 100) restarts the pauses
+  // only once the estimate is back at the prior's; restarting them on any lucky probe made 10-20
+  // probes on 4 of these 10 seeds.
+  int total = 0;
+  for (uint64_t seed = 2; seed < 12; ++seed) {
+    SpecController poor = judged_poor();
+    const int n = run(poor, 0.3, /*lone=*/true, seed).first;
+    EXPECT_LE(n, 2 * 15) << "seed " << seed;
+    total += n;
+  }
+  EXPECT_LE(total, 2 * 8 * 10);
 }
 
 TEST(SpecControllerTest, FreeDraftsAreMadeWheneverADraftCouldPay) {
