@@ -17,9 +17,9 @@
 //   a draft row's cost in units of the sequence's share of the step. Cheap rows and high acceptance
 //   give long drafts; costly rows (a compute-bound batch, an expensive draft model) or low
 //   acceptance give short ones or none (free-form text). When none pays, drafting pauses, probing
-//   again with a small draft after an exponentially growing pause, where a draft of unknown
-//   acceptance (the prior's) would be made: in a large batch a probe's rows cost nearly what
-//   its sequences' own rows do.
+//   again with a small draft after an exponentially growing pause: in a batch where a draft of
+//   unknown acceptance (the prior's) would be made (a large batch's probe rows cost nearly what
+//   its sequences' own rows do), for a lone sequence wherever a draft could pay at all.
 //
 // Thread-safety: none. The cost model lives on the engine's step thread; each controller is used
 // by one sampling job at a time.
