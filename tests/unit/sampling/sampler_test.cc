@@ -178,6 +178,52 @@ TEST(SamplerTest, GreedyLanesMatchThePlainLoopOnAwkwardRows) {
   }
 }
 
+// top_k skips spans of logits that hold none above its heap's front. Reference: the same sampler
+// over a row where every token outside the true top k (full sort, logit descending, id
+// ascending) is -inf, so only those k can be kept. With top_p and min_p off the draws depend on
+// the whole kept set, so a token lost or added changes them.
+TEST(SamplerTest, TopKSkipsSpansWithoutChangingTheKeptSet) {
+  std::mt19937_64 rng(5);
+  for (int n : {31, 32, 33, 100, 4097, 262144}) {
+    for (int k : {1, 2, 40, 64}) {
+      for (int trial = 0; trial < 4; ++trial) {
+        SCOPED_TRACE(testing::Message() << "n " << n << " k " << k << " trial " << trial);
+        std::vector<float> logits(static_cast<size_t>(n));
+        std::uniform_int_distribution<int> level(0, trial % 2 == 0 ? 6 : 1000);
+        for (float& l : logits) l = static_cast<float>(level(rng)) * 0.01f;
+        std::uniform_int_distribution<int> pos(0, n - 1);
+        for (int j = 0; j < n / 50; ++j) logits[static_cast<size_t>(pos(rng))] = std::nanf("");
+        for (int j = 0; j < n / 50; ++j) logits[static_cast<size_t>(pos(rng))] = -kInf;
+        if (trial == 2) {  // a rising stretch: every logit of it enters the heap
+          for (int j = 0; j < std::min(n, 500); ++j) logits[static_cast<size_t>(j)] = 20.0f + j;
+        }
+        if (trial == 3) logits.back() = 50.0f;  // the best token in the tail
+        std::vector<int32_t> ids(static_cast<size_t>(n));
+        for (int j = 0; j < n; ++j) ids[static_cast<size_t>(j)] = j;
+        std::vector<int32_t> usable;
+        for (int32_t id : ids) {
+          if (logits[static_cast<size_t>(id)] > -kInf) usable.push_back(id);
+        }
+        std::sort(usable.begin(), usable.end(), [&](int32_t a, int32_t b) {
+          const float la = logits[static_cast<size_t>(a)], lb = logits[static_cast<size_t>(b)];
+          return la > lb || (la == lb && a < b);
+        });
+        usable.resize(std::min(usable.size(), static_cast<size_t>(k)));
+        std::vector<float> only_top(static_cast<size_t>(n), -kInf);
+        for (int32_t id : usable)
+          only_top[static_cast<size_t>(id)] = logits[static_cast<size_t>(id)];
+
+        const SamplingParams p{
+            .temperature = 1.0f, .top_k = k, .top_p = 1.0f, .min_p = 0.0f, .seed = 9};
+        Sampler fast(p, n), reference(p, n);
+        for (int draw = 0; draw < 64; ++draw) {
+          ASSERT_EQ(fast.Sample(logits), reference.Sample(only_top)) << "draw " << draw;
+        }
+      }
+    }
+  }
+}
+
 TEST(SamplerTest, TemperatureMatchesSoftmax) {
   const std::vector<float> logits = {1.0f, 2.0f, 0.5f, -1.0f};
   double argmax_freq_cold = 0.0;
