@@ -46,13 +46,12 @@ int main(int argc, char** argv) {
   for (const Setting& s : settings) {
     gannet::Sampler sampler(s.params, n_vocab);
     double best = 1e30;
-    int64_t checksum = 0;  // keeps the calls from being optimized out
+    int64_t checksum = 0;              // keeps the calls from being optimized out
     for (int r = 0; r <= reps; ++r) {  // pass 0 warms up
       const auto t0 = std::chrono::steady_clock::now();
       for (const auto& row : rows) checksum += sampler.SampleUnchanged(row);
       const double us =
-          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
-              .count() /
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
           n_rows;
       if (r > 0) best = std::min(best, us);
     }
