@@ -1,9 +1,10 @@
 // sampler_rate: microseconds per Sampler::SampleUnchanged call over logit rows of a given
 // vocabulary size, for greedy sampling and for the default chain (temperature 0.8, top_k 40,
-// top_p 0.95, min_p 0.05). Rows of normal logits (std 3), as many as a 16-sequence decode step
-// samples, so a 262144-token vocabulary's 16 MiB of rows come from the last-level cache or memory
-// as in a server's step. Best of REPS passes over the rows; prints one line per setting. Compare
-// two commits by running each build's binary.
+// top_p 0.95, min_p 0.05), and per TopLogprobs call (the API's logprobs, top 5). Rows of normal
+// logits (std 3), as many as a 16-sequence decode step samples, so a 262144-token vocabulary's
+// 16 MiB of rows come from the last-level cache or memory as in a server's step. Best of REPS
+// passes over the rows; prints one line per setting. Compare two commits by running each build's
+// binary.
 //
 //   build/bin/sampler_rate 262144 16 5       # n_vocab rows reps
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <random>
 #include <vector>
 
+#include "sampling/logprobs.h"
 #include "sampling/sampler.h"
 
 int main(int argc, char** argv) {
@@ -57,6 +59,26 @@ int main(int argc, char** argv) {
     }
     std::printf("%s: %d logits x %d rows: %.1f us per row (best of %d; checksum %lld)\n", s.name,
                 n_vocab, n_rows, best, reps, static_cast<long long>(checksum));
+  }
+  // The API's logprobs: the chosen token's log-probability and the top 5 (TopLogprobs).
+  {
+    std::vector<gannet::TokenLogprob> top;
+    float chosen = 0;
+    double best = 1e30, checksum = 0;
+    for (int r = 0; r <= reps; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (const auto& row : rows) {
+        gannet::TopLogprobs(row, 0, 5, top, &chosen);
+        checksum += chosen;
+      }
+      const double us =
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
+          n_rows;
+      if (r > 0) best = std::min(best, us);
+    }
+    std::printf(
+        "top_logprobs 5: %d logits x %d rows: %.1f us per row (best of %d; checksum %.4f)\n",
+        n_vocab, n_rows, best, reps, checksum);
   }
   return 0;
 }

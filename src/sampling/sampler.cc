@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <string>
+
+#include "sampling/row_scan.h"
 
 namespace gannet {
 namespace {
@@ -14,86 +15,6 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // A logit that can be sampled: not -infinity and not NaN (NaN fails every comparison).
 inline bool Usable(float l) { return l > kNegInf; }
-
-// First index of the largest usable logit, or 0 when there is none.
-//
-// On the token path for every greedy sample: 262144 logits per row, 16+ rows per serving step.
-// A scalar loop carries its running best from one logit to the next (~1 logit per cycle), so the
-// row is split into 8 interleaved lanes (two 4-float vectors), each keeping its own best and the
-// first index that reached it, and the lanes are merged at the end. Same answer as the plain loop:
-// within a lane a strict > keeps the lowest index, across lanes equal maxima go to the lowest
-// index, and NaN fails every comparison. GCC/Clang vector types, not an ISA's intrinsics: the
-// baseline target (SSE2) runs it, and memory bounds it anyway.
-int32_t Argmax(std::span<const float> logits) {
-  using F32x4 = float __attribute__((vector_size(16)));
-  using I32x4 = int32_t __attribute__((vector_size(16)));
-  constexpr int kVecs = 2;  // more spills the baseline target's 16 registers
-  constexpr size_t kStep = 4 * kVecs;
-  const float* x = logits.data();
-  const size_t n = logits.size();
-  const size_t body = n - n % kStep;
-  F32x4 best_v[kVecs];
-  I32x4 best_at[kVecs], at[kVecs];
-  for (int v = 0; v < kVecs; ++v) {
-    best_v[v] = F32x4{} + kNegInf;
-    best_at[v] = I32x4{};
-    at[v] = I32x4{0, 1, 2, 3} + 4 * v;
-  }
-  for (size_t i = 0; i < body; i += kStep) {
-    for (int v = 0; v < kVecs; ++v) {
-      F32x4 l;
-      std::memcpy(&l, x + i + 4 * v, sizeof(l));
-      const I32x4 greater = l > best_v[v];
-      best_v[v] = greater ? l : best_v[v];
-      best_at[v] = greater ? at[v] : best_at[v];
-      at[v] += static_cast<int32_t>(kStep);
-    }
-  }
-  int32_t best = 0;
-  float best_logit = kNegInf;
-  for (int v = 0; v < kVecs; ++v) {
-    for (int lane = 0; lane < 4; ++lane) {
-      const float l = best_v[v][lane];
-      const int32_t id = best_at[v][lane];
-      if (l > best_logit || (l == best_logit && id < best)) {
-        best_logit = l;
-        best = id;
-      }
-    }
-  }
-  for (size_t i = body; i < n; ++i) {  // the tail: after every lane's ids, so strict > suffices
-    if (x[i] > best_logit) {
-      best_logit = x[i];
-      best = static_cast<int32_t>(i);
-    }
-  }
-  return best;
-}
-
-// Logits per AnyAbove test.
-constexpr size_t kSpan = 32;
-
-// Whether any of x[0, kSpan) is > threshold (NaN is not). Vector types as in Argmax.
-bool AnyAbove(const float* x, float threshold) {
-  using F32x4 = float __attribute__((vector_size(16)));
-  using I32x4 = int32_t __attribute__((vector_size(16)));
-  const F32x4 t = F32x4{} + threshold;
-  I32x4 any = I32x4{};
-  for (size_t i = 0; i < kSpan; i += 4) {
-    F32x4 l;
-    std::memcpy(&l, x + i, sizeof(l));
-    any |= l > t;
-  }
-  return (any[0] | any[1] | any[2] | any[3]) != 0;
-}
-
-float MaxLogit(std::span<const float> logits) {
-  float m = kNegInf;
-  for (float l : logits) {
-    if (l > m) m = l;
-  }
-  return m;
-}
 
 // Unnormalized softmax weight. Single precision (expf is several times cheaper than exp, and a
 // 262144-token pass is on the token path); weights are summed in double.
@@ -245,15 +166,15 @@ void Sampler::RestorePenalized(std::span<float> logits) {
 }
 
 int32_t Sampler::Choose(std::span<const float> logits) {
-  if (!(params_.temperature > 0.0f)) return Argmax(logits);
+  if (!(params_.temperature > 0.0f)) return sampling::ArgmaxUsable(logits);
   const double u = NextUniform();  // drawn first, so RNG use never depends on the logits
-  if (params_.top_k == 1) return Argmax(logits);
+  if (params_.top_k == 1) return sampling::ArgmaxUsable(logits);
 
   if (top_k_ > 1) {
     SelectTopK(logits);
     return candidates_.empty() ? 0 : DrawFromCandidates(u);
   }
-  const float max_logit = MaxLogit(logits);
+  const float max_logit = sampling::MaxUsable(logits);
   if (!Usable(max_logit)) return 0;
   if (params_.top_p < 1.0f || params_.min_p > 0.0f) {
     SelectByThresholds(logits, max_logit);
@@ -270,20 +191,20 @@ void Sampler::SelectTopK(std::span<const float> logits) {
   // comparison for most tokens. Scanning in id order, an equal logit later never displaces an
   // earlier one, as the canonical order demands.
   //
-  // Once the heap is full, most spans of kSpan logits hold none above its front (on a 262144-token
-  // vocabulary and top_k 40, all but a few hundred): such a span is skipped after one vector test.
-  // The front only rises, so the loop would have passed over every logit of it: the same set, in
-  // a fifth of the time (45 against 240-380 us per 262144-logit row).
+  // Once the heap is full, most spans of kScanSpan logits hold none above its front (on a
+  // 262144-token vocabulary and top_k 40, all but a few hundred): such a span is skipped after one
+  // vector test. The front only rises, so the loop would have passed over every logit of it: the
+  // same set, in a fifth of the time (45 against 240-380 us per 262144-logit row).
   const size_t k = static_cast<size_t>(top_k_);
   const size_t n = logits.size();
   candidates_.clear();
   for (size_t i = 0; i < n;) {
-    if (candidates_.size() == k && i + kSpan <= n &&
-        !AnyAbove(logits.data() + i, candidates_.front().logit)) {
-      i += kSpan;
+    if (candidates_.size() == k && i + sampling::kScanSpan <= n &&
+        !sampling::AnyAbove(logits.data() + i, candidates_.front().logit)) {
+      i += sampling::kScanSpan;
       continue;
     }
-    for (const size_t end = std::min(n, i + kSpan); i < end; ++i) {
+    for (const size_t end = std::min(n, i + sampling::kScanSpan); i < end; ++i) {
       const float l = logits[i];
       if (!Usable(l)) continue;
       const Candidate c{l, static_cast<int32_t>(i)};
@@ -458,7 +379,7 @@ int32_t Sampler::DrawFromAll(std::span<const float> logits, float max_logit, dou
     if (target < cum + block_sums_[b]) break;
     cum += block_sums_[b];
   }
-  int32_t last_positive = Argmax(logits);
+  int32_t last_positive = sampling::ArgmaxUsable(logits);
   for (size_t i = chosen_block * kBlock; i < std::min(size, (chosen_block + 1) * kBlock); ++i) {
     if (!Usable(logits[i])) continue;
     const float w = TemperedWeight(logits[i], max_logit, inv_t);

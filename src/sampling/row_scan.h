@@ -1,0 +1,37 @@
+// Whole-row scans over a position's logits (262144 of them for Gemma 3), on every sampled token's
+// path: the argmax, the largest value, whether a span holds a value above a bar, and the
+// log-softmax's sum of exponentials. Written with GCC/Clang vector types (4 floats, the baseline
+// x86-64 target's SSE2 registers; no ISA intrinsics outside kernels/): a scalar loop carries one
+// running value from element to element, about one element per cycle, and a row of 1 MiB then
+// takes ~200 us where these take ~50, bound by memory.
+//
+// Usable logits are those > -infinity (NaN compares false and is never usable).
+// Thread-safety: pure functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace gannet::sampling {
+
+// First index of the largest usable logit, or 0 when there is none (the plain loop's answer:
+// equal maxima go to the lowest index).
+int32_t ArgmaxUsable(std::span<const float> logits);
+
+// The largest usable logit, or -infinity when there is none.
+float MaxUsable(std::span<const float> logits);
+
+// Logits per AnyAbove test.
+inline constexpr size_t kScanSpan = 32;
+// Whether any of x[0, kScanSpan) is > threshold.
+bool AnyAbove(const float* x, float threshold);
+
+// The sum over usable logits l of exp(l - max), in double. REQUIRES: max >= every usable logit
+// and max finite. Each term is exp in float to within ~2 ulp (a degree-7 polynomial after a
+// Cody-Waite reduction; terms below e^-87 count as 0, against a sum of at least 1), summed in
+// double, so the sum's relative error is ~1e-7: the log-softmax it normalizes is reported in
+// float.
+double SumExpBelow(std::span<const float> logits, float max);
+
+}  // namespace gannet::sampling

@@ -1,0 +1,99 @@
+#include "sampling/row_scan.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+namespace gannet::sampling {
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Rows of awkward sizes (around the 4- and 8-lane bodies and their tails) with NaN, -inf, signed
+// zeros and few distinct values, so maxima tie across lanes.
+std::vector<std::vector<float>> AwkwardRows() {
+  std::mt19937_64 rng(11);
+  std::vector<std::vector<float>> rows;
+  for (int n : {1, 3, 4, 5, 7, 8, 9, 31, 32, 33, 255, 4097, 262144}) {
+    for (int trial = 0; trial < 6; ++trial) {
+      std::vector<float> row(static_cast<size_t>(n));
+      std::uniform_int_distribution<int> kind(0, trial % 3 == 0 ? 4 : 40);
+      for (float& l : row) {
+        const int k = kind(rng);
+        l = k == 0 ? std::nanf("") : k == 1 ? -kInf : k == 2 ? 0.0f : k == 3 ? -0.0f : k * 0.5f - 9;
+      }
+      if (trial == 4) row.back() = 100.0f;  // the maximum in the tail
+      if (trial == 5) std::fill(row.begin(), row.end(), -kInf);
+      rows.push_back(std::move(row));
+    }
+  }
+  return rows;
+}
+
+TEST(RowScanTest, ArgmaxAndMaxAreThePlainLoops) {
+  for (const std::vector<float>& row : AwkwardRows()) {
+    SCOPED_TRACE(row.size());
+    int32_t best = 0;
+    float best_logit = -kInf;
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (row[i] > best_logit) {
+        best_logit = row[i];
+        best = static_cast<int32_t>(i);
+      }
+    }
+    EXPECT_EQ(ArgmaxUsable(row), best);
+    EXPECT_EQ(MaxUsable(row), best_logit);  // == : a signed zero may come from either lane
+  }
+}
+
+TEST(RowScanTest, AnyAboveIsThePlainTest) {
+  std::mt19937_64 rng(12);
+  std::uniform_int_distribution<int> pos(0, kScanSpan - 1);
+  std::vector<float> span(kScanSpan);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::fill(span.begin(), span.end(), trial % 2 == 0 ? 1.0f : std::nanf(""));
+    if (trial % 4 < 2) span[static_cast<size_t>(pos(rng))] = 3.0f;   // one above, anywhere
+    if (trial % 8 == 7) span[static_cast<size_t>(pos(rng))] = 2.0f;  // equal: not above
+    bool want = false;
+    for (float l : span) want = want || l > 2.0f;
+    EXPECT_EQ(AnyAbove(span.data(), 2.0f), want) << "trial " << trial;
+  }
+}
+
+TEST(RowScanTest, ExpOfEachTermIsWithinAFewUlp) {
+  // One-term rows: SumExpBelow({x}, 0) = exp(x) as the polynomial computes it.
+  double worst = 0;
+  for (float x = 0.0f; x >= -87.0f; x -= 0.0137f) {
+    const float row[1] = {x};
+    const double got = SumExpBelow(row, 0.0f);
+    const double want = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::abs(got - want) / want);
+  }
+  EXPECT_LT(worst, 3.0 * std::ldexp(1.0, -24));  // 3 ulp of a float near 1
+  const float one[1] = {0.0f};
+  EXPECT_EQ(SumExpBelow(one, 0.0f), 1.0);
+  const float negligible[3] = {-88.0f, -1000.0f, -kInf};  // count as 0
+  EXPECT_EQ(SumExpBelow(negligible, 0.0f), 0.0);
+}
+
+TEST(RowScanTest, SumExpMatchesDoublePrecision) {
+  for (const std::vector<float>& row : AwkwardRows()) {
+    SCOPED_TRACE(row.size());
+    const float max = MaxUsable(row);
+    if (!(max > -kInf)) {
+      EXPECT_EQ(SumExpBelow(row, 0.0f), 0.0);
+      continue;
+    }
+    double want = 0;
+    for (float l : row) {
+      if (l > -kInf) want += std::exp(static_cast<double>(l) - max);
+    }
+    EXPECT_NEAR(SumExpBelow(row, max), want, want * 4e-7);
+  }
+}
+
+}  // namespace
+}  // namespace gannet::sampling
