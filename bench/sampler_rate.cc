@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
       {"greedy", gannet::SamplingParams{.temperature = 0.0f, .seed = 1}},
       {"default chain (t 0.8, top_k 40, top_p 0.95, min_p 0.05)",
        gannet::SamplingParams{.seed = 1}},
+      {"the API's defaults (t 1, no truncation)",
+       gannet::SamplingParams{
+           .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = 1}},
   };
   for (const Setting& s : settings) {
     gannet::Sampler sampler(s.params, n_vocab);

@@ -1,5 +1,6 @@
 #include "sampling/row_scan.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -48,6 +49,19 @@ inline F32x4 ExpNonPositive(F32x4 x) {
   F32x4 scale;
   std::memcpy(&scale, &scale_bits, sizeof(scale));
   return p * scale;
+}
+
+constexpr float kLowest = -87.0f;  // e^-87 ~ 1.6e-38, the float range's bottom
+
+// exp(y) where y >= kLowest, else 0 (NaN and -inf included).
+inline F32x4 ExpOrZero(F32x4 y) {
+  const I32x4 counts = y >= Splat(kLowest);
+  return counts ? ExpNonPositive(counts ? y : F32x4{}) : F32x4{};
+}
+
+inline float CappedInverse(double inv_t) {
+  return static_cast<float>(
+      std::min(inv_t, static_cast<double>(std::numeric_limits<float>::max())));
 }
 
 }  // namespace
@@ -126,24 +140,38 @@ bool AnyAbove(const float* x, float threshold) {
 }
 
 double SumExpBelow(std::span<const float> logits, float max) {
-  constexpr float kLowest = -87.0f;  // e^-87 ~ 1.6e-38, the float range's bottom
   const float* x = logits.data();
   const size_t n = logits.size();
   const size_t body = n - n % 4;
-  const F32x4 m = Splat(max), lowest = Splat(kLowest), zero = F32x4{};
+  const F32x4 m = Splat(max);
   F64x2 sum_lo = F64x2{}, sum_hi = F64x2{};
   for (size_t i = 0; i < body; i += 4) {
-    const F32x4 d = Load(x + i) - m;   // NaN for NaN logits, -inf for -inf ones
-    const I32x4 counts = d >= lowest;  // false for NaN, -inf and the negligible
-    const F32x4 e = counts ? ExpNonPositive(counts ? d : zero) : zero;
+    const F32x4 e = ExpOrZero(Load(x + i) - m);  // NaN and -inf logits give NaN and -inf: 0
     sum_lo += F64x2{e[0], e[1]};
     sum_hi += F64x2{e[2], e[3]};
   }
   double sum = (sum_lo[0] + sum_lo[1]) + (sum_hi[0] + sum_hi[1]);
-  for (size_t i = body; i < n; ++i) {
-    const float d = x[i] - max;
-    if (d >= kLowest) sum += ExpNonPositive(Splat(d))[0];
+  for (size_t i = body; i < n; ++i) sum += ExpOrZero(Splat(x[i] - max))[0];
+  return sum;
+}
+
+float TemperedExp(float logit, float max, double inv_t) {
+  return ExpOrZero((Splat(logit) - max) * CappedInverse(inv_t))[0];
+}
+
+double SumTemperedExp(std::span<const float> logits, float max, double inv_t) {
+  const float* x = logits.data();
+  const size_t n = logits.size();
+  const size_t body = n - n % 4;
+  const F32x4 m = Splat(max), s = Splat(CappedInverse(inv_t));
+  F64x2 sum_lo = F64x2{}, sum_hi = F64x2{};
+  for (size_t i = 0; i < body; i += 4) {
+    const F32x4 e = ExpOrZero((Load(x + i) - m) * s);
+    sum_lo += F64x2{e[0], e[1]};
+    sum_hi += F64x2{e[2], e[3]};
   }
+  double sum = (sum_lo[0] + sum_lo[1]) + (sum_hi[0] + sum_hi[1]);
+  for (size_t i = body; i < n; ++i) sum += TemperedExp(x[i], max, inv_t);
   return sum;
 }
 

@@ -34,4 +34,12 @@ bool AnyAbove(const float* x, float threshold);
 // float.
 double SumExpBelow(std::span<const float> logits, float max);
 
+// The untruncated draw's weights: exp((l - max) * inv_t) for one logit (TemperedExp) and their
+// sum over a span's usable logits in double (SumTemperedExp), each term as TemperedExp gives it,
+// to the bit. The product is formed in float with inv_t capped at the largest float, so a tiny
+// temperature gives 1 for the maximum and 0 for the rest (never 0 * inf = NaN); terms below e^-87
+// count as 0. REQUIRES: max >= every usable logit, max finite, inv_t > 0.
+float TemperedExp(float logit, float max, double inv_t);
+double SumTemperedExp(std::span<const float> logits, float max, double inv_t);
+
 }  // namespace gannet::sampling

@@ -363,10 +363,9 @@ int32_t Sampler::DrawFromAll(std::span<const float> logits, float max_logit, dou
   const size_t size = logits.size();
   double sum = 0.0;
   for (size_t b = 0; b < block_sums_.size(); ++b) {
-    double block = 0.0;
-    for (size_t i = b * kBlock; i < std::min(size, (b + 1) * kBlock); ++i) {
-      if (Usable(logits[i])) block += TemperedWeight(logits[i], max_logit, inv_t);
-    }
+    const size_t begin = b * kBlock;
+    const double block = sampling::SumTemperedExp(
+        logits.subspan(begin, std::min(size, begin + kBlock) - begin), max_logit, inv_t);
     block_sums_[b] = block;
     sum += block;
   }
@@ -382,7 +381,7 @@ int32_t Sampler::DrawFromAll(std::span<const float> logits, float max_logit, dou
   int32_t last_positive = sampling::ArgmaxUsable(logits);
   for (size_t i = chosen_block * kBlock; i < std::min(size, (chosen_block + 1) * kBlock); ++i) {
     if (!Usable(logits[i])) continue;
-    const float w = TemperedWeight(logits[i], max_logit, inv_t);
+    const float w = sampling::TemperedExp(logits[i], max_logit, inv_t);  // the sums' terms
     if (w <= 0.0f) continue;
     cum += w;
     last_positive = static_cast<int32_t>(i);

@@ -95,5 +95,34 @@ TEST(RowScanTest, SumExpMatchesDoublePrecision) {
   }
 }
 
+TEST(RowScanTest, TemperedWeightsMatchDoublePrecision) {
+  for (double inv_t : {0.5, 1.0, 1.25, 10.0}) {
+    for (const std::vector<float>& row : AwkwardRows()) {
+      SCOPED_TRACE(testing::Message() << "n " << row.size() << " inv_t " << inv_t);
+      const float max = MaxUsable(row);
+      if (!(max > -kInf)) {
+        EXPECT_EQ(SumTemperedExp(row, 0.0f, inv_t), 0.0);
+        continue;
+      }
+      double want = 0;
+      for (float l : row) {
+        if (l > -kInf) want += std::exp((static_cast<double>(l) - max) * inv_t);
+      }
+      EXPECT_NEAR(SumTemperedExp(row, max, inv_t), want, want * 1e-6);
+      // The walk's terms are the sums' terms.
+      double terms = 0;
+      for (float l : row) terms += TemperedExp(l, max, inv_t);
+      EXPECT_NEAR(terms, SumTemperedExp(row, max, inv_t), want * 1e-12);
+    }
+  }
+  // A tiny temperature: the maximum weighs 1 and everything else 0, never NaN.
+  const float row[5] = {1.0f, 3.0f, 2.999f, -kInf, std::nanf("")};
+  for (int i = 0; i < 5; ++i) {
+    const float w = TemperedExp(row[i], 3.0f, 1e40);
+    EXPECT_EQ(w, i == 1 ? 1.0f : 0.0f) << i;
+  }
+  EXPECT_EQ(SumTemperedExp(row, 3.0f, 1e40), 1.0);
+}
+
 }  // namespace
 }  // namespace gannet::sampling
