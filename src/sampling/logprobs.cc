@@ -45,29 +45,18 @@ void TopLogprobs(std::span<const float> logits, int32_t chosen, int32_t n,
   // Bounded heap whose front is the worst kept entry; raw logits are compared (same order as
   // their logprobs) and converted at the end. Scanning in id order means a later equal logit
   // never displaces an earlier one.
-  // Once the heap is full, a span with no logit above its front is passed over after one vector
-  // test, as in Sampler's top_k: the front only rises, so the loop would pass over it too.
-  for (int64_t id = 0; id < size;) {
-    if (out_top.size() == keep && id + static_cast<int64_t>(sampling::kScanSpan) <= size &&
-        !sampling::AnyAbove(logits.data() + id, out_top.front().logprob)) {
-      id += static_cast<int64_t>(sampling::kScanSpan);
-      continue;
-    }
-    for (const int64_t end = std::min(size, id + static_cast<int64_t>(sampling::kScanSpan));
-         id < end; ++id) {
-      const float l = logits[id];
-      if (!(l > kNegInf)) continue;
-      const TokenLogprob entry{static_cast<int32_t>(id), l};
-      if (out_top.size() < keep) {
-        out_top.push_back(entry);
-        std::push_heap(out_top.begin(), out_top.end(), RanksBefore);
-      } else if (l > out_top.front().logprob) {
-        std::pop_heap(out_top.begin(), out_top.end(), RanksBefore);
-        out_top.back() = entry;
-        std::push_heap(out_top.begin(), out_top.end(), RanksBefore);
-      }
-    }
-  }
+  sampling::ScanForTop(
+      logits, [&] { return out_top.size() == keep; }, [&] { return out_top.front().logprob; },
+      [&](int32_t id, float l) {
+        if (out_top.size() < keep) {
+          out_top.push_back({id, l});
+          std::push_heap(out_top.begin(), out_top.end(), RanksBefore);
+        } else if (l > out_top.front().logprob) {
+          std::pop_heap(out_top.begin(), out_top.end(), RanksBefore);
+          out_top.back() = {id, l};
+          std::push_heap(out_top.begin(), out_top.end(), RanksBefore);
+        }
+      });
   std::sort(out_top.begin(), out_top.end(), RanksBefore);
   for (TokenLogprob& t : out_top) t.logprob = logprob(t.logprob);
 }

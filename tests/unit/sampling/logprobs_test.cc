@@ -89,5 +89,43 @@ TEST(LogprobsTest, ExtremeLogitsStayFinite) {
   EXPECT_NEAR(chosen, -2000.0 - std::log1p(std::exp(-1.0)), 1e-2);
 }
 
+// Large rows, where the top-n scan passes over spans: the plain full sort's top n (logit
+// descending, id ascending), with NaN and -inf never listed and ties across spans.
+TEST(LogprobsTest, TopNOfLargeRowsIsTheFullSortsPrefix) {
+  std::mt19937_64 rng(8);
+  for (int size : {33, 4097, 262144}) {
+    for (int n : {1, 5, 64}) {
+      SCOPED_TRACE(testing::Message() << "size " << size << " n " << n);
+      std::vector<float> logits(static_cast<size_t>(size));
+      std::uniform_int_distribution<int> level(0, 300);
+      for (float& l : logits) {
+        const int v = level(rng);
+        l = v == 0 ? std::nanf("") : v == 1 ? -kInf : static_cast<float>(v) * 0.05f;
+      }
+      std::vector<int32_t> order;
+      for (int32_t id = 0; id < size; ++id) {
+        if (logits[static_cast<size_t>(id)] > -kInf) order.push_back(id);
+      }
+      std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+        const float la = logits[static_cast<size_t>(a)], lb = logits[static_cast<size_t>(b)];
+        return la > lb || (la == lb && a < b);
+      });
+      double z = 0;
+      for (int32_t id : order) z += std::exp(static_cast<double>(logits[static_cast<size_t>(id)]));
+      std::vector<TokenLogprob> top;
+      float chosen = 0;
+      TopLogprobs(logits, order.back(), n, top, &chosen);
+      const size_t listed = std::min(order.size(), static_cast<size_t>(n));  // usable ones only
+      ASSERT_EQ(top.size(), listed);
+      for (size_t i = 0; i < listed; ++i) {
+        EXPECT_EQ(top[i].id, order[i]) << i;
+        const double want = logits[static_cast<size_t>(order[i])] - std::log(z);
+        EXPECT_NEAR(top[i].logprob, want, 1e-5) << i;
+      }
+      EXPECT_NEAR(chosen, logits[static_cast<size_t>(order.back())] - std::log(z), 1e-5);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace gannet
