@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
       {"the API's defaults (t 1, no truncation)",
        gannet::SamplingParams{
            .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = 1}},
+      {"the API with top_p 0.95 (t 1)",
+       gannet::SamplingParams{
+           .temperature = 1.0f, .top_k = 0, .top_p = 0.95f, .min_p = 0.0f, .seed = 1}},
   };
   for (const Setting& s : settings) {
     gannet::Sampler sampler(s.params, n_vocab);

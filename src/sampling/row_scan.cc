@@ -175,4 +175,14 @@ double SumTemperedExp(std::span<const float> logits, float max, double inv_t) {
   return sum;
 }
 
+void TemperedExps(const float* x, size_t n, float max, double inv_t, float* out) {
+  const size_t body = n - n % 4;
+  const F32x4 m = Splat(max), s = Splat(CappedInverse(inv_t));
+  for (size_t i = 0; i < body; i += 4) {
+    const F32x4 e = ExpOrZero((Load(x + i) - m) * s);
+    std::memcpy(out + i, &e, sizeof(e));
+  }
+  for (size_t i = body; i < n; ++i) out[i] = TemperedExp(x[i], max, inv_t);
+}
+
 }  // namespace gannet::sampling

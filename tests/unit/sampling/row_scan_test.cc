@@ -115,6 +115,15 @@ TEST(RowScanTest, TemperedWeightsMatchDoublePrecision) {
       EXPECT_NEAR(terms, SumTemperedExp(row, max, inv_t), want * 1e-12);
     }
   }
+  // A block's weights are the one-logit weights, to the bit.
+  for (const std::vector<float>& row : AwkwardRows()) {
+    const float max = MaxUsable(row) > -kInf ? MaxUsable(row) : 0.0f;
+    std::vector<float> block(row.size());
+    TemperedExps(row.data(), row.size(), max, 1.25, block.data());
+    for (size_t i = 0; i < row.size(); ++i) {
+      ASSERT_EQ(block[i], TemperedExp(row[i], max, 1.25)) << "n " << row.size() << " i " << i;
+    }
+  }
   // A tiny temperature: the maximum weighs 1 and everything else 0, never NaN.
   const float row[5] = {1.0f, 3.0f, 2.999f, -kInf, std::nanf("")};
   for (int i = 0; i < 5; ++i) {
