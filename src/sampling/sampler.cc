@@ -373,7 +373,7 @@ int32_t Sampler::DrawFromAll(std::span<const float> logits, float max_logit, dou
     if (target < cum + block_sums_[b]) break;
     cum += block_sums_[b];
   }
-  int32_t last_positive = sampling::ArgmaxUsable(logits);
+  int32_t last_positive = -1;
   for (size_t i = chosen_block * kBlock; i < std::min(size, (chosen_block + 1) * kBlock); ++i) {
     if (!Usable(logits[i])) continue;
     const float w = sampling::TemperedExp(logits[i], max_logit, inv_t);  // the sums' terms
@@ -382,7 +382,9 @@ int32_t Sampler::DrawFromAll(std::span<const float> logits, float max_logit, dou
     last_positive = static_cast<int32_t>(i);
     if (target < cum) break;
   }
-  return last_positive;
+  // The maximum's own term is 1, so the chosen block has mass and the walk a positive term; the
+  // whole-row argmax (a pass over the vocabulary, once made on every draw) is only the fallback.
+  return last_positive >= 0 ? last_positive : sampling::ArgmaxUsable(logits);
 }
 // 53 random bits scaled into [0, 1): exact and identical on every platform, unlike
 // std::uniform_real_distribution, whose algorithm the standard leaves open.
