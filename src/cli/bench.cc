@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -25,6 +26,7 @@
 
 #include "base/memory_bandwidth.h"
 #include "base/thread_pool.h"
+#include "cli/bench_parallel.h"
 #include "cli/bench_spec.h"
 #include "cli/commands.h"
 #include "cli/decode_bytes.h"
@@ -210,6 +212,7 @@ Runner AddBenchCommand(CLI::App& app) {
     bool json = false, profile = false, no_fuse = false;
     SpecFlags spec;
     std::string prompt_file;
+    std::string parallel;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub =
@@ -235,8 +238,31 @@ Runner AddBenchCommand(CLI::App& app) {
   AddSpecFlags(sub, &o->spec);
   sub->add_option("-f,--file", o->prompt_file,
                   "With --spec: the prompt's text (default: -p pseudo-random tokens)");
-  return [o] {
+  CLI::Option* parallel = sub->add_option(
+      "--parallel", o->parallel,
+      "Decode N sequences together through the engine, for each N of a comma-separated "
+      "list (e.g. 1,16): -n tokens each after -p prompt tokens each; prints the decode "
+      "rate per N and its ratio to the first N's");
+  return [o, parallel] {
     const bool spec = o->spec.method != "none";
+    std::vector<int32_t> counts;
+    if (parallel->count() > 0) {
+      if (spec) return ReportError("--parallel and --spec are separate tests");
+      size_t at = 0;
+      while (at <= o->parallel.size()) {
+        const size_t comma = std::min(o->parallel.find(',', at), o->parallel.size());
+        const std::string item = o->parallel.substr(at, comma - at);
+        char* end = nullptr;
+        const long v = std::strtol(item.c_str(), &end, 10);
+        if (item.empty() || *end != '\0' || v < 1 || v > 256) {
+          return ReportError("--parallel takes a comma-separated list of counts from 1 to 256");
+        }
+        counts.push_back(static_cast<int32_t>(v));
+        at = comma + 1;
+      }
+      if (o->n_gen < 2 || o->n_gen > 65536)
+        return ReportError("--parallel needs -n from 2 to 65536");
+    }
     if (o->n_prompt < 1 || o->n_gen < 0 || o->reps < 1 || o->threads < 0) {
       return ReportError("bench needs -p >= 1, -n >= 0, -r >= 1 and -t >= 0");
     }
@@ -245,11 +271,11 @@ Runner AddBenchCommand(CLI::App& app) {
     if (Status s = o->spec.Check(); spec && !s.ok()) return ReportError(s);
     // --spec with a prompt file: the default context (the prompt's length is not known yet).
     const int64_t n_ctx = spec && !o->prompt_file.empty() ? 0 : o->n_prompt + o->n_gen;
-    Result<std::unique_ptr<engine::ModelRunner>> loaded =
-        engine::ModelRunner::Load(o->model, WithKernelEnv({.n_threads = o->threads,
-                                                           .n_ctx = n_ctx,
-                                                           .n_batch = spec ? 512 : o->n_prompt,
-                                                           .fuse_graph = !o->no_fuse}));
+    Result<std::unique_ptr<engine::ModelRunner>> loaded = engine::ModelRunner::Load(
+        o->model, WithKernelEnv({.n_threads = o->threads,
+                                 .n_ctx = n_ctx,
+                                 .n_batch = spec || !counts.empty() ? 512 : o->n_prompt,
+                                 .fuse_graph = !o->no_fuse}));
     if (!loaded.ok()) return ReportError(loaded.status());
     engine::ModelRunner& eng = **loaded;
     const Tokenizer& tok = eng.tokenizer();
@@ -275,6 +301,15 @@ Runner AddBenchCommand(CLI::App& app) {
                                           .n_gen = static_cast<int32_t>(o->n_gen),
                                           .reps = o->reps,
                                           .json = o->json});
+    }
+
+    if (!counts.empty()) {
+      return RunParallelBench(loaded->get(), {.model = o->model,
+                                              .counts = counts,
+                                              .n_prompt = o->n_prompt,
+                                              .n_gen = static_cast<int32_t>(o->n_gen),
+                                              .reps = o->reps,
+                                              .json = o->json});
     }
 
     // The probe runs on its own pool of the engine's size; the engine's workers sleep meanwhile.

@@ -310,6 +310,29 @@ def test_bench_spec_compares_with_and_without_speculation(gannet_bin, fixtures, 
 
 
 
+def test_bench_parallel_decodes_batches_through_the_engine(gannet_bin, fixtures):
+    model = fixtures / "tiny" / "tiny-llama-q.gguf"
+    r = run(gannet_bin, "bench", "-m", model, "--parallel", "1,5,3", "-p", "6", "-n", "12", "-r", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    assert j["n_prompt"] == 6 and j["n_gen"] == 12 and j["repetitions"] == 2
+    assert [x["sequences"] for x in j["runs"]] == [1, 5, 3]
+    # A sequence's greedy tokens do not depend on how many decode beside it.
+    assert j["identical"] is True
+    for x in j["runs"]:
+        assert len(x["tg_tps_runs"]) == 2 and all(t > 0 for t in x["tg_tps_runs"])
+        assert x["over_first"] == pytest.approx(x["tg_tps"] / j["runs"][0]["tg_tps"], rel=1e-9)
+    table = run(gannet_bin, "bench", "-m", model, "--parallel", "2", "-p", "4", "-n", "6", "-r", "1")
+    assert table.returncode == 0, table.stderr
+    out = table.stdout.decode()
+    assert "| 2 |" in out and "ms per step" in out and "tokens identical" in out
+    for bad in ("0", "1,,2", "x", "3,257", "", "2,"):
+        assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--parallel", bad), "--parallel")
+    assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--parallel", "2", "-n", "1"), "--parallel")
+    assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--parallel", "2", "--spec", "ngram"),
+                          "--parallel")
+
+
 def test_bench_spec_with_a_draft_model(gannet_bin, fixtures):
     model = fixtures / "tiny" / "tiny-llama-f32.gguf"
     # The model as its own draft: its greedy chain is always the model's next tokens.
