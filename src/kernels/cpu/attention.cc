@@ -256,10 +256,45 @@ bool SplitByTiles(ThreadPool& pool, const AttentionArgs& a, bool few) {
 
 }  // namespace
 
+namespace {
+
+AttentionItemFn ItemFn(Isa isa) {
+  return isa == Isa::kScalar ? &scalar::AttentionItem : &avx2::AttentionItem;
+}
+
+// Item `it` of the split into whole GQA groups (or slices of at most kAttentionMaxHeads heads of
+// one), `subs` items per (token, kv head) pair: each K/V row loaded once per item.
+void RunGroupItem(const AttentionArgs& a, AttentionItemFn item_fn, int64_t it) {
+  const int64_t group = a.n_head / a.n_kv_head;
+  const int64_t per_item = std::min<int64_t>(group, kAttentionMaxHeads);
+  const int64_t subs = (group + per_item - 1) / per_item;
+  const int64_t sub = it % subs;
+  const int64_t pair = it / subs;
+  const int64_t t = pair / a.n_kv_head;
+  const int64_t kvh = pair % a.n_kv_head;
+  const int64_t h_begin = kvh * group + sub * per_item;
+  const int64_t nh = std::min(per_item, group - sub * per_item);
+  item_fn(a, t, kvh, h_begin, static_cast<int>(nh));
+}
+
+int64_t GroupItems(const AttentionArgs& a) {
+  const int64_t group = a.n_head / a.n_kv_head;
+  const int64_t per_item = std::min<int64_t>(group, kAttentionMaxHeads);
+  return a.n_tokens * a.n_kv_head * ((group + per_item - 1) / per_item);
+}
+
+}  // namespace
+
+void AttentionOnThisThread(const AttentionArgs& a, Isa isa) {
+  if (a.n_tokens <= 0 || a.n_head <= 0) return;
+  const AttentionItemFn item_fn = ItemFn(isa);
+  const int64_t n_items = GroupItems(a);
+  for (int64_t it = 0; it < n_items; ++it) RunGroupItem(a, item_fn, it);
+}
+
 void Attention(ThreadPool& pool, const AttentionArgs& a, Isa isa) {
   if (a.n_tokens <= 0 || a.n_head <= 0) return;
-  const AttentionItemFn item_fn =
-      isa == Isa::kScalar ? &scalar::AttentionItem : &avx2::AttentionItem;
+  const AttentionItemFn item_fn = ItemFn(isa);
   const int64_t group = a.n_head / a.n_kv_head;
   const int64_t n_pairs = a.n_tokens * a.n_kv_head;
   const int n_threads = pool.size();
@@ -285,22 +320,11 @@ void Attention(ThreadPool& pool, const AttentionArgs& a, Isa isa) {
     });
     return;
   }
-  // Heads per work item: a whole GQA group, each K/V row loaded once per token.
-  const int64_t per_item = std::min<int64_t>(group, kAttentionMaxHeads);
-  const int64_t subs = (group + per_item - 1) / per_item;
-  const int64_t n_items = n_pairs * subs;
-  // Items are dealt round-robin: with causal masking later tokens cost more, so contiguous
-  // chunks would leave the first thread idle early in prefill.
+  // Items of a whole GQA group each, dealt round-robin: with causal masking later tokens cost
+  // more, so contiguous chunks would leave the first thread idle early in prefill.
+  const int64_t n_items = GroupItems(a);
   pool.Run([&](int ti, int nt) {
-    for (int64_t it = ti; it < n_items; it += nt) {
-      const int64_t sub = it % subs;
-      const int64_t pair = it / subs;
-      const int64_t t = pair / a.n_kv_head;
-      const int64_t kvh = pair % a.n_kv_head;
-      const int64_t h_begin = kvh * group + sub * per_item;
-      const int64_t nh = std::min(per_item, group - sub * per_item);
-      item_fn(a, t, kvh, h_begin, static_cast<int>(nh));
-    }
+    for (int64_t it = ti; it < n_items; it += nt) RunGroupItem(a, item_fn, it);
   });
 }
 

@@ -1,6 +1,7 @@
 #include "kernels/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -219,41 +220,87 @@ void CpuBackend::Rope(const kernels::RopeParams& p, const float* x, int64_t n_to
                      .n_ctx_orig = p.n_ctx_orig});
 }
 
-void CpuBackend::Attention(const kernels::AttentionArgs& a) {
+namespace {
+
+// Sequence s of a: its rows' K/V stored into its cache, and its ops.h attention arguments.
+AttentionArgs StoreAndDescribe(const kernels::AttentionArgs& a, const kernels::SeqSlice& s) {
   const int64_t kv_width = a.n_kv_head * a.head_dim;
-  for (const kernels::SeqSlice& s : a.seqs) {
-    const kernels::KvLayerView& kv = s.kv[a.kv_layer];
-    const int64_t b = s.row_begin, n = s.row_end - s.row_begin;
-    // A token tree's rows go to consecutive slots from tree_base, not to their positions.
-    int32_t tree_slots[kMaxTreeTokens];
-    const int32_t* slots = a.positions + b;
-    if (s.tree_mask != nullptr) {
-      GANNET_CHECK(n <= kMaxTreeTokens && s.n_kv == s.tree_base + n);
-      for (int64_t i = 0; i < n; ++i) tree_slots[i] = static_cast<int32_t>(s.tree_base + i);
-      slots = tree_slots;
-    }
-    StoreKv(a.k + b * a.k_stride, a.k_stride, a.v + b * a.v_stride, a.v_stride, n, kv_width, slots,
-            kv.k_blocks, kv.v_blocks, kv.block_size);
-    cpu::Attention(pool_,
-                   AttentionArgs{.q = a.q + b * a.q_stride,
-                                 .q_stride = a.q_stride,
-                                 .n_tokens = n,
-                                 .n_head = a.n_head,
-                                 .n_kv_head = a.n_kv_head,
-                                 .head_dim = a.head_dim,
-                                 .q_pos = a.positions + b,
-                                 .kv = KvView{.k_blocks = kv.k_blocks,
-                                              .v_blocks = kv.v_blocks,
-                                              .block_size = kv.block_size},
-                                 .n_kv = s.n_kv,
-                                 .window = a.window,
-                                 .scale = a.scale,
-                                 .out = a.out + b * a.out_stride,
-                                 .out_stride = a.out_stride,
-                                 .tree_mask = s.tree_mask,
-                                 .tree_base = s.tree_base},
-                   isa_);
+  const kernels::KvLayerView& kv = s.kv[a.kv_layer];
+  const int64_t b = s.row_begin, n = s.row_end - s.row_begin;
+  // A token tree's rows go to consecutive slots from tree_base, not to their positions.
+  int32_t tree_slots[kMaxTreeTokens];
+  const int32_t* slots = a.positions + b;
+  if (s.tree_mask != nullptr) {
+    GANNET_CHECK(n <= kMaxTreeTokens && s.n_kv == s.tree_base + n);
+    for (int64_t i = 0; i < n; ++i) tree_slots[i] = static_cast<int32_t>(s.tree_base + i);
+    slots = tree_slots;
   }
+  StoreKv(a.k + b * a.k_stride, a.k_stride, a.v + b * a.v_stride, a.v_stride, n, kv_width, slots,
+          kv.k_blocks, kv.v_blocks, kv.block_size);
+  return AttentionArgs{
+      .q = a.q + b * a.q_stride,
+      .q_stride = a.q_stride,
+      .n_tokens = n,
+      .n_head = a.n_head,
+      .n_kv_head = a.n_kv_head,
+      .head_dim = a.head_dim,
+      .q_pos = a.positions + b,
+      .kv = KvView{.k_blocks = kv.k_blocks, .v_blocks = kv.v_blocks, .block_size = kv.block_size},
+      .n_kv = s.n_kv,
+      .window = a.window,
+      .scale = a.scale,
+      .out = a.out + b * a.out_stride,
+      .out_stride = a.out_stride,
+      .tree_mask = s.tree_mask,
+      .tree_base = s.tree_base};
+}
+
+// A sequence's attention work, in keys visited by its rows (at most), plus a row's fixed part
+// (its setup and final scaling, about what a few dozen keys cost).
+int64_t AttentionCost(const kernels::AttentionArgs& a, const kernels::SeqSlice& s) {
+  constexpr int64_t kRowKeys = 32;
+  const int64_t n = s.row_end - s.row_begin;
+  const int64_t keys = a.window > 0 ? std::min(s.n_kv, a.window + n) : s.n_kv;
+  return n * (keys + kRowKeys);
+}
+
+}  // namespace
+
+void CpuBackend::Attention(const kernels::AttentionArgs& a) {
+  // A decode batch is many sequences of a row or a few, each a few microseconds of work: one
+  // pool run per sequence would be a wake-up and a barrier each, and a thread coming late to one
+  // leaves it to the caller (a 16-sequence Gemma 3 step ran nearly all of its attention on one
+  // thread). Sequences of at most 1 / (2 * threads) of the layer's work therefore go whole to
+  // the threads in one run, each claiming the next; larger ones (a prefill chunk, a long context
+  // among few) are split over the threads one at a time. A sequence's output has the same bits
+  // either way (ops.h), and sequences share no output row and no K/V slot they write.
+  const int n_threads = pool_.size();
+  small_seqs_.clear();
+  if (n_threads > 1 && a.seqs.size() >= 2 * static_cast<size_t>(n_threads)) {
+    int64_t total = 0;
+    for (const kernels::SeqSlice& s : a.seqs) total += AttentionCost(a, s);
+    for (size_t i = 0; i < a.seqs.size(); ++i) {
+      if (AttentionCost(a, a.seqs[i]) * 2 * n_threads <= total) {
+        small_seqs_.push_back(static_cast<uint32_t>(i));
+      }
+    }
+    if (small_seqs_.size() < 2) small_seqs_.clear();
+  }
+  size_t next_small = 0;
+  for (size_t i = 0; i < a.seqs.size(); ++i) {
+    if (next_small < small_seqs_.size() && small_seqs_[next_small] == i) {
+      ++next_small;
+      continue;
+    }
+    cpu::Attention(pool_, StoreAndDescribe(a, a.seqs[i]), isa_);
+  }
+  if (small_seqs_.empty()) return;
+  std::atomic<size_t> next{0};
+  pool_.Run([&](int, int) {
+    for (size_t k; (k = next.fetch_add(1, std::memory_order_relaxed)) < small_seqs_.size();) {
+      AttentionOnThisThread(StoreAndDescribe(a, a.seqs[small_seqs_[k]]), isa_);
+    }
+  });
 }
 
 void CpuBackend::Glu(kernels::GluAct act, const float* gate, const float* up, int64_t n,

@@ -99,6 +99,8 @@ class CpuBackend final : public kernels::Backend {
   std::unordered_map<const void*, Copy> copies_;
   std::vector<PageMemory> blocks_;
   size_t prepared_bytes_ = 0;
+  // Attention's sequences taken whole by one thread each (indexes into its seqs, ascending).
+  std::vector<uint32_t> small_seqs_;
 };
 
 }  // namespace gannet::cpu

@@ -145,6 +145,9 @@ struct AttentionArgs {
   int64_t tree_base = 0;
 };
 void Attention(ThreadPool& pool, const AttentionArgs& a, Isa isa = BestIsa());
+// The same on the calling thread alone, with the same bits: for callers that split the work of
+// many small attentions (a decode batch's sequences) over threads themselves, one per thread.
+void AttentionOnThisThread(const AttentionArgs& a, Isa isa = BestIsa());
 
 // Writes token rows of k and v ([n_tokens, n_kv_head * head_dim] f32, strides in elements) into
 // the cache at positions pos[t], converting to f16 (round to nearest even).
