@@ -285,6 +285,32 @@ int64_t GroupItems(const AttentionArgs& a) {
 
 }  // namespace
 
+void AttentionPrefetch(const AttentionArgs& a) {
+  // At most this many bytes of K and V rows: a sequence's worth of a decode step's keys, well
+  // within a core's L2 beside the current sequence's.
+  constexpr int64_t kBudgetBytes = 192 * 1024;
+  const int64_t row_bytes = a.n_kv_head * a.head_dim * static_cast<int64_t>(sizeof(uint16_t));
+  const uint16_t* k_rows[kAttentionTile];
+  const uint16_t* v_rows[kAttentionTile];
+  int64_t left = kBudgetBytes;
+  for (int64_t t = 0; t < a.n_tokens && left > 0; ++t) {
+    AttentionKeys keys;
+    AttentionKeysOf(a, t, &keys);
+    const int64_t n_keys = keys.n_run + keys.n_tree;
+    for (int64_t k0 = 0; k0 < n_keys && left > 0; k0 += kAttentionTile) {
+      const int64_t n = std::min<int64_t>(kAttentionTile, n_keys - k0);
+      AttentionTileRows(a, keys, k0, n, 0, k_rows, v_rows);
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t b = 0; b < row_bytes; b += 64) {
+          __builtin_prefetch(reinterpret_cast<const char*>(k_rows[i]) + b, 0, 2);
+          __builtin_prefetch(reinterpret_cast<const char*>(v_rows[i]) + b, 0, 2);
+        }
+      }
+      left -= 2 * n * row_bytes;
+    }
+  }
+}
+
 void AttentionOnThisThread(const AttentionArgs& a, Isa isa) {
   if (a.n_tokens <= 0 || a.n_head <= 0) return;
   const AttentionItemFn item_fn = ItemFn(isa);

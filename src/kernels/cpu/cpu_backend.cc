@@ -222,21 +222,10 @@ void CpuBackend::Rope(const kernels::RopeParams& p, const float* x, int64_t n_to
 
 namespace {
 
-// Sequence s of a: its rows' K/V stored into its cache, and its ops.h attention arguments.
-AttentionArgs StoreAndDescribe(const kernels::AttentionArgs& a, const kernels::SeqSlice& s) {
-  const int64_t kv_width = a.n_kv_head * a.head_dim;
+// Sequence s of a: its ops.h attention arguments.
+AttentionArgs Describe(const kernels::AttentionArgs& a, const kernels::SeqSlice& s) {
   const kernels::KvLayerView& kv = s.kv[a.kv_layer];
   const int64_t b = s.row_begin, n = s.row_end - s.row_begin;
-  // A token tree's rows go to consecutive slots from tree_base, not to their positions.
-  int32_t tree_slots[kMaxTreeTokens];
-  const int32_t* slots = a.positions + b;
-  if (s.tree_mask != nullptr) {
-    GANNET_CHECK(n <= kMaxTreeTokens && s.n_kv == s.tree_base + n);
-    for (int64_t i = 0; i < n; ++i) tree_slots[i] = static_cast<int32_t>(s.tree_base + i);
-    slots = tree_slots;
-  }
-  StoreKv(a.k + b * a.k_stride, a.k_stride, a.v + b * a.v_stride, a.v_stride, n, kv_width, slots,
-          kv.k_blocks, kv.v_blocks, kv.block_size);
   return AttentionArgs{
       .q = a.q + b * a.q_stride,
       .q_stride = a.q_stride,
@@ -253,6 +242,24 @@ AttentionArgs StoreAndDescribe(const kernels::AttentionArgs& a, const kernels::S
       .out_stride = a.out_stride,
       .tree_mask = s.tree_mask,
       .tree_base = s.tree_base};
+}
+
+// Sequence s of a: its rows' K/V stored into its cache, and its ops.h attention arguments.
+AttentionArgs StoreAndDescribe(const kernels::AttentionArgs& a, const kernels::SeqSlice& s) {
+  const int64_t kv_width = a.n_kv_head * a.head_dim;
+  const kernels::KvLayerView& kv = s.kv[a.kv_layer];
+  const int64_t b = s.row_begin, n = s.row_end - s.row_begin;
+  // A token tree's rows go to consecutive slots from tree_base, not to their positions.
+  int32_t tree_slots[kMaxTreeTokens];
+  const int32_t* slots = a.positions + b;
+  if (s.tree_mask != nullptr) {
+    GANNET_CHECK(n <= kMaxTreeTokens && s.n_kv == s.tree_base + n);
+    for (int64_t i = 0; i < n; ++i) tree_slots[i] = static_cast<int32_t>(s.tree_base + i);
+    slots = tree_slots;
+  }
+  StoreKv(a.k + b * a.k_stride, a.k_stride, a.v + b * a.v_stride, a.v_stride, n, kv_width, slots,
+          kv.k_blocks, kv.v_blocks, kv.block_size);
+  return Describe(a, s);
 }
 
 // A sequence's attention work, in keys visited by its rows (at most), plus a row's fixed part
@@ -295,10 +302,20 @@ void CpuBackend::Attention(const kernels::AttentionArgs& a) {
     cpu::Attention(pool_, StoreAndDescribe(a, a.seqs[i]), isa_);
   }
   if (small_seqs_.empty()) return;
+  // Each thread holds its next claim while it computes the current one, and has its first keys
+  // requested meanwhile: with the K/V evicted by the weights a step streams, that first trip to
+  // memory was each sequence's largest stall.
   std::atomic<size_t> next{0};
   pool_.Run([&](int, int) {
-    for (size_t k; (k = next.fetch_add(1, std::memory_order_relaxed)) < small_seqs_.size();) {
+    auto claim = [&] {
+      const size_t k = next.fetch_add(1, std::memory_order_relaxed);
+      if (k < small_seqs_.size()) AttentionPrefetch(Describe(a, a.seqs[small_seqs_[k]]));
+      return k;
+    };
+    for (size_t k = claim(); k < small_seqs_.size();) {
+      const size_t after = claim();
       AttentionOnThisThread(StoreAndDescribe(a, a.seqs[small_seqs_[k]]), isa_);
+      k = after;
     }
   });
 }

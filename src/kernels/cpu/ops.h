@@ -148,6 +148,11 @@ void Attention(ThreadPool& pool, const AttentionArgs& a, Isa isa = BestIsa());
 // The same on the calling thread alone, with the same bits: for callers that split the work of
 // many small attentions (a decode batch's sequences) over threads themselves, one per thread.
 void AttentionOnThisThread(const AttentionArgs& a, Isa isa = BestIsa());
+// Requests the cache lines of the rows' keys (K and V, every kv head), up to a sequence's worth
+// of a decode step (192 KiB): issued for the next sequence before the current one is computed,
+// its keys arrive while that one runs (the kernels themselves request a tile only while
+// computing the one before it, which hides little of a short context's trips). A hint only.
+void AttentionPrefetch(const AttentionArgs& a);
 
 // Writes token rows of k and v ([n_tokens, n_kv_head * head_dim] f32, strides in elements) into
 // the cache at positions pos[t], converting to f16 (round to nearest even).
