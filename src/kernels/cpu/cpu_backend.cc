@@ -193,31 +193,94 @@ void CpuBackend::AddBias(const float* x, const float* bias, int64_t rows, int64_
   for (int64_t r = 0; r < rows; ++r) cpu::Add(x + r * cols, bias, cols, out + r * cols, isa_);
 }
 
+namespace {
+
+// Row-wise ops split over the pool from this many values (below, one thread does it sooner than
+// a pool run's round trip between cores would let two).
+constexpr int64_t kParallelRowValues = 8192;
+
+}  // namespace
+
+template <typename F>
+void CpuBackend::ForRows(int64_t rows, int64_t cols, F&& fn) {
+  if (rows >= 2 && rows * cols >= kParallelRowValues && pool_.size() > 1) {
+    pool_.ParallelFor(rows, [&](int64_t r0, int64_t r1, int) { fn(r0, r1); });
+  } else {
+    fn(0, rows);
+  }
+}
+
 void CpuBackend::RmsNorm(const float* x, const float* w, float eps, int64_t rows, int64_t cols,
                          float* out) {
-  cpu::RmsNorm(x, cols, w, eps, rows, cols, out, cols, isa_);
+  ForRows(rows, cols, [&](int64_t r0, int64_t r1) {
+    cpu::RmsNorm(x + r0 * cols, cols, w, eps, r1 - r0, cols, out + r0 * cols, cols, isa_);
+  });
+}
+
+bool CpuBackend::RopeCache::Matches(const kernels::RopeParams& p, int64_t n,
+                                    const int32_t* positions) const {
+  if (n != n_tokens || p.n_rot != n_rot || p.base != base || p.freq_scale != freq_scale ||
+      p.attn_factor != attn_factor || p.ext_factor != ext_factor || p.beta_fast != beta_fast ||
+      p.beta_slow != beta_slow || p.n_ctx_orig != n_ctx_orig ||
+      (p.freq_factors != nullptr) != !freq_factors.empty()) {
+    return false;
+  }
+  if (p.freq_factors != nullptr &&
+      std::memcmp(p.freq_factors, freq_factors.data(), freq_factors.size() * sizeof(float)) != 0) {
+    return false;
+  }
+  return std::memcmp(positions, pos.data(), static_cast<size_t>(n) * sizeof(int32_t)) == 0;
 }
 
 void CpuBackend::Rope(const kernels::RopeParams& p, const float* x, int64_t n_tokens,
                       const int32_t* positions, float* out) {
   const int64_t cols = p.n_heads * p.head_dim;
   if (x != out) std::memcpy(out, x, static_cast<size_t>(n_tokens * cols) * sizeof(float));
-  cpu::Rope(RopeArgs{.x = out,
-                     .x_stride = cols,
-                     .n_tokens = n_tokens,
-                     .n_heads = p.n_heads,
-                     .head_dim = p.head_dim,
-                     .n_rot = p.n_rot,
-                     .pos = positions,
-                     .mode = p.mode,
-                     .base = p.base,
-                     .freq_scale = p.freq_scale,
-                     .freq_factors = p.freq_factors,
-                     .attn_factor = p.attn_factor,
-                     .ext_factor = p.ext_factor,
-                     .beta_fast = p.beta_fast,
-                     .beta_slow = p.beta_slow,
-                     .n_ctx_orig = p.n_ctx_orig});
+  const RopeArgs args{.x = out,
+                      .x_stride = cols,
+                      .n_tokens = n_tokens,
+                      .n_heads = p.n_heads,
+                      .head_dim = p.head_dim,
+                      .n_rot = p.n_rot,
+                      .pos = positions,
+                      .mode = p.mode,
+                      .base = p.base,
+                      .freq_scale = p.freq_scale,
+                      .freq_factors = p.freq_factors,
+                      .attn_factor = p.attn_factor,
+                      .ext_factor = p.ext_factor,
+                      .beta_fast = p.beta_fast,
+                      .beta_slow = p.beta_slow,
+                      .n_ctx_orig = p.n_ctx_orig};
+  // The angles depend on the positions and the parameters only: every layer of a pass (Q and K
+  // alike) rotates the same positions with one or two parameter sets (Gemma 3's local and global
+  // bases), so the cos/sin table is made once per pass and set, not once per call.
+  RopeCache* hit = nullptr;
+  for (RopeCache& c : rope_cache_) {
+    if (c.Matches(p, n_tokens, positions)) hit = &c;
+  }
+  if (hit == nullptr) {
+    hit = &rope_cache_[rope_next_];
+    rope_next_ = (rope_next_ + 1) % rope_cache_.size();
+    const int64_t half = p.n_rot / 2;
+    hit->n_tokens = -1;  // invalid until filled
+    hit->cs.resize(static_cast<size_t>(n_tokens * 2 * half));
+    ForRows(n_tokens, 8 * half,
+            [&](int64_t t0, int64_t t1) { RopeTable(args, t0, t1, hit->cs.data()); });
+    hit->n_tokens = n_tokens;
+    hit->n_rot = p.n_rot;
+    hit->base = p.base;
+    hit->freq_scale = p.freq_scale;
+    hit->attn_factor = p.attn_factor;
+    hit->ext_factor = p.ext_factor;
+    hit->beta_fast = p.beta_fast;
+    hit->beta_slow = p.beta_slow;
+    hit->n_ctx_orig = p.n_ctx_orig;
+    hit->freq_factors.assign(p.freq_factors, p.freq_factors + (p.freq_factors ? half : 0));
+    hit->pos.assign(positions, positions + n_tokens);
+  }
+  ForRows(n_tokens, p.n_heads * p.n_rot,
+          [&](int64_t t0, int64_t t1) { RopeApply(args, hit->cs.data(), t0, t1); });
 }
 
 namespace {
@@ -332,8 +395,11 @@ void CpuBackend::Add(const float* a, const float* b, int64_t n, float* out) {
 void CpuBackend::AddRmsNorm(const float* a, const float* b, const float* w, float eps, int64_t rows,
                             int64_t cols, float* out) {
   // The norm into out, then the add in place: out never aliases a or b.
-  cpu::RmsNorm(b, cols, w, eps, rows, cols, out, cols, isa_);
-  cpu::Add(a, out, rows * cols, out, isa_);
+  ForRows(rows, cols, [&](int64_t r0, int64_t r1) {
+    const int64_t at = r0 * cols;
+    cpu::RmsNorm(b + at, cols, w, eps, r1 - r0, cols, out + at, cols, isa_);
+    cpu::Add(a + at, out + at, (r1 - r0) * cols, out + at, isa_);
+  });
 }
 
 void CpuBackend::Scale(const float* x, int64_t n, float s, float* out) {

@@ -11,6 +11,7 @@
 // bytes, unpacked). Thread-safety: as Backend; the pool must not run other work while an op runs.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -101,6 +102,21 @@ class CpuBackend final : public kernels::Backend {
   size_t prepared_bytes_ = 0;
   // Attention's sequences taken whole by one thread each (indexes into its seqs, ascending).
   std::vector<uint32_t> small_seqs_;
+  // fn(r0, r1) over row ranges covering [0, rows): split over the pool when the rows hold enough
+  // values (cols each) to pay for it, else one call.
+  template <typename F>
+  void ForRows(int64_t rows, int64_t cols, F&& fn);
+  // Rope's cos/sin tables (RopeTable) of the last parameter sets and positions it was given.
+  struct RopeCache {
+    int64_t n_tokens = -1, n_rot = 0, n_ctx_orig = 0;
+    float base = 0, freq_scale = 0, attn_factor = 0, ext_factor = 0, beta_fast = 0, beta_slow = 0;
+    std::vector<float> freq_factors;  // empty: none
+    std::vector<int32_t> pos;
+    std::vector<float> cs;
+    bool Matches(const kernels::RopeParams& p, int64_t n, const int32_t* positions) const;
+  };
+  std::array<RopeCache, 2> rope_cache_;
+  size_t rope_next_ = 0;  // the entry the next miss replaces
 };
 
 }  // namespace gannet::cpu

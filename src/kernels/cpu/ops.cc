@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <vector>
 
 #include "base/status.h"
 #include "kernels/cpu/ops_internal.h"
@@ -43,7 +44,7 @@ void Scale(float* x, int64_t n, float s) {
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
 }
 
-void Rope(const RopeArgs& a) {
+void RopeTable(const RopeArgs& a, int64_t t0, int64_t t1, float* cs) {
   const int64_t half = a.n_rot / 2;
   const float theta_scale = std::pow(a.base, -2.0f / static_cast<float>(a.n_rot));
   float corr[2] = {0.0f, 0.0f};
@@ -53,9 +54,8 @@ void Rope(const RopeArgs& a) {
   const float yarn_mscale = a.ext_factor != 0.0f
                                 ? a.attn_factor * (1.0f + 0.1f * std::log(1.0f / a.freq_scale))
                                 : a.attn_factor;
-  const bool neox = a.mode == RopeMode::kNeox;
-  for (int64_t t = 0; t < a.n_tokens; ++t) {
-    float* xt = a.x + t * a.x_stride;
+  for (int64_t t = t0; t < t1; ++t) {
+    float* row = cs + t * 2 * half;
     // theta_i = pos * theta_scale^i by repeated f32 multiplication, as ggml_rope_cache_init.
     float theta = static_cast<float>(a.pos[t]);
     for (int64_t i = 0; i < half; ++i, theta *= theta_scale) {
@@ -67,18 +67,43 @@ void Rope(const RopeArgs& a) {
         const float mix = (1.0f - std::min(1.0f, std::max(0.0f, y))) * a.ext_factor;
         th = theta_interp * (1.0f - mix) + theta_extrap * mix;
       }
-      const float c = std::cos(th) * yarn_mscale;
-      const float s = std::sin(th) * yarn_mscale;
-      const int64_t i0 = neox ? i : 2 * i;
-      const int64_t i1 = neox ? i + half : 2 * i + 1;
-      for (int64_t h = 0; h < a.n_heads; ++h) {
-        float* x = xt + h * a.head_dim;
-        const float x0 = x[i0], x1 = x[i1];
-        x[i0] = x0 * c - x1 * s;
-        x[i1] = x0 * s + x1 * c;
+      row[i] = std::cos(th) * yarn_mscale;
+      row[half + i] = std::sin(th) * yarn_mscale;
+    }
+  }
+}
+
+void RopeApply(const RopeArgs& a, const float* cs, int64_t t0, int64_t t1) {
+  const int64_t half = a.n_rot / 2;
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* c = cs + t * 2 * half;
+    const float* s = c + half;
+    float* xt = a.x + t * a.x_stride;
+    for (int64_t h = 0; h < a.n_heads; ++h) {
+      float* x = xt + h * a.head_dim;
+      if (a.mode == RopeMode::kNeox) {
+        float* __restrict lo = x;
+        float* __restrict hi = x + half;
+        for (int64_t i = 0; i < half; ++i) {
+          const float x0 = lo[i], x1 = hi[i];
+          lo[i] = x0 * c[i] - x1 * s[i];
+          hi[i] = x0 * s[i] + x1 * c[i];
+        }
+      } else {
+        for (int64_t i = 0; i < half; ++i) {
+          const float x0 = x[2 * i], x1 = x[2 * i + 1];
+          x[2 * i] = x0 * c[i] - x1 * s[i];
+          x[2 * i + 1] = x0 * s[i] + x1 * c[i];
+        }
       }
     }
   }
+}
+
+void Rope(const RopeArgs& a) {
+  std::vector<float> cs(static_cast<size_t>(a.n_tokens * (a.n_rot / 2) * 2));
+  RopeTable(a, 0, a.n_tokens, cs.data());
+  RopeApply(a, cs.data(), 0, a.n_tokens);
 }
 
 void StoreKv(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t n_tokens,

@@ -185,6 +185,13 @@ struct RopeArgs {
   int64_t n_ctx_orig = 0;
 };
 void Rope(const RopeArgs& a);
+// Rope in two parts, for callers that reuse the angles (every layer of a forward pass rotates
+// the same positions) or split the tokens over threads; the same bits as Rope.
+// RopeTable: for tokens [t0, t1) and i < h = n_rot / 2, cs[2 h t + i] = cos(theta_i) * mscale
+// and cs[2 h t + h + i] = sin(theta_i) * mscale (a.x is not read).
+// RopeApply: rotates tokens [t0, t1) of a.x with such a table.
+void RopeTable(const RopeArgs& a, int64_t t0, int64_t t1, float* cs);
+void RopeApply(const RopeArgs& a, const float* cs, int64_t t0, int64_t t1);
 
 // out = act(gate) * up, n values; act = GELU (tanh approximation) or SiLU. In place allowed.
 void Glu(GluAct act, const float* gate, const float* up, int64_t n, float* out,
