@@ -365,9 +365,9 @@ void CpuBackend::Attention(const kernels::AttentionArgs& a) {
     cpu::Attention(pool_, StoreAndDescribe(a, a.seqs[i]), isa_);
   }
   if (small_seqs_.empty()) return;
-  // Each thread holds its next claim while it computes the current one, and has its first keys
-  // requested meanwhile: with the K/V evicted by the weights a step streams, that first trip to
-  // memory was each sequence's largest stall.
+  // Each thread holds its next claim while it computes the current one, and has that one's keys
+  // requested meanwhile: the weights a step streams evict the K/V, and a sequence's first tile
+  // (which its own kernel cannot request ahead) was its largest stall.
   std::atomic<size_t> next{0};
   pool_.Run([&](int, int) {
     auto claim = [&] {
