@@ -308,7 +308,8 @@ AttentionArgs Describe(const kernels::AttentionArgs& a, const kernels::SeqSlice&
 }
 
 // Sequence s of a: its rows' K/V stored into its cache, and its ops.h attention arguments.
-AttentionArgs StoreAndDescribe(const kernels::AttentionArgs& a, const kernels::SeqSlice& s) {
+AttentionArgs StoreAndDescribe(const kernels::AttentionArgs& a, const kernels::SeqSlice& s,
+                               Isa isa) {
   const int64_t kv_width = a.n_kv_head * a.head_dim;
   const kernels::KvLayerView& kv = s.kv[a.kv_layer];
   const int64_t b = s.row_begin, n = s.row_end - s.row_begin;
@@ -321,7 +322,7 @@ AttentionArgs StoreAndDescribe(const kernels::AttentionArgs& a, const kernels::S
     slots = tree_slots;
   }
   StoreKv(a.k + b * a.k_stride, a.k_stride, a.v + b * a.v_stride, a.v_stride, n, kv_width, slots,
-          kv.k_blocks, kv.v_blocks, kv.block_size);
+          kv.k_blocks, kv.v_blocks, kv.block_size, isa);
   return Describe(a, s);
 }
 
@@ -362,7 +363,7 @@ void CpuBackend::Attention(const kernels::AttentionArgs& a) {
       ++next_small;
       continue;
     }
-    cpu::Attention(pool_, StoreAndDescribe(a, a.seqs[i]), isa_);
+    cpu::Attention(pool_, StoreAndDescribe(a, a.seqs[i], isa_), isa_);
   }
   if (small_seqs_.empty()) return;
   // Each thread holds its next claim while it computes the current one, and has that one's keys
@@ -377,7 +378,7 @@ void CpuBackend::Attention(const kernels::AttentionArgs& a) {
     };
     for (size_t k = claim(); k < small_seqs_.size();) {
       const size_t after = claim();
-      AttentionOnThisThread(StoreAndDescribe(a, a.seqs[small_seqs_[k]]), isa_);
+      AttentionOnThisThread(StoreAndDescribe(a, a.seqs[small_seqs_[k]], isa_), isa_);
       k = after;
     }
   });

@@ -108,7 +108,11 @@ void Rope(const RopeArgs& a) {
 
 void StoreKv(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t n_tokens,
              int64_t row_elems, const int32_t* pos, uint16_t* const* k_blocks,
-             uint16_t* const* v_blocks, int64_t block_size) {
+             uint16_t* const* v_blocks, int64_t block_size, Isa isa) {
+  if (isa != Isa::kScalar) {
+    return avx2::StoreKv(k, k_stride, v, v_stride, n_tokens, row_elems, pos, k_blocks, v_blocks,
+                         block_size);
+  }
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t p = pos[t];
     const int64_t off = (p % block_size) * row_elems;

@@ -155,10 +155,11 @@ void AttentionOnThisThread(const AttentionArgs& a, Isa isa = BestIsa());
 void AttentionPrefetch(const AttentionArgs& a);
 
 // Writes token rows of k and v ([n_tokens, n_kv_head * head_dim] f32, strides in elements) into
-// the cache at positions pos[t], converting to f16 (round to nearest even).
+// the cache at positions pos[t], converting to f16 as F32ToF16 does (round to nearest even; a NaN
+// as its sign and 0x7E00), on every ISA.
 void StoreKv(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t n_tokens,
              int64_t row_elems, const int32_t* pos, uint16_t* const* k_blocks,
-             uint16_t* const* v_blocks, int64_t block_size);
+             uint16_t* const* v_blocks, int64_t block_size, Isa isa = BestIsa());
 
 // ---- element-wise and row-wise ops -----------------------------------------------------------
 // out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w   (w may be null: no scale).

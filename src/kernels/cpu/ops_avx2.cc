@@ -4,6 +4,9 @@
 // compiler builtin, never an inline function from a shared header (see ops_internal.h).
 #include <immintrin.h>
 
+#include <cstdint>
+#include <cstring>
+
 #include "kernels/cpu/avx2_common.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/ops_internal.h"
@@ -104,6 +107,51 @@ void Add(const float* a, const float* b, int64_t n, float* out) {
     _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
   }
   for (; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+namespace {
+
+// 8 floats at src as f16 into dst, round to nearest even, a NaN as F32ToF16 makes it: its sign and
+// 0x7E00 (vcvtps2ph would keep the high bits of its payload).
+inline void ToHalf8(const float* src, uint16_t* dst) {
+  const __m256 x = _mm256_loadu_ps(src);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst),
+                   _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  const int nan = _mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  for (int j = 0; nan != 0 && j < 8; ++j) {
+    if ((nan >> j) & 1) {
+      uint32_t bits;
+      std::memcpy(&bits, src + j, sizeof(bits));
+      dst[j] = static_cast<uint16_t>(((bits >> 16) & 0x8000u) | 0x7E00u);
+    }
+  }
+}
+
+// dst[0, n) = src[0, n) as f16 (ToHalf8's rounding); a tail of fewer than 8 goes through a
+// zero-padded copy.
+void ToHalf(const float* src, int64_t n, uint16_t* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) ToHalf8(src + i, dst + i);
+  if (i < n) {
+    float in[8] = {};
+    uint16_t out[8];
+    std::memcpy(in, src + i, static_cast<size_t>(n - i) * sizeof(float));
+    ToHalf8(in, out);
+    std::memcpy(dst + i, out, static_cast<size_t>(n - i) * sizeof(uint16_t));
+  }
+}
+
+}  // namespace
+
+void StoreKv(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t n_tokens,
+             int64_t row_elems, const int32_t* pos, uint16_t* const* k_blocks,
+             uint16_t* const* v_blocks, int64_t block_size) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int64_t p = pos[t];
+    const int64_t off = (p % block_size) * row_elems;
+    ToHalf(k + t * k_stride, row_elems, k_blocks[p / block_size] + off);
+    ToHalf(v + t * v_stride, row_elems, v_blocks[p / block_size] + off);
+  }
 }
 
 }  // namespace gannet::cpu::avx2

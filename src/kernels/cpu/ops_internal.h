@@ -73,6 +73,11 @@ void RmsNorm(const float* x, int64_t x_stride, const float* w, float eps, int64_
              int64_t n_cols, float* out, int64_t out_stride);
 void Glu(GluAct act, const float* gate, const float* up, int64_t n, float* out);
 void Add(const float* a, const float* b, int64_t n, float* out);
+// StoreKv with vcvtps2ph (round to nearest even, as F32ToF16); a group of 8 values with a NaN
+// takes F32ToF16 (the instruction keeps NaN payload bits that F32ToF16 canonicalises).
+void StoreKv(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t n_tokens,
+             int64_t row_elems, const int32_t* pos, uint16_t* const* k_blocks,
+             uint16_t* const* v_blocks, int64_t block_size);
 }  // namespace avx2
 
 }  // namespace gannet::cpu

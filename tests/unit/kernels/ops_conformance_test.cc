@@ -61,6 +61,62 @@ TEST(StoreKv, MatchesReferenceAndRoundsToNearestEven) {
   EXPECT_EQ(a.k_table[0][5 * row + 1], 0x3C02);
 }
 
+TEST(StoreKv, EveryIsaConvertsSpecialValuesAndTailsAsF32ToF16) {
+  std::mt19937 rng(2);
+  auto from_bits = [](uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, sizeof(f));
+    return f;
+  };
+  // NaNs with payloads (quiet and signalling, both signs), infinities, the overflow edge, ties at
+  // the subnormal edge, signed zeros, then random values over the whole range.
+  const std::vector<float> specials = {from_bits(0x7FC00000u),
+                                       from_bits(0xFFC00001u),
+                                       from_bits(0x7FA00001u),
+                                       from_bits(0xFF812345u),
+                                       from_bits(0x7F800000u),
+                                       from_bits(0xFF800000u),
+                                       65504.0f,
+                                       65519.0f,
+                                       65520.0f,
+                                       -65520.0f,
+                                       0x1p-25f,
+                                       -0x1p-25f,
+                                       0x1.8p-25f,
+                                       0x1p-24f,
+                                       0x1.8p-24f,
+                                       0x1p-14f,
+                                       0x1.ffcp-15f,
+                                       0.0f,
+                                       -0.0f,
+                                       1.0f + 0x1p-11f,
+                                       1.0f + 3 * 0x1p-11f};
+  for (int64_t row : {int64_t{13}, int64_t{24}, int64_t{7}, int64_t{257}}) {
+    std::vector<float> k = RandomVector(rng, 3 * row, -70000.0f, 70000.0f);
+    std::vector<float> v = RandomVector(rng, 3 * row, -1e-6f, 1e-6f);
+    for (size_t i = 0; i < specials.size() && i < k.size(); ++i) {
+      k[k.size() - 1 - i] = specials[i];  // the tail, past the last whole group of 8
+      v[i] = specials[i];
+    }
+    const std::vector<int32_t> pos = {3, 0, 17};
+    for (Isa isa : Isas()) {
+      SCOPED_TRACE(std::string(IsaName(isa)) + " row=" + std::to_string(row));
+      TestCache c(32, row, 16, rng);
+      StoreKv(k.data(), row, v.data(), row, 3, row, pos.data(), c.k_table.data(), c.v_table.data(),
+              16, isa);
+      for (int64_t t = 0; t < 3; ++t) {
+        const int64_t p = pos[t];
+        for (int64_t i = 0; i < row; ++i) {
+          ASSERT_EQ(c.k_table[p / 16][(p % 16) * row + i], F32ToF16(k[t * row + i]))
+              << "k t=" << t << " i=" << i;
+          ASSERT_EQ(c.v_table[p / 16][(p % 16) * row + i], F32ToF16(v[t * row + i]))
+              << "v t=" << t << " i=" << i;
+        }
+      }
+    }
+  }
+}
+
 // ---- attention ---------------------------------------------------------------------------
 
 struct AttnCase {
