@@ -30,6 +30,7 @@
 #include "cli/bench_spec.h"
 #include "cli/commands.h"
 #include "cli/decode_bytes.h"
+#include "cli/op_profile.h"
 #include "engine/model_runner.h"
 
 namespace gannet::cli {
@@ -66,142 +67,6 @@ int64_t CurrentRssBytes() {
   return resident_pages * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
 }
 
-// Time per token spent in each kind of graph node, for --profile (one for pp, one for tg):
-// matmuls are keyed by weight type and shape (the output matrix and a layer's projections differ
-// by orders of magnitude), every other op by its name. A node's time runs from the previous node's
-// end. Fused nodes (graph/fuse.h): a group of sibling matmuls is one row, keyed by its first member
-// and counted with all its members' weight bytes and multiply-adds; a GLU pair names both
-// weights. Matmuls report the weight bytes read per second (what bounds one-token decoding) and
-// multiply-adds per second (what bounds prefill).
-class OpProfile {
- public:
-  graph::NodeObserver Observer() {
-    return [this](const graph::Node& node, const float*) {
-      const auto now = Clock::now();
-      const double s = std::chrono::duration<double>(now - last_).count();
-      last_ = now;
-      if (node.computed_by >= 0) {  // a group member: computed (and timed) with its leader
-        if (group_ != nullptr) {
-          group_->bytes += WeightBytes(node.weight);
-          group_->macs += MultiplyAdds(node);
-          group_->seconds += s;
-        }
-        return;
-      }
-      std::string key = graph::OpName(node.op);
-      int64_t bytes = 0;
-      if (node.op == graph::OpKind::kMatMul || node.op == graph::OpKind::kMatMulGlu) {
-        key += " " + Describe(node.weight);
-        bytes = WeightBytes(node.weight);
-        if (node.op == graph::OpKind::kMatMulGlu) {
-          key += " + " + Describe(node.weight2);
-          bytes += WeightBytes(node.weight2);
-        }
-        if (!node.siblings.empty())
-          key += " + " + std::to_string(node.siblings.size()) + " grouped";
-      }
-      if (node.pre_norm) key += " (norm fused)";
-      Entry& e = entries_[key];
-      e.seconds += s;
-      e.calls += 1;
-      e.bytes += bytes;
-      e.macs += MultiplyAdds(node);
-      group_ = node.siblings.empty() ? nullptr : &e;
-    };
-  }
-  // Marks the start of a forward pass.
-  void Start() { last_ = Clock::now(); }
-
-  struct Row {
-    std::string op;
-    double calls_per_pass = 0, ms_per_token = 0, share = 0;
-    double weight_gbps = 0;  // 0 for ops without weights
-    double gmacs = 0;        // multiply-adds per second / 1e9; 0 for ops without weights
-  };
-  // Rows by time, largest first, over n_passes forward passes of n_tokens tokens in all.
-  std::vector<Row> Rows(int64_t n_tokens, int64_t n_passes) const {
-    double total = 0;
-    for (const auto& [k, e] : entries_) total += e.seconds;
-    std::vector<Row> rows;
-    for (const auto& [k, e] : entries_) {
-      rows.push_back(
-          Row{.op = k,
-              .calls_per_pass = static_cast<double>(e.calls) / static_cast<double>(n_passes),
-              .ms_per_token = 1e3 * e.seconds / static_cast<double>(n_tokens),
-              .share = total > 0 ? e.seconds / total : 0,
-              .weight_gbps =
-                  e.bytes > 0 && e.seconds > 0 ? static_cast<double>(e.bytes) / e.seconds / 1e9 : 0,
-              .gmacs =
-                  e.macs > 0 && e.seconds > 0 ? static_cast<double>(e.macs) / e.seconds / 1e9 : 0});
-    }
-    std::sort(rows.begin(), rows.end(),
-              [](const Row& a, const Row& b) { return a.ms_per_token > b.ms_per_token; });
-    return rows;
-  }
-
-  // `what`: "tg" or "pp", for the heading.
-  void Print(const char* what, int64_t n_tokens, int64_t n_passes) const {
-    const std::vector<Row> rows = Rows(n_tokens, n_passes);
-    double ms = 0;
-    for (const Row& r : rows) ms += r.ms_per_token;
-    std::printf(
-        "\n%s profile (%lld tokens in %lld passes, %.3f ms per token; an op's time includes "
-        "waiting for its "
-        "slowest thread)\n",
-        what, static_cast<long long>(n_tokens), static_cast<long long>(n_passes), ms);
-    std::printf(
-        "| op | calls/pass | ms/token | share | GB/s (weights) | G multiply-adds/s |\n"
-        "|---|---|---|---|---|---|\n");
-    for (const Row& r : rows) {
-      std::printf("| %s | %.0f | %.3f | %.1f%% |", r.op.c_str(), r.calls_per_pass, r.ms_per_token,
-                  100 * r.share);
-      if (r.weight_gbps > 0)
-        std::printf(" %.2f | %.2f |\n", r.weight_gbps, r.gmacs);
-      else
-        std::printf(" | |\n");
-    }
-  }
-
-  nlohmann::json Json(int64_t n_tokens, int64_t n_passes) const {
-    nlohmann::json a = nlohmann::json::array();
-    for (const Row& r : Rows(n_tokens, n_passes)) {
-      a.push_back({{"op", r.op},
-                   {"calls_per_pass", r.calls_per_pass},
-                   {"ms_per_token", r.ms_per_token},
-                   {"share", r.share},
-                   {"weight_gbps", r.weight_gbps},
-                   {"gmacs", r.gmacs}});
-    }
-    return a;
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  struct Entry {
-    double seconds = 0;
-    int64_t calls = 0, bytes = 0, macs = 0;
-  };
-  static std::string Describe(const graph::WeightRef& w) {
-    return std::string(DTypeName(w.type)) + " " + std::to_string(w.rows) + "x" +
-           std::to_string(w.cols);
-  }
-  // A matmul node's multiply-adds: [rows, cols] outputs of weight.cols inputs each, twice for a
-  // GLU pair (gate and up); 0 for other ops.
-  static int64_t MultiplyAdds(const graph::Node& node) {
-    if (node.op != graph::OpKind::kMatMul && node.op != graph::OpKind::kMatMulGlu) return 0;
-    const int64_t macs = node.rows * node.cols * node.weight.cols;
-    return node.op == graph::OpKind::kMatMulGlu ? 2 * macs : macs;
-  }
-  static int64_t WeightBytes(const graph::WeightRef& w) {
-    const std::optional<int64_t> rb = RowBytes(w.type, w.cols);
-    return rb ? *rb * w.rows : 0;
-  }
-
-  std::map<std::string, Entry> entries_;  // std::map: entries never move
-  Entry* group_ = nullptr;                // the group whose members are being reported
-  Clock::time_point last_;
-};
-
 }  // namespace
 
 Runner AddBenchCommand(CLI::App& app) {
@@ -231,8 +96,9 @@ Runner AddBenchCommand(CLI::App& app) {
                 "bytes_per_token, membw_gbps, ...)");
   sub->add_flag("--profile", o->profile,
                 "Also report where pp and tg time goes: milliseconds per token by op (matmuls by "
-                "weight type and "
-                "shape), over the measured repetitions (--json: pp_profile and tg_profile arrays)");
+                "weight type and shape), over the measured repetitions (--json: pp_profile and "
+                "tg_profile arrays); with --parallel, milliseconds per step by op for each count, "
+                "and the engine's time between passes");
   sub->add_flag("--no-fuse", o->no_fuse,
                 "Run the model's graph unfused (to measure what the fusion passes gain)");
   AddSpecFlags(sub, &o->spec);
@@ -309,7 +175,8 @@ Runner AddBenchCommand(CLI::App& app) {
                                               .n_prompt = o->n_prompt,
                                               .n_gen = static_cast<int32_t>(o->n_gen),
                                               .reps = o->reps,
-                                              .json = o->json});
+                                              .json = o->json,
+                                              .profile = o->profile});
     }
 
     // The probe runs on its own pool of the engine's size; the engine's workers sleep meanwhile.

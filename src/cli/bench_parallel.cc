@@ -18,6 +18,7 @@
 #include <random>
 
 #include "cli/commands.h"
+#include "cli/op_profile.h"
 #include "engine/engine.h"
 
 namespace gannet::cli {
@@ -30,10 +31,21 @@ struct RunResult {
   std::vector<int32_t> first_tokens;  // sequence 0's
 };
 
+// One run of n sequences; with a profile, every forward pass of it is recorded there and its
+// passes counted in *passes.
 Result<RunResult> RunOnce(engine::ModelRunner* runner,
                           const std::vector<std::vector<int32_t>>& prompts, int32_t n,
-                          int32_t n_gen) {
+                          int32_t n_gen, OpProfile* profile, int64_t* passes) {
   engine::EngineOptions options{.max_seqs = n, .max_queue = n};
+  const graph::NodeObserver observer = profile ? profile->Observer() : graph::NodeObserver();
+  if (profile != nullptr) {
+    profile->Start();  // the time before this run's first pass is none of its steps'
+    options.before_step = [profile, passes] {
+      profile->Start(/*count_gap=*/true);
+      ++*passes;
+    };
+    options.step_observer = &observer;
+  }
   Result<std::unique_ptr<engine::Engine>> created = engine::Engine::Create(runner, options);
   if (!created.ok()) return created.status();
   engine::Engine& eng = **created;
@@ -125,12 +137,16 @@ int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& o)
     }
   }
   std::vector<std::vector<double>> tps(o.counts.size());
+  std::vector<OpProfile> profiles(o.counts.size());
+  std::vector<int64_t> passes(o.counts.size(), 0);
   std::vector<int32_t> reference;
   bool identical = true;
   for (int rep = 0; rep <= o.reps; ++rep) {  // rep 0 warms up and is not counted
     for (size_t k = 0; k < o.counts.size(); ++k) {
       const size_t c = rep % 2 == 0 ? k : o.counts.size() - 1 - k;  // alternate the order
-      Result<RunResult> r = RunOnce(runner, prompts, o.counts[c], o.n_gen);
+      const bool profiled = o.profile && rep > 0;
+      Result<RunResult> r = RunOnce(runner, prompts, o.counts[c], o.n_gen,
+                                    profiled ? &profiles[c] : nullptr, &passes[c]);
       if (!r.ok()) return ReportError(r.status());
       if (reference.empty()) reference = r->first_tokens;
       identical = identical && r->first_tokens == reference;
@@ -146,6 +162,11 @@ int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& o)
                       {"tg_tps", m},
                       {"tg_tps_runs", tps[c]},
                       {"over_first", base > 0 ? m / base : 0}});
+      if (o.profile) {
+        runs.back()["steps"] = passes[c];
+        runs.back()["profile"] = profiles[c].Json(std::max<int64_t>(passes[c], 1),
+                                                  std::max<int64_t>(passes[c], 1), "step");
+      }
     }
     nlohmann::json j = {{"model", o.model},       {"threads", runner->n_threads()},
                         {"n_prompt", o.n_prompt}, {"n_gen", o.n_gen},
@@ -167,6 +188,11 @@ int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& o)
   }
   std::printf("%d repetitions; sequence 0's tokens %s across counts\n", o.reps,
               identical ? "identical" : "DIFFER");
+  for (size_t c = 0; o.profile && c < o.counts.size(); ++c) {
+    const std::string what = std::to_string(o.counts[c]) + " sequences";
+    profiles[c].Print(what.c_str(), std::max<int64_t>(passes[c], 1),
+                      std::max<int64_t>(passes[c], 1), "step");
+  }
   return identical ? 0 : 1;
 }
 

@@ -19,6 +19,9 @@ struct ParallelBenchOptions {
   int32_t n_gen = 128;          // tokens generated per sequence
   int reps = 5;
   bool json = false;
+  // Also report, per count, where its steps' time goes: ms per step by graph node kind, and the
+  // engine's own time between passes (every step of the measured runs, their prompts' included).
+  bool profile = false;
 };
 
 // Runs every count once per repetition (after one warm-up round; the counts' order alternates

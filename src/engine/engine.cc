@@ -475,7 +475,9 @@ Result<std::span<const float>> Engine::Execute(const SchedulerOutput& out, bool*
     }
     abort_step_.store(step_requests_.empty(), std::memory_order_relaxed);
   }
-  Result<std::span<const float>> logits = runner_->Execute(batch_, &abort_step_);
+  if (options_.before_step) options_.before_step();
+  Result<std::span<const float>> logits =
+      runner_->Execute(batch_, &abort_step_, options_.step_observer);
   std::lock_guard<std::mutex> lock(mu_);
   step_requests_.clear();
   *aborted = abort_step_.exchange(false, std::memory_order_relaxed) && !logits.ok();

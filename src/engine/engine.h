@@ -111,6 +111,11 @@ struct EngineOptions {
   // Constrained decoding: compute each step's grammar masks on a worker thread while the forward
   // pass runs (engine/grammar_masks.h) rather than after it. The outputs are the same either way.
   bool grammar_overlap = true;
+  // Benchmarks (`gannet bench --parallel --profile`): before_step is called on the step thread
+  // right before each forward pass of the target model, and step_observer after each of its graph
+  // nodes (graph/plan.h). Both must outlive the Engine; null / empty: none.
+  std::function<void()> before_step;
+  const graph::NodeObserver* step_observer = nullptr;
 };
 
 struct GenerationRequest {

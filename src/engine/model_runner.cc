@@ -291,7 +291,8 @@ Status ModelRunner::AddBatchSeq(const BatchSeq& s) {
 }
 
 Result<std::span<const float>> ModelRunner::Execute(std::span<const BatchSeq> seqs,
-                                                    const std::atomic<bool>* abort) {
+                                                    const std::atomic<bool>* abort,
+                                                    const graph::NodeObserver* observer) {
   const int64_t n_vocab = n_logits_;
   batch_tokens_.clear();
   positions_.clear();
@@ -317,7 +318,7 @@ Result<std::span<const float>> ModelRunner::Execute(std::span<const BatchSeq> se
                         .seqs = slices_,
                         .abort = abort};
   GANNET_ASSIGN_OR_RETURN(std::span<const float> out,
-                          plan->Execute(*backend_, in, arena_.get(), scratch_.get()));
+                          plan->Execute(*backend_, in, arena_.get(), scratch_.get(), observer));
   return out.first(static_cast<size_t>(n_out * n_vocab));
 }
 

@@ -127,8 +127,10 @@ class ModelRunner {
   // REQUIRES: each sequence's positions before n_past are in its cache.
   // `abort` (optional): when it becomes true the pass stops at its next graph node and returns
   // Unavailable; the K/V positions of this batch are then partly written and must be discarded.
+  // `observer` (optional): called after each graph node, as Evaluate's.
   Result<std::span<const float>> Execute(std::span<const BatchSeq> seqs,
-                                         const std::atomic<bool>* abort = nullptr);
+                                         const std::atomic<bool>* abort = nullptr,
+                                         const graph::NodeObserver* observer = nullptr);
 
   // One private sequence of up to n_ctx positions (its KV memory is reserved on first use): runs
   // `tokens` at positions [n_past, n_past + n), in chunks of n_batch. Returns logits [n_vocab] of

@@ -326,6 +326,25 @@ def test_bench_parallel_decodes_batches_through_the_engine(gannet_bin, fixtures)
     assert table.returncode == 0, table.stderr
     out = table.stdout.decode()
     assert "| 2 |" in out and "ms per step" in out and "tokens identical" in out
+    # --profile: per count, ms per step by op; every step is a pass with one embed and the
+    # engine's own time between passes; the rows' shares sum to 1.
+    r = run(gannet_bin, "bench", "-m", model, "--parallel", "1,4", "-p", "6", "-n", "10", "-r", "2",
+            "--profile", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    for x in j["runs"]:
+        rows = {p["op"]: p for p in x["profile"]}
+        # Each sequence's prompt is one pass (or shares one) and each later token one more.
+        assert 10 <= x["steps"] / 2 <= 11 + x["sequences"], x["steps"]
+        assert rows["embed"]["calls_per_pass"] == 1
+        assert any(op.startswith("matmul") for op in rows) and "attention" in rows
+        outside = rows["outside the graph (scheduling, sampling, output)"]
+        assert 0 < outside["calls_per_pass"] < 1 and outside["ms_per_step"] > 0
+        assert sum(p["share"] for p in x["profile"]) == pytest.approx(1.0, abs=1e-6)
+    table = run(gannet_bin, "bench", "-m", model, "--parallel", "3", "-p", "4", "-n", "6", "-r", "1",
+                "--profile")
+    assert table.returncode == 0, table.stderr
+    assert "3 sequences profile" in table.stdout.decode() and "| ms/step |" in table.stdout.decode()
     for bad in ("0", "1,,2", "x", "3,257", "", "2,"):
         assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--parallel", bad), "--parallel")
     assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--parallel", "2", "-n", "1"), "--parallel")
