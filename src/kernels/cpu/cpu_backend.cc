@@ -235,7 +235,6 @@ bool CpuBackend::RopeCache::Matches(const kernels::RopeParams& p, int64_t n,
 void CpuBackend::Rope(const kernels::RopeParams& p, const float* x, int64_t n_tokens,
                       const int32_t* positions, float* out) {
   const int64_t cols = p.n_heads * p.head_dim;
-  if (x != out) std::memcpy(out, x, static_cast<size_t>(n_tokens * cols) * sizeof(float));
   const RopeArgs args{.x = out,
                       .x_stride = cols,
                       .n_tokens = n_tokens,
@@ -279,8 +278,16 @@ void CpuBackend::Rope(const kernels::RopeParams& p, const float* x, int64_t n_to
     hit->freq_factors.assign(p.freq_factors, p.freq_factors + (p.freq_factors ? half : 0));
     hit->pos.assign(positions, positions + n_tokens);
   }
-  ForRows(n_tokens, p.n_heads * p.n_rot,
-          [&](int64_t t0, int64_t t1) { RopeApply(args, hit->cs.data(), t0, t1); });
+  // Each range copied (out of place) and rotated by the thread that has it: the rows were just
+  // written by the threads of the matmul before, and one thread copying all of them waited on
+  // the other core's cache for half.
+  ForRows(n_tokens, p.n_heads * p.n_rot, [&](int64_t t0, int64_t t1) {
+    if (x != out) {
+      std::memcpy(out + t0 * cols, x + t0 * cols,
+                  static_cast<size_t>((t1 - t0) * cols) * sizeof(float));
+    }
+    RopeApply(args, hit->cs.data(), t0, t1);
+  });
 }
 
 namespace {
