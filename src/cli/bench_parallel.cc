@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "base/core_latency.h"
 #include "cli/commands.h"
 #include "cli/op_profile.h"
 #include "engine/engine.h"
@@ -139,11 +140,19 @@ int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& o)
   std::vector<std::vector<double>> tps(o.counts.size());
   std::vector<OpProfile> profiles(o.counts.size());
   std::vector<int64_t> passes(o.counts.size(), 0);
+  // The cores' round trip right before each measured run: where the OS (or a VM's host) placed
+  // the two cores changes the rates (core_latency.h).
+  std::vector<std::vector<double>> trips(o.counts.size());
   std::vector<int32_t> reference;
   bool identical = true;
   for (int rep = 0; rep <= o.reps; ++rep) {  // rep 0 warms up and is not counted
     for (size_t k = 0; k < o.counts.size(); ++k) {
       const size_t c = rep % 2 == 0 ? k : o.counts.size() - 1 - k;  // alternate the order
+      if (rep > 0) {
+        Result<double> trip = MeasureCoreRoundTripNs();
+        if (!trip.ok()) return ReportError(trip.status());
+        trips[c].push_back(*trip);
+      }
       const bool profiled = o.profile && rep > 0;
       Result<RunResult> r = RunOnce(runner, prompts, o.counts[c], o.n_gen,
                                     profiled ? &profiles[c] : nullptr, &passes[c]);
@@ -161,7 +170,8 @@ int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& o)
       runs.push_back({{"sequences", o.counts[c]},
                       {"tg_tps", m},
                       {"tg_tps_runs", tps[c]},
-                      {"over_first", base > 0 ? m / base : 0}});
+                      {"over_first", base > 0 ? m / base : 0},
+                      {"core_round_trip_ns", trips[c]}});
       if (o.profile) {
         runs.back()["steps"] = passes[c];
         runs.back()["profile"] = profiles[c].Json(std::max<int64_t>(passes[c], 1),
@@ -177,14 +187,17 @@ int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& o)
   }
   const char* name = runner->config().name.c_str();
   std::printf(
-      "| model | threads | test | sequences | t/s (median) | ms per step | over %d |\n"
-      "|---|---|---|---|---|---|---|\n",
+      "| model | threads | test | sequences | t/s (median) | ms per step | over %d | core round "
+      "trip ns |\n"
+      "|---|---|---|---|---|---|---|---|\n",
       o.counts[0]);
   for (size_t c = 0; c < o.counts.size(); ++c) {
     const double m = Median(tps[c]);
-    std::printf("| %s | %d | tg%d after %lld | %d | %.2f | %.2f | %.2fx |\n", name,
-                runner->n_threads(), o.n_gen, static_cast<long long>(o.n_prompt), o.counts[c], m,
-                m > 0 ? 1000.0 * o.counts[c] / m : 0.0, base > 0 ? m / base : 0.0);
+    std::printf("| %s | %d | tg%d after %lld | %d | %.2f | %.2f | %.2fx | %.0f [%.0f-%.0f] |\n",
+                name, runner->n_threads(), o.n_gen, static_cast<long long>(o.n_prompt), o.counts[c],
+                m, m > 0 ? 1000.0 * o.counts[c] / m : 0.0, base > 0 ? m / base : 0.0,
+                Median(trips[c]), *std::min_element(trips[c].begin(), trips[c].end()),
+                *std::max_element(trips[c].begin(), trips[c].end()));
   }
   std::printf("%d repetitions; sequence 0's tokens %s across counts\n", o.reps,
               identical ? "identical" : "DIFFER");

@@ -26,7 +26,8 @@ struct ParallelBenchOptions {
 
 // Runs every count once per repetition (after one warm-up round; the counts' order alternates
 // between repetitions) and prints the median decode rate per count and its ratio to the first
-// count's (a table, or one JSON line). Returns the exit code.
+// count's (a table, or one JSON line), with the cores' round trip measured before each run
+// (base/core_latency.h). Returns the exit code.
 int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& options);
 
 }  // namespace gannet::cli

@@ -322,10 +322,12 @@ def test_bench_parallel_decodes_batches_through_the_engine(gannet_bin, fixtures)
     for x in j["runs"]:
         assert len(x["tg_tps_runs"]) == 2 and all(t > 0 for t in x["tg_tps_runs"])
         assert x["over_first"] == pytest.approx(x["tg_tps"] / j["runs"][0]["tg_tps"], rel=1e-9)
+        assert len(x["core_round_trip_ns"]) == 2 and all(t > 0 for t in x["core_round_trip_ns"])
     table = run(gannet_bin, "bench", "-m", model, "--parallel", "2", "-p", "4", "-n", "6", "-r", "1")
     assert table.returncode == 0, table.stderr
     out = table.stdout.decode()
     assert "| 2 |" in out and "ms per step" in out and "tokens identical" in out
+    assert "core round trip ns" in out
     # --profile: per count, ms per step by op; every step is a pass with one embed and the
     # engine's own time between passes; the rows' shares sum to 1.
     r = run(gannet_bin, "bench", "-m", model, "--parallel", "1,4", "-p", "6", "-n", "10", "-r", "2",
