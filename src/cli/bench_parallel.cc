@@ -18,6 +18,7 @@
 #include <random>
 
 #include "base/core_latency.h"
+#include "cli/bench_spec.h"
 #include "cli/commands.h"
 #include "cli/op_profile.h"
 #include "engine/engine.h"
@@ -107,13 +108,6 @@ Result<RunResult> RunOnce(engine::ModelRunner* runner,
   return out;
 }
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
 }  // namespace
 
 int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& o) {
@@ -162,11 +156,11 @@ int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& o)
       if (rep > 0) tps[c].push_back(r->decode_tps);
     }
   }
-  const double base = Median(tps[0]);
+  const double base = MedianOf(tps[0]);
   if (o.json) {
     nlohmann::json runs = nlohmann::json::array();
     for (size_t c = 0; c < o.counts.size(); ++c) {
-      const double m = Median(tps[c]);
+      const double m = MedianOf(tps[c]);
       runs.push_back({{"sequences", o.counts[c]},
                       {"tg_tps", m},
                       {"tg_tps_runs", tps[c]},
@@ -192,11 +186,11 @@ int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& o)
       "|---|---|---|---|---|---|---|---|\n",
       o.counts[0]);
   for (size_t c = 0; c < o.counts.size(); ++c) {
-    const double m = Median(tps[c]);
+    const double m = MedianOf(tps[c]);
     std::printf("| %s | %d | tg%d after %lld | %d | %.2f | %.2f | %.2fx | %.0f [%.0f-%.0f] |\n",
                 name, runner->n_threads(), o.n_gen, static_cast<long long>(o.n_prompt), o.counts[c],
                 m, m > 0 ? 1000.0 * o.counts[c] / m : 0.0, base > 0 ? m / base : 0.0,
-                Median(trips[c]), *std::min_element(trips[c].begin(), trips[c].end()),
+                MedianOf(trips[c]), *std::min_element(trips[c].begin(), trips[c].end()),
                 *std::max_element(trips[c].begin(), trips[c].end()));
   }
   std::printf("%d repetitions; sequence 0's tokens %s across counts\n", o.reps,

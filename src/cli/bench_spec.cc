@@ -69,13 +69,6 @@ Result<OneRun> GenerateOnce(engine::ModelRunner* runner, const engine::EngineOpt
   return run;
 }
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
 struct Totals {
   std::vector<double> base_tps, spec_tps;
   // Over the speculative runs: tokens sampled after the first (which ends the prompt's pass),
@@ -87,7 +80,7 @@ struct Totals {
 
 void PrintTable(const SpecBenchOptions& o, const engine::ModelRunner& runner, int64_t n_prompt,
                 const Totals& t) {
-  const double base = Median(t.base_tps), spec = Median(t.spec_tps);
+  const double base = MedianOf(t.base_tps), spec = MedianOf(t.spec_tps);
   const int64_t decode_steps = t.decoded - t.accepted;
   const double per_step =
       decode_steps > 0 ? static_cast<double>(t.decoded) / static_cast<double>(decode_steps) : 0;
@@ -128,6 +121,13 @@ void PrintTable(const SpecBenchOptions& o, const engine::ModelRunner& runner, in
 }
 
 }  // namespace
+
+double MedianOf(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
 
 int RunSpecBench(engine::ModelRunner* runner, const SpecBenchOptions& o) {
   engine::EngineOptions with_spec{.max_seqs = 1, .max_queue = 1};

@@ -21,6 +21,10 @@ struct SpecBenchOptions {
   bool json = false;
 };
 
+// The median of v (the mean of the middle two for an even count; 0 for none). Also used by
+// bench_parallel.cc.
+double MedianOf(std::vector<double> v);
+
 // Runs the comparison on the loaded model and prints it (a table, or one JSON line). Returns the
 // exit code: 1 on an error or when the two runs' tokens differ.
 int RunSpecBench(engine::ModelRunner* runner, const SpecBenchOptions& options);
