@@ -21,6 +21,7 @@
 #include <string>
 #include <utility>
 
+#include "base/core_latency.h"
 #include "base/memory_bandwidth.h"
 #include "cli/commands.h"
 #include "cli/decode_bytes.h"
@@ -178,6 +179,30 @@ double CheckBandwidth(Report& report, ThreadPool& pool) {
   return *bw;
 }
 
+// The round trip of a cache line between two threads: on cores that share a last-level cache
+// ~100 ns or less; across dies or sockets several times that, which every hand-off between the
+// threads of a batched decode step pays (a virtual machine's host may move its vCPUs between the
+// two). Informational: only a failed measurement fails.
+void CheckCoreLatency(Report& report, int threads) {
+  if (threads < 2) {
+    report.Add("core-latency", Verdict::kOk, "one thread: no hand-offs between cores");
+    return;
+  }
+  Result<double> ns = MeasureCoreRoundTripNs();
+  if (!ns.ok()) {
+    report.Add("core-latency", Verdict::kFail, ns.status().message());
+    return;
+  }
+  constexpr double kSharedCacheNs = 250;
+  char buf[200];
+  std::snprintf(
+      buf, sizeof buf, "%.0f ns round trip of a cache line between two threads (%s)", *ns,
+      *ns <= kSharedCacheNs
+          ? "cores that share a last-level cache"
+          : "cores without a shared last-level cache: batched decoding pays per hand-off");
+  report.Add("core-latency", Verdict::kOk, buf);
+}
+
 void CheckKernels(Report& report, ThreadPool& pool) {
   for (const cpu::SelfCheckResult& r : cpu::RunKernelSelfCheck(pool)) {
     report.Add(r.name, r.ok ? Verdict::kOk : Verdict::kFail, r.detail);
@@ -277,7 +302,7 @@ Runner AddDoctorCommand(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "doctor",
       "Check this machine (and a model file) before serving: CPU, threads, memory "
-      "bandwidth, kernel conformance, model load, memory and speed");
+      "bandwidth, core-to-core latency, kernel conformance, model load, memory and speed");
   sub->add_option("-m,--model", o->model, "Also check this GGUF model file");
   sub->add_option("-t,--threads", o->threads, "Threads to check with (default: physical cores)");
   sub->footer(
@@ -293,6 +318,7 @@ Runner AddDoctorCommand(CLI::App& app) {
     {
       ThreadPool pool(threads);
       bandwidth = CheckBandwidth(report, pool);
+      CheckCoreLatency(report, threads);
       CheckKernels(report, pool);
     }
     if (!o->model.empty()) {

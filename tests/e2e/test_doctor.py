@@ -46,6 +46,9 @@ def test_passes_on_this_machine(gannet_bin):
     assert checks["cpu"][0] in ("ok", "warn") and "kernel target" in checks["cpu"][1]
     assert re.search(r"recommended -t \d+", checks["threads"][1])
     assert re.search(r"[\d.]+ GB/s read", checks["memory-bandwidth"][1])
+    assert checks["core-latency"][0] == "ok"
+    assert re.match(r"\d+ ns round trip of a cache line between two threads \(cores",
+                    checks["core-latency"][1])
     assert not any(v == "FAIL" for v, _ in checks.values())
 
 
