@@ -21,6 +21,20 @@ struct alignas(64) Flag {
   std::atomic<int> value{0};
 };
 
+// Waits until flag holds `want`: pauses, then yields now and then, so that on a machine with one
+// free CPU (the two threads sharing it) each trip costs a switch, not a time slice of spinning.
+// ~100 us of pauses before the first yield: far longer than any trip between two running cores.
+void WaitFor(const Flag& flag, int want) {
+  constexpr int kSpinsBeforeYield = 4096;
+  for (int spins = 0; flag.value.load(std::memory_order_acquire) != want; ++spins) {
+    if (spins < kSpinsBeforeYield) {
+      GANNET_LATENCY_PAUSE();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
 }  // namespace
 
 Result<double> MeasureCoreRoundTripNs(int round_trips, int trials) {
@@ -31,7 +45,7 @@ Result<double> MeasureCoreRoundTripNs(int round_trips, int trials) {
   Flag ping, pong;
   std::thread echo([&] {
     for (int i = 1; i <= total; ++i) {
-      while (ping.value.load(std::memory_order_acquire) != i) GANNET_LATENCY_PAUSE();
+      WaitFor(ping, i);
       pong.value.store(i, std::memory_order_release);
     }
   });
@@ -42,7 +56,7 @@ Result<double> MeasureCoreRoundTripNs(int round_trips, int trials) {
     for (int k = 0; k < round_trips; ++k) {
       ++i;
       ping.value.store(i, std::memory_order_release);
-      while (pong.value.load(std::memory_order_acquire) != i) GANNET_LATENCY_PAUSE();
+      WaitFor(pong, i);
     }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ns.push_back(s * 1e9 / round_trips);

@@ -197,10 +197,7 @@ static inline void PrefetchAhead(const MatMulTile& t, const Block* const w[kDeco
       for (size_t o = 0; o < sizeof(Block); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
     }
   } else {
-    // One stream: the group's super-blocks kStreamPrefetchBlocks ahead (past the row's end: the
-    // next group's first ones).
-    const char* p = reinterpret_cast<const char*>(w[0] + (b + kStreamPrefetchBlocks) * G);
-    for (size_t o = 0; o < G * sizeof(Block); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+    PrefetchGroupStream<G, Block, 3>(w[0], b, kStreamPrefetchBlocks);
   }
 }
 

@@ -23,6 +23,17 @@ static inline const Block* RowBlocks(const MatMulTile& t, int64_t r) {
   return reinterpret_cast<const Block*>(group) + r % G;
 }
 
+// Requests every cache line of super-block b + ahead of an interleaved group (G > 1) whose first
+// row's super-blocks start at w0: the group's stream, one contiguous run (past the group's end:
+// the next group's first ones). kLocality as __builtin_prefetch's: 3 into L1 (prefetcht0), 2
+// into L2 (prefetcht1). A hint; cannot fault.
+template <int G, class Block, int kLocality>
+static inline void PrefetchGroupStream(const Block* w0, int64_t b, int64_t ahead) {
+  static_assert(G > 1, "the file layout's rows are separate streams");
+  const char* p = reinterpret_cast<const char*>(w0 + (b + ahead) * G);
+  for (size_t o = 0; o < G * sizeof(Block); o += 64) __builtin_prefetch(p + o, 0, kLocality);
+}
+
 static inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
 static inline __m256i Load256(const void* p) {
   return _mm256_loadu_si256(static_cast<const __m256i*>(p));

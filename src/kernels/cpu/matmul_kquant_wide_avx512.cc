@@ -123,10 +123,7 @@ constexpr int64_t kWidePrefetchBlocks = 8;
 
 template <int G, class Block>
 static inline void PrefetchStream(const Block* w0, int64_t b) {
-  if constexpr (G > 1) {  // a hint; cannot fault
-    const char* p = reinterpret_cast<const char*>(w0 + (b + kWidePrefetchBlocks) * G);
-    for (size_t o = 0; o < G * sizeof(Block); o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
-  }
+  if constexpr (G > 1) PrefetchGroupStream<G, Block, 2>(w0, b, kWidePrefetchBlocks);
 }
 
 // The 4 rows of a step; a last group of fewer repeats its last row (not stored).

@@ -1,5 +1,5 @@
 // Row-wise and element-wise CPU ops: ISA dispatch and the ops that have one portable version
-// (RoPE, StoreKv, GetRows, Scale). The scalar target of a dispatched op is its reference twin.
+// (RoPE, GetRows, Scale). The scalar target of a dispatched op is its reference twin.
 #include "kernels/cpu/ops.h"
 
 #include <algorithm>
@@ -10,7 +10,6 @@
 #include "base/status.h"
 #include "kernels/cpu/ops_internal.h"
 #include "kernels/cpu/ref.h"
-#include "tensor/fp16.h"
 #include "tensor/quant/quant.h"
 
 namespace gannet::cpu {
@@ -109,19 +108,12 @@ void Rope(const RopeArgs& a) {
 void StoreKv(const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t n_tokens,
              int64_t row_elems, const int32_t* pos, uint16_t* const* k_blocks,
              uint16_t* const* v_blocks, int64_t block_size, Isa isa) {
-  if (isa != Isa::kScalar) {
-    return avx2::StoreKv(k, k_stride, v, v_stride, n_tokens, row_elems, pos, k_blocks, v_blocks,
-                         block_size);
-  }
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const int64_t p = pos[t];
-    const int64_t off = (p % block_size) * row_elems;
-    uint16_t* kd = k_blocks[p / block_size] + off;
-    uint16_t* vd = v_blocks[p / block_size] + off;
-    const float* ks = k + t * k_stride;
-    const float* vs = v + t * v_stride;
-    for (int64_t i = 0; i < row_elems; ++i) kd[i] = F32ToF16(ks[i]);
-    for (int64_t i = 0; i < row_elems; ++i) vd[i] = F32ToF16(vs[i]);
+  if (isa == Isa::kScalar) {
+    ref::StoreKv(k, k_stride, v, v_stride, n_tokens, row_elems, pos, k_blocks, v_blocks,
+                 block_size);
+  } else {
+    avx2::StoreKv(k, k_stride, v, v_stride, n_tokens, row_elems, pos, k_blocks, v_blocks,
+                  block_size);
   }
 }
 
