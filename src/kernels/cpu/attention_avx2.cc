@@ -7,6 +7,7 @@
 // compiler builtin, never an inline function from a shared header (see ops_internal.h).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "kernels/cpu/avx2_common.h"
@@ -90,20 +91,51 @@ inline void AccumulateV(int64_t nc, float* out, const float* v, int64_t dp, cons
   }
 }
 
+// Per head j < n_heads, from the tile's scores w[j][0, n): the largest score m[j] (exact in any
+// order), the weights w[j][i] = exp(w[j][i] - m[j]) in place (zero past n), and their sum l[j] as a
+// fixed tree over four 8-lane vectors.
+inline void TileSoftmax(int n_heads, int64_t n, float (*w)[kTile], float* m, float* l) {
+  // Weights past the tile's last key: -inf for the maximum, zero after the exponential.
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256 valid[kTile / 8];
+  for (int64_t c = 0; c < kTile / 8; ++c) {
+    valid[c] = _mm256_castsi256_ps(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - 8 * c)), lane));
+  }
+  const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+  for (int j = 0; j < n_heads; ++j) {
+    __m256 mx = neg_inf;
+    for (int64_t c = 0; c < kTile / 8; ++c)
+      mx = _mm256_max_ps(mx, _mm256_blendv_ps(neg_inf, _mm256_load_ps(&w[j][8 * c]), valid[c]));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    m[j] = _mm_cvtss_f32(m4);
+    const __m256 mv = _mm256_set1_ps(m[j]);
+    __m256 e4[kTile / 8];
+    for (int64_t c = 0; c < kTile / 8; ++c) {
+      e4[c] = _mm256_and_ps(Exp(_mm256_sub_ps(_mm256_load_ps(&w[j][8 * c]), mv)), valid[c]);
+      _mm256_store_ps(&w[j][8 * c], e4[c]);
+    }
+    l[j] = HSum(_mm256_add_ps(_mm256_add_ps(e4[0], e4[1]), _mm256_add_ps(e4[2], e4[3])));
+  }
+}
+
 // A tile's contribution to n_heads query heads of one kv head, on its own: per head j, the
 // tile's largest score m[j], the weights w_i = exp(s_i - m[j]) and their sum l[j], and
 // os[j * dp + (0, d)] = sum_i w_i V_i. q[j]: head j's query, dp floats (zeros past d when
 // d < dp). The tile's K and V rows are converted to f32 once, into tiles on the stack that every
-// head reads (d rounded up to 8 lanes, dp; zeros past d).
+// head reads (d rounded up to 8 lanes, dp; zeros past d). These operations define the bits of
+// every path (TilePartials below, SharedTilePartials); this kernel runs them where d % 8 != 0.
 //
 // Scores: per head, a block of 8 keys has one accumulator each over the head's 8-lane chunks of
 // dims, reduced by Sum8x8. The maximum (exact in any order); the weights' sum as a fixed tree
 // over four 8-lane vectors (weights past the tile's last key are zero); each 8-lane chunk of os
 // sums the weighted V rows in key order. A head's results do not depend on the other heads of
 // the call.
-void TilePartials(const float* const* q, int n_heads, int64_t d, int64_t dp,
-                  const uint16_t* const* k_rows, const uint16_t* const* v_rows, int64_t n,
-                  float scale, float* m, float* l, float* os) {
+void TilePartialsConverted(const float* const* q, int n_heads, int64_t d, int64_t dp,
+                           const uint16_t* const* k_rows, const uint16_t* const* v_rows, int64_t n,
+                           float scale, float* m, float* l, float* os) {
   const int64_t d8 = d & ~int64_t{7};
   // Rows of dp floats, packed (a fixed stride of kMaxHeadDim would put the rows of a tile in the
   // same few cache sets).
@@ -143,29 +175,8 @@ void TilePartials(const float* const* q, int n_heads, int64_t d, int64_t dp,
     for (; e < d8; e += 8) _mm256_store_ps(row + e, LoadF16(vr + e));
     for (; e < d; ++e) row[e] = F16One(vr[e]);
   }
-  // Weights past the tile's last key: -inf for the maximum, zero after the exponential.
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  __m256 valid[kTile / 8];
-  for (int64_t c = 0; c < kTile / 8; ++c) {
-    valid[c] = _mm256_castsi256_ps(
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - 8 * c)), lane));
-  }
-  const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+  TileSoftmax(n_heads, n, w, m, l);
   for (int j = 0; j < n_heads; ++j) {
-    __m256 mx = neg_inf;
-    for (int64_t c = 0; c < kTile / 8; ++c)
-      mx = _mm256_max_ps(mx, _mm256_blendv_ps(neg_inf, _mm256_load_ps(&w[j][8 * c]), valid[c]));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    m[j] = _mm_cvtss_f32(m4);
-    const __m256 mv = _mm256_set1_ps(m[j]);
-    __m256 e4[kTile / 8];
-    for (int64_t c = 0; c < kTile / 8; ++c) {
-      e4[c] = _mm256_and_ps(Exp(_mm256_sub_ps(_mm256_load_ps(&w[j][8 * c]), mv)), valid[c]);
-      _mm256_store_ps(&w[j][8 * c], e4[c]);
-    }
-    l[j] = HSum(_mm256_add_ps(_mm256_add_ps(e4[0], e4[1]), _mm256_add_ps(e4[2], e4[3])));
     float* o = os + j * dp;
     for (int64_t e0 = 0; e0 < d8; e0 += 64) {
       AccumulateV((d8 - e0 < 64 ? d8 - e0 : 64) / 8, o + e0, vf + e0, dp, w[j], n);
@@ -178,10 +189,144 @@ void TilePartials(const float* const* q, int n_heads, int64_t d, int64_t dp,
   }
 }
 
+// TilePartialsConverted's results, bit for bit, for d % 8 == 0 and NH <= 4 heads, without the f32
+// copies of the tile: each 8-value chunk of a K or V row is converted in a register and used there
+// by every head. A tile of 32 keys on one Zen 4 core (this file's code in a stand-alone timing
+// loop, K and V in L2): d = 64 x 3 heads 0.64 -> 0.38 us, d = 128 x 4 heads 1.55 -> 0.98, d = 64
+// x 1 head 0.35 -> 0.17. Per head and key the score's lanes sum over the chunks in order and reduce
+// in Sum8x8's order (Sum4x8 below); each lane of os sums the weighted V values in key order, from
+// zero: the same operations as the converting kernel. CG: chunks of V per pass (NH x CG
+// accumulators).
+//
+// Lane k of the result is key k's score sum: acc[k]'s lanes added as ((l0 + l1) + (l2 + l3)) +
+// ((l4 + l5) + (l6 + l7)), as Sum8x8 adds them.
+inline __m128 Sum4x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 u = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+}
+
+// w[j][i0, i0 + 4) = scale * q_j . K_i for NH heads; keys past n score 0 (their rows are not read).
+template <int NH>
+inline void Scores4(const float* const* q, int64_t d, const uint16_t* const* k_rows, int64_t i0,
+                    int64_t n, __m128 scale, float (*w)[kTile]) {
+  __m256 acc[NH][4];
+  for (int j = 0; j < NH; ++j) {
+    for (int i = 0; i < 4; ++i) acc[j][i] = _mm256_setzero_ps();
+  }
+  if (n - i0 >= 4) {
+    const uint16_t* r0 = k_rows[i0];
+    const uint16_t* r1 = k_rows[i0 + 1];
+    const uint16_t* r2 = k_rows[i0 + 2];
+    const uint16_t* r3 = k_rows[i0 + 3];
+    for (int64_t e = 0; e < d; e += 8) {
+      const __m256 k0 = LoadF16(r0 + e), k1 = LoadF16(r1 + e), k2 = LoadF16(r2 + e),
+                   k3 = LoadF16(r3 + e);
+      for (int j = 0; j < NH; ++j) {
+        const __m256 qv = _mm256_loadu_ps(q[j] + e);
+        acc[j][0] = _mm256_fmadd_ps(qv, k0, acc[j][0]);
+        acc[j][1] = _mm256_fmadd_ps(qv, k1, acc[j][1]);
+        acc[j][2] = _mm256_fmadd_ps(qv, k2, acc[j][2]);
+        acc[j][3] = _mm256_fmadd_ps(qv, k3, acc[j][3]);
+      }
+    }
+  } else {
+    for (int64_t i = 0; i < n - i0; ++i) {
+      const uint16_t* r = k_rows[i0 + i];
+      for (int64_t e = 0; e < d; e += 8) {
+        const __m256 kv = LoadF16(r + e);
+        for (int j = 0; j < NH; ++j)
+          acc[j][i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[j] + e), kv, acc[j][i]);
+      }
+    }
+  }
+  for (int j = 0; j < NH; ++j) {
+    _mm_store_ps(&w[j][i0], _mm_mul_ps(Sum4x8(acc[j][0], acc[j][1], acc[j][2], acc[j][3]), scale));
+  }
+}
+
+// os[j * dp + 8 (c0 + c) + (0, 8)] for c < CG = sum over keys i < n, in order, of w[j][i] * V_i.
+template <int NH, int CG>
+inline void WeightedV(const uint16_t* const* v_rows, int64_t n, int64_t c0, const float (*w)[kTile],
+                      float* os, int64_t dp) {
+  __m256 acc[NH][CG];
+  for (int j = 0; j < NH; ++j) {
+    for (int c = 0; c < CG; ++c) acc[j][c] = _mm256_setzero_ps();
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t* r = v_rows[i] + 8 * c0;
+    __m256 wi[NH];
+    for (int j = 0; j < NH; ++j) wi[j] = _mm256_broadcast_ss(&w[j][i]);
+    for (int c = 0; c < CG; ++c) {
+      const __m256 v = LoadF16(r + 8 * c);
+      for (int j = 0; j < NH; ++j) acc[j][c] = _mm256_fmadd_ps(wi[j], v, acc[j][c]);
+    }
+  }
+  for (int j = 0; j < NH; ++j) {
+    for (int c = 0; c < CG; ++c) _mm256_storeu_ps(os + j * dp + 8 * (c0 + c), acc[j][c]);
+  }
+}
+
+// CG by measurement (same loop): 8 for one head (d = 128: 0.31 us per tile against 0.34 with
+// 4), 4 for 2 and 3 heads (3 x 64: 0.38 against 0.41 with 2), 2 for 4 heads (4 x 128: 0.98
+// against 1.13 with 1; 4 x 64: 0.54 against 0.61 with 4).
+constexpr int VChunksPerPass(int nh) { return nh == 1 ? 8 : (nh <= 3 ? 4 : 2); }
+
+template <int NH, int CG = VChunksPerPass(NH)>
+void TilePartialsInRegisters(const float* const* q, int64_t d, int64_t dp,
+                             const uint16_t* const* k_rows, const uint16_t* const* v_rows,
+                             int64_t n, float scale, float* m, float* l, float* os) {
+  alignas(32) float w[NH][kTile];
+  const __m128 sv = _mm_set1_ps(scale);
+  for (int64_t i0 = 0; i0 < kTile; i0 += 4) {
+    if (i0 < n) {
+      Scores4<NH>(q, d, k_rows, i0, n, sv, w);
+    } else {
+      for (int j = 0; j < NH; ++j) _mm_store_ps(&w[j][i0], _mm_setzero_ps());
+    }
+  }
+  TileSoftmax(NH, n, w, m, l);
+  const int64_t nc = d / 8;
+  int64_t c0 = 0;
+  for (; c0 + CG <= nc; c0 += CG) WeightedV<NH, CG>(v_rows, n, c0, w, os, dp);
+  for (; c0 < nc; ++c0) WeightedV<NH, 1>(v_rows, n, c0, w, os, dp);
+}
+
+// TilePartialsConverted's contract and bits: heads in groups of at most 4 through the in-register
+// kernel where d % 8 == 0 (a head's results do not depend on the other heads of its group), the
+// converting kernel otherwise.
+void TilePartials(const float* const* q, int n_heads, int64_t d, int64_t dp,
+                  const uint16_t* const* k_rows, const uint16_t* const* v_rows, int64_t n,
+                  float scale, float* m, float* l, float* os) {
+  if (d % 8 != 0) {
+    return TilePartialsConverted(q, n_heads, d, dp, k_rows, v_rows, n, scale, m, l, os);
+  }
+  for (int j0 = 0; j0 < n_heads;) {
+    // 5 heads as 3 + 2, 6 as 3 + 3, 7 as 4 + 3, 8 as 4 + 4.
+    const int left = n_heads - j0;
+    const int g = left <= 4 ? left : (left == 5 || left == 6 ? 3 : 4);
+    float* o = os + j0 * dp;
+    switch (g) {
+      case 1:
+        TilePartialsInRegisters<1>(q + j0, d, dp, k_rows, v_rows, n, scale, m + j0, l + j0, o);
+        break;
+      case 2:
+        TilePartialsInRegisters<2>(q + j0, d, dp, k_rows, v_rows, n, scale, m + j0, l + j0, o);
+        break;
+      case 3:
+        TilePartialsInRegisters<3>(q + j0, d, dp, k_rows, v_rows, n, scale, m + j0, l + j0, o);
+        break;
+      default:
+        TilePartialsInRegisters<4>(q + j0, d, dp, k_rows, v_rows, n, scale, m + j0, l + j0, o);
+        break;
+    }
+    j0 += g;
+  }
+}
+
 // Rows that share a tile (AttentionTilePartials with several rows) take it converted once, K
 // and V whole, then TilePartials' arithmetic per query over any number of queries, each writing
-// its V sums where its partial goes. (TilePartials itself keeps its own conversion, 8 keys at a
-// time, and its stack outputs: the item kernel measured 5-20% slower in prefill when it took this
+// its V sums where its partial goes. (TilePartialsConverted keeps its own conversion, 8 keys at
+// a time, and its stack outputs: the item kernel measured 5-20% slower in prefill when it took this
 // form. The per-query loops are written twice for the same reason: as always-inline helpers
 // shared by both, prefill's items ran 5-8% slower, `attention_rate 64 9 3 512 512 2 30 3` 4.4 ->
 // 4.7 ms per layer and `256 4 1 512 512 2 18 3` 6.0 -> 6.4, over 4 interleaved runs.)
@@ -420,16 +565,34 @@ void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_ro
   // Whole cache rows (every kv head's part), read in order: the hardware prefetchers follow
   // them, and the next tile's are requested ahead as well.
   const int64_t all_bytes = a.n_kv_head * d * static_cast<int64_t>(sizeof(uint16_t));
+  // The tile's cache rows (kv head 0's part; kv head h's is h * d further), found once per tile:
+  // the next tile's are found for its prefetch and kept.
+  const uint16_t* k_base[kTile];
+  const uint16_t* v_base[kTile];
+  const uint16_t* k_next[kTile];
+  const uint16_t* v_next[kTile];
+  if (tile_begin < tile_end) {
+    const int64_t k0 = tile_begin * kTile;
+    AttentionTileRows(a, keys, k0, n_keys - k0 < kTile ? n_keys - k0 : kTile, 0, k_base, v_base);
+  }
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     const int64_t k0 = tile * kTile;
     const int64_t n = n_keys - k0 < kTile ? n_keys - k0 : kTile;
+    const bool has_next = tile + 1 < tile_end;
     if (k0 + kTile < n_keys) {
       const int64_t n_next = n_keys - k0 - kTile < kTile ? n_keys - k0 - kTile : kTile;
-      PrefetchTile(a, keys, k0 + kTile, n_next, 0, all_bytes);
+      AttentionTileRows(a, keys, k0 + kTile, n_next, 0, k_next, v_next);
+      for (int64_t i = 0; i < n_next; ++i) {
+        Prefetch(k_next[i], all_bytes);
+        Prefetch(v_next[i], all_bytes);
+      }
     }
     const int64_t tile_off = (tile - tile_begin) * stride;
     for (int64_t kvh = 0; kvh < a.n_kv_head; ++kvh) {
-      AttentionTileRows(a, keys, k0, n, kvh * d, k_rows, v_rows);
+      for (int64_t i = 0; i < n; ++i) {
+        k_rows[i] = k_base[i] + kvh * d;
+        v_rows[i] = v_base[i] + kvh * d;
+      }
       if (n_rows == 1) {
         for (int64_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += kAttentionMaxHeads) {
           const int64_t left = (kvh + 1) * group - h0;
@@ -446,6 +609,10 @@ void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_ro
         continue;
       }
       SharedTile(a, rows, n_rows, kvh, k_rows, v_rows, n, parts, tile_off, *tf);
+    }
+    if (has_next) {
+      std::copy(k_next, k_next + kTile, k_base);
+      std::copy(v_next, v_next + kTile, v_base);
     }
   }
 }
