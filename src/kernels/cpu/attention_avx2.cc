@@ -386,28 +386,8 @@ void SharedTilePartials(const float* const* q, int n_q, int64_t d, int64_t dp, c
       _mm256_store_ps(&w[j][i0], _mm256_mul_ps(Sum8x8(acc), sv));
     }
   }
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  __m256 valid[kTile / 8];
-  for (int64_t c = 0; c < kTile / 8; ++c) {
-    valid[c] = _mm256_castsi256_ps(
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - 8 * c)), lane));
-  }
-  const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+  TileSoftmax(n_q, n, w, m, l);
   for (int j = 0; j < n_q; ++j) {
-    __m256 mx = neg_inf;
-    for (int64_t c = 0; c < kTile / 8; ++c)
-      mx = _mm256_max_ps(mx, _mm256_blendv_ps(neg_inf, _mm256_load_ps(&w[j][8 * c]), valid[c]));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    m[j] = _mm_cvtss_f32(m4);
-    const __m256 mv = _mm256_set1_ps(m[j]);
-    __m256 e4[kTile / 8];
-    for (int64_t c = 0; c < kTile / 8; ++c) {
-      e4[c] = _mm256_and_ps(Exp(_mm256_sub_ps(_mm256_load_ps(&w[j][8 * c]), mv)), valid[c]);
-      _mm256_store_ps(&w[j][8 * c], e4[c]);
-    }
-    l[j] = HSum(_mm256_add_ps(_mm256_add_ps(e4[0], e4[1]), _mm256_add_ps(e4[2], e4[3])));
     float* o = os[j];
     for (int64_t e0 = 0; e0 < d8; e0 += 64) {
       AccumulateV((d8 - e0 < 64 ? d8 - e0 : 64) / 8, o + e0, tf.v + e0, dp, w[j], n);
