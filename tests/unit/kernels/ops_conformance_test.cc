@@ -243,7 +243,10 @@ TEST(Attention, EveryRowHasTheBitsOfItsOwnDecodeStep) {
         Shape{20, 3, 1, 33, 6, 0}, Shape{36, 6, 2, 41, 4, 7},
         // Group sizes 1, 2, 5, 6 and 7 (a decode tile's heads go 4 or fewer at a time).
         Shape{128, 8, 8, 50, 5, 0}, Shape{64, 12, 6, 71, 3, 0}, Shape{64, 10, 2, 70, 3, 0},
-        Shape{96, 6, 1, 65, 3, 0}, Shape{128, 14, 2, 103, 4, 0}}) {
+        Shape{96, 6, 1, 65, 3, 0}, Shape{128, 14, 2, 103, 4, 0},
+        // Prefill chunks past 64 rows (blocks of 64 split by tiles; a window's rows share none).
+        Shape{64, 9, 3, 300, 150, 0}, Shape{256, 4, 1, 200, 130, 0}, Shape{128, 8, 8, 180, 70, 0},
+        Shape{64, 6, 2, 260, 140, 50}}) {
     SCOPED_TRACE("head_dim=" + std::to_string(c.head_dim) + " heads=" + std::to_string(c.n_head) +
                  "/" + std::to_string(c.n_kv_head) + " n_kv=" + std::to_string(c.n_kv) +
                  " tokens=" + std::to_string(c.n_tokens));
