@@ -293,7 +293,7 @@ int64_t GroupItems(const AttentionArgs& a) {
 // rows measured between. A block goes to the items when its rows share no tile (a window gives
 // each row its own first key) or its partials would pass kMaxPartialFloats; the bits are the
 // items' either way.
-bool SplitByTilesInBlocks(ThreadPool& pool, const AttentionArgs& a) {
+bool SplitByTilesInBlocks(ThreadPool& pool, const AttentionArgs& a, AttentionItemFn item_fn) {
   if (a.head_dim % 8 != 0 || a.head_dim > kAttentionMaxHeadDim) return false;
   for (int64_t r0 = 0; r0 < a.n_tokens; r0 += kMaxSharingRows) {
     AttentionArgs b = a;
@@ -304,7 +304,7 @@ bool SplitByTilesInBlocks(ThreadPool& pool, const AttentionArgs& a) {
     if (!SplitByTiles(pool, b, false)) {
       pool.Run([&](int ti, int nt) {
         const int64_t n_items = GroupItems(b);
-        for (int64_t it = ti; it < n_items; it += nt) RunGroupItem(b, &avx2::AttentionItem, it);
+        for (int64_t it = ti; it < n_items; it += nt) RunGroupItem(b, item_fn, it);
       });
     }
   }
@@ -359,7 +359,7 @@ void Attention(ThreadPool& pool, const AttentionArgs& a, Isa isa) {
   const bool few = a.n_tokens == 1 || n_pairs < 4 * n_threads;
   if (isa != Isa::kScalar && SplitByTiles(pool, a, few)) return;
   if (isa != Isa::kScalar && a.n_tokens > kMaxSharingRows && a.tree_mask == nullptr &&
-      SplitByTilesInBlocks(pool, a)) {
+      SplitByTilesInBlocks(pool, a, item_fn)) {
     return;
   }
   if (n_pairs < 4 * n_threads) {

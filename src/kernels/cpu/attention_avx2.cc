@@ -327,9 +327,11 @@ void TilePartials(const float* const* q, int n_heads, int64_t d, int64_t dp,
 // and V whole, then TilePartials' arithmetic per query over any number of queries, each writing
 // its V sums where its partial goes. (TilePartialsConverted keeps its own conversion, 8 keys at
 // a time, and its stack outputs: the item kernel measured 5-20% slower in prefill when it took this
-// form. The per-query loops are written twice for the same reason: as always-inline helpers
+// form. Their score and V loops are written twice for the same reason: as always-inline helpers
 // shared by both, prefill's items ran 5-8% slower, `attention_rate 64 9 3 512 512 2 30 3` 4.4 ->
-// 4.7 ms per layer and `256 4 1 512 512 2 18 3` 6.0 -> 6.4, over 4 interleaved runs.)
+// 4.7 ms per layer and `256 4 1 512 512 2 18 3` 6.0 -> 6.4, over 4 interleaved runs. Their softmax,
+// TileSoftmax, is one: shared, the shared tiles measured the same or faster, 114-125 -> 114-115
+// us per layer at `64 9 3 200 16 2 30` and 117-120 -> 110-114 at `256 4 1 300 8 2 18`.)
 constexpr int kSharedQueries = 64;
 
 // The n f16 rows (d values each) as f32 rows of dp floats at dst, zeros past d; rows n .. n_pad
@@ -551,32 +553,39 @@ void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_ro
   constexpr int64_t kAheadBytes = 192 * 1024;
   const int64_t all_bytes = a.n_kv_head * d * static_cast<int64_t>(sizeof(uint16_t));
   const int64_t ahead = std::max<int64_t>(1, kAheadBytes / (2 * kTile * all_bytes));
-  const auto request = [&](int64_t tile) {
+  // Requests tile `tile`'s rows, found into (kr, vr).
+  const auto request = [&](int64_t tile, const uint16_t** kr, const uint16_t** vr) {
     const int64_t k0 = tile * kTile;
     const int64_t n = n_keys - k0 < kTile ? n_keys - k0 : kTile;
-    AttentionTileRows(a, keys, k0, n, 0, k_rows, v_rows);
+    AttentionTileRows(a, keys, k0, n, 0, kr, vr);
     for (int64_t i = 0; i < n; ++i) {
-      Prefetch(k_rows[i], all_bytes);
-      Prefetch(v_rows[i], all_bytes);
+      Prefetch(kr[i], all_bytes);
+      Prefetch(vr[i], all_bytes);
     }
   };
   for (int64_t tile = tile_begin + 1; tile < tile_end && tile <= tile_begin + ahead; ++tile) {
-    request(tile);
+    request(tile, k_rows, v_rows);
   }
-  // The tile's cache rows: kv head 0's part (kv head h's is h * d further), found once per tile.
-  const uint16_t* k_base[kTile];
-  const uint16_t* v_base[kTile];
-  for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+  // The current and the next tile's cache rows: kv head 0's part (kv head h's is h * d further),
+  // found once per tile (the next tile's when it is requested again).
+  const uint16_t* k_base[2][kTile];
+  const uint16_t* v_base[2][kTile];
+  int cur = 0;
+  if (tile_begin < tile_end) {
+    const int64_t k0 = tile_begin * kTile;
+    AttentionTileRows(a, keys, k0, n_keys - k0 < kTile ? n_keys - k0 : kTile, 0, k_base[0],
+                      v_base[0]);
+  }
+  for (int64_t tile = tile_begin; tile < tile_end; ++tile, cur ^= 1) {
     const int64_t k0 = tile * kTile;
     const int64_t n = n_keys - k0 < kTile ? n_keys - k0 : kTile;
-    if (tile + ahead + 1 < tile_end) request(tile + ahead + 1);
-    if (tile + 1 < tile_end) request(tile + 1);
-    AttentionTileRows(a, keys, k0, n, 0, k_base, v_base);
+    if (tile + ahead + 1 < tile_end) request(tile + ahead + 1, k_rows, v_rows);
+    if (tile + 1 < tile_end) request(tile + 1, k_base[cur ^ 1], v_base[cur ^ 1]);
     const int64_t tile_off = (tile - tile_begin) * stride;
     for (int64_t kvh = 0; kvh < a.n_kv_head; ++kvh) {
       for (int64_t i = 0; i < n; ++i) {
-        k_rows[i] = k_base[i] + kvh * d;
-        v_rows[i] = v_base[i] + kvh * d;
+        k_rows[i] = k_base[cur][i] + kvh * d;
+        v_rows[i] = v_base[cur][i] + kvh * d;
       }
       if (n_rows == 1) {
         for (int64_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += kAttentionMaxHeads) {

@@ -258,7 +258,7 @@ int64_t ChunkRows(int64_t n_out, size_t row_bytes, int64_t n_tokens, int n_threa
   return std::max<int64_t>(rows, 1);
 }
 
-void RunChunk(const Work& w, int64_t c, int64_t n_tokens, GluAct act, Isa isa) {
+void RunChunk(const Work& w, int64_t c, int64_t n_tokens, GluAct act, Isa isa, bool stream_start) {
   const int64_t r0 = (c - w.first_chunk) * w.rows;
   const int64_t r1 = std::min(w.n_out, r0 + w.rows);
   if (w.k[1].tile == nullptr) {
@@ -268,6 +268,7 @@ void RunChunk(const Work& w, int64_t c, int64_t n_tokens, GluAct act, Isa isa) {
       tile.xq = w.base[0].xq + static_cast<size_t>(t0) * w.base[0].xq_stride;
       if (tile.xtab != nullptr) tile.xtab += static_cast<size_t>(t0) * tile.xtab_stride;
       tile.y = w.y + t0 * w.y_stride;
+      tile.stream_start = stream_start && t0 == 0;
       w.k[0].tile(tile, r0, r1);
     }
     return;
@@ -287,6 +288,7 @@ void RunChunk(const Work& w, int64_t c, int64_t n_tokens, GluAct act, Isa isa) {
       if (tile.xtab != nullptr) tile.xtab += static_cast<size_t>(t0) * tile.xtab_stride;
       tile.y = dst[h];
       tile.y_stride = n;
+      tile.stream_start = stream_start && t0 == 0;
       w.k[h].tile(tile, 0, n);
     }
     for (int j = 0; j < nt; ++j)
@@ -442,13 +444,16 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
     if (a.glu) break;  // outputs[1] is the pair's second half
   }
 
-  auto run = [&](int64_t c) {
+  // after: the chunk this thread ran before (-1: none); a chunk starts a stream unless it
+  // follows that one within the same output.
+  auto run = [&](int64_t c, int64_t after) {
     int i = 0;
     while (c >= work[i].first_chunk + work[i].n_chunks) ++i;
-    RunChunk(work[i], c, a.n_tokens, a.act, isa);
+    const bool stream_start = c != after + 1 || c == work[i].first_chunk;
+    RunChunk(work[i], c, a.n_tokens, a.act, isa, stream_start);
   };
   if (single) {
-    for (int64_t c = 0; c < n_chunks; ++c) run(c);
+    for (int64_t c = 0; c < n_chunks; ++c) run(c, c - 1);
     return;
   }
   // Each thread takes the chunks of its own contiguous share in order, so that it reads one
@@ -467,11 +472,13 @@ void MatMulGroup(ThreadPool& pool, const MatMulGroupArgs& a, Isa isa) {
     shares[t].end = n_chunks * (t + 1) / n_shares;
   }
   pool.Run([&](int ti, int) {
+    int64_t last = -1;
     for (int k = 0; k < n_shares; ++k) {
       Share& sh = shares[(ti + k) % n_shares];
       for (int64_t c = sh.next.fetch_add(1, std::memory_order_relaxed); c < sh.end;
            c = sh.next.fetch_add(1, std::memory_order_relaxed)) {
-        run(c);
+        run(c, last);
+        last = c;
       }
     }
   });

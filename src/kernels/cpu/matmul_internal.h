@@ -42,6 +42,9 @@ struct MatMulTile {
   // kernel fills its own.
   const uint8_t* xtab = nullptr;
   size_t xtab_stride = 0;
+  // The weights from row r0 on start a thread's stream (its first chunk of a matrix, or one that
+  // does not follow the chunk it ran before): a kernel may request their first bytes up front.
+  bool stream_start = false;
 };
 using MatMulTileFn = void (*)(const MatMulTile& tile, int64_t r0, int64_t r1);
 // Quantizes n activations to a dot-partner type (n a multiple of its block size).

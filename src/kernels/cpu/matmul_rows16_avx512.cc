@@ -108,8 +108,9 @@ constexpr int kMaxRegTokens = 8;
 // 33 -> 35; SmolLM2-shaped Q8_0 decode 226-229 -> 239-241 t/s; 16 sequences of Gemma 3 through
 // the engine 706 -> 766 t/s (gannet bench --parallel, three alternations each).
 constexpr size_t kPrefetchBytes = 16384;
-// Token tiles up to this many (decode: memory-bound) also request their stream's first
-// kPrefetchBytes up front (TileInterleaved); prefill's tiles find their chunk in L2.
+// Token tiles up to this many (decode: memory-bound) request the first kPrefetchBytes of a
+// stream that starts with them up front (TileInterleaved, MatMulTile::stream_start); prefill's
+// tiles are bound by their multiplies.
 constexpr int kBurstMaxTokens = 4;
 
 void FillActTable(const uint8_t* xq, size_t xq_stride, int nt, int64_t nb, ActEntry* tab) {
@@ -223,14 +224,14 @@ void TileInterleaved(const MatMulTile& t, int64_t r0, int64_t r1) {
   GANNET_CHECK(t.xtab == nullptr || t.xtab_stride == nb * sizeof(ActEntry));
   const size_t group_bytes = kG * t.w_row_bytes;
   alignas(64) ActEntry own[kActTableEntries];  // uninitialised: filled before it is read
-  if (t.nt <= kBurstMaxTokens) {
-    // The start of the stream, before the first group's in-loop requests reach past it: a
-    // thread's first chunk of a matrix otherwise demand-fetches its first kPrefetchBytes, which
-    // for a decode step's small matrices is a large part of each (later chunks find these lines
-    // requested by the chunk before). SmolLM2-shaped Q8_0 decode (`gannet bench -m
-    // models/smollm2-135m-shape-q8_0.gguf -t 2 -p 16 -n 128 -r 2 --profile`), its four matmul
-    // ops' ms per token summed, three alternations: 3.65 -> 3.45, 3.46 -> 3.46, 3.82 -> 3.68;
-    // in three earlier ones, with the cores on different dies, the 576 x 576 matmuls 0.387-0.404
+  if (t.stream_start && t.nt <= kBurstMaxTokens) {
+    // The start of a thread's stream, before the first group's in-loop requests reach past it:
+    // otherwise demand-fetched, a large part of a decode step's small matrices (a chunk that
+    // follows the one before finds these lines requested by it). SmolLM2-shaped Q8_0 decode
+    // (`gannet bench -m models/smollm2-135m-shape-q8_0.gguf -t 2 -p 16 -n 128 -r 2 --profile`), its
+    // four matmul ops' ms per token summed, three alternations: 3.65 -> 3.45, 3.46 -> 3.46, 3.82
+    // -> 3.68; in three earlier ones, with the cores on different dies, the 576 x 576 matmuls
+    // 0.387-0.404
     // -> 0.372-0.378 ms and tg 214-220 -> 223-233 t/s.
     const char* start =
         reinterpret_cast<const char*>(t.w) + static_cast<size_t>(r0 / kG) * group_bytes;
