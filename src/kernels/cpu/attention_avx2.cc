@@ -271,13 +271,30 @@ inline void WeightedV(const uint16_t* const* v_rows, int64_t n, int64_t c0, cons
 // against 1.13 with 1; 4 x 64: 0.54 against 0.61 with 4).
 constexpr int VChunksPerPass(int nh) { return nh == 1 ? 8 : (nh <= 3 ? 4 : 2); }
 
+// The rows of the tile a thread computes next (its part of the same kv head: K and V, n rows),
+// which the in-register kernel requests as it scores the current one: the rows of four keys per
+// four keys scored. A decode thread's K/V stream is then a few requests at a time, issued while
+// it computes (a whole tile's requests at once, or several tiles', lost some and stalled the
+// thread until the rest arrived). Empty: nothing to request.
+struct NextRows {
+  const uint16_t* const* k = nullptr;
+  const uint16_t* const* v = nullptr;
+  int64_t n = 0;
+};
+
 template <int NH, int CG = VChunksPerPass(NH)>
 void TilePartialsInRegisters(const float* const* q, int64_t d, int64_t dp,
                              const uint16_t* const* k_rows, const uint16_t* const* v_rows,
-                             int64_t n, float scale, float* m, float* l, float* os) {
+                             int64_t n, float scale, float* m, float* l, float* os,
+                             const NextRows& next) {
   alignas(32) float w[NH][kTile];
   const __m128 sv = _mm_set1_ps(scale);
+  const int64_t row_bytes = d * static_cast<int64_t>(sizeof(uint16_t));
   for (int64_t i0 = 0; i0 < kTile; i0 += 4) {
+    for (int64_t i = i0; i < i0 + 4 && i < next.n; ++i) {
+      Prefetch(next.k[i], row_bytes);
+      Prefetch(next.v[i], row_bytes);
+    }
     if (i0 < n) {
       Scores4<NH>(q, d, k_rows, i0, n, sv, w);
     } else {
@@ -293,10 +310,11 @@ void TilePartialsInRegisters(const float* const* q, int64_t d, int64_t dp,
 
 // TilePartialsConverted's contract and bits: heads in groups of at most 4 through the in-register
 // kernel where d % 8 == 0 (a head's results do not depend on the other heads of its group), the
-// converting kernel otherwise.
+// converting kernel otherwise. next: rows the first group requests meanwhile (NextRows; the
+// converting kernel requests none).
 void TilePartials(const float* const* q, int n_heads, int64_t d, int64_t dp,
                   const uint16_t* const* k_rows, const uint16_t* const* v_rows, int64_t n,
-                  float scale, float* m, float* l, float* os) {
+                  float scale, float* m, float* l, float* os, const NextRows& next = {}) {
   if (d % 8 != 0) {
     return TilePartialsConverted(q, n_heads, d, dp, k_rows, v_rows, n, scale, m, l, os);
   }
@@ -305,18 +323,19 @@ void TilePartials(const float* const* q, int n_heads, int64_t d, int64_t dp,
     const int left = n_heads - j0;
     const int g = left <= 4 ? left : (left == 5 || left == 6 ? 3 : 4);
     float* o = os + j0 * dp;
+    const NextRows& nx = j0 == 0 ? next : NextRows{};
     switch (g) {
       case 1:
-        TilePartialsInRegisters<1>(q + j0, d, dp, k_rows, v_rows, n, scale, m + j0, l + j0, o);
+        TilePartialsInRegisters<1>(q + j0, d, dp, k_rows, v_rows, n, scale, m + j0, l + j0, o, nx);
         break;
       case 2:
-        TilePartialsInRegisters<2>(q + j0, d, dp, k_rows, v_rows, n, scale, m + j0, l + j0, o);
+        TilePartialsInRegisters<2>(q + j0, d, dp, k_rows, v_rows, n, scale, m + j0, l + j0, o, nx);
         break;
       case 3:
-        TilePartialsInRegisters<3>(q + j0, d, dp, k_rows, v_rows, n, scale, m + j0, l + j0, o);
+        TilePartialsInRegisters<3>(q + j0, d, dp, k_rows, v_rows, n, scale, m + j0, l + j0, o, nx);
         break;
       default:
-        TilePartialsInRegisters<4>(q + j0, d, dp, k_rows, v_rows, n, scale, m + j0, l + j0, o);
+        TilePartialsInRegisters<4>(q + j0, d, dp, k_rows, v_rows, n, scale, m + j0, l + j0, o, nx);
         break;
     }
     j0 += g;
@@ -544,12 +563,18 @@ void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_ro
   // function of its own it measured slower).
   thread_local std::unique_ptr<TileF32> tf;
   if (n_rows > 1 && tf == nullptr) tf.reset(new TileF32);
-  // Whole cache rows (every kv head's part), read in order. The hardware prefetchers alone, or
-  // with the next tile requested, fetched K and V from memory at ~12 GB/s for two cores; with
-  // the tiles up to kAheadBytes ahead requested as well (and the next one again, just before
-  // it is needed: some of the early requests are lost), `attention_rate 64 9 3 576 1 2 120` took
-  // 29-32 us per layer against 34-39, and `64 9 3 4096 1 2 20` 203-220 against 240-252 (five and
-  // three alternations). 192 KiB: 512 measured the same at 576 keys and up to 313 us at 4096.
+  // Whole cache rows (every kv head's part), read in order.
+  // - Several rows (a verify step's or a prefill block's): the tiles up to kAheadBytes ahead
+  //   are requested at the start and as the thread goes, and the next tile again just before
+  //   it is needed (some of the early requests are lost).
+  // - One row (a decode step): the first two tiles are requested at the start; then the kernel
+  //   requests the next tile's rows as it scores the current one (NextRows). Against the
+  //   scheme above, `attention_rate ARGS` over 5 alternations, us per layer (range, median):
+  //   `64 9 3 576 1 2 120 30` (SmolLM2) 33.7-43.2 (37.3) -> 22.7-35.1 (34.9), `64 9 3 4096 1 2
+  //   20 10` 191-256 (225) -> 136-198 (142), `64 32 8 1024 1 2 16 10` (Llama 1B) 132-270 (165)
+  //   -> 109-208 (119), `256 4 1 576 1 2 60 20` (Gemma 3) 41.0-48.7 (46.9) -> 29.6-34.2
+  //   (30.6); in L2 (`64 9 3 576 1 2 1 1000`) 16.4-17.9 -> 16.0-17.4. The scheme above with the
+  //   kernel's requests added measured between (26.5 at 576 keys, median).
   constexpr int64_t kAheadBytes = 192 * 1024;
   const int64_t all_bytes = a.n_kv_head * d * static_cast<int64_t>(sizeof(uint16_t));
   const int64_t ahead = std::max<int64_t>(1, kAheadBytes / (2 * kTile * all_bytes));
@@ -563,11 +588,18 @@ void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_ro
       Prefetch(vr[i], all_bytes);
     }
   };
-  for (int64_t tile = tile_begin + 1; tile < tile_end && tile <= tile_begin + ahead; ++tile) {
-    request(tile, k_rows, v_rows);
+  if (n_rows == 1) {
+    for (int64_t tile = tile_begin; tile < tile_end && tile <= tile_begin + 1; ++tile) {
+      request(tile, k_rows, v_rows);
+    }
+  } else {
+    for (int64_t tile = tile_begin + 1; tile < tile_end && tile <= tile_begin + ahead; ++tile) {
+      request(tile, k_rows, v_rows);
+    }
   }
   // The current and the next tile's cache rows: kv head 0's part (kv head h's is h * d further),
-  // found once per tile (the next tile's when it is requested again).
+  // found once per tile (the next tile's when it is requested again, or for the kernel to
+  // request).
   const uint16_t* k_base[2][kTile];
   const uint16_t* v_base[2][kTile];
   int cur = 0;
@@ -579,8 +611,16 @@ void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_ro
   for (int64_t tile = tile_begin; tile < tile_end; ++tile, cur ^= 1) {
     const int64_t k0 = tile * kTile;
     const int64_t n = n_keys - k0 < kTile ? n_keys - k0 : kTile;
-    if (tile + ahead + 1 < tile_end) request(tile + ahead + 1, k_rows, v_rows);
-    if (tile + 1 < tile_end) request(tile + 1, k_base[cur ^ 1], v_base[cur ^ 1]);
+    // The next tile's rows: requested here (several rows), or by the kernel (one row).
+    int64_t n_next = 0;
+    if (n_rows > 1) {
+      if (tile + ahead + 1 < tile_end) request(tile + ahead + 1, k_rows, v_rows);
+      if (tile + 1 < tile_end) request(tile + 1, k_base[cur ^ 1], v_base[cur ^ 1]);
+    } else if (tile + 1 < tile_end) {
+      const int64_t k1 = k0 + kTile;
+      n_next = n_keys - k1 < kTile ? n_keys - k1 : kTile;
+      AttentionTileRows(a, keys, k1, n_next, 0, k_base[cur ^ 1], v_base[cur ^ 1]);
+    }
     const int64_t tile_off = (tile - tile_begin) * stride;
     for (int64_t kvh = 0; kvh < a.n_kv_head; ++kvh) {
       for (int64_t i = 0; i < n; ++i) {
@@ -588,11 +628,19 @@ void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_ro
         v_rows[i] = v_base[cur][i] + kvh * d;
       }
       if (n_rows == 1) {
+        const uint16_t* k_next[kTile];
+        const uint16_t* v_next[kTile];
+        for (int64_t i = 0; i < n_next; ++i) {
+          k_next[i] = k_base[cur ^ 1][i] + kvh * d;
+          v_next[i] = v_base[cur ^ 1][i] + kvh * d;
+        }
         for (int64_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += kAttentionMaxHeads) {
           const int64_t left = (kvh + 1) * group - h0;
           const int nh = static_cast<int>(left < kAttentionMaxHeads ? left : kAttentionMaxHeads);
           for (int j = 0; j < nh; ++j) q[j] = a.q + rows[0] * a.q_stride + (h0 + j) * d;
-          TilePartials(q, nh, d, d, k_rows, v_rows, n, a.scale, m, l, os_one);
+          // (The kv head's first group of heads requests the next tile's part.)
+          const NextRows next = h0 == kvh * group ? NextRows{k_next, v_next, n_next} : NextRows{};
+          TilePartials(q, nh, d, d, k_rows, v_rows, n, a.scale, m, l, os_one, next);
           for (int j = 0; j < nh; ++j) {
             float* p = parts[0] + tile_off + (h0 + j) * (d + 2);
             p[0] = m[j];
