@@ -271,15 +271,16 @@ inline void WeightedV(const uint16_t* const* v_rows, int64_t n, int64_t c0, cons
 // against 1.13 with 1; 4 x 64: 0.54 against 0.61 with 4).
 constexpr int VChunksPerPass(int nh) { return nh == 1 ? 8 : (nh <= 3 ? 4 : 2); }
 
-// The rows of the tile a thread computes next (its part of the same kv head: K and V, n rows),
-// which the in-register kernel requests as it scores the current one: the rows of four keys per
-// four keys scored. A decode thread's K/V stream is then a few requests at a time, issued while
-// it computes (a whole tile's requests at once, or several tiles', lost some and stalled the
-// thread until the rest arrived). Empty: nothing to request.
+// The rows of the tile a thread computes next (n cache rows k[i] / v[i]; the part at `offset`
+// values, the same kv head's), which the in-register kernel requests as it scores the current
+// one: the rows of four keys per four keys scored. A decode thread's K/V stream is then a few
+// requests at a time, issued while it computes (a whole tile's requests at once, or several
+// tiles', lost some and stalled the thread until the rest arrived). Empty: nothing to request.
 struct NextRows {
   const uint16_t* const* k = nullptr;
   const uint16_t* const* v = nullptr;
   int64_t n = 0;
+  int64_t offset = 0;
 };
 
 template <int NH, int CG = VChunksPerPass(NH)>
@@ -292,8 +293,8 @@ void TilePartialsInRegisters(const float* const* q, int64_t d, int64_t dp,
   const int64_t row_bytes = d * static_cast<int64_t>(sizeof(uint16_t));
   for (int64_t i0 = 0; i0 < kTile; i0 += 4) {
     for (int64_t i = i0; i < i0 + 4 && i < next.n; ++i) {
-      Prefetch(next.k[i], row_bytes);
-      Prefetch(next.v[i], row_bytes);
+      Prefetch(next.k[i] + next.offset, row_bytes);
+      Prefetch(next.v[i] + next.offset, row_bytes);
     }
     if (i0 < n) {
       Scores4<NH>(q, d, k_rows, i0, n, sv, w);
@@ -578,10 +579,12 @@ void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_ro
   constexpr int64_t kAheadBytes = 192 * 1024;
   const int64_t all_bytes = a.n_kv_head * d * static_cast<int64_t>(sizeof(uint16_t));
   const int64_t ahead = std::max<int64_t>(1, kAheadBytes / (2 * kTile * all_bytes));
+  // The keys of the tile that starts at key k0.
+  const auto tile_keys = [&](int64_t k0) { return n_keys - k0 < kTile ? n_keys - k0 : kTile; };
   // Requests tile `tile`'s rows, found into (kr, vr).
   const auto request = [&](int64_t tile, const uint16_t** kr, const uint16_t** vr) {
     const int64_t k0 = tile * kTile;
-    const int64_t n = n_keys - k0 < kTile ? n_keys - k0 : kTile;
+    const int64_t n = tile_keys(k0);
     AttentionTileRows(a, keys, k0, n, 0, kr, vr);
     for (int64_t i = 0; i < n; ++i) {
       Prefetch(kr[i], all_bytes);
@@ -605,21 +608,19 @@ void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_ro
   int cur = 0;
   if (tile_begin < tile_end) {
     const int64_t k0 = tile_begin * kTile;
-    AttentionTileRows(a, keys, k0, n_keys - k0 < kTile ? n_keys - k0 : kTile, 0, k_base[0],
-                      v_base[0]);
+    AttentionTileRows(a, keys, k0, tile_keys(k0), 0, k_base[0], v_base[0]);
   }
   for (int64_t tile = tile_begin; tile < tile_end; ++tile, cur ^= 1) {
     const int64_t k0 = tile * kTile;
-    const int64_t n = n_keys - k0 < kTile ? n_keys - k0 : kTile;
+    const int64_t n = tile_keys(k0);
     // The next tile's rows: requested here (several rows), or by the kernel (one row).
     int64_t n_next = 0;
     if (n_rows > 1) {
       if (tile + ahead + 1 < tile_end) request(tile + ahead + 1, k_rows, v_rows);
       if (tile + 1 < tile_end) request(tile + 1, k_base[cur ^ 1], v_base[cur ^ 1]);
     } else if (tile + 1 < tile_end) {
-      const int64_t k1 = k0 + kTile;
-      n_next = n_keys - k1 < kTile ? n_keys - k1 : kTile;
-      AttentionTileRows(a, keys, k1, n_next, 0, k_base[cur ^ 1], v_base[cur ^ 1]);
+      n_next = tile_keys(k0 + kTile);
+      AttentionTileRows(a, keys, k0 + kTile, n_next, 0, k_base[cur ^ 1], v_base[cur ^ 1]);
     }
     const int64_t tile_off = (tile - tile_begin) * stride;
     for (int64_t kvh = 0; kvh < a.n_kv_head; ++kvh) {
@@ -628,18 +629,14 @@ void AttentionTilePartials(const AttentionArgs& a, const int64_t* rows, int n_ro
         v_rows[i] = v_base[cur][i] + kvh * d;
       }
       if (n_rows == 1) {
-        const uint16_t* k_next[kTile];
-        const uint16_t* v_next[kTile];
-        for (int64_t i = 0; i < n_next; ++i) {
-          k_next[i] = k_base[cur ^ 1][i] + kvh * d;
-          v_next[i] = v_base[cur ^ 1][i] + kvh * d;
-        }
         for (int64_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += kAttentionMaxHeads) {
           const int64_t left = (kvh + 1) * group - h0;
           const int nh = static_cast<int>(left < kAttentionMaxHeads ? left : kAttentionMaxHeads);
           for (int j = 0; j < nh; ++j) q[j] = a.q + rows[0] * a.q_stride + (h0 + j) * d;
           // (The kv head's first group of heads requests the next tile's part.)
-          const NextRows next = h0 == kvh * group ? NextRows{k_next, v_next, n_next} : NextRows{};
+          const NextRows next = h0 == kvh * group
+                                    ? NextRows{k_base[cur ^ 1], v_base[cur ^ 1], n_next, kvh * d}
+                                    : NextRows{};
           TilePartials(q, nh, d, d, k_rows, v_rows, n, a.scale, m, l, os_one, next);
           for (int j = 0; j < nh; ++j) {
             float* p = parts[0] + tile_off + (h0 + j) * (d + 2);
