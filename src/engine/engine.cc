@@ -309,7 +309,9 @@ void Engine::Loop() {
     Admit(inbox.incoming);
     ApplyCancels(inbox);
     const SchedulerOutput out =
-        scheduler_.has_unfinished() ? scheduler_.Schedule(pacer_.Limit()) : SchedulerOutput{};
+        scheduler_.has_unfinished()
+            ? scheduler_.Schedule([this](int32_t decodes) { return pacer_.Limit(decodes); })
+            : SchedulerOutput{};
     if (!out.empty()) {
       const Clock::time_point step_start = Clock::now();
       bool aborted = false;
@@ -352,7 +354,7 @@ void Engine::Loop() {
         const Status st = scheduler_.Update(CollectOutputs(out));
         GANNET_CHECK(st.ok());
         const double seconds = Seconds(Clock::now() - step_start - draft_time);
-        pacer_.Observe(seconds, decodes, out.num_tokens - decode_rows);
+        pacer_.Observe(seconds, decode_rows, out.num_tokens - decode_rows);
         if (decode_rows == out.num_tokens) spec_cost_.Observe(out.num_tokens, seconds);
       }
     }

@@ -2,12 +2,20 @@
 // step times. A fixed token budget (e.g. 512) makes a step with a long prompt's chunk take seconds
 // on a small CPU, and every stream decoding beside it waits that long for its next token. Like
 // Sarathi-Serve's stall-free batching, the pacer sizes the chunk by time instead: a mixed step
-// should take at most `itl_factor` times a decode-only step, so inter-token latency stays within
-// that factor of its usual value while long prompts still make progress every step.
+// should take at most `itl_factor` times a decode-only step of the same decodes, so inter-token
+// latency stays within that factor of its usual value while long prompts still make progress
+// every step.
 //
-// The model is linear: a mixed step costs the decode-only step time plus a per-prompt-token time.
-// Both are exponential moving averages of what the step thread observes, so the pacer follows
-// changes in batch size, context length and machine load.
+// The model is linear: a step costs a + b * decode_rows + c * prompt_tokens.
+// - The decode-only step, a + b * rows, is a line fitted by exponentially weighted least squares
+//   over the steps that only decode. Its slope matters: a decode step of 16 sequences can take
+//   twice one sequence's (the batch turns compute-bound), and a pacer that measured the lone
+//   sequence's step only would charge that growth to the prompt tokens of a burst of requests,
+//   and admit them a few tokens per step. Until the observed steps have differed in rows (one
+//   batch size seen), a decode row is taken to cost what a prompt token does.
+// - A prompt token's cost c is the exponentially weighted ratio of the mixed steps' prompt share
+//   (the step's time less the decode-only step of its rows) to their prompt tokens.
+// Both follow changes in batch size, context length and machine load.
 //
 // Thread-safety: none (the serving engine's step thread owns it).
 #pragma once
@@ -22,22 +30,33 @@ class PrefillPacer {
   // max_chunk.
   PrefillPacer(double itl_factor, int32_t min_chunk, int32_t max_chunk);
 
-  // A finished step: wall time in seconds, the sequences it decoded (one token each) and the prompt
-  // tokens (chunks) it computed.
-  void Observe(double seconds, int32_t decodes, int32_t prompt_tokens);
+  // A finished step: wall time in seconds, the decode rows it computed (a decoding sequence's
+  // token, and its draft tokens if any) and the prompt tokens (chunks) it computed.
+  void Observe(double seconds, int32_t decode_rows, int32_t prompt_tokens);
 
-  // Prompt tokens the next step may carry if it also decodes, in [min_chunk, max_chunk]. Before
-  // both times have been observed: a cautious default (min(max_chunk, 4 * min_chunk)).
-  int32_t Limit() const;
+  // Prompt tokens the next step may carry if it also decodes `decodes` rows, in [min_chunk,
+  // max_chunk]. Before a decode-only step and a prompt token's cost have both been observed: a
+  // cautious default (min(max_chunk, 4 * min_chunk)).
+  int32_t Limit(int32_t decodes) const;
 
-  double decode_step_seconds() const { return decode_s_; }  // 0 until observed
-  double prompt_token_seconds() const { return token_s_; }  // 0 until observed
+  // The estimated decode-only step of `rows` rows (0 until one is observed), and a prompt token's
+  // cost (0 until observed).
+  double DecodeStepSeconds(int32_t rows) const;
+  double prompt_token_seconds() const;
 
  private:
+  // The decode line's intercept and slope (slope: the prompt token's cost while the observed
+  // steps have not differed in rows).
+  void DecodeLine(double* a, double* b) const;
+
   double factor_;
   int32_t min_chunk_, max_chunk_;
-  double decode_s_ = 0.0;
-  double token_s_ = 0.0;
+  // Exponentially weighted sums over the decode-only steps of 1, rows, seconds, rows^2 and
+  // rows * seconds.
+  double w_ = 0.0, sx_ = 0.0, sy_ = 0.0, sxx_ = 0.0, sxy_ = 0.0;
+  // Exponentially weighted sums over the mixed and prompt-only steps of the prompt's share of the
+  // step (seconds) and of its tokens.
+  double share_ = 0.0, tokens_ = 0.0;
 };
 
 }  // namespace gannet::engine

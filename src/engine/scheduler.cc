@@ -119,9 +119,8 @@ void Scheduler::Preempt(Sequence* s, SchedulerOutput* out) {
   out->preempted.push_back(s->id);
 }
 
-SchedulerOutput Scheduler::Schedule(int32_t prefill_limit) {
+SchedulerOutput Scheduler::Schedule(const std::function<int32_t(int32_t)>& prefill_limit) {
   GANNET_CHECK(!in_flight_.has_value());
-  GANNET_CHECK(prefill_limit >= 1);
   SchedulerOutput out;
   out.step = ++step_;
   int32_t budget = options_.max_num_batched_tokens;
@@ -129,9 +128,12 @@ SchedulerOutput Scheduler::Schedule(int32_t prefill_limit) {
 
   // Running sequences: decodes before prefill chunks, each oldest first.
   ScheduleRunning(/*decodes=*/true, &budget, &out);
-  if (!out.seqs.empty() && budget > prefill_limit) {
-    held_back = budget - prefill_limit;
-    budget = prefill_limit;
+  const int32_t limit =
+      out.seqs.empty() ? budget : prefill_limit(static_cast<int32_t>(out.seqs.size()));
+  GANNET_CHECK(limit >= 1);
+  if (!out.seqs.empty() && budget > limit) {
+    held_back = budget - limit;
+    budget = limit;
   }
   ScheduleRunning(/*decodes=*/false, &budget, &out);
   // Waiting sequences, FCFS. A step that preempted is short of memory: admitting would only

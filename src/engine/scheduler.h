@@ -35,6 +35,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -177,11 +178,15 @@ class Scheduler {
 
   // Chooses the next step. An empty output means nothing is left to run (no unfinished request);
   // no Update() follows it. REQUIRES: the previous non-empty step's Update() was applied.
-  // prefill_limit (>= 1) caps the prompt tokens (chunks of running and newly admitted sequences)
-  // of a step that also decodes, so a long prompt cannot stall the streams beside it for a whole
-  // budget's worth of compute (the serving engine sizes it from measured step times). A step with
-  // no decodes gives prompts the whole token budget.
-  SchedulerOutput Schedule(int32_t prefill_limit = std::numeric_limits<int32_t>::max());
+  // prefill_limit(decodes) (>= 1) caps the prompt tokens (chunks of running and newly admitted
+  // sequences) of a step that also decodes `decodes` sequences, so a long prompt cannot stall the
+  // streams beside it for a whole budget's worth of compute (the serving engine sizes it from
+  // measured step times, engine/prefill_pacer.h). A step with no decodes gives prompts the whole
+  // token budget.
+  SchedulerOutput Schedule(const std::function<int32_t(int32_t decodes)>& prefill_limit);
+  SchedulerOutput Schedule(int32_t prefill_limit = std::numeric_limits<int32_t>::max()) {
+    return Schedule([prefill_limit](int32_t) { return prefill_limit; });
+  }
 
   // Applies the step's sampled tokens: appends them, stops samples (max_tokens, the
   // caller's stop flag), forks at n > 1, frees finished sequences. Entries of sequences cancelled

@@ -1,9 +1,11 @@
-// PrefillPacer: chunk sizes from observed step times, the cautious start, clamping, and that it
-// follows a change of speed.
+// PrefillPacer: chunk sizes from observed step times, the cautious start, clamping, that it
+// follows a change of speed, and that a decode step's growth with the batch is not charged to the
+// prompt tokens of a burst of requests.
 #include "engine/prefill_pacer.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 
 namespace gannet::engine {
@@ -11,19 +13,19 @@ namespace {
 
 TEST(PrefillPacerTest, DisabledGivesTheWholeBudget) {
   PrefillPacer p(0.0, 4, 512);
-  EXPECT_EQ(p.Limit(), 512);
+  EXPECT_EQ(p.Limit(4), 512);
   p.Observe(0.05, 4, 0);
   p.Observe(1.0, 4, 100);
-  EXPECT_EQ(p.Limit(), 512);
+  EXPECT_EQ(p.Limit(4), 512);
 }
 
 TEST(PrefillPacerTest, CautiousUntilBothTimesAreKnown) {
   PrefillPacer p(2.0, 4, 512);
-  EXPECT_EQ(p.Limit(), 16);
+  EXPECT_EQ(p.Limit(4), 16);
   p.Observe(0.05, 4, 0);  // decode-only step known, per-token cost not yet
-  EXPECT_EQ(p.Limit(), 16);
+  EXPECT_EQ(p.Limit(4), 16);
   PrefillPacer small(2.0, 4, 10);
-  EXPECT_EQ(small.Limit(), 10);
+  EXPECT_EQ(small.Limit(4), 10);
 }
 
 TEST(PrefillPacerTest, SizesChunksSoAMixedStepTakesFactorTimesADecodeStep) {
@@ -31,49 +33,104 @@ TEST(PrefillPacerTest, SizesChunksSoAMixedStepTakesFactorTimesADecodeStep) {
   p.Observe(0.060, 4, 0);          // decode-only: 60 ms
   p.Observe(0.060 + 0.5, 4, 100);  // 100 prompt tokens beside the decodes: 5 ms each
   // (2 - 1) * 60 ms / 5 ms = 12 tokens.
-  EXPECT_EQ(p.Limit(), 12);
-  EXPECT_DOUBLE_EQ(p.decode_step_seconds(), 0.060);
+  EXPECT_EQ(p.Limit(4), 12);
+  EXPECT_DOUBLE_EQ(p.DecodeStepSeconds(4), 0.060);
   EXPECT_DOUBLE_EQ(p.prompt_token_seconds(), 0.005);
   PrefillPacer three(3.0, 4, 512);
   three.Observe(0.060, 4, 0);
   three.Observe(0.560, 4, 100);
-  EXPECT_EQ(three.Limit(), 24);
+  EXPECT_EQ(three.Limit(4), 24);
 }
 
 TEST(PrefillPacerTest, PromptOnlyStepsChargeTheWholeStepToTheTokens) {
   PrefillPacer p(2.0, 1, 512);
   p.Observe(1.0, 0, 200);  // 5 ms per token, fixed cost included
   p.Observe(0.1, 2, 0);    // decode-only: 100 ms
-  EXPECT_EQ(p.Limit(), 20);
+  EXPECT_EQ(p.Limit(2), 20);
 }
 
 TEST(PrefillPacerTest, ClampsToMinAndMax) {
   PrefillPacer p(2.0, 8, 64);
   p.Observe(0.010, 1, 0);
   p.Observe(1.010, 1, 10);  // 100 ms per token: (10 ms / 100 ms) -> 0 tokens, clamped to 8
-  EXPECT_EQ(p.Limit(), 8);
+  EXPECT_EQ(p.Limit(1), 8);
   PrefillPacer q(2.0, 8, 64);
   q.Observe(1.0, 16, 0);
   q.Observe(1.001, 16, 100);  // 10 us per token: 100000 tokens, clamped to 64
-  EXPECT_EQ(q.Limit(), 64);
+  EXPECT_EQ(q.Limit(16), 64);
 }
 
 TEST(PrefillPacerTest, FollowsAChangeOfSpeedAndIgnoresBadSamples) {
   PrefillPacer p(2.0, 1, 4096);
   p.Observe(0.1, 4, 0);
   p.Observe(0.2, 4, 100);  // 1 ms per token: 100 tokens
-  EXPECT_EQ(p.Limit(), 100);
+  EXPECT_EQ(p.Limit(4), 100);
   for (int i = 0; i < 40; ++i) {
     p.Observe(0.1, 4, 0);
     p.Observe(0.1 + 0.4, 4, 100);  // the machine got 4x slower at prompts: 4 ms per token
   }
-  EXPECT_NEAR(p.Limit(), 25, 1);
-  const int32_t before = p.Limit();
+  EXPECT_NEAR(p.Limit(4), 25, 1);
+  const int32_t before = p.Limit(4);
   p.Observe(-1.0, 4, 100);
   p.Observe(std::numeric_limits<double>::quiet_NaN(), 4, 0);
   p.Observe(std::numeric_limits<double>::infinity(), 4, 10);
   p.Observe(0.0, 0, 0);
-  EXPECT_EQ(p.Limit(), before);
+  EXPECT_EQ(p.Limit(4), before);
+}
+
+TEST(PrefillPacerTest, FitsTheDecodeStepsGrowthWithTheBatch) {
+  PrefillPacer p(2.0, 1, 4096);
+  // Decode-only steps of 1 and 16 sequences: 8 ms and 18 ms, a line of 7.33 ms + 0.67 ms a row.
+  for (int i = 0; i < 4; ++i) {
+    p.Observe(0.008, 1, 0);
+    p.Observe(0.018, 16, 0);
+  }
+  EXPECT_NEAR(p.DecodeStepSeconds(1), 0.008, 1e-9);
+  EXPECT_NEAR(p.DecodeStepSeconds(16), 0.018, 1e-9);
+  EXPECT_NEAR(p.DecodeStepSeconds(4), 0.010, 1e-9);
+  // 8 decodes and 20 prompt tokens took 22 ms: 12.67 ms of decoding, the rest 20 tokens' share.
+  const double decode8 = p.DecodeStepSeconds(8);
+  p.Observe(decode8 + 0.010, 8, 20);
+  EXPECT_NEAR(p.prompt_token_seconds(), 0.0005, 1e-9);
+  EXPECT_EQ(p.Limit(1), 16);        // 8 ms / 0.5 ms
+  EXPECT_NEAR(p.Limit(16), 36, 1);  // 18 ms / 0.5 ms
+  // Prompt-only steps are charged beyond the fixed cost (the line's intercept).
+  PrefillPacer q = p;
+  q.Observe(q.DecodeStepSeconds(0) + 0.100, 0, 200);
+  EXPECT_NEAR(q.prompt_token_seconds(), 0.0005, 1e-9);
+}
+
+// A burst of short prompts arrives while one sequence decodes; each joins the decoding batch once
+// its prompt is in. The machine: a step costs 7.4 ms, 0.6 ms per decode row and 0.5 ms per prompt
+// token. A pacer that measured only the lone sequence's decode step charged the batch's growth to
+// the prompt tokens (3.4 ms per token by the end) and took the burst in 15 steps; fitted by rows,
+// the mixed steps stay within about twice a decode step of their batch and the burst is in within
+// 9.
+TEST(PrefillPacerTest, TakesABurstOfShortPromptsAtItsPace) {
+  auto step = [](int32_t decodes, int32_t prompt_tokens) {
+    return 0.0074 + 0.0006 * decodes + 0.0005 * prompt_tokens;
+  };
+  PrefillPacer p(2.0, 4, 512);
+  p.Observe(step(0, 7), 0, 7);  // the first request's prompt, alone
+  for (int i = 0; i < 8; ++i) p.Observe(step(1, 0), 1, 0);
+  constexpr int32_t kPrompts = 15, kPromptTokens = 7;
+  int32_t decodes = 1, admitted_tokens = 0, steps = 0;
+  while (admitted_tokens < kPrompts * kPromptTokens) {
+    ASSERT_LT(++steps, 100);
+    const int32_t limit = p.Limit(decodes);
+    const int32_t tokens = std::min(limit, kPrompts * kPromptTokens - admitted_tokens);
+    const double seconds = step(decodes, tokens);
+    // Twice the decode step of this batch, within what the cautious start and the model's slope
+    // (a decode row taken to cost a prompt token until decode-only steps of other sizes are
+    // seen) leave.
+    EXPECT_LE(seconds, 2.0 * step(decodes, 0) * 1.1) << "step " << steps;
+    p.Observe(seconds, decodes, tokens);
+    // The prompts whose last token was in this step decode from the next one.
+    decodes = 1 + (admitted_tokens + tokens) / kPromptTokens;
+    admitted_tokens += tokens;
+  }
+  EXPECT_LE(steps, 9);
+  EXPECT_NEAR(p.prompt_token_seconds(), 0.00055, 0.00006);
 }
 
 }  // namespace
