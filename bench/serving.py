@@ -14,6 +14,8 @@ throughput. Workloads:
                        (chunked prefill keeps the decodes going)
   --decode-only        with --rates/--concurrency: short prompts and fixed-length outputs, so the
                        runs measure how decoding alone scales with the number of clients
+  --burst N            N short requests at once beside a running stream (--rounds times): how fast
+                       the engine takes them in (TTFT p50/max) and the burst's output tokens/s
 
 Prompts come from bench/data/serving_prompts.json, a synthetic set with log-normal prompt and
 output lengths written by `--write-prompts` (seeded; committed so every run uses the same set).
@@ -241,6 +243,26 @@ async def run_long_prompt(url: str, n_streams: int, seed: int) -> dict:
             "itl_p99_during_over_p50": (p99 / p50) if p50 and p99 else None}
 
 
+async def run_burst(url: str, n: int, max_tokens: int) -> dict:
+    """One stream decodes; then n short requests arrive at once. Their prompts join the running batch
+    as the engine's prefill pacing allows: TTFT p50 and max, and the burst's wall time from the
+    first request sent to the last token (its output tokens over that time)."""
+    async with httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=1000)) as client:
+        running = asyncio.create_task(one_request(client, url, {
+            "prompt": "Tell story number 0:", "max_tokens": max_tokens + 64, "ignore_eos": True, "temperature": 0}))
+        await asyncio.sleep(0.1)
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one_request(client, url, {
+            "prompt": f"Tell story number {i + 1}:", "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0})
+            for i in range(n)))
+        wall = time.perf_counter() - t0
+        await running
+    ttft = [r["ttft"] * 1000 for r in results if r["error"] is None and r["ttft"] is not None]
+    return {"requests": n, "failed": n - len(ttft), "ttft_ms_p50": pct(ttft, 50),
+            "ttft_ms_max": max(ttft) if ttft else None, "wall_ms": wall * 1000,
+            "output_token_throughput": sum(r["completion_tokens"] for r in results) / wall}
+
+
 def fmt(v) -> str:
     return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
 
@@ -260,6 +282,9 @@ def main() -> int:
     ap.add_argument("--conversations", type=int, default=4)
     ap.add_argument("--turns", type=int, default=4)
     ap.add_argument("--long-prompt", action="store_true")
+    ap.add_argument("--burst", type=int, default=0, metavar="N",
+                    help="N short requests at once beside a running stream (see above)")
+    ap.add_argument("--rounds", type=int, default=3, help="--burst: bursts measured (one small burst warms up first)")
     ap.add_argument("--streams", type=int, default=4)
     ap.add_argument("--decode-only", action="store_true",
                     help="--rates/--concurrency with short prompts (~8 tokens) and a fixed output length "
@@ -280,7 +305,7 @@ def main() -> int:
         concs = [int(x) for x in a.concurrency.split(",") if x]
     except ValueError:
         ap.error("--rates and --concurrency take comma-separated numbers")
-    if not (rates or concs or a.multiturn or a.long_prompt):
+    if not (rates or concs or a.multiturn or a.long_prompt or a.burst):
         concs = [1, 16]
     prompts = json.loads(PROMPTS.read_text())["prompts"][: a.num_prompts]
     if a.decode_only:
@@ -303,6 +328,9 @@ def main() -> int:
             report["runs"].append({"mode": "concurrency", "concurrency": c, **res})
         if a.long_prompt:
             report["long_prompt"] = asyncio.run(run_long_prompt(url, a.streams, a.seed))
+        if a.burst:
+            asyncio.run(run_burst(url, 4, 8))
+            report["bursts"] = [asyncio.run(run_burst(url, a.burst, a.max_tokens or 64)) for _ in range(a.rounds)]
         if a.multiturn:
             report["multiturn_prefix_cache_on"] = asyncio.run(run_multiturn(url, a.conversations, a.turns, a.seed))
     finally:
@@ -327,8 +355,9 @@ def main() -> int:
         print(json.dumps(report))
         return 0
     print(f"# gannet serve: {report['model']}, {a.threads} threads")
-    print("\n| mode | req | failed | req/s | out tok/s | TTFT p50/p99 ms | TPOT p50/p99 ms | ITL p50/p99 ms |")
-    print("|---|---|---|---|---|---|---|---|")
+    if report["runs"]:
+        print("\n| mode | req | failed | req/s | out tok/s | TTFT p50/p99 ms | TPOT p50/p99 ms | ITL p50/p99 ms |")
+        print("|---|---|---|---|---|---|---|---|")
     for r in report["runs"]:
         mode = f"rate {r['rate']}" if r["mode"] == "rate" else f"concurrency {r['concurrency']}"
         print(f"| {mode} | {r['requests']} | {r['failed']} | {fmt(r['request_throughput'])} | "
@@ -337,6 +366,10 @@ def main() -> int:
     if "throughput_ratio" in report:
         t = report["throughput_ratio"]
         print(f"\noutput-token throughput at {t['concurrency']} clients / 1 client: {t['over_single']:.2f}x")
+    for b in report.get("bursts", []):
+        print(f"\nburst of {b['requests']} requests beside a running stream: {b['failed']} failed, TTFT p50 "
+              f"{fmt(b['ttft_ms_p50'])} ms, max {fmt(b['ttft_ms_max'])} ms; the burst took {fmt(b['wall_ms'])} ms, "
+              f"{fmt(b['output_token_throughput'])} output tok/s")
     if "long_prompt" in report:
         lp = report["long_prompt"]
         print(f"\nlong prompt ({lp['long_prompt_tokens']} tokens, TTFT {fmt(lp['long_prompt_ttft_ms'])} ms) beside "

@@ -51,6 +51,19 @@ def test_decode_only_gives_fixed_output_lengths():
     assert run_["prompt_tokens"] < 3 * 16
 
 
+def test_burst_report_is_well_formed():
+    # --burst: n requests at once beside a running stream, each to exactly max_tokens.
+    r = run("-m", MODEL, "--gannet", GANNET, "-t", "2", "--burst", "3", "--rounds", "2", "--max-tokens", "5",
+            "--json")
+    assert r.returncode == 0, r.stderr
+    bursts = json.loads(r.stdout)["bursts"]
+    assert len(bursts) == 2
+    for b in bursts:
+        assert b["requests"] == 3 and b["failed"] == 0
+        assert 0 < b["ttft_ms_p50"] <= b["ttft_ms_max"] and b["wall_ms"] > 0
+        assert abs(b["output_token_throughput"] * b["wall_ms"] / 1000 - 15) < 1e-6
+
+
 def test_bad_arguments():
     r = run("--concurrency", "x", "--url", "http://127.0.0.1:9")
     assert r.returncode != 0 and "comma-separated" in r.stderr
