@@ -10,9 +10,12 @@ namespace {
 
 // Weight kept by the older observations at each new one: about the last 4-8 steps matter.
 constexpr double kDecay = 0.75;
-// The decode-only steps' rows must have varied by about a row (weighted variance) before the
-// line's slope is fitted from them.
-constexpr double kMinRowsVariance = 0.25;
+// The prior's weight on the decode line's slope, in squared rows: the decode-only steps' weighted
+// sum of squared deviations from their mean rows must pass this before their own slope counts
+// for more than half (steps of two batch sizes 4 apart, weighted alike, about reach it). Steps of
+// batch sizes next to each other (15 and 16 rows) are too close for their slope to be more than
+// the steps' jitter.
+constexpr double kSlopePrior = 16.0;
 
 }  // namespace
 
@@ -23,19 +26,22 @@ PrefillPacer::PrefillPacer(double itl_factor, int32_t min_chunk, int32_t max_chu
 
 double PrefillPacer::prompt_token_seconds() const { return tokens_ > 0.0 ? share_ / tokens_ : 0.0; }
 
-void PrefillPacer::DecodeLine(double* a, double* b) const {
-  const double mx = sx_ / w_, my = sy_ / w_;
-  const double var = sxx_ / w_ - mx * mx;
-  *b =
-      var >= kMinRowsVariance ? std::max((sxy_ / w_ - mx * my) / var, 0.0) : prompt_token_seconds();
-  *a = my - *b * mx;
+PrefillPacer::Line PrefillPacer::DecodeLine() const {
+  Line line;
+  line.rows = sx_ / w_;
+  line.seconds = sy_ / w_;
+  const double sxx = std::max(sxx_ - w_ * line.rows * line.rows, 0.0);
+  const double sxy = sxy_ - w_ * line.rows * line.seconds;
+  line.own_slope = sxx > 0.0 ? std::max(sxy / sxx, 0.0) : 0.0;
+  line.prior = kSlopePrior / (kSlopePrior + sxx);
+  return line;
 }
 
 double PrefillPacer::DecodeStepSeconds(int32_t rows) const {
   if (w_ == 0.0) return 0.0;
-  double a = 0.0, b = 0.0;
-  DecodeLine(&a, &b);
-  return std::max(a + b * rows, 0.0);
+  const Line line = DecodeLine();
+  const double slope = (1.0 - line.prior) * line.own_slope + line.prior * prompt_token_seconds();
+  return std::max(line.seconds + slope * (rows - line.rows), 0.0);
 }
 
 void PrefillPacer::Observe(double seconds, int32_t decode_rows, int32_t prompt_tokens) {
@@ -50,21 +56,21 @@ void PrefillPacer::Observe(double seconds, int32_t decode_rows, int32_t prompt_t
     sxy_ = kDecay * sxy_ + x * seconds;
     return;
   }
-  // The prompt's share of the step: what it took beyond the decode-only step of its rows. While the
-  // line's slope is unknown (every decode-only step had the same rows, x0), a decode row counts as
-  // a prompt token: the step's excess over the x0-row step is spread over the prompt tokens and
-  // the rows beyond x0. Without a decode-only step to go by, or in a step without decodes while the
-  // slope is unknown, the whole step is charged to the prompt tokens: a slight overestimate (its
-  // fixed cost, reading the weights once, is in it), which errs towards smaller chunks.
+  // The prompt's share of the step: what it took beyond the decode-only step of its rows. The
+  // line's slope is in part the prompt token's cost c itself (the prior's part): a decode row
+  // beyond the line's mean rows counts that much as a prompt token, so the share and the tokens
+  // it is spread over are
+  //   share = seconds - mean seconds - (1 - prior) * own slope * (rows - mean rows)
+  //   units = prompt tokens + prior * (rows - mean rows).
+  // Without a decode-only step to go by, or in a step without decodes, the step less what the
+  // line gives for no rows is charged to the prompt tokens (before any decode-only step, the
+  // whole step: a slight overestimate, its fixed cost included, which errs towards smaller
+  // chunks).
   double share = seconds, units = prompt_tokens;
   if (w_ > 0.0) {
-    const double mx = sx_ / w_;
-    if (sxx_ / w_ - mx * mx >= kMinRowsVariance) {
-      share = seconds - DecodeStepSeconds(decode_rows);
-    } else if (decode_rows > 0) {
-      share = seconds - sy_ / w_;
-      units = prompt_tokens + (x - mx);
-    }
+    const Line line = DecodeLine();
+    share = seconds - line.seconds - (1.0 - line.prior) * line.own_slope * (x - line.rows);
+    units = prompt_tokens + line.prior * (x - line.rows);
   }
   if (!(share > 0.0) || !(units > 0.0)) return;  // inconsistent with the model (noise)
   share_ = kDecay * share_ + share;

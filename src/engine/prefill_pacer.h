@@ -11,8 +11,9 @@
 //   over the steps that only decode. Its slope matters: a decode step of 16 sequences can take
 //   twice one sequence's (the batch turns compute-bound), and a pacer that measured the lone
 //   sequence's step only would charge that growth to the prompt tokens of a burst of requests,
-//   and admit them a few tokens per step. Until the observed steps have differed in rows (one
-//   batch size seen), a decode row is taken to cost what a prompt token does.
+//   and admit them a few tokens per step. Until the observed steps have differed enough in rows
+//   (one batch size seen, or two next to each other), the slope leans on a prior: a decode row
+//   costs what a prompt token does.
 // - A prompt token's cost c is the exponentially weighted ratio of the mixed steps' prompt share
 //   (the step's time less the decode-only step of its rows) to their prompt tokens.
 // Both follow changes in batch size, context length and machine load.
@@ -45,9 +46,13 @@ class PrefillPacer {
   double prompt_token_seconds() const;
 
  private:
-  // The decode line's intercept and slope (slope: the prompt token's cost while the observed
-  // steps have not differed in rows).
-  void DecodeLine(double* a, double* b) const;
+  // The decode line through the decode-only steps' weighted means, its slope (1 - prior) *
+  // own_slope + prior * c: own_slope their least-squares slope (at least 0), prior in (0, 1]
+  // the weight of c, the larger the less their rows have varied.
+  struct Line {
+    double rows = 0.0, seconds = 0.0, own_slope = 0.0, prior = 1.0;
+  };
+  Line DecodeLine() const;  // REQUIRES: w_ > 0
 
   double factor_;
   int32_t min_chunk_, max_chunk_;
