@@ -206,9 +206,46 @@ inline __m128 Sum4x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
 }
 
 // w[j][i0, i0 + 4) = scale * q_j . K_i for NH heads; keys past n score 0 (their rows are not read).
+// Four keys' sums for 3 or 4 heads are 12 or 16 accumulators, beside the 4 converted K rows and a
+// query: more than AVX2's 16 vector registers, and the compiler kept some on the stack, a store
+// and a load per multiply-add. Those heads take the keys two at a time instead (Scores2x2), each
+// key's sum the same chain in the same order: the same bits.
+template <int NH>
+inline void Scores2x2(const float* const* q, int64_t d, const uint16_t* const* k_rows, int64_t i0,
+                      __m128 scale, float (*w)[kTile]) {
+  alignas(32) float pair[NH][8];  // hadd of the first two keys' sums, as Sum4x8 forms it
+  for (int half = 0; half < 2; ++half) {
+    __m256 acc[NH][2];
+    for (int j = 0; j < NH; ++j) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    const uint16_t* r0 = k_rows[i0 + 2 * half];
+    const uint16_t* r1 = k_rows[i0 + 2 * half + 1];
+    for (int64_t e = 0; e < d; e += 8) {
+      const __m256 k0 = LoadF16(r0 + e), k1 = LoadF16(r1 + e);
+      for (int j = 0; j < NH; ++j) {
+        const __m256 qv = _mm256_loadu_ps(q[j] + e);
+        acc[j][0] = _mm256_fmadd_ps(qv, k0, acc[j][0]);
+        acc[j][1] = _mm256_fmadd_ps(qv, k1, acc[j][1]);
+      }
+    }
+    for (int j = 0; j < NH; ++j) {
+      const __m256 h = _mm256_hadd_ps(acc[j][0], acc[j][1]);
+      if (half == 0) {
+        _mm256_store_ps(pair[j], h);
+      } else {
+        const __m256 u = _mm256_hadd_ps(_mm256_load_ps(pair[j]), h);
+        const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+        _mm_store_ps(&w[j][i0], _mm_mul_ps(sum, scale));
+      }
+    }
+  }
+}
+
 template <int NH>
 inline void Scores4(const float* const* q, int64_t d, const uint16_t* const* k_rows, int64_t i0,
                     int64_t n, __m128 scale, float (*w)[kTile]) {
+  if constexpr (NH >= 3) {
+    if (n - i0 >= 4) return Scores2x2<NH>(q, d, k_rows, i0, scale, w);
+  }
   __m256 acc[NH][4];
   for (int j = 0; j < NH; ++j) {
     for (int i = 0; i < 4; ++i) acc[j][i] = _mm256_setzero_ps();
