@@ -3,7 +3,9 @@
 // queries the last TOKENS positions, one call per layer in turn. Best of REPS sweeps after one
 // warm-up; prints microseconds per layer and the K/V bytes read per second. With LAYERS * the
 // cache's bytes beyond the last-level cache this is what a decode step's attention costs; compare
-// builds of two commits by running each build's binary.
+// builds of two commits by running each build's binary. The inputs are seeded, and the line ends
+// with a hash of the last layer's output bits: two builds whose kernels give the same bits print
+// the same hash (GANNET_ISA=avx2 or avx512 picks the target).
 //
 //   build/bin/attention_rate 64 9 3 576 1 2 30      # head_dim heads kv_heads n_kv tokens threads
 //                                                   # [layers] [reps] [block] [shuffle]
