@@ -10,11 +10,11 @@ namespace {
 
 // Weight kept by the older observations at each new one: about the last 4-8 steps matter.
 constexpr double kDecay = 0.75;
-// The prior's weight on the decode line's slope, in squared rows: the decode-only steps' weighted
-// sum of squared deviations from their mean rows must pass this before their own slope counts
-// for more than half (steps of two batch sizes 4 apart, weighted alike, about reach it). Steps of
-// batch sizes next to each other (15 and 16 rows) are too close for their slope to be more than
-// the steps' jitter.
+// The prior's weight on the decode line's slope, in squared decodes: the decode-only steps'
+// weighted sum of squared deviations from their mean decodes must pass this before their own slope
+// counts for more than half (steps of two batch sizes 4 apart, weighted alike, about reach it).
+// Steps of batch sizes next to each other (15 and 16 sequences) are too close for their slope to be
+// more than the steps' jitter.
 constexpr double kSlopePrior = 16.0;
 
 }  // namespace
@@ -28,27 +28,27 @@ double PrefillPacer::prompt_token_seconds() const { return tokens_ > 0.0 ? share
 
 PrefillPacer::Line PrefillPacer::DecodeLine() const {
   Line line;
-  line.rows = sx_ / w_;
+  line.decodes = sx_ / w_;
   line.seconds = sy_ / w_;
-  const double sxx = std::max(sxx_ - w_ * line.rows * line.rows, 0.0);
-  const double sxy = sxy_ - w_ * line.rows * line.seconds;
+  const double sxx = std::max(sxx_ - w_ * line.decodes * line.decodes, 0.0);
+  const double sxy = sxy_ - w_ * line.decodes * line.seconds;
   line.own_slope = sxx > 0.0 ? std::max(sxy / sxx, 0.0) : 0.0;
   line.prior = kSlopePrior / (kSlopePrior + sxx);
   return line;
 }
 
-double PrefillPacer::DecodeStepSeconds(int32_t rows) const {
+double PrefillPacer::DecodeStepSeconds(int32_t decodes) const {
   if (w_ == 0.0) return 0.0;
   const Line line = DecodeLine();
   const double slope = (1.0 - line.prior) * line.own_slope + line.prior * prompt_token_seconds();
-  return std::max(line.seconds + slope * (rows - line.rows), 0.0);
+  return std::max(line.seconds + slope * (decodes - line.decodes), 0.0);
 }
 
-void PrefillPacer::Observe(double seconds, int32_t decode_rows, int32_t prompt_tokens) {
-  if (!(seconds > 0.0) || !std::isfinite(seconds) || decode_rows < 0) return;
-  const double x = decode_rows;
+void PrefillPacer::Observe(double seconds, int32_t decodes, int32_t prompt_tokens) {
+  if (!(seconds > 0.0) || !std::isfinite(seconds) || decodes < 0) return;
+  const double x = decodes;
   if (prompt_tokens <= 0) {
-    if (decode_rows == 0) return;
+    if (decodes == 0) return;
     w_ = kDecay * w_ + 1.0;
     sx_ = kDecay * sx_ + x;
     sy_ = kDecay * sy_ + seconds;
@@ -56,21 +56,21 @@ void PrefillPacer::Observe(double seconds, int32_t decode_rows, int32_t prompt_t
     sxy_ = kDecay * sxy_ + x * seconds;
     return;
   }
-  // The prompt's share of the step: what it took beyond the decode-only step of its rows. The
-  // line's slope is in part the prompt token's cost c itself (the prior's part): a decode row
-  // beyond the line's mean rows counts that much as a prompt token, so the share and the tokens
-  // it is spread over are
-  //   share = seconds - mean seconds - (1 - prior) * own slope * (rows - mean rows)
-  //   units = prompt tokens + prior * (rows - mean rows).
-  // Without a decode-only step to go by, or in a step without decodes, the step less what the
-  // line gives for no rows is charged to the prompt tokens (before any decode-only step, the
-  // whole step: a slight overestimate, its fixed cost included, which errs towards smaller
-  // chunks).
+  // The prompt's share of the step: what it took beyond the decode-only step of its decodes. The
+  // line's slope is in part the prompt token's cost c itself (the prior's part): a decode beyond
+  // the line's mean counts that much as a prompt token, so the share and the tokens it is spread
+  // over are
+  //   share = seconds - mean seconds - (1 - prior) * own slope * (decodes - mean decodes)
+  //   units = prompt tokens + prior * (decodes - mean decodes).
+  // Before any decode-only step the whole step is charged to the prompt tokens: a slight
+  // overestimate (its fixed cost, reading the weights once, is in it), which errs towards smaller
+  // chunks. A step the model cannot place (share or units not positive: noise, or a prompt-only
+  // step of fewer tokens than the line's mean decodes while the slope is the prior's) is left out.
   double share = seconds, units = prompt_tokens;
   if (w_ > 0.0) {
     const Line line = DecodeLine();
-    share = seconds - line.seconds - (1.0 - line.prior) * line.own_slope * (x - line.rows);
-    units = prompt_tokens + line.prior * (x - line.rows);
+    share = seconds - line.seconds - (1.0 - line.prior) * line.own_slope * (x - line.decodes);
+    units = prompt_tokens + line.prior * (x - line.decodes);
   }
   if (!(share > 0.0) || !(units > 0.0)) return;  // inconsistent with the model (noise)
   share_ = kDecay * share_ + share;

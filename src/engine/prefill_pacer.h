@@ -6,16 +6,17 @@
 // latency stays within that factor of its usual value while long prompts still make progress
 // every step.
 //
-// The model is linear: a step costs a + b * decode_rows + c * prompt_tokens.
-// - The decode-only step, a + b * rows, is a line fitted by exponentially weighted least squares
-//   over the steps that only decode. Its slope matters: a decode step of 16 sequences can take
-//   twice one sequence's (the batch turns compute-bound), and a pacer that measured the lone
+// The model is linear: a step costs a + b * decodes + c * prompt_tokens (decodes: the sequences
+// that decode in it; a sequence's draft rows, under speculative decoding, are part of its cost).
+// - The decode-only step, a + b * decodes, is a line fitted by exponentially weighted least
+//   squares over the steps that only decode. Its slope matters: a decode step of 16 sequences can
+//   take twice one sequence's (the batch turns compute-bound), and a pacer that measured the lone
 //   sequence's step only would charge that growth to the prompt tokens of a burst of requests,
-//   and admit them a few tokens per step. Until the observed steps have differed enough in rows
-//   (one batch size seen, or two next to each other), the slope leans on a prior: a decode row
+//   and admit them a few tokens per step. Until the observed steps have differed enough in decodes
+//   (one batch size seen, or two next to each other), the slope leans on a prior: a decode
 //   costs what a prompt token does.
 // - A prompt token's cost c is the exponentially weighted ratio of the mixed steps' prompt share
-//   (the step's time less the decode-only step of its rows) to their prompt tokens.
+//   (the step's time less the decode-only step of its decodes) to their prompt tokens.
 // Both follow changes in batch size, context length and machine load.
 //
 // Thread-safety: none (the serving engine's step thread owns it).
@@ -31,33 +32,33 @@ class PrefillPacer {
   // max_chunk.
   PrefillPacer(double itl_factor, int32_t min_chunk, int32_t max_chunk);
 
-  // A finished step: wall time in seconds, the decode rows it computed (a decoding sequence's
-  // token, and its draft tokens if any) and the prompt tokens (chunks) it computed.
-  void Observe(double seconds, int32_t decode_rows, int32_t prompt_tokens);
+  // A finished step: wall time in seconds, the sequences it decoded (their draft rows included)
+  // and the prompt tokens (chunks) it computed.
+  void Observe(double seconds, int32_t decodes, int32_t prompt_tokens);
 
-  // Prompt tokens the next step may carry if it also decodes `decodes` rows, in [min_chunk,
+  // Prompt tokens the next step may carry if it also decodes `decodes` sequences, in [min_chunk,
   // max_chunk]. Before a decode-only step and a prompt token's cost have both been observed: a
   // cautious default (min(max_chunk, 4 * min_chunk)).
   int32_t Limit(int32_t decodes) const;
 
-  // The estimated decode-only step of `rows` rows (0 until one is observed), and a prompt token's
-  // cost (0 until observed).
-  double DecodeStepSeconds(int32_t rows) const;
+  // The estimated decode-only step of `decodes` sequences (0 until one is observed), and a prompt
+  // token's cost (0 until observed).
+  double DecodeStepSeconds(int32_t decodes) const;
   double prompt_token_seconds() const;
 
  private:
   // The decode line through the decode-only steps' weighted means, its slope (1 - prior) *
   // own_slope + prior * c: own_slope their least-squares slope (at least 0), prior in (0, 1]
-  // the weight of c, the larger the less their rows have varied.
+  // the weight of c, the larger the less their decodes have varied.
   struct Line {
-    double rows = 0.0, seconds = 0.0, own_slope = 0.0, prior = 1.0;
+    double decodes = 0.0, seconds = 0.0, own_slope = 0.0, prior = 1.0;
   };
   Line DecodeLine() const;  // REQUIRES: w_ > 0
 
   double factor_;
   int32_t min_chunk_, max_chunk_;
-  // Exponentially weighted sums over the decode-only steps of 1, rows, seconds, rows^2 and
-  // rows * seconds.
+  // Exponentially weighted sums over the decode-only steps of 1, decodes, seconds, decodes^2
+  // and decodes * seconds.
   double w_ = 0.0, sx_ = 0.0, sy_ = 0.0, sxx_ = 0.0, sxy_ = 0.0;
   // Exponentially weighted sums over the mixed and prompt-only steps of the prompt's share of the
   // step (seconds) and of its tokens.

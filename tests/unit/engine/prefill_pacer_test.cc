@@ -81,8 +81,8 @@ TEST(PrefillPacerTest, FollowsAChangeOfSpeedAndIgnoresBadSamples) {
 TEST(PrefillPacerTest, FitsTheDecodeStepsGrowthWithTheBatch) {
   PrefillPacer p(2.0, 1, 4096);
   // Decode-only steps of 1 and 16 sequences: 8 ms and 18 ms, a line of 7.33 ms + 0.67 ms a row.
-  // Their rows vary widely, so the line is theirs, within the prior's pull (towards no slope here:
-  // no prompt token cost is known yet).
+  // Their batch sizes vary widely, so the line is theirs, within the prior's pull (towards no slope
+  // here: no prompt token cost is known yet).
   for (int i = 0; i < 4; ++i) {
     p.Observe(0.008, 1, 0);
     p.Observe(0.018, 16, 0);
@@ -96,7 +96,7 @@ TEST(PrefillPacerTest, FitsTheDecodeStepsGrowthWithTheBatch) {
   EXPECT_NEAR(p.prompt_token_seconds(), 0.0005, 0.00001);
   EXPECT_NEAR(p.Limit(1), 16, 1);   // 8 ms / 0.5 ms
   EXPECT_NEAR(p.Limit(16), 36, 1);  // 18 ms / 0.5 ms
-  // Prompt-only steps are charged beyond the fixed cost (the line at no rows).
+  // Prompt-only steps are charged beyond the fixed cost (the line at no decodes).
   PrefillPacer q = p;
   q.Observe(q.DecodeStepSeconds(0) + 0.100, 0, 200);
   EXPECT_NEAR(q.prompt_token_seconds(), 0.0005, 0.00001);
@@ -106,8 +106,8 @@ TEST(PrefillPacerTest, StepsOfNeighbouringSizesLeaveTheSlopeToThePrior) {
   PrefillPacer p(2.0, 1, 4096);
   p.Observe(0.010, 1, 0);
   p.Observe(0.010 + 0.050, 1, 100);  // 0.5 ms a prompt token
-  // Noisy decode-only steps of 15 and 16 rows: their own slope (6 ms a row) would put a decode
-  // step of one sequence below zero.
+  // Noisy decode-only steps of 15 and 16 sequences: their own slope (6 ms a sequence) would put a
+  // decode step of one sequence below zero.
   for (int i = 0; i < 8; ++i) {
     p.Observe(0.018, 15, 0);
     p.Observe(0.024, 16, 0);
@@ -119,11 +119,11 @@ TEST(PrefillPacerTest, StepsOfNeighbouringSizesLeaveTheSlopeToThePrior) {
 }
 
 // A burst of short prompts arrives while one sequence decodes; each joins the decoding batch once
-// its prompt is in. The machine: a step costs 7.4 ms, 0.6 ms per decode row and 0.5 ms per prompt
+// its prompt is in. The machine: a step costs 7.4 ms, 0.6 ms per decode and 0.5 ms per prompt
 // token. A pacer that measured only the lone sequence's decode step charged the batch's growth to
-// the prompt tokens (3.4 ms per token by the end) and took the burst in 15 steps; fitted by rows,
-// the mixed steps stay within about twice a decode step of their batch and the burst is in within
-// 9.
+// the prompt tokens (3.4 ms per token by the end) and took the burst in 15 steps; fitted by batch
+// size, the mixed steps stay within about twice a decode step of their batch and the burst is in
+// within 9.
 TEST(PrefillPacerTest, TakesABurstOfShortPromptsAtItsPace) {
   auto step = [](int32_t decodes, int32_t prompt_tokens) {
     return 0.0074 + 0.0006 * decodes + 0.0005 * prompt_tokens;
