@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
   }
   const double bytes = 2.0 * static_cast<double>(n_kv * row) * sizeof(uint16_t) * layers;
   // FNV-1a of the last layer's output bytes: two builds that give the same bits print the same.
-  uint64_t hash = 1469598103934665603ull;
+  uint64_t hash = 14695981039346656037ull;
   for (const unsigned char c :
        std::span(reinterpret_cast<const unsigned char*>(out.data()), out.size() * sizeof(float))) {
     hash = (hash ^ c) * 1099511628211ull;

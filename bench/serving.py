@@ -247,20 +247,28 @@ async def run_burst(url: str, n: int, max_tokens: int) -> dict:
     """One stream decodes; then n short requests arrive at once. Their prompts join the running batch
     as the engine's prefill pacing allows: TTFT p50 and max, and the burst's wall time from the
     first request sent to the last token (its output tokens over that time)."""
+    first_times: list = []
     async with httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=1000)) as client:
         running = asyncio.create_task(one_request(client, url, {
-            "prompt": "Tell story number 0:", "max_tokens": max_tokens + 64, "ignore_eos": True, "temperature": 0}))
+            "prompt": "Tell story number 0:", "max_tokens": max_tokens + 64, "ignore_eos": True, "temperature": 0},
+            times=first_times))
         await asyncio.sleep(0.1)
+        before = len(first_times)
         t0 = time.perf_counter()
         results = await asyncio.gather(*(one_request(client, url, {
             "prompt": f"Tell story number {i + 1}:", "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0})
             for i in range(n)))
         wall = time.perf_counter() - t0
-        await running
+        first = await running
     ttft = [r["ttft"] * 1000 for r in results if r["error"] is None and r["ttft"] is not None]
+    out_tokens = sum(r["completion_tokens"] for r in results)
     return {"requests": n, "failed": n - len(ttft), "ttft_ms_p50": pct(ttft, 50),
-            "ttft_ms_max": max(ttft) if ttft else None, "wall_ms": wall * 1000,
-            "output_token_throughput": sum(r["completion_tokens"] for r in results) / wall}
+            "ttft_ms_max": max(ttft) if ttft else None, "wall_ms": wall * 1000, "output_tokens": out_tokens,
+            "output_token_throughput": out_tokens / wall,
+            # The stream the burst arrived beside: whether it ran to the end, and how many tokens it
+            # had streamed when the burst was sent (0: it was not decoding yet).
+            "running_stream": {"error": first["error"], "completion_tokens": first["completion_tokens"],
+                               "tokens_before_burst": before}}
 
 
 def fmt(v) -> str:
@@ -369,7 +377,8 @@ def main() -> int:
     for b in report.get("bursts", []):
         print(f"\nburst of {b['requests']} requests beside a running stream: {b['failed']} failed, TTFT p50 "
               f"{fmt(b['ttft_ms_p50'])} ms, max {fmt(b['ttft_ms_max'])} ms; the burst took {fmt(b['wall_ms'])} ms, "
-              f"{fmt(b['output_token_throughput'])} output tok/s")
+              f"{fmt(b['output_token_throughput'])} output tok/s (the running stream had "
+              f"{b['running_stream']['tokens_before_burst']} tokens when it came)")
     if "long_prompt" in report:
         lp = report["long_prompt"]
         print(f"\nlong prompt ({lp['long_prompt_tokens']} tokens, TTFT {fmt(lp['long_prompt_ttft_ms'])} ms) beside "

@@ -64,15 +64,17 @@ void PrefillPacer::Observe(double seconds, int32_t decodes, int32_t prompt_token
   //   units = prompt tokens + prior * (decodes - mean decodes).
   // Before any decode-only step the whole step is charged to the prompt tokens: a slight
   // overestimate (its fixed cost, reading the weights once, is in it), which errs towards smaller
-  // chunks. A step the model cannot place (share or units not positive: noise, or a prompt-only
-  // step of fewer tokens than the line's mean decodes while the slope is the prior's) is left out.
+  // chunks. A step the model cannot place is left out: share not positive (noise), or units
+  // below half its prompt tokens (a step of fewer decodes than the line's mean while the slope is
+  // mostly the prior's, where a few tokens would carry the jitter of the whole step: 2 prompt
+  // tokens beside 15 decodes after steps of 16 once set c to three times its value).
   double share = seconds, units = prompt_tokens;
   if (w_ > 0.0) {
     const Line line = DecodeLine();
     share = seconds - line.seconds - (1.0 - line.prior) * line.own_slope * (x - line.decodes);
     units = prompt_tokens + line.prior * (x - line.decodes);
   }
-  if (!(share > 0.0) || !(units > 0.0)) return;  // inconsistent with the model (noise)
+  if (!(share > 0.0) || !(units >= 0.5 * prompt_tokens)) return;
   share_ = kDecay * share_ + share;
   tokens_ = kDecay * tokens_ + units;
 }

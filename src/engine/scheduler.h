@@ -185,6 +185,7 @@ class Scheduler {
   // token budget.
   SchedulerOutput Schedule(const std::function<int32_t(int32_t decodes)>& prefill_limit);
   SchedulerOutput Schedule(int32_t prefill_limit = std::numeric_limits<int32_t>::max()) {
+    GANNET_CHECK(prefill_limit >= 1);
     return Schedule([prefill_limit](int32_t) { return prefill_limit; });
   }
 

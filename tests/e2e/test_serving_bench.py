@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 GANNET = os.environ.get("GANNET_BIN", str(ROOT / "build" / "bin" / "gannet"))
 MODEL = os.environ.get("GANNET_TEST_MODEL", str(ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"))
@@ -59,9 +61,12 @@ def test_burst_report_is_well_formed():
     bursts = json.loads(r.stdout)["bursts"]
     assert len(bursts) == 2
     for b in bursts:
-        assert b["requests"] == 3 and b["failed"] == 0
+        assert b["requests"] == 3 and b["failed"] == 0 and b["output_tokens"] == 15
         assert 0 < b["ttft_ms_p50"] <= b["ttft_ms_max"] and b["wall_ms"] > 0
-        assert abs(b["output_token_throughput"] * b["wall_ms"] / 1000 - 15) < 1e-6
+        assert b["output_token_throughput"] * b["wall_ms"] / 1000 == pytest.approx(15)
+        first = b["running_stream"]
+        assert first["error"] is None and first["completion_tokens"] == 5 + 64
+        assert 0 <= first["tokens_before_burst"] <= 5 + 64
 
 
 def test_bad_arguments():

@@ -44,8 +44,9 @@ TEST(PrefillPacerTest, SizesChunksSoAMixedStepTakesFactorTimesADecodeStep) {
 
 TEST(PrefillPacerTest, PromptOnlyStepsChargeTheWholeStepToTheTokens) {
   PrefillPacer p(2.0, 1, 512);
-  p.Observe(1.0, 0, 200);  // 5 ms per token, fixed cost included
-  p.Observe(0.1, 2, 0);    // decode-only: 100 ms
+  p.Observe(1.0, 0, 200);    // 5 ms per token, fixed cost included
+  EXPECT_EQ(p.Limit(2), 4);  // no decode-only step yet: the cautious 4 * min_chunk
+  p.Observe(0.1, 2, 0);      // decode-only: 100 ms
   EXPECT_EQ(p.Limit(2), 20);
 }
 
@@ -75,12 +76,15 @@ TEST(PrefillPacerTest, FollowsAChangeOfSpeedAndIgnoresBadSamples) {
   p.Observe(std::numeric_limits<double>::quiet_NaN(), 4, 0);
   p.Observe(std::numeric_limits<double>::infinity(), 4, 10);
   p.Observe(0.0, 0, 0);
+  p.Observe(0.5, -1, 0);
+  p.Observe(0.5, -1, 10);
   EXPECT_EQ(p.Limit(4), before);
 }
 
 TEST(PrefillPacerTest, FitsTheDecodeStepsGrowthWithTheBatch) {
   PrefillPacer p(2.0, 1, 4096);
-  // Decode-only steps of 1 and 16 sequences: 8 ms and 18 ms, a line of 7.33 ms + 0.67 ms a row.
+  // Decode-only steps of 1 and 16 sequences: 8 ms and 18 ms, a line of 7.33 ms + 0.67 ms a
+  // sequence.
   // Their batch sizes vary widely, so the line is theirs, within the prior's pull (towards no slope
   // here: no prompt token cost is known yet).
   for (int i = 0; i < 4; ++i) {

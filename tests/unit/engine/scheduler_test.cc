@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -53,6 +54,20 @@ struct Harness {
     }
     const Status inv = sched.CheckInvariants();
     EXPECT_TRUE(inv.ok()) << inv.ToString();
+    for (FinishedRequest& f : sched.TakeFinished()) finished[f.id] = std::move(f);
+    return out;
+  }
+
+  // Step with the prefill limit a function of the step's decodes (as the serving engine asks).
+  SchedulerOutput StepWith(const std::function<int32_t(int32_t)>& prefill_limit) {
+    SchedulerOutput out = sched.Schedule(prefill_limit);
+    if (!out.empty()) {
+      std::string error;
+      const StepResult r = fwd.Run(out, DefaultSample, &error);
+      EXPECT_EQ(error, "");
+      const Status u = sched.Update(r);
+      EXPECT_TRUE(u.ok()) << u.ToString();
+    }
     for (FinishedRequest& f : sched.TakeFinished()) finished[f.id] = std::move(f);
     return out;
   }
@@ -196,6 +211,28 @@ TEST(SchedulerTest, PrefillLimitAppliesOnlyBesideDecodes) {
   EXPECT_EQ(out.num_tokens, 8 + 20);
   h.RunToEnd();
   EXPECT_EQ(h.finished[1].samples[0].tokens.size(), 3u);
+  EXPECT_EQ(h.finished[3].samples[0].tokens.size(), 2u);
+}
+
+TEST(SchedulerTest, PrefillLimitIsAskedForTheStepsDecodes) {
+  Harness h({.max_num_batched_tokens = 64, .max_num_seqs = 8, .num_blocks = 256, .block_size = 4});
+  std::vector<int32_t> asked;
+  const auto limit = [&asked](int32_t decodes) {
+    asked.push_back(decodes);
+    return 3 * decodes;
+  };
+  h.Add(1, Range(0, 8), 4);
+  h.Add(2, Range(100, 8), 4);
+  SchedulerOutput out = h.StepWith(limit);  // no decodes: not asked, the whole budget
+  EXPECT_TRUE(asked.empty());
+  EXPECT_EQ(out.num_tokens, 16);
+  h.Add(3, Range(200, 30), 2);
+  out = h.StepWith(limit);  // 1 and 2 decode: asked for 2, 3 gets a 6-token chunk
+  EXPECT_EQ(asked, std::vector<int32_t>({2}));
+  ASSERT_EQ(out.seqs.size(), 3u);
+  EXPECT_EQ(out.seqs[2].request_id, 3u);
+  EXPECT_EQ(out.seqs[2].tokens.size(), 6u);
+  h.RunToEnd();
   EXPECT_EQ(h.finished[3].samples[0].tokens.size(), 2u);
 }
 
