@@ -44,7 +44,14 @@ struct Harness {
   // Schedule + fake forward + Update, checking invariants on the way.
   SchedulerOutput Step(const SampleFn& sample = DefaultSample,
                        int32_t prefill_limit = std::numeric_limits<int32_t>::max()) {
-    SchedulerOutput out = sched.Schedule(prefill_limit);
+    return Apply(sched.Schedule(prefill_limit), sample);
+  }
+  // The same with the prefill limit a function of the step's decodes (as the serving engine asks).
+  SchedulerOutput StepWith(const std::function<int32_t(int32_t)>& prefill_limit) {
+    return Apply(sched.Schedule(prefill_limit), DefaultSample);
+  }
+
+  SchedulerOutput Apply(SchedulerOutput out, const SampleFn& sample) {
     if (!out.empty()) {
       std::string error;
       const StepResult r = fwd.Run(out, sample, &error);
@@ -54,20 +61,6 @@ struct Harness {
     }
     const Status inv = sched.CheckInvariants();
     EXPECT_TRUE(inv.ok()) << inv.ToString();
-    for (FinishedRequest& f : sched.TakeFinished()) finished[f.id] = std::move(f);
-    return out;
-  }
-
-  // Step with the prefill limit a function of the step's decodes (as the serving engine asks).
-  SchedulerOutput StepWith(const std::function<int32_t(int32_t)>& prefill_limit) {
-    SchedulerOutput out = sched.Schedule(prefill_limit);
-    if (!out.empty()) {
-      std::string error;
-      const StepResult r = fwd.Run(out, DefaultSample, &error);
-      EXPECT_EQ(error, "");
-      const Status u = sched.Update(r);
-      EXPECT_TRUE(u.ok()) << u.ToString();
-    }
     for (FinishedRequest& f : sched.TakeFinished()) finished[f.id] = std::move(f);
     return out;
   }
