@@ -7,7 +7,9 @@ token after the first (TPOT) and the end-to-end latency; per run, request and ou
 throughput. Workloads:
 
   --rates R1,R2,..     Poisson arrivals at each rate (requests/s; "inf" sends all at once)
-  --concurrency C1,..  C clients, each sending its next request when the previous one ends
+  --concurrency C1,..  C clients, each sending its next request when the previous one ends; with
+                       --rounds R the list runs R times, its order reversed every other round, and
+                       the throughput ratio (the most clients over 1) is the median of the rounds'
   --multiturn          conversations of --turns turns sharing one long system prompt, run with the
                        prefix cache on and off (two server starts); TTFT per turn
   --long-prompt        inter-token latency of running streams while a 2,000-token prompt arrives
@@ -292,7 +294,9 @@ def main() -> int:
     ap.add_argument("--long-prompt", action="store_true")
     ap.add_argument("--burst", type=int, default=0, metavar="N",
                     help="N short requests at once beside a running stream (see above)")
-    ap.add_argument("--rounds", type=int, default=3, help="--burst: bursts measured (one small burst warms up first)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="--burst: bursts measured (one small burst warms up first; default 3); --concurrency: "
+                         "times the list runs, alternating its order (default 1)")
     ap.add_argument("--streams", type=int, default=4)
     ap.add_argument("--decode-only", action="store_true",
                     help="--rates/--concurrency with short prompts (~8 tokens) and a fixed output length "
@@ -331,14 +335,17 @@ def main() -> int:
         for r in rates:
             res = asyncio.run(run_rate(url, prompts, r, a.seed))
             report["runs"].append({"mode": "rate", "rate": r if math.isfinite(r) else "inf", **res})
-        for c in concs:
-            res = asyncio.run(run_concurrency(url, prompts, c))
-            report["runs"].append({"mode": "concurrency", "concurrency": c, **res})
+        conc_rounds = a.rounds or 1
+        for rnd in range(conc_rounds if concs else 0):
+            for c in (concs if rnd % 2 == 0 else concs[::-1]):
+                res = asyncio.run(run_concurrency(url, prompts, c))
+                report["runs"].append({"mode": "concurrency", "concurrency": c, "round": rnd, **res})
         if a.long_prompt:
             report["long_prompt"] = asyncio.run(run_long_prompt(url, a.streams, a.seed))
         if a.burst:
             asyncio.run(run_burst(url, 4, 8))
-            report["bursts"] = [asyncio.run(run_burst(url, a.burst, a.max_tokens or 64)) for _ in range(a.rounds)]
+            report["bursts"] = [asyncio.run(run_burst(url, a.burst, a.max_tokens or 64))
+                                for _ in range(a.rounds or 3)]
         if a.multiturn:
             report["multiturn_prefix_cache_on"] = asyncio.run(run_multiturn(url, a.conversations, a.turns, a.seed))
     finally:
@@ -353,11 +360,16 @@ def main() -> int:
         on_t = report["multiturn_prefix_cache_on"]["ttft_ms_median_by_turn"][-1]
         off_t = report["multiturn_prefix_cache_off"]["ttft_ms_median_by_turn"][-1]
         report["multiturn_last_turn_ttft_off_over_on"] = (off_t / on_t) if on_t and off_t else None
-    conc = {r["concurrency"]: r for r in report["runs"] if r["mode"] == "concurrency"}
-    if 1 in conc and len(conc) > 1 and conc[1]["output_token_throughput"] > 0:
-        top = max(conc)
-        report["throughput_ratio"] = {"concurrency": top, "over_single": conc[top]["output_token_throughput"] /
-                                      conc[1]["output_token_throughput"]}
+    # Per round, the most clients' output throughput over one client's (the same round's runs).
+    ratios, top = [], None
+    for rnd in sorted({r["round"] for r in report["runs"] if r["mode"] == "concurrency"}):
+        conc = {r["concurrency"]: r for r in report["runs"] if r["mode"] == "concurrency" and r["round"] == rnd}
+        if 1 in conc and len(conc) > 1 and conc[1]["output_token_throughput"] > 0:
+            top = max(conc)
+            ratios.append(conc[top]["output_token_throughput"] / conc[1]["output_token_throughput"])
+    if ratios:
+        report["throughput_ratio"] = {"concurrency": top, "over_single": statistics.median(ratios),
+                                      "over_single_by_round": ratios}
 
     if a.json:
         print(json.dumps(report))
@@ -368,12 +380,16 @@ def main() -> int:
         print("|---|---|---|---|---|---|---|---|")
     for r in report["runs"]:
         mode = f"rate {r['rate']}" if r["mode"] == "rate" else f"concurrency {r['concurrency']}"
+        if r["mode"] == "concurrency" and (a.rounds or 1) > 1:
+            mode += f" (round {r['round'] + 1})"
         print(f"| {mode} | {r['requests']} | {r['failed']} | {fmt(r['request_throughput'])} | "
               f"{fmt(r['output_token_throughput'])} | {fmt(r['ttft_ms_p50'])}/{fmt(r['ttft_ms_p99'])} | "
               f"{fmt(r['tpot_ms_p50'])}/{fmt(r['tpot_ms_p99'])} | {fmt(r['itl_ms_p50'])}/{fmt(r['itl_ms_p99'])} |")
     if "throughput_ratio" in report:
         t = report["throughput_ratio"]
-        print(f"\noutput-token throughput at {t['concurrency']} clients / 1 client: {t['over_single']:.2f}x")
+        rounds = t["over_single_by_round"]
+        each = f" (median of {len(rounds)} rounds: {', '.join(f'{x:.2f}' for x in rounds)})" if len(rounds) > 1 else ""
+        print(f"\noutput-token throughput at {t['concurrency']} clients / 1 client: {t['over_single']:.2f}x{each}")
     for b in report.get("bursts", []):
         print(f"\nburst of {b['requests']} requests beside a running stream: {b['failed']} failed, TTFT p50 "
               f"{fmt(b['ttft_ms_p50'])} ms, max {fmt(b['ttft_ms_max'])} ms; the burst took {fmt(b['wall_ms'])} ms, "

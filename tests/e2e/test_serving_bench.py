@@ -53,6 +53,18 @@ def test_decode_only_gives_fixed_output_lengths():
     assert run_["prompt_tokens"] < 3 * 16
 
 
+def test_concurrency_rounds_alternate_and_give_a_median_ratio():
+    r = run("-m", MODEL, "--gannet", GANNET, "-t", "2", "--concurrency", "1,2", "--num-prompts", "2",
+            "--max-tokens", "3", "--decode-only", "--rounds", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    order = [(x["round"], x["concurrency"]) for x in rep["runs"]]
+    assert order == [(0, 1), (0, 2), (1, 2), (1, 1), (2, 1), (2, 2)]
+    t = rep["throughput_ratio"]
+    assert t["concurrency"] == 2 and len(t["over_single_by_round"]) == 3
+    assert t["over_single"] == sorted(t["over_single_by_round"])[1]
+
+
 def test_burst_report_is_well_formed():
     # --burst: n requests at once beside a running stream, each to exactly max_tokens.
     r = run("-m", MODEL, "--gannet", GANNET, "-t", "2", "--burst", "3", "--rounds", "2", "--max-tokens", "5",
