@@ -1,6 +1,7 @@
 // The engine's per-request and per-sample state (Engine::Active, Engine::SampleJob), shared by
-// the files that implement Engine: engine.cc (admission, the step loop, outputs) and
-// engine_grammar.cc (constrained decoding: masks, their prefetching, lazy triggers). Internal to
+// the files that implement Engine: engine.cc (admission, the step loop, outputs),
+// engine_grammar.cc (constrained decoding: masks, their prefetching, lazy triggers) and
+// engine_spec.cc (speculative decoding: the drafts a step proposes). Internal to
 // the engine module; nothing outside src/engine includes it.
 //
 // Thread-safety: an Active belongs to the engine's step thread, except that during Sample each
@@ -19,6 +20,10 @@
 #include "engine/output_processor.h"
 
 namespace gannet::engine {
+
+inline double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 struct Engine::Active {
   RequestId id = 0;
