@@ -290,8 +290,8 @@ void Engine::Loop() {
         FailStep(out, logits.status(), aborted);
       } else {
         // Decoding sequences and their rows (drafts included). A prompt's last chunk of one token
-        // counts as a decode: it costs what one does (the pacer's limit was asked for the
-        // sequences with one token to compute, which it was not yet).
+        // counts as a decode here, as it costs what one does, though the pacer's limit for this
+        // step was asked before that chunk was scheduled.
         int32_t decodes = 0, decode_rows = 0;
         for (const ScheduledSeq& s : out.seqs) {
           if (s.needs_logits && (s.tokens.size() == 1 || s.speculative())) {
