@@ -61,6 +61,7 @@ Result<std::unique_ptr<Model>> Gemma3Model::Load(std::shared_ptr<const GgufFile>
                             w.Get(BlockTensorName(l, "post_ffw_norm.weight"), c.n_embd, 1));
   }
   m->weight_bytes_ = w.bytes_loaded();
+  m->copies_ = w.TakeCopies();
   return std::unique_ptr<Model>(std::move(m));
 }
 

@@ -50,6 +50,7 @@ Result<std::unique_ptr<Model>> LlamaModel::Load(std::shared_ptr<const GgufFile> 
     }
   }
   m->weight_bytes_ = w.bytes_loaded();
+  m->copies_ = w.TakeCopies();
   return std::unique_ptr<Model>(std::move(m));
 }
 

@@ -1,6 +1,7 @@
 #include "models/loader.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace gannet::models {
 
@@ -31,8 +32,15 @@ Result<graph::WeightRef> WeightLoader::GetOptional(const std::string& name, int6
                                ", which gannet cannot compute with yet");
   }
   bytes_ += t->n_bytes;
-  return graph::WeightRef{
-      .type = t->type, .data = t->data.data(), .rows = rows, .cols = cols, .name = name};
+  const void* data = t->data.data();
+  if (rows == 1) {
+    TensorCopy copy(std::aligned_alloc(64, (t->data.size() + 63) / 64 * 64));
+    if (copy == nullptr) return Status::ResourceExhausted("no memory for tensor '" + name + "'");
+    std::memcpy(copy.get(), t->data.data(), t->data.size());
+    data = copy.get();
+    copies_.push_back(std::move(copy));
+  }
+  return graph::WeightRef{.type = t->type, .data = data, .rows = rows, .cols = cols, .name = name};
 }
 
 Result<graph::WeightRef> WeightLoader::Get(const std::string& name, int64_t cols, int64_t rows) {

@@ -19,7 +19,8 @@ class WeightLoader {
   // "{arch}.<suffix>"
   std::string Key(const std::string& suffix) const { return arch_ + "." + suffix; }
 
-  // A weight with ggml shape [cols, rows] (rows = 1 for vectors: pass rows = 1).
+  // A weight with ggml shape [cols, rows] (rows = 1 for vectors: pass rows = 1). A vector (a
+  // norm's weights, a bias) is copied out of the file (see copies()); a matrix points into it.
   Result<graph::WeightRef> Get(const std::string& name, int64_t cols, int64_t rows);
   // nullopt-like: an invalid WeightRef when absent; an error when present but malformed.
   Result<graph::WeightRef> GetOptional(const std::string& name, int64_t cols, int64_t rows);
@@ -29,10 +30,18 @@ class WeightLoader {
 
   int64_t bytes_loaded() const { return bytes_; }
 
+  // The copies of the vectors loaded so far; the model keeps them (the WeightRefs point into
+  // them). Why copies: the matrices are copied by the backend at load and their file pages
+  // dropped; a forward pass that read its norm vectors from the file faulted each one's
+  // page-cache folio back in (up to 2 MiB a vector where the kernel keeps files in large
+  // folios: 36 of a 139 MiB model's MiB resident again after one step).
+  std::vector<TensorCopy> TakeCopies() { return std::move(copies_); }
+
  private:
   const GgufFile& file_;
   std::string arch_;
   int64_t bytes_ = 0;
+  std::vector<TensorCopy> copies_;
 };
 
 // The weights every pre-norm block here has (q/k norms and biases are optional; an

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,12 @@ struct GraphOptions {
   graph::WeightRef output;
 };
 
+// A copy of a tensor's bytes (64-byte aligned), kept by the model whose weights point into it.
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using TensorCopy = std::unique_ptr<void, FreeDeleter>;
+
 class Model {
  public:
   virtual ~Model() = default;
@@ -75,6 +82,8 @@ class Model {
   ModelConfig config_;
   graph::WeightRef output_;
   int64_t weight_bytes_ = 0;
+  // The vectors (norm weights, biases) copied out of the file at load: WeightLoader::TakeCopies.
+  std::vector<TensorCopy> copies_;
 };
 
 // Reads general.architecture and builds the matching model, validating every weight's presence,
