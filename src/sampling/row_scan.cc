@@ -4,12 +4,14 @@
 #include <cstring>
 #include <limits>
 
+#include "sampling/row_scan_internal.h"
+#include "sampling/row_scan_lanes.h"
+
 namespace gannet::sampling {
 namespace {
 
 using F32x4 = float __attribute__((vector_size(16)));
 using I32x4 = int32_t __attribute__((vector_size(16)));
-using F64x2 = double __attribute__((vector_size(16)));
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
@@ -21,42 +23,10 @@ inline F32x4 Load(const float* p) {
 
 inline F32x4 Splat(float x) { return F32x4{} + x; }
 
-// exp(x) for x in [-87, 0] (to within ~2 ulp; exact 1 at 0): x = n ln2 + r, |r| <= ln2 / 2, with
-// ln2 split in two so n ln2 is exact to ~2^-32; e^r by its Taylor series to r^7 (remainder
-// below 2^-26 relative); 2^n put into the exponent bits.
-inline F32x4 ExpNonPositive(F32x4 x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693145751953125f;  // ln 2's first 16 bits: n * kLn2Hi is exact
-  constexpr float kLn2Lo = 1.42860682030941723e-6f;
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const F32x4 t = x * kLog2e + kRound;
-  const F32x4 n = t - kRound;
-  const F32x4 r = (x - n * kLn2Hi) - n * kLn2Lo;
-  F32x4 p = Splat(1.0f / 5040);
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  // t's low mantissa bits hold n (two's complement, as t is within 2^22 of kRound).
-  I32x4 t_bits, round_bits;
-  std::memcpy(&t_bits, &t, sizeof(t));
-  const F32x4 round = Splat(kRound);
-  std::memcpy(&round_bits, &round, sizeof(round));
-  const I32x4 scale_bits = (t_bits - round_bits + 127) << 23;
-  F32x4 scale;
-  std::memcpy(&scale, &scale_bits, sizeof(scale));
-  return p * scale;
-}
-
-constexpr float kLowest = -87.0f;  // e^-87 ~ 1.6e-38, the float range's bottom
-
-// exp(y) where y >= kLowest, else 0 (NaN and -inf included).
-inline F32x4 ExpOrZero(F32x4 y) {
-  const I32x4 counts = y >= Splat(kLowest);
-  return counts ? ExpNonPositive(counts ? y : F32x4{}) : F32x4{};
+// The fastest target's exponential scans, picked once.
+const internal::ExpScans& Scans() {
+  static const internal::ExpScans best = internal::AvailableExpScans().back();
+  return best;
 }
 
 inline float CappedInverse(double inv_t) {
@@ -140,49 +110,45 @@ bool AnyAbove(const float* x, float threshold) {
 }
 
 double SumExpBelow(std::span<const float> logits, float max) {
-  const float* x = logits.data();
-  const size_t n = logits.size();
-  const size_t body = n - n % 4;
-  const F32x4 m = Splat(max);
-  F64x2 sum_lo = F64x2{}, sum_hi = F64x2{};
-  for (size_t i = 0; i < body; i += 4) {
-    const F32x4 e = ExpOrZero(Load(x + i) - m);  // NaN and -inf logits give NaN and -inf: 0
-    sum_lo += F64x2{e[0], e[1]};
-    sum_hi += F64x2{e[2], e[3]};
-  }
-  double sum = (sum_lo[0] + sum_lo[1]) + (sum_hi[0] + sum_hi[1]);
-  for (size_t i = body; i < n; ++i) sum += ExpOrZero(Splat(x[i] - max))[0];
-  return sum;
+  // (x - max) * 1 is x - max, to the bit, NaN and infinities included.
+  return Scans().sum_tempered_exp(logits.data(), logits.size(), max, 1.0f);
 }
 
 float TemperedExp(float logit, float max, double inv_t) {
-  return ExpOrZero((Splat(logit) - max) * CappedInverse(inv_t))[0];
+  using L = Lanes<4>;
+  return L::TemperedExp(L::Splat(logit), L::Splat(max), L::Splat(CappedInverse(inv_t)))[0];
 }
 
 double SumTemperedExp(std::span<const float> logits, float max, double inv_t) {
-  const float* x = logits.data();
-  const size_t n = logits.size();
-  const size_t body = n - n % 4;
-  const F32x4 m = Splat(max), s = Splat(CappedInverse(inv_t));
-  F64x2 sum_lo = F64x2{}, sum_hi = F64x2{};
-  for (size_t i = 0; i < body; i += 4) {
-    const F32x4 e = ExpOrZero((Load(x + i) - m) * s);
-    sum_lo += F64x2{e[0], e[1]};
-    sum_hi += F64x2{e[2], e[3]};
-  }
-  double sum = (sum_lo[0] + sum_lo[1]) + (sum_hi[0] + sum_hi[1]);
-  for (size_t i = body; i < n; ++i) sum += TemperedExp(x[i], max, inv_t);
-  return sum;
+  return Scans().sum_tempered_exp(logits.data(), logits.size(), max, CappedInverse(inv_t));
 }
 
 void TemperedExps(const float* x, size_t n, float max, double inv_t, float* out) {
-  const size_t body = n - n % 4;
-  const F32x4 m = Splat(max), s = Splat(CappedInverse(inv_t));
-  for (size_t i = 0; i < body; i += 4) {
-    const F32x4 e = ExpOrZero((Load(x + i) - m) * s);
-    std::memcpy(out + i, &e, sizeof(e));
-  }
-  for (size_t i = body; i < n; ++i) out[i] = TemperedExp(x[i], max, inv_t);
+  Scans().tempered_exps(x, n, max, CappedInverse(inv_t), out);
 }
+
+namespace internal {
+
+ExpScans BaselineExpScans() {
+  return {.target = "baseline",
+          .sum_tempered_exp = &Lanes<4>::SumTemperedExp,
+          .tempered_exps = &Lanes<4>::TemperedExps};
+}
+
+const std::vector<ExpScans>& AvailableExpScans() {
+  static const std::vector<ExpScans> scans = [] {
+    std::vector<ExpScans> v = {BaselineExpScans()};
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) v.push_back(Avx2ExpScans());
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+      v.push_back(Avx512ExpScans());
+    }
+    return v;
+  }();
+  return scans;
+}
+
+}  // namespace internal
 
 }  // namespace gannet::sampling

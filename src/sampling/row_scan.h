@@ -1,9 +1,11 @@
 // Whole-row scans over a position's logits (262144 of them for Gemma 3), on every sampled token's
-// path: the argmax, the largest value, whether a span holds a value above a bar, and the
-// log-softmax's sum of exponentials. Written with GCC/Clang vector types (4 floats, the baseline
-// x86-64 target's SSE2 registers; no ISA intrinsics outside kernels/): a scalar loop carries one
+// path: the argmax, the largest value, whether a span holds a value above a bar, and the sums and
+// terms of exponentials that an untruncated draw, top_p and the log-softmax need. Written with
+// GCC/Clang vector types, no ISA intrinsics (those stay in kernels/): a scalar loop carries one
 // running value from element to element, about one element per cycle, and a row of 1 MiB then
-// takes ~200 us where these take ~50, bound by memory.
+// takes ~200 us where the comparisons take ~50, bound by memory. The exponentials are compiled
+// for each CPU target and the fastest one the CPU has is picked once (row_scan_lanes.h); every
+// target gives the same bits.
 //
 // Usable logits are those > -infinity (NaN compares false and is never usable).
 // Thread-safety: pure functions.

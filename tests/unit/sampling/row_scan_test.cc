@@ -3,9 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
+
+#include "sampling/row_scan_internal.h"
 
 namespace gannet::sampling {
 namespace {
@@ -17,7 +21,7 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 std::vector<std::vector<float>> AwkwardRows() {
   std::mt19937_64 rng(11);
   std::vector<std::vector<float>> rows;
-  for (int n : {1, 3, 4, 5, 7, 8, 9, 31, 32, 33, 255, 4097, 262144}) {
+  for (int n : {1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 255, 4097, 262144}) {
     for (int trial = 0; trial < 6; ++trial) {
       std::vector<float> row(static_cast<size_t>(n));
       std::uniform_int_distribution<int> kind(0, trial % 3 == 0 ? 4 : 40);
@@ -131,6 +135,44 @@ TEST(RowScanTest, TemperedWeightsMatchDoublePrecision) {
     EXPECT_EQ(w, i == 1 ? 1.0f : 0.0f) << i;
   }
   EXPECT_EQ(SumTemperedExp(row, 3.0f, 1e40), 1.0);
+}
+
+// Every CPU target's exponentials give the baseline's bits, so a seeded draw is the same on every
+// machine: each term, and each sum (the 16 double lanes and their reduction tree), on rows whose
+// lengths fall around every width's body and tail.
+TEST(RowScanTest, EveryTargetGivesTheBaselineBits) {
+  const std::vector<internal::ExpScans>& targets = internal::AvailableExpScans();
+  ASSERT_FALSE(targets.empty());
+  const internal::ExpScans base = internal::BaselineExpScans();
+  EXPECT_STREQ(targets.front().target, base.target);
+  // The awkward rows hold few distinct values; these hold a million.
+  std::vector<std::vector<float>> rows = AwkwardRows();
+  std::mt19937_64 rng(13);
+  for (float spread : {0.3f, 3.0f, 30.0f}) {
+    std::normal_distribution<float> logit(0.0f, spread);
+    for (size_t n : {size_t{262144}, size_t{262144 + 13}}) {
+      std::vector<float> row(n);
+      for (float& l : row) l = logit(rng);
+      rows.push_back(std::move(row));
+    }
+  }
+  for (const internal::ExpScans& t : targets) {
+    std::printf("target %s\n", t.target);
+    for (float s : {1.0f, 0.8f, 1.7f, 1e30f}) {
+      for (const std::vector<float>& row : rows) {
+        SCOPED_TRACE(testing::Message() << t.target << " n " << row.size() << " s " << s);
+        const float max = MaxUsable(row) > -kInf ? MaxUsable(row) : 0.0f;
+        const double want = base.sum_tempered_exp(row.data(), row.size(), max, s);
+        const double got = t.sum_tempered_exp(row.data(), row.size(), max, s);
+        EXPECT_EQ(std::memcmp(&want, &got, sizeof(double)), 0) << want << " " << got;
+        std::vector<float> want_terms(row.size()), got_terms(row.size() + 1, 7.0f);
+        base.tempered_exps(row.data(), row.size(), max, s, want_terms.data());
+        t.tempered_exps(row.data(), row.size(), max, s, got_terms.data());
+        EXPECT_EQ(std::memcmp(want_terms.data(), got_terms.data(), row.size() * sizeof(float)), 0);
+        EXPECT_EQ(got_terms.back(), 7.0f);  // nothing written past the row
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -1,0 +1,14 @@
+// The exponential scans of row_scan for the AVX-512 target: row_scan_lanes.h at 16 floats per
+// vector. Compiled with the target's flags (src/CMakeLists.txt); called only where the CPU has it.
+#include "sampling/row_scan_internal.h"
+#include "sampling/row_scan_lanes.h"
+
+namespace gannet::sampling::internal {
+
+ExpScans Avx512ExpScans() {
+  return {.target = "avx512",
+          .sum_tempered_exp = &Lanes<16>::SumTemperedExp,
+          .tempered_exps = &Lanes<16>::TemperedExps};
+}
+
+}  // namespace gannet::sampling::internal
