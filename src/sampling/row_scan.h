@@ -64,7 +64,7 @@ double SumExpBelow(std::span<const float> logits, float max);
 // count as 0. REQUIRES: max >= every usable logit, max finite, inv_t > 0.
 float TemperedExp(float logit, float max, double inv_t);
 double SumTemperedExp(std::span<const float> logits, float max, double inv_t);
-// out[i] = TemperedExp(x[i], max, inv_t) for i < n, to the bit.
+// out[i] = TemperedExp(x[i], max, inv_t) for i < n, to the bit; out may be x.
 void TemperedExps(const float* x, size_t n, float max, double inv_t, float* out);
 
 }  // namespace gannet::sampling

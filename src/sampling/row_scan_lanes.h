@@ -32,9 +32,9 @@ constexpr size_t kGroup = 16;
 // each width is spelled out).
 template <int W>
 struct VectorTypes;
-#define GANNET_ROW_SCAN_VECTOR_TYPES(W)                                  \
-  template <>                                                            \
-  struct VectorTypes<W> {                                                \
+#define GANNET_ROW_SCAN_VECTOR_TYPES(W)                                 \
+  template <>                                                           \
+  struct VectorTypes<W> {                                               \
     typedef float F32 __attribute__((vector_size(4 * W)));              \
     typedef int32_t I32 __attribute__((vector_size(4 * W)));            \
     typedef float F32Half __attribute__((vector_size(2 * W)));          \

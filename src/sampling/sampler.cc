@@ -235,10 +235,12 @@ void Sampler::SelectTopK(std::span<const float> logits) {
 
 // Without top_k, top_p and min_p both keep a prefix of the vocabulary in rank order, so their
 // composition is the shorter one. top_p's masses are normalized over the whole vocabulary, as
-// llama.cpp's chain (top_p before min_p) computes them, but the vocabulary is never sorted: one
-// pass histograms the mass by distance below the max logit (buckets of 1/32 logit), which finds
-// the one bucket B where the cumulative mass crosses top_p. Every token in a bucket before B is
-// kept unsorted, and only B's tokens are ranked to place the cut.
+// llama.cpp's chain (top_p before min_p) computes them, but the vocabulary is never sorted: a
+// histogram of the mass by distance below the max logit (buckets of 1/32 logit) finds the one
+// bucket B where the cumulative mass crosses top_p. Every token in a bucket before B is kept
+// unsorted, and only B's tokens are ranked to place the cut. The histogram's buckets near the
+// max are filled first, from the few tokens there; the rest of the row only where B is further
+// down (a flat row).
 //
 // Order of the result: tokens before B in id order, then B's survivors in rank order. That is not
 // rank order, but it is fixed by the algorithm alone, which is all a reproducible draw needs.
@@ -250,25 +252,71 @@ void Sampler::SelectByThresholds(std::span<const float> logits, float max_logit)
     return;
   }
 
+  // z, the whole row's mass, from row_scan's vector sum. Each bucket's mass is its tokens' terms
+  // added in id order, in one of the two passes below.
+  const double z = sampling::SumTemperedExp(logits, max_logit, 1.0);
+  const double target = static_cast<double>(params_.top_p) * z;
   std::fill(bucket_mass_.begin(), bucket_mass_.end(), 0.0);
-  double z = 0.0;
-  // The weights a block at a time from row_scan's vector exp (an expf per logit took ~1 ms of a
-  // 262144-token row); the walk through the cut bucket below takes the same terms.
   constexpr size_t kWeightBlock = 256;
   float w[kWeightBlock];
+
+  // First the tokens in the buckets within kNearBuckets of the max, found a span at a time
+  // (ScanForTop's test): in a language model's row they carry the top_p mass, so the cut falls
+  // among them and the rest of the row is never histogrammed.
+  candidates_.clear();
+  const float near_bar = max_logit - static_cast<float>(kNearBuckets / kBucketsPerLogit) - 1.0f;
+  sampling::ScanForTop(
+      logits, [] { return true; }, [near_bar] { return near_bar; },
+      [&](int32_t id, float l) {
+        if (BucketOf(l, max_logit) < kNearBuckets) candidates_.push_back({l, id});
+      });
+  for (size_t b = 0; b < candidates_.size(); b += kWeightBlock) {
+    const size_t m = std::min(kWeightBlock, candidates_.size() - b);
+    for (size_t j = 0; j < m; ++j) w[j] = candidates_[b + j].logit;
+    sampling::TemperedExps(w, m, max_logit, 1.0, w);
+    for (size_t j = 0; j < m; ++j) {
+      bucket_mass_[BucketOf(candidates_[b + j].logit, max_logit)] += w[j];
+    }
+  }
+  double cum = 0.0;  // mass of the buckets before `cut_bucket`
+  int cut_bucket = 0;
+  for (; cut_bucket < kNearBuckets; ++cut_bucket) {
+    if (cum + bucket_mass_[cut_bucket] >= target) break;
+    cum += bucket_mass_[cut_bucket];
+  }
+
+  if (cut_bucket < kNearBuckets) {
+    // The kept tokens are near ones (in id order): those before the cut bucket that min_p
+    // keeps, then the cut bucket's, each in id order, as the whole row's pass lists them.
+    cut_tokens_.clear();
+    size_t head = 0;
+    for (const Candidate& c : candidates_) {
+      const int bucket = BucketOf(c.logit, max_logit);
+      if (bucket < cut_bucket && c.logit >= min_p_threshold) {
+        candidates_[head++] = c;  // head <= the index read: the unread part stays intact
+      } else if (bucket == cut_bucket) {
+        cut_tokens_.push_back(c);
+      }
+    }
+    candidates_.resize(head);
+    candidates_.insert(candidates_.end(), cut_tokens_.begin(), cut_tokens_.end());
+    RankCutBucket(head, cum, target, max_logit, min_p_threshold);
+    return;
+  }
+
+  // A flatter row: the buckets further down from the rest of the row, a block of weights at a
+  // time from row_scan's vector exp (an expf per logit took ~1 ms of a 262144-token row); the
+  // walk through the cut bucket below takes the same terms.
   for (size_t b = 0; b < logits.size(); b += kWeightBlock) {
     const size_t m = std::min(kWeightBlock, logits.size() - b);
     sampling::TemperedExps(logits.data() + b, m, max_logit, 1.0, w);
     for (size_t j = 0; j < m; ++j) {
       const float l = logits[b + j];
       if (!Usable(l)) continue;
-      z += w[j];
-      bucket_mass_[BucketOf(l, max_logit)] += w[j];
+      const int bucket = BucketOf(l, max_logit);
+      if (bucket >= kNearBuckets) bucket_mass_[bucket] += w[j];
     }
   }
-  const double target = static_cast<double>(params_.top_p) * z;
-  double cum = 0.0;  // mass of the buckets before `cut_bucket`
-  int cut_bucket = 0;
   for (; cut_bucket < kBuckets; ++cut_bucket) {
     if (cum + bucket_mass_[cut_bucket] >= target) break;
     cum += bucket_mass_[cut_bucket];
@@ -289,9 +337,14 @@ void Sampler::SelectByThresholds(std::span<const float> logits, float max_logit)
       candidates_.push_back({l, static_cast<int32_t>(i)});
     }
   }
+  RankCutBucket(head, cum, target, max_logit, min_p_threshold);
+}
 
-  // Rank the cut bucket chunk by chunk (64, 256, 1024, ... best remaining), stopping at the token
-  // where the cumulative mass reaches top_p.
+// candidates_[head, end) is the cut bucket's tokens; `cum` the mass before it, `target` the mass
+// top_p keeps. Ranks them chunk by chunk (64, 256, 1024, ... best remaining), stopping at the
+// token where the cumulative mass reaches top_p, then applies min_p.
+void Sampler::RankCutBucket(size_t head, double cum, double target, float max_logit,
+                            float min_p_threshold) {
   const auto ranks_before = [](const Candidate& a, const Candidate& b) {
     return RanksBefore(a, b);
   };

@@ -87,6 +87,9 @@ class Sampler {
   // untruncated draw sums weights in blocks of kBlock tokens.
   static constexpr int kBucketsPerLogit = 32;
   static constexpr int kBuckets = 64 * kBucketsPerLogit;
+  // top_p looks first at the tokens in the buckets within 10 logits of the max (a weight above
+  // e^-10 each): where the cut falls among them, the rest of the row is not histogrammed.
+  static constexpr int kNearBuckets = 10 * kBucketsPerLogit;
   static constexpr size_t kBlock = 1024;
 
   const SamplingParams& params() const { return params_; }
@@ -114,6 +117,8 @@ class Sampler {
   void SelectTopK(std::span<const float> logits);
   // Without top_k: candidates_ = the tokens top_p and min_p keep (see the .cc for their order).
   void SelectByThresholds(std::span<const float> logits, float max_logit);
+  void RankCutBucket(size_t head, double cum, double target, float max_logit,
+                     float min_p_threshold);
   // candidates_ = usable tokens with logit >= threshold, in id order.
   void CollectAtLeast(std::span<const float> logits, float threshold);
   int32_t DrawFromCandidates(double u);
@@ -135,6 +140,7 @@ class Sampler {
 
   std::vector<Candidate> candidates_;  // scratch, capacity fixed at construction
   std::vector<double> bucket_mass_;    // scratch for top_p without top_k: [kBuckets + 1]
+  std::vector<Candidate> cut_tokens_;  // scratch for top_p without top_k: the cut bucket's tokens
   std::vector<double> block_sums_;  // scratch for untruncated draws: [n_vocab / kBlock, rounded up]
 };
 

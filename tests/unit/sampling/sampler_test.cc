@@ -307,6 +307,58 @@ TEST(SamplerTest, TopPOnAFlatLargeVocabulary) {
   EXPECT_GT(counts.size(), 480u);
 }
 
+// top_p's histogram is filled near the max first and from the whole row only where the cut lies
+// further down (Sampler::kNearBuckets): both ways keep exactly the reference's set.
+TEST(SamplerTest, TopPNearTheMaxAndFarBelowIt) {
+  // Peaked, as a language model's rows are: 262144 tokens, 1000 of them likely, the cut a few
+  // logits below the max.
+  std::vector<float> peaked = RandomLogits(262144, 2.5f, 41);
+  std::mt19937_64 rng(42);
+  std::normal_distribution<float> likely(10.0f, 3.0f);
+  std::uniform_int_distribution<int> token(0, 262143);
+  for (int k = 0; k < 1000; ++k) peaked[static_cast<size_t>(token(rng))] = likely(rng);
+  // Two clusters, 100 tokens near 0 and 19900 near -12 (0.12% of the mass): top_p 0.9995 cuts
+  // among the far ones.
+  std::vector<float> wide = RandomLogits(20000, 0.5f, 43);
+  for (size_t i = 100; i < wide.size(); ++i) wide[i] -= 12.0f;
+  struct Case {
+    const std::vector<float>* logits;
+    float top_p, min_p;
+  };
+  for (const Case& c :
+       {Case{&peaked, 0.9f, 0.0f}, Case{&peaked, 0.5f, 0.0f}, Case{&peaked, 0.95f, 0.05f},
+        Case{&wide, 0.9995f, 0.0f}, Case{&wide, 0.9999f, 1e-7f}}) {
+    SCOPED_TRACE(testing::Message() << c.logits->size() << " tokens, top_p " << c.top_p);
+    SamplingParams params = NoFilters(1.0f, 44);
+    params.top_p = c.top_p;
+    params.min_p = c.min_p;
+    const auto expected = Reference(*c.logits, params);
+    Sampler sampler(params, static_cast<int32_t>(c.logits->size()));
+    std::map<int32_t, int> counts;
+    for (int i = 0; i < 1000; ++i) ++counts[sampler.SampleUnchanged(*c.logits)];
+    for (const auto& [id, count] : counts) {
+      EXPECT_TRUE(expected.count(id)) << "token " << id << " excluded by top_p but drawn";
+    }
+    // The most likely kept tokens are drawn.
+    for (const auto& [id, prob] : expected) {
+      if (prob > 0.01) {
+        EXPECT_GT(counts[id], 0) << "token " << id << " p " << prob;
+      }
+    }
+  }
+  // Where the cut is: the peaked row's 0.9 within 10 logits of the max, the two clusters' beyond.
+  const auto cut_depth = [](const std::vector<float>& logits, float top_p) {
+    SamplingParams params = NoFilters(1.0f);
+    params.top_p = top_p;
+    const auto kept = Reference(logits, params);
+    float lowest = kInf;
+    for (const auto& [id, prob] : kept) lowest = std::min(lowest, logits[static_cast<size_t>(id)]);
+    return *std::max_element(logits.begin(), logits.end()) - lowest;
+  };
+  EXPECT_LT(cut_depth(peaked, 0.9f), 10.0f);
+  EXPECT_GT(cut_depth(wide, 0.9995f), 10.5f);
+}
+
 TEST(SamplerTest, MinPKeepsTokensAboveFractionOfMax) {
   const std::vector<float> logits = {std::log(0.05f), std::log(0.5f), std::log(0.15f),
                                      std::log(0.3f)};
