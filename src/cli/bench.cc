@@ -78,6 +78,7 @@ Runner AddBenchCommand(CLI::App& app) {
     SpecFlags spec;
     std::string prompt_file;
     std::string parallel;
+    float temperature = 0.0f;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub =
@@ -109,6 +110,10 @@ Runner AddBenchCommand(CLI::App& app) {
       "Decode N sequences together through the engine, for each N of a comma-separated "
       "list (e.g. 1,16): -n tokens each after -p prompt tokens each; prints the decode "
       "rate per N and its ratio to the first N's");
+  sub->add_option("--temp", o->temperature,
+                  "With --parallel: sample at this temperature, the whole vocabulary (1: the "
+                  "OpenAI API's defaults), each sequence seeded; 0 (default) is greedy")
+      ->check(CLI::Range(0.0f, 2.0f));
   return [o, parallel] {
     const bool spec = o->spec.method != "none";
     std::vector<int32_t> counts;
@@ -129,6 +134,7 @@ Runner AddBenchCommand(CLI::App& app) {
       if (o->n_gen < 2 || o->n_gen > 65536)
         return ReportError("--parallel needs -n from 2 to 65536");
     }
+    if (o->temperature > 0 && counts.empty()) return ReportError("--temp needs --parallel");
     if (o->n_prompt < 1 || o->n_gen < 0 || o->reps < 1 || o->threads < 0) {
       return ReportError("bench needs -p >= 1, -n >= 0, -r >= 1 and -t >= 0");
     }
@@ -175,6 +181,7 @@ Runner AddBenchCommand(CLI::App& app) {
                                               .n_prompt = o->n_prompt,
                                               .n_gen = static_cast<int32_t>(o->n_gen),
                                               .reps = o->reps,
+                                              .temperature = o->temperature,
                                               .json = o->json,
                                               .profile = o->profile});
     }

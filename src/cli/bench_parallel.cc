@@ -37,7 +37,7 @@ struct RunResult {
 // passes counted in *passes.
 Result<RunResult> RunOnce(engine::ModelRunner* runner,
                           const std::vector<std::vector<int32_t>>& prompts, int32_t n,
-                          int32_t n_gen, OpProfile* profile, int64_t* passes) {
+                          int32_t n_gen, float temperature, OpProfile* profile, int64_t* passes) {
   engine::EngineOptions options{.max_seqs = n, .max_queue = n};
   const graph::NodeObserver observer = profile ? profile->Observer() : graph::NodeObserver();
   if (profile != nullptr) {
@@ -63,9 +63,12 @@ Result<RunResult> RunOnce(engine::ModelRunner* runner,
   auto sh = std::make_shared<Shared>();
   sh->first.assign(static_cast<size_t>(n), Clock::time_point{});
   sh->times.reserve(static_cast<size_t>(n) * static_cast<size_t>(n_gen));
-  SamplingParams greedy;
-  greedy.temperature = 0;
   for (int32_t i = 0; i < n; ++i) {
+    SamplingParams sampling{.temperature = temperature,
+                            .top_k = 0,
+                            .top_p = 1.0f,
+                            .min_p = 0.0f,
+                            .seed = 1000 + static_cast<uint64_t>(i)};
     engine::GenerationCallbacks cb{
         .on_token =
             [sh, i](const engine::TokenEvent& ev) {
@@ -85,7 +88,7 @@ Result<RunResult> RunOnce(engine::ModelRunner* runner,
             }};
     Result<engine::RequestId> id = eng.Submit({.prompt = prompts[static_cast<size_t>(i)],
                                                .max_tokens = n_gen,
-                                               .sampling = greedy,
+                                               .sampling = sampling,
                                                .stop_at_eog = false},
                                               std::move(cb));
     if (!id.ok()) return id.status();
@@ -148,7 +151,7 @@ int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& o)
         trips[c].push_back(*trip);
       }
       const bool profiled = o.profile && rep > 0;
-      Result<RunResult> r = RunOnce(runner, prompts, o.counts[c], o.n_gen,
+      Result<RunResult> r = RunOnce(runner, prompts, o.counts[c], o.n_gen, o.temperature,
                                     profiled ? &profiles[c] : nullptr, &passes[c]);
       if (!r.ok()) return ReportError(r.status());
       if (reference.empty()) reference = r->first_tokens;
@@ -174,8 +177,8 @@ int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& o)
     }
     nlohmann::json j = {{"model", o.model},       {"threads", runner->n_threads()},
                         {"n_prompt", o.n_prompt}, {"n_gen", o.n_gen},
-                        {"repetitions", o.reps},  {"runs", runs},
-                        {"identical", identical}};
+                        {"repetitions", o.reps},  {"temperature", o.temperature},
+                        {"runs", runs},           {"identical", identical}};
     std::printf("%s\n", j.dump().c_str());
     return identical ? 0 : 1;
   }
@@ -193,7 +196,11 @@ int RunParallelBench(engine::ModelRunner* runner, const ParallelBenchOptions& o)
                 MedianOf(trips[c]), *std::min_element(trips[c].begin(), trips[c].end()),
                 *std::max_element(trips[c].begin(), trips[c].end()));
   }
-  std::printf("%d repetitions; sequence 0's tokens %s across counts\n", o.reps,
+  char sampling[64] = "greedy";
+  if (o.temperature > 0) {
+    std::snprintf(sampling, sizeof(sampling), "seeded draws at temperature %g", o.temperature);
+  }
+  std::printf("%d repetitions; %s; sequence 0's tokens %s across counts\n", o.reps, sampling,
               identical ? "identical" : "DIFFER");
   for (size_t c = 0; o.profile && c < o.counts.size(); ++c) {
     const std::string what = std::to_string(o.counts[c]) + " sequences";

@@ -18,6 +18,10 @@ struct ParallelBenchOptions {
   int64_t n_prompt = 8;         // tokens per sequence's prompt (pseudo-random, one per sequence)
   int32_t n_gen = 128;          // tokens generated per sequence
   int reps = 5;
+  // The sequences' sampling: 0 greedy; above 0 an untruncated draw at this temperature (top_k,
+  // top_p and min_p off: the OpenAI API's defaults at 1), sequence i seeded with 1000 + i, so
+  // its tokens still do not depend on the count.
+  float temperature = 0.0f;
   bool json = false;
   // Also report, per count, where its steps' time goes: ms per step by graph node kind, and the
   // engine's own time between passes (every step of the measured runs, their prompts' included).

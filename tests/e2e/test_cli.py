@@ -352,6 +352,19 @@ def test_bench_parallel_decodes_batches_through_the_engine(gannet_bin, fixtures)
     assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--parallel", "2", "-n", "1"), "--parallel")
     assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--parallel", "2", "--spec", "ngram"),
                           "--parallel")
+    # --temp: seeded draws over the whole vocabulary; a sequence's tokens still do not depend on
+    # the count.
+    r = run(gannet_bin, "bench", "-m", model, "--parallel", "1,4", "-p", "6", "-n", "12", "-r", "1",
+            "--temp", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    assert j["temperature"] == 1.0 and j["identical"] is True
+    table = run(gannet_bin, "bench", "-m", model, "--parallel", "2", "-p", "4", "-n", "6", "-r", "1",
+                "--temp", "0.7")
+    assert table.returncode == 0, table.stderr
+    assert "seeded draws at temperature 0.7" in table.stdout.decode()
+    assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--temp", "1"), "--temp needs --parallel")
+    assert_one_error_line(run(gannet_bin, "bench", "-m", model, "--parallel", "2", "--temp", "3"), "--temp")
 
 
 def test_bench_spec_with_a_draft_model(gannet_bin, fixtures):
