@@ -1,11 +1,13 @@
-// Internal to row_scan: the exponential scans over a logit row (the untruncated draw's weights
-// and their sums, the log-softmax's normalizer), written once over GCC/Clang vector types of a
+// Internal to row_scan: the scans over a logit row (its argmax and max; the untruncated draw's
+// weights and their sums, the log-softmax's normalizer), written once over GCC/Clang vector types of a
 // native width W and compiled once per CPU target: row_scan.cc (W = 4, the baseline target's SSE2
 // registers), row_scan_avx2.cc (8) and row_scan_avx512.cc (16), each with its target's flags
 // (src/CMakeLists.txt). A vector type wider than the target's registers is lowered through memory
 // and runs slower than the narrow one, hence one width per target.
 //
-// Every target gives the same bits, so that a seeded draw does not depend on the machine:
+// Every target gives the same results, so that a seeded draw does not depend on the machine. The
+// argmax and max are exact whatever the lanes (ties go to the lowest index, as a plain loop's
+// strict > does). The exponentials give the same bits:
 // - each element goes through the same IEEE operations in the same order (the sampling module is
 //   compiled with -ffp-contract=off, so no target fuses a multiply and an add);
 // - sums give element i of a 16-element group to double lane i % 16 whatever W is, and reduce the
@@ -59,6 +61,70 @@ struct Lanes {
     return v;
   }
   static F32 Splat(float x) { return F32{} + x; }
+
+  // First index of the largest usable (> -inf, not NaN) value of x[0, n), or 0 when there is
+  // none. Two vectors of lanes, each keeping its best value and the first index that reached it
+  // (strict >), merged at the end; the tail after every lane's indices, so strict > suffices.
+  // REQUIRES: n < 2^31.
+  static int32_t Argmax(const float* x, size_t n) {
+    constexpr size_t kStep = 2 * W;
+    const size_t body = n - n % kStep;
+    F32 best_v[2] = {Splat(-std::numeric_limits<float>::infinity()),
+                     Splat(-std::numeric_limits<float>::infinity())};
+    I32 best_at[2] = {}, at[2];
+    for (int v = 0; v < 2; ++v) {
+      for (int lane = 0; lane < W; ++lane) at[v][lane] = v * W + lane;
+    }
+    for (size_t i = 0; i < body; i += kStep) {
+      for (int v = 0; v < 2; ++v) {
+        const F32 l = Load(x + i + v * W);
+        const I32 greater = l > best_v[v];
+        best_v[v] = greater ? l : best_v[v];
+        best_at[v] = greater ? at[v] : best_at[v];
+        at[v] += static_cast<int32_t>(kStep);
+      }
+    }
+    int32_t best = 0;
+    float best_logit = -std::numeric_limits<float>::infinity();
+    for (int v = 0; v < 2; ++v) {
+      for (int lane = 0; lane < W; ++lane) {
+        const float l = best_v[v][lane];
+        const int32_t id = best_at[v][lane];
+        if (l > best_logit || (l == best_logit && id < best)) {
+          best_logit = l;
+          best = id;
+        }
+      }
+    }
+    for (size_t i = body; i < n; ++i) {
+      if (x[i] > best_logit) {
+        best_logit = x[i];
+        best = static_cast<int32_t>(i);
+      }
+    }
+    return best;
+  }
+
+  // The largest usable value of x[0, n), or -inf when there is none.
+  static float Max(const float* x, size_t n) {
+    constexpr size_t kStep = 2 * W;
+    const size_t body = n - n % kStep;
+    F32 m0 = Splat(-std::numeric_limits<float>::infinity()), m1 = m0;
+    for (size_t i = 0; i < body; i += kStep) {
+      const F32 a = Load(x + i), b = Load(x + i + W);
+      m0 = a > m0 ? a : m0;
+      m1 = b > m1 ? b : m1;
+    }
+    float m = -std::numeric_limits<float>::infinity();
+    for (int lane = 0; lane < W; ++lane) {
+      if (m0[lane] > m) m = m0[lane];
+      if (m1[lane] > m) m = m1[lane];
+    }
+    for (size_t i = body; i < n; ++i) {
+      if (x[i] > m) m = x[i];
+    }
+    return m;
+  }
 
   // exp(x) for x in [-87, 0] (within ~2 ulp; exactly 1 at 0): x = n ln2 + r, |r| <= ln2 / 2,
   // with ln2 split in two so that n ln2 is exact to ~2^-32; e^r by its Taylor series to r^7

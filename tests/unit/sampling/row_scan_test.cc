@@ -16,8 +16,8 @@ namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// Rows of awkward sizes (around the 4- and 8-lane bodies and their tails) with NaN, -inf, signed
-// zeros and few distinct values, so maxima tie across lanes.
+// Rows of awkward sizes (around every target's steps of 8, 16 and 32 and their tails) with NaN,
+// -inf, signed zeros and few distinct values, so maxima tie across lanes.
 std::vector<std::vector<float>> AwkwardRows() {
   std::mt19937_64 rng(11);
   std::vector<std::vector<float>> rows;
@@ -50,6 +50,10 @@ TEST(RowScanTest, ArgmaxAndMaxAreThePlainLoops) {
     }
     EXPECT_EQ(ArgmaxUsable(row), best);
     EXPECT_EQ(MaxUsable(row), best_logit);  // == : a signed zero may come from either lane
+    for (const internal::RowScans& t : internal::AvailableRowScans()) {
+      EXPECT_EQ(t.argmax(row.data(), row.size()), best) << t.target;
+      EXPECT_EQ(t.max(row.data(), row.size()), best_logit) << t.target;
+    }
   }
 }
 
@@ -141,9 +145,9 @@ TEST(RowScanTest, TemperedWeightsMatchDoublePrecision) {
 // machine: each term, and each sum (the 16 double lanes and their reduction tree), on rows whose
 // lengths fall around every width's body and tail.
 TEST(RowScanTest, EveryTargetGivesTheBaselineBits) {
-  const std::vector<internal::ExpScans>& targets = internal::AvailableExpScans();
+  const std::vector<internal::RowScans>& targets = internal::AvailableRowScans();
   ASSERT_FALSE(targets.empty());
-  const internal::ExpScans base = internal::BaselineExpScans();
+  const internal::RowScans base = internal::BaselineRowScans();
   EXPECT_STREQ(targets.front().target, base.target);
   // The awkward rows hold few distinct values; these hold a million.
   std::vector<std::vector<float>> rows = AwkwardRows();
@@ -156,7 +160,7 @@ TEST(RowScanTest, EveryTargetGivesTheBaselineBits) {
       rows.push_back(std::move(row));
     }
   }
-  for (const internal::ExpScans& t : targets) {
+  for (const internal::RowScans& t : targets) {
     std::printf("target %s\n", t.target);
     for (float s : {1.0f, 0.8f, 1.7f, 1e30f}) {
       for (const std::vector<float>& row : rows) {
