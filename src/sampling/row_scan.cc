@@ -40,9 +40,7 @@ int32_t ArgmaxUsable(std::span<const float> logits) {
   return Scans().argmax(logits.data(), logits.size());
 }
 
-float MaxUsable(std::span<const float> logits) {
-  return Scans().max(logits.data(), logits.size());
-}
+float MaxUsable(std::span<const float> logits) { return Scans().max(logits.data(), logits.size()); }
 
 bool AnyAbove(const float* x, float threshold) {
   const F32x4 t = Splat(threshold);

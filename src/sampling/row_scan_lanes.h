@@ -1,7 +1,7 @@
 // Internal to row_scan: the scans over a logit row (its argmax and max; the untruncated draw's
-// weights and their sums, the log-softmax's normalizer), written once over GCC/Clang vector types of a
-// native width W and compiled once per CPU target: row_scan.cc (W = 4, the baseline target's SSE2
-// registers), row_scan_avx2.cc (8) and row_scan_avx512.cc (16), each with its target's flags
+// weights and their sums, the log-softmax's normalizer), written once over GCC/Clang vector types
+// of a native width W and compiled once per CPU target: row_scan.cc (W = 4, the baseline target's
+// SSE2 registers), row_scan_avx2.cc (8) and row_scan_avx512.cc (16), each with its target's flags
 // (src/CMakeLists.txt). A vector type wider than the target's registers is lowered through memory
 // and runs slower than the narrow one, hence one width per target.
 //
