@@ -286,20 +286,26 @@ void Sampler::SelectByThresholds(std::span<const float> logits, float max_logit)
   }
 
   if (cut_bucket < kNearBuckets) {
-    // The kept tokens are near ones (in id order): those before the cut bucket that min_p
-    // keeps, then the cut bucket's, each in id order, as the whole row's pass lists them.
-    cut_tokens_.clear();
+    // The kept tokens are near ones: those before the cut bucket that min_p keeps, then the cut
+    // bucket's, each in id order, as the whole row's pass lists them. In place: the head tokens
+    // are swapped to the front in the order read (so they stay in id order), the cut bucket's
+    // gathered behind them and put back in id order.
     size_t head = 0;
-    for (const Candidate& c : candidates_) {
-      const int bucket = BucketOf(c.logit, max_logit);
-      if (bucket < cut_bucket && c.logit >= min_p_threshold) {
-        candidates_[head++] = c;  // head <= the index read: the unread part stays intact
-      } else if (bucket == cut_bucket) {
-        cut_tokens_.push_back(c);
+    for (size_t i = 0; i < candidates_.size(); ++i) {
+      const Candidate c = candidates_[i];
+      if (BucketOf(c.logit, max_logit) < cut_bucket && c.logit >= min_p_threshold) {
+        std::swap(candidates_[head++], candidates_[i]);
       }
     }
-    candidates_.resize(head);
-    candidates_.insert(candidates_.end(), cut_tokens_.begin(), cut_tokens_.end());
+    size_t end = head;
+    for (size_t i = head; i < candidates_.size(); ++i) {
+      if (BucketOf(candidates_[i].logit, max_logit) == cut_bucket) {
+        std::swap(candidates_[end++], candidates_[i]);
+      }
+    }
+    candidates_.resize(end);
+    std::sort(candidates_.begin() + static_cast<std::ptrdiff_t>(head), candidates_.end(),
+              [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
     RankCutBucket(head, cum, target, max_logit, min_p_threshold);
     return;
   }

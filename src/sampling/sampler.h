@@ -140,7 +140,6 @@ class Sampler {
 
   std::vector<Candidate> candidates_;  // scratch, capacity fixed at construction
   std::vector<double> bucket_mass_;    // scratch for top_p without top_k: [kBuckets + 1]
-  std::vector<Candidate> cut_tokens_;  // scratch for top_p without top_k: the cut bucket's tokens
   std::vector<double> block_sums_;  // scratch for untruncated draws: [n_vocab / kBlock, rounded up]
 };
 
