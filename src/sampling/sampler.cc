@@ -379,10 +379,14 @@ void Sampler::RankCutBucket(size_t head, double cum, double target, float max_lo
 
 void Sampler::CollectAtLeast(std::span<const float> logits, float threshold) {
   candidates_.clear();
-  for (size_t i = 0; i < logits.size(); ++i) {
-    const float l = logits[i];
-    if (Usable(l) && l >= threshold) candidates_.push_back({l, static_cast<int32_t>(i)});
-  }
+  // l >= threshold <=> l > the float below it: spans with nothing above that are passed over
+  // (min_p 0.05 keeps the tokens within 3 logits of the max, a few spans' worth).
+  const float bar = std::nextafter(threshold, kNegInf);
+  sampling::ScanForTop(
+      logits, [] { return true; }, [bar] { return bar; },
+      [&](int32_t id, float l) {
+        if (l >= threshold) candidates_.push_back({l, id});
+      });
 }
 
 // Draws from softmax(logit / temperature) over candidates_ in their current order.

@@ -308,7 +308,8 @@ TEST(SamplerTest, TopPOnAFlatLargeVocabulary) {
 }
 
 // top_p's histogram is filled near the max first and from the whole row only where the cut lies
-// further down (Sampler::kNearBuckets): both ways keep exactly the reference's set.
+// further down (Sampler::kNearBuckets): both ways keep exactly the reference's set. min_p alone
+// passes over the spans below its threshold.
 TEST(SamplerTest, TopPNearTheMaxAndFarBelowIt) {
   // Peaked, as a language model's rows are: 262144 tokens, 1000 of them likely, the cut a few
   // logits below the max.
