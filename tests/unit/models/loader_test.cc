@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -66,9 +67,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, LoaderTest,
                                            "tiny-qwen2-f32"),
                          [](const auto& info) {
                            std::string s = info.param;
-                           for (char& ch : s) {
-                             if (ch == '-') ch = '_';
-                           }
+                           std::replace(s.begin(), s.end(), '-', '_');  // a valid test name
                            return s;
                          });
 
