@@ -34,13 +34,13 @@ constexpr size_t kGroup = 16;
 // each width is spelled out).
 template <int W>
 struct VectorTypes;
-#define GANNET_ROW_SCAN_VECTOR_TYPES(W)                                 \
-  template <>                                                           \
-  struct VectorTypes<W> {                                               \
-    typedef float F32 __attribute__((vector_size(4 * W)));              \
-    typedef int32_t I32 __attribute__((vector_size(4 * W)));            \
-    typedef float F32Half __attribute__((vector_size(2 * W)));          \
-    typedef double F64 __attribute__((vector_size(4 * W))); /* W / 2 */ \
+#define GANNET_ROW_SCAN_VECTOR_TYPES(W)                                     \
+  template <>                                                               \
+  struct VectorTypes<W> {                                                   \
+    typedef float F32 __attribute__((vector_size(4 * W)));                  \
+    typedef int32_t I32 __attribute__((vector_size(4 * W)));                \
+    typedef double F64 __attribute__((vector_size(4 * W)));     /* W / 2 */ \
+    typedef double F64Wide __attribute__((vector_size(8 * W))); /* W */     \
   };
 GANNET_ROW_SCAN_VECTOR_TYPES(4)
 GANNET_ROW_SCAN_VECTOR_TYPES(8)
@@ -51,8 +51,8 @@ template <int W>
 struct Lanes {
   using F32 = typename VectorTypes<W>::F32;
   using I32 = typename VectorTypes<W>::I32;
-  using F32Half = typename VectorTypes<W>::F32Half;
   using F64 = typename VectorTypes<W>::F64;
+  using F64Wide = typename VectorTypes<W>::F64Wide;
   static constexpr int kVectors = static_cast<int>(kGroup) / W;
 
   static F32 Load(const float* p) {
@@ -164,23 +164,23 @@ struct Lanes {
     return counts ? ExpNonPositive(counts ? y : F32{}) : F32{};
   }
 
+  // The low and high halves of e in double. Converted whole and then split: GCC turns that
+  // into one conversion per register, where converting each half went through 128-bit pieces.
   template <int... I>
-  static F64 Widen(F32 e, std::integer_sequence<int, I...>, int from) {
-    F32Half h;
-    if (from == 0) {
-      h = __builtin_shufflevector(e, e, I...);
-    } else {
-      h = __builtin_shufflevector(e, e, (I + W / 2)...);
-    }
-    return __builtin_convertvector(h, F64);
+  static void Widen(F32 e, std::integer_sequence<int, I...>, F64* lo, F64* hi) {
+    const F64Wide d = __builtin_convertvector(e, F64Wide);
+    *lo = __builtin_shufflevector(d, d, I...);
+    *hi = __builtin_shufflevector(d, d, (I + W / 2)...);
   }
 
   // One group's terms added to the 16 double lanes (acc[2v] holds lanes v W .. v W + W/2 - 1).
   static void AddGroup(const float* x, F32 max, F32 s, F64 acc[2 * kVectors]) {
     for (int v = 0; v < kVectors; ++v) {
       const F32 e = TemperedExp(Load(x + v * W), max, s);
-      acc[2 * v] += Widen(e, std::make_integer_sequence<int, W / 2>{}, 0);
-      acc[2 * v + 1] += Widen(e, std::make_integer_sequence<int, W / 2>{}, 1);
+      F64 lo, hi;
+      Widen(e, std::make_integer_sequence<int, W / 2>{}, &lo, &hi);
+      acc[2 * v] += lo;
+      acc[2 * v + 1] += hi;
     }
   }
 
