@@ -20,7 +20,7 @@ class WeightLoader {
   std::string Key(const std::string& suffix) const { return arch_ + "." + suffix; }
 
   // A weight with ggml shape [cols, rows] (rows = 1 for vectors: pass rows = 1). A vector (a
-  // norm's weights, a bias) is copied out of the file (see copies()); a matrix points into it.
+  // norm's weights, a bias) is copied out of the file (see TakeCopies); a matrix points into it.
   Result<graph::WeightRef> Get(const std::string& name, int64_t cols, int64_t rows);
   // nullopt-like: an invalid WeightRef when absent; an error when present but malformed.
   Result<graph::WeightRef> GetOptional(const std::string& name, int64_t cols, int64_t rows);
@@ -34,7 +34,7 @@ class WeightLoader {
   // them). Why copies: the matrices are copied by the backend at load and their file pages
   // dropped; a forward pass that read its norm vectors from the file faulted each one's
   // page-cache folio back in (up to 2 MiB a vector where the kernel keeps files in large
-  // folios: 36 of a 139 MiB model's MiB resident again after one step).
+  // folios: 36 MiB of a 139 MiB model resident again after one step).
   std::vector<TensorCopy> TakeCopies() { return std::move(copies_); }
 
  private:

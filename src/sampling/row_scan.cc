@@ -1,7 +1,6 @@
 #include "sampling/row_scan.h"
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
 
 #include "sampling/row_scan_internal.h"
@@ -9,19 +8,6 @@
 
 namespace gannet::sampling {
 namespace {
-
-using F32x4 = float __attribute__((vector_size(16)));
-using I32x4 = int32_t __attribute__((vector_size(16)));
-
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-inline F32x4 Load(const float* p) {
-  F32x4 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-inline F32x4 Splat(float x) { return F32x4{} + x; }
 
 // The fastest target's row scans, picked once.
 const internal::RowScans& Scans() {
@@ -43,9 +29,10 @@ int32_t ArgmaxUsable(std::span<const float> logits) {
 float MaxUsable(std::span<const float> logits) { return Scans().max(logits.data(), logits.size()); }
 
 bool AnyAbove(const float* x, float threshold) {
-  const F32x4 t = Splat(threshold);
-  I32x4 any = I32x4{};
-  for (size_t i = 0; i < kScanSpan; i += 4) any |= Load(x + i) > t;
+  using L = Lanes<4>;  // one span: too short for a call through the table
+  const L::F32 t = L::Splat(threshold);
+  L::I32 any = L::I32{};
+  for (size_t i = 0; i < kScanSpan; i += 4) any |= L::Load(x + i) > t;
   return (any[0] | any[1] | any[2] | any[3]) != 0;
 }
 
