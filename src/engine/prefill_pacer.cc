@@ -49,6 +49,7 @@ void PrefillPacer::Observe(double seconds, int32_t decodes, int32_t prompt_token
   const double x = decodes;
   if (prompt_tokens <= 0) {
     if (decodes == 0) return;
+    mixed_since_decode_only_ = 0;
     w_ = kDecay * w_ + 1.0;
     sx_ = kDecay * sx_ + x;
     sy_ = kDecay * sy_ + seconds;
@@ -68,6 +69,7 @@ void PrefillPacer::Observe(double seconds, int32_t decodes, int32_t prompt_token
   // below half its prompt tokens (a step of fewer decodes than the line's mean while the slope is
   // mostly the prior's, where a few tokens would carry the jitter of the whole step: 2 prompt
   // tokens beside 15 decodes after steps of 16 once set c to three times its value).
+  if (decodes > 0) ++mixed_since_decode_only_;
   double share = seconds, units = prompt_tokens;
   if (w_ > 0.0) {
     const Line line = DecodeLine();
@@ -81,6 +83,7 @@ void PrefillPacer::Observe(double seconds, int32_t decodes, int32_t prompt_token
 
 int32_t PrefillPacer::Limit(int32_t decodes) const {
   if (factor_ <= 0.0) return max_chunk_;
+  if (decodes > 0 && (w_ == 0.0 || mixed_since_decode_only_ >= kRefreshSteps)) return 0;
   const double per_token = prompt_token_seconds();
   if (w_ == 0.0 || per_token == 0.0) return std::min(max_chunk_, 4 * min_chunk_);
   const double tokens = std::floor((factor_ - 1.0) * DecodeStepSeconds(decodes) / per_token);

@@ -18,6 +18,13 @@
 // - A prompt token's cost c is the exponentially weighted ratio of the mixed steps' prompt share
 //   (the step's time less the decode-only step of its decodes) to their prompt tokens.
 // Both follow changes in batch size, context length and machine load.
+// - The decode line is learnt only from decode-only steps, and under a steady stream of requests a
+//   step without prompt tokens may never come: every step then carries the cautious first chunk,
+//   and the prompt token's cost, charged the whole step, grows step by step (16 clients of
+//   bench/serving.py on a fresh server: 16 prompt tokens per step throughout, the cost measured at
+//   2.3 times its value). So the pacer asks for a decode-only step itself (a limit of 0) when it
+//   has none yet, and again after kRefreshSteps steps without one, so that the line follows the
+//   batch as it grows.
 //
 // Thread-safety: none (the serving engine's step thread owns it).
 #pragma once
@@ -37,9 +44,14 @@ class PrefillPacer {
   void Observe(double seconds, int32_t decodes, int32_t prompt_tokens);
 
   // Prompt tokens the next step may carry if it also decodes `decodes` sequences, in [min_chunk,
-  // max_chunk]. Before a decode-only step and a prompt token's cost have both been observed: a
-  // cautious default (min(max_chunk, 4 * min_chunk)).
+  // max_chunk], or 0 (decodes > 0 only): the next step should only decode, because no decode-only
+  // step has been observed yet, or none in the last kRefreshSteps steps that decoded. After a
+  // decode-only step, before a prompt token's cost is known: a cautious default (min(max_chunk, 4
+  // * min_chunk)).
   int32_t Limit(int32_t decodes) const;
+
+  // Steps with decodes and prompt tokens after which the pacer asks for a decode-only step again.
+  static constexpr int32_t kRefreshSteps = 16;
 
   // The estimated decode-only step of `decodes` sequences (0 until one is observed), and a prompt
   // token's cost (0 until observed).
@@ -63,6 +75,8 @@ class PrefillPacer {
   // Exponentially weighted sums over the mixed and prompt-only steps of the prompt's share of the
   // step (seconds) and of its tokens.
   double share_ = 0.0, tokens_ = 0.0;
+  // Steps that decoded beside prompt tokens since the last decode-only step.
+  int32_t mixed_since_decode_only_ = 0;
 };
 
 }  // namespace gannet::engine

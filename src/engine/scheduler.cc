@@ -130,7 +130,7 @@ SchedulerOutput Scheduler::Schedule(const std::function<int32_t(int32_t)>& prefi
   ScheduleRunning(/*decodes=*/true, &budget, &out);
   const int32_t limit =
       out.seqs.empty() ? budget : prefill_limit(static_cast<int32_t>(out.seqs.size()));
-  GANNET_CHECK(limit >= 1);
+  GANNET_CHECK(limit >= 0);
   if (!out.seqs.empty() && budget > limit) {
     held_back = budget - limit;
     budget = limit;

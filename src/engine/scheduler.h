@@ -178,11 +178,11 @@ class Scheduler {
 
   // Chooses the next step. An empty output means nothing is left to run (no unfinished request);
   // no Update() follows it. REQUIRES: the previous non-empty step's Update() was applied.
-  // prefill_limit(decodes) (>= 1) caps the prompt tokens (chunks of running and newly admitted
+  // prefill_limit(decodes) (>= 0) caps the prompt tokens (chunks of running and newly admitted
   // sequences) of a step that also decodes `decodes` sequences, so a long prompt cannot stall the
   // streams beside it for a whole budget's worth of compute (the serving engine sizes it from
-  // measured step times, engine/prefill_pacer.h). A step with no decodes gives prompts the whole
-  // token budget.
+  // measured step times, engine/prefill_pacer.h; 0 makes the step decode only). A step with no
+  // decodes gives prompts the whole token budget.
   SchedulerOutput Schedule(const std::function<int32_t(int32_t decodes)>& prefill_limit);
   SchedulerOutput Schedule(int32_t prefill_limit = std::numeric_limits<int32_t>::max()) {
     GANNET_CHECK(prefill_limit >= 1);

@@ -106,14 +106,16 @@ TEST_P(EngineTest, ConcurrentGreedyRequestsMatchEachAlone) {
   auto eng = ModelRunner::Load(path, {.n_threads = 2, .n_ctx = 64});
   ASSERT_TRUE(eng.ok());
   // A small pool and budget, so that steps mix prefill chunks with decodes and some sequences
-  // are preempted and recomputed.
+  // are preempted and recomputed. No prefill pacing: its chunks (and decode-only steps) follow
+  // measured step times, and the schedule is to be the same on every run.
   const size_t pool_bytes =
       20 * PagedKvStore::BytesPerBlock((*eng)->config(), 4);  // 80 token slots
   auto serving = Engine::Create(eng->get(), {.block_size = 4,
                                              .kv_memory_bytes = pool_bytes,
                                              .max_batch_tokens = 24,
                                              .max_seqs = 6,
-                                             .max_queue = 64});
+                                             .max_queue = 64,
+                                             .itl_factor = 0.0});
   ASSERT_TRUE(serving.ok()) << serving.status().ToString();
   // A gate request holds the step thread in its callback until every request is queued, so all
   // are admitted together and the schedule (preemptions included) does not depend on timing.

@@ -229,6 +229,24 @@ TEST(SchedulerTest, PrefillLimitIsAskedForTheStepsDecodes) {
   EXPECT_EQ(h.finished[3].samples[0].tokens.size(), 2u);
 }
 
+TEST(SchedulerTest, APrefillLimitOfZeroMakesADecodeOnlyStep) {
+  Harness h({.max_num_batched_tokens = 64, .max_num_seqs = 8, .num_blocks = 256, .block_size = 4});
+  h.Add(1, Range(0, 8), 4);
+  h.Add(2, Range(100, 20), 4);
+  SchedulerOutput out = h.StepWith([](int32_t) { return 0; });  // no decodes: the whole budget
+  EXPECT_EQ(out.num_tokens, 28);
+  h.Add(3, Range(200, 12), 2);
+  out = h.StepWith([](int32_t) { return 0; });  // 1 and 2 decode; 3 waits
+  EXPECT_EQ(out.num_tokens, 2);
+  ASSERT_EQ(out.seqs.size(), 2u);
+  EXPECT_EQ(h.sched.Sequences(3)[0].state, SeqState::kWaiting);
+  out = h.StepWith([](int32_t) { return 5; });  // then 3 gets its chunk
+  ASSERT_EQ(out.seqs.size(), 3u);
+  EXPECT_EQ(out.seqs[2].tokens.size(), 5u);
+  h.RunToEnd();
+  EXPECT_EQ(h.finished[3].samples[0].tokens.size(), 2u);
+}
+
 TEST(SchedulerTest, WaitingRequestsAreServedFirstComeFirstServed) {
   // Pool of 8 blocks: A takes 5; B (4 blocks) does not fit; C (1 block) would, but must not
   // overtake.
