@@ -21,6 +21,10 @@ throughput. Workloads:
 
 Prompts come from bench/data/serving_prompts.json, a synthetic set with log-normal prompt and
 output lengths written by `--write-prompts` (seeded; committed so every run uses the same set).
+Each --rates / --concurrency run opens its prompts with a line of its own ("Run K."), so that no
+run finds the prompts of an earlier one in the server's prefix cache: a run after another of the
+same prompts would otherwise skip their prefill (the table's "cached" column counts the prompt
+tokens a run found there).
 
   .venv/bin/python bench/serving.py -m models/gemma-3-270m-q4_k_m.gguf --concurrency 1,16
   .venv/bin/python bench/serving.py -m models/gemma-3-270m-q4_k_m.gguf --multiturn --long-prompt
@@ -133,6 +137,12 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict, times: li
     return out
 
 
+def for_run(prompts: list[dict], run: int) -> list[dict]:
+    """The prompts with a first line of run `run`'s own, so that they share no prefix with any other
+    run's (the same prompts sent again would be found in the prefix cache)."""
+    return [dict(p, prompt=f"Run {run}.\n" + p["prompt"]) for p in prompts]
+
+
 def pct(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -149,6 +159,7 @@ def summarize(results: list[dict], wall: float) -> dict:
     return {"requests": len(results), "failed": len(results) - len(ok), "duration_s": wall,
             "request_throughput": len(ok) / wall, "output_token_throughput": out_tokens / wall,
             "prompt_tokens": sum(r["prompt_tokens"] for r in ok), "output_tokens": out_tokens,
+            "cached_tokens": sum(r["cached_tokens"] for r in ok),
             **{f"{name}_ms_{stat}": f(vals) for name, vals in
                (("ttft", ttft), ("tpot", tpot), ("itl", itl), ("e2e", e2e))
                for stat, f in (("p50", lambda v: pct(v, 50)), ("p99", lambda v: pct(v, 99)),
@@ -332,13 +343,16 @@ def main() -> int:
     server = Server(a.gannet, a.model, a.threads, a.server_arg) if a.model else None
     url = server.url if server else a.url.rstrip("/")
     try:
+        run_index = 0
         for r in rates:
-            res = asyncio.run(run_rate(url, prompts, r, a.seed))
+            run_index += 1
+            res = asyncio.run(run_rate(url, for_run(prompts, run_index), r, a.seed))
             report["runs"].append({"mode": "rate", "rate": r if math.isfinite(r) else "inf", **res})
         conc_rounds = a.rounds or 1
         for rnd in range(conc_rounds if concs else 0):
             for c in (concs if rnd % 2 == 0 else concs[::-1]):
-                res = asyncio.run(run_concurrency(url, prompts, c))
+                run_index += 1
+                res = asyncio.run(run_concurrency(url, for_run(prompts, run_index), c))
                 report["runs"].append({"mode": "concurrency", "concurrency": c, "round": rnd, **res})
         if a.long_prompt:
             report["long_prompt"] = asyncio.run(run_long_prompt(url, a.streams, a.seed))
@@ -376,15 +390,17 @@ def main() -> int:
         return 0
     print(f"# gannet serve: {report['model']}, {a.threads} threads")
     if report["runs"]:
-        print("\n| mode | req | failed | req/s | out tok/s | TTFT p50/p99 ms | TPOT p50/p99 ms | ITL p50/p99 ms |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("\n| mode | req | failed | req/s | out tok/s | TTFT p50/p99 ms | TPOT p50/p99 ms | ITL p50/p99 ms "
+              "| prompt tokens (cached) |")
+        print("|---|---|---|---|---|---|---|---|---|")
     for r in report["runs"]:
         mode = f"rate {r['rate']}" if r["mode"] == "rate" else f"concurrency {r['concurrency']}"
         if r["mode"] == "concurrency" and (a.rounds or 1) > 1:
             mode += f" (round {r['round'] + 1})"
         print(f"| {mode} | {r['requests']} | {r['failed']} | {fmt(r['request_throughput'])} | "
               f"{fmt(r['output_token_throughput'])} | {fmt(r['ttft_ms_p50'])}/{fmt(r['ttft_ms_p99'])} | "
-              f"{fmt(r['tpot_ms_p50'])}/{fmt(r['tpot_ms_p99'])} | {fmt(r['itl_ms_p50'])}/{fmt(r['itl_ms_p99'])} |")
+              f"{fmt(r['tpot_ms_p50'])}/{fmt(r['tpot_ms_p99'])} | {fmt(r['itl_ms_p50'])}/{fmt(r['itl_ms_p99'])} | "
+              f"{r['prompt_tokens']} ({r['cached_tokens']}) |")
     if "throughput_ratio" in report:
         t = report["throughput_ratio"]
         rounds = t["over_single_by_round"]

@@ -31,6 +31,9 @@ def test_report_is_well_formed():
         assert 0 < x["output_tokens"] <= 12 and x["prompt_tokens"] > 0
         assert x["ttft_ms_p50"] > 0 and x["ttft_ms_p50"] <= x["ttft_ms_p99"]
         assert x["output_token_throughput"] > 0
+        # Every run sends the same prompts, each run under a first line of its own: none finds an
+        # earlier run's prompts in the prefix cache.
+        assert x["cached_tokens"] == 0
     assert rep["throughput_ratio"]["concurrency"] == 2 and rep["throughput_ratio"]["over_single"] > 0
     lp = rep["long_prompt"]
     assert lp["long_prompt_tokens"] > 1900 and lp["itl_ms_p50_before"] > 0 and lp["itl_during_samples"] > 0
