@@ -325,7 +325,7 @@ void Engine::Loop() {
         const Status st = scheduler_.Update(CollectOutputs(out));
         GANNET_CHECK(st.ok());
         const double seconds = Seconds(Clock::now() - step_start - draft_time);
-        pacer_.Observe(seconds, decodes, out.num_tokens - decode_rows);
+        pacer_.Observe(seconds, decode_rows, out.num_tokens - decode_rows);
         if (decode_rows == out.num_tokens) spec_cost_.Observe(out.num_tokens, seconds);
       }
     }
