@@ -44,11 +44,11 @@ double PrefillPacer::DecodeStepSeconds(int32_t decodes) const {
   return std::max(line.seconds + slope * (decodes - line.decodes), 0.0);
 }
 
-void PrefillPacer::Observe(double seconds, int32_t decodes, int32_t prompt_tokens) {
-  if (!(seconds > 0.0) || !std::isfinite(seconds) || decodes < 0) return;
-  const double x = decodes;
+void PrefillPacer::Observe(double seconds, int32_t decode_rows, int32_t prompt_tokens) {
+  if (!(seconds > 0.0) || !std::isfinite(seconds) || decode_rows < 0) return;
+  const double x = decode_rows;
   if (prompt_tokens <= 0) {
-    if (decodes == 0) return;
+    if (decode_rows == 0) return;
     mixed_since_decode_only_ = 0;
     w_ = kDecay * w_ + 1.0;
     sx_ = kDecay * sx_ + x;
@@ -69,7 +69,8 @@ void PrefillPacer::Observe(double seconds, int32_t decodes, int32_t prompt_token
   // below half its prompt tokens (a step of fewer decodes than the line's mean while the slope is
   // mostly the prior's, where a few tokens would carry the jitter of the whole step: 2 prompt
   // tokens beside 15 decodes after steps of 16 once set c to three times its value).
-  if (decodes > 0) ++mixed_since_decode_only_;
+  // (Counted up to the refresh only: without pacing no decode-only step need ever come.)
+  if (decode_rows > 0 && mixed_since_decode_only_ < kRefreshSteps) ++mixed_since_decode_only_;
   double share = seconds, units = prompt_tokens;
   if (w_ > 0.0) {
     const Line line = DecodeLine();

@@ -45,7 +45,7 @@ class PrefillPacer {
 
   // A finished step: wall time in seconds, the rows of the sequences it decoded (their draft rows
   // included) and the prompt tokens (chunks) it computed.
-  void Observe(double seconds, int32_t decodes, int32_t prompt_tokens);
+  void Observe(double seconds, int32_t decode_rows, int32_t prompt_tokens);
 
   // Prompt tokens the next step may carry if it also decodes `decodes` sequences, in [min_chunk,
   // max_chunk], or 0 (decodes > 0 only): the next step should only decode, because no decode-only
@@ -79,7 +79,7 @@ class PrefillPacer {
   // Exponentially weighted sums over the mixed and prompt-only steps of the prompt's share of the
   // step (seconds) and of its tokens.
   double share_ = 0.0, tokens_ = 0.0;
-  // Steps that decoded beside prompt tokens since the last decode-only step.
+  // Steps that decoded beside prompt tokens since the last decode-only step, up to kRefreshSteps.
   int32_t mixed_since_decode_only_ = 0;
 };
 
