@@ -124,13 +124,13 @@ def llamacpp_perplexity(model, text_path, ctx, chunks, threads, base_out, top_k=
 
 
 def read_base(path):
-    """A base file (src/cli/kld_file.h): (ctx, windows [n_chunks * ctx], records), the records as
-    arrays over the scored positions: target_lp [n], rest_lp [n], ids [n, k], lps [n, k]."""
+    """A base file (src/cli/kld_file.h): (ctx, n_vocab, windows [n_chunks * ctx], records), the
+    records as arrays over the scored positions: target_lp [n], rest_lp [n], ids [n, k], lps [n, k]."""
     with open(path, "rb") as f:
         data = f.read()
     if data[:8] != MAGIC:
         raise SystemExit(f"{path}: not a gannet base file")
-    version, top_k, _, ctx, n_chunks = struct.unpack_from("<IIqqq", data, 8)
+    version, top_k, n_vocab, ctx, n_chunks = struct.unpack_from("<IIqqq", data, 8)
     if version != VERSION:
         raise SystemExit(f"{path}: version {version}, expected {VERSION}")
     off = 40
@@ -141,7 +141,7 @@ def read_base(path):
     r = np.frombuffer(data, dtype=rec, count=n, offset=off)
     if off + n * rec.itemsize != len(data):
         raise SystemExit(f"{path}: {len(data)} bytes, expected {off + n * rec.itemsize}")
-    return ctx, windows, r
+    return ctx, n_vocab, windows, r
 
 
 def kl_against_base(logits, records):
@@ -165,9 +165,12 @@ def llamacpp_against_base(model, base, threads, batch=512):
     error, top-1 agreement %)."""
     import llama_cpp
 
-    ctx, windows, records = read_base(base)
+    ctx, n_vocab, windows, records = read_base(base)
     llm = llama_cpp.Llama(model_path=model, n_ctx=ctx, n_batch=min(batch, ctx), n_threads=threads,
                           n_threads_batch=threads, logits_all=True, verbose=False)
+    if llm.n_vocab() != n_vocab:
+        raise SystemExit(f"{model} has a vocabulary of {llm.n_vocab()}, the base file's model "
+                         f"{n_vocab}: the reference must share the model's vocabulary")
     first = ctx // 2
     per = ctx - 1 - first
     nll, klds, agree = [], [], []

@@ -194,3 +194,13 @@ def test_bad_base_file(gannet_bin, base_file, tmp_path):
     assert_error(perplexity(gannet_bin, "--kl-divergence", tmp_path / "missing.kld"), "cannot open")
     assert_error(perplexity(gannet_bin, "--kl-divergence", path, "--kl-divergence-base", tmp_path / "x"),
                  "excludes")
+
+
+def test_reference_of_another_vocabulary_is_refused(base_file):
+    """compare_perplexity's llama.cpp side scores a model only against a base of its own vocabulary."""
+    pytest.importorskip("llama_cpp")
+    import compare_perplexity
+
+    path, _ = base_file
+    with pytest.raises(SystemExit, match="has a vocabulary of 320, the base file's model 262144"):
+        compare_perplexity.llamacpp_against_base(str(TINY), str(path), 2)
