@@ -91,15 +91,45 @@ def test_running_and_final_output(base_file):
     assert 1 < final_ppl(out) < 100  # a trained model on English prose with code
 
 
-@pytest.mark.parametrize("qtype", [None] + REQUANTIZED)
-def test_ppl_within_one_percent_of_llamacpp(gannet_bin, tmp_path, qtype):
+@pytest.fixture(scope="module")
+def requantized(tmp_path_factory):
+    """requantized(qtype): the default model (None) or its copy in qtype by llama.cpp's quantizer,
+    written once per module and deleted after it (the copies take about 4 GB together)."""
     pytest.importorskip("llama_cpp")
     import compare_perplexity
 
-    model = MODEL
-    if qtype is not None:
-        model = tmp_path / f"requantized-{qtype}.gguf"
-        compare_perplexity.requantize(str(MODEL), str(model), qtype, 2)
+    folder = tmp_path_factory.mktemp("requantized")
+    made = {}
+
+    def get(qtype):
+        if qtype is None:
+            return MODEL
+        if qtype not in made:
+            made[qtype] = folder / f"{qtype}.gguf"
+            compare_perplexity.requantize(str(MODEL), str(made[qtype]), qtype, 2)
+        return made[qtype]
+
+    yield get
+    for path in made.values():
+        path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def f32_reference_base(requantized, tmp_path_factory):
+    """llama.cpp's distributions from the F32 copy over the comparison's windows (a base file)."""
+    import compare_perplexity
+
+    base = tmp_path_factory.mktemp("reference") / "f32.kld"
+    compare_perplexity.llamacpp_perplexity(str(requantized("F32")), str(TEXT), 128, COMPARE_CHUNKS, 2,
+                                           str(base))
+    return base
+
+
+@pytest.mark.parametrize("qtype", [None] + REQUANTIZED)
+def test_ppl_within_one_percent_of_llamacpp(gannet_bin, tmp_path, requantized, qtype):
+    import compare_perplexity
+
+    model = requantized(qtype)
     llama_base = tmp_path / "llamacpp.kld"
     ppl, _, n = compare_perplexity.llamacpp_perplexity(str(model), str(TEXT), 128, COMPARE_CHUNKS, 2,
                                                        str(llama_base))
@@ -116,22 +146,14 @@ def test_ppl_within_one_percent_of_llamacpp(gannet_bin, tmp_path, qtype):
 
 
 @pytest.mark.parametrize("qtype", [None, "Q8_0", "Q4_0"])
-def test_as_close_to_the_unquantized_model_as_llamacpp(gannet_bin, tmp_path, qtype):
+def test_as_close_to_the_unquantized_model_as_llamacpp(gannet_bin, requantized, f32_reference_base, qtype):
     """Both engines against llama.cpp's distributions from an F32 copy of the default model (the same
     weights, dequantized): what is left is each engine's arithmetic (activations rounded to 8 bits
     before the integer dot products, sums). gannet's KL from it must not exceed llama.cpp's by more
     than MAX_KL_RATIO_VS_LLAMACPP."""
-    pytest.importorskip("llama_cpp")
     import compare_perplexity
 
-    reference = tmp_path / "reference-f32.gguf"
-    compare_perplexity.requantize(str(MODEL), str(reference), "F32", 2)
-    model = MODEL
-    if qtype is not None:
-        model = tmp_path / f"requantized-{qtype}.gguf"
-        compare_perplexity.requantize(str(MODEL), str(model), qtype, 2)
-    base = tmp_path / "reference.kld"
-    compare_perplexity.llamacpp_perplexity(str(reference), str(TEXT), 128, COMPARE_CHUNKS, 2, str(base))
+    model, base = requantized(qtype), f32_reference_base
     _, _, llama_kld, _, _ = compare_perplexity.llamacpp_against_base(str(model), str(base), 2)
     r = subprocess.run([str(gannet_bin), "perplexity", "-m", str(model), "-f", str(TEXT), "-t", "2",
                         "--kl-divergence", str(base)], capture_output=True, text=True, timeout=TIMEOUT)
