@@ -71,13 +71,24 @@ def llamacpp_windows(llm, text, ctx, chunks):
     return windows
 
 
-def score_rows(logits, targets, top_k):
-    """Per row: log p(target), log of the mass outside the top_k, top_k ids and log-probs."""
+def log_softmax(logits):
+    """Rows of logits -> (the rows in float64, their log-probabilities)."""
     x = logits.astype(np.float64)
     m = x.max(axis=1, keepdims=True)
-    e = np.exp(x - m)
-    s = e.sum(axis=1, keepdims=True)
-    logp = x - m - np.log(s)
+    return x, x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+
+
+def mean_and_error(values):
+    """The mean of `values` and its standard error (that of gannet's MeanAccumulator)."""
+    a = np.asarray(values, dtype=np.float64)
+    if len(a) < 2:
+        return float(a.mean()), 0.0
+    return float(a.mean()), math.sqrt(max(np.mean(a * a) - a.mean() ** 2, 0.0) / (len(a) - 1))
+
+
+def score_rows(logits, targets, top_k):
+    """Per row: log p(target), log of the mass outside the top_k, top_k ids and log-probs."""
+    x, logp = log_softmax(logits)
     target_lp = logp[np.arange(len(targets)), targets]
     top = np.argpartition(-x, top_k - 1, axis=1)[:, :top_k]
     top_lp = np.take_along_axis(logp, top, axis=1)
@@ -117,10 +128,8 @@ def llamacpp_perplexity(model, text_path, ctx, chunks, threads, base_out, top_k=
                     out.write(struct.pack("<ff", tlp[i], rlp[i]))
                     out.write(ids[i].astype("<i4").tobytes() + lps[i].astype("<f4").tobytes())
             print(f"[{c + 1}]{math.exp(float(np.mean(nll))):.4f}", file=sys.stderr, flush=True)
-    a = np.array(nll)
-    ppl = math.exp(a.mean())
-    err = ppl * math.sqrt(max(np.mean(a * a) - a.mean() ** 2, 0.0) / (len(a) - 1)) if len(a) > 1 else 0.0
-    return ppl, err, len(a)
+    lnl, lnl_err = mean_and_error(nll)
+    return math.exp(lnl), math.exp(lnl) * lnl_err, len(nll)
 
 
 def read_base(path):
@@ -130,26 +139,32 @@ def read_base(path):
         data = f.read()
     if data[:8] != MAGIC:
         raise SystemExit(f"{path}: not a gannet base file")
+    if len(data) < 40:
+        raise SystemExit(f"{path}: {len(data)} bytes, shorter than the 40-byte header")
     version, top_k, n_vocab, ctx, n_chunks = struct.unpack_from("<IIqqq", data, 8)
     if version != VERSION:
         raise SystemExit(f"{path}: version {version}, expected {VERSION}")
-    off = 40
-    windows = np.frombuffer(data, dtype="<i4", count=n_chunks * ctx, offset=off)
-    off += 4 * n_chunks * ctx
+    # The header's sizes are checked before anything is sized from them.
+    if not (1 <= n_vocab <= 1 << 24 and 1 <= top_k <= n_vocab and 4 <= ctx <= 1 << 20
+            and 1 <= n_chunks <= 1 << 20):
+        raise SystemExit(f"{path}: header out of range (top_k {top_k}, vocabulary {n_vocab}, "
+                         f"context {ctx}, windows {n_chunks})")
     rec = np.dtype([("tlp", "<f4"), ("rest", "<f4"), ("ids", "<i4", (top_k,)), ("lps", "<f4", (top_k,))])
     n = n_chunks * (ctx - 1 - ctx // 2)
-    r = np.frombuffer(data, dtype=rec, count=n, offset=off)
+    off = 40 + 4 * n_chunks * ctx
     if off + n * rec.itemsize != len(data):
         raise SystemExit(f"{path}: {len(data)} bytes, expected {off + n * rec.itemsize}")
+    windows = np.frombuffer(data, dtype="<i4", count=n_chunks * ctx, offset=40)
+    r = np.frombuffer(data, dtype=rec, count=n, offset=off)
+    if ((windows < 0) | (windows >= n_vocab)).any() or ((r["ids"] < 0) | (r["ids"] >= n_vocab)).any():
+        raise SystemExit(f"{path}: a token id outside the vocabulary of {n_vocab}")
     return ctx, n_vocab, windows, r
 
 
 def kl_against_base(logits, records):
     """Per row: KL(base || this) over the base's top-k tokens plus the rest bucket, whether the
-    argmax is the base's most probable token, and -log p(target) from the base's target."""
-    x = logits.astype(np.float64)
-    m = x.max(axis=1, keepdims=True)
-    logq = x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+    argmax is the base's most probable token; and this model's log-probabilities."""
+    x, logq = log_softmax(logits)
     lq = np.take_along_axis(logq, records["ids"].astype(np.int64), axis=1)
     lp = records["lps"].astype(np.float64)
     kld = (np.exp(lp) * (lp - lq)).sum(axis=1)
@@ -186,13 +201,8 @@ def llamacpp_against_base(model, base, threads, batch=512):
             klds.extend(kld.tolist())
             agree.extend(top1.tolist())
         print(f"[{c + 1}]{math.exp(float(np.mean(nll))):.4f}", file=sys.stderr, flush=True)
-
-    def mean_err(v):
-        a = np.asarray(v, dtype=np.float64)
-        return a.mean(), (a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else 0.0)
-
-    lnl, lnl_err = mean_err(nll)
-    kld, kld_err = mean_err(klds)
+    lnl, lnl_err = mean_and_error(nll)
+    kld, kld_err = mean_and_error(klds)
     return math.exp(lnl), math.exp(lnl) * lnl_err, kld, kld_err, 100.0 * float(np.mean(agree))
 
 
@@ -253,7 +263,8 @@ def against_reference(args, reference, base):
           f"| {l_top1:.2f}% | {t2 - t1:.0f} s |")
     print(f"| gannet | {g['ppl'][0]:.4f} +/- {g['ppl'][1]:.4f} | {g['kld'][0]:.6f} +/- {g['kld'][1]:.6f} "
           f"| {g['top1'][0]:.2f}% | {t3 - t2:.0f} s |")
-    print(f"gannet/llama.cpp: PPL {g['ppl'][0] / l_ppl:.5f}, KL {g['kld'][0] / l_kld:.4f}")
+    kl_ratio = f"{g['kld'][0] / l_kld:.4f}" if l_kld > 0 else "(llama.cpp's KL is 0)"
+    print(f"gannet/llama.cpp: PPL {g['ppl'][0] / l_ppl:.5f}, KL {kl_ratio}")
     print("command: " + " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/compare_perplexity.py"] + sys.argv[1:]))
 
 

@@ -43,14 +43,15 @@ MIN_TOP1_VS_LLAMACPP = 90.0
 # positions) the file 1.008, Q8_0 0.898, Q4_0 1.005.
 MAX_KL_RATIO_VS_LLAMACPP = 1.05
 # Weight types the default model is also requantized to by llama.cpp for that comparison (its mix
-# rules: e.g. Q4_0 keeps a Q6_K output matrix); each adds about 15 s.
+# rules: on Gemma 3's 640-wide rows Q6_K falls back to Q8_0, so the Q4_0 copy keeps a Q8_0 output
+# matrix and the Q6_K copy is mostly Q8_0); each adds about 15 s.
 REQUANTIZED = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q5_K_M", "Q6_K", "F16", "BF16"]
 
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def perplexity(gannet_bin, *args):
-    return subprocess.run([str(gannet_bin), "perplexity", "-m", str(MODEL), *map(str, args)],
+def perplexity(gannet_bin, *args, model=MODEL):
+    return subprocess.run([str(gannet_bin), "perplexity", "-m", str(model), *map(str, args)],
                           capture_output=True, text=True, timeout=TIMEOUT)
 
 
@@ -135,8 +136,7 @@ def test_ppl_within_one_percent_of_llamacpp(gannet_bin, tmp_path, requantized, q
                                                        str(llama_base))
     assert n == 63 * COMPARE_CHUNKS
     # gannet over the same windows (read from llama.cpp's base file), against its distributions.
-    r = subprocess.run([str(gannet_bin), "perplexity", "-m", str(model), "-f", str(TEXT), "-t", "2",
-                        "--kl-divergence", str(llama_base)], capture_output=True, text=True, timeout=TIMEOUT)
+    r = perplexity(gannet_bin, "-f", TEXT, "-t", "2", "--kl-divergence", llama_base, model=model)
     assert r.returncode == 0, r.stderr
     assert figure(r.stdout, "PPL(base)") == pytest.approx(ppl, rel=1e-5)
     ours = figure(r.stdout, "PPL(this)")
@@ -155,8 +155,7 @@ def test_as_close_to_the_unquantized_model_as_llamacpp(gannet_bin, requantized, 
 
     model, base = requantized(qtype), f32_reference_base
     _, _, llama_kld, _, _ = compare_perplexity.llamacpp_against_base(str(model), str(base), 2)
-    r = subprocess.run([str(gannet_bin), "perplexity", "-m", str(model), "-f", str(TEXT), "-t", "2",
-                        "--kl-divergence", str(base)], capture_output=True, text=True, timeout=TIMEOUT)
+    r = perplexity(gannet_bin, "-f", TEXT, "-t", "2", "--kl-divergence", base, model=model)
     assert r.returncode == 0, r.stderr
     ours = figure(r.stdout, "Mean KLD")
     print(f"{qtype or 'file'}: KL from the F32 copy, gannet {ours:.6f}, llama.cpp {llama_kld:.6f}")
@@ -226,3 +225,28 @@ def test_reference_of_another_vocabulary_is_refused(base_file):
     path, _ = base_file
     with pytest.raises(SystemExit, match="has a vocabulary of 320, the base file's model 262144"):
         compare_perplexity.llamacpp_against_base(str(TINY), str(path), 2)
+
+
+def test_compare_script_refuses_a_bad_base_file(base_file, tmp_path):
+    """compare_perplexity's reader of base files: a wrong magic, a short file, a header that asks for
+    absurd sizes, a truncated body and a token id outside the vocabulary each end in one message,
+    before anything is sized from the header."""
+    import compare_perplexity
+
+    path, _ = base_file
+    good = path.read_bytes()
+    assert compare_perplexity.read_base(str(path))[:2] == (128, 262144)
+    header = struct.unpack_from("<IIqqq", good, 8)
+    cases = {
+        "not a gannet base file": b"NOTKLD01" + good[8:],
+        "shorter than the 40-byte header": good[:20],
+        "header out of range": good[:8] + struct.pack("<IIqqq", header[0], header[1], header[2], 1 << 40,
+                                                      1 << 40) + good[40:],
+        "expected": good[:-7],
+        "outside the vocabulary": good[:40] + struct.pack("<i", 262144) + good[44:],
+    }
+    for needle, data in cases.items():
+        bad = tmp_path / "bad.kld"
+        bad.write_bytes(data)
+        with pytest.raises(SystemExit, match=needle):
+            compare_perplexity.read_base(str(bad))
